@@ -1,0 +1,12 @@
+/** Metadata key written by `@Audited()`. */
+export const AUDITED_METADATA = 'audit:audited';
+/** Metadata key written by `@AuditSource()`. */
+export const AUDIT_SOURCE_METADATA = 'audit:source';
+/** Resolved (defaults merged, validated) module options. Internal. */
+export const AUDIT_RESOLVED_OPTIONS = Symbol('AUDIT:RESOLVED_OPTIONS');
+/** The TypeORM data source the module writes to and watches. Internal. */
+export const AUDIT_DATA_SOURCE = Symbol('AUDIT:DATA_SOURCE');
+/** Name of the table that holds the audit trail. */
+export const AUDIT_LOG_TABLE = 'audit_log';
+/** Marker put on a request once its unit of work is attached. Internal. */
+export const AUDIT_UNIT_OF_WORK = Symbol.for('nestjs-system-audit:unit-of-work');

@@ -1,0 +1,89 @@
+import {
+  Global,
+  Module,
+  RequestMethod,
+  type DynamicModule,
+  type MiddlewareConsumer,
+  type NestModule,
+  type Provider,
+} from '@nestjs/common';
+import { APP_INTERCEPTOR } from '@nestjs/core';
+import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from './audit.constants.js';
+import {
+  AUDIT_ASYNC_OPTIONS_TYPE,
+  AUDIT_MODULE_OPTIONS,
+  AUDIT_OPTIONS_TYPE,
+  AuditConfigurableModule,
+} from './audit.module-definition.js';
+import { AuditContext } from './context/audit-context.js';
+import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
+import { AuditEventBuilder } from './events/audit-event.builder.js';
+import { AuditInterceptor } from './interceptor/audit.interceptor.js';
+import type { AuditModuleExtras, AuditModuleOptions } from './interfaces/audit-module-options.interface.js';
+import { AuditContextMiddleware } from './middleware/audit-context.middleware.js';
+import { resolveAuditOptions } from './options/audit-options.js';
+import { AuditRecorder } from './service/audit-recorder.js';
+import { AuditService } from './service/audit.service.js';
+import { AuditLogEntity } from './storage/audit-log.entity.js';
+import { AuditWriter } from './storage/audit.writer.js';
+
+const providers: Provider[] = [
+  {
+    provide: AUDIT_RESOLVED_OPTIONS,
+    useFactory: (options: AuditModuleOptions) => resolveAuditOptions(options),
+    inject: [AUDIT_MODULE_OPTIONS],
+  },
+  AuditContext,
+  UnitOfWorkFactory,
+  AuditEventBuilder,
+  AuditWriter,
+  AuditRecorder,
+  AuditService,
+  AuditContextMiddleware,
+  { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
+];
+
+/**
+ * The audit module. Import it once, in the root module:
+ *
+ * @example
+ * @Module({
+ *   imports: [
+ *     TypeOrmModule.forRoot({ type: 'postgres', url: process.env.DATABASE_URL, autoLoadEntities: true }),
+ *     AuditModule.forRoot({ trustProxy: 'loopback' }),
+ *   ],
+ * })
+ * export class AppModule {}
+ */
+@Global()
+@Module({ providers, exports: [AuditService, AuditContext] })
+export class AuditModule extends AuditConfigurableModule implements NestModule {
+  /** Registers the module with static options. */
+  static override forRoot(options: typeof AUDIT_OPTIONS_TYPE = {}): DynamicModule {
+    return AuditModule.wire(super.forRoot(options), options);
+  }
+
+  /** Registers the module with options from a factory, a class or an existing provider. */
+  static override forRootAsync(options: typeof AUDIT_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return AuditModule.wire(super.forRootAsync(options), options);
+  }
+
+  private static wire(definition: DynamicModule, extras: AuditModuleExtras): DynamicModule {
+    const dataSource = extras.dataSource;
+    return {
+      ...definition,
+      global: true,
+      imports: [...(definition.imports ?? []), TypeOrmModule.forFeature([AuditLogEntity], dataSource)],
+      providers: [
+        ...(definition.providers ?? []),
+        { provide: AUDIT_DATA_SOURCE, useExisting: getDataSourceToken(dataSource) },
+      ],
+      exports: [...(definition.exports ?? []), AuditService, AuditContext],
+    };
+  }
+
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(AuditContextMiddleware).forRoutes({ path: '{*path}', method: RequestMethod.ALL });
+  }
+}

@@ -1,0 +1,151 @@
+import { isDeepStrictEqual } from 'node:util';
+import type {
+  AuditChange,
+  AuditChangeOperation,
+  AuditFieldChange,
+  AuditRelationChange,
+} from '../interfaces/audit-event.interface.js';
+
+/** A change as captured, before it is merged into a unit of work's net changes. */
+export interface CapturedChange extends AuditChange {
+  /** When it was first captured. */
+  at: Date;
+}
+
+type FieldValue = AuditFieldChange | AuditRelationChange;
+
+const isRelation = (value: FieldValue): value is AuditRelationChange =>
+  'added' in value && 'removed' in value;
+
+export const changeKey = (entity: string, id: string | null): string => `${entity}\u0000${id ?? ''}`;
+
+/**
+ * The net changes of a unit of work, one per entity instance (type + primary key):
+ * repeated updates merge (first `from`, last `to`), fields whose net value did not
+ * change are dropped, insert-then-update is one insert, insert-then-delete is nothing.
+ */
+export class ChangeSet {
+  private readonly entries = new Map<string, CapturedChange>();
+  /** Changes whose instance could not be identified; never merged. */
+  private readonly unidentified: CapturedChange[] = [];
+
+  get isEmpty(): boolean {
+    return this.entries.size === 0 && this.unidentified.length === 0;
+  }
+
+  get size(): number {
+    return this.entries.size + this.unidentified.length;
+  }
+
+  record(change: CapturedChange): void {
+    if (change.id === null) {
+      this.unidentified.push(change);
+      return;
+    }
+    const key = changeKey(change.entity, change.id);
+    const previous = this.entries.get(key);
+    const merged = previous ? merge(previous, change) : prune(change);
+    if (merged) this.entries.set(key, merged);
+    else this.entries.delete(key);
+  }
+
+  /** Merges every change of `other` into this set (a committed transaction's changes). */
+  absorb(other: ChangeSet): void {
+    for (const change of other.take(() => true)) this.record(change);
+  }
+
+  /** Removes and returns the changes `predicate` accepts, in capture order. */
+  take(predicate: (change: CapturedChange) => boolean): CapturedChange[] {
+    const taken: CapturedChange[] = [];
+    for (const [key, change] of this.entries) {
+      if (predicate(change)) {
+        taken.push(change);
+        this.entries.delete(key);
+      }
+    }
+    for (let i = this.unidentified.length - 1; i >= 0; i--) {
+      const change = this.unidentified[i]!;
+      if (predicate(change)) {
+        taken.push(change);
+        this.unidentified.splice(i, 1);
+      }
+    }
+    return taken.sort((a, b) => a.at.getTime() - b.at.getTime());
+  }
+}
+
+/** Drops fields whose value did not change; an update with no field left is no change. */
+function prune(change: CapturedChange): CapturedChange | undefined {
+  const fields: Record<string, FieldValue> = {};
+  for (const [name, value] of Object.entries(change.fields)) {
+    if (isRelation(value)) {
+      if (value.added.length || value.removed.length) fields[name] = value;
+    } else if (change.operation !== 'update' || !isDeepStrictEqual(value.from, value.to)) {
+      fields[name] = value;
+    }
+  }
+  if (change.operation === 'update' && Object.keys(fields).length === 0 && !change.partial) return undefined;
+  return { ...change, fields };
+}
+
+function mergeFields(
+  first: Record<string, FieldValue>,
+  second: Record<string, FieldValue>,
+): Record<string, FieldValue> {
+  const fields: Record<string, FieldValue> = { ...first };
+  for (const [name, next] of Object.entries(second)) {
+    const prev = fields[name];
+    if (!prev) {
+      fields[name] = next;
+    } else if (isRelation(prev) && isRelation(next)) {
+      const added = new Set(prev.added);
+      const removed = new Set(prev.removed);
+      for (const id of next.added) removed.has(id) ? removed.delete(id) : added.add(id);
+      for (const id of next.removed) added.has(id) ? added.delete(id) : removed.add(id);
+      fields[name] = { added: [...added], removed: [...removed] };
+    } else if (!isRelation(prev) && !isRelation(next)) {
+      fields[name] = { from: prev.from, to: next.to };
+    } else {
+      fields[name] = next;
+    }
+  }
+  return fields;
+}
+
+function merge(previous: CapturedChange, next: CapturedChange): CapturedChange | undefined {
+  const partial = previous.partial || next.partial || undefined;
+  const base = { entity: previous.entity, id: previous.id, at: previous.at, ...(partial ? { partial } : {}) };
+  const ops: `${AuditChangeOperation}>${AuditChangeOperation}` = `${previous.operation}>${next.operation}`;
+  switch (ops) {
+    case 'insert>update':
+      return prune({ ...base, operation: 'insert', fields: mergeFields(previous.fields, next.fields) });
+    case 'insert>delete':
+      return undefined;
+    case 'update>update':
+      return prune({ ...base, operation: 'update', fields: mergeFields(previous.fields, next.fields) });
+    case 'update>delete': {
+      // The deleted row's "from" is its value before this unit of work changed it.
+      const fields: Record<string, FieldValue> = { ...next.fields };
+      for (const [name, value] of Object.entries(previous.fields)) {
+        if (!isRelation(value)) fields[name] = { from: value.from, to: null };
+      }
+      return { ...base, operation: 'delete', fields };
+    }
+    case 'delete>insert':
+      return prune({
+        ...base,
+        operation: 'update',
+        fields: mergeFields(
+          Object.fromEntries(
+            Object.entries(previous.fields).map(([k, v]) => [k, isRelation(v) ? v : { from: v.from, to: v.from }]),
+          ),
+          Object.fromEntries(
+            Object.entries(next.fields).map(([k, v]) => [k, isRelation(v) ? v : { from: undefined, to: v.to }]),
+          ),
+        ),
+      });
+    default:
+      // update after delete, insert after insert: keep the later fact.
+      return prune({ ...next, at: previous.at, ...(partial ? { partial } : {}) });
+  }
+}

@@ -1,0 +1,22 @@
+import type { EntityMetadata, ObjectLiteral } from 'typeorm';
+import { toJsonSafe } from '../events/json-safe.js';
+
+/**
+ * The id of an entity instance as a string: the primary key's value, or for a
+ * composite key a JSON object of its columns. `null` when the key is not known.
+ */
+export function entityId(metadata: EntityMetadata, entity: ObjectLiteral | undefined | null): string | null {
+  if (!entity) return null;
+  const primary = metadata.primaryColumns;
+  if (primary.length === 0) return null;
+  const values = primary.map((column) => column.getEntityValue(entity, true) as unknown);
+  if (values.some((value) => value === undefined || value === null)) return null;
+  if (values.length === 1) return keyString(values[0]);
+  return JSON.stringify(Object.fromEntries(primary.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
+}
+
+function keyString(value: unknown): string {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object' && value !== null) return JSON.stringify(toJsonSafe(value));
+  return String(value);
+}

@@ -1,0 +1,91 @@
+import type {
+  AuditActor,
+  AuditChange,
+  AuditError,
+  AuditOutcome,
+  AuditRequestInfo,
+  AuditTarget,
+} from '../interfaces/audit-event.interface.js';
+import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
+import { ChangeSet } from '../capture/change-set.js';
+
+/** Where an actor comes from: a fixed value or a resolver called when events are built. */
+export type ActorSource =
+  | AuditActor
+  | (() => AuditActor | null | undefined | Promise<AuditActor | null | undefined>);
+
+/** An intent event waiting for its unit of work to end. */
+export interface PendingIntent {
+  id: string;
+  occurredAt: Date;
+  action: string;
+  outcome: AuditOutcome;
+  actor?: AuditActor;
+  target?: AuditTarget;
+  context?: Record<string, unknown>;
+  reason?: string;
+  error?: AuditError;
+  /** Changes given explicitly by the caller. */
+  changes?: AuditChange[];
+  /** Which pending changes the event takes: all of them, those of its target, or none. */
+  claim: 'all' | 'target' | 'none';
+  /** Settles once the event is stored (or could not be). */
+  settle?: (error?: unknown) => void;
+}
+
+export interface UnitOfWorkInit {
+  source: string;
+  actor?: ActorSource;
+  request?: AuditRequestInfo;
+  requestObject?: AuditRequest;
+  parent?: UnitOfWork;
+}
+
+/**
+ * Everything one request, job or `runAs` call does, as seen by the audit trail: who
+ * (resolved lazily), through which interface, with which request data, and the
+ * events and entity changes waiting to be stored when it ends.
+ */
+export class UnitOfWork {
+  source: string;
+  request: AuditRequestInfo;
+  /** The framework's request object, handed to the actor resolver. */
+  requestObject?: AuditRequest;
+  readonly parent?: UnitOfWork;
+  readonly intents: PendingIntent[] = [];
+  readonly changes = new ChangeSet();
+  /** Set once the unit's own work is over: later events are stored at once. */
+  ended = false;
+  private actorSource?: ActorSource;
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(init: UnitOfWorkInit) {
+    this.source = init.source;
+    this.request = { ...init.request };
+    this.requestObject = init.requestObject;
+    this.parent = init.parent;
+    this.actorSource = init.actor;
+  }
+
+  setActor(actor: ActorSource): void {
+    this.actorSource = actor;
+  }
+
+  async resolveActor(): Promise<AuditActor> {
+    const source = this.actorSource;
+    const actor = typeof source === 'function' ? await source() : source;
+    return actor ?? { type: 'anonymous' };
+  }
+
+  /** True when nothing waits to be stored. */
+  get isIdle(): boolean {
+    return this.intents.length === 0 && this.changes.isEmpty;
+  }
+
+  /** Runs `task` after any flush already under way, so flushes never overlap. */
+  serialise(task: () => Promise<void>): Promise<void> {
+    const next = this.flushing.then(task, task);
+    this.flushing = next.catch(() => undefined);
+    return next;
+  }
+}

@@ -1,0 +1,65 @@
+import { SetMetadata } from '@nestjs/common';
+import { AUDITED_METADATA } from '../audit.constants.js';
+import { assertAuditAction } from '../events/audit-action.js';
+import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
+import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
+
+/** What `@Audited` option functions receive. */
+export interface AuditedCallContext {
+  /** The handler's transport arguments (HTTP: `[request, response, next]`), or a provider method's arguments. */
+  args: unknown[];
+  /** The request (Express, Fastify, or the GraphQL context's request), when there is one. */
+  request?: AuditRequest;
+  /** Route parameters of an HTTP request, e.g. `{ id: '42' }`. */
+  params: Record<string, string>;
+  /** What the handler returned (on success). */
+  result?: unknown;
+  /** What the handler threw (on failure). */
+  error?: unknown;
+}
+
+/** Options of `@Audited()`. */
+export interface AuditedOptions {
+  /**
+   * The affected resource: `{ type, id }` or an entity instance. When left out and the
+   * handler changed exactly one entity instance, that instance is the target.
+   * @example target: ({ params }) => ({ type: 'order', id: params.id })
+   * @example target: ({ result }) => result // an entity the handler returned
+   */
+  target?: (call: AuditedCallContext) => AuditTargetInput | null | undefined;
+  /** Why: a fixed text or one computed from the call. */
+  reason?: string | ((call: AuditedCallContext) => string | null | undefined);
+  /** Extra JSON context, redacted and size-bounded. */
+  context?: (call: AuditedCallContext) => Record<string, unknown> | null | undefined;
+}
+
+/** The metadata `@Audited()` stores. */
+export interface AuditedMetadata extends AuditedOptions {
+  action: string;
+}
+
+const KNOWN = new Set(['target', 'reason', 'context']);
+
+/**
+ * Records the intent of a controller handler (or of every handler of a class): after
+ * the handler completes, one `intent` event with the actor, the request data and the
+ * changes the handler made; when it throws, the same event with `outcome: 'failure'`.
+ *
+ * @example
+ * @Patch(':id')
+ * @Audited('order.updated', { target: ({ params }) => ({ type: 'order', id: params.id }) })
+ * update(@Param('id') id: string, @Body() dto: UpdateOrderDto) { … }
+ *
+ * @throws InvalidAuditActionError at class definition when `action` is not a dotted lower-case name.
+ */
+export function Audited(action: string, options: AuditedOptions = {}): MethodDecorator & ClassDecorator {
+  assertAuditAction(action);
+  for (const [key, value] of Object.entries(options ?? {})) {
+    if (!KNOWN.has(key)) throw new TypeError(`@Audited("${action}"): unknown option "${key}" (known: target, reason, context)`);
+    if (value !== undefined && typeof value !== 'function' && !(key === 'reason' && typeof value === 'string')) {
+      throw new TypeError(`@Audited("${action}"): option "${key}" must be a function${key === 'reason' ? ' or a string' : ''}`);
+    }
+  }
+  const metadata: AuditedMetadata = { action, ...options };
+  return SetMetadata(AUDITED_METADATA, metadata);
+}

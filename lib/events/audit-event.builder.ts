@@ -1,0 +1,210 @@
+import { HttpException, Inject, Injectable } from '@nestjs/common';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import type { CapturedChange } from '../capture/change-set.js';
+import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
+import type {
+  AuditActor,
+  AuditChange,
+  AuditError,
+  AuditEvent,
+  AuditFieldChange,
+  AuditRelationChange,
+  AuditRequestInfo,
+} from '../interfaces/audit-event.interface.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { bound, toJsonSafe } from './json-safe.js';
+import { REDACTED } from './redaction.js';
+import { uuidv7 } from './uuid-v7.js';
+
+const OPERATION_VERBS = { insert: 'created', update: 'updated', delete: 'deleted' } as const;
+
+/** `OrderItem` → `orderItem`. */
+export const lowerCamel = (name: string): string => name.charAt(0).toLowerCase() + name.slice(1);
+
+/** The fallback action of a change: `<entity>.created|updated|deleted`. */
+export const changeAction = (change: Pick<AuditChange, 'entity' | 'operation'>): string =>
+  `${lowerCamel(change.entity)}.${OPERATION_VERBS[change.operation]}`;
+
+const nullable = (value: string | undefined | null, max: number): string | null => bound(value, max) ?? null;
+
+/** Turns pending intents and captured changes into `audit_log` rows, redacted and bounded. */
+@Injectable()
+export class AuditEventBuilder {
+  constructor(@Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions) {}
+
+  intentRow(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, claimed: CapturedChange[]): AuditLogEntity {
+    const changes = [...(intent.changes ?? []), ...claimed];
+    // Without an explicit target, the one instance the event changed is its target.
+    const only = claimed.length === 1 && !intent.changes?.length ? claimed[0] : undefined;
+    const target = intent.target ?? (only?.id ? { type: only.entity, id: only.id } : undefined);
+    return this.row({
+      id: intent.id,
+      occurredAt: intent.occurredAt,
+      action: intent.action,
+      outcome: intent.outcome,
+      kind: 'intent',
+      actor: intent.actor ?? actor,
+      source: unit?.source ?? 'system',
+      request: unit?.request ?? {},
+      targetType: target?.type,
+      targetId: target?.id,
+      changes: changes.length ? this.sanitiseChanges(changes) : null,
+      context: intent.context ? this.sanitiseContext(intent.context) : null,
+      reason: intent.reason,
+      error: intent.error ?? null,
+    });
+  }
+
+  changeRow(change: CapturedChange, unit: UnitOfWork | undefined, actor: AuditActor): AuditLogEntity {
+    return this.row({
+      id: uuidv7(change.at.getTime()),
+      occurredAt: change.at,
+      action: changeAction(change),
+      outcome: 'success',
+      kind: 'change',
+      actor,
+      source: unit?.source ?? 'system',
+      request: unit?.request ?? {},
+      targetType: change.entity,
+      targetId: change.id ?? undefined,
+      changes: this.sanitiseChanges([change]),
+      context: null,
+      reason: undefined,
+      error: null,
+    });
+  }
+
+  /** Excluded fields dropped, secret fields masked, values made JSON-safe. */
+  sanitiseChanges(changes: readonly AuditChange[]): AuditChange[] {
+    const redactor = this.options.redactor;
+    return changes.map((change) => {
+      const excluded = this.options.excludeFields.get(change.entity);
+      const fields: Record<string, AuditFieldChange | AuditRelationChange> = {};
+      for (const [name, value] of Object.entries(change.fields)) {
+        if (excluded?.has(name)) continue;
+        if ('added' in value && 'removed' in value) {
+          fields[name] = { added: value.added.map(String), removed: value.removed.map(String) };
+        } else if (redactor.isSecret(name)) {
+          fields[name] = {
+            ...('from' in value ? { from: REDACTED } : {}),
+            ...('to' in value ? { to: REDACTED } : {}),
+          };
+        } else {
+          const field: AuditFieldChange = {};
+          if ('from' in value) field.from = redactor.redact(toJsonSafe(value.from)) ?? null;
+          if ('to' in value) field.to = redactor.redact(toJsonSafe(value.to)) ?? null;
+          fields[name] = field;
+        }
+      }
+      return {
+        entity: change.entity,
+        id: change.id,
+        operation: change.operation,
+        fields,
+        ...(change.partial ? { partial: true } : {}),
+      };
+    });
+  }
+
+  /** Secrets masked and the size bounded (oversized context is replaced by a marker). */
+  sanitiseContext(context: Record<string, unknown>): Record<string, unknown> {
+    const { safe, bytes } = this.measureContext(context);
+    return bytes > this.options.maxContextBytes ? { truncated: true, bytes } : safe;
+  }
+
+  /** The context as it would be stored, and its size in bytes of JSON. */
+  measureContext(context: Record<string, unknown>): { safe: Record<string, unknown>; bytes: number } {
+    const safe = this.options.redactor.redact(toJsonSafe(context)) as Record<string, unknown>;
+    return { safe, bytes: Buffer.byteLength(JSON.stringify(safe)) };
+  }
+
+  /** Class, HTTP status and (for HTTP exceptions only) the client-facing message; never a stack. */
+  errorSummary(error: unknown): AuditError {
+    if (error instanceof HttpException) {
+      const response = error.getResponse();
+      const message =
+        typeof response === 'string'
+          ? response
+          : typeof (response as { message?: unknown }).message === 'string'
+            ? ((response as { message: string }).message)
+            : error.message;
+      return { name: error.constructor.name, status: error.getStatus(), message: bound(message, 512) };
+    }
+    if (error instanceof Error) {
+      const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode;
+      return { name: bound(error.constructor.name || error.name, 128)!, ...(typeof status === 'number' ? { status } : {}) };
+    }
+    return { name: typeof error };
+  }
+
+  /** A stored row as the public event shape. */
+  toEvent(row: AuditLogEntity): AuditEvent {
+    const request: AuditRequestInfo = {};
+    if (row.ip) request.ip = row.ip;
+    if (row.userAgent) request.userAgent = row.userAgent;
+    if (row.method) request.method = row.method;
+    if (row.route) request.route = row.route;
+    if (row.path) request.path = row.path;
+    if (row.requestId) request.requestId = row.requestId;
+    const actor: AuditActor = { type: row.actorType };
+    if (row.actorId) actor.id = row.actorId;
+    if (row.actorDisplay) actor.display = row.actorDisplay;
+    return {
+      id: row.id,
+      occurredAt: row.occurredAt instanceof Date ? row.occurredAt : new Date(row.occurredAt),
+      action: row.action,
+      outcome: row.outcome,
+      kind: row.kind,
+      actor,
+      source: row.source,
+      request,
+      ...(row.targetType && row.targetId !== null ? { target: { type: row.targetType, id: row.targetId } } : {}),
+      changes: row.changes ?? [],
+      ...(row.context ? { context: row.context } : {}),
+      ...(row.reason ? { reason: row.reason } : {}),
+      ...(row.error ? { error: row.error } : {}),
+    };
+  }
+
+  private row(fields: {
+    id: string;
+    occurredAt: Date;
+    action: string;
+    outcome: AuditLogEntity['outcome'];
+    kind: AuditLogEntity['kind'];
+    actor: AuditActor;
+    source: string;
+    request: AuditRequestInfo;
+    targetType: string | undefined;
+    targetId: string | undefined;
+    changes: AuditChange[] | null;
+    context: Record<string, unknown> | null;
+    reason: string | undefined;
+    error: AuditError | null;
+  }): AuditLogEntity {
+    const row = new AuditLogEntity();
+    row.id = fields.id;
+    row.occurredAt = fields.occurredAt;
+    row.action = fields.action;
+    row.outcome = fields.outcome;
+    row.kind = fields.kind;
+    row.actorType = bound(fields.actor.type, 64) || 'anonymous';
+    row.actorId = nullable(fields.actor.id, 255);
+    row.actorDisplay = nullable(fields.actor.display, 255);
+    row.source = bound(fields.source, 64) || 'system';
+    row.ip = nullable(fields.request.ip, 64);
+    row.userAgent = nullable(fields.request.userAgent, 512);
+    row.method = nullable(fields.request.method, 16);
+    row.route = nullable(fields.request.route, 512);
+    row.path = nullable(fields.request.path, 2048);
+    row.requestId = nullable(fields.request.requestId, 128);
+    row.targetType = nullable(fields.targetType, 128);
+    row.targetId = nullable(fields.targetId, 255);
+    row.changes = fields.changes;
+    row.context = fields.context;
+    row.reason = nullable(fields.reason, 1024);
+    row.error = fields.error;
+    return row;
+  }
+}

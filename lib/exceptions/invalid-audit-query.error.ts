@@ -1,0 +1,10 @@
+/** Thrown by `AuditService.find()` / `history()` for a filter it cannot use. */
+export class InvalidAuditQueryError extends Error {
+  constructor(
+    readonly field: string,
+    problem: string,
+  ) {
+    super(`Invalid audit query: ${field} ${problem}`);
+    this.name = 'InvalidAuditQueryError';
+  }
+}

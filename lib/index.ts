@@ -1,0 +1,18 @@
+export { AuditModule } from './audit.module.js';
+export { AUDIT_MODULE_OPTIONS } from './audit.module-definition.js';
+export { AUDIT_LOG_TABLE } from './audit.constants.js';
+export { Audited, type AuditedCallContext, type AuditedMetadata, type AuditedOptions } from './decorators/audited.decorator.js';
+export { AuditSource } from './decorators/audit-source.decorator.js';
+export { AuditService } from './service/audit.service.js';
+export { AuditLogEntity } from './storage/audit-log.entity.js';
+export { AuditMigrations, CreateAuditLog1764201600000 } from './storage/migrations/index.js';
+export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
+export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
+export { InvalidAuditEventError, type AuditFieldProblem } from './exceptions/invalid-audit-event.error.js';
+export { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.error.js';
+export { InvalidAuditActionError } from './exceptions/invalid-audit-action.error.js';
+export { InvalidAuditQueryError } from './exceptions/invalid-audit-query.error.js';
+export { AuditWriteError } from './exceptions/audit-write.error.js';
+export type * from './interfaces/audit-event.interface.js';
+export type * from './interfaces/audit-module-options.interface.js';
+export type * from './interfaces/audit-service.interface.js';

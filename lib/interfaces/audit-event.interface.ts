@@ -1,0 +1,84 @@
+/** `success` or `failure` of the audited operation. */
+export type AuditOutcome = 'success' | 'failure';
+
+/** `intent`: a decorated handler or a manual log; `change`: a fallback entity change. */
+export type AuditKind = 'intent' | 'change';
+
+/** Well-known actor types; any other string is accepted as a custom type. */
+export type AuditActorType = 'user' | 'service' | 'system' | 'anonymous' | (string & {});
+
+/** Who did it. */
+export interface AuditActor {
+  type: AuditActorType;
+  id?: string;
+  display?: string;
+}
+
+/** Well-known sources; any other label (for example `admin`) is accepted. */
+export type AuditSourceLabel = 'http' | 'graphql' | 'rpc' | 'ws' | 'job' | 'cli' | 'system' | (string & {});
+
+/** The affected resource. */
+export interface AuditTarget {
+  type: string;
+  id: string;
+}
+
+/** Request data recorded with an event. All fields are bounded strings. */
+export interface AuditRequestInfo {
+  ip?: string;
+  userAgent?: string;
+  method?: string;
+  /** The route pattern, for example `/orders/:id`. */
+  route?: string;
+  /** The concrete path, without the query string by default. */
+  path?: string;
+  requestId?: string;
+}
+
+/** One field's net change. */
+export interface AuditFieldChange {
+  from?: unknown;
+  to?: unknown;
+}
+
+/** A many-to-many relation change on the owning entity. */
+export interface AuditRelationChange {
+  added: string[];
+  removed: string[];
+}
+
+export type AuditChangeOperation = 'insert' | 'update' | 'delete';
+
+/** The net change of one entity instance. */
+export interface AuditChange {
+  entity: string;
+  id: string | null;
+  operation: AuditChangeOperation;
+  fields: Record<string, AuditFieldChange | AuditRelationChange>;
+  /** Present and `true` when the change could only be recorded in part. */
+  partial?: boolean;
+}
+
+/** Summary of a failure: never a stack trace. */
+export interface AuditError {
+  name: string;
+  status?: number;
+  message?: string;
+}
+
+/** One stored audit event, as returned by `AuditService.find()` and `history()`. */
+export interface AuditEvent {
+  id: string;
+  occurredAt: Date;
+  action: string;
+  outcome: AuditOutcome;
+  kind: AuditKind;
+  actor: AuditActor;
+  source: AuditSourceLabel;
+  request: AuditRequestInfo;
+  target?: AuditTarget;
+  changes: AuditChange[];
+  context?: Record<string, unknown>;
+  reason?: string;
+  error?: AuditError;
+}

@@ -1,0 +1,71 @@
+import type {
+  AuditActor,
+  AuditChange,
+  AuditEvent,
+  AuditKind,
+  AuditOutcome,
+  AuditRequestInfo,
+  AuditSourceLabel,
+  AuditTarget,
+} from './audit-event.interface.js';
+
+/** A target given as `{ type, id }` (numeric ids are accepted) or as a TypeORM entity instance. */
+export type AuditTargetInput = { type: string; id: string | number } | object;
+
+/** Input of `AuditService.log()`. */
+export interface AuditLogInput {
+  /** Dotted lower-case name, e.g. `order.shipped`. */
+  action: string;
+  /** @default the current unit of work's actor, else `{ type: 'system' }` */
+  actor?: { type: AuditActor['type']; id?: string | number; display?: string };
+  /** The affected resource; its changes in the current unit of work are claimed by this event. */
+  target?: AuditTargetInput;
+  /** Free-form JSON data, redacted and size-bounded. */
+  context?: Record<string, unknown>;
+  reason?: string;
+  /** @default 'success' */
+  outcome?: AuditOutcome;
+  /** Explicit changes to record with the event. */
+  changes?: AuditChange[];
+}
+
+/** Options of `AuditService.runAs()`. */
+export interface AuditRunOptions {
+  /** @default 'job' */
+  source?: AuditSourceLabel;
+  /** Carry the id of the request that started the work (for queued jobs). */
+  requestId?: string;
+  /** Other request data to carry (ip, route, …). */
+  request?: AuditRequestInfo;
+}
+
+/** Filters of `AuditService.find()`. All given filters must match. */
+export interface AuditQuery {
+  action?: string | string[];
+  actorId?: string;
+  actorType?: string;
+  /** Events about one resource (`{ type, id }` or an entity instance). */
+  target?: AuditTargetInput;
+  targetType?: string;
+  source?: AuditSourceLabel;
+  outcome?: AuditOutcome;
+  kind?: AuditKind;
+  requestId?: string;
+  /** Inclusive lower bound of `occurredAt`. */
+  from?: Date | string;
+  /** Exclusive upper bound of `occurredAt`. */
+  to?: Date | string;
+  /** @default 50, at most 1000 */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+/** One page of `AuditService.find()`, newest first. */
+export interface AuditPage {
+  items: AuditEvent[];
+  /** Pass as `cursor` for the next page; `null` on the last page. */
+  nextCursor: string | null;
+}
+
+export type { AuditTarget };

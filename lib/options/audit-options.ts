@@ -1,0 +1,151 @@
+import type {
+  AuditActorResolver,
+  AuditEntityRef,
+  AuditModuleOptions,
+  AuditRequest,
+} from '../interfaces/audit-module-options.interface.js';
+import type { AuditActor } from '../interfaces/audit-event.interface.js';
+import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
+import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
+import { Redactor } from '../events/redaction.js';
+
+/** The default actor resolver: `request.user` as a user, else anonymous. */
+export const defaultActorResolver: AuditActorResolver = (request: AuditRequest): AuditActor | undefined => {
+  const user = request.user;
+  if (!user || typeof user !== 'object') return undefined;
+  const id = user['id'] ?? user['sub'];
+  const display = user['email'] ?? user['username'];
+  return {
+    type: 'user',
+    ...(id !== undefined && id !== null ? { id: String(id) } : {}),
+    ...(typeof display === 'string' ? { display } : {}),
+  };
+};
+
+/** Options with every default applied, plus what is derived from them. */
+export interface ResolvedAuditOptions {
+  actor: AuditActorResolver;
+  trustProxy: TrustHop;
+  redactor: Redactor;
+  excludeFields: Map<string, Set<string>>;
+  excludeEntities: readonly AuditEntityRef[];
+  includeEntities: readonly AuditEntityRef[] | undefined;
+  failOpen: boolean;
+  requestIdHeader: string;
+  maxHeaderLength: number;
+  maxContextBytes: number;
+  recordQueryString: boolean;
+  maxCriteriaRows: number;
+  enabled: boolean;
+}
+
+const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
+  'actor',
+  'trustProxy',
+  'redact',
+  'excludeFields',
+  'excludeEntities',
+  'includeEntities',
+  'failOpen',
+  'requestIdHeader',
+  'maxHeaderLength',
+  'maxContextBytes',
+  'recordQueryString',
+  'maxCriteriaRows',
+  'enabled',
+]);
+
+const isPositiveInt = (value: unknown, max: number): value is number =>
+  typeof value === 'number' && Number.isInteger(value) && value > 0 && value <= max;
+
+function entityRefs(option: string, value: unknown): AuditEntityRef[] {
+  if (!Array.isArray(value)) throw new InvalidAuditOptionsError(option, 'must be an array of entity classes or names');
+  for (const ref of value) {
+    if (typeof ref !== 'function' && (typeof ref !== 'string' || ref.length === 0)) {
+      throw new InvalidAuditOptionsError(option, `${JSON.stringify(ref)} is neither an entity class nor a name`);
+    }
+  }
+  return value as AuditEntityRef[];
+}
+
+function booleanOption(option: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw new InvalidAuditOptionsError(option, `must be true or false, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+function intOption(option: string, value: unknown, fallback: number, max: number): number {
+  if (value === undefined) return fallback;
+  if (!isPositiveInt(value, max)) throw new InvalidAuditOptionsError(option, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
+  return value;
+}
+
+/**
+ * Merges user options over the defaults and validates them: the one place where
+ * defaults live. Throws `InvalidAuditOptionsError` naming the first bad option.
+ */
+export function resolveAuditOptions(options: AuditModuleOptions | undefined | null): ResolvedAuditOptions {
+  const raw = (options ?? {}) as Record<string, unknown>;
+  if (typeof raw !== 'object') throw new InvalidAuditOptionsError('options', 'must be an object');
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN_OPTIONS.has(key) && key !== 'dataSource' && key !== 'isGlobal') {
+      throw new InvalidAuditOptionsError(key, `is not an option of AuditModule (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+    }
+  }
+
+  if (raw['actor'] !== undefined && typeof raw['actor'] !== 'function') {
+    throw new InvalidAuditOptionsError('actor', 'must be a function (request) => { type, id?, display? }');
+  }
+
+  let trustProxy: TrustHop;
+  const trust = raw['trustProxy'] ?? false;
+  if (typeof trust === 'number' && !(Number.isInteger(trust) && trust >= 0)) {
+    throw new InvalidAuditOptionsError('trustProxy', `a hop count must be a whole number of 0 or more, got ${trust}`);
+  }
+  if (!['boolean', 'number', 'string'].includes(typeof trust) && !Array.isArray(trust)) {
+    throw new InvalidAuditOptionsError('trustProxy', 'must be a boolean, a hop count, or a list of addresses/CIDR ranges');
+  }
+  try {
+    trustProxy = compileTrustProxy(trust as boolean | number | string | string[]);
+  } catch (error) {
+    throw new InvalidAuditOptionsError('trustProxy', (error as Error).message);
+  }
+
+  const redact = raw['redact'] ?? [];
+  if (!Array.isArray(redact) || redact.some((name) => typeof name !== 'string' || name.length === 0)) {
+    throw new InvalidAuditOptionsError('redact', 'must be an array of field names');
+  }
+
+  const excludeFields = new Map<string, Set<string>>();
+  const fieldsOption = raw['excludeFields'] ?? {};
+  if (typeof fieldsOption !== 'object' || fieldsOption === null || Array.isArray(fieldsOption)) {
+    throw new InvalidAuditOptionsError('excludeFields', 'must map entity names to arrays of field names');
+  }
+  for (const [entity, fields] of Object.entries(fieldsOption)) {
+    if (!Array.isArray(fields) || fields.some((field) => typeof field !== 'string')) {
+      throw new InvalidAuditOptionsError('excludeFields', `the entry for "${entity}" must be an array of field names`);
+    }
+    excludeFields.set(entity, new Set(fields as string[]));
+  }
+
+  const requestIdHeader = raw['requestIdHeader'] ?? 'x-request-id';
+  if (typeof requestIdHeader !== 'string' || !/^[A-Za-z0-9-]{1,64}$/.test(requestIdHeader)) {
+    throw new InvalidAuditOptionsError('requestIdHeader', `must be a header name, got ${JSON.stringify(requestIdHeader)}`);
+  }
+
+  return {
+    actor: (raw['actor'] as AuditActorResolver | undefined) ?? defaultActorResolver,
+    trustProxy,
+    redactor: new Redactor(redact as string[]),
+    excludeFields,
+    excludeEntities: raw['excludeEntities'] === undefined ? [] : entityRefs('excludeEntities', raw['excludeEntities']),
+    includeEntities: raw['includeEntities'] === undefined ? undefined : entityRefs('includeEntities', raw['includeEntities']),
+    failOpen: booleanOption('failOpen', raw['failOpen'], false),
+    requestIdHeader: requestIdHeader.toLowerCase(),
+    maxHeaderLength: intOption('maxHeaderLength', raw['maxHeaderLength'], 512, 8192),
+    maxContextBytes: intOption('maxContextBytes', raw['maxContextBytes'], 16384, 1048576),
+    recordQueryString: booleanOption('recordQueryString', raw['recordQueryString'], false),
+    maxCriteriaRows: intOption('maxCriteriaRows', raw['maxCriteriaRows'], 1000, 1000000),
+    enabled: booleanOption('enabled', raw['enabled'], true),
+  };
+}

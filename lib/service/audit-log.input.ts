@@ -1,0 +1,137 @@
+import {
+  IsArray,
+  IsDefined,
+  IsIn,
+  IsNotEmpty,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  ValidateNested,
+  validateSync,
+  type ValidationError,
+} from 'class-validator';
+import { AUDIT_ACTION_PATTERN, MAX_ACTION_LENGTH } from '../events/audit-action.js';
+import type { AuditFieldProblem } from '../exceptions/invalid-audit-event.error.js';
+
+/** Validation rules of a manual event's actor. */
+export class AuditActorInputRules {
+  @IsString({ message: 'actor.type must be a string such as "user", "service" or "system"' })
+  @IsNotEmpty({ message: 'actor.type must not be empty' })
+  @MaxLength(64)
+  type!: string;
+
+  @IsOptional()
+  @IsString({ message: 'actor.id must be a string or a number' })
+  @MaxLength(255)
+  id?: string;
+
+  @IsOptional()
+  @IsString()
+  @MaxLength(255)
+  display?: string;
+}
+
+/** Validation rules of a manual event's target. */
+export class AuditTargetInputRules {
+  @IsString({ message: 'target.type must be a string such as "order"' })
+  @IsNotEmpty({ message: 'target.type must not be empty' })
+  @MaxLength(128)
+  type!: string;
+
+  @IsString({ message: 'target.id must be a string or a number' })
+  @IsNotEmpty({ message: 'target.id must not be empty' })
+  @MaxLength(255)
+  id!: string;
+}
+
+/** Validation rules of one explicit change. */
+export class AuditChangeInputRules {
+  @IsString()
+  @IsNotEmpty()
+  entity!: string;
+
+  @IsOptional()
+  @IsString()
+  id?: string | null;
+
+  @IsIn(['insert', 'update', 'delete'], { message: 'changes[].operation must be insert, update or delete' })
+  operation!: string;
+
+  @IsObject({ message: 'changes[].fields must be an object of { name: { from, to } }' })
+  fields!: Record<string, unknown>;
+}
+
+/** Validation rules of `AuditService.log()` input. */
+export class AuditLogInputRules {
+  @IsDefined({ message: 'action is required' })
+  @IsString({ message: 'action must be a string' })
+  @MaxLength(MAX_ACTION_LENGTH)
+  @Matches(AUDIT_ACTION_PATTERN, {
+    message: ({ value }) => `action ${JSON.stringify(value)} is not a dotted lower-case name, e.g. "order.updated"`,
+  })
+  action!: string;
+
+  @IsOptional()
+  @IsIn(['success', 'failure'], { message: 'outcome must be "success" or "failure"' })
+  outcome?: string;
+
+  @IsOptional()
+  @ValidateNested()
+  actor?: AuditActorInputRules;
+
+  @IsOptional()
+  @ValidateNested()
+  target?: AuditTargetInputRules;
+
+  @IsOptional()
+  @IsObject({ message: 'context must be a plain object' })
+  context?: Record<string, unknown>;
+
+  @IsOptional()
+  @IsString({ message: 'reason must be a string' })
+  @MaxLength(1024)
+  reason?: string;
+
+  @IsOptional()
+  @IsArray({ message: 'changes must be an array' })
+  @ValidateNested({ each: true })
+  changes?: AuditChangeInputRules[];
+}
+
+const asIdString = (value: unknown): unknown =>
+  typeof value === 'number' || typeof value === 'bigint' ? String(value) : value;
+
+function instance<T extends object>(type: new () => T, value: unknown, idKeys: string[] = []): T | unknown {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const copy = Object.assign(new type(), value) as Record<string, unknown>;
+  for (const key of idKeys) if (key in copy) copy[key] = asIdString(copy[key]);
+  return copy as T;
+}
+
+function flatten(errors: ValidationError[], prefix = ''): AuditFieldProblem[] {
+  return errors.flatMap((error) => {
+    const field = prefix ? (/^\d+$/.test(error.property) ? `${prefix}[${error.property}]` : `${prefix}.${error.property}`) : error.property;
+    const own = error.constraints ? [{ field, problems: Object.values(error.constraints) }] : [];
+    return [...own, ...flatten(error.children ?? [], field)];
+  });
+}
+
+/**
+ * Validates manual event input (target already turned into `{ type, id }`); returns
+ * the problems found, empty when the input is valid. Numeric ids are accepted as strings.
+ */
+export function validateAuditLogInput(input: Record<string, unknown>): AuditFieldProblem[] {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    return [{ field: 'input', problems: ['must be an object such as { action: "order.updated" }'] }];
+  }
+  const rules = Object.assign(new AuditLogInputRules(), input);
+  rules.actor = instance(AuditActorInputRules, input['actor'], ['id']) as AuditActorInputRules | undefined;
+  rules.target = instance(AuditTargetInputRules, input['target'], ['id']) as AuditTargetInputRules | undefined;
+  if (Array.isArray(input['changes'])) {
+    rules.changes = input['changes'].map((change) => instance(AuditChangeInputRules, change, ['id'])) as AuditChangeInputRules[];
+  }
+  const errors = validateSync(rules, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true });
+  return flatten(errors);
+}

@@ -1,0 +1,249 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { resolveTarget } from '../events/audit-target.js';
+import { AuditContext } from '../context/audit-context.js';
+import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
+import { AuditEventBuilder, lowerCamel } from '../events/audit-event.builder.js';
+import { bound } from '../events/json-safe.js';
+import { uuidv7 } from '../events/uuid-v7.js';
+import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
+import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
+import type { AuditActor, AuditEvent, AuditTarget } from '../interfaces/audit-event.interface.js';
+import type {
+  AuditLogInput,
+  AuditPage,
+  AuditQuery,
+  AuditRunOptions,
+  AuditTargetInput,
+} from '../interfaces/audit-service.interface.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { validateAuditLogInput } from './audit-log.input.js';
+import { AuditRecorder } from './audit-recorder.js';
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 1000;
+
+/**
+ * Manual audit events, jobs run as an actor, and queries over the audit trail.
+ *
+ * @example
+ * await this.audit.log({ action: 'order.shipped', target: order, reason: 'carrier pickup' });
+ * await this.audit.runAs({ type: 'system', id: 'expirer' }, () => this.orders.expireStale());
+ * const { items, nextCursor } = await this.audit.find({ actorId: '42', limit: 20 });
+ */
+@Injectable()
+export class AuditService {
+  constructor(
+    private readonly context: AuditContext,
+    private readonly recorder: AuditRecorder,
+    private readonly builder: AuditEventBuilder,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+  ) {}
+
+  /**
+   * Records a manual `intent` event and returns its id.
+   *
+   * Inside a unit of work (a request, a `runAs` call, an `@Audited` method) the event
+   * joins the unit and is stored when the unit ends, before the response is sent or
+   * `runAs` returns; with a `target`, it claims that resource's changes in the unit,
+   * made before or after the call. The promise resolves once the event is accepted
+   * (awaiting storage there would deadlock a handler on its own unit). Outside any
+   * unit of work the event is stored before the promise resolves.
+   *
+   * @throws InvalidAuditEventError when the input is invalid (nothing is written).
+   * @throws AuditWriteError outside a unit of work, when storing fails (fail-closed).
+   */
+  async log(input: AuditLogInput): Promise<string> {
+    const intent = this.intentFrom(input);
+    if (!this.options.enabled) return intent.id;
+    const unit = this.context.current();
+    if (unit && !unit.ended) {
+      unit.intents.push(intent);
+      return intent.id;
+    }
+    const actor = intent.actor ?? (unit ? await this.recorder.resolveActor(unit) : { type: 'system' });
+    await this.recorder.storeNow([this.builder.intentRow(intent, unit, actor, [])]);
+    return intent.id;
+  }
+
+  /**
+   * Runs `fn` as a unit of work with `actor` and a source (default `job`), stores the
+   * unit's events and unclaimed changes when `fn` settles, and returns `fn`'s result.
+   *
+   * @example
+   * await audit.runAs(request.actor, () => this.mailer.send(order), { requestId: request.requestId });
+   * @throws InvalidAuditEventError when `actor` is invalid.
+   * @throws AuditWriteError when storing fails (fail-closed); `fn`'s own error wins if it threw.
+   */
+  async runAs<T>(actor: AuditActor, fn: () => T | Promise<T>, options: AuditRunOptions = {}): Promise<T> {
+    const problems = validateAuditLogInput({ action: 'run.as', actor });
+    if (problems.length) throw new InvalidAuditEventError(problems);
+    if (typeof fn !== 'function') throw new InvalidAuditEventError([{ field: 'fn', problems: ['must be a function'] }]);
+    const normalisedActor = this.actorFrom(actor)!;
+    const unit = new UnitOfWork({
+      source: options.source ?? 'job',
+      actor: normalisedActor,
+      request: {
+        ...options.request,
+        requestId: bound(options.requestId ?? options.request?.requestId, 128) ?? uuidv7(),
+      },
+      parent: this.context.current(),
+    });
+    return this.context.run(unit, async () => {
+      let result: T;
+      try {
+        result = await fn();
+      } catch (error) {
+        unit.ended = true;
+        await this.recorder.flush(unit).catch(() => undefined); // already logged; fn's error wins
+        throw error;
+      }
+      unit.ended = true;
+      await this.recorder.flush(unit);
+      return result;
+    });
+  }
+
+  /**
+   * Events matching `query`, newest first, one page at a time.
+   * @throws InvalidAuditQueryError for a filter it cannot use.
+   */
+  async find(query: AuditQuery = {}): Promise<AuditPage> {
+    const limit = query.limit ?? DEFAULT_PAGE;
+    if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
+      throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${MAX_PAGE}`);
+    }
+    const qb = this.repository.createQueryBuilder('e');
+    const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
+    if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
+    if (query.actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId: String(query.actorId) });
+    if (query.actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType: query.actorType });
+    if (query.target !== undefined) this.whereTarget(qb, this.targetFrom(query.target, 'target'));
+    if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(query.targetType) });
+    if (query.source !== undefined) qb.andWhere('e.source = :source', { source: query.source });
+    if (query.outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
+    if (query.kind !== undefined) qb.andWhere('e.kind = :kind', { kind: query.kind });
+    if (query.requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId: query.requestId });
+    if (query.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: this.timeParam(query.from, 'from') });
+    if (query.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: this.timeParam(query.to, 'to') });
+    if (query.cursor !== undefined) {
+      const [at, id] = decodeCursor(query.cursor);
+      qb.andWhere('(e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
+        cursorAt: this.timeParam(at, 'cursor'),
+        cursorId: id,
+      });
+    }
+    const rows = await qb.orderBy('e.occurredAt', 'DESC').addOrderBy('e.id', 'DESC').take(limit + 1).getMany();
+    const items = rows.slice(0, limit).map((row) => this.builder.toEvent(row));
+    const last = items[items.length - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * The events about one resource (`{ type, id }` or an entity instance), oldest first.
+   * @throws InvalidAuditQueryError when the target cannot be identified.
+   */
+  async history(target: AuditTargetInput, options: { limit?: number } = {}): Promise<AuditEvent[]> {
+    const limit = options.limit ?? MAX_PAGE;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10 * MAX_PAGE) {
+      throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${10 * MAX_PAGE}`);
+    }
+    const qb = this.repository.createQueryBuilder('e');
+    this.whereTarget(qb, this.targetFrom(target, 'target'));
+    const rows = await qb.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').take(limit).getMany();
+    return rows.map((row) => this.builder.toEvent(row));
+  }
+
+  private get repository(): Repository<AuditLogEntity> {
+    return this.dataSource.getRepository(AuditLogEntity);
+  }
+
+  private whereTarget(qb: SelectQueryBuilder<AuditLogEntity>, target: AuditTarget): void {
+    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(target.type) }).andWhere(
+      'e.targetId = :targetId',
+      { targetId: target.id },
+    );
+  }
+
+  /** A time filter as the driver stores it (SQLite keeps UTC text, others native values). */
+  private timeParam(value: Date | string, field: string): unknown {
+    const date = value instanceof Date ? value : new Date(value);
+    if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
+    const column = this.dataSource.getMetadata(AuditLogEntity).findColumnWithPropertyName('occurredAt')!;
+    return this.dataSource.driver.preparePersistentValue(date, column);
+  }
+
+  /** Validates and normalises manual input into a pending intent. */
+  private intentFrom(input: AuditLogInput): PendingIntent {
+    if (input === null || typeof input !== 'object') {
+      throw new InvalidAuditEventError([{ field: 'input', problems: ['must be an object such as { action: "order.updated" }'] }]);
+    }
+    let target: AuditTarget | undefined;
+    try {
+      target = input.target === undefined ? undefined : resolveTarget(this.dataSource, input.target);
+    } catch (error) {
+      throw new InvalidAuditEventError([{ field: 'target', problems: [(error as Error).message] }]);
+    }
+    const problems = validateAuditLogInput({ ...input, ...(target ? { target } : {}) } as Record<string, unknown>);
+    if (input.context !== undefined && problems.every((p) => p.field !== 'context')) {
+      const { bytes } = this.builder.measureContext(input.context);
+      if (bytes > this.options.maxContextBytes) {
+        problems.push({ field: 'context', problems: [`is ${bytes} bytes of JSON; the limit is ${this.options.maxContextBytes}`] });
+      }
+    }
+    if (problems.length) throw new InvalidAuditEventError(problems);
+    return {
+      id: uuidv7(),
+      occurredAt: new Date(),
+      action: input.action,
+      outcome: input.outcome ?? 'success',
+      actor: this.actorFrom(input.actor),
+      target,
+      context: input.context,
+      reason: input.reason,
+      changes: input.changes,
+      claim: target ? 'target' : 'none',
+    };
+  }
+
+  private actorFrom(actor: AuditLogInput['actor']): AuditActor | undefined {
+    if (!actor) return undefined;
+    return {
+      type: actor.type,
+      ...(actor.id !== undefined && actor.id !== null ? { id: String(actor.id) } : {}),
+      ...(actor.display !== undefined ? { display: actor.display } : {}),
+    };
+  }
+
+  private targetFrom(target: AuditTargetInput, field: string): AuditTarget {
+    try {
+      return resolveTarget(this.dataSource, target);
+    } catch (error) {
+      throw new InvalidAuditQueryError(field, (error as Error).message);
+    }
+  }
+}
+
+/** A target type as written by users (`order`) and by the fallback (`Order`). */
+function typeVariants(type: string): string[] {
+  return [...new Set([type, lowerCamel(type), type.charAt(0).toUpperCase() + type.slice(1)])];
+}
+
+function encodeCursor(event: AuditEvent): string {
+  return Buffer.from(JSON.stringify([event.occurredAt.toISOString(), event.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [string, string] {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return [value[0], value[1]];
+    }
+  } catch {
+    // fall through
+  }
+  throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
+}

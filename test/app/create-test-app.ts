@@ -1,0 +1,75 @@
+import 'reflect-metadata';
+import { Module, type DynamicModule, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
+import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
+import type { TestDatabase } from '../support/test-database.js';
+import { Order } from './order.entity.js';
+import { OrdersController } from './orders.controller.js';
+
+export type HttpAdapterKind = 'express' | 'fastify';
+export const ADAPTERS: HttpAdapterKind[] = ['express', 'fastify'];
+
+export interface TestAppOptions {
+  db: TestDatabase;
+  adapter: HttpAdapterKind;
+  audit?: AuditModuleOptions;
+  /** Replace `AuditModule.forRoot(audit)` (for the async variants). */
+  auditModule?: DynamicModule;
+  controllers?: Array<new (...args: never[]) => unknown>;
+  entities?: Array<new (...args: never[]) => unknown>;
+}
+
+export interface TestApp {
+  app: INestApplication;
+  url: string;
+  dataSource: DataSource;
+  audit: AuditService;
+  /** Every row of `audit_log`, oldest first. */
+  rows(): Promise<AuditLogEntity[]>;
+  request(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/** Boots the fixture app on a real server (port 0) over the given adapter and database. */
+export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({
+        ...options.db.options,
+        entities: [Order, AuditLogEntity, ...(options.entities ?? [])],
+        migrations: AuditMigrations,
+        migrationsRun: true,
+        synchronize: true,
+        logging: false,
+      } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forFeature([Order, ...(options.entities ?? [])]),
+      options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
+    ],
+    controllers: [OrdersController, ...(options.controllers ?? [])],
+  })
+  class TestAppModule {}
+
+  const adapter = options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter();
+  const app = await NestFactory.create(TestAppModule, adapter, { logger: ['error', 'warn'] });
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  const dataSource = app.get<DataSource>(getDataSourceToken());
+  return {
+    app,
+    url,
+    dataSource,
+    audit: app.get(AuditService),
+    rows: () => dataSource.getRepository(AuditLogEntity).find({ order: { occurredAt: 'ASC', id: 'ASC' } }),
+    request: (path, init = {}) => {
+      const { json, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (json !== undefined) headers.set('content-type', 'application/json');
+      return fetch(`${url}${path}`, { ...rest, headers, body: json === undefined ? rest.body : JSON.stringify(json) });
+    },
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,61 @@
+import { Body, ConflictException, Controller, Get, NotFoundException, Param, ParseIntPipe, Patch, Post, UseGuards } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Repository } from 'typeorm';
+import { Audited, AuditService } from '../../lib/index.js';
+import { Order } from './order.entity.js';
+import { TokenGuard } from './token.guard.js';
+
+@Controller('orders')
+@UseGuards(TokenGuard)
+export class OrdersController {
+  constructor(
+    @InjectRepository(Order) private readonly orders: Repository<Order>,
+    private readonly audit: AuditService,
+  ) {}
+
+  @Get(':id')
+  async get(@Param('id', ParseIntPipe) id: number): Promise<Order> {
+    const order = await this.orders.findOneBy({ id });
+    if (!order) throw new NotFoundException(`Order ${id} not found`);
+    return order;
+  }
+
+  @Post()
+  @Audited('order.created', { target: ({ result }) => result as Order })
+  async create(@Body() body: { total?: number }): Promise<Order> {
+    return this.orders.save(this.orders.create({ total: body.total ?? 0 }));
+  }
+
+  @Patch(':id')
+  @Audited('order.updated', {
+    target: ({ params }) => ({ type: 'order', id: params['id']! }),
+    reason: ({ request }) => (request?.headers?.['x-reason'] as string | undefined) ?? undefined,
+  })
+  async update(@Param('id', ParseIntPipe) id: number, @Body() body: { status: string }): Promise<Order> {
+    const order = await this.get(id);
+    order.status = body.status;
+    return this.orders.save(order);
+  }
+
+  @Post(':id/pay')
+  @Audited('order.paid', { target: ({ params }) => ({ type: 'order', id: params['id']! }) })
+  async pay(@Param('id', ParseIntPipe) id: number): Promise<Order> {
+    const order = await this.get(id);
+    if (order.status === 'paid') throw new ConflictException(`Order ${id} is already paid`);
+    order.status = 'paid';
+    return this.orders.save(order);
+  }
+
+  @Post(':id/fail')
+  @Audited('order.failed')
+  fail(): never {
+    throw new Error('boom: internal details that must not be stored');
+  }
+
+  @Post(':id/ship')
+  async ship(@Param('id', ParseIntPipe) id: number): Promise<{ eventId: string }> {
+    const order = await this.get(id);
+    const eventId = await this.audit.log({ action: 'order.shipped', target: order, context: { carrier: 'ups', apiToken: 't0k' } });
+    return { eventId };
+  }
+}
