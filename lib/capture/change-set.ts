@@ -100,8 +100,12 @@ function mergeFields(
     } else if (isRelation(prev) && isRelation(next)) {
       const added = new Set(prev.added);
       const removed = new Set(prev.removed);
-      for (const id of next.added) removed.has(id) ? removed.delete(id) : added.add(id);
-      for (const id of next.removed) added.has(id) ? added.delete(id) : removed.add(id);
+      for (const id of next.added) {
+        if (!removed.delete(id)) added.add(id);
+      }
+      for (const id of next.removed) {
+        if (!added.delete(id)) removed.add(id);
+      }
       fields[name] = { added: [...added], removed: [...removed] };
     } else if (!isRelation(prev) && !isRelation(next)) {
       fields[name] = { from: prev.from, to: next.to };

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Module, type DynamicModule, type INestApplication } from '@nestjs/common';
+import { ConsoleLogger, Module, type DynamicModule, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -9,6 +9,17 @@ import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditM
 import type { TestDatabase } from '../support/test-database.js';
 import { Order } from './order.entity.js';
 import { OrdersController } from './orders.controller.js';
+
+/**
+ * Errors and warnings, less @nestjs/typeorm's note that many apps in one process reuse
+ * the default data source name (each suite boots several apps, one after another).
+ */
+class TestLogger extends ConsoleLogger {
+  override warn(message: unknown, ...rest: unknown[]): void {
+    if (rest.includes('DataSourceNameRegistry')) return;
+    super.warn(message, ...(rest as [string]));
+  }
+}
 
 export type HttpAdapterKind = 'express' | 'fastify';
 export const ADAPTERS: HttpAdapterKind[] = ['express', 'fastify'];
@@ -54,7 +65,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
   class TestAppModule {}
 
   const adapter = options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter();
-  const app = await NestFactory.create(TestAppModule, adapter, { logger: ['error', 'warn'] });
+  const app = await NestFactory.create(TestAppModule, adapter, { logger: new TestLogger('Nest', { logLevels: ['error', 'warn'] }) });
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const dataSource = app.get<DataSource>(getDataSourceToken());

@@ -1,0 +1,91 @@
+import { Logger } from '@nestjs/common';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AuditLogEntity } from '../../lib/index.js';
+import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
+import { Order } from '../app/order.entity.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+describe.each(ADAPTERS)('trustProxy over %s', (adapter) => {
+  const apps: TestApp[] = [];
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+  });
+
+  async function ipRecorded(trustProxy: unknown, forwardedFor: string): Promise<string | null> {
+    const t = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { trustProxy: trustProxy as never } });
+    apps.push(t);
+    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'x' }, headers: { 'x-forwarded-for': forwardedFor } });
+    expect(response.status).toBe(200);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    return rows[0]!.ip;
+  }
+
+  it('records the socket address by default, whatever X-Forwarded-For says', async () => {
+    expect(await ipRecorded(undefined, '1.2.3.4')).toBe('127.0.0.1');
+  });
+
+  it('honours X-Forwarded-For through a trusted hop', async () => {
+    expect(await ipRecorded(true, '1.2.3.4')).toBe('1.2.3.4');
+    expect(await ipRecorded('loopback', '1.2.3.4')).toBe('1.2.3.4');
+    expect(await ipRecorded(['127.0.0.0/8'], '1.2.3.4')).toBe('1.2.3.4');
+  });
+
+  it('stops at the first untrusted hop, so a client cannot forge its address', async () => {
+    // The client (9.9.9.9) forged "1.2.3.4"; only the loopback proxy is trusted.
+    expect(await ipRecorded('loopback', '1.2.3.4, 9.9.9.9')).toBe('9.9.9.9');
+    expect(await ipRecorded(1, '1.2.3.4, 9.9.9.9')).toBe('9.9.9.9');
+    expect(await ipRecorded(2, '1.2.3.4, 9.9.9.9')).toBe('1.2.3.4');
+  });
+
+  it('never records a value that is not an IP address', async () => {
+    expect(await ipRecorded(true, "'; DROP TABLE audit_log; --")).toBe('127.0.0.1');
+  });
+});
+
+describe.each(databases())('storage failure on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+  });
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+    vi.restoreAllMocks();
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  async function breakAuditTable(app: TestApp): Promise<void> {
+    const runner = app.dataSource.createQueryRunner();
+    await runner.dropTable(app.dataSource.getMetadata(AuditLogEntity).tablePath);
+    await runner.release();
+  }
+
+  it('fails closed by default: the request fails and the logger says why', async () => {
+    const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    t = await createTestApp({ db, adapter: 'express' });
+    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    await breakAuditTable(t);
+    const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
+    expect(response.status).toBe(500);
+    expect(errors.mock.calls.map((call) => String(call[0])).join('\n')).toMatch(/Could not store 1 audit event\(s\).*fail-closed/);
+    await t.dataSource.synchronize(); // recreate the table: nothing of the failed request is in it
+    expect(await t.dataSource.getRepository(AuditLogEntity).count()).toBe(0);
+  });
+
+  it('fails open when asked: the request succeeds and the logger says why', async () => {
+    const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    t = await createTestApp({ db, adapter: 'fastify', audit: { failOpen: true } });
+    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    await breakAuditTable(t);
+    const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as Order).status).toBe('paid');
+    expect(errors.mock.calls.map((call) => String(call[0])).join('\n')).toMatch(/Could not store 1 audit event\(s\).*fail-open/);
+    await t.dataSource.synchronize();
+  });
+});

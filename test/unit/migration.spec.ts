@@ -1,0 +1,47 @@
+import { DataSource } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditLogEntity, AuditMigrations } from '../../lib/index.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+describe.each(databases())('AuditMigrations on %s', (kind) => {
+  let db: TestDatabase;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    dataSource = new DataSource({ ...db.options, entities: [AuditLogEntity], migrations: AuditMigrations } as never);
+    await dataSource.initialize();
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await db?.drop();
+  });
+
+  it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
+    const applied = await dataSource.runMigrations();
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000']);
+    const pending = await dataSource.driver.createSchemaBuilder().log();
+    expect(pending.upQueries.map((q) => q.query)).toEqual([]);
+  });
+
+  it('creates the indexes for target history and actor activity', async () => {
+    const runner = dataSource.createQueryRunner();
+    const table = await runner.getTable(dataSource.getMetadata(AuditLogEntity).tablePath);
+    await runner.release();
+    // (TypeORM reads PostgreSQL index columns back in table order, so compare as sets.)
+    const indexes = Object.fromEntries(table!.indices.map((index) => [index.name, [...index.columnNames].sort()]));
+    expect(indexes['idx_audit_log_target']).toEqual(['occurred_at', 'target_id', 'target_type']);
+    expect(indexes['idx_audit_log_actor']).toEqual(['actor_id', 'actor_type', 'occurred_at']);
+    if (kind === 'postgres') {
+      const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_log_target'`);
+      expect(indexdef).toMatch(/\(target_type, target_id, occurred_at\)/);
+    }
+  });
+
+  it('reverts cleanly', async () => {
+    await dataSource.undoLastMigration();
+    const runner = dataSource.createQueryRunner();
+    expect(await runner.hasTable(dataSource.getMetadata(AuditLogEntity).tablePath)).toBe(false);
+    await runner.release();
+  });
+});
