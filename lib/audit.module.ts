@@ -16,6 +16,8 @@ import {
   AUDIT_OPTIONS_TYPE,
   AuditConfigurableModule,
 } from './audit.module-definition.js';
+import { AuditSubscriber } from './capture/audit.subscriber.js';
+import { ChangeCapture } from './capture/change-capture.js';
 import { AuditContext } from './context/audit-context.js';
 import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
 import { AuditEventBuilder } from './events/audit-event.builder.js';
@@ -41,6 +43,8 @@ const providers: Provider[] = [
   AuditRecorder,
   AuditService,
   AuditContextMiddleware,
+  ChangeCapture,
+  AuditSubscriber,
   { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
 ];
 

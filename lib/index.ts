@@ -3,6 +3,7 @@ export { AUDIT_MODULE_OPTIONS } from './audit.module-definition.js';
 export { AUDIT_LOG_TABLE } from './audit.constants.js';
 export { Audited, type AuditedCallContext, type AuditedMetadata, type AuditedOptions } from './decorators/audited.decorator.js';
 export { AuditSource } from './decorators/audit-source.decorator.js';
+export { AuditExclude } from './decorators/audit-exclude.decorator.js';
 export { AuditService } from './service/audit.service.js';
 export { AuditLogEntity } from './storage/audit-log.entity.js';
 export { AuditMigrations, CreateAuditLog1764201600000 } from './storage/migrations/index.js';

@@ -7,7 +7,9 @@ import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
+import { Customer } from './customer.entity.js';
 import { Order } from './order.entity.js';
+import { Session, User } from './user.entity.js';
 import { OrdersController } from './orders.controller.js';
 
 /**
@@ -41,6 +43,10 @@ export interface TestApp {
   audit: AuditService;
   /** Every row of `audit_log`, oldest first. */
   rows(): Promise<AuditLogEntity[]>;
+  /** Empties `audit_log`. */
+  clearAudit(): Promise<void>;
+  /** Runs fixture set-up, then empties `audit_log` so a test sees only what it does. */
+  seed<T>(fn: () => Promise<T>): Promise<T>;
   request(path: string, init?: RequestInit & { json?: unknown }): Promise<Response>;
   close(): Promise<void>;
 }
@@ -51,13 +57,13 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
     imports: [
       TypeOrmModule.forRoot({
         ...options.db.options,
-        entities: [Order, AuditLogEntity, ...(options.entities ?? [])],
+        entities: [Order, Customer, User, Session, AuditLogEntity, ...(options.entities ?? [])],
         migrations: AuditMigrations,
         migrationsRun: true,
         synchronize: true,
         logging: false,
       } as Parameters<typeof TypeOrmModule.forRoot>[0]),
-      TypeOrmModule.forFeature([Order, ...(options.entities ?? [])]),
+      TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
       options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
     ],
     controllers: [OrdersController, ...(options.controllers ?? [])],
@@ -75,6 +81,12 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
     dataSource,
     audit: app.get(AuditService),
     rows: () => dataSource.getRepository(AuditLogEntity).find({ order: { occurredAt: 'ASC', id: 'ASC' } }),
+    clearAudit: () => dataSource.getRepository(AuditLogEntity).clear(),
+    seed: async (fn) => {
+      const value = await fn();
+      await dataSource.getRepository(AuditLogEntity).clear();
+      return value;
+    },
     request: (path, init = {}) => {
       const { json, ...rest } = init;
       const headers = new Headers(rest.headers);

@@ -1,4 +1,5 @@
-import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, DeleteDateColumn, Entity, ManyToOne, PrimaryGeneratedColumn } from 'typeorm';
+import { Customer } from './customer.entity.js';
 
 @Entity('orders')
 export class Order {
@@ -13,4 +14,10 @@ export class Order {
 
   @Column({ type: 'varchar', length: 255, nullable: true })
   note!: string | null;
+
+  @ManyToOne(() => Customer, { nullable: true })
+  customer?: Customer | null;
+
+  @DeleteDateColumn({ name: 'deleted_at', nullable: true })
+  deletedAt?: Date | null;
 }

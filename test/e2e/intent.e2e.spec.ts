@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLogEntity, InvalidAuditEventError } from '../../lib/index.js';
+import { InvalidAuditEventError } from '../../lib/index.js';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -20,10 +20,10 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
     await db?.drop();
   });
   beforeEach(async () => {
-    await t.dataSource.getRepository(AuditLogEntity).clear();
+    await t.clearAudit();
   });
 
-  const newOrder = () => t.dataSource.getRepository(Order).save({ status: 'new', total: 10 });
+  const newOrder = () => t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new', total: 10 }));
 
   it('stores exactly one complete intent row for a decorated request, before the response', async () => {
     const order = await newOrder();
@@ -66,7 +66,7 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
   });
 
   it('records a thrown HttpException as one failure row; the client gets the same error', async () => {
-    const order = await t.dataSource.getRepository(Order).save({ status: 'paid', total: 5 });
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'paid', total: 5 }));
     const response = await t.request(`/orders/${order.id}/pay`, { method: 'POST', headers: { authorization: 'Bearer bob-token' } });
     expect(response.status).toBe(409);
     expect(await response.json()).toEqual({ statusCode: 409, message: `Order ${order.id} is already paid`, error: 'Conflict' });

@@ -14,7 +14,7 @@ describe.each(ADAPTERS)('trustProxy over %s', (adapter) => {
   async function ipRecorded(trustProxy: unknown, forwardedFor: string): Promise<string | null> {
     const t = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { trustProxy: trustProxy as never } });
     apps.push(t);
-    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
     const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'x' }, headers: { 'x-forwarded-for': forwardedFor } });
     expect(response.status).toBe(200);
     const rows = await t.rows();
@@ -68,7 +68,7 @@ describe.each(databases())('storage failure on %s', (kind) => {
   it('fails closed by default: the request fails and the logger says why', async () => {
     const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     t = await createTestApp({ db, adapter: 'express' });
-    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
     await breakAuditTable(t);
     const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
     expect(response.status).toBe(500);
@@ -80,7 +80,7 @@ describe.each(databases())('storage failure on %s', (kind) => {
   it('fails open when asked: the request succeeds and the logger says why', async () => {
     const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
     t = await createTestApp({ db, adapter: 'fastify', audit: { failOpen: true } });
-    const order = await t.dataSource.getRepository(Order).save({ status: 'new' });
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
     await breakAuditTable(t);
     const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
     expect(response.status).toBe(200);

@@ -1,0 +1,196 @@
+import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
+import type {
+  AfterQueryEvent,
+  DataSource,
+  EntityMetadata,
+  EntitySubscriberInterface,
+  InsertEvent,
+  ObjectLiteral,
+  RecoverEvent,
+  RemoveEvent,
+  SoftRemoveEvent,
+  TransactionCommitEvent,
+  TransactionRollbackEvent,
+  TransactionStartEvent,
+  UpdateEvent,
+} from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { toJsonSafe } from '../events/json-safe.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { ChangeCapture } from './change-capture.js';
+import { entityId } from './entity-identity.js';
+import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
+import { attachQueryBuilderCapture, detachQueryBuilderCapture, isInsideQueryBuilder, upsertedValues } from './query-builder.capture.js';
+
+const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
+const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
+
+/**
+ * The safety net: a TypeORM subscriber on the module's data source that captures every
+ * entity change (save, insert, update, upsert, remove, delete, soft remove/delete,
+ * recover/restore, many-to-many links) and hands it to `ChangeCapture`.
+ * Registered once per data source, removed on shutdown.
+ */
+@Injectable()
+export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit, OnApplicationShutdown {
+  readonly [SUBSCRIBER] = true;
+
+  constructor(
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    private readonly capture: ChangeCapture,
+  ) {}
+
+  onModuleInit(): void {
+    if (!this.options.enabled) return;
+    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
+    if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
+    subscribers.push(this);
+    attachQueryBuilderCapture(this.dataSource, this.capture);
+  }
+
+  onApplicationShutdown(): void {
+    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
+    const index = subscribers.indexOf(this);
+    if (index !== -1) subscribers.splice(index, 1);
+    detachQueryBuilderCapture(this.dataSource, this.capture);
+  }
+
+  async afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
+    const { metadata, entity } = event;
+    if (metadata.tableType === 'junction') return this.junction(event, metadata, entity, 'added');
+    const fields = this.capture.trackedFields(metadata);
+    if (!fields || !entity || upsertedValues.has(entity)) return;
+    await this.capture.record(event.queryRunner, {
+      entity: metadata.name,
+      id: entityId(metadata, entity),
+      operation: 'insert',
+      fields: snapshotFields(fields.snapshot(entity), 'to'),
+    });
+  }
+
+  async afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> {
+    // Without the loaded row this is a write by criteria, captured around its query builder.
+    const { metadata, entity, databaseEntity } = event;
+    const fields = this.capture.trackedFields(metadata);
+    if (!fields || !entity || !databaseEntity) return;
+    const columns = fields.changed(event.updatedColumns, event.updatedRelations);
+    if (columns.length === 0) return;
+    await this.capture.record(event.queryRunner, {
+      entity: metadata.name,
+      id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
+      operation: 'update',
+      fields: diffSnapshots(fields.snapshot(databaseEntity, columns), fields.snapshot(entity as ObjectLiteral, columns)),
+    });
+  }
+
+  async afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {
+    const { metadata, databaseEntity, entity } = event;
+    if (metadata.tableType === 'junction') return this.junction(event, metadata, entity ?? databaseEntity, 'removed');
+    const fields = this.capture.trackedFields(metadata);
+    const row = databaseEntity ?? entity;
+    if (!fields || !row) return;
+    await this.capture.record(event.queryRunner, {
+      entity: metadata.name,
+      id: entityId(metadata, databaseEntity) ?? idString(event.entityId),
+      operation: 'delete',
+      fields: snapshotFields(fields.snapshot(row), 'from'),
+    });
+  }
+
+  afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> {
+    return this.softChange(event, 'delete');
+  }
+
+  afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> {
+    return this.softChange(event, 'update');
+  }
+
+  afterTransactionStart(event: TransactionStartEvent): void {
+    this.capture.transactionStarted(event.queryRunner);
+  }
+
+  beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    return this.capture.beforeCommit(event.queryRunner);
+  }
+
+  afterTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+    return this.capture.committed(event.queryRunner);
+  }
+
+  afterTransactionRollback(event: TransactionRollbackEvent): void {
+    this.capture.rolledBack(event.queryRunner);
+  }
+
+  /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
+  async afterQuery(event: AfterQueryEvent): Promise<void> {
+    if (!event.success || isInsideQueryBuilder()) return;
+    const match = RAW_WRITE.exec(event.query);
+    if (!match) return;
+    const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
+    const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
+    if (!metadata || !this.capture.trackedFields(metadata)) return;
+    const verb = match[1]!.toLowerCase();
+    await this.capture.record(event.queryRunner, {
+      entity: metadata.name,
+      id: null,
+      operation: verb.startsWith('delete') ? 'delete' : verb.startsWith('update') ? 'update' : 'insert',
+      fields: {},
+      partial: true,
+    });
+  }
+
+  private async softChange(event: SoftRemoveEvent<ObjectLiteral> | RecoverEvent<ObjectLiteral>, operation: 'delete' | 'update'): Promise<void> {
+    const { metadata, entity, databaseEntity } = event;
+    const fields = this.capture.trackedFields(metadata);
+    const column = metadata.deleteDateColumn;
+    if (!fields || !entity || !column || !fields.columns.includes(column)) return;
+    const before = databaseEntity ? fields.snapshot(databaseEntity, [column]) : {};
+    await this.capture.record(event.queryRunner, {
+      entity: metadata.name,
+      id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
+      operation,
+      fields: diffSnapshots(before, fields.snapshot(entity, [column])),
+    });
+  }
+
+  /** A many-to-many link added or removed: recorded on the owning entity as related ids. */
+  private async junction(
+    event: { queryRunner: InsertEvent<ObjectLiteral>['queryRunner'] },
+    junction: EntityMetadata,
+    row: ObjectLiteral | undefined,
+    side: 'added' | 'removed',
+  ): Promise<void> {
+    if (!row) return;
+    const relation = this.dataSource.entityMetadatas
+      .flatMap((metadata) => metadata.manyToManyRelations)
+      .find((candidate) => candidate.isOwning && candidate.junctionEntityMetadata === junction);
+    if (!relation) return;
+    const owner = relation.entityMetadata;
+    if (!this.capture.trackedFields(owner)) return;
+    const ownerId = keyOf(junction.ownerColumns.map((column) => column.getEntityValue(row)), owner);
+    const relatedId = keyOf(junction.inverseColumns.map((column) => column.getEntityValue(row)), relation.inverseEntityMetadata);
+    if (ownerId === null || relatedId === null) return;
+    await this.capture.record(event.queryRunner, {
+      entity: owner.name,
+      id: ownerId,
+      operation: 'update',
+      fields: { [relation.propertyPath]: side === 'added' ? { added: [relatedId], removed: [] } : { added: [], removed: [relatedId] } },
+    });
+  }
+}
+
+function idString(id: unknown): string | null {
+  if (id === undefined || id === null) return null;
+  return typeof id === 'object' ? JSON.stringify(toJsonSafe(id)) : String(id);
+}
+
+/** The id string of an entity from its key values, matching `entityId()`. */
+function keyOf(values: unknown[], metadata: EntityMetadata): string | null {
+  if (values.some((value) => value === undefined || value === null)) return null;
+  if (values.length === 1) {
+    const value = values[0];
+    return typeof value === 'object' ? JSON.stringify(toJsonSafe(value)) : String(value);
+  }
+  return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
+}

@@ -1,0 +1,73 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { EntityMetadata, ObjectLiteral } from 'typeorm';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
+type RelationMetadata = EntityMetadata['relations'][number];
+import { toJsonSafe } from '../events/json-safe.js';
+
+/** Field name → JSON-safe value. */
+export type Snapshot = Record<string, unknown>;
+
+/** The field name of a column: its property path; a to-one relation's join column reads as the relation. */
+function fieldName(column: ColumnMetadata): string {
+  const relation = column.relationMetadata;
+  if (relation && column.propertyName === relation.propertyName && relation.joinColumns.length > 1) {
+    return `${column.propertyPath}.${column.referencedColumn?.propertyName ?? column.databaseName}`;
+  }
+  return column.propertyPath;
+}
+
+/**
+ * The fields of an entity the audit trail follows: every stored column (a to-one
+ * relation's join column is recorded under the relation's name, as the related id),
+ * less the excluded ones.
+ */
+export class TrackedFields {
+  readonly columns: ColumnMetadata[];
+
+  constructor(
+    readonly metadata: EntityMetadata,
+    excluded: ReadonlySet<string>,
+  ) {
+    this.columns = metadata.columns.filter(
+      (column) => !column.isVirtual && !excluded.has(column.propertyPath) && !excluded.has(fieldName(column)),
+    );
+  }
+
+  /** Every followed field of `entity`; undefined values are left out (unknown, not null). */
+  snapshot(entity: ObjectLiteral, columns: readonly ColumnMetadata[] = this.columns): Snapshot {
+    const values: Snapshot = {};
+    for (const column of columns) {
+      const value = column.getEntityValue(entity) as unknown;
+      if (value !== undefined) values[fieldName(column)] = toJsonSafe(value);
+    }
+    return values;
+  }
+
+  /**
+   * The followed columns TypeORM reports as changed by a save: its changed columns and
+   * the join columns of its changed relations, generated ones (update date, version) left out.
+   */
+  changed(columns: readonly ColumnMetadata[], relations: readonly RelationMetadata[]): ColumnMetadata[] {
+    const candidates = new Set([...columns, ...relations.flatMap((relation) => relation.joinColumns)]);
+    return this.columns.filter((column) => candidates.has(column) && !column.isUpdateDate && !column.isVersion);
+  }
+}
+
+/** `{ name: { from, to } }` for every field whose value differs. */
+export function diffSnapshots(before: Snapshot, after: Snapshot): Record<string, { from: unknown; to: unknown }> {
+  const fields: Record<string, { from: unknown; to: unknown }> = {};
+  for (const name of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const from = before[name] ?? null;
+    const to = after[name] ?? null;
+    if (!isDeepStrictEqual(from, to)) fields[name] = { from, to };
+  }
+  return fields;
+}
+
+/** `{ name: { from: null, to } }` for an insert, `{ name: { from, to: null } }` for a delete. */
+export function snapshotFields(snapshot: Snapshot, side: 'to' | 'from'): Record<string, { from: unknown; to: unknown }> {
+  return Object.fromEntries(
+    Object.entries(snapshot).map(([name, value]) => [name, side === 'to' ? { from: null, to: value } : { from: value, to: null }]),
+  );
+}

@@ -1,0 +1,68 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { TypeOrmModuleOptions } from '@nestjs/typeorm';
+import { DataSource } from 'typeorm';
+
+/** Where the sample keeps its tables on PostgreSQL, so it shares no table with other users of the database. */
+export const POSTGRES_SCHEMA = 'sample_app';
+
+export interface DatabaseConfig {
+  kind: 'sqlite' | 'postgres' | 'mariadb';
+  /** For the start-up message; never shows a password. */
+  label: string;
+  /** Connection options for `TypeOrmModule.forRoot()`. */
+  connection: TypeOrmModuleOptions;
+  /** Creates what must exist before TypeORM connects: the SQLite folder, the PostgreSQL schema, the MariaDB database. */
+  prepare(): Promise<void>;
+}
+
+/**
+ * Reads `DATABASE_URL`-style input: `postgres://…` (tables in the `sample_app` schema),
+ * `mysql://…` or `mariadb://…` (tables in the URL's database, created if missing), or
+ * else a SQLite file path (`:memory:` for a throwaway database).
+ */
+export function databaseConfig(database: string): DatabaseConfig {
+  const scheme = /^([a-z0-9+]+):\/\//i.exec(database)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    return {
+      kind: 'sqlite',
+      label: `SQLite ${database}`,
+      connection: { type: 'better-sqlite3', database },
+      prepare: async () => {
+        if (database !== ':memory:') mkdirSync(dirname(database), { recursive: true });
+      },
+    };
+  }
+  const url = new URL(database);
+  if (url.password) url.password = '***';
+  if (scheme === 'postgres' || scheme === 'postgresql') {
+    return {
+      kind: 'postgres',
+      label: `PostgreSQL ${url.href} (schema ${POSTGRES_SCHEMA})`,
+      connection: { type: 'postgres', url: database, schema: POSTGRES_SCHEMA },
+      prepare: () => withConnection({ type: 'postgres', url: database }, `CREATE SCHEMA IF NOT EXISTS "${POSTGRES_SCHEMA}"`),
+    };
+  }
+  if (scheme === 'mysql' || scheme === 'mariadb') {
+    const name = decodeURIComponent(new URL(database).pathname.slice(1));
+    if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`DATABASE_URL must name a database, e.g. ${scheme}://root@127.0.0.1:3306/sample_app`);
+    const server = new URL(database);
+    server.pathname = '/';
+    return {
+      kind: 'mariadb',
+      label: `MariaDB ${url.href}`,
+      connection: { type: 'mariadb', url: database },
+      prepare: () => withConnection({ type: 'mariadb', url: server.href }, `CREATE DATABASE IF NOT EXISTS \`${name}\``),
+    };
+  }
+  throw new Error(`DATABASE_URL: unsupported scheme "${scheme}:" (use postgres://, mysql:// or mariadb://, or leave it unset for SQLite)`);
+}
+
+async function withConnection(options: { type: 'postgres' | 'mariadb'; url: string }, sql: string): Promise<void> {
+  const dataSource = await new DataSource(options).initialize();
+  try {
+    await dataSource.query(sql);
+  } finally {
+    await dataSource.destroy();
+  }
+}
