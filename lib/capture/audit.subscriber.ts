@@ -2,7 +2,6 @@ import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } fro
 import type {
   AfterQueryEvent,
   DataSource,
-  EntityMetadata,
   EntitySubscriberInterface,
   InsertEvent,
   ObjectLiteral,
@@ -58,7 +57,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
 
   async afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
     const { metadata, entity } = event;
-    if (metadata.tableType === 'junction') return this.junction(event, metadata, entity, 'added');
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || upsertedValues.has(entity)) return;
     await this.capture.record(event.queryRunner, {
@@ -86,7 +84,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
 
   async afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {
     const { metadata, databaseEntity, entity } = event;
-    if (metadata.tableType === 'junction') return this.junction(event, metadata, entity ?? databaseEntity, 'removed');
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
     if (!fields || !row) return;
@@ -99,11 +96,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> {
-    return this.softChange(event, 'delete');
+    return this.softChange(event);
   }
 
   afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> {
-    return this.softChange(event, 'update');
+    return this.softChange(event);
   }
 
   afterTransactionStart(event: TransactionStartEvent): void {
@@ -140,7 +137,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
-  private async softChange(event: SoftRemoveEvent<ObjectLiteral> | RecoverEvent<ObjectLiteral>, operation: 'delete' | 'update'): Promise<void> {
+  /** A soft delete or recovery is an update of the delete-date column (named `deleted` when it sets it). */
+  private async softChange(event: SoftRemoveEvent<ObjectLiteral> | RecoverEvent<ObjectLiteral>): Promise<void> {
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
     const column = metadata.deleteDateColumn;
@@ -149,33 +147,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     await this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
-      operation,
-      fields: diffSnapshots(before, fields.snapshot(entity, [column])),
-    });
-  }
-
-  /** A many-to-many link added or removed: recorded on the owning entity as related ids. */
-  private async junction(
-    event: { queryRunner: InsertEvent<ObjectLiteral>['queryRunner'] },
-    junction: EntityMetadata,
-    row: ObjectLiteral | undefined,
-    side: 'added' | 'removed',
-  ): Promise<void> {
-    if (!row) return;
-    const relation = this.dataSource.entityMetadatas
-      .flatMap((metadata) => metadata.manyToManyRelations)
-      .find((candidate) => candidate.isOwning && candidate.junctionEntityMetadata === junction);
-    if (!relation) return;
-    const owner = relation.entityMetadata;
-    if (!this.capture.trackedFields(owner)) return;
-    const ownerId = keyOf(junction.ownerColumns.map((column) => column.getEntityValue(row)), owner);
-    const relatedId = keyOf(junction.inverseColumns.map((column) => column.getEntityValue(row)), relation.inverseEntityMetadata);
-    if (ownerId === null || relatedId === null) return;
-    await this.capture.record(event.queryRunner, {
-      entity: owner.name,
-      id: ownerId,
       operation: 'update',
-      fields: { [relation.propertyPath]: side === 'added' ? { added: [relatedId], removed: [] } : { added: [], removed: [relatedId] } },
+      fields: diffSnapshots(before, fields.snapshot(entity, [column])),
     });
   }
 }
@@ -183,14 +156,4 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
 function idString(id: unknown): string | null {
   if (id === undefined || id === null) return null;
   return typeof id === 'object' ? JSON.stringify(toJsonSafe(id)) : String(id);
-}
-
-/** The id string of an entity from its key values, matching `entityId()`. */
-function keyOf(values: unknown[], metadata: EntityMetadata): string | null {
-  if (values.some((value) => value === undefined || value === null)) return null;
-  if (values.length === 1) {
-    const value = values[0];
-    return typeof value === 'object' ? JSON.stringify(toJsonSafe(value)) : String(value);
-  }
-  return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
 }

@@ -58,7 +58,8 @@ export class ChangeCapture {
   /** Records one change where it belongs (see the class comment). */
   async record(runner: QueryRunner | undefined, change: Omit<CapturedChange, 'at'>): Promise<void> {
     const unit = this.context.current() ?? null;
-    const captured: CapturedChange = { ...change, at: new Date() };
+    const deleteDateField = this.deleteDateField(change.entity);
+    const captured: CapturedChange = { ...change, at: new Date(), ...(deleteDateField ? { deleteDateField } : {}) };
     const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
     if (frame) {
@@ -70,6 +71,10 @@ export class ChangeCapture {
     } else {
       await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
     }
+  }
+
+  private deleteDateField(entity: string): string | undefined {
+    return this.dataSource.entityMetadatas.find((metadata) => metadata.name === entity)?.deleteDateColumn?.propertyPath;
   }
 
   transactionStarted(runner: QueryRunner): void {

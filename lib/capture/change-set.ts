@@ -10,6 +10,8 @@ import type {
 export interface CapturedChange extends AuditChange {
   /** When it was first captured. */
   at: Date;
+  /** The entity's soft-delete column, if it has one: setting it reads as a delete. */
+  deleteDateField?: string;
 }
 
 type FieldValue = AuditFieldChange | AuditRelationChange;
@@ -118,7 +120,13 @@ function mergeFields(
 
 function merge(previous: CapturedChange, next: CapturedChange): CapturedChange | undefined {
   const partial = previous.partial || next.partial || undefined;
-  const base = { entity: previous.entity, id: previous.id, at: previous.at, ...(partial ? { partial } : {}) };
+  const base = {
+    entity: previous.entity,
+    id: previous.id,
+    at: previous.at,
+    ...(previous.deleteDateField ? { deleteDateField: previous.deleteDateField } : {}),
+    ...(partial ? { partial } : {}),
+  };
   const ops: `${AuditChangeOperation}>${AuditChangeOperation}` = `${previous.operation}>${next.operation}`;
   switch (ops) {
     case 'insert>update':

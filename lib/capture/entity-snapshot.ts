@@ -8,11 +8,16 @@ import { toJsonSafe } from '../events/json-safe.js';
 /** Field name → JSON-safe value. */
 export type Snapshot = Record<string, unknown>;
 
-/** The field name of a column: its property path; a to-one relation's join column reads as the relation. */
+/** A join column TypeORM derives from a to-one relation (no property of its own). */
+const isDerivedJoinColumn = (column: ColumnMetadata): boolean => column.isVirtual && column.relationMetadata !== undefined;
+
+/** The field name of a column: its property path; a derived join column reads as its relation. */
 function fieldName(column: ColumnMetadata): string {
   const relation = column.relationMetadata;
-  if (relation && column.propertyName === relation.propertyName && relation.joinColumns.length > 1) {
-    return `${column.propertyPath}.${column.referencedColumn?.propertyName ?? column.databaseName}`;
+  if (relation && isDerivedJoinColumn(column)) {
+    return relation.joinColumns.length > 1
+      ? `${relation.propertyPath}.${column.referencedColumn?.propertyName ?? column.databaseName}`
+      : relation.propertyPath;
   }
   return column.propertyPath;
 }
@@ -30,7 +35,11 @@ export class TrackedFields {
     excluded: ReadonlySet<string>,
   ) {
     this.columns = metadata.columns.filter(
-      (column) => !column.isVirtual && !excluded.has(column.propertyPath) && !excluded.has(fieldName(column)),
+      (column) =>
+        (!column.isVirtual || isDerivedJoinColumn(column)) &&
+        !column.isVirtualProperty &&
+        !excluded.has(column.propertyPath) &&
+        !excluded.has(fieldName(column)),
     );
   }
 

@@ -4,6 +4,9 @@ import { toJsonSafe } from '../events/json-safe.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
 import { entityId } from './entity-identity.js';
+
+type RelationMetadata = EntityMetadata['relations'][number];
+type ColumnMetadata = EntityMetadata['columns'][number];
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 
 type Kind = 'update' | 'delete' | 'soft-delete' | 'insert';
@@ -70,6 +73,31 @@ export function detachQueryBuilderCapture(dataSource: DataSource, capture: Chang
   if (captures.get(dataSource) === capture) captures.delete(dataSource);
 }
 
+/** The owning many-to-many relation a junction table belongs to. */
+function owningRelation(dataSource: DataSource, junction: EntityMetadata): RelationMetadata | undefined {
+  return dataSource.entityMetadatas
+    .flatMap((metadata) => metadata.manyToManyRelations)
+    .find((relation) => relation.isOwning && relation.junctionEntityMetadata === junction);
+}
+
+/** A junction column's value in a value set or a loaded junction row. */
+function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
+  const value = (row[column.propertyName] ?? row[column.databaseName]) as unknown;
+  return value !== null && typeof value === 'object' && !(value instanceof Date) && column.referencedColumn
+    ? column.referencedColumn.getEntityValue(value as ObjectLiteral)
+    : value;
+}
+
+/** The id string of an entity from its key values, matching `entityId()`. */
+export function keyOf(values: unknown[], metadata: EntityMetadata): string | null {
+  if (values.some((value) => value === undefined || value === null)) return null;
+  if (values.length === 1) {
+    const value = values[0];
+    return typeof value === 'object' ? JSON.stringify(toJsonSafe(value)) : String(value);
+  }
+  return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
+}
+
 /** One write by criteria: reads what it will touch, runs it, reads the result, records the difference. */
 class CriteriaWrite {
   private readonly map: ExpressionMap;
@@ -88,13 +116,26 @@ class CriteriaWrite {
   }
 
   async run(): Promise<unknown> {
+    const metadata = this.metadata;
+    if (!metadata) return this.write();
+    // Many-to-many links live in junction tables, which TypeORM reports without values:
+    // they are captured here, whoever writes them (save, RelationQueryBuilder).
+    const relation = metadata.tableType === 'junction' ? owningRelation(this.qb.connection, metadata) : undefined;
+    if (relation) {
+      if (!this.capture.trackedFields(relation.entityMetadata) || this.kind === 'update' || this.kind === 'soft-delete') return this.write();
+      return this.inTransaction((runner) => this.captureJunction(runner, metadata, relation));
+    }
     // TypeORM's own persistence (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts. Those are not writes by criteria.
     const byCriteria =
       this.map.callListeners &&
       (this.kind !== 'insert' || (this.map.onUpdate !== undefined && !this.map.insertFromSelect));
-    if (!this.metadata || !this.fields || !byCriteria) return this.write();
+    const fields = this.fields;
+    if (!fields || !byCriteria) return this.write();
+    return this.inTransaction((runner) => this.captureAround(runner, metadata, fields));
+  }
 
+  private async inTransaction(body: (runner: QueryRunner) => Promise<unknown>): Promise<unknown> {
     const ownRunner = !this.qb.queryRunner;
     const runner = this.qb.queryRunner ?? this.qb.connection.createQueryRunner();
     const ownTransaction = !runner.isTransactionActive;
@@ -103,7 +144,7 @@ class CriteriaWrite {
       // Before values and the write share one transaction: nothing changes in between,
       // and fallback events commit (or roll back) with the write.
       if (ownTransaction) await runner.startTransaction();
-      const result = await this.captureAround(runner, this.metadata, this.fields);
+      const result = await body(runner);
       if (ownTransaction) await runner.commitTransaction();
       return result;
     } catch (error) {
@@ -120,8 +161,11 @@ class CriteriaWrite {
   private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
     const bound = this.capture.maxCriteriaRows;
     let before: ObjectLiteral[] | undefined;
+    // An upsert is matched on its values as given: TypeORM may rewrite ids in them after the insert.
+    let lookups: ObjectLiteral[] = [];
     try {
-      before = this.kind === 'insert' ? await this.readUpsertTargets(runner, metadata) : await this.readMatching(runner, bound + 1);
+      if (this.kind === 'insert') lookups = this.upsertLookups(metadata);
+      before = this.kind === 'insert' ? await this.readUpsertTargets(runner, metadata, lookups) : await this.readMatching(runner, bound + 1);
     } catch (error) {
       this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
     }
@@ -143,7 +187,12 @@ class CriteriaWrite {
         });
       }
     } else {
-      const after = this.kind === 'insert' ? await this.readUpsertTargets(runner, metadata) : await this.readByIds(runner, known);
+      // After an upsert, also read the rows by the ids the insert returned: the database
+      // may have generated new ones rather than hit the conflict target.
+      const after =
+        this.kind === 'insert'
+          ? await this.readUpsertTargets(runner, metadata, [...lookups, ...this.returnedIds(metadata)])
+          : await this.readByIds(runner, known);
       const beforeById = new Map(known.map((row) => [entityId(metadata, row), fields.snapshot(row)]));
       for (const row of after) {
         const id = entityId(metadata, row);
@@ -161,10 +210,38 @@ class CriteriaWrite {
     return result;
   }
 
+  /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
+  private async captureJunction(runner: QueryRunner, junction: EntityMetadata, relation: RelationMetadata): Promise<unknown> {
+    const side = this.kind === 'insert' ? 'added' : 'removed';
+    let rows: ObjectLiteral[] | undefined;
+    try {
+      rows = this.kind === 'insert' ? (this.qb.getValueSets?.() ?? []) : await this.readJunctionRows(runner, junction);
+    } catch (error) {
+      this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links a delete removes: ${(error as Error).message}`);
+    }
+    const links = (rows ?? []).map((row) => ({
+      owner: keyOf(junction.ownerColumns.map((column) => junctionValue(column, row)), relation.entityMetadata),
+      related: keyOf(junction.inverseColumns.map((column) => junctionValue(column, row)), relation.inverseEntityMetadata),
+    }));
+    const result = await this.write();
+    if (!rows) {
+      await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true });
+    }
+    for (const { owner, related } of links) {
+      if (owner === null || related === null) continue;
+      await this.capture.record(runner, {
+        entity: relation.entityMetadata.name,
+        id: owner,
+        operation: 'update',
+        fields: { [relation.propertyPath]: side === 'added' ? { added: [related], removed: [] } : { added: [], removed: [related] } },
+      });
+    }
+    return result;
+  }
+
   private operation(): AuditChangeOperation {
-    if (this.kind === 'delete') return 'delete';
-    if (this.kind === 'soft-delete') return this.map.queryType === 'restore' ? 'update' : 'delete';
-    return 'update';
+    // A soft delete or restore is an update of the delete-date column.
+    return this.kind === 'delete' ? 'delete' : 'update';
   }
 
   /** A change known only in part: the entity, the operation and the values set, no ids. */
@@ -180,14 +257,27 @@ class CriteriaWrite {
 
   /** A SELECT with the write's own WHERE clause, in its transaction. */
   private probe(runner: QueryRunner): SelectQueryBuilder<ObjectLiteral> {
-    const Select = this.qb.connection.createQueryBuilder().constructor as new (qb: unknown) => SelectQueryBuilder<ObjectLiteral>;
-    const probe = new Select(this.qb);
-    probe.setQueryRunner(runner);
-    const toOne = this.metadata!.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    return probe
-      .select(this.qb.alias)
-      .withDeleted()
-      .loadAllRelationIds({ relations: toOne, disableMixedMap: true });
+    const metadata = this.metadata!;
+    const probe = runner.manager.createQueryBuilder(metadata.target, 'audit_probe');
+    // The write's conditions name bare properties (no alias prefix): read them the same way.
+    const map = probe.expressionMap as unknown as { aliasNamePrefixingEnabled: boolean; wheres: unknown[]; nativeParameters: ObjectLiteral };
+    const source = this.map as unknown as { wheres: unknown[]; parameters: ObjectLiteral; nativeParameters: ObjectLiteral };
+    map.aliasNamePrefixingEnabled = false;
+    map.wheres = [...source.wheres];
+    map.nativeParameters = { ...source.nativeParameters };
+    probe.setParameters({ ...source.parameters });
+    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    return probe.withDeleted().loadAllRelationIds({ relations: toOne, disableMixedMap: true });
+  }
+
+  /** Junction rows matching the write's WHERE clause (raw: a junction has no class to hydrate). */
+  private async readJunctionRows(runner: QueryRunner, junction: EntityMetadata): Promise<ObjectLiteral[]> {
+    const probe = this.probe(runner);
+    const escape = (name: string) => this.qb.connection.driver.escape(name);
+    probe.select([]);
+    junction.columns.forEach((column, i) => probe.addSelect(`${escape(probe.alias)}.${escape(column.databaseName)}`, `c${i}`));
+    const raw = await probe.getRawMany<Record<string, unknown>>();
+    return raw.map((row) => Object.fromEntries(junction.columns.map((column, i) => [column.propertyName, row[`c${i}`]])));
   }
 
   private readMatching(runner: QueryRunner, limit: number): Promise<ObjectLiteral[]> {
@@ -206,8 +296,8 @@ class CriteriaWrite {
       .getMany();
   }
 
-  /** The rows an upsert may hit: matched on its conflict columns (or the primary key). */
-  private async readUpsertTargets(runner: QueryRunner, metadata: EntityMetadata): Promise<ObjectLiteral[]> {
+  /** Where-clauses for the rows an upsert may hit: its conflict columns (or the primary key) per value set. */
+  private upsertLookups(metadata: EntityMetadata): ObjectLiteral[] {
     const conflict = this.map.onUpdate?.conflict;
     const names = conflict === undefined ? [] : Array.isArray(conflict) ? conflict : conflict.split(',').map((n) => n.trim().replace(/["`]/g, ''));
     const columns = names.length
@@ -219,9 +309,18 @@ class CriteriaWrite {
     const lookups = valueSets.map((values) =>
       Object.fromEntries(columns.map((column) => [column!.propertyPath, column!.getEntityValue(values)])),
     );
-    if (lookups.length === 0 || lookups.some((lookup) => Object.values(lookup).some((v) => v === undefined))) {
-      throw new Error('the upsert values do not carry every conflict column');
-    }
+    // A value set without every conflict value can only insert: it is found by its returned id.
+    return lookups.filter((lookup) => Object.values(lookup).every((value) => value !== undefined));
+  }
+
+  private returnedIds(metadata: EntityMetadata): ObjectLiteral[] {
+    return (this.qb.getValueSets?.() ?? [])
+      .map((values) => metadata.getEntityIdMap(values))
+      .filter((id): id is ObjectLiteral => id !== undefined && Object.values(id).every((v) => v !== undefined && v !== null));
+  }
+
+  private async readUpsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
+    if (lookups.length === 0) return [];
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
     return runner.manager
       .getRepository(metadata.target)

@@ -22,9 +22,18 @@ const OPERATION_VERBS = { insert: 'created', update: 'updated', delete: 'deleted
 /** `OrderItem` → `orderItem`. */
 export const lowerCamel = (name: string): string => name.charAt(0).toLowerCase() + name.slice(1);
 
-/** The fallback action of a change: `<entity>.created|updated|deleted`. */
-export const changeAction = (change: Pick<AuditChange, 'entity' | 'operation'>): string =>
-  `${lowerCamel(change.entity)}.${OPERATION_VERBS[change.operation]}`;
+/**
+ * The fallback action of a change: `<entity>.created|updated|deleted`. A soft delete
+ * (the delete-date column going from empty to set) reads as `deleted`.
+ */
+export function changeAction(change: Pick<CapturedChange, 'entity' | 'operation' | 'fields' | 'deleteDateField'>): string {
+  const softDelete = change.deleteDateField ? change.fields[change.deleteDateField] : undefined;
+  const verb =
+    change.operation === 'update' && softDelete && 'to' in softDelete && softDelete.to != null && softDelete.from == null
+      ? 'deleted'
+      : OPERATION_VERBS[change.operation];
+  return `${lowerCamel(change.entity)}.${verb}`;
+}
 
 const nullable = (value: string | undefined | null, max: number): string | null => bound(value, max) ?? null;
 

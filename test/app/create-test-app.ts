@@ -7,6 +7,7 @@ import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
+import { CaptureController } from './capture.controller.js';
 import { Customer } from './customer.entity.js';
 import { Order } from './order.entity.js';
 import { Session, User } from './user.entity.js';
@@ -66,7 +67,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
       TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
       options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
     ],
-    controllers: [OrdersController, ...(options.controllers ?? [])],
+    controllers: [OrdersController, CaptureController, ...(options.controllers ?? [])],
   })
   class TestAppModule {}
 

@@ -7,4 +7,7 @@ export class Customer {
 
   @Column({ type: 'varchar', length: 100 })
   name!: string;
+
+  @Column({ type: 'varchar', length: 40, unique: true, nullable: true })
+  code!: string | null;
 }

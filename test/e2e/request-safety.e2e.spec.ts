@@ -46,13 +46,13 @@ describe.each(ADAPTERS)('trustProxy over %s', (adapter) => {
 
 describe.each(databases())('storage failure on %s', (kind) => {
   let db: TestDatabase;
-  let t: TestApp | undefined;
+  let app: TestApp | undefined;
   beforeAll(async () => {
     db = await createTestDatabase(kind);
   });
   afterEach(async () => {
-    await t?.close();
-    t = undefined;
+    await app?.close();
+    app = undefined;
     vi.restoreAllMocks();
   });
   afterAll(async () => {
@@ -67,7 +67,7 @@ describe.each(databases())('storage failure on %s', (kind) => {
 
   it('fails closed by default: the request fails and the logger says why', async () => {
     const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
-    t = await createTestApp({ db, adapter: 'express' });
+    const t = (app = await createTestApp({ db, adapter: 'express' }));
     const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
     await breakAuditTable(t);
     const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
@@ -79,7 +79,7 @@ describe.each(databases())('storage failure on %s', (kind) => {
 
   it('fails open when asked: the request succeeds and the logger says why', async () => {
     const errors = vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
-    t = await createTestApp({ db, adapter: 'fastify', audit: { failOpen: true } });
+    const t = (app = await createTestApp({ db, adapter: 'fastify', audit: { failOpen: true } }));
     const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
     await breakAuditTable(t);
     const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'paid' } });
