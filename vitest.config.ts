@@ -1,8 +1,13 @@
+import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   plugins: [swc.vite({ module: { type: 'es6' } })],
+  resolve: {
+    // Code that imports the package by name (the sample app) is tested against the source.
+    alias: { 'nestjs-system-audit': fileURLToPath(new URL('./lib/index.ts', import.meta.url)) },
+  },
   test: {
     include: ['test/**/*.spec.ts'],
     globalSetup: ['test/support/global-setup.ts'],

@@ -7,7 +7,7 @@ import {
   type NestModule,
   type Provider,
 } from '@nestjs/common';
-import { APP_INTERCEPTOR } from '@nestjs/core';
+import { APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from './audit.constants.js';
 import {
@@ -21,7 +21,9 @@ import { ChangeCapture } from './capture/change-capture.js';
 import { AuditContext } from './context/audit-context.js';
 import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
 import { AuditEventBuilder } from './events/audit-event.builder.js';
+import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
+import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
 import type { AuditModuleExtras, AuditModuleOptions } from './interfaces/audit-module-options.interface.js';
 import { AuditContextMiddleware } from './middleware/audit-context.middleware.js';
 import { resolveAuditOptions } from './options/audit-options.js';
@@ -43,6 +45,8 @@ const providers: Provider[] = [
   AuditRecorder,
   AuditService,
   AuditContextMiddleware,
+  AuditedIntentFactory,
+  AuditContextGuard,
   ChangeCapture,
   AuditSubscriber,
   { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
@@ -63,6 +67,23 @@ const providers: Provider[] = [
 @Global()
 @Module({ providers, exports: [AuditService, AuditContext] })
 export class AuditModule extends AuditConfigurableModule implements NestModule {
+  constructor(moduleRef: ModuleRef, guard: AuditContextGuard) {
+    super();
+    AuditModule.registerFirstGuard(moduleRef, guard);
+  }
+
+  /**
+   * Puts the audit guard in front of every other global guard (those of APP_GUARD
+   * providers are added after modules are built, those of useGlobalGuards() later still),
+   * so it sees every request before an authentication guard can turn it away.
+   */
+  private static registerFirstGuard(moduleRef: ModuleRef, guard: AuditContextGuard): void {
+    const config = (moduleRef as unknown as { container?: { applicationConfig?: { getGlobalGuards(): unknown[] } } }).container
+      ?.applicationConfig;
+    const guards = config?.getGlobalGuards();
+    if (guards && !guards.includes(guard)) guards.unshift(guard);
+  }
+
   /** Registers the module with static options. */
   static override forRoot(options: typeof AUDIT_OPTIONS_TYPE = {}): DynamicModule {
     return AuditModule.wire(super.forRoot(options), options);

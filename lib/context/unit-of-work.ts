@@ -8,6 +8,7 @@ import type {
 } from '../interfaces/audit-event.interface.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { ChangeSet } from '../capture/change-set.js';
+import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 
 /** Where an actor comes from: a fixed value or a resolver called when events are built. */
 export type ActorSource =
@@ -56,6 +57,10 @@ export class UnitOfWork {
   readonly changes = new ChangeSet();
   /** Set once the unit's own work is over: later events are stored at once. */
   ended = false;
+  /** The `@Audited` metadata of the handler the request is for, once routing knows it. */
+  audited?: AuditedMetadata;
+  /** Set once the handler's event is added (success, failure or rejection). */
+  handlerSettled = false;
   private actorSource?: ActorSource;
   private flushing: Promise<void> = Promise.resolve();
 

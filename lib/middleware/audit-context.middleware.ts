@@ -4,9 +4,11 @@ import { AuditContext } from '../context/audit-context.js';
 import type { HttpRequestLike } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 
 interface NodeResponse {
+  statusCode: number;
   setHeader(name: string, value: string): unknown;
   end: (...args: unknown[]) => unknown;
   once(event: 'close', listener: () => void): unknown;
@@ -24,14 +26,18 @@ export class AuditContextMiddleware implements NestMiddleware {
     private readonly context: AuditContext,
     private readonly units: UnitOfWorkFactory,
     private readonly recorder: AuditRecorder,
+    private readonly intents: AuditedIntentFactory,
   ) {}
 
   use(request: HttpRequestLike, response: NodeResponse, next: (error?: unknown) => void): void {
     if (!this.options.enabled || this.units.attachedTo(request)) return next();
     const unit = this.units.forHttp(request, response);
     const recorder = this.recorder;
+    const intents = this.intents;
     const end = response.end;
     response.end = function (this: NodeResponse, ...args: unknown[]) {
+      // An @Audited request that never reached its handler was turned away: record it.
+      intents.settleRejected(unit, this.statusCode);
       if (unit.isIdle) return end.apply(this, args);
       recorder
         .flush(unit)

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { ConsoleLogger, Module, type DynamicModule, type INestApplication } from '@nestjs/common';
+import { ConsoleLogger, Module, type DynamicModule, type INestApplication, type Provider } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
@@ -7,6 +7,7 @@ import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
+import { AdminController, AuthController } from './admin.controller.js';
 import { CaptureController } from './capture.controller.js';
 import { Customer } from './customer.entity.js';
 import { Order } from './order.entity.js';
@@ -34,6 +35,8 @@ export interface TestAppOptions {
   /** Replace `AuditModule.forRoot(audit)` (for the async variants). */
   auditModule?: DynamicModule;
   controllers?: Array<new (...args: never[]) => unknown>;
+  /** Extra providers of the app module (e.g. an APP_GUARD). */
+  providers?: Provider[];
   entities?: Array<new (...args: never[]) => unknown>;
 }
 
@@ -67,7 +70,8 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
       TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
       options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
     ],
-    controllers: [OrdersController, CaptureController, ...(options.controllers ?? [])],
+    controllers: [OrdersController, CaptureController, AdminController, AuthController, ...(options.controllers ?? [])],
+    providers: options.providers ?? [],
   })
   class TestAppModule {}
 

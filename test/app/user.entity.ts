@@ -19,6 +19,9 @@ export class User {
   @AuditExclude()
   loginCount!: number;
 
+  @Column({ type: 'int', default: 0 })
+  failedLogins!: number;
+
   @ManyToMany(() => User)
   @JoinTable({ name: 'user_following' })
   following!: User[];

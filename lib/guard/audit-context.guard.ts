@@ -1,0 +1,33 @@
+import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import type { HttpRequestLike } from '../context/request-info.js';
+import { routePattern } from '../context/request-info.js';
+import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
+import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
+import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
+
+/**
+ * Runs before every other guard and always lets the request through. It tells the
+ * request's unit of work which handler it is for, so that a request another guard
+ * rejects is still recorded against its `@Audited` action (denied access attempts
+ * are audit events) with the right route and source.
+ */
+@Injectable()
+export class AuditContextGuard implements CanActivate {
+  constructor(
+    private readonly units: UnitOfWorkFactory,
+    private readonly intents: AuditedIntentFactory,
+  ) {}
+
+  canActivate(ctx: ExecutionContext): boolean {
+    if (ctx.getType<string>() !== 'http') return true;
+    const request = ctx.switchToHttp().getRequest<HttpRequestLike>();
+    const unit = this.units.attachedTo(request);
+    if (!unit) return true;
+    const { audited, source } = this.intents.metadataOf(ctx);
+    unit.requestObject = request as unknown as AuditRequest;
+    unit.request.route = routePattern(request) ?? unit.request.route;
+    if (source) unit.source = source;
+    if (audited) unit.audited = audited;
+    return true;
+  }
+}

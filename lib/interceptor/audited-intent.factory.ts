@@ -1,0 +1,108 @@
+import { Inject, Injectable, Logger, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import type { DataSource } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
+import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
+import type { AuditedCallContext, AuditedMetadata } from '../decorators/audited.decorator.js';
+import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { resolveTarget } from '../events/audit-target.js';
+import { uuidv7 } from '../events/uuid-v7.js';
+import type { AuditError, AuditOutcome } from '../interfaces/audit-event.interface.js';
+
+/** What `@Audited` / `@AuditSource` say about a handler. */
+export interface HandlerAuditMetadata {
+  audited?: AuditedMetadata;
+  source?: string;
+}
+
+const STATUS_NAMES: Record<number, string> = {
+  400: 'BadRequestException',
+  401: 'UnauthorizedException',
+  403: 'ForbiddenException',
+  404: 'NotFoundException',
+  429: 'ThrottlerException',
+};
+
+/** Builds the intent event of an `@Audited` handler call. */
+@Injectable()
+export class AuditedIntentFactory {
+  private readonly logger = new Logger('Audit');
+
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly builder: AuditEventBuilder,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+  ) {}
+
+  metadataOf(ctx: ExecutionContext): HandlerAuditMetadata {
+    const targets = [ctx.getHandler(), ctx.getClass()];
+    return {
+      audited: this.reflector.getAllAndOverride<AuditedMetadata | undefined>(AUDITED_METADATA, targets),
+      source: this.reflector.getAllAndOverride<string | undefined>(AUDIT_SOURCE_METADATA, targets),
+    };
+  }
+
+  /** Adds the handler's event to its unit (once); it claims every change of the unit. */
+  settle(unit: UnitOfWork, audited: AuditedMetadata, args: unknown[], outcome: AuditOutcome, value: unknown, error?: AuditError): void {
+    if (unit.handlerSettled) return;
+    unit.handlerSettled = true;
+    unit.intents.push(this.intent(unit, audited, args, outcome, value, error));
+  }
+
+  /** A request that never reached its `@Audited` handler (a guard said no): a failure with the response status. */
+  settleRejected(unit: UnitOfWork, statusCode: number): void {
+    if (!unit.audited || unit.handlerSettled) return;
+    const error: AuditError = { name: STATUS_NAMES[statusCode] ?? 'HttpException', status: statusCode };
+    this.settle(unit, unit.audited, [], 'failure', undefined, error);
+  }
+
+  private intent(
+    unit: UnitOfWork,
+    audited: AuditedMetadata,
+    args: unknown[],
+    outcome: AuditOutcome,
+    value: unknown,
+    error?: AuditError,
+  ): PendingIntent {
+    const call: AuditedCallContext = {
+      args,
+      request: unit.requestObject,
+      params: paramsOf(unit.requestObject),
+      ...(outcome === 'success' ? { result: value } : { error: value }),
+    };
+    return {
+      id: uuidv7(),
+      occurredAt: new Date(),
+      action: audited.action,
+      outcome,
+      target: this.option(audited, 'target', call, (raw) => (raw ? resolveTarget(this.dataSource, raw) : undefined)),
+      reason: this.option(audited, 'reason', call, (raw) => (typeof raw === 'string' ? raw : undefined)),
+      context: this.option(audited, 'context', call, (raw) => (raw && typeof raw === 'object' ? raw : undefined)),
+      ...(outcome === 'failure' ? { error: error ?? this.builder.errorSummary(value) } : {}),
+      claim: 'all',
+    };
+  }
+
+  /** Evaluates one `@Audited` option; a throwing option is logged, never breaks the call. */
+  private option<K extends 'target' | 'reason' | 'context', R>(
+    audited: AuditedMetadata,
+    key: K,
+    call: AuditedCallContext,
+    convert: (raw: never) => R | undefined,
+  ): R | undefined {
+    const option = audited[key];
+    if (option === undefined) return undefined;
+    try {
+      const raw = typeof option === 'function' ? (option as (c: AuditedCallContext) => unknown)(call) : option;
+      return convert(raw as never);
+    } catch (error) {
+      this.logger.warn(`@Audited("${audited.action}") option "${key}" failed: ${(error as Error).message}`);
+      return undefined;
+    }
+  }
+}
+
+function paramsOf(request: unknown): Record<string, string> {
+  const params = (request as { params?: unknown } | undefined)?.params;
+  return params && typeof params === 'object' ? (params as Record<string, string>) : {};
+}
