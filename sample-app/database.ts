@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, relative } from 'node:path';
 import type { TypeOrmModuleOptions } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 
@@ -26,7 +26,7 @@ export function databaseConfig(database: string): DatabaseConfig {
   if (scheme === undefined) {
     return {
       kind: 'sqlite',
-      label: `SQLite ${database}`,
+      label: `SQLite ${database === ':memory:' ? database : relative(process.cwd(), database)}`,
       connection: { type: 'better-sqlite3', database },
       prepare: async () => {
         if (database !== ':memory:') mkdirSync(dirname(database), { recursive: true });
