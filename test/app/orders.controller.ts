@@ -5,6 +5,8 @@ import { Audited, AuditService } from '../../lib/index.js';
 import { Order } from './order.entity.js';
 import { TokenGuard } from './token.guard.js';
 
+const pause = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 4));
+
 @Controller('orders')
 @UseGuards(TokenGuard)
 export class OrdersController {
@@ -44,6 +46,19 @@ export class OrdersController {
     if (order.status === 'paid') throw new ConflictException(`Order ${id} is already paid`);
     order.status = 'paid';
     return this.orders.save(order);
+  }
+
+  /** Awaits I/O at random points, so that concurrent requests interleave. */
+  @Patch(':id/touch')
+  @Audited('order.touched', { target: ({ params }) => ({ type: 'order', id: params['id']! }) })
+  async touch(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<{ id: number }> {
+    await pause();
+    const order = await this.get(id);
+    await pause();
+    order.note = body.note;
+    await this.orders.save(order);
+    await pause();
+    return { id };
   }
 
   @Post(':id/fail')

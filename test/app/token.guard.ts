@@ -13,7 +13,9 @@ export class TokenGuard implements CanActivate {
     const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
     const token = request.headers['authorization']?.replace(/^Bearer /, '');
     if (token === undefined) return true; // anonymous
-    const user = USERS[token];
+    // `user-<n>`: one of many generated users, for concurrency tests.
+    const numbered = /^user-(\d+)$/.exec(token);
+    const user = numbered ? { id: 1000 + Number(numbered[1]), email: `user${numbered[1]}@example.com`, roles: [] } : USERS[token];
     if (!user) throw new UnauthorizedException('Unknown token');
     request.user = user;
     return true;
