@@ -7,7 +7,7 @@ import {
   type NestModule,
   type Provider,
 } from '@nestjs/common';
-import { APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule, ModuleRef } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from './audit.constants.js';
 import {
@@ -24,6 +24,7 @@ import { AuditEventBuilder } from './events/audit-event.builder.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
 import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
+import { AuditedMethodExplorer } from './interceptor/audited-method.explorer.js';
 import type { AuditModuleExtras, AuditModuleOptions } from './interfaces/audit-module-options.interface.js';
 import { AuditContextMiddleware } from './middleware/audit-context.middleware.js';
 import { resolveAuditOptions } from './options/audit-options.js';
@@ -47,6 +48,7 @@ const providers: Provider[] = [
   AuditContextMiddleware,
   AuditedIntentFactory,
   AuditContextGuard,
+  AuditedMethodExplorer,
   ChangeCapture,
   AuditSubscriber,
   { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
@@ -65,7 +67,7 @@ const providers: Provider[] = [
  * export class AppModule {}
  */
 @Global()
-@Module({ providers, exports: [AuditService, AuditContext] })
+@Module({ imports: [DiscoveryModule], providers, exports: [AuditService, AuditContext] })
 export class AuditModule extends AuditConfigurableModule implements NestModule {
   constructor(moduleRef: ModuleRef, guard: AuditContextGuard) {
     super();

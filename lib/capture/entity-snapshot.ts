@@ -34,10 +34,13 @@ export class TrackedFields {
     readonly metadata: EntityMetadata,
     excluded: ReadonlySet<string>,
   ) {
+    // Update dates and versions change with every write: they say nothing a reviewer needs.
     this.columns = metadata.columns.filter(
       (column) =>
         (!column.isVirtual || isDerivedJoinColumn(column)) &&
         !column.isVirtualProperty &&
+        !column.isUpdateDate &&
+        !column.isVersion &&
         !excluded.has(column.propertyPath) &&
         !excluded.has(fieldName(column)),
     );
@@ -55,11 +58,11 @@ export class TrackedFields {
 
   /**
    * The followed columns TypeORM reports as changed by a save: its changed columns and
-   * the join columns of its changed relations, generated ones (update date, version) left out.
+   * the join columns of its changed relations.
    */
   changed(columns: readonly ColumnMetadata[], relations: readonly RelationMetadata[]): ColumnMetadata[] {
     const candidates = new Set([...columns, ...relations.flatMap((relation) => relation.joinColumns)]);
-    return this.columns.filter((column) => candidates.has(column) && !column.isUpdateDate && !column.isVersion);
+    return this.columns.filter((column) => candidates.has(column));
   }
 }
 

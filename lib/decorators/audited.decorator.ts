@@ -1,6 +1,7 @@
 import { SetMetadata } from '@nestjs/common';
 import { AUDITED_METADATA } from '../audit.constants.js';
 import { assertAuditAction } from '../events/audit-action.js';
+import { auditedMethod } from '../interceptor/audited-method.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
 
@@ -41,7 +42,8 @@ export interface AuditedMetadata extends AuditedOptions {
 const KNOWN = new Set(['target', 'reason', 'context']);
 
 /**
- * Records the intent of a controller handler (or of every handler of a class): after
+ * Records the intent of a controller handler (or of every handler of a class), or of a
+ * provider method (a cron job, a queue consumer, a service): after
  * the handler completes, one `intent` event with the actor, the request data and the
  * changes the handler made; when it throws, the same event with `outcome: 'failure'`.
  *
@@ -61,5 +63,16 @@ export function Audited(action: string, options: AuditedOptions = {}): MethodDec
     }
   }
   const metadata: AuditedMetadata = { action, ...options };
-  return SetMetadata(AUDITED_METADATA, metadata);
+  const setMetadata = SetMetadata(AUDITED_METADATA, metadata);
+  return ((target: object, key?: string | symbol, descriptor?: PropertyDescriptor) => {
+    if (descriptor && typeof descriptor.value === 'function') {
+      // On a provider the call itself is the unit of work (see auditedMethod); the metadata
+      // goes on the method that is really called, for the interceptor and the explorer.
+      descriptor.value = auditedMethod(descriptor.value as (...args: unknown[]) => unknown, metadata);
+      setMetadata(target, key!, descriptor);
+      return descriptor;
+    }
+    setMetadata(target as never);
+    return undefined;
+  }) as MethodDecorator & ClassDecorator;
 }

@@ -35,6 +35,8 @@ export interface TestAppOptions {
   /** Replace `AuditModule.forRoot(audit)` (for the async variants). */
   auditModule?: DynamicModule;
   controllers?: Array<new (...args: never[]) => unknown>;
+  /** Extra imports of the app module. */
+  imports?: Array<DynamicModule | (new (...args: never[]) => unknown)>;
   /** Extra providers of the app module (e.g. an APP_GUARD). */
   providers?: Provider[];
   entities?: Array<new (...args: never[]) => unknown>;
@@ -69,6 +71,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
       } as Parameters<typeof TypeOrmModule.forRoot>[0]),
       TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
       options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
+      ...(options.imports ?? []),
     ],
     controllers: [OrdersController, CaptureController, AdminController, AuthController, ...(options.controllers ?? [])],
     providers: options.providers ?? [],

@@ -1,13 +1,12 @@
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLogEntity } from 'nestjs-system-audit';
 import { createSampleApp, type SampleApp } from '../../sample-app/create-sample-app.js';
 import { OrderExpiryJob } from '../../sample-app/orders/order-expiry.job.js';
 
 // The sample imports the package by name, as an application does (at run time that
-// name resolves to the built dist/). Here the name points at the library source, so
-// the smoke test needs no build step and always exercises the current lib/.
-vi.mock('nestjs-system-audit', () => import('../../lib/index.js'));
+// name resolves to the built dist/). vitest.config.ts points the name at the library
+// source, so the smoke test needs no build step and always exercises the current lib/.
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

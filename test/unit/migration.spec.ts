@@ -45,3 +45,20 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
     await runner.release();
   });
 });
+
+describe('AuditMigrations with an entityPrefix', () => {
+  it('creates the prefixed table the entity maps to', async () => {
+    const dataSource = new DataSource({
+      type: 'better-sqlite3',
+      database: ':memory:',
+      entityPrefix: 'shop_',
+      entities: [AuditLogEntity],
+      migrations: AuditMigrations,
+    });
+    await dataSource.initialize();
+    await dataSource.runMigrations();
+    expect(dataSource.getMetadata(AuditLogEntity).tableName).toBe('shop_audit_log');
+    expect((await dataSource.driver.createSchemaBuilder().log()).upQueries).toEqual([]);
+    await dataSource.destroy();
+  });
+});

@@ -54,7 +54,7 @@ export class CreateAuditLog1764201600000 implements MigrationInterface {
     const driver = queryRunner.connection.driver;
     await queryRunner.createTable(
       new Table({
-        name: AUDIT_LOG_TABLE,
+        name: tableName(queryRunner),
         columns: COLUMNS.map((column) => ({
           name: column.name,
           type: driver.normalizeType({ type: column.type, length: column.length, precision: column.precision }),
@@ -70,6 +70,9 @@ export class CreateAuditLog1764201600000 implements MigrationInterface {
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.dropTable(AUDIT_LOG_TABLE, true);
+    await queryRunner.dropTable(tableName(queryRunner), true);
   }
 }
+
+/** `audit_log`, with the data source's `entityPrefix` as the entity gets it. */
+const tableName = (queryRunner: QueryRunner): string => `${queryRunner.connection.options.entityPrefix ?? ''}${AUDIT_LOG_TABLE}`;
