@@ -14,6 +14,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // As behind a proxy that passes large headers on: the module, not Node, must bound them.
+    execArgv: ['--max-http-header-size=131072'],
     reporters: ['default'],
   },
 });

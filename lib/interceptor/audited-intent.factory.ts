@@ -1,13 +1,14 @@
 import { Inject, Injectable, Logger, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import type { DataSource } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
 import type { AuditedCallContext, AuditedMetadata } from '../decorators/audited.decorator.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { resolveTarget } from '../events/audit-target.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditError, AuditOutcome } from '../interfaces/audit-event.interface.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
 
 /** What `@Audited` / `@AuditSource` say about a handler. */
 export interface HandlerAuditMetadata {
@@ -32,6 +33,7 @@ export class AuditedIntentFactory {
     private readonly reflector: Reflector,
     private readonly builder: AuditEventBuilder,
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
   metadataOf(ctx: ExecutionContext): HandlerAuditMetadata {
@@ -77,10 +79,20 @@ export class AuditedIntentFactory {
       outcome,
       target: this.option(audited, 'target', call, (raw) => (raw ? resolveTarget(this.dataSource, raw) : undefined)),
       reason: this.option(audited, 'reason', call, (raw) => (typeof raw === 'string' ? raw : undefined)),
-      context: this.option(audited, 'context', call, (raw) => (raw && typeof raw === 'object' ? raw : undefined)),
+      context: this.withBody(
+        unit,
+        this.option(audited, 'context', call, (raw) => (raw && typeof raw === 'object' ? raw : undefined)),
+      ),
       ...(outcome === 'failure' ? { error: error ?? this.builder.errorSummary(value) } : {}),
       claim: 'all',
     };
+  }
+
+  /** With `recordBody`, the HTTP request body joins the context (redacted and bounded when stored). */
+  private withBody(unit: UnitOfWork, context: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+    const body = (unit.requestObject as { body?: unknown } | undefined)?.body;
+    if (!this.options.recordBody || body === undefined || body === null || unit.source === 'job') return context;
+    return { ...context, body };
   }
 
   /** Evaluates one `@Audited` option; a throwing option is logged, never breaks the call. */

@@ -89,6 +89,12 @@ export interface AuditModuleOptions {
    */
   recordQueryString?: boolean;
   /**
+   * Store the request body of `@Audited` HTTP calls in the event's `context.body`,
+   * redacted and size-bounded. Off by default: bodies carry personal data and secrets.
+   * @default false
+   */
+  recordBody?: boolean;
+  /**
    * How many rows an update or delete by criteria reads for its before values; past
    * it the change is recorded as partial.
    * @default 1000

@@ -35,6 +35,7 @@ export interface ResolvedAuditOptions {
   maxHeaderLength: number;
   maxContextBytes: number;
   recordQueryString: boolean;
+  recordBody: boolean;
   maxCriteriaRows: number;
   enabled: boolean;
 }
@@ -51,6 +52,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'maxHeaderLength',
   'maxContextBytes',
   'recordQueryString',
+  'recordBody',
   'maxCriteriaRows',
   'enabled',
 ]);
@@ -145,6 +147,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     maxHeaderLength: intOption('maxHeaderLength', raw['maxHeaderLength'], 512, 8192),
     maxContextBytes: intOption('maxContextBytes', raw['maxContextBytes'], 16384, 1048576),
     recordQueryString: booleanOption('recordQueryString', raw['recordQueryString'], false),
+    recordBody: booleanOption('recordBody', raw['recordBody'], false),
     maxCriteriaRows: intOption('maxCriteriaRows', raw['maxCriteriaRows'], 1000, 1000000),
     enabled: booleanOption('enabled', raw['enabled'], true),
   };

@@ -89,3 +89,51 @@ describe.each(databases())('storage failure on %s', (kind) => {
     await t.dataSource.synchronize();
   });
 });
+
+describe.each(ADAPTERS)('hostile request data over %s', (adapter) => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { recordBody: true } });
+  });
+  afterAll(() => t.close());
+
+  it('a forged X-Forwarded-For, a 64 KB header, a bad request id and ?token= in the URL: request fine, row bounded and clean', async () => {
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
+    const response = await t.request(`/orders/${order.id}?token=secret-token-value&page=2`, {
+      method: 'PATCH',
+      json: { status: 'paid', password: 'hunter2', card: { cvv: '123', last4: '4242' } },
+      headers: {
+        'x-forwarded-for': '6.6.6.6',
+        'user-agent': 'A'.repeat(64 * 1024),
+        'x-request-id': 'bad id with spaces;' + 'x'.repeat(1024),
+      },
+    });
+    expect(response.status).toBe(200);
+    const requestId = response.headers.get('x-request-id')!;
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    const row = rows[0]!;
+    expect(row.ip).toBe('127.0.0.1');
+    expect(row.userAgent!.length).toBe(512);
+    expect(row.requestId).toBe(requestId);
+    expect(row.path).toBe(`/orders/${order.id}`);
+    expect(row.context).toEqual({ body: { status: 'paid', password: '[REDACTED]', card: { cvv: '[REDACTED]', last4: '4242' } } });
+    const stored = JSON.stringify(row);
+    expect(stored).not.toMatch(/secret-token-value|hunter2|6\.6\.6\.6|bad id/);
+    expect(stored.length).toBeLessThan(4096);
+  });
+
+  it('with recordQueryString, keeps the query but masks secret parameters', async () => {
+    const app = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { recordQueryString: true } });
+    try {
+      const order = await app.seed(() => app.dataSource.getRepository(Order).save({ status: 'new' }));
+      await app.request(`/orders/${order.id}?access_token=abc&page=2`, { method: 'PATCH', json: { status: 'x' } });
+      const [row] = await app.rows();
+      expect(row!.path).toBe(`/orders/${order.id}?access_token=[REDACTED]&page=2`);
+      expect(row!.context).toBeNull(); // bodies are not stored unless asked
+    } finally {
+      await app.close();
+    }
+  });
+});
