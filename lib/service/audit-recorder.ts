@@ -75,7 +75,13 @@ export class AuditRecorder {
   private async store(rows: AuditLogEntity[], intents: PendingIntent[], manager?: EntityManager): Promise<void> {
     if (rows.length === 0) return;
     try {
-      await this.writer.write(rows, manager);
+      if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
+        // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
+        // insert from aborting the transaction it is meant to leave alone.
+        await manager.transaction((savepoint) => this.writer.write(rows, savepoint));
+      } else {
+        await this.writer.write(rows, manager);
+      }
       for (const intent of intents) intent.settle?.();
     } catch (cause) {
       const error = new AuditWriteError(rows.length, cause);

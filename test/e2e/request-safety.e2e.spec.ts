@@ -86,6 +86,21 @@ describe.each(databases())('storage failure on %s', (kind) => {
     expect(response.status).toBe(200);
     expect(((await response.json()) as Order).status).toBe('paid');
     expect(errors.mock.calls.map((call) => String(call[0])).join('\n')).toMatch(/Could not store 1 audit event\(s\).*fail-open/);
+
+    // Outside any unit of work the fallback row is written in the caller's transaction:
+    // failing open, it must not take the caller's change down with it.
+    const saved = await t.dataSource.transaction((manager) => manager.save(Order, { status: 'kept' }));
+    expect((await t.dataSource.getRepository(Order).findOneByOrFail({ id: saved.id })).status).toBe('kept');
+    await t.dataSource.synchronize();
+  });
+
+  it('fails closed outside a unit of work: the change rolls back with the audit write', async () => {
+    vi.spyOn(Logger.prototype, 'error').mockImplementation(() => undefined);
+    const t = (app = await createTestApp({ db, adapter: 'express' }));
+    await breakAuditTable(t);
+    const before = await t.dataSource.getRepository(Order).count();
+    await expect(t.dataSource.transaction((manager) => manager.save(Order, { status: 'lost' }))).rejects.toThrow(/Could not store 1 audit event/);
+    expect(await t.dataSource.getRepository(Order).count()).toBe(before);
     await t.dataSource.synchronize();
   });
 });
