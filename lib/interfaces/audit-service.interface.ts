@@ -42,6 +42,8 @@ export interface AuditRunOptions {
 /** Filters of `AuditService.find()`. All given filters must match. */
 export interface AuditQuery {
   action?: string | string[];
+  /** Events by one actor: `{ type?, id? }` (the same as `actorType` / `actorId`). */
+  actor?: { type?: string; id?: string | number };
   actorId?: string;
   actorType?: string;
   /** Events about one resource (`{ type, id }` or an entity instance). */

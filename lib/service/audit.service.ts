@@ -119,8 +119,10 @@ export class AuditService {
     const qb = this.repository.createQueryBuilder('e');
     const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
     if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
-    if (query.actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId: String(query.actorId) });
-    if (query.actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType: query.actorType });
+    const actorId = query.actorId ?? query.actor?.id;
+    const actorType = query.actorType ?? query.actor?.type;
+    if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId: String(actorId) });
+    if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
     if (query.target !== undefined) this.whereTarget(qb, this.targetFrom(query.target, 'target'));
     if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(query.targetType) });
     if (query.source !== undefined) qb.andWhere('e.source = :source', { source: query.source });

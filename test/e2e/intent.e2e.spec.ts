@@ -237,6 +237,7 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
     expect([...times].sort((a, b) => b - a)).toEqual(times);
 
     expect((await t.audit.find({ actorId: 'u1' })).items).toHaveLength(2);
+    expect((await t.audit.find({ actor: { type: 'user', id: 'u0' } })).items).toHaveLength(3);
     expect((await t.audit.find({ action: 'doc.edited' })).items).toHaveLength(4);
     expect((await t.audit.find({ action: 'doc.edited', outcome: 'failure' })).items).toHaveLength(0);
     expect((await t.audit.find({ source: 'system', from: new Date(Date.now() - 60_000) })).items).toHaveLength(6);
