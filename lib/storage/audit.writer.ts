@@ -4,26 +4,97 @@ import { AUDIT_DATA_SOURCE } from '../audit.constants.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 
 const ROWS_PER_STATEMENT = 500;
+/** Batches written at the same time, at most (each holds one pooled connection). */
+const BATCHES_IN_FLIGHT = 4;
+/** Rows one batch takes from the queue, at most. */
+const ROWS_PER_BATCH = 2000;
+
+interface Pending {
+  rows: readonly AuditLogEntity[];
+  resolve(): void;
+  reject(error: unknown): void;
+}
 
 /**
- * Stores audit rows: one multi-row INSERT per batch, listeners off (the audit table
- * is never captured). Given a manager, it writes inside that manager's transaction.
+ * Stores audit rows with multi-row INSERTs, listeners off (the audit table is never
+ * captured).
+ *
+ * Given a manager, it writes inside that manager's transaction, at once. Otherwise
+ * writes from concurrent requests are grouped: while batches are being written, new
+ * rows queue up and go together in the next batch (group commit), so many requests
+ * cost a few INSERTs rather than one each. Every caller still waits for its own rows
+ * to be stored. A batch that fails is retried caller by caller, so one caller's bad
+ * rows never fail another's.
  */
 @Injectable()
 export class AuditWriter {
+  private readonly queue: Pending[] = [];
+  private inFlight = 0;
+
   constructor(@Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource) {}
 
-  async write(rows: readonly AuditLogEntity[], manager?: EntityManager): Promise<void> {
-    const target = manager ?? this.dataSource.manager;
-    for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
-      await target
-        .createQueryBuilder()
-        .insert()
-        .into(AuditLogEntity)
-        .values(rows.slice(start, start + ROWS_PER_STATEMENT) as ObjectLiteral[])
-        .updateEntity(false)
-        .callListeners(false)
-        .execute();
+  write(rows: readonly AuditLogEntity[], manager?: EntityManager): Promise<void> {
+    if (rows.length === 0) return Promise.resolve();
+    if (manager) return this.insert(rows, manager);
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ rows, resolve, reject });
+      this.drain();
+    });
+  }
+
+  private drain(): void {
+    while (this.inFlight < BATCHES_IN_FLIGHT && this.queue.length > 0) {
+      const batch: Pending[] = [];
+      let size = 0;
+      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0]!.rows.length <= ROWS_PER_BATCH)) {
+        const next = this.queue.shift()!;
+        batch.push(next);
+        size += next.rows.length;
+      }
+      this.inFlight++;
+      void this.flush(batch).finally(() => {
+        this.inFlight--;
+        this.drain();
+      });
     }
+  }
+
+  private async flush(batch: Pending[]): Promise<void> {
+    try {
+      await this.insert(batch.flatMap((pending) => pending.rows));
+      for (const pending of batch) pending.resolve();
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]!.reject(error);
+        return;
+      }
+      for (const pending of batch) {
+        await this.insert(pending.rows).then(pending.resolve, pending.reject);
+      }
+    }
+  }
+
+  private async insert(rows: readonly AuditLogEntity[], manager: EntityManager = this.dataSource.manager): Promise<void> {
+    if (rows.length <= ROWS_PER_STATEMENT) return this.statement(rows, manager);
+    // Several statements: one transaction, so that the rows are stored all or none.
+    const run = (target: EntityManager) => this.statements(rows, target);
+    return manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run);
+  }
+
+  private async statements(rows: readonly AuditLogEntity[], manager: EntityManager): Promise<void> {
+    for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
+      await this.statement(rows.slice(start, start + ROWS_PER_STATEMENT), manager);
+    }
+  }
+
+  private async statement(rows: readonly AuditLogEntity[], manager: EntityManager): Promise<void> {
+    await manager
+      .createQueryBuilder()
+      .insert()
+      .into(AuditLogEntity)
+      .values(rows as unknown as ObjectLiteral[])
+      .updateEntity(false)
+      .callListeners(false)
+      .execute();
   }
 }
