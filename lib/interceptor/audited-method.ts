@@ -21,8 +21,10 @@ export function auditedMethod(original: (...args: unknown[]) => unknown, audited
   };
   Object.defineProperty(wrapped, 'name', { value: original.name });
   // Keep metadata other decorators (e.g. @Cron above @Audited) already put on the method.
-  for (const key of Reflect.getMetadataKeys(original)) {
-    Reflect.defineMetadata(key, Reflect.getMetadata(key, original), wrapped);
+  if (typeof Reflect.getMetadataKeys === 'function') {
+    for (const key of Reflect.getMetadataKeys(original)) {
+      Reflect.defineMetadata(key, Reflect.getMetadata(key, original), wrapped);
+    }
   }
   return wrapped;
 }
