@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import type { DataSource, EntityManager, ObjectLiteral } from 'typeorm';
 import { AUDIT_DATA_SOURCE } from '../audit.constants.js';
 import { AuditLogEntity } from './audit-log.entity.js';
@@ -27,11 +27,21 @@ interface Pending {
  * rows never fail another's.
  */
 @Injectable()
-export class AuditWriter {
+export class AuditWriter implements OnModuleInit {
   private readonly queue: Pending[] = [];
   private inFlight = 0;
 
   constructor(@Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource) {}
+
+  /** Fails start-up, clearly, when the data source does not know the audit entity. */
+  onModuleInit(): void {
+    if (this.dataSource.isInitialized && !this.dataSource.hasMetadata(AuditLogEntity)) {
+      throw new Error(
+        "AuditLogEntity is not an entity of the audit module's TypeORM data source: " +
+          'add it to the data source\'s `entities` or set `autoLoadEntities: true`',
+      );
+    }
+  }
 
   write(rows: readonly AuditLogEntity[], manager?: EntityManager): Promise<void> {
     if (rows.length === 0) return Promise.resolve();

@@ -91,6 +91,20 @@ describe('AuditModule', () => {
     expect(await dataSource.getRepository(AuditLogEntity).count()).toBe(1);
   });
 
+  it('stops start-up with a clear message when the data source does not know AuditLogEntity', async () => {
+    const error = await Test.createTestingModule({
+      imports: [TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [] }), AuditModule.forRoot()],
+    })
+      .compile()
+      .then(async (moduleRef) => {
+        const app = moduleRef.createNestApplication({ logger: false });
+        closers.push(() => app.close());
+        await app.init();
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/AuditLogEntity is not an entity of the audit module's TypeORM data source: add it/);
+  });
+
   const invalid: Array<[string, Options, RegExp]> = [
     ['trustProxy', { trustProxy: 'not-an-ip' }, /Invalid AuditModule option "trustProxy": "not-an-ip" is not an IP address/],
     ['trustProxy', { trustProxy: -1 }, /"trustProxy": a hop count must be a whole number/],
