@@ -32,6 +32,7 @@ import { AuditRecorder } from './service/audit-recorder.js';
 import { AuditService } from './service/audit.service.js';
 import { AuditLogEntity } from './storage/audit-log.entity.js';
 import { AuditWriter } from './storage/audit.writer.js';
+import { WsHandshakes } from './transports/ws-handshakes.js';
 
 const providers: Provider[] = [
   {
@@ -41,6 +42,7 @@ const providers: Provider[] = [
   },
   AuditContext,
   UnitOfWorkFactory,
+  WsHandshakes,
   AuditEventBuilder,
   AuditWriter,
   AuditRecorder,

@@ -17,3 +17,4 @@ export { AuditWriteError } from './exceptions/audit-write.error.js';
 export type * from './interfaces/audit-event.interface.js';
 export type * from './interfaces/audit-module-options.interface.js';
 export type * from './interfaces/audit-service.interface.js';
+export type * from './transports/transport-request.interface.js';

@@ -1,7 +1,13 @@
-import { Inject, Injectable, type ExecutionContext } from '@nestjs/common';
+import { Inject, Injectable, type ContextType, type ExecutionContext } from '@nestjs/common';
 import { AUDIT_RESOLVED_OPTIONS, AUDIT_UNIT_OF_WORK } from '../audit.constants.js';
+import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { graphqlRequestOf, readGraphqlOperation } from '../transports/graphql-call.js';
+import { readRpcCall } from '../transports/rpc-call.js';
+import type { TransportCall } from '../transports/transport-call.js';
+import { readWsCall } from '../transports/ws-call.js';
+import { WsHandshakes } from '../transports/ws-handshakes.js';
 import { AuditContext } from './audit-context.js';
 import { readHttpRequest, resolveRequestId, routePattern, type HttpRequestLike } from './request-info.js';
 import { UnitOfWork } from './unit-of-work.js';
@@ -21,6 +27,7 @@ export class UnitOfWorkFactory {
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly context: AuditContext,
+    private readonly handshakes: WsHandshakes,
   ) {}
 
   /** A new unit for an HTTP request: request data read, request id echoed in the response. */
@@ -46,45 +53,85 @@ export class UnitOfWorkFactory {
   }
 
   /**
-   * The unit for a handler call: the request's own (enriched with the route and the
-   * framework's request object), else a new one. `own` says whether the caller
+   * The unit for a handler call. HTTP: the request's own (enriched with the route and
+   * the framework's request object), else a new one. GraphQL, RPC, WebSocket: a new
+   * unit per call, with the transport's request data. `own` says whether the caller
    * created it and so must end it.
    */
   forHandler(ctx: ExecutionContext): { unit: UnitOfWork; own: boolean } {
-    const type = ctx.getType<string>();
-    if (type === 'http') {
-      const http = ctx.switchToHttp();
-      const request = http.getRequest<HttpRequestLike>();
-      const attached = this.attachedTo(request);
-      const unit = attached ?? this.forHttp(request, http.getResponse<HeaderSink>());
-      unit.requestObject = request as unknown as AuditRequest;
-      unit.request.route = routePattern(request) ?? unit.request.route;
-      return { unit, own: !attached };
+    const type = ctx.getType<ContextType | 'graphql'>();
+    switch (type) {
+      case 'http': {
+        const http = ctx.switchToHttp();
+        const request = http.getRequest<HttpRequestLike>();
+        const attached = this.attachedTo(request);
+        const unit = attached ?? this.forHttp(request, http.getResponse<HeaderSink>());
+        unit.requestObject = request as unknown as AuditRequest;
+        unit.request.route = routePattern(request) ?? unit.request.route;
+        return { unit, own: !attached };
+      }
+      case 'graphql':
+        return { unit: this.forGraphql(ctx), own: true };
+      case 'rpc':
+        return { unit: this.forCall('rpc', readRpcCall(ctx, this.options)), own: true };
+      case 'ws':
+        return { unit: this.forCall('ws', readWsCall(ctx, this.options, this.handshakes)), own: true };
+      default:
+        return { unit: this.forCall(type, { request: { requestId: uuidv7() }, requestObject: undefined }), own: true };
     }
-    const request = requestOf(ctx);
-    const unit = new UnitOfWork({
-      source: type,
-      request: { requestId: resolveRequestId(undefined) },
-      requestObject: request,
-      parent: this.context.current(),
-    });
-    unit.setActor(() => (request ? this.options.actor(request) : undefined));
-    return { unit, own: true };
   }
-}
 
-/** The request of a non-HTTP context: GraphQL's `context.req`, a WebSocket client, an RPC context. */
-function requestOf(ctx: ExecutionContext): AuditRequest | undefined {
-  switch (ctx.getType<string>()) {
-    case 'graphql': {
-      const gqlContext = ctx.getArgByIndex<{ req?: AuditRequest; request?: AuditRequest } | undefined>(2);
-      return gqlContext?.req ?? gqlContext?.request;
-    }
-    case 'ws':
-      return ctx.switchToWs().getClient<AuditRequest>();
-    case 'rpc':
-      return ctx.switchToRpc().getContext<AuditRequest>();
-    default:
-      return undefined;
+  /**
+   * Marks the unit of the HTTP request under a GraphQL resolver call as a GraphQL
+   * request (source `graphql`, or the resolver's `@AuditSource`; method the operation
+   * type, path the operation name), so that what guards or unaudited code do outside
+   * the resolvers is attributed to the GraphQL interface. Returns that unit, if any.
+   */
+  joinGraphqlRequest(ctx: ExecutionContext, source?: string): UnitOfWork | undefined {
+    const request = graphqlRequestOf(ctx);
+    const unit = request && this.attachedTo(request);
+    if (!unit) return undefined;
+    if (source) unit.source = source;
+    else if (unit.source === 'http') unit.source = 'graphql';
+    const { method, path } = readGraphqlOperation(ctx);
+    if (method) unit.request.method = method;
+    if (path) unit.request.path = path;
+    unit.requestObject = request as unknown as AuditRequest;
+    return unit;
+  }
+
+  /**
+   * A resolver call opens a unit of its own, a child of the HTTP request's unit rather
+   * than joining it: one GraphQL request may run several resolvers (several mutations
+   * in one document, root query fields resolved in parallel), and each `@Audited`
+   * resolver must give exactly one event that claims only the changes it made. A
+   * request's unit holds one handler event and one pool of changes, so it cannot do
+   * that. The child takes the HTTP request's IP, user agent and request id (read and
+   * echoed by the middleware), the operation as method / route / path, and resolves
+   * the actor from the GraphQL context's request when the event is built.
+   */
+  private forGraphql(ctx: ExecutionContext): UnitOfWork {
+    const request = graphqlRequestOf(ctx);
+    const http = this.joinGraphqlRequest(ctx);
+    const base =
+      http?.request ??
+      (request
+        ? readHttpRequest(request, this.options, resolveRequestId((request.raw ?? request).headers[this.options.requestIdHeader]))
+        : { requestId: uuidv7() });
+    return this.forCall(
+      'graphql',
+      {
+        request: { ip: base.ip, userAgent: base.userAgent, requestId: base.requestId, ...readGraphqlOperation(ctx) },
+        requestObject: request as unknown as AuditRequest | undefined,
+      },
+      http,
+    );
+  }
+
+  /** A unit for one call over a transport; the actor resolver gets the call's request object. */
+  private forCall(source: string, call: TransportCall, parent: UnitOfWork | undefined = this.context.current()): UnitOfWork {
+    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, parent });
+    unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined));
+    return unit;
   }
 }

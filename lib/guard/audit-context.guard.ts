@@ -9,7 +9,9 @@ import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
  * Runs before every other guard and always lets the request through. It tells the
  * request's unit of work which handler it is for, so that a request another guard
  * rejects is still recorded against its `@Audited` action (denied access attempts
- * are audit events) with the right route and source.
+ * are audit events) with the right route and source. Under a GraphQL resolver it
+ * marks the HTTP request's unit as a GraphQL request, so that what guards do is
+ * attributed to that interface.
  */
 @Injectable()
 export class AuditContextGuard implements CanActivate {
@@ -19,7 +21,12 @@ export class AuditContextGuard implements CanActivate {
   ) {}
 
   canActivate(ctx: ExecutionContext): boolean {
-    if (ctx.getType<string>() !== 'http') return true;
+    const type = ctx.getType<string>();
+    if (type === 'graphql') {
+      this.units.joinGraphqlRequest(ctx, this.intents.metadataOf(ctx).source);
+      return true;
+    }
+    if (type !== 'http') return true;
     const request = ctx.switchToHttp().getRequest<HttpRequestLike>();
     const unit = this.units.attachedTo(request);
     if (!unit) return true;

@@ -20,6 +20,8 @@ import { AuditedIntentFactory } from './audited-intent.factory.js';
 @Injectable()
 export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner {
   private readonly logger = new Logger('Audit');
+  /** Units whose handler call has begun: a later call of the same method is a nested one. */
+  private readonly handlerCalls = new WeakSet<UnitOfWork>();
 
   constructor(
     private readonly discovery: DiscoveryService,
@@ -48,6 +50,12 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
 
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
     const parent = this.context.current();
+    // A provider that is also a transport handler (a GraphQL resolver, a WebSocket
+    // gateway): the interceptor has made this very call its unit's handler already.
+    if (parent && parent.audited === audited && !parent.handlerSettled && !this.handlerCalls.has(parent)) {
+      this.handlerCalls.add(parent);
+      return original.apply(self, args);
+    }
     const source = this.reflector.get<string | undefined>(AUDIT_SOURCE_METADATA, self.constructor as () => unknown);
     const unit = new UnitOfWork({
       source: source ?? parent?.source ?? 'job',

@@ -40,6 +40,8 @@ export interface TestAppOptions {
   /** Extra providers of the app module (e.g. an APP_GUARD). */
   providers?: Provider[];
   entities?: Array<new (...args: never[]) => unknown>;
+  /** Called after the app is created and before it listens (a WebSocket adapter, connected microservices). */
+  configure?: (app: INestApplication) => void | Promise<void>;
 }
 
 export interface TestApp {
@@ -80,6 +82,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
 
   const adapter = options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter();
   const app = await NestFactory.create(TestAppModule, adapter, { logger: new TestLogger('Nest', { logLevels: ['error', 'warn'] }) });
+  await options.configure?.(app);
   await app.listen(0, '127.0.0.1');
   const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
   const dataSource = app.get<DataSource>(getDataSourceToken());
