@@ -1,0 +1,70 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import type { DemoUser } from '../../sample-app/auth/demo-users.js';
+import { TokenGuard } from '../../sample-app/auth/token.guard.js';
+import { OrderNote } from '../../sample-app/orders/order-note.entity.js';
+import { Order } from '../../sample-app/orders/order.entity.js';
+import { OrdersController } from '../../sample-app/orders/orders.controller.js';
+import { OrdersService } from '../../sample-app/orders/orders.service.js';
+import { POSTGRES } from '../support/postgres.js';
+import { NaiveAuditSubscriber } from './naive-audit.subscriber.js';
+
+/**
+ * - `disabled`: `AuditModule.forRoot({ enabled: false })`, the baseline;
+ * - `module`: the module on, configured as the sample app configures it;
+ * - `naive`: the module off plus `NaiveAuditSubscriber` (one `save()` per change).
+ */
+export type AuditMode = 'disabled' | 'module' | 'naive';
+
+export const AUDIT_MODES: readonly AuditMode[] = ['disabled', 'module', 'naive'];
+
+export interface BenchAppConfig {
+  mode: AuditMode;
+  /** PostgreSQL schema holding the tables. */
+  schema: string;
+}
+
+/**
+ * The sample app's orders API (its controller, service, entities and token guard,
+ * unchanged) in a root module whose audit set-up is one of the three modes.
+ */
+@Module({})
+export class BenchAppModule {
+  static forRoot({ mode, schema }: BenchAppConfig): DynamicModule {
+    return {
+      module: BenchAppModule,
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'postgres',
+          host: POSTGRES.host,
+          port: POSTGRES.port,
+          username: POSTGRES.user,
+          password: POSTGRES.password,
+          database: POSTGRES.database,
+          schema,
+          entities: [Order, OrderNote, AuditLogEntity],
+          migrations: AuditMigrations,
+          migrationsRun: true,
+          synchronize: true,
+          subscribers: mode === 'naive' ? [NaiveAuditSubscriber] : [],
+        }),
+        TypeOrmModule.forFeature([Order, OrderNote]),
+        AuditModule.forRoot(
+          mode === 'module'
+            ? {
+                actor: (request) => {
+                  const user = request.user as DemoUser | undefined;
+                  return user ? { type: 'user', id: user.id, display: user.email } : undefined;
+                },
+                trustProxy: false,
+              }
+            : { enabled: false },
+        ),
+      ],
+      controllers: [OrdersController],
+      providers: [{ provide: APP_GUARD, useClass: TokenGuard }, OrdersService],
+    };
+  }
+}

@@ -1,0 +1,25 @@
+// `npm run bench` (after `npm run build`): every scenario measures its baseline and the
+// module in the same run and prints the ratios. BENCH_QUICK=1 runs tiny sizes.
+import os from 'node:os';
+import { formatHttpOverhead, runHttpOverhead } from './http/http-overhead.bench.js';
+import { formatMemory, runMemory } from './memory/memory.bench.js';
+import { FULL, QUICK } from './settings.js';
+import { describeBuild, describeMachine } from './support/machine.js';
+import { formatWriterThroughput, runWriterThroughput } from './writer/writer-throughput.bench.js';
+
+const quick = process.env['BENCH_QUICK'] === '1';
+const settings = quick ? QUICK : FULL;
+const started = Date.now();
+const print = (lines: string[]): void => console.log(lines.join('\n') + '\n');
+const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
+
+print([
+  `nestjs-system-audit benchmarks${quick ? ' (BENCH_QUICK=1: tiny sizes, numbers not meaningful)' : ''}, ${new Date().toISOString()}`,
+  ...(await describeMachine()),
+  describeBuild(),
+]);
+
+print(['[1/3] ' + formatHttpOverhead(await runHttpOverhead(settings.http)).join('\n'), `  (${elapsed()})`]);
+print(['[2/3] ' + formatWriterThroughput(await runWriterThroughput(settings.writer)).join('\n'), `  (${elapsed()})`]);
+print(['[3/3] ' + formatMemory(await runMemory(settings.memory)).join('\n'), `  (${elapsed()})`]);
+console.log(`done in ${elapsed()}; load average at the end: ${os.loadavg().map((load) => load.toFixed(2)).join(', ')}`);

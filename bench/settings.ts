@@ -1,0 +1,23 @@
+import type { HttpOverheadOptions } from './http/http-overhead.bench.js';
+import type { MemoryOptions } from './memory/memory.bench.js';
+import type { WriterOptions } from './writer/writer-throughput.bench.js';
+
+export interface BenchSettings {
+  http: HttpOverheadOptions;
+  writer: WriterOptions;
+  memory: MemoryOptions;
+}
+
+/** The full run: about three minutes on a 2-core machine. */
+export const FULL: BenchSettings = {
+  http: { connections: 32, warmupSeconds: 3, durationSeconds: 10, rounds: 2, serialSeconds: 4, orders: 10_000, server: 'process' },
+  writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: 256, naiveInFlight: 16, poolSize: 16 },
+  memory: { connections: 32, warmupSeconds: 3, durationSeconds: 40, sampleEverySeconds: 10, orders: 10_000, server: 'process' },
+};
+
+/** `BENCH_QUICK=1`: the same scenarios with tiny sizes, a second or two each, to check that they run. */
+export const QUICK: BenchSettings = {
+  http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, serialSeconds: 0.5, orders: 1_000 },
+  writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
+  memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
+};

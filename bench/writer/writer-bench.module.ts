@@ -1,0 +1,30 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { POSTGRES } from '../support/postgres.js';
+
+/** Just the audit table and the module, on a pool of `poolSize` connections. */
+@Module({})
+export class WriterBenchModule {
+  static forRoot(schema: string, poolSize: number): DynamicModule {
+    return {
+      module: WriterBenchModule,
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'postgres',
+          host: POSTGRES.host,
+          port: POSTGRES.port,
+          username: POSTGRES.user,
+          password: POSTGRES.password,
+          database: POSTGRES.database,
+          schema,
+          entities: [AuditLogEntity],
+          migrations: AuditMigrations,
+          migrationsRun: true,
+          extra: { max: poolSize },
+        }),
+        AuditModule.forRoot(),
+      ],
+    };
+  }
+}

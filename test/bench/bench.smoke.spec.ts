@@ -1,0 +1,135 @@
+import { describe, expect, it } from 'vitest';
+import { formatHttpOverhead, runHttpOverhead } from '../../bench/http/http-overhead.bench.js';
+import { formatMemory, runMemory } from '../../bench/memory/memory.bench.js';
+import { QUICK } from '../../bench/settings.js';
+import { percentile, ratio, runConcurrently, table } from '../../bench/support/stats.js';
+import { formatWriterThroughput, runWriterThroughput } from '../../bench/writer/writer-throughput.bench.js';
+import { databases } from '../support/test-database.js';
+
+// Keeps `npm run bench` from rotting: each scenario runs with tiny sizes, the server in
+// this process and the package from lib/ (through the Vitest alias). The numbers mean
+// nothing here; they only have to exist, be finite and add up.
+
+const positive = (value: number): void => {
+  expect(Number.isFinite(value), `${value} is finite`).toBe(true);
+  expect(value).toBeGreaterThan(0);
+};
+
+const printable = (lines: string[]): void => {
+  const text = lines.join('\n');
+  expect(text).not.toMatch(/NaN|undefined|Infinity/);
+  expect(lines.length).toBeGreaterThan(3);
+};
+
+describe('bench helpers', () => {
+  it('takes nearest-rank percentiles', () => {
+    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
+    expect(percentile(sorted, 50)).toBe(50);
+    expect(percentile(sorted, 99)).toBe(99);
+    expect(percentile([7], 99)).toBe(7);
+    expect(percentile([], 50)).toBeNaN();
+  });
+
+  it('gives NaN, not Infinity, for a ratio over nothing', () => {
+    expect(ratio(3, 2)).toBe(1.5);
+    expect(ratio(3, 0)).toBeNaN();
+  });
+
+  it('keeps at most the given number of tasks in flight and runs each once', async () => {
+    let inFlight = 0;
+    let peak = 0;
+    const seen: number[] = [];
+    await runConcurrently(50, 4, async (i) => {
+      peak = Math.max(peak, ++inFlight);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      seen.push(i);
+      inFlight--;
+    });
+    expect(peak).toBe(4);
+    expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i));
+  });
+
+  it('aligns tables', () => {
+    expect(table(['name', 'n'], [['a', '1'], ['long', '100']], '')).toEqual(['name    n', 'a       1', 'long  100']);
+  });
+});
+
+const postgres = databases().includes('postgres');
+
+// Without PostgreSQL the scenarios are skipped, except under CI=true, where they must run.
+describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with tiny sizes on PostgreSQL', () => {
+  it('has PostgreSQL to run on', () => {
+    expect(databases()).toContain('postgres');
+  });
+
+  it('HTTP overhead: three configurations, ratios and a row for every audited request', async () => {
+    const result = await runHttpOverhead({
+      ...QUICK.http,
+      connections: 8,
+      warmupSeconds: 0.3,
+      durationSeconds: 0.7,
+      serialSeconds: 0.3,
+      orders: 200,
+      server: 'in-process',
+    });
+    expect(result.modes.map((mode) => mode.mode)).toEqual(['disabled', 'module', 'naive']);
+    for (const mode of result.modes) {
+      positive(mode.load.reqPerSec);
+      positive(mode.load.p50);
+      positive(mode.load.p99);
+      positive(mode.serial.p99);
+      expect(mode.load.non2xx + mode.load.errors).toBe(0);
+    }
+    const [disabled, module, naive] = result.modes;
+    expect(disabled!.intentRows + disabled!.changeRows).toBe(0);
+    const ok = (mode: typeof module): number => mode!.warmup.ok + mode!.load.ok + mode!.serial.ok;
+    expect(module!.intentRows).toBeGreaterThanOrEqual(ok(module));
+    expect(naive!.changeRows).toBeGreaterThanOrEqual(ok(naive));
+    positive(result.moduleRatio);
+    positive(result.naiveRatio);
+    expect(Number.isFinite(result.moduleP99OverheadMs)).toBe(true);
+    expect(Number.isFinite(result.naiveP99OverheadMs)).toBe(true);
+    expect(Number.isFinite(result.moduleSerialP99OverheadMs)).toBe(true);
+    const lines = formatHttpOverhead(result);
+    expect(lines.join('\n')).toMatch(/module \/ disabled: \d+\.\d\d× req\/s/);
+    printable(lines);
+  }, 120_000);
+
+  it('writer throughput: module, naive and COPY each store every event of the same shape', async () => {
+    const events = 300;
+    const result = await runWriterThroughput({ ...QUICK.writer, events, warmupEvents: 20, moduleInFlight: 32, naiveInFlight: 4, poolSize: 4 });
+    for (const run of [result.module, result.naive, result.copy]) {
+      positive(run.eventsPerSec);
+      expect(run.rows).toBe(events);
+    }
+    expect(result.problems).toEqual([]);
+    positive(result.rowBytes);
+    positive(result.moduleVsCopy);
+    positive(result.moduleVsNaive);
+    const lines = formatWriterThroughput(result);
+    expect(lines.join('\n')).toMatch(/module \/ COPY: {2}\d+\.\d\d×/);
+    printable(lines);
+  }, 120_000);
+
+  it('memory: samples before, during and after a sustained run', async () => {
+    const result = await runMemory({
+      ...QUICK.memory,
+      connections: 8,
+      warmupSeconds: 0.3,
+      durationSeconds: 1,
+      sampleEverySeconds: 0.5,
+      orders: 200,
+      server: 'in-process',
+    });
+    expect(result.points.length).toBe(3);
+    for (const point of result.points) {
+      positive(point.memory.rss);
+      positive(point.memory.heapUsed);
+    }
+    positive(result.requests);
+    positive(result.reqPerSec);
+    expect(Number.isFinite(result.rssGrowth) && Number.isFinite(result.heapGrowth)).toBe(true);
+    expect(result.auditRows).toBeGreaterThanOrEqual(result.requests);
+    printable(formatMemory(result));
+  }, 120_000);
+});
