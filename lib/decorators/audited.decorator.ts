@@ -9,7 +9,10 @@ import type { AuditTargetInput } from '../interfaces/audit-service.interface.js'
 export interface AuditedCallContext {
   /** The handler's transport arguments (HTTP: `[request, response, next]`), or a provider method's arguments. */
   args: unknown[];
-  /** The request (Express, Fastify, or the GraphQL context's request), when there is one. */
+  /**
+   * The request, when there is one: Express's or Fastify's request, the GraphQL context's
+   * request, an `AuditRpcRequest` for a message handler or an `AuditWsRequest` for a gateway.
+   */
   request?: AuditRequest;
   /** Route parameters of an HTTP request, e.g. `{ id: '42' }`. */
   params: Record<string, string>;
