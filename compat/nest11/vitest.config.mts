@@ -6,10 +6,16 @@
 // node_modules. `vitest` itself is aliased too: the specs must talk to the runner that
 // is executing them, which is this project's copy.
 //
+// The test options (timeouts, pool, execArgv, global setup, …) are the repository's own,
+// read from its vitest.config.ts, so the two runs cannot drift apart; only `include`,
+// the aliases and the SWC plugin instance are this project's.
+//
 //   cd compat/nest11 && npx vitest run --config vitest.config.mts
+import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
-import { defineConfig, type Alias } from 'vitest/config';
+import { defineConfig, type Alias, type Plugin, type UserConfig } from 'vitest/config';
+import repoConfigExport from '../../vitest.config.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const repoRoot = fileURLToPath(new URL('../..', import.meta.url));
@@ -23,6 +29,18 @@ export const ALIASED_PACKAGES = [
   '@nestjs/platform-fastify',
   '@nestjs/testing',
   '@nestjs/typeorm',
+  // Used by the test fixtures, in their NestJS 11 lines (schedule 6, graphql/apollo 13).
+  '@nestjs/schedule',
+  '@nestjs/graphql',
+  '@nestjs/apollo',
+  '@nestjs/microservices',
+  '@nestjs/websockets',
+  '@nestjs/platform-ws',
+  '@nestjs/platform-socket.io',
+  'socket.io-client',
+  // NATS headers built by test/e2e/microservice.e2e.spec.ts (NestJS 11's NATS transport itself uses `nats`).
+  '@nats-io/transport-node',
+  'ws',
   'typeorm',
   'rxjs',
   'reflect-metadata',
@@ -43,17 +61,37 @@ const aliases: Alias[] = ALIASED_PACKAGES.map((name) => ({
   replacement: `${nodeModules}/${name}$1`,
 }));
 
+/**
+ * Fails the run when lib/ or test/ imports a package that is not aliased above: it would
+ * silently load from the repository's node_modules (NestJS 12 / TypeORM 1 side).
+ */
+const onlyAliasedPackages: Plugin = {
+  name: 'compat-only-aliased-packages',
+  enforce: 'pre',
+  resolveId(source, importer) {
+    if (!importer?.startsWith(`${repoRoot}lib/`) && !importer?.startsWith(`${repoRoot}test/`)) return null;
+    if (/^[./\0]|^[a-zA-Z]:[\\/]|^node:/.test(source) || builtinModules.includes(source.split('/')[0]!)) return null;
+    this.error(
+      `${importer.slice(repoRoot.length)} imports "${source}", which compat/nest11 does not provide: ` +
+        'add it to compat/nest11/package.json and to ALIASED_PACKAGES in compat/nest11/vitest.config.mts',
+    );
+  },
+};
+
+const repoConfig: UserConfig =
+  typeof repoConfigExport === 'function' ? await (repoConfigExport as (env: object) => UserConfig | Promise<UserConfig>)({ mode: 'test', command: 'serve' }) : repoConfigExport;
+const { include: _repoInclude, ...repoTest } = repoConfig.test ?? {};
+const repoAliases: Alias[] = Array.isArray(repoConfig.resolve?.alias)
+  ? repoConfig.resolve.alias
+  : Object.entries(repoConfig.resolve?.alias ?? {}).map(([find, replacement]) => ({ find, replacement: replacement as string }));
+
 export default defineConfig({
   root: repoRoot,
   cacheDir: `${nodeModules}/.vite`,
-  plugins: [swc.vite({ module: { type: 'es6' } })],
-  resolve: { alias: aliases },
+  plugins: [onlyAliasedPackages, swc.vite({ module: { type: 'es6' } })],
+  resolve: { alias: [...aliases, ...repoAliases] },
   test: {
+    ...repoTest,
     include: ['test/e2e/**/*.spec.ts', 'test/unit/**/*.spec.ts'],
-    globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 60_000,
-    pool: 'forks',
-    reporters: ['default'],
   },
 });
