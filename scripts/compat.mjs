@@ -311,7 +311,8 @@ async function suite(project) {
     }
     return true;
   }
-  fail(label, result, `${counts || `exit ${result.code}`}${known.size ? ` (plus ${[...known.values()].flat().length} known-issue failures)` : ''}`);
+  const knownCount = [...known.values()].flat().length;
+  fail(label, result, `${counts || `exit ${result.code}`}${knownCount ? ` (${knownCount} of the failures are known issues, ${other.length} are not)` : ''}`);
   if (other.length && !VERBOSE) console.log(`    failures that count:\n${other.map((line) => `    - ${line}`).join('\n')}`);
   return false;
 }
