@@ -36,13 +36,7 @@ const IS_WINDOWS = process.platform === 'win32';
  * titles); any other failure counts. `--strict` makes these count too. Remove an entry once
  * it passes: the summary says when it does.
  */
-const KNOWN_ISSUES = {
-  mariadb:
-    "TypeORM 0.3's MysqlQueryRunner.query() broadcasts AfterQuery from inside mysql2's callback, " +
-    "outside the caller's AsyncLocalStorage context; lib/capture/audit.subscriber.ts afterQuery() then " +
-    'sees neither isInsideQueryBuilder() nor the unit of work and records ORM writes as extra raw-SQL ' +
-    '"partial" change rows.',
-};
+const KNOWN_ISSUES = {};
 
 const PROJECTS = [
   {

@@ -14,7 +14,7 @@
 import { builtinModules } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
-import { defineConfig, type Alias, type Plugin, type UserConfig } from 'vitest/config';
+import { configDefaults, defineConfig, type Alias, type Plugin, type UserConfig } from 'vitest/config';
 import repoConfigExport from '../../vitest.config.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -93,5 +93,9 @@ export default defineConfig({
   test: {
     ...repoTest,
     include: ['test/e2e/**/*.spec.ts', 'test/unit/**/*.spec.ts'],
+    // NestJS 11 does not apply global interceptors or guards to WebSocket gateways
+    // (@nestjs/websockets 11 builds their context creators without the application
+    // config), so gateway calls are not recorded there: WebSocket recording is NestJS 12+.
+    exclude: [...configDefaults.exclude, 'test/e2e/websocket.e2e.spec.ts'],
   },
 });

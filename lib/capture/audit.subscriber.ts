@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type {
   AfterQueryEvent,
+  BeforeQueryEvent,
   DataSource,
   EntitySubscriberInterface,
   InsertEvent,
@@ -10,12 +11,15 @@ import type {
   SoftRemoveEvent,
   TransactionCommitEvent,
   TransactionRollbackEvent,
+  QueryRunner,
   TransactionStartEvent,
   UpdateEvent,
 } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { toJsonSafe } from '../events/json-safe.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditContext } from '../context/audit-context.js';
+import type { UnitOfWork } from '../context/unit-of-work.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId } from './entity-identity.js';
 import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
@@ -33,11 +37,13 @@ const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace
 @Injectable()
 export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit, OnApplicationShutdown {
   readonly [SUBSCRIBER] = true;
+  private readonly pendingQueries = new WeakMap<QueryRunner, Array<{ raw: boolean; unit: UnitOfWork | null }>>();
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly capture: ChangeCapture,
+    private readonly context: AuditContext,
   ) {}
 
   onModuleInit(): void {
@@ -119,22 +125,40 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     this.capture.rolledBack(event.queryRunner);
   }
 
+  /**
+   * Notes, per query runner and in order, whether a statement is raw (not from a query
+   * builder) and which unit of work sent it. Taken here, in the caller's async context:
+   * some drivers (MySQL with TypeORM 0.3) report the end of a query from a callback
+   * where that context is lost.
+   */
+  beforeQuery(event: BeforeQueryEvent): void {
+    if (!RAW_WRITE.test(event.query)) return;
+    const queue = this.pendingQueries.get(event.queryRunner) ?? [];
+    queue.push({ raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null });
+    this.pendingQueries.set(event.queryRunner, queue);
+  }
+
   /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
   async afterQuery(event: AfterQueryEvent): Promise<void> {
-    if (!event.success || isInsideQueryBuilder()) return;
     const match = RAW_WRITE.exec(event.query);
     if (!match) return;
+    const noted = this.pendingQueries.get(event.queryRunner)?.shift();
+    if (!event.success || !noted?.raw) return;
     const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
     const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
     if (!metadata || !this.capture.trackedFields(metadata)) return;
     const verb = match[1]!.toLowerCase();
-    await this.capture.record(event.queryRunner, {
-      entity: metadata.name,
-      id: null,
-      operation: verb.startsWith('delete') ? 'delete' : verb.startsWith('update') ? 'update' : 'insert',
-      fields: {},
-      partial: true,
-    });
+    await this.capture.record(
+      event.queryRunner,
+      {
+        entity: metadata.name,
+        id: null,
+        operation: verb.startsWith('delete') ? 'delete' : verb.startsWith('update') ? 'update' : 'insert',
+        fields: {},
+        partial: true,
+      },
+      noted.unit,
+    );
   }
 
   /** A soft delete or recovery is an update of the delete-date column (named `deleted` when it sets it). */

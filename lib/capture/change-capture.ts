@@ -55,9 +55,16 @@ export class ChangeCapture {
     return tracked;
   }
 
-  /** Records one change where it belongs (see the class comment). */
-  async record(runner: QueryRunner | undefined, change: Omit<CapturedChange, 'at'>): Promise<void> {
-    const unit = this.context.current() ?? null;
+  /**
+   * Records one change where it belongs (see the class comment): by default in the
+   * unit of work of the code running now, or in `unitOfWork` when the caller knows it.
+   */
+  async record(
+    runner: QueryRunner | undefined,
+    change: Omit<CapturedChange, 'at'>,
+    unitOfWork: UnitOfWork | null = this.context.current() ?? null,
+  ): Promise<void> {
+    const unit = unitOfWork;
     const deleteDateField = this.deleteDateField(change.entity);
     const captured: CapturedChange = { ...change, at: new Date(), ...(deleteDateField ? { deleteDateField } : {}) };
     const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
