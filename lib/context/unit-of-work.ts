@@ -30,8 +30,20 @@ export interface PendingIntent {
   changes?: AuditChange[];
   /** Which pending changes the event takes: all of them, those of its target, or none. */
   claim: 'all' | 'target' | 'none';
+  /** The event's own source and request data, when they differ from its unit's. */
+  source?: string;
+  request?: AuditRequestInfo;
   /** Settles once the event is stored (or could not be). */
   settle?: (error?: unknown) => void;
+}
+
+/** An `@Audited` call inside a request that may still be turned away by a guard. */
+export interface PendingCall {
+  audited: AuditedMetadata;
+  source: string;
+  request: AuditRequestInfo;
+  /** Where the call's result or error sits in the response (GraphQL: the field's response key). */
+  responseKey?: string;
 }
 
 export interface UnitOfWorkInit {
@@ -61,6 +73,11 @@ export class UnitOfWork {
   audited?: AuditedMetadata;
   /** Set once the handler's event is added (success, failure or rejection). */
   handlerSettled = false;
+  /**
+   * `@Audited` GraphQL resolver calls of this HTTP request that guards have seen but
+   * that have not reached their resolver yet, by their resolve-info object.
+   */
+  readonly pendingCalls = new Map<object, PendingCall>();
   private actorSource?: ActorSource;
   private flushing: Promise<void> = Promise.resolve();
 

@@ -4,6 +4,7 @@ import { routePattern } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
+import { readGraphqlOperation } from '../transports/graphql-call.js';
 
 /**
  * Runs before every other guard and always lets the request through. It tells the
@@ -22,10 +23,7 @@ export class AuditContextGuard implements CanActivate {
 
   canActivate(ctx: ExecutionContext): boolean {
     const type = ctx.getType<string>();
-    if (type === 'graphql') {
-      this.units.joinGraphqlRequest(ctx, this.intents.metadataOf(ctx).source);
-      return true;
-    }
+    if (type === 'graphql') return this.noteGraphqlCall(ctx);
     if (type !== 'http') return true;
     const request = ctx.switchToHttp().getRequest<HttpRequestLike>();
     const unit = this.units.attachedTo(request);
@@ -35,6 +33,25 @@ export class AuditContextGuard implements CanActivate {
     unit.request.route = routePattern(request) ?? unit.request.route;
     if (source) unit.source = source;
     if (audited) unit.audited = audited;
+    return true;
+  }
+
+  /**
+   * Marks the HTTP request's unit as a GraphQL request and notes an `@Audited` resolver
+   * call on it until the call reaches its resolver: one still pending when the response
+   * ends was turned away by a guard.
+   */
+  private noteGraphqlCall(ctx: ExecutionContext): boolean {
+    const { audited, source } = this.intents.metadataOf(ctx);
+    const http = this.units.joinGraphqlRequest(ctx, source);
+    const info = ctx.getArgByIndex<{ path?: { key?: unknown } } | undefined>(3);
+    if (!http || !audited || !info || typeof info !== 'object') return true;
+    http.pendingCalls.set(info, {
+      audited,
+      source: source ?? 'graphql',
+      request: { ...http.request, ...readGraphqlOperation(ctx) },
+      ...(typeof info.path?.key === 'string' ? { responseKey: info.path.key } : {}),
+    });
     return true;
   }
 }

@@ -27,6 +27,8 @@ export class AuditInterceptor implements NestInterceptor {
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (!this.options.enabled) return next.handle();
     const { audited, source } = this.intents.metadataOf(ctx);
+    // A resolver call that got here was not turned away by a guard.
+    if (ctx.getType<string>() === 'graphql') this.units.joinGraphqlRequest(ctx)?.pendingCalls.delete(ctx.getArgByIndex(3));
     const { unit, own } = this.units.forHandler(ctx);
     if (source) unit.source = source;
     if (audited) unit.audited = audited;

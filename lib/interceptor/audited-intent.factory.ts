@@ -51,8 +51,20 @@ export class AuditedIntentFactory {
     unit.intents.push(this.intent(unit, audited, args, outcome, value, error));
   }
 
-  /** A request that never reached its `@Audited` handler (a guard said no): a failure with the response status. */
-  settleRejected(unit: UnitOfWork, statusCode: number): void {
+  /**
+   * At the end of a response: a request that never reached its `@Audited` handler (a
+   * guard said no) is a failure with the response status; so is each `@Audited` GraphQL
+   * resolver call a guard turned away, with the error the response carries for it.
+   */
+  settleRejected(unit: UnitOfWork, statusCode: number, body?: unknown): void {
+    if (unit.pendingCalls.size > 0) {
+      const errors = graphqlErrors(body);
+      for (const call of unit.pendingCalls.values()) {
+        const error = graphqlError(errors, call.responseKey);
+        unit.intents.push({ ...this.intent(unit, call.audited, [], 'failure', undefined, error), source: call.source, request: call.request });
+      }
+      unit.pendingCalls.clear();
+    }
     if (!unit.audited || unit.handlerSettled) return;
     const error: AuditError = { name: STATUS_NAMES[statusCode] ?? 'HttpException', status: statusCode };
     this.settle(unit, unit.audited, [], 'failure', undefined, error);
@@ -112,6 +124,44 @@ export class AuditedIntentFactory {
       return undefined;
     }
   }
+}
+
+interface GraphqlErrorLike {
+  message?: unknown;
+  path?: unknown;
+  extensions?: { status?: unknown; code?: unknown; originalError?: { statusCode?: unknown } | null } | null;
+}
+
+const GRAPHQL_CODES: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, BAD_REQUEST: 400 };
+
+/** The `errors` of a GraphQL JSON response body, if that is what the body is. */
+function graphqlErrors(body: unknown): GraphqlErrorLike[] {
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : undefined;
+  if (!text || text.length > 1_000_000 || !text.includes('"errors"')) return [];
+  try {
+    const parsed = JSON.parse(text) as { errors?: unknown };
+    return Array.isArray(parsed.errors) ? (parsed.errors as GraphqlErrorLike[]) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The summary of the error a GraphQL response reports for one field. */
+function graphqlError(errors: GraphqlErrorLike[], responseKey: string | undefined): AuditError {
+  const error =
+    errors.find((candidate) => Array.isArray(candidate.path) && candidate.path[0] === responseKey) ??
+    (errors.length === 1 ? errors[0] : undefined);
+  const extensions = error?.extensions ?? undefined;
+  const raw =
+    extensions?.originalError?.statusCode ??
+    extensions?.status ??
+    (typeof extensions?.code === 'string' ? GRAPHQL_CODES[extensions.code] : undefined);
+  const status = typeof raw === 'number' ? raw : undefined;
+  return {
+    name: (status && STATUS_NAMES[status]) || 'GraphQLError',
+    ...(status ? { status } : {}),
+    ...(typeof error?.message === 'string' ? { message: error.message.slice(0, 512) } : {}),
+  };
 }
 
 function paramsOf(request: unknown): Record<string, string> {

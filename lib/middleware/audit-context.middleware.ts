@@ -37,7 +37,7 @@ export class AuditContextMiddleware implements NestMiddleware {
     const end = response.end;
     response.end = function (this: NodeResponse, ...args: unknown[]) {
       // An @Audited request that never reached its handler was turned away: record it.
-      intents.settleRejected(unit, this.statusCode);
+      intents.settleRejected(unit, this.statusCode, args[0]);
       if (unit.isIdle) return end.apply(this, args);
       recorder
         .flush(unit)

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { OrderArchiver } from '../app/jobs.js';
 import { Order } from '../app/order.entity.js';
-import { graphqlModule, GqlTokenGuard, OrdersResolver } from '../app/orders.resolver.js';
+import { GqlAdminGuard, graphqlModule, GqlTokenGuard, OrdersResolver } from '../app/orders.resolver.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -22,7 +22,7 @@ describe.each(combos)('GraphQL resolvers (Apollo) on %s over %s', (kind, adapter
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter, imports: [graphqlModule()], providers: [OrdersResolver, GqlTokenGuard, OrderArchiver] });
+    t = await createTestApp({ db, adapter, imports: [graphqlModule()], providers: [OrdersResolver, GqlTokenGuard, GqlAdminGuard, OrderArchiver] });
   });
   afterAll(async () => {
     await t?.close();
@@ -68,6 +68,36 @@ describe.each(combos)('GraphQL resolvers (Apollo) on %s over %s', (kind, adapter
     expect(row.error).toBeNull();
     expect(row.changes).toEqual([{ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: 'later' } } }]);
   });
+  it('a mutation a guard turns away: one failure row with the status; the client gets the guard’s error', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid', total: 5 }));
+    const { response, body } = await graphql(`mutation Refund { refundOrder(id: ${order.id}) { id } }`, { authorization: 'Bearer bob-token' });
+    expect(response.status).toBe(200);
+    expect(body.data).toBeNull();
+    expect(body.errors![0]!.message).toBe('Admins only');
+
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'order.refunded',
+      outcome: 'failure',
+      kind: 'intent',
+      source: 'graphql',
+      actorId: '2',
+      method: 'MUTATION',
+      route: 'Mutation.refundOrder',
+      path: 'Refund',
+      requestId: response.headers.get('x-request-id'),
+      changes: null,
+    });
+    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403, message: 'Admins only' });
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
+
+    // The admin gets through: one success row, no failure row.
+    await t.clearAudit();
+    await graphql(`mutation { refundOrder(id: ${order.id}) { id } }`, { authorization: 'Bearer alice-token' });
+    expect((await t.rows()).map((row) => [row.action, row.outcome])).toEqual([['order.refunded', 'success']]);
+  });
+
   it('a resolver that throws: one failure row; the client gets the GraphQL error as usual', async () => {
     const order = await t.seed(() => orders().save({ status: 'paid', total: 5 }));
     const { response, body } = await graphql(`mutation { payOrder(id: ${order.id}) { id } }`, { authorization: 'Bearer bob-token' });
