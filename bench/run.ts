@@ -11,6 +11,7 @@ const quick = process.env['BENCH_QUICK'] === '1';
 const settings = quick ? QUICK : FULL;
 const started = Date.now();
 const print = (lines: string[]): void => console.log(lines.join('\n') + '\n');
+const load = (): string => os.loadavg().map((value) => value.toFixed(2)).join(', ');
 const elapsed = (): string => `${((Date.now() - started) / 1000).toFixed(0)} s`;
 
 print([
@@ -19,7 +20,7 @@ print([
   describeBuild(),
 ]);
 
-print(['[1/3] ' + formatHttpOverhead(await runHttpOverhead(settings.http)).join('\n'), `  (${elapsed()})`]);
-print(['[2/3] ' + formatWriterThroughput(await runWriterThroughput(settings.writer)).join('\n'), `  (${elapsed()})`]);
-print(['[3/3] ' + formatMemory(await runMemory(settings.memory)).join('\n'), `  (${elapsed()})`]);
-console.log(`done in ${elapsed()}; load average at the end: ${os.loadavg().map((load) => load.toFixed(2)).join(', ')}`);
+print(['[1/3] ' + formatHttpOverhead(await runHttpOverhead(settings.http)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
+print(['[2/3] ' + formatWriterThroughput(await runWriterThroughput(settings.writer)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
+print(['[3/3] ' + formatMemory(await runMemory(settings.memory)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
+console.log(`done in ${elapsed()}`);

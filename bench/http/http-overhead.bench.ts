@@ -16,7 +16,7 @@ export interface HttpOverheadOptions {
    * machine is doing does not favour one configuration.
    */
   rounds: number;
-  /** Then one connection per configuration for this long: latency without queueing. */
+  /** Then one connection per configuration for this long (in the same rounds): latency without queueing. */
   serialSeconds: number;
   /** Orders seeded per configuration; requests pick one at random. */
   orders: number;
@@ -76,14 +76,14 @@ export async function runHttpOverhead(options: HttpOverheadOptions): Promise<Htt
   try {
     for (const mode of AUDIT_MODES) setups.push(await startMode(mode, options));
     for (const setup of setups) setup.warmup = await patchOrders({ ...setup.load, durationSeconds: options.warmupSeconds });
-    for (let round = 0; round < options.rounds; round++) {
-      for (const setup of round % 2 === 0 ? setups : [...setups].reverse()) {
-        const before = await setup.server.sample();
-        setup.runs.push(await patchOrders({ ...setup.load, durationSeconds: options.durationSeconds / options.rounds }));
-        setup.cpuMicros += (await setup.server.sample()).cpuMicros - before.cpuMicros;
-      }
-    }
-    for (const setup of setups) setup.serial = await patchOrders({ ...setup.load, connections: 1, durationSeconds: options.serialSeconds });
+    await inRounds(setups, options.rounds, async (setup) => {
+      const before = await setup.server.sample();
+      setup.runs.push(await patchOrders({ ...setup.load, durationSeconds: options.durationSeconds / options.rounds }));
+      setup.cpuMicros += (await setup.server.sample()).cpuMicros - before.cpuMicros;
+    });
+    await inRounds(setups, options.rounds, async (setup) => {
+      setup.serialRuns.push(await patchOrders({ ...setup.load, connections: 1, durationSeconds: options.serialSeconds / options.rounds }));
+    });
     const modes: HttpModeResult[] = [];
     for (const setup of setups) modes.push(await finish(setup, options));
     const [disabled, module, naive] = modes as [HttpModeResult, HttpModeResult, HttpModeResult];
@@ -103,6 +103,13 @@ export async function runHttpOverhead(options: HttpOverheadOptions): Promise<Htt
   }
 }
 
+/** `rounds` passes over the configurations, in alternating order (A B C, C B A, A B C, …). */
+async function inRounds(setups: ModeSetup[], rounds: number, run: (setup: ModeSetup) => Promise<void>): Promise<void> {
+  for (let round = 0; round < rounds; round++) {
+    for (const setup of round % 2 === 0 ? setups : [...setups].reverse()) await run(setup);
+  }
+}
+
 interface ModeSetup {
   mode: AuditMode;
   schema: BenchSchema;
@@ -110,7 +117,7 @@ interface ModeSetup {
   load: { url: string; connections: number; orders: number };
   warmup?: LoadResult;
   runs: LoadResult[];
-  serial?: LoadResult;
+  serialRuns: LoadResult[];
   cpuMicros: number;
 }
 
@@ -123,7 +130,7 @@ async function startMode(mode: AuditMode, options: HttpOverheadOptions): Promise
     server = options.server === 'process' ? await startServerProcess(config) : await startInProcessServer(config, true);
     // The tables exist once the app is up (synchronize + the audit migration).
     await seedOrders(schema, options.orders);
-    return { mode, schema, server, load: { url: server.url, connections: options.connections, orders: options.orders }, runs: [], cpuMicros: 0 };
+    return { mode, schema, server, load: { url: server.url, connections: options.connections, orders: options.orders }, runs: [], serialRuns: [], cpuMicros: 0 };
   } catch (error) {
     await server?.close();
     await schema.drop();
@@ -140,7 +147,7 @@ async function finish(setup: ModeSetup, options: HttpOverheadOptions): Promise<H
     mode: setup.mode,
     warmup: setup.warmup!,
     load,
-    serial: setup.serial!,
+    serial: mergeLoads(setup.serialRuns),
     cpuMsPerRequest: options.server === 'process' ? setup.cpuMicros / 1000 / load.ok : Number.NaN,
     intentRows: await count(`WHERE kind = 'intent'`),
     changeRows: await count(`WHERE kind = 'change'`),
@@ -150,7 +157,7 @@ async function finish(setup: ModeSetup, options: HttpOverheadOptions): Promise<H
     serverOutput: server.output(),
     problems: [],
   };
-  result.problems = checkRows(result, (1 + options.rounds) * options.connections + 1);
+  result.problems = checkRows(result, (1 + options.rounds) * options.connections + options.rounds);
   return result;
 }
 
@@ -219,7 +226,7 @@ export function formatHttpOverhead(result: HttpOverheadResult): string[] {
     `  * audit rows after all runs, for ${result.modes.map((m) => `${int(m.warmup.ok + m.load.ok + m.serial.ok)} 2xx (${LABELS[m.mode]})`).join(', ')}`,
     `  module / disabled: ${times(result.moduleRatio)} req/s (target ≥ ${HTTP_TARGETS.minRatio}×: ${verdict(result.moduleRatio >= HTTP_TARGETS.minRatio)}); p99 ${signedMs(result.moduleP99OverheadMs)} (target < ${HTTP_TARGETS.maxP99OverheadMs} ms: ${verdict(result.moduleP99OverheadMs < HTTP_TARGETS.maxP99OverheadMs)})`,
     `  naive / disabled:  ${times(result.naiveRatio)} req/s; p99 ${signedMs(result.naiveP99OverheadMs)}`,
-    `  one connection, ${options.serialSeconds} s per configuration (each request's own latency, no queueing):`,
+    `  one connection, ${options.serialSeconds} s per configuration in ${options.rounds} rounds (each request's own latency, no queueing):`,
     ...table(
       ['configuration', 'req/s', 'p50 ms', 'p99 ms'],
       result.modes.map((mode) => [LABELS[mode.mode], int(mode.serial.reqPerSec), fixed(mode.serial.p50, 2), fixed(mode.serial.p99, 2)]),

@@ -12,9 +12,12 @@ export async function describeMachine(): Promise<string[]> {
     // not Linux: keep os.cpus()
   }
   const postgres = await postgresVersion().catch((error: unknown) => `PostgreSQL unreachable (${String(error)})`);
+  const [load] = os.loadavg();
+  const cpus = os.availableParallelism();
   return [
-    `load average at start: ${os.loadavg().map((load) => load.toFixed(2)).join(', ')} (1, 5, 15 min; other work on the machine skews the numbers)`,
-    `machine: ${os.availableParallelism()} CPUs (${cpu.trim()}), ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}`,
+    `load average at start: ${os.loadavg().map((value) => value.toFixed(2)).join(', ')} (1, 5, 15 min)` +
+      (load! > cpus / 2 ? `\n!! the machine is busy (load ${load!.toFixed(2)} on ${cpus} CPUs): expect low, noisy numbers` : ''),
+    `machine: ${cpus} CPUs (${cpu.trim()}), ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}`,
     `runtime: Node ${process.version}, ${postgres} on ${process.env['PGHOST'] ?? '127.0.0.1'}:${process.env['PGPORT'] ?? 5432}`,
   ];
 }
