@@ -73,6 +73,8 @@ export class UnitOfWork {
   audited?: AuditedMetadata;
   /** Set once the handler's event is added (success, failure or rejection). */
   handlerSettled = false;
+  /** Set while a request is between its first guard and its response: its owner will store it. */
+  handlerRunning = false;
   /**
    * `@Audited` GraphQL resolver calls of this HTTP request that guards have seen but
    * that have not reached their resolver yet, by their resolve-info object.

@@ -32,11 +32,13 @@ export class AuditInterceptor implements NestInterceptor {
     const { unit, own } = this.units.forHandler(ctx);
     if (source) unit.source = source;
     if (audited) unit.audited = audited;
+    unit.handlerRunning = true;
 
     let settled = false;
     const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
       if (settled) return;
       settled = true;
+      unit.handlerRunning = false;
       if (audited) this.intents.settle(unit, audited, ctx.getArgs(), outcome, value);
       if (own) unit.ended = true;
       await this.recorder.flush(unit);

@@ -38,14 +38,24 @@ export class AuditContextMiddleware implements NestMiddleware {
     response.end = function (this: NodeResponse, ...args: unknown[]) {
       // An @Audited request that never reached its handler was turned away: record it.
       intents.settleRejected(unit, this.statusCode, args[0]);
-      if (unit.isIdle) return end.apply(this, args);
+      unit.handlerRunning = false;
+      if (unit.isIdle) {
+        unit.ended = true;
+        return end.apply(this, args);
+      }
       recorder
         .flush(unit)
         .catch(() => undefined) // logged by the recorder; the response is already decided
-        .finally(() => end.apply(this, args));
+        .finally(() => {
+          unit.ended = true;
+          end.apply(this, args);
+        });
       return this;
     };
+    // A client that goes away mid-request: while its handler still runs, the handler's
+    // own end stores the unit (Nest still answers); otherwise store what is pending now.
     response.once('close', () => {
+      if (unit.handlerRunning) return;
       unit.ended = true;
       if (!unit.isIdle) recorder.flush(unit).catch(() => undefined);
     });

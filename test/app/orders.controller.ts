@@ -61,6 +61,18 @@ export class OrdersController {
     return { id };
   }
 
+  /** Saves, then takes its time answering: a client may give up in between. */
+  @Patch(':id/slow')
+  @Audited('order.slowly-updated')
+  async slow(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<Order> {
+    const order = await this.get(id);
+    order.note = body.note;
+    await this.orders.save(order);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    order.total += 1;
+    return this.orders.save(order);
+  }
+
   @Post(':id/fail')
   @Audited('order.failed')
   fail(): never {

@@ -119,6 +119,21 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
     });
   });
 
+  it('a client that gives up mid-request: still exactly one intent row claiming every change', async () => {
+    const order = await newOrder();
+    const abort = new AbortController();
+    const request = t.request(`/orders/${order.id}/slow`, { method: 'PATCH', json: { note: 'gone' }, signal: abort.signal, headers: { 'x-request-id': 'abandoned-1' } });
+    setTimeout(() => abort.abort(), 100);
+    await expect(request).rejects.toThrow();
+    await expect.poll(async () => (await t.rows()).length, { timeout: 3000 }).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    const rows = await t.rows();
+    expect(rows.map((row) => [row.action, row.kind, row.requestId])).toEqual([['order.slowly-updated', 'intent', 'abandoned-1']]);
+    expect(rows[0]!.changes).toEqual([
+      { entity: 'Order', id: String(order.id), operation: 'update', fields: { note: { from: null, to: 'gone' }, total: { from: 10, to: 11 } } },
+    ]);
+  });
+
   it('echoes a valid X-Request-Id and replaces an invalid or oversized one', async () => {
     const order = await newOrder();
     const good = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'a' }, headers: { 'x-request-id': 'req-123.abc' } });
