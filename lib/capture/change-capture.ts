@@ -80,8 +80,14 @@ export class ChangeCapture {
     }
   }
 
+  private readonly deleteDateFields = new Map<string, string | undefined>();
+
   private deleteDateField(entity: string): string | undefined {
-    return this.dataSource.entityMetadatas.find((metadata) => metadata.name === entity)?.deleteDateColumn?.propertyPath;
+    if (!this.deleteDateFields.has(entity)) {
+      const metadata = this.dataSource.entityMetadatas.find((candidate) => candidate.name === entity);
+      this.deleteDateFields.set(entity, metadata?.deleteDateColumn?.propertyPath);
+    }
+    return this.deleteDateFields.get(entity);
   }
 
   transactionStarted(runner: QueryRunner): void {
