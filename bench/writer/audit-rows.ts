@@ -37,7 +37,7 @@ export function auditRow(i: number): AuditLogEntity {
     requestId: null,
     targetType: 'order',
     targetId: String(i + 1),
-    changes: null,
+    changes: [],
     context: input.context ?? null,
     reason: input.reason ?? null,
     error: null,

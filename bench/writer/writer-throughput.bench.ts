@@ -130,7 +130,7 @@ async function sameShape(schema: BenchSchema): Promise<string[]> {
     source: row.source,
     target_type: row.targetType,
     target_id: row.targetId,
-    changes: null,
+    changes: JSON.stringify(row.changes),
     context: JSON.stringify(row.context),
     reason: row.reason,
     error: null,

@@ -58,7 +58,7 @@ export class AuditEventBuilder {
       request: intent.request ?? unit?.request ?? {},
       targetType: target?.type,
       targetId: target?.id,
-      changes: changes.length ? this.sanitiseChanges(changes) : null,
+      changes: this.sanitiseChanges(changes),
       context: intent.context ? this.sanitiseContext(intent.context) : null,
       reason: intent.reason,
       error: intent.error ?? null,

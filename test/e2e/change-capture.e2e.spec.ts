@@ -81,7 +81,7 @@ describe.each(databases())('change capture on %s', (kind) => {
       expect(response.status).toBe(500);
       const rows = await t.rows();
       expect(rows).toHaveLength(1);
-      expect(rows[0]).toMatchObject({ action: 'order.paid', outcome: 'failure', kind: 'intent', changes: null });
+      expect(rows[0]).toMatchObject({ action: 'order.paid', outcome: 'failure', kind: 'intent', changes: [] });
       expect(rows[0]!.error).toEqual({ name: 'Error' });
       expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('new');
     });

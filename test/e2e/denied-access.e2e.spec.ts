@@ -52,7 +52,7 @@ describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) =>
       targetId: String(order.id),
       reason: 'customer complaint',
       requestId: response.headers.get('x-request-id'),
-      changes: null,
+      changes: [],
     });
     expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403 });
     expect((await t.dataSource.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('paid');

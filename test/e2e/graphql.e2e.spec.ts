@@ -87,7 +87,7 @@ describe.each(combos)('GraphQL resolvers (Apollo) on %s over %s', (kind, adapter
       route: 'Mutation.refundOrder',
       path: 'Refund',
       requestId: response.headers.get('x-request-id'),
-      changes: null,
+      changes: [],
     });
     expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403, message: 'Admins only' });
     expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
@@ -123,7 +123,7 @@ describe.each(combos)('GraphQL resolvers (Apollo) on %s over %s', (kind, adapter
       route: 'Mutation.payOrder',
       path: null,
       requestId: response.headers.get('x-request-id'),
-      changes: null,
+      changes: [],
     });
     expect(rows[0]!.error).toEqual({ name: 'ConflictException', status: 409, message: `Order ${order.id} is already paid` });
   });

@@ -126,7 +126,7 @@ describe.skipIf(!natsUp).each(kinds)('microservice message handlers of a hybrid 
       method: 'NATS',
       route: SUBJECTS.pay,
       requestId: 'nats-req-fail',
-      changes: null,
+      changes: [],
     });
     expect(rows[0]!.error).toEqual({ name: 'RpcException' });
     expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');

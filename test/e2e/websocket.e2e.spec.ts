@@ -180,7 +180,7 @@ describe.each(combos)('WebSocket gateway on %s over %s on %s', (kind, platform, 
     });
     const rows = await t.rows();
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ action: 'order.paid', outcome: 'failure', kind: 'intent', source: 'ws', actorType: 'anonymous', route: 'order.pay', changes: null });
+    expect(rows[0]).toMatchObject({ action: 'order.paid', outcome: 'failure', kind: 'intent', source: 'ws', actorType: 'anonymous', route: 'order.pay', changes: [] });
     expect(rows[0]!.error).toEqual({ name: 'WsException' });
   });
 
