@@ -135,3 +135,12 @@ export function validateAuditLogInput(input: Record<string, unknown>): AuditFiel
   const errors = validateSync(rules, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true });
   return flatten(errors);
 }
+
+/** Validates the actor given to `runAs()`; returns the problems found (field names start with `actor`). */
+export function validateAuditActor(actor: unknown): AuditFieldProblem[] {
+  if (actor === null || typeof actor !== 'object' || Array.isArray(actor)) {
+    return [{ field: 'actor', problems: ['must be an object such as { type: "system", id: "expirer" }'] }];
+  }
+  const rules = instance(AuditActorInputRules, actor, ['id']) as AuditActorInputRules;
+  return flatten(validateSync(rules, { whitelist: true, forbidNonWhitelisted: true }), 'actor');
+}

@@ -19,7 +19,7 @@ import type {
 } from '../interfaces/audit-service.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
-import { validateAuditLogInput } from './audit-log.input.js';
+import { validateAuditActor, validateAuditLogInput } from './audit-log.input.js';
 import { AuditRecorder } from './audit-recorder.js';
 
 const DEFAULT_PAGE = 50;
@@ -79,7 +79,7 @@ export class AuditService {
    * @throws AuditWriteError when storing fails (fail-closed); `fn`'s own error wins if it threw.
    */
   async runAs<T>(actor: AuditActor, fn: () => T | Promise<T>, options: AuditRunOptions = {}): Promise<T> {
-    const problems = validateAuditLogInput({ action: 'run.as', actor });
+    const problems = validateAuditActor(actor);
     if (problems.length) throw new InvalidAuditEventError(problems);
     if (typeof fn !== 'function') throw new InvalidAuditEventError([{ field: 'fn', problems: ['must be a function'] }]);
     const normalisedActor = this.actorFrom(actor)!;

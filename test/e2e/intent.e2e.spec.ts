@@ -228,6 +228,8 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
       { requestId: 'req-from-queue' },
     );
     expect(result).toBe('done');
+    await expect(t.audit.runAs({ type: '' }, () => 1)).rejects.toThrow(/actor\.type must not be empty/);
+    await expect(t.audit.runAs(null as never, () => 1)).rejects.toThrow(/actor: must be an object/);
     const rows = await t.rows();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ actorType: 'system', actorId: 'nightly', source: 'job', requestId: 'req-from-queue' });
