@@ -8,7 +8,7 @@ import { OrderNote } from '../../sample-app/orders/order-note.entity.js';
 import { Order } from '../../sample-app/orders/order.entity.js';
 import { OrdersController } from '../../sample-app/orders/orders.controller.js';
 import { OrdersService } from '../../sample-app/orders/orders.service.js';
-import { POSTGRES } from '../support/postgres.js';
+import { postgresConnection } from '../support/postgres.js';
 import { NaiveAuditSubscriber } from './naive-audit.subscriber.js';
 
 /**
@@ -37,13 +37,7 @@ export class BenchAppModule {
       module: BenchAppModule,
       imports: [
         TypeOrmModule.forRoot({
-          type: 'postgres',
-          host: POSTGRES.host,
-          port: POSTGRES.port,
-          username: POSTGRES.user,
-          password: POSTGRES.password,
-          database: POSTGRES.database,
-          schema,
+          ...postgresConnection(schema),
           entities: [Order, OrderNote, AuditLogEntity],
           migrations: AuditMigrations,
           migrationsRun: true,

@@ -10,6 +10,18 @@ export const POSTGRES = {
   database: process.env['PGDATABASE'] ?? 'test',
 };
 
+/** TypeORM connection options for the benchmark database, in `schema`. */
+export const postgresConnection = (schema: string) =>
+  ({
+    type: 'postgres',
+    host: POSTGRES.host,
+    port: POSTGRES.port,
+    username: POSTGRES.user,
+    password: POSTGRES.password,
+    database: POSTGRES.database,
+    schema,
+  }) as const;
+
 /** A schema of the benchmark's own in the `test` database, dropped afterwards. */
 export interface BenchSchema {
   name: string;

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
-import { POSTGRES } from '../support/postgres.js';
+import { postgresConnection } from '../support/postgres.js';
 
 /** Just the audit table and the module, on a pool of `poolSize` connections. */
 @Module({})
@@ -11,13 +11,7 @@ export class WriterBenchModule {
       module: WriterBenchModule,
       imports: [
         TypeOrmModule.forRoot({
-          type: 'postgres',
-          host: POSTGRES.host,
-          port: POSTGRES.port,
-          username: POSTGRES.user,
-          password: POSTGRES.password,
-          database: POSTGRES.database,
-          schema,
+          ...postgresConnection(schema),
           entities: [AuditLogEntity],
           migrations: AuditMigrations,
           migrationsRun: true,
