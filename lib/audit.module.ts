@@ -22,6 +22,7 @@ import { AuditContext } from './context/audit-context.js';
 import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
 import { AuditEventBuilder } from './events/audit-event.builder.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
+import { DeniedCalls } from './guard/denied-calls.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
 import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
 import { AuditedMethodExplorer } from './interceptor/audited-method.explorer.js';
@@ -50,6 +51,7 @@ const providers: Provider[] = [
   AuditContextMiddleware,
   AuditedIntentFactory,
   AuditContextGuard,
+  DeniedCalls,
   AuditedMethodExplorer,
   ChangeCapture,
   AuditSubscriber,

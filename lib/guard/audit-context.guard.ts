@@ -4,6 +4,7 @@ import { routePattern } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
+import { DeniedCalls } from './denied-calls.js';
 import { readGraphqlOperation } from '../transports/graphql-call.js';
 
 /**
@@ -19,11 +20,17 @@ export class AuditContextGuard implements CanActivate {
   constructor(
     private readonly units: UnitOfWorkFactory,
     private readonly intents: AuditedIntentFactory,
+    private readonly denied: DeniedCalls,
   ) {}
 
   canActivate(ctx: ExecutionContext): boolean {
     const type = ctx.getType<string>();
     if (type === 'graphql') return this.noteGraphqlCall(ctx);
+    if (type === 'rpc' || type === 'ws') {
+      const { audited, source } = this.intents.metadataOf(ctx);
+      if (audited) this.denied.note(ctx, audited, source);
+      return true;
+    }
     if (type !== 'http') return true;
     const request = ctx.switchToHttp().getRequest<HttpRequestLike>();
     const unit = this.units.attachedTo(request);

@@ -6,6 +6,7 @@ import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
+import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 
 /**
@@ -21,14 +22,17 @@ export class AuditInterceptor implements NestInterceptor {
     private readonly units: UnitOfWorkFactory,
     private readonly recorder: AuditRecorder,
     private readonly intents: AuditedIntentFactory,
+    private readonly denied: DeniedCalls,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (!this.options.enabled) return next.handle();
     const { audited, source } = this.intents.metadataOf(ctx);
-    // A resolver call that got here was not turned away by a guard.
-    if (ctx.getType<string>() === 'graphql') this.units.joinGraphqlRequest(ctx)?.pendingCalls.delete(ctx.getArgByIndex(3));
+    // A call that got here was not turned away by a guard.
+    const type = ctx.getType<string>();
+    if (type === 'graphql') this.units.joinGraphqlRequest(ctx)?.pendingCalls.delete(ctx.getArgByIndex(3));
+    else if (type === 'rpc' || type === 'ws') this.denied.reached(ctx);
     const { unit, own } = this.units.forHandler(ctx);
     if (source) unit.source = source;
     if (audited) unit.audited = audited;

@@ -19,6 +19,7 @@ export const SUBJECTS = (() => {
     pay: `${prefix}.order.pay`,
     close: `${prefix}.order.close`,
     note: `${prefix}.order.note`,
+    refund: `${prefix}.order.refund`,
   };
 })();
 
@@ -47,6 +48,16 @@ export class RpcTokenGuard implements CanActivate {
     }>();
     const token = (rpc.getHeaders?.()?.get('authorization') || rpc.getMetadata?.()?.['authorization'])?.replace(/^Bearer /, '');
     if (token && USERS[token]) rpc.user = USERS[token];
+    return true;
+  }
+}
+
+/** Lets only admins through (the user set by RpcTokenGuard). */
+@Injectable()
+export class RpcAdminGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const user = context.switchToRpc().getContext<{ user?: { roles: string[] } }>().user;
+    if (!user?.roles.includes('admin')) throw new RpcException('Admins only');
     return true;
   }
 }
@@ -87,6 +98,16 @@ export class OrderMessagesController {
     await this.orders.update(message.id, { note: 'closing' });
     await this.archiver.archive(message.id);
     return { closed: message.id };
+  }
+
+  /** Admins only: a guard turns everyone else away before the handler. */
+  @MessagePattern(SUBJECTS.refund)
+  @UseGuards(RpcAdminGuard)
+  @Audited('order.refunded', { target: ({ args }) => ({ type: 'order', id: String((args[0] as OrderMessage).id) }) })
+  async refund(@Payload() message: OrderMessage): Promise<Order> {
+    const order = await this.orders.findOneByOrFail({ id: message.id });
+    order.status = 'refunded';
+    return this.orders.save(order);
   }
 
   /** Not audited: its change is a fallback event. */

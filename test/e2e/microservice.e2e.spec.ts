@@ -10,7 +10,7 @@ import { AuditLogEntity, AuditMigrations, AuditModule } from '../../lib/index.js
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Customer } from '../app/customer.entity.js';
 import { OrderArchiver } from '../app/jobs.js';
-import { CLOSE_COMMAND, OrderMessagesController, RpcTokenGuard, SUBJECTS, type OrderMessage } from '../app/order-messages.controller.js';
+import { CLOSE_COMMAND, OrderMessagesController, RpcAdminGuard, RpcTokenGuard, SUBJECTS, type OrderMessage } from '../app/order-messages.controller.js';
 import { Order } from '../app/order.entity.js';
 import { freePort, NATS_URL, natsAvailable } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -40,7 +40,7 @@ describe.skipIf(!natsUp).each(kinds)('microservice message handlers of a hybrid 
       db,
       adapter: 'express',
       controllers: [OrderMessagesController],
-      providers: [OrderArchiver, RpcTokenGuard],
+      providers: [OrderArchiver, RpcTokenGuard, RpcAdminGuard],
       // A hybrid app: its message handlers get the app's global interceptor only with inheritAppConfig.
       configure: async (app) => {
         app.connectMicroservice({ transport: Transport.NATS, options: { servers: [NATS_URL] } }, { inheritAppConfig: true });
@@ -62,6 +62,34 @@ describe.skipIf(!natsUp).each(kinds)('microservice message handlers of a hybrid 
 
   const orders = () => t.dataSource.getRepository(Order);
   const send = <T>(subject: string, data: OrderMessage, headers: Record<string, string> = {}) => natsSend<T>(nats, subject, data, headers);
+
+  it('NATS: a message a guard turns away gives one failure row before the client gets the error', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid', total: 10 }));
+    await expect(
+      send(SUBJECTS.refund, { id: order.id }, { authorization: 'Bearer bob-token', 'x-request-id': 'nats-denied-1' }),
+    ).rejects.toMatchObject({ message: 'Admins only' });
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'order.refunded',
+      outcome: 'failure',
+      kind: 'intent',
+      source: 'rpc',
+      method: 'NATS',
+      route: SUBJECTS.refund,
+      requestId: 'nats-denied-1',
+      actorId: '2',
+      targetType: 'order',
+      targetId: String(order.id),
+      changes: [],
+    });
+    expect(rows[0]!.error).toEqual({ name: 'RpcException' });
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
+
+    await t.clearAudit();
+    await send(SUBJECTS.refund, { id: order.id }, { authorization: 'Bearer alice-token' });
+    expect((await t.rows()).map((row) => [row.action, row.outcome])).toEqual([['order.refunded', 'success']]);
+  });
 
   it('NATS: an @Audited handler gives one intent row with source rpc, the transport, the pattern and the header request id', async () => {
     const order = await t.seed(() => orders().save({ status: 'new', total: 10 }));

@@ -6,7 +6,7 @@ import WebSocket from 'ws';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { OrderArchiver } from '../app/jobs.js';
 import { Order } from '../app/order.entity.js';
-import { OrdersGateway, type OrderCommand } from '../app/orders.gateway.js';
+import { OrdersGateway, WsAdminGuard, type OrderCommand } from '../app/orders.gateway.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -113,7 +113,7 @@ describe.each(combos)('WebSocket gateway on %s over %s on %s', (kind, platform, 
       db,
       adapter,
       audit: { trustProxy: 'loopback' },
-      providers: [OrdersGateway, OrderArchiver],
+      providers: [OrdersGateway, OrderArchiver, WsAdminGuard],
       configure: (app) => {
         app.useWebSocketAdapter(platform === 'ws' ? new WsAdapter(app) : new IoAdapter(app));
       },
@@ -182,6 +182,19 @@ describe.each(combos)('WebSocket gateway on %s over %s on %s', (kind, platform, 
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ action: 'order.paid', outcome: 'failure', kind: 'intent', source: 'ws', actorType: 'anonymous', route: 'order.pay', changes: [] });
     expect(rows[0]!.error).toEqual({ name: 'WsException' });
+  });
+
+  it('a message a guard turns away gives one failure row; the client gets the exception frame', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid' }));
+    const client = await connect({ authorization: 'Bearer bob-token' });
+    const reply = (await client.call('order.refund', { id: order.id })) as { event: string; data: { message: string } };
+    expect(reply.event).toBe('exception');
+    expect(reply.data.message).toBe('Admins only');
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ action: 'order.refunded', outcome: 'failure', kind: 'intent', source: 'ws', actorId: '2', route: 'order.refund', changes: [] });
+    expect(rows[0]!.error).toEqual({ name: 'WsException' });
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
   });
 
   it('an @Audited service method called from a handler keeps source ws; each event has its own changes', async () => {
