@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type {
   AfterQueryEvent,
+  EntityMetadata,
   BeforeQueryEvent,
   DataSource,
   EntitySubscriberInterface,
@@ -16,12 +17,11 @@ import type {
   UpdateEvent,
 } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
-import { toJsonSafe } from '../events/json-safe.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { ChangeCapture } from './change-capture.js';
-import { entityId } from './entity-identity.js';
+import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture, isInsideQueryBuilder, upsertedValues } from './query-builder.capture.js';
 
@@ -95,7 +95,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (!fields || !row) return;
     await this.capture.record(event.queryRunner, {
       entity: metadata.name,
-      id: entityId(metadata, databaseEntity) ?? idString(event.entityId),
+      id: entityId(metadata, databaseEntity) ?? idOf(metadata, event.entityId),
       operation: 'delete',
       fields: snapshotFields(fields.snapshot(row), 'from'),
     });
@@ -177,7 +177,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 }
 
-function idString(id: unknown): string | null {
-  if (id === undefined || id === null) return null;
-  return typeof id === 'object' ? JSON.stringify(toJsonSafe(id)) : String(id);
+/** The id string of TypeORM's `entityId` of a remove event: an id map, or the id itself. */
+function idOf(metadata: EntityMetadata, id: unknown): string | null {
+  return id !== null && typeof id === 'object' ? entityId(metadata, id as ObjectLiteral) : idFromKeyValues(metadata, [id]);
 }

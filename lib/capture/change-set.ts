@@ -19,7 +19,7 @@ type FieldValue = AuditFieldChange | AuditRelationChange;
 const isRelation = (value: FieldValue): value is AuditRelationChange =>
   'added' in value && 'removed' in value;
 
-export const changeKey = (entity: string, id: string | null): string => `${entity}\u0000${id ?? ''}`;
+const changeKey = (entity: string, id: string | null): string => `${entity}\u0000${id ?? ''}`;
 
 /**
  * The net changes of a unit of work, one per entity instance (type + primary key):

@@ -9,10 +9,17 @@ export function entityId(metadata: EntityMetadata, entity: ObjectLiteral | undef
   if (!entity) return null;
   const primary = metadata.primaryColumns;
   if (primary.length === 0) return null;
-  const values = primary.map((column) => column.getEntityValue(entity, true) as unknown);
-  if (values.some((value) => value === undefined || value === null)) return null;
+  return idFromKeyValues(metadata, primary.map((column) => column.getEntityValue(entity, true) as unknown));
+}
+
+/**
+ * The id string of an entity from its primary key values, in the order of
+ * `metadata.primaryColumns`, the same string `entityId()` gives for the entity.
+ */
+export function idFromKeyValues(metadata: EntityMetadata, values: readonly unknown[]): string | null {
+  if (values.length === 0 || values.some((value) => value === undefined || value === null)) return null;
   if (values.length === 1) return keyString(values[0]);
-  return JSON.stringify(Object.fromEntries(primary.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
+  return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
 }
 
 function keyString(value: unknown): string {

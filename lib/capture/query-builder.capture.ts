@@ -3,7 +3,7 @@ import type { DataSource, EntityMetadata, ObjectLiteral, QueryBuilder, QueryRunn
 import { toJsonSafe } from '../events/json-safe.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
-import { entityId } from './entity-identity.js';
+import { entityId, idFromKeyValues } from './entity-identity.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -86,16 +86,6 @@ function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
   return value !== null && typeof value === 'object' && !(value instanceof Date) && column.referencedColumn
     ? column.referencedColumn.getEntityValue(value as ObjectLiteral)
     : value;
-}
-
-/** The id string of an entity from its key values, matching `entityId()`. */
-export function keyOf(values: unknown[], metadata: EntityMetadata): string | null {
-  if (values.some((value) => value === undefined || value === null)) return null;
-  if (values.length === 1) {
-    const value = values[0];
-    return typeof value === 'object' ? JSON.stringify(toJsonSafe(value)) : String(value);
-  }
-  return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, toJsonSafe(values[i])])));
 }
 
 /** One write by criteria: reads what it will touch, runs it, reads the result, records the difference. */
@@ -220,8 +210,8 @@ class CriteriaWrite {
       this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links a delete removes: ${(error as Error).message}`);
     }
     const links = (rows ?? []).map((row) => ({
-      owner: keyOf(junction.ownerColumns.map((column) => junctionValue(column, row)), relation.entityMetadata),
-      related: keyOf(junction.inverseColumns.map((column) => junctionValue(column, row)), relation.inverseEntityMetadata),
+      owner: idFromKeyValues(relation.entityMetadata, junction.ownerColumns.map((column) => junctionValue(column, row))),
+      related: idFromKeyValues(relation.inverseEntityMetadata, junction.inverseColumns.map((column) => junctionValue(column, row))),
     }));
     const result = await this.write();
     if (!rows) {
