@@ -36,12 +36,24 @@ export class AuditedIntentFactory {
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
+  /** Read once per handler and class: the guard and the interceptor ask on every call. */
+  private readonly metadata = new WeakMap<object, WeakMap<object, HandlerAuditMetadata>>();
+
   metadataOf(ctx: ExecutionContext): HandlerAuditMetadata {
-    const targets = [ctx.getHandler(), ctx.getClass()];
-    return {
-      audited: this.reflector.getAllAndOverride<AuditedMetadata | undefined>(AUDITED_METADATA, targets),
-      source: this.reflector.getAllAndOverride<string | undefined>(AUDIT_SOURCE_METADATA, targets),
-    };
+    const handler = ctx.getHandler();
+    const type = ctx.getClass();
+    let byClass = this.metadata.get(handler);
+    if (!byClass) this.metadata.set(handler, (byClass = new WeakMap()));
+    let found = byClass.get(type);
+    if (!found) {
+      const targets = [handler, type];
+      found = {
+        audited: this.reflector.getAllAndOverride<AuditedMetadata | undefined>(AUDITED_METADATA, targets),
+        source: this.reflector.getAllAndOverride<string | undefined>(AUDIT_SOURCE_METADATA, targets),
+      };
+      byClass.set(type, found);
+    }
+    return found;
   }
 
   /** Adds the handler's event to its unit (once); it claims every change of the unit. */
