@@ -8,5 +8,9 @@ export const AUDIT_RESOLVED_OPTIONS = Symbol('AUDIT:RESOLVED_OPTIONS');
 export const AUDIT_DATA_SOURCE = Symbol('AUDIT:DATA_SOURCE');
 /** Name of the table that holds the audit trail. */
 export const AUDIT_LOG_TABLE = 'audit_log';
+/** Name of the table that holds committed changes whose events are not stored yet. */
+export const AUDIT_JOURNAL_TABLE = 'audit_journal';
+/** Name of the table that holds the leases of running app instances. */
+export const AUDIT_INSTANCE_TABLE = 'audit_instance';
 /** Marker put on a request once its unit of work is attached. Internal. */
 export const AUDIT_UNIT_OF_WORK = Symbol.for('nestjs-system-audit:unit-of-work');

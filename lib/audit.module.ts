@@ -31,7 +31,7 @@ import { AuditContextMiddleware } from './middleware/audit-context.middleware.js
 import { resolveAuditOptions } from './options/audit-options.js';
 import { AuditRecorder } from './service/audit-recorder.js';
 import { AuditService } from './service/audit.service.js';
-import { AuditLogEntity } from './storage/audit-log.entity.js';
+import { AuditEntities } from './storage/audit-entities.js';
 import { AuditWriter } from './storage/audit.writer.js';
 import { WsHandshakes } from './transports/ws-handshakes.js';
 
@@ -105,7 +105,7 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
     return {
       ...definition,
       global: true,
-      imports: [...(definition.imports ?? []), TypeOrmModule.forFeature([AuditLogEntity], dataSource)],
+      imports: [...(definition.imports ?? []), TypeOrmModule.forFeature([...AuditEntities], dataSource)],
       providers: [
         ...(definition.providers ?? []),
         { provide: AUDIT_DATA_SOURCE, useExisting: getDataSourceToken(dataSource) },

@@ -1,12 +1,15 @@
 export { AuditModule } from './audit.module.js';
 export { AUDIT_MODULE_OPTIONS } from './audit.module-definition.js';
-export { AUDIT_LOG_TABLE } from './audit.constants.js';
+export { AUDIT_LOG_TABLE, AUDIT_JOURNAL_TABLE, AUDIT_INSTANCE_TABLE } from './audit.constants.js';
 export { Audited, type AuditedCallContext, type AuditedMetadata, type AuditedOptions } from './decorators/audited.decorator.js';
 export { AuditSource } from './decorators/audit-source.decorator.js';
 export { AuditExclude } from './decorators/audit-exclude.decorator.js';
 export { AuditService } from './service/audit.service.js';
 export { AuditLogEntity } from './storage/audit-log.entity.js';
-export { AuditMigrations, CreateAuditLog1764201600000 } from './storage/migrations/index.js';
+export { AuditJournalEntity } from './storage/audit-journal.entity.js';
+export { AuditInstanceEntity } from './storage/audit-instance.entity.js';
+export { AuditEntities } from './storage/audit-entities.js';
+export { AuditMigrations, CreateAuditLog1764201600000, CreateAuditJournal1764979200000 } from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
 export { InvalidAuditEventError, type AuditFieldProblem } from './exceptions/invalid-audit-event.error.js';

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import { AdminOrdersController } from './admin/admin-orders.controller.js';
 import { AuditTrailController } from './audit-trail/audit-trail.controller.js';
 import type { DemoUser } from './auth/demo-users.js';
@@ -26,7 +26,7 @@ export class AppModule {
       imports: [
         TypeOrmModule.forRoot({
           ...config.database.connection,
-          entities: [Order, OrderNote, AuditLogEntity],
+          entities: [Order, OrderNote, ...AuditEntities],
           // The audit table comes from the module's migrations, run at start-up. The
           // sample's own tables are synchronised: fine for a demo, not for production.
           migrations: AuditMigrations,

@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import type { DemoUser } from '../../sample-app/auth/demo-users.js';
 import { TokenGuard } from '../../sample-app/auth/token.guard.js';
 import { OrderNote } from '../../sample-app/orders/order-note.entity.js';
@@ -38,7 +38,7 @@ export class BenchAppModule {
       imports: [
         TypeOrmModule.forRoot({
           ...postgresConnection(schema),
-          entities: [Order, OrderNote, AuditLogEntity],
+          entities: [Order, OrderNote, ...AuditEntities],
           migrations: AuditMigrations,
           migrationsRun: true,
           synchronize: true,

@@ -101,6 +101,42 @@ export interface AuditModuleOptions {
    */
   maxCriteriaRows?: number;
   /**
+   * Most changes one stored event carries. A unit of work with more is stored as several
+   * events of the same action, sharing the request id and numbered in `context.part`.
+   * @default 1000
+   */
+  maxChangesPerEvent?: number;
+  /**
+   * Largest `changes` of one stored event, in bytes of JSON; a unit past it is split like
+   * one past `maxChangesPerEvent`, and a single change past it is stored as a partial summary.
+   * @default 524288 (512 KiB)
+   */
+  maxEventBytes?: number;
+  /**
+   * Most events waiting in the writer's queue. Past it, callers wait for room
+   * (back-pressure) for up to `queueTimeout`, then fail (fail-closed).
+   * @default 50000
+   */
+  maxQueuedEvents?: number;
+  /**
+   * How long, in milliseconds, a caller waits for room in a full writer queue.
+   * @default 10000
+   */
+  queueTimeout?: number;
+  /**
+   * After how many milliseconds without a heartbeat an app instance is taken for dead and
+   * its journal rows are recovered into events by another instance (or by itself after
+   * a restart).
+   * @default 30000
+   */
+  recoverAfter?: number;
+  /**
+   * How long, in milliseconds, shutdown waits for in-flight units of work and the writer's
+   * queue to be stored before the data source is closed.
+   * @default 10000
+   */
+  shutdownTimeout?: number;
+  /**
    * Turn the module off without removing it (no events, no capture).
    * @default true
    */

@@ -37,6 +37,12 @@ export interface ResolvedAuditOptions {
   recordQueryString: boolean;
   recordBody: boolean;
   maxCriteriaRows: number;
+  maxChangesPerEvent: number;
+  maxEventBytes: number;
+  maxQueuedEvents: number;
+  queueTimeout: number;
+  recoverAfter: number;
+  shutdownTimeout: number;
   enabled: boolean;
 }
 
@@ -54,6 +60,12 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'recordQueryString',
   'recordBody',
   'maxCriteriaRows',
+  'maxChangesPerEvent',
+  'maxEventBytes',
+  'maxQueuedEvents',
+  'queueTimeout',
+  'recoverAfter',
+  'shutdownTimeout',
   'enabled',
 ]);
 
@@ -149,6 +161,12 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     recordQueryString: booleanOption('recordQueryString', raw['recordQueryString'], false),
     recordBody: booleanOption('recordBody', raw['recordBody'], false),
     maxCriteriaRows: intOption('maxCriteriaRows', raw['maxCriteriaRows'], 1000, 1000000),
+    maxChangesPerEvent: intOption('maxChangesPerEvent', raw['maxChangesPerEvent'], 1000, 100000),
+    maxEventBytes: intOption('maxEventBytes', raw['maxEventBytes'], 524288, 16777216),
+    maxQueuedEvents: intOption('maxQueuedEvents', raw['maxQueuedEvents'], 50000, 10000000),
+    queueTimeout: intOption('queueTimeout', raw['queueTimeout'], 10000, 600000),
+    recoverAfter: intOption('recoverAfter', raw['recoverAfter'], 30000, 86400000),
+    shutdownTimeout: intOption('shutdownTimeout', raw['shutdownTimeout'], 10000, 600000),
     enabled: booleanOption('enabled', raw['enabled'], true),
   };
 }

@@ -5,7 +5,7 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { AdminController, AuthController } from './admin.controller.js';
 import { CaptureController } from './capture.controller.js';
@@ -65,7 +65,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
     imports: [
       TypeOrmModule.forRoot({
         ...options.db.options,
-        entities: [Order, Customer, User, Session, AuditLogEntity, ...(options.entities ?? [])],
+        entities: [Order, Customer, User, Session, ...AuditEntities, ...(options.entities ?? [])],
         migrations: AuditMigrations,
         migrationsRun: true,
         synchronize: true,

@@ -4,7 +4,7 @@ import { ScheduleModule, SchedulerRegistry } from '@nestjs/schedule';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLogEntity, AuditModule, AuditService } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditModule, AuditService } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { JobsController, OrderArchiver, OrderExpiryJob } from '../app/jobs.js';
 import { Customer } from '../app/customer.entity.js';
@@ -90,7 +90,7 @@ describe('a CLI script', () => {
     const db = await createTestDatabase('sqlite');
     @Module({
       imports: [
-        TypeOrmModule.forRoot({ ...db.options, entities: [Order, Customer, AuditLogEntity], synchronize: true } as never),
+        TypeOrmModule.forRoot({ ...db.options, entities: [Order, Customer, ...AuditEntities], synchronize: true } as never),
         TypeOrmModule.forFeature([Order]),
         AuditModule.forRoot(),
       ],

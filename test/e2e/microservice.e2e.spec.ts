@@ -6,7 +6,7 @@ import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { firstValueFrom } from 'rxjs';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLogEntity, AuditMigrations, AuditModule } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Customer } from '../app/customer.entity.js';
 import { OrderArchiver } from '../app/jobs.js';
@@ -262,7 +262,7 @@ describe.skipIf(!natsUp).each(kinds)('a standalone NATS microservice on %s', (ki
       imports: [
         TypeOrmModule.forRoot({
           ...db.options,
-          entities: [Order, Customer, AuditLogEntity],
+          entities: [Order, Customer, ...AuditEntities],
           migrations: AuditMigrations,
           migrationsRun: true,
           synchronize: true,

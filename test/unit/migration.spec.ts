@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditLogEntity, AuditMigrations } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditMigrations } from '../../lib/index.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 describe.each(databases())('AuditMigrations on %s', (kind) => {
@@ -9,7 +9,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    dataSource = new DataSource({ ...db.options, entities: [AuditLogEntity], migrations: AuditMigrations } as never);
+    dataSource = new DataSource({ ...db.options, entities: [...AuditEntities], migrations: AuditMigrations } as never);
     await dataSource.initialize();
   });
   afterAll(async () => {
@@ -19,7 +19,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
     const applied = await dataSource.runMigrations();
-    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000']);
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000']);
     const pending = await dataSource.driver.createSchemaBuilder().log();
     expect(pending.upQueries.map((q) => q.query)).toEqual([]);
   });
@@ -40,8 +40,9 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('reverts cleanly', async () => {
     await dataSource.undoLastMigration();
+    await dataSource.undoLastMigration();
     const runner = dataSource.createQueryRunner();
-    expect(await runner.hasTable(dataSource.getMetadata(AuditLogEntity).tablePath)).toBe(false);
+    for (const entity of AuditEntities) expect(await runner.hasTable(dataSource.getMetadata(entity).tablePath)).toBe(false);
     await runner.release();
   });
 });
@@ -52,7 +53,7 @@ describe('AuditMigrations with an entityPrefix', () => {
       type: 'better-sqlite3',
       database: ':memory:',
       entityPrefix: 'shop_',
-      entities: [AuditLogEntity],
+      entities: [...AuditEntities],
       migrations: AuditMigrations,
     });
     await dataSource.initialize();

@@ -1,14 +1,6 @@
-import { Table, TableIndex, type ColumnType, type MigrationInterface, type QueryRunner } from 'typeorm';
+import type { MigrationInterface, QueryRunner } from 'typeorm';
 import { AUDIT_LOG_TABLE } from '../../audit.constants.js';
-
-interface ColumnSpec {
-  name: string;
-  type: ColumnType;
-  length?: number;
-  precision?: number;
-  nullable?: boolean;
-  primary?: boolean;
-}
+import { createPortableTable, prefixed, type ColumnSpec } from './portable-table.js';
 
 /** The columns of version 1 of `audit_log`, in the entity's portable types. */
 const COLUMNS: ColumnSpec[] = [
@@ -51,28 +43,10 @@ export class CreateAuditLog1764201600000 implements MigrationInterface {
   name = 'CreateAuditLog1764201600000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    const driver = queryRunner.connection.driver;
-    await queryRunner.createTable(
-      new Table({
-        name: tableName(queryRunner),
-        columns: COLUMNS.map((column) => ({
-          name: column.name,
-          type: driver.normalizeType({ type: column.type, length: column.length, precision: column.precision }),
-          length: column.length === undefined ? undefined : String(column.length),
-          precision: column.precision,
-          isNullable: column.nullable ?? false,
-          isPrimary: column.primary ?? false,
-        })),
-        indices: INDEXES.map(([name, columnNames]) => new TableIndex({ name, columnNames })),
-      }),
-      true,
-    );
+    await createPortableTable(queryRunner, AUDIT_LOG_TABLE, COLUMNS, INDEXES);
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.dropTable(tableName(queryRunner), true);
+    await queryRunner.dropTable(prefixed(queryRunner, AUDIT_LOG_TABLE), true);
   }
 }
-
-/** `audit_log`, with the data source's `entityPrefix` as the entity gets it. */
-const tableName = (queryRunner: QueryRunner): string => `${queryRunner.connection.options.entityPrefix ?? ''}${AUDIT_LOG_TABLE}`;

@@ -1,0 +1,24 @@
+import type { AuditActor, AuditChange, AuditRequestInfo } from '../interfaces/audit-event.interface.js';
+
+/** A change as kept in the journal: an audit change plus when it was first captured (ms). */
+export interface JournalChange extends AuditChange {
+  at: number;
+  deleteDateField?: string;
+}
+
+/**
+ * What one journal row holds: the net changes one transaction made for one unit of work
+ * and the unit's attribution as known at the commit, enough to build the unit's events
+ * if the process dies before it stores them.
+ */
+export interface JournalEntry {
+  source: string;
+  request: AuditRequestInfo;
+  /** The actor, when it was already resolved at the commit. */
+  actor?: AuditActor;
+  /** The `@Audited` action of the unit, if it has one. */
+  action?: string;
+  /** The unit's target, when known at the commit. */
+  target?: { type: string; id: string };
+  changes: JournalChange[];
+}

@@ -1,0 +1,12 @@
+import { AuditInstanceEntity } from './audit-instance.entity.js';
+import { AuditJournalEntity } from './audit-journal.entity.js';
+import { AuditLogEntity } from './audit-log.entity.js';
+
+/**
+ * Every entity of the audit module: list them in your data source's `entities` (or use
+ * `autoLoadEntities: true`).
+ *
+ * @example
+ * TypeOrmModule.forRoot({ type: 'postgres', url, entities: [...AuditEntities, Order] })
+ */
+export const AuditEntities = [AuditLogEntity, AuditJournalEntity, AuditInstanceEntity] as const;
