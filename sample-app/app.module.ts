@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import { AdminOrdersController } from './admin/admin-orders.controller.js';
 import { AuditTrailController } from './audit-trail/audit-trail.controller.js';
 import type { DemoUser } from './auth/demo-users.js';

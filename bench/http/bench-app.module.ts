@@ -1,7 +1,7 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import type { DemoUser } from '../../sample-app/auth/demo-users.js';
 import { TokenGuard } from '../../sample-app/auth/token.guard.js';
 import { OrderNote } from '../../sample-app/orders/order-note.entity.js';

@@ -1,6 +1,6 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import { postgresConnection } from '../support/postgres.js';
 
 /** Just the audit table and the module, on a pool of `poolSize` connections. */
