@@ -1,140 +1,332 @@
-import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource, EntityManager } from 'typeorm';
-import { AUDIT_DATA_SOURCE } from '../audit.constants.js';
-import { AuditLogEntity } from './audit-log.entity.js';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import type { AuditLogEntity } from './audit-log.entity.js';
+import { classifyDatabaseError } from './database-errors.js';
+import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
 
-const ROWS_PER_STATEMENT = 500;
 /** Batches written at the same time, at most (each holds one pooled connection). */
 const BATCHES_IN_FLIGHT = 4;
 /** Rows one batch takes from the queue, at most. */
 const ROWS_PER_BATCH = 2000;
+/** Bytes of one statement, at most, where the server has no smaller limit of its own. */
+const DEFAULT_STATEMENT_BYTES = 64 * 1024 * 1024;
+/** Share of MySQL's `max_allowed_packet` one statement may fill: the rest is the margin. */
+const PACKET_SHARE = 0.9;
+const NO_UNITS: readonly string[] = [];
+
+/** How a call to {@link AuditWriter.write} stores its rows. */
+export interface AuditWriteOptions {
+  /** Write inside this manager's transaction, at once, without queueing. */
+  manager?: EntityManager;
+  /** Delete the `audit_journal` rows of these unit ids in the same transaction as the insert. */
+  journalUnits?: readonly string[];
+}
 
 interface Pending {
   rows: readonly AuditLogEntity[];
+  units: readonly string[];
   resolve(): void;
   reject(error: unknown): void;
+  /** While waiting for room in the queue: its `queueTimeout` timer. */
+  timer?: ReturnType<typeof setTimeout>;
+  /** Gave up waiting for room (left in the waiting line, skipped). */
+  expired?: boolean;
+}
+
+/** A first-in first-out line whose `shift` costs the same however long the line is. */
+class Line<T> {
+  private items: Array<T | undefined> = [];
+  private head = 0;
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head === this.items.length) {
+      this.items = [];
+      this.head = 0;
+    } else if (this.head >= 1024 && this.head * 2 >= this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
 }
 
 /**
- * Stores audit rows with multi-row INSERTs, listeners off (the audit table is never
- * captured).
+ * Stores audit rows in `audit_log` with multi-row INSERTs and deletes the `audit_journal`
+ * rows of the units of work they come from, in one transaction.
  *
- * Given a manager, it writes inside that manager's transaction, at once. Otherwise
- * writes from concurrent requests are grouped: while batches are being written, new
- * rows queue up and go together in the next batch (group commit), so many requests
- * cost a few INSERTs rather than one each. Every caller still waits for its own rows
- * to be stored. A batch that fails is retried caller by caller, so one caller's bad
- * rows never fail another's.
+ * Given a manager, it writes inside that manager's transaction (opening one when more
+ * than one statement is needed), at once. Otherwise writes from concurrent units are
+ * grouped: while batches are being written, new rows queue up and go together in the
+ * next batch (group commit), so many units cost a few statements rather than a few each.
+ * Every caller still waits for its own rows to be stored.
+ *
+ * - **Atomic**: a batch is one transaction: its INSERTs, then the journal DELETEs of all
+ *   its callers. If anything fails, nothing of the batch is stored and the journal rows
+ *   stay.
+ * - **Idempotent**: an event id already in `audit_log` is skipped (`ON CONFLICT DO
+ *   NOTHING`, `ON DUPLICATE KEY UPDATE id = id` on MySQL/MariaDB), so a batch whose COMMIT
+ *   succeeded but whose acknowledgement was lost can be written again.
+ * - **Failures**: a batch that fails on a deadlock, lock timeout or serialization failure
+ *   is retried once as a whole. One that fails on the connection or the server's
+ *   availability (refused, reset, timed out, terminated, too many connections, shutting
+ *   down) fails every caller at once with the database's error: nothing in the rows is at
+ *   fault, and trying them one by one would only keep the callers waiting. Any other
+ *   error is taken for bad data: the batch is retried caller by caller, so one caller's
+ *   bad rows never fail another's.
+ * - **Bounded**: at most `maxQueuedEvents` events are queued or being written. A caller
+ *   that would go past it waits for room, first come first served, up to `queueTimeout`
+ *   ms, then fails with `AuditQueueFullError`. A single write larger than the bound is
+ *   let in alone, when nothing else is pending.
  */
 @Injectable()
-export class AuditWriter implements OnModuleInit {
-  private readonly queue: Pending[] = [];
+export class AuditWriter {
+  private readonly queue = new Line<Pending>();
+  private readonly waiting = new Line<Pending>();
+  private waitingCount = 0;
+  private queuedEvents = 0;
+  private inFlightEvents = 0;
   private inFlight = 0;
+  private readonly idleListeners = new Set<() => void>();
+  private readonly statementsOf = new WeakMap<DataSource, WriteStatements>();
+  private readonly byteLimits = new WeakMap<DataSource, Promise<number>>();
 
-  constructor(@Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource) {}
+  constructor(
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+  ) {}
 
-  /** Fails start-up, clearly, when the data source does not know the audit entity. */
-  onModuleInit(): void {
-    if (this.dataSource.isInitialized && !this.dataSource.hasMetadata(AuditLogEntity)) {
-      throw new Error(
-        "AuditLogEntity is not an entity of the audit module's TypeORM data source: " +
-          'add it to the data source\'s `entities` or set `autoLoadEntities: true`',
-      );
-    }
+  /** Queued and in-flight events: written or failed soon, and counted against `maxQueuedEvents`. */
+  get pending(): number {
+    return this.queuedEvents + this.inFlightEvents;
   }
 
-  write(rows: readonly AuditLogEntity[], manager?: EntityManager): Promise<void> {
-    if (rows.length === 0) return Promise.resolve();
-    if (manager) return this.insert(rows, manager);
+  /**
+   * Stores `rows` in `audit_log` and deletes the `audit_journal` rows of
+   * `options.journalUnits`, atomically. Resolves once both are committed (or, with
+   * `options.manager`, done in that manager's transaction).
+   *
+   * @throws AuditQueueFullError when the queue had no room within `queueTimeout`.
+   * @throws the database's error when the rows could not be stored.
+   */
+  write(rows: readonly AuditLogEntity[], options: AuditWriteOptions = {}): Promise<void> {
+    const units = options.journalUnits ?? NO_UNITS;
+    if (rows.length === 0 && units.length === 0) return Promise.resolve();
+    if (options.manager) return this.store(options.manager, rows, units);
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ rows, resolve, reject });
-      this.drain();
+      const pending: Pending = { rows, units, resolve, reject };
+      if (this.waitingCount === 0 && this.hasRoom(rows.length)) this.enqueue(pending);
+      else this.wait(pending);
     });
   }
 
-  private drain(): void {
-    while (this.inFlight < BATCHES_IN_FLIGHT && this.queue.length > 0) {
+  /**
+   * Resolves when nothing is queued, waiting for room or being written; rejects after
+   * `timeoutMs`. For shutdown: it stops nothing, new writes are still taken.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const listener = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.idleListeners.delete(listener);
+        reject(
+          new Error(
+            `The audit writer did not drain within ${timeoutMs} ms: ${this.pending} event(s) queued or being written, ` +
+              `${this.waitingCount} write(s) waiting for room`,
+          ),
+        );
+      }, timeoutMs);
+      this.idleListeners.add(listener);
+    });
+  }
+
+  /**
+   * The most bytes one statement may take on the audit data source: 90% of MySQL's or
+   * MariaDB's `max_allowed_packet` (read once), 64 MiB elsewhere.
+   */
+  protected statementByteLimit(manager: EntityManager): Promise<number> {
+    const dataSource = manager.connection;
+    if (!this.statements(dataSource).mysql) return Promise.resolve(DEFAULT_STATEMENT_BYTES);
+    let limit = this.byteLimits.get(dataSource);
+    if (!limit) {
+      const read = manager.query('SELECT @@max_allowed_packet AS packet').then((result: Array<{ packet: number | string }>) => {
+        const packet = Number(result[0]?.packet);
+        return Math.floor((Number.isFinite(packet) && packet > 0 ? packet : 4 * 1024 * 1024) * PACKET_SHARE);
+      });
+      // Not read (the server is down): the next write tries again.
+      read.catch(() => {
+        if (this.byteLimits.get(dataSource) === read) this.byteLimits.delete(dataSource);
+      });
+      this.byteLimits.set(dataSource, (limit = read));
+    }
+    return limit;
+  }
+
+  private get idle(): boolean {
+    return this.queue.length === 0 && this.inFlight === 0 && this.waitingCount === 0;
+  }
+
+  private hasRoom(events: number): boolean {
+    const used = this.queuedEvents + this.inFlightEvents;
+    return used === 0 || used + events <= this.options.maxQueuedEvents;
+  }
+
+  private enqueue(pending: Pending): void {
+    this.queue.push(pending);
+    this.queuedEvents += pending.rows.length;
+    this.pump();
+  }
+
+  private wait(pending: Pending): void {
+    this.waitingCount++;
+    this.waiting.push(pending);
+    pending.timer = setTimeout(() => {
+      pending.expired = true;
+      this.waitingCount--;
+      pending.reject(new AuditQueueFullError(pending.rows.length, this.options.maxQueuedEvents, this.options.queueTimeout));
+      // The first in line may have blocked the ones behind it.
+      this.admit();
+      this.notifyIfIdle();
+    }, this.options.queueTimeout);
+  }
+
+  /** Lets waiting writes in, in their order of arrival, while there is room for the first. */
+  private admit(): void {
+    for (let next = this.waiting.peek(); next; next = this.waiting.peek()) {
+      if (next.expired) {
+        this.waiting.shift();
+        continue;
+      }
+      if (!this.hasRoom(next.rows.length)) return;
+      this.waiting.shift();
+      clearTimeout(next.timer);
+      this.waitingCount--;
+      this.enqueue(next);
+    }
+  }
+
+  private pump(): void {
+    // SQLite: TypeORM has one connection, which cannot hold two transactions at once.
+    const limit = isSqlite(this.dataSource) ? 1 : BATCHES_IN_FLIGHT;
+    while (this.inFlight < limit && this.queue.length > 0) {
       const batch: Pending[] = [];
       let size = 0;
-      while (this.queue.length > 0 && (batch.length === 0 || size + this.queue[0]!.rows.length <= ROWS_PER_BATCH)) {
-        const next = this.queue.shift()!;
+      let events = 0;
+      for (let next = this.queue.peek(); next; next = this.queue.peek()) {
+        const weight = Math.max(next.rows.length, 1);
+        if (batch.length > 0 && size + weight > ROWS_PER_BATCH) break;
+        this.queue.shift();
         batch.push(next);
-        size += next.rows.length;
+        size += weight;
+        events += next.rows.length;
       }
+      this.queuedEvents -= events;
+      this.inFlightEvents += events;
       this.inFlight++;
       void this.flush(batch).finally(() => {
         this.inFlight--;
-        this.drain();
+        this.inFlightEvents -= events;
+        this.admit();
+        this.pump();
+        this.notifyIfIdle();
       });
     }
   }
 
+  private notifyIfIdle(): void {
+    if (!this.idle || this.idleListeners.size === 0) return;
+    const listeners = [...this.idleListeners];
+    this.idleListeners.clear();
+    for (const listener of listeners) listener();
+  }
+
+  /** Writes a batch; settles every caller in it. Never rejects. */
   private async flush(batch: Pending[]): Promise<void> {
     try {
-      await this.insert(batch.flatMap((pending) => pending.rows));
-      for (const pending of batch) pending.resolve();
-    } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error);
+      const error = await this.attempt(batch);
+      if (error === undefined) {
+        for (const pending of batch) pending.resolve();
         return;
       }
-      for (const pending of batch) {
-        await this.insert(pending.rows).then(pending.resolve, pending.reject);
+      if (batch.length === 1 || classifyDatabaseError(error) !== 'data') {
+        for (const pending of batch) pending.reject(error);
+        return;
+      }
+      // Bad data somewhere: caller by caller, so that only its owner fails.
+      for (let index = 0; index < batch.length; index++) {
+        const pending = batch[index]!;
+        const callerError = await this.attempt([pending]);
+        if (callerError === undefined) {
+          pending.resolve();
+          continue;
+        }
+        pending.reject(callerError);
+        if (classifyDatabaseError(callerError) !== 'data') {
+          // The database went away meanwhile: the rest fail with it, at once.
+          for (const rest of batch.slice(index + 1)) rest.reject(callerError);
+          return;
+        }
+      }
+    } catch (error) {
+      for (const pending of batch) pending.reject(error);
+    }
+  }
+
+  /** Stores the callers' rows in one transaction, once more after a deadlock or lock timeout. Returns the error, if any. */
+  private async attempt(batch: readonly Pending[]): Promise<unknown> {
+    const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
+    const units = batch.length === 1 ? batch[0]!.units : batch.flatMap((pending) => pending.units);
+    for (let retried = false; ; retried = true) {
+      try {
+        await this.store(this.dataSource.manager, rows, units);
+        return undefined;
+      } catch (error) {
+        if (retried || classifyDatabaseError(error) !== 'transient') return error;
       }
     }
   }
 
-  private async insert(rows: readonly AuditLogEntity[], manager: EntityManager = this.dataSource.manager): Promise<void> {
-    if (rows.length <= ROWS_PER_STATEMENT) return this.statement(rows, manager);
-    // Several statements: one transaction, so that the rows are stored all or none.
-    const run = (target: EntityManager) => this.statements(rows, target);
-    return manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run);
+  /** The INSERTs and journal DELETEs, in `manager`'s transaction or in one of their own. */
+  private async store(manager: EntityManager, rows: readonly AuditLogEntity[], units: readonly string[]): Promise<void> {
+    const statements = this.statements(manager.connection);
+    const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;
+    const sql: Statement[] = statements.write(rows, units, byteLimit);
+    if (sql.length === 1) {
+      // One statement is atomic on its own.
+      await manager.query(sql[0]!.sql, sql[0]!.params);
+      return;
+    }
+    const run = async (target: EntityManager): Promise<void> => {
+      for (const statement of sql) await target.query(statement.sql, statement.params);
+    };
+    await (manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run));
   }
 
-  private async statements(rows: readonly AuditLogEntity[], manager: EntityManager): Promise<void> {
-    for (let start = 0; start < rows.length; start += ROWS_PER_STATEMENT) {
-      await this.statement(rows.slice(start, start + ROWS_PER_STATEMENT), manager);
-    }
-  }
-
-  /**
-   * One multi-row INSERT, as SQL built here once per shape rather than through TypeORM's
-   * query builder (which costs more CPU than the database does for audit-sized rows).
-   * Values go through the driver's own conversion, as TypeORM would send them.
-   */
-  private async statement(rows: readonly AuditLogEntity[], manager: EntityManager): Promise<void> {
-    const driver = manager.connection.driver;
-    const metadata = manager.connection.getMetadata(AuditLogEntity);
-    const columns = metadata.columns;
-    const params: unknown[] = [];
-    const tuples: string[] = [];
-    for (const row of rows) {
-      const placeholders: string[] = [];
-      for (const column of columns) {
-        const value: unknown = driver.preparePersistentValue(column.getEntityValue(row), column);
-        placeholders.push(driver.createParameter(`p${params.length}`, params.length));
-        params.push(value === undefined ? null : value);
-      }
-      tuples.push(`(${placeholders.join(', ')})`);
-    }
-    await manager.query(`${this.insertInto(manager)} VALUES ${tuples.join(', ')}`, params);
-  }
-
-  private readonly heads = new WeakMap<object, string>();
-
-  /** `INSERT INTO <table> (<columns>)`, escaped for the manager's driver. */
-  private insertInto(manager: EntityManager): string {
-    const driver = manager.connection.driver;
-    let head = this.heads.get(driver);
-    if (!head) {
-      const metadata = manager.connection.getMetadata(AuditLogEntity);
-      const table = metadata.tablePath
-        .split('.')
-        .map((part) => (part === '' ? part : driver.escape(part)))
-        .join('.');
-      head = `INSERT INTO ${table} (${metadata.columns.map((column) => driver.escape(column.databaseName)).join(', ')})`;
-      this.heads.set(driver, head);
-    }
-    return head;
+  private statements(dataSource: DataSource): WriteStatements {
+    let statements = this.statementsOf.get(dataSource);
+    if (!statements) this.statementsOf.set(dataSource, (statements = new WriteStatements(dataSource)));
+    return statements;
   }
 }
+

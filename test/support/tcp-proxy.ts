@@ -1,0 +1,87 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+/**
+ * A TCP proxy on 127.0.0.1 in front of a database server, for fault tests: it can cut
+ * every connection and refuse new ones for a while, or delay every chunk both ways.
+ * Never touches the server itself.
+ */
+export class TcpProxy {
+  private server?: Server;
+  private readonly sockets = new Set<Socket>();
+  private down = false;
+  private latencyMs = 0;
+  port = 0;
+
+  constructor(
+    private readonly targetHost: string,
+    private readonly targetPort: number,
+  ) {}
+
+  async start(port = 0): Promise<number> {
+    this.server = createServer((client) => this.accept(client));
+    await new Promise<void>((resolve, reject) => {
+      this.server!.once('error', reject);
+      this.server!.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.port = (this.server.address() as { port: number }).port;
+    return this.port;
+  }
+
+  /** Destroys every open connection; new ones are refused until `restore()`. */
+  cut(): void {
+    this.down = true;
+    for (const socket of this.sockets) socket.destroy();
+    this.sockets.clear();
+  }
+
+  restore(): void {
+    this.down = false;
+  }
+
+  /** Delays every chunk, both ways, by `ms` (0: none). */
+  setLatency(ms: number): void {
+    this.latencyMs = ms;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private accept(client: Socket): void {
+    if (this.down) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(this.targetPort, this.targetHost);
+    this.sockets.add(client);
+    this.sockets.add(upstream);
+    const pipe = (from: Socket, to: Socket) => {
+      from.on('data', (chunk) => {
+        const send = () => {
+          if (!to.destroyed) to.write(chunk);
+        };
+        if (this.latencyMs > 0) {
+          // Keep order: pause reading while a delayed chunk waits.
+          from.pause();
+          setTimeout(() => {
+            send();
+            from.resume();
+          }, this.latencyMs);
+        } else {
+          send();
+        }
+      });
+    };
+    pipe(client, upstream);
+    pipe(upstream, client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+      this.sockets.delete(client);
+      this.sockets.delete(upstream);
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+  }
+}
