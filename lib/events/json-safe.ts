@@ -1,10 +1,81 @@
+import { createHash } from 'node:crypto';
+
+/** Containers nested deeper than this in a JSON value are replaced by {@link DEPTH_MARKER}. */
+export const MAX_JSON_DEPTH = 32;
+/** Characters a string inside a JSON value keeps, at most, marker included. */
+export const MAX_JSON_STRING = 64 * 1024;
+/** Characters an object key inside a JSON value keeps, at most, marker included. */
+export const MAX_JSON_KEY = 1024;
+/** What stands in for a container nested deeper than {@link MAX_JSON_DEPTH}. */
+export const DEPTH_MARKER = '[Depth]';
+/** What stands in for an object met again inside itself. */
+export const CIRCULAR_MARKER = '[Circular]';
+/** What stands in for a value whose own code threw while it was read (a getter, `toJSON`). */
+export const UNREADABLE_MARKER = '[Unreadable]';
 /**
- * Turns a value into plain JSON data: dates as ISO strings, bigints and decimals as
- * strings, buffers summarised, functions and symbols dropped, cycles cut.
+ * What a NUL character (U+0000) becomes: the six characters `\u0000`, so that the stored
+ * text still shows what was there. PostgreSQL rejects NUL in text and JSON values.
  */
-export function toJsonSafe(value: unknown, seen: WeakSet<object> = new WeakSet()): unknown {
+export const NUL_ESCAPE = '\\u0000';
+
+const NUL = '\u0000';
+/** Room kept for the truncation marker: `…[truncated <n> chars; sha256 <16 hex>]`. */
+const MARKER_ROOM = 64;
+
+interface WellFormed {
+  isWellFormed(): boolean;
+  toWellFormed(): string;
+}
+
+/**
+ * `value` in a form every supported database stores: each NUL (U+0000) replaced by the
+ * text `\u0000`, each lone UTF-16 surrogate (which has no UTF-8 form: Node's encoder
+ * turns it into U+FFFD silently, MariaDB rejects it inside JSON, PostgreSQL's jsonb too)
+ * replaced by U+FFFD. Valid surrogate pairs (emoji and other astral characters) are kept. A string
+ * that needs neither is returned as it is, without copying.
+ *
+ * @example storable('a\u0000b') // 'a\\u0000b'
+ */
+export function storable(value: string): string {
+  const text = value.includes(NUL) ? value.replaceAll(NUL, NUL_ESCAPE) : value;
+  return (text as unknown as WellFormed).isWellFormed() ? text : (text as unknown as WellFormed).toWellFormed();
+}
+
+/**
+ * Cuts a string to `max` characters (UTF-16 units, never splitting a surrogate pair),
+ * after making it {@link storable}. Values that are not strings are turned into strings.
+ */
+export function bound(value: string, max: number): string;
+export function bound(value: string | undefined | null, max: number): string | undefined;
+export function bound(value: string | undefined | null, max: number): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  let text = typeof value === 'string' ? value : String(value);
+  // Cut before cleaning (a huge string costs no more than its kept part), and again after (escapes are longer).
+  if (text.length > max) text = text.slice(0, cutPoint(text, max));
+  text = storable(text);
+  return text.length > max ? text.slice(0, cutPoint(text, max)) : text;
+}
+
+/**
+ * Turns a value into plain JSON data that every supported database stores: dates as
+ * ISO strings, bigints and decimals as strings, buffers summarised, functions and
+ * symbols dropped, strings and keys made {@link storable}, strings longer than
+ * {@link MAX_JSON_STRING} (keys: {@link MAX_JSON_KEY}) cut with a marker naming how much
+ * was cut and a digest of the whole, containers deeper than {@link MAX_JSON_DEPTH}
+ * replaced by `"[Depth]"`, cycles by `"[Circular]"`, and values whose getters or
+ * `toJSON` throw by `"[Unreadable]"`. It never throws, whatever the input.
+ *
+ * Applying it to its own output changes nothing.
+ */
+export function toJsonSafe(value: unknown): unknown {
+  return typeof value === 'object' && value !== null ? walk(value, 0, new Set()) : scalar(value);
+}
+
+/** A value that is not an object, as JSON data; `undefined` for what JSON drops. */
+function scalar(value: unknown): unknown {
   switch (typeof value) {
     case 'string':
+      return value.length > MAX_JSON_STRING ? truncated(value, MAX_JSON_STRING) : storable(value);
     case 'boolean':
       return value;
     case 'number':
@@ -17,32 +88,65 @@ export function toJsonSafe(value: unknown, seen: WeakSet<object> = new WeakSet()
     case 'symbol':
       return undefined;
   }
-  if (value === null) return null;
-  if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
-  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `[binary ${value.byteLength} bytes]`;
-  const object = value as object;
-  if (seen.has(object)) return '[Circular]';
-  seen.add(object);
+  return null;
+}
+
+function walk(value: unknown, depth: number, ancestors: Set<object>): unknown {
+  if (typeof value !== 'object' || value === null) return scalar(value);
   try {
-    if (Array.isArray(object)) return object.map((item) => toJsonSafe(item, seen) ?? null);
-    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
-      return toJsonSafe((object as { toJSON(): unknown }).toJSON(), seen);
+    const prototype: unknown = Object.getPrototypeOf(value);
+    if (prototype !== Object.prototype && prototype !== Array.prototype && prototype !== null) {
+      if (value instanceof Date) return Number.isNaN(value.getTime()) ? null : value.toISOString();
+      if (Buffer.isBuffer(value) || value instanceof Uint8Array) return `[binary ${value.byteLength} bytes]`;
+      if (value instanceof String || value instanceof Number || value instanceof Boolean) return scalar(value.valueOf());
     }
-    if (object instanceof Map) return toJsonSafe(Object.fromEntries(object), seen);
-    if (object instanceof Set) return toJsonSafe([...object], seen);
-    const out: Record<string, unknown> = {};
-    for (const [key, item] of Object.entries(object)) {
-      const safe = toJsonSafe(item, seen);
-      if (safe !== undefined) out[key] = safe;
+    if (ancestors.has(value)) return CIRCULAR_MARKER;
+    if (depth >= MAX_JSON_DEPTH) return DEPTH_MARKER;
+    ancestors.add(value);
+    try {
+      return container(value, depth, ancestors);
+    } finally {
+      ancestors.delete(value);
     }
-    return out;
-  } finally {
-    seen.delete(object);
+  } catch {
+    return UNREADABLE_MARKER;
   }
 }
 
-/** Cuts a string to `max` characters. */
-export function bound(value: string | undefined | null, max: number): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  return value.length > max ? value.slice(0, max) : value;
+/** An array, an object with `toJSON`, a map, a set or an object, with its items made safe. */
+function container(object: object, depth: number, ancestors: Set<object>): unknown {
+  if (Array.isArray(object)) return object.map((item) => walk(item, depth + 1, ancestors) ?? null);
+  if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
+    // One level deeper, so that a chain of objects made by toJSON stays bounded too.
+    return walk((object as { toJSON(): unknown }).toJSON(), depth + 1, ancestors);
+  }
+  if (object instanceof Map) return walk(Object.fromEntries(object), depth, ancestors);
+  if (object instanceof Set) return walk([...object], depth, ancestors);
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(object)) {
+    const safe = walk(item, depth + 1, ancestors);
+    if (safe === undefined) continue;
+    const safeKey = key.length > MAX_JSON_KEY ? truncated(key, MAX_JSON_KEY) : storable(key);
+    // An own "__proto__" key is data, not the object's prototype.
+    if (safeKey === '__proto__') Object.defineProperty(out, safeKey, { value: safe, enumerable: true, writable: true, configurable: true });
+    else out[safeKey] = safe;
+  }
+  return out;
+}
+
+/** `text` cut so that, with the marker, it fits `max` characters; the marker names the cut and the whole's digest. */
+function truncated(text: string, max: number): string {
+  const room = max - MARKER_ROOM;
+  const end = cutPoint(text, room);
+  let head = storable(text.slice(0, end));
+  if (head.length > room) head = head.slice(0, cutPoint(head, room));
+  const digest = createHash('sha256').update(text).digest('hex').slice(0, 16);
+  return `${head}…[truncated ${text.length - end} chars; sha256 ${digest}]`;
+}
+
+/** The largest cut at or below `max` that does not split a surrogate pair. */
+function cutPoint(text: string, max: number): number {
+  if (max <= 0) return 0;
+  const last = text.charCodeAt(max - 1);
+  return last >= 0xd800 && last <= 0xdbff ? max - 1 : max;
 }

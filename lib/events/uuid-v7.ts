@@ -2,8 +2,12 @@ import { randomFillSync } from 'node:crypto';
 
 const pool = new Uint8Array(4096);
 let poolOffset = pool.length;
+/** The clock's last millisecond and counter (ids without a given time). */
 let lastMs = -1;
 let sequence = 0;
+/** The last given millisecond and its counter. */
+let givenMs = -1;
+let givenSequence = 0;
 
 function randomBytes(count: number): Uint8Array {
   if (poolOffset + count > pool.length) {
@@ -16,22 +20,47 @@ function randomBytes(count: number): Uint8Array {
 }
 
 /**
- * A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then a 12-bit counter
- * that keeps ids from one process strictly increasing within a millisecond, then
- * 62 random bits.
+ * A UUID version 7 (RFC 9562): 48 bits of Unix milliseconds, then a 12-bit counter,
+ * then 62 random bits.
+ *
+ * Without `now`, the time is the clock's, and the counter keeps ids from one process
+ * strictly increasing (within a millisecond, and when the clock steps back). With `now`,
+ * the id carries exactly that millisecond, also when it is older than the last id made:
+ * an event's id tells its own time. Ids given the same millisecond one after another
+ * still increase; otherwise ids of one millisecond are not ordered.
+ *
+ * @param now Unix milliseconds the id carries (an event's time), rounded down; NaN or a
+ * value outside 48 bits is ignored.
  */
-export function uuidv7(now: number = Date.now()): string {
-  if (now > lastMs) {
-    lastMs = now;
-    sequence = randomBytes(2).reduce((a, b) => (a << 8) | b, 0) & 0x1ff; // leave headroom
-  } else {
-    sequence++;
-    if (sequence > 0xfff) {
-      lastMs++;
-      sequence = 0;
+export function uuidv7(now?: number): string {
+  if (now !== undefined && now >= 0 && now < 2 ** 48) {
+    // A given time is the id's, whatever ids were made before; it does not move the clock's ids.
+    now = Math.floor(now);
+    if (now === givenMs && givenSequence < 0xfff) {
+      givenSequence++;
+    } else {
+      givenMs = now;
+      givenSequence = freshSequence();
     }
+    return format(givenMs, givenSequence);
   }
-  const ms = lastMs;
+  const clock = Date.now();
+  if (clock > lastMs) {
+    lastMs = clock;
+    sequence = freshSequence();
+  } else if (++sequence > 0xfff) {
+    lastMs++;
+    sequence = freshSequence();
+  }
+  return format(lastMs, sequence);
+}
+
+/** A random counter start, leaving room to count up within the millisecond. */
+function freshSequence(): number {
+  return randomBytes(2).reduce((a, b) => (a << 8) | b, 0) & 0x1ff;
+}
+
+function format(ms: number, sequence: number): string {
   const bytes = new Uint8Array(16);
   bytes[0] = (ms / 2 ** 40) & 0xff;
   bytes[1] = (ms / 2 ** 32) & 0xff;

@@ -1,6 +1,7 @@
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 import { AUDIT_JOURNAL_TABLE } from '../audit.constants.js';
 import type { JournalEntry } from '../journal/journal-entry.js';
+import { UTC_DATE_COLUMN } from './utc-date.transformer.js';
 
 /**
  * One row of `audit_journal`: the net changes one transaction made for one unit of work,
@@ -24,7 +25,7 @@ export class AuditJournalEntity {
   @Column({ name: 'instance_id', type: 'uuid' })
   instanceId!: string;
 
-  @Column({ name: 'created_at', type: Date, precision: 3 })
+  @Column({ name: 'created_at', type: Date, precision: 3, transformer: UTC_DATE_COLUMN })
   createdAt!: Date;
 
   /** The transaction's net changes and the unit's attribution as known at commit. */

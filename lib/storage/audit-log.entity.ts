@@ -1,6 +1,7 @@
 import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 import { AUDIT_LOG_TABLE } from '../audit.constants.js';
 import type { AuditChange, AuditError, AuditKind, AuditOutcome } from '../interfaces/audit-event.interface.js';
+import { UTC_DATE_COLUMN } from './utc-date.transformer.js';
 
 /**
  * One row of `audit_log`. List it in your data source's `entities` (or rely on
@@ -20,7 +21,7 @@ export class AuditLogEntity {
   id!: string;
 
   /** When it happened (UTC, millisecond precision). */
-  @Column({ name: 'occurred_at', type: Date, precision: 3 })
+  @Column({ name: 'occurred_at', type: Date, precision: 3, transformer: UTC_DATE_COLUMN })
   occurredAt!: Date;
 
   @Column({ type: 'varchar', length: 128 })
