@@ -1,0 +1,256 @@
+import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import { toJsonSafe } from '../events/json-safe.js';
+import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
+import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
+import type { ChangeCapture } from './change-capture.js';
+import { entityId, idFromKeyValues } from './entity-identity.js';
+import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+
+type RelationMetadata = EntityMetadata['relations'][number];
+type ColumnMetadata = EntityMetadata['columns'][number];
+
+/** Value objects of upserts, recorded here rather than by the insert listener. */
+export const upsertedValues = new WeakSet<object>();
+
+/** The owning many-to-many relation a junction table belongs to. */
+function owningRelation(dataSource: DataSource, junction: EntityMetadata): RelationMetadata | undefined {
+  return dataSource.entityMetadatas
+    .flatMap((metadata) => metadata.manyToManyRelations)
+    .find((relation) => relation.isOwning && relation.junctionEntityMetadata === junction);
+}
+
+/** A junction column's value in a value set or a loaded junction row. */
+function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
+  const value = (row[column.propertyName] ?? row[column.databaseName]) as unknown;
+  return value !== null && typeof value === 'object' && !(value instanceof Date) && column.referencedColumn
+    ? column.referencedColumn.getEntityValue(value as ObjectLiteral)
+    : value;
+}
+
+/** One write by criteria: reads what it will touch, runs it, reads the result, records the difference. */
+export class CriteriaWrite {
+  private readonly kind: WriteKind;
+  private readonly metadata?: EntityMetadata;
+  private readonly fields: TrackedFields | null;
+
+  constructor(
+    private readonly capture: ChangeCapture,
+    private readonly qb: WriteQueryBuilderState,
+    private readonly write: () => Promise<unknown>,
+  ) {
+    this.kind = qb.kind;
+    this.metadata = qb.metadata;
+    this.fields = this.metadata ? capture.trackedFields(this.metadata) : null;
+  }
+
+  async run(): Promise<unknown> {
+    const metadata = this.metadata;
+    if (!metadata) return this.write();
+    // Many-to-many links live in junction tables, which TypeORM reports without values:
+    // they are captured here, whoever writes them (save, RelationQueryBuilder).
+    const relation = metadata.tableType === 'junction' ? owningRelation(this.qb.dataSource, metadata) : undefined;
+    if (relation) {
+      if (!this.capture.trackedFields(relation.entityMetadata) || this.kind === 'update' || this.kind === 'soft-delete') return this.write();
+      return this.inTransaction((runner) => this.captureJunction(runner, metadata, relation));
+    }
+    // TypeORM's own persistence (save/remove/…) turns listeners off and reports
+    // through the subscriber; so do plain inserts. Those are not writes by criteria.
+    const byCriteria =
+      this.qb.callListeners && (this.kind !== 'insert' || (this.qb.isUpsert && !this.qb.insertsFromSelect));
+    const fields = this.fields;
+    if (!fields) return this.write();
+    if (!byCriteria) {
+      // A plain insert by a query builder or `repository.insert()` runs in no transaction of
+      // TypeORM's: give it one, so that its record (journal or fallback row) commits with it.
+      const plainInsert = this.kind === 'insert' && this.qb.callListeners && !this.qb.queryRunner?.isTransactionActive;
+      return plainInsert ? this.inTransaction(() => this.write()) : this.write();
+    }
+    return this.inTransaction((runner) => this.captureAround(runner, metadata, fields));
+  }
+
+  private async inTransaction(body: (runner: QueryRunner) => Promise<unknown>): Promise<unknown> {
+    const ownRunner = !this.qb.queryRunner;
+    const runner = this.qb.queryRunner ?? this.qb.dataSource.createQueryRunner();
+    const ownTransaction = !runner.isTransactionActive;
+    if (ownRunner) this.qb.setQueryRunner(runner);
+    try {
+      // Before values and the write share one transaction: nothing changes in between,
+      // and fallback events commit (or roll back) with the write.
+      if (ownTransaction) await runner.startTransaction();
+      const result = await body(runner);
+      if (ownTransaction) await runner.commitTransaction();
+      return result;
+    } catch (error) {
+      if (ownTransaction && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      throw error;
+    } finally {
+      if (ownRunner) {
+        this.qb.setQueryRunner(undefined);
+        await runner.release();
+      }
+    }
+  }
+
+  private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+    const bound = this.capture.maxCriteriaRows;
+    let before: ObjectLiteral[] | undefined;
+    // An upsert is matched on its values as given: TypeORM may rewrite ids in them after the insert.
+    let lookups: ObjectLiteral[] = [];
+    try {
+      if (this.kind === 'insert') lookups = this.upsertLookups(metadata);
+      before = this.kind === 'insert' ? await this.readUpsertTargets(runner, metadata, lookups) : await this.readMatching(runner, bound + 1);
+    } catch (error) {
+      this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
+    }
+    const result = await this.write();
+    const affected = (result as { affected?: number } | undefined)?.affected;
+    if (!before) {
+      await this.recordPartial(runner, metadata, affected);
+      return result;
+    }
+    const known = before.slice(0, bound);
+    const operation = this.operation();
+    if (this.kind === 'delete') {
+      for (const row of known) {
+        await this.capture.record(runner, {
+          entity: metadata.name,
+          id: entityId(metadata, row),
+          operation,
+          fields: snapshotFields(fields.snapshot(row), 'from'),
+        });
+      }
+    } else {
+      // After an upsert, also read the rows by the ids the insert returned: the database
+      // may have generated new ones rather than hit the conflict target.
+      const after =
+        this.kind === 'insert'
+          ? await this.readUpsertTargets(runner, metadata, [...lookups, ...this.returnedIds(metadata)])
+          : await this.readByIds(runner, known);
+      const beforeById = new Map(known.map((row) => [entityId(metadata, row), fields.snapshot(row)]));
+      for (const row of after) {
+        const id = entityId(metadata, row);
+        const previous: Snapshot | undefined = beforeById.get(id);
+        const now = fields.snapshot(row);
+        await this.capture.record(runner, {
+          entity: metadata.name,
+          id,
+          operation: previous ? operation : 'insert',
+          fields: previous ? diffSnapshots(previous, now) : snapshotFields(now, 'to'),
+        });
+      }
+    }
+    if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+    return result;
+  }
+
+  /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
+  private async captureJunction(runner: QueryRunner, junction: EntityMetadata, relation: RelationMetadata): Promise<unknown> {
+    const side = this.kind === 'insert' ? 'added' : 'removed';
+    let rows: ObjectLiteral[] | undefined;
+    try {
+      rows = this.kind === 'insert' ? this.qb.valueSets() : await this.readJunctionRows(runner, junction);
+    } catch (error) {
+      this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links a delete removes: ${(error as Error).message}`);
+    }
+    const links = (rows ?? []).map((row) => ({
+      owner: idFromKeyValues(relation.entityMetadata, junction.ownerColumns.map((column) => junctionValue(column, row))),
+      related: idFromKeyValues(relation.inverseEntityMetadata, junction.inverseColumns.map((column) => junctionValue(column, row))),
+    }));
+    const result = await this.write();
+    if (!rows) {
+      await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true });
+    }
+    for (const { owner, related } of links) {
+      if (owner === null || related === null) continue;
+      await this.capture.record(runner, {
+        entity: relation.entityMetadata.name,
+        id: owner,
+        operation: 'update',
+        fields: { [relation.propertyPath]: side === 'added' ? { added: [related], removed: [] } : { added: [], removed: [related] } },
+      });
+    }
+    return result;
+  }
+
+  private operation(): AuditChangeOperation {
+    // A soft delete or restore is an update of the delete-date column.
+    return this.kind === 'delete' ? 'delete' : 'update';
+  }
+
+  /** A change known only in part: the entity, the operation and the values set, no ids. */
+  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, affected: number | undefined): Promise<void> {
+    if (affected === 0) return;
+    const fields: Record<string, { from?: unknown; to: unknown }> = {};
+    const values = Array.isArray(this.qb.valuesSet) ? undefined : this.qb.valuesSet;
+    for (const [name, value] of Object.entries(values ?? {})) {
+      if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
+    }
+    await this.capture.record(runner, { entity: metadata.name, id: null, operation: this.operation(), fields, partial: true });
+  }
+
+  /** A SELECT with the write's own WHERE clause, in its transaction. */
+  private probe(runner: QueryRunner): SelectQueryBuilder<ObjectLiteral> {
+    const metadata = this.metadata!;
+    const probe = runner.manager.createQueryBuilder(metadata.target, 'audit_probe');
+    this.qb.copyConditionsTo(probe);
+    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    return probe.withDeleted().loadAllRelationIds({ relations: toOne, disableMixedMap: true });
+  }
+
+  /** Junction rows matching the write's WHERE clause (raw: a junction has no class to hydrate). */
+  private async readJunctionRows(runner: QueryRunner, junction: EntityMetadata): Promise<ObjectLiteral[]> {
+    const probe = this.probe(runner);
+    const escape = (name: string) => this.qb.dataSource.driver.escape(name);
+    probe.select([]);
+    junction.columns.forEach((column, i) => probe.addSelect(`${escape(probe.alias)}.${escape(column.databaseName)}`, `c${i}`));
+    const raw = await probe.getRawMany<Record<string, unknown>>();
+    return raw.map((row) => Object.fromEntries(junction.columns.map((column, i) => [column.propertyName, row[`c${i}`]])));
+  }
+
+  private readMatching(runner: QueryRunner, limit: number): Promise<ObjectLiteral[]> {
+    return this.probe(runner).limit(limit).getMany();
+  }
+
+  private async readByIds(runner: QueryRunner, rows: ObjectLiteral[]): Promise<ObjectLiteral[]> {
+    if (rows.length === 0) return [];
+    const metadata = this.metadata!;
+    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    return runner.manager
+      .createQueryBuilder(metadata.target, 'audit_reread')
+      .withDeleted()
+      .whereInIds(rows.map((row) => metadata.getEntityIdMap(row)))
+      .loadAllRelationIds({ relations: toOne, disableMixedMap: true })
+      .getMany();
+  }
+
+  /** Where-clauses for the rows an upsert may hit: its conflict columns (or the primary key) per value set. */
+  private upsertLookups(metadata: EntityMetadata): ObjectLiteral[] {
+    const conflict = this.qb.conflict;
+    const names = conflict === undefined ? [] : Array.isArray(conflict) ? conflict : conflict.split(',').map((n) => n.trim().replace(/["`]/g, ''));
+    const columns = names.length
+      ? names.map((name) => metadata.findColumnWithDatabaseName(name) ?? metadata.findColumnWithPropertyPath(name))
+      : metadata.primaryColumns;
+    if (columns.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
+    const valueSets = this.qb.valueSets();
+    for (const values of valueSets) upsertedValues.add(values);
+    const lookups = valueSets.map((values) =>
+      Object.fromEntries(columns.map((column) => [column!.propertyPath, column!.getEntityValue(values)])),
+    );
+    // A value set without every conflict value can only insert: it is found by its returned id.
+    return lookups.filter((lookup) => Object.values(lookup).every((value) => value !== undefined));
+  }
+
+  private returnedIds(metadata: EntityMetadata): ObjectLiteral[] {
+    return this.qb.valueSets()
+      .map((values) => metadata.getEntityIdMap(values))
+      .filter((id): id is ObjectLiteral => id !== undefined && Object.values(id).every((v) => v !== undefined && v !== null));
+  }
+
+  private async readUpsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
+    if (lookups.length === 0) return [];
+    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    return runner.manager
+      .getRepository(metadata.target)
+      .find({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } });
+  }
+}

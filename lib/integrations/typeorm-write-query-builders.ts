@@ -1,0 +1,261 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { DataSource, EntityMetadata, ObjectLiteral, QueryBuilder, QueryRunner, SelectQueryBuilder } from 'typeorm';
+
+/**
+ * Patches: `execute` on the prototypes of TypeORM's `UpdateQueryBuilder`,
+ * `DeleteQueryBuilder`, `SoftDeleteQueryBuilder` (soft delete and restore) and
+ * `InsertQueryBuilder`, of the TypeORM copy a data source comes from (found through
+ * `dataSource.createQueryBuilder().update()`, `.delete()`, `.softDelete()`, `.insert()`).
+ * Reads internal fields of those builders (`expressionMap`, `queryRunner`, `getValueSets()`)
+ * through `WriteQueryBuilderState`, the only code that knows their shape.
+ *
+ * Why: a write by criteria (`update(where, values)`, `delete(where)`, `softDelete`,
+ * `restore`, `upsert`, a builder's `execute()`) reaches subscribers with the values it sets
+ * but neither its WHERE clause nor the rows it matches, so no subscriber event can read
+ * those rows' values before the write, in its transaction; the junction rows of many-to-many
+ * links reach them without any values. And `beforeQuery` sees SQL text only: it cannot tell
+ * a builder's statement from SQL run by hand. Wrapping `execute` is the one place that has
+ * the builder, its conditions and its transaction before the statement runs.
+ *
+ * Tested with TypeORM 0.3.20+ and 1.1 (`test/unit/integrations.spec.ts` fails, naming the
+ * builder and the field, when a prototype loses `execute` or a field read here changes type).
+ */
+
+/** Which write a builder makes: `soft-delete` covers soft delete and restore. */
+export type WriteKind = 'update' | 'delete' | 'soft-delete' | 'insert';
+
+/**
+ * Runs one write of a hooked data source. `execute` is TypeORM's own `execute` of the
+ * builder; the hook resolves with what it resolved with.
+ */
+export type WriteHook = (write: WriteQueryBuilderState, execute: () => Promise<unknown>) => Promise<unknown>;
+
+/** The fields of TypeORM's (internal) `QueryExpressionMap` read here. */
+interface ExpressionMap {
+  mainAlias?: { hasMetadata: boolean; metadata?: EntityMetadata };
+  callListeners: boolean;
+  valuesSet?: ObjectLiteral | ObjectLiteral[];
+  onUpdate?: { conflict?: string | string[] };
+  insertFromSelect?: unknown;
+  wheres: unknown[];
+  parameters: ObjectLiteral;
+  /** TypeORM 0.3 only. */
+  nativeParameters?: ObjectLiteral;
+  aliasNamePrefixingEnabled: boolean;
+}
+
+/** The members of TypeORM's write query builders read here (`queryRunner`, `getValueSets` are protected). */
+interface WriteQueryBuilder {
+  readonly connection: DataSource;
+  queryRunner?: QueryRunner;
+  expressionMap: ExpressionMap;
+  execute(): Promise<unknown>;
+  setQueryRunner(runner: QueryRunner | undefined): unknown;
+  getValueSets?(): ObjectLiteral[];
+}
+
+type Execute = ((this: WriteQueryBuilder) => Promise<unknown>) & { [PATCHED]?: true };
+
+const PATCHED = Symbol.for('nestjs-system-audit:patched-execute');
+const hooks = new WeakMap<DataSource, WriteHook>();
+const insideWrite = new AsyncLocalStorage<true>();
+
+const isObject = (value: unknown): boolean => value !== null && typeof value === 'object';
+const isAlias = (value: unknown): boolean => {
+  const alias = value as { hasMetadata?: unknown; metadata?: unknown } | null;
+  return isObject(alias) && typeof alias!.hasMetadata === 'boolean' && (!alias!.hasMetadata || isObject(alias!.metadata));
+};
+
+/**
+ * Each expression map field read here, with the type it is read as. `always` fields are
+ * set on every builder; the others only once the builder is given an entity, values or a
+ * conflict target. Keyed by `ExpressionMap`, so a field cannot be read without a check.
+ */
+const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; always: boolean; check: (value: unknown) => boolean } } = {
+  mainAlias: { type: 'an alias with a boolean hasMetadata (and its metadata)', always: false, check: isAlias },
+  callListeners: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+  valuesSet: { type: 'an object or an array', always: false, check: isObject },
+  onUpdate: { type: 'an object', always: false, check: isObject },
+  insertFromSelect: { type: 'a query builder', always: false, check: isObject },
+  wheres: { type: 'an array', always: true, check: Array.isArray },
+  parameters: { type: 'an object', always: true, check: isObject },
+  nativeParameters: { type: 'an object', always: false, check: isObject },
+  aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+};
+
+/** True while a TypeORM query builder (or TypeORM's own persistence) runs: its SQL is not "raw". */
+export const isInsideQueryBuilder = (): boolean => insideWrite.getStore() === true;
+
+/** One of the four write query builders of a TypeORM copy, as located here. */
+export interface LocatedWriteQueryBuilder {
+  readonly kind: WriteKind;
+  /** The builder's class name, e.g. `UpdateQueryBuilder`. */
+  readonly name: string;
+  /** A builder of that class, with no entity, values or conditions. */
+  readonly builder: QueryBuilder<ObjectLiteral>;
+  /** The prototype whose `execute` is patched. */
+  readonly prototype: { execute: Execute };
+}
+
+/**
+ * The four write query builders of `dataSource`'s TypeORM copy, located the way the patch
+ * locates them.
+ *
+ * @throws Error naming the builder when one has no `execute` any more.
+ */
+export function locateWriteQueryBuilders(dataSource: DataSource): LocatedWriteQueryBuilder[] {
+  const root = dataSource.createQueryBuilder() as unknown as QueryBuilder<ObjectLiteral>;
+  const builders: Array<[WriteKind, QueryBuilder<ObjectLiteral>]> = [
+    ['update', root.update() as unknown as QueryBuilder<ObjectLiteral>],
+    ['delete', root.delete() as unknown as QueryBuilder<ObjectLiteral>],
+    ['soft-delete', root.softDelete() as unknown as QueryBuilder<ObjectLiteral>],
+    ['insert', root.insert() as unknown as QueryBuilder<ObjectLiteral>],
+  ];
+  return builders.map(([kind, builder]) => {
+    const prototype = Object.getPrototypeOf(builder) as { execute: Execute };
+    const name = builder.constructor.name;
+    if (typeof prototype.execute !== 'function') {
+      throw new Error(`nestjs-system-audit: TypeORM's ${name}.prototype.execute not found; this TypeORM version is not supported`);
+    }
+    return { kind, name, builder, prototype };
+  });
+}
+
+/**
+ * What of the shape read here a builder no longer has: one line per field read, naming the
+ * builder and the field; empty when it matches. Fields set only for some writes are checked
+ * when present.
+ */
+export function writeQueryBuilderShapeProblems(builder: QueryBuilder<ObjectLiteral>): string[] {
+  const name = builder.constructor.name;
+  const target = builder as unknown as Partial<WriteQueryBuilder>;
+  const map = target.expressionMap as unknown as Record<string, unknown> | undefined;
+  if (!isObject(map)) return [`${name}.expressionMap is not an object`];
+  const problems: string[] = [];
+  for (const [field, { type, always, check }] of Object.entries(EXPRESSION_MAP_SHAPE)) {
+    const value = map![field];
+    if ((always || value !== undefined) && !check(value)) problems.push(`${name}.expressionMap.${field} is not ${type} (${typeof value})`);
+  }
+  if (typeof target.setQueryRunner !== 'function') problems.push(`${name}.setQueryRunner is not a function`);
+  if (!isObject(target.connection)) problems.push(`${name}.connection is not an object`);
+  if (name === 'InsertQueryBuilder' && typeof target.getValueSets !== 'function') problems.push(`${name}.getValueSets is not a function`);
+  return problems;
+}
+
+/**
+ * Routes the writes of `dataSource`'s write query builders through `hook`, and installs the
+ * patch on its TypeORM copy (once per copy). Builders of data sources without a hook run
+ * unchanged, as do writes made while another write runs (TypeORM's own, or the hook's).
+ *
+ * @throws Error naming the builder when this TypeORM's builders do not have the shape read here.
+ */
+export function attachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteHook): void {
+  const located = locateWriteQueryBuilders(dataSource);
+  const problems = located.flatMap(({ builder }) => writeQueryBuilderShapeProblems(builder));
+  if (problems.length) {
+    throw new Error(`nestjs-system-audit: TypeORM's write query builders changed shape (${problems.join('; ')}); this TypeORM version is not supported`);
+  }
+  hooks.set(dataSource, hook);
+  for (const { kind, prototype } of located) {
+    const original = prototype.execute;
+    if (original[PATCHED]) continue;
+    const execute: Execute = function (this: WriteQueryBuilder): Promise<unknown> {
+      const run = () => insideWrite.run(true, () => original.call(this));
+      const active = hooks.get(this.connection);
+      if (!active || isInsideQueryBuilder()) return run();
+      return active(new WriteQueryBuilderState(this as unknown as QueryBuilder<ObjectLiteral>, kind), run);
+    };
+    execute[PATCHED] = true;
+    prototype.execute = execute;
+  }
+}
+
+/** Stops routing `dataSource`'s writes through `hook` (the patch stays, inert). */
+export function detachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteHook): void {
+  if (hooks.get(dataSource) === hook) hooks.delete(dataSource);
+}
+
+/**
+ * A write query builder as the change capture reads it: every TypeORM internal it reads of
+ * the builder, read live (the builder's state may change while it runs).
+ */
+export class WriteQueryBuilderState {
+  private readonly builder: WriteQueryBuilder;
+
+  constructor(
+    builder: QueryBuilder<ObjectLiteral>,
+    /** Which write the builder makes. */
+    readonly kind: WriteKind,
+  ) {
+    this.builder = builder as unknown as WriteQueryBuilder;
+  }
+
+  private get map(): ExpressionMap {
+    return this.builder.expressionMap;
+  }
+
+  /** The data source the builder writes to. */
+  get dataSource(): DataSource {
+    return this.builder.connection;
+  }
+
+  /** The entity written, when the builder has one (not for a table name). */
+  get metadata(): EntityMetadata | undefined {
+    const alias = this.map.mainAlias;
+    return alias?.hasMetadata ? alias.metadata : undefined;
+  }
+
+  /** False for TypeORM's own persistence (`save`, `remove`, …), which reports through subscribers. */
+  get callListeners(): boolean {
+    return this.map.callListeners;
+  }
+
+  /** The values an update sets, or the value sets an insert inserts, as given. */
+  get valuesSet(): ObjectLiteral | ObjectLiteral[] | undefined {
+    return this.map.valuesSet;
+  }
+
+  /** True for an insert with an `ON CONFLICT … UPDATE` / `ON DUPLICATE KEY UPDATE` part (an upsert). */
+  get isUpsert(): boolean {
+    return this.map.onUpdate !== undefined;
+  }
+
+  /** The conflict target of an upsert, as given (column names or an SQL fragment). */
+  get conflict(): string | string[] | undefined {
+    return this.map.onUpdate?.conflict;
+  }
+
+  /** True for `INSERT … SELECT`. */
+  get insertsFromSelect(): boolean {
+    return Boolean(this.map.insertFromSelect);
+  }
+
+  /** The query runner the builder runs on, if it was given one. */
+  get queryRunner(): QueryRunner | undefined {
+    return this.builder.queryRunner;
+  }
+
+  /** Makes the builder run on `runner` (or, with `undefined`, on one of its own again). */
+  setQueryRunner(runner: QueryRunner | undefined): void {
+    this.builder.setQueryRunner(runner);
+  }
+
+  /** An insert's value sets (the objects TypeORM writes generated ids back into); empty for other writes. */
+  valueSets(): ObjectLiteral[] {
+    return this.builder.getValueSets?.() ?? [];
+  }
+
+  /**
+   * Gives `probe` (a SELECT of the same entity) the write's WHERE clause and parameters.
+   * The write's conditions name bare properties (no alias prefix): the probe reads them the
+   * same way.
+   */
+  copyConditionsTo(probe: SelectQueryBuilder<ObjectLiteral>): void {
+    const map = probe.expressionMap as unknown as ExpressionMap;
+    const source = this.map;
+    map.aliasNamePrefixingEnabled = false;
+    map.wheres = [...source.wheres];
+    map.nativeParameters = { ...source.nativeParameters };
+    probe.setParameters({ ...source.parameters });
+  }
+}

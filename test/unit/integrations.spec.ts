@@ -1,0 +1,416 @@
+import 'reflect-metadata';
+import { Injectable, type CanActivate } from '@nestjs/common';
+import { APP_GUARD, ModuleRef } from '@nestjs/core';
+import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
+import { BaseRpcExceptionFilter, RpcException } from '@nestjs/microservices';
+import { Test } from '@nestjs/testing';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { BaseWsExceptionFilter, WsException } from '@nestjs/websockets';
+import { firstValueFrom, type Observable } from 'rxjs';
+import {
+  Column,
+  DataSource,
+  DeleteDateColumn,
+  DeleteQueryBuilder,
+  Entity,
+  EntityManager,
+  InsertQueryBuilder,
+  PrimaryGeneratedColumn,
+  UpdateQueryBuilder,
+  type BeforeQueryEvent,
+  type EntitySubscriberInterface,
+  type InsertEvent,
+  type ObjectLiteral,
+  type QueryBuilder,
+} from 'typeorm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditContextGuard } from '../../lib/guard/audit-context.guard.js';
+import { AuditEntities, AuditModule } from '../../lib/index.js';
+import { globalGuards, putGlobalGuardFirst } from '../../lib/integrations/nest-global-guards.js';
+import {
+  listenToTransportExceptionFilters,
+  loadTransportExceptionFilter,
+  stopListeningToTransportExceptionFilters,
+  type TransportExceptionListener,
+} from '../../lib/integrations/nest-transport-exception-filters.js';
+import { attachTransactionScope, currentTransactionManager } from '../../lib/integrations/typeorm-transaction-scope.js';
+import {
+  attachWriteQueryBuilderHook,
+  detachWriteQueryBuilderHook,
+  isInsideQueryBuilder,
+  locateWriteQueryBuilders,
+  writeQueryBuilderShapeProblems,
+  WriteQueryBuilderState,
+  type WriteHook,
+  type WriteKind,
+} from '../../lib/integrations/typeorm-write-query-builders.js';
+
+// Each patch of code the module does not own (lib/integrations/) against the TypeORM and
+// NestJS versions installed: these fail, naming the patched surface, when a release
+// changes its shape. They run on NestJS 12 + TypeORM 1 and on NestJS 11 + TypeORM 0.3.
+
+@Entity('integration_item')
+class Item {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar', unique: true })
+  code!: string;
+
+  @Column({ type: 'varchar' })
+  name!: string;
+
+  @DeleteDateColumn({ type: 'datetime', nullable: true })
+  deletedAt!: Date | null;
+}
+
+/** Which rows a write's WHERE clause matches, read the way the change capture reads them. */
+async function rowsMatching(dataSource: DataSource, state: WriteQueryBuilderState): Promise<string[]> {
+  const probe = dataSource.manager.createQueryBuilder(Item, 'audit_probe');
+  state.copyConditionsTo(probe as unknown as Parameters<WriteQueryBuilderState['copyConditionsTo']>[0]);
+  const rows = await probe.withDeleted().orderBy('audit_probe.code').getMany();
+  return rows.map((row) => row.code);
+}
+
+function expectShape(builder: object): void {
+  const problems = writeQueryBuilderShapeProblems(builder as QueryBuilder<ObjectLiteral>);
+  expect(problems, `TypeORM's write query builders changed shape: ${problems.join('; ')}`).toEqual([]);
+}
+
+describe('TypeORM write query builders (lib/integrations/typeorm-write-query-builders.ts)', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+  });
+  afterAll(() => dataSource.destroy());
+
+  beforeEach(async () => {
+    await dataSource.getRepository(Item).clear();
+    await dataSource.getRepository(Item).insert([
+      { code: 'a', name: 'A' },
+      { code: 'b', name: 'B' },
+      { code: 'c', name: 'C' },
+    ]);
+  });
+
+  it('the update, delete, soft-delete and insert builders are found, each with its own prototype having execute', () => {
+    const located = locateWriteQueryBuilders(dataSource);
+    expect(
+      located.map(({ kind, name }) => [kind, name]),
+      'createQueryBuilder().update()/.delete()/.softDelete()/.insert() no longer give the four write query builders',
+    ).toEqual([
+      ['update', 'UpdateQueryBuilder'],
+      ['delete', 'DeleteQueryBuilder'],
+      ['soft-delete', 'SoftDeleteQueryBuilder'],
+      ['insert', 'InsertQueryBuilder'],
+    ]);
+    expect(new Set(located.map(({ prototype }) => prototype)).size, 'two write query builders share a prototype').toBe(4);
+    for (const { name, prototype } of located) {
+      expect(typeof prototype.execute, `${name}.prototype.execute`).toBe('function');
+    }
+    const byKind = new Map(located.map(({ kind, prototype }) => [kind, prototype]));
+    expect(byKind.get('update'), 'UpdateQueryBuilder.prototype').toBe(UpdateQueryBuilder.prototype);
+    expect(byKind.get('delete'), 'DeleteQueryBuilder.prototype').toBe(DeleteQueryBuilder.prototype);
+    expect(byKind.get('insert'), 'InsertQueryBuilder.prototype').toBe(InsertQueryBuilder.prototype);
+    // restore() makes the same builder as softDelete().
+    expect(Object.getPrototypeOf(dataSource.createQueryBuilder().restore()), 'restore() builder').toBe(byKind.get('soft-delete'));
+  });
+
+  it('an update exposes its entity, values, listeners flag and WHERE clause', async () => {
+    const builder = dataSource.createQueryBuilder().update(Item).set({ name: 'renamed' }).where('code = :code', { code: 'b' });
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'update');
+    expect(state.metadata?.name, 'UpdateQueryBuilder expressionMap.mainAlias.metadata').toBe('Item');
+    expect(state.dataSource, 'UpdateQueryBuilder.connection').toBe(dataSource);
+    expect(state.callListeners, 'UpdateQueryBuilder expressionMap.callListeners').toBe(true);
+    expect(state.valuesSet, 'UpdateQueryBuilder expressionMap.valuesSet').toEqual({ name: 'renamed' });
+    expect(state.queryRunner, 'UpdateQueryBuilder.queryRunner').toBeUndefined();
+    expect(await rowsMatching(dataSource, state), 'UpdateQueryBuilder expressionMap.wheres/parameters').toEqual(['b']);
+
+    builder.callListeners(false);
+    expect(state.callListeners, 'UpdateQueryBuilder expressionMap.callListeners after callListeners(false)').toBe(false);
+
+    const runner = dataSource.createQueryRunner();
+    try {
+      state.setQueryRunner(runner);
+      expect(state.queryRunner, 'UpdateQueryBuilder.setQueryRunner() / .queryRunner').toBe(runner);
+      state.setQueryRunner(undefined);
+      expect(state.queryRunner, 'UpdateQueryBuilder.setQueryRunner(undefined)').toBeUndefined();
+    } finally {
+      await runner.release();
+    }
+  });
+
+  it('a delete and a soft delete expose their WHERE clause, with parameters of every form', async () => {
+    const remove = dataSource.createQueryBuilder().delete().from(Item).where('code IN (:...codes)', { codes: ['a', 'c'] });
+    expectShape(remove);
+    const removeState = new WriteQueryBuilderState(remove as unknown as QueryBuilder<ObjectLiteral>, 'delete');
+    expect(removeState.metadata?.name, 'DeleteQueryBuilder expressionMap.mainAlias.metadata').toBe('Item');
+    expect(await rowsMatching(dataSource, removeState), 'DeleteQueryBuilder expressionMap.wheres/parameters').toEqual(['a', 'c']);
+
+    const soft = dataSource.createQueryBuilder().softDelete().from(Item).where({ code: 'a' }).orWhere('name = :name', { name: 'C' });
+    expectShape(soft);
+    const softState = new WriteQueryBuilderState(soft as unknown as QueryBuilder<ObjectLiteral>, 'soft-delete');
+    expect(softState.metadata?.name, 'SoftDeleteQueryBuilder expressionMap.mainAlias.metadata').toBe('Item');
+    expect(softState.callListeners, 'SoftDeleteQueryBuilder expressionMap.callListeners').toBe(true);
+    expect(await rowsMatching(dataSource, softState), 'SoftDeleteQueryBuilder expressionMap.wheres/parameters').toEqual(['a', 'c']);
+  });
+
+  it('an insert exposes its value sets, the very objects TypeORM writes the generated ids into', async () => {
+    const values = [
+      { code: 'd', name: 'D' },
+      { code: 'e', name: 'E' },
+    ];
+    const builder = dataSource.createQueryBuilder().insert().into(Item).values(values);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'insert');
+    expect(state.metadata?.name, 'InsertQueryBuilder expressionMap.mainAlias.metadata').toBe('Item');
+    expect(state.isUpsert, 'InsertQueryBuilder expressionMap.onUpdate of a plain insert').toBe(false);
+    expect(state.insertsFromSelect, 'InsertQueryBuilder expressionMap.insertFromSelect of a plain insert').toBe(false);
+    const sets = state.valueSets();
+    expect(sets, 'InsertQueryBuilder.getValueSets()').toHaveLength(2);
+    expect(sets[0], 'InsertQueryBuilder.getValueSets() returns the objects given to values()').toBe(values[0]);
+    await builder.execute();
+    expect(typeof (state.valueSets()[1] as { id?: unknown }).id, 'InsertQueryBuilder writes the generated id into its value set').toBe('number');
+  });
+
+  it('an upsert exposes its conflict target', () => {
+    const builder = dataSource.createQueryBuilder().insert().into(Item).values({ code: 'a', name: 'A2' }).orUpdate(['name'], ['code']);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'insert');
+    expect(state.isUpsert, 'InsertQueryBuilder expressionMap.onUpdate of orUpdate()').toBe(true);
+    expect(state.conflict, 'InsertQueryBuilder expressionMap.onUpdate.conflict').toEqual(['code']);
+    expect(state.valueSets(), 'InsertQueryBuilder.getValueSets() of one object').toEqual([{ code: 'a', name: 'A2' }]);
+
+    // What repository.upsert() builds.
+    const repositoryUpsert = dataSource
+      .createQueryBuilder()
+      .insert()
+      .into(Item)
+      .values({ code: 'b', name: 'B2' })
+      .orUpdate(['name'], ['code'], { skipUpdateIfNoValuesChanged: true });
+    expectShape(repositoryUpsert);
+    expect(new WriteQueryBuilderState(repositoryUpsert as unknown as QueryBuilder<ObjectLiteral>, 'insert').conflict).toEqual(['code']);
+  });
+
+  const valuesFromSelect = typeof (InsertQueryBuilder.prototype as { valuesFromSelect?: unknown }).valuesFromSelect === 'function';
+  it.skipIf(!valuesFromSelect)('an INSERT … SELECT is seen as such (TypeORM 1.x)', () => {
+    const select = dataSource.createQueryBuilder().select(['code', 'name']).from(Item, 'source');
+    const builder = (dataSource.createQueryBuilder().insert().into(Item) as unknown as { valuesFromSelect(qb: unknown): object }).valuesFromSelect(select);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as QueryBuilder<ObjectLiteral>, 'insert');
+    expect(state.insertsFromSelect, 'InsertQueryBuilder expressionMap.insertFromSelect').toBe(true);
+  });
+
+  it('the patched execute runs every write by criteria of the repository API through the hook, as a query builder write', async () => {
+    const seen: Array<{ kind: WriteKind; inside: boolean; entity?: string }> = [];
+    const rawFlags: Array<[string, boolean]> = [];
+    const subscriber: EntitySubscriberInterface = {
+      beforeQuery: (event: BeforeQueryEvent) => {
+        if (/^\s*(insert|update|delete)/i.test(event.query)) rawFlags.push([event.query.split(' ')[0]!.toUpperCase(), isInsideQueryBuilder()]);
+      },
+      // A write made while another runs (as TypeORM's own, or a subscriber's) does not reach the hook.
+      afterInsert: async (event: InsertEvent<ObjectLiteral>) => {
+        if ((event.entity as Partial<Item> | undefined)?.code === 'd') await event.manager.getRepository(Item).insert({ code: 'd2', name: 'D2' });
+      },
+    };
+    const hook: WriteHook = (write, execute) => {
+      seen.push({ kind: write.kind, inside: isInsideQueryBuilder(), entity: write.metadata?.name });
+      return execute();
+    };
+    dataSource.subscribers.push(subscriber);
+    attachWriteQueryBuilderHook(dataSource, hook);
+    try {
+      const items = dataSource.getRepository(Item);
+      await items.update({ code: 'a' }, { name: 'A2' });
+      await items.delete({ code: 'b' });
+      await items.softDelete({ code: 'c' });
+      await items.restore({ code: 'c' });
+      await items.insert({ code: 'd', name: 'D' });
+      await items.upsert({ code: 'a', name: 'A3' }, ['code']);
+      await dataSource.query(`UPDATE integration_item SET name = 'raw' WHERE code = 'a'`);
+    } finally {
+      detachWriteQueryBuilderHook(dataSource, hook);
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(subscriber), 1);
+    }
+    expect(seen, 'the hook did not see exactly the writes of the repository API (and none of the writes made while one runs)').toEqual([
+      { kind: 'update', inside: false, entity: 'Item' },
+      { kind: 'delete', inside: false, entity: 'Item' },
+      { kind: 'soft-delete', inside: false, entity: 'Item' },
+      { kind: 'soft-delete', inside: false, entity: 'Item' },
+      { kind: 'insert', inside: false, entity: 'Item' },
+      { kind: 'insert', inside: false, entity: 'Item' },
+    ]);
+    expect(rawFlags, 'statements of query builders are told from SQL run by hand').toEqual([
+      ['UPDATE', true],
+      ['DELETE', true],
+      ['UPDATE', true],
+      ['UPDATE', true],
+      ['INSERT', true],
+      ['INSERT', true],
+      ['INSERT', true],
+      ['UPDATE', false],
+    ]);
+
+    expect(await dataSource.getRepository(Item).countBy({ code: 'd2' }), 'the nested insert ran').toBe(1);
+
+    // Detached: the patch stays, inert.
+    await dataSource.getRepository(Item).update({ code: 'a' }, { name: 'A4' });
+    expect(seen, 'a detached hook is still called').toHaveLength(6);
+  });
+});
+
+describe('TypeORM EntityManager.prototype.transaction (lib/integrations/typeorm-transaction-scope.ts)', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+  });
+  afterAll(() => dataSource.destroy());
+
+  it('exists and calls its callback with the transaction manager, which currentTransactionManager() returns inside it', async () => {
+    expect(typeof EntityManager.prototype.transaction, 'EntityManager.prototype.transaction').toBe('function');
+    attachTransactionScope(dataSource);
+    expect(currentTransactionManager(), 'currentTransactionManager() outside any transaction').toBeUndefined();
+
+    const seen: Array<{ active: boolean | undefined; current: boolean }> = [];
+    await dataSource.transaction(async (manager) => {
+      seen.push({ active: manager.queryRunner?.isTransactionActive, current: currentTransactionManager() === manager });
+      await manager.getRepository(Item).insert({ code: 'x', name: 'X' });
+    });
+    await dataSource.manager.transaction('SERIALIZABLE', async (manager) => {
+      seen.push({ active: manager.queryRunner?.isTransactionActive, current: currentTransactionManager() === manager });
+      // A nested transaction of the same manager: its manager is the current one inside it.
+      await manager.transaction(async (inner) => {
+        seen.push({ active: inner.queryRunner?.isTransactionActive, current: currentTransactionManager() === inner });
+      });
+    });
+    expect(
+      seen,
+      'EntityManager.prototype.transaction no longer calls its callback with a manager whose queryRunner.isTransactionActive is true, or currentTransactionManager() is not that manager',
+    ).toEqual([
+      { active: true, current: true },
+      { active: true, current: true },
+      { active: true, current: true },
+    ]);
+    expect(currentTransactionManager(), 'currentTransactionManager() after the transactions').toBeUndefined();
+    expect(await dataSource.getRepository(Item).countBy({ code: 'x' }), 'the transaction committed').toBe(1);
+  });
+});
+
+describe('NestJS transport exception filters (lib/integrations/nest-transport-exception-filters.ts)', () => {
+  const listeners: TransportExceptionListener[] = [];
+  afterEach(() => {
+    for (const listener of listeners.splice(0)) stopListeningToTransportExceptionFilters(listener);
+  });
+
+  /** A listener that settles the call keyed by `key`, once `release()` is called. */
+  function holdCall(key: object) {
+    let release!: () => void;
+    const stored = new Promise<void>((resolve) => (release = resolve));
+    const calls: unknown[] = [];
+    const listener: TransportExceptionListener = (host, exception) => {
+      if (host.getArgByIndex(1) !== key) return undefined;
+      calls.push(exception);
+      return stored;
+    };
+    listeners.push(listener);
+    return { listener, calls, release };
+  }
+
+  it('BaseRpcExceptionFilter.prototype.catch and BaseWsExceptionFilter.prototype.catch exist and are the ones patched', async () => {
+    expect(typeof BaseRpcExceptionFilter.prototype.catch, '@nestjs/microservices BaseRpcExceptionFilter.prototype.catch').toBe('function');
+    expect(typeof BaseWsExceptionFilter.prototype.catch, '@nestjs/websockets BaseWsExceptionFilter.prototype.catch').toBe('function');
+    expect(await loadTransportExceptionFilter('rpc'), 'the filter loaded for rpc').toBe(BaseRpcExceptionFilter);
+    expect(await loadTransportExceptionFilter('ws'), 'the filter loaded for ws').toBe(BaseWsExceptionFilter);
+  });
+
+  it('an RPC error leaves BaseRpcExceptionFilter only after the listener stored its call, unchanged', async () => {
+    const context = { pattern: 'orders.create' };
+    const { listener, calls, release } = holdCall(context);
+    await listenToTransportExceptionFilters(listener);
+    const exception = new RpcException('denied');
+    const host = new ExecutionContextHost([{ id: 1 }, context]);
+    host.setType('rpc');
+    const result = new BaseRpcExceptionFilter().catch(exception, host) as Observable<unknown>;
+    let settled = false;
+    const reply = firstValueFrom(result).then(
+      () => 'no error',
+      (error: unknown) => {
+        settled = true;
+        return error;
+      },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(calls, 'BaseRpcExceptionFilter.prototype.catch did not ask the listener').toEqual([exception]);
+    expect(settled, 'the RPC error left before its call was stored').toBe(false);
+    release();
+    expect(await reply, 'BaseRpcExceptionFilter.prototype.catch result').toEqual({ status: 'error', message: 'denied' });
+  });
+
+  it('a WebSocket error is emitted by BaseWsExceptionFilter only after the listener stored its call, unchanged', async () => {
+    const payload = { id: 7 };
+    const { listener, calls, release } = holdCall(payload);
+    await listenToTransportExceptionFilters(listener);
+    const emitted: Array<[string, unknown]> = [];
+    const client = { emit: (event: string, data: unknown) => emitted.push([event, data]) };
+    const host = new ExecutionContextHost([client, payload]);
+    host.setType('ws');
+    const exception = new WsException('denied');
+    new BaseWsExceptionFilter().catch(exception, host);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(calls, 'BaseWsExceptionFilter.prototype.catch did not ask the listener').toEqual([exception]);
+    expect(emitted, 'the WebSocket error was emitted before its call was stored').toEqual([]);
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(emitted, 'BaseWsExceptionFilter.prototype.catch emission').toEqual([['exception', expect.objectContaining({ status: 'error', message: 'denied' })]]);
+  });
+});
+
+@Injectable()
+class AppGuard implements CanActivate {
+  canActivate(): boolean {
+    return true;
+  }
+}
+
+class LateGuard implements CanActivate {
+  canActivate(): boolean {
+    return true;
+  }
+}
+
+describe('NestJS global guards (lib/integrations/nest-global-guards.ts)', () => {
+  it('ApplicationConfig.getGlobalGuards(), reached through ModuleRef, is the live list, and the audit guard is first in it', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [...AuditEntities], synchronize: true }),
+        AuditModule.forRoot(),
+      ],
+      providers: [{ provide: APP_GUARD, useClass: AppGuard }],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      app.useGlobalGuards(new LateGuard());
+      await app.init();
+      const guards = globalGuards(app.get(ModuleRef));
+      expect(Array.isArray(guards), 'moduleRef.container.applicationConfig.getGlobalGuards() is not an array').toBe(true);
+      expect(globalGuards(app.get(ModuleRef)), 'getGlobalGuards() returns a copy, not the list Nest reads').toBe(guards);
+      expect(
+        guards!.map((guard) => guard.constructor.name),
+        'the audit guard is not the first global guard',
+      ).toEqual([AuditContextGuard.name, AppGuard.name, LateGuard.name]);
+      expect(guards![0], 'the first global guard is not the module\'s own instance').toBe(app.get(AuditContextGuard));
+
+      // Put first even behind guards already there, and only once.
+      const late = new LateGuard();
+      putGlobalGuardFirst(app.get(ModuleRef), late);
+      putGlobalGuardFirst(app.get(ModuleRef), late);
+      expect(guards!.indexOf(late), 'putGlobalGuardFirst() did not put the guard first').toBe(0);
+      expect(guards!.filter((guard) => guard === late), 'putGlobalGuardFirst() added the guard twice').toHaveLength(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
