@@ -9,6 +9,7 @@ import {
 } from '@nestjs/common';
 import { APP_INTERCEPTOR, DiscoveryModule, ModuleRef } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from './audit.constants.js';
 import {
   AUDIT_ASYNC_OPTIONS_TYPE,
@@ -21,8 +22,12 @@ import { ChangeCapture } from './capture/change-capture.js';
 import { AuditContext } from './context/audit-context.js';
 import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
 import { AuditEventBuilder } from './events/audit-event.builder.js';
+import { UnitEvents } from './events/unit-events.js';
+import { AuditJournal } from './journal/audit-journal.js';
+import { JournalRecovery } from './journal/journal-recovery.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { DeniedCalls } from './guard/denied-calls.js';
+import { putGlobalGuardFirst } from './integrations/nest-global-guards.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
 import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
 import { AuditedMethodExplorer } from './interceptor/audited-method.explorer.js';
@@ -33,6 +38,7 @@ import { AuditRecorder } from './service/audit-recorder.js';
 import { AuditService } from './service/audit.service.js';
 import { AuditEntities } from './storage/audit-entities.js';
 import { AuditWriter } from './storage/audit.writer.js';
+import { bindUtcDates } from './storage/utc-date.transformer.js';
 import { WsHandshakes } from './transports/ws-handshakes.js';
 
 const providers: Provider[] = [
@@ -46,6 +52,9 @@ const providers: Provider[] = [
   WsHandshakes,
   AuditEventBuilder,
   AuditWriter,
+  AuditJournal,
+  UnitEvents,
+  JournalRecovery,
   AuditRecorder,
   AuditService,
   AuditContextMiddleware,
@@ -84,10 +93,7 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
    * so it sees every request before an authentication guard can turn it away.
    */
   private static registerFirstGuard(moduleRef: ModuleRef, guard: AuditContextGuard): void {
-    const config = (moduleRef as unknown as { container?: { applicationConfig?: { getGlobalGuards(): unknown[] } } }).container
-      ?.applicationConfig;
-    const guards = config?.getGlobalGuards();
-    if (guards && !guards.includes(guard)) guards.unshift(guard);
+    putGlobalGuardFirst(moduleRef, guard);
   }
 
   /** Registers the module with static options. */
@@ -108,7 +114,7 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
       imports: [...(definition.imports ?? []), TypeOrmModule.forFeature([...AuditEntities], dataSource)],
       providers: [
         ...(definition.providers ?? []),
-        { provide: AUDIT_DATA_SOURCE, useExisting: getDataSourceToken(dataSource) },
+        { provide: AUDIT_DATA_SOURCE, useFactory: (source: DataSource) => bindUtcDates(source), inject: [getDataSourceToken(dataSource)] },
       ],
       exports: [...(definition.exports ?? []), AuditService, AuditContext],
     };

@@ -9,6 +9,7 @@ export { AuditLogEntity } from './storage/audit-log.entity.js';
 export { AuditJournalEntity } from './storage/audit-journal.entity.js';
 export { AuditInstanceEntity } from './storage/audit-instance.entity.js';
 export { AuditEntities } from './storage/audit-entities.js';
+export { bindUtcDates } from './storage/utc-date.transformer.js';
 export { AuditMigrations, CreateAuditLog1764201600000, CreateAuditJournal1764979200000 } from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
@@ -17,6 +18,7 @@ export { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.err
 export { InvalidAuditActionError } from './exceptions/invalid-audit-action.error.js';
 export { InvalidAuditQueryError } from './exceptions/invalid-audit-query.error.js';
 export { AuditWriteError } from './exceptions/audit-write.error.js';
+export { AuditQueueFullError } from './exceptions/audit-queue-full.error.js';
 export type * from './interfaces/audit-event.interface.js';
 export type * from './interfaces/audit-module-options.interface.js';
 export type * from './interfaces/audit-service.interface.js';

@@ -23,7 +23,10 @@ import type { UnitOfWork } from '../context/unit-of-work.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
-import { attachQueryBuilderCapture, detachQueryBuilderCapture, isInsideQueryBuilder, upsertedValues } from './query-builder.capture.js';
+import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
+import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
+import { upsertedValues } from './criteria-write.js';
+import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
 const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
@@ -52,6 +55,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
     subscribers.push(this);
     attachQueryBuilderCapture(this.dataSource, this.capture);
+    attachTransactionScope(this.dataSource);
   }
 
   onApplicationShutdown(): void {

@@ -2,31 +2,50 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
-import type { UnitOfWork } from '../context/unit-of-work.js';
+import { UnitOfWork } from '../context/unit-of-work.js';
+import { AuditJournal } from '../journal/audit-journal.js';
+import { UnitEvents } from '../events/unit-events.js';
 import { excludedFields, isExcludedEntity } from '../decorators/audit-exclude.decorator.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import type { AuditEntityRef } from '../interfaces/audit-module-options.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { AuditEntities } from '../storage/audit-entities.js';
+
+const AUDIT_ENTITIES: ReadonlySet<unknown> = new Set(AuditEntities);
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 
-/** Changes of one transaction level, per unit of work (`null`: outside any). */
-type Frame = Map<UnitOfWork | null, ChangeSet>;
+/** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
+interface Frame {
+  changes: Map<UnitOfWork | null, ChangeSet>;
+  /** Journal rows written at the commit for changes the unit keeps in memory. */
+  journalRows: Map<UnitOfWork, number>;
+  /** Journal rows written for changes the unit does not keep in memory (too many of them). */
+  spilled: Map<UnitOfWork, number>;
+}
+
+const add = <K>(map: Map<K, number>, key: K, count: number): void => {
+  if (count) map.set(key, (map.get(key) ?? 0) + count);
+};
 
 /**
- * Where captured changes go. Outside a transaction: into the current unit of work, or,
- * outside any unit, straight into `audit_log` as fallback events. Inside a transaction:
- * into a frame per transaction level that is merged upwards on commit and dropped on
- * rollback; at the outermost commit, changes that belong to no live unit are written in
- * that same transaction, so they commit and roll back with it.
+ * Where captured changes go. Inside a transaction: into a frame per transaction level,
+ * merged upwards on commit and dropped on rollback. At the outermost commit, inside the
+ * transaction, a live unit's changes are written to the journal (and handed to the unit
+ * once committed; the unit settles only after every transaction holding its changes has
+ * ended), and changes that belong to no live unit are written to `audit_log` as fallback
+ * events, so they commit and roll back with the change. Outside a transaction: into the
+ * current unit (and the journal, right after the write), or straight into `audit_log`.
  */
 @Injectable()
 export class ChangeCapture {
   private readonly logger = new Logger('Audit');
   private readonly frames = new WeakMap<QueryRunner, Frame[]>();
   private readonly fields = new WeakMap<EntityMetadata, TrackedFields | null>();
+  /** Live units whose changes an open transaction holds: they settle after it ends. */
+  private readonly holders = new WeakMap<QueryRunner, Set<UnitOfWork>>();
+  private readonly transactionUnits = new WeakMap<QueryRunner, UnitOfWork>();
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -34,7 +53,14 @@ export class ChangeCapture {
     private readonly context: AuditContext,
     private readonly recorder: AuditRecorder,
     private readonly builder: AuditEventBuilder,
+    private readonly journal: AuditJournal,
+    private readonly events: UnitEvents,
   ) {}
+
+  /** Changes a unit keeps in memory, at most, before they go to the journal only. */
+  private get spillAt(): number {
+    return this.options.maxChangesPerEvent * 5;
+  }
 
   get maxCriteriaRows(): number {
     return this.options.maxCriteriaRows;
@@ -58,26 +84,52 @@ export class ChangeCapture {
   /**
    * Records one change where it belongs (see the class comment): by default in the
    * unit of work of the code running now, or in `unitOfWork` when the caller knows it.
+   * Work running in the context of a unit that has ended is late work: it is recorded
+   * as the `system`'s, with the unit's request id as `originRequestId`.
    */
   async record(
     runner: QueryRunner | undefined,
     change: Omit<CapturedChange, 'at'>,
     unitOfWork: UnitOfWork | null = this.context.current() ?? null,
   ): Promise<void> {
-    const unit = unitOfWork;
+    const unit = unitOfWork && !unitOfWork.isLive ? unitOfWork.lateUnit() : unitOfWork;
     const deleteDateField = this.deleteDateField(change.entity);
     const captured: CapturedChange = { ...change, at: new Date(), ...(deleteDateField ? { deleteDateField } : {}) };
     const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
     if (frame) {
-      let set = frame.get(unit);
-      if (!set) frame.set(unit, (set = new ChangeSet()));
+      let set = frame.changes.get(unit);
+      if (!set) frame.changes.set(unit, (set = new ChangeSet()));
       set.record(captured);
-    } else if (unit && !unit.ended) {
+      if (unit?.isLive) {
+        this.hold(runner!, unit);
+        // A unit's memory is bounded: past the bound its changes go to the journal now,
+        // in the transaction, and are read back from there when the unit is stored.
+        if (set.size >= this.spillAt) add(frame.spilled, unit, await this.journal.write(runner!.manager, unit, set.take(() => true), true));
+      }
+    } else if (unit?.isLive) {
+      // A write outside any transaction (raw SQL, `save(…, { transaction: false })`):
+      // journaled right after it, as close to the change as such a write allows.
       unit.changes.record(captured);
+      unit.journaled(await this.journal.write(this.managerOf(runner), unit, [captured]), false);
     } else {
       await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
     }
+  }
+
+  /**
+   * A transaction-scoped unit of work for `log()` calls outside any unit but inside a
+   * transaction: its events claim the transaction's changes and are written in it.
+   */
+  transactionUnit(runner: QueryRunner): UnitOfWork | undefined {
+    const stack = runner.isTransactionActive ? this.frames.get(runner) : undefined;
+    if (!stack?.length) return undefined;
+    let unit = this.transactionUnits.get(runner);
+    if (!unit) {
+      unit = new UnitOfWork({ source: 'system', actor: { type: 'system' } });
+      this.transactionUnits.set(runner, unit);
+    }
+    return unit;
   }
 
   private readonly deleteDateFields = new Map<string, string | undefined>();
@@ -92,19 +144,42 @@ export class ChangeCapture {
 
   transactionStarted(runner: QueryRunner): void {
     const stack = this.frames.get(runner) ?? [];
-    stack.push(new Map());
+    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map() });
     this.frames.set(runner, stack);
   }
 
-  /** Before the outermost COMMIT: write what no live unit will claim, in the transaction. */
+  /**
+   * Before the outermost COMMIT, in the transaction: the live units' changes go to the
+   * journal; what no live unit will claim (changes outside any unit, late work, and the
+   * events of `log()` calls made in the transaction outside a unit) goes to `audit_log`.
+   * A failure here fails the COMMIT: nothing commits without its record.
+   */
   async beforeCommit(runner: QueryRunner): Promise<void> {
     const stack = this.frames.get(runner);
     if (!stack || stack.length !== 1) return;
     const frame = stack[0]!;
-    for (const [unit, set] of frame) {
-      if (unit && !unit.ended) continue;
-      frame.delete(unit);
+    const transactionUnit = this.transactionUnits.get(runner);
+    this.transactionUnits.delete(runner);
+    for (const [unit, set] of frame.changes) {
+      if (unit?.isLive) {
+        if (unit.changes.size + set.size > this.spillAt) {
+          frame.changes.delete(unit);
+          add(frame.spilled, unit, await this.journal.write(runner.manager, unit, set.take(() => true), true));
+        } else {
+          // The changes also stay in the frame: the commit hands them to the unit.
+          add(frame.journalRows, unit, await this.journal.write(runner.manager, unit, set.list()));
+        }
+        continue;
+      }
+      frame.changes.delete(unit);
+      if (unit === null && transactionUnit) {
+        transactionUnit.changes.absorb(set);
+        continue;
+      }
       await this.storeFallback(unit, set.take(() => true), runner.manager);
+    }
+    if (transactionUnit && !transactionUnit.isIdle) {
+      await this.recorder.storeNow(this.events.build(transactionUnit, { type: 'system' }), runner.manager);
     }
   }
 
@@ -114,22 +189,52 @@ export class ChangeCapture {
     const frame = stack?.pop();
     if (!stack || !frame) return;
     const parent = stack[stack.length - 1];
-    for (const [unit, set] of frame) {
+    for (const [unit, set] of frame.changes) {
       if (parent) {
-        let target = parent.get(unit);
-        if (!target) parent.set(unit, (target = new ChangeSet()));
+        let target = parent.changes.get(unit);
+        if (!target) parent.changes.set(unit, (target = new ChangeSet()));
         target.absorb(set);
-      } else if (unit) {
+      } else if (unit?.isLive) {
         unit.changes.absorb(set);
-        // A unit that ended meanwhile is not flushed again by its owner: flush it here.
-        if (unit.ended) await this.recorder.flush(unit).catch(() => undefined);
       }
+    }
+    if (parent) {
+      for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
+    } else {
+      for (const [unit, rows] of frame.journalRows) unit.journaled(rows, false);
+      for (const [unit, rows] of frame.spilled) unit.journaled(rows, true);
+      this.releaseHolders(runner, false);
     }
   }
 
   /** After a ROLLBACK (or ROLLBACK TO SAVEPOINT): the level's changes never happened. */
   rolledBack(runner: QueryRunner): void {
-    this.frames.get(runner)?.pop();
+    const stack = this.frames.get(runner);
+    stack?.pop();
+    if (!stack?.length) {
+      this.transactionUnits.delete(runner);
+      this.releaseHolders(runner, true);
+    }
+  }
+
+  private hold(runner: QueryRunner, unit: UnitOfWork): void {
+    let holders = this.holders.get(runner);
+    if (!holders) this.holders.set(runner, (holders = new Set()));
+    if (!holders.has(unit)) {
+      holders.add(unit);
+      unit.holdTransaction(runner);
+    }
+  }
+
+  private releaseHolders(runner: QueryRunner, rolledBack: boolean): void {
+    const holders = this.holders.get(runner);
+    if (!holders) return;
+    this.holders.delete(runner);
+    for (const unit of holders) unit.releaseTransaction(runner, rolledBack);
+  }
+
+  private managerOf(runner: QueryRunner | undefined): EntityManager {
+    return runner && !runner.isReleased ? runner.manager : this.dataSource.manager;
   }
 
   private async storeFallback(unit: UnitOfWork | null, changes: CapturedChange[], manager?: EntityManager): Promise<void> {
@@ -140,7 +245,7 @@ export class ChangeCapture {
   }
 
   private isCaptured(metadata: EntityMetadata): boolean {
-    if (metadata.target === AuditLogEntity || metadata.tableName === AUDIT_LOG_TABLE) return false;
+    if (AUDIT_ENTITIES.has(metadata.target) || metadata.tableName === AUDIT_LOG_TABLE) return false;
     if (metadata.tableType === 'view' || metadata.tableType === 'junction' || metadata.tableType === 'closure-junction') {
       return false;
     }

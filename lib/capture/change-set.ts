@@ -56,6 +56,11 @@ export class ChangeSet {
     for (const change of other.take(() => true)) this.record(change);
   }
 
+  /** Every change, in capture order, leaving the set as it is. */
+  list(): CapturedChange[] {
+    return [...this.entries.values(), ...this.unidentified].sort((a, b) => a.at.getTime() - b.at.getTime());
+  }
+
   /** Removes and returns the changes `predicate` accepts, in capture order. */
   take(predicate: (change: CapturedChange) => boolean): CapturedChange[] {
     const taken: CapturedChange[] = [];

@@ -1,3 +1,4 @@
+import type { QueryRunner } from 'typeorm';
 import type {
   AuditActor,
   AuditChange,
@@ -9,6 +10,7 @@ import type {
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { ChangeSet } from '../capture/change-set.js';
 import type { AuditedMetadata } from '../decorators/audited.decorator.js';
+import { uuidv7 } from '../events/uuid-v7.js';
 
 /** Where an actor comes from: a fixed value or a resolver called when events are built. */
 export type ActorSource =
@@ -33,8 +35,8 @@ export interface PendingIntent {
   /** The event's own source and request data, when they differ from its unit's. */
   source?: string;
   request?: AuditRequestInfo;
-  /** Settles once the event is stored (or could not be). */
-  settle?: (error?: unknown) => void;
+  /** The handler's own event (one per unit), as opposed to manual `log()` events. */
+  handler?: boolean;
 }
 
 /** An `@Audited` call inside a request that may still be turned away by a guard. */
@@ -55,11 +57,32 @@ export interface UnitOfWorkInit {
 }
 
 /**
+ * The life of a unit of work, in order:
+ * - `open`: created (an HTTP request's middleware, a job, a `runAs` call);
+ * - `guarded`: routing knows the handler (the first guard has run);
+ * - `handling`: the handler runs;
+ * - `settling`: the handler is done (or the response is about to be sent); the unit waits
+ *   for the transactions that hold its changes to commit or roll back;
+ * - `storing`: its events are built (intents claimed their changes) and being written;
+ * - `ended`: written, or handed to the retry of unstored units. Whatever runs in its
+ *   context from now on (a timer, an un-awaited promise) is late work, attributed to
+ *   `system` with the unit's request id as `originRequestId`.
+ */
+export type UnitState = 'open' | 'guarded' | 'handling' | 'settling' | 'storing' | 'ended';
+
+const ORDER: Record<UnitState, number> = { open: 0, guarded: 1, handling: 2, settling: 3, storing: 4, ended: 5 };
+
+/**
  * Everything one request, job or `runAs` call does, as seen by the audit trail: who
  * (resolved lazily), through which interface, with which request data, and the
  * events and entity changes waiting to be stored when it ends.
+ *
+ * This class is the unit's state machine: other parts ask it to move (`guard`,
+ * `beginHandler`, `settle`, …) and read its state; none sets its fields.
  */
 export class UnitOfWork {
+  /** Identifies the unit in `audit_journal`. */
+  readonly id = uuidv7();
   source: string;
   request: AuditRequestInfo;
   /** The framework's request object, handed to the actor resolver. */
@@ -67,28 +90,175 @@ export class UnitOfWork {
   readonly parent?: UnitOfWork;
   readonly intents: PendingIntent[] = [];
   readonly changes = new ChangeSet();
-  /** Set once the unit's own work is over: later events are stored at once. */
-  ended = false;
   /** The `@Audited` metadata of the handler the request is for, once routing knows it. */
   audited?: AuditedMetadata;
-  /** Set once the handler's event is added (success, failure or rejection). */
-  handlerSettled = false;
-  /** Set while a request is between its first guard and its response: its owner will store it. */
-  handlerRunning = false;
   /**
    * `@Audited` GraphQL resolver calls of this HTTP request that guards have seen but
    * that have not reached their resolver yet, by their resolve-info object.
    */
   readonly pendingCalls = new Map<object, PendingCall>();
-  private actorSource?: ActorSource;
-  private flushing: Promise<void> = Promise.resolve();
+  private _journalRows = 0;
+  private _spilledRows = 0;
+  /** Set when a transaction holding the unit's changes rolled back after its handler finished. */
+  rolledBackAfterHandler = false;
 
-  constructor(init: UnitOfWorkInit) {
+  private _state: UnitState = 'open';
+  private handlerEventAdded = false;
+  private actorSource?: ActorSource;
+  /** Open transactions that hold changes of this unit. */
+  private readonly transactions = new Set<QueryRunner>();
+  private transactionsDone?: () => void;
+  /** Units started inside this one whose events are stored after it ends (they wait for its transactions). */
+  private readonly children = new Set<Promise<void>>();
+  private settled?: Promise<void>;
+  private late?: UnitOfWork;
+  private readonly endListeners: Array<() => void> = [];
+  /** For a late-work unit: the request id of the unit it came from. */
+  readonly originRequestId?: string;
+
+  constructor(init: UnitOfWorkInit, originRequestId?: string) {
     this.source = init.source;
     this.request = { ...init.request };
     this.requestObject = init.requestObject;
     this.parent = init.parent;
     this.actorSource = init.actor;
+    this.originRequestId = originRequestId;
+  }
+
+  get state(): UnitState {
+    return this._state;
+  }
+
+  /** True while changes and events still join this unit (until its events are built). */
+  get isLive(): boolean {
+    return ORDER[this._state] < ORDER.storing;
+  }
+
+  /** True while the handler has not finished: a client that goes away leaves the storing to it. */
+  get handlerRunning(): boolean {
+    return (this._state === 'guarded' || this._state === 'handling') && !this.handlerEventAdded;
+  }
+
+  /** True once the handler has started (as opposed to a request turned away before it). */
+  get handlerStarted(): boolean {
+    return ORDER[this._state] >= ORDER.handling;
+  }
+
+  /** True once the handler's own event was added (success, failure or rejection). */
+  get handlerSettled(): boolean {
+    return this.handlerEventAdded;
+  }
+
+  /** How many journal rows hold this unit's committed changes. */
+  get journalRows(): number {
+    return this._journalRows;
+  }
+
+  /** How many of those rows hold changes the unit does not keep in memory (read back when stored). */
+  get spilledRows(): number {
+    return this._spilledRows;
+  }
+
+  /** Journal rows holding changes of this unit committed. */
+  journaled(rows: number, spilled: boolean): void {
+    this._journalRows += rows;
+    if (spilled) this._spilledRows += rows;
+  }
+
+  /** The first guard has run: routing knows the handler. */
+  guard(audited: AuditedMetadata | undefined, source: string | undefined): void {
+    this.moveTo('guarded');
+    if (source) this.source = source;
+    if (audited) this.audited = audited;
+  }
+
+  /** The handler starts. */
+  beginHandler(audited: AuditedMetadata | undefined, source: string | undefined): void {
+    this.moveTo('handling');
+    if (source) this.source = source;
+    if (audited) this.audited = audited;
+  }
+
+  /** Adds the handler's own event, once; false when it was added already. */
+  addHandlerEvent(intent: PendingIntent): boolean {
+    if (this.handlerEventAdded) return false;
+    this.handlerEventAdded = true;
+    this.intents.push({ ...intent, handler: true });
+    return true;
+  }
+
+  /** The handler's own event, if added. */
+  get handlerEvent(): PendingIntent | undefined {
+    return this.intents.find((intent) => intent.handler);
+  }
+
+  /**
+   * The unit's work is over: moves to `settling` and runs `store` once, after the
+   * transactions holding its changes have committed or rolled back. Every later call
+   * returns the same promise.
+   */
+  settle(store: () => Promise<void>): Promise<void> {
+    if (this.settled) return this.settled;
+    this.moveTo('settling');
+    this.settled = (async () => {
+      await this.transactionsFinished();
+      await Promise.allSettled([...this.children]);
+      this.moveTo('storing');
+      try {
+        await store();
+      } finally {
+        this.moveTo('ended');
+        for (const listener of this.endListeners.splice(0)) listener();
+      }
+    })();
+    return this.settled;
+  }
+
+  /** Calls `listener` once the unit has ended (at once if it has). */
+  onEnded(listener: () => void): void {
+    if (this._state === 'ended') listener();
+    else this.endListeners.push(listener);
+  }
+
+  /** True when `settle` has been asked for. */
+  get isSettling(): boolean {
+    return this.settled !== undefined;
+  }
+
+  /** True when the unit's events will wait for open transactions (a nested unit inside its caller's). */
+  get waitsForTransactions(): boolean {
+    return this.transactions.size > 0;
+  }
+
+  /** A unit started inside this one stores after it: this unit's own storing waits for it. */
+  adopt(stored: Promise<void>): void {
+    const entry = stored.catch(() => undefined);
+    this.children.add(entry);
+    void entry.then(() => this.children.delete(entry));
+  }
+
+  /** A transaction now holds changes of this unit. */
+  holdTransaction(runner: QueryRunner): void {
+    this.transactions.add(runner);
+  }
+
+  /** A transaction holding changes of this unit committed or rolled back. */
+  releaseTransaction(runner: QueryRunner, rolledBack: boolean): void {
+    if (!this.transactions.delete(runner)) return;
+    if (rolledBack && (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling)) this.rolledBackAfterHandler = true;
+    if (this.transactions.size === 0) this.transactionsDone?.();
+  }
+
+  /**
+   * The unit for work that runs in this unit's context after it ended: source and actor
+   * `system`, no request data, the request id kept as `originRequestId`.
+   */
+  lateUnit(): UnitOfWork {
+    if (!this.late) {
+      this.late = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, this.request.requestId ?? this.originRequestId);
+      this.late._state = 'ended';
+    }
+    return this.late;
   }
 
   setActor(actor: ActorSource): void {
@@ -101,15 +271,23 @@ export class UnitOfWork {
     return actor ?? { type: 'anonymous' };
   }
 
-  /** True when nothing waits to be stored. */
-  get isIdle(): boolean {
-    return this.intents.length === 0 && this.changes.isEmpty;
+  /** The actor if it is a fixed value (known without calling a resolver). */
+  get knownActor(): AuditActor | undefined {
+    return typeof this.actorSource === 'object' ? this.actorSource : undefined;
   }
 
-  /** Runs `task` after any flush already under way, so flushes never overlap. */
-  serialise(task: () => Promise<void>): Promise<void> {
-    const next = this.flushing.then(task, task);
-    this.flushing = next.catch(() => undefined);
-    return next;
+  /** True when nothing waits to be stored. */
+  get isIdle(): boolean {
+    return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0;
+  }
+
+  private transactionsFinished(): Promise<void> {
+    if (this.transactions.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.transactionsDone = resolve));
+  }
+
+  /** Moves forward only: a unit never goes back to an earlier state. */
+  private moveTo(state: UnitState): void {
+    if (ORDER[state] > ORDER[this._state]) this._state = state;
   }
 }

@@ -13,7 +13,7 @@ import type {
 } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
-import { bound, toJsonSafe } from './json-safe.js';
+import { bound, MAX_JSON_KEY, MAX_JSON_STRING, toJsonSafe } from './json-safe.js';
 import { REDACTED } from './redaction.js';
 import { uuidv7 } from './uuid-v7.js';
 
@@ -59,7 +59,7 @@ export class AuditEventBuilder {
       targetType: target?.type,
       targetId: target?.id,
       changes: this.sanitiseChanges(changes),
-      context: intent.context ? this.sanitiseContext(intent.context) : null,
+      context: this.eventContext(intent.context, unit),
       reason: intent.reason,
       error: intent.error ?? null,
     });
@@ -78,22 +78,32 @@ export class AuditEventBuilder {
       targetType: change.entity,
       targetId: change.id ?? undefined,
       changes: this.sanitiseChanges([change]),
-      context: null,
+      context: this.eventContext(undefined, unit),
       reason: undefined,
       error: null,
     });
   }
 
-  /** Excluded fields dropped, secret fields masked, values made JSON-safe. */
+  /** An event's context: the given one (sanitised), plus the origin request of late work. */
+  private eventContext(context: Record<string, unknown> | undefined, unit: UnitOfWork | undefined): Record<string, unknown> | null {
+    const origin = unit?.originRequestId;
+    if (!context) return origin ? { originRequestId: origin } : null;
+    const safe = this.sanitiseContext(context);
+    return origin && safe['originRequestId'] === undefined ? { ...safe, originRequestId: origin } : safe;
+  }
+
+  /** Excluded fields dropped, secret fields masked, values, names and ids made JSON-safe and storable. */
   sanitiseChanges(changes: readonly AuditChange[]): AuditChange[] {
     const redactor = this.options.redactor;
     return changes.map((change) => {
       const excluded = this.options.excludeFields.get(change.entity);
       const fields: Record<string, AuditFieldChange | AuditRelationChange> = {};
-      for (const [name, value] of Object.entries(change.fields)) {
-        if (excluded?.has(name)) continue;
+      for (const [field, value] of Object.entries(change.fields)) {
+        if (excluded?.has(field)) continue;
+        const name = bound(field, MAX_JSON_KEY);
         if ('added' in value && 'removed' in value) {
-          fields[name] = { added: value.added.map(String), removed: value.removed.map(String) };
+          const storableId = (id: unknown): string => bound(String(id), MAX_JSON_STRING);
+          fields[name] = { added: value.added.map(storableId), removed: value.removed.map(storableId) };
         } else if (redactor.isSecret(name)) {
           fields[name] = {
             ...('from' in value ? { from: REDACTED } : {}),
@@ -107,8 +117,8 @@ export class AuditEventBuilder {
         }
       }
       return {
-        entity: change.entity,
-        id: change.id,
+        entity: bound(change.entity, MAX_JSON_KEY),
+        id: change.id == null ? change.id : bound(change.id, MAX_JSON_STRING),
         operation: change.operation,
         fields,
         ...(change.partial ? { partial: true } : {}),
@@ -138,7 +148,7 @@ export class AuditEventBuilder {
           : typeof (response as { message?: unknown }).message === 'string'
             ? ((response as { message: string }).message)
             : error.message;
-      return { name: error.constructor.name, status: error.getStatus(), message: bound(message, 512) };
+      return { name: bound(error.constructor.name, 128), status: error.getStatus(), message: bound(message, 512) };
     }
     if (error instanceof Error) {
       const status = (error as { status?: unknown; statusCode?: unknown }).status ?? (error as { statusCode?: unknown }).statusCode;
@@ -195,7 +205,7 @@ export class AuditEventBuilder {
     const row = new AuditLogEntity();
     row.id = fields.id;
     row.occurredAt = fields.occurredAt;
-    row.action = fields.action;
+    row.action = bound(fields.action, 128);
     row.outcome = fields.outcome;
     row.kind = fields.kind;
     row.actorType = bound(fields.actor.type, 64) || 'anonymous';
@@ -213,7 +223,7 @@ export class AuditEventBuilder {
     row.changes = fields.changes;
     row.context = fields.context;
     row.reason = nullable(fields.reason, 1024);
-    row.error = fields.error;
+    row.error = fields.error ? (toJsonSafe(fields.error) as AuditError) : null;
     return row;
   }
 }

@@ -36,11 +36,9 @@ export class AuditContextGuard implements CanActivate {
     const unit = this.units.attachedTo(request);
     if (!unit) return true;
     const { audited, source } = this.intents.metadataOf(ctx);
-    unit.handlerRunning = true;
     unit.requestObject = request as unknown as AuditRequest;
     unit.request.route = routePattern(request) ?? unit.request.route;
-    if (source) unit.source = source;
-    if (audited) unit.audited = audited;
+    unit.guard(audited, source);
     return true;
   }
 

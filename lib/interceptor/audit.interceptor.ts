@@ -1,7 +1,8 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, Observable, throwError } from 'rxjs';
+import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, Observable, tap, throwError } from 'rxjs';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
+import type { UnitOfWork } from '../context/unit-of-work.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -10,10 +11,14 @@ import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 
 /**
- * Registered globally by `AuditModule`. Around every handler: joins (or opens) the
- * unit of work; when the handler completes or throws, adds the `@Audited` event and
- * stores the unit's events before the result goes back to the caller. The handler's
- * error reaches the caller unchanged.
+ * Registered globally by `AuditModule`. Around every handler: joins (or opens) the unit
+ * of work and adds the `@Audited` event when the handler completes or throws.
+ *
+ * An HTTP request's unit (opened by the middleware) is stored when its response is about
+ * to be sent, so that interceptors outside this one (an app-level transaction), `@Res()`
+ * handlers and streams are inside it. A unit of its own (a GraphQL resolver, a message,
+ * a WebSocket event) is stored here, before the result goes back to the caller. The
+ * handler's error reaches the caller unchanged.
  */
 @Injectable()
 export class AuditInterceptor implements NestInterceptor {
@@ -34,20 +39,42 @@ export class AuditInterceptor implements NestInterceptor {
     if (type === 'graphql') this.units.joinGraphqlRequest(ctx)?.pendingCalls.delete(ctx.getArgByIndex(3));
     else if (type === 'rpc' || type === 'ws') this.denied.reached(ctx);
     const { unit, own } = this.units.forHandler(ctx);
-    if (source) unit.source = source;
-    if (audited) unit.audited = audited;
-    unit.handlerRunning = true;
+    unit.beginHandler(audited, source);
+    const args = ctx.getArgs();
+    const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
+      if (audited) this.intents.settle(unit, audited, args, outcome, value);
+    };
+    return own ? this.storedHere(unit, next, addEvent) : this.storedAtResponse(unit, next, addEvent);
+  }
 
+  /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */
+  private storedAtResponse(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
+    let last: unknown;
+    return new Observable<unknown>((subscriber) =>
+      this.context.run(unit, () =>
+        next
+          .handle()
+          .pipe(
+            tap({
+              next: (value: unknown) => (last = value),
+              complete: () => addEvent('success', last),
+              error: (error: unknown) => addEvent('failure', error),
+            }),
+          )
+          .subscribe(subscriber),
+      ),
+    );
+  }
+
+  /** A unit of its own: stored before the first result (or the error) goes back to the caller. */
+  private storedHere(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
     let settled = false;
     const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
       if (settled) return;
       settled = true;
-      unit.handlerRunning = false;
-      if (audited) this.intents.settle(unit, audited, ctx.getArgs(), outcome, value);
-      if (own) unit.ended = true;
-      await this.recorder.flush(unit);
+      addEvent(outcome, value);
+      await this.recorder.end(unit);
     };
-
     return new Observable<unknown>((subscriber) =>
       this.context.run(unit, () =>
         concat(

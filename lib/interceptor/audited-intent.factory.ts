@@ -22,6 +22,9 @@ const STATUS_NAMES: Record<number, string> = {
   403: 'ForbiddenException',
   404: 'NotFoundException',
   429: 'ThrottlerException',
+  500: 'InternalServerErrorException',
+  502: 'BadGatewayException',
+  503: 'ServiceUnavailableException',
 };
 
 /** Builds the intent event of an `@Audited` handler call. */
@@ -59,16 +62,21 @@ export class AuditedIntentFactory {
   /** Adds the handler's event to its unit (once); it claims every change of the unit. */
   settle(unit: UnitOfWork, audited: AuditedMetadata, args: unknown[], outcome: AuditOutcome, value: unknown, error?: AuditError): void {
     if (unit.handlerSettled) return;
-    unit.handlerSettled = true;
-    unit.intents.push(this.intent(unit, audited, args, outcome, value, error));
+    unit.addHandlerEvent(this.intent(unit, audited, args, outcome, value, error));
   }
 
   /**
-   * At the end of a response: a request that never reached its `@Audited` handler (a
-   * guard said no) is a failure with the response status; so is each `@Audited` GraphQL
-   * resolver call a guard turned away, with the error the response carries for it.
+   * When an HTTP response is about to be sent, settles its unit's `@Audited` event from
+   * what the response says:
+   * - a request that never reached its handler was turned away (a guard said no): a
+   *   failure with the response status; so is each `@Audited` GraphQL resolver call a
+   *   guard turned away, with the error the response carries for it;
+   * - a handler that sent the response itself (`@Res()`) before returning: success for a
+   *   2xx/3xx status, else a failure with that status;
+   * - a handler that succeeded but whose response is an error (an interceptor or a
+   *   transaction commit after it failed): a failure with that status.
    */
-  settleRejected(unit: UnitOfWork, statusCode: number, body?: unknown): void {
+  settleResponse(unit: UnitOfWork, statusCode: number, body?: unknown): void {
     if (unit.pendingCalls.size > 0) {
       const errors = graphqlErrors(body);
       for (const call of unit.pendingCalls.values()) {
@@ -77,9 +85,19 @@ export class AuditedIntentFactory {
       }
       unit.pendingCalls.clear();
     }
-    if (!unit.audited || unit.handlerSettled) return;
-    const error: AuditError = { name: STATUS_NAMES[statusCode] ?? 'HttpException', status: statusCode };
-    this.settle(unit, unit.audited, [], 'failure', undefined, error);
+    if (!unit.audited) return;
+    const failed = statusCode >= 400;
+    const statusError: AuditError = { name: STATUS_NAMES[statusCode] ?? 'HttpException', status: statusCode };
+    if (!unit.handlerSettled) {
+      const outcome = failed || !unit.handlerStarted ? 'failure' : 'success';
+      this.settle(unit, unit.audited, [], outcome, undefined, outcome === 'failure' ? statusError : undefined);
+      return;
+    }
+    const event = unit.handlerEvent;
+    if (event && failed && event.outcome === 'success') {
+      event.outcome = 'failure';
+      event.error = statusError;
+    }
   }
 
   private intent(
@@ -96,9 +114,10 @@ export class AuditedIntentFactory {
       params: paramsOf(unit.requestObject),
       ...(outcome === 'success' ? { result: value } : { error: value }),
     };
+    const at = Date.now();
     return {
-      id: uuidv7(),
-      occurredAt: new Date(),
+      id: uuidv7(at),
+      occurredAt: new Date(at),
       action: audited.action,
       outcome,
       target: this.option(audited, 'target', call, (raw) => (raw ? resolveTarget(this.dataSource, raw) : undefined)),

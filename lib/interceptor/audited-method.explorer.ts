@@ -64,7 +64,7 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
       requestObject: parent?.requestObject,
       parent,
     });
-    unit.audited = audited;
+    unit.beginHandler(audited, undefined);
     return this.context.run(unit, () => {
       let result: unknown;
       try {
@@ -93,9 +93,9 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
     });
   }
 
-  private async finish(unit: UnitOfWork, args: unknown[], outcome: 'success' | 'failure', value: unknown): Promise<void> {
+  /** Adds the call's event and settles its unit (stored at once, or after the caller's transaction). */
+  private finish(unit: UnitOfWork, args: unknown[], outcome: 'success' | 'failure', value: unknown): Promise<void> {
     this.intents.settle(unit, unit.audited!, args, outcome, value);
-    unit.ended = true;
-    await this.recorder.flush(unit);
+    return this.recorder.end(unit);
   }
 }

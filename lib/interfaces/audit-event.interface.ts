@@ -1,5 +1,5 @@
-/** `success` or `failure` of the audited operation. */
-export type AuditOutcome = 'success' | 'failure';
+/** `success` or `failure` of the audited operation; `unknown` for a unit recovered after its process died. */
+export type AuditOutcome = 'success' | 'failure' | 'unknown';
 
 /** `intent`: a decorated handler or a manual log; `change`: a fallback entity change. */
 export type AuditKind = 'intent' | 'change';

@@ -1,3 +1,4 @@
+import type { EntityManager } from 'typeorm';
 import type {
   AuditActor,
   AuditChange,
@@ -27,6 +28,15 @@ export interface AuditLogInput {
   outcome?: AuditOutcome;
   /** Explicit changes to record with the event. */
   changes?: AuditChange[];
+}
+
+/** Options of `AuditService.log()`. */
+export interface AuditLogOptions {
+  /**
+   * Write the event in this manager's transaction (for a transaction started by hand on
+   * a query runner; one started with `transaction()` is found without it).
+   */
+  manager?: EntityManager;
 }
 
 /** Options of `AuditService.runAs()`. */

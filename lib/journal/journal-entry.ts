@@ -18,7 +18,9 @@ export interface JournalEntry {
   actor?: AuditActor;
   /** The `@Audited` action of the unit, if it has one. */
   action?: string;
-  /** The unit's target, when known at the commit. */
-  target?: { type: string; id: string };
+  /** Work that ran after its request's unit ended: that request's id. */
+  originRequestId?: string;
   changes: JournalChange[];
+  /** The unit keeps these changes only here (there were too many to keep in memory). */
+  spilled?: true;
 }

@@ -1,21 +1,19 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
-import type { CapturedChange } from '../capture/change-set.js';
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
-import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { UnitEvents } from '../events/unit-events.js';
+import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { AuditWriteError } from '../exceptions/audit-write.error.js';
-import type { AuditActor, AuditTarget } from '../interfaces/audit-event.interface.js';
+import { JournalRecovery } from '../journal/journal-recovery.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
 
-const sameType = (target: AuditTarget, entity: string): boolean =>
-  target.type === entity || target.type.toLowerCase() === entity.toLowerCase();
-
 /**
- * Ends units of work: lets intent events claim the pending changes, turns the rest
- * into fallback events, and stores everything in one write.
+ * Ends units of work: once the transactions holding a unit's changes have ended, lets its
+ * intent events claim the changes, turns the rest into fallback events, and stores them
+ * with the unit's journal rows deleted in the same transaction.
  */
 @Injectable()
 export class AuditRecorder {
@@ -23,35 +21,51 @@ export class AuditRecorder {
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
-    private readonly builder: AuditEventBuilder,
+    private readonly events: UnitEvents,
     private readonly writer: AuditWriter,
+    private readonly recovery: JournalRecovery,
   ) {}
 
   /**
-   * Stores what `unit` has pending. In fail-closed mode a storage failure rejects
-   * with `AuditWriteError`; in fail-open mode it is logged and swallowed.
+   * Settles `unit` and resolves once its events are stored. In fail-closed mode a storage
+   * failure rejects with `AuditWriteError` (the unit's events are then retried in the
+   * background until stored); in fail-open mode it is logged and swallowed.
    */
-  flush(unit: UnitOfWork): Promise<void> {
-    return unit.serialise(async () => {
-      if (unit.isIdle) return;
-      // Intents with a target claim first, then the handler's event takes the rest.
-      const intents = unit.intents.splice(0).sort((a, b) => rank(a) - rank(b));
-      const actor = await this.resolveActor(unit);
-      const rows: AuditLogEntity[] = [];
-      for (const intent of intents) {
-        rows.push(this.builder.intentRow(intent, unit, actor, this.claim(unit, intent)));
-      }
-      for (const change of unit.changes.take(() => true)) {
-        rows.push(this.builder.changeRow(change, unit, actor));
-      }
-      rows.sort((a, b) => (a.id < b.id ? -1 : 1));
-      await this.store(rows, intents);
-    });
+  settle(unit: UnitOfWork): Promise<void> {
+    return unit.settle(() => this.store(unit));
+  }
+
+  /**
+   * For callers that may themselves hold the transaction the unit waits for (a nested
+   * `@Audited` method or `runAs` inside its caller's transaction): settles the unit, and
+   * returns a promise to await — already resolved when the unit waits for open
+   * transactions, in which case its storing is adopted by the enclosing unit (whose own
+   * end waits for it) and its failure is logged.
+   */
+  end(unit: UnitOfWork): Promise<void> {
+    const stored = this.settle(unit);
+    if (!unit.waitsForTransactions) return stored;
+    stored.catch(() => undefined); // logged by store()
+    unit.parent?.adopt(stored);
+    return Promise.resolve();
   }
 
   /** Stores rows now (an event outside any unit of work), optionally in a transaction. */
-  async storeNow(rows: AuditLogEntity[], manager?: EntityManager, intents: PendingIntent[] = []): Promise<void> {
-    await this.store(rows, intents, manager);
+  async storeNow(rows: AuditLogEntity[], manager?: EntityManager): Promise<void> {
+    if (rows.length === 0) return;
+    try {
+      if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
+        // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
+        // insert from aborting the transaction it is meant to leave alone.
+        await manager.transaction((savepoint) => this.writer.write(rows, { manager: savepoint }));
+      } else {
+        await this.writer.write(rows, manager ? { manager } : undefined);
+      }
+    } catch (cause) {
+      const error = new AuditWriteError(rows.length, cause);
+      this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
+      if (!this.options.failOpen) throw error;
+    }
   }
 
   async resolveActor(unit: UnitOfWork): Promise<AuditActor> {
@@ -63,33 +77,43 @@ export class AuditRecorder {
     }
   }
 
-  private claim(unit: UnitOfWork, intent: PendingIntent): CapturedChange[] {
-    if (intent.claim === 'all') return unit.changes.take(() => true);
-    const target = intent.target;
-    if (intent.claim === 'target' && target) {
-      return unit.changes.take((change) => change.id === target.id && sameType(target, change.entity));
-    }
-    return [];
-  }
-
-  private async store(rows: AuditLogEntity[], intents: PendingIntent[], manager?: EntityManager): Promise<void> {
-    if (rows.length === 0) return;
+  private async store(unit: UnitOfWork): Promise<void> {
+    if (unit.isIdle) return;
+    const actor = await this.resolveActor(unit);
+    const handler = unit.intents.find((intent) => intent.claim === 'all');
+    const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
+    const journalUnits = unit.journalRows > 0 ? [unit.id] : [];
     try {
-      if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
-        // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
-        // insert from aborting the transaction it is meant to leave alone.
-        await manager.transaction((savepoint) => this.writer.write(rows, savepoint));
-      } else {
-        await this.writer.write(rows, manager);
+      if (unit.spilledRows > 0) {
+        const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
+        await this.storeSpilled(unit, actor, handler, memoryParts);
       }
-      for (const intent of intents) intent.settle?.();
+      await this.writer.write(rows, { journalUnits });
     } catch (cause) {
       const error = new AuditWriteError(rows.length, cause);
-      this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
-      for (const intent of intents) intent.settle?.(this.options.failOpen ? undefined : error);
+      // A unit with changes only in the journal is left to journal recovery as a whole.
+      if (unit.spilledRows === 0) this.recovery.retryLater(unit.id, rows, journalUnits);
+      this.logger.error(`${error.message}; retrying in the background (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
+    }
+  }
+
+  /**
+   * The changes a unit kept only in the journal (too many to keep in memory): read back a
+   * few journal rows at a time, each batch stored as parts of the handler's event (or as
+   * fallback events) with those journal rows deleted in the same transaction.
+   */
+  private async storeSpilled(unit: UnitOfWork, actor: AuditActor, handler: PendingIntent | undefined, memoryParts: number): Promise<void> {
+    const count = memoryParts + unit.spilledRows;
+    let part = memoryParts + 1;
+    for await (const batch of this.recovery.spilledBatches(unit.id)) {
+      const chunks = batch.map((row) => row.changes);
+      const rows = this.events.spilledRows(unit, actor, handler, chunks, part, count);
+      await this.recovery.replace(batch.map((row) => row.id), rows);
+      part += chunks.length;
     }
   }
 }
 
-const rank = (intent: PendingIntent): number => (intent.claim === 'target' ? 0 : intent.claim === 'all' ? 1 : 2);
+const partOf = (row: AuditLogEntity): { first?: string } | undefined =>
+  (row.context as { part?: { first?: string } } | null)?.part;

@@ -2,7 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { resolveTarget } from '../events/audit-target.js';
+import { ChangeCapture } from '../capture/change-capture.js';
 import { AuditContext } from '../context/audit-context.js';
+import { currentTransactionManager } from '../integrations/typeorm-transaction-scope.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder, lowerCamel } from '../events/audit-event.builder.js';
 import { bound } from '../events/json-safe.js';
@@ -12,6 +14,7 @@ import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.
 import type { AuditActor, AuditEvent, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type {
   AuditLogInput,
+  AuditLogOptions,
   AuditPage,
   AuditQuery,
   AuditRunOptions,
@@ -39,6 +42,7 @@ export class AuditService {
     private readonly context: AuditContext,
     private readonly recorder: AuditRecorder,
     private readonly builder: AuditEventBuilder,
+    private readonly capture: ChangeCapture,
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
@@ -50,22 +54,39 @@ export class AuditService {
    * joins the unit and is stored when the unit ends, before the response is sent or
    * `runAs` returns; with a `target`, it claims that resource's changes in the unit,
    * made before or after the call. The promise resolves once the event is accepted
-   * (awaiting storage there would deadlock a handler on its own unit). Outside any
-   * unit of work the event is stored before the promise resolves.
+   * (awaiting storage there would deadlock a handler on its own unit).
+   *
+   * Outside any unit of work but inside a transaction (a `transaction()` callback, or the
+   * transaction of `options.manager`), the event is written in that transaction when it
+   * commits, claiming its target's changes there; a rollback discards it. Elsewhere it is
+   * stored before the promise resolves, as the `system`'s unless `actor` says otherwise
+   * (also when it runs after its request's unit ended: a timer, an un-awaited promise —
+   * then with that request's id as `context.originRequestId`).
    *
    * @throws InvalidAuditEventError when the input is invalid (nothing is written).
    * @throws AuditWriteError outside a unit of work, when storing fails (fail-closed).
    */
-  async log(input: AuditLogInput): Promise<string> {
+  async log(input: AuditLogInput, options: AuditLogOptions = {}): Promise<string> {
     const intent = this.intentFrom(input);
+    if (options === null || typeof options !== 'object') {
+      throw new InvalidAuditEventError([{ field: 'options', problems: ['must be an object such as { manager }'] }]);
+    }
     if (!this.options.enabled) return intent.id;
-    const unit = this.context.current();
-    if (unit && !unit.ended) {
-      unit.intents.push(intent);
+    const current = this.context.current();
+    if (current?.isLive) {
+      current.intents.push(intent);
       return intent.id;
     }
-    const actor = intent.actor ?? (unit ? await this.recorder.resolveActor(unit) : { type: 'system' });
-    await this.recorder.storeNow([this.builder.intentRow(intent, unit, actor, [])]);
+    // Work left running after its unit ended is the system's, not the request's user's.
+    const late = current?.lateUnit();
+    // Inside a transaction: written in it, claiming its target's changes there.
+    const runner = (options.manager ?? currentTransactionManager())?.queryRunner;
+    const transactionUnit = runner && !runner.isReleased ? this.capture.transactionUnit(runner) : undefined;
+    if (transactionUnit) {
+      transactionUnit.intents.push(late ? { ...intent, context: { ...intent.context, originRequestId: late.originRequestId } } : intent);
+      return intent.id;
+    }
+    await this.recorder.storeNow([this.builder.intentRow(intent, late, intent.actor ?? { type: 'system' }, [])], options.manager);
     return intent.id;
   }
 
@@ -92,17 +113,16 @@ export class AuditService {
       },
       parent: this.context.current(),
     });
+    unit.beginHandler(undefined, undefined);
     return this.context.run(unit, async () => {
       let result: T;
       try {
         result = await fn();
       } catch (error) {
-        unit.ended = true;
-        await this.recorder.flush(unit).catch(() => undefined); // already logged; fn's error wins
+        await this.recorder.end(unit).catch(() => undefined); // already logged; fn's error wins
         throw error;
       }
-      unit.ended = true;
-      await this.recorder.flush(unit);
+      await this.recorder.end(unit);
       return result;
     });
   }
@@ -197,9 +217,10 @@ export class AuditService {
       }
     }
     if (problems.length) throw new InvalidAuditEventError(problems);
+    const at = Date.now();
     return {
-      id: uuidv7(),
-      occurredAt: new Date(),
+      id: uuidv7(at),
+      occurredAt: new Date(at),
       action: input.action,
       outcome: input.outcome ?? 'success',
       actor: this.actorFrom(input.actor),

@@ -4,6 +4,7 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  AuditEntities,
   AuditLogEntity,
   AuditModule,
   AuditService,
@@ -102,7 +103,37 @@ describe('AuditModule', () => {
         await app.init();
       })
       .catch((e: unknown) => e);
-    expect((error as Error).message).toMatch(/AuditLogEntity is not an entity of the audit module's TypeORM data source: add it/);
+    expect((error as Error).message).toMatch(
+      /AuditLogEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source: add `...AuditEntities`/,
+    );
+  });
+
+  it('names the entities missing when the data source lists only some of them', async () => {
+    const error = await Test.createTestingModule({
+      imports: [TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [AuditLogEntity] }), AuditModule.forRoot()],
+    })
+      .compile()
+      .then(async (moduleRef) => {
+        const app = moduleRef.createNestApplication({ logger: false });
+        closers.push(() => app.close());
+        await app.init();
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/^AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source/);
+  });
+
+  it('stops start-up with a clear message when the audit tables do not exist', async () => {
+    const error = await Test.createTestingModule({
+      imports: [TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [...AuditEntities] }), AuditModule.forRoot()],
+    })
+      .compile()
+      .then(async (moduleRef) => {
+        const app = moduleRef.createNestApplication({ logger: false });
+        closers.push(() => app.close());
+        await app.init();
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/The audit tables are not usable \(.*\): run AuditMigrations \(or synchronize\)/);
   });
 
   const invalid: Array<[string, Options, RegExp]> = [

@@ -1,0 +1,115 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type { DataSource, EntityManager } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import type { CapturedChange } from '../capture/change-set.js';
+import type { UnitOfWork } from '../context/unit-of-work.js';
+import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { toJsonSafe } from '../events/json-safe.js';
+import { uuidv7 } from '../events/uuid-v7.js';
+import type { AuditActor } from '../interfaces/audit-event.interface.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
+import { escapedTable, placeholders } from '../storage/sql.js';
+import type { JournalChange, JournalEntry } from './journal-entry.js';
+
+/**
+ * Writes a unit of work's committed changes to `audit_journal`, inside the transaction
+ * that makes them, so that no change commits without its record (and a rolled-back
+ * change leaves none). Values are redacted and made storable before they are written,
+ * exactly as they will be in `audit_log`; a transaction's changes are split over several
+ * rows past `maxChangesPerEvent` changes or `maxEventBytes` bytes.
+ */
+@Injectable()
+export class AuditJournal {
+  private readonly logger = new Logger('Audit');
+  /** This app instance (process): the owner of the journal rows it writes. */
+  readonly instanceId = uuidv7();
+  private readonly heads = new WeakMap<object, string>();
+
+  constructor(
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly builder: AuditEventBuilder,
+  ) {}
+
+  /**
+   * Writes `changes` of `unit` through `manager` (inside its transaction, when it has one).
+   * Returns how many journal rows were written. Throws when the write fails: the
+   * transaction must then not commit.
+   */
+  async write(manager: EntityManager, unit: UnitOfWork, changes: readonly CapturedChange[], spilled = false): Promise<number> {
+    if (changes.length === 0) return 0;
+    const attribution = { ...(await this.attribution(unit)), ...(spilled ? { spilled } : {}) };
+    const journalChanges = changes.map((change) => this.journalChange(change));
+    const entries = this.split(attribution, journalChanges);
+    const connection = manager.connection;
+    const metadata = connection.getMetadata(AuditJournalEntity);
+    const createdAt = metadata.findColumnWithPropertyName('createdAt')!;
+    const now = connection.driver.preparePersistentValue(new Date(), createdAt) as unknown;
+    // One statement per row: a row is at most `maxEventBytes`, so each fits any packet size.
+    const sql = `${this.insertInto(connection)} VALUES (${placeholders(connection, 5, 0)})`;
+    for (const entry of entries) await manager.query(sql, [uuidv7(), unit.id, this.instanceId, now, entry]);
+    return entries.length;
+  }
+
+  /** The journal entries' JSON texts: one, or several when the changes are too many or too large. */
+  private split(attribution: Omit<JournalEntry, 'changes'>, changes: JournalChange[]): string[] {
+    const { maxChangesPerEvent, maxEventBytes } = this.options;
+    const out: string[] = [];
+    const push = (chunk: JournalChange[]): void => {
+      const text = JSON.stringify({ ...attribution, changes: chunk } satisfies JournalEntry);
+      if (chunk.length > 1 && (chunk.length > maxChangesPerEvent || Buffer.byteLength(text) > maxEventBytes)) {
+        const half = Math.ceil(chunk.length / 2);
+        push(chunk.slice(0, half));
+        push(chunk.slice(half));
+      } else {
+        out.push(text);
+      }
+    };
+    if (changes.length > maxChangesPerEvent) {
+      for (let start = 0; start < changes.length; start += maxChangesPerEvent) push(changes.slice(start, start + maxChangesPerEvent));
+    } else {
+      push(changes);
+    }
+    return out;
+  }
+
+  private journalChange(change: CapturedChange): JournalChange {
+    const [safe] = this.builder.sanitiseChanges([change]);
+    return { ...safe!, at: change.at.getTime(), ...(change.deleteDateField ? { deleteDateField: change.deleteDateField } : {}) };
+  }
+
+  /** The unit's attribution as known now: source, request data, actor (resolved), `@Audited` action. */
+  private async attribution(unit: UnitOfWork): Promise<Omit<JournalEntry, 'changes'>> {
+    let actor: AuditActor | undefined;
+    try {
+      actor = await unit.resolveActor();
+    } catch (error) {
+      this.logger.warn(`The audit actor resolver threw while journaling; recovery would record no actor: ${String(error)}`);
+    }
+    // Storable: a NUL or lone surrogate in an actor or header must not fail the user's transaction.
+    return toJsonSafe({
+      source: unit.source,
+      request: unit.request,
+      ...(actor ? { actor } : {}),
+      ...(unit.audited ? { action: unit.audited.action } : {}),
+      ...(unit.originRequestId ? { originRequestId: unit.originRequestId } : {}),
+    }) as Omit<JournalEntry, 'changes'>;
+  }
+
+  private insertInto(connection: DataSource): string {
+    let head = this.heads.get(connection.driver);
+    if (!head) {
+      const metadata = connection.getMetadata(AuditJournalEntity);
+      const column = (name: string) => connection.driver.escape(metadata.findColumnWithPropertyName(name)!.databaseName);
+      head = `INSERT INTO ${escapedTable(connection, metadata)} (${['id', 'unitId', 'instanceId', 'createdAt', 'entry'].map(column).join(', ')})`;
+      this.heads.set(connection.driver, head);
+    }
+    return head;
+  }
+
+  /** The data source the journal lives in. */
+  get source(): DataSource {
+    return this.dataSource;
+  }
+}

@@ -1,0 +1,100 @@
+import type { OutgoingHttpHeaders } from 'node:http';
+
+/** The parts of Node's `ServerResponse` (Express's response, Fastify's `reply.raw`) this uses. */
+export interface NodeResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  writeHead: (...args: unknown[]) => unknown;
+  write: (...args: unknown[]) => unknown;
+  end: (...args: unknown[]) => unknown;
+  setHeader(name: string, value: string | number | readonly string[]): unknown;
+  getHeaderNames(): string[];
+  removeHeader(name: string): void;
+  destroy(error?: Error): unknown;
+  once(event: 'close', listener: () => void): unknown;
+}
+
+export interface HoldOptions {
+  /** Called once, when the response is about to end; the end waits for it. */
+  beforeEnd(statusCode: number, body: unknown): Promise<void>;
+  /** On failure: `true` ends the response as it was (fail-open); `false` fails it. */
+  failOpen: boolean;
+  /** A header kept on a response replaced by a 500 (the request id). */
+  keepHeader: string;
+}
+
+const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server error' });
+
+/**
+ * Holds back the end of a response until `beforeEnd` has run (the unit's events are
+ * stored), whoever ends it: Nest's router, an `@Res()` handler, a stream, SSE. When
+ * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
+ * 500 (its own headers and body dropped, so nothing of it leaks, not even a cookie); one
+ * whose headers or body already went out (a stream) is cut by destroying the connection.
+ *
+ * `writeHead` (Fastify calls it just before `end`) is turned into the status and headers
+ * it sets, so that the headers stay unsent until the end unless the body starts first.
+ */
+export function holdResponse(response: NodeResponse, options: HoldOptions): void {
+  const writeHead = response.writeHead;
+  const write = response.write;
+  const end = response.end;
+  let ending = false;
+  // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
+  let passThrough = false;
+  const release = (response: NodeResponse, args: unknown[]): unknown => {
+    passThrough = true;
+    return end.apply(response, args);
+  };
+
+  response.writeHead = function (this: NodeResponse, ...args: unknown[]) {
+    if (passThrough || this.headersSent) return writeHead.apply(this, args);
+    const [status, second, third] = args;
+    if (typeof status === 'number') this.statusCode = status;
+    const headers = typeof second === 'string' ? third : second;
+    applyHeaders(this, headers);
+    return this;
+  };
+  response.write = function (this: NodeResponse, ...args: unknown[]) {
+    passThrough = true;
+    return write.apply(this, args);
+  };
+  response.end = function (this: NodeResponse, ...args: unknown[]) {
+    if (ending) return this;
+    ending = true;
+    const body = typeof args[0] === 'function' ? undefined : args[0];
+    options.beforeEnd(this.statusCode, body).then(
+      () => release(this, args),
+      (error: unknown) => {
+        if (options.failOpen) {
+          release(this, args);
+        } else if (!this.headersSent) {
+          for (const name of this.getHeaderNames()) if (name !== options.keepHeader) this.removeHeader(name);
+          this.statusCode = 500;
+          this.setHeader('content-type', 'application/json; charset=utf-8');
+          this.setHeader('content-length', Buffer.byteLength(FAILED_BODY));
+          const callback = args.find((arg) => typeof arg === 'function');
+          release(this, callback ? [FAILED_BODY, callback] : [FAILED_BODY]);
+        } else {
+          this.destroy(error instanceof Error ? error : new Error(String(error)));
+        }
+      },
+    );
+    return this;
+  };
+}
+
+function applyHeaders(response: NodeResponse, headers: unknown): void {
+  if (Array.isArray(headers)) {
+    // [name, value, name, value, …] or [[name, value], …]
+    if (Array.isArray(headers[0])) {
+      for (const [name, value] of headers as Array<[string, string]>) response.setHeader(name, value);
+    } else {
+      for (let i = 0; i + 1 < headers.length; i += 2) response.setHeader(String(headers[i]), headers[i + 1] as string);
+    }
+  } else if (headers && typeof headers === 'object') {
+    for (const [name, value] of Object.entries(headers as OutgoingHttpHeaders)) {
+      if (value !== undefined) response.setHeader(name, value as string | number | readonly string[]);
+    }
+  }
+}
