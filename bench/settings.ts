@@ -8,7 +8,7 @@ export interface BenchSettings {
   memory: MemoryOptions;
 }
 
-/** `BENCH_MEMORY_SECONDS=600` runs the memory scenario for DESIGN.md's ten minutes. @default 40 */
+/** `BENCH_MEMORY_SECONDS=600` runs the memory scenario for ten minutes. @default 40 */
 const memorySeconds = Number(process.env['BENCH_MEMORY_SECONDS'] ?? '') || 40;
 
 /** The full run: about two and a half minutes on a 2-core machine. */

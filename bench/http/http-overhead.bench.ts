@@ -63,7 +63,7 @@ export const LABELS: Record<AuditMode, string> = {
   naive: 'naive subscriber',
 };
 
-/** DESIGN.md: at least 90% of the disabled throughput, p99 overhead under 2 ms. */
+/** The targets: at least 90% of the disabled throughput, p99 overhead under 2 ms. */
 export const HTTP_TARGETS = { minRatio: 0.9, maxP99OverheadMs: 2 };
 
 /**

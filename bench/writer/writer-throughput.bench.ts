@@ -46,7 +46,7 @@ export interface WriterResult {
   problems: string[];
 }
 
-/** DESIGN.md: at least 0.8× COPY and at least 20× the naive writer. */
+/** The targets: at least 0.8× COPY and at least 20× the naive writer. */
 export const WRITER_TARGETS = { minVsCopy: 0.8, minVsNaive: 20 };
 
 /**
