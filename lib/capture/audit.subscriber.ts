@@ -29,6 +29,12 @@ import { upsertedValues } from './criteria-write.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
+
+/** Whether a raw-looking write came from outside a query builder, and which unit of work sent it. */
+interface QueryNote {
+  raw: boolean;
+  unit: UnitOfWork | null;
+}
 const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
 
 /**
@@ -40,7 +46,10 @@ const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace
 @Injectable()
 export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit, OnApplicationShutdown {
   readonly [SUBSCRIBER] = true;
-  private readonly pendingQueries = new WeakMap<QueryRunner, Array<{ raw: boolean; unit: UnitOfWork | null }>>();
+  /** Notes of raw-looking writes, by their parameters array (the same object reaches beforeQuery and afterQuery). */
+  private readonly notedByParameters = new WeakMap<object, QueryNote>();
+  /** Notes of writes sent without a parameters array, in order per query runner. */
+  private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
@@ -137,16 +146,25 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    */
   beforeQuery(event: BeforeQueryEvent): void {
     if (!RAW_WRITE.test(event.query)) return;
-    const queue = this.pendingQueries.get(event.queryRunner) ?? [];
-    queue.push({ raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null });
-    this.pendingQueries.set(event.queryRunner, queue);
+    const note: QueryNote = { raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null };
+    // Keyed by the parameters object where there is one: a driver that skips afterQuery for
+    // a failed statement (TypeORM 0.3's better-sqlite3) then leaves no stale note behind.
+    if (event.parameters && typeof event.parameters === 'object') {
+      this.notedByParameters.set(event.parameters, note);
+      return;
+    }
+    const queue = this.notedInOrder.get(event.queryRunner) ?? [];
+    queue.push(note);
+    this.notedInOrder.set(event.queryRunner, queue);
   }
 
   /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
   async afterQuery(event: AfterQueryEvent): Promise<void> {
     const match = RAW_WRITE.exec(event.query);
     if (!match) return;
-    const noted = this.pendingQueries.get(event.queryRunner)?.shift();
+    const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
+    const noted = parameters ? this.notedByParameters.get(parameters) : this.notedInOrder.get(event.queryRunner)?.shift();
+    if (parameters) this.notedByParameters.delete(parameters);
     if (!event.success || !noted?.raw) return;
     const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
     const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
