@@ -70,6 +70,9 @@ export interface UnitOfWorkInit {
  */
 export type UnitState = 'open' | 'guarded' | 'handling' | 'settling' | 'storing' | 'ended';
 
+/** How long a settling unit waits, at most, for the transactions holding its changes. */
+const MAX_WAIT_MS = 60_000;
+
 const ORDER: Record<UnitState, number> = { open: 0, guarded: 1, handling: 2, settling: 3, storing: 4, ended: 5 };
 
 /**
@@ -113,6 +116,7 @@ export class UnitOfWork {
   private settled?: Promise<void>;
   private late?: UnitOfWork;
   private readonly endListeners: Array<() => void> = [];
+  private gaveUp = false;
   /** For a late-work unit: the request id of the unit it came from. */
   readonly originRequestId?: string;
 
@@ -201,7 +205,7 @@ export class UnitOfWork {
     if (this.settled) return this.settled;
     this.moveTo('settling');
     this.settled = (async () => {
-      await this.transactionsFinished();
+      if (!(await this.transactionsFinished())) this.gaveUp = true;
       await Promise.allSettled([...this.children]);
       this.moveTo('storing');
       try {
@@ -218,6 +222,11 @@ export class UnitOfWork {
   onEnded(listener: () => void): void {
     if (this._state === 'ended') listener();
     else this.endListeners.push(listener);
+  }
+
+  /** True when the unit stopped waiting for a transaction that stayed open past `MAX_WAIT_MS`. */
+  get gaveUpWaiting(): boolean {
+    return this.gaveUp;
   }
 
   /** True when `settle` has been asked for. */
@@ -281,9 +290,21 @@ export class UnitOfWork {
     return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0;
   }
 
-  private transactionsFinished(): Promise<void> {
-    if (this.transactions.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.transactionsDone = resolve));
+  /**
+   * Resolves when no open transaction holds the unit's changes, or after `MAX_WAIT_MS`
+   * (a transaction left open by mistake must not hold a response forever: changes it
+   * commits later are then recorded as late work).
+   */
+  private transactionsFinished(): Promise<boolean> {
+    if (this.transactions.size === 0) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), MAX_WAIT_MS);
+      timer.unref();
+      this.transactionsDone = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
   }
 
   /** Moves forward only: a unit never goes back to an earlier state. */

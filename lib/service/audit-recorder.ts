@@ -78,6 +78,9 @@ export class AuditRecorder {
   }
 
   private async store(unit: UnitOfWork): Promise<void> {
+    if (unit.gaveUpWaiting) {
+      this.logger.warn(`Audit: unit ${unit.id} (request ${unit.request.requestId ?? '-'}) waited a minute for a transaction holding its changes; storing it without them (they are recorded as late work when that transaction commits)`);
+    }
     if (unit.isIdle) return;
     const actor = await this.resolveActor(unit);
     const handler = unit.intents.find((intent) => intent.claim === 'all');
