@@ -134,8 +134,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     return this.capture.committed(event.queryRunner);
   }
 
-  afterTransactionRollback(event: TransactionRollbackEvent): void {
-    this.capture.rolledBack(event.queryRunner);
+  beforeTransactionRollback(event: TransactionRollbackEvent): void {
+    this.capture.rollingBack(event.queryRunner);
   }
 
   /**

@@ -20,13 +20,15 @@ import { TrackedFields } from './entity-snapshot.js';
 interface Frame {
   changes: Map<UnitOfWork | null, ChangeSet>;
   /** Journal rows written at the commit for changes the unit keeps in memory. */
-  journalRows: Map<UnitOfWork, number>;
+  journalRows: Map<UnitOfWork, string[]>;
   /** Journal rows written for changes the unit does not keep in memory (too many of them). */
-  spilled: Map<UnitOfWork, number>;
+  spilled: Map<UnitOfWork, string[]>;
+  /** Set once the journal rows are written at the outermost commit: the COMMIT is being sent. */
+  committing: boolean;
 }
 
-const add = <K>(map: Map<K, number>, key: K, count: number): void => {
-  if (count) map.set(key, (map.get(key) ?? 0) + count);
+const add = <K>(map: Map<K, string[]>, key: K, ids: readonly string[]): void => {
+  if (ids.length) map.set(key, [...(map.get(key) ?? []), ...ids]);
 };
 
 /**
@@ -111,7 +113,7 @@ export class ChangeCapture {
       // A write outside any transaction (raw SQL, `save(…, { transaction: false })`):
       // journaled right after it, as close to the change as such a write allows.
       unit.changes.record(captured);
-      unit.journaled(await this.journal.write(this.managerOf(runner), unit, [captured]), false);
+      unit.journaled((await this.journal.write(this.managerOf(runner), unit, [captured])).length, false);
     } else {
       await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
     }
@@ -144,7 +146,7 @@ export class ChangeCapture {
 
   transactionStarted(runner: QueryRunner): void {
     const stack = this.frames.get(runner) ?? [];
-    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map() });
+    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), committing: false });
     this.frames.set(runner, stack);
   }
 
@@ -181,6 +183,7 @@ export class ChangeCapture {
     if (transactionUnit && !transactionUnit.isIdle) {
       await this.recorder.storeNow(this.events.build(transactionUnit, { type: 'system' }), runner.manager);
     }
+    frame.committing = true;
   }
 
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
@@ -201,20 +204,34 @@ export class ChangeCapture {
     if (parent) {
       for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
     } else {
-      for (const [unit, rows] of frame.journalRows) unit.journaled(rows, false);
-      for (const [unit, rows] of frame.spilled) unit.journaled(rows, true);
+      for (const [unit, ids] of frame.journalRows) unit.journaled(ids.length, false);
+      for (const [unit, ids] of frame.spilled) unit.journaled(ids.length, true);
       this.releaseHolders(runner, false);
     }
   }
 
-  /** After a ROLLBACK (or ROLLBACK TO SAVEPOINT): the level's changes never happened. */
-  rolledBack(runner: QueryRunner): void {
+  /**
+   * Before a ROLLBACK (or ROLLBACK TO SAVEPOINT) — taken as done even if the statement then
+   * fails, since a connection that fails it has lost the transaction anyway: the level's
+   * changes never happened. After a COMMIT that failed (the connection dropped while it was
+   * sent) the outcome is unknown: the units keep the changes and journal row ids, and find
+   * out when they are stored whether those rows exist.
+   */
+  rollingBack(runner: QueryRunner): void {
     const stack = this.frames.get(runner);
-    stack?.pop();
-    if (!stack?.length) {
-      this.transactionUnits.delete(runner);
-      this.releaseHolders(runner, true);
+    const frame = stack?.pop();
+    if (stack?.length) return;
+    this.transactionUnits.delete(runner);
+    if (frame?.committing) {
+      for (const unit of new Set([...frame.journalRows.keys(), ...frame.spilled.keys()])) {
+        unit.addUncertain({
+          ids: frame.journalRows.get(unit) ?? [],
+          spilledIds: frame.spilled.get(unit) ?? [],
+          changes: frame.changes.get(unit)?.list() ?? [],
+        });
+      }
     }
+    this.releaseHolders(runner, !frame?.committing);
   }
 
   private hold(runner: QueryRunner, unit: UnitOfWork): void {

@@ -8,7 +8,7 @@ import type {
   AuditTarget,
 } from '../interfaces/audit-event.interface.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
-import { ChangeSet } from '../capture/change-set.js';
+import { ChangeSet, type CapturedChange } from '../capture/change-set.js';
 import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 
@@ -46,6 +46,13 @@ export interface PendingCall {
   request: AuditRequestInfo;
   /** Where the call's result or error sits in the response (GraphQL: the field's response key). */
   responseKey?: string;
+}
+
+/** A transaction of the unit whose COMMIT failed in flight: its journal rows tell whether it committed. */
+export interface UncertainCommit {
+  ids: string[];
+  spilledIds: string[];
+  changes: CapturedChange[];
 }
 
 export interface UnitOfWorkInit {
@@ -101,6 +108,7 @@ export class UnitOfWork {
    */
   readonly pendingCalls = new Map<object, PendingCall>();
   private _journalRows = 0;
+  private readonly uncertain: UncertainCommit[] = [];
   private _spilledRows = 0;
   /** Set when a transaction holding the unit's changes rolled back after its handler finished. */
   rolledBackAfterHandler = false;
@@ -161,6 +169,29 @@ export class UnitOfWork {
   /** How many of those rows hold changes the unit does not keep in memory (read back when stored). */
   get spilledRows(): number {
     return this._spilledRows;
+  }
+
+  /**
+   * A transaction holding changes of this unit failed while its COMMIT was being sent: it
+   * may have committed. Kept until the unit is stored, when the journal says.
+   */
+  addUncertain(entry: UncertainCommit): void {
+    this.uncertain.push(entry);
+  }
+
+  /** The journal row ids of the transactions whose commit is uncertain. */
+  get uncertainJournalIds(): string[] {
+    return this.uncertain.flatMap((entry) => [...entry.ids, ...entry.spilledIds]);
+  }
+
+  /** Settles the uncertain commits: those whose journal rows exist committed, the others did not. */
+  resolveUncertain(existing: ReadonlySet<string>): void {
+    for (const entry of this.uncertain.splice(0)) {
+      if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) continue;
+      for (const change of entry.changes) this.changes.record(change);
+      this.journaled(entry.ids.length, false);
+      this.journaled(entry.spilledIds.length, true);
+    }
   }
 
   /** Journal rows holding changes of this unit committed. */
@@ -287,7 +318,7 @@ export class UnitOfWork {
 
   /** True when nothing waits to be stored. */
   get isIdle(): boolean {
-    return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0;
+    return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0 && this.uncertain.length === 0;
   }
 
   /**

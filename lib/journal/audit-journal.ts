@@ -34,11 +34,11 @@ export class AuditJournal {
 
   /**
    * Writes `changes` of `unit` through `manager` (inside its transaction, when it has one).
-   * Returns how many journal rows were written. Throws when the write fails: the
+   * Returns the ids of the journal rows written. Throws when the write fails: the
    * transaction must then not commit.
    */
-  async write(manager: EntityManager, unit: UnitOfWork, changes: readonly CapturedChange[], spilled = false): Promise<number> {
-    if (changes.length === 0) return 0;
+  async write(manager: EntityManager, unit: UnitOfWork, changes: readonly CapturedChange[], spilled = false): Promise<string[]> {
+    if (changes.length === 0) return [];
     const attribution = { ...(await this.attribution(unit)), ...(spilled ? { spilled } : {}) };
     const journalChanges = changes.map((change) => this.journalChange(change));
     const entries = this.split(attribution, journalChanges);
@@ -48,8 +48,13 @@ export class AuditJournal {
     const now = connection.driver.preparePersistentValue(new Date(), createdAt) as unknown;
     // One statement per row: a row is at most `maxEventBytes`, so each fits any packet size.
     const sql = `${this.insertInto(connection)} VALUES (${placeholders(connection, 5, 0)})`;
-    for (const entry of entries) await manager.query(sql, [uuidv7(), unit.id, this.instanceId, now, entry]);
-    return entries.length;
+    const ids: string[] = [];
+    for (const entry of entries) {
+      const id = uuidv7();
+      await manager.query(sql, [id, unit.id, this.instanceId, now, entry]);
+      ids.push(id);
+    }
+    return ids;
   }
 
   /** The journal entries' JSON texts: one, or several when the changes are too many or too large. */

@@ -28,10 +28,8 @@ const MAX_UNSTORED = 10_000;
 /** Units recovered per pass, at most (a pass runs again soon after). */
 const UNITS_PER_PASS = 200;
 
-interface Unstored {
-  rows: AuditLogEntity[];
-  journalUnits: string[];
-}
+/** Stores a unit whose storing failed; throws while it still cannot. */
+type Unstored = () => Promise<void>;
 
 /**
  * Makes sure every journal row becomes events, exactly once:
@@ -101,14 +99,20 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     every(Math.max(200, Math.min(5000, Math.floor(recoverAfter / 2))), () => this.runPass());
   }
 
-  /** Keeps the units whose events could not be stored, for the retry. */
-  retryLater(unitId: string, rows: AuditLogEntity[], journalUnits: string[]): void {
+  /** Keeps a unit whose events could not be stored, with how to store it, for the retry. */
+  retryLater(unitId: string, store: Unstored): void {
     if (this.unstored.size >= MAX_UNSTORED) {
       // The journal still has their changes: they are recovered, with an unknown outcome.
-      this.logger.error(`Audit: more than ${MAX_UNSTORED} units wait to be stored; ${rows.length} event(s) of unit ${unitId} are left to journal recovery`);
+      this.logger.error(`Audit: more than ${MAX_UNSTORED} units wait to be stored; unit ${unitId} is left to journal recovery`);
       return;
     }
-    this.unstored.set(unitId, { rows, journalUnits });
+    this.unstored.set(unitId, store);
+  }
+
+  /** Which of these journal rows exist. */
+  async existingJournalIds(ids: readonly string[]): Promise<Set<string>> {
+    const rows = await this.dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+    return new Set(rows.map((row) => row.id));
   }
 
   /** Runs one retry-and-recovery pass now (one at a time); for tests and operators. */
@@ -173,9 +177,14 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   }
 
   private async retryUnstored(): Promise<void> {
-    for (const [unitId, { rows, journalUnits }] of [...this.unstored]) {
-      await this.writer.write(rows, { journalUnits });
+    for (const [unitId, store] of [...this.unstored]) {
       this.unstored.delete(unitId);
+      try {
+        await store();
+      } catch (error) {
+        if (!this.unstored.has(unitId)) this.unstored.set(unitId, store);
+        throw error;
+      }
     }
   }
 
@@ -222,13 +231,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   private async recoverOwnOrphans(): Promise<void> {
     const running = this.context.liveUnitIds();
     for (const unitId of await this.unitsOf(this.instanceId, new Date(Date.now() - Math.min(this.options.recoverAfter, 5000)))) {
-      if (!running.has(unitId) && !this.unstored.has(unitId) && !this.unstoredJournal(unitId)) await this.recoverUnit(unitId);
+      if (!running.has(unitId) && !this.unstored.has(unitId)) await this.recoverUnit(unitId);
     }
-  }
-
-  private unstoredJournal(unitId: string): boolean {
-    for (const { journalUnits } of this.unstored.values()) if (journalUnits.includes(unitId)) return true;
-    return false;
   }
 
   private async unitsOf(instanceId: string, before?: Date): Promise<string[]> {

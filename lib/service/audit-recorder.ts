@@ -82,6 +82,30 @@ export class AuditRecorder {
       this.logger.warn(`Audit: unit ${unit.id} (request ${unit.request.requestId ?? '-'}) waited a minute for a transaction holding its changes; storing it without them (they are recorded as late work when that transaction commits)`);
     }
     if (unit.isIdle) return;
+    try {
+      await this.write(unit);
+    } catch (cause) {
+      const error = new AuditWriteError(1, cause);
+      this.logger.error(`${error.message}; retrying in the background (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
+      if (!this.options.failOpen) throw error;
+    }
+  }
+
+  /**
+   * Builds and writes the unit's events. A failure before anything is built (a commit
+   * whose outcome is unknown could not be checked) retries the whole; one after, the
+   * rows as built — except for a unit with changes only in the journal, which is left to
+   * journal recovery as a whole.
+   */
+  private async write(unit: UnitOfWork): Promise<void> {
+    if (unit.uncertainJournalIds.length) {
+      try {
+        unit.resolveUncertain(await this.recovery.existingJournalIds(unit.uncertainJournalIds));
+      } catch (error) {
+        this.recovery.retryLater(unit.id, () => this.write(unit));
+        throw error;
+      }
+    }
     const actor = await this.resolveActor(unit);
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
@@ -92,12 +116,9 @@ export class AuditRecorder {
         await this.storeSpilled(unit, actor, handler, memoryParts);
       }
       await this.writer.write(rows, { journalUnits });
-    } catch (cause) {
-      const error = new AuditWriteError(rows.length, cause);
-      // A unit with changes only in the journal is left to journal recovery as a whole.
-      if (unit.spilledRows === 0) this.recovery.retryLater(unit.id, rows, journalUnits);
-      this.logger.error(`${error.message}; retrying in the background (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
-      if (!this.options.failOpen) throw error;
+    } catch (error) {
+      if (unit.spilledRows === 0) this.recovery.retryLater(unit.id, () => this.writer.write(rows, { journalUnits }));
+      throw error;
     }
   }
 

@@ -10,6 +10,7 @@ export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private down = false;
   private latencyMs = 0;
+  private cutAfter?: RegExp;
   port = 0;
 
   constructor(
@@ -38,6 +39,15 @@ export class TcpProxy {
     this.down = false;
   }
 
+  /**
+   * Once: after forwarding a client chunk matching `pattern` (a COMMIT, say) to the server,
+   * drops everything the server answers on that connection and destroys it a moment later,
+   * so the server has done the statement but the client never hears back.
+   */
+  cutAfterClientSends(pattern: RegExp): void {
+    this.cutAfter = pattern;
+  }
+
   /** Delays every chunk, both ways, by `ms` (0: none). */
   setLatency(ms: number): void {
     this.latencyMs = ms;
@@ -56,10 +66,20 @@ export class TcpProxy {
     const upstream = connect(this.targetPort, this.targetHost);
     this.sockets.add(client);
     this.sockets.add(upstream);
+    let doomed = false;
     const pipe = (from: Socket, to: Socket) => {
-      from.on('data', (chunk) => {
+      from.on('data', (chunk: Buffer) => {
         const send = () => {
-          if (!to.destroyed) to.write(chunk);
+          if (to.destroyed || (doomed && from === upstream)) return;
+          to.write(chunk);
+          if (from === client && this.cutAfter?.test(chunk.toString('latin1'))) {
+            this.cutAfter = undefined;
+            doomed = true;
+            setTimeout(() => {
+              client.destroy();
+              upstream.destroy();
+            }, 100);
+          }
         };
         if (this.latencyMs > 0) {
           // Keep order: pause reading while a delayed chunk waits.
