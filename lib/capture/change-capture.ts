@@ -113,7 +113,7 @@ export class ChangeCapture {
       // A write outside any transaction (raw SQL, `save(…, { transaction: false })`):
       // journaled right after it, as close to the change as such a write allows.
       unit.changes.record(captured);
-      unit.journaled((await this.journal.write(this.managerOf(runner), unit, [captured])).length, false);
+      unit.journaled(await this.journal.write(this.managerOf(runner), unit, [captured]), false);
     } else {
       await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
     }
@@ -204,8 +204,8 @@ export class ChangeCapture {
     if (parent) {
       for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
     } else {
-      for (const [unit, ids] of frame.journalRows) unit.journaled(ids.length, false);
-      for (const [unit, ids] of frame.spilled) unit.journaled(ids.length, true);
+      for (const [unit, ids] of frame.journalRows) unit.journaled(ids, false);
+      for (const [unit, ids] of frame.spilled) unit.journaled(ids, true);
       this.releaseHolders(runner, false);
     }
   }
@@ -257,7 +257,7 @@ export class ChangeCapture {
   private async storeFallback(unit: UnitOfWork | null, changes: CapturedChange[], manager?: EntityManager): Promise<void> {
     if (changes.length === 0) return;
     const actor = unit ? await this.recorder.resolveActor(unit) : { type: 'system' };
-    const rows = changes.map((change) => this.builder.changeRow(change, unit ?? undefined, actor));
+    const rows = changes.map((change) => this.events.changeEvent(change, unit ?? undefined, actor));
     await this.recorder.storeNow(rows, manager);
   }
 

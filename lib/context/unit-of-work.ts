@@ -107,7 +107,7 @@ export class UnitOfWork {
    * that have not reached their resolver yet, by their resolve-info object.
    */
   readonly pendingCalls = new Map<object, PendingCall>();
-  private _journalRows = 0;
+  private readonly journalIds: string[] = [];
   private readonly uncertain: UncertainCommit[] = [];
   private _spilledRows = 0;
   /** Set when a transaction holding the unit's changes rolled back after its handler finished. */
@@ -163,7 +163,12 @@ export class UnitOfWork {
 
   /** How many journal rows hold this unit's committed changes. */
   get journalRows(): number {
-    return this._journalRows;
+    return this.journalIds.length;
+  }
+
+  /** The ids of the journal rows that hold this unit's committed changes. */
+  get journalRowIds(): readonly string[] {
+    return this.journalIds;
   }
 
   /** How many of those rows hold changes the unit does not keep in memory (read back when stored). */
@@ -189,15 +194,15 @@ export class UnitOfWork {
     for (const entry of this.uncertain.splice(0)) {
       if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) continue;
       for (const change of entry.changes) this.changes.record(change);
-      this.journaled(entry.ids.length, false);
-      this.journaled(entry.spilledIds.length, true);
+      this.journaled(entry.ids, false);
+      this.journaled(entry.spilledIds, true);
     }
   }
 
   /** Journal rows holding changes of this unit committed. */
-  journaled(rows: number, spilled: boolean): void {
-    this._journalRows += rows;
-    if (spilled) this._spilledRows += rows;
+  journaled(ids: readonly string[], spilled: boolean): void {
+    this.journalIds.push(...ids);
+    if (spilled) this._spilledRows += ids.length;
   }
 
   /** The first guard has run: routing knows the handler. */

@@ -66,6 +66,16 @@ export class UnitEvents {
     return chunks.map((chunk, i) => this.partRow(this.settled(handler, unit), unit, actor, chunk.map(stripCapture), firstPart + i, partCount));
   }
 
+  /** The fallback event of one change, within the bounds. */
+  changeEvent(change: CapturedChange, unit: UnitOfWork | undefined, actor: AuditActor): AuditLogEntity {
+    return this.bounded(this.builder.changeRow(change, unit, actor));
+  }
+
+  /** The rows of one intent that claims nothing (a `log()` stored at once), within the bounds. */
+  intentEvents(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor): AuditLogEntity[] {
+    return this.intentRows(intent, unit, actor, []);
+  }
+
   /** The handler's event of a unit whose transaction rolled back after the handler: a failure. */
   private settled(intent: PendingIntent, unit: UnitOfWork): PendingIntent {
     return intent.handler && unit.rolledBackAfterHandler && intent.outcome === 'success'
@@ -78,7 +88,7 @@ export class UnitEvents {
    * of changes, or with `extraParts` — as several rows of the same action, numbered in
    * `context.part` (`{ index, count, first }`, `first` the id of part 1).
    */
-  private intentRows(intent: PendingIntent, unit: UnitOfWork, actor: AuditActor, claimed: CapturedChange[], extraParts = 0): AuditLogEntity[] {
+  private intentRows(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, claimed: CapturedChange[], extraParts = 0): AuditLogEntity[] {
     const { maxChangesPerEvent, maxEventBytes } = this.options;
     const single = this.builder.intentRow(intent, unit, actor, claimed);
     const explicit = intent.changes?.length ?? 0;
@@ -90,7 +100,7 @@ export class UnitEvents {
   }
 
   /** Part `index` of `count` of an intent, carrying `changes` (already sanitised). */
-  private partRow(intent: PendingIntent, unit: UnitOfWork, actor: AuditActor, changes: readonly AuditChange[], index: number, count: number): AuditLogEntity {
+  private partRow(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, changes: readonly AuditChange[], index: number, count: number): AuditLogEntity {
     const row = this.builder.intentRow(
       {
         ...intent,

@@ -4,6 +4,7 @@ import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js
 import type { CapturedChange } from '../capture/change-set.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { shrinkChange } from '../events/event-bounds.js';
 import { toJsonSafe } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
@@ -63,10 +64,16 @@ export class AuditJournal {
     const out: string[] = [];
     const push = (chunk: JournalChange[]): void => {
       const text = JSON.stringify({ ...attribution, changes: chunk } satisfies JournalEntry);
-      if (chunk.length > 1 && (chunk.length > maxChangesPerEvent || Buffer.byteLength(text) > maxEventBytes)) {
+      const tooLarge = Buffer.byteLength(text) > maxEventBytes;
+      if (chunk.length > 1 && (chunk.length > maxChangesPerEvent || tooLarge)) {
         const half = Math.ceil(chunk.length / 2);
         push(chunk.slice(0, half));
         push(chunk.slice(half));
+      } else if (tooLarge && chunk.length === 1) {
+        // One change too large to store (a huge list in a JSON column): its values give way
+        // to size markers, as they will in its event, rather than fail the transaction.
+        const [change] = chunk as [JournalChange];
+        out.push(JSON.stringify({ ...attribution, changes: [{ ...change, ...shrinkChange(change, maxEventBytes - 4096) }] } satisfies JournalEntry));
       } else {
         out.push(text);
       }

@@ -117,7 +117,14 @@ export class AuditRecorder {
       }
       await this.writer.write(rows, { journalUnits });
     } catch (error) {
-      if (unit.spilledRows === 0) this.recovery.retryLater(unit.id, () => this.writer.write(rows, { journalUnits }));
+      // The retry deletes exactly the journal rows the unit wrote, or stores nothing: if
+      // another instance took this one for dead meanwhile, it has stored them already.
+      const journalIds = [...unit.journalRowIds];
+      if (unit.spilledRows === 0) {
+        this.recovery.retryLater(unit.id, () =>
+          journalIds.length ? this.recovery.replace(journalIds, rows).then(() => undefined) : this.writer.write(rows),
+        );
+      }
       throw error;
     }
   }

@@ -7,6 +7,7 @@ import { AuditContext } from '../context/audit-context.js';
 import { currentTransactionManager } from '../integrations/typeorm-transaction-scope.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder, lowerCamel } from '../events/audit-event.builder.js';
+import { UnitEvents } from '../events/unit-events.js';
 import { bound } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
@@ -43,6 +44,7 @@ export class AuditService {
     private readonly recorder: AuditRecorder,
     private readonly builder: AuditEventBuilder,
     private readonly capture: ChangeCapture,
+    private readonly events: UnitEvents,
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
@@ -86,7 +88,7 @@ export class AuditService {
       transactionUnit.intents.push(late ? { ...intent, context: { ...intent.context, originRequestId: late.originRequestId } } : intent);
       return intent.id;
     }
-    await this.recorder.storeNow([this.builder.intentRow(intent, late, intent.actor ?? { type: 'system' }, [])], options.manager);
+    await this.recorder.storeNow(this.events.intentEvents(intent, late, intent.actor ?? { type: 'system' }), options.manager);
     return intent.id;
   }
 
