@@ -77,8 +77,14 @@ export interface UnitOfWorkInit {
  */
 export type UnitState = 'open' | 'guarded' | 'handling' | 'settling' | 'storing' | 'ended';
 
-/** How long a settling unit waits, at most, for the transactions holding its changes. */
+/** How long a settling unit waits, at most, for the transactions holding its changes (a job, a nested unit). */
 const MAX_WAIT_MS = 60_000;
+/**
+ * How long an HTTP response's end waits, at most, for the transactions holding its unit's
+ * changes: they normally commit before the end (or, for a handler that answers inside its
+ * transaction, just after it); one that waits for the response to finish must not deadlock.
+ */
+export const RESPONSE_WAIT_MS = 2_000;
 
 const ORDER: Record<UnitState, number> = { open: 0, guarded: 1, handling: 2, settling: 3, storing: 4, ended: 5 };
 
@@ -237,11 +243,11 @@ export class UnitOfWork {
    * transactions holding its changes have committed or rolled back. Every later call
    * returns the same promise.
    */
-  settle(store: () => Promise<void>): Promise<void> {
+  settle(store: () => Promise<void>, maxWaitMs = MAX_WAIT_MS): Promise<void> {
     if (this.settled) return this.settled;
     this.moveTo('settling');
     this.settled = (async () => {
-      if (!(await this.transactionsFinished())) this.gaveUp = true;
+      if (!(await this.transactionsFinished(maxWaitMs))) this.gaveUp = true;
       await Promise.allSettled([...this.children]);
       this.moveTo('storing');
       try {
@@ -260,7 +266,7 @@ export class UnitOfWork {
     else this.endListeners.push(listener);
   }
 
-  /** True when the unit stopped waiting for a transaction that stayed open past `MAX_WAIT_MS`. */
+  /** True when the unit stopped waiting for a transaction that stayed open too long. */
   get gaveUpWaiting(): boolean {
     return this.gaveUp;
   }
@@ -327,14 +333,15 @@ export class UnitOfWork {
   }
 
   /**
-   * Resolves when no open transaction holds the unit's changes, or after `MAX_WAIT_MS`
-   * (a transaction left open by mistake must not hold a response forever: changes it
-   * commits later are then recorded as late work).
+   * Resolves with true when no open transaction holds the unit's changes, or with false
+   * after `maxWaitMs` (a transaction left open by mistake, or one that waits for the
+   * response to finish, must not hold the unit forever: the changes it holds are then
+   * recorded as fallback events of this unit when it commits).
    */
-  private transactionsFinished(): Promise<boolean> {
+  private transactionsFinished(maxWaitMs: number): Promise<boolean> {
     if (this.transactions.size === 0) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), MAX_WAIT_MS);
+      const timer = setTimeout(() => resolve(false), maxWaitMs);
       timer.unref();
       this.transactionsDone = () => {
         clearTimeout(timer);

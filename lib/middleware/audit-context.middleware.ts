@@ -3,10 +3,14 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { HttpRequestLike } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
+import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { holdResponse, type NodeResponse } from './held-response.js';
+
+/** How long after its client went away a request that never ended is settled anyway. */
+const ABANDONED_MS = 60_000;
 
 /**
  * Opens an HTTP request's unit of work before guards and pipes run, so that what they
@@ -31,15 +35,22 @@ export class AuditContextMiddleware implements NestMiddleware {
     holdResponse(response, {
       beforeEnd: (statusCode, body) => {
         this.intents.settleResponse(unit, statusCode, body);
-        return this.recorder.settle(unit);
+        return this.recorder.settle(unit, RESPONSE_WAIT_MS);
       },
       failOpen: this.options.failOpen,
       keepHeader: this.options.requestIdHeader,
     });
-    // A client that goes away mid-request: while its handler still runs, the response's
-    // end (Nest still sends one) settles the unit; otherwise settle it now.
+    // A client that goes away mid-request: a request that is still on its way (in a
+    // middleware, a guard, its handler) gets an end from Nest all the same, which settles
+    // it; one that is done but not ended is settled now. A request the framework drops
+    // without ever ending it (Fastify, before routing) is settled after a while.
     response.once('close', () => {
-      if (!unit.handlerRunning) this.recorder.settle(unit).catch(() => undefined); // logged by the recorder
+      if (unit.isSettling) return;
+      const settle = () => void this.recorder.settle(unit).catch(() => undefined); // logged by the recorder
+      if (unit.handlerSettled) return settle();
+      const timer = setTimeout(() => unit.isSettling || settle(), ABANDONED_MS);
+      timer.unref();
+      unit.onEnded(() => clearTimeout(timer));
     });
     this.context.run(unit, () => next());
   }

@@ -31,8 +31,8 @@ export class AuditRecorder {
    * failure rejects with `AuditWriteError` (the unit's events are then retried in the
    * background until stored); in fail-open mode it is logged and swallowed.
    */
-  settle(unit: UnitOfWork): Promise<void> {
-    return unit.settle(() => this.store(unit));
+  settle(unit: UnitOfWork, maxWaitMs?: number): Promise<void> {
+    return unit.settle(() => this.store(unit), maxWaitMs);
   }
 
   /**
@@ -79,7 +79,7 @@ export class AuditRecorder {
 
   private async store(unit: UnitOfWork): Promise<void> {
     if (unit.gaveUpWaiting) {
-      this.logger.warn(`Audit: unit ${unit.id} (request ${unit.request.requestId ?? '-'}) waited a minute for a transaction holding its changes; storing it without them (they are recorded as late work when that transaction commits)`);
+      this.logger.warn(`Audit: unit ${unit.id} (request ${unit.request.requestId ?? '-'}) stopped waiting for a transaction holding its changes; storing it without them (they are recorded as its fallback events when that transaction commits)`);
     }
     if (unit.isIdle) return;
     try {
