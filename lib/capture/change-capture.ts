@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
-import { UnitOfWork } from '../context/unit-of-work.js';
+import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditJournal } from '../journal/audit-journal.js';
 import { UnitEvents } from '../events/unit-events.js';
 import { excludedFields, isExcludedEntity } from '../decorators/audit-exclude.decorator.js';
@@ -23,6 +23,8 @@ interface Frame {
   journalRows: Map<UnitOfWork, string[]>;
   /** Journal rows written for changes the unit does not keep in memory (too many of them). */
   spilled: Map<UnitOfWork, string[]>;
+  /** Events of `log()` calls made in the transaction outside any unit of work. */
+  intents: PendingIntent[];
   /** Set once the journal rows are written at the outermost commit: the COMMIT is being sent. */
   committing: boolean;
 }
@@ -47,7 +49,6 @@ export class ChangeCapture {
   private readonly fields = new WeakMap<EntityMetadata, TrackedFields | null>();
   /** Live units whose changes an open transaction holds: they settle after it ends. */
   private readonly holders = new WeakMap<QueryRunner, Set<UnitOfWork>>();
-  private readonly transactionUnits = new WeakMap<QueryRunner, UnitOfWork>();
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -120,18 +121,17 @@ export class ChangeCapture {
   }
 
   /**
-   * A transaction-scoped unit of work for `log()` calls outside any unit but inside a
-   * transaction: its events claim the transaction's changes and are written in it.
+   * Adds the event of a `log()` call made outside any unit of work but inside a
+   * transaction to that transaction's current level: at the outermost commit it claims
+   * its target's changes and is written in the transaction; a rollback of its level (a
+   * savepoint too) drops it. False when `runner` has no transaction.
    */
-  transactionUnit(runner: QueryRunner): UnitOfWork | undefined {
+  logInTransaction(runner: QueryRunner, intent: PendingIntent): boolean {
     const stack = runner.isTransactionActive ? this.frames.get(runner) : undefined;
-    if (!stack?.length) return undefined;
-    let unit = this.transactionUnits.get(runner);
-    if (!unit) {
-      unit = new UnitOfWork({ source: 'system', actor: { type: 'system' } });
-      this.transactionUnits.set(runner, unit);
-    }
-    return unit;
+    const frame = stack?.[stack.length - 1];
+    if (!frame) return false;
+    frame.intents.push(intent);
+    return true;
   }
 
   private readonly deleteDateFields = new Map<string, string | undefined>();
@@ -146,7 +146,7 @@ export class ChangeCapture {
 
   transactionStarted(runner: QueryRunner): void {
     const stack = this.frames.get(runner) ?? [];
-    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), committing: false });
+    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), intents: [], committing: false });
     this.frames.set(runner, stack);
   }
 
@@ -160,8 +160,9 @@ export class ChangeCapture {
     const stack = this.frames.get(runner);
     if (!stack || stack.length !== 1) return;
     const frame = stack[0]!;
-    const transactionUnit = this.transactionUnits.get(runner);
-    this.transactionUnits.delete(runner);
+    // `log()` events made in the transaction outside a unit: a unit of the transaction's own.
+    const transactionUnit = frame.intents.length ? new UnitOfWork({ source: 'system', actor: { type: 'system' } }) : undefined;
+    transactionUnit?.intents.push(...frame.intents.splice(0));
     for (const [unit, set] of frame.changes) {
       if (unit?.isLive) {
         if (unit.changes.size + set.size > this.spillAt) {
@@ -221,7 +222,6 @@ export class ChangeCapture {
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
     if (stack?.length) return;
-    this.transactionUnits.delete(runner);
     if (frame?.committing) {
       for (const unit of new Set([...frame.journalRows.keys(), ...frame.spilled.keys()])) {
         unit.addUncertain({

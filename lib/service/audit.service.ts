@@ -82,13 +82,12 @@ export class AuditService {
     // Work left running after its unit ended is the system's, not the request's user's.
     const late = current?.lateUnit();
     // Inside a transaction: written in it, claiming its target's changes there.
-    const runner = (options.manager ?? currentTransactionManager())?.queryRunner;
-    const transactionUnit = runner && !runner.isReleased ? this.capture.transactionUnit(runner) : undefined;
-    if (transactionUnit) {
-      transactionUnit.intents.push(late ? { ...intent, context: { ...intent.context, originRequestId: late.originRequestId } } : intent);
-      return intent.id;
-    }
-    await this.recorder.storeNow(this.events.intentEvents(intent, late, intent.actor ?? { type: 'system' }), options.manager);
+    const given = options.manager;
+    const manager = given?.queryRunner?.isReleased ? undefined : given; // a transaction that is over: written at once
+    const runner = (manager ?? currentTransactionManager())?.queryRunner;
+    const joined = late ? { ...intent, context: { ...intent.context, originRequestId: late.originRequestId } } : intent;
+    if (runner && !runner.isReleased && this.capture.logInTransaction(runner, joined)) return intent.id;
+    await this.recorder.storeNow(this.events.intentEvents(intent, late, intent.actor ?? { type: 'system' }), manager);
     return intent.id;
   }
 
