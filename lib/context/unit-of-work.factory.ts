@@ -2,7 +2,7 @@ import { Inject, Injectable, type ContextType, type ExecutionContext } from '@ne
 import { AUDIT_RESOLVED_OPTIONS, AUDIT_UNIT_OF_WORK } from '../audit.constants.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
-import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { defaultActorResolver, type ResolvedAuditOptions } from '../options/audit-options.js';
 import { graphqlRequestOf, readGraphqlOperation } from '../transports/graphql-call.js';
 import { readRpcCall } from '../transports/rpc-call.js';
 import type { TransportCall } from '../transports/transport-call.js';
@@ -30,6 +30,11 @@ export class UnitOfWorkFactory {
     private readonly handshakes: WsHandshakes,
   ) {}
 
+  /** The default actor resolver only reads `request.user`: it may run at any time. */
+  private get pureActor(): boolean {
+    return this.options.actor === defaultActorResolver;
+  }
+
   /** A new unit for an HTTP request: request data read, request id echoed in the response. */
   forHttp(request: HttpRequestLike, response: HeaderSink | undefined): UnitOfWork {
     const raw = request.raw ?? request;
@@ -41,7 +46,7 @@ export class UnitOfWorkFactory {
       request: readHttpRequest(request, this.options, requestId),
       requestObject: request as unknown as AuditRequest,
     });
-    unit.setActor(() => this.options.actor(unit.requestObject ?? (request as unknown as AuditRequest)));
+    unit.setActor(() => this.options.actor(unit.requestObject ?? (request as unknown as AuditRequest)), this.pureActor);
     (raw as unknown as Carrier)[AUDIT_UNIT_OF_WORK] = unit;
     return unit;
   }
@@ -131,7 +136,7 @@ export class UnitOfWorkFactory {
   /** A unit for one call over a transport; the actor resolver gets the call's request object. */
   private forCall(source: string, call: TransportCall, parent: UnitOfWork | undefined = this.context.current()): UnitOfWork {
     const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, parent });
-    unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined));
+    unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined), this.pureActor);
     return unit;
   }
 }

@@ -61,6 +61,8 @@ export interface UnitOfWorkInit {
   request?: AuditRequestInfo;
   requestObject?: AuditRequest;
   parent?: UnitOfWork;
+  /** The actor resolver has no side effects (see `setActor`). */
+  actorPure?: boolean;
 }
 
 /**
@@ -115,18 +117,21 @@ export class UnitOfWork {
   readonly pendingCalls = new Map<object, PendingCall>();
   private readonly journalIds: string[] = [];
   private readonly uncertain: UncertainCommit[] = [];
-  private _spilledRows = 0;
+  private readonly spilledIds: string[] = [];
   /** Set when a transaction holding the unit's changes rolled back after its handler finished. */
   rolledBackAfterHandler = false;
 
   private _state: UnitState = 'open';
   private handlerEventAdded = false;
   private actorSource?: ActorSource;
+  private actorPure = true;
+  private lastActor?: AuditActor;
   /** Open transactions that hold changes of this unit. */
   private readonly transactions = new Set<QueryRunner>();
   private transactionsDone?: () => void;
   /** Units started inside this one whose events are stored after it ends (they wait for its transactions). */
   private readonly children = new Set<Promise<void>>();
+  private childFailure?: { error: unknown };
   private settled?: Promise<void>;
   private late?: UnitOfWork;
   private readonly endListeners: Array<() => void> = [];
@@ -139,8 +144,8 @@ export class UnitOfWork {
     this.request = { ...init.request };
     this.requestObject = init.requestObject;
     this.parent = init.parent;
-    this.actorSource = init.actor;
     this.originRequestId = originRequestId;
+    if (init.actor) this.setActor(init.actor, init.actorPure);
   }
 
   get state(): UnitState {
@@ -179,7 +184,12 @@ export class UnitOfWork {
 
   /** How many of those rows hold changes the unit does not keep in memory (read back when stored). */
   get spilledRows(): number {
-    return this._spilledRows;
+    return this.spilledIds.length;
+  }
+
+  /** The ids of those rows. */
+  get spilledRowIds(): readonly string[] {
+    return this.spilledIds;
   }
 
   /**
@@ -208,7 +218,7 @@ export class UnitOfWork {
   /** Journal rows holding changes of this unit committed. */
   journaled(ids: readonly string[], spilled: boolean): void {
     this.journalIds.push(...ids);
-    if (spilled) this._spilledRows += ids.length;
+    if (spilled) this.spilledIds.push(...ids);
   }
 
   /** The first guard has run: routing knows the handler. */
@@ -252,6 +262,9 @@ export class UnitOfWork {
       this.moveTo('storing');
       try {
         await store();
+        // A unit started inside this one whose events could not be stored fails it too:
+        // its events are this unit's answer's as much as its own.
+        if (this.childFailure) throw this.childFailure.error;
       } finally {
         this.moveTo('ended');
         for (const listener of this.endListeners.splice(0)) listener();
@@ -281,9 +294,17 @@ export class UnitOfWork {
     return this.transactions.size > 0;
   }
 
-  /** A unit started inside this one stores after it: this unit's own storing waits for it. */
+  /**
+   * A unit started inside this one: this unit's own storing waits for it, and fails when
+   * it failed (fail-closed).
+   */
   adopt(stored: Promise<void>): void {
-    const entry = stored.catch(() => undefined);
+    const entry = stored.then(
+      () => undefined,
+      (error: unknown) => {
+        this.childFailure ??= { error };
+      },
+    );
     this.children.add(entry);
     void entry.then(() => this.children.delete(entry));
   }
@@ -312,20 +333,36 @@ export class UnitOfWork {
     return this.late;
   }
 
-  setActor(actor: ActorSource): void {
+  /**
+   * Sets where the actor comes from. `pure`: the resolver has no side effects and may be
+   * called at any time (the default one, which only reads `request.user`).
+   */
+  setActor(actor: ActorSource, pure = false): void {
     this.actorSource = actor;
+    this.actorPure = typeof actor !== 'function' || pure;
+  }
+
+  /** True when the actor can be known without running code with side effects. */
+  get actorIsPure(): boolean {
+    return this.actorPure;
   }
 
   async resolveActor(): Promise<AuditActor> {
     const source = this.actorSource;
-    const actor = typeof source === 'function' ? await source() : source;
-    return actor ?? { type: 'anonymous' };
+    const actor = (typeof source === 'function' ? await source() : source) ?? { type: 'anonymous' };
+    this.lastActor = actor;
+    return actor;
   }
 
-  /** The actor if it is a fixed value (known without calling a resolver). */
-  get knownActor(): AuditActor | undefined {
-    return typeof this.actorSource === 'object' ? this.actorSource : undefined;
+  /**
+   * The actor as far as it is known without running a resolver that may have side effects
+   * (one that writes must not run inside the commit of another transaction): a fixed actor,
+   * a pure resolver's answer, or the last one resolved.
+   */
+  async knownActorNow(): Promise<AuditActor | undefined> {
+    return this.actorPure ? this.resolveActor() : this.lastActor;
   }
+
 
   /** True when nothing waits to be stored. */
   get isIdle(): boolean {

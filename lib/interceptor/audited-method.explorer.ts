@@ -60,6 +60,7 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
     const unit = new UnitOfWork({
       source: source ?? parent?.source ?? 'job',
       actor: parent ? () => parent.resolveActor() : { type: 'system' },
+      actorPure: parent?.actorIsPure ?? true,
       request: parent ? { ...parent.request } : { requestId: uuidv7() },
       requestObject: parent?.requestObject,
       parent,

@@ -95,7 +95,7 @@ export class AuditJournal {
   private async attribution(unit: UnitOfWork): Promise<Omit<JournalEntry, 'changes'>> {
     let actor: AuditActor | undefined;
     try {
-      actor = await unit.resolveActor();
+      actor = await unit.knownActorNow();
     } catch (error) {
       this.logger.warn(`The audit actor resolver threw while journaling; recovery would record no actor: ${String(error)}`);
     }
@@ -103,7 +103,8 @@ export class AuditJournal {
     return toJsonSafe({
       source: unit.source,
       request: unit.request,
-      ...(actor ? { actor } : {}),
+      // Only what an event stores of an actor: a resolver may return more (a session's token).
+      ...(actor ? { actor: { type: actor.type, ...(actor.id !== undefined ? { id: actor.id } : {}), ...(actor.display !== undefined ? { display: actor.display } : {}) } } : {}),
       ...(unit.audited ? { action: unit.audited.action } : {}),
       ...(unit.originRequestId ? { originRequestId: unit.originRequestId } : {}),
     }) as Omit<JournalEntry, 'changes'>;

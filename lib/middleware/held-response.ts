@@ -9,6 +9,7 @@ export interface NodeResponse {
   end: (...args: unknown[]) => unknown;
   setHeader(name: string, value: string | number | readonly string[]): unknown;
   getHeaderNames(): string[];
+  getHeaders(): Record<string, unknown>;
   removeHeader(name: string): void;
   destroy(error?: Error): unknown;
   once(event: 'close', listener: () => void): unknown;
@@ -42,13 +43,23 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   let ending = false;
   // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
   let passThrough = false;
+  /** The status and headers as they were when the response was ended: what it ends with. */
+  let ended: { status: number; headers: Record<string, unknown> } | undefined;
   const release = (response: NodeResponse, args: unknown[]): unknown => {
     passThrough = true;
     return end.apply(response, args);
   };
+  /** Undoes what ran after the end was asked for (an error handler answering a second time). */
+  const restore = (response: NodeResponse): void => {
+    if (!ended || response.headersSent) return;
+    response.statusCode = ended.status;
+    for (const name of response.getHeaderNames()) if (!(name in ended.headers)) response.removeHeader(name);
+    for (const [name, value] of Object.entries(ended.headers)) response.setHeader(name, value as string | number | readonly string[]);
+  };
 
   response.writeHead = function (this: NodeResponse, ...args: unknown[]) {
     if (passThrough || this.headersSent) return writeHead.apply(this, args);
+    if (ending) return this; // the response is decided: a second answer changes nothing
     const [status, second, third] = args;
     if (typeof status === 'number') this.statusCode = status;
     const headers = typeof second === 'string' ? third : second;
@@ -62,11 +73,16 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   response.end = function (this: NodeResponse, ...args: unknown[]) {
     if (ending) return this;
     ending = true;
+    ended = { status: this.statusCode, headers: { ...this.getHeaders() } };
     const body = typeof args[0] === 'function' ? undefined : args[0];
     options.beforeEnd(this.statusCode, body).then(
-      () => release(this, args),
+      () => {
+        restore(this);
+        release(this, args);
+      },
       (error: unknown) => {
         if (options.failOpen) {
+          restore(this);
           release(this, args);
         } else if (!this.headersSent) {
           for (const name of this.getHeaderNames()) if (name !== options.keepHeader) this.removeHeader(name);

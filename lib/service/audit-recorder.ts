@@ -36,17 +36,18 @@ export class AuditRecorder {
   }
 
   /**
-   * For callers that may themselves hold the transaction the unit waits for (a nested
-   * `@Audited` method or `runAs` inside its caller's transaction): settles the unit, and
-   * returns a promise to await — already resolved when the unit waits for open
-   * transactions, in which case its storing is adopted by the enclosing unit (whose own
-   * end waits for it) and its failure is logged.
+   * For units that end inside another (a nested `@Audited` method, `runAs`, a resolver
+   * call), whose caller may hold the transaction the unit waits for: settles the unit,
+   * has the enclosing unit adopt its storing (its own end waits for it and fails with
+   * it), and returns a promise to await — already resolved when the unit waits for open
+   * transactions (awaiting it could deadlock its caller), its failure then logged.
    */
   end(unit: UnitOfWork): Promise<void> {
     const stored = this.settle(unit);
+    // The enclosing unit (a request) answers for it too: it waits for it, and fails with it.
+    unit.parent?.adopt(stored);
     if (!unit.waitsForTransactions) return stored;
     stored.catch(() => undefined); // logged by store()
-    unit.parent?.adopt(stored);
     return Promise.resolve();
   }
 
@@ -93,9 +94,8 @@ export class AuditRecorder {
 
   /**
    * Builds and writes the unit's events. A failure before anything is built (a commit
-   * whose outcome is unknown could not be checked) retries the whole; one after, the
-   * rows as built — except for a unit with changes only in the journal, which is left to
-   * journal recovery as a whole.
+   * whose outcome is unknown could not be checked) retries the whole; one after retries
+   * the rows as built (and what is left of the changes kept only in the journal).
    */
   private async write(unit: UnitOfWork): Promise<void> {
     if (unit.uncertainJournalIds.length) {
@@ -109,22 +109,30 @@ export class AuditRecorder {
     const actor = await this.resolveActor(unit);
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
-    const journalUnits = unit.journalRows > 0 ? [unit.id] : [];
+    const memoryIds = unit.journalRowIds.filter((id) => !unit.spilledRowIds.includes(id));
+    const spilled =
+      unit.spilledRows > 0
+        ? { actor, handler, count: 0, next: 0 }
+        : undefined;
+    if (spilled) {
+      const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
+      spilled.count = memoryParts + unit.spilledRows;
+      spilled.next = memoryParts + 1;
+    }
+    const store = async (first: boolean): Promise<void> => {
+      if (spilled) await this.storeSpilled(unit, spilled);
+      // The first attempt deletes the unit's journal rows with its events (grouped with
+      // other units' by the writer). A retry deletes exactly the rows the unit wrote, or
+      // stores nothing: if another instance took this one for dead meanwhile and stored
+      // them, they are gone.
+      if (first) await this.writer.write(rows, { journalUnits: unit.journalRows > 0 ? [unit.id] : [] });
+      else if (memoryIds.length) await this.recovery.replace(memoryIds, rows);
+      else await this.writer.write(rows);
+    };
     try {
-      if (unit.spilledRows > 0) {
-        const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
-        await this.storeSpilled(unit, actor, handler, memoryParts);
-      }
-      await this.writer.write(rows, { journalUnits });
+      await store(true);
     } catch (error) {
-      // The retry deletes exactly the journal rows the unit wrote, or stores nothing: if
-      // another instance took this one for dead meanwhile, it has stored them already.
-      const journalIds = [...unit.journalRowIds];
-      if (unit.spilledRows === 0) {
-        this.recovery.retryLater(unit.id, () =>
-          journalIds.length ? this.recovery.replace(journalIds, rows).then(() => undefined) : this.writer.write(rows),
-        );
-      }
+      this.recovery.retryLater(unit.id, () => store(false));
       throw error;
     }
   }
@@ -132,16 +140,17 @@ export class AuditRecorder {
   /**
    * The changes a unit kept only in the journal (too many to keep in memory): read back a
    * few journal rows at a time, each batch stored as parts of the handler's event (or as
-   * fallback events) with those journal rows deleted in the same transaction.
+   * fallback events) with those journal rows deleted in the same transaction. Resumes
+   * where it stopped when retried.
    */
-  private async storeSpilled(unit: UnitOfWork, actor: AuditActor, handler: PendingIntent | undefined, memoryParts: number): Promise<void> {
-    const count = memoryParts + unit.spilledRows;
-    let part = memoryParts + 1;
+  private async storeSpilled(
+    unit: UnitOfWork,
+    spilled: { actor: AuditActor; handler: PendingIntent | undefined; count: number; next: number },
+  ): Promise<void> {
     for await (const batch of this.recovery.spilledBatches(unit.id)) {
       const chunks = batch.map((row) => row.changes);
-      const rows = this.events.spilledRows(unit, actor, handler, chunks, part, count);
-      await this.recovery.replace(batch.map((row) => row.id), rows);
-      part += chunks.length;
+      const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
+      if (await this.recovery.replace(batch.map((row) => row.id), rows)) spilled.next += chunks.length;
     }
   }
 }

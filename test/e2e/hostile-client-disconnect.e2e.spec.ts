@@ -1,0 +1,56 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { SLOW_MIDDLEWARE_MS, SlowMiddlewareModule, SlowRouteController } from '../app/hostile-slow-middleware.js';
+import { Order } from '../app/order.entity.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+// Express only: Fastify drops a request whose client went away before routing (nothing runs, nothing is owed).
+const combos = databases().map((db) => [db, 'express'] as const);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A client that gives up while the request is still in a middleware: the request goes on
+ * (the framework routes it, the handler runs and commits), so its `@Audited` event must
+ * be recorded exactly once, with the request's actor, claiming the handler's change.
+ */
+describe.each(combos)('a client that disconnects before the guards run, on %s over %s', (kind, adapter) => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({ db, adapter, controllers: [SlowRouteController], imports: [SlowMiddlewareModule] });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  it('the handler still runs and commits: one intent by the request’s user claiming the change, no system fallback', async () => {
+    const requestId = `hostile-disconnect-${kind}-${adapter}`;
+    const note = `gone-${kind}-${adapter}`;
+    // Abort while the slow middleware holds the request (before any guard has run).
+    await t
+      .request('/hostile/slow', {
+        method: 'POST',
+        json: { note },
+        headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
+        signal: AbortSignal.timeout(SLOW_MIDDLEWARE_MS / 4),
+      })
+      .catch(() => undefined);
+
+    // The request goes on without its client: the handler commits the order.
+    const orders = t.dataSource.getRepository(Order);
+    let order: Order | null = null;
+    for (let i = 0; i < 60 && !order; i++) {
+      await sleep(50);
+      order = await orders.findOneBy({ note });
+    }
+    expect(order, 'the handler ran and committed').not.toBeNull();
+    await sleep(300); // whatever is stored has been stored by now
+
+    const rows = (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
+    expect(rows.map((row) => [row.action, row.kind, row.actorType, row.actorId, row.source])).toEqual([['thing.slow', 'intent', 'user', '1', 'http']]);
+    expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order!.id), operation: 'insert' })]);
+  });
+});

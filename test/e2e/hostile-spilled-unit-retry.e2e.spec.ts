@@ -1,0 +1,82 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AuditJournalEntity } from '../../lib/index.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { HostileImportController } from '../app/hostile-import.controller.js';
+import { ImportLine } from '../app/import-line.entity.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+const LINES = 200;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A unit too large to keep in memory (its changes spilled to the journal) whose storing
+ * fails: once storage is back, every one of its events reaches `audit_log` exactly once,
+ * including the manual `log()` event it holds only in memory.
+ */
+describe.each(databases())('a spilled unit whose storing fails, on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({
+      db,
+      adapter: 'express',
+      entities: [ImportLine],
+      controllers: [HostileImportController],
+      // 10 changes per event: the unit keeps at most 50 in memory, the rest only in the journal.
+      audit: { maxChangesPerEvent: 10, recoverAfter: 1_000 },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  const renameAuditLog = async (away: boolean): Promise<void> => {
+    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
+    const schema = 'schema' in db.options ? db.options.schema : undefined;
+    await t.dataSource.query(
+      kind === 'mariadb' ? `RENAME TABLE \`${from}\` TO \`${to}\`` : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`,
+    );
+  };
+
+  it('the manual event and every line reach audit_log once storage is back', async () => {
+    const batch = `spill-${kind}`;
+    const requestId = `hostile-spill-${kind}`;
+    await renameAuditLog(true);
+    let status: number;
+    try {
+      const response = await t.request('/hostile/import', {
+        method: 'POST',
+        json: { batch, count: LINES },
+        headers: { 'x-request-id': requestId },
+        signal: AbortSignal.timeout(20_000),
+      });
+      status = response.status;
+    } finally {
+      await renameAuditLog(false);
+    }
+    expect(status, 'fail-closed').toBe(500);
+    expect(await t.dataSource.getRepository(ImportLine).countBy({ batch })).toBe(LINES);
+
+    // The live instance stores (or recovers) the unit once storage is back.
+    const journal = t.dataSource.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(100);
+    expect(await journal.count()).toBe(0);
+    await sleep(300);
+
+    const rows = (await t.rows()).filter((row) => row.requestId === requestId);
+    expect.soft(rows.filter((row) => row.action === 'import.approved').map((row) => [row.reason, row.context])).toEqual([
+      [`batch ${batch} signed off`, { approver: 'alice' }],
+    ]);
+    const lines = rows.flatMap((row) => row.changes ?? []).filter((change) => change.entity === 'ImportLine');
+    expect.soft(new Set(lines.map((change) => change.id)).size).toBe(LINES);
+    expect.soft(lines).toHaveLength(LINES);
+    // The handler's event: its parts share one `first`, and part 1 (the one with that id) exists.
+    const parts = rows.filter((row) => row.action === 'lines.imported');
+    const firsts = new Set(parts.map((row) => (row.context?.['part'] as { first?: string } | undefined)?.first ?? row.id));
+    expect.soft(firsts.size, 'one handler event, in parts').toBe(1);
+    expect.soft(parts.map((row) => row.id)).toContain([...firsts][0]);
+  });
+});
