@@ -114,7 +114,13 @@ export class ChangeCapture {
       // A write outside any transaction (raw SQL, `save(…, { transaction: false })`):
       // journaled right after it, as close to the change as such a write allows.
       unit.changes.record(captured);
-      unit.journaled(await this.journal.write(this.managerOf(runner), unit, [captured]), false);
+      // The write has committed already: a failed journal write cannot undo it, and the
+      // change stays with its unit (stored when the unit ends), so it is only logged.
+      try {
+        unit.journaled(await this.journal.write(this.dataSource.manager, unit, [captured]), false);
+      } catch (error) {
+        this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
+      }
     } else {
       await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
     }
@@ -248,10 +254,6 @@ export class ChangeCapture {
     if (!holders) return;
     this.holders.delete(runner);
     for (const unit of holders) unit.releaseTransaction(runner, rolledBack);
-  }
-
-  private managerOf(runner: QueryRunner | undefined): EntityManager {
-    return runner && !runner.isReleased ? runner.manager : this.dataSource.manager;
   }
 
   private async storeFallback(unit: UnitOfWork | null, changes: CapturedChange[], manager?: EntityManager): Promise<void> {
