@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource, EntityManager } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { CapturedChange } from '../capture/change-set.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
@@ -29,7 +29,6 @@ export class AuditJournal {
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
-    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     private readonly builder: AuditEventBuilder,
   ) {}
 
@@ -119,10 +118,5 @@ export class AuditJournal {
       this.heads.set(connection.driver, head);
     }
     return head;
-  }
-
-  /** The data source the journal lives in. */
-  get source(): DataSource {
-    return this.dataSource;
   }
 }
