@@ -118,8 +118,7 @@ export class UnitOfWork {
   private readonly journalIds: string[] = [];
   private readonly uncertain: UncertainCommit[] = [];
   private readonly spilledIds: string[] = [];
-  /** Set when a transaction holding the unit's changes rolled back after its handler finished. */
-  rolledBackAfterHandler = false;
+  private rolledBackLate = false;
 
   private _state: UnitState = 'open';
   private handlerEventAdded = false;
@@ -279,6 +278,11 @@ export class UnitOfWork {
     else this.endListeners.push(listener);
   }
 
+  /** True when a transaction holding the unit's changes rolled back after its handler finished. */
+  get rolledBackAfterHandler(): boolean {
+    return this.rolledBackLate;
+  }
+
   /** True when the unit stopped waiting for a transaction that stayed open too long. */
   get gaveUpWaiting(): boolean {
     return this.gaveUp;
@@ -317,7 +321,7 @@ export class UnitOfWork {
   /** A transaction holding changes of this unit committed or rolled back. */
   releaseTransaction(runner: QueryRunner, rolledBack: boolean): void {
     if (!this.transactions.delete(runner)) return;
-    if (rolledBack && (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling)) this.rolledBackAfterHandler = true;
+    if (rolledBack && (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling)) this.rolledBackLate = true;
     if (this.transactions.size === 0) this.transactionsDone?.();
   }
 
