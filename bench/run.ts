@@ -8,6 +8,9 @@ import { describeBuild, describeMachine } from './support/machine.js';
 import { formatWriterThroughput, runWriterThroughput } from './writer/writer-throughput.bench.js';
 
 const quick = process.env['BENCH_QUICK'] === '1';
+/** `BENCH_ONLY=http` (or `writer`, `memory`, comma-separated) runs only those scenarios. */
+const only = (process.env['BENCH_ONLY'] ?? '').split(',').map((name) => name.trim()).filter(Boolean);
+const wanted = (name: string): boolean => only.length === 0 || only.includes(name);
 const settings = quick ? QUICK : FULL;
 const started = Date.now();
 const print = (lines: string[]): void => console.log(lines.join('\n') + '\n');
@@ -20,7 +23,8 @@ print([
   describeBuild(),
 ]);
 
-print(['[1/3] ' + formatHttpOverhead(await runHttpOverhead(settings.http)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
-print(['[2/3] ' + formatWriterThroughput(await runWriterThroughput(settings.writer)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
-print(['[3/3] ' + formatMemory(await runMemory(settings.memory)).join('\n'), `  (${elapsed()}; load average with this benchmark running: ${load()})`]);
+const after = (): string => `  (${elapsed()}; load average with this benchmark running: ${load()})`;
+if (wanted('http')) print(['[1/3] ' + formatHttpOverhead(await runHttpOverhead(settings.http)).join('\n'), after()]);
+if (wanted('writer')) print(['[2/3] ' + formatWriterThroughput(await runWriterThroughput(settings.writer)).join('\n'), after()]);
+if (wanted('memory')) print(['[3/3] ' + formatMemory(await runMemory(settings.memory)).join('\n'), after()]);
 console.log(`done in ${elapsed()}`);

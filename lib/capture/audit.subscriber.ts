@@ -41,7 +41,9 @@ const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace
  * The safety net: a TypeORM subscriber on the module's data source that captures every
  * entity change (save, insert, update, upsert, remove, delete, soft remove/delete,
  * recover/restore, many-to-many links) and hands it to `ChangeCapture`.
- * Registered once per data source, removed on shutdown.
+ * Registered once per data source, removed on shutdown. Its hooks return a promise
+ * only when they have work to do: TypeORM awaits only what a hook returns, so the many
+ * queries and entities with nothing to capture cost no promise.
  */
 @Injectable()
 export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit, OnApplicationShutdown {
@@ -74,11 +76,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     detachQueryBuilderCapture(this.dataSource, this.capture);
   }
 
-  async afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> {
+  afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || upsertedValues.has(entity)) return;
-    await this.capture.record(event.queryRunner, {
+    return this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, entity),
       operation: 'insert',
@@ -86,14 +88,14 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
-  async afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> {
+  afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
     // Without the loaded row this is a write by criteria, captured around its query builder.
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || !databaseEntity) return;
     const columns = fields.changed(event.updatedColumns, event.updatedRelations);
     if (columns.length === 0) return;
-    await this.capture.record(event.queryRunner, {
+    return this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
       operation: 'update',
@@ -101,12 +103,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
-  async afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> {
+  afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, databaseEntity, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
     if (!fields || !row) return;
-    await this.capture.record(event.queryRunner, {
+    return this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? idOf(metadata, event.entityId),
       operation: 'delete',
@@ -114,11 +116,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
-  afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> {
+  afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> | void {
     return this.softChange(event);
   }
 
-  afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> {
+  afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> | void {
     return this.softChange(event);
   }
 
@@ -126,11 +128,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     this.capture.transactionStarted(event.queryRunner);
   }
 
-  beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+  beforeTransactionCommit(event: TransactionCommitEvent): Promise<void> | void {
     return this.capture.beforeCommit(event.queryRunner);
   }
 
-  afterTransactionCommit(event: TransactionCommitEvent): Promise<void> {
+  afterTransactionCommit(event: TransactionCommitEvent): void {
     return this.capture.committed(event.queryRunner);
   }
 
@@ -159,7 +161,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
-  async afterQuery(event: AfterQueryEvent): Promise<void> {
+  afterQuery(event: AfterQueryEvent): Promise<void> | void {
     const match = RAW_WRITE.exec(event.query);
     if (!match) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
@@ -170,7 +172,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
     if (!metadata || !this.capture.trackedFields(metadata)) return;
     const verb = match[1]!.toLowerCase();
-    await this.capture.record(
+    return this.capture.record(
       event.queryRunner,
       {
         entity: metadata.name,
@@ -184,13 +186,13 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   /** A soft delete or recovery is an update of the delete-date column (named `deleted` when it sets it). */
-  private async softChange(event: SoftRemoveEvent<ObjectLiteral> | RecoverEvent<ObjectLiteral>): Promise<void> {
+  private softChange(event: SoftRemoveEvent<ObjectLiteral> | RecoverEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
     const column = metadata.deleteDateColumn;
     if (!fields || !entity || !column || !fields.columns.includes(column)) return;
     const before = databaseEntity ? fields.snapshot(databaseEntity, [column]) : {};
-    await this.capture.record(event.queryRunner, {
+    return this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
       operation: 'update',

@@ -162,10 +162,18 @@ export class ChangeCapture {
    * events of `log()` calls made in the transaction outside a unit) goes to `audit_log`.
    * A failure here fails the COMMIT: nothing commits without its record.
    */
-  async beforeCommit(runner: QueryRunner): Promise<void> {
+  beforeCommit(runner: QueryRunner): Promise<void> | void {
     const stack = this.frames.get(runner);
     if (!stack || stack.length !== 1) return;
     const frame = stack[0]!;
+    if (frame.changes.size === 0 && frame.intents.length === 0) {
+      frame.committing = true;
+      return;
+    }
+    return this.journalAtCommit(runner, frame);
+  }
+
+  private async journalAtCommit(runner: QueryRunner, frame: Frame): Promise<void> {
     // `log()` events made in the transaction outside a unit: a unit of the transaction's own.
     const transactionUnit = frame.intents.length ? new UnitOfWork({ source: 'system', actor: { type: 'system' } }) : undefined;
     transactionUnit?.intents.push(...frame.intents.splice(0));
@@ -194,7 +202,7 @@ export class ChangeCapture {
   }
 
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
-  async committed(runner: QueryRunner): Promise<void> {
+  committed(runner: QueryRunner): void {
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
     if (!stack || !frame) return;

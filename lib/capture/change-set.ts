@@ -84,15 +84,21 @@ export class ChangeSet {
 /** Drops fields whose value did not change; an update with no field left is no change. */
 function prune(change: CapturedChange): CapturedChange | undefined {
   const fields: Record<string, FieldValue> = {};
-  for (const [name, value] of Object.entries(change.fields)) {
-    if (isRelation(value)) {
-      if (value.added.length || value.removed.length) fields[name] = value;
-    } else if (change.operation !== 'update' || !isDeepStrictEqual(value.from, value.to)) {
+  let kept = 0;
+  let dropped = false;
+  for (const name in change.fields) {
+    const value = change.fields[name]!;
+    if (isRelation(value) ? value.added.length || value.removed.length : change.operation !== 'update' || !isDeepStrictEqual(value.from, value.to)) {
       fields[name] = value;
+      kept++;
+    } else {
+      dropped = true;
     }
   }
-  if (change.operation === 'update' && Object.keys(fields).length === 0 && !change.partial) return undefined;
-  return { ...change, fields };
+  if (change.operation === 'update' && kept === 0 && !change.partial) return undefined;
+  // Changes are never modified once made: one with nothing to drop is kept as it is (which
+  // lets what was derived from it, such as its sanitised form, be reused).
+  return dropped ? { ...change, fields } : change;
 }
 
 function mergeFields(

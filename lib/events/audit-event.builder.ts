@@ -94,36 +94,46 @@ export class AuditEventBuilder {
 
   /** Excluded fields dropped, secret fields masked, values, names and ids made JSON-safe and storable. */
   sanitiseChanges(changes: readonly AuditChange[]): AuditChange[] {
-    const redactor = this.options.redactor;
     return changes.map((change) => {
-      const excluded = this.options.excludeFields.get(change.entity);
-      const fields: Record<string, AuditFieldChange | AuditRelationChange> = {};
-      for (const [field, value] of Object.entries(change.fields)) {
-        if (excluded?.has(field)) continue;
-        const name = bound(field, MAX_JSON_KEY);
-        if ('added' in value && 'removed' in value) {
-          const storableId = (id: unknown): string => bound(String(id), MAX_JSON_STRING);
-          fields[name] = { added: value.added.map(storableId), removed: value.removed.map(storableId) };
-        } else if (redactor.isSecret(name)) {
-          fields[name] = {
-            ...('from' in value ? { from: REDACTED } : {}),
-            ...('to' in value ? { to: REDACTED } : {}),
-          };
-        } else {
-          const field: AuditFieldChange = {};
-          if ('from' in value) field.from = redactor.redact(toJsonSafe(value.from)) ?? null;
-          if ('to' in value) field.to = redactor.redact(toJsonSafe(value.to)) ?? null;
-          fields[name] = field;
-        }
-      }
-      return {
-        entity: bound(change.entity, MAX_JSON_KEY),
-        id: change.id == null ? change.id : bound(change.id, MAX_JSON_STRING),
-        operation: change.operation,
-        fields,
-        ...(change.partial ? { partial: true } : {}),
-      };
+      // A change is sanitised when it is journaled and again when its event is built.
+      let safe = this.sanitised.get(change);
+      if (!safe) this.sanitised.set(change, (safe = this.sanitiseChange(change)));
+      return safe;
     });
+  }
+
+  /** Changes are never modified once captured: their sanitised form, by identity. */
+  private readonly sanitised = new WeakMap<AuditChange, AuditChange>();
+
+  private sanitiseChange(change: AuditChange): AuditChange {
+    const redactor = this.options.redactor;
+    const excluded = this.options.excludeFields.get(change.entity);
+    const fields: Record<string, AuditFieldChange | AuditRelationChange> = {};
+    for (const [field, value] of Object.entries(change.fields)) {
+      if (excluded?.has(field)) continue;
+      const name = bound(field, MAX_JSON_KEY);
+      if ('added' in value && 'removed' in value) {
+        const storableId = (id: unknown): string => bound(String(id), MAX_JSON_STRING);
+        fields[name] = { added: value.added.map(storableId), removed: value.removed.map(storableId) };
+      } else if (redactor.isSecret(name)) {
+        fields[name] = {
+          ...('from' in value ? { from: REDACTED } : {}),
+          ...('to' in value ? { to: REDACTED } : {}),
+        };
+      } else {
+        const field: AuditFieldChange = {};
+        if ('from' in value) field.from = redactor.redact(toJsonSafe(value.from)) ?? null;
+        if ('to' in value) field.to = redactor.redact(toJsonSafe(value.to)) ?? null;
+        fields[name] = field;
+      }
+    }
+    return {
+      entity: bound(change.entity, MAX_JSON_KEY),
+      id: change.id == null ? change.id : bound(change.id, MAX_JSON_STRING),
+      operation: change.operation,
+      fields,
+      ...(change.partial ? { partial: true } : {}),
+    };
   }
 
   /** Secrets masked and the size bounded (oversized context is replaced by a marker). */

@@ -99,14 +99,23 @@ export class AuditJournal {
       this.logger.warn(`The audit actor resolver threw while journaling; recovery would record no actor: ${String(error)}`);
     }
     // Storable: a NUL or lone surrogate in an actor or header must not fail the user's transaction.
-    return toJsonSafe({
+    const rest = toJsonSafe({
       source: unit.source,
-      request: unit.request,
       // Only what an event stores of an actor: a resolver may return more (a session's token).
       ...(actor ? { actor: { type: actor.type, ...(actor.id !== undefined ? { id: actor.id } : {}), ...(actor.display !== undefined ? { display: actor.display } : {}) } } : {}),
       ...(unit.audited ? { action: unit.audited.action } : {}),
       ...(unit.originRequestId ? { originRequestId: unit.originRequestId } : {}),
-    }) as Omit<JournalEntry, 'changes'>;
+    }) as Omit<JournalEntry, 'changes' | 'request'>;
+    return { ...rest, request: this.storableRequest(unit.request) };
+  }
+
+  /** A unit's request data never changes: made storable once per unit, not per transaction. */
+  private readonly storableRequests = new WeakMap<object, JournalEntry['request']>();
+
+  private storableRequest(request: UnitOfWork['request']): JournalEntry['request'] {
+    let storable = this.storableRequests.get(request);
+    if (!storable) this.storableRequests.set(request, (storable = toJsonSafe(request) as JournalEntry['request']));
+    return storable;
   }
 
   private insertInto(connection: DataSource): string {

@@ -53,8 +53,13 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   const restore = (response: NodeResponse): void => {
     if (!ended || response.headersSent) return;
     response.statusCode = ended.status;
-    for (const name of response.getHeaderNames()) if (!(name in ended.headers)) response.removeHeader(name);
-    for (const [name, value] of Object.entries(ended.headers)) response.setHeader(name, value as string | number | readonly string[]);
+    // Usually nothing ran in between: only what differs is touched (setHeader validates).
+    const now = response.getHeaders();
+    for (const name in now) if (!(name in ended.headers)) response.removeHeader(name);
+    for (const name in ended.headers) {
+      const value = ended.headers[name];
+      if (now[name] !== value) response.setHeader(name, value as string | number | readonly string[]);
+    }
   };
 
   response.writeHead = function (this: NodeResponse, ...args: unknown[]) {

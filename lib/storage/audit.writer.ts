@@ -7,8 +7,12 @@ import type { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError } from './database-errors.js';
 import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
 
-/** Batches written at the same time, at most (each holds one pooled connection). */
-const BATCHES_IN_FLIGHT = 4;
+/**
+ * Batches written at the same time, at most (each holds one pooled connection). Two: one
+ * forms while the other is written, so that under load units share a statement and a
+ * commit (more in flight made more, smaller batches for no more throughput).
+ */
+const BATCHES_IN_FLIGHT = 2;
 /** Rows one batch takes from the queue, at most. */
 const ROWS_PER_BATCH = 2000;
 /** Bytes of one statement, at most, where the server has no smaller limit of its own. */
