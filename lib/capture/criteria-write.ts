@@ -9,6 +9,18 @@ import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
 
+/** Databases whose rows a criteria write's read locks with `SELECT … FOR UPDATE` (or its equivalent). */
+const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
+  'postgres',
+  'aurora-postgres',
+  'cockroachdb',
+  'mysql',
+  'mariadb',
+  'aurora-mysql',
+  'oracle',
+  'mssql',
+]);
+
 /** Value objects of upserts, recorded here rather than by the insert listener. */
 export const upsertedValues = new WeakSet<object>();
 
@@ -139,7 +151,17 @@ export class CriteriaWrite {
         });
       }
     }
-    if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+    if (this.kind === 'insert') {
+      // An upsert's affected count is not a count of rows (MySQL counts an update twice).
+      if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+      return result;
+    }
+    // Rows the write changed that were not recorded one by one: past the bound, or (where
+    // the read cannot lock rows that did not exist yet) matching rows another connection
+    // committed between the read and the write. Counted whenever the database says more.
+    const unrecorded = affected === undefined ? undefined : affected - known.length;
+    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, unrecorded);
+    else if (before.length > bound) await this.recordPartial(runner, metadata, undefined);
     return result;
   }
 
@@ -177,15 +199,22 @@ export class CriteriaWrite {
     return this.kind === 'delete' ? 'delete' : 'update';
   }
 
-  /** A change known only in part: the entity, the operation and the values set, no ids. */
-  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, affected: number | undefined): Promise<void> {
-    if (affected === 0) return;
+  /** A change known only in part: the entity, the operation, the values set and (when known) how many rows, no ids. */
+  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, count: number | undefined): Promise<void> {
+    if (count !== undefined && count <= 0) return;
     const fields: Record<string, { from?: unknown; to: unknown }> = {};
     const values = Array.isArray(this.qb.valuesSet) ? undefined : this.qb.valuesSet;
     for (const [name, value] of Object.entries(values ?? {})) {
       if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
     }
-    await this.capture.record(runner, { entity: metadata.name, id: null, operation: this.operation(), fields, partial: true });
+    await this.capture.record(runner, {
+      entity: metadata.name,
+      id: null,
+      operation: this.operation(),
+      fields,
+      partial: true,
+      ...(count !== undefined ? { count } : {}),
+    });
   }
 
   /** A SELECT with the write's own WHERE clause, in its transaction. */
@@ -207,8 +236,15 @@ export class CriteriaWrite {
     return raw.map((row) => Object.fromEntries(junction.columns.map((column, i) => [column.propertyName, row[`c${i}`]])));
   }
 
+  /**
+   * The rows the write will touch, locked (`FOR UPDATE`) until its transaction ends where the
+   * database can lock rows: no other connection changes or deletes them before the write.
+   * SQLite needs no lock (one writer at a time: a concurrent write fails as busy).
+   */
   private readMatching(runner: QueryRunner, limit: number): Promise<ObjectLiteral[]> {
-    return this.probe(runner).limit(limit).getMany();
+    const probe = this.probe(runner).limit(limit);
+    if (LOCKING_DRIVERS.has(this.qb.dataSource.options.type)) probe.setLock('pessimistic_write');
+    return probe.getMany();
   }
 
   private async readByIds(runner: QueryRunner, rows: ObjectLiteral[]): Promise<ObjectLiteral[]> {

@@ -133,6 +133,7 @@ export class AuditEventBuilder {
       operation: change.operation,
       fields,
       ...(change.partial ? { partial: true } : {}),
+      ...(change.count !== undefined ? { count: change.count } : {}),
     };
   }
 
