@@ -133,6 +133,7 @@ export class AuditEventBuilder {
       operation: change.operation,
       fields,
       ...(change.partial ? { partial: true } : {}),
+      ...(change.table ? { table: bound(change.table, MAX_JSON_KEY) } : {}),
     };
   }
 

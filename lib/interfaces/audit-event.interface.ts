@@ -57,6 +57,11 @@ export interface AuditChange {
   fields: Record<string, AuditFieldChange | AuditRelationChange>;
   /** Present and `true` when the change could only be recorded in part. */
   partial?: boolean;
+  /**
+   * The table a raw SQL write named, when no entity maps it (`entity` is then `unknown`).
+   * Absent when the statement's target could not be read.
+   */
+  table?: string;
 }
 
 /** Summary of a failure: never a stack trace. */
