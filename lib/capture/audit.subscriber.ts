@@ -28,6 +28,7 @@ import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builde
 import { upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
+import { checkEntityOptions } from '../options/entity-options.js';
 import type { CapturedChange } from './change-set.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
@@ -78,6 +79,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   onModuleInit(): void {
+    // The entity metadata is known once the data source is initialised: names in the options are checked against it.
+    if (this.dataSource.isInitialized) checkEntityOptions(this.options, this.dataSource);
     if (!this.options.enabled) return;
     const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
     if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
