@@ -26,6 +26,11 @@ import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
 import { upsertedValues } from './criteria-write.js';
+import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { RawTables } from './raw-tables.js';
+import { checkEntityOptions } from '../options/entity-options.js';
+import type { CapturedChange } from './change-set.js';
+import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
@@ -35,7 +40,17 @@ interface QueryNote {
   raw: boolean;
   unit: UnitOfWork | null;
 }
-const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
+/** The operation recorded for a raw write's verb. */
+const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
+  insert: 'insert',
+  replace: 'insert',
+  update: 'update',
+  merge: 'update',
+  delete: 'delete',
+  truncate: 'delete',
+};
+/** The entity of a raw write whose table no entity maps, or whose table could not be read. */
+export const UNKNOWN_ENTITY = 'unknown';
 
 /**
  * The safety net: a TypeORM subscriber on the module's data source that captures every
@@ -52,15 +67,20 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   private readonly notedByParameters = new WeakMap<object, QueryNote>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
+  private readonly rawTables: RawTables;
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly capture: ChangeCapture,
     private readonly context: AuditContext,
-  ) {}
+  ) {
+    this.rawTables = new RawTables(dataSource);
+  }
 
   onModuleInit(): void {
+    // The entity metadata is known once the data source is initialised: names in the options are checked against it.
+    if (this.dataSource.isInitialized) checkEntityOptions(this.options, this.dataSource);
     if (!this.options.enabled) return;
     const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
     if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
@@ -147,7 +167,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * where that context is lost.
    */
   beforeQuery(event: BeforeQueryEvent): void {
-    if (!RAW_WRITE.test(event.query)) return;
+    // Every statement the app sends passes here: reads leave after a check that allocates nothing.
+    if (!mayWrite(event.query)) return;
     const note: QueryNote = { raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null };
     // Keyed by the parameters object where there is one: a driver that skips afterQuery for
     // a failed statement (TypeORM 0.3's better-sqlite3) then leaves no stale note behind.
@@ -160,29 +181,43 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     this.notedInOrder.set(event.queryRunner, queue);
   }
 
-  /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
+  /**
+   * SQL run by hand (`query()`): each table it writes is recorded as a partial change of
+   * the table's entity, or of the `unknown` entity (with the table's name, when it could
+   * be read) when no entity maps it. Writes of the module's own tables and TypeORM's
+   * bookkeeping are not changes; nor are those of entities that are not captured.
+   */
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
-    const match = RAW_WRITE.exec(event.query);
-    if (!match) return;
+    if (!mayWrite(event.query)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
     const noted = parameters ? this.notedByParameters.get(parameters) : this.notedInOrder.get(event.queryRunner)?.shift();
     if (parameters) this.notedByParameters.delete(parameters);
     if (!event.success || !noted?.raw) return;
-    const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
-    const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
-    if (!metadata || !this.capture.trackedFields(metadata)) return;
-    const verb = match[1]!.toLowerCase();
-    return this.capture.record(
-      event.queryRunner,
-      {
-        entity: metadata.name,
-        id: null,
-        operation: verb.startsWith('delete') ? 'delete' : verb.startsWith('update') ? 'update' : 'insert',
-        fields: {},
-        partial: true,
-      },
-      noted.unit,
-    );
+    const changes: Array<Omit<CapturedChange, 'at'>> = [];
+    for (const write of rawWrites(event.query, { mysql: this.rawTables.isMysql })) {
+      const change = this.rawChange(write);
+      if (change) changes.push(change);
+    }
+    if (changes.length === 0) return;
+    return this.recordRaw(event.queryRunner, changes, noted.unit);
+  }
+
+  /** The change a raw write records, or undefined when it records none. */
+  private rawChange(write: RawWrite): Omit<CapturedChange, 'at'> | undefined {
+    const operation = RAW_OPERATIONS[write.verb];
+    const owner = write.table ? this.rawTables.owner(write.table) : 'unknown';
+    if (owner === 'unrecorded') return undefined;
+    if (owner === 'unknown') {
+      const table = write.table && (write.table.schema ? `${write.table.schema}.${write.table.name}` : write.table.name);
+      return { entity: UNKNOWN_ENTITY, id: null, operation, fields: {}, partial: true, ...(table ? { table } : {}) };
+    }
+    if (!this.capture.trackedFields(owner.entity)) return undefined;
+    // A junction table's rows are links of the entity owning the relation: an update of it.
+    return { entity: owner.entity.name, id: null, operation: owner.links ? 'update' : operation, fields: {}, partial: true };
+  }
+
+  private async recordRaw(runner: QueryRunner, changes: Array<Omit<CapturedChange, 'at'>>, unit: UnitOfWork | null): Promise<void> {
+    for (const change of changes) await this.capture.record(runner, change, unit);
   }
 
   /** A soft delete or recovery is an update of the delete-date column (named `deleted` when it sets it). */

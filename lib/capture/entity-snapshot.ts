@@ -12,7 +12,7 @@ export type Snapshot = Record<string, unknown>;
 const isDerivedJoinColumn = (column: ColumnMetadata): boolean => column.isVirtual && column.relationMetadata !== undefined;
 
 /** The field name of a column: its property path; a derived join column reads as its relation. */
-function fieldName(column: ColumnMetadata): string {
+export function fieldName(column: ColumnMetadata): string {
   const relation = column.relationMetadata;
   if (relation && isDerivedJoinColumn(column)) {
     return relation.joinColumns.length > 1

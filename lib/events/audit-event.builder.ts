@@ -134,6 +134,7 @@ export class AuditEventBuilder {
       fields,
       ...(change.partial ? { partial: true } : {}),
       ...(change.count !== undefined ? { count: change.count } : {}),
+      ...(change.table ? { table: bound(change.table, MAX_JSON_KEY) } : {}),
     };
   }
 

@@ -63,6 +63,11 @@ export interface AuditChange {
    * between the read of the before-values and the write). Absent when the database did not say.
    */
   count?: number;
+  /**
+   * The table a raw SQL write named, when no entity maps it (`entity` is then `unknown`).
+   * Absent when the statement's target could not be read.
+   */
+  table?: string;
 }
 
 /** Summary of a failure: never a stack trace. */

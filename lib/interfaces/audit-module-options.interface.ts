@@ -48,17 +48,22 @@ export interface AuditModuleOptions {
    */
   redact?: string[];
   /**
-   * Per-entity field exclusion: those fields never appear in `changes`.
+   * Per-entity field exclusion: those fields never appear in `changes`. Keys are entity
+   * names (`metadata.name`, e.g. `Order`), fields property names or paths (a to-one or
+   * many-to-many relation by its name). Checked at start-up against the data source's
+   * entities: an unknown entity or field fails start-up, naming it and its near matches.
    * @default {}
    */
   excludeFields?: Record<string, string[]>;
   /**
-   * Entities whose changes are never captured (by class or entity name).
+   * Entities whose changes are never captured (by class, entity name or table name).
+   * Checked at start-up: a name no entity of the data source has fails start-up.
    * @default []
    */
   excludeEntities?: AuditEntityRef[];
   /**
-   * When set, only these entities' changes are captured.
+   * When set, only these entities' changes are captured (by class, entity name or table
+   * name). Checked at start-up: a name no entity of the data source has fails start-up.
    * @default undefined (all entities)
    */
   includeEntities?: AuditEntityRef[];
