@@ -9,7 +9,7 @@ import type { TransportCall } from '../transports/transport-call.js';
 import { readWsCall } from '../transports/ws-call.js';
 import { WsHandshakes } from '../transports/ws-handshakes.js';
 import { AuditContext } from './audit-context.js';
-import { readHttpRequest, resolveRequestId, routePattern, type HttpRequestLike } from './request-info.js';
+import { readHttpRequest, resolveRequestId, withRoute, type HttpRequestLike } from './request-info.js';
 import { UnitOfWork } from './unit-of-work.js';
 
 type Carrier = Record<PropertyKey, unknown>;
@@ -51,6 +51,14 @@ export class UnitOfWorkFactory {
     return unit;
   }
 
+  /**
+   * Routing is done: the unit's request data gets the route pattern, and its path is read
+   * again with the segments of secret route parameters masked.
+   */
+  routed(unit: UnitOfWork, request: HttpRequestLike): void {
+    unit.request = withRoute(unit.request, request, this.options);
+  }
+
   /** The unit attached to an HTTP request by the middleware, if any. */
   attachedTo(request: HttpRequestLike): UnitOfWork | undefined {
     const carrier = (request.raw ?? request) as unknown as Carrier;
@@ -72,7 +80,7 @@ export class UnitOfWorkFactory {
         const attached = this.attachedTo(request);
         const unit = attached ?? this.forHttp(request, http.getResponse<HeaderSink>());
         unit.requestObject = request as unknown as AuditRequest;
-        unit.request.route = routePattern(request) ?? unit.request.route;
+        this.routed(unit, request);
         return { unit, own: !attached };
       }
       case 'graphql':

@@ -1,6 +1,5 @@
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { HttpRequestLike } from '../context/request-info.js';
-import { routePattern } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
@@ -37,7 +36,7 @@ export class AuditContextGuard implements CanActivate {
     if (!unit) return true;
     const { audited, source } = this.intents.metadataOf(ctx);
     unit.requestObject = request as unknown as AuditRequest;
-    unit.request.route = routePattern(request) ?? unit.request.route;
+    this.units.routed(unit, request);
     unit.guard(audited, source);
     return true;
   }
