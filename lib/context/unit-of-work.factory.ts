@@ -3,7 +3,7 @@ import { AUDIT_RESOLVED_OPTIONS, AUDIT_UNIT_OF_WORK } from '../audit.constants.j
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { defaultActorResolver, type ResolvedAuditOptions } from '../options/audit-options.js';
-import { graphqlRequestOf, readGraphqlOperation } from '../transports/graphql-call.js';
+import { graphqlRequestOf, readGraphqlBody, readGraphqlOperation } from '../transports/graphql-call.js';
 import { readRpcCall } from '../transports/rpc-call.js';
 import type { TransportCall } from '../transports/transport-call.js';
 import { readWsCall } from '../transports/ws-call.js';
@@ -136,6 +136,7 @@ export class UnitOfWorkFactory {
       {
         request: { ip: base.ip, userAgent: base.userAgent, requestId: base.requestId, ...readGraphqlOperation(ctx) },
         requestObject: request as unknown as AuditRequest | undefined,
+        body: readGraphqlBody(ctx),
       },
       http,
     );
@@ -143,7 +144,7 @@ export class UnitOfWorkFactory {
 
   /** A unit for one call over a transport; the actor resolver gets the call's request object. */
   private forCall(source: string, call: TransportCall, parent: UnitOfWork | undefined = this.context.current()): UnitOfWork {
-    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, parent });
+    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, body: call.body, parent });
     unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined), this.pureActor);
     return unit;
   }

@@ -4,7 +4,7 @@ import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
 import { DeniedCalls } from './denied-calls.js';
-import { readGraphqlOperation } from '../transports/graphql-call.js';
+import { readGraphqlBody, readGraphqlOperation } from '../transports/graphql-call.js';
 
 /**
  * Runs before every other guard and always lets the request through. It tells the
@@ -55,6 +55,7 @@ export class AuditContextGuard implements CanActivate {
       audited,
       source: source ?? 'graphql',
       request: { ...http.request, ...readGraphqlOperation(ctx) },
+      body: readGraphqlBody(ctx),
       ...(typeof info.path?.key === 'string' ? { responseKey: info.path.key } : {}),
     });
     return true;

@@ -95,7 +95,7 @@ export class AuditedIntentFactory {
       const errors = graphqlErrors(body);
       for (const call of unit.pendingCalls.values()) {
         const error = graphqlError(errors, call.responseKey);
-        unit.intents.push({ ...this.intent(unit, call.audited, [], 'failure', undefined, error), source: call.source, request: call.request });
+        unit.intents.push({ ...this.intent(unit, call.audited, [], 'failure', undefined, error, call.body), source: call.source, request: call.request });
       }
       unit.pendingCalls.clear();
     }
@@ -126,6 +126,7 @@ export class AuditedIntentFactory {
     outcome: AuditOutcome,
     value: unknown,
     error?: AuditError,
+    body?: unknown,
   ): PendingIntent {
     const call: AuditedCallContext = {
       args,
@@ -144,15 +145,20 @@ export class AuditedIntentFactory {
       context: this.withBody(
         unit,
         this.option(audited, 'context', call, (raw) => (raw && typeof raw === 'object' ? raw : undefined)),
+        body,
       ),
       ...(outcome === 'failure' ? { error: error ?? this.builder.errorSummary(value) } : {}),
       claim: 'all',
     };
   }
 
-  /** With `recordBody`, the HTTP request body joins the context (redacted and bounded when stored). */
-  private withBody(unit: UnitOfWork, context: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-    const body = (unit.requestObject as { body?: unknown } | undefined)?.body;
+  /**
+   * With `recordBody`, the request body joins the context (redacted and bounded when
+   * stored): what the transport decided (a GraphQL call's operation and variables), else
+   * the HTTP request's body.
+   */
+  private withBody(unit: UnitOfWork, context: Record<string, unknown> | undefined, given?: unknown): Record<string, unknown> | undefined {
+    const body = given ?? unit.body ?? (unit.requestObject as { body?: unknown } | undefined)?.body;
     if (!this.options.recordBody || body === undefined || body === null || unit.source === 'job') return context;
     return { ...context, body };
   }

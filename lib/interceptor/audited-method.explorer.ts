@@ -63,6 +63,7 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
       actorPure: parent?.actorIsPure ?? true,
       request: parent ? { ...parent.request } : { requestId: uuidv7() },
       requestObject: parent?.requestObject,
+      body: parent?.body,
       parent,
     });
     unit.beginHandler(audited, undefined);
