@@ -105,6 +105,7 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       actorPure: parent?.actorIsPure ?? true,
       request: parent ? { ...parent.request } : { requestId: uuidv7() },
       requestObject: parent?.requestObject,
+      body: parent?.body,
       parent,
     });
     unit.beginHandler(audited, undefined);

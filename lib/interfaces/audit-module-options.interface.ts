@@ -36,8 +36,16 @@ export interface AuditModuleOptions {
    */
   actor?: AuditActorResolver;
   /**
-   * Which hops may set `X-Forwarded-For`.
-   * @default false
+   * Which hops may set `X-Forwarded-For`. The module walks the header from its right end
+   * (where each proxy appends the address it saw) to the first untrusted hop; a header
+   * longer than `maxHeaderLength × 4` is read from its right end too, its left part (which
+   * the client wrote) dropped.
+   *
+   * When not given, the framework's own setting applies: the IP recorded is Express's
+   * `req.ip` (per `app.set('trust proxy', …)`) or Fastify's `request.ip` (per its
+   * `trustProxy` option), which is the socket's address when the framework trusts no proxy.
+   * Give `false` to record the socket's address whatever the framework says.
+   * @default undefined (the framework's setting; none by default: the socket's address)
    */
   trustProxy?: AuditTrustProxy;
   /**
@@ -94,8 +102,29 @@ export interface AuditModuleOptions {
    */
   recordQueryString?: boolean;
   /**
+   * Record the request's path (`path`). Set `false` to leave it out of every event; the
+   * route pattern (`route`, e.g. `/auth/reset/:token`) is still recorded.
+   * @default true
+   */
+  recordPath?: boolean;
+  /**
+   * Route parameters whose value is masked as `[REDACTED]` in the recorded `path`, by name:
+   * a parameter is secret when its name contains one of these fragments (ignoring case,
+   * `_` and `-`), or when the redaction rules mask a field of that name (`redact` and the
+   * built-in list). `/auth/reset/:token` is recorded as `/auth/reset/[REDACTED]`.
+   * Giving the option replaces the default list (the redaction rules still apply).
+   * @default ['token', 'code', 'secret', 'key', 'password', 'signature', 'otp', 'hash', 'nonce']
+   */
+  secretPathParams?: string[];
+  /**
    * Store the request body of `@Audited` HTTP calls in the event's `context.body`,
    * redacted and size-bounded. Off by default: bodies carry personal data and secrets.
+   *
+   * For a GraphQL resolver call, `context.body` is `{ operationType, operationName,
+   * variables }` (the variables redacted by name like any field), never the query text,
+   * which may carry secrets as literals. A variable whose name is neutral is stored as
+   * given even when it feeds a secret argument (`changePassword(current: $a)`): name
+   * variables after what they hold, or leave `recordBody` off.
    * @default false
    */
   recordBody?: boolean;
