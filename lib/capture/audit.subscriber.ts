@@ -25,6 +25,7 @@ import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
+import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
@@ -168,7 +169,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    */
   beforeQuery(event: BeforeQueryEvent): void {
     // Every statement the app sends passes here: reads leave after a check that allocates nothing.
-    if (!mayWrite(event.query)) return;
+    if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const note: QueryNote = { raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null };
     // Keyed by the parameters object where there is one: a driver that skips afterQuery for
     // a failed statement (TypeORM 0.3's better-sqlite3) then leaves no stale note behind.
@@ -188,7 +189,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * bookkeeping are not changes; nor are those of entities that are not captured.
    */
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
-    if (!mayWrite(event.query)) return;
+    if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
     const noted = parameters ? this.notedByParameters.get(parameters) : this.notedInOrder.get(event.queryRunner)?.shift();
     if (parameters) this.notedByParameters.delete(parameters);
