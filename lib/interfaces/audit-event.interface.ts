@@ -57,6 +57,8 @@ export interface AuditChange {
   fields: Record<string, AuditFieldChange | AuditRelationChange>;
   /** Present and `true` when the change could only be recorded in part. */
   partial?: boolean;
+  /** Of a partial change: how many rows it stands for, when known. */
+  count?: number;
 }
 
 /** Summary of a failure: never a stack trace. */
