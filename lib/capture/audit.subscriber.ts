@@ -118,7 +118,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (!fields) return;
     const missing = fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
     const effects = deleteEffectsOf(this.dataSource, metadata);
-    if (!missing && !effects.cascadesPastRemove) return;
+    if (!missing && !effects.cascadesPastRemove) {
+      if (fields.joinColumns.length) this.removing.set(entity!, { toOne: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
+      return;
+    }
     return this.readBeforeRemove(event, fields, missing, effects);
   }
 

@@ -164,6 +164,14 @@ describe.each(databases())('relations, deletes and cascades on %s', (kind) => {
       ]);
     });
 
+    it('remove() of a comment loaded with its relations records them as passed in', async () => {
+      const author = await seedAuthor();
+      const article = await seedArticle({ author });
+      const comment = await t.seed(() => comments().save({ body: 'loaded', article, author }));
+      await job(async () => comments().remove(await comments().findOneOrFail({ where: { id: comment.id }, relations: { article: true, author: true } })));
+      expect(await changeOf('Comment', comment)).toMatchObject({ operation: 'delete', fields: { article: { from: article.id, to: null }, author: { from: author.id, to: null } } });
+    });
+
     it('delete by criteria of an article records the tags it was linked to', async () => {
       const [a] = await seedTags('z');
       const article = await seedArticle({ title: 'Criteria', tags: [a!] });
