@@ -22,7 +22,8 @@ import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
-import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
+import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
+import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
 import { isOwnStatement } from './own-statements.js';
@@ -66,6 +67,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   readonly [SUBSCRIBER] = true;
   /** Notes of raw-looking writes, by their parameters array (the same object reaches beforeQuery and afterQuery). */
   private readonly notedByParameters = new WeakMap<object, QueryNote>();
+  /** What `beforeRemove` read for the entity being removed, for `afterRemove` to record. */
+  private readonly removing = new WeakMap<ObjectLiteral, { toOne: Snapshot; cascade: PendingChange[] }>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
   private readonly rawTables: RawTables;
@@ -124,17 +127,57 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
+  /**
+   * Before a `remove()`, in its transaction: what TypeORM's reloaded row lacks (the ids of
+   * to-one relations, when the entity passed in does not carry them) and what the database
+   * will delete or change with the row. Without a loaded entity this is a delete by
+   * criteria, captured around its query builder.
+   */
+  beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    const { metadata, entity, databaseEntity } = event;
+    const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
+    if (!fields) return;
+    const missing = fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
+    const effects = deleteEffectsOf(this.dataSource, metadata);
+    if (!missing && !effects.cascadesPastRemove) {
+      if (fields.joinColumns.length) this.removing.set(entity!, { toOne: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
+      return;
+    }
+    return this.readBeforeRemove(event, fields, missing, effects);
+  }
+
+  private async readBeforeRemove(event: RemoveEvent<ObjectLiteral>, fields: TrackedFields, missing: boolean, effects: DeleteEffects): Promise<void> {
+    const { metadata, queryRunner } = event;
+    const entity = event.entity!;
+    const databaseEntity = event.databaseEntity;
+    const row = missing
+      ? await queryRunner.manager
+          .createQueryBuilder(metadata.target, 'audit_removed')
+          .withDeleted()
+          .whereInIds([metadata.getEntityIdMap(databaseEntity)])
+          .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })
+          .getOne()
+      : null;
+    const toOne = fields.snapshot(row ?? entity, fields.joinColumns);
+    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, this.dataSource, queryRunner, metadata, [databaseEntity], true) : [];
+    this.removing.set(entity, { toOne, cascade });
+  }
+
   afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, databaseEntity, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
     if (!fields || !row) return;
-    return this.capture.record(event.queryRunner, {
+    const before = entity ? this.removing.get(entity) : undefined;
+    if (before) this.removing.delete(entity!);
+    const deleted = this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? idOf(metadata, event.entityId),
       operation: 'delete',
-      fields: snapshotFields(fields.snapshot(row), 'from'),
+      fields: snapshotFields(before ? { ...fields.snapshot(row), ...before.toOne } : fields.snapshot(row), 'from'),
     });
+    if (!before?.cascade.length) return deleted;
+    return deleted.then(() => this.capture.recordAll(event.queryRunner, before.cascade));
   }
 
   afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> | void {

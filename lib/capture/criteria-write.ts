@@ -1,8 +1,9 @@
-import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import type { EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
 import { toJsonSafe } from '../events/json-safe.js';
 import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
+import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 
@@ -23,13 +24,6 @@ const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
 
 /** Value objects of upserts, recorded here rather than by the insert listener. */
 export const upsertedValues = new WeakSet<object>();
-
-/** The owning many-to-many relation a junction table belongs to. */
-function owningRelation(dataSource: DataSource, junction: EntityMetadata): RelationMetadata | undefined {
-  return dataSource.entityMetadatas
-    .flatMap((metadata) => metadata.manyToManyRelations)
-    .find((relation) => relation.isOwning && relation.junctionEntityMetadata === junction);
-}
 
 /** A junction column's value in a value set or a loaded junction row. */
 function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
@@ -114,6 +108,15 @@ export class CriteriaWrite {
     } catch (error) {
       this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
     }
+    // What the database deletes or changes with the rows, read before they go.
+    let cascade: PendingChange[] = [];
+    if (this.kind === 'delete' && before?.length && deleteEffectsOf(this.qb.dataSource, metadata).dependents.length) {
+      try {
+        cascade = await DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before.slice(0, bound), false);
+      } catch (error) {
+        this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
+      }
+    }
     const result = await this.write();
     const affected = (result as { affected?: number } | undefined)?.affected;
     if (!before) {
@@ -162,6 +165,7 @@ export class CriteriaWrite {
     const unrecorded = affected === undefined ? undefined : affected - known.length;
     if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, unrecorded);
     else if (before.length > bound) await this.recordPartial(runner, metadata, undefined);
+    await this.capture.recordAll(runner, cascade);
     return result;
   }
 

@@ -29,6 +29,8 @@ export function fieldName(column: ColumnMetadata): string {
  */
 export class TrackedFields {
   readonly columns: ColumnMetadata[];
+  /** The followed join columns TypeORM derives from to-one relations (read from the relation's object). */
+  readonly joinColumns: ColumnMetadata[];
 
   constructor(
     readonly metadata: EntityMetadata,
@@ -44,6 +46,7 @@ export class TrackedFields {
         !excluded.has(column.propertyPath) &&
         !excluded.has(fieldName(column)),
     );
+    this.joinColumns = this.columns.filter(isDerivedJoinColumn);
   }
 
   /** Every followed field of `entity`; undefined values are left out (unknown, not null). */

@@ -130,7 +130,10 @@ export interface AuditModuleOptions {
   recordBody?: boolean;
   /**
    * How many rows an update or delete by criteria reads for its before values; past
-   * it the change is recorded as partial.
+   * it the change is recorded as partial. Also how many rows a delete reads, in all, of
+   * what the database deletes or changes with it (`ON DELETE CASCADE` / `SET NULL`
+   * foreign keys, many-to-many links); past it each table cut short is recorded as a
+   * partial change with the count of rows not read.
    * @default 1000
    */
   maxCriteriaRows?: number;
