@@ -59,11 +59,11 @@ describe.each(databases())('a Conduit-shaped app on %s', (kind) => {
   });
 
   /** The request's one intent row; fails when there are fallback rows or several intents. */
-  async function intentOf(action: string): Promise<AuditLogEntity> {
+  async function intentOf(action: string): Promise<AuditLogEntity & { changes: AuditChange[] }> {
     const rows = await t.rows();
     expect(rows.map((row) => `${row.kind}:${row.action}`)).toEqual([`intent:${action}`]);
     expect(rows[0]!.outcome).toBe('success');
-    return rows[0]!;
+    return { ...rows[0]!, changes: rows[0]!.changes ?? [] };
   }
 
   /** Every write the request's SQL made is in the intent's changes: the entity's change, or the link field of a junction. */
