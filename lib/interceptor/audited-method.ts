@@ -48,7 +48,9 @@ export class ScopedMethodRunners implements AuditedMethodRunner {
   }
 
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
-    const runner = this.runners.findLast((candidate) => candidate.isRunningUnit()) ?? this.runners[this.runners.length - 1];
+    let runner: ScopedMethodRunner | undefined;
+    for (let index = this.runners.length - 1; index >= 0 && !runner; index--) if (this.runners[index]!.isRunningUnit()) runner = this.runners[index];
+    runner ??= this.runners[this.runners.length - 1];
     return runner ? runner.call(self, original, audited, args) : original.apply(self, args);
   }
 }
