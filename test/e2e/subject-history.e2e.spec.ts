@@ -61,6 +61,17 @@ class FavoritesController {
     await readers.save(reader);
   }
 
+  /** Many instances created one by one in a transaction (more than a unit keeps in memory), no target given. */
+  @Post('articles/import/:count')
+  @Audited('article.imported')
+  async import(@Param('count', ParseIntPipe) count: number): Promise<number[]> {
+    return this.dataSource.transaction(async (manager) => {
+      const ids: number[] = [];
+      for (let i = 0; i < count; i++) ids.push((await manager.save(manager.create(Article, { title: `Imported ${i}` }))).id);
+      return ids;
+    });
+  }
+
   /** Two instances changed, no target given: no target. */
   @Post('articles/:a/swap-titles/:b')
   @Audited('article.titles.swapped')
@@ -79,7 +90,14 @@ describe.each(databases())('history of every instance an event touches, on %s', 
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', entities: [Article, Reader], controllers: [FavoritesController] });
+    // Two changes per event at most: a unit keeps ten changes in memory, the rest only in the journal.
+    t = await createTestApp({
+      db,
+      adapter: 'express',
+      entities: [Article, Reader],
+      controllers: [FavoritesController],
+      audit: { maxChangesPerEvent: 2 },
+    });
   });
   afterAll(async () => {
     await t?.close();
@@ -158,5 +176,20 @@ describe.each(databases())('history of every instance an event touches, on %s', 
     // An event without a target is in the history of each instance it changed.
     expect(actions(await t.audit.history(a))).toEqual(['article.unfavorited', 'article.titles.swapped']);
     expect(actions(await t.audit.history(b))).toEqual(['article.titles.swapped']);
+  });
+
+  it('no target either when the handler changed more instances than a unit keeps in memory, in any part of its event', async () => {
+    const response = await t.request('/subject/articles/import/11', { method: 'POST' });
+    expect(response.status).toBe(201);
+    const ids = (await response.json()) as number[];
+
+    const rows = (await t.rows()).filter((row) => row.action === 'article.imported');
+    expect(rows.flatMap((row) => row.changes ?? []).map((change) => change.id).sort()).toEqual(ids.map(String).sort());
+    expect(rows.map((row) => [row.targetType, row.targetId])).toEqual(rows.map(() => [null, null]));
+    // Each article's history has the part of the event that created it.
+    for (const id of [ids[0]!, ids[10]!]) {
+      const history = await t.audit.history({ type: 'Article', id });
+      expect(history.map((event) => event.changes.map((change) => change.id))).toEqual([expect.arrayContaining([String(id)])]);
+    }
   });
 });
