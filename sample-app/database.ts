@@ -17,7 +17,8 @@ export interface DatabaseConfig {
 }
 
 /**
- * Reads `DATABASE_URL`-style input: `postgres://…` (tables in the `sample_app` schema),
+ * Reads `DATABASE_URL`-style input: `postgres://…` (tables in the `sample_app` schema of the
+ * URL's database, both created if missing),
  * `mysql://…` or `mariadb://…` (tables in the URL's database, created if missing), or
  * else a SQLite file path (`:memory:` for a throwaway database).
  */
@@ -40,7 +41,10 @@ export function databaseConfig(database: string): DatabaseConfig {
       kind: 'postgres',
       label: `PostgreSQL ${url.href} (schema ${POSTGRES_SCHEMA})`,
       connection: { type: 'postgres', url: database, schema: POSTGRES_SCHEMA },
-      prepare: () => withConnection({ type: 'postgres', url: database }, `CREATE SCHEMA IF NOT EXISTS "${POSTGRES_SCHEMA}"`),
+      prepare: async () => {
+        await createPostgresDatabase(database);
+        await withConnection({ type: 'postgres', url: database }, `CREATE SCHEMA IF NOT EXISTS "${POSTGRES_SCHEMA}"`);
+      },
     };
   }
   if (scheme === 'mysql' || scheme === 'mariadb') {
@@ -62,6 +66,22 @@ async function withConnection(options: { type: 'postgres' | 'mariadb'; url: stri
   const dataSource = await new DataSource(options).initialize();
   try {
     await dataSource.query(sql);
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
+/** Creates the URL's PostgreSQL database when it does not exist (connecting to the server's `postgres` database). */
+async function createPostgresDatabase(database: string): Promise<void> {
+  const name = decodeURIComponent(new URL(database).pathname.slice(1));
+  if (name === '' || name === 'postgres') return;
+  if (!/^[A-Za-z0-9_]+$/.test(name)) throw new Error(`DATABASE_URL must name a database, e.g. postgres://postgres@127.0.0.1:5432/orders_sample`);
+  const server = new URL(database);
+  server.pathname = '/postgres';
+  const dataSource = await new DataSource({ type: 'postgres', url: server.href }).initialize();
+  try {
+    const rows: unknown[] = await dataSource.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+    if (rows.length === 0) await dataSource.query(`CREATE DATABASE "${name}"`);
   } finally {
     await dataSource.destroy();
   }

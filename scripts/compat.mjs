@@ -6,7 +6,7 @@
 //
 // Both apps install the package from the tarball `npm pack` makes here (which builds it
 // via `prepack`), exactly as a user would, never from lib/ or a link. The tarball's file
-// list is checked too: both builds with their .d.ts, README.md, no tests or sources.
+// list is checked too: both builds with their .d.ts, README.md and docs/, no tests or sources.
 // Each project gets `npm ci` only when its node_modules is missing or stale.
 //
 //   npm run test:compat        # or: node scripts/compat.mjs [--verbose] [--strict]
@@ -178,7 +178,8 @@ function checkContents(files) {
   const label = 'package contents';
   const problems = [];
   const has = new Set(files);
-  const required = ['package.json', 'README.md'];
+  // README.md links to docs/: the reference pages ship with it.
+  const required = ['package.json', 'README.md', ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
   for (const format of ['esm', 'cjs']) {
     required.push(`dist/${format}/index.js`, `dist/${format}/index.d.ts`, `dist/${format}/package.json`);
     for (const file of files.filter((f) => f.startsWith(`dist/${format}/`) && f.endsWith('.js'))) {
@@ -190,7 +191,7 @@ function checkContents(files) {
   const [esm, cjs] = [strip('esm'), strip('cjs')];
   for (const file of esm) if (!cjs.has(file)) problems.push(`dist/esm/${file} has no dist/cjs counterpart`);
   for (const file of cjs) if (!esm.has(file)) problems.push(`dist/cjs/${file} has no dist/esm counterpart`);
-  const allowedOutsideDist = /^(package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(\.md|\.txt)?)$/i;
+  const allowedOutsideDist = /^(package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(\.md|\.txt)?|docs\/[a-z0-9-]+\.md)$/i;
   for (const file of files) {
     if (/(^|\/)(test|tests|__tests__)\/|\.(spec|test)\.[cm]?[jt]s$/.test(file)) problems.push(`test file shipped: ${file}`);
     else if (!file.startsWith('dist/') && !allowedOutsideDist.test(file)) problems.push(`unexpected file shipped: ${file}`);

@@ -22,10 +22,17 @@ import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
-import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
+import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
+import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
+import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
+import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { RawTables } from './raw-tables.js';
+import { checkEntityOptions } from '../options/entity-options.js';
+import type { CapturedChange } from './change-set.js';
+import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
@@ -35,7 +42,17 @@ interface QueryNote {
   raw: boolean;
   unit: UnitOfWork | null;
 }
-const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
+/** The operation recorded for a raw write's verb. */
+const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
+  insert: 'insert',
+  replace: 'insert',
+  update: 'update',
+  merge: 'update',
+  delete: 'delete',
+  truncate: 'delete',
+};
+/** The entity of a raw write whose table no entity maps, or whose table could not be read. */
+export const UNKNOWN_ENTITY = 'unknown';
 
 /**
  * The safety net: a TypeORM subscriber on the module's data source that captures every
@@ -50,17 +67,24 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   readonly [SUBSCRIBER] = true;
   /** Notes of raw-looking writes, by their parameters array (the same object reaches beforeQuery and afterQuery). */
   private readonly notedByParameters = new WeakMap<object, QueryNote>();
+  /** What `beforeRemove` read for the entity being removed, for `afterRemove` to record. */
+  private readonly removing = new WeakMap<ObjectLiteral, { toOne: Snapshot; cascade: PendingChange[] }>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
+  private readonly rawTables: RawTables;
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly capture: ChangeCapture,
     private readonly context: AuditContext,
-  ) {}
+  ) {
+    this.rawTables = new RawTables(dataSource);
+  }
 
   onModuleInit(): void {
+    // The entity metadata is known once the data source is initialised: names in the options are checked against it.
+    if (this.dataSource.isInitialized) checkEntityOptions(this.options, this.dataSource);
     if (!this.options.enabled) return;
     const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
     if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
@@ -103,17 +127,57 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
+  /**
+   * Before a `remove()`, in its transaction: what TypeORM's reloaded row lacks (the ids of
+   * to-one relations, when the entity passed in does not carry them) and what the database
+   * will delete or change with the row. Without a loaded entity this is a delete by
+   * criteria, captured around its query builder.
+   */
+  beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    const { metadata, entity, databaseEntity } = event;
+    const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
+    if (!fields) return;
+    const missing = fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
+    const effects = deleteEffectsOf(this.dataSource, metadata);
+    if (!missing && !effects.cascadesPastRemove) {
+      if (fields.joinColumns.length) this.removing.set(entity!, { toOne: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
+      return;
+    }
+    return this.readBeforeRemove(event, fields, missing, effects);
+  }
+
+  private async readBeforeRemove(event: RemoveEvent<ObjectLiteral>, fields: TrackedFields, missing: boolean, effects: DeleteEffects): Promise<void> {
+    const { metadata, queryRunner } = event;
+    const entity = event.entity!;
+    const databaseEntity = event.databaseEntity;
+    const row = missing
+      ? await queryRunner.manager
+          .createQueryBuilder(metadata.target, 'audit_removed')
+          .withDeleted()
+          .whereInIds([metadata.getEntityIdMap(databaseEntity)])
+          .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })
+          .getOne()
+      : null;
+    const toOne = fields.snapshot(row ?? entity, fields.joinColumns);
+    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, this.dataSource, queryRunner, metadata, [databaseEntity], true) : [];
+    this.removing.set(entity, { toOne, cascade });
+  }
+
   afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, databaseEntity, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
     if (!fields || !row) return;
-    return this.capture.record(event.queryRunner, {
+    const before = entity ? this.removing.get(entity) : undefined;
+    if (before) this.removing.delete(entity!);
+    const deleted = this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? idOf(metadata, event.entityId),
       operation: 'delete',
-      fields: snapshotFields(fields.snapshot(row), 'from'),
+      fields: snapshotFields(before ? { ...fields.snapshot(row), ...before.toOne } : fields.snapshot(row), 'from'),
     });
+    if (!before?.cascade.length) return deleted;
+    return deleted.then(() => this.capture.recordAll(event.queryRunner, before.cascade));
   }
 
   afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> | void {
@@ -147,7 +211,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * where that context is lost.
    */
   beforeQuery(event: BeforeQueryEvent): void {
-    if (!RAW_WRITE.test(event.query)) return;
+    // Every statement the app sends passes here: reads leave after a check that allocates nothing.
+    if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const note: QueryNote = { raw: !isInsideQueryBuilder(), unit: this.context.current() ?? null };
     // Keyed by the parameters object where there is one: a driver that skips afterQuery for
     // a failed statement (TypeORM 0.3's better-sqlite3) then leaves no stale note behind.
@@ -160,29 +225,43 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     this.notedInOrder.set(event.queryRunner, queue);
   }
 
-  /** SQL run by hand (`query()`): recorded as a partial change of the table's entity. */
+  /**
+   * SQL run by hand (`query()`): each table it writes is recorded as a partial change of
+   * the table's entity, or of the `unknown` entity (with the table's name, when it could
+   * be read) when no entity maps it. Writes of the module's own tables and TypeORM's
+   * bookkeeping are not changes; nor are those of entities that are not captured.
+   */
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
-    const match = RAW_WRITE.exec(event.query);
-    if (!match) return;
+    if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
     const noted = parameters ? this.notedByParameters.get(parameters) : this.notedInOrder.get(event.queryRunner)?.shift();
     if (parameters) this.notedByParameters.delete(parameters);
     if (!event.success || !noted?.raw) return;
-    const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
-    const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
-    if (!metadata || !this.capture.trackedFields(metadata)) return;
-    const verb = match[1]!.toLowerCase();
-    return this.capture.record(
-      event.queryRunner,
-      {
-        entity: metadata.name,
-        id: null,
-        operation: verb.startsWith('delete') ? 'delete' : verb.startsWith('update') ? 'update' : 'insert',
-        fields: {},
-        partial: true,
-      },
-      noted.unit,
-    );
+    const changes: Array<Omit<CapturedChange, 'at'>> = [];
+    for (const write of rawWrites(event.query, { mysql: this.rawTables.isMysql })) {
+      const change = this.rawChange(write);
+      if (change) changes.push(change);
+    }
+    if (changes.length === 0) return;
+    return this.recordRaw(event.queryRunner, changes, noted.unit);
+  }
+
+  /** The change a raw write records, or undefined when it records none. */
+  private rawChange(write: RawWrite): Omit<CapturedChange, 'at'> | undefined {
+    const operation = RAW_OPERATIONS[write.verb];
+    const owner = write.table ? this.rawTables.owner(write.table) : 'unknown';
+    if (owner === 'unrecorded') return undefined;
+    if (owner === 'unknown') {
+      const table = write.table && (write.table.schema ? `${write.table.schema}.${write.table.name}` : write.table.name);
+      return { entity: UNKNOWN_ENTITY, id: null, operation, fields: {}, partial: true, ...(table ? { table } : {}) };
+    }
+    if (!this.capture.trackedFields(owner.entity)) return undefined;
+    // A junction table's rows are links of the entity owning the relation: an update of it.
+    return { entity: owner.entity.name, id: null, operation: owner.links ? 'update' : operation, fields: {}, partial: true };
+  }
+
+  private async recordRaw(runner: QueryRunner, changes: Array<Omit<CapturedChange, 'at'>>, unit: UnitOfWork | null): Promise<void> {
+    for (const change of changes) await this.capture.record(runner, change, unit);
   }
 
   /** A soft delete or recovery is an update of the delete-date column (named `deleted` when it sets it). */

@@ -126,6 +126,11 @@ export class ChangeCapture {
     }
   }
 
+  /** Records changes one after another, in order (their merge depends on it). */
+  async recordAll(runner: QueryRunner | undefined, changes: readonly Omit<CapturedChange, 'at'>[]): Promise<void> {
+    for (const change of changes) await this.record(runner, change);
+  }
+
   /**
    * Adds the event of a `log()` call made outside any unit of work but inside a
    * transaction to that transaction's current level: at the outermost commit it claims

@@ -101,6 +101,16 @@ function prune(change: CapturedChange): CapturedChange | undefined {
   return dropped ? { ...change, fields } : change;
 }
 
+/** The many-to-many link fields of a change. */
+function relationsOf(fields: Record<string, FieldValue>): Record<string, AuditRelationChange> {
+  const relations: Record<string, AuditRelationChange> = {};
+  for (const name in fields) {
+    const value = fields[name]!;
+    if (isRelation(value)) relations[name] = value;
+  }
+  return relations;
+}
+
 function mergeFields(
   first: Record<string, FieldValue>,
   second: Record<string, FieldValue>,
@@ -142,31 +152,29 @@ function merge(previous: CapturedChange, next: CapturedChange): CapturedChange |
   switch (ops) {
     case 'insert>update':
       return prune({ ...base, operation: 'insert', fields: mergeFields(previous.fields, next.fields) });
+    case 'update>insert':
+      // Links written before their owner's insert was reported (TypeORM reports a new
+      // entity's junction rows first): the insert, with those links.
+      return prune({ ...base, operation: 'insert', fields: mergeFields(relationsOf(previous.fields), next.fields) });
     case 'insert>delete':
       return undefined;
     case 'update>update':
       return prune({ ...base, operation: 'update', fields: mergeFields(previous.fields, next.fields) });
     case 'update>delete': {
-      // The deleted row's "from" is its value before this unit of work changed it.
+      // The deleted row's "from" is its value before this unit of work changed it; its
+      // links are the net of those the unit changed and those removed with the row.
       const fields: Record<string, FieldValue> = { ...next.fields };
       for (const [name, value] of Object.entries(previous.fields)) {
         if (!isRelation(value)) fields[name] = { from: value.from, to: null };
       }
-      return { ...base, operation: 'delete', fields };
+      return prune({ ...base, operation: 'delete', fields: { ...fields, ...mergeFields(relationsOf(previous.fields), relationsOf(next.fields)) } });
     }
-    case 'delete>insert':
-      return prune({
-        ...base,
-        operation: 'update',
-        fields: mergeFields(
-          Object.fromEntries(
-            Object.entries(previous.fields).map(([k, v]) => [k, isRelation(v) ? v : { from: v.from, to: v.from }]),
-          ),
-          Object.fromEntries(
-            Object.entries(next.fields).map(([k, v]) => [k, isRelation(v) ? v : { from: undefined, to: v.to }]),
-          ),
-        ),
-      });
+    case 'delete>update':
+      // Links removed with a deleted row, reported after its delete: part of the delete.
+      if (Object.values(next.fields).every(isRelation)) {
+        return prune({ ...base, operation: 'delete', fields: mergeFields(previous.fields, next.fields) });
+      }
+      return prune({ ...next, at: previous.at, ...(partial ? { partial } : {}) });
     default:
       // update after delete, insert after insert: keep the later fact.
       return prune({ ...next, at: previous.at, ...(partial ? { partial } : {}) });

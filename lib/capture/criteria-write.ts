@@ -1,23 +1,29 @@
-import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import type { EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
 import { toJsonSafe } from '../events/json-safe.js';
 import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
+import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
 
+/** Databases whose rows a criteria write's read locks with `SELECT … FOR UPDATE` (or its equivalent). */
+const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
+  'postgres',
+  'aurora-postgres',
+  'cockroachdb',
+  'mysql',
+  'mariadb',
+  'aurora-mysql',
+  'oracle',
+  'mssql',
+]);
+
 /** Value objects of upserts, recorded here rather than by the insert listener. */
 export const upsertedValues = new WeakSet<object>();
-
-/** The owning many-to-many relation a junction table belongs to. */
-function owningRelation(dataSource: DataSource, junction: EntityMetadata): RelationMetadata | undefined {
-  return dataSource.entityMetadatas
-    .flatMap((metadata) => metadata.manyToManyRelations)
-    .find((relation) => relation.isOwning && relation.junctionEntityMetadata === junction);
-}
 
 /** A junction column's value in a value set or a loaded junction row. */
 function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
@@ -102,6 +108,15 @@ export class CriteriaWrite {
     } catch (error) {
       this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
     }
+    // What the database deletes or changes with the rows, read before they go.
+    let cascade: PendingChange[] = [];
+    if (this.kind === 'delete' && before?.length && deleteEffectsOf(this.qb.dataSource, metadata).dependents.length) {
+      try {
+        cascade = await DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before.slice(0, bound), false);
+      } catch (error) {
+        this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
+      }
+    }
     const result = await this.write();
     const affected = (result as { affected?: number } | undefined)?.affected;
     if (!before) {
@@ -139,7 +154,18 @@ export class CriteriaWrite {
         });
       }
     }
-    if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+    if (this.kind === 'insert') {
+      // An upsert's affected count is not a count of rows (MySQL counts an update twice).
+      if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+      return result;
+    }
+    // Rows the write changed that were not recorded one by one: past the bound, or (where
+    // the read cannot lock rows that did not exist yet) matching rows another connection
+    // committed between the read and the write. Counted whenever the database says more.
+    const unrecorded = affected === undefined ? undefined : affected - known.length;
+    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, unrecorded);
+    else if (before.length > bound) await this.recordPartial(runner, metadata, undefined);
+    await this.capture.recordAll(runner, cascade);
     return result;
   }
 
@@ -177,15 +203,22 @@ export class CriteriaWrite {
     return this.kind === 'delete' ? 'delete' : 'update';
   }
 
-  /** A change known only in part: the entity, the operation and the values set, no ids. */
-  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, affected: number | undefined): Promise<void> {
-    if (affected === 0) return;
+  /** A change known only in part: the entity, the operation, the values set and (when known) how many rows, no ids. */
+  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, count: number | undefined): Promise<void> {
+    if (count !== undefined && count <= 0) return;
     const fields: Record<string, { from?: unknown; to: unknown }> = {};
     const values = Array.isArray(this.qb.valuesSet) ? undefined : this.qb.valuesSet;
     for (const [name, value] of Object.entries(values ?? {})) {
       if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
     }
-    await this.capture.record(runner, { entity: metadata.name, id: null, operation: this.operation(), fields, partial: true });
+    await this.capture.record(runner, {
+      entity: metadata.name,
+      id: null,
+      operation: this.operation(),
+      fields,
+      partial: true,
+      ...(count !== undefined ? { count } : {}),
+    });
   }
 
   /** A SELECT with the write's own WHERE clause, in its transaction. */
@@ -207,8 +240,15 @@ export class CriteriaWrite {
     return raw.map((row) => Object.fromEntries(junction.columns.map((column, i) => [column.propertyName, row[`c${i}`]])));
   }
 
+  /**
+   * The rows the write will touch, locked (`FOR UPDATE`) until its transaction ends where the
+   * database can lock rows: no other connection changes or deletes them before the write.
+   * SQLite needs no lock (one writer at a time: a concurrent write fails as busy).
+   */
   private readMatching(runner: QueryRunner, limit: number): Promise<ObjectLiteral[]> {
-    return this.probe(runner).limit(limit).getMany();
+    const probe = this.probe(runner).limit(limit);
+    if (LOCKING_DRIVERS.has(this.qb.dataSource.options.type)) probe.setLock('pessimistic_write');
+    return probe.getMany();
   }
 
   private async readByIds(runner: QueryRunner, rows: ObjectLiteral[]): Promise<ObjectLiteral[]> {

@@ -12,7 +12,7 @@ export type Snapshot = Record<string, unknown>;
 const isDerivedJoinColumn = (column: ColumnMetadata): boolean => column.isVirtual && column.relationMetadata !== undefined;
 
 /** The field name of a column: its property path; a derived join column reads as its relation. */
-function fieldName(column: ColumnMetadata): string {
+export function fieldName(column: ColumnMetadata): string {
   const relation = column.relationMetadata;
   if (relation && isDerivedJoinColumn(column)) {
     return relation.joinColumns.length > 1
@@ -29,6 +29,8 @@ function fieldName(column: ColumnMetadata): string {
  */
 export class TrackedFields {
   readonly columns: ColumnMetadata[];
+  /** The followed join columns TypeORM derives from to-one relations (read from the relation's object). */
+  readonly joinColumns: ColumnMetadata[];
 
   constructor(
     readonly metadata: EntityMetadata,
@@ -44,6 +46,7 @@ export class TrackedFields {
         !excluded.has(column.propertyPath) &&
         !excluded.has(fieldName(column)),
     );
+    this.joinColumns = this.columns.filter(isDerivedJoinColumn);
   }
 
   /** Every followed field of `entity`; undefined values are left out (unknown, not null). */

@@ -40,6 +40,9 @@ export function compileAddressList(entries: readonly string[]): (address: string
   };
 }
 
+/** Trusts no hop: the client is the socket peer. */
+export const TRUST_NO_PROXY: TrustHop = () => false;
+
 /** The `trustProxy` option as a hop test. Throws for values it cannot read. */
 export function compileTrustProxy(trust: boolean | number | string | readonly string[]): TrustHop {
   if (trust === true) return () => true;
@@ -65,8 +68,12 @@ export function clientIp(
   let current = normaliseIp(socketAddress);
   const header = Array.isArray(forwardedFor) ? forwardedFor.join(',') : forwardedFor;
   if (!header) return current;
-  // Bound the work on hostile headers: a handful of hops is all a real chain has.
-  const hops = header.slice(0, maxLength * 4).split(',').slice(-32).reverse();
+  // Bound the work on hostile headers: a handful of hops is all a real chain has. The
+  // right end is the trusted part (each proxy appends the address it saw), so a header
+  // past the bound keeps its right end; an entry cut by the bound is dropped.
+  const limit = maxLength * 4;
+  const kept = header.length > limit ? header.slice(header.indexOf(',', header.length - limit - 1) + 1 || header.length) : header;
+  const hops = kept.split(',').slice(-32).reverse();
   for (let index = 0; index < hops.length; index++) {
     if (!trust(current, index)) return current;
     const next = normaliseIp(hops[index]!);

@@ -3,13 +3,13 @@ import { AUDIT_RESOLVED_OPTIONS, AUDIT_UNIT_OF_WORK } from '../audit.constants.j
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { defaultActorResolver, type ResolvedAuditOptions } from '../options/audit-options.js';
-import { graphqlRequestOf, readGraphqlOperation } from '../transports/graphql-call.js';
+import { graphqlRequestOf, readGraphqlBody, readGraphqlOperation } from '../transports/graphql-call.js';
 import { readRpcCall } from '../transports/rpc-call.js';
 import type { TransportCall } from '../transports/transport-call.js';
 import { readWsCall } from '../transports/ws-call.js';
 import { WsHandshakes } from '../transports/ws-handshakes.js';
 import { AuditContext } from './audit-context.js';
-import { readHttpRequest, resolveRequestId, routePattern, type HttpRequestLike } from './request-info.js';
+import { readHttpRequest, resolveRequestId, withRoute, type HttpRequestLike } from './request-info.js';
 import { UnitOfWork } from './unit-of-work.js';
 
 type Carrier = Record<PropertyKey, unknown>;
@@ -51,6 +51,14 @@ export class UnitOfWorkFactory {
     return unit;
   }
 
+  /**
+   * Routing is done: the unit's request data gets the route pattern, and its path is read
+   * again with the segments of secret route parameters masked.
+   */
+  routed(unit: UnitOfWork, request: HttpRequestLike): void {
+    unit.request = withRoute(unit.request, request, this.options);
+  }
+
   /** The unit attached to an HTTP request by the middleware, if any. */
   attachedTo(request: HttpRequestLike): UnitOfWork | undefined {
     const carrier = (request.raw ?? request) as unknown as Carrier;
@@ -72,7 +80,7 @@ export class UnitOfWorkFactory {
         const attached = this.attachedTo(request);
         const unit = attached ?? this.forHttp(request, http.getResponse<HeaderSink>());
         unit.requestObject = request as unknown as AuditRequest;
-        unit.request.route = routePattern(request) ?? unit.request.route;
+        this.routed(unit, request);
         return { unit, own: !attached };
       }
       case 'graphql':
@@ -128,6 +136,7 @@ export class UnitOfWorkFactory {
       {
         request: { ip: base.ip, userAgent: base.userAgent, requestId: base.requestId, ...readGraphqlOperation(ctx) },
         requestObject: request as unknown as AuditRequest | undefined,
+        body: readGraphqlBody(ctx),
       },
       http,
     );
@@ -135,7 +144,7 @@ export class UnitOfWorkFactory {
 
   /** A unit for one call over a transport; the actor resolver gets the call's request object. */
   private forCall(source: string, call: TransportCall, parent: UnitOfWork | undefined = this.context.current()): UnitOfWork {
-    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, parent });
+    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, body: call.body, parent });
     unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined), this.pureActor);
     return unit;
   }

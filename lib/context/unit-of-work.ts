@@ -46,6 +46,8 @@ export interface PendingCall {
   request: AuditRequestInfo;
   /** Where the call's result or error sits in the response (GraphQL: the field's response key). */
   responseKey?: string;
+  /** What `recordBody` stores for the call (GraphQL: the operation and its variables). */
+  body?: unknown;
 }
 
 /** A transaction of the unit whose COMMIT failed in flight: its journal rows tell whether it committed. */
@@ -60,6 +62,8 @@ export interface UnitOfWorkInit {
   actor?: ActorSource;
   request?: AuditRequestInfo;
   requestObject?: AuditRequest;
+  /** What `recordBody` stores, when the transport decides it (see `UnitOfWork.body`). */
+  body?: unknown;
   parent?: UnitOfWork;
   /** The actor resolver has no side effects (see `setActor`). */
   actorPure?: boolean;
@@ -105,6 +109,11 @@ export class UnitOfWork {
   request: AuditRequestInfo;
   /** The framework's request object, handed to the actor resolver. */
   requestObject?: AuditRequest;
+  /**
+   * What `recordBody` stores for this unit's calls when its transport decides it (GraphQL:
+   * the operation and its variables, never the query text); else the request object's `body`.
+   */
+  readonly body?: unknown;
   readonly parent?: UnitOfWork;
   readonly intents: PendingIntent[] = [];
   readonly changes = new ChangeSet();
@@ -142,6 +151,7 @@ export class UnitOfWork {
     this.source = init.source;
     this.request = { ...init.request };
     this.requestObject = init.requestObject;
+    this.body = init.body;
     this.parent = init.parent;
     this.originRequestId = originRequestId;
     if (init.actor) this.setActor(init.actor, init.actorPure);

@@ -121,9 +121,10 @@ export class AuditEventBuilder {
         const storableId = (id: unknown): string => bound(String(id), MAX_JSON_STRING);
         fields[name] = { added: value.added.map(storableId), removed: value.removed.map(storableId) };
       } else if (redactor.isSecret(name)) {
+        // Only values that exist are masked: an insert's `from` and a delete's `to` stay null.
         fields[name] = {
-          ...('from' in value ? { from: REDACTED } : {}),
-          ...('to' in value ? { to: REDACTED } : {}),
+          ...('from' in value ? { from: value.from == null ? null : REDACTED } : {}),
+          ...('to' in value ? { to: value.to == null ? null : REDACTED } : {}),
         };
       } else {
         const field: AuditFieldChange = {};
@@ -138,6 +139,8 @@ export class AuditEventBuilder {
       operation: change.operation,
       fields,
       ...(change.partial ? { partial: true } : {}),
+      ...(change.count !== undefined ? { count: change.count } : {}),
+      ...(change.table ? { table: bound(change.table, MAX_JSON_KEY) } : {}),
     };
   }
 

@@ -52,5 +52,12 @@ export function shrinkChange(change: AuditChange, maxBytes: number): AuditChange
     const shrunk: AuditChange = { ...change, fields: { ...fields }, partial: true };
     if (jsonBytes(shrunk) <= maxBytes) return shrunk;
   }
-  return { entity: change.entity, id: change.id, operation: change.operation, fields: {}, partial: true };
+  return {
+    entity: change.entity,
+    id: change.id,
+    operation: change.operation,
+    fields: {},
+    partial: true,
+    ...(change.count !== undefined ? { count: change.count } : {}),
+  };
 }

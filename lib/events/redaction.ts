@@ -26,7 +26,9 @@ const SECRET_FRAGMENTS: readonly string[] = [
   'cardnumber',
 ];
 
-const normalise = (name: string): string => name.toLowerCase().replace(/[_-]/g, '');
+/** A name as the rules compare it: lower case, without `_` or `-`. */
+export const normaliseName = (name: string): string => name.toLowerCase().replace(/[_-]/g, '');
+const normalise = normaliseName;
 
 /** Decides which keys are masked. One per module, built from the `redact` option. */
 export class Redactor {

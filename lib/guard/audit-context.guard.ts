@@ -1,11 +1,10 @@
 import { Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import type { HttpRequestLike } from '../context/request-info.js';
-import { routePattern } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
 import { DeniedCalls } from './denied-calls.js';
-import { readGraphqlOperation } from '../transports/graphql-call.js';
+import { readGraphqlBody, readGraphqlOperation } from '../transports/graphql-call.js';
 
 /**
  * Runs before every other guard and always lets the request through. It tells the
@@ -37,7 +36,7 @@ export class AuditContextGuard implements CanActivate {
     if (!unit) return true;
     const { audited, source } = this.intents.metadataOf(ctx);
     unit.requestObject = request as unknown as AuditRequest;
-    unit.request.route = routePattern(request) ?? unit.request.route;
+    this.units.routed(unit, request);
     unit.guard(audited, source);
     return true;
   }
@@ -56,6 +55,7 @@ export class AuditContextGuard implements CanActivate {
       audited,
       source: source ?? 'graphql',
       request: { ...http.request, ...readGraphqlOperation(ctx) },
+      body: readGraphqlBody(ctx),
       ...(typeof info.path?.key === 'string' ? { responseKey: info.path.key } : {}),
     });
     return true;

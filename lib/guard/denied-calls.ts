@@ -71,7 +71,7 @@ export class DeniedCalls implements OnModuleInit, OnApplicationShutdown {
     const entry = key && this.pending.get(key);
     if (!key || !entry) return undefined;
     this.pending.delete(key);
-    this.intents.settle(entry.unit, entry.audited, entry.args, 'failure', exception);
+    this.intents.settleDenied(entry.unit, entry.audited, entry.args, exception);
     return this.recorder.end(entry.unit).catch(() => undefined); // logged by the recorder
   }
 }

@@ -5,6 +5,7 @@ import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA, AUDIT
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
 import type { AuditedCallContext, AuditedMetadata } from '../decorators/audited.decorator.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { bound } from '../events/json-safe.js';
 import { resolveTarget } from '../events/audit-target.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditError, AuditOutcome } from '../interfaces/audit-event.interface.js';
@@ -66,10 +67,23 @@ export class AuditedIntentFactory {
   }
 
   /**
+   * Adds the failure event of a call a guard turned away, with the guard's error: its
+   * name, status, and message (a guard's message is meant for the client, unlike a
+   * handler's internal errors), bounded and made storable.
+   */
+  settleDenied(unit: UnitOfWork, audited: AuditedMetadata, args: unknown[], exception: unknown): void {
+    const summary = this.builder.errorSummary(exception);
+    const message = exception instanceof Error && exception.message ? bound(exception.message, 512) : undefined;
+    this.settle(unit, audited, args, 'failure', exception, summary.message === undefined && message ? { ...summary, message } : summary);
+  }
+
+  /**
    * When an HTTP response is about to be sent, settles its unit's `@Audited` event from
    * what the response says:
    * - a request that never reached its handler was turned away (a guard said no): a
-   *   failure with the response status; so is each `@Audited` GraphQL resolver call a
+   *   failure with the response status and the message of the error response (what the
+   *   guard's exception says, Nest's `Forbidden resource` for a guard that returned
+   *   `false`); so is each `@Audited` GraphQL resolver call a
    *   guard turned away, with the error the response carries for it;
    * - a handler that sent the response itself (`@Res()`) before returning: success for a
    *   2xx/3xx status, else a failure with that status;
@@ -81,13 +95,18 @@ export class AuditedIntentFactory {
       const errors = graphqlErrors(body);
       for (const call of unit.pendingCalls.values()) {
         const error = graphqlError(errors, call.responseKey);
-        unit.intents.push({ ...this.intent(unit, call.audited, [], 'failure', undefined, error), source: call.source, request: call.request });
+        unit.intents.push({ ...this.intent(unit, call.audited, [], 'failure', undefined, error, call.body), source: call.source, request: call.request });
       }
       unit.pendingCalls.clear();
     }
     if (!unit.audited) return;
     const failed = statusCode >= 400;
-    const statusError: AuditError = { name: STATUS_NAMES[statusCode] ?? 'HttpException', status: statusCode };
+    const message = failed ? responseMessage(body) : undefined;
+    const statusError: AuditError = {
+      name: STATUS_NAMES[statusCode] ?? 'HttpException',
+      status: statusCode,
+      ...(message !== undefined ? { message } : {}),
+    };
     if (!unit.handlerSettled) {
       const outcome = failed || !unit.handlerStarted ? 'failure' : 'success';
       this.settle(unit, unit.audited, [], outcome, undefined, outcome === 'failure' ? statusError : undefined);
@@ -107,6 +126,7 @@ export class AuditedIntentFactory {
     outcome: AuditOutcome,
     value: unknown,
     error?: AuditError,
+    body?: unknown,
   ): PendingIntent {
     const call: AuditedCallContext = {
       args,
@@ -125,15 +145,20 @@ export class AuditedIntentFactory {
       context: this.withBody(
         unit,
         this.option(audited, 'context', call, (raw) => (raw && typeof raw === 'object' ? raw : undefined)),
+        body,
       ),
       ...(outcome === 'failure' ? { error: error ?? this.builder.errorSummary(value) } : {}),
       claim: 'all',
     };
   }
 
-  /** With `recordBody`, the HTTP request body joins the context (redacted and bounded when stored). */
-  private withBody(unit: UnitOfWork, context: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
-    const body = (unit.requestObject as { body?: unknown } | undefined)?.body;
+  /**
+   * With `recordBody`, the request body joins the context (redacted and bounded when
+   * stored): what the transport decided (a GraphQL call's operation and variables), else
+   * the HTTP request's body.
+   */
+  private withBody(unit: UnitOfWork, context: Record<string, unknown> | undefined, given?: unknown): Record<string, unknown> | undefined {
+    const body = given ?? unit.body ?? (unit.requestObject as { body?: unknown } | undefined)?.body;
     if (!this.options.recordBody || body === undefined || body === null || unit.source === 'job') return context;
     return { ...context, body };
   }
@@ -164,6 +189,29 @@ interface GraphqlErrorLike {
 }
 
 const GRAPHQL_CODES: Record<string, number> = { UNAUTHENTICATED: 401, FORBIDDEN: 403, BAD_REQUEST: 400 };
+
+/** The text of a response body, if it is a small one. */
+function bodyText(body: unknown, max: number): string | undefined {
+  const text = typeof body === 'string' ? body : Buffer.isBuffer(body) ? body.toString('utf8') : undefined;
+  return text !== undefined && text.length <= max ? text : undefined;
+}
+
+/**
+ * The `message` of a JSON error response (Nest's `{ statusCode, message, error }`, a
+ * validation pipe's list of messages joined), bounded and made storable.
+ */
+function responseMessage(body: unknown): string | undefined {
+  const text = bodyText(body, 65_536);
+  if (!text || !text.trimStart().startsWith('{')) return undefined;
+  try {
+    const message = (JSON.parse(text) as { message?: unknown }).message;
+    if (typeof message === 'string') return bound(message, 512);
+    if (Array.isArray(message) && message.every((item) => typeof item === 'string')) return bound(message.join('; '), 512);
+  } catch {
+    // not JSON: no message
+  }
+  return undefined;
+}
 
 /** The `errors` of a GraphQL JSON response body, if that is what the body is. */
 function graphqlErrors(body: unknown): GraphqlErrorLike[] {

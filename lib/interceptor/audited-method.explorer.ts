@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
 import { AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
@@ -7,8 +7,10 @@ import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { AUDITED_METHOD_RUNNER, type AuditedMethodRunner } from './audited-method.js';
+import { AUDITED_METHOD_RUNNER, ScopedMethodRunners, type ScopedMethodRunner } from './audited-method.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
+
+type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
 
 /**
  * Attaches itself to every provider (not controller) that has `@Audited` methods, and
@@ -16,9 +18,13 @@ import { AuditedIntentFactory } from './audited-intent.factory.js';
  * when called outside any unit, else the surrounding unit's source, actor and request.
  * The call's changes are claimed by its event. Whoever calls the method — Nest's
  * scheduler, a queue consumer, other code — goes through it.
+ *
+ * A singleton is attached to as an instance. A provider whose instances Nest makes later
+ * (request-scoped, transient, durable, or depending on one of those) is attached to through
+ * its class prototype, so every instance made of it is covered.
  */
 @Injectable()
-export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner {
+export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, ScopedMethodRunner {
   private readonly logger = new Logger('Audit');
   /** Units whose handler call has begun: a later call of the same method is a nested one. */
   private readonly handlerCalls = new WeakSet<UnitOfWork>();
@@ -33,19 +39,55 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
+  /** The prototypes of scoped providers this application is attached to. */
+  private readonly scoped = new Set<ScopedMethodRunners>();
+
   onModuleInit(): void {
     if (!this.options.enabled) return;
     for (const wrapper of this.discovery.getProviders()) {
-      const instance = wrapper.instance as Record<PropertyKey, unknown> | undefined;
-      if (!instance || typeof instance !== 'object' || !wrapper.isDependencyTreeStatic()) continue;
-      const prototype = Object.getPrototypeOf(instance) as object;
-      const audited = this.scanner
-        .getAllMethodNames(prototype)
-        .some((name) => typeof instance[name] === 'function' && this.reflector.get(AUDITED_METADATA, instance[name] as () => unknown));
-      if (audited && !Object.prototype.hasOwnProperty.call(instance, AUDITED_METHOD_RUNNER)) {
-        Object.defineProperty(instance, AUDITED_METHOD_RUNNER, { value: this, enumerable: false });
+      if (wrapper.isDependencyTreeStatic() && !wrapper.isTransient) {
+        const instance = wrapper.instance as Record<PropertyKey, unknown> | undefined;
+        if (!instance || typeof instance !== 'object' || !this.hasAuditedMethods(Object.getPrototypeOf(instance) as object)) continue;
+        if (!Object.prototype.hasOwnProperty.call(instance, AUDITED_METHOD_RUNNER)) {
+          Object.defineProperty(instance, AUDITED_METHOD_RUNNER, { value: this, enumerable: false });
+        }
+        continue;
       }
+      const prototype = this.classPrototype(wrapper);
+      if (!prototype || !this.hasAuditedMethods(prototype)) continue;
+      const runners = ScopedMethodRunners.of(prototype);
+      runners.add(this);
+      this.scoped.add(runners);
     }
+  }
+
+  onModuleDestroy(): void {
+    for (const runners of this.scoped) runners.remove(this);
+    this.scoped.clear();
+  }
+
+  isRunningUnit(): boolean {
+    return this.context.current() !== undefined;
+  }
+
+  /**
+   * The class of a provider made per request or per consumer: its metatype, for a class
+   * provider. A factory's product is not known before it is made (its instance stands in
+   * when Nest made one at start-up).
+   */
+  private classPrototype(wrapper: ProviderWrapper): object | undefined {
+    if (!wrapper.inject && typeof wrapper.metatype === 'function' && typeof wrapper.metatype.prototype === 'object') {
+      return wrapper.metatype.prototype as object;
+    }
+    const instance = wrapper.instance as unknown;
+    return instance && typeof instance === 'object' ? (Object.getPrototypeOf(instance) as object) : undefined;
+  }
+
+  private hasAuditedMethods(prototype: object): boolean {
+    const methods = prototype as Record<string, unknown>;
+    return this.scanner
+      .getAllMethodNames(prototype)
+      .some((name) => typeof methods[name] === 'function' && this.reflector.get(AUDITED_METADATA, methods[name] as () => unknown) !== undefined);
   }
 
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
@@ -63,6 +105,7 @@ export class AuditedMethodExplorer implements OnModuleInit, AuditedMethodRunner 
       actorPure: parent?.actorIsPure ?? true,
       request: parent ? { ...parent.request } : { requestId: uuidv7() },
       requestObject: parent?.requestObject,
+      body: parent?.body,
       parent,
     });
     unit.beginHandler(audited, undefined);

@@ -5,8 +5,53 @@ export interface AuditedMethodRunner {
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown;
 }
 
-/** Where a provider instance keeps the runner of the application it belongs to. */
+/**
+ * Where a provider instance keeps the runner of the application it belongs to: on the
+ * instance of a singleton, on the class prototype of a provider whose instances are made
+ * later (request-scoped, transient, durable) — see `ScopedMethodRunners`.
+ */
 export const AUDITED_METHOD_RUNNER = Symbol.for('nestjs-system-audit:audited-method-runner');
+
+/** An application's runner as a class prototype holds it. */
+export interface ScopedMethodRunner extends AuditedMethodRunner {
+  /** True when the code running now is in one of this application's units of work. */
+  isRunningUnit(): boolean;
+}
+
+/**
+ * The runners of the applications that provide a class whose instances are made per request
+ * or per consumer, set on its prototype (Nest has no hook for an instance being made). A call
+ * goes to the application whose unit of work the caller runs in; outside any, to the one
+ * registered last. One application per class, as is the rule, makes that its own.
+ */
+export class ScopedMethodRunners implements AuditedMethodRunner {
+  private readonly runners: ScopedMethodRunner[] = [];
+
+  /** The registry of `prototype`, made (as a hidden own property) when it has none. */
+  static of(prototype: object): ScopedMethodRunners {
+    const own = Object.prototype.hasOwnProperty.call(prototype, AUDITED_METHOD_RUNNER)
+      ? ((prototype as Record<symbol, unknown>)[AUDITED_METHOD_RUNNER] as ScopedMethodRunners)
+      : undefined;
+    if (own instanceof ScopedMethodRunners) return own;
+    const runners = new ScopedMethodRunners();
+    Object.defineProperty(prototype, AUDITED_METHOD_RUNNER, { value: runners, enumerable: false, configurable: true });
+    return runners;
+  }
+
+  add(runner: ScopedMethodRunner): void {
+    if (!this.runners.includes(runner)) this.runners.push(runner);
+  }
+
+  remove(runner: ScopedMethodRunner): void {
+    const index = this.runners.indexOf(runner);
+    if (index >= 0) this.runners.splice(index, 1);
+  }
+
+  call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
+    const runner = this.runners.findLast((candidate) => candidate.isRunningUnit()) ?? this.runners[this.runners.length - 1];
+    return runner ? runner.call(self, original, audited, args) : original.apply(self, args);
+  }
+}
 
 /**
  * The method `@Audited` puts in place of the decorated one. On a provider instance that

@@ -57,6 +57,17 @@ export interface AuditChange {
   fields: Record<string, AuditFieldChange | AuditRelationChange>;
   /** Present and `true` when the change could only be recorded in part. */
   partial?: boolean;
+  /**
+   * On a partial change with no `id`: how many rows the database reported changed that are
+   * not recorded one by one (past `maxCriteriaRows`, or written by another connection
+   * between the read of the before-values and the write). Absent when the database did not say.
+   */
+  count?: number;
+  /**
+   * The table a raw SQL write named, when no entity maps it (`entity` is then `unknown`).
+   * Absent when the statement's target could not be read.
+   */
+  table?: string;
 }
 
 /** Summary of a failure: never a stack trace. */

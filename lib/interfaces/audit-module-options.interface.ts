@@ -36,8 +36,16 @@ export interface AuditModuleOptions {
    */
   actor?: AuditActorResolver;
   /**
-   * Which hops may set `X-Forwarded-For`.
-   * @default false
+   * Which hops may set `X-Forwarded-For`. The module walks the header from its right end
+   * (where each proxy appends the address it saw) to the first untrusted hop; a header
+   * longer than `maxHeaderLength × 4` is read from its right end too, its left part (which
+   * the client wrote) dropped.
+   *
+   * When not given, the framework's own setting applies: the IP recorded is Express's
+   * `req.ip` (per `app.set('trust proxy', …)`) or Fastify's `request.ip` (per its
+   * `trustProxy` option), which is the socket's address when the framework trusts no proxy.
+   * Give `false` to record the socket's address whatever the framework says.
+   * @default undefined (the framework's setting; none by default: the socket's address)
    */
   trustProxy?: AuditTrustProxy;
   /**
@@ -48,17 +56,22 @@ export interface AuditModuleOptions {
    */
   redact?: string[];
   /**
-   * Per-entity field exclusion: those fields never appear in `changes`.
+   * Per-entity field exclusion: those fields never appear in `changes`. Keys are entity
+   * names (`metadata.name`, e.g. `Order`), fields property names or paths (a to-one or
+   * many-to-many relation by its name). Checked at start-up against the data source's
+   * entities: an unknown entity or field fails start-up, naming it and its near matches.
    * @default {}
    */
   excludeFields?: Record<string, string[]>;
   /**
-   * Entities whose changes are never captured (by class or entity name).
+   * Entities whose changes are never captured (by class, entity name or table name).
+   * Checked at start-up: a name no entity of the data source has fails start-up.
    * @default []
    */
   excludeEntities?: AuditEntityRef[];
   /**
-   * When set, only these entities' changes are captured.
+   * When set, only these entities' changes are captured (by class, entity name or table
+   * name). Checked at start-up: a name no entity of the data source has fails start-up.
    * @default undefined (all entities)
    */
   includeEntities?: AuditEntityRef[];
@@ -89,14 +102,38 @@ export interface AuditModuleOptions {
    */
   recordQueryString?: boolean;
   /**
+   * Record the request's path (`path`). Set `false` to leave it out of every event; the
+   * route pattern (`route`, e.g. `/auth/reset/:token`) is still recorded.
+   * @default true
+   */
+  recordPath?: boolean;
+  /**
+   * Route parameters whose value is masked as `[REDACTED]` in the recorded `path`, by name:
+   * a parameter is secret when its name contains one of these fragments (ignoring case,
+   * `_` and `-`), or when the redaction rules mask a field of that name (`redact` and the
+   * built-in list). `/auth/reset/:token` is recorded as `/auth/reset/[REDACTED]`.
+   * Giving the option replaces the default list (the redaction rules still apply).
+   * @default ['token', 'code', 'secret', 'key', 'password', 'signature', 'otp', 'hash', 'nonce']
+   */
+  secretPathParams?: string[];
+  /**
    * Store the request body of `@Audited` HTTP calls in the event's `context.body`,
    * redacted and size-bounded. Off by default: bodies carry personal data and secrets.
+   *
+   * For a GraphQL resolver call, `context.body` is `{ operationType, operationName,
+   * variables }` (the variables redacted by name like any field), never the query text,
+   * which may carry secrets as literals. A variable whose name is neutral is stored as
+   * given even when it feeds a secret argument (`changePassword(current: $a)`): name
+   * variables after what they hold, or leave `recordBody` off.
    * @default false
    */
   recordBody?: boolean;
   /**
    * How many rows an update or delete by criteria reads for its before values; past
-   * it the change is recorded as partial.
+   * it the change is recorded as partial. Also how many rows a delete reads, in all, of
+   * what the database deletes or changes with it (`ON DELETE CASCADE` / `SET NULL`
+   * foreign keys, many-to-many links); past it each table cut short is recorded as a
+   * partial change with the count of rows not read.
    * @default 1000
    */
   maxCriteriaRows?: number;

@@ -4,6 +4,7 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { CapturedChange } from '../capture/change-set.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { ownStatement } from '../capture/own-statements.js';
 import { shrinkChange } from '../events/event-bounds.js';
 import { toJsonSafe } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
@@ -51,7 +52,7 @@ export class AuditJournal {
     const ids: string[] = [];
     for (const entry of entries) {
       const id = uuidv7();
-      await manager.query(sql, [id, unit.id, this.instanceId, now, entry]);
+      await manager.query(sql, ownStatement([id, unit.id, this.instanceId, now, entry]));
       ids.push(id);
     }
     return ids;

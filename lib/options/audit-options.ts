@@ -7,7 +7,23 @@ import type {
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
-import { Redactor } from '../events/redaction.js';
+import { normaliseName, Redactor } from '../events/redaction.js';
+
+/**
+ * Route parameter name fragments that mark a parameter's value as secret in the recorded
+ * path (the default of `secretPathParams`), besides the names the redaction rules mask.
+ */
+export const DEFAULT_SECRET_PATH_PARAMS: readonly string[] = [
+  'token',
+  'code',
+  'secret',
+  'key',
+  'password',
+  'signature',
+  'otp',
+  'hash',
+  'nonce',
+];
 
 /** The default actor resolver: `request.user` as a user, else anonymous. */
 export const defaultActorResolver: AuditActorResolver = (request: AuditRequest): AuditActor | undefined => {
@@ -25,8 +41,12 @@ export const defaultActorResolver: AuditActorResolver = (request: AuditRequest):
 /** Options with every default applied, plus what is derived from them. */
 export interface ResolvedAuditOptions {
   actor: AuditActorResolver;
-  trustProxy: TrustHop;
+  /** `undefined`: the option was not given, the framework's own proxy setting applies. */
+  trustProxy: TrustHop | undefined;
   redactor: Redactor;
+  /** Whether a route parameter's value is masked in the recorded path, by the parameter's name. */
+  isSecretPathParam: (name: string) => boolean;
+  recordPath: boolean;
   excludeFields: Map<string, Set<string>>;
   excludeEntities: readonly AuditEntityRef[];
   includeEntities: readonly AuditEntityRef[] | undefined;
@@ -58,6 +78,8 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'maxHeaderLength',
   'maxContextBytes',
   'recordQueryString',
+  'recordPath',
+  'secretPathParams',
   'recordBody',
   'maxCriteriaRows',
   'maxChangesPerEvent',
@@ -111,24 +133,37 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     throw new InvalidAuditOptionsError('actor', 'must be a function (request) => { type, id?, display? }');
   }
 
-  let trustProxy: TrustHop;
-  const trust = raw['trustProxy'] ?? false;
-  if (typeof trust === 'number' && !(Number.isInteger(trust) && trust >= 0)) {
-    throw new InvalidAuditOptionsError('trustProxy', `a hop count must be a whole number of 0 or more, got ${trust}`);
-  }
-  if (!['boolean', 'number', 'string'].includes(typeof trust) && !Array.isArray(trust)) {
-    throw new InvalidAuditOptionsError('trustProxy', 'must be a boolean, a hop count, or a list of addresses/CIDR ranges');
-  }
-  try {
-    trustProxy = compileTrustProxy(trust as boolean | number | string | string[]);
-  } catch (error) {
-    throw new InvalidAuditOptionsError('trustProxy', (error as Error).message);
+  let trustProxy: TrustHop | undefined;
+  const trust = raw['trustProxy'];
+  if (trust !== undefined) {
+    if (typeof trust === 'number' && !(Number.isInteger(trust) && trust >= 0)) {
+      throw new InvalidAuditOptionsError('trustProxy', `a hop count must be a whole number of 0 or more, got ${trust}`);
+    }
+    if (!['boolean', 'number', 'string'].includes(typeof trust) && !Array.isArray(trust)) {
+      throw new InvalidAuditOptionsError('trustProxy', 'must be a boolean, a hop count, or a list of addresses/CIDR ranges');
+    }
+    try {
+      trustProxy = compileTrustProxy(trust as boolean | number | string | string[]);
+    } catch (error) {
+      throw new InvalidAuditOptionsError('trustProxy', (error as Error).message);
+    }
   }
 
   const redact = raw['redact'] ?? [];
   if (!Array.isArray(redact) || redact.some((name) => typeof name !== 'string' || name.length === 0)) {
     throw new InvalidAuditOptionsError('redact', 'must be an array of field names');
   }
+
+  const secretPathParams = raw['secretPathParams'] ?? DEFAULT_SECRET_PATH_PARAMS;
+  if (!Array.isArray(secretPathParams) || secretPathParams.some((name) => typeof name !== 'string' || name.trim().length === 0)) {
+    throw new InvalidAuditOptionsError('secretPathParams', `must be an array of parameter names or name fragments, got ${JSON.stringify(secretPathParams)}`);
+  }
+  const redactor = new Redactor(redact as string[]);
+  const fragments = (secretPathParams as string[]).map(normaliseName);
+  const isSecretPathParam = (name: string): boolean => {
+    const normalised = normaliseName(name);
+    return redactor.isSecret(name) || fragments.some((fragment) => normalised.includes(fragment));
+  };
 
   const excludeFields = new Map<string, Set<string>>();
   const fieldsOption = raw['excludeFields'] ?? {};
@@ -150,7 +185,8 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
   return {
     actor: (raw['actor'] as AuditActorResolver | undefined) ?? defaultActorResolver,
     trustProxy,
-    redactor: new Redactor(redact as string[]),
+    redactor,
+    isSecretPathParam,
     excludeFields,
     excludeEntities: raw['excludeEntities'] === undefined ? [] : entityRefs('excludeEntities', raw['excludeEntities']),
     includeEntities: raw['includeEntities'] === undefined ? undefined : entityRefs('includeEntities', raw['includeEntities']),
@@ -159,6 +195,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     maxHeaderLength: intOption('maxHeaderLength', raw['maxHeaderLength'], 512, 8192),
     maxContextBytes: intOption('maxContextBytes', raw['maxContextBytes'], 16384, 1048576),
     recordQueryString: booleanOption('recordQueryString', raw['recordQueryString'], false),
+    recordPath: booleanOption('recordPath', raw['recordPath'], true),
     recordBody: booleanOption('recordBody', raw['recordBody'], false),
     maxCriteriaRows: intOption('maxCriteriaRows', raw['maxCriteriaRows'], 1000, 1000000),
     maxChangesPerEvent: intOption('maxChangesPerEvent', raw['maxChangesPerEvent'], 1000, 100000),

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource, EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
+import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import type { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError } from './database-errors.js';
@@ -318,11 +319,11 @@ export class AuditWriter {
     const sql: Statement[] = statements.write(rows, units, byteLimit);
     if (sql.length === 1) {
       // One statement is atomic on its own.
-      await manager.query(sql[0]!.sql, sql[0]!.params);
+      await manager.query(sql[0]!.sql, ownStatement(sql[0]!.params));
       return;
     }
     const run = async (target: EntityManager): Promise<void> => {
-      for (const statement of sql) await target.query(statement.sql, statement.params);
+      for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
     };
     await (manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run));
   }

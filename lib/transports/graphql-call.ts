@@ -8,6 +8,7 @@ interface ResolveInfoLike {
   fieldName?: unknown;
   parentType?: { name?: unknown } | null;
   operation?: { operation?: unknown; name?: { value?: unknown } | null } | null;
+  variableValues?: unknown;
 }
 
 /** The GraphQL context of a resolver call: `context: ({ req }) => ({ req })`, or what a driver or subscription server puts there. */
@@ -49,5 +50,33 @@ export function readGraphqlOperation(ctx: ExecutionContext): Pick<AuditRequestIn
     method: typeof type === 'string' ? bound(type.toUpperCase(), 16) : undefined,
     route: typeof parent === 'string' && typeof field === 'string' ? bound(`${parent}.${field}`, 512) : undefined,
     path: typeof name === 'string' ? bound(name, 2048) : undefined,
+  };
+}
+
+/** What `recordBody` stores for a resolver call: the operation, never the query text. */
+export interface GraphqlBody {
+  /** `query`, `mutation` or `subscription`. */
+  operationType?: string;
+  operationName?: string;
+  /** The operation's variables, as given (redacted by name when stored). */
+  variables?: Record<string, unknown>;
+}
+
+/**
+ * The body `recordBody` stores for a resolver call: the operation's type and name, and its
+ * variables (redacted by name like any field when the event is stored). Never the query
+ * text: it may carry secrets as literals (`changePassword(current: "…")`).
+ */
+export function readGraphqlBody(ctx: ExecutionContext): GraphqlBody {
+  const info = ctx.getArgByIndex<ResolveInfoLike | undefined>(3);
+  const type = info?.operation?.operation;
+  const name = info?.operation?.name?.value;
+  const variables = info?.variableValues;
+  return {
+    ...(typeof type === 'string' ? { operationType: bound(type, 16) } : {}),
+    ...(typeof name === 'string' ? { operationName: bound(name, 2048) } : {}),
+    ...(variables && typeof variables === 'object' && Object.keys(variables).length > 0
+      ? { variables: variables as Record<string, unknown> }
+      : {}),
   };
 }

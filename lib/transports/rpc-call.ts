@@ -126,7 +126,7 @@ export function readRpcCall(ctx: ExecutionContext, options: ResolvedAuditOptions
       ip: tcpPeer(context),
       method: transportName(handler, context),
       route: bound(pattern, 512),
-      path: bound(concrete, 2048),
+      path: options.recordPath ? bound(concrete, 2048) : undefined,
       requestId: resolveRequestId(firstValue(headers[options.requestIdHeader])),
     },
     requestObject,

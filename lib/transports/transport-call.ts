@@ -9,6 +9,8 @@ export interface TransportCall {
   request: AuditRequestInfo;
   /** What the actor resolver and `@Audited` options receive as the request. */
   requestObject: AuditRequest | undefined;
+  /** What `recordBody` stores for the call, when not the request object's `body`. */
+  body?: unknown;
 }
 
 /** More headers than this on one message are dropped: real ones carry a handful. */

@@ -2,7 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import { bound } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
-import { clientIp } from '../context/client-ip.js';
+import { clientIp, TRUST_NO_PROXY } from '../context/client-ip.js';
 import { firstValue, HeaderCollector, pathOf, userOf, type TransportCall } from './transport-call.js';
 import type { AuditWsRequest } from './transport-request.interface.js';
 import type { WsHandshakes } from './ws-handshakes.js';
@@ -20,7 +20,7 @@ function eventOf(ctx: ExecutionContext): string | undefined {
 
 /**
  * Request data of a WebSocket message: method `WS`, route = the event name, path =
- * the handshake's URL path, IP and user agent from the handshake (`X-Forwarded-For`
+ * the handshake's URL path (unless `recordPath` is off), IP and user agent from the handshake (`X-Forwarded-For`
  * honoured as for HTTP, per `trustProxy`), a new request id per message.
  */
 export function readWsCall(ctx: ExecutionContext, options: ResolvedAuditOptions, handshakes: WsHandshakes): TransportCall {
@@ -44,11 +44,11 @@ export function readWsCall(ctx: ExecutionContext, options: ResolvedAuditOptions,
   };
   return {
     request: {
-      ip: clientIp(handshake?.address, handshake?.headers['x-forwarded-for'], options.trustProxy, options.maxHeaderLength),
+      ip: clientIp(handshake?.address, handshake?.headers['x-forwarded-for'], options.trustProxy ?? TRUST_NO_PROXY, options.maxHeaderLength),
       userAgent: firstValue(headers['user-agent']),
       method: 'WS',
       route: bound(event, 512),
-      path: pathOf(handshake?.url),
+      path: options.recordPath ? pathOf(handshake?.url) : undefined,
       requestId: uuidv7(),
     },
     requestObject,

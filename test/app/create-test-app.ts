@@ -40,6 +40,8 @@ export interface TestAppOptions {
   /** Extra providers of the app module (e.g. an APP_GUARD). */
   providers?: Provider[];
   entities?: Array<new (...args: never[]) => unknown>;
+  /** Options of the Fastify adapter (e.g. its own `trustProxy`). */
+  fastify?: ConstructorParameters<typeof FastifyAdapter>[0];
   /** Called after the app is created and before it listens (a WebSocket adapter, connected microservices). */
   configure?: (app: INestApplication) => void | Promise<void>;
 }
@@ -80,7 +82,7 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
   })
   class TestAppModule {}
 
-  const adapter = options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter();
+  const adapter = options.adapter === 'express' ? new ExpressAdapter() : new FastifyAdapter(options.fastify);
   const app = await NestFactory.create(TestAppModule, adapter, { logger: new TestLogger('Nest', { logLevels: ['error', 'warn'] }) });
   await options.configure?.(app);
   await app.listen(0, '127.0.0.1');

@@ -162,7 +162,7 @@ describe.each(databases())('change capture on %s', (kind) => {
       expect(row!.changes).toEqual([{ entity: 'Order', id: String(order.id), operation: 'update', fields: { total: { from: 10, to: 15 } } }]);
     });
 
-    it('past maxCriteriaRows, records the rows it read and marks the rest partial', async () => {
+    it('past maxCriteriaRows, records the rows it read and counts the rest in a partial change', async () => {
       await t.seed(() => orders().save(Array.from({ length: 7 }, (_, i) => ({ status: 'bulk', total: i }))));
       await job(() => orders().update({ status: 'bulk' }, { status: 'archived' }));
       const rows = await t.rows();
@@ -170,7 +170,7 @@ describe.each(databases())('change capture on %s', (kind) => {
       const partial = rows.filter((row) => row.targetId === null);
       expect(exact).toHaveLength(5);
       expect(partial).toHaveLength(1);
-      expect(partial[0]!.changes).toEqual([{ entity: 'Order', id: null, operation: 'update', fields: { status: { to: 'archived' } }, partial: true }]);
+      expect(partial[0]!.changes).toEqual([{ entity: 'Order', id: null, operation: 'update', fields: { status: { to: 'archived' } }, partial: true, count: 2 }]);
     });
 
     it('delete(criteria) records each deleted row with its values', async () => {

@@ -1,6 +1,7 @@
-import { ForbiddenException, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Controller, ForbiddenException, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Audited } from '../../lib/index.js';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
@@ -16,6 +17,35 @@ class BlockListGuard implements CanActivate {
   }
 }
 
+/** A guard that says no without an exception of its own: Nest answers 403 "Forbidden resource". */
+@Injectable()
+class ClosedGuard implements CanActivate {
+  canActivate(): boolean {
+    return false;
+  }
+}
+
+/** A guard whose message is longer than any stored message. */
+@Injectable()
+class VerboseGuard implements CanActivate {
+  canActivate(): boolean {
+    throw new ForbiddenException(`Denied: ${'x'.repeat(2000)}\u0000end`);
+  }
+}
+
+@Controller('vault')
+class VaultController {
+  @Post(':secret/open')
+  @UseGuards(ClosedGuard)
+  @Audited('vault.opened')
+  open(): void {}
+
+  @Post('verbose')
+  @UseGuards(VerboseGuard)
+  @Audited('vault.inspected')
+  inspect(): void {}
+}
+
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
 
 describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) => {
@@ -24,7 +54,7 @@ describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) =>
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter, providers: [{ provide: APP_GUARD, useClass: BlockListGuard }] });
+    t = await createTestApp({ db, adapter, controllers: [VaultController], providers: [{ provide: APP_GUARD, useClass: BlockListGuard }] });
   });
   afterAll(async () => {
     await t?.close();
@@ -54,7 +84,7 @@ describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) =>
       requestId: response.headers.get('x-request-id'),
       changes: [],
     });
-    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403 });
+    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403, message: 'Admins only' });
     expect((await t.dataSource.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('paid');
   });
 
@@ -75,7 +105,7 @@ describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) =>
     const rows = await t.rows();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ action: 'order.updated', outcome: 'failure', actorType: 'anonymous', route: '/orders/:id', source: 'http' });
-    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403 });
+    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403, message: 'You are blocked' });
   });
 
   it('a failed login: one failure row with status 401 that keeps the counter the guard saved', async () => {
@@ -86,9 +116,28 @@ describe.each(combos)('denied access attempts on %s over %s', (kind, adapter) =>
     const rows = await t.rows();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ action: 'auth.login', outcome: 'failure', route: '/auth/login', targetType: 'User', targetId: String(user.id) });
-    expect(rows[0]!.error).toEqual({ name: 'UnauthorizedException', status: 401 });
+    expect(rows[0]!.error).toEqual({ name: 'UnauthorizedException', status: 401, message: 'Bad credentials' });
     expect(rows[0]!.changes).toEqual([{ entity: 'User', id: String(user.id), operation: 'update', fields: { failedLogins: { from: 0, to: 1 } } }]);
     expect(JSON.stringify(rows[0])).not.toContain('wrong');
+  });
+
+  it('a guard that returns false: the row has Nest’s message, and the path its secret parameter masked', async () => {
+    const response = await t.request('/vault/open-sesame/open', { method: 'POST' });
+    expect(response.status).toBe(403);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ action: 'vault.opened', outcome: 'failure', route: '/vault/:secret/open', path: '/vault/[REDACTED]/open' });
+    expect(rows[0]!.error).toEqual({ name: 'ForbiddenException', status: 403, message: 'Forbidden resource' });
+    expect(JSON.stringify(rows[0])).not.toContain('open-sesame');
+  });
+
+  it('a guard’s long message is stored bounded and storable', async () => {
+    expect((await t.request('/vault/verbose', { method: 'POST' })).status).toBe(403);
+    const [row] = await t.rows();
+    const error = row!.error as { name: string; status: number; message: string };
+    expect(error).toMatchObject({ name: 'ForbiddenException', status: 403 });
+    expect(error.message).toMatch(/^Denied: x+$/);
+    expect(error.message).toHaveLength(512);
   });
 
   it('an unaudited route a guard rejects leaves no intent row', async () => {

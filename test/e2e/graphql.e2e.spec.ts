@@ -213,3 +213,56 @@ describe.each(combos)('GraphQL resolvers (Apollo) on %s over %s', (kind, adapter
     }
   });
 });
+
+describe.each(ADAPTERS)('GraphQL with recordBody on sqlite over %s', (adapter) => {
+  let t: TestApp;
+
+  beforeAll(async () => {
+    t = await createTestApp({
+      db: await createTestDatabase('sqlite'),
+      adapter,
+      audit: { recordBody: true },
+      imports: [graphqlModule()],
+      providers: [OrdersResolver, GqlTokenGuard, GqlAdminGuard, OrderArchiver],
+    });
+  });
+  afterAll(() => t?.close());
+  beforeEach(() => t.clearAudit());
+
+  const orders = () => t.dataSource.getRepository(Order);
+  const graphql = (query: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}) =>
+    t.request('/graphql', { method: 'POST', json: { query, ...(variables ? { variables } : {}) }, headers });
+
+  it('stores the operation and its variables, redacted, never the query text with its literals', async () => {
+    const order = await t.seed(() => orders().save({ status: 'new' }));
+    await graphql(`mutation Rename { updateOrder(id: ${order.id}, status: "hunter2-literal") { id } }`, undefined, { authorization: 'Bearer alice-token' });
+    await graphql(
+      'mutation Update($id: Int!, $password: String!) { updateOrder(id: $id, status: $password) { id } }',
+      { id: order.id, password: 'pw-in-variable' },
+      { authorization: 'Bearer alice-token' },
+    );
+    const rows = await t.rows();
+    expect(rows.map((row) => row.context)).toEqual([
+      { body: { operationType: 'mutation', operationName: 'Rename' } },
+      { body: { operationType: 'mutation', operationName: 'Update', variables: { id: order.id, password: '[REDACTED]' } } },
+    ]);
+    expect(JSON.stringify(rows.map((row) => row.context))).not.toMatch(/hunter2-literal|pw-in-variable|updateOrder/);
+  });
+
+  it('an @Audited service method called from a resolver: the same operation, never the query text', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid' }));
+    await graphql(`mutation Close { closeOrder(id: ${order.id}) }`, undefined, { authorization: 'Bearer alice-token' });
+    const rows = await t.rows();
+    expect(rows.map((row) => row.action).sort()).toEqual(['order.archived', 'order.closed']);
+    for (const row of rows) expect(row.context).toEqual({ body: { operationType: 'mutation', operationName: 'Close' } });
+  });
+
+  it('a call a guard turns away: the same, never the query text', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid' }));
+    await graphql(`mutation { refundOrder(id: ${order.id}) { id } }`, undefined, { authorization: 'Bearer bob-token' });
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ action: 'order.refunded', outcome: 'failure' });
+    expect(rows[0]!.context).toEqual({ body: { operationType: 'mutation' } });
+  });
+});

@@ -83,7 +83,7 @@ describe.skipIf(!natsUp).each(kinds)('microservice message handlers of a hybrid 
       targetId: String(order.id),
       changes: [],
     });
-    expect(rows[0]!.error).toEqual({ name: 'RpcException' });
+    expect(rows[0]!.error).toEqual({ name: 'RpcException', message: 'Admins only' });
     expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
 
     await t.clearAudit();

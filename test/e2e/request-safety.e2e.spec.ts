@@ -1,6 +1,7 @@
-import { Logger } from '@nestjs/common';
+import { Controller, HttpCode, Logger, Post } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AuditLogEntity } from '../../lib/index.js';
+import { Audited, AuditLogEntity } from '../../lib/index.js';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -41,6 +42,130 @@ describe.each(ADAPTERS)('trustProxy over %s', (adapter) => {
 
   it('never records a value that is not an IP address', async () => {
     expect(await ipRecorded(true, "'; DROP TABLE audit_log; --")).toBe('127.0.0.1');
+  });
+
+  it('reads an oversized X-Forwarded-For from its right end, where the trusted proxies appended their hops', async () => {
+    // The client wrote a long list of its choosing; the trusted proxies appended the real hops.
+    const forged = Array.from({ length: 400 }, () => '1.2.3.4').join(', ');
+    expect(await ipRecorded(1, `${forged}, 9.9.9.9`)).toBe('9.9.9.9');
+    expect(await ipRecorded('loopback', `${forged}, 9.9.9.9`)).toBe('9.9.9.9');
+    expect(await ipRecorded(['loopback', '10.0.0.0/8'], `${forged}, 9.9.9.9, 10.0.0.7`)).toBe('9.9.9.9');
+    expect(await ipRecorded(1, `${'x'.repeat(5000)}, 9.9.9.9`)).toBe('9.9.9.9');
+  });
+});
+
+describe.each(ADAPTERS)('the framework’s own proxy setting over %s', (adapter) => {
+  const apps: TestApp[] = [];
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+  });
+
+  /** An app whose framework trusts the loopback proxy: Express's `trust proxy`, Fastify's `trustProxy`. */
+  async function ipRecorded(trustProxy: unknown, forwardedFor: string): Promise<string | null> {
+    const t = await createTestApp({
+      db: await createTestDatabase('sqlite'),
+      adapter,
+      audit: trustProxy === undefined ? {} : { trustProxy: trustProxy as never },
+      fastify: { trustProxy: 'loopback' },
+      configure: (app) => {
+        if (adapter === 'express') (app as NestExpressApplication).set('trust proxy', 'loopback');
+      },
+    });
+    apps.push(t);
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new' }));
+    const response = await t.request(`/orders/${order.id}`, { method: 'PATCH', json: { status: 'x' }, headers: { 'x-forwarded-for': forwardedFor } });
+    expect(response.status).toBe(200);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    return rows[0]!.ip;
+  }
+
+  it('without trustProxy, the recorded IP follows the framework’s setting', async () => {
+    expect(await ipRecorded(undefined, '1.2.3.4, 9.9.9.9')).toBe('9.9.9.9');
+  });
+
+  it('trustProxy, when given, wins over the framework’s setting', async () => {
+    expect(await ipRecorded(false, '1.2.3.4, 9.9.9.9')).toBe('127.0.0.1');
+    expect(await ipRecorded(2, '1.2.3.4, 9.9.9.9')).toBe('1.2.3.4');
+  });
+});
+
+/** Routes whose parameters carry secrets, and some whose parameters do not. */
+@Controller()
+class SecretPathController {
+  @Post('auth/reset/:token')
+  @HttpCode(200)
+  @Audited('password.reset')
+  reset(): { ok: true } {
+    return { ok: true };
+  }
+
+  @Post('invites/:code/accept')
+  @HttpCode(200)
+  @Audited('invite.accepted')
+  accept(): { ok: true } {
+    return { ok: true };
+  }
+
+  @Post('users/:userId/sessions/:sessionToken/revoke')
+  @HttpCode(200)
+  @Audited('session.revoked')
+  revoke(): { ok: true } {
+    return { ok: true };
+  }
+
+  @Post('posts/:slug/publish')
+  @HttpCode(200)
+  @Audited('post.published')
+  publish(): { ok: true } {
+    return { ok: true };
+  }
+}
+
+describe.each(ADAPTERS)('secret path parameters over %s', (adapter) => {
+  const apps: TestApp[] = [];
+  afterAll(async () => {
+    await Promise.all(apps.map((app) => app.close()));
+  });
+
+  async function recorded(audit: Record<string, unknown>, paths: string[]): Promise<Array<{ path: string | null; route: string | null }>> {
+    const t = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit, controllers: [SecretPathController] });
+    apps.push(t);
+    for (const path of paths) expect((await t.request(path, { method: 'POST' })).status).toBe(200);
+    return (await t.rows()).map((row) => ({ path: row.path, route: row.route }));
+  }
+
+  it('masks the parameters whose names look secret, by default', async () => {
+    expect(
+      await recorded({}, ['/auth/reset/s3cr3t-value', '/invites/INV-42/accept', '/users/7/sessions/sess-abc/revoke', '/auth/reset/a%20b', '/posts/hello/publish']),
+    ).toEqual([
+      { path: '/auth/reset/[REDACTED]', route: '/auth/reset/:token' },
+      { path: '/invites/[REDACTED]/accept', route: '/invites/:code/accept' },
+      { path: '/users/7/sessions/[REDACTED]/revoke', route: '/users/:userId/sessions/:sessionToken/revoke' },
+      { path: '/auth/reset/[REDACTED]', route: '/auth/reset/:token' },
+      { path: '/posts/hello/publish', route: '/posts/:slug/publish' },
+    ]);
+  });
+
+  it('masks them with recordQueryString too, where the query string is kept', async () => {
+    expect(await recorded({ recordQueryString: true }, ['/auth/reset/s3cr3t-value?lang=en'])).toEqual([
+      { path: '/auth/reset/[REDACTED]?lang=en', route: '/auth/reset/:token' },
+    ]);
+  });
+
+  it('secretPathParams replaces the list of secret-looking names; the redactor’s names stay secret', async () => {
+    expect(await recorded({ secretPathParams: ['slug'] }, ['/posts/hello/publish', '/invites/INV-42/accept', '/auth/reset/s3cr3t-value'])).toEqual([
+      { path: '/posts/[REDACTED]/publish', route: '/posts/:slug/publish' },
+      { path: '/invites/INV-42/accept', route: '/invites/:code/accept' },
+      { path: '/auth/reset/[REDACTED]', route: '/auth/reset/:token' },
+    ]);
+  });
+
+  it('recordPath: false leaves the path out; the route pattern is kept', async () => {
+    expect(await recorded({ recordPath: false }, ['/posts/hello/publish', '/auth/reset/s3cr3t-value'])).toEqual([
+      { path: null, route: '/posts/:slug/publish' },
+      { path: null, route: '/auth/reset/:token' },
+    ]);
   });
 });
 

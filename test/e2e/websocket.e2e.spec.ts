@@ -193,7 +193,7 @@ describe.each(combos)('WebSocket gateway on %s over %s on %s', (kind, platform, 
     const rows = await t.rows();
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ action: 'order.refunded', outcome: 'failure', kind: 'intent', source: 'ws', actorId: '2', route: 'order.refund', changes: [] });
-    expect(rows[0]!.error).toEqual({ name: 'WsException' });
+    expect(rows[0]!.error).toEqual({ name: 'WsException', message: 'Admins only' });
     expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
   });
 

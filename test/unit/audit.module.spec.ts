@@ -169,6 +169,9 @@ describe('AuditModule', () => {
     ['redact', { redact: 'password' as never }, /"redact": must be an array of field names/],
     ['failOpen', { failOpen: 'yes' as never }, /"failOpen": must be true or false/],
     ['maxHeaderLength', { maxHeaderLength: 0 }, /"maxHeaderLength": must be a whole number from 1/],
+    ['recordPath', { recordPath: 'no' as never }, /"recordPath": must be true or false, got "no"/],
+    ['secretPathParams', { secretPathParams: 'token' as never }, /"secretPathParams": must be an array of parameter names or name fragments, got "token"/],
+    ['secretPathParams', { secretPathParams: ['token', ''] }, /"secretPathParams": must be an array of parameter names/],
     ['trustProxies', { trustProxies: true } as never, /"trustProxies": is not an option of AuditModule/],
   ];
 

@@ -51,6 +51,30 @@ describe('ChangeSet (net changes per entity instance)', () => {
     expect(set.take(() => true).map((c) => c.fields)).toEqual([{ tags: { added: ['b'], removed: ['c'] } }]);
   });
 
+  it('links reported before or after their insert are part of the insert', () => {
+    for (const [first, second] of [
+      [change('update', { tags: { added: ['a'], removed: [] } }), change('insert', { status: { from: null, to: 'new' } })],
+      [change('insert', { status: { from: null, to: 'new' } }), change('update', { tags: { added: ['a'], removed: [] } })],
+    ] as const) {
+      const set = new ChangeSet();
+      set.record(first);
+      set.record(second);
+      expect(set.take(() => true)).toMatchObject([{ operation: 'insert', fields: { status: { from: null, to: 'new' }, tags: { added: ['a'], removed: [] } } }]);
+    }
+  });
+
+  it('links removed before or after a delete are part of the delete; links the unit added and removed cancel out', () => {
+    const before = new ChangeSet();
+    before.record(change('update', { tags: { added: ['b'], removed: [] } }));
+    before.record(change('update', { tags: { added: [], removed: ['a', 'b'] } }));
+    before.record(change('delete', { status: { from: 'new', to: null } }));
+    expect(before.take(() => true)).toMatchObject([{ operation: 'delete', fields: { status: { from: 'new', to: null }, tags: { added: [], removed: ['a'] } } }]);
+    const after = new ChangeSet();
+    after.record(change('delete', { status: { from: 'new', to: null } }));
+    after.record(change('update', { tags: { added: [], removed: ['a'] } }));
+    expect(after.take(() => true)).toMatchObject([{ operation: 'delete', fields: { status: { from: 'new', to: null }, tags: { added: [], removed: ['a'] } } }]);
+  });
+
   it('keeps unidentified (partial) changes apart and takes only what the predicate claims', () => {
     const set = new ChangeSet();
     set.record({ ...change('update', {}), id: null, partial: true });

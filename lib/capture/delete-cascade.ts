@@ -1,0 +1,255 @@
+import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import type { ChangeCapture } from './change-capture.js';
+import type { CapturedChange } from './change-set.js';
+import { entityId, idFromKeyValues } from './entity-identity.js';
+import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
+type RelationMetadata = EntityMetadata['relations'][number];
+type ForeignKeyMetadata = EntityMetadata['foreignKeys'][number];
+
+/** A change to record once the delete it follows from has run. */
+export type PendingChange = Omit<CapturedChange, 'at'>;
+
+/** Rows of another table the database changes when a row of an entity is deleted. */
+interface Dependent {
+  /** The table holding the foreign key: an entity's, or a many-to-many junction. */
+  readonly metadata: EntityMetadata;
+  readonly foreignKey: ForeignKeyMetadata;
+  /** `delete` for `ON DELETE CASCADE`, `set-null` for `ON DELETE SET NULL`. */
+  readonly action: 'delete' | 'set-null';
+  /** For a junction: the owning many-to-many relation, and whether TypeORM's own `remove()` deletes these links first. */
+  readonly link?: { relation: RelationMetadata; removedByOrm: boolean };
+}
+
+/** What deleting a row of one entity does elsewhere, and what a read of the row loads: computed once per entity. */
+export class DeleteEffects {
+  readonly dependents: readonly Dependent[];
+  /** The to-one relations whose ids a read of the entity loads. */
+  readonly toOne: readonly string[];
+
+  constructor(dataSource: DataSource, metadata: EntityMetadata) {
+    this.toOne = toOneRelations(metadata);
+    const dependents: Dependent[] = [];
+    for (const holder of dataSource.entityMetadatas) {
+      for (const foreignKey of holder.foreignKeys) {
+        if (foreignKey.referencedEntityMetadata !== metadata) continue;
+        const action = foreignKey.onDelete === 'CASCADE' ? 'delete' : foreignKey.onDelete === 'SET NULL' ? 'set-null' : undefined;
+        if (!action) continue;
+        if (holder.tableType !== 'junction') {
+          dependents.push({ metadata: holder, foreignKey, action });
+          continue;
+        }
+        const relation = owningRelation(dataSource, holder);
+        if (!relation || action !== 'delete') continue;
+        // TypeORM's remove() deletes the links of the relations the removed entity declares.
+        const ownerSide = foreignKey.columns.every((column) => holder.ownerColumns.includes(column));
+        const declared = ownerSide ? relation.entityMetadata === metadata : relation.inverseRelation?.entityMetadata === metadata;
+        dependents.push({ metadata: holder, foreignKey, action, link: { relation, removedByOrm: declared } });
+      }
+    }
+    this.dependents = dependents;
+  }
+
+  /** Whether a delete through TypeORM's `remove()` changes anything the database does on its own. */
+  get cascadesPastRemove(): boolean {
+    return this.dependents.some((dependent) => !dependent.link?.removedByOrm);
+  }
+}
+
+const effects = new WeakMap<EntityMetadata, DeleteEffects>();
+
+/** The delete effects of an entity, computed on first use. */
+export function deleteEffectsOf(dataSource: DataSource, metadata: EntityMetadata): DeleteEffects {
+  let found = effects.get(metadata);
+  if (!found) effects.set(metadata, (found = new DeleteEffects(dataSource, metadata)));
+  return found;
+}
+
+/** The property paths of an entity's many-to-one and owning one-to-one relations. */
+export function toOneRelations(metadata: EntityMetadata): string[] {
+  return metadata.relations.filter((relation) => relation.isManyToOne || relation.isOneToOneOwner).map((relation) => relation.propertyPath);
+}
+
+const owners = new WeakMap<EntityMetadata, RelationMetadata | null>();
+
+/** The owning many-to-many relation a junction table belongs to (looked up once per junction). */
+export function owningRelation(dataSource: DataSource, junction: EntityMetadata): RelationMetadata | undefined {
+  let owner = owners.get(junction);
+  if (owner === undefined) {
+    owner = dataSource.entityMetadatas.flatMap((metadata) => metadata.manyToManyRelations).find((relation) => relation.isOwning && relation.junctionEntityMetadata === junction) ?? null;
+    owners.set(junction, owner);
+  }
+  return owner ?? undefined;
+}
+
+/** Cascades of cascades are followed this deep at most (MySQL and MariaDB stop at 15). */
+const MAX_DEPTH = 15;
+
+/**
+ * What the database does to other rows when rows of an entity are deleted, read before
+ * the delete in its transaction: the rows it deletes (`ON DELETE CASCADE`, and their own
+ * cascades), the rows whose key it sets to null (`ON DELETE SET NULL`) and the many-to-many
+ * links it removes (recorded on the owning side as `removed`). At most `bound` rows are
+ * read in all; each table cut short gets a partial change with the count of rows not read.
+ */
+export class DeleteCascade {
+  private readonly changes: PendingChange[] = [];
+  /** Rows known to be deleted: a SET NULL of one of them is no change of its own. */
+  private readonly deleted = new Set<string>();
+  private budget: number;
+
+  private constructor(
+    private readonly capture: ChangeCapture,
+    private readonly dataSource: DataSource,
+    private readonly runner: QueryRunner,
+    bound: number,
+    /** Through TypeORM's `remove()`, which deletes the links of the relations it knows first. */
+    private readonly byRemove: boolean,
+  ) {
+    this.budget = bound;
+  }
+
+  /**
+   * The changes the deletion of `rows` (loaded with every column) of `metadata` will cause,
+   * to record after the delete has run. `byRemove`: the delete is TypeORM's `remove()`.
+   */
+  static async read(
+    capture: ChangeCapture,
+    dataSource: DataSource,
+    runner: QueryRunner,
+    metadata: EntityMetadata,
+    rows: readonly ObjectLiteral[],
+    byRemove: boolean,
+  ): Promise<PendingChange[]> {
+    const cascade = new DeleteCascade(capture, dataSource, runner, capture.maxCriteriaRows, byRemove);
+    for (const row of rows) cascade.deleted.add(key(metadata.name, entityId(metadata, row)));
+    await cascade.follow(metadata, rows, 0);
+    return cascade.changes.filter(
+      (change) => !(change.operation === 'update' && !change.partial && cascade.deleted.has(key(change.entity, change.id)) && !isLinksOnly(change)),
+    );
+  }
+
+  private async follow(metadata: EntityMetadata, rows: readonly ObjectLiteral[], depth: number): Promise<void> {
+    if (rows.length === 0 || depth > MAX_DEPTH) return;
+    const dataSource = this.dataSource;
+    for (const dependent of deleteEffectsOf(dataSource, metadata).dependents) {
+      if (dependent.link) {
+        if (!(this.byRemove && depth === 0 && dependent.link.removedByOrm)) await this.links(dependent, rows);
+        continue;
+      }
+      const fields = this.capture.trackedFields(dependent.metadata);
+      if (!fields) continue;
+      const found = await this.read(dependent, rows, deleteEffectsOf(dataSource, dependent.metadata).toOne);
+      if (!found) continue;
+      const holder = dependent.metadata;
+      if (dependent.action === 'delete') {
+        const fresh = found.filter((row) => {
+          const id = key(holder.name, entityId(holder, row));
+          if (this.deleted.has(id)) return false;
+          this.deleted.add(id);
+          return true;
+        });
+        for (const row of fresh) {
+          this.changes.push({ entity: holder.name, id: entityId(holder, row), operation: 'delete', fields: snapshotFields(fields.snapshot(row), 'from') });
+        }
+        await this.follow(holder, fresh, depth + 1);
+      } else {
+        const columns = fields.columns.filter((column) => dependent.foreignKey.columns.includes(column));
+        for (const row of found) {
+          const changed = diffSnapshots(fields.snapshot(row, columns), {});
+          if (Object.keys(changed).length) this.changes.push({ entity: holder.name, id: entityId(holder, row), operation: 'update', fields: changed });
+        }
+      }
+    }
+  }
+
+  /** Links of `rows` in a junction table, recorded as removed on each owning row. */
+  private async links(dependent: Dependent, rows: readonly ObjectLiteral[]): Promise<void> {
+    const { relation } = dependent.link!;
+    if (!this.capture.trackedFields(relation.entityMetadata)) return;
+    const junction = dependent.metadata;
+    const found = await this.read(dependent, rows);
+    if (!found) return;
+    const removed = new Map<string, string[]>();
+    for (const row of found) {
+      const owner = idFromKeyValues(relation.entityMetadata, junction.ownerColumns.map((column) => row[column.databaseName]));
+      const related = idFromKeyValues(relation.inverseEntityMetadata, junction.inverseColumns.map((column) => row[column.databaseName]));
+      if (owner === null || related === null) continue;
+      removed.set(owner, [...(removed.get(owner) ?? []), related]);
+    }
+    for (const [owner, ids] of removed) {
+      this.changes.push({ entity: relation.entityMetadata.name, id: owner, operation: 'update', fields: { [relation.propertyPath]: { added: [], removed: ids } } });
+    }
+  }
+
+  /**
+   * The rows of a dependent table whose foreign key points at `rows`, within the budget
+   * left: entities with their to-one relation ids, junction rows raw (by column name).
+   * Past the budget, records a partial change counting the rows not read.
+   */
+  private async read(dependent: Dependent, rows: readonly ObjectLiteral[], toOne?: readonly string[]): Promise<ObjectLiteral[] | undefined> {
+    const { foreignKey } = dependent;
+    const keys = rows.map((row) => foreignKey.referencedColumns.map((column) => column.getEntityValue(row) as unknown));
+    const usable = keys.filter((values) => values.every((value) => value !== undefined && value !== null));
+    if (usable.length === 0) return undefined;
+    const query = () => this.matching(dependent, usable, toOne);
+    let found: ObjectLiteral[] = [];
+    if (this.budget > 0) {
+      found = toOne ? await query().limit(this.budget + 1).getMany() : await this.rawJunctionRows(query().limit(this.budget + 1), dependent.metadata);
+    }
+    if (found.length <= this.budget && this.budget > 0) {
+      this.budget -= found.length;
+      return found;
+    }
+    const total = await query().getCount();
+    const kept = found.slice(0, this.budget);
+    this.budget = 0;
+    if (total > kept.length) {
+      const link = dependent.link?.relation;
+      this.changes.push({
+        entity: link ? link.entityMetadata.name : dependent.metadata.name,
+        id: null,
+        operation: dependent.action === 'delete' && !link ? 'delete' : 'update',
+        fields: {},
+        partial: true,
+        count: total - kept.length,
+      });
+    }
+    return kept;
+  }
+
+  /** A SELECT of the dependent rows whose foreign key holds one of `keys`, in the deleting transaction. */
+  private matching(dependent: Dependent, keys: readonly unknown[][], toOne?: readonly string[]): SelectQueryBuilder<ObjectLiteral> {
+    const { metadata, foreignKey } = dependent;
+    const alias = 'audit_cascade';
+    const escape = (name: string) => this.dataSource.driver.escape(name);
+    const column = (c: ColumnMetadata) => `${escape(alias)}.${escape(c.databaseName)}`;
+    const query = this.runner.manager.createQueryBuilder(metadata.target, alias);
+    const parameters: Record<string, unknown> = {};
+    let where: string;
+    if (foreignKey.columns.length === 1) {
+      where = `${column(foreignKey.columns[0]!)} IN (:...audit_keys)`;
+      parameters['audit_keys'] = keys.map((values) => values[0]);
+    } else {
+      where = keys
+        .map((values, i) => `(${foreignKey.columns.map((c, j) => ((parameters[`audit_k${i}_${j}`] = values[j]), `${column(c)} = :audit_k${i}_${j}`)).join(' AND ')})`)
+        .join(' OR ');
+    }
+    query.where(where, parameters);
+    if (toOne) query.withDeleted().loadAllRelationIds({ relations: [...toOne], disableMixedMap: true });
+    return query;
+  }
+
+  private async rawJunctionRows(query: SelectQueryBuilder<ObjectLiteral>, junction: EntityMetadata): Promise<ObjectLiteral[]> {
+    const escape = (name: string) => this.dataSource.driver.escape(name);
+    query.select([]);
+    junction.columns.forEach((column, i) => query.addSelect(`${escape(query.alias)}.${escape(column.databaseName)}`, `c${i}`));
+    const raw = await query.getRawMany<Record<string, unknown>>();
+    return raw.map((row) => Object.fromEntries(junction.columns.map((column, i) => [column.databaseName, row[`c${i}`]])));
+  }
+}
+
+const key = (entity: string, id: string | null): string => `${entity}\u0000${id ?? ''}`;
+
+const isLinksOnly = (change: PendingChange): boolean => Object.values(change.fields).every((value) => 'added' in value);

@@ -1,0 +1,421 @@
+/**
+ * Reads SQL text sent by hand (`query()`) far enough to tell which tables it writes.
+ * Not a SQL parser: it skips comments, string literals and quoted names, finds each
+ * statement's write verb (past a `WITH` list, whose parts may write too) and the name
+ * that follows it. What it cannot read but clearly writes is still reported, without
+ * a table.
+ */
+
+/** The verb of a write statement, lower case. */
+export type RawWriteVerb = 'insert' | 'replace' | 'update' | 'delete' | 'merge' | 'truncate';
+
+/** A table a statement names: its last part, and the one before it (schema or database) if any. */
+export interface RawTable {
+  name: string;
+  schema?: string;
+  /** Whether the name was quoted (`"x"`, `` `x` ``, `[x]`): then its case is significant. */
+  quoted: boolean;
+}
+
+/** One write a statement makes: its verb and target, `null` when the target could not be read. */
+export interface RawWrite {
+  verb: RawWriteVerb;
+  table: RawTable | null;
+}
+
+/** How the statement's database reads string literals. */
+export interface RawDialect {
+  /** A backslash escapes the next character in `'…'` (MySQL, MariaDB); `#` starts a comment. */
+  mysql?: boolean;
+}
+
+const SPACE = 32;
+const TAB = 9;
+const LF = 10;
+const CR = 13;
+const DASH = 45;
+const SLASH = 47;
+const STAR = 42;
+const HASH = 35;
+const PAREN = 40;
+
+/** Lower-case first letters of the words a write statement may start with. */
+const FIRST_WORDS: ReadonlyArray<readonly string[] | undefined> = (() => {
+  const words = ['insert', 'replace', 'update', 'delete', 'merge', 'truncate', 'with'];
+  const byLetter: string[][] = [];
+  for (const word of words) (byLetter[word.charCodeAt(0)] ??= []).push(word);
+  return byLetter;
+})();
+
+/**
+ * The cheap first check, run for every statement the app sends: whether `sql` may write.
+ * True when its first word (past spaces and comments) is a write verb or `WITH`, or when it
+ * holds a `;` (several statements). Allocates nothing; false for `SELECT`, `SHOW`, `SET`,
+ * `BEGIN`, `SAVEPOINT` and the like.
+ */
+export function mayWrite(sql: string): boolean {
+  const length = sql.length;
+  let i = 0;
+  for (;;) {
+    while (i < length) {
+      const code = sql.charCodeAt(i);
+      if (code !== SPACE && code !== LF && code !== CR && code !== TAB) break;
+      i++;
+    }
+    const code = sql.charCodeAt(i);
+    if (code === DASH && sql.charCodeAt(i + 1) === DASH) {
+      const end = sql.indexOf('\n', i);
+      if (end === -1) return false;
+      i = end + 1;
+    } else if (code === SLASH && sql.charCodeAt(i + 1) === STAR) {
+      const end = sql.indexOf('*/', i + 2);
+      if (end === -1) return false;
+      i = end + 2;
+    } else if (code === HASH) {
+      const end = sql.indexOf('\n', i);
+      if (end === -1) return false;
+      i = end + 1;
+    } else if (code === PAREN) {
+      i++;
+    } else {
+      break;
+    }
+  }
+  const words = FIRST_WORDS[sql.charCodeAt(i) | 32];
+  if (words) {
+    for (const word of words) {
+      if (startsWithWord(sql, i, word)) return true;
+    }
+  }
+  return sql.indexOf(';', i) !== -1;
+}
+
+/** Whether `sql` holds `word` (lower case) at `at`, in any case, followed by a non-word character. */
+function startsWithWord(sql: string, at: number, word: string): boolean {
+  for (let k = 0; k < word.length; k++) {
+    if ((sql.charCodeAt(at + k) | 32) !== word.charCodeAt(k)) return false;
+  }
+  return !isWordChar(sql.charCodeAt(at + word.length));
+}
+
+function isWordChar(code: number): boolean {
+  return (
+    (code >= 97 && code <= 122) ||
+    (code >= 65 && code <= 90) ||
+    (code >= 48 && code <= 57) ||
+    code === 95 ||
+    code === 36 ||
+    code > 127
+  );
+}
+
+/** A token: a word (`kind: 'word'`, `text` lower case), a quoted name, or one punctuation character. */
+interface Token {
+  kind: 'word' | 'quoted' | 'punct';
+  text: string;
+  /** The word as written (words only). */
+  raw?: string;
+}
+
+/** Splits SQL into tokens, dropping comments, string literals, numbers and parameters. */
+function tokenize(sql: string, dialect: RawDialect): Token[] {
+  const tokens: Token[] = [];
+  const length = sql.length;
+  let i = 0;
+  while (i < length) {
+    const code = sql.charCodeAt(i);
+    const next = sql.charCodeAt(i + 1);
+    if (code === SPACE || code === LF || code === CR || code === TAB || code === 12) {
+      i++;
+    } else if (code === DASH && next === DASH) {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? length : end + 1;
+    } else if (code === HASH && dialect.mysql) {
+      const end = sql.indexOf('\n', i);
+      i = end === -1 ? length : end + 1;
+    } else if (code === SLASH && next === STAR) {
+      i = skipBlockComment(sql, i);
+    } else if (code === 39 /* ' */) {
+      // E'…' (PostgreSQL) takes backslash escapes; so does every '…' on MySQL.
+      const previous = tokens[tokens.length - 1];
+      const escapeString = previous?.kind === 'word' && previous.text === 'e' && (sql.charCodeAt(i - 1) | 32) === 101;
+      if (escapeString) tokens.pop();
+      i = skipQuoted(sql, i, 39, escapeString || dialect.mysql === true);
+    } else if (code === 34 /* " */ || code === 96 /* ` */) {
+      const end = quotedEnd(sql, i, code);
+      tokens.push({ kind: 'quoted', text: sql.slice(i + 1, end).split(String.fromCharCode(code, code)).join(String.fromCharCode(code)) });
+      i = end + 1;
+    } else if (code === 91 /* [ */) {
+      const end = sql.indexOf(']', i + 1);
+      const stop = end === -1 ? length : end;
+      tokens.push({ kind: 'quoted', text: sql.slice(i + 1, stop) });
+      i = stop + 1;
+    } else if (code === 36 /* $ */ && !isDigit(next)) {
+      i = skipDollarQuoted(sql, i);
+    } else if (isWordChar(code)) {
+      let end = i + 1;
+      while (end < length && isWordChar(sql.charCodeAt(end))) end++;
+      const raw = sql.slice(i, end);
+      // Numbers and parameters ($1, :name, ?) say nothing about what is written.
+      if (!isDigit(code) && code !== 36) tokens.push({ kind: 'word', text: raw.toLowerCase(), raw });
+      i = end;
+    } else {
+      tokens.push({ kind: 'punct', text: sql[i]! });
+      i++;
+    }
+  }
+  return tokens;
+}
+
+const isDigit = (code: number): boolean => code >= 48 && code <= 57;
+
+/** The index past a block comment starting at `at` (nested ones too, as PostgreSQL reads them). */
+function skipBlockComment(sql: string, at: number): number {
+  let depth = 0;
+  let i = at;
+  while (i < sql.length) {
+    if (sql.charCodeAt(i) === SLASH && sql.charCodeAt(i + 1) === STAR) {
+      depth++;
+      i += 2;
+    } else if (sql.charCodeAt(i) === STAR && sql.charCodeAt(i + 1) === SLASH) {
+      depth--;
+      i += 2;
+      if (depth === 0) return i;
+    } else {
+      i++;
+    }
+  }
+  return sql.length;
+}
+
+/** The index past a `'…'` literal starting at `at` (`''` inside it is a quote). */
+function skipQuoted(sql: string, at: number, quote: number, backslashEscapes: boolean): number {
+  let i = at + 1;
+  while (i < sql.length) {
+    const code = sql.charCodeAt(i);
+    if (backslashEscapes && code === 92) {
+      i += 2;
+    } else if (code === quote) {
+      if (sql.charCodeAt(i + 1) !== quote) return i + 1;
+      i += 2;
+    } else {
+      i++;
+    }
+  }
+  return sql.length;
+}
+
+/** The index of the quote closing a quoted name starting at `at` (a doubled quote is part of the name). */
+function quotedEnd(sql: string, at: number, quote: number): number {
+  let i = at + 1;
+  while (i < sql.length) {
+    if (sql.charCodeAt(i) === quote) {
+      if (sql.charCodeAt(i + 1) !== quote) return i;
+      i += 2;
+    } else {
+      i++;
+    }
+  }
+  return sql.length;
+}
+
+/** The index past a PostgreSQL dollar-quoted string (`$$…$$`, `$tag$…$tag$`) starting at `at`. */
+function skipDollarQuoted(sql: string, at: number): number {
+  let end = at + 1;
+  while (end < sql.length && isWordChar(sql.charCodeAt(end)) && sql.charCodeAt(end) !== 36) end++;
+  if (sql.charCodeAt(end) !== 36) return at + 1;
+  const tag = sql.slice(at, end + 1);
+  const close = sql.indexOf(tag, end + 1);
+  return close === -1 ? sql.length : close + tag.length;
+}
+
+const WRITE_VERBS: ReadonlySet<string> = new Set<RawWriteVerb>(['insert', 'replace', 'update', 'delete', 'merge', 'truncate']);
+/** Words between a verb and its target that name no table (MySQL, SQLite and PostgreSQL modifiers). */
+const MODIFIERS: ReadonlySet<string> = new Set(['low_priority', 'delayed', 'high_priority', 'ignore', 'quick', 'only', 'into', 'table']);
+/** SQLite's `INSERT OR REPLACE`, `UPDATE OR IGNORE` … */
+const CONFLICT_CLAUSES: ReadonlySet<string> = new Set(['replace', 'ignore', 'abort', 'fail', 'rollback']);
+
+/**
+ * The writes of `sql`: one per table it writes, in order, across every statement of
+ * it and every part of a `WITH` list. Empty when it writes nothing. A write whose target
+ * cannot be read has `table: null`.
+ */
+export function rawWrites(sql: string, dialect: RawDialect = {}): RawWrite[] {
+  const tokens = tokenize(sql, dialect);
+  const writes: RawWrite[] = [];
+  let start = 0;
+  let depth = 0;
+  for (let i = 0; i <= tokens.length; i++) {
+    const token = tokens[i];
+    if (token?.kind === 'punct' && token.text === '(') depth++;
+    else if (token?.kind === 'punct' && token.text === ')') depth--;
+    if (i === tokens.length || (depth === 0 && token?.kind === 'punct' && token.text === ';')) {
+      if (i > start) statementWrites(tokens, start, i, writes);
+      start = i + 1;
+    }
+  }
+  return writes;
+}
+
+/** The index of the `)` closing the `(` at `open`, or -1. */
+function closing(tokens: Token[], open: number, end: number): number {
+  let depth = 0;
+  for (let i = open; i < end; i++) {
+    const token = tokens[i]!;
+    if (token.kind !== 'punct') continue;
+    if (token.text === '(') depth++;
+    else if (token.text === ')' && --depth === 0) return i;
+  }
+  return -1;
+}
+
+const isWord = (token: Token | undefined, text?: string): boolean => token?.kind === 'word' && (text === undefined || token.text === text);
+const isPunct = (token: Token | undefined, text: string): boolean => token?.kind === 'punct' && token.text === text;
+
+/** Adds the writes of the statement `tokens[start, end)` to `writes`. */
+function statementWrites(tokens: Token[], start: number, end: number, writes: RawWrite[]): void {
+  let i = start;
+  // A parenthesised statement: `(WITH …)`, `(INSERT …)`.
+  while (isPunct(tokens[i], '(') && closing(tokens, i, end) === end - 1) {
+    i++;
+    end--;
+  }
+  if (isWord(tokens[i], 'with')) {
+    const parts: RawWrite[] = [];
+    const after = withList(tokens, i + 1, end, parts);
+    if (after !== -1) writes.push(...parts);
+    else {
+      // A WITH list this reader cannot follow: every write verb that starts a part or the
+      // main statement is reported, without a table.
+      for (let k = i + 1; k < end; k++) {
+        const token = tokens[k]!;
+        const startsPart = isPunct(tokens[k - 1], '(') || isPunct(tokens[k - 1], ')');
+        if (startsPart && token.kind === 'word' && WRITE_VERBS.has(token.text) && !isPunct(tokens[k + 1], '(')) {
+          writes.push({ verb: token.text as RawWriteVerb, table: null });
+        }
+      }
+      return;
+    }
+    i = after;
+  }
+  const verbToken = tokens[i];
+  if (!verbToken || verbToken.kind !== 'word' || !WRITE_VERBS.has(verbToken.text)) return;
+  const verb = verbToken.text as RawWriteVerb;
+  i++;
+  for (;;) {
+    const token = tokens[i];
+    if (isWord(token, 'or') && tokens[i + 1]?.kind === 'word' && CONFLICT_CLAUSES.has(tokens[i + 1]!.text)) i += 2;
+    else if (token?.kind === 'word' && MODIFIERS.has(token.text)) i++;
+    else break;
+  }
+  if (verb === 'delete' && !isWord(tokens[i], 'from')) {
+    // MySQL's multi-table DELETE: `DELETE t1, t2 FROM …` writes the tables before FROM.
+    const targets = tableList(tokens, i, end);
+    if (targets.tables.length && isWord(tokens[targets.next], 'from')) {
+      const aliases = tableAliases(tokens, targets.next + 1, end);
+      for (const table of targets.tables) writes.push({ verb, table: (!table.schema && aliases.get(table.name.toLowerCase())) || table });
+      return;
+    }
+  }
+  if (isWord(tokens[i], 'from')) {
+    i++;
+    if (isWord(tokens[i], 'only')) i++;
+  }
+  if (verb === 'truncate') {
+    const targets = tableList(tokens, i, end);
+    if (targets.tables.length === 0) writes.push({ verb, table: null });
+    for (const table of targets.tables) writes.push({ verb, table });
+    return;
+  }
+  writes.push({ verb, table: tableName(tokens, i, end)?.table ?? null });
+}
+
+/**
+ * Reads a `WITH [RECURSIVE] name [(columns)] AS [[NOT] MATERIALIZED] (body), …` list from
+ * `i`, adding the writes of each body. The index of the main statement, or -1 when the
+ * list is not of that shape.
+ */
+function withList(tokens: Token[], from: number, end: number, writes: RawWrite[]): number {
+  let i = from;
+  if (isWord(tokens[i], 'recursive')) i++;
+  for (;;) {
+    const name = tokens[i];
+    if (!name || name.kind === 'punct') return -1;
+    i++;
+    if (isPunct(tokens[i], '(')) {
+      const close = closing(tokens, i, end);
+      if (close === -1) return -1;
+      i = close + 1;
+    }
+    if (!isWord(tokens[i], 'as')) return -1;
+    i++;
+    if (isWord(tokens[i], 'not')) i++;
+    if (isWord(tokens[i], 'materialized')) i++;
+    if (!isPunct(tokens[i], '(')) return -1;
+    const close = closing(tokens, i, end);
+    if (close === -1) return -1;
+    statementWrites(tokens, i + 1, close, writes);
+    i = close + 1;
+    if (!isPunct(tokens[i], ',')) return i;
+    i++;
+  }
+}
+
+/** A possibly qualified name at `i` (`a`, `a.b`, `a.b.c`), and the index past it. */
+function tableName(tokens: Token[], i: number, end: number): { table: RawTable; next: number } | undefined {
+  const parts: Token[] = [];
+  for (;;) {
+    const token = tokens[i];
+    if (i >= end || !token || token.kind === 'punct') return undefined;
+    parts.push(token);
+    i++;
+    if (!isPunct(tokens[i], '.')) break;
+    i++;
+  }
+  const last = parts[parts.length - 1]!;
+  const schema = parts[parts.length - 2];
+  const text = (token: Token): string => (token.kind === 'word' ? token.raw! : token.text);
+  return {
+    table: { name: text(last), quoted: last.kind === 'quoted', ...(schema ? { schema: text(schema) } : {}) },
+    next: i,
+  };
+}
+
+/** A comma-separated list of names at `i` (an optional `ONLY` and trailing `*` on each, as PostgreSQL's TRUNCATE takes). */
+function tableList(tokens: Token[], i: number, end: number): { tables: RawTable[]; next: number } {
+  const tables: RawTable[] = [];
+  for (;;) {
+    if (isWord(tokens[i], 'only')) i++;
+    const name = tableName(tokens, i, end);
+    if (!name) break;
+    tables.push(name.table);
+    i = name.next;
+    if (isPunct(tokens[i], '*')) i++;
+    if (!isPunct(tokens[i], ',')) break;
+    i++;
+  }
+  return { tables, next: i };
+}
+
+/** Words that end a table reference rather than name its alias. */
+const NOT_ALIASES: ReadonlySet<string> = new Set([
+  'on', 'using', 'where', 'join', 'inner', 'left', 'right', 'cross', 'natural', 'straight_join', 'outer', 'full', 'set', 'order', 'limit', 'partition', 'use', 'force', 'ignore',
+]);
+
+/** The tables of a FROM list by alias (`orders o`, `orders AS o`), for MySQL's multi-table DELETE. */
+function tableAliases(tokens: Token[], from: number, end: number): Map<string, RawTable> {
+  const aliases = new Map<string, RawTable>();
+  for (let k = from; k < end; k++) {
+    const previous = tokens[k - 1];
+    if (!(k === from || isWord(previous, 'join') || isWord(previous, 'straight_join') || isPunct(previous, ','))) continue;
+    const name = tableName(tokens, k, end);
+    if (!name) continue;
+    let j = name.next;
+    if (isWord(tokens[j], 'as')) j++;
+    const alias = tokens[j];
+    if (alias && alias.kind !== 'punct' && !(alias.kind === 'word' && NOT_ALIASES.has(alias.text))) {
+      aliases.set((alias.kind === 'word' ? alias.text : alias.text.toLowerCase()), name.table);
+    }
+  }
+  return aliases;
+}
