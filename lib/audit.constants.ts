@@ -10,6 +10,8 @@ export const AUDIT_DATA_SOURCE = Symbol('AUDIT:DATA_SOURCE');
 export const AUDIT_LOG_TABLE = 'audit_log';
 /** Name of the table that holds committed changes whose events are not stored yet. */
 export const AUDIT_JOURNAL_TABLE = 'audit_journal';
+/** Name of the table that indexes each event by every entity instance it is about. */
+export const AUDIT_SUBJECT_TABLE = 'audit_subject';
 /** Name of the table that holds the leases of running app instances. */
 export const AUDIT_INSTANCE_TABLE = 'audit_instance';
 /** Marker put on a request once its unit of work is attached. Internal. */

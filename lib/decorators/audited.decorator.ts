@@ -25,8 +25,11 @@ export interface AuditedCallContext {
 /** Options of `@Audited()`. */
 export interface AuditedOptions {
   /**
-   * The affected resource: `{ type, id }` or an entity instance. When left out and the
-   * handler changed exactly one entity instance, that instance is the target.
+   * The affected resource: `{ type, id }` or an entity instance. When left out (or it
+   * returns `null`/`undefined`) and the handler changed exactly one entity instance, that
+   * instance is the target; when it changed several, or none, the event has no target.
+   * Either way `AuditService.history()` of every instance the event changed (or linked
+   * through a many-to-many relation) finds it.
    * @example target: ({ params }) => ({ type: 'order', id: params.id })
    * @example target: ({ result }) => result // an entity the handler returned
    */

@@ -42,10 +42,15 @@ const nullable = (value: string | undefined | null, max: number): string | null 
 export class AuditEventBuilder {
   constructor(@Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions) {}
 
-  intentRow(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, claimed: CapturedChange[]): AuditLogEntity {
+  /**
+   * An intent's row with the changes it claimed. Without an explicit target, the one
+   * instance the event changed is its target when `claimed` is all it changed (not so
+   * when more of its changes are kept only in the journal: `complete` false); with
+   * several, none.
+   */
+  intentRow(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, claimed: CapturedChange[], complete = true): AuditLogEntity {
     const changes = [...(intent.changes ?? []), ...claimed];
-    // Without an explicit target, the one instance the event changed is its target.
-    const only = claimed.length === 1 && !intent.changes?.length ? claimed[0] : undefined;
+    const only = complete && claimed.length === 1 && !intent.changes?.length ? claimed[0] : undefined;
     const target = intent.target ?? (only?.id ? { type: only.entity, id: only.id } : undefined);
     return this.row({
       id: intent.id,

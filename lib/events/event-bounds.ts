@@ -24,6 +24,10 @@ export function chunkBy<T>(items: readonly T[], maxCount: number, maxBytes: numb
 }
 
 const TOO_LARGE = (bytes: number): string => `[too large: ${bytes} bytes]`;
+const TOO_LARGE_PATTERN = /^\[too large: \d+ bytes\]$/;
+
+/** Whether `value` is the marker {@link shrinkChange} puts in place of a value too large to keep. */
+export const isSizeMarker = (value: string): boolean => value.startsWith('[too large: ') && TOO_LARGE_PATTERN.test(value);
 
 /**
  * A change whose JSON is larger than `maxBytes`: its largest field values are replaced by

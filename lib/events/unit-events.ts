@@ -90,7 +90,7 @@ export class UnitEvents {
    */
   private intentRows(intent: PendingIntent, unit: UnitOfWork | undefined, actor: AuditActor, claimed: CapturedChange[], extraParts = 0): AuditLogEntity[] {
     const { maxChangesPerEvent, maxEventBytes } = this.options;
-    const single = this.builder.intentRow(intent, unit, actor, claimed);
+    const single = this.builder.intentRow(intent, unit, actor, claimed, extraParts === 0);
     const explicit = intent.changes?.length ?? 0;
     if (extraParts === 0 && claimed.length + explicit <= maxChangesPerEvent && jsonBytes(single.changes) <= maxEventBytes) return [single];
     if (extraParts === 0 && claimed.length + explicit <= 1) return [this.bounded(single)];

@@ -18,6 +18,7 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditEntities } from '../storage/audit-entities.js';
 import { AuditInstanceEntity } from '../storage/audit-instance.entity.js';
 import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
+import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
 import { AuditJournal } from './audit-journal.js';
@@ -81,10 +82,12 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (!this.options.enabled) return;
     try {
       await this.lease();
+      // Written only with events whose changes touch other instances than their target: checked now, not at the first such event.
+      await this.dataSource.getRepository(AuditSubjectEntity).createQueryBuilder('s').select('s.eventId').where('1 = 0').getRawMany();
     } catch (error) {
       throw new Error(
         `The audit tables are not usable (${(error as Error).message}): run AuditMigrations (or synchronize) so that ` +
-          'audit_log, audit_journal and audit_instance exist',
+          'audit_log, audit_subject, audit_journal and audit_instance exist',
         { cause: error },
       );
     }

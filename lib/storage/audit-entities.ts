@@ -1,6 +1,7 @@
 import { AuditInstanceEntity } from './audit-instance.entity.js';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
+import { AuditSubjectEntity } from './audit-subject.entity.js';
 
 /**
  * Every entity of the audit module: list them in your data source's `entities` (or use
@@ -9,4 +10,4 @@ import { AuditLogEntity } from './audit-log.entity.js';
  * @example
  * TypeOrmModule.forRoot({ type: 'postgres', url, entities: [...AuditEntities, Order] })
  */
-export const AuditEntities = [AuditLogEntity, AuditJournalEntity, AuditInstanceEntity] as const;
+export const AuditEntities = [AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity] as const;

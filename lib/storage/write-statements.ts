@@ -1,6 +1,8 @@
 import type { DataSource, Driver, EntityMetadata } from 'typeorm';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
+import { AuditSubjectEntity } from './audit-subject.entity.js';
+import { EventSubjects } from './event-subjects.js';
 import { escapedTable } from './sql.js';
 
 type Column = EntityMetadata['columns'][number];
@@ -15,8 +17,26 @@ export interface Statement {
 interface JournalStatements {
   deleteIn: string;
   deleteAny: string;
-  deleteBefore: string;
+  /** The CTE with the unit ids as parameter `index` (after the event columns, and the subject arrays if any). */
+  deleteBefore(index: number): string;
 }
+
+/** The `audit_subject` INSERT: its head and tail, and on PostgreSQL the CTE that rides on the event INSERT. */
+interface SubjectStatements {
+  head: string;
+  tail: string;
+  /** `subjects AS (INSERT … SELECT * FROM unnest(…))`, its arrays from parameter `index` on. */
+  cte(index: number): string;
+}
+
+/** The rows of one event INSERT and their parameters (in row order, one per column). */
+interface EventChunk {
+  rows: readonly AuditLogEntity[];
+  params: unknown[];
+}
+
+/** Columns of a subject row, in the order the statements list them. */
+const SUBJECT_COLUMNS = ['subjectType', 'subjectId', 'eventId', 'occurredAt'] as const;
 
 /** Rows in one `VALUES` INSERT, at most: past a few hundred, bigger statements stop paying off. */
 const ROWS_PER_STATEMENT = 500;
@@ -43,6 +63,7 @@ const UPSERT_ON_CONFLICT = new Set([
   'react-native',
   'nativescript',
 ]);
+const NO_UNITS: readonly string[] = [];
 const SQLITE = new Set(['sqlite', 'better-sqlite3', 'sqljs', 'capacitor', 'cordova', 'expo', 'react-native', 'nativescript']);
 
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
@@ -123,11 +144,18 @@ export class WriteStatements {
   private readonly rowsPerStatement: number;
   /** `(…)` of the n-th row of a `VALUES` statement, built once (numbered parameters differ per row). */
   private readonly tuples: string[] = [];
+  private readonly subjectTuples: string[] = [];
   /** PostgreSQL: one array parameter per column, rows from `unnest` (a short statement, planned in no time). */
   private readonly unnest: boolean;
   /** MySQL or MariaDB: statements must fit in `max_allowed_packet`. */
   readonly mysql: boolean;
   private journal?: JournalStatements;
+  private subjectSql?: SubjectStatements;
+  private readonly subjects: EventSubjects;
+  /** Positions of the event id and time among the event columns (a subject row takes their prepared values). */
+  private readonly idColumn: number;
+  private readonly occurredAtColumn: number;
+  private readonly upsertTail: (column: string) => string;
 
   constructor(private readonly dataSource: DataSource) {
     const driver = dataSource.driver;
@@ -142,37 +170,43 @@ export class WriteStatements {
     this.head = this.unnest
       ? `${into}SELECT * FROM unnest(${types.map((columnType, i) => `${driver.createParameter(`c${i}`, i)}::${columnType}[]`).join(', ')})`
       : `${into}VALUES `;
+    this.upsertTail = (column) =>
+      this.mysql ? ` ON DUPLICATE KEY UPDATE ${column} = ${column}` : UPSERT_ON_CONFLICT.has(type) ? ' ON CONFLICT DO NOTHING' : '';
     const id = driver.escape(metadata.primaryColumns[0]!.databaseName);
-    this.tail = this.mysql
-      ? ` ON DUPLICATE KEY UPDATE ${id} = ${id}`
-      : UPSERT_ON_CONFLICT.has(type)
-        ? ` ON CONFLICT (${id}) DO NOTHING`
-        : '';
+    this.tail = this.mysql || !UPSERT_ON_CONFLICT.has(type) ? this.upsertTail(id) : ` ON CONFLICT (${id}) DO NOTHING`;
+    this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
+    this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
+    this.subjects = new EventSubjects(dataSource);
     this.rowsPerStatement = this.unnest
       ? ROWS_PER_UNNEST
       : Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(parameterLimit(type) / this.columns.length)));
   }
 
   /**
-   * The statements that store `rows` and delete the journal rows of `units`; run them in
-   * one transaction when there is more than one. On PostgreSQL the DELETE rides on the
-   * last INSERT (`WITH … DELETE … INSERT`): a batch of up to 2,000 rows is one statement,
-   * atomic on its own, one round trip.
+   * The statements that store `rows`, their `audit_subject` rows, and delete the journal
+   * rows of `units`; run them in one transaction when there is more than one. On
+   * PostgreSQL the subject rows and the DELETE ride on the event INSERT (`WITH journal AS
+   * (DELETE …), subjects AS (INSERT …) INSERT …`): a batch of up to 2,000 events is one
+   * statement, atomic on its own, one round trip. Elsewhere the subject rows follow the
+   * events in multi-row INSERTs of their own. Both INSERTs skip rows already stored.
    */
   write(rows: readonly AuditLogEntity[], units: readonly string[], byteLimit: number): Statement[] {
-    const statements = rows.length > 0 ? this.insert(rows, byteLimit) : [];
-    if (units.length === 0) return statements;
-    const journal = (this.journal ??= this.journalStatements());
+    const chunks = rows.length > 0 ? this.insert(rows, byteLimit) : [];
+    const statements: Statement[] = [];
     if (this.unnest) {
-      const last = statements.at(-1);
-      if (last) {
-        last.sql = journal.deleteBefore + last.sql;
-        last.params.push(units);
-      } else {
-        statements.push({ sql: journal.deleteAny, params: [units] });
+      chunks.forEach((chunk, index) => {
+        const last = index === chunks.length - 1;
+        statements.push(this.unnestStatement(chunk, last ? units : NO_UNITS));
+      });
+      if (chunks.length === 0 && units.length > 0) {
+        statements.push({ sql: (this.journal ??= this.journalStatements()).deleteAny, params: [units] });
       }
       return statements;
     }
+    for (const chunk of chunks) statements.push(this.statement(chunk.rows.length, chunk.params));
+    if (chunks.length > 0) statements.push(...this.subjectInserts(chunks, byteLimit));
+    if (units.length === 0) return statements;
+    const journal = (this.journal ??= this.journalStatements());
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
       const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index));
@@ -182,18 +216,116 @@ export class WriteStatements {
   }
 
   /**
-   * INSERTs of `rows`, each within the parameter limit and `byteLimit`. A row's size is
+   * One PostgreSQL statement: the chunk's events from one array per column, their
+   * subject rows from four more arrays (a CTE), and the journal DELETE of `units` (a CTE).
+   */
+  private unnestStatement(chunk: EventChunk, units: readonly string[]): Statement {
+    const { params } = this.statement(chunk.rows.length, chunk.params);
+    const ctes: string[] = [];
+    const subjects = this.subjectColumns(chunk);
+    const subjectsAt = params.length;
+    if (subjects[0].length > 0) params.push(...subjects);
+    if (units.length > 0) {
+      ctes.push((this.journal ??= this.journalStatements()).deleteBefore(params.length));
+      params.push(units);
+    }
+    if (subjects[0].length > 0) ctes.push((this.subjectSql ??= this.subjectStatements()).cte(subjectsAt));
+    return { sql: `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${this.head}${this.tail}`, params };
+  }
+
+  /** The chunk's subject rows as four columns: type, id, event id, time (the event's own prepared values). */
+  private subjectColumns(chunk: EventChunk): [unknown[], unknown[], unknown[], unknown[]] {
+    const columns: [unknown[], unknown[], unknown[], unknown[]] = [[], [], [], []];
+    const width = this.columns.length;
+    chunk.rows.forEach((row, index) => {
+      const subjects = this.subjects.of(row);
+      if (subjects.length === 0) return;
+      const eventId = chunk.params[index * width + this.idColumn];
+      const occurredAt = chunk.params[index * width + this.occurredAtColumn];
+      for (const subject of subjects) {
+        columns[0].push(subject.type);
+        columns[1].push(subject.id);
+        columns[2].push(eventId);
+        columns[3].push(occurredAt);
+      }
+    });
+    return columns;
+  }
+
+  /** Multi-row INSERTs of the chunks' subject rows, each within the parameter limit and `byteLimit`. */
+  private subjectInserts(chunks: readonly EventChunk[], byteLimit: number): Statement[] {
+    const statements: Statement[] = [];
+    const sql = (this.subjectSql ??= this.subjectStatements());
+    const width = SUBJECT_COLUMNS.length;
+    let params: unknown[] = [];
+    let bytes = 0;
+    const flush = (): void => {
+      if (params.length === 0) return;
+      statements.push({ sql: sql.head + this.placeholderRows(params.length / width, width) + sql.tail, params });
+      params = [];
+      bytes = 0;
+    };
+    for (const chunk of chunks) {
+      const [types, ids, eventIds, times] = this.subjectColumns(chunk);
+      for (let i = 0; i < types.length; i++) {
+        const type = types[i] as string;
+        const id = ids[i] as string;
+        const rowBytes = ROW_BYTES + (type.length + id.length) * 3 + 8 + 2 * SCALAR_BYTES;
+        if (params.length / width === this.rowsPerStatement || bytes + rowBytes > byteLimit - sql.head.length - sql.tail.length) flush();
+        params.push(type, id, eventIds[i], times[i]);
+        bytes += rowBytes;
+      }
+    }
+    flush();
+    return statements;
+  }
+
+  /** `(…), (…)` of `count` subject rows (numbered parameters differ per row; built once). */
+  private placeholderRows(count: number, width: number): string {
+    const tuples = this.subjectTuples;
+    for (let row = tuples.length; row < count; row++) {
+      const placeholders: string[] = [];
+      for (let column = 0; column < width; column++) {
+        const index = row * width + column;
+        placeholders.push(this.driver.createParameter(`s${index}`, index));
+      }
+      tuples.push(`(${placeholders.join(', ')})`);
+    }
+    return count === tuples.length ? tuples.join(', ') : tuples.slice(0, count).join(', ');
+  }
+
+  private subjectStatements(): SubjectStatements {
+    const metadata = this.dataSource.getMetadata(AuditSubjectEntity);
+    const columns = SUBJECT_COLUMNS.map((name) => metadata.findColumnWithPropertyName(name)!);
+    const names = columns.map((column) => this.driver.escape(column.databaseName));
+    const into = `INSERT INTO ${escapedTable(this.dataSource, metadata)} (${names.join(', ')}) `;
+    const tail = this.upsertTail(this.driver.escape(metadata.findColumnWithPropertyName('eventId')!.databaseName));
+    const types = columns.map((column) => this.driver.normalizeType(column));
+    return {
+      head: `${into}VALUES `,
+      tail,
+      cte: (index) =>
+        `subjects AS (${into}SELECT * FROM unnest(${types
+          .map((type, i) => `${this.driver.createParameter(`s${i}`, index + i)}::${type}[]`)
+          .join(', ')})${tail})`,
+    };
+  }
+
+  /**
+   * The rows of each INSERT of `rows` and their parameters, each within the parameter limit and `byteLimit`. A row's size is
    * bounded from above by three bytes per UTF-16 unit of its strings (UTF-8 takes at most
    * three, MySQL's escaping at most two); a row above the limit on its own is measured
    * exactly and goes alone, or fails with `AuditEventTooLargeError` on MySQL/MariaDB.
    */
-  private insert(rows: readonly AuditLogEntity[], byteLimit: number): Statement[] {
-    const statements: Statement[] = [];
+  private insert(rows: readonly AuditLogEntity[], byteLimit: number): EventChunk[] {
+    const chunks: EventChunk[] = [];
     const { driver, columns, rowsPerStatement } = this;
     let params: unknown[] = [];
+    let first = 0;
     let count = 0;
     let bytes = 0;
-    for (const row of rows) {
+    for (let index = 0; index < rows.length; index++) {
+      const row = rows[index]!;
       const start = params.length;
       let rowBytes = ROW_BYTES;
       for (const column of columns) {
@@ -203,8 +335,9 @@ export class WriteStatements {
       }
       if (count > 0 && (count === rowsPerStatement || bytes + rowBytes > byteLimit)) {
         const next = params.splice(start);
-        statements.push(this.statement(count, params));
+        chunks.push({ rows: rows.slice(first, first + count), params });
         params = next;
+        first = index;
         count = 0;
         bytes = 0;
       }
@@ -212,14 +345,15 @@ export class WriteStatements {
       bytes += rowBytes;
       if (rowBytes > byteLimit) {
         if (this.mysql) this.checkExactSize(row, params, byteLimit);
-        statements.push(this.statement(count, params));
+        chunks.push({ rows: rows.slice(first, first + count), params });
         params = [];
+        first = index + 1;
         count = 0;
         bytes = 0;
       }
     }
-    if (count > 0) statements.push(this.statement(count, params));
-    return statements;
+    if (count > 0) chunks.push({ rows: rows.slice(first, first + count), params });
+    return chunks;
   }
 
   private journalStatements(): JournalStatements {
@@ -231,10 +365,7 @@ export class WriteStatements {
     return {
       deleteIn: `DELETE FROM ${table} WHERE ${column} IN `,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
-      deleteBefore: `WITH journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter(
-        'units',
-        this.columns.length,
-      )}${array})) `,
+      deleteBefore: (index) => `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}))`,
     };
   }
 

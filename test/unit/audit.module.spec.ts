@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   AuditEntities,
   AuditLogEntity,
+  AuditMigrations,
   AuditModule,
   AuditService,
   InvalidAuditOptionsError,
@@ -104,7 +105,7 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(
-      /AuditLogEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source: add `...AuditEntities`/,
+      /AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source: add `...AuditEntities`/,
     );
   });
 
@@ -119,7 +120,9 @@ describe('AuditModule', () => {
         await app.init();
       })
       .catch((e: unknown) => e);
-    expect((error as Error).message).toMatch(/^AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source/);
+    expect((error as Error).message).toMatch(
+      /^AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source/,
+    );
   });
 
   it('stops start-up with a clear message when the audit tables do not exist', async () => {
@@ -134,6 +137,29 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(/The audit tables are not usable \(.*\): run AuditMigrations \(or synchronize\)/);
+  });
+
+  it('stops start-up naming audit_subject when only the migrations before it were run', async () => {
+    const error = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({
+          type: 'better-sqlite3',
+          database: ':memory:',
+          entities: [...AuditEntities],
+          migrations: AuditMigrations.slice(0, 2),
+          migrationsRun: true,
+        }),
+        AuditModule.forRoot(),
+      ],
+    })
+      .compile()
+      .then(async (moduleRef) => {
+        const app = moduleRef.createNestApplication({ logger: false });
+        closers.push(() => app.close());
+        await app.init();
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toMatch(/The audit tables are not usable \(.*audit_subject.*\): run AuditMigrations \(or synchronize\)/);
   });
 
   const invalid: Array<[string, Options, RegExp]> = [

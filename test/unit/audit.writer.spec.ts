@@ -8,6 +8,7 @@ import {
   AuditLogEntity,
   AuditMigrations,
   AuditQueueFullError,
+  AuditSubjectEntity,
   type AuditModuleOptions,
 } from '../../lib/index.js';
 import { resolveAuditOptions } from '../../lib/options/audit-options.js';
@@ -129,6 +130,16 @@ const atomically = (kind: DatabaseKind): string[] =>
     ? ['WITH JOURNAL']
     : [kind === 'sqlite' ? 'BEGIN TRANSACTION' : 'START TRANSACTION', 'INSERT INTO', 'DELETE FROM', 'COMMIT'];
 
+/** The `audit_subject` rows of the given events, as `type:id` per event id. */
+async function subjectsOf(dataSource: DataSource, rows: readonly AuditLogEntity[]): Promise<Record<string, string[]>> {
+  const stored = await dataSource.getRepository(AuditSubjectEntity).find({ where: { eventId: In(rows.map((row) => row.id)) } });
+  const byEvent: Record<string, string[]> = {};
+  for (const row of rows) byEvent[row.id] = [];
+  for (const subject of stored) byEvent[subject.eventId]!.push(`${subject.subjectType}:${subject.subjectId}`);
+  for (const list of Object.values(byEvent)) list.sort();
+  return byEvent;
+}
+
 /** How each promise settled, in order. */
 const settle = (promises: Array<Promise<unknown>>): Promise<Array<PromiseSettledResult<unknown>>> => Promise.allSettled(promises);
 
@@ -163,6 +174,67 @@ describe.each(databases())('AuditWriter on %s', (kind) => {
     expect(await journalRows(dataSource, [unit])).toBe(0);
     expect(await journalRows(dataSource, [other])).toBe(1);
     expect(statements).toEqual(atomically(kind));
+  });
+
+  it('stores the instances an event\'s changes name besides its target in the subject index, atomically with it', async () => {
+    const unit = randomUUID();
+    await addJournal(dataSource, unit, 1);
+    const rows = [
+      event('subjects.one', {
+        targetType: 'Article',
+        targetId: '7',
+        changes: [
+          { entity: 'Article', id: '7', operation: 'update', fields: { title: { from: 'a', to: 'b' } } },
+          { entity: 'Comment', id: '3', operation: 'delete', fields: {} },
+          { entity: 'Comment', id: null, operation: 'update', fields: {}, partial: true },
+        ],
+      }),
+      event('subjects.one', { targetType: null, targetId: null, changes: [] }),
+    ];
+    log.clear();
+
+    await writerFor(dataSource).write(rows, { journalUnits: [unit] });
+
+    // PostgreSQL: one statement (`WITH journal AS (DELETE …), subjects AS (INSERT …) INSERT …`); elsewhere one transaction.
+    expect(sent(log)).toEqual(
+      kind === 'postgres'
+        ? ['WITH JOURNAL']
+        : [kind === 'sqlite' ? 'BEGIN TRANSACTION' : 'START TRANSACTION', 'INSERT INTO', 'INSERT INTO', 'DELETE FROM', 'COMMIT'],
+    );
+    expect(log.queries.some((entry) => /subjects AS \(INSERT INTO \S*audit_subject/.test(entry.query))).toBe(kind === 'postgres');
+    expect(await subjectsOf(dataSource, rows)).toEqual({ [rows[0]!.id]: ['Comment:3'], [rows[1]!.id]: [] });
+    const [stored] = await dataSource.getRepository(AuditSubjectEntity).find({ where: { eventId: rows[0]!.id, subjectType: 'Comment' } });
+    expect(stored!.occurredAt.getTime()).toBe(rows[0]!.occurredAt.getTime());
+  });
+
+  it('a retried event does not double its subject rows', async () => {
+    const writer = writerFor(dataSource);
+    const first = [event('subjects.retried', { changes: [{ entity: 'Customer', id: '9', operation: 'update', fields: {} }] })];
+    await writer.write(first);
+
+    // As after a COMMIT whose acknowledgement was lost, and as a recovery in a caller's transaction.
+    await Promise.all([writer.write(first.map((row) => Object.assign(new AuditLogEntity(), row))), writer.write(first)]);
+    await writer.write(first, { manager: dataSource.manager });
+
+    expect(await storedRows(dataSource, 'subjects.retried')).toBe(1);
+    expect(await subjectsOf(dataSource, first)).toEqual({ [first[0]!.id]: ['Customer:9'] });
+  });
+
+  it('leaves out of the subject index the target, what the table cannot hold and what stands for a lost value', async () => {
+    const rows = [
+      event('subjects.odd', {
+        targetType: 'Order',
+        targetId: '7',
+        changes: [
+          { entity: 'Order', id: 'x'.repeat(300), operation: 'update', fields: {} },
+          { entity: 'Order', id: '[too large: 90000 bytes]', operation: 'update', fields: {}, partial: true },
+          { entity: 'order', id: '7', operation: 'update', fields: {} },
+          { entity: 'Customer', id: '1', operation: 'update', fields: {} },
+        ],
+      }),
+    ];
+    await writerFor(dataSource).write(rows);
+    expect(await subjectsOf(dataSource, rows)).toEqual({ [rows[0]!.id]: ['Customer:1'] });
   });
 
   it('groups concurrent writes into a few statements, each caller with its journal rows', async () => {
@@ -337,7 +409,10 @@ describe.runIf(databases().includes('mariadb'))('AuditWriter on mariadb: stateme
     const limit = 256 * 1024;
     log.clear();
     const rows = Array.from({ length: 20_000 }, (_, i) =>
-      event('packet.split', { context: { i, note: `${'é'.repeat(i % 40)}${"'".repeat(i % 7)}` } }),
+      event('packet.split', {
+        context: { i, note: `${'é'.repeat(i % 40)}${"'".repeat(i % 7)}` },
+        changes: [{ entity: 'Customer', id: `${'é'.repeat(i % 40)}${"'".repeat(i % 7)}${i}`, operation: 'update', fields: {} }],
+      }),
     );
 
     await new SmallStatementWriter(dataSource, limit).write(rows);
@@ -349,6 +424,13 @@ describe.runIf(databases().includes('mariadb'))('AuditWriter on mariadb: stateme
     // Split by size, not only by row count:
     expect(sizes.length).toBeGreaterThan(Math.ceil(total / limit));
     expect(sizes.length).toBeGreaterThan(20_000 / 500);
+    // Their subject rows too.
+    const subjectSizes = log.queries
+      .filter((entry) => /INSERT INTO \S*audit_subject/.test(entry.query))
+      .map((insert) => Buffer.byteLength(mysql.format(insert.query, insert.parameters as never)));
+    expect(subjectSizes.length).toBeGreaterThanOrEqual(20_000 / 500);
+    expect(Math.max(...subjectSizes)).toBeLessThanOrEqual(limit);
+    expect(await dataSource.getRepository(AuditSubjectEntity).count()).toBe(20_000);
   });
 
   it('an event bigger than a statement may be fails only its own caller, clearly', async () => {

@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditEntities, AuditLogEntity, AuditMigrations } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditSubjectEntity } from '../../lib/index.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 describe.each(databases())('AuditMigrations on %s', (kind) => {
@@ -19,7 +19,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
     const applied = await dataSource.runMigrations();
-    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000']);
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000']);
     const pending = await dataSource.driver.createSchemaBuilder().log();
     expect(pending.upQueries.map((q) => q.query)).toEqual([]);
   });
@@ -38,9 +38,21 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
     }
   });
 
+  it('creates the subject index: one row per event and instance, read in time order', async () => {
+    const runner = dataSource.createQueryRunner();
+    const table = await runner.getTable(dataSource.getMetadata(AuditSubjectEntity).tablePath);
+    await runner.release();
+    expect(table!.primaryColumns.map((column) => column.name).sort()).toEqual(['event_id', 'subject_id', 'subject_type']);
+    const indexes = Object.fromEntries(table!.indices.map((index) => [index.name, [...index.columnNames].sort()]));
+    expect(indexes['idx_audit_subject_history']).toEqual(['event_id', 'occurred_at', 'subject_id', 'subject_type']);
+    if (kind === 'postgres') {
+      const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_subject_history'`);
+      expect(indexdef).toMatch(/\(subject_type, subject_id, occurred_at, event_id\)/);
+    }
+  });
+
   it('reverts cleanly', async () => {
-    await dataSource.undoLastMigration();
-    await dataSource.undoLastMigration();
+    for (let i = 0; i < AuditMigrations.length; i++) await dataSource.undoLastMigration();
     const runner = dataSource.createQueryRunner();
     for (const entity of AuditEntities) expect(await runner.hasTable(dataSource.getMetadata(entity).tablePath)).toBe(false);
     await runner.release();
