@@ -1,0 +1,246 @@
+import 'reflect-metadata';
+import { Body, ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSource, Repository } from 'typeorm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditEntities, Audited, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
+import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { Customer } from '../app/customer.entity.js';
+import { Order } from '../app/order.entity.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+class QuietLogger extends ConsoleLogger {
+  override warn(message: unknown, ...rest: unknown[]): void {
+    if (rest.includes('DataSourceNameRegistry')) return;
+    super.warn(message, ...(rest as [string]));
+  }
+}
+
+@Controller('shop')
+class ShopController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+
+  @Patch(':id/audited')
+  @Audited('order.noted')
+  async audited(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<{ id: number }> {
+    await this.orders.update({ id }, { note: body.note });
+    const order = await this.orders.findOneByOrFail({ id });
+    order.total += 1;
+    await this.orders.save(order);
+    return { id };
+  }
+
+  @Patch(':id/plain')
+  async plain(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<{ id: number }> {
+    const order = await this.orders.findOneByOrFail({ id });
+    order.note = body.note;
+    await this.orders.save(order);
+    return { id };
+  }
+}
+
+interface TwoSourceApp {
+  app: INestApplication;
+  url: string;
+  /** The app's own data source (entities, journal). */
+  main: DataSource;
+  /** The data source that holds audit_log. */
+  audit: DataSource;
+  close(): Promise<void>;
+}
+
+/** An app whose entities live in its default data source and whose audit trail lives in a second one, `audit`. */
+async function twoSourceApp(main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions = {}, mainEntities: Function[] = [AuditJournalEntity]): Promise<TwoSourceApp> {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, ...mainEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forFeature([Order]),
+      AuditModule.forRoot({ ...options, dataSource: 'audit' }),
+    ],
+    controllers: [ShopController],
+  })
+  class TwoSourceModule {}
+  const app = await NestFactory.create(TwoSourceModule, new ExpressAdapter(), { logger: new QuietLogger('Nest', { logLevels: ['error', 'warn'] }) });
+  await app.listen(0, '127.0.0.1');
+  const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+  return {
+    app,
+    url,
+    main: app.get<DataSource>(getDataSourceToken()),
+    audit: app.get<DataSource>(getDataSourceToken('audit')),
+    close: () => app.close(),
+  };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.each(databases())('several data sources on %s', (kind) => {
+  let main: TestDatabase;
+  let audit: TestDatabase;
+  let app: TwoSourceApp;
+  let orderId: number;
+
+  const auditRows = () => app.audit.getRepository(AuditLogEntity).find({ order: { occurredAt: 'ASC', id: 'ASC' } });
+  const patch = (path: string, json: unknown) =>
+    fetch(`${app.url}${path}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify(json) });
+
+  beforeAll(async () => {
+    main = await createTestDatabase(kind);
+    audit = await createTestDatabase(kind);
+    app = await twoSourceApp(main, audit, { recoverAfter: 1_000 });
+    orderId = (await app.main.getRepository(Order).save({ status: 'new', total: 10 })).id;
+  });
+
+  afterEach(async () => {
+    await app.audit.getRepository(AuditLogEntity).clear();
+  });
+
+  afterAll(async () => {
+    await app?.close();
+    await main?.drop();
+    await audit?.drop();
+  });
+
+  it('an @Audited handler changing an entity of the main data source gives one intent in the audit data source, with the changes', async () => {
+    await app.audit.getRepository(AuditLogEntity).clear();
+    const response = await patch(`/shop/${orderId}/audited`, { note: 'gift' });
+    expect(response.status).toBe(200);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action])).toEqual([['intent', 'order.noted']]);
+    const changes = rows[0]!.changes!.map((change) => [change.entity, change.id, change.operation, change.fields]);
+    expect(changes).toEqual([['Order', String(orderId), 'update', { note: { from: null, to: 'gift' }, total: { from: 10, to: 11 } }]]);
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('an undecorated write on the main data source gives a fallback event in the audit data source', async () => {
+    const response = await patch(`/shop/${orderId}/plain`, { note: 'wrapped' });
+    expect(response.status).toBe(200);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action, row.targetId])).toEqual([['change', 'order.updated', String(orderId)]]);
+    expect(rows[0]!.changes![0]!.fields).toEqual({ note: { from: 'gift', to: 'wrapped' } });
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('a write outside any unit of work, in a transaction of the main data source, is stored in the audit data source', async () => {
+    await app.main.transaction(async (manager) => {
+      await manager.getRepository(Order).update({ id: orderId }, { status: 'packed' });
+    });
+    for (let i = 0; i < 50 && (await auditRows()).length === 0; i++) await sleep(20);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action, row.source])).toEqual([['change', 'order.updated', 'system']]);
+    expect(rows[0]!.changes![0]!.fields).toEqual({ status: { from: 'new', to: 'packed' } });
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('journal rows a dead instance left in the main data source become events in the audit data source, exactly once', async () => {
+    const journal = app.main.getRepository(AuditJournalEntity);
+    const old = new Date(Date.now() - 60_000);
+    const unitId = '01900000-0000-7000-8000-00000000a001';
+    await journal.insert({
+      id: '01900000-0000-7000-8000-00000000b001',
+      unitId,
+      // An instance with no lease at all: long gone.
+      instanceId: '01900000-0000-7000-8000-00000000c001',
+      createdAt: old,
+      entry: {
+        source: 'http',
+        request: { requestId: 'dead-request', method: 'PATCH', route: '/shop/:id/audited' },
+        action: 'order.noted',
+        actor: { type: 'user', id: '7' },
+        changes: [{ entity: 'Order', id: String(orderId), operation: 'update', fields: { note: { from: 'a', to: 'b' } }, at: old.getTime() }],
+      },
+    });
+    const recovery = app.app.get(JournalRecovery);
+    await Promise.all([recovery.runPass(), recovery.runPass()]);
+    await recovery.runPass();
+    expect(await journal.count()).toBe(0);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action, row.outcome, row.requestId, row.actorId])).toEqual([
+      ['intent', 'order.noted', 'unknown', 'dead-request', '7'],
+    ]);
+    expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(orderId), operation: 'update', fields: { note: { from: 'a', to: 'b' } } }]);
+  });
+
+  it('journal rows whose events were stored before their instance died (the marker says so) are dropped, not stored again', async () => {
+    const journal = app.main.getRepository(AuditJournalEntity);
+    const old = new Date(Date.now() - 60_000);
+    const unitId = '01900000-0000-7000-8000-00000000a002';
+    const instanceId = '01900000-0000-7000-8000-00000000c002';
+    await journal.insert({
+      id: '01900000-0000-7000-8000-00000000b002',
+      unitId,
+      instanceId,
+      createdAt: old,
+      entry: {
+        source: 'http',
+        request: { requestId: 'stored-request' },
+        action: 'order.noted',
+        changes: [{ entity: 'Order', id: String(orderId), operation: 'update', fields: { note: { from: 'c', to: 'd' } }, at: old.getTime() }],
+      },
+    });
+    // What the writer leaves in the audit data source with a unit's events: a marker of the unit, deleted after the journal rows.
+    await app.audit.getRepository(AuditJournalEntity).insert({
+      id: unitId,
+      unitId,
+      instanceId,
+      createdAt: old,
+      entry: { source: 'system', request: {}, changes: [], stored: true },
+    });
+    await app.app.get(JournalRecovery).runPass();
+    expect(await journal.count()).toBe(0);
+    expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect(await auditRows()).toEqual([]);
+  });
+});
+
+describe.each(databases())('several data sources, start-up on %s', (kind) => {
+  it('fails naming the data source that lacks the journal entity', async () => {
+    const main = await createTestDatabase(kind);
+    const audit = await createTestDatabase(kind);
+    try {
+      await expect(twoSourceApp(main, audit, {}, [])).rejects.toThrow(
+        /AuditJournalEntity is not an entity of the TypeORM data source "default", whose changes the audit module captures/,
+      );
+    } finally {
+      await main.drop();
+      await audit.drop();
+    }
+  });
+
+  it('fails naming an unknown data source in captureDataSources', async () => {
+    const main = await createTestDatabase(kind);
+    const audit = await createTestDatabase(kind);
+    try {
+      await expect(twoSourceApp(main, audit, { captureDataSources: ['default', 'orders'] })).rejects.toThrow(
+        /captureDataSources: no TypeORM data source named "orders"/,
+      );
+    } finally {
+      await main.drop();
+      await audit.drop();
+    }
+  });
+
+  it('captures only the data sources listed in captureDataSources', async () => {
+    const main = await createTestDatabase(kind);
+    const audit = await createTestDatabase(kind);
+    const app = await twoSourceApp(main, audit, { captureDataSources: ['audit'] }, []);
+    try {
+      const order = await app.main.getRepository(Order).save({ status: 'new', total: 1 });
+      const response = await fetch(`${app.url}/shop/${order.id}/plain`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ note: 'x' }),
+      });
+      expect(response.status).toBe(200);
+      expect(await app.audit.getRepository(AuditLogEntity).count()).toBe(0);
+    } finally {
+      await app.close();
+      await main.drop();
+      await audit.drop();
+    }
+  });
+});
