@@ -3,7 +3,6 @@ import type {
   AfterQueryEvent,
   EntityMetadata,
   BeforeQueryEvent,
-  DataSource,
   EntitySubscriberInterface,
   InsertEvent,
   ObjectLiteral,
@@ -16,10 +15,11 @@ import type {
   TransactionStartEvent,
   UpdateEvent,
 } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
+import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
@@ -38,7 +38,7 @@ interface QueryNote {
 const RAW_WRITE = /^\s*(insert\s+(?:ignore\s+)?into|update|delete\s+from|replace\s+into)\s+((?:[`"[]?[\w$]+[`"\]]?\.)?[`"[]?[\w$]+[`"\]]?)/i;
 
 /**
- * The safety net: a TypeORM subscriber on the module's data source that captures every
+ * The safety net: a TypeORM subscriber on each captured data source that captures every
  * entity change (save, insert, update, upsert, remove, delete, soft remove/delete,
  * recover/restore, many-to-many links) and hands it to `ChangeCapture`.
  * Registered once per data source, removed on shutdown. Its hooks return a promise
@@ -54,7 +54,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
 
   constructor(
-    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly capture: ChangeCapture,
     private readonly context: AuditContext,
@@ -62,18 +62,23 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
 
   onModuleInit(): void {
     if (!this.options.enabled) return;
-    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
-    if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
-    subscribers.push(this);
-    attachQueryBuilderCapture(this.dataSource, this.capture);
-    attachTransactionScope(this.dataSource);
+    for (const dataSource of this.dataSources.captured) {
+      const subscribers = dataSource.subscribers as EntitySubscriberInterface[];
+      if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) continue;
+      subscribers.push(this);
+      attachQueryBuilderCapture(dataSource, this.capture);
+      attachTransactionScope(dataSource);
+    }
   }
 
   onApplicationShutdown(): void {
-    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
-    const index = subscribers.indexOf(this);
-    if (index !== -1) subscribers.splice(index, 1);
-    detachQueryBuilderCapture(this.dataSource, this.capture);
+    if (!this.options.enabled) return;
+    for (const dataSource of this.dataSources.captured) {
+      const subscribers = dataSource.subscribers as EntitySubscriberInterface[];
+      const index = subscribers.indexOf(this);
+      if (index !== -1) subscribers.splice(index, 1);
+      detachQueryBuilderCapture(dataSource, this.capture);
+    }
   }
 
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
@@ -169,7 +174,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (parameters) this.notedByParameters.delete(parameters);
     if (!event.success || !noted?.raw) return;
     const table = match[2]!.replace(/[`"[\]]/g, '').split('.').pop()!;
-    const metadata = this.dataSource.entityMetadatas.find((m) => m.tableName === table);
+    const metadata = event.connection.entityMetadatas.find((m) => m.tableName === table);
     if (!metadata || !this.capture.trackedFields(metadata)) return;
     const verb = match[1]!.toLowerCase();
     return this.capture.record(
