@@ -61,21 +61,23 @@ export class AuditDataSources {
    * captured one.
    */
   checkEntities(): void {
-    const check = (dataSource: DataSource, needed: ReadonlyArray<new () => unknown>, role: string, fix: string) => {
+    const check = (dataSource: DataSource, needed: ReadonlyArray<new () => unknown>, whose: string, fix: string) => {
       if (!dataSource.isInitialized) return;
       const missing = needed.filter((entity) => !dataSource.hasMetadata(entity)).map((entity) => entity.name);
       if (missing.length === 0) return;
-      throw new Error(
-        `${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of the TypeORM data source ` +
-          `"${dataSourceName(dataSource)}", ${role}: ${fix}`,
-      );
+      throw new Error(`${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of ${whose}: ${fix}`);
     };
-    check(this.audit, AuditEntities, "the audit module's", "add `...AuditEntities` to the data source's `entities` or set `autoLoadEntities: true`");
+    check(
+      this.audit,
+      AuditEntities,
+      `the audit module's TypeORM data source "${dataSourceName(this.audit)}"`,
+      "add `...AuditEntities` to the data source's `entities` or set `autoLoadEntities: true`",
+    );
     for (const dataSource of this.others) {
       check(
         dataSource,
         [AuditJournalEntity],
-        'whose changes the audit module captures (they are journaled there)',
+        `the TypeORM data source "${dataSourceName(dataSource)}", whose changes the audit module captures (and journals there)`,
         "add `AuditJournalEntity` to the data source's `entities` (and create its table with AuditMigrations or synchronize), " +
           'or leave the data source out of `captureDataSources`',
       );

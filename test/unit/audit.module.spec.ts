@@ -104,7 +104,7 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(
-      /AuditLogEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source: add `...AuditEntities`/,
+      /AuditLogEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source "default": add `...AuditEntities`/,
     );
   });
 
