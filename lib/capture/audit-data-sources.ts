@@ -58,9 +58,9 @@ export class AuditDataSources {
   /**
    * Fails start-up, clearly, when a data source lacks an entity the module needs there:
    * all of `AuditEntities` in the audit data source, `AuditJournalEntity` in every other
-   * captured one.
+   * captured one (when `capturing`).
    */
-  checkEntities(): void {
+  checkEntities(capturing: boolean): void {
     const check = (dataSource: DataSource, needed: ReadonlyArray<new () => unknown>, whose: string, fix: string) => {
       if (!dataSource.isInitialized) return;
       const missing = needed.filter((entity) => !dataSource.hasMetadata(entity)).map((entity) => entity.name);
@@ -73,7 +73,7 @@ export class AuditDataSources {
       `the audit module's TypeORM data source "${dataSourceName(this.audit)}"`,
       "add `...AuditEntities` to the data source's `entities` or set `autoLoadEntities: true`",
     );
-    for (const dataSource of this.others) {
+    for (const dataSource of capturing ? this.others : []) {
       check(
         dataSource,
         [AuditJournalEntity],

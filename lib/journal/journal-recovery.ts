@@ -86,11 +86,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   /** Fails start-up, clearly, naming the data source that lacks an entity of the module. */
   onModuleInit(): void {
-    if (!this.options.enabled) {
-      if (this.dataSource.isInitialized) this.dataSources.checkEntities();
-      return;
-    }
-    this.dataSources.checkEntities();
+    this.dataSources.checkEntities(this.options.enabled);
   }
 
   async onApplicationBootstrap(): Promise<void> {

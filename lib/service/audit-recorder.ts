@@ -62,9 +62,11 @@ export class AuditRecorder {
     return this.store(unit).catch(() => undefined);
   }
 
-  /** Stores rows now (an event outside any unit of work), optionally in a transaction. */
-  async storeNow(rows: AuditLogEntity[], manager?: EntityManager): Promise<void> {
+  /** Stores rows now (an event outside any unit of work), optionally in a transaction of the audit data source. */
+  async storeNow(rows: AuditLogEntity[], given?: EntityManager): Promise<void> {
     if (rows.length === 0) return;
+    // A manager of another data source than the audit one cannot write `audit_log`: stored at once.
+    const manager = given?.connection === this.dataSources.audit ? given : undefined;
     try {
       if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
         // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
@@ -182,6 +184,7 @@ export class AuditRecorder {
   private journalOf(unit: UnitOfWork): AuditWriteOptions {
     if (unit.journalRows === 0) return {};
     const audit = this.dataSources.audit;
+    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id] };
     const elsewhere = [...unit.journalSources.keys()].filter((dataSource) => dataSource !== audit);
     return {
       journalUnits: unit.journalSources.has(audit) ? [unit.id] : [],

@@ -319,7 +319,7 @@ export class AuditWriter {
   private async attempt(batch: readonly Pending[]): Promise<unknown> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
     const units = batch.length === 1 ? batch[0]!.units : batch.flatMap((pending) => pending.units);
-    const elsewhere = batch.flatMap((pending) => pending.elsewhere ?? []);
+    const elsewhere = batch.some((pending) => pending.elsewhere) ? batch.flatMap((pending) => pending.elsewhere ?? []) : [];
     const markers = elsewhere.length ? [...new Set(elsewhere.flatMap((entry) => entry.unitIds))] : NO_UNITS;
     for (let retried = false; ; retried = true) {
       try {

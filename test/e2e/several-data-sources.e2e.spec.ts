@@ -5,10 +5,19 @@ import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource, Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { AuditEntities, Audited, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
+import {
+  AuditEntities,
+  Audited,
+  AuditJournalEntity,
+  AuditLogEntity,
+  AuditModule,
+  AuditService,
+  type AuditModuleOptions,
+} from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
+import { User } from '../app/user.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 class QuietLogger extends ConsoleLogger {
@@ -20,7 +29,10 @@ class QuietLogger extends ConsoleLogger {
 
 @Controller('shop')
 class ShopController {
-  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+  constructor(
+    @InjectRepository(Order) private readonly orders: Repository<Order>,
+    @InjectRepository(User, 'audit') private readonly users: Repository<User>,
+  ) {}
 
   @Patch(':id/audited')
   @Audited('order.noted')
@@ -29,6 +41,15 @@ class ShopController {
     const order = await this.orders.findOneByOrFail({ id });
     order.total += 1;
     await this.orders.save(order);
+    return { id };
+  }
+
+  /** Writes in both data sources: the order in the main one, a user in the audit one. */
+  @Patch(':id/both')
+  @Audited('order.handed-over')
+  async both(@Param('id', ParseIntPipe) id: number, @Body() body: { email: string }): Promise<{ id: number }> {
+    await this.orders.update({ id }, { status: 'handed-over' });
+    await this.users.save(this.users.create({ email: body.email }));
     return { id };
   }
 
@@ -56,8 +77,9 @@ async function twoSourceApp(main: TestDatabase, audit: TestDatabase, options: Au
   @Module({
     imports: [
       TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, ...mainEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
-      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities, User], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
       TypeOrmModule.forFeature([Order]),
+      TypeOrmModule.forFeature([User], 'audit'),
       AuditModule.forRoot({ ...options, dataSource: 'audit' }),
     ],
     controllers: [ShopController],
@@ -137,6 +159,46 @@ describe.each(databases())('several data sources on %s', (kind) => {
     expect(rows.map((row) => [row.kind, row.action, row.source])).toEqual([['change', 'order.updated', 'system']]);
     expect(rows[0]!.changes![0]!.fields).toEqual({ status: { from: 'new', to: 'packed' } });
     expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('a handler writing in both data sources gives one intent with both changes, and leaves both journals empty', async () => {
+    const response = await patch(`/shop/${orderId}/both`, { email: 'carrier@example.com' });
+    expect(response.status).toBe(200);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action])).toEqual([['intent', 'order.handed-over']]);
+    const changes = rows[0]!.changes!.map((change) => [change.entity, change.operation]).sort();
+    expect(changes).toEqual([
+      ['Order', 'update'],
+      ['User', 'insert'],
+    ]);
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('log() in a transaction of the main data source, outside any unit of work, claims its target\'s change there', async () => {
+    const audit = app.app.get(AuditService);
+    await app.main.transaction(async (manager) => {
+      await manager.getRepository(Order).update({ id: orderId }, { total: 42 });
+      await audit.log({ action: 'order.repriced', target: { type: 'Order', id: orderId } });
+    });
+    for (let i = 0; i < 50 && (await auditRows()).length === 0; i++) await sleep(20);
+    const rows = await auditRows();
+    expect(rows.map((row) => [row.kind, row.action, row.targetId])).toEqual([['intent', 'order.repriced', String(orderId)]]);
+    expect(rows[0]!.changes!.map((change) => change.fields)).toEqual([{ total: { from: 11, to: 42 } }]);
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it('a transaction of the main data source that rolls back leaves no record and no journal row', async () => {
+    await app.main
+      .transaction(async (manager) => {
+        await manager.getRepository(Order).update({ id: orderId }, { status: 'lost' });
+        throw new Error('changed my mind');
+      })
+      .catch(() => undefined);
+    await sleep(100);
+    expect(await auditRows()).toEqual([]);
+    expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect((await app.main.getRepository(Order).findOneByOrFail({ id: orderId })).status).not.toBe('lost');
   });
 
   it('journal rows a dead instance left in the main data source become events in the audit data source, exactly once', async () => {
