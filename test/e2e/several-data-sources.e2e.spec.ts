@@ -8,6 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AuditEntities,
   Audited,
+  AuditInstanceEntity,
   AuditJournalEntity,
   AuditLogEntity,
   AuditModule,
@@ -228,6 +229,45 @@ describe.each(databases())('several data sources on %s', (kind) => {
       ['intent', 'order.noted', 'unknown', 'dead-request', '7'],
     ]);
     expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(orderId), operation: 'update', fields: { note: { from: 'a', to: 'b' } } }]);
+  });
+
+  it('rows of an instance whose lease expired, recovered by two instances at the same moment, become events once', async () => {
+    // SQLite's memory databases are not shared between apps.
+    if (kind === 'sqlite') return;
+    const second = await twoSourceApp(main, audit, { recoverAfter: 1_000 });
+    try {
+      const old = new Date(Date.now() - 60_000);
+      const deadInstance = '01900000-0000-7000-8000-00000000c003';
+      await app.audit.getRepository(AuditInstanceEntity).insert({ id: deadInstance, startedAt: old, heartbeatAt: old });
+      const journal = app.main.getRepository(AuditJournalEntity);
+      for (const n of [1, 2, 3]) {
+        await journal.insert({
+          id: `01900000-0000-7000-8000-00000000b10${n}`,
+          unitId: `01900000-0000-7000-8000-00000000a10${n}`,
+          instanceId: deadInstance,
+          createdAt: new Date(),
+          entry: {
+            source: 'job',
+            request: {},
+            changes: [{ entity: 'Order', id: String(orderId), operation: 'update', fields: { note: { from: `${n}`, to: `${n + 1}` } }, at: old.getTime() + n }],
+          },
+        });
+      }
+      await Promise.all([app.app.get(JournalRecovery).runPass(), second.app.get(JournalRecovery).runPass()]);
+      expect(await journal.count()).toBe(0);
+      const rows = await auditRows();
+      expect(rows.map((row) => [row.kind, row.action, row.source, row.changes![0]!.fields])).toEqual([
+        ['change', 'order.updated', 'job', { note: { from: '1', to: '2' } }],
+        ['change', 'order.updated', 'job', { note: { from: '2', to: '3' } }],
+        ['change', 'order.updated', 'job', { note: { from: '3', to: '4' } }],
+      ]);
+      expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+      // The dead instance's lease is dropped once its journal rows are gone.
+      await app.app.get(JournalRecovery).runPass();
+      expect(await app.audit.getRepository(AuditInstanceEntity).countBy({ id: deadInstance })).toBe(0);
+    } finally {
+      await second.close();
+    }
   });
 
   it('journal rows whose events were stored before their instance died (the marker says so) are dropped, not stored again', async () => {
