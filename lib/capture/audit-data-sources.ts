@@ -8,6 +8,23 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
 import { AuditEntities } from '../storage/audit-entities.js';
 
+/**
+ * Whether `value` is a TypeORM data source: an instance of this TypeORM copy's class, or
+ * one that looks like it (an app whose TypeORM copy differs from the module's).
+ */
+function isDataSource(value: unknown): value is DataSource {
+  if (value instanceof DataSource) return true;
+  const candidate = value as Partial<DataSource> | null;
+  return (
+    candidate !== null &&
+    typeof candidate === 'object' &&
+    Array.isArray(candidate.subscribers) &&
+    Array.isArray(candidate.entityMetadatas) &&
+    typeof candidate.createQueryRunner === 'function' &&
+    typeof candidate.getMetadata === 'function'
+  );
+}
+
 /** The name a data source was registered under (`'default'` for the unnamed one). */
 export const dataSourceName = (dataSource: DataSource): string => (dataSource.options as { name?: string }).name ?? 'default';
 
@@ -99,7 +116,7 @@ export class AuditDataSources {
     } catch {
       dataSource = undefined;
     }
-    if (!(dataSource instanceof DataSource)) {
+    if (!isDataSource(dataSource)) {
       const known = this.discovered().map(dataSourceName);
       throw new InvalidAuditOptionsError(
         'captureDataSources',
@@ -115,7 +132,7 @@ export class AuditDataSources {
     for (const wrapper of this.discovery.getProviders()) {
       if (!wrapper.isDependencyTreeStatic() || wrapper.isTransient) continue;
       const instance: unknown = wrapper.instance;
-      if (instance instanceof DataSource && instance.isInitialized) found.add(instance);
+      if (isDataSource(instance) && instance.isInitialized) found.add(instance);
     }
     if (this.audit.isInitialized) found.add(this.audit);
     return [...found];

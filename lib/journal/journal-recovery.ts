@@ -57,6 +57,7 @@ export type JournalRows = ReadonlyMap<DataSource, readonly string[]>;
 export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('Audit');
   private readonly unstored = new Map<string, Unstored>();
+  private readonly beingStored = new Map<string, Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private pass?: Promise<void>;
   private stopped = false;
@@ -121,6 +122,12 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     this.unstored.set(unitId, store);
   }
 
+  /** Follows a unit being stored that no running unit of work stands for (not an orphan meanwhile). */
+  storing(unitId: string, stored: Promise<void>): void {
+    this.beingStored.set(unitId, stored);
+    void stored.finally(() => this.beingStored.delete(unitId));
+  }
+
   /** Which of these journal rows exist (in any data source's journal). */
   async existingJournalIds(ids: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
@@ -141,7 +148,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   async beforeApplicationShutdown(): Promise<void> {
     if (!this.options.enabled) return;
     const deadline = Date.now() + this.options.shutdownTimeout;
-    const settled = this.context.whenIdle();
+    const settled = this.context.whenIdle().then(() => Promise.all(this.beingStored.values()));
     const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), this.options.shutdownTimeout).unref());
     if ((await Promise.race([settled, timeout])) === 'timeout') {
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);
@@ -255,7 +262,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     const before = new Date(Date.now() - Math.min(this.options.recoverAfter, 5000));
     for (const dataSource of this.journals) {
       for (const unitId of await this.unitsOf(dataSource, this.instanceId, before)) {
-        if (!running.has(unitId) && !this.unstored.has(unitId)) await this.recoverUnit(unitId, dataSource);
+        if (!running.has(unitId) && !this.unstored.has(unitId) && !this.beingStored.has(unitId)) await this.recoverUnit(unitId, dataSource);
       }
     }
   }

@@ -59,7 +59,9 @@ export class AuditRecorder {
    * background (its journal rows stay until then).
    */
   storeEnded(unit: UnitOfWork): Promise<void> {
-    return this.store(unit).catch(() => undefined);
+    const stored = this.store(unit).catch(() => undefined);
+    this.recovery.storing(unit.id, stored);
+    return stored;
   }
 
   /** Stores rows now (an event outside any unit of work), optionally in a transaction of the audit data source. */
