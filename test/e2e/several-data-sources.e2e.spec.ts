@@ -54,6 +54,14 @@ class ShopController {
     return { id };
   }
 
+  /** More changes than a unit keeps in memory (with maxChangesPerEvent 2): the rest only in the journal. */
+  @Patch('bulk/:count')
+  @Audited('order.bulk-created')
+  async bulk(@Param('count', ParseIntPipe) count: number): Promise<{ count: number }> {
+    for (let i = 0; i < count; i++) await this.orders.save(this.orders.create({ total: i }));
+    return { count };
+  }
+
   @Patch(':id/plain')
   async plain(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<{ id: number }> {
     const order = await this.orders.findOneByOrFail({ id });
@@ -299,6 +307,28 @@ describe.each(databases())('several data sources on %s', (kind) => {
     expect(await journal.count()).toBe(0);
     expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
     expect(await auditRows()).toEqual([]);
+  });
+});
+
+describe.each(databases())('several data sources, a unit past its memory bound, on %s', (kind) => {
+  it('stores every change of the main data source, also those kept only in its journal, and empties the journal', async () => {
+    const main = await createTestDatabase(kind);
+    const audit = await createTestDatabase(kind);
+    const app = await twoSourceApp(main, audit, { maxChangesPerEvent: 2 });
+    try {
+      const response = await fetch(`${app.url}/shop/bulk/15`, { method: 'PATCH' });
+      expect(response.status).toBe(200);
+      const rows = await app.audit.getRepository(AuditLogEntity).find();
+      expect(new Set(rows.map((row) => `${row.kind} ${row.action}`))).toEqual(new Set(['intent order.bulk-created']));
+      const totals = rows.flatMap((row) => row.changes!.map((change) => (change.fields['total'] as { to: number }).to));
+      expect(totals.sort((a, b) => a - b)).toEqual(Array.from({ length: 15 }, (_, i) => i));
+      expect(await app.main.getRepository(AuditJournalEntity).count()).toBe(0);
+      expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+    } finally {
+      await app.close();
+      await main.drop();
+      await audit.drop();
+    }
   });
 });
 
