@@ -40,6 +40,7 @@ export const dataSourceName = (dataSource: DataSource): string => (dataSource.op
 export class AuditDataSources {
   private resolved?: readonly DataSource[];
   private everyOne?: readonly DataSource[];
+  private otherOnes?: readonly DataSource[];
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) readonly audit: DataSource,
@@ -56,20 +57,14 @@ export class AuditDataSources {
     return (this.resolved ??= this.resolve());
   }
 
-  /** True when the module's data sources are one and the same (the common case: no cross-data-source work). */
-  get single(): boolean {
-    const captured = this.captured;
-    return captured.length === 0 || (captured.length === 1 && captured[0] === this.audit);
-  }
-
   /** Where entities are looked up: the audit data source, then the captured ones. */
   get all(): readonly DataSource[] {
-    return (this.everyOne ??= [this.audit, ...this.others]);
+    return (this.everyOne ??= this.options.enabled ? [this.audit, ...this.others] : [this.audit]);
   }
 
   /** The captured data sources other than the audit one. */
   get others(): readonly DataSource[] {
-    return this.captured.filter((dataSource) => dataSource !== this.audit);
+    return (this.otherOnes ??= this.captured.filter((dataSource) => dataSource !== this.audit));
   }
 
   /**

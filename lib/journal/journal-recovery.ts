@@ -279,6 +279,12 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     return (await qb.getRawMany<{ unitId: string }>()).map((row) => row.unitId);
   }
 
+  /** Which of these ids have a marker in the audit data source's journal. */
+  private async markersOf(ids: readonly string[]): Promise<Set<string>> {
+    const found = await this.dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+    return new Set(found.map((row) => row.id));
+  }
+
   /**
    * Turns one unit's journal rows into its events: in one transaction, deletes the rows
    * (all of them, or nothing happens: another instance got there first) and stores the events.
@@ -293,8 +299,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         if (other !== dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
       }
     }
-    const events = changed.length ? this.eventsOf(changed) : [];
-    const outcome = await this.replaceRows(new Map([[dataSource, rows.map((row) => row.id)]]), events, unitId);
+    // Elsewhere, rows whose events are stored already (parts of a unit past its memory bound) have a marker each.
+    const stored = dataSource === this.dataSource ? new Set<string>() : await this.markersOf(rows.map((row) => row.id));
+    const unstored = changed.filter((row) => !stored.has(row.id));
+    const events = unstored.length ? this.eventsOf(unstored) : [];
+    const outcome = await this.replaceRows(new Map([[dataSource, rows.map((row) => row.id)]]), events, unitId, [unitId], [...stored]);
     if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
   }
 
@@ -322,16 +331,23 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * recovered them). Returns whether it deleted them. In the audit data source, one
    * transaction. Rows in another data source are deleted in a transaction of that data
    * source that commits after the insert (the delete locks them against a second
-   * recovery); the insert's transaction first looks for the marker `marker` — present,
-   * the events were stored already and are not stored again — and otherwise writes it
-   * with the events; the marker is deleted last.
+   * recovery); the insert's transaction first looks for the `markers` (the unit's id, or
+   * the ids of the rows whose events these are) — present, the events were stored
+   * already and are not stored again — and otherwise writes them with the events; the
+   * markers (and `staleMarkers`) are deleted last.
    */
-  async replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, marker = unitId): Promise<boolean> {
-    return (await this.replaceRows(journal, events, unitId, marker)) !== 'gone';
+  async replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markers: readonly string[] = [unitId]): Promise<boolean> {
+    return (await this.replaceRows(journal, events, unitId, markers)) !== 'gone';
   }
 
   /** `replace`, saying what happened: `stored`, `marked` (stored before: the rows only deleted) or `gone`. */
-  private async replaceRows(journal: JournalRows, events: AuditLogEntity[], unitId: string, marker = unitId): Promise<'stored' | 'marked' | 'gone'> {
+  private async replaceRows(
+    journal: JournalRows,
+    events: AuditLogEntity[],
+    unitId: string,
+    markers: readonly string[],
+    staleMarkers: readonly string[] = [],
+  ): Promise<'stored' | 'marked' | 'gone'> {
     let outcome: 'stored' | 'marked' = 'stored';
     const own = journal.get(this.dataSource) ?? [];
     const elsewhere = [...journal].filter(([dataSource, ids]) => dataSource !== this.dataSource && ids.length > 0);
@@ -343,12 +359,13 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     const store = async (manager: EntityManager): Promise<void> => {
       await deleteAll(manager, own);
       if (elsewhere.length) {
-        const markers = manager.getRepository(AuditJournalEntity);
-        if ((await markers.count({ where: { id: marker } })) > 0) {
+        const repository = manager.getRepository(AuditJournalEntity);
+        if ((await repository.count({ where: { id: In([...markers]) } })) > 0) {
           outcome = 'marked';
           return;
         }
-        await markers.insert({ id: marker, unitId, instanceId: marker, createdAt: new Date(), entry: { ...MARKER_ENTRY, changes: [] } });
+        const createdAt = new Date();
+        await repository.insert(markers.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })));
       }
       await this.writer.write(events, { manager });
     };
@@ -369,7 +386,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (elsewhere.length) {
       await this.dataSource
         .getRepository(AuditJournalEntity)
-        .delete({ id: marker })
+        .delete({ id: In([...markers, ...staleMarkers]) })
         .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
     }
     return outcome;

@@ -167,7 +167,8 @@ export class AuditRecorder {
         const chunks = batch.map((row) => row.changes);
         const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
         const ids = batch.map((row) => row.id);
-        if (await this.recovery.replace(new Map([[dataSource, ids]]), rows, ids[0]!)) spilled.next += chunks.length;
+        // Elsewhere, each row gets a marker: recovery then knows these parts are stored.
+        if (await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids)) spilled.next += chunks.length;
       }
     }
   }

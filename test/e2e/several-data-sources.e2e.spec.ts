@@ -308,6 +308,39 @@ describe.each(databases())('several data sources on %s', (kind) => {
     expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
     expect(await auditRows()).toEqual([]);
   });
+
+  it('of a unit whose parts were partly stored before its instance died, only the unstored rows become events', async () => {
+    const journal = app.main.getRepository(AuditJournalEntity);
+    const old = new Date(Date.now() - 60_000);
+    const unitId = '01900000-0000-7000-8000-00000000a004';
+    const instanceId = '01900000-0000-7000-8000-00000000c004';
+    const row = (n: number) => ({
+      id: `01900000-0000-7000-8000-00000000b40${n}`,
+      unitId,
+      instanceId,
+      createdAt: old,
+      entry: {
+        source: 'job',
+        request: {},
+        changes: [{ entity: 'Order', id: String(orderId), operation: 'update' as const, fields: { total: { from: n, to: n + 1 } }, at: old.getTime() + n }],
+        spilled: true as const,
+      },
+    });
+    await journal.insert([row(1), row(2)]);
+    // The first row's events were stored (with its marker) before the instance died.
+    await app.audit.getRepository(AuditJournalEntity).insert({
+      id: row(1).id,
+      unitId,
+      instanceId: row(1).id,
+      createdAt: old,
+      entry: { source: 'system', request: {}, changes: [], stored: true },
+    });
+    await app.app.get(JournalRecovery).runPass();
+    expect(await journal.count()).toBe(0);
+    expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
+    const rows = await auditRows();
+    expect(rows.map((event) => event.changes![0]!.fields)).toEqual([{ total: { from: 2, to: 3 } }]);
+  });
 });
 
 describe.each(databases())('several data sources, a unit past its memory bound, on %s', (kind) => {
