@@ -144,6 +144,9 @@ describe('AuditModule', () => {
     ['failOpen', { failOpen: 'yes' as never }, /"failOpen": must be true or false/],
     ['maxHeaderLength', { maxHeaderLength: 0 }, /"maxHeaderLength": must be a whole number from 1/],
     ['trustProxies', { trustProxies: true } as never, /"trustProxies": is not an option of AuditModule/],
+    ['captureDataSources', { captureDataSources: 'default' as never }, /"captureDataSources": must be a non-empty array of data source names or DataSource instances/],
+    ['captureDataSources', { captureDataSources: [42 as never] }, /"captureDataSources": 42 is neither a data source name nor a DataSource/],
+    ['captureDataSources', { captureDataSources: ['billing'] }, /"captureDataSources": no TypeORM data source named "billing" \(known: "default"\)/],
   ];
 
   it.each(invalid)('stops start-up on a bad "%s" with a message naming it (forRoot)', async (option, options, message) => {
