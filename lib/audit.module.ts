@@ -17,6 +17,7 @@ import {
   AUDIT_OPTIONS_TYPE,
   AuditConfigurableModule,
 } from './audit.module-definition.js';
+import { AuditDataSources } from './capture/audit-data-sources.js';
 import { AuditSubscriber } from './capture/audit.subscriber.js';
 import { ChangeCapture } from './capture/change-capture.js';
 import { AuditContext } from './context/audit-context.js';
@@ -47,6 +48,7 @@ const providers: Provider[] = [
     useFactory: (options: AuditModuleOptions) => resolveAuditOptions(options),
     inject: [AUDIT_MODULE_OPTIONS],
   },
+  AuditDataSources,
   AuditContext,
   UnitOfWorkFactory,
   WsHandshakes,

@@ -16,10 +16,11 @@ import type {
   TransactionStartEvent,
   UpdateEvent,
 } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
+import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
@@ -55,7 +56,7 @@ const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
 export const UNKNOWN_ENTITY = 'unknown';
 
 /**
- * The safety net: a TypeORM subscriber on the module's data source that captures every
+ * The safety net: a TypeORM subscriber on each captured data source that captures every
  * entity change (save, insert, update, upsert, remove, delete, soft remove/delete,
  * recover/restore, many-to-many links) and hands it to `ChangeCapture`.
  * Registered once per data source, removed on shutdown. Its hooks return a promise
@@ -71,33 +72,44 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   private readonly removing = new WeakMap<ObjectLiteral, { toOne: Snapshot; cascade: PendingChange[] }>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
-  private readonly rawTables: RawTables;
+  /** Tables of each captured data source, for raw SQL. */
+  private readonly rawTablesOf = new WeakMap<DataSource, RawTables>();
 
   constructor(
-    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly capture: ChangeCapture,
     private readonly context: AuditContext,
-  ) {
-    this.rawTables = new RawTables(dataSource);
+  ) {}
+
+  private rawTables(dataSource: DataSource): RawTables {
+    let tables = this.rawTablesOf.get(dataSource);
+    if (!tables) this.rawTablesOf.set(dataSource, (tables = new RawTables(dataSource)));
+    return tables;
   }
 
   onModuleInit(): void {
     // The entity metadata is known once the data source is initialised: names in the options are checked against it.
-    if (this.dataSource.isInitialized) checkEntityOptions(this.options, this.dataSource);
+    const initialised = this.dataSources.captured.filter((dataSource) => dataSource.isInitialized);
+    if (initialised.length) checkEntityOptions(this.options, initialised.flatMap((dataSource) => dataSource.entityMetadatas));
     if (!this.options.enabled) return;
-    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
-    if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) return;
-    subscribers.push(this);
-    attachQueryBuilderCapture(this.dataSource, this.capture);
-    attachTransactionScope(this.dataSource);
+    for (const dataSource of this.dataSources.captured) {
+      const subscribers = dataSource.subscribers as EntitySubscriberInterface[];
+      if (subscribers.some((subscriber) => (subscriber as { [SUBSCRIBER]?: true })[SUBSCRIBER])) continue;
+      subscribers.push(this);
+      attachQueryBuilderCapture(dataSource, this.capture);
+      attachTransactionScope(dataSource);
+    }
   }
 
   onApplicationShutdown(): void {
-    const subscribers = this.dataSource.subscribers as EntitySubscriberInterface[];
-    const index = subscribers.indexOf(this);
-    if (index !== -1) subscribers.splice(index, 1);
-    detachQueryBuilderCapture(this.dataSource, this.capture);
+    if (!this.options.enabled) return;
+    for (const dataSource of this.dataSources.captured) {
+      const subscribers = dataSource.subscribers as EntitySubscriberInterface[];
+      const index = subscribers.indexOf(this);
+      if (index !== -1) subscribers.splice(index, 1);
+      detachQueryBuilderCapture(dataSource, this.capture);
+    }
   }
 
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
@@ -138,7 +150,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
     if (!fields) return;
     const missing = fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
-    const effects = deleteEffectsOf(this.dataSource, metadata);
+    const effects = deleteEffectsOf(event.queryRunner.connection, metadata);
     if (!missing && !effects.cascadesPastRemove) {
       if (fields.joinColumns.length) this.removing.set(entity!, { toOne: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
       return;
@@ -159,7 +171,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
           .getOne()
       : null;
     const toOne = fields.snapshot(row ?? entity, fields.joinColumns);
-    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, this.dataSource, queryRunner, metadata, [databaseEntity], true) : [];
+    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, queryRunner.connection, queryRunner, metadata, [databaseEntity], true) : [];
     this.removing.set(entity, { toOne, cascade });
   }
 
@@ -238,8 +250,9 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (parameters) this.notedByParameters.delete(parameters);
     if (!event.success || !noted?.raw) return;
     const changes: Array<Omit<CapturedChange, 'at'>> = [];
-    for (const write of rawWrites(event.query, { mysql: this.rawTables.isMysql })) {
-      const change = this.rawChange(write);
+    const tables = this.rawTables(event.queryRunner.connection);
+    for (const write of rawWrites(event.query, { mysql: tables.isMysql })) {
+      const change = this.rawChange(tables, write);
       if (change) changes.push(change);
     }
     if (changes.length === 0) return;
@@ -247,9 +260,9 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   /** The change a raw write records, or undefined when it records none. */
-  private rawChange(write: RawWrite): Omit<CapturedChange, 'at'> | undefined {
+  private rawChange(tables: RawTables, write: RawWrite): Omit<CapturedChange, 'at'> | undefined {
     const operation = RAW_OPERATIONS[write.verb];
-    const owner = write.table ? this.rawTables.owner(write.table) : 'unknown';
+    const owner = write.table ? tables.owner(write.table) : 'unknown';
     if (owner === 'unrecorded') return undefined;
     if (owner === 'unknown') {
       const table = write.table && (write.table.schema ? `${write.table.schema}.${write.table.name}` : write.table.name);

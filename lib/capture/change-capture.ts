@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditJournal } from '../journal/audit-journal.js';
@@ -13,6 +13,7 @@ import { AuditRecorder } from '../service/audit-recorder.js';
 import { AuditEntities } from '../storage/audit-entities.js';
 
 const AUDIT_ENTITIES: ReadonlySet<unknown> = new Set(AuditEntities);
+import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 
@@ -25,6 +26,11 @@ interface Frame {
   spilled: Map<UnitOfWork, string[]>;
   /** Events of `log()` calls made in the transaction outside any unit of work. */
   intents: PendingIntent[];
+  /**
+   * In a data source other than the audit one: units of their own that carry changes no
+   * live unit claims (and `log()` events) through the journal, stored once committed.
+   */
+  carried: Array<{ unit: UnitOfWork; ids: string[] }>;
   /** Set once the journal rows are written at the outermost commit: the COMMIT is being sent. */
   committing: boolean;
 }
@@ -52,7 +58,7 @@ export class ChangeCapture {
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
-    @Inject(AUDIT_DATA_SOURCE) readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     private readonly context: AuditContext,
     private readonly recorder: AuditRecorder,
     private readonly builder: AuditEventBuilder,
@@ -96,7 +102,7 @@ export class ChangeCapture {
     unitOfWork: UnitOfWork | null = this.context.current() ?? null,
   ): Promise<void> {
     const unit = unitOfWork && !unitOfWork.isLive ? unitOfWork.lateUnit() : unitOfWork;
-    const deleteDateField = this.deleteDateField(change.entity);
+    const deleteDateField = this.deleteDateField(runner?.connection ?? this.dataSources.audit, change.entity);
     const captured: CapturedChange = { ...change, at: new Date(), ...(deleteDateField ? { deleteDateField } : {}) };
     const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
@@ -117,12 +123,15 @@ export class ChangeCapture {
       // The write has committed already: a failed journal write cannot undo it, and the
       // change stays with its unit (stored when the unit ends), so it is only logged.
       try {
-        unit.journaled(await this.journal.write(this.dataSource.manager, unit, [captured]), false);
+        const dataSource = runner?.connection ?? this.dataSources.audit;
+        unit.journaled(await this.journal.write(dataSource.manager, unit, [captured]), false, dataSource);
       } catch (error) {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
       }
     } else {
-      await this.storeFallback(unit, [captured], runner?.isReleased === false ? runner.manager : undefined);
+      // Already committed: stored at once (in the change's connection when it holds `audit_log`).
+      const here = runner?.isReleased === false && runner.connection === this.dataSources.audit;
+      await this.storeFallback(unit, [captured], here ? runner.manager : undefined);
     }
   }
 
@@ -145,19 +154,21 @@ export class ChangeCapture {
     return true;
   }
 
-  private readonly deleteDateFields = new Map<string, string | undefined>();
+  private readonly deleteDateFields = new WeakMap<DataSource, Map<string, string | undefined>>();
 
-  private deleteDateField(entity: string): string | undefined {
-    if (!this.deleteDateFields.has(entity)) {
-      const metadata = this.dataSource.entityMetadatas.find((candidate) => candidate.name === entity);
-      this.deleteDateFields.set(entity, metadata?.deleteDateColumn?.propertyPath);
+  private deleteDateField(dataSource: DataSource, entity: string): string | undefined {
+    let fields = this.deleteDateFields.get(dataSource);
+    if (!fields) this.deleteDateFields.set(dataSource, (fields = new Map()));
+    if (!fields.has(entity)) {
+      const metadata = dataSource.entityMetadatas.find((candidate) => candidate.name === entity);
+      fields.set(entity, metadata?.deleteDateColumn?.propertyPath);
     }
-    return this.deleteDateFields.get(entity);
+    return fields.get(entity);
   }
 
   transactionStarted(runner: QueryRunner): void {
     const stack = this.frames.get(runner) ?? [];
-    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), intents: [], committing: false });
+    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), intents: [], carried: [], committing: false });
     this.frames.set(runner, stack);
   }
 
@@ -182,6 +193,9 @@ export class ChangeCapture {
     // `log()` events made in the transaction outside a unit: a unit of the transaction's own.
     const transactionUnit = frame.intents.length ? new UnitOfWork({ source: 'system', actor: { type: 'system' } }) : undefined;
     transactionUnit?.intents.push(...frame.intents.splice(0));
+    // `audit_log` is in another data source: what would be written in the transaction is
+    // journaled in it instead, and stored once it has committed.
+    const elsewhere = runner.connection !== this.dataSources.audit;
     for (const [unit, set] of frame.changes) {
       if (unit?.isLive) {
         if (unit.changes.size + set.size > this.spillAt) {
@@ -198,12 +212,26 @@ export class ChangeCapture {
         transactionUnit.changes.absorb(set);
         continue;
       }
+      if (elsewhere) {
+        // Attributed as its fallback events would be; each transaction's carrier is a unit of its own.
+        const actor = unit ? () => this.recorder.resolveActor(unit) : { type: 'system' };
+        const carrier = new UnitOfWork({ source: unit?.source ?? 'system', request: unit?.request, actor }, unit?.originRequestId);
+        carrier.changes.absorb(set);
+        await this.carry(runner, frame, carrier);
+        continue;
+      }
       await this.storeFallback(unit, set.take(() => true), runner.manager);
     }
     if (transactionUnit && !transactionUnit.isIdle) {
-      await this.recorder.storeNow(this.events.build(transactionUnit, { type: 'system' }), runner.manager);
+      if (elsewhere) await this.carry(runner, frame, transactionUnit);
+      else await this.recorder.storeNow(this.events.build(transactionUnit, { type: 'system' }), runner.manager);
     }
     frame.committing = true;
+  }
+
+  /** Journals the changes of `carrier` in the transaction; its events are stored once the transaction has committed. */
+  private async carry(runner: QueryRunner, frame: Frame, carrier: UnitOfWork): Promise<void> {
+    frame.carried.push({ unit: carrier, ids: await this.journal.write(runner.manager, carrier, carrier.changes.list()) });
   }
 
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
@@ -224,9 +252,14 @@ export class ChangeCapture {
     if (parent) {
       for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
     } else {
-      for (const [unit, ids] of frame.journalRows) unit.journaled(ids, false);
-      for (const [unit, ids] of frame.spilled) unit.journaled(ids, true);
+      const dataSource = runner.connection;
+      for (const [unit, ids] of frame.journalRows) unit.journaled(ids, false, dataSource);
+      for (const [unit, ids] of frame.spilled) unit.journaled(ids, true, dataSource);
       this.releaseHolders(runner, false);
+      for (const { unit, ids } of frame.carried) {
+        unit.journaled(ids, false, dataSource);
+        void this.recorder.storeEnded(unit);
+      }
     }
   }
 
@@ -247,6 +280,7 @@ export class ChangeCapture {
           ids: frame.journalRows.get(unit) ?? [],
           spilledIds: frame.spilled.get(unit) ?? [],
           changes: frame.changes.get(unit)?.list() ?? [],
+          dataSource: runner.connection,
         });
       }
     }

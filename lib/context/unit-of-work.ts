@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import type {
   AuditActor,
   AuditChange,
@@ -55,6 +55,8 @@ export interface UncertainCommit {
   ids: string[];
   spilledIds: string[];
   changes: CapturedChange[];
+  /** The data source whose journal holds the rows. */
+  dataSource: DataSource;
 }
 
 export interface UnitOfWorkInit {
@@ -127,6 +129,8 @@ export class UnitOfWork {
   private readonly journalIds: string[] = [];
   private readonly uncertain: UncertainCommit[] = [];
   private readonly spilledIds: string[] = [];
+  /** The ids of the journal rows, by the data source whose journal holds them. */
+  private readonly journalIdsBySource = new Map<DataSource, string[]>();
   private rolledBackLate = false;
 
   private _state: UnitState = 'open';
@@ -219,15 +223,24 @@ export class UnitOfWork {
     for (const entry of this.uncertain.splice(0)) {
       if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) continue;
       for (const change of entry.changes) this.changes.record(change);
-      this.journaled(entry.ids, false);
-      this.journaled(entry.spilledIds, true);
+      this.journaled(entry.ids, false, entry.dataSource);
+      this.journaled(entry.spilledIds, true, entry.dataSource);
     }
   }
 
-  /** Journal rows holding changes of this unit committed. */
-  journaled(ids: readonly string[], spilled: boolean): void {
+  /** The data sources whose journals hold rows of this unit, with those rows' ids. */
+  get journalSources(): ReadonlyMap<DataSource, readonly string[]> {
+    return this.journalIdsBySource;
+  }
+
+  /** Journal rows of `dataSource` holding changes of this unit committed. */
+  journaled(ids: readonly string[], spilled: boolean, dataSource: DataSource): void {
+    if (ids.length === 0) return;
     this.journalIds.push(...ids);
     if (spilled) this.spilledIds.push(...ids);
+    const known = this.journalIdsBySource.get(dataSource);
+    if (known) known.push(...ids);
+    else this.journalIdsBySource.set(dataSource, [...ids]);
   }
 
   /** The first guard has run: routing knows the handler. */

@@ -4,13 +4,14 @@ import type { AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
 
 /**
- * `{ type, id }` as is (a numeric id as a string), or an entity instance of `dataSource`
- * as its entity name and primary key. Throws an `Error` saying what is missing.
+ * `{ type, id }` as is (a numeric id as a string), or an entity instance of one of
+ * `dataSources` as its entity name and primary key. Throws an `Error` saying what is missing.
  */
-export function resolveTarget(dataSource: DataSource, target: AuditTargetInput): AuditTarget {
+export function resolveTarget(dataSources: readonly DataSource[], target: AuditTargetInput): AuditTarget {
   if (target === null || typeof target !== 'object') throw new Error('must be { type, id } or an entity instance');
   const constructor = (target as ObjectLiteral).constructor as (new () => unknown) | undefined;
-  if (constructor && constructor !== Object && dataSource.hasMetadata(constructor)) {
+  const dataSource = constructor && constructor !== Object ? dataSources.find((candidate) => candidate.hasMetadata(constructor)) : undefined;
+  if (constructor && dataSource) {
     const metadata = dataSource.getMetadata(constructor);
     const id = entityId(metadata, target as ObjectLiteral);
     if (id === null) throw new Error(`is a ${metadata.name} without a primary key value (save it first)`);

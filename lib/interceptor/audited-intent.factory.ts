@@ -7,6 +7,7 @@ import type { AuditedCallContext, AuditedMetadata } from '../decorators/audited.
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { bound } from '../events/json-safe.js';
 import { resolveTarget } from '../events/audit-target.js';
+import { AuditDataSources } from '../capture/audit-data-sources.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { AuditError, AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -37,6 +38,7 @@ export class AuditedIntentFactory {
     private readonly reflector: Reflector,
     private readonly builder: AuditEventBuilder,
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
@@ -140,7 +142,7 @@ export class AuditedIntentFactory {
       occurredAt: new Date(at),
       action: audited.action,
       outcome,
-      target: this.option(audited, 'target', call, (raw) => (raw ? resolveTarget(this.dataSource, raw) : undefined)),
+      target: this.option(audited, 'target', call, (raw) => (raw ? resolveTarget(this.dataSources.all, raw) : undefined)),
       reason: this.option(audited, 'reason', call, (raw) => (typeof raw === 'string' ? raw : undefined)),
       context: this.withBody(
         unit,

@@ -1,3 +1,4 @@
+import type { DataSource } from 'typeorm';
 import type { AuditActor } from './audit-event.interface.js';
 
 /**
@@ -178,12 +179,24 @@ export interface AuditModuleOptions {
    * @default true
    */
   enabled?: boolean;
+  /**
+   * The TypeORM data sources whose changes are captured, by name (as given to
+   * `TypeOrmModule.forRoot({ name })`, `'default'` for the unnamed one) or as `DataSource`
+   * instances. Each captured data source other than the audit one (`dataSource`) keeps
+   * its own `audit_journal`: add `AuditJournalEntity` to its `entities`. An unknown name
+   * fails start-up.
+   * @default every TypeORM data source of the app
+   * @example
+   * AuditModule.forRoot({ dataSource: 'audit', captureDataSources: ['default', 'billing'] })
+   */
+  captureDataSources?: Array<string | DataSource>;
 }
 
 /** Options that wire the module and so must be known statically, also in `forRootAsync`. */
 export interface AuditModuleExtras {
   /**
-   * Name of the TypeORM data source to write to and watch.
+   * Name of the TypeORM data source that stores the audit trail (`audit_log`, the
+   * instances' leases). Changes are captured on every data source (`captureDataSources`).
    * @default the default data source
    */
   dataSource?: string;

@@ -23,4 +23,12 @@ export interface JournalEntry {
   changes: JournalChange[];
   /** The unit keeps these changes only here (there were too many to keep in memory). */
   spilled?: true;
+  /**
+   * A marker in the audit data source's journal: the unit's events are stored, and its
+   * journal rows in another data source are being deleted. Holds no changes.
+   */
+  stored?: true;
 }
+
+/** The entry of a marker row (see `JournalEntry.stored`). */
+export const MARKER_ENTRY: JournalEntry = { source: 'system', request: {}, changes: [], stored: true };

@@ -8,21 +8,21 @@ import {
   type OnModuleInit,
 } from '@nestjs/common';
 import { In, type DataSource, type EntityManager } from 'typeorm';
-import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AuditDataSources } from '../capture/audit-data-sources.js';
 import type { CapturedChange } from '../capture/change-set.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork } from '../context/unit-of-work.js';
 import { UnitEvents } from '../events/unit-events.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
-import { AuditEntities } from '../storage/audit-entities.js';
 import { AuditInstanceEntity } from '../storage/audit-instance.entity.js';
 import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
 import { AuditJournal } from './audit-journal.js';
-import type { JournalEntry } from './journal-entry.js';
+import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';
 
 /** Units whose events failed to store, kept in memory for the retry, at most. */
 const MAX_UNSTORED = 10_000;
@@ -31,6 +31,9 @@ const UNITS_PER_PASS = 200;
 
 /** Stores a unit whose storing failed; throws while it still cannot. */
 type Unstored = () => Promise<void>;
+
+/** Journal row ids, by the data source whose journal holds them. */
+export type JournalRows = ReadonlyMap<DataSource, readonly string[]>;
 
 /**
  * Makes sure every journal row becomes events, exactly once:
@@ -43,19 +46,26 @@ type Unstored = () => Promise<void>;
  *   action is known, fallback events otherwise. Each unit's rows are deleted in the
  *   transaction that stores its events, and only if all of them are still there, so two
  *   instances recovering at once never both store it.
+ * Every captured data source keeps a journal: all of them are scanned, and their units'
+ * events go to the audit data source. A unit whose journal is in another data source is
+ * stored with a marker row in the audit data source's journal, in the insert's
+ * transaction, while its rows there are locked (deleted in a transaction that commits
+ * after the insert): a crash between the two leaves the marker, and the next recovery
+ * deletes the rows without storing the events again.
  * On shutdown, it waits for the units still running and the writer's queue.
  */
 @Injectable()
 export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly logger = new Logger('Audit');
   private readonly unstored = new Map<string, Unstored>();
+  private readonly beingStored = new Map<string, Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private pass?: Promise<void>;
   private stopped = false;
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
-    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     private readonly journal: AuditJournal,
     private readonly events: UnitEvents,
     private readonly writer: AuditWriter,
@@ -66,16 +76,19 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     return this.journal.instanceId;
   }
 
-  /** Fails start-up, clearly, when the data source does not know every entity of the module. */
+  /** The audit data source: `audit_log`, the leases, and its own journal. */
+  private get dataSource(): DataSource {
+    return this.dataSources.audit;
+  }
+
+  /** Every data source with a journal: the audit one first, then the other captured ones. */
+  private get journals(): readonly DataSource[] {
+    return this.options.enabled ? [this.dataSource, ...this.dataSources.others] : [this.dataSource];
+  }
+
+  /** Fails start-up, clearly, naming the data source that lacks an entity of the module. */
   onModuleInit(): void {
-    if (!this.dataSource.isInitialized) return;
-    const missing = AuditEntities.filter((entity) => !this.dataSource.hasMetadata(entity)).map((entity) => entity.name);
-    if (missing.length) {
-      throw new Error(
-        `${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of the audit module's TypeORM data source: ` +
-          "add `...AuditEntities` to the data source's `entities` or set `autoLoadEntities: true`",
-      );
-    }
+    this.dataSources.checkEntities(this.options.enabled);
   }
 
   async onApplicationBootstrap(): Promise<void> {
@@ -112,10 +125,20 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     this.unstored.set(unitId, store);
   }
 
-  /** Which of these journal rows exist. */
+  /** Follows a unit being stored that no running unit of work stands for (not an orphan meanwhile). */
+  storing(unitId: string, stored: Promise<void>): void {
+    this.beingStored.set(unitId, stored);
+    void stored.finally(() => this.beingStored.delete(unitId));
+  }
+
+  /** Which of these journal rows exist (in any data source's journal). */
   async existingJournalIds(ids: readonly string[]): Promise<Set<string>> {
-    const rows = await this.dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
-    return new Set(rows.map((row) => row.id));
+    const found = new Set<string>();
+    for (const dataSource of this.journals) {
+      const rows = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+      for (const row of rows) found.add(row.id);
+    }
+    return found;
   }
 
   /** Runs one retry-and-recovery pass now (one at a time); for tests and operators. */
@@ -128,7 +151,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   async beforeApplicationShutdown(): Promise<void> {
     if (!this.options.enabled) return;
     const deadline = Date.now() + this.options.shutdownTimeout;
-    const settled = this.context.whenIdle();
+    const settled = this.context.whenIdle().then(() => Promise.all(this.beingStored.values()));
     const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), this.options.shutdownTimeout).unref());
     if ((await Promise.race([settled, timeout])) === 'timeout') {
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);
@@ -175,7 +198,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   /** A clean exit with nothing left in the journal needs no recovery: drop the lease. */
   private async releaseLease(): Promise<void> {
     if (!this.dataSource.isInitialized) return;
-    const left = await this.dataSource.getRepository(AuditJournalEntity).count({ where: { instanceId: this.instanceId } });
+    let left = 0;
+    for (const dataSource of this.journals) left += await dataSource.getRepository(AuditJournalEntity).count({ where: { instanceId: this.instanceId } });
     if (left === 0) await this.dataSource.getRepository(AuditInstanceEntity).delete({ id: this.instanceId });
   }
 
@@ -197,77 +221,101 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   private async recoverDeadInstances(): Promise<void> {
     const instances = this.dataSource.getRepository(AuditInstanceEntity);
-    const journal = this.dataSource.getRepository(AuditJournalEntity);
     const dead = await instances
       .createQueryBuilder('i')
       .select('i.id', 'id')
-      .where('i.heartbeatAt < :cutoff AND i.id <> :me', { cutoff: this.dateParam(this.cutoff()), me: this.instanceId })
+      .where('i.heartbeatAt < :cutoff AND i.id <> :me', { cutoff: this.dateParam(this.dataSource, this.cutoff()), me: this.instanceId })
       .getRawMany<{ id: string }>();
     for (const { id } of dead) {
-      const units = await this.unitsOf(id);
-      if (units.length === 0) {
+      let left = 0;
+      for (const dataSource of this.journals) {
+        const units = await this.unitsOf(dataSource, id);
+        left += units.length;
+        for (const unitId of units) await this.recoverUnit(unitId, dataSource);
+      }
+      if (left === 0) {
         await instances
           .createQueryBuilder()
           .delete()
-          .where('id = :id AND heartbeat_at < :cutoff', { id, cutoff: this.dateParam(this.cutoff()) })
+          .where('id = :id AND heartbeat_at < :cutoff', { id, cutoff: this.dateParam(this.dataSource, this.cutoff()) })
           .execute();
-        continue;
       }
-      for (const unitId of units) await this.recoverUnit(unitId);
     }
-    // Rows whose instance has no lease at all (it was removed): recovered once old enough.
+    // Rows whose instance has no lease at all (it was removed; a marker has none): recovered once old enough.
     const live = new Set((await instances.find({ select: { id: true } })).map((row) => row.id));
-    const orphans = await journal
-      .createQueryBuilder('j')
-      .select('j.unitId', 'unitId')
-      .addSelect('j.instanceId', 'instanceId')
-      .where('j.createdAt < :cutoff', { cutoff: this.dateParam(this.cutoff()) })
-      .distinct(true)
-      .limit(UNITS_PER_PASS)
-      .getRawMany<{ unitId: string; instanceId: string }>();
-    for (const orphan of orphans) {
-      if (!live.has(orphan.instanceId)) await this.recoverUnit(orphan.unitId);
+    for (const dataSource of this.journals) {
+      const orphans = await dataSource
+        .getRepository(AuditJournalEntity)
+        .createQueryBuilder('j')
+        .select('j.unitId', 'unitId')
+        .addSelect('j.instanceId', 'instanceId')
+        .where('j.createdAt < :cutoff', { cutoff: this.dateParam(dataSource, this.cutoff()) })
+        .distinct(true)
+        .limit(UNITS_PER_PASS)
+        .getRawMany<{ unitId: string; instanceId: string }>();
+      for (const orphan of orphans) {
+        if (!live.has(orphan.instanceId)) await this.recoverUnit(orphan.unitId, dataSource);
+      }
     }
   }
 
   /** This instance's own rows that no running unit owns and no retry holds (their unit's storing was given up). */
   private async recoverOwnOrphans(): Promise<void> {
     const running = this.context.liveUnitIds();
-    for (const unitId of await this.unitsOf(this.instanceId, new Date(Date.now() - Math.min(this.options.recoverAfter, 5000)))) {
-      if (!running.has(unitId) && !this.unstored.has(unitId)) await this.recoverUnit(unitId);
+    const before = new Date(Date.now() - Math.min(this.options.recoverAfter, 5000));
+    for (const dataSource of this.journals) {
+      for (const unitId of await this.unitsOf(dataSource, this.instanceId, before)) {
+        if (!running.has(unitId) && !this.unstored.has(unitId) && !this.beingStored.has(unitId)) await this.recoverUnit(unitId, dataSource);
+      }
     }
   }
 
-  private async unitsOf(instanceId: string, before?: Date): Promise<string[]> {
-    const qb = this.dataSource
+  private async unitsOf(dataSource: DataSource, instanceId: string, before?: Date): Promise<string[]> {
+    const qb = dataSource
       .getRepository(AuditJournalEntity)
       .createQueryBuilder('j')
       .select('j.unitId', 'unitId')
       .where('j.instanceId = :instanceId', { instanceId })
       .distinct(true)
       .limit(UNITS_PER_PASS);
-    if (before) qb.andWhere('j.createdAt < :before', { before: this.dateParam(before) });
+    if (before) qb.andWhere('j.createdAt < :before', { before: this.dateParam(dataSource, before) });
     return (await qb.getRawMany<{ unitId: string }>()).map((row) => row.unitId);
+  }
+
+  /** Which of these ids have a marker in the audit data source's journal. */
+  private async markersOf(ids: readonly string[]): Promise<Set<string>> {
+    const found = await this.dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
+    return new Set(found.map((row) => row.id));
   }
 
   /**
    * Turns one unit's journal rows into its events: in one transaction, deletes the rows
    * (all of them, or nothing happens: another instance got there first) and stores the events.
    */
-  private async recoverUnit(unitId: string): Promise<void> {
-    const rows = await this.dataSource.getRepository(AuditJournalEntity).find({ where: { unitId }, order: { createdAt: 'ASC', id: 'ASC' } });
+  private async recoverUnit(unitId: string, dataSource: DataSource): Promise<void> {
+    const rows = await dataSource.getRepository(AuditJournalEntity).find({ where: { unitId }, order: { createdAt: 'ASC', id: 'ASC' } });
     if (rows.length === 0) return;
-    const events = this.eventsOf(rows);
-    const recovered = await this.replace(rows.map((row) => row.id), events);
-    if (recovered) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
+    const changed = rows.filter((row) => !row.entry.stored);
+    if (changed.length < rows.length) {
+      // A marker: the unit's events are stored. While its rows elsewhere are left, their own recovery clears them, then it.
+      for (const other of this.journals) {
+        if (other !== dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
+      }
+    }
+    // Elsewhere, rows whose events are stored already (parts of a unit past its memory bound) have a marker each.
+    const stored = dataSource === this.dataSource ? new Set<string>() : await this.markersOf(rows.map((row) => row.id));
+    const unstored = changed.filter((row) => !stored.has(row.id));
+    const events = unstored.length ? this.eventsOf(unstored) : [];
+    const outcome = await this.replaceRows(new Map([[dataSource, rows.map((row) => row.id)]]), events, unitId, [unitId], [...stored]);
+    if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
   }
 
   /**
    * The journal rows of `unitId` that hold changes the unit kept only there, a few at a
    * time, in order, as captured changes.
    */
-  async *spilledBatches(unitId: string, size = 8): AsyncGenerator<Array<{ id: string; changes: CapturedChange[] }>> {
-    const journal = this.dataSource.getRepository(AuditJournalEntity);
+  async *spilledBatches(unitId: string, dataSource: DataSource, size = 8): AsyncGenerator<Array<{ id: string; changes: CapturedChange[] }>> {
+    const journal = dataSource.getRepository(AuditJournalEntity);
     let after: string | undefined;
     for (;;) {
       const qb = journal.createQueryBuilder('j').where('j.unitId = :unitId', { unitId });
@@ -281,24 +329,70 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   }
 
   /**
-   * Stores `events` and deletes the journal rows `journalIds`, in one transaction, only if
-   * every one of those rows is still there (else nothing is stored: another instance has
-   * recovered them). Returns whether it stored them.
+   * Stores `events` of unit `unitId` and deletes the journal rows `journal`, only if every
+   * one of those rows is still there (else nothing is stored: another instance has
+   * recovered them). Returns whether it deleted them. In the audit data source, one
+   * transaction. Rows in another data source are deleted in a transaction of that data
+   * source that commits after the insert (the delete locks them against a second
+   * recovery); the insert's transaction first looks for the `markers` (the unit's id, or
+   * the ids of the rows whose events these are) — present, the events were stored
+   * already and are not stored again — and otherwise writes them with the events; the
+   * markers (and `staleMarkers`) are deleted last.
    */
-  replace(journalIds: string[], events: AuditLogEntity[]): Promise<boolean> {
-    return this.dataSource
-      .transaction(async (manager: EntityManager) => {
-        const deleted = await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(journalIds) }).execute();
-        if (deleted.affected !== journalIds.length) throw new AlreadyRecovered();
-        await this.writer.write(events, { manager });
-      })
-      .then(
-        () => true,
-        (error: unknown) => {
-          if (error instanceof AlreadyRecovered) return false;
-          throw error;
-        },
-      );
+  async replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markers: readonly string[] = [unitId]): Promise<boolean> {
+    return (await this.replaceRows(journal, events, unitId, markers)) !== 'gone';
+  }
+
+  /** `replace`, saying what happened: `stored`, `marked` (stored before: the rows only deleted) or `gone`. */
+  private async replaceRows(
+    journal: JournalRows,
+    events: AuditLogEntity[],
+    unitId: string,
+    markers: readonly string[],
+    staleMarkers: readonly string[] = [],
+  ): Promise<'stored' | 'marked' | 'gone'> {
+    let outcome: 'stored' | 'marked' = 'stored';
+    const own = journal.get(this.dataSource) ?? [];
+    const elsewhere = [...journal].filter(([dataSource, ids]) => dataSource !== this.dataSource && ids.length > 0);
+    const deleteAll = async (manager: EntityManager, ids: readonly string[]): Promise<void> => {
+      if (ids.length === 0) return;
+      const deleted = await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In([...ids]) }).execute();
+      if (deleted.affected !== ids.length) throw new AlreadyRecovered();
+    };
+    const store = async (manager: EntityManager): Promise<void> => {
+      await deleteAll(manager, own);
+      if (elsewhere.length) {
+        const repository = manager.getRepository(AuditJournalEntity);
+        if ((await repository.count({ where: { id: In([...markers]) } })) > 0) {
+          outcome = 'marked';
+          return;
+        }
+        const createdAt = new Date();
+        await repository.insert(markers.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })));
+      }
+      await this.writer.write(events, { manager });
+    };
+    const nest = (index: number): Promise<void> => {
+      const next = elsewhere[index];
+      if (!next) return this.dataSource.transaction(store);
+      return next[0].transaction(async (manager: EntityManager) => {
+        await deleteAll(manager, next[1]);
+        await nest(index + 1);
+      });
+    };
+    try {
+      await nest(0);
+    } catch (error) {
+      if (error instanceof AlreadyRecovered) return 'gone';
+      throw error;
+    }
+    if (elsewhere.length) {
+      await this.dataSource
+        .getRepository(AuditJournalEntity)
+        .delete({ id: In([...markers, ...staleMarkers]) })
+        .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
+    }
+    return outcome;
   }
 
   /** The events of a unit known only from its journal rows. */
@@ -323,10 +417,10 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     return this.events.build(unit, last.actor ?? { type: 'unknown' });
   }
 
-  /** A time as the driver stores it in the journal's date columns. */
-  private dateParam(date: Date): unknown {
-    const column = this.dataSource.getMetadata(AuditJournalEntity).findColumnWithPropertyName('createdAt')!;
-    return this.dataSource.driver.preparePersistentValue(date, column);
+  /** A time as `dataSource`'s driver stores it in the journal's date columns. */
+  private dateParam(dataSource: DataSource, date: Date): unknown {
+    const column = dataSource.getMetadata(AuditJournalEntity).findColumnWithPropertyName('createdAt')!;
+    return dataSource.driver.preparePersistentValue(date, column);
   }
 }
 

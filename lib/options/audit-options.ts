@@ -4,6 +4,7 @@ import type {
   AuditModuleOptions,
   AuditRequest,
 } from '../interfaces/audit-module-options.interface.js';
+import type { DataSource } from 'typeorm';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
@@ -64,6 +65,8 @@ export interface ResolvedAuditOptions {
   recoverAfter: number;
   shutdownTimeout: number;
   enabled: boolean;
+  /** Data sources to capture (names or instances); `undefined`: every TypeORM data source of the app. */
+  captureDataSources: ReadonlyArray<string | DataSource> | undefined;
 }
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
@@ -89,6 +92,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'recoverAfter',
   'shutdownTimeout',
   'enabled',
+  'captureDataSources',
 ]);
 
 const isPositiveInt = (value: unknown, max: number): value is number =>
@@ -102,6 +106,19 @@ function entityRefs(option: string, value: unknown): AuditEntityRef[] {
     }
   }
   return value as AuditEntityRef[];
+}
+
+function dataSourceRefs(value: unknown): Array<string | DataSource> {
+  if (!Array.isArray(value) || value.length === 0) {
+    throw new InvalidAuditOptionsError('captureDataSources', 'must be a non-empty array of data source names or DataSource instances');
+  }
+  for (const ref of value) {
+    const isDataSource = ref !== null && typeof ref === 'object' && typeof (ref as { getMetadata?: unknown }).getMetadata === 'function';
+    if (!isDataSource && (typeof ref !== 'string' || ref.length === 0)) {
+      throw new InvalidAuditOptionsError('captureDataSources', `${JSON.stringify(ref)} is neither a data source name nor a DataSource`);
+    }
+  }
+  return value as Array<string | DataSource>;
 }
 
 function booleanOption(option: string, value: unknown, fallback: boolean): boolean {
@@ -205,5 +222,6 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     recoverAfter: intOption('recoverAfter', raw['recoverAfter'], 30000, 86400000),
     shutdownTimeout: intOption('shutdownTimeout', raw['shutdownTimeout'], 10000, 600000),
     enabled: booleanOption('enabled', raw['enabled'], true),
+    captureDataSources: raw['captureDataSources'] === undefined ? undefined : dataSourceRefs(raw['captureDataSources']),
   };
 }

@@ -1,4 +1,4 @@
-import type { DataSource, EntityMetadata } from 'typeorm';
+import type { EntityMetadata } from 'typeorm';
 import { fieldName } from '../capture/entity-snapshot.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import type { AuditEntityRef } from '../interfaces/audit-module-options.interface.js';
@@ -17,14 +17,14 @@ const MAX_LISTED = 20;
  *
  * @throws InvalidAuditOptionsError naming the first unknown name and its near matches.
  */
-export function checkEntityOptions(options: ResolvedAuditOptions, dataSource: DataSource): void {
+export function checkEntityOptions(options: ResolvedAuditOptions, entityMetadatas: readonly EntityMetadata[]): void {
   const audit: ReadonlySet<unknown> = new Set(AuditEntities);
-  const entities = dataSource.entityMetadatas.filter(
+  const entities = entityMetadatas.filter(
     (metadata) => !audit.has(metadata.target) && metadata.tableType !== 'junction' && metadata.tableType !== 'closure-junction',
   );
   const checkRefs = (option: string, refs: readonly AuditEntityRef[] | undefined) => {
     for (const ref of refs ?? []) {
-      const known = dataSource.entityMetadatas.some((metadata) =>
+      const known = entityMetadatas.some((metadata) =>
         typeof ref === 'function' ? metadata.target === ref : metadata.name === ref || metadata.tableName === ref,
       );
       if (!known) throw unknownEntity(option, typeof ref === 'function' ? `class ${ref.name}` : JSON.stringify(ref), typeof ref === 'function' ? ref.name : ref, entities);
@@ -34,7 +34,7 @@ export function checkEntityOptions(options: ResolvedAuditOptions, dataSource: Da
   checkRefs('excludeEntities', options.excludeEntities);
 
   for (const [entity, fields] of options.excludeFields) {
-    const metadata = dataSource.entityMetadatas.find((candidate) => candidate.name === entity);
+    const metadata = entityMetadatas.find((candidate) => candidate.name === entity);
     if (!metadata) throw unknownEntity('excludeFields', JSON.stringify(entity), entity, entities);
     const known = fieldsOf(metadata);
     for (const field of fields) {

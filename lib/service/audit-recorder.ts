@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
 import { UnitEvents } from '../events/unit-events.js';
@@ -8,7 +8,8 @@ import { AuditWriteError } from '../exceptions/audit-write.error.js';
 import { JournalRecovery } from '../journal/journal-recovery.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
-import { AuditWriter } from '../storage/audit.writer.js';
+import { AuditWriter, type AuditWriteOptions } from '../storage/audit.writer.js';
+import { AuditDataSources } from '../capture/audit-data-sources.js';
 
 /**
  * Ends units of work: once the transactions holding a unit's changes have ended, lets its
@@ -24,6 +25,7 @@ export class AuditRecorder {
     private readonly events: UnitEvents,
     private readonly writer: AuditWriter,
     private readonly recovery: JournalRecovery,
+    private readonly dataSources: AuditDataSources,
   ) {}
 
   /**
@@ -51,9 +53,22 @@ export class AuditRecorder {
     return Promise.resolve();
   }
 
-  /** Stores rows now (an event outside any unit of work), optionally in a transaction. */
-  async storeNow(rows: AuditLogEntity[], manager?: EntityManager): Promise<void> {
+  /**
+   * Stores a unit that ends without settling: the carrier of changes journaled outside the
+   * audit data source that no live unit claims. A failure is logged and retried in the
+   * background (its journal rows stay until then).
+   */
+  storeEnded(unit: UnitOfWork): Promise<void> {
+    const stored = this.store(unit).catch(() => undefined);
+    this.recovery.storing(unit.id, stored);
+    return stored;
+  }
+
+  /** Stores rows now (an event outside any unit of work), optionally in a transaction of the audit data source. */
+  async storeNow(rows: AuditLogEntity[], given?: EntityManager): Promise<void> {
     if (rows.length === 0) return;
+    // A manager of another data source than the audit one cannot write `audit_log`: stored at once.
+    const manager = given?.connection === this.dataSources.audit ? given : undefined;
     try {
       if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
         // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
@@ -109,7 +124,7 @@ export class AuditRecorder {
     const actor = await this.resolveActor(unit);
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
-    const memoryIds = unit.journalRowIds.filter((id) => !unit.spilledRowIds.includes(id));
+    const memoryIds = this.journalRows(unit, (id) => !unit.spilledRowIds.includes(id));
     const spilled =
       unit.spilledRows > 0
         ? { actor, handler, count: 0, next: 0 }
@@ -125,8 +140,8 @@ export class AuditRecorder {
       // other units' by the writer). A retry deletes exactly the rows the unit wrote, or
       // stores nothing: if another instance took this one for dead meanwhile and stored
       // them, they are gone.
-      if (first) await this.writer.write(rows, { journalUnits: unit.journalRows > 0 ? [unit.id] : [] });
-      else if (memoryIds.length) await this.recovery.replace(memoryIds, rows);
+      if (first) await this.writer.write(rows, this.journalOf(unit));
+      else if (memoryIds.size) await this.recovery.replace(memoryIds, rows, unit.id);
       else await this.writer.write(rows);
     };
     try {
@@ -147,11 +162,37 @@ export class AuditRecorder {
     unit: UnitOfWork,
     spilled: { actor: AuditActor; handler: PendingIntent | undefined; count: number; next: number },
   ): Promise<void> {
-    for await (const batch of this.recovery.spilledBatches(unit.id)) {
-      const chunks = batch.map((row) => row.changes);
-      const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
-      if (await this.recovery.replace(batch.map((row) => row.id), rows)) spilled.next += chunks.length;
+    for (const [dataSource] of this.journalRows(unit, (id) => unit.spilledRowIds.includes(id))) {
+      for await (const batch of this.recovery.spilledBatches(unit.id, dataSource)) {
+        const chunks = batch.map((row) => row.changes);
+        const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
+        const ids = batch.map((row) => row.id);
+        // Elsewhere, each row gets a marker: recovery then knows these parts are stored.
+        if (await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids)) spilled.next += chunks.length;
+      }
     }
+  }
+
+  /** The unit's journal rows that `keep` keeps, by data source. */
+  private journalRows(unit: UnitOfWork, keep: (id: string) => boolean): Map<DataSource, string[]> {
+    const out = new Map<DataSource, string[]>();
+    for (const [dataSource, ids] of unit.journalSources) {
+      const kept = ids.filter(keep);
+      if (kept.length) out.set(dataSource, kept);
+    }
+    return out;
+  }
+
+  /** What the writer deletes of the unit's journal with its events: rows in the audit data source with them, rows elsewhere right after. */
+  private journalOf(unit: UnitOfWork): AuditWriteOptions {
+    if (unit.journalRows === 0) return {};
+    const audit = this.dataSources.audit;
+    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id] };
+    const elsewhere = [...unit.journalSources.keys()].filter((dataSource) => dataSource !== audit);
+    return {
+      journalUnits: unit.journalSources.has(audit) ? [unit.id] : [],
+      ...(elsewhere.length ? { journalElsewhere: elsewhere.map((dataSource) => ({ dataSource, unitIds: [unit.id] })) } : {}),
+    };
   }
 }
 

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { resolveTarget } from '../events/audit-target.js';
+import { AuditDataSources } from '../capture/audit-data-sources.js';
 import { ChangeCapture } from '../capture/change-capture.js';
 import { AuditContext } from '../context/audit-context.js';
 import { currentTransactionManager } from '../integrations/typeorm-transaction-scope.js';
@@ -48,6 +49,7 @@ export class AuditService {
     private readonly capture: ChangeCapture,
     private readonly events: UnitEvents,
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly dataSources: AuditDataSources,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
@@ -241,7 +243,7 @@ export class AuditService {
     }
     let target: AuditTarget | undefined;
     try {
-      target = input.target === undefined ? undefined : resolveTarget(this.dataSource, input.target);
+      target = input.target === undefined ? undefined : resolveTarget(this.dataSources.all, input.target);
     } catch (error) {
       throw new InvalidAuditEventError([{ field: 'target', problems: [(error as Error).message] }]);
     }
@@ -279,7 +281,7 @@ export class AuditService {
 
   private targetFrom(target: AuditTargetInput, field: string): AuditTarget {
     try {
-      return resolveTarget(this.dataSource, target);
+      return resolveTarget(this.dataSources.all, target);
     } catch (error) {
       throw new InvalidAuditQueryError(field, (error as Error).message);
     }

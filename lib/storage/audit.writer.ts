@@ -1,9 +1,11 @@
-import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource, EntityManager } from 'typeorm';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { AuditDataSources } from '../capture/audit-data-sources.js';
+import { In, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
 import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditJournalEntity } from './audit-journal.entity.js';
 import type { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError } from './database-errors.js';
 import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
@@ -28,11 +30,26 @@ export interface AuditWriteOptions {
   manager?: EntityManager;
   /** Delete the `audit_journal` rows of these unit ids in the same transaction as the insert. */
   journalUnits?: readonly string[];
+  /**
+   * Units with journal rows in data sources other than the audit one. A marker row per
+   * unit goes into the audit data source's journal with the insert; once that has
+   * committed, the units' rows are deleted from those data sources, then the markers
+   * (a unit recovered meanwhile finds its marker and is not stored twice). Not with
+   * `manager`.
+   */
+  journalElsewhere?: ReadonlyArray<JournalElsewhere>;
+}
+
+/** Units whose journal rows are in `dataSource`, another data source than the audit one. */
+export interface JournalElsewhere {
+  dataSource: DataSource;
+  unitIds: readonly string[];
 }
 
 interface Pending {
   rows: readonly AuditLogEntity[];
   units: readonly string[];
+  elsewhere?: ReadonlyArray<JournalElsewhere>;
   resolve(): void;
   reject(error: unknown): void;
   /** While waiting for room in the queue: its `queueTimeout` timer. */
@@ -103,6 +120,7 @@ class Line<T> {
  */
 @Injectable()
 export class AuditWriter {
+  private readonly logger = new Logger('Audit');
   private readonly queue = new Line<Pending>();
   private readonly waiting = new Line<Pending>();
   private waitingCount = 0;
@@ -116,6 +134,8 @@ export class AuditWriter {
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    /** The captured data sources: an event's links may name entities of any of them. */
+    @Optional() private readonly dataSources?: AuditDataSources,
   ) {}
 
   /** Queued and in-flight events: written or failed soon, and counted against `maxQueuedEvents`. */
@@ -133,10 +153,11 @@ export class AuditWriter {
    */
   write(rows: readonly AuditLogEntity[], options: AuditWriteOptions = {}): Promise<void> {
     const units = options.journalUnits ?? NO_UNITS;
-    if (rows.length === 0 && units.length === 0) return Promise.resolve();
-    if (options.manager) return this.store(options.manager, rows, units);
+    const elsewhere = options.journalElsewhere?.length ? options.journalElsewhere : undefined;
+    if (rows.length === 0 && units.length === 0 && !elsewhere) return Promise.resolve();
+    if (options.manager) return this.store(options.manager, rows, units, NO_UNITS);
     return new Promise<void>((resolve, reject) => {
-      const pending: Pending = { rows, units, resolve, reject };
+      const pending: Pending = { rows, units, resolve, reject, ...(elsewhere ? { elsewhere } : {}) };
       if (this.waitingCount === 0 && this.hasRoom(rows.length)) this.enqueue(pending);
       else this.wait(pending);
     });
@@ -302,9 +323,12 @@ export class AuditWriter {
   private async attempt(batch: readonly Pending[]): Promise<unknown> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
     const units = batch.length === 1 ? batch[0]!.units : batch.flatMap((pending) => pending.units);
+    const elsewhere = batch.some((pending) => pending.elsewhere) ? batch.flatMap((pending) => pending.elsewhere ?? []) : [];
+    const markers = elsewhere.length ? [...new Set(elsewhere.flatMap((entry) => entry.unitIds))] : NO_UNITS;
     for (let retried = false; ; retried = true) {
       try {
-        await this.store(this.dataSource.manager, rows, units);
+        await this.store(this.dataSource.manager, rows, units, markers);
+        if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
         return undefined;
       } catch (error) {
         if (retried || classifyDatabaseError(error) !== 'transient') return error;
@@ -312,11 +336,30 @@ export class AuditWriter {
     }
   }
 
-  /** The INSERTs and journal DELETEs, in `manager`'s transaction or in one of their own. */
-  private async store(manager: EntityManager, rows: readonly AuditLogEntity[], units: readonly string[]): Promise<void> {
+  /**
+   * After the insert: the units' journal rows in other data sources, then their markers.
+   * A failure is only logged: the events are stored, and recovery, finding the markers,
+   * deletes what is left without storing it again.
+   */
+  private async deleteElsewhere(elsewhere: readonly JournalElsewhere[], markers: readonly string[]): Promise<void> {
+    try {
+      const bySource = new Map<DataSource, string[]>();
+      for (const { dataSource, unitIds } of elsewhere) bySource.set(dataSource, [...(bySource.get(dataSource) ?? []), ...unitIds]);
+      for (const [dataSource, unitIds] of bySource) {
+        await dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId: In(unitIds) }).execute();
+      }
+      await this.dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In([...markers]) }).execute();
+    } catch (error) {
+      this.logger.warn(`Audit: events stored, but their journal rows in another data source were not deleted (recovery will): ${(error as Error).message}`);
+    }
+  }
+
+  /** The INSERTs, journal DELETEs and markers, in `manager`'s transaction or in one of their own. */
+  private async store(manager: EntityManager, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const statements = this.statements(manager.connection);
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;
     const sql: Statement[] = statements.write(rows, units, byteLimit);
+    if (markers.length) sql.push(...statements.markers(markers, new Date()));
     if (sql.length === 1) {
       // One statement is atomic on its own.
       await manager.query(sql[0]!.sql, ownStatement(sql[0]!.params));
@@ -330,7 +373,11 @@ export class AuditWriter {
 
   private statements(dataSource: DataSource): WriteStatements {
     let statements = this.statementsOf.get(dataSource);
-    if (!statements) this.statementsOf.set(dataSource, (statements = new WriteStatements(dataSource)));
+    if (!statements) {
+      const captured = this.dataSources;
+      const entities = captured ? () => captured.captured.flatMap((source) => source.entityMetadatas) : () => dataSource.entityMetadatas;
+      this.statementsOf.set(dataSource, (statements = new WriteStatements(dataSource, entities)));
+    }
     return statements;
   }
 }

@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { EntityMetadata } from 'typeorm';
 import { isSizeMarker } from '../events/event-bounds.js';
 import type { AuditLogEntity } from './audit-log.entity.js';
 
@@ -28,7 +28,8 @@ export class EventSubjects {
   /** `entity\0field` → the related entity's name (`null`: not a many-to-many relation). */
   private readonly related = new Map<string, string | null>();
 
-  constructor(private readonly dataSource: DataSource) {}
+  /** @param entities the entity metadata of every captured data source (the links' types come from it). */
+  constructor(private readonly entities: () => readonly EntityMetadata[]) {}
 
   of(row: AuditLogEntity): EventSubject[] {
     const subjects: EventSubject[] = [];
@@ -62,7 +63,7 @@ export class EventSubjects {
     const key = `${entity}\u0000${field}`;
     let type = this.related.get(key);
     if (type === undefined) {
-      const metadata = this.dataSource.entityMetadatas.find((candidate) => candidate.name === entity);
+      const metadata = this.entities().find((candidate) => candidate.name === entity);
       const relation = metadata?.relations.find((candidate) => candidate.propertyPath === field && candidate.isManyToMany);
       type = relation?.inverseEntityMetadata.name ?? null;
       this.related.set(key, type);

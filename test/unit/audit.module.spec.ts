@@ -105,7 +105,7 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(
-      /AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source: add `...AuditEntities`/,
+      /AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source "default": add `...AuditEntities`/,
     );
   });
 
@@ -173,6 +173,9 @@ describe('AuditModule', () => {
     ['secretPathParams', { secretPathParams: 'token' as never }, /"secretPathParams": must be an array of parameter names or name fragments, got "token"/],
     ['secretPathParams', { secretPathParams: ['token', ''] }, /"secretPathParams": must be an array of parameter names/],
     ['trustProxies', { trustProxies: true } as never, /"trustProxies": is not an option of AuditModule/],
+    ['captureDataSources', { captureDataSources: 'default' as never }, /"captureDataSources": must be a non-empty array of data source names or DataSource instances/],
+    ['captureDataSources', { captureDataSources: [42 as never] }, /"captureDataSources": 42 is neither a data source name nor a DataSource/],
+    ['captureDataSources', { captureDataSources: ['billing'] }, /"captureDataSources": no TypeORM data source named "billing" \(known: "default"\)/],
   ];
 
   it.each(invalid)('stops start-up on a bad "%s" with a message naming it (forRoot)', async (option, options, message) => {
