@@ -37,6 +37,34 @@ const DASH = 45;
 const SLASH = 47;
 const STAR = 42;
 const HASH = 35;
+const VT = 11;
+const FF = 12;
+const BANG = 33;
+
+const isSpace = (code: number): boolean => code === SPACE || code === LF || code === CR || code === TAB || code === FF || code === VT;
+
+/** The index of the end of the line at or after `from` (a `--` or `#` comment ends at LF or CR), or -1. */
+function lineEnd(sql: string, from: number): number {
+  for (let i = from; i < sql.length; i++) {
+    const code = sql.charCodeAt(i);
+    if (code === LF || code === CR) return i;
+  }
+  return -1;
+}
+
+/**
+ * The index past the opening of a MySQL/MariaDB executable comment at `at` (`/*!`,
+ * `/*!40000`, `/*M!100100`), whose text the server runs; -1 when there is none at `at`.
+ */
+function executableCommentBody(sql: string, at: number): number {
+  if (sql.charCodeAt(at) !== SLASH || sql.charCodeAt(at + 1) !== STAR) return -1;
+  let i = at + 2;
+  if ((sql.charCodeAt(i) | 32) === 109 /* m */ && sql.charCodeAt(i + 1) === BANG) i++;
+  if (sql.charCodeAt(i) !== BANG) return -1;
+  i++;
+  while (isDigit(sql.charCodeAt(i))) i++;
+  return i;
+}
 const PAREN = 40;
 
 /** Lower-case first letters of the words a write statement may start with. */
@@ -57,14 +85,14 @@ export function mayWrite(sql: string): boolean {
   const length = sql.length;
   let i = 0;
   for (;;) {
-    while (i < length) {
-      const code = sql.charCodeAt(i);
-      if (code !== SPACE && code !== LF && code !== CR && code !== TAB) break;
-      i++;
-    }
+    while (i < length && isSpace(sql.charCodeAt(i))) i++;
     const code = sql.charCodeAt(i);
-    if (code === DASH && sql.charCodeAt(i + 1) === DASH) {
-      const end = sql.indexOf('\n', i);
+    const executable = executableCommentBody(sql, i);
+    if (executable !== -1) {
+      // MySQL runs what an executable comment holds (mysqldump writes them): read on inside it.
+      i = executable;
+    } else if (code === DASH && sql.charCodeAt(i + 1) === DASH) {
+      const end = lineEnd(sql, i);
       if (end === -1) return false;
       i = end + 1;
     } else if (code === SLASH && sql.charCodeAt(i + 1) === STAR) {
@@ -72,7 +100,7 @@ export function mayWrite(sql: string): boolean {
       if (end === -1) return false;
       i = end + 2;
     } else if (code === HASH) {
-      const end = sql.indexOf('\n', i);
+      const end = lineEnd(sql, i);
       if (end === -1) return false;
       i = end + 1;
     } else if (code === PAREN) {
@@ -122,19 +150,27 @@ function tokenize(sql: string, dialect: RawDialect): Token[] {
   const tokens: Token[] = [];
   const length = sql.length;
   let i = 0;
+  /** Executable comments (MySQL) open around the text being read. */
+  let executable = 0;
   while (i < length) {
     const code = sql.charCodeAt(i);
     const next = sql.charCodeAt(i + 1);
-    if (code === SPACE || code === LF || code === CR || code === TAB || code === 12) {
+    if (isSpace(code)) {
       i++;
     } else if (code === DASH && next === DASH) {
-      const end = sql.indexOf('\n', i);
+      const end = lineEnd(sql, i);
       i = end === -1 ? length : end + 1;
     } else if (code === HASH && dialect.mysql) {
-      const end = sql.indexOf('\n', i);
+      const end = lineEnd(sql, i);
       i = end === -1 ? length : end + 1;
+    } else if (dialect.mysql && executableCommentBody(sql, i) !== -1) {
+      i = executableCommentBody(sql, i);
+      executable++;
+    } else if (executable > 0 && code === STAR && next === SLASH) {
+      executable--;
+      i += 2;
     } else if (code === SLASH && next === STAR) {
-      i = skipBlockComment(sql, i);
+      i = skipBlockComment(sql, i, dialect.mysql === true);
     } else if (code === 39 /* ' */) {
       // E'…' (PostgreSQL) takes backslash escapes; so does every '…' on MySQL.
       const previous = tokens[tokens.length - 1];
@@ -169,8 +205,15 @@ function tokenize(sql: string, dialect: RawDialect): Token[] {
 
 const isDigit = (code: number): boolean => code >= 48 && code <= 57;
 
-/** The index past a block comment starting at `at` (nested ones too, as PostgreSQL reads them). */
-function skipBlockComment(sql: string, at: number): number {
+/**
+ * The index past a block comment starting at `at`: nested ones too, as PostgreSQL reads
+ * them; MySQL and MariaDB end a comment at the first `*\/`.
+ */
+function skipBlockComment(sql: string, at: number, flat: boolean): number {
+  if (flat) {
+    const end = sql.indexOf('*/', at + 2);
+    return end === -1 ? sql.length : end + 2;
+  }
   let depth = 0;
   let i = at;
   while (i < sql.length) {
@@ -242,6 +285,7 @@ const CONFLICT_CLAUSES: ReadonlySet<string> = new Set(['replace', 'ignore', 'abo
  */
 export function rawWrites(sql: string, dialect: RawDialect = {}): RawWrite[] {
   const tokens = tokenize(sql, dialect);
+  const pairs = matchParentheses(tokens);
   const writes: RawWrite[] = [];
   let start = 0;
   let depth = 0;
@@ -250,39 +294,46 @@ export function rawWrites(sql: string, dialect: RawDialect = {}): RawWrite[] {
     if (token?.kind === 'punct' && token.text === '(') depth++;
     else if (token?.kind === 'punct' && token.text === ')') depth--;
     if (i === tokens.length || (depth === 0 && token?.kind === 'punct' && token.text === ';')) {
-      if (i > start) statementWrites(tokens, start, i, writes);
+      if (i > start) statementWrites(tokens, pairs, start, i, writes, dialect);
       start = i + 1;
     }
   }
   return writes;
 }
 
-/** The index of the `)` closing the `(` at `open`, or -1. */
-function closing(tokens: Token[], open: number, end: number): number {
-  let depth = 0;
-  for (let i = open; i < end; i++) {
+/** For each `(` token, the index of the `)` closing it (-1 when none does); found once, in one pass. */
+function matchParentheses(tokens: Token[]): Int32Array {
+  const pairs = new Int32Array(tokens.length).fill(-1);
+  const open: number[] = [];
+  for (let i = 0; i < tokens.length; i++) {
     const token = tokens[i]!;
     if (token.kind !== 'punct') continue;
-    if (token.text === '(') depth++;
-    else if (token.text === ')' && --depth === 0) return i;
+    if (token.text === '(') open.push(i);
+    else if (token.text === ')' && open.length) pairs[open.pop()!] = i;
   }
-  return -1;
+  return pairs;
+}
+
+/** The index of the `)` closing the `(` at `open` before `end`, or -1. */
+function closing(pairs: Int32Array, open: number, end: number): number {
+  const close = pairs[open] ?? -1;
+  return close < end ? close : -1;
 }
 
 const isWord = (token: Token | undefined, text?: string): boolean => token?.kind === 'word' && (text === undefined || token.text === text);
 const isPunct = (token: Token | undefined, text: string): boolean => token?.kind === 'punct' && token.text === text;
 
 /** Adds the writes of the statement `tokens[start, end)` to `writes`. */
-function statementWrites(tokens: Token[], start: number, end: number, writes: RawWrite[]): void {
+function statementWrites(tokens: Token[], pairs: Int32Array, start: number, end: number, writes: RawWrite[], dialect: RawDialect): void {
   let i = start;
   // A parenthesised statement: `(WITH …)`, `(INSERT …)`.
-  while (isPunct(tokens[i], '(') && closing(tokens, i, end) === end - 1) {
+  while (isPunct(tokens[i], '(') && closing(pairs, i, end) === end - 1) {
     i++;
     end--;
   }
   if (isWord(tokens[i], 'with')) {
     const parts: RawWrite[] = [];
-    const after = withList(tokens, i + 1, end, parts);
+    const after = withList(tokens, pairs, i + 1, end, parts, dialect);
     if (after !== -1) writes.push(...parts);
     else {
       // A WITH list this reader cannot follow: every write verb that starts a part or the
@@ -321,6 +372,13 @@ function statementWrites(tokens: Token[], start: number, end: number, writes: Ra
     i++;
     if (isWord(tokens[i], 'only')) i++;
   }
+  if (verb === 'update' && dialect.mysql) {
+    const tables = multiTableUpdate(tokens, i, end);
+    if (tables) {
+      for (const table of tables) writes.push({ verb, table });
+      return;
+    }
+  }
   if (verb === 'truncate') {
     const targets = tableList(tokens, i, end);
     if (targets.tables.length === 0) writes.push({ verb, table: null });
@@ -335,7 +393,7 @@ function statementWrites(tokens: Token[], start: number, end: number, writes: Ra
  * `i`, adding the writes of each body. The index of the main statement, or -1 when the
  * list is not of that shape.
  */
-function withList(tokens: Token[], from: number, end: number, writes: RawWrite[]): number {
+function withList(tokens: Token[], pairs: Int32Array, from: number, end: number, writes: RawWrite[], dialect: RawDialect): number {
   let i = from;
   if (isWord(tokens[i], 'recursive')) i++;
   for (;;) {
@@ -343,7 +401,7 @@ function withList(tokens: Token[], from: number, end: number, writes: RawWrite[]
     if (!name || name.kind === 'punct') return -1;
     i++;
     if (isPunct(tokens[i], '(')) {
-      const close = closing(tokens, i, end);
+      const close = closing(pairs, i, end);
       if (close === -1) return -1;
       i = close + 1;
     }
@@ -352,9 +410,9 @@ function withList(tokens: Token[], from: number, end: number, writes: RawWrite[]
     if (isWord(tokens[i], 'not')) i++;
     if (isWord(tokens[i], 'materialized')) i++;
     if (!isPunct(tokens[i], '(')) return -1;
-    const close = closing(tokens, i, end);
+    const close = closing(pairs, i, end);
     if (close === -1) return -1;
-    statementWrites(tokens, i + 1, close, writes);
+    statementWrites(tokens, pairs, i + 1, close, writes, dialect);
     i = close + 1;
     if (!isPunct(tokens[i], ',')) return i;
     i++;
@@ -404,12 +462,23 @@ const NOT_ALIASES: ReadonlySet<string> = new Set([
 
 /** The tables of a FROM list by alias (`orders o`, `orders AS o`), for MySQL's multi-table DELETE. */
 function tableAliases(tokens: Token[], from: number, end: number): Map<string, RawTable> {
+  return tableReferences(tokens, from, end).aliases;
+}
+
+/** The tables a FROM list (or a multi-table UPDATE's list) names, and those of them with an alias, by alias. */
+function tableReferences(tokens: Token[], from: number, end: number): { tables: RawTable[]; aliases: Map<string, RawTable> } {
   const aliases = new Map<string, RawTable>();
+  const tables: RawTable[] = [];
+  let depth = 0;
   for (let k = from; k < end; k++) {
     const previous = tokens[k - 1];
+    if (isPunct(previous, '(')) depth++;
+    else if (isPunct(previous, ')')) depth--;
+    if (depth > 0) continue;
     if (!(k === from || isWord(previous, 'join') || isWord(previous, 'straight_join') || isPunct(previous, ','))) continue;
     const name = tableName(tokens, k, end);
     if (!name) continue;
+    tables.push(name.table);
     let j = name.next;
     if (isWord(tokens[j], 'as')) j++;
     const alias = tokens[j];
@@ -417,5 +486,57 @@ function tableAliases(tokens: Token[], from: number, end: number): Map<string, R
       aliases.set((alias.kind === 'word' ? alias.text : alias.text.toLowerCase()), name.table);
     }
   }
-  return aliases;
+  return { tables, aliases };
+}
+
+/** Words that join one table reference to the next in MySQL's multi-table UPDATE. */
+const JOINS: ReadonlySet<string> = new Set(['join', 'inner', 'left', 'right', 'cross', 'natural', 'straight_join', 'outer']);
+/** Words that end a SET list at depth 0. */
+const AFTER_SET: ReadonlySet<string> = new Set(['where', 'order', 'limit', 'returning']);
+
+/**
+ * MySQL's multi-table UPDATE (`UPDATE a x, b y SET y.c = …`, `UPDATE a JOIN b ON … SET …`):
+ * the tables its SET list writes — each one a qualified column names, or every table
+ * of the statement when a column is not qualified (it may belong to any of them).
+ * Undefined for a single-table UPDATE.
+ */
+function multiTableUpdate(tokens: Token[], from: number, end: number): RawTable[] | undefined {
+  let set = -1;
+  let multi = false;
+  let depth = 0;
+  for (let k = from; k < end; k++) {
+    const token = tokens[k]!;
+    if (isPunct(token, '(')) depth++;
+    else if (isPunct(token, ')')) depth--;
+    else if (depth > 0) continue;
+    else if (isPunct(token, ',') || (token.kind === 'word' && JOINS.has(token.text))) multi = true;
+    else if (isWord(token, 'set')) {
+      set = k;
+      break;
+    }
+  }
+  if (!multi || set === -1) return undefined;
+  const { tables, aliases } = tableReferences(tokens, from, set);
+  const written = new Set<RawTable>();
+  let all = false;
+  depth = 0;
+  for (let k = set + 1, assignment = true; k < end; k++) {
+    const token = tokens[k]!;
+    if (isPunct(token, '(')) depth++;
+    else if (isPunct(token, ')')) depth--;
+    if (depth > 0) continue;
+    if (token.kind === 'word' && AFTER_SET.has(token.text)) break;
+    if (isPunct(token, ',')) {
+      assignment = true;
+      continue;
+    }
+    if (!assignment) continue;
+    assignment = false;
+    const column = tableName(tokens, k, end);
+    const qualifier = column?.table.schema?.toLowerCase();
+    const table = qualifier === undefined ? undefined : aliases.get(qualifier) ?? tables.find((candidate) => candidate.name.toLowerCase() === qualifier);
+    if (table) written.add(table);
+    else all = true;
+  }
+  return all || written.size === 0 ? tables : tables.filter((table) => written.has(table));
 }

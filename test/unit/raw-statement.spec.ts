@@ -141,3 +141,46 @@ describe('raw statement classifier', () => {
     });
   });
 });
+
+describe('raw statement classifier: how each server reads comments and spaces', () => {
+  it('MySQL ends a block comment at the first */ (no nesting); PostgreSQL nests them', () => {
+    const sql = "/* a /* b */ UPDATE orders SET note = 'raw' -- */";
+    expect(mayWrite(sql)).toBe(true);
+    expect(rawWrites(sql, { mysql: true })).toEqual([write('update', 'orders')]);
+    expect(rawWrites(sql)).toEqual([]);
+  });
+
+  it('MySQL runs what an executable comment holds (/*! … */, /*!40000 … */, /*M!100100 … */)', () => {
+    for (const sql of ["/*!40000 UPDATE orders SET note = 'raw' */", "/*! UPDATE orders SET note = 'raw' */", "/*M!100100 DELETE FROM orders */"]) {
+      expect(mayWrite(sql)).toBe(true);
+      expect(rawWrites(sql, { mysql: true })).toHaveLength(1);
+      // Elsewhere it is a comment.
+      expect(rawWrites(sql)).toEqual([]);
+    }
+  });
+
+  it('a -- comment ends at a carriage return, and a form feed or vertical tab is space', () => {
+    for (const sql of ["-- maintenance\rUPDATE orders SET note = 'raw'", "\fUPDATE orders SET note = 'raw'", "\vUPDATE orders SET note = 'raw'", "# x\rUPDATE orders SET note = 'raw'"]) {
+      expect(mayWrite(sql)).toBe(true);
+      expect(rawWrites(sql, { mysql: true })).toEqual([write('update', 'orders')]);
+    }
+  });
+
+  it('a multi-table UPDATE (MySQL) writes the tables its SET list names', () => {
+    expect(rawWrites("UPDATE customers c RIGHT JOIN orders o ON o.customerId = c.id SET o.note = 'raw'", { mysql: true })).toEqual([write('update', 'orders')]);
+    expect(rawWrites("UPDATE customers c, orders o SET o.note = 'raw', c.name = 'x'", { mysql: true })).toEqual([write('update', 'customers'), write('update', 'orders')]);
+    expect(rawWrites("UPDATE customers JOIN orders ON orders.customerId = customers.id SET orders.note = 'raw'", { mysql: true })).toEqual([write('update', 'orders')]);
+    // An unqualified column may belong to either table: both are reported.
+    expect(rawWrites("UPDATE customers c JOIN orders o ON o.customerId = c.id SET note = 'raw'", { mysql: true })).toEqual([write('update', 'customers'), write('update', 'orders')]);
+    // A single-table UPDATE is read as before.
+    expect(rawWrites("UPDATE orders o SET o.note = (SELECT 1 FROM customers c, t WHERE c.id = 1)", { mysql: true })).toEqual([write('update', 'orders')]);
+  });
+
+  it('reads deeply parenthesised statements in linear time', () => {
+    const depth = 100_000;
+    const sql = `${'('.repeat(depth)}UPDATE orders SET note = 'raw'${')'.repeat(depth)}`;
+    const started = performance.now();
+    expect(rawWrites(sql)).toEqual([write('update', 'orders')]);
+    expect(performance.now() - started).toBeLessThan(2000);
+  });
+});
