@@ -70,13 +70,13 @@ export class ChangeSet {
         this.entries.delete(key);
       }
     }
-    for (let i = this.unidentified.length - 1; i >= 0; i--) {
-      const change = this.unidentified[i]!;
-      if (predicate(change)) {
-        taken.push(change);
-        this.unidentified.splice(i, 1);
-      }
+    // In capture order: changes of one millisecond keep the order they were made in.
+    let kept = 0;
+    for (const change of this.unidentified) {
+      if (predicate(change)) taken.push(change);
+      else this.unidentified[kept++] = change;
     }
+    this.unidentified.length = kept;
     return taken.sort((a, b) => a.at.getTime() - b.at.getTime());
   }
 }

@@ -82,6 +82,14 @@ describe('ChangeSet (net changes per entity instance)', () => {
     expect(set.take((c) => c.id === '7')).toHaveLength(1);
     expect(set.size).toBe(1);
   });
+
+  it('takes unidentified changes of one millisecond in the order they were made', () => {
+    const set = new ChangeSet();
+    const at = new Date();
+    for (const operation of ['delete', 'update', 'insert'] as const) set.record({ entity: 'Order', id: null, operation, fields: {}, partial: true, at });
+    expect(set.take(() => true).map((c) => c.operation)).toEqual(['delete', 'update', 'insert']);
+    expect(set.isEmpty).toBe(true);
+  });
 });
 
 describe('clientIp', () => {
