@@ -46,11 +46,7 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
     if (!this.options.enabled) return;
     for (const wrapper of this.discovery.getProviders()) {
       if (wrapper.isDependencyTreeStatic() && !wrapper.isTransient) {
-        const instance = wrapper.instance as Record<PropertyKey, unknown> | undefined;
-        if (!instance || typeof instance !== 'object' || !this.hasAuditedMethods(Object.getPrototypeOf(instance) as object)) continue;
-        if (!Object.prototype.hasOwnProperty.call(instance, AUDITED_METHOD_RUNNER)) {
-          Object.defineProperty(instance, AUDITED_METHOD_RUNNER, { value: this, enumerable: false });
-        }
+        this.attach(wrapper.instance);
         continue;
       }
       const prototype = this.classPrototype(wrapper);
@@ -58,6 +54,18 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       const runners = ScopedMethodRunners.of(prototype);
       runners.add(this);
       this.scoped.add(runners);
+      // Transient instances made at start-up (injected into singletons) are this
+      // application's for good: attached like singletons, so that a call outside any unit
+      // of work (a job) is this application's even when another one provides the class.
+      if (wrapper.isTransient) for (const made of wrapper.getStaticTransientInstances()) this.attach(made?.instance);
+    }
+  }
+
+  /** Makes this application the runner of an instance's `@Audited` methods (once). */
+  private attach(instance: unknown): void {
+    if (!instance || typeof instance !== 'object' || !this.hasAuditedMethods(Object.getPrototypeOf(instance) as object)) return;
+    if (!Object.prototype.hasOwnProperty.call(instance, AUDITED_METHOD_RUNNER)) {
+      Object.defineProperty(instance, AUDITED_METHOD_RUNNER, { value: this, enumerable: false });
     }
   }
 
