@@ -1,25 +1,10 @@
-import { Body, Controller, Post } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Audited, type AuditLogEntity } from '../../lib/index.js';
+import type { AuditLogEntity } from '../../lib/index.js';
 import { rawWrites } from '../../lib/capture/raw-statement.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { RawSqlController } from '../app/raw-sql.controller.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-
-/** A decorated handler that runs the statements it is given as they are. */
-@Controller('hostile-raw')
-class ReviewRawController {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
-
-  @Post()
-  @Audited('orders.maintained')
-  async run(@Body() body: { statements: string[] }): Promise<{ ok: true }> {
-    for (const statement of body.statements) await this.dataSource.query(statement);
-    return { ok: true };
-  }
-}
 
 const summary = (rows: AuditLogEntity[]) => rows.map((row) => ({ action: row.action, changes: row.changes }));
 
@@ -30,7 +15,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
   beforeAll(async () => {
     db = await createTestDatabase(kind);
     const options = kind === 'postgres' ? { ...db.options, extra: { ...db.options.extra, options: `-c search_path=${(db.options as { schema: string }).schema}` } } : db.options;
-    t = await createTestApp({ db: { ...db, options }, adapter: 'express', controllers: [ReviewRawController] });
+    t = await createTestApp({ db: { ...db, options }, adapter: 'express', controllers: [RawSqlController] });
   });
   afterAll(async () => {
     await t?.close();
@@ -47,7 +32,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
 
   it.runIf(kind === 'mariadb')('MariaDB does not nest /* */ comments: an UPDATE after "/* a /* b */" runs and must be recorded', async () => {
     const sql = "/* a /* b */ UPDATE orders SET note = 'raw' -- */";
-    const response = await t.request('/hostile-raw', { method: 'POST', json: { statements: [sql] } });
+    const response = await t.request('/raw', { method: 'POST', json: { statements: [sql] } });
     expect(response.status).toBe(201);
     expect(await notes()).toEqual(['raw']); // the write happened
     expect(summary(await t.rows())).toEqual([
@@ -57,7 +42,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
 
   it.runIf(kind === 'mariadb')('MariaDB executable comment /*! … */ (as mysqldump writes) runs the UPDATE inside it: it must be recorded', async () => {
     const sql = "/*!40000 UPDATE orders SET note = 'raw' */";
-    const response = await t.request('/hostile-raw', { method: 'POST', json: { statements: [sql] } });
+    const response = await t.request('/raw', { method: 'POST', json: { statements: [sql] } });
     expect(response.status).toBe(201);
     expect(await notes()).toEqual(['raw']);
     expect(summary(await t.rows())).toEqual([
@@ -67,7 +52,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
 
   it.runIf(kind === 'mariadb')('MariaDB multi-table UPDATE: the table written in SET is recorded (not only the first joined table)', async () => {
     const sql = "UPDATE customers c RIGHT JOIN orders o ON c.id = o.customerId SET o.note = 'raw'";
-    const response = await t.request('/hostile-raw', { method: 'POST', json: { statements: [sql] } });
+    const response = await t.request('/raw', { method: 'POST', json: { statements: [sql] } });
     expect(response.status).toBe(201);
     expect(await notes()).toEqual(['raw']);
     const [row] = await t.rows();
@@ -76,7 +61,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
 
   it.runIf(kind === 'postgres')('PostgreSQL ends a -- comment at a carriage return: the UPDATE after it runs and must be recorded', async () => {
     const sql = "-- maintenance\rUPDATE orders SET note = 'raw'";
-    const response = await t.request('/hostile-raw', { method: 'POST', json: { statements: [sql] } });
+    const response = await t.request('/raw', { method: 'POST', json: { statements: [sql] } });
     expect(response.status).toBe(201);
     expect(await notes()).toEqual(['raw']);
     expect(summary(await t.rows())).toEqual([
@@ -86,7 +71,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('hostile raw SQL:
 
   it.runIf(kind === 'postgres')('PostgreSQL treats a leading form feed as space: the UPDATE runs and must be recorded', async () => {
     const sql = "\fUPDATE orders SET note = 'raw'";
-    const response = await t.request('/hostile-raw', { method: 'POST', json: { statements: [sql] } });
+    const response = await t.request('/raw', { method: 'POST', json: { statements: [sql] } });
     expect(response.status).toBe(201);
     expect(await notes()).toEqual(['raw']);
     expect(summary(await t.rows())).toEqual([

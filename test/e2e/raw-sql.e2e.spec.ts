@@ -1,26 +1,11 @@
-import { Body, Controller, Post } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Audited, type AuditLogEntity } from '../../lib/index.js';
+import type { AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { RawSqlController } from '../app/raw-sql.controller.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
 
 const EXPIRER = { type: 'system', id: 'expirer' } as const;
-
-/** A decorated handler that runs the statements it is given as they are, one by one. */
-@Controller('raw')
-class RawSqlController {
-  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
-
-  @Post()
-  @Audited('orders.maintained')
-  async run(@Body() body: { statements: string[] }): Promise<{ ok: true }> {
-    for (const statement of body.statements) await this.dataSource.query(statement);
-    return { ok: true };
-  }
-}
 
 /** A raw write's change, as it is stored. */
 const partial = (entity: string, operation: 'insert' | 'update' | 'delete', table?: string) => ({
