@@ -96,6 +96,8 @@ export default defineConfig({
     // NestJS 11 does not apply global interceptors or guards to WebSocket gateways
     // (@nestjs/websockets 11 builds their context creators without the application
     // config), so gateway calls are not recorded there: WebSocket recording is NestJS 12+.
-    exclude: [...configDefaults.exclude, 'test/e2e/websocket.e2e.spec.ts'],
+    // The README's quick start is compiled with TypeScript and booted by the repository's
+    // own run; here a NestJS 11 install is covered by the smoke app of scripts/compat.mjs.
+    exclude: [...configDefaults.exclude, 'test/e2e/websocket.e2e.spec.ts', 'test/e2e/quick-start.e2e.spec.ts'],
   },
 });

@@ -129,8 +129,10 @@ export class ChangeCapture {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
       }
     } else {
-      // Already committed: stored at once (in the change's connection when it holds `audit_log`).
-      const here = runner?.isReleased === false && runner.connection === this.dataSources.audit;
+      // Already committed: stored at once — in the transaction the app opened by hand on
+      // that connection (a raw BEGIN) when there is one and it holds `audit_log`, else on
+      // the writer's own (a runner with no transaction may be released before a retry).
+      const here = runner?.isReleased === false && runner.isTransactionActive && runner.connection === this.dataSources.audit;
       await this.storeFallback(unit, [captured], here ? runner.manager : undefined);
     }
   }
