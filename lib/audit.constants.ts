@@ -16,3 +16,7 @@ export const AUDIT_SUBJECT_TABLE = 'audit_subject';
 export const AUDIT_INSTANCE_TABLE = 'audit_instance';
 /** Marker put on a request once its unit of work is attached. Internal. */
 export const AUDIT_UNIT_OF_WORK = Symbol.for('nestjs-system-audit:unit-of-work');
+/** Name of the table that holds the nodes of the Merkle tree over `audit_log` (integrity). */
+export const AUDIT_TREE_TABLE = 'audit_tree';
+/** Name of the table that holds the signed checkpoints of the Merkle tree (integrity). */
+export const AUDIT_CHECKPOINT_TABLE = 'audit_checkpoint';

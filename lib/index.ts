@@ -1,6 +1,13 @@
 export { AuditModule } from './audit.module.js';
 export { AUDIT_MODULE_OPTIONS } from './audit.module-definition.js';
-export { AUDIT_LOG_TABLE, AUDIT_SUBJECT_TABLE, AUDIT_JOURNAL_TABLE, AUDIT_INSTANCE_TABLE } from './audit.constants.js';
+export {
+  AUDIT_LOG_TABLE,
+  AUDIT_SUBJECT_TABLE,
+  AUDIT_JOURNAL_TABLE,
+  AUDIT_INSTANCE_TABLE,
+  AUDIT_TREE_TABLE,
+  AUDIT_CHECKPOINT_TABLE,
+} from './audit.constants.js';
 export { Audited, type AuditedCallContext, type AuditedMetadata, type AuditedOptions } from './decorators/audited.decorator.js';
 export { AuditSource } from './decorators/audit-source.decorator.js';
 export { AuditExclude } from './decorators/audit-exclude.decorator.js';
@@ -9,9 +16,17 @@ export { AuditLogEntity } from './storage/audit-log.entity.js';
 export { AuditSubjectEntity } from './storage/audit-subject.entity.js';
 export { AuditJournalEntity } from './storage/audit-journal.entity.js';
 export { AuditInstanceEntity } from './storage/audit-instance.entity.js';
+export { AuditTreeEntity } from './storage/audit-tree.entity.js';
+export { AuditCheckpointEntity } from './storage/audit-checkpoint.entity.js';
 export { AuditEntities } from './storage/audit-entities.js';
 export { bindUtcDates } from './storage/utc-date.transformer.js';
-export { AuditMigrations, CreateAuditLog1764201600000, CreateAuditJournal1764979200000, CreateAuditSubject1765584000000 } from './storage/migrations/index.js';
+export {
+  AuditMigrations,
+  CreateAuditLog1764201600000,
+  CreateAuditJournal1764979200000,
+  CreateAuditSubject1765584000000,
+  AddAuditIntegrity1766188800000,
+} from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
 export { InvalidAuditEventError, type AuditFieldProblem } from './exceptions/invalid-audit-event.error.js';

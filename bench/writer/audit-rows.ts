@@ -41,6 +41,7 @@ export function auditRow(i: number): AuditLogEntity {
     context: input.context ?? null,
     reason: input.reason ?? null,
     error: null,
+    seq: null,
   };
 }
 

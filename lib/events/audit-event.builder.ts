@@ -201,6 +201,7 @@ export class AuditEventBuilder {
       ...(row.context ? { context: row.context } : {}),
       ...(row.reason ? { reason: row.reason } : {}),
       ...(row.error ? { error: row.error } : {}),
+      ...(row.seq !== null && row.seq !== undefined ? { seq: row.seq } : {}),
     };
   }
 

@@ -1,3 +1,4 @@
+import canonicalize from 'canonicalize';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 
 /**
@@ -12,11 +13,20 @@ import type { AuditLogEntity } from '../storage/audit-log.entity.js';
  * `undefined` array item is `null`. Values JSON cannot carry are refused rather than
  * silently changed.
  *
- * @throws TypeError for a non-finite number, a `bigint`, a function, a symbol, or a
+ * @throws TypeError for a non-finite number, a `bigint`, a cycle, or a
  *   string holding a lone UTF-16 surrogate, naming where in the value it is.
  */
 export function canonicalJson(value: unknown): string {
-  return write(value, '$');
+  let text: string | undefined;
+  try {
+    text = canonicalize(value);
+  } catch {
+    // Say where the value JSON cannot carry is (the package only says what it is).
+    locateProblem(value, '$');
+    throw new TypeError('Cannot canonicalise $: the value holds something JSON cannot carry (a cycle?)');
+  }
+  if (text === undefined) throw new TypeError(`Cannot canonicalise $: a ${typeof value} is not a JSON value`);
+  return text;
 }
 
 /**
@@ -93,34 +103,36 @@ function isoUtc(value: Date | string): string {
   return date.toISOString();
 }
 
-function write(value: unknown, at: string): string {
-  if (value === null) return 'null';
+/** Throws a `TypeError` naming the first place in `value` that JSON cannot carry; returns when there is none. */
+function locateProblem(value: unknown, at: string, seen: Set<object> = new Set()): void {
+  if (value === null) return;
   switch (typeof value) {
     case 'boolean':
-      return value ? 'true' : 'false';
+      return;
     case 'number':
       if (!Number.isFinite(value)) throw new TypeError(`Cannot canonicalise ${at}: ${value} is not a JSON number`);
-      return JSON.stringify(value);
+      return;
     case 'string':
       if (!(value as unknown as { isWellFormed(): boolean }).isWellFormed()) throw new TypeError(`Cannot canonicalise ${at}: the string holds a lone UTF-16 surrogate`);
-      return JSON.stringify(value);
+      return;
     case 'object':
       break;
     default:
       throw new TypeError(`Cannot canonicalise ${at}: a ${typeof value} is not a JSON value`);
   }
+  if (seen.has(value)) throw new TypeError(`Cannot canonicalise ${at}: the value refers to itself (a cycle)`);
+  seen.add(value);
   const withToJson = value as { toJSON?: unknown };
-  if (typeof withToJson.toJSON === 'function') return write((withToJson.toJSON as () => unknown).call(value), at);
-  if (Array.isArray(value)) {
-    return `[${value.map((item: unknown, i) => write(item === undefined ? null : item, `${at}[${i}]`)).join(',')}]`;
+  if (typeof withToJson.toJSON === 'function') {
+    locateProblem((withToJson.toJSON as () => unknown).call(value), at, seen);
+  } else if (Array.isArray(value)) {
+    value.forEach((item: unknown, i) => locateProblem(item === undefined ? null : item, `${at}[${i}]`, seen));
+  } else {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      locateProblem(key, `${at} key`, seen);
+      if (record[key] !== undefined) locateProblem(record[key], `${at}.${key}`, seen);
+    }
   }
-  const record = value as Record<string, unknown>;
-  const members: string[] = [];
-  // Default sort compares UTF-16 code units, as RFC 8785 section 3.2.3 requires.
-  for (const key of Object.keys(record).sort()) {
-    const item = record[key];
-    if (item === undefined) continue;
-    members.push(`${write(key, `${at} key`)}:${write(item, `${at}.${key}`)}`);
-  }
-  return `{${members.join(',')}}`;
+  seen.delete(value);
 }

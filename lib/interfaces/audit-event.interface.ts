@@ -92,4 +92,9 @@ export interface AuditEvent {
   context?: Record<string, unknown>;
   reason?: string;
   error?: AuditError;
+  /**
+   * The event's position in the tamper-evident log, from 1, gapless: present once the
+   * event is sequenced (with `integrity` configured, about a second after it is stored).
+   */
+  seq?: number;
 }

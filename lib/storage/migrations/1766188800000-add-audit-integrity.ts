@@ -1,0 +1,43 @@
+import { TableColumn, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
+import { AUDIT_CHECKPOINT_TABLE, AUDIT_LOG_TABLE, AUDIT_TREE_TABLE } from '../../audit.constants.js';
+import { createPortableTable, prefixed, type ColumnSpec } from './portable-table.js';
+
+const TREE: ColumnSpec[] = [
+  { name: 'level', type: 'int', primary: true },
+  { name: 'idx', type: 'bigint', primary: true },
+  { name: 'hash', type: 'varchar', length: 64 },
+  { name: 'event_id', type: 'uuid', nullable: true },
+];
+
+const CHECKPOINT: ColumnSpec[] = [
+  { name: 'tree_size', type: 'bigint', primary: true },
+  { name: 'root_hash', type: 'varchar', length: 64 },
+  { name: 'note', type: 'text' },
+  { name: 'created_at', type: Date, precision: 3 },
+];
+
+/**
+ * Tamper evidence: adds `audit_log.seq` (the event's position in the Merkle tree, unique)
+ * and creates `audit_tree` (the tree's nodes) and `audit_checkpoint` (signed checkpoints).
+ * Existing events get a `seq` once `integrity` is configured.
+ */
+export class AddAuditIntegrity1766188800000 implements MigrationInterface {
+  name = 'AddAuditIntegrity1766188800000';
+
+  async up(queryRunner: QueryRunner): Promise<void> {
+    const log = prefixed(queryRunner, AUDIT_LOG_TABLE);
+    const driver = queryRunner.connection.driver;
+    await queryRunner.addColumn(log, new TableColumn({ name: 'seq', type: driver.normalizeType({ type: 'bigint' }), isNullable: true }));
+    await queryRunner.createIndex(log, new TableIndex({ name: 'idx_audit_log_seq', columnNames: ['seq'], isUnique: true }));
+    await createPortableTable(queryRunner, AUDIT_TREE_TABLE, TREE, []);
+    await createPortableTable(queryRunner, AUDIT_CHECKPOINT_TABLE, CHECKPOINT, []);
+  }
+
+  async down(queryRunner: QueryRunner): Promise<void> {
+    await queryRunner.dropTable(prefixed(queryRunner, AUDIT_CHECKPOINT_TABLE), true);
+    await queryRunner.dropTable(prefixed(queryRunner, AUDIT_TREE_TABLE), true);
+    const log = prefixed(queryRunner, AUDIT_LOG_TABLE);
+    await queryRunner.dropIndex(log, 'idx_audit_log_seq');
+    await queryRunner.dropColumn(log, 'seq');
+  }
+}
