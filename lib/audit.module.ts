@@ -24,6 +24,8 @@ import { AuditContext } from './context/audit-context.js';
 import { UnitOfWorkFactory } from './context/unit-of-work.factory.js';
 import { AuditEventBuilder } from './events/audit-event.builder.js';
 import { UnitEvents } from './events/unit-events.js';
+import { AuditIntegrator } from './integrity/integrator.js';
+import { IntegrityProofs } from './integrity/integrity-proofs.js';
 import { AuditJournal } from './journal/audit-journal.js';
 import { JournalRecovery } from './journal/journal-recovery.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
@@ -57,6 +59,8 @@ const providers: Provider[] = [
   AuditJournal,
   UnitEvents,
   JournalRecovery,
+  AuditIntegrator,
+  IntegrityProofs,
   AuditRecorder,
   AuditService,
   AuditContextMiddleware,

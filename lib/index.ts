@@ -38,4 +38,6 @@ export { AuditQueueFullError } from './exceptions/audit-queue-full.error.js';
 export type * from './interfaces/audit-event.interface.js';
 export type * from './interfaces/audit-module-options.interface.js';
 export type * from './interfaces/audit-service.interface.js';
+export type * from './interfaces/audit-integrity.interface.js';
+export { AuditIntegrityError } from './exceptions/audit-integrity.error.js';
 export type * from './transports/transport-request.interface.js';

@@ -1,5 +1,12 @@
 import type { DataSource, EntityMetadata } from 'typeorm';
-import { AUDIT_INSTANCE_TABLE, AUDIT_JOURNAL_TABLE, AUDIT_LOG_TABLE } from '../audit.constants.js';
+import {
+  AUDIT_CHECKPOINT_TABLE,
+  AUDIT_INSTANCE_TABLE,
+  AUDIT_JOURNAL_TABLE,
+  AUDIT_LOG_TABLE,
+  AUDIT_SUBJECT_TABLE,
+  AUDIT_TREE_TABLE,
+} from '../audit.constants.js';
 import type { RawTable } from './raw-statement.js';
 
 /**
@@ -82,6 +89,9 @@ export class RawTables {
         AUDIT_LOG_TABLE,
         AUDIT_JOURNAL_TABLE,
         AUDIT_INSTANCE_TABLE,
+        AUDIT_SUBJECT_TABLE,
+        AUDIT_TREE_TABLE,
+        AUDIT_CHECKPOINT_TABLE,
         options.migrationsTableName ?? 'migrations',
         options.metadataTableName ?? 'typeorm_metadata',
         cache ?? 'query-result-cache',

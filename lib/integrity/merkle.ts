@@ -319,3 +319,44 @@ function checkHashes(parameter: string, hashes: readonly Uint8Array[]): void {
     if (!isHash(hash)) throw new InvalidMerkleInputError(`${parameter}[${i}]`, `must be a ${HASH_LENGTH}-byte hash`);
   });
 }
+
+/** A stored node of the tree: a perfect subtree and its hash. */
+export interface HashedNode extends TreeNode {
+  readonly hash: Buffer;
+}
+
+/**
+ * Appends leaves to a tree of `size` leaves known by its right edge (`frontier`: the
+ * hashed {@link perfectSubtrees} of `[0, size)`, largest first; empty for an empty tree).
+ * Returns every node the new leaves complete (each leaf, then each inner node that
+ * becomes perfect, bottom-up), the new right edge, and the new root hash.
+ *
+ * @throws InvalidMerkleInputError when the frontier does not fit `size` or a hash is not 32 bytes.
+ */
+export function appendLeaves(
+  size: number,
+  frontier: readonly HashedNode[],
+  leaves: readonly Uint8Array[],
+): { nodes: HashedNode[]; frontier: HashedNode[]; root: Buffer } {
+  checkSize('size', size);
+  checkHashes('leaves', leaves);
+  const expected = size === 0 ? [] : perfectSubtrees({ start: 0, end: size });
+  if (expected.length !== frontier.length || expected.some((node, i) => node.level !== frontier[i]!.level || node.index !== frontier[i]!.index)) {
+    throw new InvalidMerkleInputError('frontier', `does not hold the perfect subtrees of a tree of ${size} leaves`);
+  }
+  checkHashes('frontier', frontier.map((node) => node.hash));
+  const stack: HashedNode[] = [...frontier];
+  const nodes: HashedNode[] = [];
+  leaves.forEach((leaf, i) => {
+    let node: HashedNode = { level: 0, index: size + i, hash: Buffer.from(leaf) };
+    nodes.push(node);
+    while (stack.length > 0 && stack[stack.length - 1]!.level === node.level) {
+      const left = stack.pop()!;
+      node = { level: node.level + 1, index: left.index / 2, hash: nodeHash(left.hash, node.hash) };
+      nodes.push(node);
+    }
+    stack.push(node);
+  });
+  const root = stack.length === 0 ? emptyRootHash() : combineSubtrees(stack.map((node) => node.hash));
+  return { nodes, frontier: stack, root };
+}

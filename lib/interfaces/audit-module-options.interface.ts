@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { AuditActor } from './audit-event.interface.js';
+import type { AuditIntegrityOptions } from './audit-integrity.interface.js';
 
 /**
  * The request object the actor resolver receives: Express's `Request`, Fastify's
@@ -190,6 +191,18 @@ export interface AuditModuleOptions {
    * AuditModule.forRoot({ dataSource: 'audit', captureDataSources: ['default', 'billing'] })
    */
   captureDataSources?: Array<string | DataSource>;
+  /**
+   * Tamper evidence: every stored event gets a gapless `seq` and a leaf in a Merkle tree
+   * (`audit_tree`), and signed checkpoints of the tree are stored (`audit_checkpoint`) and
+   * handed to `anchor`, so that `AuditService.verify()` and `npx nestjs-system-audit
+   * verify` find any row changed, removed, inserted or reordered afterwards.
+   * @default off: no tree is kept
+   * @example
+   * AuditModule.forRoot({
+   *   integrity: { signingKey: process.env.AUDIT_SIGNING_KEY, origin: 'audit.example.com/orders', anchor: fileAnchor('/var/lib/audit/checkpoints') },
+   * })
+   */
+  integrity?: AuditIntegrityOptions;
 }
 
 /** Options that wire the module and so must be known statically, also in `forRootAsync`. */

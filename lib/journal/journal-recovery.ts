@@ -62,6 +62,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   private timers: NodeJS.Timeout[] = [];
   private pass?: Promise<void>;
   private stopped = false;
+  private shuttingDown?: Promise<void>;
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -147,8 +148,13 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     return this.pass;
   }
 
-  /** Waits for running units and the writer's queue, within `shutdownTimeout`. */
-  async beforeApplicationShutdown(): Promise<void> {
+  /** Waits for running units and the writer's queue, within `shutdownTimeout` (once, however often it is called). */
+  beforeApplicationShutdown(): Promise<void> {
+    this.shuttingDown ??= this.shutDown();
+    return this.shuttingDown;
+  }
+
+  private async shutDown(): Promise<void> {
     if (!this.options.enabled) return;
     const deadline = Date.now() + this.options.shutdownTimeout;
     const settled = this.context.whenIdle().then(() => Promise.all(this.beingStored.values()));

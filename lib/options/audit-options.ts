@@ -9,6 +9,7 @@ import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
 import { normaliseName, Redactor } from '../events/redaction.js';
+import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
 
 /**
  * Route parameter name fragments that mark a parameter's value as secret in the recorded
@@ -67,6 +68,8 @@ export interface ResolvedAuditOptions {
   enabled: boolean;
   /** Data sources to capture (names or instances); `undefined`: every TypeORM data source of the app. */
   captureDataSources: ReadonlyArray<string | DataSource> | undefined;
+  /** Tamper evidence; `undefined`: no tree is kept. */
+  integrity: ResolvedIntegrity | undefined;
 }
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
@@ -93,6 +96,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'shutdownTimeout',
   'enabled',
   'captureDataSources',
+  'integrity',
 ]);
 
 const isPositiveInt = (value: unknown, max: number): value is number =>
@@ -223,5 +227,6 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     shutdownTimeout: intOption('shutdownTimeout', raw['shutdownTimeout'], 10000, 600000),
     enabled: booleanOption('enabled', raw['enabled'], true),
     captureDataSources: raw['captureDataSources'] === undefined ? undefined : dataSourceRefs(raw['captureDataSources']),
+    integrity: resolveIntegrity(raw['integrity']),
   };
 }

@@ -28,6 +28,9 @@ import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import { escapedTable } from '../storage/sql.js';
 import { validateAuditActor, validateAuditLogInput } from './audit-log.input.js';
 import { AuditRecorder } from './audit-recorder.js';
+import { AuditIntegrator } from '../integrity/integrator.js';
+import { IntegrityProofs } from '../integrity/integrity-proofs.js';
+import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof } from '../interfaces/audit-integrity.interface.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -51,7 +54,41 @@ export class AuditService {
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
     private readonly dataSources: AuditDataSources,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    private readonly integrator: AuditIntegrator,
+    private readonly proofs: IntegrityProofs,
   ) {}
+
+  /**
+   * Sequences every stored event now (gives it its `seq` and its leaf in the Merkle tree)
+   * and returns a signed checkpoint of the whole tree, also handed to `integrity.anchor`
+   * when it is new. The background integrator does the same every `sequenceEvery` ms and
+   * signs a checkpoint every `checkpointEvery`.
+   * @throws AuditIntegrityError without `integrity`, or when the stored tree does not
+   *   extend the last checkpoint (it was altered: nothing is signed over it).
+   */
+  checkpoint(): Promise<AuditCheckpoint> {
+    return this.integrator.checkpoint();
+  }
+
+  /**
+   * The inclusion proof of one event: `{ id, seq, leafIndex, treeSize, leafHash, path,
+   * checkpoint }` (hashes base64), checkable offline with `verifyInclusion(proof,
+   * publicKey)` or `npx nestjs-system-audit verify-proof`.
+   * @throws AuditIntegrityError without `integrity`, for an unknown id, or when the event
+   *   no longer matches its leaf.
+   */
+  prove(id: string): Promise<AuditInclusionProof> {
+    return this.proofs.prove(id);
+  }
+
+  /**
+   * The consistency proof between two checkpoints (tree sizes, checkpoints or notes),
+   * checkable offline with `verifyConsistency(older, newer, proof, publicKey)`: the newer
+   * tree extends the older one, nothing in it was changed or removed.
+   */
+  proveConsistency(older: number | AuditCheckpoint | string, newer: number | AuditCheckpoint | string): Promise<AuditConsistencyProof> {
+    return this.proofs.proveConsistency(older, newer);
+  }
 
   /**
    * Records a manual `intent` event and returns its id.

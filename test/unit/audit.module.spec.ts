@@ -105,7 +105,7 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(
-      /AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source "default": add `...AuditEntities`/,
+      /AuditLogEntity, AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity, AuditTreeEntity, AuditCheckpointEntity are not entities of the audit module's TypeORM data source "default": add `...AuditEntities`/,
     );
   });
 
@@ -121,7 +121,7 @@ describe('AuditModule', () => {
       })
       .catch((e: unknown) => e);
     expect((error as Error).message).toMatch(
-      /^AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity are not entities of the audit module's TypeORM data source/,
+      /^AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity, AuditTreeEntity, AuditCheckpointEntity are not entities of the audit module's TypeORM data source/,
     );
   });
 

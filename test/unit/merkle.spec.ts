@@ -15,6 +15,8 @@ import {
   rootHash,
   verifyConsistencyProof,
   verifyInclusionProof,
+  appendLeaves,
+  type HashedNode,
   type LeafRange,
 } from '../../lib/integrity/merkle.js';
 import { CONSISTENCY_PROOFS, INCLUSION_PROOFS, LEAF_INPUTS, NODE_HASHES, ROOT_HASHES } from './fixtures/rfc9162-vectors.js';
@@ -389,5 +391,50 @@ describe('Canonical JSON of an audit event (RFC 8785)', () => {
   it('hashes to a leaf as SHA-256(0x00 || utf8)', () => {
     const json = canonicalEventJson(event);
     expect(leafHash(Buffer.from(json, 'utf8'))).toEqual(createHash('sha256').update(Buffer.from([0])).update(json, 'utf8').digest());
+  });
+});
+
+describe('appendLeaves (the integrator growing the stored tree)', () => {
+  const vectorLeaves = LEAF_INPUTS.map((input) => leafHash(Buffer.from(input, 'hex')));
+  const many = Array.from({ length: 70 }, (_, i) => leafHash(Buffer.from(`leaf ${i}`)));
+
+  it('grown in batches of any size, gives the RFC 9162 root and stores every perfect subtree exactly once', () => {
+    for (const batch of [1, 2, 3, 5, 8, 13, 70]) {
+      const stored = new Map<string, Buffer>();
+      let frontier: HashedNode[] = [];
+      for (let size = 0; size < many.length; size += batch) {
+        const chunk = many.slice(size, size + batch);
+        const grown = appendLeaves(size, frontier, chunk);
+        for (const node of grown.nodes) {
+          expect(stored.has(`${node.level}:${node.index}`)).toBe(false);
+          stored.set(`${node.level}:${node.index}`, node.hash);
+        }
+        frontier = grown.frontier;
+        expect(grown.root.equals(rootHash(many.slice(0, size + chunk.length)))).toBe(true);
+      }
+      // Every perfect subtree of the final tree is there, with the hash of its leaves.
+      for (let level = 0; 2 ** level <= many.length; level++) {
+        for (let index = 0; (index + 1) * 2 ** level <= many.length; index++) {
+          const expected = rootHash(many.slice(index * 2 ** level, (index + 1) * 2 ** level));
+          expect(stored.get(`${level}:${index}`)?.equals(expected)).toBe(true);
+        }
+      }
+      expect(stored.size).toBe(2 * many.length - [...many.length.toString(2)].filter((bit) => bit === '1').length);
+    }
+  });
+
+  it('matches the published root of every tree size of the test vectors, one leaf at a time', () => {
+    let frontier: HashedNode[] = [];
+    vectorLeaves.forEach((leaf, size) => {
+      const grown = appendLeaves(size, frontier, [leaf]);
+      expect(grown.root.toString('hex'), `size ${size + 1}`).toBe(ROOT_HASHES[size + 1]);
+      frontier = grown.frontier;
+    });
+  });
+
+  it('refuses a frontier that does not fit the size', () => {
+    const grown = appendLeaves(0, [], many.slice(0, 3));
+    expect(() => appendLeaves(4, grown.frontier, [many[3]!])).toThrow(InvalidMerkleInputError);
+    expect(() => appendLeaves(3, grown.frontier, [Buffer.alloc(3)])).toThrow(/must be a 32-byte hash/);
   });
 });

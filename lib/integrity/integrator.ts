@@ -1,0 +1,407 @@
+import {
+  Inject,
+  Injectable,
+  Logger,
+  type BeforeApplicationShutdown,
+  type OnApplicationBootstrap,
+  type OnApplicationShutdown,
+} from '@nestjs/common';
+import { IsNull, type DataSource, type EntityManager } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { ownStatement } from '../capture/own-statements.js';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
+import { UnverifiedNoteError } from '../exceptions/unverified-note.error.js';
+import type { AuditCheckpoint } from '../interfaces/audit-integrity.interface.js';
+import { JournalRecovery } from '../journal/journal-recovery.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
+import { escapedTable, placeholders } from '../storage/sql.js';
+import { canonicalEventJson } from './canonical-json.js';
+import { formatCheckpoint, openNote, parseCheckpoint, signNote } from './checkpoint-note.js';
+import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
+import type { ResolvedIntegrity } from './integrity-options.js';
+import { verifiersFor } from './note-keys.js';
+import { appendLeaves, combineSubtrees, emptyRootHash, leafHash, type HashedNode } from './merkle.js';
+import { TreeStore } from './tree-store.js';
+
+/** Events sequenced per transaction. */
+const BATCH = 2_000;
+/** Rows per multi-row statement. */
+const ROWS_PER_STATEMENT = 500;
+/** How long `checkpoint()` waits for another instance's batch. */
+const LOCK_WAIT_MS = 30_000;
+
+interface Statement {
+  sql: string;
+  params: unknown[];
+  /** Rows the statement must change, else the batch is abandoned. */
+  expect?: number;
+}
+
+/** What one batch did. */
+export interface BatchOutcome {
+  busy: boolean;
+  sequenced: number;
+  treeSize: number;
+  checkpoint?: AuditCheckpoint;
+}
+
+/** A better-sqlite3 database handle, as the driver keeps it. */
+interface SyncSqlite {
+  inTransaction: boolean;
+  prepare(sql: string): { run(...params: unknown[]): { changes: number }; get(...params: unknown[]): unknown };
+  transaction<T>(fn: () => T): () => T;
+}
+
+class BatchAbandoned extends Error {}
+
+/**
+ * The integrator: gives stored events their gapless `seq` and their leaf in the Merkle
+ * tree, and signs checkpoints. One instance at a time does a batch (the integrator lock:
+ * PostgreSQL advisory lock, MySQL/MariaDB `GET_LOCK`, SQLite's writer lock), and a batch
+ * is read, hashed and stored in one transaction, so a crash at any point leaves either the
+ * whole batch or none of it. Every instance tries every `sequenceEvery` ms: when the
+ * holder dies, another one goes on at its next try.
+ */
+@Injectable()
+export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+  private readonly logger = new Logger('Audit');
+  private readonly tree = new TreeStore();
+  private timer?: NodeJS.Timeout;
+  private chain: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = Date.now();
+  private readonly skipped = new Set<string>();
+  private refusedReason?: string;
+  private stopped = false;
+
+  constructor(
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly recovery: JournalRecovery,
+  ) {}
+
+  /** Throws `AuditIntegrityError` when `integrity` is not configured. */
+  requireIntegrity(): void {
+    void this.integrity;
+  }
+
+  /** The integrity options, or an error saying they are missing. */
+  get integrity(): ResolvedIntegrity {
+    const integrity = this.options.integrity;
+    if (!integrity) throw new AuditIntegrityError('not configured: pass `integrity: { signingKey, origin }` to AuditModule.forRoot()');
+    return integrity;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    const integrity = this.options.integrity;
+    if (!integrity) return;
+    integratorDialect(this.dataSource);
+    try {
+      await this.dataSource.getRepository(AuditTreeEntity).createQueryBuilder('t').select('t.level').where('1 = 0').getRawMany();
+      await this.dataSource.getRepository(AuditCheckpointEntity).createQueryBuilder('c').select('c.treeSize').where('1 = 0').getRawMany();
+      await this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('l').select('l.seq').where('1 = 0').getRawMany();
+    } catch (error) {
+      throw new Error(
+        `The audit integrity tables are not usable (${(error as Error).message}): run AuditMigrations (or synchronize) so that ` +
+          'audit_log.seq, audit_tree and audit_checkpoint exist',
+        { cause: error },
+      );
+    }
+    this.timer = setInterval(() => void this.tick(), integrity.sequenceEvery);
+    this.timer.unref();
+  }
+
+  /** After the writer's last events are stored: one last pass, bounded. */
+  async beforeApplicationShutdown(): Promise<void> {
+    if (!this.options.integrity || this.stopped) return;
+    this.stop();
+    await this.recovery.beforeApplicationShutdown();
+    const timeout = new Promise<void>((resolve) => setTimeout(resolve, Math.min(5_000, this.options.shutdownTimeout)).unref());
+    await Promise.race([this.run(() => this.sequenceAll(0, false)).catch(() => undefined), timeout]);
+  }
+
+  onApplicationShutdown(): void {
+    this.stop();
+  }
+
+  private stop(): void {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    await this.run(() => this.sequenceAll(0, false)).catch((error: unknown) =>
+      this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${(error as Error).message}`),
+    );
+  }
+
+  /** Runs one integrator task at a time in this process. */
+  private run<T>(task: () => Promise<T>): Promise<T> {
+    const next = this.chain.then(task, task);
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /**
+   * Sequences every stored event now and returns a signed checkpoint of the whole tree:
+   * a new one, or the last one when it already covers every event.
+   */
+  checkpoint(): Promise<AuditCheckpoint> {
+    this.requireIntegrity();
+    return this.run(async () => {
+      const outcome = await this.sequenceAll(LOCK_WAIT_MS, true);
+      if (outcome.busy) throw new AuditIntegrityError(`another instance held the integrator lock for ${LOCK_WAIT_MS} ms`);
+      if (outcome.checkpoint) return outcome.checkpoint;
+      const last = await this.lastCheckpoint(this.dataSource.manager);
+      if (last && last.treeSize === outcome.treeSize) return toCheckpoint(last);
+      throw new AuditIntegrityError(this.refusedReason ?? 'no checkpoint could be signed');
+    });
+  }
+
+  /** Batches until no stored event is left without a seq (or another instance holds the lock). */
+  private async sequenceAll(waitMs: number, forceCheckpoint: boolean): Promise<BatchOutcome> {
+    let total = 0;
+    for (;;) {
+      const outcome = await this.batch(waitMs, forceCheckpoint);
+      total += outcome.sequenced;
+      if (outcome.busy || outcome.sequenced < BATCH) return { ...outcome, sequenced: total };
+    }
+  }
+
+  /** One batch: read, hash, store, sign when due; in one transaction under the integrator lock. */
+  async batch(waitMs: number, forceCheckpoint: boolean): Promise<BatchOutcome> {
+    const dialect = integratorDialect(this.dataSource);
+    if (dialect === 'sqlite') return this.sqliteBatch(forceCheckpoint);
+    const result = await withIntegratorLock(this.dataSource, waitMs, async (manager, runner) => {
+      const plan = await this.plan(manager, dialect, forceCheckpoint);
+      for (const statement of plan.statements) {
+        const outcome = await runner.query(statement.sql, ownStatement(statement.params), true);
+        if (statement.expect !== undefined && outcome.affected !== statement.expect) {
+          throw new BatchAbandoned(`expected ${statement.expect} rows changed, got ${outcome.affected}`);
+        }
+      }
+      return plan;
+    }).catch((error: unknown) => {
+      if (error instanceof BatchAbandoned) return { busy: true as const };
+      throw error;
+    });
+    if (result.busy) return { busy: true, sequenced: 0, treeSize: 0 };
+    return this.committed(result.value);
+  }
+
+  /**
+   * SQLite: TypeORM shares one connection between every transaction of the process, so the
+   * reads happen first, then the writes run synchronously in one transaction of their own
+   * (nothing else can interleave), after checking that the tree did not move meanwhile.
+   */
+  private async sqliteBatch(forceCheckpoint: boolean): Promise<BatchOutcome> {
+    const db = (this.dataSource.driver as unknown as { databaseConnection?: SyncSqlite }).databaseConnection;
+    if (!db || typeof db.prepare !== 'function' || typeof db.transaction !== 'function') {
+      throw new AuditIntegrityError(`the ${String(this.dataSource.options.type)} driver is not supported for integrity on SQLite: use better-sqlite3`);
+    }
+    if (db.inTransaction) return { busy: true, sequenced: 0, treeSize: 0 };
+    const plan = await this.plan(this.dataSource.manager, 'sqlite', forceCheckpoint);
+    if (db.inTransaction) return { busy: true, sequenced: 0, treeSize: 0 };
+    const tree = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
+    const checkpoints = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditCheckpointEntity));
+    try {
+      db.transaction(() => {
+        const size = db.prepare(`SELECT COALESCE(MAX(idx) + 1, 0) AS size FROM ${tree} WHERE level = 0`).get() as { size: number };
+        const last = db.prepare(`SELECT COALESCE(MAX(tree_size), 0) AS size FROM ${checkpoints}`).get() as { size: number };
+        if (Number(size.size) !== plan.treeSizeBefore || Number(last.size) !== (plan.lastCheckpointSize ?? 0)) {
+          throw new BatchAbandoned('the tree moved');
+        }
+        for (const statement of plan.statements) {
+          const { changes } = db.prepare(statement.sql).run(...statement.params);
+          if (statement.expect !== undefined && changes !== statement.expect) throw new BatchAbandoned(`expected ${statement.expect} rows changed, got ${changes}`);
+        }
+      })();
+    } catch (error) {
+      if (error instanceof BatchAbandoned) return { busy: true, sequenced: 0, treeSize: plan.treeSizeBefore };
+      throw error;
+    }
+    return this.committed(plan);
+  }
+
+  /** After the commit: hands the new checkpoint to `anchor`. */
+  private async committed(plan: Plan): Promise<BatchOutcome> {
+    const outcome: BatchOutcome = { busy: false, sequenced: plan.sequenced, treeSize: plan.treeSizeAfter };
+    if (plan.checkpoint) {
+      outcome.checkpoint = plan.checkpoint;
+      const anchor = this.integrity.anchor;
+      if (anchor) {
+        try {
+          await anchor(plan.checkpoint);
+        } catch (error) {
+          this.logger.error(`Audit integrity: anchoring the checkpoint of tree size ${plan.checkpoint.treeSize} failed: ${(error as Error).message}`);
+        }
+      }
+    }
+    return outcome;
+  }
+
+  private lastCheckpoint(manager: EntityManager): Promise<AuditCheckpointEntity | null> {
+    return manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
+  }
+
+  /** Reads what a batch needs and builds its statements (nothing is written here). */
+  private async plan(manager: EntityManager, dialect: IntegratorDialect, forceCheckpoint: boolean): Promise<Plan> {
+    const integrity = this.integrity;
+    const size = await this.tree.size(manager);
+    const rows = await manager.getRepository(AuditLogEntity).find({ where: { seq: IsNull() }, order: { id: 'ASC' }, take: BATCH });
+    const last = await this.lastCheckpoint(manager);
+    const frontier = await this.tree.frontier(manager, size);
+
+    const sequenced: AuditLogEntity[] = [];
+    const leaves: Buffer[] = [];
+    for (const row of rows) {
+      let json: string;
+      try {
+        json = canonicalEventJson(row);
+      } catch (error) {
+        if (!this.skipped.has(row.id)) this.logger.error(`Audit integrity: event ${row.id} cannot be sequenced: ${(error as Error).message}`);
+        this.skipped.add(row.id);
+        continue;
+      }
+      sequenced.push(row);
+      leaves.push(leafHash(Buffer.from(json, 'utf8')));
+    }
+    const appended = appendLeaves(size, frontier, leaves);
+    const treeSizeAfter = size + leaves.length;
+    const statements = [...this.seqStatements(dialect, sequenced, size), ...this.nodeStatements(appended.nodes, sequenced, size)];
+
+    const plan: Plan = {
+      statements,
+      sequenced: rows.length,
+      treeSizeBefore: size,
+      treeSizeAfter,
+      lastCheckpointSize: last?.treeSize,
+    };
+    const lastSize = last?.treeSize ?? 0;
+    const sinceLast = Date.now() - (last ? last.createdAt.getTime() : this.startedAt);
+    const due = treeSizeAfter > lastSize && (forceCheckpoint || treeSizeAfter - lastSize >= integrity.checkpointEvents || sinceLast >= integrity.checkpointMs);
+    if (due) {
+      const refusal = await this.refusal(manager, last, size, frontier);
+      if (refusal) {
+        if (refusal !== this.refusedReason) this.logger.error(`Audit integrity: no checkpoint is signed: ${refusal}`);
+        this.refusedReason = refusal;
+      } else {
+        this.refusedReason = undefined;
+        const root = treeSizeAfter === 0 ? emptyRootHash() : appended.root;
+        const note = signNote(formatCheckpoint({ origin: integrity.origin, treeSize: treeSizeAfter, rootHash: root }), integrity.signer);
+        plan.checkpoint = { treeSize: treeSizeAfter, rootHash: root.toString('base64'), note };
+        statements.push(this.checkpointStatement(plan.checkpoint, root));
+      }
+    }
+    return plan;
+  }
+
+  /**
+   * Why the next checkpoint must not be signed, if it must not: the last checkpoint does
+   * not match the stored tree (its root at that size), is not one of this log's, or its
+   * signature by a known key is bad. A checkpoint that does not extend the previous one
+   * is never signed.
+   */
+  private async refusal(manager: EntityManager, last: AuditCheckpointEntity | null, size: number, frontier: readonly HashedNode[]): Promise<string | undefined> {
+    if (!last) return undefined;
+    if (last.treeSize > size) return `the last checkpoint covers ${last.treeSize} events but the tree holds ${size}: audit_tree was truncated`;
+    let signedRoot: string;
+    try {
+      const checkpoint = parseCheckpoint(last.note.slice(0, last.note.lastIndexOf('\n\n') + 1));
+      if (checkpoint.origin !== this.integrity.origin) return `the last checkpoint names origin ${JSON.stringify(checkpoint.origin)}, not ${JSON.stringify(this.integrity.origin)}`;
+      if (checkpoint.treeSize !== BigInt(last.treeSize)) return `the last checkpoint's note says tree size ${checkpoint.treeSize}, its row ${last.treeSize}`;
+      signedRoot = checkpoint.rootHash.toString('hex');
+      try {
+        openNote(last.note, verifiersFor(last.note, this.integrity.publicKeys));
+      } catch (error) {
+        // Signed by a key this instance does not know (an older one not in `verificationKeys`): its root is still checked.
+        if (!(error instanceof UnverifiedNoteError)) throw error;
+      }
+    } catch (error) {
+      return `the last checkpoint (tree size ${last.treeSize}) is not a valid signed note: ${(error as Error).message}`;
+    }
+    const root = last.treeSize === size ? combineSubtrees(frontier.map((node) => node.hash)) : await this.tree.root(manager, last.treeSize);
+    if (root.toString('hex') !== signedRoot || signedRoot !== last.rootHash) {
+      return `the stored tree does not extend the last checkpoint (tree size ${last.treeSize}): audit_tree or audit_checkpoint was altered`;
+    }
+    return undefined;
+  }
+
+  private seqStatements(dialect: IntegratorDialect, rows: readonly AuditLogEntity[], size: number): Statement[] {
+    if (rows.length === 0) return [];
+    const table = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity));
+    const seqs = rows.map((_, i) => size + i + 1);
+    if (dialect === 'postgres') {
+      return [
+        {
+          sql: `UPDATE ${table} SET "seq" = v.seq FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::bigint[]) AS seq) AS v WHERE ${table}."id" = v.id AND ${table}."seq" IS NULL`,
+          params: [rows.map((row) => row.id), seqs.map(String)],
+          expect: rows.length,
+        },
+      ];
+    }
+    const q = (name: string) => this.dataSource.driver.escape(name);
+    const statements: Statement[] = [];
+    for (let from = 0; from < rows.length; from += ROWS_PER_STATEMENT) {
+      const chunk = rows.slice(from, from + ROWS_PER_STATEMENT);
+      const params: unknown[] = [];
+      const cases = chunk.map((row, i) => {
+        params.push(row.id, seqs[from + i]);
+        return 'WHEN ? THEN ?';
+      });
+      params.push(...chunk.map((row) => row.id));
+      statements.push({
+        sql: `UPDATE ${table} SET ${q('seq')} = CASE ${q('id')} ${cases.join(' ')} END WHERE ${q('seq')} IS NULL AND ${q('id')} IN (${chunk.map(() => '?').join(', ')})`,
+        params,
+        expect: chunk.length,
+      });
+    }
+    return statements;
+  }
+
+  private nodeStatements(nodes: readonly HashedNode[], rows: readonly AuditLogEntity[], size: number): Statement[] {
+    if (nodes.length === 0) return [];
+    const table = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
+    const q = (name: string) => this.dataSource.driver.escape(name);
+    const statements: Statement[] = [];
+    for (let from = 0; from < nodes.length; from += ROWS_PER_STATEMENT) {
+      const chunk = nodes.slice(from, from + ROWS_PER_STATEMENT);
+      const params: unknown[] = [];
+      const values = chunk.map((node) => {
+        const offset = params.length;
+        params.push(node.level, node.index, node.hash.toString('hex'), node.level === 0 ? rows[node.index - size]!.id : null);
+        return `(${placeholders(this.dataSource, 4, offset)})`;
+      });
+      statements.push({ sql: `INSERT INTO ${table} (${['level', 'idx', 'hash', 'event_id'].map(q).join(', ')}) VALUES ${values.join(', ')}`, params });
+    }
+    return statements;
+  }
+
+  private checkpointStatement(checkpoint: AuditCheckpoint, root: Buffer): Statement {
+    const metadata = this.dataSource.getMetadata(AuditCheckpointEntity);
+    const table = escapedTable(this.dataSource, metadata);
+    const q = (name: string) => this.dataSource.driver.escape(name);
+    const createdAt = this.dataSource.driver.preparePersistentValue(new Date(), metadata.findColumnWithPropertyName('createdAt')!) as unknown;
+    return {
+      sql: `INSERT INTO ${table} (${['tree_size', 'root_hash', 'note', 'created_at'].map(q).join(', ')}) VALUES (${placeholders(this.dataSource, 4, 0)})`,
+      params: [checkpoint.treeSize, root.toString('hex'), checkpoint.note, createdAt],
+    };
+  }
+}
+
+interface Plan {
+  statements: Statement[];
+  sequenced: number;
+  treeSizeBefore: number;
+  treeSizeAfter: number;
+  lastCheckpointSize: number | undefined;
+  checkpoint?: AuditCheckpoint;
+}
+
+function toCheckpoint(row: AuditCheckpointEntity): AuditCheckpoint {
+  return { treeSize: row.treeSize, rootHash: Buffer.from(row.rootHash, 'hex').toString('base64'), note: row.note };
+}

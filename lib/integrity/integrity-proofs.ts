@@ -1,0 +1,100 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DataSource } from 'typeorm';
+import { AUDIT_DATA_SOURCE } from '../audit.constants.js';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
+import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof } from '../interfaces/audit-integrity.interface.js';
+import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
+import { canonicalEventJson } from './canonical-json.js';
+import { parseCheckpoint } from './checkpoint-note.js';
+import { AuditIntegrator } from './integrator.js';
+import { leafHash } from './merkle.js';
+import { TreeStore } from './tree-store.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Inclusion and consistency proofs from the stored tree (O(log n) reads each). */
+@Injectable()
+export class IntegrityProofs {
+  private readonly tree = new TreeStore();
+
+  constructor(
+    private readonly integrator: AuditIntegrator,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+  ) {}
+
+  /**
+   * The inclusion proof of event `id` in the tree of the latest checkpoint (sequencing
+   * the event and signing a checkpoint first when none covers it yet).
+   */
+  async prove(id: string): Promise<AuditInclusionProof> {
+    this.integrator.requireIntegrity();
+    if (typeof id !== 'string' || !UUID.test(id)) throw new AuditIntegrityError(`prove() needs an event id (a UUID), got ${JSON.stringify(id)}`);
+    const events = this.dataSource.getRepository(AuditLogEntity);
+    let row = await events.findOne({ where: { id } });
+    if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
+    let checkpoint = await this.latest();
+    if (row.seq === null || !checkpoint || checkpoint.treeSize < row.seq) {
+      checkpoint = await this.integrator.checkpoint();
+      row = await events.findOne({ where: { id } });
+      if (!row || row.seq === null) throw new AuditIntegrityError(`event ${id} could not be sequenced (see the log)`);
+    }
+    const index = row.seq! - 1;
+    const [leaf] = await this.tree.hashes(this.dataSource.manager, [{ level: 0, index }]);
+    const computed = leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+    if (!computed.equals(leaf!)) {
+      throw new AuditIntegrityError(`event ${id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
+    }
+    const leafRow = await this.dataSource.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
+    if (leafRow?.eventId && leafRow.eventId !== id) {
+      throw new AuditIntegrityError(`seq ${row.seq} belongs to event ${leafRow.eventId} in audit_tree, not to ${id}`);
+    }
+    const path = await this.tree.inclusionPath(this.dataSource.manager, index, checkpoint.treeSize);
+    return {
+      id,
+      seq: row.seq!,
+      leafIndex: index,
+      treeSize: checkpoint.treeSize,
+      leafHash: leaf!.toString('base64'),
+      path: path.map((hash) => hash.toString('base64')),
+      checkpoint: checkpoint.note,
+    };
+  }
+
+  /**
+   * The consistency proof from the tree of one checkpoint to a later one's (each a tree
+   * size, a checkpoint, or a note).
+   */
+  async proveConsistency(older: number | AuditCheckpoint | string, newer: number | AuditCheckpoint | string): Promise<AuditConsistencyProof> {
+    this.integrator.requireIntegrity();
+    const oldSize = sizeOf(older, 'older');
+    const newSize = sizeOf(newer, 'newer');
+    if (oldSize > newSize) throw new AuditIntegrityError(`the older checkpoint (tree size ${oldSize}) is larger than the newer one (${newSize})`);
+    const size = await this.tree.size(this.dataSource.manager);
+    if (newSize > size) throw new AuditIntegrityError(`the tree holds ${size} events, fewer than ${newSize}`);
+    const path = await this.tree.consistencyPath(this.dataSource.manager, oldSize, newSize);
+    return { oldSize, newSize, path: path.map((hash) => hash.toString('base64')) };
+  }
+
+  private async latest(): Promise<AuditCheckpoint | undefined> {
+    const row = await this.dataSource.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
+    return row ? { treeSize: row.treeSize, rootHash: Buffer.from(row.rootHash, 'hex').toString('base64'), note: row.note } : undefined;
+  }
+}
+
+function sizeOf(value: number | AuditCheckpoint | string, name: string): number {
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value) || value < 0) throw new AuditIntegrityError(`${name} must be a tree size (a whole number of 0 or more), got ${value}`);
+    return value;
+  }
+  if (typeof value === 'string') {
+    try {
+      return Number(parseCheckpoint(value.slice(0, value.lastIndexOf('\n\n') + 1)).treeSize);
+    } catch (error) {
+      throw new AuditIntegrityError(`${name} is not a checkpoint note: ${(error as Error).message}`);
+    }
+  }
+  if (value && typeof value === 'object' && Number.isSafeInteger(value.treeSize)) return value.treeSize;
+  throw new AuditIntegrityError(`${name} must be a tree size, a checkpoint or a checkpoint note`);
+}
