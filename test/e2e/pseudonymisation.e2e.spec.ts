@@ -77,6 +77,16 @@ describe.each(databases())('actor pseudonymisation with one key on %s', (kind) =
     expect(rows[0]).toMatchObject({ actorType: 'service', actorId: expected(key, 'service', '42'), actorDisplay: null });
   });
 
+  it('log({ actor }) inside a transaction outside any unit of work: written at the commit, pseudonymised', async () => {
+    await t.dataSource.transaction(async (manager) => {
+      await manager.getRepository(Order).save({ status: 'new' });
+      await t.audit.log({ action: 'order.imported', actor: { type: 'user', id: 'importer-3', display: 'imp@example.com' } }, { manager });
+    });
+    const rows = await t.rows();
+    expect(rows.find((row) => row.action === 'order.imported')).toMatchObject({ actorId: expected(key, 'user', 'importer-3'), actorDisplay: null });
+    expect(JSON.stringify(rows)).not.toMatch(/importer-3|imp@example\.com/);
+  });
+
   it('find() maps a clear id to its pseudonym, needs actorType for it, and takes a pseudonym as it is', async () => {
     await t.request('/orders', { method: 'POST', json: {}, headers: { authorization: 'Bearer alice-token' } });
     await t.request('/orders', { method: 'POST', json: {}, headers: { authorization: 'Bearer bob-token' } });
