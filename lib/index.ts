@@ -29,6 +29,7 @@ export {
 } from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
+export { PSEUDONYM_PREFIX } from './events/actor-pseudonyms.js';
 export { InvalidAuditEventError, type AuditFieldProblem } from './exceptions/invalid-audit-event.error.js';
 export { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.error.js';
 export { InvalidAuditActionError } from './exceptions/invalid-audit-action.error.js';

@@ -13,6 +13,7 @@ import type {
 } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { actorForStorage } from './actor-pseudonyms.js';
 import { bound, MAX_JSON_KEY, MAX_JSON_STRING, toJsonSafe } from './json-safe.js';
 import { REDACTED } from './redaction.js';
 import { uuidv7 } from './uuid-v7.js';
@@ -227,9 +228,11 @@ export class AuditEventBuilder {
     row.action = bound(fields.action, 128);
     row.outcome = fields.outcome;
     row.kind = fields.kind;
-    row.actorType = bound(fields.actor.type, 64) || 'anonymous';
-    row.actorId = nullable(fields.actor.id, 255);
-    row.actorDisplay = nullable(fields.actor.display, 255);
+    // Every actor becomes a row here: pseudonymised (when configured) before anything else.
+    const actor = actorForStorage(fields.actor, this.options.pseudonymizer);
+    row.actorType = bound(actor.type, 64) || 'anonymous';
+    row.actorId = nullable(actor.id, 255);
+    row.actorDisplay = nullable(actor.display, 255);
     row.source = bound(fields.source, 64) || 'system';
     row.ip = nullable(fields.request.ip, 64);
     row.userAgent = nullable(fields.request.userAgent, 512);
@@ -240,7 +243,7 @@ export class AuditEventBuilder {
     row.targetType = nullable(fields.targetType, 128);
     row.targetId = nullable(fields.targetId, 255);
     row.changes = fields.changes;
-    row.context = fields.context;
+    row.context = actor.erased ? { ...fields.context, actorErased: true } : fields.context;
     row.reason = nullable(fields.reason, 1024);
     row.error = fields.error ? (toJsonSafe(fields.error) as AuditError) : null;
     return row;

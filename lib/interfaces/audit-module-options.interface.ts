@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { DataSource } from 'typeorm';
 import type { AuditActor } from './audit-event.interface.js';
 import type { AuditIntegrityOptions } from './audit-integrity.interface.js';
@@ -28,6 +29,35 @@ export type AuditTrustProxy = boolean | number | string | readonly string[];
 
 /** An entity class or its name. */
 export type AuditEntityRef = string | (abstract new (...args: never[]) => unknown);
+
+/**
+ * A pseudonymisation key: a `Buffer` (or other `Uint8Array`), a secret `KeyObject`
+ * (`createSecretKey`), or a string holding the key in base64 or base64url (a string of
+ * hexadecimal digits is refused: pass `Buffer.from(hex, 'hex')`). At least 32 bytes.
+ */
+export type AuditPseudonymKey = Buffer | Uint8Array | KeyObject | string;
+
+/**
+ * Gives the key of one actor (per-person keys): return `undefined` / `null` (or throw)
+ * once that actor's key is destroyed. Called for each event stored and each query by a
+ * clear id, never cached: keep it fast (an in-memory lookup) and synchronous.
+ */
+export type AuditPseudonymKeyFunction = (actor: { type: string; id: string }) => AuditPseudonymKey | null | undefined;
+
+/** The `pseudonymize` option: actor ids stored as keyed pseudonyms. */
+export interface AuditPseudonymizeOptions {
+  /**
+   * The HMAC-SHA-256 key (at least 32 bytes), or a function giving the key of one actor.
+   * With one key, destroying it erases every actor at once; with per-actor keys,
+   * destroying one actor's key erases that actor.
+   */
+  key: AuditPseudonymKey | AuditPseudonymKeyFunction;
+  /**
+   * Also store `actor.display`. Off by default: a display is usually a name or an e-mail.
+   * @default false
+   */
+  keepDisplay?: boolean;
+}
 
 /** Options of `AuditModule.forRoot()` / `forRootAsync()`. */
 export interface AuditModuleOptions {
@@ -203,6 +233,20 @@ export interface AuditModuleOptions {
    * })
    */
   integrity?: AuditIntegrityOptions;
+  /**
+   * Store actor ids as keyed pseudonyms, never in the clear: `actor_id` holds `hmac:` +
+   * base64url(HMAC-SHA-256(key, `${type}:${id}`)) (48 characters), and `actor_display` is
+   * left empty unless `keepDisplay`. Destroying the key (or one actor's key, with a key
+   * function) erases the link between the stored rows and the person, without rewriting
+   * them. An actor whose key is gone is stored with no id and `context.actorErased: true`.
+   * `find({ actorId })` maps a clear id to its pseudonym (`actorType` is then required);
+   * `AuditService.pseudonymOf()` gives it. IP, user agent, `changes`, `context` and
+   * `reason` are not pseudonymised (see `redact` and `excludeFields`).
+   * @default undefined (actor ids stored as given)
+   * @example
+   * AuditModule.forRoot({ pseudonymize: { key: process.env.AUDIT_ACTOR_KEY! } })
+   */
+  pseudonymize?: AuditPseudonymizeOptions;
 }
 
 /** Options that wire the module and so must be known statically, also in `forRootAsync`. */

@@ -54,6 +54,10 @@ export interface AuditQuery {
   action?: string | string[];
   /** Events by one actor: `{ type?, id? }` (the same as `actorType` / `actorId`). */
   actor?: { type?: string; id?: string | number };
+  /**
+   * Events by this actor id. With `pseudonymize` on, a clear id is mapped to its
+   * pseudonym (give `actorType` too); an id starting with `hmac:` is used as it is.
+   */
   actorId?: string;
   actorType?: string;
   /** Events about one resource (`{ type, id }` or an entity instance). */

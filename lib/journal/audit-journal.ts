@@ -4,6 +4,7 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { CapturedChange } from '../capture/change-set.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { actorForStorage, journalActor } from '../events/actor-pseudonyms.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { shrinkChange } from '../events/event-bounds.js';
 import { toJsonSafe } from '../events/json-safe.js';
@@ -102,8 +103,9 @@ export class AuditJournal {
     // Storable: a NUL or lone surrogate in an actor or header must not fail the user's transaction.
     const rest = toJsonSafe({
       source: unit.source,
-      // Only what an event stores of an actor: a resolver may return more (a session's token).
-      ...(actor ? { actor: { type: actor.type, ...(actor.id !== undefined ? { id: actor.id } : {}), ...(actor.display !== undefined ? { display: actor.display } : {}) } } : {}),
+      // Only what an event stores of an actor (a resolver may return more: a session's
+      // token), in the form it is stored: pseudonymised when configured.
+      ...(actor ? { actor: journalActor(actorForStorage(actor, this.options.pseudonymizer)) } : {}),
       ...(unit.audited ? { action: unit.audited.action } : {}),
       ...(unit.originRequestId ? { originRequestId: unit.originRequestId } : {}),
     }) as Omit<JournalEntry, 'changes' | 'request'>;

@@ -1,4 +1,5 @@
-import type { AuditActor, AuditChange, AuditRequestInfo } from '../interfaces/audit-event.interface.js';
+import type { JournalActor } from '../events/actor-pseudonyms.js';
+import type { AuditChange, AuditRequestInfo } from '../interfaces/audit-event.interface.js';
 
 /** A change as kept in the journal: an audit change plus when it was first captured (ms). */
 export interface JournalChange extends AuditChange {
@@ -14,8 +15,11 @@ export interface JournalChange extends AuditChange {
 export interface JournalEntry {
   source: string;
   request: AuditRequestInfo;
-  /** The actor, when it was already resolved at the commit. */
-  actor?: AuditActor;
+  /**
+   * The actor, when it was already resolved at the commit: as `audit_log` stores it
+   * (pseudonymised, when configured: the journal never holds a clear id then).
+   */
+  actor?: JournalActor;
   /** The `@Audited` action of the unit, if it has one. */
   action?: string;
   /** Work that ran after its request's unit ended: that request's id. */

@@ -13,6 +13,7 @@ import { AuditDataSources } from '../capture/audit-data-sources.js';
 import type { CapturedChange } from '../capture/change-set.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork } from '../context/unit-of-work.js';
+import { actorFromJournal } from '../events/actor-pseudonyms.js';
 import { UnitEvents } from '../events/unit-events.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -404,8 +405,9 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   /** The events of a unit known only from its journal rows. */
   private eventsOf(rows: AuditJournalEntity[]): AuditLogEntity[] {
     const last = rows[rows.length - 1]!.entry;
+    const actor = last.actor ? actorFromJournal(last.actor) : { type: 'unknown' };
     const unit = new UnitOfWork(
-      { source: last.source, request: last.request, actor: last.actor ?? { type: 'unknown' } },
+      { source: last.source, request: last.request, actor },
       last.originRequestId,
     );
     for (const row of rows) for (const change of capturedChanges(row.entry)) unit.changes.record(change);
@@ -420,7 +422,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         claim: 'all',
       });
     }
-    return this.events.build(unit, last.actor ?? { type: 'unknown' });
+    return this.events.build(unit, actor);
   }
 
   /** A time as `dataSource`'s driver stores it in the journal's date columns. */

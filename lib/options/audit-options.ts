@@ -10,6 +10,7 @@ import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.er
 import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
 import { normaliseName, Redactor } from '../events/redaction.js';
 import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
+import { ActorPseudonymizer, hmacKey } from '../events/actor-pseudonyms.js';
 
 /**
  * Route parameter name fragments that mark a parameter's value as secret in the recorded
@@ -70,6 +71,8 @@ export interface ResolvedAuditOptions {
   captureDataSources: ReadonlyArray<string | DataSource> | undefined;
   /** Tamper evidence; `undefined`: no tree is kept. */
   integrity: ResolvedIntegrity | undefined;
+  /** Set when actor ids are stored as pseudonyms (`pseudonymize`). */
+  pseudonymizer: ActorPseudonymizer | undefined;
 }
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
@@ -97,6 +100,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'enabled',
   'captureDataSources',
   'integrity',
+  'pseudonymize',
 ]);
 
 const isPositiveInt = (value: unknown, max: number): value is number =>
@@ -135,6 +139,28 @@ function intOption(option: string, value: unknown, fallback: number, max: number
   if (value === undefined) return fallback;
   if (!isPositiveInt(value, max)) throw new InvalidAuditOptionsError(option, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
   return value;
+}
+
+function pseudonymizer(value: unknown): ActorPseudonymizer | undefined {
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new InvalidAuditOptionsError('pseudonymize', 'must be an object such as { key: process.env.AUDIT_ACTOR_KEY }');
+  }
+  const raw = value as Record<string, unknown>;
+  for (const name of Object.keys(raw)) {
+    if (name !== 'key' && name !== 'keepDisplay') {
+      throw new InvalidAuditOptionsError(`pseudonymize.${name}`, 'is not an option of pseudonymize (known: key, keepDisplay)');
+    }
+  }
+  const keepDisplay = booleanOption('pseudonymize.keepDisplay', raw['keepDisplay'], false);
+  const key = raw['key'];
+  if (key === undefined || key === null || key === '') {
+    throw new InvalidAuditOptionsError('pseudonymize.key', 'is required: a key of at least 32 bytes (Buffer, secret KeyObject or base64 string) or a function (actor) => key');
+  }
+  if (typeof key === 'function') return new ActorPseudonymizer(key as ConstructorParameters<typeof ActorPseudonymizer>[0], keepDisplay);
+  const checked = hmacKey(key);
+  if ('problem' in checked) throw new InvalidAuditOptionsError('pseudonymize.key', checked.problem);
+  return new ActorPseudonymizer(checked.key, keepDisplay);
 }
 
 /**
@@ -228,5 +254,6 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     enabled: booleanOption('enabled', raw['enabled'], true),
     captureDataSources: raw['captureDataSources'] === undefined ? undefined : dataSourceRefs(raw['captureDataSources']),
     integrity: resolveIntegrity(raw['integrity']),
+    pseudonymizer: pseudonymizer(raw['pseudonymize']),
   };
 }

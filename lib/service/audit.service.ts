@@ -9,6 +9,7 @@ import { currentTransactionManager } from '../integrations/typeorm-transaction-s
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder, lowerCamel } from '../events/audit-event.builder.js';
 import { UnitEvents } from '../events/unit-events.js';
+import { PSEUDONYM_PREFIX } from '../events/actor-pseudonyms.js';
 import { bound } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
@@ -171,7 +172,12 @@ export class AuditService {
 
   /**
    * Events matching `query`, newest first, one page at a time.
-   * @throws InvalidAuditQueryError for a filter it cannot use.
+   *
+   * With `pseudonymize` on, a clear `actorId` is mapped to its pseudonym, which needs the
+   * actor's type (`actorType`); an id that starts with `hmac:` is taken as a pseudonym as
+   * it is. A clear id whose key is gone (erased) matches nothing.
+   * @throws InvalidAuditQueryError for a filter it cannot use (also a clear `actorId`
+   * without `actorType` when actor ids are pseudonymised).
    */
   async find(query: AuditQuery = {}): Promise<AuditPage> {
     const limit = query.limit ?? DEFAULT_PAGE;
@@ -181,9 +187,11 @@ export class AuditService {
     const qb = this.repository.createQueryBuilder('e');
     const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
     if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
-    const actorId = query.actorId ?? query.actor?.id;
     const actorType = query.actorType ?? query.actor?.type;
-    if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId: String(actorId) });
+    const given = query.actorId ?? query.actor?.id;
+    const actorId = given === undefined ? undefined : this.storedActorId(String(given), actorType);
+    if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
+    else if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId });
     if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
     if (query.target !== undefined) this.whereTarget(qb, this.targetFrom(query.target, 'target'));
     if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(query.targetType) });
@@ -204,6 +212,46 @@ export class AuditService {
     const items = rows.slice(0, limit).map((row) => this.builder.toEvent(row));
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * The actor id `audit_log` stores for `actor`: with `pseudonymize` on, its pseudonym
+   * (`hmac:…`), or `null` when that actor's key is gone (erased); otherwise the id as
+   * given. For support staff asked "what did this person do": the stored id finds their
+   * events in `find({ actorId })` or in SQL.
+   *
+   * @example
+   * const id = audit.pseudonymOf({ type: 'user', id: '42' }); // 'hmac:3q2-…'
+   * @throws InvalidAuditQueryError when `actor` is not `{ type, id }`.
+   */
+  pseudonymOf(actor: { type: string; id: string | number }): string | null {
+    if (actor === null || typeof actor !== 'object') {
+      throw new InvalidAuditQueryError('actor', 'must be an object such as { type: "user", id: "42" }');
+    }
+    if (typeof actor.type !== 'string' || actor.type.length === 0) {
+      throw new InvalidAuditQueryError('actor.type', 'must be a non-empty string such as "user"');
+    }
+    if ((typeof actor.id !== 'string' && typeof actor.id !== 'number') || actor.id === '') {
+      throw new InvalidAuditQueryError('actor.id', 'must be a non-empty string or a number');
+    }
+    const pseudonymizer = this.options.pseudonymizer;
+    return pseudonymizer ? pseudonymizer.pseudonym(actor.type, String(actor.id)) : String(actor.id);
+  }
+
+  /**
+   * The id to look for in `audit_log.actor_id`: with pseudonymisation, a clear id's
+   * pseudonym (`null`: its key is gone), an id already a pseudonym as it is.
+   */
+  private storedActorId(id: string, actorType: string | undefined): string | null {
+    const pseudonymizer = this.options.pseudonymizer;
+    if (!pseudonymizer || id.startsWith(PSEUDONYM_PREFIX)) return id;
+    if (actorType === undefined) {
+      throw new InvalidAuditQueryError(
+        'actorType',
+        `is required with actorId when actor ids are pseudonymised (a pseudonym depends on the actor type); or pass the stored id (${PSEUDONYM_PREFIX}…) that pseudonymOf() returns`,
+      );
+    }
+    return pseudonymizer.pseudonym(actorType, id);
   }
 
   /**
