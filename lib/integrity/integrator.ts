@@ -75,6 +75,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private readonly skipped = new Set<string>();
   private refusedReason?: string;
   private stopped = false;
+  /** What this instance did, for operators and tests: batches stored, events sequenced, the last batch's time. */
+  readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0 };
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -229,6 +231,11 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
   /** After the commit: hands the new checkpoint to `anchor`. */
   private async committed(plan: Plan): Promise<BatchOutcome> {
+    if (plan.sequenced > 0 || plan.checkpoint) {
+      this.stats.batches++;
+      this.stats.sequenced += plan.sequenced;
+      this.stats.lastBatchAt = Date.now();
+    }
     const outcome: BatchOutcome = { busy: false, sequenced: plan.sequenced, treeSize: plan.treeSizeAfter };
     if (plan.checkpoint) {
       outcome.checkpoint = plan.checkpoint;
