@@ -279,7 +279,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     }
     const appended = appendLeaves(size, frontier, leaves);
     const treeSizeAfter = size + leaves.length;
-    const statements = [...this.seqStatements(dialect, sequenced, size), ...this.nodeStatements(appended.nodes, sequenced, size)];
+    const statements = [...this.seqStatements(dialect, sequenced, size), ...this.nodeStatements(dialect, appended.nodes, sequenced, size)];
 
     const plan: Plan = {
       statements,
@@ -370,17 +370,27 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     return statements;
   }
 
-  private nodeStatements(nodes: readonly HashedNode[], rows: readonly AuditLogEntity[], size: number): Statement[] {
+  private nodeStatements(dialect: IntegratorDialect, nodes: readonly HashedNode[], rows: readonly AuditLogEntity[], size: number): Statement[] {
     if (nodes.length === 0) return [];
     const table = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
     const q = (name: string) => this.dataSource.driver.escape(name);
+    const eventId = (node: HashedNode): string | null => (node.level === 0 ? rows[node.index - size]!.id : null);
+    if (dialect === 'postgres') {
+      // One statement, one array per column.
+      return [
+        {
+          sql: `INSERT INTO ${table} ("level", "idx", "hash", "event_id") SELECT * FROM unnest($1::int[], $2::bigint[], $3::varchar[], $4::uuid[])`,
+          params: [nodes.map((node) => node.level), nodes.map((node) => String(node.index)), nodes.map((node) => node.hash.toString('hex')), nodes.map(eventId)],
+        },
+      ];
+    }
     const statements: Statement[] = [];
     for (let from = 0; from < nodes.length; from += ROWS_PER_STATEMENT) {
       const chunk = nodes.slice(from, from + ROWS_PER_STATEMENT);
       const params: unknown[] = [];
       const values = chunk.map((node) => {
         const offset = params.length;
-        params.push(node.level, node.index, node.hash.toString('hex'), node.level === 0 ? rows[node.index - size]!.id : null);
+        params.push(node.level, node.index, node.hash.toString('hex'), eventId(node));
         return `(${placeholders(this.dataSource, 4, offset)})`;
       });
       statements.push({ sql: `INSERT INTO ${table} (${['level', 'idx', 'hash', 'event_id'].map(q).join(', ')}) VALUES ${values.join(', ')}`, params });

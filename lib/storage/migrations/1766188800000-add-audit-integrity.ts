@@ -2,6 +2,10 @@ import { TableColumn, TableIndex, type MigrationInterface, type QueryRunner } fr
 import { AUDIT_CHECKPOINT_TABLE, AUDIT_LOG_TABLE, AUDIT_TREE_TABLE } from '../../audit.constants.js';
 import { createPortableTable, prefixed, type ColumnSpec } from './portable-table.js';
 
+/** Drivers with partial indexes (MySQL/MariaDB find the same rows through `idx_audit_log_seq`, which ends in the primary key). */
+const PARTIAL_INDEXES = new Set(['postgres', 'better-sqlite3', 'sqlite']);
+const UNSEQUENCED_INDEX = 'idx_audit_log_unsequenced';
+
 const TREE: ColumnSpec[] = [
   { name: 'level', type: 'int', primary: true },
   { name: 'idx', type: 'bigint', primary: true },
@@ -29,6 +33,10 @@ export class AddAuditIntegrity1766188800000 implements MigrationInterface {
     const driver = queryRunner.connection.driver;
     await queryRunner.addColumn(log, new TableColumn({ name: 'seq', type: driver.normalizeType({ type: 'bigint' }), isNullable: true }));
     await queryRunner.createIndex(log, new TableIndex({ name: 'idx_audit_log_seq', columnNames: ['seq'], isUnique: true }));
+    if (PARTIAL_INDEXES.has(String(queryRunner.connection.options.type))) {
+      // The integrator's next batch, in id order, without reading past the events already sequenced.
+      await queryRunner.createIndex(log, new TableIndex({ name: UNSEQUENCED_INDEX, columnNames: ['id'], where: `${queryRunner.connection.driver.escape('seq')} IS NULL` }));
+    }
     await createPortableTable(queryRunner, AUDIT_TREE_TABLE, TREE, []);
     await createPortableTable(queryRunner, AUDIT_CHECKPOINT_TABLE, CHECKPOINT, []);
   }
@@ -37,6 +45,7 @@ export class AddAuditIntegrity1766188800000 implements MigrationInterface {
     await queryRunner.dropTable(prefixed(queryRunner, AUDIT_CHECKPOINT_TABLE), true);
     await queryRunner.dropTable(prefixed(queryRunner, AUDIT_TREE_TABLE), true);
     const log = prefixed(queryRunner, AUDIT_LOG_TABLE);
+    if (PARTIAL_INDEXES.has(String(queryRunner.connection.options.type))) await queryRunner.dropIndex(log, UNSEQUENCED_INDEX);
     await queryRunner.dropIndex(log, 'idx_audit_log_seq');
     await queryRunner.dropColumn(log, 'seq');
   }
