@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import mysql from 'mysql2/promise';
 import pg from 'pg';
 import { DataSource, type EntityTarget, type ObjectLiteral } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditCheckpointEntity, AuditEntities, AuditLogEntity, AuditMigrations, AuditTreeEntity } from '../../lib/index.js';
 import { withAuditPurge } from '../../lib/storage/append-only.js';
 import { escapedTable } from '../../lib/storage/sql.js';
-import { POSTGRES } from '../support/database-probe.js';
+import { MARIADB, POSTGRES } from '../support/database-probe.js';
 import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
 
 const REFUSED = (table: string) => new RegExp(`${table} is append-only: UPDATE and DELETE are refused \\(nestjs-system-audit\\)`);
@@ -308,6 +309,7 @@ describe.each(databases())('append-only audit tables with an entityPrefix on %s'
 
 describe.runIf(databases().includes('postgres'))('append-only audit tables under an application role without ownership (PostgreSQL)', () => {
   const role = `audit_app_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+  const password = randomUUID();
   let db: TestDatabase;
   let owner: DataSource;
   let app: pg.Client | undefined;
@@ -318,13 +320,13 @@ describe.runIf(databases().includes('postgres'))('append-only audit tables under
     schema = (db.options as { schema: string }).schema;
     owner = await migrated(db);
     const s = `"${schema}"`;
-    await owner.query(`CREATE ROLE "${role}" LOGIN`);
+    await owner.query(`CREATE ROLE "${role}" LOGIN PASSWORD '${password}'`);
     await owner.query(`GRANT USAGE ON SCHEMA ${s} TO "${role}"`);
     await owner.query(`GRANT SELECT, INSERT ON ${s}."audit_log" TO "${role}"`);
     await owner.query(`GRANT UPDATE (seq) ON ${s}."audit_log" TO "${role}"`);
     await owner.query(`GRANT SELECT, INSERT ON ${s}."audit_tree", ${s}."audit_checkpoint", ${s}."audit_subject" TO "${role}"`);
     await owner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${s}."audit_journal", ${s}."audit_instance" TO "${role}"`);
-    app = new pg.Client({ ...POSTGRES, user: role });
+    app = new pg.Client({ ...POSTGRES, user: role, password });
     await app.connect();
     await app.query(`SET search_path TO ${s}`);
   });
@@ -357,6 +359,50 @@ describe.runIf(databases().includes('postgres'))('append-only audit tables under
     await expect(app!.query(`SET session_replication_role = replica`)).rejects.toThrow(/permission denied to set parameter/);
     await expect(app!.query(`TRUNCATE audit_log`)).rejects.toThrow(/permission denied for table audit_log/);
     const [row] = (await owner.query(`SELECT seq, reason FROM "${schema}"."audit_log" WHERE id = $1`, [id])) as Array<{ seq: string; reason: string | null }>;
+    expect(row).toEqual({ seq: '1', reason: null });
+  });
+});
+
+describe.runIf(databases().includes('mariadb'))('append-only audit tables under an application user without TRIGGER privilege (MariaDB)', () => {
+  const user = `audit_app_${randomUUID().replace(/-/g, '').slice(0, 10)}`;
+  const password = randomUUID();
+  let db: TestDatabase;
+  let owner: DataSource;
+  let app: mysql.Connection | undefined;
+
+  beforeAll(async () => {
+    db = await createTestDatabase('mariadb');
+    const database = (db.options as { database: string }).database;
+    owner = await migrated(db);
+    const d = `\`${database}\``;
+    await owner.query(`CREATE USER '${user}'@'%' IDENTIFIED BY '${password}'`);
+    // The writer's INSERT … ON DUPLICATE KEY UPDATE needs UPDATE on audit_log and audit_subject: the triggers refuse real changes.
+    for (const table of ['audit_log', 'audit_subject']) await owner.query(`GRANT SELECT, INSERT, UPDATE ON ${d}.${table} TO '${user}'@'%'`);
+    for (const table of ['audit_tree', 'audit_checkpoint']) await owner.query(`GRANT SELECT, INSERT ON ${d}.${table} TO '${user}'@'%'`);
+    for (const table of ['audit_journal', 'audit_instance']) await owner.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ${d}.${table} TO '${user}'@'%'`);
+    app = await mysql.createConnection({ ...MARIADB, user, password, database });
+  });
+  afterAll(async () => {
+    await app?.end();
+    await owner?.query(`DROP USER IF EXISTS '${user}'@'%'`);
+    await owner?.destroy();
+    await db?.drop();
+  });
+
+  it('the user writes events (also the re-store upsert) and sets seq, but can neither rewrite nor delete them, nor drop the triggers', async () => {
+    const id = randomUUID();
+    const insert = `INSERT INTO audit_log (id, occurred_at, action, outcome, kind, actor_type, source) VALUES (?, NOW(3), 'order.paid', 'success', 'intent', 'user', 'http')`;
+    await app!.query(insert, [id]);
+    await app!.query(`${insert} ON DUPLICATE KEY UPDATE id = id`, [id]);
+    await app!.query(`UPDATE audit_log SET seq = 1 WHERE id = ?`, [id]);
+    await expect(app!.query(`UPDATE audit_log SET seq = 2 WHERE id = ?`, [id])).rejects.toThrow(/audit_log is append-only/);
+    await expect(app!.query(`UPDATE audit_log SET reason = 'x' WHERE id = ?`, [id])).rejects.toThrow(/audit_log is append-only/);
+    await app!.query(`INSERT INTO audit_tree (level, idx, hash) VALUES (0, 0, ?)`, ['a'.repeat(64)]);
+    await expect(app!.query(`UPDATE audit_tree SET hash = 'x'`)).rejects.toThrow(/UPDATE command denied/);
+    await expect(app!.query(`DELETE FROM audit_log WHERE id = ?`, [id])).rejects.toThrow(/DELETE command denied/);
+    await expect(app!.query(`DROP TRIGGER audit_log_no_update`)).rejects.toThrow(/TRIGGER command denied|Access denied/);
+    await expect(app!.query(`TRUNCATE audit_log`)).rejects.toThrow(/DROP command denied/);
+    const [row] = (await owner.query(`SELECT seq, reason FROM audit_log WHERE id = ?`, [id])) as Array<{ seq: string; reason: string | null }>;
     expect(row).toEqual({ seq: '1', reason: null });
   });
 });
