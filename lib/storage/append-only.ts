@@ -192,7 +192,6 @@ $guard$`,
  */
 export async function withAuditPurge<T>(queryRunner: QueryRunner, work: (queryRunner: QueryRunner) => Promise<T>): Promise<T> {
   const dialect = dialectOf(queryRunner);
-  const statements = appendOnlyStatements(queryRunner);
   await queryRunner.startTransaction();
   try {
     let result: T;
@@ -209,18 +208,21 @@ export async function withAuditPurge<T>(queryRunner: QueryRunner, work: (queryRu
         throw error;
       }
       await queryRunner.query(`SET ${PURGE_VARIABLE} = NULL`);
-    } else {
+    } else if (dialect === 'sqlite') {
       // Only the guards that exist (a schema made by `synchronize` has none) are lifted and restored.
-      const names = statements.deleteGuards.map((guard) => guard.trigger);
+      const { deleteGuards } = appendOnlyStatements(queryRunner);
+      const names = deleteGuards.map((guard) => guard.trigger);
       const existing = names.length
         ? ((await queryRunner.query(`SELECT name FROM sqlite_master WHERE type = 'trigger' AND name IN (${names.map(() => '?').join(', ')})`, names)) as Array<{
             name: string;
           }>)
         : [];
-      const lifted = statements.deleteGuards.filter((guard) => existing.some((row) => row.name === guard.trigger));
+      const lifted = deleteGuards.filter((guard) => existing.some((row) => row.name === guard.trigger));
       for (const guard of lifted) await queryRunner.query(guard.drop);
       result = await work(queryRunner);
       for (const guard of lifted) await queryRunner.query(guard.create);
+    } else {
+      result = await work(queryRunner);
     }
     await queryRunner.commitTransaction();
     return result;

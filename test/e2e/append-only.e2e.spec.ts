@@ -406,3 +406,28 @@ describe.runIf(databases().includes('mariadb'))('append-only audit tables under 
     expect(row).toEqual({ seq: '1', reason: null });
   });
 });
+
+describe.each(databases())('withAuditPurge on a schema made by synchronize on %s', (kind) => {
+  it('deletes, and installs no guards that were not there', async () => {
+    const db = await createTestDatabase(kind);
+    const dataSource = new DataSource({ ...db.options, entities: [...AuditEntities], synchronize: true } as never);
+    await dataSource.initialize();
+    try {
+      const t = tables(dataSource);
+      const first = await t.insertEvent();
+      const second = await t.insertEvent();
+      const runner = dataSource.createQueryRunner();
+      try {
+        await withAuditPurge(runner, (inside) => inside.query(`DELETE FROM ${t.log} WHERE ${t.q('id')} = '${first}'`));
+      } finally {
+        await runner.release();
+      }
+      expect(await t.event(first)).toBeNull();
+      await dataSource.query(`DELETE FROM ${t.log} WHERE ${t.q('id')} = '${second}'`);
+      expect(await t.event(second)).toBeNull();
+    } finally {
+      await dataSource.destroy();
+      await db.drop();
+    }
+  });
+});
