@@ -26,6 +26,7 @@ export {
   CreateAuditJournal1764979200000,
   CreateAuditSubject1765584000000,
   AddAuditIntegrity1766188800000,
+  AuditAppendOnly1766275200000,
 } from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';

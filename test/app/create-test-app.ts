@@ -6,6 +6,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
+import { clearAuditLog } from '../support/clear-audit-log.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { AdminController, AuthController } from './admin.controller.js';
 import { CaptureController } from './capture.controller.js';
@@ -94,10 +95,10 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
     dataSource,
     audit: app.get(AuditService),
     rows: () => dataSource.getRepository(AuditLogEntity).find({ order: { occurredAt: 'ASC', id: 'ASC' } }),
-    clearAudit: () => dataSource.getRepository(AuditLogEntity).clear(),
+    clearAudit: () => clearAuditLog(dataSource),
     seed: async (fn) => {
       const value = await fn();
-      await dataSource.getRepository(AuditLogEntity).clear();
+      await clearAuditLog(dataSource);
       return value;
     },
     request: (path, init = {}) => {

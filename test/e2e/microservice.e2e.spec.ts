@@ -13,6 +13,7 @@ import { OrderArchiver } from '../app/jobs.js';
 import { CLOSE_COMMAND, OrderMessagesController, RpcAdminGuard, RpcTokenGuard, SUBJECTS, type OrderMessage } from '../app/order-messages.controller.js';
 import { Order } from '../app/order.entity.js';
 import { freePort, NATS_URL, natsAvailable } from '../support/broker-probe.js';
+import { clearAuditLog } from '../support/clear-audit-log.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -293,7 +294,7 @@ describe.skipIf(!natsUp).each(kinds)('a standalone NATS microservice on %s', (ki
 
   it('an @Audited handler and the @Audited service method it calls: one row each, source rpc, their own changes', async () => {
     const order = await dataSource.getRepository(Order).save({ status: 'paid' });
-    await dataSource.getRepository(AuditLogEntity).clear();
+    await clearAuditLog(dataSource);
     await natsSend(nats, SUBJECTS.close, { id: order.id, user: { id: 7, email: 'svc@example.com' } }, { 'x-request-id': 'standalone-1' });
     const rows = await dataSource.getRepository(AuditLogEntity).find({ order: { id: 'ASC' } });
     expect(rows).toHaveLength(2);
