@@ -98,14 +98,14 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
           path: `/orders/${i}`,
           targetType: 'Order',
           targetId: String(i),
-          changes: [{ field: 'status', before: 'new', after: 'paid' }] as never,
+          changes: [{ entity: 'Order', id: String(i), operation: 'update', fields: { status: { from: 'new', to: 'paid' } } }],
           context: { tenant: 't1', nested: { b: 2, a: [1, 'x'] } },
           reason: 'customer asked',
           seq: i,
         }),
       );
     }
-    await dataSource.getRepository(AuditLogEntity).insert(rows);
+    await dataSource.getRepository(AuditLogEntity).save(rows);
     leaves = rows.map((row) => leafHash(Buffer.from(canonicalEventJson(row))));
     const nodes: Array<Partial<AuditTreeEntity>> = [];
     for (let level = 0; 2 ** level <= EVENTS; level++) {
