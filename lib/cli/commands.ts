@@ -39,9 +39,10 @@ export async function verifyCommand(options: CommandOptions): Promise<number> {
   } else {
     result = await withDatabase(options, async (dataSource) => {
       const source = new DatabaseLogSource(dataSource);
-      const total = await source.countEvents();
+      const bound = await source.treeBound();
+      const data = source.dataUpTo(bound);
+      const total = await source.countEvents(bound);
       const progress = progressLine();
-      const data = source.data();
       const verified = await verifyLog({ ...data, checkpoints: mergeCheckpoints(data.checkpoints, external), publicKeys, total, onProgress: progress.update });
       progress.done();
       return verified;

@@ -30,23 +30,60 @@ export class DatabaseLogSource {
     bindUtcDates(dataSource);
   }
 
-  /** Events, stored leaves and stored checkpoints, for `verifyLog`. */
-  data(): AuditLogData {
-    return { events: this.events(), leaves: this.leaves(), checkpoints: this.checkpoints() };
+  /**
+   * Events, stored leaves and stored checkpoints, for `verifyLog`, bounded to the tree as
+   * it is when called: the positions up to the larger of the last stored checkpoint's size
+   * and the number of stored leaves (read in that order, as the log stores a checkpoint
+   * with its leaves). Events past that bound are read too, but only those that have no
+   * leaf when read (not sequenced by the log); those the log sequences while the pages are
+   * read are left for the next verification. With no tree rows and no checkpoints at all,
+   * every sequenced event is read.
+   */
+  async data(): Promise<AuditLogData> {
+    return this.dataUpTo(await this.treeBound());
   }
 
-  /** The number of sequenced events (for progress). */
-  async countEvents(): Promise<number> {
-    return this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq IS NOT NULL').getCount();
+  /** {@link data} for a bound read before with {@link treeBound}. */
+  dataUpTo(bound: number | undefined): AuditLogData {
+    return { events: this.events(bound), leaves: this.leaves(bound), checkpoints: this.checkpoints(bound) };
   }
 
-  /** Every sequenced event row, ascending by `seq`. */
-  async *eventRows(): AsyncGenerator<AuditLogEntity> {
+  /** The size of the tree stored now (see {@link data}); `undefined` when there is none. */
+  async treeBound(): Promise<number | undefined> {
+    const checkpoint = await this.dataSource
+      .getRepository(AuditCheckpointEntity)
+      .createQueryBuilder('c')
+      .select('c.treeSize', 'size')
+      .orderBy('c.treeSize', 'DESC')
+      .limit(1)
+      .getRawOne<{ size: string | number }>();
+    const leaf = await this.dataSource
+      .getRepository(AuditTreeEntity)
+      .createQueryBuilder('t')
+      .select('t.index', 'idx')
+      .where('t.level = 0')
+      .orderBy('t.index', 'DESC')
+      .limit(1)
+      .getRawOne<{ idx: string | number }>();
+    if (!checkpoint && !leaf) return undefined;
+    return Math.max(checkpoint ? Number(checkpoint.size) : 0, leaf ? Number(leaf.idx) + 1 : 0);
+  }
+
+  /** The number of sequenced events (up to `seq` `bound`), for progress. */
+  async countEvents(bound?: number): Promise<number> {
+    const query = this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq IS NOT NULL');
+    if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
+    return query.getCount();
+  }
+
+  /** Every sequenced event row (up to `seq` `bound`), ascending by `seq`. */
+  async *eventRows(bound?: number): AsyncGenerator<AuditLogEntity> {
     const repository = this.dataSource.getRepository(AuditLogEntity);
     let after: number | undefined;
     for (;;) {
       const query = repository.createQueryBuilder('e').where('e.seq IS NOT NULL');
       if (after !== undefined) query.andWhere('e.seq > :after', { after });
+      if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
       const rows = await query.orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
       yield* rows;
       if (rows.length < this.pageSize) return;
@@ -54,18 +91,38 @@ export class DatabaseLogSource {
     }
   }
 
-  /** Every sequenced event with the hash of its canonical JSON, ascending by `seq`. */
-  async *events(): AsyncGenerator<AuditLogSourceEvent> {
-    for await (const row of this.eventRows()) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+  /** Every sequenced event (up to `seq` `bound`) with the hash of its canonical JSON, ascending by `seq`. */
+  async *events(bound?: number): AsyncGenerator<AuditLogSourceEvent> {
+    for await (const row of this.eventRows(bound)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+    if (bound === undefined) return;
+    // Past the bound: only events without a leaf (a seq the log did not give).
+    const events = this.dataSource.getRepository(AuditLogEntity);
+    const tree = this.dataSource.getRepository(AuditTreeEntity);
+    let after = bound;
+    for (;;) {
+      const rows = await events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
+      if (rows.length === 0) return;
+      // Read after the events: a seq and its leaf are committed together.
+      const leaves = await tree
+        .createQueryBuilder('t')
+        .select('t.index')
+        .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: rows[0]!.seq! - 1, high: rows[rows.length - 1]!.seq! - 1 })
+        .getMany();
+      const stored = new Set(leaves.map((leaf) => leaf.index));
+      for (const row of rows) if (!stored.has(row.seq! - 1)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.seq!;
+    }
   }
 
-  /** Every stored leaf (level 0 of `audit_tree`), ascending by index. */
-  async *leaves(): AsyncGenerator<AuditLogSourceLeaf> {
+  /** Every stored leaf (level 0 of `audit_tree`, below index `bound`), ascending by index. */
+  async *leaves(bound?: number): AsyncGenerator<AuditLogSourceLeaf> {
     const repository = this.dataSource.getRepository(AuditTreeEntity);
     let after: number | undefined;
     for (;;) {
       const query = repository.createQueryBuilder('t').where('t.level = 0');
       if (after !== undefined) query.andWhere('t.index > :after', { after });
+      if (bound !== undefined) query.andWhere('t.index < :bound', { bound });
       const rows = await query.orderBy('t.index', 'ASC').limit(this.pageSize).getMany();
       for (const row of rows) yield { index: row.index, hash: storedHash(row.hash), eventId: row.eventId };
       if (rows.length < this.pageSize) return;
@@ -73,13 +130,14 @@ export class DatabaseLogSource {
     }
   }
 
-  /** Every stored checkpoint note, ascending by tree size. */
-  async *checkpoints(): AsyncGenerator<string> {
+  /** Every stored checkpoint note (of size up to `bound`), ascending by tree size. */
+  async *checkpoints(bound?: number): AsyncGenerator<string> {
     const repository = this.dataSource.getRepository(AuditCheckpointEntity);
     let after: number | undefined;
     for (;;) {
-      const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.note']);
-      if (after !== undefined) query.where('c.treeSize > :after', { after });
+      const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.note']).where('1 = 1');
+      if (after !== undefined) query.andWhere('c.treeSize > :after', { after });
+      if (bound !== undefined) query.andWhere('c.treeSize <= :bound', { bound });
       const rows = await query.orderBy('c.treeSize', 'ASC').limit(this.pageSize).getMany();
       for (const row of rows) yield row.note;
       if (rows.length < this.pageSize) return;

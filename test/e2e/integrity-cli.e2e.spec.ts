@@ -212,6 +212,15 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
     expect(fromExport.stdout).toMatch(/^modified treeSize=4 events 1 to 4 do not hash/m);
     expect(fromExport.code).toBe(1);
   });
+
+  it('a row given a seq past the tree, without a leaf, is inserted', async () => {
+    const forged = dataSource.getRepository(AuditLogEntity).create({ ...rows[0]!, id: randomUUID(), reason: 'forged', seq: EVENTS + 1 });
+    await dataSource.getRepository(AuditLogEntity).save(forged);
+    const run = await cli('verify', ...url, '--public-key', vkey);
+    expect(run.stdout).toMatch(new RegExp(`^inserted seq=${EVENTS + 1} id=${forged.id} `, 'm'));
+    expect(run.stdout).toMatch(/^FAILED: 2 problems;/m);
+    expect(run.code).toBe(1);
+  });
 });
 
 describe('npx nestjs-system-audit: usage and connection errors', () => {
