@@ -37,6 +37,11 @@ export { InvalidAuditActionError } from './exceptions/invalid-audit-action.error
 export { InvalidAuditQueryError } from './exceptions/invalid-audit-query.error.js';
 export { AuditWriteError } from './exceptions/audit-write.error.js';
 export { AuditQueueFullError } from './exceptions/audit-queue-full.error.js';
+export { InvalidAuditProofError } from './exceptions/invalid-audit-proof.error.js';
+export { MalformedAuditExportError } from './exceptions/malformed-audit-export.error.js';
+export { verifyInclusion, verifyConsistency, verifiersFor } from './integrity/proofs.js';
+export { fileAnchor, readCheckpointsFile } from './integrity/file-anchor.js';
+export { exportEventLine } from './integrity/jsonl-log-source.js';
 export type * from './interfaces/audit-event.interface.js';
 export type * from './interfaces/audit-module-options.interface.js';
 export type * from './interfaces/audit-service.interface.js';

@@ -118,4 +118,12 @@ export interface AuditVerifyResult {
   checkpoints: number;
   /** More problems than listed were found. */
   truncatedReport?: boolean;
+  /**
+   * Events past the last validly signed checkpoint: present, but no signature covers them
+   * yet (with the stored tree, they are still compared with their stored leaves).
+   */
+  unverified?: number;
 }
+
+/** What `verifyInclusion` and `verifyConsistency` answer: the proof holds, or why not. */
+export type AuditProofResult = { ok: true } | { ok: false; reason: string };

@@ -1,0 +1,204 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { DataSource } from 'typeorm';
+import { verifierKey } from '../integrity/checkpoint-note.js';
+import { DatabaseLogSource } from '../integrity/database-log-source.js';
+import { formatCheckpointsFile, readCheckpointsFile } from '../integrity/file-anchor.js';
+import { exportEventLine, exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
+import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
+import { verifyInclusion } from '../integrity/proofs.js';
+import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
+import { DatabaseUnavailableError, openDatabase, type DatabaseArguments } from './database.js';
+import { readPublicKeys } from './keys.js';
+import { openOutput } from './output.js';
+import { CliUsageError } from './usage-error.js';
+
+/** The options a command reads (all strings, `public-key` repeated). */
+export interface CommandOptions {
+  url?: string;
+  schema?: string;
+  'table-prefix'?: string;
+  'public-key'?: string[];
+  checkpoints?: string;
+  events?: string;
+  out?: string;
+  name?: string;
+}
+
+/** `verify`: the whole log against its tree and checkpoints; exit 0 when sound, 1 on problems. */
+export async function verifyCommand(options: CommandOptions): Promise<number> {
+  const publicKeys = readPublicKeys(options['public-key']);
+  const external = options.checkpoints === undefined ? [] : await readNotes(options.checkpoints);
+  let result: AuditVerifyResult;
+  if (options.events !== undefined) {
+    if (options.url !== undefined) throw new CliUsageError('give either --url or --events, not both');
+    if (options.checkpoints === undefined) throw new CliUsageError('an export is checked against its checkpoints: add --checkpoints <file>');
+    const progress = progressLine();
+    result = await verifyLog({ ...exportLogData(options.events, external), publicKeys, onProgress: progress.update });
+    progress.done();
+  } else {
+    result = await withDatabase(options, async (dataSource) => {
+      const source = new DatabaseLogSource(dataSource);
+      const bound = await source.treeBound();
+      const data = source.dataUpTo(bound);
+      const total = await source.countEvents(bound);
+      const progress = progressLine();
+      const verified = await verifyLog({ ...data, checkpoints: mergeCheckpoints(data.checkpoints, external), publicKeys, total, onProgress: progress.update });
+      progress.done();
+      return verified;
+    });
+  }
+  for (const problem of result.problems) process.stdout.write(`${formatProblem(problem)}\n`);
+  process.stdout.write(`${summary(result)}\n`);
+  return result.ok ? 0 : 1;
+}
+
+/** `verify-proof`: an inclusion proof's own check, and with data, that the event in it hashes to the proof's leaf. */
+export async function verifyProofCommand(file: string | undefined, options: CommandOptions): Promise<number> {
+  if (file === undefined) throw new CliUsageError('name the proof file: verify-proof <proof.json>');
+  const publicKeys = readPublicKeys(options['public-key']);
+  let proof: AuditInclusionProof;
+  try {
+    proof = JSON.parse(readFileSync(file, 'utf8')) as AuditInclusionProof;
+  } catch (err) {
+    throw new CliUsageError(`cannot read the proof ${file}: ${(err as Error).message}`);
+  }
+  const own = verifyInclusion(proof, publicKeys);
+  if (!own.ok) return fail(own.reason);
+  let where = '';
+  if (options.url !== undefined && options.events !== undefined) throw new CliUsageError('give either --url or --events, not both');
+  if (options.url !== undefined) {
+    const row = await withDatabase(options, (dataSource) => new DatabaseLogSource(dataSource).findEvent(proof.id));
+    if (!row) return fail(`event ${proof.id} is not in the database`);
+    if (row.seq !== proof.seq) return fail(`event ${proof.id} has seq ${row.seq ?? 'null'} in the database, the proof says ${proof.seq}`);
+    const withEvent = verifyInclusion(proof, publicKeys, row);
+    if (!withEvent.ok) return fail(`the database's copy of event ${proof.id}: ${withEvent.reason}`);
+    where = ', and the database holds it unchanged';
+  } else if (options.events !== undefined) {
+    const found = await findExportedEvent(options.events, proof.id);
+    if (!found) return fail(`event ${proof.id} is not in ${options.events}`);
+    if (found.seq !== proof.seq) return fail(`event ${proof.id} has seq ${found.seq} in ${options.events}, the proof says ${proof.seq}`);
+    if (!found.leafHash.equals(Buffer.from(proof.leafHash, 'base64'))) {
+      return fail(`the export's copy of event ${proof.id} does not hash to the proof's leaf hash (it was changed)`);
+    }
+    where = `, and ${options.events} holds it unchanged`;
+  }
+  process.stdout.write(`OK: event ${proof.id} (seq ${proof.seq}) is in the signed tree of size ${proof.treeSize}${where}\n`);
+  return 0;
+}
+
+/** `export`: every sequenced event, ascending by seq, as JSON Lines. */
+export async function exportCommand(options: CommandOptions): Promise<number> {
+  const count = await withDatabase(options, async (dataSource) => {
+    const output = openOutput(options.out);
+    let n = 0;
+    let chunk = '';
+    for await (const row of new DatabaseLogSource(dataSource).eventRows()) {
+      chunk += `${exportEventLine(row)}\n`;
+      if (++n % 1000 === 0) {
+        await output.write(chunk);
+        chunk = '';
+      }
+    }
+    await output.write(chunk);
+    await output.close();
+    return n;
+  });
+  if (options.out !== undefined) process.stderr.write(`exported ${count} events to ${options.out}\n`);
+  return 0;
+}
+
+/** `checkpoints`: the stored checkpoint notes, in the checkpoints-file format. */
+export async function checkpointsCommand(options: CommandOptions): Promise<number> {
+  const count = await withDatabase(options, async (dataSource) => {
+    const output = openOutput(options.out);
+    let n = 0;
+    for await (const note of new DatabaseLogSource(dataSource).checkpoints()) {
+      await output.write(formatCheckpointsFile([note]));
+      n++;
+    }
+    await output.close();
+    return n;
+  });
+  if (options.out !== undefined) process.stderr.write(`wrote ${count} checkpoints to ${options.out}\n`);
+  return 0;
+}
+
+/** `keygen`: a new Ed25519 private key (PKCS#8 PEM) and its verifier key string, on standard output. */
+export function keygenCommand(options: CommandOptions): number {
+  const name = options.name ?? 'audit';
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  let vkey: string;
+  try {
+    vkey = verifierKey(name, publicKey);
+  } catch (err) {
+    throw new CliUsageError(`--name: ${(err as Error).message}`);
+  }
+  process.stdout.write(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+  process.stdout.write(`${vkey}\n`);
+  process.stderr.write('The PEM block is the signing key (integrity.signingKey): keep it secret. The last line is the verifier key: give it to whoever verifies.\n');
+  return 0;
+}
+
+/** `kind seq=… id=… treeSize=… message`, the fields that apply. */
+export function formatProblem(problem: AuditIntegrityProblem): string {
+  const parts: string[] = [problem.kind];
+  if (problem.seq !== undefined) parts.push(`seq=${problem.seq}`);
+  if (problem.id !== undefined) parts.push(`id=${problem.id}`);
+  if (problem.treeSize !== undefined) parts.push(`treeSize=${problem.treeSize}`);
+  parts.push(problem.message);
+  return parts.join(' ');
+}
+
+function summary(result: AuditVerifyResult): string {
+  const counts = `tree size ${result.treeSize}, ${result.events} events and ${result.checkpoints} checkpoints checked`;
+  const unsigned = result.unverified ? `; ${result.unverified} events after the last checkpoint are not signed yet` : '';
+  if (result.ok) return `OK: ${counts}${unsigned}`;
+  const more = result.truncatedReport ? ' (more were found than listed)' : '';
+  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${unsigned}`;
+}
+
+function fail(reason: string): number {
+  process.stdout.write(`FAILED: ${reason}\n`);
+  return 1;
+}
+
+async function readNotes(path: string): Promise<string[]> {
+  try {
+    return await readCheckpointsFile(path);
+  } catch (err) {
+    throw new CliUsageError(`cannot read the checkpoints file ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Runs `work` on the database of `--url`; a failure to read it is exit code 2. */
+async function withDatabase<T>(options: CommandOptions, work: (dataSource: DataSource) => Promise<T>): Promise<T> {
+  if (options.url === undefined) throw new CliUsageError('name the database: --url <url>');
+  const args: DatabaseArguments = { url: options.url, schema: options.schema, tablePrefix: options['table-prefix'] };
+  const dataSource = await openDatabase(args);
+  try {
+    return await work(dataSource);
+  } catch (err) {
+    if (isQueryFailure(err)) throw new DatabaseUnavailableError(`Cannot read the audit tables: ${(err as Error).message}`);
+    throw err;
+  } finally {
+    await dataSource.destroy();
+  }
+}
+
+const isQueryFailure = (err: unknown): boolean => err instanceof Error && err.name === 'QueryFailedError';
+
+/** A progress line on standard error, when it is a terminal. */
+function progressLine(): { update: (checked: number, total: number) => void; done: () => void } {
+  if (!process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+  let shown = false;
+  return {
+    update: (checked, total) => {
+      shown = true;
+      process.stderr.write(`\rchecked ${checked}${total ? ` of ${total}` : ''} events`);
+    },
+    done: () => {
+      if (shown) process.stderr.write('\n');
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { AuditEntities } from '../storage/audit-entities.js';
+import { CliUsageError } from './usage-error.js';
+
+/** Where the audit tables are: `--url`, `--schema`, `--table-prefix`. */
+export interface DatabaseArguments {
+  url: string;
+  schema?: string;
+  tablePrefix?: string;
+}
+
+/**
+ * The TypeORM options of a database URL: `postgres://` or `postgresql://` (node-postgres),
+ * `mysql://` or `mariadb://` (mysql2), `sqlite:<path>` (better-sqlite3, opened read-only).
+ */
+export function dataSourceOptions(args: DatabaseArguments, readonly = true): DataSourceOptions {
+  const { url, schema, tablePrefix } = args;
+  const entities: DataSourceOptions['entities'] = [...AuditEntities];
+  const common = { entities, entityPrefix: tablePrefix, logging: false };
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (schema !== undefined && scheme !== 'postgres' && scheme !== 'postgresql') {
+    throw new CliUsageError('--schema is for PostgreSQL only (on MySQL/MariaDB, name the database in the URL)');
+  }
+  switch (scheme) {
+    case 'postgres':
+    case 'postgresql':
+      return { ...common, type: 'postgres', url, schema };
+    case 'mysql':
+      return { ...common, type: 'mysql', url };
+    case 'mariadb':
+      return { ...common, type: 'mariadb', url: `mysql:${url.slice('mariadb:'.length)}` };
+    case 'sqlite': {
+      const path = url.slice('sqlite:'.length).replace(/^\/\/(?=\/)/, '');
+      if (path === '') throw new CliUsageError('--url sqlite:<path> names no file');
+      return { ...common, type: 'better-sqlite3', database: path, readonly };
+    }
+    default:
+      throw new CliUsageError(
+        `--url ${JSON.stringify(redact(url))} is not a database URL: use postgres://…, postgresql://…, mysql://…, mariadb://… or sqlite:<path>`,
+      );
+  }
+}
+
+/** Opens the database; a failure is reported as `Cannot connect to …` (exit code 2). */
+export async function openDatabase(args: DatabaseArguments, readonly = true): Promise<DataSource> {
+  const dataSource = new DataSource(dataSourceOptions(args, readonly));
+  try {
+    return await dataSource.initialize();
+  } catch (err) {
+    throw new DatabaseUnavailableError(`Cannot connect to ${redact(args.url)}: ${(err as Error).message}`);
+  }
+}
+
+/** The database could not be opened or its audit tables read (exit code 2). */
+export class DatabaseUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+/** The URL without its password. */
+export function redact(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+}

@@ -1,0 +1,177 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.js';
+import { MalformedAuditExportError } from '../exceptions/malformed-audit-export.error.js';
+import {
+  checkpointsCommand,
+  exportCommand,
+  keygenCommand,
+  verifyCommand,
+  verifyProofCommand,
+  type CommandOptions,
+} from './commands.js';
+import { DatabaseUnavailableError } from './database.js';
+import { CliUsageError } from './usage-error.js';
+
+/*
+ * `npx nestjs-system-audit <command>`: checks an audit log's integrity from outside the
+ * application. Exit codes: 0 all good, 1 problems found (or a proof that does not hold),
+ * 2 the command could not run (usage, unreadable file, database unreachable).
+ */
+
+type Options = NonNullable<ParseArgsConfig['options']>;
+
+const DATABASE: Options = {
+  url: { type: 'string' },
+  schema: { type: 'string' },
+  'table-prefix': { type: 'string' },
+};
+const KEYS: Options = { 'public-key': { type: 'string', multiple: true } };
+const HELP: Options = { help: { type: 'boolean', short: 'h' } };
+
+const DATABASE_HELP = `  --url <url>             postgres://…, postgresql://…, mysql://…, mariadb://… or sqlite:<path>
+  --schema <schema>       the PostgreSQL schema of the audit tables
+  --table-prefix <p>      the data source's entityPrefix, if any`;
+const KEYS_HELP = `  --public-key <key>      a file (PEM key, or a verifier key string) or a verifier key
+                          string <name>+<key id>+<base64>; repeat for earlier keys`;
+
+interface Command {
+  summary: string;
+  usage: string;
+  options: Options;
+  positionals?: boolean;
+  run(options: CommandOptions, positionals: string[]): Promise<number> | number;
+}
+
+const COMMANDS: Record<string, Command> = {
+  verify: {
+    summary: 'check the whole log against its Merkle tree and signed checkpoints',
+    usage: `nestjs-system-audit verify --url <url> --public-key <key> [--checkpoints <file>]
+nestjs-system-audit verify --events <export.jsonl> --checkpoints <file> --public-key <key>
+
+Checks every sequenced event against its stored leaf, the tree against every signed
+checkpoint (those stored, and those of --checkpoints, e.g. the anchor's file), or an
+export against its checkpoints. Prints each problem found, one per line
+("kind seq=… id=… treeSize=… message"), then a summary.
+Exit code: 0 no problem, 1 problems found, 2 the check could not run.
+
+${DATABASE_HELP}
+${KEYS_HELP}
+  --checkpoints <file>    signed checkpoints kept outside the database (checkpoints file)
+  --events <file>         a JSON Lines export (see "export") instead of the database`,
+    options: { ...DATABASE, ...KEYS, checkpoints: { type: 'string' }, events: { type: 'string' } },
+    run: (options) => verifyCommand(options),
+  },
+  'verify-proof': {
+    summary: "check an event's inclusion proof, and optionally the event it names",
+    usage: `nestjs-system-audit verify-proof <proof.json> --public-key <key> [--url <url> | --events <file>]
+
+Checks the proof's signed checkpoint and audit path; with --url or --events, also that
+the event the proof names is there, at its seq, and hashes to the proof's leaf.
+Exit code: 0 the proof holds, 1 it does not, 2 the check could not run.
+
+${KEYS_HELP}
+${DATABASE_HELP}
+  --events <file>         a JSON Lines export holding the event`,
+    options: { ...DATABASE, ...KEYS, events: { type: 'string' } },
+    positionals: true,
+    run: (options, positionals) => verifyProofCommand(positionals[0], options),
+  },
+  export: {
+    summary: 'write every sequenced event as JSON Lines, ascending by seq',
+    usage: `nestjs-system-audit export --url <url> [--out <file>]
+
+One line per event: the canonical JSON of the event (the content of its Merkle leaf)
+with its "seq". Check it later with "verify --events".
+
+${DATABASE_HELP}
+  --out <file>            write there instead of standard output`,
+    options: { ...DATABASE, out: { type: 'string' } },
+    run: (options) => exportCommand(options),
+  },
+  checkpoints: {
+    summary: 'write the stored signed checkpoints as a checkpoints file',
+    usage: `nestjs-system-audit checkpoints --url <url> [--out <file>]
+
+The stored checkpoint notes, ascending by tree size, each followed by a blank line.
+
+${DATABASE_HELP}
+  --out <file>            write there instead of standard output`,
+    options: { ...DATABASE, out: { type: 'string' } },
+    run: (options) => checkpointsCommand(options),
+  },
+  keygen: {
+    summary: 'print a new Ed25519 signing key and its verifier key',
+    usage: `nestjs-system-audit keygen [--name <key name>]
+
+Prints a new Ed25519 private key (PKCS#8 PEM: integrity.signingKey) and, on the last
+line, its verifier key string <name>+<key id>+<base64> to check checkpoints with.
+Writes nothing else.
+
+  --name <key name>       the key name in signature lines (default "audit"; use the
+                          integrity keyName, or its origin)`,
+    options: { name: { type: 'string' } },
+    run: (options) => keygenCommand(options),
+  },
+  // `prove <id>`: the inclusion proof of one event, read from the stored tree (a later
+  // addition; it will print the JSON that verify-proof reads).
+};
+
+const GENERAL_HELP = `Usage: nestjs-system-audit <command> [options]
+
+Commands:
+${Object.entries(COMMANDS)
+  .map(([name, command]) => `  ${name.padEnd(14)}${command.summary}`)
+  .join('\n')}
+
+Run "nestjs-system-audit <command> --help" for a command's options.
+Exit codes: 0 ok, 1 problems found, 2 the command could not run.`;
+
+/** Runs the command line `argv` (without `node` and the script); resolves to the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? process.stderr : process.stdout).write(`${GENERAL_HELP}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  if (!command) {
+    process.stderr.write(`nestjs-system-audit: unknown command ${JSON.stringify(name)}\n\n${GENERAL_HELP}\n`);
+    return 2;
+  }
+  try {
+    const { values, positionals } = parseArgs({
+      args: [...rest],
+      options: { ...command.options, ...HELP },
+      allowPositionals: command.positionals ?? false,
+      strict: true,
+    });
+    if (values['help']) {
+      process.stdout.write(`Usage: ${command.usage}\n`);
+      return 0;
+    }
+    return await command.run(values as CommandOptions, positionals);
+  } catch (err) {
+    if (isUsageError(err)) {
+      process.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n(see nestjs-system-audit ${name} --help)\n`);
+      return 2;
+    }
+    if (err instanceof DatabaseUnavailableError || err instanceof MalformedAuditExportError || err instanceof InvalidAuditProofError || isFileError(err)) {
+      process.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+/** A usage error of ours, or one of parseArgs (unknown option, missing value). */
+function isUsageError(err: unknown): boolean {
+  if (err instanceof CliUsageError) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
+}
+
+/** A file that cannot be read or written (ENOENT, EACCES, …). */
+function isFileError(err: unknown): boolean {
+  const error = err as { code?: unknown; syscall?: unknown } | null;
+  return typeof error?.code === 'string' && typeof error.syscall === 'string';
+}

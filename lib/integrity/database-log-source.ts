@@ -1,0 +1,166 @@
+import type { DataSource } from 'typeorm';
+import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
+import { bindUtcDates } from '../storage/utc-date.transformer.js';
+import { canonicalEventJson } from './canonical-json.js';
+import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf } from './log-verifier.js';
+import { leafHash } from './merkle.js';
+
+/** Rows read per query. */
+const PAGE_SIZE = 2_000;
+
+/**
+ * Reads an audit log from its database for the verifier: the sequenced events of
+ * `audit_log`, the leaves of `audit_tree` and the notes of `audit_checkpoint`, each in
+ * ascending order, page by page (keyset pagination on `seq`, `idx` and `tree_size`: no
+ * OFFSET, so every page costs the same). Rows are read through the module's entities,
+ * so table names follow the data source's `entityPrefix` and `schema`, JSON columns and
+ * dates come back as the entities' types, and the same code serves PostgreSQL,
+ * MySQL/MariaDB and SQLite.
+ *
+ * The data source must list the module's entities (`AuditEntities`); its date columns
+ * are bound to UTC (`bindUtcDates`) here.
+ */
+export class DatabaseLogSource {
+  constructor(
+    private readonly dataSource: DataSource,
+    private readonly pageSize = PAGE_SIZE,
+  ) {
+    bindUtcDates(dataSource);
+  }
+
+  /**
+   * Events, stored leaves and stored checkpoints, for `verifyLog`, bounded to the tree as
+   * it is when called: the positions up to the larger of the last stored checkpoint's size
+   * and the number of stored leaves (read in that order, as the log stores a checkpoint
+   * with its leaves). Events past that bound are read too, but only those that have no
+   * leaf when read (not sequenced by the log); those the log sequences while the pages are
+   * read are left for the next verification. With no tree rows and no checkpoints at all,
+   * every sequenced event is read.
+   */
+  async data(): Promise<AuditLogData> {
+    return this.dataUpTo(await this.treeBound());
+  }
+
+  /** {@link data} for a bound read before with {@link treeBound}. */
+  dataUpTo(bound: number | undefined): AuditLogData {
+    return { events: this.events(bound), leaves: this.leaves(bound), checkpoints: this.checkpoints(bound) };
+  }
+
+  /** The size of the tree stored now (see {@link data}); `undefined` when there is none. */
+  async treeBound(): Promise<number | undefined> {
+    const checkpoint = await this.dataSource
+      .getRepository(AuditCheckpointEntity)
+      .createQueryBuilder('c')
+      .select('c.treeSize', 'size')
+      .orderBy('c.treeSize', 'DESC')
+      .limit(1)
+      .getRawOne<{ size: string | number }>();
+    const leaf = await this.dataSource
+      .getRepository(AuditTreeEntity)
+      .createQueryBuilder('t')
+      .select('t.index', 'idx')
+      .where('t.level = 0')
+      .orderBy('t.index', 'DESC')
+      .limit(1)
+      .getRawOne<{ idx: string | number }>();
+    if (!checkpoint && !leaf) return undefined;
+    return Math.max(checkpoint ? Number(checkpoint.size) : 0, leaf ? Number(leaf.idx) + 1 : 0);
+  }
+
+  /** The number of sequenced events (up to `seq` `bound`), for progress. */
+  async countEvents(bound?: number): Promise<number> {
+    const query = this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq IS NOT NULL');
+    if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
+    return query.getCount();
+  }
+
+  /** Every sequenced event row (up to `seq` `bound`), ascending by `seq`. */
+  async *eventRows(bound?: number): AsyncGenerator<AuditLogEntity> {
+    const repository = this.dataSource.getRepository(AuditLogEntity);
+    let after: number | undefined;
+    for (;;) {
+      const query = repository.createQueryBuilder('e').where('e.seq IS NOT NULL');
+      if (after !== undefined) query.andWhere('e.seq > :after', { after });
+      if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
+      const rows = await query.orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
+      yield* rows;
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.seq!;
+    }
+  }
+
+  /** Every sequenced event (up to `seq` `bound`) with the hash of its canonical JSON, ascending by `seq`. */
+  async *events(bound?: number): AsyncGenerator<AuditLogSourceEvent> {
+    for await (const row of this.eventRows(bound)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+    if (bound === undefined) return;
+    // Past the bound: only events without a leaf (a seq the log did not give).
+    const events = this.dataSource.getRepository(AuditLogEntity);
+    const tree = this.dataSource.getRepository(AuditTreeEntity);
+    let after = bound;
+    for (;;) {
+      const rows = await events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
+      if (rows.length === 0) return;
+      // Read after the events: a seq and its leaf are committed together.
+      const leaves = await tree
+        .createQueryBuilder('t')
+        .select('t.index')
+        .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: rows[0]!.seq! - 1, high: rows[rows.length - 1]!.seq! - 1 })
+        .getMany();
+      const stored = new Set(leaves.map((leaf) => leaf.index));
+      for (const row of rows) if (!stored.has(row.seq! - 1)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.seq!;
+    }
+  }
+
+  /** Every stored leaf (level 0 of `audit_tree`, below index `bound`), ascending by index. */
+  async *leaves(bound?: number): AsyncGenerator<AuditLogSourceLeaf> {
+    const repository = this.dataSource.getRepository(AuditTreeEntity);
+    let after: number | undefined;
+    for (;;) {
+      const query = repository.createQueryBuilder('t').where('t.level = 0');
+      if (after !== undefined) query.andWhere('t.index > :after', { after });
+      if (bound !== undefined) query.andWhere('t.index < :bound', { bound });
+      const rows = await query.orderBy('t.index', 'ASC').limit(this.pageSize).getMany();
+      for (const row of rows) yield { index: row.index, hash: storedHash(row.hash), eventId: row.eventId };
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.index;
+    }
+  }
+
+  /** Every stored checkpoint note (of size up to `bound`), ascending by tree size. */
+  async *checkpoints(bound?: number): AsyncGenerator<string> {
+    const repository = this.dataSource.getRepository(AuditCheckpointEntity);
+    let after: number | undefined;
+    for (;;) {
+      const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.note']).where('1 = 1');
+      if (after !== undefined) query.andWhere('c.treeSize > :after', { after });
+      if (bound !== undefined) query.andWhere('c.treeSize <= :bound', { bound });
+      const rows = await query.orderBy('c.treeSize', 'ASC').limit(this.pageSize).getMany();
+      for (const row of rows) yield row.note;
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.treeSize;
+    }
+  }
+
+  /** One event by id, sequenced or not. */
+  async findEvent(id: string): Promise<AuditLogEntity | null> {
+    return this.dataSource.getRepository(AuditLogEntity).findOneBy({ id });
+  }
+}
+
+/** The leaf hash of a row as stored now; empty (matching nothing) when the row cannot be canonicalised. */
+export function eventLeafHash(row: AuditLogEntity): Buffer {
+  try {
+    return leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+  } catch {
+    return Buffer.alloc(0);
+  }
+}
+
+/** A stored hex hash; text that is not 64 hex digits becomes bytes that match no hash. */
+function storedHash(hex: string): Buffer {
+  return /^[0-9a-f]{64}$/i.test(hex) ? Buffer.from(hex, 'hex') : Buffer.from(`not a hash: ${hex}`, 'utf8');
+}

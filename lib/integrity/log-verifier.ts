@@ -1,0 +1,511 @@
+import type {
+  AuditIntegrityProblem,
+  AuditIntegrityProblemKind,
+  AuditPublicKey,
+  AuditVerifyResult,
+} from '../interfaces/audit-integrity.interface.js';
+import { openNote, parseCheckpoint, type NoteVerifier } from './checkpoint-note.js';
+import { emptyRootHash, nodeHash } from './merkle.js';
+import { signatureKeyNames, verifiersFor } from './proofs.js';
+
+/** Problems listed at most; more set `truncatedReport`. */
+export const MAX_REPORTED_PROBLEMS = 10_000;
+
+/** How often (in positions walked) `onProgress` is called. */
+const PROGRESS_EVERY = 10_000;
+
+/** One sequenced event, as a source reads it: its position and the hash of its content. */
+export interface AuditLogSourceEvent {
+  /** The event's `seq` (from 1): its leaf is at index `seq - 1`. */
+  seq: number;
+  id: string;
+  /**
+   * `leafHash(canonicalEventJson(row))` of the event as stored now (empty when the row
+   * cannot be hashed at all, which then never matches anything).
+   */
+  leafHash: Buffer;
+}
+
+/** One stored leaf (a level-0 row of `audit_tree`). */
+export interface AuditLogSourceLeaf {
+  /** The leaf's index, from 0 (`seq - 1`). */
+  index: number;
+  /** The stored hash (32 bytes; anything else never matches). */
+  hash: Buffer;
+  /** The event the leaf names, when stored. */
+  eventId: string | null;
+}
+
+/** The data a verification walks: the log's events, its stored tree leaves, and its checkpoints. */
+export interface AuditLogData {
+  /** Sequenced events, ascending by `seq`. */
+  events: AsyncIterable<AuditLogSourceEvent>;
+  /** Stored leaves, ascending by index; absent for an export, which has no tree. */
+  leaves?: AsyncIterable<AuditLogSourceLeaf>;
+  /**
+   * Signed checkpoint notes, ascending by tree size (merge stored and external ones with
+   * {@link mergeCheckpoints}).
+   */
+  checkpoints: AsyncIterable<string>;
+}
+
+/** What {@link verifyLog} reads: the data, the keys to check signatures with, and a progress callback. */
+export interface AuditLogSource extends AuditLogData {
+  /** Verifiers of the keys checkpoints may be signed with. */
+  verifiers?: readonly NoteVerifier[];
+  /**
+   * Public keys in any form (PEM, `KeyObject`, verifier key string); each note gets
+   * verifiers from them with `verifiersFor` (a PEM key carries no name).
+   */
+  publicKeys?: readonly AuditPublicKey[];
+  /** Called every 10,000 positions and at the end with the events checked and `total`. */
+  onProgress?: (checked: number, total: number) => void;
+  /** The number of events expected, for `onProgress` (0 when unknown). */
+  total?: number;
+}
+
+/**
+ * Checks an audit log against its Merkle tree and signed checkpoints, streaming: memory
+ * stays constant (O(log n) hashes for the tree, plus the bounded list of problems and
+ * the positions whose event and stored leaf disagree).
+ *
+ * The walk goes through the positions `i = 0 … N-1` (`seq = i + 1`), `N` being the
+ * largest of the last signed checkpoint's size, the number of stored leaves and the
+ * largest event `seq`, and pairs the event of `seq = i + 1` with the stored leaf of index `i`:
+ *
+ * - The tree is built from the stored leaf when there is one, else from the event's hash;
+ *   the root of the tree at every checkpoint's size is compared with the signed root.
+ * - Event and stored leaf both present, hashes differ: the event is `reordered` when its
+ *   hash is the stored leaf of another such position (two events traded places), else
+ *   `modified`.
+ * - Stored leaf without its event: `missing` (the id comes from the leaf); when no later
+ *   position has an event either (the last rows were removed), `truncated` instead.
+ * - Event without a stored leaf while the tree is read: `inserted` (the log gives an
+ *   event its `seq` and its leaf in one transaction).
+ * - Without a tree (an export): a `seq` repeated or out of order is `reordered`; a gap
+ *   is `missing`, a gap at the end up to the last checkpoint's size is `truncated` (one
+ *   problem per `seq`); events past the last checkpoint are counted as `unverified`.
+ *   A position with neither event nor leaf is `missing` while a checkpoint or stored leaf
+ *   further on covers it, and not a problem beyond them.
+ *
+ * Checkpoints:
+ *
+ * - A note that does not open with the keys (bad signature, malformed, no known signer)
+ *   is `bad-signature`, with its tree size when the text names one.
+ * - A note whose origin is not the first checkpoint's is `inconsistent`; so is a second,
+ *   different root signed for the same size (identical roots count once).
+ * - A signed root that differs from the walk's root at that size is `inconsistent` when
+ *   a later signed checkpoint matches the walk (it is not extended by its successor); else
+ *   it is explained by a per-event problem at or below its size and reported no further;
+ *   else it is `modified` (with `treeSize`): the rows between the last matching
+ *   checkpoint and it do not hash to the signed root, so the tree rows were altered too.
+ *   Such a checkpoint explains the mismatches of the ones after it.
+ * - A checkpoint larger than the positions the tree rows and events cover is
+ *   `truncated` (with a tree, one problem per checkpoint; an export reports the
+ *   missing `seq`s themselves).
+ *
+ * Problems come sorted by `seq` (or tree size); at most {@link MAX_REPORTED_PROBLEMS}.
+ */
+export async function verifyLog(input: AuditLogSource): Promise<AuditVerifyResult> {
+  return new LogWalk(input).run();
+}
+
+/**
+ * The checkpoints of a source merged with external ones (e.g. the anchor's file), in
+ * ascending tree size. External notes are sorted by the tree size their text names; a
+ * note naming none comes first (it is reported as `bad-signature` anyway).
+ */
+export async function* mergeCheckpoints(stored: AsyncIterable<string>, external: readonly string[] = []): AsyncGenerator<string> {
+  const extra = external.map((note) => ({ note, size: noteTreeSize(note) ?? -1 })).sort((a, b) => a.size - b.size);
+  let next = 0;
+  for await (const note of stored) {
+    const size = noteTreeSize(note) ?? -1;
+    while (next < extra.length && extra[next]!.size <= size) yield extra[next++]!.note;
+    yield note;
+  }
+  while (next < extra.length) yield extra[next++]!.note;
+}
+
+/** The tree size a checkpoint note's text names (its second line), when it names one. */
+export function noteTreeSize(note: string): number | undefined {
+  const line = typeof note === 'string' ? note.split('\n')[1] : undefined;
+  if (line === undefined || !/^(0|[1-9][0-9]{0,15})$/.test(line)) return undefined;
+  const size = Number(line);
+  return Number.isSafeInteger(size) ? size : undefined;
+}
+
+/** A checkpoint whose signature verified. */
+interface SignedCheckpoint {
+  size: number;
+  root: Buffer;
+  origin: string;
+}
+
+/** A position whose event and stored leaf disagree. */
+interface Mismatch {
+  seq: number;
+  id: string;
+  eventHash: Buffer;
+  storedHash: Buffer;
+}
+
+/** RFC 9162 frontier: the hashes of the perfect subtrees of the tree so far, largest first. */
+class Frontier {
+  private readonly hashes: Buffer[] = [];
+  private readonly sizes: number[] = [];
+
+  push(leaf: Buffer): void {
+    let hash = leaf;
+    let size = 1;
+    while (this.sizes.length > 0 && this.sizes[this.sizes.length - 1] === size) {
+      hash = nodeHash(this.hashes.pop()!, hash);
+      size += this.sizes.pop()!;
+    }
+    this.hashes.push(hash);
+    this.sizes.push(size);
+  }
+
+  root(): Buffer {
+    if (this.hashes.length === 0) return emptyRootHash();
+    let root = this.hashes[this.hashes.length - 1]!;
+    for (let i = this.hashes.length - 2; i >= 0; i--) root = nodeHash(this.hashes[i]!, root);
+    return root;
+  }
+}
+
+/** An async iterator with the next item in view. */
+class Peek<T> {
+  head: T | undefined;
+  private readonly iterator: AsyncIterator<T> | undefined;
+
+  constructor(iterable: AsyncIterable<T> | undefined) {
+    this.iterator = iterable?.[Symbol.asyncIterator]();
+  }
+
+  async advance(): Promise<T | undefined> {
+    if (!this.iterator) return (this.head = undefined);
+    const next = await this.iterator.next();
+    this.head = next.done ? undefined : next.value;
+    return this.head;
+  }
+
+  async close(): Promise<void> {
+    await this.iterator?.return?.();
+  }
+}
+
+class LogWalk {
+  private readonly problems: AuditIntegrityProblem[] = [];
+  private truncatedReport = false;
+  private readonly hasLeaves: boolean;
+  private readonly events: Peek<AuditLogSourceEvent>;
+  private readonly leaves: Peek<AuditLogSourceLeaf>;
+  private readonly notes: Peek<string>;
+  private readonly verifierCache = new Map<string, NoteVerifier[]>();
+
+  /** Positions walked so far (the tree's size). */
+  private pos = 0;
+  private frontier: Frontier | undefined = new Frontier();
+  private eventCount = 0;
+  private checkpointCount = 0;
+  /** The next validly signed checkpoint not yet compared. */
+  private nextCheckpoint: SignedCheckpoint | undefined;
+  private origin: string | undefined;
+  /** Largest size of a validly signed checkpoint. */
+  private lastSignedSize = 0;
+  private eventsSinceReached = 0;
+  private lastMatchedSize = 0;
+  /** Signed checkpoints whose root the walk did not reproduce, waiting for a later one that does. */
+  private unmatched: Array<{ size: number; prevSize: number }> = [];
+  /** Smallest seq with a per-event problem (mismatches included). */
+  private firstEventProblem = Infinity;
+  private readonly mismatches: Mismatch[] = [];
+  /** Stored leaves without their event, not yet known to be `missing` or `truncated`. */
+  private pending: { length: number; entries: Array<{ seq: number; id?: string }> } = { length: 0, entries: [] };
+
+  constructor(private readonly input: AuditLogSource) {
+    this.hasLeaves = input.leaves !== undefined;
+    this.events = new Peek(input.events);
+    this.leaves = new Peek(input.leaves);
+    this.notes = new Peek(input.checkpoints);
+  }
+
+  async run(): Promise<AuditVerifyResult> {
+    try {
+      await Promise.all([this.events.advance(), this.leaves.advance(), this.notes.advance()]);
+      await this.pullCheckpoint();
+      await this.reachCheckpoints();
+      await this.walk();
+      await this.finish();
+    } finally {
+      await Promise.all([this.events.close(), this.leaves.close(), this.notes.close()]);
+    }
+    const order = (p: AuditIntegrityProblem): number => p.seq ?? p.treeSize ?? 0;
+    this.problems.sort((a, b) => order(a) - order(b));
+    const positions = this.pos;
+    const result: AuditVerifyResult = {
+      ok: this.problems.length === 0 && !this.truncatedReport,
+      treeSize: Math.max(positions, this.lastSignedSize),
+      problems: this.problems,
+      events: this.eventCount,
+      checkpoints: this.checkpointCount,
+      unverified: this.lastSignedSize > positions ? 0 : this.eventsSinceReached,
+    };
+    if (this.truncatedReport) result.truncatedReport = true;
+    this.input.onProgress?.(this.eventCount, this.input.total ?? 0);
+    return result;
+  }
+
+  private async walk(): Promise<void> {
+    for (;;) {
+      // An event at or before a position already walked: its seq repeats or goes back.
+      while (this.events.head && this.events.head.seq <= this.pos) {
+        const event = this.events.head;
+        this.eventCount++;
+        this.eventProblem('reordered', event.seq, event.id, `event ${event.seq} comes again after seq ${this.pos} (seq repeated or out of order)`);
+        await this.events.advance();
+      }
+      while (this.leaves.head && this.leaves.head.index < this.pos) await this.leaves.advance();
+      const event = this.events.head;
+      const leaf = this.leaves.head;
+      if (!event && !leaf) return;
+      const seq = this.pos + 1;
+      const atEvent = event?.seq === seq ? event : undefined;
+      const atLeaf = leaf?.index === this.pos ? leaf : undefined;
+
+      if (!atEvent && !atLeaf) {
+        await this.gap(Math.min(event ? event.seq - 1 : Infinity, leaf ? leaf.index : Infinity));
+        continue;
+      }
+
+      if (atEvent) {
+        this.eventCount++;
+        this.eventsSinceReached++;
+        this.flushRun('missing');
+      }
+      let treeLeaf: Buffer;
+      if (atEvent && atLeaf) {
+        treeLeaf = atLeaf.hash;
+        if (!atEvent.leafHash.equals(atLeaf.hash)) this.mismatch({ seq, id: atEvent.id, eventHash: atEvent.leafHash, storedHash: atLeaf.hash });
+      } else if (atLeaf) {
+        treeLeaf = atLeaf.hash;
+        this.pending.length++;
+        if (this.pending.entries.length < MAX_REPORTED_PROBLEMS) this.pending.entries.push({ seq, id: atLeaf.eventId ?? undefined });
+        this.firstEventProblem = Math.min(this.firstEventProblem, seq);
+      } else {
+        treeLeaf = atEvent!.leafHash;
+        if (this.hasLeaves) {
+          this.eventProblem('inserted', seq, atEvent!.id, `event ${seq} has no leaf in the stored tree: it was not sequenced by the log`);
+        }
+      }
+      this.frontier?.push(treeLeaf);
+      if (atEvent) await this.events.advance();
+      if (atLeaf) await this.leaves.advance();
+      this.pos++;
+      if (this.pos % PROGRESS_EVERY === 0) this.input.onProgress?.(this.eventCount, this.input.total ?? 0);
+      await this.reachCheckpoints();
+    }
+  }
+
+  /** Positions `pos … end-1` have neither event nor stored leaf. */
+  private async gap(end: number): Promise<void> {
+    this.frontier = undefined;
+    while (this.pos < end) {
+      const seq = this.pos + 1;
+      const covered = (this.nextCheckpoint !== undefined && this.nextCheckpoint.size >= seq) || this.leaves.head !== undefined;
+      if (!covered) {
+        // Nothing further on vouches for these positions: jump to the next event.
+        this.pos = end;
+        break;
+      }
+      const stop = Math.min(end, this.leaves.head ? end : this.nextCheckpoint!.size);
+      const reportable = Math.min(stop - this.pos, MAX_REPORTED_PROBLEMS - this.problems.length + 1);
+      for (let k = 0; k < reportable; k++) {
+        this.eventProblem('missing', this.pos + 1 + k, undefined, `event ${this.pos + 1 + k} is missing (no event and no stored leaf at its position)`);
+      }
+      this.firstEventProblem = Math.min(this.firstEventProblem, seq);
+      this.pos = stop;
+      await this.reachCheckpoints();
+    }
+    await this.reachCheckpoints();
+  }
+
+  private async finish(): Promise<void> {
+    // Stored leaves at the end without events: the last rows were removed.
+    this.flushRun('truncated');
+    // Checkpoints past every position walked.
+    if (this.nextCheckpoint) {
+      if (this.hasLeaves) {
+        while (this.nextCheckpoint) {
+          const { size } = this.nextCheckpoint;
+          this.addProblem({ kind: 'truncated', treeSize: size, message: `checkpoint ${size} is signed, but the log has only ${this.pos} events and tree leaves (rows were removed from the end)` });
+          this.lastSignedSize = Math.max(this.lastSignedSize, size);
+          await this.pullCheckpoint();
+        }
+      } else {
+        let last = this.nextCheckpoint.size;
+        while (this.nextCheckpoint) {
+          last = Math.max(last, this.nextCheckpoint.size);
+          await this.pullCheckpoint();
+        }
+        this.lastSignedSize = Math.max(this.lastSignedSize, last);
+        const reportable = Math.min(last - this.pos, MAX_REPORTED_PROBLEMS - this.problems.length + 1);
+        for (let k = 0; k < reportable; k++) {
+          const seq = this.pos + 1 + k;
+          this.eventProblem('truncated', seq, undefined, `event ${seq} is missing from the end of the export (checkpoint ${last} covers it)`);
+        }
+        this.firstEventProblem = Math.min(this.firstEventProblem, this.pos + 1);
+      }
+    }
+    this.classifyMismatches();
+    // Checkpoints no later one vindicated: explained by an event's problem, or the tree rows were altered.
+    let explainedFrom = Infinity;
+    for (const { size, prevSize } of this.unmatched) {
+      if (Math.min(this.firstEventProblem, explainedFrom) <= size) continue;
+      this.addProblem({
+        kind: 'modified',
+        treeSize: size,
+        message: `events ${prevSize + 1} to ${size} do not hash to the root signed in checkpoint ${size}: events and their tree rows were altered`,
+      });
+      explainedFrom = prevSize + 1;
+    }
+  }
+
+  private flushRun(kind: 'missing' | 'truncated'): void {
+    if (this.pending.length === 0) return;
+    for (const { seq, id } of this.pending.entries) {
+      this.eventProblem(
+        kind,
+        seq,
+        id,
+        kind === 'missing' ? `event ${seq} is missing (its stored leaf remains)` : `event ${seq} was removed from the end of the log (its stored leaf remains)`,
+      );
+    }
+    if (this.pending.length > this.pending.entries.length) this.truncatedReport = true;
+    this.pending = { length: 0, entries: [] };
+  }
+
+  private mismatch(mismatch: Mismatch): void {
+    this.firstEventProblem = Math.min(this.firstEventProblem, mismatch.seq);
+    if (this.mismatches.length < MAX_REPORTED_PROBLEMS) {
+      this.mismatches.push(mismatch);
+    } else {
+      this.eventProblem('modified', mismatch.seq, mismatch.id, `event ${mismatch.seq} does not hash to its stored leaf (it was changed)`);
+    }
+  }
+
+  private classifyMismatches(): void {
+    const stored = new Set(this.mismatches.map((m) => m.storedHash.toString('hex')));
+    for (const m of this.mismatches) {
+      if (stored.has(m.eventHash.toString('hex'))) {
+        this.eventProblem('reordered', m.seq, m.id, `event ${m.seq} holds the content sequenced at another position (events traded places)`);
+      } else {
+        this.eventProblem('modified', m.seq, m.id, `event ${m.seq} does not hash to its stored leaf (it was changed)`);
+      }
+    }
+  }
+
+  /** Compares the walk's root with every signed checkpoint of the size reached. */
+  private async reachCheckpoints(): Promise<void> {
+    while (this.nextCheckpoint && this.nextCheckpoint.size <= this.pos) {
+      const size = this.nextCheckpoint.size;
+      const roots = new Map<string, Buffer>();
+      while (this.nextCheckpoint && this.nextCheckpoint.size === size) {
+        roots.set(this.nextCheckpoint.root.toString('hex'), this.nextCheckpoint.root);
+        await this.pullCheckpoint();
+      }
+      if (roots.size > 1) {
+        this.addProblem({ kind: 'inconsistent', treeSize: size, message: `${roots.size} checkpoints of size ${size} sign different roots` });
+      }
+      this.lastSignedSize = Math.max(this.lastSignedSize, size);
+      if (size === this.pos) this.eventsSinceReached = 0;
+      if (!this.frontier) continue;
+      if (size < this.pos) {
+        this.addProblem({ kind: 'inconsistent', treeSize: size, message: `checkpoint ${size} is listed after a larger one; it was not checked` });
+        continue;
+      }
+      const root = this.frontier.root();
+      if ([...roots.values()].some((r) => r.equals(root))) {
+        for (const earlier of this.unmatched) {
+          this.addProblem({
+            kind: 'inconsistent',
+            treeSize: earlier.size,
+            message: `checkpoint ${earlier.size} signs a root the log does not have, though checkpoint ${size} after it matches: it is not a prefix of its successor`,
+          });
+        }
+        this.unmatched = [];
+        this.lastMatchedSize = size;
+      } else {
+        this.unmatched.push({ size, prevSize: this.lastMatchedSize });
+      }
+    }
+  }
+
+  /** Reads notes up to the next validly signed one of the log's origin, reporting the others. */
+  private async pullCheckpoint(): Promise<void> {
+    this.nextCheckpoint = undefined;
+    while (this.notes.head !== undefined) {
+      const note = this.notes.head;
+      await this.notes.advance();
+      this.checkpointCount++;
+      const signed = this.open(note);
+      if (!signed) continue;
+      this.origin ??= signed.origin;
+      if (signed.origin !== this.origin) {
+        this.addProblem({
+          kind: 'inconsistent',
+          treeSize: signed.size,
+          message: `checkpoint ${signed.size} names the log ${JSON.stringify(signed.origin)}, not ${JSON.stringify(this.origin)}`,
+        });
+        continue;
+      }
+      this.nextCheckpoint = signed;
+      return;
+    }
+  }
+
+  private open(note: string): SignedCheckpoint | undefined {
+    const named = noteTreeSize(note);
+    try {
+      const opened = openNote(note, this.verifiersFor(note));
+      const checkpoint = parseCheckpoint(opened.text);
+      const size = Number(checkpoint.treeSize);
+      if (!Number.isSafeInteger(size)) throw new Error(`tree size ${checkpoint.treeSize} is too large`);
+      return { size, root: checkpoint.rootHash, origin: checkpoint.origin };
+    } catch (err) {
+      const problem: AuditIntegrityProblem = {
+        kind: 'bad-signature',
+        message: `checkpoint${named === undefined ? '' : ` ${named}`} does not verify: ${(err as Error).message}`,
+      };
+      if (named !== undefined) problem.treeSize = named;
+      this.addProblem(problem);
+      return undefined;
+    }
+  }
+
+  private verifiersFor(note: string): NoteVerifier[] {
+    const base = [...(this.input.verifiers ?? [])];
+    const keys = this.input.publicKeys ?? [];
+    if (keys.length === 0) return base;
+    // Verifiers depend only on the key names the note's signature lines carry.
+    const names = signatureKeyNames(note).join(' ');
+    let cached = this.verifierCache.get(names);
+    if (!cached) {
+      cached = verifiersFor(note, keys);
+      if (this.verifierCache.size < 100) this.verifierCache.set(names, cached);
+    }
+    return [...base, ...cached];
+  }
+
+  private eventProblem(kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string): void {
+    this.firstEventProblem = Math.min(this.firstEventProblem, seq);
+    const problem: AuditIntegrityProblem = { kind, seq, message };
+    if (id !== undefined) problem.id = id;
+    this.addProblem(problem);
+  }
+
+  private addProblem(problem: AuditIntegrityProblem): void {
+    if (this.problems.length < MAX_REPORTED_PROBLEMS) this.problems.push(problem);
+    else this.truncatedReport = true;
+  }
+}

@@ -1,0 +1,191 @@
+import { KeyObject } from 'node:crypto';
+import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.js';
+import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
+import type { AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
+import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.js';
+import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
+import { leafHash, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
+
+/*
+ * Offline checks of the proofs the module hands out: whoever holds a proof and the log's
+ * public key checks it without the database.
+ */
+
+/**
+ * The verifiers that may open `note`, from public keys given in any form of
+ * {@link AuditPublicKey}:
+ *
+ * - a verifier key string (`<name>+<key id>+<base64 key>`) is used as it is;
+ * - a PEM key or `KeyObject` carries no key name, so it gets a verifier under each key
+ *   name of the note's signature lines (a signature by another key under that name still
+ *   does not verify: the key id covers the key);
+ * - a private key stands for its public half.
+ *
+ * @throws InvalidNoteKeyError for a key that is not an Ed25519 key or a valid verifier key string.
+ */
+export function verifiersFor(note: string, keys: AuditPublicKey | readonly AuditPublicKey[]): NoteVerifier[] {
+  const list: readonly AuditPublicKey[] = Array.isArray(keys) ? keys : [keys as AuditPublicKey];
+  const names = signatureKeyNames(note);
+  const verifiers: NoteVerifier[] = [];
+  for (const key of list) {
+    if (typeof key === 'string' && !key.trimStart().startsWith('-----BEGIN')) {
+      verifiers.push(parseVerifierKey(key.trim()));
+      continue;
+    }
+    if (!(key instanceof KeyObject) && typeof key !== 'string') {
+      throw new InvalidNoteKeyError(`expected a KeyObject, PEM text or verifier key string, got ${typeof key}`);
+    }
+    for (const name of names) verifiers.push(createVerifier(name, key));
+  }
+  return dedupe(verifiers);
+}
+
+/**
+ * Checks an inclusion proof offline: the checkpoint note is signed by one of the keys,
+ * its tree size is the proof's, the leaf index is `seq - 1`, and the audit path leads
+ * from the leaf hash to the signed root. Given `event` (an `audit_log` row, or an object
+ * of a JSON Lines export), also checks that the event is the proof's: same id, and its
+ * canonical JSON hashes to the proof's leaf hash.
+ *
+ * @returns `{ ok: true }`, or `{ ok: false, reason }` naming the first check that failed.
+ * @throws InvalidAuditProofError when the proof is malformed (a missing member, a hash
+ *   that is not the base64 of 32 bytes); InvalidNoteKeyError for an unusable key.
+ */
+export function verifyInclusion(
+  proof: AuditInclusionProof,
+  publicKey: AuditPublicKey | readonly AuditPublicKey[],
+  event?: CanonicalEventInput,
+): AuditProofResult {
+  checkObject(proof, 'the proof');
+  const seq = checkSize(proof.seq, 'seq');
+  const leafIndex = checkSize(proof.leafIndex, 'leafIndex');
+  const treeSize = checkSize(proof.treeSize, 'treeSize');
+  if (typeof proof.id !== 'string' || proof.id === '') throw new InvalidAuditProofError('id is not a non-empty string');
+  const leaf = checkHash(proof.leafHash, 'leafHash');
+  const path = checkPath(proof.path);
+  if (typeof proof.checkpoint !== 'string') throw new InvalidAuditProofError('checkpoint is not the text of a signed note');
+
+  const opened = openCheckpoint(proof.checkpoint, publicKey, 'the checkpoint');
+  if (!opened.ok) return opened;
+  const checkpoint = opened.checkpoint;
+  if (checkpoint.treeSize !== BigInt(treeSize)) {
+    return fail(`the checkpoint is of tree size ${checkpoint.treeSize}, the proof says ${treeSize}`);
+  }
+  if (leafIndex !== seq - 1) return fail(`leafIndex ${leafIndex} is not seq - 1 (seq ${seq})`);
+  if (leafIndex >= treeSize) return fail(`seq ${seq} is beyond the checkpoint's tree size ${treeSize}`);
+  if (!verifyInclusionProof(leafIndex, treeSize, leaf, path, checkpoint.rootHash)) {
+    return fail(`the audit path does not lead from the leaf hash to the signed root of tree size ${treeSize}`);
+  }
+  if (event !== undefined) {
+    checkObject(event, 'the event');
+    if (event.id !== proof.id) return fail(`the event given is ${JSON.stringify(event.id)}, the proof is for ${JSON.stringify(proof.id)}`);
+    const { seq: _seq, ...content } = event as CanonicalEventInput & { seq?: unknown };
+    void _seq;
+    let hash: Buffer;
+    try {
+      hash = leafHash(Buffer.from(canonicalEventJson(content as CanonicalEventInput)));
+    } catch (err) {
+      return fail(`the event cannot be hashed: ${(err as Error).message}`);
+    }
+    if (!hash.equals(leaf)) return fail(`the event's content does not hash to the proof's leaf hash (the event was changed)`);
+  }
+  return { ok: true };
+}
+
+/**
+ * Checks a consistency proof offline: both checkpoint notes are signed by one of the keys,
+ * name the same log (origin), are of the proof's sizes, and the proof shows that the
+ * older tree is a prefix of the newer one (RFC 9162 section 2.1.4.2).
+ *
+ * @returns `{ ok: true }`, or `{ ok: false, reason }` naming the first check that failed.
+ * @throws InvalidAuditProofError when the proof is malformed; InvalidNoteKeyError for an unusable key.
+ */
+export function verifyConsistency(
+  older: string,
+  newer: string,
+  proof: AuditConsistencyProof,
+  publicKey: AuditPublicKey | readonly AuditPublicKey[],
+): AuditProofResult {
+  checkObject(proof, 'the proof');
+  const oldSize = checkSize(proof.oldSize, 'oldSize');
+  const newSize = checkSize(proof.newSize, 'newSize');
+  const path = checkPath(proof.path);
+  if (typeof older !== 'string' || typeof newer !== 'string') throw new InvalidAuditProofError('the checkpoints must be the texts of signed notes');
+  const a = openCheckpoint(older, publicKey, 'the older checkpoint');
+  if (!a.ok) return a;
+  const b = openCheckpoint(newer, publicKey, 'the newer checkpoint');
+  if (!b.ok) return b;
+  if (a.checkpoint.origin !== b.checkpoint.origin) {
+    return fail(`the checkpoints are of different logs (${JSON.stringify(a.checkpoint.origin)} and ${JSON.stringify(b.checkpoint.origin)})`);
+  }
+  if (a.checkpoint.treeSize !== BigInt(oldSize)) return fail(`the older checkpoint is of tree size ${a.checkpoint.treeSize}, the proof says ${oldSize}`);
+  if (b.checkpoint.treeSize !== BigInt(newSize)) return fail(`the newer checkpoint is of tree size ${b.checkpoint.treeSize}, the proof says ${newSize}`);
+  if (oldSize > newSize) return fail(`the older tree size ${oldSize} is larger than the newer ${newSize}`);
+  if (!verifyConsistencyProof(oldSize, newSize, a.checkpoint.rootHash, b.checkpoint.rootHash, path)) {
+    return fail(`the proof does not show that the tree of size ${oldSize} is a prefix of the tree of size ${newSize}`);
+  }
+  return { ok: true };
+}
+
+/** The key names of a signed note's signature lines (none when it has no signature block). */
+export function signatureKeyNames(note: string): string[] {
+  if (typeof note !== 'string') return [];
+  const split = note.lastIndexOf('\n\n');
+  if (split < 0) return [];
+  const names = new Set<string>();
+  for (const line of note.slice(split + 2).split('\n')) {
+    if (!line.startsWith('\u2014 ')) continue;
+    const name = line.slice(2).split(' ')[0];
+    if (name) names.add(name);
+  }
+  return [...names];
+}
+
+type Opened = { ok: true; checkpoint: Checkpoint } | { ok: false; reason: string };
+
+function openCheckpoint(note: string, keys: AuditPublicKey | readonly AuditPublicKey[], what: string): Opened {
+  const verifiers = verifiersFor(note, keys);
+  try {
+    const opened = openNote(note, verifiers);
+    return { ok: true, checkpoint: parseCheckpoint(opened.text) };
+  } catch (err) {
+    if (err instanceof InvalidNoteKeyError) throw err;
+    return fail(`${what} does not verify: ${(err as Error).message}`);
+  }
+}
+
+const fail = (reason: string): { ok: false; reason: string } => ({ ok: false, reason });
+
+function dedupe(verifiers: NoteVerifier[]): NoteVerifier[] {
+  const seen = new Map<string, NoteVerifier>();
+  for (const v of verifiers) {
+    const key = `${v.name}+${v.keyId}`;
+    if (!seen.has(key)) seen.set(key, v);
+  }
+  return [...seen.values()];
+}
+
+function checkObject(value: unknown, what: string): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InvalidAuditProofError(`${what} is not an object`);
+}
+
+function checkSize(value: unknown, member: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw new InvalidAuditProofError(`${member} is not a non-negative integer (got ${JSON.stringify(value)})`);
+  }
+  return value;
+}
+
+function checkPath(path: unknown): Buffer[] {
+  if (!Array.isArray(path)) throw new InvalidAuditProofError('path is not an array of base64 hashes');
+  return path.map((hash, i) => checkHash(hash, `path[${i}]`));
+}
+
+/** Standard padded base64 of exactly 32 bytes. */
+function checkHash(value: unknown, member: string): Buffer {
+  if (typeof value === 'string' && /^[A-Za-z0-9+/]{43}=$/.test(value)) {
+    const bytes = Buffer.from(value, 'base64');
+    if (bytes.length === 32 && bytes.toString('base64') === value) return bytes;
+  }
+  throw new InvalidAuditProofError(`${member} is not the base64 of a 32-byte hash (got ${JSON.stringify(value)})`);
+}

@@ -1,0 +1,223 @@
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { createSigner, createVerifier, formatCheckpoint, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
+import {
+  mergeCheckpoints,
+  verifyLog,
+  type AuditLogSourceEvent,
+  type AuditLogSourceLeaf,
+} from '../../lib/integrity/log-verifier.js';
+import { leafHash, rootHash } from '../../lib/integrity/merkle.js';
+
+const ORIGIN = 'audit.example.test/log';
+const { privateKey } = generateKeyPairSync('ed25519');
+const signer = createSigner(ORIGIN, privateKey);
+const verifiers = [createVerifier(ORIGIN, createPublicKey(privateKey))];
+
+interface Log {
+  events: AuditLogSourceEvent[];
+  leaves: AuditLogSourceLeaf[];
+  checkpoints: string[];
+}
+
+const hashOf = (text: string): Buffer => leafHash(Buffer.from(text));
+
+/** A log of `n` events, their leaves, and a signed checkpoint at each size given. */
+function makeLog(n: number, sizes: number[]): Log {
+  const events = Array.from({ length: n }, (_, i) => ({ seq: i + 1, id: `event-${i + 1}`, leafHash: hashOf(`content ${i + 1}`) }));
+  const leaves = events.map((e, i) => ({ index: i, hash: e.leafHash, eventId: e.id }));
+  const checkpoints = sizes.map((size) => checkpoint(leaves.slice(0, size).map((l) => l.hash), size));
+  return { events, leaves, checkpoints };
+}
+
+function checkpoint(hashes: Buffer[], size: number, sign = signer, origin = ORIGIN): string {
+  return signNote(formatCheckpoint({ origin, treeSize: size, rootHash: rootHash(hashes) }), sign);
+}
+
+async function* stream<T>(items: readonly T[]): AsyncGenerator<T> {
+  for (const item of items) yield item;
+}
+
+const verify = (log: Log, withLeaves = true) =>
+  verifyLog({
+    events: stream(log.events),
+    leaves: withLeaves ? stream(log.leaves) : undefined,
+    checkpoints: stream(log.checkpoints),
+    verifiers,
+  });
+
+const kinds = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? `@${p.treeSize}`}`);
+
+describe('verifyLog: a clean log', () => {
+  it.each([
+    [1, [1]],
+    [2, [1, 2]],
+    [3, [2, 3]],
+    [7, [1, 4, 7]],
+    [8, [3, 5, 8]],
+    [13, [0, 6, 11, 13]],
+    [100, [17, 31, 64, 99, 100]],
+  ])('%i events with checkpoints %j: ok', async (n, sizes) => {
+    const log = makeLog(n, sizes);
+    const result = await verify(log);
+    expect(result).toMatchObject({ ok: true, problems: [], treeSize: n, events: n, checkpoints: sizes.length, unverified: 0 });
+    const exported = await verify(log, false);
+    expect(exported).toMatchObject({ ok: true, problems: [], treeSize: n });
+  });
+
+  it('counts events past the last checkpoint as unverified, not as problems', async () => {
+    const log = makeLog(10, [4, 7]);
+    expect(await verify(log)).toMatchObject({ ok: true, treeSize: 10, unverified: 3 });
+    expect(await verify(log, false)).toMatchObject({ ok: true, treeSize: 10, unverified: 3 });
+  });
+
+  it('accepts public keys as PEM text and as verifier key strings', async () => {
+    const log = makeLog(9, [5, 9]);
+    const pem = createPublicKey(privateKey).export({ format: 'pem', type: 'spki' }).toString();
+    for (const key of [pem, verifierKey(ORIGIN, privateKey)]) {
+      const result = await verifyLog({ events: stream(log.events), leaves: stream(log.leaves), checkpoints: stream(log.checkpoints), publicKeys: [key] });
+      expect(result.ok).toBe(true);
+    }
+  });
+
+  it('reports progress', async () => {
+    const log = makeLog(25_000, [25_000]);
+    const calls: Array<[number, number]> = [];
+    await verifyLog({ events: stream(log.events), leaves: stream(log.leaves), checkpoints: stream(log.checkpoints), verifiers, total: 25_000, onProgress: (a, b) => calls.push([a, b]) });
+    expect(calls).toEqual([[10_000, 25_000], [20_000, 25_000], [25_000, 25_000]]);
+  });
+});
+
+describe('verifyLog: tampered events with the stored tree', () => {
+  it('a changed event is modified, at its seq', async () => {
+    const log = makeLog(12, [5, 12]);
+    log.events[6]!.leafHash = hashOf('changed');
+    const result = await verify(log);
+    expect(result.ok).toBe(false);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'modified', seq: 7, id: 'event-7' })]);
+  });
+
+  it('a deleted event is missing, named by its leaf', async () => {
+    const log = makeLog(12, [5, 12]);
+    log.events.splice(3, 1);
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'missing', seq: 4, id: 'event-4' })]);
+  });
+
+  it('an event with a seq but no leaf is inserted', async () => {
+    const log = makeLog(12, [5, 12]);
+    log.events.push({ seq: 13, id: 'forged', leafHash: hashOf('forged') });
+    expect(kinds(await verify(log))).toEqual(['inserted 13']);
+    const inside = makeLog(12, [5, 12]);
+    inside.leaves.splice(8, 1);
+    inside.events[8] = { seq: 9, id: 'forged', leafHash: hashOf('forged') };
+    expect(kinds(await verify(inside))).toEqual(['inserted 9']);
+  });
+
+  it('two events that traded places are both reordered', async () => {
+    const log = makeLog(12, [5, 12]);
+    const [a, b] = [log.events[2]!, log.events[8]!];
+    log.events[2] = { ...b, seq: 3 };
+    log.events[8] = { ...a, seq: 9 };
+    const result = await verify(log);
+    expect(kinds(result)).toEqual(['reordered 3', 'reordered 9']);
+  });
+
+  it('events removed from the end (leaves kept) are truncated, one problem per seq', async () => {
+    const log = makeLog(12, [5, 12]);
+    log.events.splice(9);
+    const result = await verify(log);
+    expect(result.problems).toEqual([
+      expect.objectContaining({ kind: 'truncated', seq: 10, id: 'event-10' }),
+      expect.objectContaining({ kind: 'truncated', seq: 11, id: 'event-11' }),
+      expect.objectContaining({ kind: 'truncated', seq: 12, id: 'event-12' }),
+    ]);
+    expect(result.treeSize).toBe(12);
+  });
+
+  it('events and their leaves removed from the end: the last checkpoint is truncated', async () => {
+    const log = makeLog(12, [5, 12]);
+    log.events.splice(9);
+    log.leaves.splice(9);
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'truncated', treeSize: 12, message: expect.stringContaining('only 9') })]);
+    expect(result.treeSize).toBe(12);
+  });
+
+  it('an event changed together with its leaf: the checkpoint over it is modified', async () => {
+    const log = makeLog(12, [5, 8, 12]);
+    log.events[6]!.leafHash = hashOf('changed');
+    log.leaves[6]!.hash = hashOf('changed');
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'modified', treeSize: 8, message: expect.stringContaining('events 6 to 8') })]);
+  });
+});
+
+describe('verifyLog: checkpoints', () => {
+  it('an altered signature is bad-signature, with the tree size', async () => {
+    const log = makeLog(12, [5, 12]);
+    const note = log.checkpoints[0]!;
+    const sig = note.lastIndexOf(' ') + 10;
+    log.checkpoints[0] = note.slice(0, sig) + (note[sig] === 'A' ? 'B' : 'A') + note.slice(sig + 1);
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'bad-signature', treeSize: 5 })]);
+  });
+
+  it('a checkpoint signed by an unknown key is bad-signature', async () => {
+    const log = makeLog(12, [5, 12]);
+    const stranger = createSigner(ORIGIN, generateKeyPairSync('ed25519').privateKey);
+    log.checkpoints[1] = checkpoint(log.leaves.map((l) => l.hash), 12, stranger);
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'bad-signature', treeSize: 12, message: expect.stringContaining('unknown key') })]);
+  });
+
+  it('a validly signed wrong root between two good checkpoints is inconsistent', async () => {
+    const log = makeLog(12, [3, 7, 12]);
+    log.checkpoints[1] = checkpoint([...log.leaves.slice(0, 6).map((l) => l.hash), hashOf('other')], 7);
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'inconsistent', treeSize: 7 })]);
+    expect(await verify(log, false)).toMatchObject({ problems: [expect.objectContaining({ kind: 'inconsistent', treeSize: 7 })] });
+  });
+
+  it('two different roots signed for one size are inconsistent; the same note twice counts once', async () => {
+    const log = makeLog(8, [4, 8]);
+    const twice = { ...log, checkpoints: [log.checkpoints[0]!, log.checkpoints[0]!, log.checkpoints[1]!] };
+    expect((await verify(twice)).ok).toBe(true);
+    const forked = { ...log, checkpoints: [log.checkpoints[0]!, checkpoint([hashOf('x'), hashOf('y'), hashOf('z'), hashOf('w')], 4), log.checkpoints[1]!] };
+    expect(kinds(await verify(forked))).toEqual(['inconsistent @4']);
+  });
+
+  it('a checkpoint of another origin is inconsistent', async () => {
+    const log = makeLog(8, [4, 8]);
+    const other = createSigner(ORIGIN, privateKey);
+    log.checkpoints[1] = checkpoint(log.leaves.map((l) => l.hash), 8, other, 'elsewhere.test/log');
+    expect(kinds(await verify(log))).toEqual(['inconsistent @8']);
+  });
+});
+
+describe('verifyLog: an export (no stored tree)', () => {
+  it('a changed event makes the first checkpoint over it modified', async () => {
+    const log = makeLog(12, [4, 8, 12]);
+    log.events[5]!.leafHash = hashOf('changed');
+    const result = await verify(log, false);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'modified', treeSize: 8, message: expect.stringContaining('events 5 to 8') })]);
+  });
+
+  it('a gap is missing, a repeated seq reordered, a gap at the end truncated', async () => {
+    const log = makeLog(12, [4, 12]);
+    const events = [...log.events];
+    events.splice(5, 1);
+    events.splice(7, 0, { ...events[7]! });
+    events.splice(10);
+    const result = await verify({ ...log, events }, false);
+    expect(kinds(result)).toEqual(['missing 6', 'reordered 9', 'truncated 11', 'truncated 12']);
+    expect(result.treeSize).toBe(12);
+  });
+
+  it('merges external checkpoints into the stored ones by size', async () => {
+    const log = makeLog(9, [3, 6, 9]);
+    const merged: string[] = [];
+    for await (const note of mergeCheckpoints(stream([log.checkpoints[0]!, log.checkpoints[2]!]), [log.checkpoints[1]!, log.checkpoints[0]!])) merged.push(note);
+    expect(merged).toEqual([log.checkpoints[0], log.checkpoints[0], log.checkpoints[1], log.checkpoints[2]]);
+  });
+});
