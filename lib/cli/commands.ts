@@ -1,7 +1,11 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { DataSource } from 'typeorm';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { verifierKey } from '../integrity/checkpoint-note.js';
+import { inclusionProofOf, latestCheckpoint } from '../integrity/integrity-proofs.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { DatabaseLogSource } from '../integrity/database-log-source.js';
 import { formatCheckpointsFile, readCheckpointsFile } from '../integrity/file-anchor.js';
 import { exportEventLine, exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
@@ -106,6 +110,37 @@ export async function exportCommand(options: CommandOptions): Promise<number> {
   });
   if (options.out !== undefined) process.stderr.write(`exported ${count} events to ${options.out}\n`);
   return 0;
+}
+
+/**
+ * `prove <id>`: the inclusion proof of one event in the tree of the last stored
+ * checkpoint, as JSON (what `verify-proof` and `verifyInclusion` check). Read-only: an
+ * event not yet covered by a checkpoint is an error (exit 1) until the app signs the next.
+ */
+export async function proveCommand(id: string | undefined, options: CommandOptions): Promise<number> {
+  if (id === undefined || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
+    throw new CliUsageError(`name the event: prove <id> (a UUID)${id === undefined ? '' : `, got ${JSON.stringify(id)}`}`);
+  }
+  return withDatabase(options, async (dataSource) => {
+    bindUtcDates(dataSource);
+    const row = await dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
+    if (!row) return fail(`no event ${id} in audit_log`);
+    const checkpoint = await latestCheckpoint(dataSource.manager);
+    if (row.seq === null || !checkpoint || checkpoint.treeSize < row.seq) {
+      return fail(`event ${id} is not covered by a signed checkpoint yet (the app signs one every checkpointEvery, or call AuditService.checkpoint())`);
+    }
+    let proof: AuditInclusionProof;
+    try {
+      proof = await inclusionProofOf(dataSource.manager, row, checkpoint);
+    } catch (err) {
+      if (err instanceof AuditIntegrityError || (err as Error).name === 'MissingTreeNodeError') return fail((err as Error).message);
+      throw err;
+    }
+    const output = openOutput(options.out);
+    await output.write(`${JSON.stringify(proof, null, 2)}\n`);
+    await output.close();
+    return 0;
+  });
 }
 
 /** `checkpoints`: the stored checkpoint notes, in the checkpoints-file format. */

@@ -5,6 +5,7 @@ import {
   checkpointsCommand,
   exportCommand,
   keygenCommand,
+  proveCommand,
   verifyCommand,
   verifyProofCommand,
   type CommandOptions,
@@ -112,8 +113,22 @@ Writes nothing else.
     options: { name: { type: 'string' } },
     run: (options) => keygenCommand(options),
   },
-  // `prove <id>`: the inclusion proof of one event, read from the stored tree (a later
-  // addition; it will print the JSON that verify-proof reads).
+  prove: {
+    summary: "print one event's inclusion proof (JSON) in the tree of the last checkpoint",
+    usage: `nestjs-system-audit prove <id> --url <url> [--out <file>]
+
+The inclusion proof of event <id> in the tree of the last stored checkpoint: the JSON
+that "verify-proof" and verifyInclusion() check. An event no checkpoint covers yet is
+an error until the app signs the next checkpoint.
+Exit code: 0 printed, 1 no proof (unknown event, not covered yet, or the event no longer
+matches its leaf), 2 the command could not run.
+
+${DATABASE_HELP}
+  --out <file>            write there instead of standard output`,
+    options: { ...DATABASE, out: { type: 'string' } },
+    positionals: true,
+    run: (options, positionals) => proveCommand(positionals[0], options),
+  },
 };
 
 const GENERAL_HELP = `Usage: nestjs-system-audit <command> [options]

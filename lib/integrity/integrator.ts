@@ -22,7 +22,7 @@ import { canonicalEventJson } from './canonical-json.js';
 import { formatCheckpoint, openNote, parseCheckpoint, signNote } from './checkpoint-note.js';
 import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
 import type { ResolvedIntegrity } from './integrity-options.js';
-import { verifiersFor } from './note-keys.js';
+import { verifiersFor } from './proofs.js';
 import { appendLeaves, combineSubtrees, emptyRootHash, leafHash, type HashedNode } from './merkle.js';
 import { TreeStore } from './tree-store.js';
 

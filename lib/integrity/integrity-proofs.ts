@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE } from '../audit.constants.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof } from '../interfaces/audit-integrity.interface.js';
@@ -40,26 +40,7 @@ export class IntegrityProofs {
       row = await events.findOne({ where: { id } });
       if (!row || row.seq === null) throw new AuditIntegrityError(`event ${id} could not be sequenced (see the log)`);
     }
-    const index = row.seq! - 1;
-    const [leaf] = await this.tree.hashes(this.dataSource.manager, [{ level: 0, index }]);
-    const computed = leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
-    if (!computed.equals(leaf!)) {
-      throw new AuditIntegrityError(`event ${id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
-    }
-    const leafRow = await this.dataSource.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
-    if (leafRow?.eventId && leafRow.eventId !== id) {
-      throw new AuditIntegrityError(`seq ${row.seq} belongs to event ${leafRow.eventId} in audit_tree, not to ${id}`);
-    }
-    const path = await this.tree.inclusionPath(this.dataSource.manager, index, checkpoint.treeSize);
-    return {
-      id,
-      seq: row.seq!,
-      leafIndex: index,
-      treeSize: checkpoint.treeSize,
-      leafHash: leaf!.toString('base64'),
-      path: path.map((hash) => hash.toString('base64')),
-      checkpoint: checkpoint.note,
-    };
+    return inclusionProofOf(this.dataSource.manager, row, checkpoint);
   }
 
   /**
@@ -77,10 +58,45 @@ export class IntegrityProofs {
     return { oldSize, newSize, path: path.map((hash) => hash.toString('base64')) };
   }
 
-  private async latest(): Promise<AuditCheckpoint | undefined> {
-    const row = await this.dataSource.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
-    return row ? { treeSize: row.treeSize, rootHash: Buffer.from(row.rootHash, 'hex').toString('base64'), note: row.note } : undefined;
+  private latest(): Promise<AuditCheckpoint | undefined> {
+    return latestCheckpoint(this.dataSource.manager);
   }
+}
+
+/**
+ * The inclusion proof of a sequenced event in the tree of `checkpoint`, read from
+ * `audit_tree`; refuses an event that no longer matches its leaf.
+ */
+export async function inclusionProofOf(manager: EntityManager, row: AuditLogEntity, checkpoint: AuditCheckpoint): Promise<AuditInclusionProof> {
+  if (row.seq === null) throw new AuditIntegrityError(`event ${row.id} has no seq yet`);
+  if (row.seq > checkpoint.treeSize) throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) is past the checkpoint of tree size ${checkpoint.treeSize}`);
+  const tree = new TreeStore();
+  const index = row.seq - 1;
+  const [leaf] = await tree.hashes(manager, [{ level: 0, index }]);
+  const computed = leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+  if (!computed.equals(leaf!)) {
+    throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
+  }
+  const leafRow = await manager.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
+  if (leafRow?.eventId && leafRow.eventId !== row.id) {
+    throw new AuditIntegrityError(`seq ${row.seq} belongs to event ${leafRow.eventId} in audit_tree, not to ${row.id}`);
+  }
+  const path = await tree.inclusionPath(manager, index, checkpoint.treeSize);
+  return {
+    id: row.id,
+    seq: row.seq,
+    leafIndex: index,
+    treeSize: checkpoint.treeSize,
+    leafHash: leaf!.toString('base64'),
+    path: path.map((hash) => hash.toString('base64')),
+    checkpoint: checkpoint.note,
+  };
+}
+
+/** The last stored checkpoint. */
+export async function latestCheckpoint(manager: EntityManager): Promise<AuditCheckpoint | undefined> {
+  const row = await manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
+  return row ? { treeSize: row.treeSize, rootHash: Buffer.from(row.rootHash, 'hex').toString('base64'), note: row.note } : undefined;
 }
 
 function sizeOf(value: number | AuditCheckpoint | string, name: string): number {

@@ -31,7 +31,16 @@ import { validateAuditActor, validateAuditLogInput } from './audit-log.input.js'
 import { AuditRecorder } from './audit-recorder.js';
 import { AuditIntegrator } from '../integrity/integrator.js';
 import { IntegrityProofs } from '../integrity/integrity-proofs.js';
-import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof } from '../interfaces/audit-integrity.interface.js';
+import type {
+  AuditCheckpoint,
+  AuditConsistencyProof,
+  AuditInclusionProof,
+  AuditVerifyOptions,
+  AuditVerifyResult,
+} from '../interfaces/audit-integrity.interface.js';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
+import { DatabaseLogSource } from '../integrity/database-log-source.js';
+import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -89,6 +98,37 @@ export class AuditService {
    */
   proveConsistency(older: number | AuditCheckpoint | string, newer: number | AuditCheckpoint | string): Promise<AuditConsistencyProof> {
     return this.proofs.proveConsistency(older, newer);
+  }
+
+  /**
+   * Checks the whole trail against its Merkle tree and signed checkpoints, streaming in
+   * constant memory: every sequenced event is hashed again and compared with its leaf, and
+   * the tree with every checkpoint (stored, and `options.checkpoints` kept outside the
+   * database, e.g. the anchor's file). Returns `{ ok, treeSize, problems: [{ kind, seq?,
+   * id?, treeSize?, message }] }`, kinds `modified`, `missing`, `inserted`, `reordered`,
+   * `bad-signature`, `inconsistent`, `truncated`.
+   * @throws AuditIntegrityError without `integrity` and without `options.publicKeys`.
+   */
+  async verify(options: AuditVerifyOptions = {}): Promise<AuditVerifyResult> {
+    if (options === null || typeof options !== 'object') throw new AuditIntegrityError('verify() takes an options object { publicKeys?, checkpoints?, onProgress? }');
+    const publicKeys = options.publicKeys ?? this.options.integrity?.publicKeys;
+    if (!publicKeys || publicKeys.length === 0) {
+      throw new AuditIntegrityError('verify() needs the public keys checkpoints are signed with: configure `integrity` or pass { publicKeys }');
+    }
+    if (options.checkpoints !== undefined && (!Array.isArray(options.checkpoints) || options.checkpoints.some((note) => typeof note !== 'string'))) {
+      throw new AuditIntegrityError('verify(): `checkpoints` must be an array of signed checkpoint notes (see readCheckpointsFile)');
+    }
+    const source = new DatabaseLogSource(this.dataSource);
+    const bound = await source.treeBound();
+    const data = source.dataUpTo(bound);
+    const total = options.onProgress ? await source.countEvents(bound) : 0;
+    return verifyLog({
+      ...data,
+      checkpoints: mergeCheckpoints(data.checkpoints, options.checkpoints ?? []),
+      publicKeys,
+      total,
+      ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    });
   }
 
   /**
