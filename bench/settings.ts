@@ -1,10 +1,12 @@
 import type { HttpOverheadOptions } from './http/http-overhead.bench.js';
+import type { IntegrityOptions } from './integrity/integrity.bench.js';
 import type { MemoryOptions } from './memory/memory.bench.js';
 import type { WriterOptions } from './writer/writer-throughput.bench.js';
 
 export interface BenchSettings {
   http: HttpOverheadOptions;
   writer: WriterOptions;
+  integrity: IntegrityOptions;
   memory: MemoryOptions;
 }
 
@@ -15,6 +17,8 @@ const memorySeconds = Number(process.env['BENCH_MEMORY_SECONDS'] ?? '') || 40;
 export const FULL: BenchSettings = {
   http: { connections: 32, warmupSeconds: 3, durationSeconds: 10, rounds: 4, serialSeconds: 4, orders: 10_000, server: 'process' },
   writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: 256, naiveInFlight: 16, poolSize: 16 },
+  /** `BENCH_INTEGRITY_EVENTS` overrides the size of the verified log. */
+  integrity: { events: Number(process.env['BENCH_INTEGRITY_EVENTS'] ?? '') || 1_000_000 },
   memory: {
     connections: 32,
     warmupSeconds: 3,
@@ -29,5 +33,6 @@ export const FULL: BenchSettings = {
 export const QUICK: BenchSettings = {
   http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, rounds: 2, serialSeconds: 0.5, orders: 1_000 },
   writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
+  integrity: { events: 2_000 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
 };

@@ -1,3 +1,4 @@
+import { generateKeyPairSync } from 'node:crypto';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
@@ -13,9 +14,12 @@ import { NaiveAuditSubscriber } from './naive-audit.subscriber.js';
 
 /**
  * - `disabled`: `AuditModule.forRoot({ enabled: false })`, the baseline;
- * - `module`: the module on, configured as the sample app configures it;
+ * - `module`: the module on, configured as the sample app configures it, with `integrity` on;
  * - `naive`: the module off plus `NaiveAuditSubscriber` (one `save()` per change).
  */
+/** A fresh Ed25519 key per server process: the bench checks speed, not signatures. */
+const BENCH_SIGNING_KEY = generateKeyPairSync('ed25519').privateKey;
+
 export type AuditMode = 'disabled' | 'module' | 'naive';
 
 export const AUDIT_MODES: readonly AuditMode[] = ['disabled', 'module', 'naive'];
@@ -53,6 +57,8 @@ export class BenchAppModule {
                   return user ? { type: 'user', id: user.id, display: user.email } : undefined;
                 },
                 trustProxy: false,
+                // Tamper evidence on: the integrator sequences and signs in the background, as in production.
+                integrity: { signingKey: BENCH_SIGNING_KEY, origin: 'bench.nestjs-system-audit/http' },
               }
             : { enabled: false },
         ),

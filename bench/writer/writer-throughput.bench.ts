@@ -150,7 +150,7 @@ function copyField(value: unknown): string {
 }
 
 /** Streams `n` rows into the table with one `COPY … FROM STDIN`, building them on the fly. */
-async function copyRows(dataSource: DataSource, schema: BenchSchema, n: number): Promise<void> {
+export async function copyRows(dataSource: DataSource, schema: BenchSchema, n: number): Promise<void> {
   const columns = dataSource.getMetadata(AuditLogEntity).columns;
   const names = columns.map((column) => `"${column.databaseName}"`).join(', ');
   function* lines(): Generator<string> {
