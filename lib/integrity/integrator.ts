@@ -75,6 +75,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private readonly skipped = new Set<string>();
   private refusedReason?: string;
   private stopped = false;
+  /** A timed pass is queued or running. */
+  private ticking = false;
   /** What this instance did, for operators and tests: batches stored, events sequenced, the last batch's time. */
   readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0 };
 
@@ -134,11 +136,22 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     this.timer = undefined;
   }
 
+  /**
+   * One timed pass. A tick that comes while the previous one is still queued or running is
+   * dropped: on a database slower than `sequenceEvery` they would otherwise pile up without
+   * end, and `checkpoint()` would wait behind all of them. A tick queued before the
+   * shutdown does not run after it.
+   */
   private async tick(): Promise<void> {
-    if (this.stopped) return;
-    await this.run(() => this.sequenceAll(0, false)).catch((error: unknown) =>
-      this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${(error as Error).message}`),
-    );
+    if (this.stopped || this.ticking) return;
+    this.ticking = true;
+    try {
+      await this.run(() => (this.stopped ? Promise.resolve(undefined) : this.sequenceAll(0, false))).catch((error: unknown) =>
+        this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${(error as Error).message}`),
+      );
+    } finally {
+      this.ticking = false;
+    }
   }
 
   /** Runs one integrator task at a time in this process. */

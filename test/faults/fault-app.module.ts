@@ -3,8 +3,16 @@ import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule, type TypeOrmModuleOptions } from '@nestjs/typeorm';
 import { AuditEntities, AuditMigrations, AuditModule } from '../../lib/index.js';
 import { ActorHeaderGuard } from './actor-header.guard.js';
+import { FaultIntegrityController, KillInBatchLogger } from './fault-integrity.controller.js';
 import { FaultItem } from './fault-item.entity.js';
 import { FaultItemsController } from './fault-items.controller.js';
+
+/** The `integrity.origin` (and key name) of the fault app's log, when integrity is on. */
+export const FAULT_ORIGIN = 'faults.nestjs-system-audit.test/items';
+/** `integrity.sequenceEvery` of the fault app. */
+export const FAULT_SEQUENCE_EVERY = 100;
+/** `integrity.checkpointEvery.events` of the fault app. */
+export const FAULT_CHECKPOINT_EVENTS = 500;
 
 /** Where and how the fault app runs; read from `FAULT_*` environment variables by `faultAppConfigFromEnv()`. */
 export interface FaultAppConfig {
@@ -19,6 +27,11 @@ export interface FaultAppConfig {
   schema?: string;
   /** `AuditModule.forRoot({ recoverAfter })`, in ms. */
   recoverAfter: number;
+  /**
+   * An Ed25519 private key (PKCS#8 PEM): turns `integrity` on, signing with it as
+   * {@link FAULT_ORIGIN}, and adds the `/integrity` routes. Without it, no integrity.
+   */
+  signingKey?: string;
 }
 
 /** The environment variables the runner passes to the app process. */
@@ -31,6 +44,7 @@ export const FAULT_ENV = {
   database: 'FAULT_DB_NAME',
   schema: 'FAULT_DB_SCHEMA',
   recoverAfter: 'FAULT_RECOVER_AFTER',
+  signingKey: 'FAULT_SIGNING_KEY',
 } as const satisfies Record<keyof FaultAppConfig, string>;
 
 export function faultAppConfigFromEnv(env: NodeJS.ProcessEnv = process.env): FaultAppConfig {
@@ -50,6 +64,7 @@ export function faultAppConfigFromEnv(env: NodeJS.ProcessEnv = process.env): Fau
     database: required(FAULT_ENV.database),
     ...(env[FAULT_ENV.schema] ? { schema: env[FAULT_ENV.schema] } : {}),
     recoverAfter: Number(env[FAULT_ENV.recoverAfter] ?? 3000),
+    ...(env[FAULT_ENV.signingKey] ? { signingKey: env[FAULT_ENV.signingKey] } : {}),
   };
 }
 
@@ -66,7 +81,8 @@ export function faultAppEnv(config: FaultAppConfig): Record<string, string> {
 /**
  * The fault app: `FaultItem` and the audit module's entities on one data source, the
  * audit tables made by `AuditMigrations` (the runner creates `fault_item`), the module
- * with a short `recoverAfter`, and a guard that takes the actor from a header.
+ * with a short `recoverAfter`, and a guard that takes the actor from a header. With
+ * `signingKey`: `integrity` on, and the routes of fault-integrity.controller.ts.
  */
 @Module({})
 export class FaultAppModule {
@@ -92,11 +108,20 @@ export class FaultAppModule {
             database: config.database,
             extra: { connectionLimit: 20, connectTimeout: 5000 },
           };
+    const integrity = config.signingKey
+      ? {
+          signingKey: config.signingKey,
+          origin: FAULT_ORIGIN,
+          sequenceEvery: FAULT_SEQUENCE_EVERY,
+          checkpointEvery: { events: FAULT_CHECKPOINT_EVENTS },
+        }
+      : undefined;
     return {
       module: FaultAppModule,
       imports: [
         TypeOrmModule.forRoot({
           ...connection,
+          ...(integrity ? { logger: new KillInBatchLogger() } : {}),
           entities: [...AuditEntities, FaultItem],
           migrations: AuditMigrations,
           migrationsRun: true,
@@ -105,9 +130,9 @@ export class FaultAppModule {
           retryAttempts: 3,
           retryDelay: 1000,
         }),
-        AuditModule.forRoot({ recoverAfter: config.recoverAfter }),
+        AuditModule.forRoot({ recoverAfter: config.recoverAfter, ...(integrity ? { integrity } : {}) }),
       ],
-      controllers: [FaultItemsController],
+      controllers: [FaultItemsController, ...(integrity ? [FaultIntegrityController] : [])],
       providers: [{ provide: APP_GUARD, useClass: ActorHeaderGuard }],
     };
   }

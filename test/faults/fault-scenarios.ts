@@ -1,8 +1,12 @@
+import type { KeyObject } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { AuditCheckpoint } from '../../lib/index.js';
 import type { TcpProxy } from '../support/tcp-proxy.js';
+import { KILLED_IN_BATCH, type FaultIntegratorStats } from './fault-integrity.controller.js';
 import type { AppProcess } from './support/app-process.js';
 import type { FaultDatabase } from './support/fault-database.js';
 import { hostileMix } from './support/hostile-values.js';
+import { checkIntegrity } from './support/integrity-check.js';
 import { normalMix, type LoadClient, type LoadOptions } from './support/load-client.js';
 
 /** `recoverAfter` of the app, in ms. */
@@ -29,6 +33,10 @@ export interface ScenarioContext {
   note(text: string): void;
   /** Fails the scenario for a reason other than A, B or D (e.g. the app did not exit). */
   fail(reason: string): void;
+  /** A word for the scenario's result line (e.g. `tree=5120`). */
+  detail(text: string): void;
+  /** With `Scenario.integrity`: the app's origin and the public half of the key it signs with. */
+  integrity?: { origin: string; publicKey: KeyObject };
 }
 
 /** One fault scenario. */
@@ -44,6 +52,15 @@ export interface Scenario {
   run(context: ScenarioContext): Promise<void>;
   /** Count right after `run`, before any app is restarted (what a graceful exit left). */
   measureAfterRun?: boolean;
+  /**
+   * The app runs with `integrity` on, signing with a key the runner makes for the run
+   * (see `ScenarioContext.integrity`) and exposing the routes of fault-integrity.controller.ts.
+   */
+  integrity?: boolean;
+  /** After recovery, every instance up and `audit_journal` empty, before they are stopped. */
+  settled?(context: ScenarioContext): Promise<void>;
+  /** After every instance is stopped and A, B, D are counted: checks read from the database. */
+  stopped?(context: ScenarioContext): Promise<void>;
 }
 
 const load = (context: ScenarioContext, options: Partial<LoadOptions> & { durationMs: number; signal?: AbortSignal }) =>
@@ -223,5 +240,139 @@ const hostile: Scenario = {
   },
 };
 
+/** A JSON call to one app instance's URL, bounded in time. */
+async function call<T>(url: string, method: 'GET' | 'POST', path: string, timeoutMs = 2000): Promise<T> {
+  const response = await fetch(`${url}${path}`, { method, signal: AbortSignal.timeout(timeoutMs) });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${text.slice(0, 300)}`);
+  return JSON.parse(text) as T;
+}
+
+/** `GET /integrity/stats` of every instance that is up (an instance that does not answer is left out). */
+async function integratorStats(context: ScenarioContext): Promise<Array<{ app: AppProcess; stats: FaultIntegratorStats }>> {
+  const up = context.apps.filter((app) => app.url !== undefined);
+  const answers = await Promise.all(
+    up.map((app) =>
+      call<FaultIntegratorStats>(app.url!, 'GET', '/integrity/stats').then(
+        (stats) => ({ app, stats }),
+        () => undefined,
+      ),
+    ),
+  );
+  return answers.filter((answer) => answer !== undefined);
+}
+
+const describeStats = (stats: ReadonlyArray<{ app: AppProcess; stats: FaultIntegratorStats }>, now: number) =>
+  stats
+    .map(({ app, stats: s }) => `${app.name}: ${s.batches} batches/${s.sequenced} events${s.lastBatchAt ? `, last ${now - s.lastBatchAt} ms ago` : ''}`)
+    .join('; ');
+
+/** The load of integrity-kill-9, and when its two kills come. */
+const INTEGRITY_LOAD_MS = 30_000;
+const INTEGRITY_KILLS = [8_000, 15_000] as const;
+/** How long a killed instance stays down before it is restarted. */
+const INTEGRITY_DOWN_MS = 3000;
+/** The final `checkpoint()` of each run, for `stopped`. */
+const finalCheckpoints = new WeakMap<ScenarioContext, AuditCheckpoint>();
+
+/**
+ * `kill -9` of the instance doing the integrator's work: the one whose last batch is the
+ * latest. `inBatch`: that instance is armed to SIGKILL itself inside its next batch's
+ * transaction (after its seq update, before its tree nodes, lock held); if no batch comes
+ * within 3 s the runner kills it. Otherwise the runner watches every instance's stats and
+ * kills the first one seen to have just committed a batch (the busiest, likely). The instance is restarted
+ * after `INTEGRITY_DOWN_MS`, in the background; returns that restart.
+ */
+async function killIntegrator(context: ScenarioContext, started: number, number: number, inBatch: boolean): Promise<{ restart: Promise<void> }> {
+  const before = await integratorStats(context);
+  const now = Date.now();
+  const latest = [...before].sort((x, y) => y.stats.lastBatchAt - x.stats.lastBatchAt)[0];
+  let victim = latest?.app;
+  let how: string;
+  if (inBatch && victim) {
+    await call(victim.url!, 'POST', '/integrity/kill-in-batch');
+    const exit = await victim.waitForExit(3000);
+    const line = victim
+      .tail(50)
+      .split('\n')
+      .find((text) => text.includes(KILLED_IN_BATCH));
+    how = exit.graceful ? `${exit.signal} inside a batch's transaction (${line?.trim() ?? 'no line printed'})` : 'had no batch within 3 s: kill -9 by the runner';
+  } else {
+    // Poll until an instance's lastBatchAt moves: it has just committed a batch and is the integrator now.
+    const last = new Map(before.map(({ app, stats }) => [app, stats.lastBatchAt]));
+    const deadline = Date.now() + 3000;
+    let fresh: AppProcess | undefined;
+    while (!fresh && Date.now() < deadline && !context.signal.aborted) {
+      await pause(context, 15);
+      for (const { app, stats } of await integratorStats(context)) {
+        if (stats.lastBatchAt > (last.get(app) ?? 0)) fresh = app;
+      }
+    }
+    victim = fresh ?? victim;
+    if (!victim) throw new Error('no app instance answered GET /integrity/stats');
+    await victim.kill();
+    how = fresh ? 'kill -9 by the runner right after it committed a batch' : 'kill -9 by the runner (no new batch seen within 3 s)';
+  }
+  if (!victim) throw new Error('no app instance answered GET /integrity/stats');
+  const down = Date.now();
+  context.note(`kill #${number} at ${seconds(down - started)}, instance ${victim.name}: ${how}`);
+  context.note(`  integrators just before: ${describeStats(before, now)}`);
+  const restart = pause(context, INTEGRITY_DOWN_MS)
+    .then(() => victim.start())
+    .then(() => context.note(`  instance ${victim.name} back ${seconds(Date.now() - down)} after kill #${number}`));
+  restart.catch(() => undefined); // awaited by the caller; this only keeps an early failure from being "unhandled"
+  return { restart };
+}
+
+/**
+ * (f) Three instances with `integrity` on (seq, Merkle tree and signed checkpoints, batches
+ * every 100 ms under the integrator lock) and 30 s of load. At 8 s the instance doing the
+ * integrator's work SIGKILLs itself inside a batch's transaction; at 15 s the runner
+ * `kill -9`s the one that has just committed a batch; each comes back 3 s later, the
+ * other two keep taking the load. Then, after recovery, one instance's `checkpoint()`,
+ * and the tables checked directly (support/integrity-check.ts): one gapless seq 1..N,
+ * every leaf and node right, every checkpoint signed over the right root.
+ */
+const integrityKillNine: Scenario = {
+  name: 'integrity-kill-9',
+  instances: 3,
+  integrity: true,
+  async run(context) {
+    const stop = new AbortController();
+    const running = load(context, { durationMs: INTEGRITY_LOAD_MS, signal: stop.signal });
+    const restarts: Array<Promise<void>> = [];
+    const started = Date.now();
+    try {
+      for (const [index, moment] of INTEGRITY_KILLS.entries()) {
+        await pause(context, moment - (Date.now() - started));
+        restarts.push((await killIntegrator(context, started, index + 1, index === 0)).restart);
+      }
+      await Promise.all(restarts);
+      await pause(context, INTEGRITY_LOAD_MS - (Date.now() - started));
+    } finally {
+      stop.abort();
+      await Promise.allSettled(restarts);
+      await running;
+    }
+    const stats = await integratorStats(context);
+    context.note(`integrator after the load (since each instance's last start): ${describeStats(stats, Date.now())}`);
+  },
+  async settled(context) {
+    const app = context.apps.find((candidate) => candidate.url !== undefined);
+    if (!app) throw new Error('no app instance is up to ask for checkpoint()');
+    const checkpoint = await call<AuditCheckpoint>(app.url!, 'POST', '/integrity/checkpoint', 60_000);
+    finalCheckpoints.set(context, checkpoint);
+    context.note(`checkpoint() of instance ${app.name}: tree size ${checkpoint.treeSize}, root ${checkpoint.rootHash}`);
+  },
+  async stopped(context) {
+    if (!context.integrity) throw new Error('integrity-kill-9 runs without a signing key');
+    const checkpoint = finalCheckpoints.get(context);
+    const result = await checkIntegrity(context.db, { ...context.integrity, ...(checkpoint ? { checkpoint } : {}) });
+    context.detail(`integrity: events=${result.events} tree=${result.treeSize} checkpoints=${result.checkpoints} problems=${result.problemCount}`);
+    for (const problem of result.problems) context.fail(`integrity: ${problem}`);
+    if (!checkpoint) context.fail('integrity: no final checkpoint() to check');
+  },
+};
+
 /** Every scenario, in the order they run. */
-export const SCENARIOS: readonly Scenario[] = [killNine, outage, latency, sigterm, hostile];
+export const SCENARIOS: readonly Scenario[] = [killNine, outage, latency, sigterm, hostile, integrityKillNine];

@@ -1,28 +1,35 @@
 // Fault tests: `npm run test:faults`.
 //
 // For PostgreSQL and MariaDB, and for each scenario of fault-scenarios.ts (kill -9, database
-// outage, latency, SIGTERM, hostile values): a fresh schema or database, a TCP proxy in
-// front of the real server, the fault app in a child process connected through the proxy,
-// bounded load with an `x-request-id` per call, the fault, then the count, read directly
-// from the database:
+// outage, latency, SIGTERM, hostile values, kill -9 of the integrator among three instances
+// with integrity on): a fresh schema or database, a TCP proxy in front of the real server,
+// the fault app in a child process (or several) connected through the proxy, bounded load
+// with an `x-request-id` per call, the fault, then the count, read directly from the
+// database:
 //   A  2xx answers of an @Audited route with no intent event of their request id;
 //   B  committed changes (each item's insert and each revision) in no event;
 //   D  doubled events (two intents of one request, one change recorded twice).
 // A scenario passes when A = B = D = 0, some calls got a 2xx and the scenario's own checks
-// hold (the app exits after SIGTERM, answers again after the outage, stores hostile values).
+// hold (the app exits after SIGTERM, answers again after the outage, stores hostile values;
+// with integrity: one gapless seq 1..N, every leaf, node and signed checkpoint right, see
+// support/integrity-check.ts, after a final `checkpoint()`).
 // Exits non-zero if any fails. A database whose server is down is skipped with a warning,
-// unless CI=true. FAULTS_ONLY=kill-9,postgres:latency runs only the scenarios named;
+// unless CI=true. FAULTS_ONLY=kill-9,postgres:latency runs only the scenarios named
+// (FAULTS_ONLY=integrity-kill-9: that one on both databases);
 // FAULTS_KEEP_FAILED=1 keeps a failed scenario's schema or database to look into.
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { probeDatabases } from '../support/database-probe.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { FAULT_ORIGIN } from './fault-app.module.js';
 import { RECOVER_AFTER, SCENARIOS, type Scenario, type ScenarioContext } from './fault-scenarios.js';
 import { AppProcess, killAllAppProcesses } from './support/app-process.js';
 import { checkFindings } from './support/audit-findings.check.js';
 import { computeFindings, formatCounts, type Findings } from './support/audit-findings.js';
+import { checkIntegrityCheck } from './support/integrity-check.check.js';
 import { createFaultDatabase, type FaultDatabase, type FaultDatabaseKind } from './support/fault-database.js';
 import { LoadClient } from './support/load-client.js';
 
@@ -69,11 +76,19 @@ interface Outcome {
   details: string[];
 }
 
-function report(kind: FaultDatabaseKind, scenario: Scenario, findings: Findings, journal: number | undefined, failures: readonly string[]): Outcome {
+function report(
+  kind: FaultDatabaseKind,
+  scenario: Scenario,
+  findings: Findings,
+  journal: number | undefined,
+  failures: readonly string[],
+  extras: readonly string[],
+): Outcome {
   const passed = findings.a === 0 && findings.b === 0 && findings.d === 0 && findings.ok > 0 && failures.length === 0;
   const extra = [
     `events=${findings.events} (${formatCounts(findings.outcomes)})`,
     `journal=${journal ?? 'n/a'}`,
+    ...extras,
     ...(findings.ghosts > 0 ? [`ghosts=${findings.ghosts}`] : []),
     ...(findings.echoMismatches > 0 ? [`echo-mismatch=${findings.echoMismatches}`] : []),
   ];
@@ -108,6 +123,7 @@ async function runScenario(kind: FaultDatabaseKind, scenario: Scenario): Promise
   const started = Date.now();
   const notes: string[] = [];
   const failures: string[] = [];
+  const details: string[] = [];
   const local: Array<() => Promise<void>> = [];
   const own = (cleanup: () => Promise<void>) => {
     local.push(cleanup);
@@ -121,12 +137,15 @@ async function runScenario(kind: FaultDatabaseKind, scenario: Scenario): Promise
     db = database;
     own(() => database.drop());
     await database.createItemTable();
+    // A key of the run's own for the app's signed checkpoints; the private half goes to the app as PEM.
+    const keys = scenario.integrity ? generateKeyPairSync('ed25519') : undefined;
+    const signingKey = keys?.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const proxy = new TcpProxy(database.server.host, database.server.port);
     await proxy.start();
     own(() => proxy.stop());
     // One after another: the first one runs the migrations.
     for (let i = 0; i < (scenario.instances ?? 1); i++) {
-      const app = new AppProcess(database.appConfig(proxy.port, RECOVER_AFTER), String.fromCharCode(97 + i));
+      const app = new AppProcess({ ...database.appConfig(proxy.port, RECOVER_AFTER), ...(signingKey ? { signingKey } : {}) }, String.fromCharCode(97 + i));
       apps.push(app);
       own(() => app.kill());
       await app.start();
@@ -146,6 +165,8 @@ async function runScenario(kind: FaultDatabaseKind, scenario: Scenario): Promise
       signal: interrupted.signal,
       note: (text) => notes.push(`  ${text}`),
       fail: (reason) => failures.push(reason),
+      detail: (text) => details.push(text),
+      ...(keys ? { integrity: { origin: FAULT_ORIGIN, publicKey: keys.publicKey } } : {}),
     };
     await scenario.run(context);
     proxy.restore();
@@ -170,14 +191,16 @@ async function runScenario(kind: FaultDatabaseKind, scenario: Scenario): Promise
     const settleStart = Date.now();
     const left = await waitForEmptyJournal(database, SETTLE_MS);
     notes.push(`  audit_journal ${left === undefined ? 'missing' : `${left} rows`} after waiting ${((Date.now() - settleStart) / 1000).toFixed(1)} s for recovery`);
+    await scenario.settled?.(context);
     await stopAll();
     const final = await count();
+    await scenario.stopped?.(context);
     if (measured) {
       notes.push(
         `  after restart and recovery: A=${final.findings.a} B=${final.findings.b} D=${final.findings.d} journal=${final.journal ?? 'n/a'}`,
       );
     }
-    const result = report(kind, scenario, (measured ?? final).findings, (measured ?? final).journal, failures);
+    const result = report(kind, scenario, (measured ?? final).findings, (measured ?? final).journal, failures, details);
     notes.push(`  took ${((Date.now() - started) / 1000).toFixed(1)} s`);
     outcome = { ...result, details: [...result.details, ...notes, ...(result.passed ? [] : appOutput(kind, scenario, apps))] };
   } catch (error) {
@@ -203,7 +226,7 @@ async function runScenario(kind: FaultDatabaseKind, scenario: Scenario): Promise
 }
 
 async function main(): Promise<number> {
-  const broken = checkFindings();
+  const broken = [...checkFindings(), ...checkIntegrityCheck().map((mismatch) => `integrity check: ${mismatch}`)];
   if (broken.length > 0) {
     console.log(`the runner's counting is wrong on a known case: ${broken.join('; ')}`);
     return 1;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
+import type { DataSourceOptions } from 'typeorm';
 import { MARIADB, POSTGRES } from '../../support/database-probe.js';
 import type { FaultAppConfig } from '../fault-app.module.js';
 import { FAULT_ITEM_TABLE } from '../fault-item.entity.js';
@@ -37,6 +38,8 @@ export interface FaultDatabase {
   appConfig(proxyPort: number, recoverAfter: number): FaultAppConfig;
   /** The real server, for the proxy. */
   server: { host: string; port: number };
+  /** TypeORM connection options for the real server (not the proxy), without entities. */
+  dataSourceOptions(): DataSourceOptions;
   /** Creates `fault_item` (the app does not synchronise it). */
   createItemTable(): Promise<void>;
   /** Rows in `audit_journal`; `undefined` when the table does not exist (yet). */
@@ -97,6 +100,15 @@ function postgresDatabase(name: string): FaultDatabase {
     kind: 'postgres',
     name,
     server: { host: POSTGRES.host, port: POSTGRES.port },
+    dataSourceOptions: () => ({
+      type: 'postgres',
+      host: POSTGRES.host,
+      port: POSTGRES.port,
+      username: POSTGRES.user,
+      password: POSTGRES.password,
+      database: POSTGRES.database,
+      schema: name,
+    }),
     appConfig: (proxyPort, recoverAfter) => ({
       type: 'postgres',
       host: '127.0.0.1',
@@ -150,6 +162,14 @@ function mariadbDatabase(name: string): FaultDatabase {
     kind: 'mariadb',
     name,
     server: { host: MARIADB.host, port: MARIADB.port },
+    dataSourceOptions: () => ({
+      type: 'mariadb',
+      host: MARIADB.host,
+      port: MARIADB.port,
+      username: MARIADB.user,
+      password: MARIADB.password,
+      database: name,
+    }),
     appConfig: (proxyPort, recoverAfter) => ({
       type: 'mariadb',
       host: '127.0.0.1',
