@@ -216,6 +216,30 @@ describe.each(databases())('tampering by a database administrator, found by veri
     expect(brief(result.problems)).toEqual(['modified treeSize=12']);
   });
 
+  it('key rotation: a new key signs from then on, old checkpoints stay verifiable with the old public key', async () => {
+    await t.close();
+    const { privateKey: newKey } = generateKeyPairSync('ed25519');
+    const newVkey = verifierKey(ORIGIN, newKey);
+    t = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: newKey, origin: ORIGIN, sequenceEvery: 60_000, verificationKeys: [VKEY] } } });
+    for (let i = 0; i < 3; i++) await t.audit.log({ action: 'order.noted', reason: `after rotation ${i}` });
+    const checkpoint = await t.audit.checkpoint();
+    expect(checkpoint.treeSize).toBe(15);
+    expect(checkpoint.note).toContain(`\u2014 ${ORIGIN} `);
+    // Both keys: everything verifies.
+    expect((await t.audit.verify()).ok).toBe(true);
+    const both = await cli('verify', ...url, '--public-key', VKEY, '--public-key', newVkey);
+    expect(both.code, both.stdout + both.stderr).toBe(0);
+    // One key alone does not vouch for the other's checkpoints.
+    expect(brief((await t.audit.verify({ publicKeys: [newVkey] })).problems)).toEqual(['bad-signature treeSize=4', 'bad-signature treeSize=8', 'bad-signature treeSize=12']);
+    expect(brief((await t.audit.verify({ publicKeys: [VKEY] })).problems)).toEqual(['bad-signature treeSize=15']);
+    // An instance that does not know the old key still signs over a tree that extends the old checkpoints.
+    await t.close();
+    const { privateKey: thirdKey } = generateKeyPairSync('ed25519');
+    t = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: thirdKey, origin: ORIGIN, sequenceEvery: 60_000 } } });
+    await t.audit.log({ action: 'order.noted', reason: 'third key' });
+    await expect(t.audit.checkpoint()).resolves.toMatchObject({ treeSize: 16 });
+  });
+
   it('the anchor file holds every checkpoint the integrator signed', async () => {
     const anchored = await readCheckpointsFile(anchorFile);
     const stored = await t.dataSource.getRepository(AuditCheckpointEntity).find({ order: { treeSize: 'ASC' } });
