@@ -56,6 +56,9 @@ export const AUDIT_LOG_FIXED_COLUMNS = [
 
 const GUARDED = [AUDIT_LOG_TABLE, AUDIT_TREE_TABLE, AUDIT_CHECKPOINT_TABLE] as const;
 
+/** `audit_log`'s `json` columns on PostgreSQL, compared as text (`json` has no equality). */
+const PG_JSON_COLUMNS: ReadonlySet<string> = new Set(['changes', 'context', 'error']);
+
 /** The statements that install or remove the guards on one data source. */
 export interface AppendOnlyStatements {
   /** Creates the guards (functions and triggers). */
@@ -112,11 +115,6 @@ BEGIN
   IF TG_OP = 'DELETE' AND current_setting('${PURGE_SETTING}', true) = 'on' THEN
     RETURN OLD;
   END IF;
-  IF TG_OP = 'UPDATE' AND TG_NARGS > 0 AND TG_ARGV[0] = 'seq'
-    AND (to_jsonb(OLD) -> 'seq' = 'null'::jsonb OR to_jsonb(NEW) -> 'seq' = to_jsonb(OLD) -> 'seq')
-    AND (to_jsonb(NEW) - 'seq') = (to_jsonb(OLD) - 'seq') THEN
-    RETURN NEW;
-  END IF;
   IF TG_OP = 'TRUNCATE' THEN
     RAISE EXCEPTION '% is append-only: TRUNCATE is refused (nestjs-system-audit)', TG_TABLE_NAME USING ERRCODE = '55000';
   END IF;
@@ -127,9 +125,16 @@ $guard$`,
     const drop: string[] = [];
     for (const table of tables) {
       const on = qualified(table);
-      const argument = table === log ? `'seq'` : '';
+      // audit_log: the integrator's setting of a NULL seq (all else unchanged) is let through by the
+      // trigger's WHEN, evaluated without calling the function (json has no "=": compared as text).
+      const column = (row: 'OLD' | 'NEW', name: string): string => `${row}.${driver.escape(name)}${PG_JSON_COLUMNS.has(name) ? '::text' : ''}`;
+      const when =
+        table === log
+          ? ` WHEN (NOT ((${AUDIT_LOG_FIXED_COLUMNS.map((name) => column('OLD', name)).join(', ')}) IS NOT DISTINCT FROM (${AUDIT_LOG_FIXED_COLUMNS.map((name) => column('NEW', name)).join(', ')})` +
+            ` AND (OLD.${driver.escape('seq')} IS NULL OR NEW.${driver.escape('seq')} IS NOT DISTINCT FROM OLD.${driver.escape('seq')})))`
+          : '';
       create.push(
-        `CREATE TRIGGER ${driver.escape(trigger(table, 'update'))} BEFORE UPDATE ON ${on} FOR EACH ROW EXECUTE FUNCTION ${fn}(${argument})`,
+        `CREATE TRIGGER ${driver.escape(trigger(table, 'update'))} BEFORE UPDATE ON ${on} FOR EACH ROW${when} EXECUTE FUNCTION ${fn}()`,
         `CREATE TRIGGER ${driver.escape(trigger(table, 'delete'))} BEFORE DELETE ON ${on} FOR EACH ROW EXECUTE FUNCTION ${fn}()`,
         `CREATE TRIGGER ${driver.escape(trigger(table, 'truncate'))} BEFORE TRUNCATE ON ${on} FOR EACH STATEMENT EXECUTE FUNCTION ${fn}()`,
       );
