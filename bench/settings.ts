@@ -17,8 +17,8 @@ const memorySeconds = Number(process.env['BENCH_MEMORY_SECONDS'] ?? '') || 40;
 export const FULL: BenchSettings = {
   http: { connections: 32, warmupSeconds: 3, durationSeconds: 10, rounds: 4, serialSeconds: 4, orders: 10_000, server: 'process' },
   writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: 256, naiveInFlight: 16, poolSize: 16 },
-  /** `BENCH_INTEGRITY_EVENTS` overrides the size of the verified log. */
-  integrity: { events: Number(process.env['BENCH_INTEGRITY_EVENTS'] ?? '') || 1_000_000 },
+  /** `BENCH_VERIFY_EVENTS` overrides the size of the verified log. */
+  integrity: { integratorEvents: 100_000, verifyEvents: Number(process.env['BENCH_VERIFY_EVENTS'] ?? '') || 1_000_000 },
   memory: {
     connections: 32,
     warmupSeconds: 3,
@@ -33,6 +33,6 @@ export const FULL: BenchSettings = {
 export const QUICK: BenchSettings = {
   http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, rounds: 2, serialSeconds: 0.5, orders: 1_000 },
   writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
-  integrity: { events: 2_000 },
+  integrity: { integratorEvents: 2_000, verifyEvents: 5_000 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
 };

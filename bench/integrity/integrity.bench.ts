@@ -1,18 +1,27 @@
 import 'reflect-metadata';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { from as copyFrom } from 'pg-copy-streams';
 import { NestFactory } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { AuditService } from 'nestjs-system-audit';
-import { createBenchSchema } from '../support/postgres.js';
+import { AuditLogEntity, AuditService } from 'nestjs-system-audit';
+import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
+import { createSigner, formatCheckpoint, signNote } from '../../lib/integrity/checkpoint-note.js';
+import { appendLeaves, leafHash, type HashedNode } from '../../lib/integrity/merkle.js';
+import { createBenchSchema, withClient, type BenchSchema } from '../support/postgres.js';
 import { fixed, int, times } from '../support/stats.js';
-import { copyRows } from '../writer/writer-throughput.bench.js';
+import { auditRow } from '../writer/audit-rows.js';
+import { copyField, copyRows } from '../writer/writer-throughput.bench.js';
 import { IntegrityBenchModule } from './integrity-bench.module.js';
 
 export interface IntegrityOptions {
-  /** Events stored (with COPY) and then sequenced by the integrator, then verified. */
-  events: number;
+  /** Events stored with COPY, then sequenced by the integrator (`checkpoint()`). */
+  integratorEvents: number;
+  /** Events of the sequenced log (rows, tree and checkpoints written directly) that `verify()` checks. */
+  verifyEvents: number;
 }
 
 export interface IntegrityResult {
@@ -25,30 +34,48 @@ export interface IntegrityResult {
 }
 
 /**
- * On PostgreSQL: `events` audit rows stored with COPY, then sequenced by the integrator
- * (`checkpoint()`: seq, leaf and tree nodes for each, a signed checkpoint), then checked
- * end to end by `verify()` (every row re-hashed against its leaf, every checkpoint's root
- * recomputed), with the process's memory sampled meanwhile.
+ * On PostgreSQL: `integratorEvents` audit rows stored with COPY, then sequenced by the
+ * integrator (`checkpoint()`: seq, leaf and tree nodes for each, a signed checkpoint);
+ * and a sequenced log of `verifyEvents` checked end to end by `verify()` (every row
+ * re-hashed against its leaf, every checkpoint's root recomputed), with the process's
+ * memory sampled meanwhile.
  */
 export async function runIntegrity(options: IntegrityOptions): Promise<IntegrityResult> {
-  const schema = await createBenchSchema('integrity');
   const { privateKey } = generateKeyPairSync('ed25519');
+  const problems: string[] = [];
+
+  // The integrator: events stored, then sequenced.
+  let integrator: IntegrityResult['integrator'];
+  let copySeconds: number;
+  {
+    const schema = await createBenchSchema('integrator');
+    const app = await NestFactory.createApplicationContext(IntegrityBenchModule.forRoot(schema.name, privateKey), { logger: ['error', 'warn'] });
+    await app.init();
+    try {
+      const dataSource = app.get<DataSource>(getDataSourceToken());
+      let started = performance.now();
+      await copyRows(dataSource, schema, options.integratorEvents);
+      copySeconds = (performance.now() - started) / 1000;
+      await schema.query(`ANALYZE ${schema.table('audit_log')}`);
+      started = performance.now();
+      const checkpoint = await app.get(AuditService).checkpoint();
+      const seconds = (performance.now() - started) / 1000;
+      if (checkpoint.treeSize !== options.integratorEvents) problems.push(`the checkpoint covers ${int(checkpoint.treeSize)} events, not ${int(options.integratorEvents)}`);
+      integrator = { seconds, eventsPerSec: options.integratorEvents / seconds };
+    } finally {
+      await app.close();
+      await schema.drop();
+    }
+  }
+
+  // verify(): a sequenced log of verifyEvents, written directly (rows with their seq, the tree, checkpoints).
+  const schema = await createBenchSchema('verify');
   const app = await NestFactory.createApplicationContext(IntegrityBenchModule.forRoot(schema.name, privateKey), { logger: ['error', 'warn'] });
   await app.init();
   try {
-    const audit = app.get(AuditService);
     const dataSource = app.get<DataSource>(getDataSourceToken());
-    const problems: string[] = [];
-
-    let started = performance.now();
-    await copyRows(dataSource, schema, options.events);
-    const copySeconds = (performance.now() - started) / 1000;
-
-    started = performance.now();
-    const checkpoint = await audit.checkpoint();
-    const integratorSeconds = (performance.now() - started) / 1000;
-    if (checkpoint.treeSize !== options.events) problems.push(`the checkpoint covers ${int(checkpoint.treeSize)} events, not ${int(options.events)}`);
-
+    await writeSequencedLog(dataSource, schema, options.verifyEvents, privateKey);
+    const audit = app.get(AuditService);
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
     let rssPeak = rssBefore;
@@ -58,21 +85,20 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
       rssPeak = Math.max(rssPeak, usage.rss);
       heapPeak = Math.max(heapPeak, usage.heapUsed);
     }, 50);
-    started = performance.now();
+    const started = performance.now();
     const verified = await audit.verify();
     const verifySeconds = (performance.now() - started) / 1000;
     clearInterval(sampler);
     if (!verified.ok) problems.push(`verify() found ${verified.problems.length} problems, e.g. ${JSON.stringify(verified.problems[0])}`);
-    if (verified.treeSize !== options.events) problems.push(`verify() checked a tree of ${int(verified.treeSize)} events, not ${int(options.events)}`);
-
+    if (verified.treeSize !== options.verifyEvents) problems.push(`verify() checked a tree of ${int(verified.treeSize)} events, not ${int(options.verifyEvents)}`);
     const mb = (bytes: number): number => bytes / 1024 / 1024;
     return {
       options,
       copySeconds,
-      integrator: { seconds: integratorSeconds, eventsPerSec: options.events / integratorSeconds },
+      integrator,
       verify: {
         seconds: verifySeconds,
-        eventsPerSec: options.events / verifySeconds,
+        eventsPerSec: options.verifyEvents / verifySeconds,
         ok: verified.ok,
         problems: verified.problems.length,
         rssBeforeMb: mb(rssBefore),
@@ -87,19 +113,74 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
   }
 }
 
+/** Checkpoints of the directly written log: four, the last at its full size. */
+const CHECKPOINTS = 4;
+
+/**
+ * Writes a sequenced log as the integrator leaves it, in chunks and in constant memory:
+ * the rows with their seq, every node of the Merkle tree, and signed checkpoints.
+ */
+async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n: number, key: KeyObject): Promise<void> {
+  const origin = 'bench.nestjs-system-audit/integrity';
+  const signer = createSigner(origin, key);
+  const logColumns = dataSource.getMetadata(AuditLogEntity).columns;
+  const logNames = logColumns.map((column) => `"${column.databaseName}"`).join(', ');
+  const every = Math.ceil(n / CHECKPOINTS);
+  let frontier: HashedNode[] = [];
+  const notes: Array<{ size: number; root: Buffer; note: string }> = [];
+  const CHUNK = 10_000;
+  for (let start = 0; start < n; start += CHUNK) {
+    const count = Math.min(CHUNK, n - start);
+    let rows = '';
+    let nodes = '';
+    const leaves: Buffer[] = [];
+    const ids: string[] = [];
+    for (let i = start; i < start + count; i++) {
+      const row = { ...auditRow(i), seq: i + 1 } as AuditLogEntity;
+      rows += logColumns.map((column) => copyField((row as unknown as Record<string, unknown>)[column.propertyName])).join('\t') + '\n';
+      leaves.push(leafHash(Buffer.from(canonicalEventJson(row), 'utf8')));
+      ids.push(row.id);
+    }
+    // Checkpoints fall inside chunks: append up to each one, then on.
+    let done = 0;
+    while (done < count) {
+      const size = start + done;
+      const nextCheckpoint = (Math.floor(size / every) + 1) * every;
+      const take = Math.min(count - done, Math.min(nextCheckpoint, n) - size);
+      const grown = appendLeaves(size, frontier, leaves.slice(done, done + take));
+      for (const node of grown.nodes) nodes += `${node.level}\t${node.index}\t${node.hash.toString('hex')}\t${node.level === 0 ? ids[node.index - start] : '\\N'}\n`;
+      frontier = grown.frontier;
+      done += take;
+      if (size + take === Math.min(nextCheckpoint, n)) {
+        const treeSize = size + take;
+        notes.push({ size: treeSize, root: grown.root, note: signNote(formatCheckpoint({ origin, treeSize, rootHash: grown.root }), signer) });
+      }
+    }
+    await withClient(async (client) => {
+      await pipeline(Readable.from([rows]), client.query(copyFrom(`COPY ${schema.table('audit_log')} (${logNames}) FROM STDIN`)));
+      await pipeline(Readable.from([nodes]), client.query(copyFrom(`COPY ${schema.table('audit_tree')} ("level", "idx", "hash", "event_id") FROM STDIN`)));
+    });
+  }
+  for (const { size, root, note } of notes) {
+    await schema.query(`INSERT INTO ${schema.table('audit_checkpoint')} ("tree_size", "root_hash", "note", "created_at") VALUES ($1, $2, $3, now())`, [size, root.toString('hex'), note]);
+  }
+  await schema.query(`ANALYZE ${schema.table('audit_log')}`);
+  await schema.query(`ANALYZE ${schema.table('audit_tree')}`);
+}
+
 /** `writerEventsPerSec`: the module writer's rate measured in the same run, when it ran. */
 export function formatIntegrity(result: IntegrityResult, writerEventsPerSec?: number): string[] {
   const { integrator, verify } = result;
   const lines = [
-    `Integrity on PostgreSQL: ${int(result.options.events)} events stored with COPY (${fixed(result.copySeconds, 1)} s), then sequenced and verified`,
-    `  integrator (checkpoint(): seq, leaf and tree nodes per event, one signed checkpoint): ${int(integrator.eventsPerSec)} events/s (${fixed(integrator.seconds, 1)} s)`,
+    `Integrity on PostgreSQL (append-only triggers on):`,
+    `  integrator: ${int(result.options.integratorEvents)} stored events (COPY, ${fixed(result.copySeconds, 1)} s) sequenced by checkpoint() — seq, leaf and tree nodes per event, one transaction per 2,000, one signed checkpoint: ${int(integrator.eventsPerSec)} events/s (${fixed(integrator.seconds, 1)} s)`,
   ];
   if (writerEventsPerSec !== undefined) {
     const ratio = integrator.eventsPerSec / writerEventsPerSec;
     lines.push(`  integrator / module writer's peak (${int(writerEventsPerSec)} events/s, this run): ${times(ratio)} — ${ratio >= 1 ? 'keeps up' : 'FALLS BEHIND under a sustained peak'}`);
   }
   lines.push(
-    `  verify(): ${fixed(verify.seconds, 1)} s, ${int(verify.eventsPerSec)} events/s, ${verify.ok ? 'ok' : `${verify.problems} problems`}; ` +
+    `  verify() of a sequenced log of ${int(result.options.verifyEvents)} events (${CHECKPOINTS} checkpoints): ${fixed(verify.seconds, 1)} s, ${int(verify.eventsPerSec)} events/s, ${verify.ok ? 'ok' : `${verify.problems} problems`}; ` +
       `RSS ${int(verify.rssBeforeMb)} MB before, peak ${int(verify.rssPeakMb)} MB (+${int(verify.rssPeakMb - verify.rssBeforeMb)} MB); heap peak ${int(verify.heapPeakMb)} MB`,
   );
   for (const problem of result.problems) lines.push(`  !! ${problem}`);

@@ -143,7 +143,7 @@ async function sameShape(schema: BenchSchema): Promise<string[]> {
 }
 
 /** COPY's text format: tab-separated, `\N` for NULL, backslash escapes. */
-function copyField(value: unknown): string {
+export function copyField(value: unknown): string {
   if (value === null || value === undefined) return '\\N';
   const text = value instanceof Date ? value.toISOString() : typeof value === 'object' ? JSON.stringify(value) : String(value);
   return text.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');

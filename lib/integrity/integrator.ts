@@ -6,7 +6,8 @@ import {
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
 } from '@nestjs/common';
-import { IsNull, type DataSource, type EntityManager } from 'typeorm';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { IsNull, MoreThan, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
@@ -43,6 +44,8 @@ interface Statement {
 /** What one batch did. */
 export interface BatchOutcome {
   busy: boolean;
+  /** The batch read on from the previous one and reached the end: a pass from the start follows. */
+  restart?: boolean;
   sequenced: number;
   treeSize: number;
   checkpoint?: AuditCheckpoint;
@@ -73,6 +76,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private chain: Promise<unknown> = Promise.resolve();
   private readonly startedAt = Date.now();
   private readonly skipped = new Set<string>();
+  /** The id the next batch reads on from (see `plan`). */
+  private after?: string;
   private refusedReason?: string;
   private stopped = false;
   /** A timed pass is queued or running. */
@@ -169,7 +174,13 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     this.requireIntegrity();
     return this.run(async () => {
       const outcome = await this.sequenceAll(LOCK_WAIT_MS, true);
-      if (outcome.busy) throw new AuditIntegrityError(`another instance held the integrator lock for ${LOCK_WAIT_MS} ms`);
+      if (outcome.busy) {
+        throw new AuditIntegrityError(
+          integratorDialect(this.dataSource) === 'sqlite'
+            ? `SQLite's connection stayed in a transaction for ${LOCK_WAIT_MS} ms (checkpoint() cannot run inside a transaction on SQLite)`
+            : `another instance held the integrator lock for ${LOCK_WAIT_MS} ms`,
+        );
+      }
       if (outcome.checkpoint) return outcome.checkpoint;
       const last = await this.lastCheckpoint(this.dataSource.manager);
       if (last && last.treeSize === outcome.treeSize) return toCheckpoint(last);
@@ -180,10 +191,16 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   /** Batches until no stored event is left without a seq (or another instance holds the lock). */
   private async sequenceAll(waitMs: number, forceCheckpoint: boolean): Promise<BatchOutcome> {
     let total = 0;
+    const deadline = Date.now() + waitMs;
     for (;;) {
-      const outcome = await this.batch(waitMs, forceCheckpoint);
+      const outcome = await this.batch(Math.max(0, deadline - Date.now()), forceCheckpoint);
       total += outcome.sequenced;
-      if (outcome.busy || outcome.sequenced < BATCH) return { ...outcome, sequenced: total };
+      // Busy (another instance's batch, a tree that moved, SQLite's connection in a transaction): try again while there is time.
+      if (outcome.busy && Date.now() < deadline) {
+        await sleep(20);
+        continue;
+      }
+      if (outcome.busy || (outcome.sequenced < BATCH && !outcome.restart)) return { ...outcome, sequenced: total };
     }
   }
 
@@ -244,12 +261,13 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
   /** After the commit: hands the new checkpoint to `anchor`. */
   private async committed(plan: Plan): Promise<BatchOutcome> {
+    this.after = plan.after;
     if (plan.sequenced > 0 || plan.checkpoint) {
       this.stats.batches++;
       this.stats.sequenced += plan.sequenced;
       this.stats.lastBatchAt = Date.now();
     }
-    const outcome: BatchOutcome = { busy: false, sequenced: plan.sequenced, treeSize: plan.treeSizeAfter };
+    const outcome: BatchOutcome = { busy: false, sequenced: plan.sequenced, treeSize: plan.treeSizeAfter, restart: plan.restart };
     if (plan.checkpoint) {
       outcome.checkpoint = plan.checkpoint;
       const anchor = this.integrity.anchor;
@@ -272,7 +290,16 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private async plan(manager: EntityManager, dialect: IntegratorDialect, forceCheckpoint: boolean): Promise<Plan> {
     const integrity = this.integrity;
     const size = await this.tree.size(manager);
-    const rows = await manager.getRepository(AuditLogEntity).find({ where: { seq: IsNull() }, order: { id: 'ASC' }, take: BATCH });
+    // From where the last full batch ended (a catch-up reads on, not over the index entries
+    // of the events it just sequenced); from the start once that reaches the end, so that an
+    // event committed late with a smaller id is taken at the next pass.
+    const after = this.after;
+    const rows = await manager.getRepository(AuditLogEntity).find({
+      where: after === undefined ? { seq: IsNull() } : { seq: IsNull(), id: MoreThan(after) },
+      order: { id: 'ASC' },
+      take: BATCH,
+    });
+    const full = rows.length === BATCH;
     const last = await this.lastCheckpoint(manager);
     const frontier = await this.tree.frontier(manager, size);
 
@@ -296,6 +323,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
     const plan: Plan = {
       statements,
+      after: full ? rows[rows.length - 1]!.id : undefined,
+      restart: !full && after !== undefined,
       sequenced: rows.length,
       treeSizeBefore: size,
       treeSizeAfter,
@@ -303,7 +332,9 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     };
     const lastSize = last?.treeSize ?? 0;
     const sinceLast = Date.now() - (last ? last.createdAt.getTime() : this.startedAt);
-    const due = treeSizeAfter > lastSize && (forceCheckpoint || treeSizeAfter - lastSize >= integrity.checkpointEvents || sinceLast >= integrity.checkpointMs);
+    // Forced (checkpoint()): once, on the batch that finds no more events.
+    const forced = forceCheckpoint && !full && after === undefined;
+    const due = treeSizeAfter > lastSize && (forced || treeSizeAfter - lastSize >= integrity.checkpointEvents || sinceLast >= integrity.checkpointMs);
     if (due) {
       const refusal = await this.refusal(manager, last, size, frontier);
       if (refusal) {
@@ -425,6 +456,10 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
 interface Plan {
   statements: Statement[];
+  /** Where the next batch starts: after this id (a full batch), or from the start. */
+  after: string | undefined;
+  /** The batch read on from a previous one and found the end: the events before it are read again next. */
+  restart: boolean;
   sequenced: number;
   treeSizeBefore: number;
   treeSizeAfter: number;
