@@ -18,6 +18,7 @@ import {
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, parseVerifierKey, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { inclusionProof, leafHash, perfectSubtrees, rootHash } from '../../lib/integrity/merkle.js';
+import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 import { MARIADB, POSTGRES } from '../support/database-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -71,6 +72,13 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
     }
     dataSource = bindUtcDates(await new DataSource({ ...options, entities: [...AuditEntities], migrations: AuditMigrations } as never).initialize());
     await dataSource.runMigrations();
+    // The plain-SQL tampering below is an administrator's, who drops the append-only triggers first.
+    const runner = dataSource.createQueryRunner();
+    try {
+      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
+    } finally {
+      await runner.release();
+    }
 
     const { privateKey } = generateKeyPairSync('ed25519');
     const signer = createSigner(ORIGIN, privateKey);
