@@ -84,11 +84,24 @@ export class DatabaseLogSource {
       const query = repository.createQueryBuilder('e').where('e.seq IS NOT NULL');
       if (after !== undefined) query.andWhere('e.seq > :after', { after });
       if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
-      const rows = await query.orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
+      const rows = await this.wholePage(await query.orderBy('e.seq', 'ASC').limit(this.pageSize).getMany());
       yield* rows;
       if (rows.length < this.pageSize) return;
       after = rows[rows.length - 1]!.seq!;
     }
+  }
+
+  /**
+   * A full page of events with every other row of its last `seq` added: the next page
+   * starts after that `seq`, so a row sharing it (which the unique index forbids, but a
+   * tampered table may hold) would otherwise never be read.
+   */
+  private async wholePage(rows: AuditLogEntity[]): Promise<AuditLogEntity[]> {
+    if (rows.length < this.pageSize) return rows;
+    const last = rows[rows.length - 1]!.seq!;
+    const read = new Set(rows.filter((row) => row.seq === last).map((row) => row.id));
+    const same = await this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq = :last', { last }).getMany();
+    return [...rows, ...same.filter((row) => !read.has(row.id))];
   }
 
   /** Every sequenced event (up to `seq` `bound`) with the hash of its canonical JSON, ascending by `seq`. */
@@ -100,7 +113,7 @@ export class DatabaseLogSource {
     const tree = this.dataSource.getRepository(AuditTreeEntity);
     let after = bound;
     for (;;) {
-      const rows = await events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize).getMany();
+      const rows = await this.wholePage(await events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize).getMany());
       if (rows.length === 0) return;
       // Read after the events: a seq and its leaf are committed together.
       const leaves = await tree

@@ -154,10 +154,11 @@ $guard$`,
     let update: string;
     let remove: string;
     if (dialect === 'mysql') {
+      // Compared as bytes: the columns' collation would take 'Alice' for 'ALICE' or 'alice ' (case, accents, trailing spaces).
       const signal = `SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = ${message}`;
       const updateBody =
         table === log
-          ? `IF NOT (${AUDIT_LOG_FIXED_COLUMNS.map((column) => `NEW.${driver.escape(column)} <=> OLD.${driver.escape(column)}`).join(' AND ')}` +
+          ? `IF NOT (${AUDIT_LOG_FIXED_COLUMNS.map((column) => `CAST(NEW.${driver.escape(column)} AS BINARY) <=> CAST(OLD.${driver.escape(column)} AS BINARY)`).join(' AND ')}` +
             ` AND (OLD.${driver.escape('seq')} IS NULL OR NEW.${driver.escape('seq')} <=> OLD.${driver.escape('seq')})) THEN ${signal}; END IF`
           : signal;
       update = `CREATE TRIGGER ${driver.escape(trigger(table, 'update'))} BEFORE UPDATE ON ${driver.escape(table)} FOR EACH ROW ${updateBody}`;

@@ -1,0 +1,53 @@
+// Hostile review: an event sequenced but not yet under a signed checkpoint, rewritten
+// together with its leaf by an administrator, is signed by the next checkpoint as if true.
+import { generateKeyPairSync } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLogEntity, AuditTreeEntity } from '../../lib/index.js';
+import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
+import { AuditIntegrator } from '../../lib/integrity/integrator.js';
+import { leafHash } from '../../lib/integrity/merkle.js';
+import { appendOnlyStatements } from '../../lib/storage/append-only.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+const { privateKey } = generateKeyPairSync('ed25519');
+
+describe.each(databases())('the window between sequencing and the next checkpoint on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+  beforeEach(async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: privateKey, origin: 'audit.example.test/window', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } } });
+  });
+  afterEach(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  it('a sequenced event rewritten with its leaf before the next checkpoint is reported by verify', async () => {
+    for (let i = 1; i <= 4; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i}` });
+    await t.audit.checkpoint(); // size 4
+    await t.audit.log({ action: 'order.refunded', reason: 'refund of 10 EUR' });
+    const outcome = await t.app.get(AuditIntegrator).batch(0, false); // sequenced (seq 5), no checkpoint due
+    expect(outcome).toMatchObject({ sequenced: 1, treeSize: 5 });
+    expect(outcome.checkpoint).toBeUndefined();
+
+    // The administrator rewrites event 5 and its leaf (leaf 4 completes no interior node).
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
+    } finally {
+      await runner.release();
+    }
+    const logs = t.dataSource.getRepository(AuditLogEntity);
+    const event = (await logs.findOneBy({ seq: 5 }))!;
+    await logs.update({ id: event.id }, { reason: 'refund of 10000 EUR' });
+    const forged = (await logs.findOneBy({ seq: 5 }))!;
+    await t.dataSource.getRepository(AuditTreeEntity).update({ level: 0, index: 4 }, { hash: leafHash(Buffer.from(canonicalEventJson(forged))).toString('hex') });
+
+    const signed = await t.audit.checkpoint(); // the integrator signs size 5 over the rewritten leaf
+    expect(signed.treeSize).toBe(5);
+    const result = await t.audit.verify();
+    expect(result.ok, 'the rewritten event is now under a validly signed checkpoint').toBe(false);
+  });
+});
