@@ -303,23 +303,48 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const last = await this.lastCheckpoint(manager);
     const frontier = await this.tree.frontier(manager, size);
 
-    const sequenced: AuditLogEntity[] = [];
+    // Events whose seq was set outside the integrator (the append-only guard lets a NULL seq
+    // be set): one at the next position is taken into the tree as found, so that the tree
+    // goes on; one further on waits for the positions before it.
+    const strays = await manager.getRepository(AuditLogEntity).find({ where: { seq: MoreThan(size) }, order: { seq: 'ASC' }, take: BATCH });
+    const strayAt = new Map<number, AuditLogEntity>();
+    for (const stray of strays) if (!strayAt.has(stray.seq!)) strayAt.set(stray.seq!, stray);
+
+    const ordered: AuditLogEntity[] = [];
+    const assigned: Array<{ row: AuditLogEntity; seq: number }> = [];
     const leaves: Buffer[] = [];
-    for (const row of rows) {
-      let json: string;
+    const leafOf = (row: AuditLogEntity): Buffer | undefined => {
       try {
-        json = canonicalEventJson(row);
+        return leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
       } catch (error) {
         if (!this.skipped.has(row.id)) this.logger.error(`Audit integrity: event ${row.id} cannot be sequenced: ${(error as Error).message}`);
         this.skipped.add(row.id);
-        continue;
+        return undefined;
       }
-      sequenced.push(row);
-      leaves.push(leafHash(Buffer.from(json, 'utf8')));
+    };
+    const takeStrays = (): void => {
+      for (let stray = strayAt.get(size + ordered.length + 1); stray; stray = strayAt.get(size + ordered.length + 1)) {
+        const leaf = leafOf(stray);
+        if (!leaf) return;
+        if (!this.skipped.has(`stray:${stray.id}`)) this.logger.warn(`Audit integrity: event ${stray.id} was given seq ${stray.seq} outside the integrator; it is taken into the tree as found`);
+        this.skipped.add(`stray:${stray.id}`);
+        ordered.push(stray);
+        leaves.push(leaf);
+      }
+    };
+    takeStrays();
+    for (const row of rows) {
+      const leaf = leafOf(row);
+      if (!leaf) continue;
+      const seq = size + ordered.length + 1;
+      ordered.push(row);
+      assigned.push({ row, seq });
+      leaves.push(leaf);
+      takeStrays();
     }
     const appended = appendLeaves(size, frontier, leaves);
     const treeSizeAfter = size + leaves.length;
-    const statements = [...this.seqStatements(dialect, sequenced, size), ...this.nodeStatements(dialect, appended.nodes, sequenced, size)];
+    const statements = [...this.seqStatements(dialect, assigned), ...this.nodeStatements(dialect, appended.nodes, ordered, size)];
 
     const plan: Plan = {
       statements,
@@ -382,29 +407,28 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     return undefined;
   }
 
-  private seqStatements(dialect: IntegratorDialect, rows: readonly AuditLogEntity[], size: number): Statement[] {
-    if (rows.length === 0) return [];
+  private seqStatements(dialect: IntegratorDialect, assigned: ReadonlyArray<{ row: AuditLogEntity; seq: number }>): Statement[] {
+    if (assigned.length === 0) return [];
     const table = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity));
-    const seqs = rows.map((_, i) => size + i + 1);
     if (dialect === 'postgres') {
       return [
         {
           sql: `UPDATE ${table} SET "seq" = v.seq FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::bigint[]) AS seq) AS v WHERE ${table}."id" = v.id AND ${table}."seq" IS NULL`,
-          params: [rows.map((row) => row.id), seqs.map(String)],
-          expect: rows.length,
+          params: [assigned.map(({ row }) => row.id), assigned.map(({ seq }) => String(seq))],
+          expect: assigned.length,
         },
       ];
     }
     const q = (name: string) => this.dataSource.driver.escape(name);
     const statements: Statement[] = [];
-    for (let from = 0; from < rows.length; from += ROWS_PER_STATEMENT) {
-      const chunk = rows.slice(from, from + ROWS_PER_STATEMENT);
+    for (let from = 0; from < assigned.length; from += ROWS_PER_STATEMENT) {
+      const chunk = assigned.slice(from, from + ROWS_PER_STATEMENT);
       const params: unknown[] = [];
-      const cases = chunk.map((row, i) => {
-        params.push(row.id, seqs[from + i]);
+      const cases = chunk.map(({ row, seq }) => {
+        params.push(row.id, seq);
         return 'WHEN ? THEN ?';
       });
-      params.push(...chunk.map((row) => row.id));
+      params.push(...chunk.map(({ row }) => row.id));
       statements.push({
         sql: `UPDATE ${table} SET ${q('seq')} = CASE ${q('id')} ${cases.join(' ')} END WHERE ${q('seq')} IS NULL AND ${q('id')} IN (${chunk.map(() => '?').join(', ')})`,
         params,

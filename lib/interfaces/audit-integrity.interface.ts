@@ -32,7 +32,7 @@ export interface AuditIntegrityOptions {
   keyName?: string;
   /**
    * When to sign a checkpoint: once `events` new events are sequenced, or `ms` after the
-   * last checkpoint when there are new events (default `{ events: 10000, ms: 60000 }`).
+   * last checkpoint when there are new events (default `{ events: 10000, ms: 10000 }`: an event is tamper-evident once a checkpoint covers it).
    */
   checkpointEvery?: { events?: number; ms?: number };
   /**

@@ -105,7 +105,8 @@ export function appendOnlyStatements(queryRunner: QueryRunner): AppendOnlyStatem
   const qualified = (name: string): string => (schema ? `${driver.escape(schema)}.${driver.escape(name)}` : driver.escape(name));
   const tables = GUARDED.map((name) => prefixed(queryRunner, name));
   const [log] = tables as [string, string, string];
-  const trigger = (table: string, what: 'update' | 'delete' | 'truncate'): string => `${table}_no_${what}`;
+  const trigger = (table: string, what: 'update' | 'delete' | 'truncate' | 'insert' | 'insert_seq'): string =>
+    what === 'insert' ? `${table}_no_replace` : what === 'insert_seq' ? `${table}_no_seq_replace` : `${table}_no_${what}`;
 
   if (dialect === 'postgres') {
     const fn = qualified(prefixed(queryRunner, 'audit_append_only'));
@@ -172,9 +173,28 @@ $guard$`,
           ? ` WHEN NOT (${AUDIT_LOG_FIXED_COLUMNS.map((column) => `NEW.${driver.escape(column)} IS OLD.${driver.escape(column)}`).join(' AND ')}` +
             ` AND (OLD.${driver.escape('seq')} IS NULL OR NEW.${driver.escape('seq')} IS OLD.${driver.escape('seq')}))`
           : '';
-      update = `CREATE TRIGGER ${driver.escape(trigger(table, 'update'))} BEFORE UPDATE ON ${driver.escape(table)} FOR EACH ROW${when} ${abort}`;
+      // A REPLACE (INSERT OR REPLACE, UPDATE OR REPLACE) deletes the row it replaces without
+      // firing DELETE triggers (unless recursive_triggers is on): guard the inserts and the
+      // seq an update takes instead.
+      const seq = driver.escape('seq');
+      const seqTaken = `NEW.${seq} IS NOT NULL AND EXISTS (SELECT 1 FROM ${driver.escape(table)} WHERE ${seq} = NEW.${seq} AND ${driver.escape('id')} IS NOT NEW.${driver.escape('id')})`;
+      const updateWhen = table === log ? `${when.replace(/^ WHEN NOT \(/, ' WHEN (NOT (')} OR (${seqTaken}))` : '';
+      update = `CREATE TRIGGER ${driver.escape(trigger(table, 'update'))} BEFORE UPDATE ON ${driver.escape(table)} FOR EACH ROW${table === log ? updateWhen : when} ${abort}`;
       remove = `CREATE TRIGGER ${driver.escape(trigger(table, 'delete'))} BEFORE DELETE ON ${driver.escape(table)} FOR EACH ROW ${abort}`;
       deleteGuards.push({ trigger: trigger(table, 'delete'), create: remove, drop: `DROP TRIGGER ${driver.escape(trigger(table, 'delete'))}` });
+      const keys = table === log ? ['id'] : table === tables[1] ? ['level', 'idx'] : ['tree_size'];
+      const sameKey = `EXISTS (SELECT 1 FROM ${driver.escape(table)} WHERE ${keys.map((key) => `${driver.escape(key)} = NEW.${driver.escape(key)}`).join(' AND ')})`;
+      const inserts =
+        table === log
+          ? // The writer's retried INSERT … ON CONFLICT DO NOTHING stays a no-op; an insert that would replace an event is dropped (the event stays as it is).
+            [
+              `CREATE TRIGGER ${driver.escape(trigger(table, 'insert'))} BEFORE INSERT ON ${driver.escape(table)} FOR EACH ROW WHEN ${sameKey} BEGIN SELECT RAISE(IGNORE); END`,
+              `CREATE TRIGGER ${driver.escape(trigger(table, 'insert_seq'))} BEFORE INSERT ON ${driver.escape(table)} FOR EACH ROW WHEN ${seqTaken} ${abort}`,
+            ]
+          : [`CREATE TRIGGER ${driver.escape(trigger(table, 'insert'))} BEFORE INSERT ON ${driver.escape(table)} FOR EACH ROW WHEN ${sameKey} ${abort}`];
+      create.push(...inserts);
+      drop.push(`DROP TRIGGER IF EXISTS ${driver.escape(trigger(table, 'insert'))}`);
+      if (table === log) drop.push(`DROP TRIGGER IF EXISTS ${driver.escape(trigger(table, 'insert_seq'))}`);
     }
     create.push(update, remove);
     drop.push(`DROP TRIGGER IF EXISTS ${driver.escape(trigger(table, 'update'))}`, `DROP TRIGGER IF EXISTS ${driver.escape(trigger(table, 'delete'))}`);

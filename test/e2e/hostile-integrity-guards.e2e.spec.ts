@@ -61,10 +61,17 @@ describe.each(databases())('append-only guards against an application statement 
     const id = await sequencedEvent(2);
     if (kind === 'sqlite') {
       // REPLACE deletes the old row; SQLite fires DELETE triggers for it only with recursive_triggers on.
+      // An insert over an existing event is dropped (so that the writer's retried INSERT … ON
+      // CONFLICT DO NOTHING stays a no-op): the event stays as it was (checked below).
+      await dataSource.query(
+        `INSERT OR REPLACE INTO ${log} (id, occurred_at, action, outcome, kind, actor_type, actor_id, source, seq) ` +
+          `VALUES ('${id}', '2025-12-01 10:00:00.123', 'order.refunded', 'success', 'intent', 'user', 'Mallory', 'http', 2)`,
+      );
+      // A new event given a seq already taken is refused.
       await expect(
         dataSource.query(
           `INSERT OR REPLACE INTO ${log} (id, occurred_at, action, outcome, kind, actor_type, actor_id, source, seq) ` +
-            `VALUES ('${id}', '2025-12-01 10:00:00.123', 'order.refunded', 'success', 'intent', 'user', 'Mallory', 'http', 2)`,
+            `VALUES ('${randomUUID()}', '2025-12-01 10:00:00.123', 'order.refunded', 'success', 'intent', 'user', 'Mallory', 'http', 2)`,
         ),
       ).rejects.toThrow(REFUSED('audit_log'));
       // The same with a stored checkpoint.

