@@ -8,8 +8,8 @@ import { AuditLogEntity, AuditTreeEntity } from '../../lib/index.js';
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
 import { leafHash } from '../../lib/integrity/merkle.js';
-import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { dropAppendOnlyGuards } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -35,12 +35,7 @@ describe.each(databases())('the window between sequencing and the next checkpoin
     expect(outcome.checkpoint).toBeUndefined();
 
     // The administrator rewrites event 5 and its leaf (leaf 4 completes no interior node).
-    const runner = t.dataSource.createQueryRunner();
-    try {
-      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
-    } finally {
-      await runner.release();
-    }
+    await dropAppendOnlyGuards(t.dataSource);
     const logs = t.dataSource.getRepository(AuditLogEntity);
     const event = (await logs.findOneBy({ seq: 5 }))!;
     await logs.update({ id: event.id }, { reason: 'refund of 10000 EUR' });

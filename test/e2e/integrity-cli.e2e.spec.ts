@@ -1,9 +1,7 @@
-import { execFile } from 'node:child_process';
 import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,32 +16,15 @@ import {
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, parseVerifierKey, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { inclusionProof, leafHash, perfectSubtrees, rootHash } from '../../lib/integrity/merkle.js';
-import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 import { MARIADB, POSTGRES } from '../support/database-probe.js';
+import { cli, dropAppendOnlyGuards } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ORIGIN = 'audit.example.test/cli';
 const EVENTS = 10;
 const CHECKPOINTS = [4, 7, 10];
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-/** Runs the command line tool from source in a child process. */
-function cli(...args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      ['--import', './bench/support/register.mjs', 'test/support/run-cli.mjs', ...args],
-      { cwd: ROOT, timeout: 60_000 },
-      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
 
 describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
   let db: TestDatabase;
@@ -73,12 +54,7 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
     dataSource = bindUtcDates(await new DataSource({ ...options, entities: [...AuditEntities], migrations: AuditMigrations } as never).initialize());
     await dataSource.runMigrations();
     // The plain-SQL tampering below is an administrator's, who drops the append-only triggers first.
-    const runner = dataSource.createQueryRunner();
-    try {
-      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
-    } finally {
-      await runner.release();
-    }
+    await dropAppendOnlyGuards(dataSource);
 
     const { privateKey } = generateKeyPairSync('ed25519');
     const signer = createSigner(ORIGIN, privateKey);

@@ -2,32 +2,22 @@
 // triggers, and what verify() and `npx nestjs-system-audit verify` report: the kind and
 // the seq (or the checkpoint's tree size) of each problem. The log is written by the
 // module itself (the integrator sequences it and signs the checkpoints).
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditCheckpointEntity, AuditLogEntity, fileAnchor, readCheckpointsFile, type AuditIntegrityProblem } from '../../lib/index.js';
 import { createSigner, formatCheckpoint, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
-import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { MARIADB, POSTGRES } from '../support/database-probe.js';
+import { cli, dropAppendOnlyGuards } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const ORIGIN = 'audit.example.test/tamper';
 const { privateKey } = generateKeyPairSync('ed25519');
 const VKEY = verifierKey(ORIGIN, privateKey);
 
-function cli(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', './bench/support/register.mjs', 'test/support/run-cli.mjs', ...args], { cwd: ROOT, timeout: 60_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** `kind seq=… treeSize=…` of each problem, as compared below. */
 const brief = (problems: ReadonlyArray<Pick<AuditIntegrityProblem, 'kind' | 'seq' | 'treeSize'>>): string[] =>
@@ -85,12 +75,7 @@ describe.each(databases())('tampering by a database administrator, found by veri
     rows = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } });
     expect(rows.map((row) => row.seq)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     // The administrator drops the guards first.
-    const runner = t.dataSource.createQueryRunner();
-    try {
-      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
-    } finally {
-      await runner.release();
-    }
+    await dropAppendOnlyGuards(t.dataSource);
   });
   afterEach(async () => {
     await t?.close();
