@@ -175,5 +175,5 @@ export function csvCells(row: AuditLogEntity): string[] {
 
 /** One CSV record (RFC 4180: quoted when needed, CRLF-terminated). */
 function csvRecord(cells: readonly string[]): string {
-  return stringify([cells], { record_delimiter: 'windows' });
+  return stringify([cells], { record_delimiter: 'windows', quoted_match: /[\r\n]/ });
 }
