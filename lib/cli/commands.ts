@@ -8,10 +8,14 @@ import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { DatabaseLogSource } from '../integrity/database-log-source.js';
 import { formatCheckpointsFile, readCheckpointsFile } from '../integrity/file-anchor.js';
-import { exportEventLine, exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
+import { exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { verifyInclusion } from '../integrity/proofs.js';
+import type { AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
+import type { AuditExportQuery } from '../interfaces/audit-service.interface.js';
+import { exportHeader, exportRecord, exportRows } from '../read/audit-export.js';
+import { filtersAnything, whereAuditQuery } from '../read/audit-query.js';
 import { DatabaseUnavailableError, openDatabase, type DatabaseArguments } from './database.js';
 import { readPublicKeys } from './keys.js';
 import { openOutput } from './output.js';
@@ -27,6 +31,15 @@ export interface CommandOptions {
   events?: string;
   out?: string;
   name?: string;
+  format?: string;
+  since?: string;
+  until?: string;
+  actor?: string;
+  'actor-type'?: string;
+  action?: string[];
+  target?: string;
+  source?: string;
+  outcome?: string;
 }
 
 /** `verify`: the whole log against its tree and checkpoints; exit 0 when sound, 1 on problems. */
@@ -91,25 +104,95 @@ export async function verifyProofCommand(file: string | undefined, options: Comm
   return 0;
 }
 
-/** `export`: every sequenced event, ascending by seq, as JSON Lines. */
+/**
+ * `export`: the events matching the filters, as JSON Lines (default) or CSV. With no
+ * filter, JSON Lines holds the whole trail ascending by seq (what `verify --events`
+ * checks), then the events not sequenced yet (`"seq":null`); otherwise ascending
+ * `(occurredAt, id)`.
+ */
 export async function exportCommand(options: CommandOptions): Promise<number> {
+  const format = options.format ?? 'jsonl';
+  if (format !== 'jsonl' && format !== 'csv') throw new CliUsageError(`--format must be jsonl or csv, got ${JSON.stringify(format)}`);
+  const query = exportQuery(options);
   const count = await withDatabase(options, async (dataSource) => {
+    bindUtcDates(dataSource);
+    const qb = dataSource.getRepository(AuditLogEntity).createQueryBuilder('e');
+    whereAuditQuery(qb, query, { dataSource, resolveTarget: (target) => target as AuditTarget });
+    const order = format === 'jsonl' && !filtersAnything(query) ? 'seq' : 'time';
     const output = openOutput(options.out);
+    const progress = exportProgress();
     let n = 0;
-    let chunk = '';
-    for await (const row of new DatabaseLogSource(dataSource).eventRows()) {
-      chunk += `${exportEventLine(row)}\n`;
+    let chunk = exportHeader(format);
+    for await (const row of exportRows({ dataSource, query: qb, order, format })) {
+      chunk += exportRecord(format, row);
       if (++n % 1000 === 0) {
         await output.write(chunk);
         chunk = '';
+        progress.update(n);
       }
     }
     await output.write(chunk);
     await output.close();
+    progress.done(n);
     return n;
   });
   if (options.out !== undefined) process.stderr.write(`exported ${count} events to ${options.out}\n`);
   return 0;
+}
+
+const OUTCOMES: readonly string[] = ['success', 'failure', 'unknown'] satisfies AuditOutcome[];
+
+/** The filters of `export`'s options; a value it cannot use is a usage error (exit code 2). */
+function exportQuery(options: CommandOptions): AuditExportQuery {
+  const query: AuditExportQuery = {};
+  const text = (option: string, value: string | undefined): string | undefined => {
+    if (value !== undefined && value.trim() === '') throw new CliUsageError(`--${option} needs a value`);
+    return value;
+  };
+  const time = (option: string, value: string | undefined): Date | undefined => {
+    if (value === undefined) return undefined;
+    const match = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.exec(value);
+    // A time without a zone is UTC, as the trail stores it (a bare date is UTC already).
+    const date = match ? new Date(value.includes(':') && match[1] === undefined ? `${value}Z` : value) : undefined;
+    const rolledOver = match?.[1] === undefined && date !== undefined && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) !== value.slice(0, 10);
+    if (!date || Number.isNaN(date.getTime()) || rolledOver) {
+      throw new CliUsageError(`--${option} ${JSON.stringify(value)} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)`);
+    }
+    return date;
+  };
+  const from = time('since', options.since);
+  const to = time('until', options.until);
+  if (from && to && from.getTime() >= to.getTime()) throw new CliUsageError('--since must be before --until');
+  if (from) query.from = from;
+  if (to) query.to = to;
+  const actorId = text('actor', options.actor);
+  if (actorId !== undefined) query.actorId = actorId;
+  const actorType = text('actor-type', options['actor-type']);
+  if (actorType !== undefined) query.actorType = actorType;
+  if (options.action !== undefined) query.action = options.action.map((action) => text('action', action)!);
+  if (options.target !== undefined) {
+    const colon = options.target.indexOf(':');
+    if (colon < 1 || colon === options.target.length - 1) {
+      throw new CliUsageError(`--target ${JSON.stringify(options.target)} is not <type>:<id> (e.g. order:42)`);
+    }
+    query.target = { type: options.target.slice(0, colon), id: options.target.slice(colon + 1) };
+  }
+  const source = text('source', options.source);
+  if (source !== undefined) query.source = source;
+  if (options.outcome !== undefined) {
+    if (!OUTCOMES.includes(options.outcome)) throw new CliUsageError(`--outcome must be one of ${OUTCOMES.join(', ')}, got ${JSON.stringify(options.outcome)}`);
+    query.outcome = options.outcome as AuditOutcome;
+  }
+  return query;
+}
+
+/** "exported N events" on standard error while an export runs, when it is a terminal. */
+function exportProgress(): { update: (exported: number) => void; done: (exported: number) => void } {
+  if (!process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+  return {
+    update: (exported) => void process.stderr.write(`\rexported ${exported} events`),
+    done: (exported) => void process.stderr.write(`\rexported ${exported} events\n`),
+  };
 }
 
 /**

@@ -78,15 +78,41 @@ ${DATABASE_HELP}
     run: (options, positionals) => verifyProofCommand(positionals[0], options),
   },
   export: {
-    summary: 'write every sequenced event as JSON Lines, ascending by seq',
-    usage: `nestjs-system-audit export --url <url> [--out <file>]
+    summary: 'write the events (all, or those matching filters) as JSON Lines or CSV',
+    usage: `nestjs-system-audit export --url <url> [--format jsonl|csv] [filters] [--out <file>]
 
-One line per event: the canonical JSON of the event (the content of its Merkle leaf)
-with its "seq". Check it later with "verify --events".
+JSON Lines (default): one line per event, the canonical JSON of the event (the content
+of its Merkle leaf) with its "seq". Without filters: every sequenced event ascending by
+seq, then those not sequenced yet ("seq":null); check it with "verify --events".
+With filters, or as CSV: the matching events ascending by time (then id).
+CSV: a header row, then one record per event (RFC 4180, CRLF line ends); a cell that
+starts with =, +, -, @, a tab or a carriage return gets a leading ' so that a
+spreadsheet does not run it as a formula.
 
 ${DATABASE_HELP}
+  --format <f>            jsonl (default) or csv
+  --since <time>          events at or after this ISO 8601 time (2026-01-31, 2026-01-31T12:00:00Z)
+  --until <time>          events before this ISO 8601 time
+  --actor <id>            events by this actor id, as stored (hmac:… when pseudonymised)
+  --actor-type <type>     events by actors of this type (user, system, …)
+  --action <action>       events with this action; repeat for several
+  --target <type>:<id>    events about this resource, e.g. order:42
+  --source <source>       events from this source (http, graphql, rpc, ws, job, cli, system, …)
+  --outcome <outcome>     success, failure or unknown
   --out <file>            write there instead of standard output`,
-    options: { ...DATABASE, out: { type: 'string' } },
+    options: {
+      ...DATABASE,
+      out: { type: 'string' },
+      format: { type: 'string' },
+      since: { type: 'string' },
+      until: { type: 'string' },
+      actor: { type: 'string' },
+      'actor-type': { type: 'string' },
+      action: { type: 'string', multiple: true },
+      target: { type: 'string' },
+      source: { type: 'string' },
+      outcome: { type: 'string' },
+    },
     run: (options) => exportCommand(options),
   },
   checkpoints: {

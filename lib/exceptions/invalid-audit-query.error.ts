@@ -1,4 +1,4 @@
-/** Thrown by `AuditService.find()` / `history()` for a filter it cannot use. */
+/** Thrown by `AuditService.find()` / `history()` / `export()` for a filter (or export format) it cannot use. */
 export class InvalidAuditQueryError extends Error {
   constructor(
     readonly field: string,

@@ -10,7 +10,9 @@ import { leafHash } from './merkle.js';
  * each line the RFC 8785 canonical JSON of the event's canonical object (the content of
  * its Merkle leaf, see canonicalEventJson) with one more member, `seq`. Dropping `seq`
  * and canonicalising again gives back the leaf's exact bytes, so an export is checked
- * against the signed checkpoints without the database.
+ * against the signed checkpoints without the database. An export of the whole trail ends
+ * with the events not sequenced yet, `"seq":null`: no signed tree covers them, and the
+ * reader passes over them (taking one out of the sequence leaves a gap, reported missing).
  */
 
 /** An event as read from an export line. */
@@ -43,7 +45,8 @@ export async function* readExportEvents(path: string): AsyncGenerator<ExportedEv
     for await (const text of lines) {
       number++;
       if (text.trim() === '') continue;
-      yield parseExportLine(text, path, number);
+      const event = parseLine(text, path, number);
+      if (event) yield event;
     }
   } finally {
     lines.close();
@@ -52,6 +55,13 @@ export async function* readExportEvents(path: string): AsyncGenerator<ExportedEv
 
 /** One export line read (see {@link readExportEvents}). */
 export function parseExportLine(text: string, file: string, line: number): ExportedEvent {
+  const event = parseLine(text, file, line);
+  if (!event) throw new MalformedAuditExportError(file, line, 'seq null is not a positive integer (the event is not sequenced)');
+  return event;
+}
+
+/** An export line read; `null` for an event exported before it was sequenced (`"seq":null`), which no tree covers. */
+function parseLine(text: string, file: string, line: number): ExportedEvent | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -60,6 +70,7 @@ export function parseExportLine(text: string, file: string, line: number): Expor
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new MalformedAuditExportError(file, line, 'not a JSON object');
   const { seq, ...event } = value as Record<string, unknown>;
+  if (seq === null && typeof event['id'] === 'string') return null;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {
     throw new MalformedAuditExportError(file, line, `seq ${JSON.stringify(seq)} is not a positive integer`);
   }

@@ -77,6 +77,23 @@ export interface AuditQuery {
   cursor?: string;
 }
 
+/** Filters of `AuditService.export()`: those of `find()`, without paging (an export reads every match). */
+export type AuditExportQuery = Omit<AuditQuery, 'limit' | 'cursor'>;
+
+/** The formats of `AuditService.export()`. */
+export type AuditExportFormat = 'jsonl' | 'csv';
+
+/** Options of `AuditService.export()`. */
+export interface AuditExportOptions {
+  /**
+   * `jsonl`: one event per line, the canonical JSON its Merkle leaf hashes plus `seq`
+   * (what `verify --events` checks); `csv`: a header row and one row per event, cells
+   * that a spreadsheet would run as a formula prefixed with `'`.
+   * @default 'jsonl'
+   */
+  format?: AuditExportFormat;
+}
+
 /** One page of `AuditService.find()`, newest first. */
 export interface AuditPage {
   items: AuditEvent[];

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
+import type { Readable } from 'node:stream';
+import type { DataSource, Repository } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { resolveTarget } from '../events/audit-target.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
@@ -7,15 +8,16 @@ import { ChangeCapture } from '../capture/change-capture.js';
 import { AuditContext } from '../context/audit-context.js';
 import { currentTransactionManager } from '../integrations/typeorm-transaction-scope.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
-import { AuditEventBuilder, lowerCamel } from '../events/audit-event.builder.js';
+import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { UnitEvents } from '../events/unit-events.js';
-import { PSEUDONYM_PREFIX } from '../events/actor-pseudonyms.js';
 import { bound } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditActor, AuditEvent, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type {
+  AuditExportOptions,
+  AuditExportQuery,
   AuditLogInput,
   AuditLogOptions,
   AuditPage,
@@ -41,6 +43,8 @@ import type {
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { DatabaseLogSource } from '../integrity/database-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
+import { auditExportStream, exportFormat } from '../read/audit-export.js';
+import { filtersAnything, occurredAtParam, typeVariants, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -225,26 +229,11 @@ export class AuditService {
       throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${MAX_PAGE}`);
     }
     const qb = this.repository.createQueryBuilder('e');
-    const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
-    if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
-    const actorType = query.actorType ?? query.actor?.type;
-    const given = query.actorId ?? query.actor?.id;
-    const actorId = given === undefined ? undefined : this.storedActorId(String(given), actorType);
-    if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
-    else if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId });
-    if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
-    if (query.target !== undefined) this.whereTarget(qb, this.targetFrom(query.target, 'target'));
-    if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(query.targetType) });
-    if (query.source !== undefined) qb.andWhere('e.source = :source', { source: query.source });
-    if (query.outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
-    if (query.kind !== undefined) qb.andWhere('e.kind = :kind', { kind: query.kind });
-    if (query.requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId: query.requestId });
-    if (query.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: this.timeParam(query.from, 'from') });
-    if (query.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: this.timeParam(query.to, 'to') });
+    whereAuditQuery(qb, query, this.queryScope);
     if (query.cursor !== undefined) {
       const [at, id] = decodeCursor(query.cursor);
       qb.andWhere('(e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
-        cursorAt: this.timeParam(at, 'cursor'),
+        cursorAt: occurredAtParam(this.dataSource, at, 'cursor'),
         cursorId: id,
       });
     }
@@ -252,6 +241,41 @@ export class AuditService {
     const items = rows.slice(0, limit).map((row) => this.builder.toEvent(row));
     const last = items[items.length - 1];
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  /**
+   * Every event matching `query` (the filters of `find()`, without `limit` and `cursor`)
+   * as a stream of UTF-8 text, read a page of 1,000 rows at a time and only as fast as
+   * the consumer takes it: memory stays constant whatever the size of the trail. An
+   * error of the database destroys the stream with that error.
+   *
+   * - `jsonl` (default): one event per line, the canonical JSON its Merkle leaf hashes
+   *   plus `seq` (exactly what `exportEventLine` writes; `"seq":null` for an event not
+   *   sequenced yet). Ascending `(occurredAt, id)`; with `integrity` on and no filter,
+   *   ascending `seq` then the events not sequenced yet, so the export of the whole trail
+   *   checks against the signed checkpoints with `npx nestjs-system-audit verify --events`.
+   * - `csv`: a header row, then one record per event, ascending `(occurredAt, id)`; a
+   *   cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
+   *   leading `'` so that a spreadsheet does not run it as a formula.
+   *
+   * @example
+   * await pipeline(audit.export({ actorId: '42', from: '2026-01-01' }, { format: 'csv' }), response);
+   * @throws InvalidAuditQueryError for a filter or format it cannot use (at once, before any row is read).
+   */
+  export(query: AuditExportQuery = {}, options: AuditExportOptions = {}): Readable {
+    if (options === null || typeof options !== 'object') throw new InvalidAuditQueryError('options', 'must be an object such as { format: "csv" }');
+    const format = exportFormat(options.format);
+    if (query !== null && typeof query === 'object') {
+      for (const field of ['limit', 'cursor'] as const) {
+        if ((query as Record<string, unknown>)[field] !== undefined) {
+          throw new InvalidAuditQueryError(field, 'does not apply to export(), which streams every matching event (page with find())');
+        }
+      }
+    }
+    const qb = this.repository.createQueryBuilder('e');
+    whereAuditQuery(qb, query, this.queryScope);
+    const order = format === 'jsonl' && this.options.integrity && !filtersAnything(query) ? 'seq' : 'time';
+    return auditExportStream({ dataSource: this.dataSource, query: qb, order, format });
   }
 
   /**
@@ -276,22 +300,6 @@ export class AuditService {
     }
     const pseudonymizer = this.options.pseudonymizer;
     return pseudonymizer ? pseudonymizer.pseudonym(actor.type, String(actor.id)) : String(actor.id);
-  }
-
-  /**
-   * The id to look for in `audit_log.actor_id`: with pseudonymisation, a clear id's
-   * pseudonym (`null`: its key is gone), an id already a pseudonym as it is.
-   */
-  private storedActorId(id: string, actorType: string | undefined): string | null {
-    const pseudonymizer = this.options.pseudonymizer;
-    if (!pseudonymizer || id.startsWith(PSEUDONYM_PREFIX)) return id;
-    if (actorType === undefined) {
-      throw new InvalidAuditQueryError(
-        'actorType',
-        `is required with actorId when actor ids are pseudonymised (a pseudonym depends on the actor type); or pass the stored id (${PSEUDONYM_PREFIX}…) that pseudonymOf() returns`,
-      );
-    }
-    return pseudonymizer.pseudonym(actorType, id);
   }
 
   /**
@@ -342,23 +350,16 @@ export class AuditService {
       `) ${driver.escape('h')}`);
   }
 
+  private get queryScope(): AuditQueryScope {
+    return {
+      dataSource: this.dataSource,
+      pseudonymizer: this.options.pseudonymizer,
+      resolveTarget: (target, field) => this.targetFrom(target, field),
+    };
+  }
+
   private get repository(): Repository<AuditLogEntity> {
     return this.dataSource.getRepository(AuditLogEntity);
-  }
-
-  private whereTarget(qb: SelectQueryBuilder<AuditLogEntity>, target: AuditTarget): void {
-    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(target.type) }).andWhere(
-      'e.targetId = :targetId',
-      { targetId: target.id },
-    );
-  }
-
-  /** A time filter as the driver stores it (SQLite keeps UTC text, others native values). */
-  private timeParam(value: Date | string, field: string): unknown {
-    const date = value instanceof Date ? value : new Date(value);
-    if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
-    const column = this.dataSource.getMetadata(AuditLogEntity).findColumnWithPropertyName('occurredAt')!;
-    return this.dataSource.driver.preparePersistentValue(date, column);
   }
 
   /** Validates and normalises manual input into a pending intent. */
@@ -411,11 +412,6 @@ export class AuditService {
       throw new InvalidAuditQueryError(field, (error as Error).message);
     }
   }
-}
-
-/** A target type as written by users (`order`) and by the fallback (`Order`). */
-function typeVariants(type: string): string[] {
-  return [...new Set([type, lowerCamel(type), type.charAt(0).toUpperCase() + type.slice(1)])];
 }
 
 function encodeCursor(event: AuditEvent): string {

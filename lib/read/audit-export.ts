@@ -1,0 +1,179 @@
+import { Readable } from 'node:stream';
+import { stringify } from 'csv-stringify/sync';
+import type { DataSource, SelectQueryBuilder } from 'typeorm';
+import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
+import { canonicalEventJson, canonicalJson } from '../integrity/canonical-json.js';
+import { exportEventLine } from '../integrity/jsonl-log-source.js';
+import type { AuditExportFormat } from '../interfaces/audit-service.interface.js';
+import type { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { occurredAtParam } from './audit-query.js';
+
+/** Rows read per query of an export. */
+export const EXPORT_PAGE_SIZE = 1_000;
+
+/** The columns of a CSV export, in order (the header row). */
+export const CSV_EXPORT_COLUMNS = [
+  'id',
+  'seq',
+  'occurred_at',
+  'action',
+  'outcome',
+  'kind',
+  'actor_type',
+  'actor_id',
+  'actor_display',
+  'source',
+  'ip',
+  'user_agent',
+  'method',
+  'route',
+  'path',
+  'request_id',
+  'target_type',
+  'target_id',
+  'reason',
+  'changes',
+  'context',
+  'error',
+] as const;
+
+/**
+ * The order an export reads in:
+ * - `time`: ascending `(occurredAt, id)`, every matching event;
+ * - `seq`: the sequenced events ascending by `seq` (the order of the Merkle tree, what
+ *   `verify --events` walks), then those not sequenced yet, ascending `(occurredAt, id)`.
+ */
+export type AuditExportOrder = 'time' | 'seq';
+
+/** What an export reads and how it writes it. */
+export interface AuditExportPlan {
+  dataSource: DataSource;
+  /** A query builder over `audit_log` aliased `e`, with the export's filters; each page is read from a clone. */
+  query: SelectQueryBuilder<AuditLogEntity>;
+  order: AuditExportOrder;
+  format: AuditExportFormat;
+  /** @default EXPORT_PAGE_SIZE */
+  pageSize?: number;
+}
+
+/** The export format named by `value` (`undefined`: `jsonl`). */
+export function exportFormat(value: unknown): AuditExportFormat {
+  if (value === undefined) return 'jsonl';
+  if (value === 'jsonl' || value === 'csv') return value;
+  throw new InvalidAuditQueryError('format', `must be "jsonl" or "csv", got ${JSON.stringify(value)}`);
+}
+
+/**
+ * The export as a byte stream (UTF-8 text). Pages are read one at a time, each only
+ * when the consumer has taken the rows before it (the stream's back-pressure), so
+ * memory stays constant whatever the size of the trail; an error of the database
+ * destroys the stream with that error.
+ */
+export function auditExportStream(plan: AuditExportPlan): Readable {
+  return Readable.from(exportText(plan), { objectMode: false });
+}
+
+/** The export's text, a line (or CSV record) at a time. */
+export async function* exportText(plan: AuditExportPlan): AsyncGenerator<string> {
+  const header = exportHeader(plan.format);
+  if (header) yield header;
+  for await (const row of exportRows(plan)) yield exportRecord(plan.format, row);
+}
+
+/** What an export starts with: the header record of CSV, nothing for JSON Lines. */
+export function exportHeader(format: AuditExportFormat): string {
+  return format === 'csv' ? csvRecord(CSV_EXPORT_COLUMNS) : '';
+}
+
+/** One row as exported: its JSON Lines line or its CSV record, with the line end. */
+export function exportRecord(format: AuditExportFormat, row: AuditLogEntity): string {
+  return format === 'csv' ? csvRecord(csvCells(row)) : `${exportLine(row)}\n`;
+}
+
+/** The rows of an export, in its order, a page at a time (keyset pagination: every page costs the same). */
+export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLogEntity> {
+  const pageSize = plan.pageSize ?? EXPORT_PAGE_SIZE;
+  if (plan.order === 'seq') {
+    let after: number | undefined;
+    for (;;) {
+      const page = plan.query.clone().andWhere('e.seq IS NOT NULL');
+      if (after !== undefined) page.andWhere('e.seq > :afterSeq', { afterSeq: after });
+      const rows = await page.orderBy('e.seq', 'ASC').limit(pageSize).getMany();
+      yield* rows;
+      if (rows.length < pageSize) break;
+      after = rows[rows.length - 1]!.seq!;
+    }
+  }
+  let last: AuditLogEntity | undefined;
+  for (;;) {
+    const page = plan.query.clone();
+    if (plan.order === 'seq') page.andWhere('e.seq IS NULL');
+    if (last) {
+      page.andWhere('(e.occurredAt > :afterAt OR (e.occurredAt = :afterAt AND e.id > :afterId))', {
+        afterAt: occurredAtParam(plan.dataSource, last.occurredAt, 'occurredAt'),
+        afterId: last.id,
+      });
+    }
+    const rows = await page.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').limit(pageSize).getMany();
+    yield* rows;
+    if (rows.length < pageSize) return;
+    last = rows[rows.length - 1];
+  }
+}
+
+/**
+ * The JSON Lines export line of a row (without the newline): `exportEventLine(row)` for
+ * a sequenced event; for one without a seq (not sequenced yet, or integrity off) the same
+ * canonical JSON with `"seq":null`, which `verify --events` passes over (such an event is
+ * in no signed tree yet).
+ */
+export function exportLine(row: AuditLogEntity): string {
+  if (row.seq !== null && row.seq !== undefined) return exportEventLine(row);
+  return canonicalJson({ ...(JSON.parse(canonicalEventJson(row)) as Record<string, unknown>), seq: null });
+}
+
+/** The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection). */
+const FORMULA_START = /^[=+\-@\t\r]/;
+
+/**
+ * A cell as written to CSV: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
+ * return gets a leading `'`, so that a spreadsheet shows it as text instead of running it.
+ */
+export function csvCell(value: string | null | undefined): string {
+  if (value === null || value === undefined) return '';
+  return FORMULA_START.test(value) ? `'${value}` : value;
+}
+
+/** The cells of a row, in {@link CSV_EXPORT_COLUMNS} order. */
+export function csvCells(row: AuditLogEntity): string[] {
+  const json = (value: unknown): string | null => (value === null || value === undefined ? null : JSON.stringify(value));
+  return [
+    row.id,
+    row.seq === null || row.seq === undefined ? null : String(row.seq),
+    (row.occurredAt instanceof Date ? row.occurredAt : new Date(row.occurredAt)).toISOString(),
+    row.action,
+    row.outcome,
+    row.kind,
+    row.actorType,
+    row.actorId,
+    row.actorDisplay,
+    row.source,
+    row.ip,
+    row.userAgent,
+    row.method,
+    row.route,
+    row.path,
+    row.requestId,
+    row.targetType,
+    row.targetId,
+    row.reason,
+    json(row.changes),
+    json(row.context),
+    json(row.error),
+  ].map(csvCell);
+}
+
+/** One CSV record (RFC 4180: quoted when needed, CRLF-terminated). */
+function csvRecord(cells: readonly string[]): string {
+  return stringify([cells], { record_delimiter: 'windows', quoted_match: /[\r\n]/ });
+}
