@@ -44,8 +44,10 @@ export const ALIASED_PACKAGES = [
   'typeorm',
   'rxjs',
   'reflect-metadata',
-  // The package's own dependency, as a user's install would provide it.
+  // The package's own dependencies, as a user's install would provide them.
   'class-validator',
+  'canonicalize',
+  'csv-stringify',
   // Database clients used by test/support to create and drop the per-suite databases.
   'pg',
   'mysql2',
