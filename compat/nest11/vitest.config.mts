@@ -57,11 +57,20 @@ export const ALIASED_PACKAGES = [
 
 const escape = (name: string) => name.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 
+/**
+ * Subpaths that exist only in a package's `exports` map (no file at that path): resolved
+ * to the file the map names for `import`, before the general rule below.
+ */
+const EXPORTED_SUBPATHS: Alias[] = [{ find: /^csv-stringify\/sync$/, replacement: `${nodeModules}/csv-stringify/lib/sync.js` }];
+
 /** `name` exactly, and `name/<subpath>`, both resolved inside this project's node_modules. */
-const aliases: Alias[] = ALIASED_PACKAGES.map((name) => ({
-  find: new RegExp(`^${escape(name)}(/.*)?$`),
-  replacement: `${nodeModules}/${name}$1`,
-}));
+const aliases: Alias[] = [
+  ...EXPORTED_SUBPATHS,
+  ...ALIASED_PACKAGES.map((name) => ({
+    find: new RegExp(`^${escape(name)}(/.*)?$`),
+    replacement: `${nodeModules}/${name}$1`,
+  })),
+];
 
 /**
  * Fails the run when lib/ or test/ imports a package that is not aliased above: it would
