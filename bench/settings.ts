@@ -37,7 +37,7 @@ export const FULL: BenchSettings = {
     server: 'process',
   },
   /** `BENCH_READ_EVENTS` overrides the number of seeded events. */
-  read: { events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 1_000_000, runs: 200, limit: 50, databases: readDatabases },
+  read: { events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 1_000_000, runs: 200, limit: 50, deepPage: 20, deepRuns: 20, databases: readDatabases },
 };
 
 /** `BENCH_QUICK=1`: the same scenarios with tiny sizes, a second or two each, to check that they run. */

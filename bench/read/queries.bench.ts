@@ -17,6 +17,9 @@ export interface ReadOptions {
   runs: number;
   /** Page size of `find()`. */
   limit: number;
+  /** The deep page timed (through every cursor before it), on the first `deepRuns` runs that have one. */
+  deepPage: number;
+  deepRuns: number;
   /** `BENCH_READ_DATABASES=postgres` runs one only. */
   databases: ReadDatabase[];
 }
@@ -26,6 +29,8 @@ export interface QueryTiming {
   name: string;
   first: number[];
   later: number[];
+  /** Page `deepPage`, reached through the cursors of the pages before it. */
+  deep: number[];
   rowsFirst: number;
   explains: Array<{ page: string; sql: string; plan: string[]; fullScan: boolean; sort: boolean }>;
 }
@@ -124,7 +129,7 @@ export async function runRead(options: ReadOptions): Promise<ReadResult> {
       const queries: QueryTiming[] = [];
       for (const spec of querySpecs(population, options.limit)) {
         const random = prng(7);
-        const timing: QueryTiming = { name: spec.name, first: [], later: [], rowsFirst: 0, explains: [] };
+        const timing: QueryTiming = { name: spec.name, first: [], later: [], deep: [], rowsFirst: 0, explains: [] };
         // Warm-up: a few runs untimed, the first captured.
         for (let run = -5; run < options.runs; run++) {
           const capture = run === -5;
@@ -139,9 +144,17 @@ export async function runRead(options: ReadOptions): Promise<ReadResult> {
           let laterMs: number | undefined;
           if (page.nextCursor && query) {
             started = performance.now();
-            await audit.find({ ...query, limit: options.limit, cursor: page.nextCursor });
+            const later = await audit.find({ ...query, limit: options.limit, cursor: page.nextCursor });
             laterMs = performance.now() - started;
             laterSql = capture ? selects(logger.queries).at(-1) : undefined;
+            logger.capturing = false;
+            // The deep page: through the cursors of the pages before it, the last one timed.
+            let cursor = later.nextCursor;
+            for (let depth = 3; run >= 0 && timing.deep.length < options.deepRuns && cursor && depth <= options.deepPage; depth++) {
+              started = performance.now();
+              cursor = (await audit.find({ ...query, limit: options.limit, cursor })).nextCursor;
+              if (depth === options.deepPage) timing.deep.push(performance.now() - started);
+            }
           }
           logger.capturing = false;
           if (firstSql) timing.explains.push({ page: 'first page', sql: firstSql.sql, ...(await explain(dataSource, database, firstSql)) });
@@ -171,7 +184,8 @@ const shortSql = (sql: string): string =>
 export function formatRead(result: ReadResult): string[] {
   const { options } = result;
   const lines = [
-    `Read side: ${int(options.events)} seeded events (5,000 actors, 100,000 targets, 40 actions, 90 days); ${options.runs} runs per query with random parameters, pages of ${options.limit}`,
+    `Read side: ${int(options.events)} seeded events (5,000 actors, 100,000 targets, 40 actions, 90 days); ${options.runs} runs per query with random parameters, pages of ${options.limit}; ` +
+      `page ${options.deepPage} timed on the first ${options.deepRuns} runs that reach it; "sort": the plan sorts (PostgreSQL Sort / Incremental Sort, MariaDB filesort)`,
   ];
   for (const run of result.runs) {
     const ms = (values: number[], p: number): string => (values.length ? fixed(percentile([...values].sort((a, b) => a - b), p), 2) : '-');
@@ -179,7 +193,7 @@ export function formatRead(result: ReadResult): string[] {
       '',
       `${run.version}: seeded ${int(run.seed.events)} audit_log + ${int(run.seed.subjects)} audit_subject rows in ${fixed(run.seed.seconds, 1)} s (${int(run.seed.rowsPerSec)} rows/s)`,
       ...table(
-        ['query', 'p50 ms', 'p95 ms', 'rows/page', 'next p50', 'next p95', 'next pages', 'full scan', 'sort'],
+        ['query', 'p50 ms', 'p95 ms', 'rows/page', 'next p50', 'next p95', 'next pages', `page ${options.deepPage} p50`, `page ${options.deepPage} p95`, 'deep runs', 'full scan', 'sort'],
         run.queries.map((query) => [
           query.name,
           ms(query.first, 50),
@@ -188,6 +202,9 @@ export function formatRead(result: ReadResult): string[] {
           ms(query.later, 50),
           ms(query.later, 95),
           `${query.later.length}/${query.first.length}`,
+          ms(query.deep, 50),
+          ms(query.deep, 95),
+          String(query.deep.length),
           query.explains.some((e) => e.fullScan) ? 'FULL SCAN' : 'no',
           query.explains.some((e) => e.sort) ? 'yes' : 'no',
         ]),
