@@ -1,6 +1,8 @@
 import type { HttpOverheadOptions } from './http/http-overhead.bench.js';
 import type { IntegrityOptions } from './integrity/integrity.bench.js';
 import type { MemoryOptions } from './memory/memory.bench.js';
+import type { ReadOptions } from './read/queries.bench.js';
+import type { ReadDatabase } from './read/seed.js';
 import type { WriterOptions } from './writer/writer-throughput.bench.js';
 
 export interface BenchSettings {
@@ -8,10 +10,17 @@ export interface BenchSettings {
   writer: WriterOptions;
   integrity: IntegrityOptions;
   memory: MemoryOptions;
+  read: ReadOptions;
 }
 
 /** `BENCH_MEMORY_SECONDS=600` runs the memory scenario for ten minutes. @default 40 */
 const memorySeconds = Number(process.env['BENCH_MEMORY_SECONDS'] ?? '') || 40;
+
+/** `BENCH_READ_DATABASES=postgres` (or `mariadb`) seeds and queries one database only. @default both */
+const readDatabases = (process.env['BENCH_READ_DATABASES'] ?? 'postgres,mariadb')
+  .split(',')
+  .map((name) => name.trim())
+  .filter((name): name is ReadDatabase => name === 'postgres' || name === 'mariadb');
 
 /** The full run: about two and a half minutes on a 2-core machine. */
 export const FULL: BenchSettings = {
@@ -27,6 +36,8 @@ export const FULL: BenchSettings = {
     orders: 10_000,
     server: 'process',
   },
+  /** `BENCH_READ_EVENTS` overrides the number of seeded events. */
+  read: { events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 1_000_000, runs: 200, limit: 50, deepPage: 20, deepRuns: 20, databases: readDatabases },
 };
 
 /** `BENCH_QUICK=1`: the same scenarios with tiny sizes, a second or two each, to check that they run. */
@@ -35,4 +46,5 @@ export const QUICK: BenchSettings = {
   writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
   integrity: { integratorEvents: 2_000, verifyEvents: 5_000 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
+  read: { ...FULL.read, events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 5_000, runs: 20 },
 };
