@@ -232,7 +232,9 @@ export class AuditService {
     whereAuditQuery(qb, query, this.queryScope);
     if (query.cursor !== undefined) {
       const [at, id] = decodeCursor(query.cursor);
-      qb.andWhere('(e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
+      // The first comparison is redundant, and lets the index scan start at the cursor (PostgreSQL
+      // uses an OR only as a filter: a later page would read every earlier page again).
+      qb.andWhere('e.occurredAt <= :cursorAt AND (e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
         cursorAt: occurredAtParam(this.dataSource, at, 'cursor'),
         cursorId: id,
       });
