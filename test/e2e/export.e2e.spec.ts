@@ -284,7 +284,7 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
         expect(run.stdout, `${format} ${args.join(' ')}`).toBe(expected);
       }
     }
-  });
+  }, 120_000); // a dozen command-line processes: slow on a busy machine
 
   // Arguments are checked before any database is opened: once is enough.
   it.runIf(kind === 'sqlite')('CLI: a value it cannot use is exit code 2 with the reason', async () => {
