@@ -127,15 +127,16 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     return result;
   }
 
-  /** The `seq` the last purge record reaches (0: none). */
+  /** The `seq` the last purge record reaches (0: none): the newest `audit.purged` event's, by the action index. */
   private async lastPurge(manager: EntityManager): Promise<number> {
-    const rows = await manager.getRepository(AuditLogEntity).find({ select: { id: true, context: true }, where: { action: PURGE_ACTION } });
-    let through = 0;
-    for (const row of rows) {
-      const value = (row.context as { throughSeq?: unknown } | null)?.throughSeq;
-      if (typeof value === 'number' && Number.isSafeInteger(value)) through = Math.max(through, value);
-    }
-    return through;
+    const [row] = await manager.getRepository(AuditLogEntity).find({
+      select: { id: true, context: true },
+      where: { action: PURGE_ACTION },
+      order: { occurredAt: 'DESC', id: 'DESC' },
+      take: 1,
+    });
+    const value = (row?.context as { throughSeq?: unknown } | null | undefined)?.throughSeq;
+    return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
   }
 
   /**
