@@ -26,6 +26,7 @@ import { AuditEventBuilder } from './events/audit-event.builder.js';
 import { UnitEvents } from './events/unit-events.js';
 import { AuditIntegrator } from './integrity/integrator.js';
 import { IntegrityProofs } from './integrity/integrity-proofs.js';
+import { AuditPurger } from './retention/audit-purger.js';
 import { AuditJournal } from './journal/audit-journal.js';
 import { JournalRecovery } from './journal/journal-recovery.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
@@ -61,6 +62,7 @@ const providers: Provider[] = [
   JournalRecovery,
   AuditIntegrator,
   IntegrityProofs,
+  AuditPurger,
   AuditRecorder,
   AuditService,
   AuditContextMiddleware,

@@ -30,6 +30,8 @@ export interface IntegrityResult {
   /** `checkpoint()` over every stored event: the integrator's batches (seq, leaves, tree nodes) and one signed checkpoint. */
   integrator: { seconds: number; eventsPerSec: number };
   verify: { seconds: number; eventsPerSec: number; ok: boolean; problems: number; rssBeforeMb: number; rssPeakMb: number; heapPeakMb: number };
+  /** `purge()` of the oldest half of the verified log, then `verify()` again. */
+  purge: { seconds: number; deleted: number; throughSeq: number; eventsPerSec: number; verifySeconds: number; verifyOk: boolean; purgedThrough: number };
   problems: string[];
 }
 
@@ -38,7 +40,8 @@ export interface IntegrityResult {
  * integrator (`checkpoint()`: seq, leaf and tree nodes for each, a signed checkpoint);
  * and a sequenced log of `verifyEvents` checked end to end by `verify()` (every row
  * re-hashed against its leaf, every checkpoint's root recomputed), with the process's
- * memory sampled meanwhile.
+ * memory sampled meanwhile; then `purge()` of the log's oldest half (a signed purge record,
+ * batches of 5,000 deletes) and `verify()` once more.
  */
 export async function runIntegrity(options: IntegrityOptions): Promise<IntegrityResult> {
   const { privateKey } = generateKeyPairSync('ed25519');
@@ -74,7 +77,7 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
   await app.init();
   try {
     const dataSource = app.get<DataSource>(getDataSourceToken());
-    await writeSequencedLog(dataSource, schema, options.verifyEvents, privateKey);
+    const middle = await writeSequencedLog(dataSource, schema, options.verifyEvents, privateKey);
     const audit = app.get(AuditService);
     global.gc?.();
     const rssBefore = process.memoryUsage().rss;
@@ -92,6 +95,17 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
     if (!verified.ok) problems.push(`verify() found ${verified.problems.length} problems, e.g. ${JSON.stringify(verified.problems[0])}`);
     if (verified.treeSize !== options.verifyEvents) problems.push(`verify() checked a tree of ${int(verified.treeSize)} events, not ${int(options.verifyEvents)}`);
     const mb = (bytes: number): number => bytes / 1024 / 1024;
+
+    // The oldest half purged (every event before the middle one's time), then verified again.
+    const purgeStarted = performance.now();
+    const purged = await audit.purge({ before: middle });
+    const purgeSeconds = (performance.now() - purgeStarted) / 1000;
+    const reverifyStarted = performance.now();
+    const reverified = await audit.verify();
+    const reverifySeconds = (performance.now() - reverifyStarted) / 1000;
+    if (!reverified.ok) problems.push(`verify() after the purge found ${reverified.problems.length} problems, e.g. ${JSON.stringify(reverified.problems[0])}`);
+    if (reverified.purgedThrough !== purged.throughSeq) problems.push(`verify() after the purge starts at ${reverified.purgedThrough}, the purge removed 1 to ${purged.throughSeq}`);
+    if (purged.deleted < options.verifyEvents * 0.45) problems.push(`the purge removed ${int(purged.deleted)} events, not about half of ${int(options.verifyEvents)}`);
     return {
       options,
       copySeconds,
@@ -104,6 +118,15 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
         rssBeforeMb: mb(rssBefore),
         rssPeakMb: mb(rssPeak),
         heapPeakMb: mb(heapPeak),
+      },
+      purge: {
+        seconds: purgeSeconds,
+        deleted: purged.deleted,
+        throughSeq: purged.throughSeq ?? 0,
+        eventsPerSec: purged.deleted / purgeSeconds,
+        verifySeconds: reverifySeconds,
+        verifyOk: reverified.ok,
+        purgedThrough: reverified.purgedThrough ?? 0,
       },
       problems,
     };
@@ -118,9 +141,10 @@ const CHECKPOINTS = 4;
 
 /**
  * Writes a sequenced log as the integrator leaves it, in chunks and in constant memory:
- * the rows with their seq, every node of the Merkle tree, and signed checkpoints.
+ * the rows with their seq, every node of the Merkle tree, and signed checkpoints. Returns
+ * the time of its middle event.
  */
-async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n: number, key: KeyObject): Promise<void> {
+async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n: number, key: KeyObject): Promise<Date> {
   const origin = 'bench.nestjs-system-audit/integrity';
   const signer = createSigner(origin, key);
   const logColumns = dataSource.getMetadata(AuditLogEntity).columns;
@@ -129,6 +153,7 @@ async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n:
   let frontier: HashedNode[] = [];
   const notes: Array<{ size: number; root: Buffer; note: string }> = [];
   const CHUNK = 10_000;
+  let middle = new Date();
   for (let start = 0; start < n; start += CHUNK) {
     const count = Math.min(CHUNK, n - start);
     let rows = '';
@@ -137,6 +162,7 @@ async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n:
     const ids: string[] = [];
     for (let i = start; i < start + count; i++) {
       const row = { ...auditRow(i), seq: i + 1 } as AuditLogEntity;
+      if (i === Math.floor(n / 2)) middle = row.occurredAt;
       rows += logColumns.map((column) => copyField((row as unknown as Record<string, unknown>)[column.propertyName])).join('\t') + '\n';
       leaves.push(leafHash(Buffer.from(canonicalEventJson(row), 'utf8')));
       ids.push(row.id);
@@ -166,6 +192,7 @@ async function writeSequencedLog(dataSource: DataSource, schema: BenchSchema, n:
   }
   await schema.query(`ANALYZE ${schema.table('audit_log')}`);
   await schema.query(`ANALYZE ${schema.table('audit_tree')}`);
+  return middle;
 }
 
 /** `writerEventsPerSec`: the module writer's rate measured in the same run, when it ran. */
@@ -182,6 +209,11 @@ export function formatIntegrity(result: IntegrityResult, writerEventsPerSec?: nu
   lines.push(
     `  verify() of a sequenced log of ${int(result.options.verifyEvents)} events (${CHECKPOINTS} checkpoints): ${fixed(verify.seconds, 1)} s, ${int(verify.eventsPerSec)} events/s, ${verify.ok ? 'ok' : `${verify.problems} problems`}; ` +
       `RSS ${int(verify.rssBeforeMb)} MB before, peak ${int(verify.rssPeakMb)} MB (+${int(verify.rssPeakMb - verify.rssBeforeMb)} MB); heap peak ${int(verify.heapPeakMb)} MB`,
+  );
+  const { purge } = result;
+  lines.push(
+    `  purge() of the oldest half (events 1 to ${int(purge.throughSeq)}, a signed purge record, batches of 5,000): ${int(purge.deleted)} events in ${fixed(purge.seconds, 1)} s (${int(purge.eventsPerSec)} events/s); ` +
+      `verify() after it: ${fixed(purge.verifySeconds, 1)} s, ${purge.verifyOk ? 'ok' : 'PROBLEMS'} (purged through ${int(purge.purgedThrough)})`,
   );
   for (const problem of result.problems) lines.push(`  !! ${problem}`);
   return lines;

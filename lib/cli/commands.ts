@@ -11,6 +11,7 @@ import { formatCheckpointsFile, readCheckpointsFile } from '../integrity/file-an
 import { exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { verifyInclusion } from '../integrity/proofs.js';
+import { splitPurgeNotes } from '../integrity/purge-record.js';
 import type { AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import type { AuditExportQuery } from '../interfaces/audit-service.interface.js';
@@ -45,13 +46,14 @@ export interface CommandOptions {
 /** `verify`: the whole log against its tree and checkpoints; exit 0 when sound, 1 on problems. */
 export async function verifyCommand(options: CommandOptions): Promise<number> {
   const publicKeys = readPublicKeys(options['public-key']);
-  const external = options.checkpoints === undefined ? [] : await readNotes(options.checkpoints);
+  // A checkpoints file may hold purge records too (the anchor gets them).
+  const { checkpoints: external, purges } = splitPurgeNotes(options.checkpoints === undefined ? [] : await readNotes(options.checkpoints));
   let result: AuditVerifyResult;
   if (options.events !== undefined) {
     if (options.url !== undefined) throw new CliUsageError('give either --url or --events, not both');
     if (options.checkpoints === undefined) throw new CliUsageError('an export is checked against its checkpoints: add --checkpoints <file>');
     const progress = progressLine();
-    result = await verifyLog({ ...exportLogData(options.events, external), publicKeys, onProgress: progress.update });
+    result = await verifyLog({ ...exportLogData(options.events, external), purges, publicKeys, onProgress: progress.update });
     progress.done();
   } else {
     result = await withDatabase(options, async (dataSource) => {
@@ -59,8 +61,16 @@ export async function verifyCommand(options: CommandOptions): Promise<number> {
       const bound = await source.treeBound();
       const data = source.dataUpTo(bound);
       const total = await source.countEvents(bound);
+      const stored = await source.purgeNotes();
       const progress = progressLine();
-      const verified = await verifyLog({ ...data, checkpoints: mergeCheckpoints(data.checkpoints, external), publicKeys, total, onProgress: progress.update });
+      const verified = await verifyLog({
+        ...data,
+        checkpoints: mergeCheckpoints(data.checkpoints, external),
+        purges: [...stored, ...purges],
+        publicKeys,
+        total,
+        onProgress: progress.update,
+      });
       progress.done();
       return verified;
     });
@@ -226,12 +236,16 @@ export async function proveCommand(id: string | undefined, options: CommandOptio
   });
 }
 
-/** `checkpoints`: the stored checkpoint notes, in the checkpoints-file format. */
+/**
+ * `checkpoints`: the stored checkpoint notes, and the purge records of the retention
+ * purge, in the checkpoints-file format (what `verify --events` checks an export with).
+ */
 export async function checkpointsCommand(options: CommandOptions): Promise<number> {
   const count = await withDatabase(options, async (dataSource) => {
     const output = openOutput(options.out);
+    const source = new DatabaseLogSource(dataSource);
     let n = 0;
-    for await (const note of new DatabaseLogSource(dataSource).checkpoints()) {
+    for await (const note of mergeCheckpoints(source.checkpoints(), await source.purgeNotes())) {
       await output.write(formatCheckpointsFile([note]));
       n++;
     }
@@ -271,9 +285,10 @@ export function formatProblem(problem: AuditIntegrityProblem): string {
 function summary(result: AuditVerifyResult): string {
   const counts = `tree size ${result.treeSize}, ${result.events} events and ${result.checkpoints} checkpoints checked`;
   const unsigned = result.unverified ? `; ${result.unverified} events after the last checkpoint are not signed yet` : '';
-  if (result.ok) return `OK: ${counts}${unsigned}`;
+  const purged = result.purgedThrough ? `; events 1 to ${result.purgedThrough} were purged (signed purge record)` : '';
+  if (result.ok) return `OK: ${counts}${purged}${unsigned}`;
   const more = result.truncatedReport ? ' (more were found than listed)' : '';
-  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${unsigned}`;
+  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}`;
 }
 
 function fail(reason: string): number {

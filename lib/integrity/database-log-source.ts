@@ -6,6 +6,7 @@ import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { canonicalEventJson } from './canonical-json.js';
 import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf } from './log-verifier.js';
 import { leafHash } from './merkle.js';
+import { PURGE_ACTION } from './purge-record.js';
 
 /** Rows read per query. */
 const PAGE_SIZE = 2_000;
@@ -156,6 +157,23 @@ export class DatabaseLogSource {
       if (rows.length < this.pageSize) return;
       after = rows[rows.length - 1]!.treeSize;
     }
+  }
+
+  /**
+   * The signed purge records: the notes the retention purge keeps in its
+   * `audit.purged` events (a handful; read by the action index).
+   */
+  async purgeNotes(): Promise<string[]> {
+    const rows = await this.dataSource
+      .getRepository(AuditLogEntity)
+      .createQueryBuilder('e')
+      .select(['e.id', 'e.context'])
+      .where('e.action = :action', { action: PURGE_ACTION })
+      .getMany();
+    return rows.flatMap((row) => {
+      const note = (row.context as { note?: unknown } | null)?.note;
+      return typeof note === 'string' ? [note] : [];
+    });
   }
 
   /** One event by id, sequenced or not. */

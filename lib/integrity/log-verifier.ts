@@ -5,8 +5,9 @@ import type {
   AuditVerifyResult,
 } from '../interfaces/audit-integrity.interface.js';
 import { openNote, parseCheckpoint, type NoteVerifier } from './checkpoint-note.js';
-import { emptyRootHash, nodeHash } from './merkle.js';
+import { emptyRootHash, nodeHash, perfectSubtrees } from './merkle.js';
 import { signatureKeyNames, verifiersFor } from './proofs.js';
+import { readPurgeRecord, type PurgeRecord } from './purge-record.js';
 
 /** Problems listed at most; more set `truncatedReport`. */
 export const MAX_REPORTED_PROBLEMS = 10_000;
@@ -47,6 +48,11 @@ export interface AuditLogData {
    * {@link mergeCheckpoints}).
    */
   checkpoints: AsyncIterable<string>;
+  /**
+   * Signed purge records (checkpoint notes saying that events 1 to N were removed by the
+   * retention purge); the largest that verifies is the log's start.
+   */
+  purges?: readonly string[];
 }
 
 /** What {@link verifyLog} reads: the data, the keys to check signatures with, and a progress callback. */
@@ -103,6 +109,14 @@ export interface AuditLogSource extends AuditLogData {
  * - A checkpoint larger than the positions the tree rows and events cover is
  *   `truncated` (with a tree, one problem per checkpoint; an export reports the
  *   missing `seq`s themselves).
+ *
+ * Purges: the largest validly signed purge record (events 1 to N removed) is where the
+ * log now starts. With the stored tree, a stored leaf at or below N without its event is
+ * not a problem (the leaves stay, and every checkpoint is still checked). Without a tree
+ * (an export), the walk starts at N from the record's right edge of the tree: checkpoints
+ * below N are not compared (their signatures still are), events at or below N are
+ * skipped. A purge record that does not open with the keys is `bad-signature`; one whose
+ * edge does not hash to its root is `inconsistent`.
  *
  * Problems come sorted by `seq` (or tree size); at most {@link MAX_REPORTED_PROBLEMS}.
  */
@@ -165,6 +179,16 @@ class Frontier {
     this.sizes.push(size);
   }
 
+  /** The frontier of a tree of `size` leaves from its perfect subtrees' hashes, largest first. */
+  static of(size: number, hashes: readonly Buffer[]): Frontier {
+    const frontier = new Frontier();
+    perfectSubtrees({ start: 0, end: size }).forEach((node, i) => {
+      frontier.hashes.push(hashes[i]!);
+      frontier.sizes.push(2 ** node.level);
+    });
+    return frontier;
+  }
+
   root(): Buffer {
     if (this.hashes.length === 0) return emptyRootHash();
     let root = this.hashes[this.hashes.length - 1]!;
@@ -222,6 +246,10 @@ class LogWalk {
   private readonly mismatches: Mismatch[] = [];
   /** Stored leaves without their event, not yet known to be `missing` or `truncated`. */
   private pending: { length: number; entries: Array<{ seq: number; id?: string }> } = { length: 0, entries: [] };
+  /** Events 1 to `purgedThrough` were removed by a signed purge. */
+  private purgedThrough = 0;
+  /** Without a tree: the walk started at this position, from a purge record. */
+  private startedAt = 0;
 
   constructor(private readonly input: AuditLogSource) {
     this.hasLeaves = input.leaves !== undefined;
@@ -232,6 +260,7 @@ class LogWalk {
 
   async run(): Promise<AuditVerifyResult> {
     try {
+      this.readPurges();
       await Promise.all([this.events.advance(), this.leaves.advance(), this.notes.advance()]);
       await this.pullCheckpoint();
       await this.reachCheckpoints();
@@ -251,6 +280,7 @@ class LogWalk {
       checkpoints: this.checkpointCount,
       unverified: this.lastSignedSize > positions ? 0 : this.eventsSinceReached,
     };
+    if (this.purgedThrough > 0) result.purgedThrough = this.purgedThrough;
     if (this.truncatedReport) result.truncatedReport = true;
     this.input.onProgress?.(this.eventCount, this.input.total ?? 0);
     return result;
@@ -261,6 +291,11 @@ class LogWalk {
       // An event at or before a position already walked: its seq repeats or goes back.
       while (this.events.head && this.events.head.seq <= this.pos) {
         const event = this.events.head;
+        if (event.seq <= this.startedAt) {
+          // An export that still holds purged events (taken while the purge ran): not checkable from the record.
+          await this.events.advance();
+          continue;
+        }
         this.eventCount++;
         this.eventProblem('reordered', event.seq, event.id, `event ${event.seq} comes again after seq ${this.pos} (seq repeated or out of order)`);
         await this.events.advance();
@@ -287,6 +322,8 @@ class LogWalk {
       if (atEvent && atLeaf) {
         treeLeaf = atLeaf.hash;
         if (!atEvent.leafHash.equals(atLeaf.hash)) this.mismatch({ seq, id: atEvent.id, eventHash: atEvent.leafHash, storedHash: atLeaf.hash });
+      } else if (atLeaf && seq <= this.purgedThrough) {
+        treeLeaf = atLeaf.hash; // a purged event: its leaf stays
       } else if (atLeaf) {
         treeLeaf = atLeaf.hash;
         this.pending.length++;
@@ -420,6 +457,7 @@ class LogWalk {
       this.lastSignedSize = Math.max(this.lastSignedSize, size);
       if (size === this.pos) this.eventsSinceReached = 0;
       if (!this.frontier) continue;
+      if (size < this.startedAt) continue; // before the purge record the walk started from
       if (size < this.pos) {
         this.addProblem({ kind: 'inconsistent', treeSize: size, message: `checkpoint ${size} is listed after a larger one; it was not checked` });
         continue;
@@ -464,14 +502,39 @@ class LogWalk {
     }
   }
 
-  private open(note: string): SignedCheckpoint | undefined {
+  /** Takes the largest validly signed purge record as the log's start. */
+  private readPurges(): void {
+    let latest: PurgeRecord | undefined;
+    for (const note of this.input.purges ?? []) {
+      const signed = this.open(note);
+      if (!signed) continue;
+      let record: PurgeRecord | undefined;
+      try {
+        record = readPurgeRecord(signed.checkpoint);
+        if (!record) throw new Error('it names no purge');
+      } catch (err) {
+        this.addProblem({ kind: 'inconsistent', treeSize: signed.size, message: `purge record ${signed.size} is not valid: ${(err as Error).message}` });
+        continue;
+      }
+      this.origin ??= signed.origin;
+      if (!latest || record.treeSize > latest.treeSize) latest = record;
+    }
+    if (!latest) return;
+    this.purgedThrough = latest.treeSize;
+    if (!this.hasLeaves) {
+      this.frontier = Frontier.of(latest.treeSize, latest.frontier);
+      this.pos = this.startedAt = latest.treeSize;
+    }
+  }
+
+  private open(note: string): (SignedCheckpoint & { checkpoint: ReturnType<typeof parseCheckpoint> }) | undefined {
     const named = noteTreeSize(note);
     try {
       const opened = openNote(note, this.verifiersFor(note));
       const checkpoint = parseCheckpoint(opened.text);
       const size = Number(checkpoint.treeSize);
       if (!Number.isSafeInteger(size)) throw new Error(`tree size ${checkpoint.treeSize} is too large`);
-      return { size, root: checkpoint.rootHash, origin: checkpoint.origin };
+      return { size, root: checkpoint.rootHash, origin: checkpoint.origin, checkpoint };
     } catch (err) {
       const problem: AuditIntegrityProblem = {
         kind: 'bad-signature',

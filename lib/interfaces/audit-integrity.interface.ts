@@ -123,6 +123,11 @@ export interface AuditVerifyResult {
    * yet (with the stored tree, they are still compared with their stored leaves).
    */
   unverified?: number;
+  /**
+   * Events 1 to `purgedThrough` were removed by the retention purge (a signed purge
+   * record says so); they are not reported missing.
+   */
+  purgedThrough?: number;
 }
 
 /** What `verifyInclusion` and `verifyConsistency` answer: the proof holds, or why not. */

@@ -247,6 +247,24 @@ export interface AuditModuleOptions {
    * AuditModule.forRoot({ pseudonymize: { key: process.env.AUDIT_ACTOR_KEY! } })
    */
   pseudonymize?: AuditPseudonymizeOptions;
+  /**
+   * Retention: every `schedule`, events older than `maxAge` are purged with
+   * `AuditService.purge()` (in batches; with `integrity` on, the tree stays verifiable and
+   * a signed purge record names the range). Durations in milliseconds or as text: `'400d'`,
+   * `'12h'`, `'30m'`, `'45s'`.
+   * @default undefined (events are kept for ever)
+   * @example
+   * AuditModule.forRoot({ retention: { maxAge: '400d', schedule: '1h' } })
+   */
+  retention?: AuditRetentionOptions;
+}
+
+/** The `retention` option. */
+export interface AuditRetentionOptions {
+  /** How long events are kept (e.g. `'400d'`, or milliseconds); at least one second. */
+  maxAge: number | string;
+  /** How often the purge runs in each instance. @default '1h' */
+  schedule?: number | string;
 }
 
 /** Options that wire the module and so must be known statically, also in `forRootAsync`. */

@@ -102,3 +102,25 @@ export interface AuditPage {
 }
 
 export type { AuditTarget };
+
+/** Options of `AuditService.purge()`. */
+export interface AuditPurgeOptions {
+  /** Events that occurred before this time are removed (a `Date` or ISO 8601 text, not in the future). */
+  before: Date | string;
+  /** Events deleted per transaction. @default 5000, at most 20000 */
+  batchSize?: number;
+}
+
+/** What `AuditService.purge()` did. */
+export interface AuditPurgeResult {
+  /** Events removed. */
+  deleted: number;
+  /** The cut-off the purge used. */
+  before: Date;
+  /** The `audit.purged` event recording this purge (none when there was nothing to purge). */
+  eventId?: string;
+  /** With `integrity` on: events 1 to `throughSeq` are gone. */
+  throughSeq?: number;
+  /** With `integrity` on: the signed purge record (a checkpoint note naming the range), also handed to `anchor`. */
+  record?: string;
+}

@@ -10,6 +10,7 @@ import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.er
 import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
 import { normaliseName, Redactor } from '../events/redaction.js';
 import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
+import { resolveRetention, type ResolvedRetention } from '../retention/retention-options.js';
 import { ActorPseudonymizer, hmacKey } from '../events/actor-pseudonyms.js';
 
 /**
@@ -73,6 +74,8 @@ export interface ResolvedAuditOptions {
   integrity: ResolvedIntegrity | undefined;
   /** Set when actor ids are stored as pseudonyms (`pseudonymize`). */
   pseudonymizer: ActorPseudonymizer | undefined;
+  /** Events older than `maxAge` purged every `schedule`; `undefined`: kept for ever. */
+  retention: ResolvedRetention | undefined;
 }
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
@@ -101,6 +104,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'captureDataSources',
   'integrity',
   'pseudonymize',
+  'retention',
 ]);
 
 const isPositiveInt = (value: unknown, max: number): value is number =>
@@ -254,6 +258,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     enabled: booleanOption('enabled', raw['enabled'], true),
     captureDataSources: raw['captureDataSources'] === undefined ? undefined : dataSourceRefs(raw['captureDataSources']),
     integrity: resolveIntegrity(raw['integrity']),
+    retention: resolveRetention(raw['retention']),
     pseudonymizer: pseudonymizer(raw['pseudonymize']),
   };
 }

@@ -21,6 +21,8 @@ import type {
   AuditLogInput,
   AuditLogOptions,
   AuditPage,
+  AuditPurgeOptions,
+  AuditPurgeResult,
   AuditQuery,
   AuditRunOptions,
   AuditTargetInput,
@@ -33,6 +35,7 @@ import { validateAuditActor, validateAuditLogInput } from './audit-log.input.js'
 import { AuditRecorder } from './audit-recorder.js';
 import { AuditIntegrator } from '../integrity/integrator.js';
 import { IntegrityProofs } from '../integrity/integrity-proofs.js';
+import { AuditPurger } from '../retention/audit-purger.js';
 import type {
   AuditCheckpoint,
   AuditConsistencyProof,
@@ -43,6 +46,7 @@ import type {
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { DatabaseLogSource } from '../integrity/database-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
+import { splitPurgeNotes } from '../integrity/purge-record.js';
 import { auditExportStream, exportFormat } from '../read/audit-export.js';
 import { filtersAnything, occurredAtParam, typeVariants, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
 
@@ -70,6 +74,7 @@ export class AuditService {
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly integrator: AuditIntegrator,
     private readonly proofs: IntegrityProofs,
+    private readonly purger: AuditPurger,
   ) {}
 
   /**
@@ -126,9 +131,12 @@ export class AuditService {
     const bound = await source.treeBound();
     const data = source.dataUpTo(bound);
     const total = options.onProgress ? await source.countEvents(bound) : 0;
+    // External notes (the anchor's file) may hold purge records too.
+    const external = splitPurgeNotes(options.checkpoints ?? []);
     return verifyLog({
       ...data,
-      checkpoints: mergeCheckpoints(data.checkpoints, options.checkpoints ?? []),
+      checkpoints: mergeCheckpoints(data.checkpoints, external.checkpoints),
+      purges: [...(await source.purgeNotes()), ...external.purges],
       publicKeys,
       total,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
@@ -278,6 +286,32 @@ export class AuditService {
     whereAuditQuery(qb, query, this.queryScope);
     const order = format === 'jsonl' && this.options.integrity && !filtersAnything(query) ? 'seq' : 'time';
     return auditExportStream({ dataSource: this.dataSource, query: qb, order, format });
+  }
+
+  /**
+   * Removes the events that occurred before `before`, in batches of `batchSize` (one short
+   * transaction each: the only path through the append-only guards), and records the purge
+   * as an `audit.purged` event (`context`: `before`, `events`, and with integrity the range
+   * and the signed record), attributed like `log()`. The `retention` option runs it on a
+   * schedule.
+   *
+   * With `integrity` on, the purge removes a prefix of the sequence: events 1 to N, N being
+   * the last `seq` before the first event that is not older than `before` (an older event
+   * sequenced after a newer one waits for a later purge). Every event is sequenced and a
+   * checkpoint signed first; then a signed purge record (a checkpoint note of the tree at
+   * N carrying its right edge) is stored in the `audit.purged` event and handed to
+   * `anchor`. The tree's rows stay, so `verify()` still checks every checkpoint, and an
+   * export plus the checkpoints file verifies from the record on. A purge that stops half
+   * way is finished by the next one.
+   *
+   * @example
+   * await audit.purge({ before: new Date(Date.now() - 400 * 86_400_000) });
+   * @throws InvalidAuditQueryError for a bad option (`before` missing, invalid or in the future).
+   * @throws AuditIntegrityError when the tree cannot be checkpointed (it was altered) or the
+   *   integrator's lock stays taken.
+   */
+  async purge(options: AuditPurgeOptions): Promise<AuditPurgeResult> {
+    return this.purger.purge(options);
   }
 
   /**

@@ -12,6 +12,7 @@ import { UTC_DATE_COLUMN } from './utc-date.transformer.js';
  */
 @Entity(AUDIT_SUBJECT_TABLE)
 @Index('idx_audit_subject_history', ['subjectType', 'subjectId', 'occurredAt', 'eventId'])
+@Index('idx_audit_subject_event', ['eventId'])
 export class AuditSubjectEntity {
   /** The entity name (`Article`) or the type the event's target gives (`article`). */
   @PrimaryColumn({ name: 'subject_type', type: 'varchar', length: 128 })

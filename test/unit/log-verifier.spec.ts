@@ -7,7 +7,8 @@ import {
   type AuditLogSourceEvent,
   type AuditLogSourceLeaf,
 } from '../../lib/integrity/log-verifier.js';
-import { leafHash, rootHash } from '../../lib/integrity/merkle.js';
+import { leafHash, perfectSubtrees, rootHash } from '../../lib/integrity/merkle.js';
+import { formatPurgeRecord } from '../../lib/integrity/purge-record.js';
 
 const ORIGIN = 'audit.example.test/log';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -219,5 +220,56 @@ describe('verifyLog: an export (no stored tree)', () => {
     const merged: string[] = [];
     for await (const note of mergeCheckpoints(stream([log.checkpoints[0]!, log.checkpoints[2]!]), [log.checkpoints[1]!, log.checkpoints[0]!])) merged.push(note);
     expect(merged).toEqual([log.checkpoints[0], log.checkpoints[0], log.checkpoints[1], log.checkpoints[2]]);
+  });
+});
+
+describe('verifyLog: after a purge of events 1 to N (a signed purge record)', () => {
+  /** The purge record of the first `size` leaves of `log`, signed with `sign`. */
+  function purgeRecord(log: Log, size: number, sign = signer): string {
+    const hashes = log.leaves.slice(0, size).map((l) => l.hash);
+    const frontier = perfectSubtrees({ start: 0, end: size }).map((node) =>
+      rootHash(hashes.slice(node.index * 2 ** node.level, (node.index + 1) * 2 ** node.level)),
+    );
+    return signNote(formatPurgeRecord(ORIGIN, { treeSize: size, before: '2026-01-01T00:00:00.000Z', frontier }), sign);
+  }
+
+  const purged = (log: Log, n: number): Log => ({ ...log, events: log.events.slice(n) });
+  const verifyPurged = (log: Log, purges: string[], withLeaves: boolean) =>
+    verifyLog({ events: stream(log.events), leaves: withLeaves ? stream(log.leaves) : undefined, checkpoints: stream(log.checkpoints), purges, verifiers });
+
+  it.each([1, 5, 7, 8, 11])('events 1 to %i purged: ok with the stored tree and as an export', async (n) => {
+    const log = makeLog(13, [3, 8, 13]);
+    const record = purgeRecord(log, n);
+    const withTree = await verifyPurged(purged(log, n), [record], true);
+    expect(withTree).toMatchObject({ ok: true, problems: [], purgedThrough: n, treeSize: 13 });
+    const exported = await verifyPurged(purged(log, n), [record], false);
+    expect(exported).toMatchObject({ ok: true, problems: [], purgedThrough: n, treeSize: 13, events: 13 - n });
+  });
+
+  it('without the record the purged events are missing; with it, a gap after it still is', async () => {
+    const log = makeLog(10, [4, 10]);
+    expect(kinds(await verifyPurged(purged(log, 4), [], true))).toEqual(['missing 1', 'missing 2', 'missing 3', 'missing 4']);
+    const events = purged(log, 4).events.filter((e) => e.seq !== 7);
+    expect(kinds(await verifyPurged({ ...log, events }, [purgeRecord(log, 4)], true))).toEqual(['missing 7']);
+    expect(kinds(await verifyPurged({ ...log, events }, [purgeRecord(log, 4)], false))).toEqual(['missing 7']);
+  });
+
+  it('a record signed by another key, or whose edge does not hash to its root, counts for nothing', async () => {
+    const log = makeLog(6, [6]);
+    const other = createSigner(ORIGIN, generateKeyPairSync('ed25519').privateKey);
+    expect(kinds(await verifyPurged(purged(log, 2), [purgeRecord(log, 2, other)], true))).toEqual(['missing 1', 'bad-signature @2', 'missing 2']);
+    const bent = signNote(formatPurgeRecord(ORIGIN, { treeSize: 2, before: '2026-01-01T00:00:00.000Z', frontier: [hashOf('x')] }), signer);
+    // formatPurgeRecord derives the root from the edge; swap in the real root to make them disagree.
+    const real = formatCheckpoint({ origin: ORIGIN, treeSize: 2, rootHash: rootHash(log.leaves.slice(0, 2).map((l) => l.hash)) });
+    const forged = signNote(real + bent.slice(bent.indexOf('purge '), bent.indexOf('\n\n') + 1), signer);
+    expect(kinds(await verifyPurged(purged(log, 2), [forged], false))).toContain('inconsistent @2');
+  });
+
+  it('an export still holding purged events skips them; a later, wrong checkpoint is still found', async () => {
+    const log = makeLog(9, [3, 9]);
+    const record = purgeRecord(log, 5);
+    expect(await verifyPurged(log, [record], false)).toMatchObject({ ok: true, purgedThrough: 5 });
+    const changed = { ...log, events: log.events.map((e) => (e.seq === 8 ? { ...e, leafHash: hashOf('changed') } : e)) };
+    expect(kinds(await verifyPurged(purged(changed, 5), [record], false))).toEqual(['modified @9']);
   });
 });

@@ -19,7 +19,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
     const applied = await dataSource.runMigrations();
-    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000']);
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000', 'AddAuditSubjectEventIndex1766448000000']);
     const pending = await dataSource.driver.createSchemaBuilder().log();
     expect(pending.upQueries.map((q) => q.query)).toEqual([]);
   });
@@ -32,6 +32,8 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
     const indexes = Object.fromEntries(table!.indices.map((index) => [index.name, [...index.columnNames].sort()]));
     expect(indexes['idx_audit_log_target']).toEqual(['occurred_at', 'target_id', 'target_type']);
     expect(indexes['idx_audit_log_actor']).toEqual(['actor_id', 'actor_type', 'occurred_at']);
+    const subjects = await dataSource.createQueryRunner().getTable(dataSource.getMetadata(AuditSubjectEntity).tablePath);
+    expect(subjects!.indices.find((index) => index.name === 'idx_audit_subject_event')?.columnNames).toEqual(['event_id']);
     if (kind === 'postgres') {
       const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_log_target'`);
       expect(indexdef).toMatch(/\(target_type, target_id, occurred_at\)/);

@@ -1,0 +1,267 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { LessThanOrEqual, type DataSource, type EntityManager } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AuditContext } from '../context/audit-context.js';
+import { UnitEvents } from '../events/unit-events.js';
+import { uuidv7 } from '../events/uuid-v7.js';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
+import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
+import type { AuditActor } from '../interfaces/audit-event.interface.js';
+import type { AuditPurgeOptions, AuditPurgeResult } from '../interfaces/audit-service.interface.js';
+import { signNote } from '../integrity/checkpoint-note.js';
+import { AuditIntegrator } from '../integrity/integrator.js';
+import { integratorDialect, withIntegratorLock } from '../integrity/integrator-lock.js';
+import { combineSubtrees } from '../integrity/merkle.js';
+import { formatPurgeRecord, PURGE_ACTION } from '../integrity/purge-record.js';
+import { TreeStore } from '../integrity/tree-store.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditRecorder } from '../service/audit-recorder.js';
+import { withAuditPurge } from '../storage/append-only.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
+import { AuditWriter } from '../storage/audit.writer.js';
+import { occurredAtParam } from '../read/audit-query.js';
+
+const DEFAULT_BATCH = 5_000;
+const MAX_BATCH = 20_000;
+const LOCK_WAIT_MS = 30_000;
+/** The first scheduled purge runs this soon after start-up at the latest. */
+const FIRST_RUN_MS = 60_000;
+
+/** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
+type Scope = { throughSeq: number } | { before: unknown };
+
+/**
+ * The retention purge: removes old events in batches (one short transaction each, the
+ * only path through the append-only guards), with `integrity` on as a prefix of the
+ * sequence under a signed purge record, and records each purge as an `audit.purged`
+ * event. Runs `retention` on its schedule.
+ */
+@Injectable()
+export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Audit');
+  private readonly tree = new TreeStore();
+  private chain: Promise<unknown> = Promise.resolve();
+  private timer?: NodeJS.Timeout;
+  private running = false;
+
+  constructor(
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    private readonly integrator: AuditIntegrator,
+    private readonly writer: AuditWriter,
+    private readonly events: UnitEvents,
+    private readonly context: AuditContext,
+    private readonly recorder: AuditRecorder,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const retention = this.options.retention;
+    if (!retention || !this.options.enabled) return;
+    const run = (): void => void this.scheduled();
+    this.timer = setTimeout(() => {
+      run();
+      this.timer = setInterval(run, retention.schedule);
+      this.timer.unref();
+    }, Math.min(retention.schedule, FIRST_RUN_MS));
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  /** See `AuditService.purge()`. */
+  purge(options: AuditPurgeOptions, actor?: AuditActor): Promise<AuditPurgeResult> {
+    const { before, batchSize } = checkPurgeOptions(options);
+    const next = this.chain.then(() => this.run(before, batchSize, actor));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  private async scheduled(): Promise<void> {
+    const retention = this.options.retention;
+    if (!retention || this.running) return;
+    this.running = true;
+    try {
+      const result = await this.purge({ before: new Date(Date.now() - retention.maxAge) }, { type: 'system', id: 'retention' });
+      if (result.deleted > 0) this.logger.log(`Audit retention: purged ${result.deleted} events older than ${result.before.toISOString()}`);
+    } catch (error) {
+      this.logger.error(`Audit retention: the purge failed, retrying in ${retention.schedule} ms: ${(error as Error).message}`);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async run(before: Date, batchSize: number, actor: AuditActor | undefined): Promise<AuditPurgeResult> {
+    if (!this.options.integrity) {
+      const scope: Scope = { before: occurredAtParam(this.dataSource, before, 'before') };
+      const count = await this.dataSource
+        .getRepository(AuditLogEntity)
+        .createQueryBuilder('e')
+        .where('e.occurredAt < :before', { before: scope.before })
+        .getCount();
+      if (count === 0) return { deleted: 0, before };
+      const eventId = await this.record(this.dataSource.manager, { before: before.toISOString(), events: count }, actor);
+      const deleted = await this.deleteAll(scope, batchSize);
+      return { deleted, before, eventId };
+    }
+
+    // Every stored event gets its seq and a checkpoint signs the tree over them first.
+    await this.integrator.checkpoint();
+    const previous = await this.lastPurge(this.dataSource.manager);
+    const through = await this.purgeBound(before, previous);
+    let result: AuditPurgeResult = { deleted: 0, before };
+    if (through > previous) {
+      const recorded = await this.recordSequencePurge(before, through, actor);
+      if (recorded) {
+        result = { ...result, eventId: recorded.eventId, throughSeq: through, record: recorded.note };
+        await this.anchor(recorded.note, through, recorded.rootHash);
+      }
+    }
+    // Also what an interrupted purge left (events at or below an earlier record).
+    const last = Math.max(through, previous);
+    if (last > 0) result.deleted = await this.deleteAll({ throughSeq: last }, batchSize);
+    if (result.throughSeq === undefined && last > 0 && result.deleted > 0) result.throughSeq = last;
+    return result;
+  }
+
+  /** The `seq` the last purge record reaches (0: none): the newest `audit.purged` event's, by the action index. */
+  private async lastPurge(manager: EntityManager): Promise<number> {
+    const [row] = await manager.getRepository(AuditLogEntity).find({
+      select: { id: true, context: true },
+      where: { action: PURGE_ACTION },
+      order: { occurredAt: 'DESC', id: 'DESC' },
+      take: 1,
+    });
+    const value = (row?.context as { throughSeq?: unknown } | null | undefined)?.throughSeq;
+    return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
+  }
+
+  /**
+   * The last `seq` to purge: the one before the first event (after `previous`) that is not
+   * older than `before`; the last sequenced one when every one is older.
+   */
+  private async purgeBound(before: Date, previous: number): Promise<number> {
+    const repository = this.dataSource.getRepository(AuditLogEntity);
+    const kept = await repository
+      .createQueryBuilder('e')
+      .select('e.seq', 'seq')
+      .where('e.seq > :previous', { previous })
+      .andWhere('e.occurredAt >= :before', { before: occurredAtParam(this.dataSource, before, 'before') })
+      .orderBy('e.seq', 'ASC')
+      .limit(1)
+      .getRawOne<{ seq: string | number }>();
+    if (kept) return Math.max(previous, Number(kept.seq) - 1);
+    const last = await repository.createQueryBuilder('e').select('MAX(e.seq)', 'seq').getRawOne<{ seq: string | number | null }>();
+    return Math.max(previous, last?.seq === null || last?.seq === undefined ? 0 : Number(last.seq));
+  }
+
+  /**
+   * Signs the purge record of events 1 to `through` and stores its `audit.purged` event, in
+   * one transaction under the integrator's lock (no record when another instance's already
+   * reaches as far).
+   */
+  private async recordSequencePurge(
+    before: Date,
+    through: number,
+    actor: AuditActor | undefined,
+  ): Promise<{ eventId: string; note: string; rootHash: Buffer } | undefined> {
+    const integrity = this.options.integrity!;
+    const work = async (manager: EntityManager): Promise<{ eventId: string; note: string; rootHash: Buffer } | undefined> => {
+      const previous = await this.lastPurge(manager);
+      if (previous >= through) return undefined;
+      const events = await manager.getRepository(AuditLogEntity).count({ where: { seq: LessThanOrEqual(through) } });
+      const frontier = (await this.tree.frontier(manager, through)).map((node) => node.hash);
+      const note = signNote(formatPurgeRecord(integrity.origin, { treeSize: through, before: before.toISOString(), frontier }), integrity.signer);
+      const context = { before: before.toISOString(), fromSeq: previous + 1, throughSeq: through, events, note };
+      const eventId = await this.record(manager, context, actor);
+      return { eventId, note, rootHash: combineSubtrees(frontier) };
+    };
+    if (integratorDialect(this.dataSource) === 'sqlite') return this.dataSource.transaction((manager) => work(manager));
+    const outcome = await withIntegratorLock(this.dataSource, LOCK_WAIT_MS, (manager) => work(manager));
+    if (outcome.busy) throw new AuditIntegrityError(`another instance held the integrator lock for ${LOCK_WAIT_MS} ms; the purge recorded nothing`);
+    return outcome.value;
+  }
+
+  private async anchor(note: string, treeSize: number, rootHash: Buffer): Promise<void> {
+    const anchor = this.options.integrity?.anchor;
+    if (!anchor) return;
+    try {
+      await anchor({ treeSize, rootHash: rootHash.toString('base64'), note });
+    } catch (error) {
+      this.logger.error(`Audit integrity: anchoring the purge record of events 1 to ${treeSize} failed: ${(error as Error).message}`);
+    }
+  }
+
+  /** Stores the purge's `audit.purged` event with `manager`, as the current unit's actor (else `actor`, else the system). */
+  private async record(manager: EntityManager, context: Record<string, unknown>, actor: AuditActor | undefined): Promise<string> {
+    const unit = this.context.current();
+    const live = unit?.isLive ? unit : undefined;
+    const who = actor ?? (live ? await this.recorder.resolveActor(live) : { type: 'system' });
+    const at = Date.now();
+    const intent = { id: uuidv7(at), occurredAt: new Date(at), action: PURGE_ACTION, outcome: 'success' as const, actor: who, context, claim: 'none' as const };
+    const rows = this.events.intentEvents(intent, live, who);
+    const stored = rows[0]?.context as Record<string, unknown> | null | undefined;
+    if (rows.length !== 1 || (context['note'] !== undefined && stored?.['note'] !== context['note'])) {
+      throw new AuditIntegrityError(
+        `the purge record does not fit in an event's context (maxContextBytes is ${this.options.maxContextBytes}; it needs about ${JSON.stringify(context).length + 512} bytes)`,
+      );
+    }
+    await this.writer.write(rows, { manager });
+    return intent.id;
+  }
+
+  /** Deletes the events in `scope` (and their subject rows), a batch per transaction. */
+  private async deleteAll(scope: Scope, batchSize: number): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const runner = this.dataSource.createQueryRunner();
+      await runner.connect();
+      try {
+        const count = await withAuditPurge(runner, async (queryRunner) => {
+          const manager = queryRunner.manager;
+          const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id');
+          if ('throughSeq' in scope) query.where('e.seq <= :through', { through: scope.throughSeq }).orderBy('e.seq', 'ASC');
+          else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
+          const rows = await query.limit(batchSize).getRawMany<{ id: string }>();
+          if (rows.length === 0) return 0;
+          const ids = rows.map((row) => row.id);
+          await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
+          await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
+          return ids.length;
+        });
+        deleted += count;
+        if (count < batchSize) return deleted;
+      } finally {
+        await runner.release();
+      }
+    }
+  }
+}
+
+/**
+ * Checks `purge()`'s options.
+ * @throws InvalidAuditQueryError naming the bad option.
+ */
+function checkPurgeOptions(options: AuditPurgeOptions): { before: Date; batchSize: number } {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new InvalidAuditQueryError('options', 'must be an object such as { before: new Date("2026-01-01") }');
+  }
+  for (const key of Object.keys(options)) {
+    if (key !== 'before' && key !== 'batchSize') throw new InvalidAuditQueryError(key, 'is not an option of purge() (known: before, batchSize)');
+  }
+  const raw: unknown = options.before;
+  if (raw === undefined) throw new InvalidAuditQueryError('before', 'is required: the events older than this time are purged');
+  const before = raw instanceof Date ? raw : typeof raw === 'string' ? new Date(raw) : new Date(Number.NaN);
+  if (Number.isNaN(before.getTime())) throw new InvalidAuditQueryError('before', `is not a valid date: ${JSON.stringify(raw)}`);
+  if (before.getTime() > Date.now()) {
+    throw new InvalidAuditQueryError('before', `is in the future (${before.toISOString()}): a purge removes only events older than a past time`);
+  }
+  const batchSize = options.batchSize ?? DEFAULT_BATCH;
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH) {
+    throw new InvalidAuditQueryError('batchSize', `must be a whole number from 1 to ${MAX_BATCH}, got ${JSON.stringify(batchSize)}`);
+  }
+  return { before, batchSize };
+}
