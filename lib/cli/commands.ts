@@ -19,7 +19,7 @@ import { exportHeader, exportRecord, exportRows } from '../read/audit-export.js'
 import { filtersAnything, whereAuditQuery } from '../read/audit-query.js';
 import { DatabaseUnavailableError, openDatabase, type DatabaseArguments } from './database.js';
 import { readPublicKeys } from './keys.js';
-import { openOutput } from './output.js';
+import { openOutput, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
 
 /** The options a command reads (all strings, `public-key` repeated). */
@@ -44,7 +44,7 @@ export interface CommandOptions {
 }
 
 /** `verify`: the whole log against its tree and checkpoints; exit 0 when sound, 1 on problems. */
-export async function verifyCommand(options: CommandOptions): Promise<number> {
+export async function verifyCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const publicKeys = readPublicKeys(options['public-key']);
   // A checkpoints file may hold purge records too (the anchor gets them).
   const { checkpoints: external, purges } = splitPurgeNotes(options.checkpoints === undefined ? [] : await readNotes(options.checkpoints));
@@ -52,7 +52,7 @@ export async function verifyCommand(options: CommandOptions): Promise<number> {
   if (options.events !== undefined) {
     if (options.url !== undefined) throw new CliUsageError('give either --url or --events, not both');
     if (options.checkpoints === undefined) throw new CliUsageError('an export is checked against its checkpoints: add --checkpoints <file>');
-    const progress = progressLine();
+    const progress = progressLine(io.stderr);
     result = await verifyLog({ ...exportLogData(options.events, external), purges, publicKeys, onProgress: progress.update });
     progress.done();
   } else {
@@ -62,7 +62,7 @@ export async function verifyCommand(options: CommandOptions): Promise<number> {
       const data = source.dataUpTo(bound);
       const total = await source.countEvents(bound);
       const stored = await source.purgeNotes();
-      const progress = progressLine();
+      const progress = progressLine(io.stderr);
       const verified = await verifyLog({
         ...data,
         checkpoints: mergeCheckpoints(data.checkpoints, external),
@@ -75,13 +75,13 @@ export async function verifyCommand(options: CommandOptions): Promise<number> {
       return verified;
     });
   }
-  for (const problem of result.problems) process.stdout.write(`${formatProblem(problem)}\n`);
-  process.stdout.write(`${summary(result)}\n`);
+  for (const problem of result.problems) io.stdout.write(`${formatProblem(problem)}\n`);
+  io.stdout.write(`${summary(result)}\n`);
   return result.ok ? 0 : 1;
 }
 
 /** `verify-proof`: an inclusion proof's own check, and with data, that the event in it hashes to the proof's leaf. */
-export async function verifyProofCommand(file: string | undefined, options: CommandOptions): Promise<number> {
+export async function verifyProofCommand(file: string | undefined, options: CommandOptions, io: CliIo): Promise<number> {
   if (file === undefined) throw new CliUsageError('name the proof file: verify-proof <proof.json>');
   const publicKeys = readPublicKeys(options['public-key']);
   let proof: AuditInclusionProof;
@@ -91,26 +91,26 @@ export async function verifyProofCommand(file: string | undefined, options: Comm
     throw new CliUsageError(`cannot read the proof ${file}: ${(err as Error).message}`);
   }
   const own = verifyInclusion(proof, publicKeys);
-  if (!own.ok) return fail(own.reason);
+  if (!own.ok) return fail(io, own.reason);
   let where = '';
   if (options.url !== undefined && options.events !== undefined) throw new CliUsageError('give either --url or --events, not both');
   if (options.url !== undefined) {
     const row = await withDatabase(options, (dataSource) => new DatabaseLogSource(dataSource).findEvent(proof.id));
-    if (!row) return fail(`event ${proof.id} is not in the database`);
-    if (row.seq !== proof.seq) return fail(`event ${proof.id} has seq ${row.seq ?? 'null'} in the database, the proof says ${proof.seq}`);
+    if (!row) return fail(io, `event ${proof.id} is not in the database`);
+    if (row.seq !== proof.seq) return fail(io, `event ${proof.id} has seq ${row.seq ?? 'null'} in the database, the proof says ${proof.seq}`);
     const withEvent = verifyInclusion(proof, publicKeys, row);
-    if (!withEvent.ok) return fail(`the database's copy of event ${proof.id}: ${withEvent.reason}`);
+    if (!withEvent.ok) return fail(io, `the database's copy of event ${proof.id}: ${withEvent.reason}`);
     where = ', and the database holds it unchanged';
   } else if (options.events !== undefined) {
     const found = await findExportedEvent(options.events, proof.id);
-    if (!found) return fail(`event ${proof.id} is not in ${options.events}`);
-    if (found.seq !== proof.seq) return fail(`event ${proof.id} has seq ${found.seq} in ${options.events}, the proof says ${proof.seq}`);
+    if (!found) return fail(io, `event ${proof.id} is not in ${options.events}`);
+    if (found.seq !== proof.seq) return fail(io, `event ${proof.id} has seq ${found.seq} in ${options.events}, the proof says ${proof.seq}`);
     if (!found.leafHash.equals(Buffer.from(proof.leafHash, 'base64'))) {
-      return fail(`the export's copy of event ${proof.id} does not hash to the proof's leaf hash (it was changed)`);
+      return fail(io, `the export's copy of event ${proof.id} does not hash to the proof's leaf hash (it was changed)`);
     }
     where = `, and ${options.events} holds it unchanged`;
   }
-  process.stdout.write(`OK: event ${proof.id} (seq ${proof.seq}) is in the signed tree of size ${proof.treeSize}${where}\n`);
+  io.stdout.write(`OK: event ${proof.id} (seq ${proof.seq}) is in the signed tree of size ${proof.treeSize}${where}\n`);
   return 0;
 }
 
@@ -120,7 +120,7 @@ export async function verifyProofCommand(file: string | undefined, options: Comm
  * checks), then the events not sequenced yet (`"seq":null`); otherwise ascending
  * `(occurredAt, id)`.
  */
-export async function exportCommand(options: CommandOptions): Promise<number> {
+export async function exportCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const format = options.format ?? 'jsonl';
   if (format !== 'jsonl' && format !== 'csv') throw new CliUsageError(`--format must be jsonl or csv, got ${JSON.stringify(format)}`);
   const query = exportQuery(options);
@@ -129,8 +129,8 @@ export async function exportCommand(options: CommandOptions): Promise<number> {
     const qb = dataSource.getRepository(AuditLogEntity).createQueryBuilder('e');
     whereAuditQuery(qb, query, { dataSource, resolveTarget: (target) => target as AuditTarget });
     const order = format === 'jsonl' && !filtersAnything(query) ? 'seq' : 'time';
-    const output = openOutput(options.out);
-    const progress = exportProgress();
+    const output = openOutput(options.out, io.stdout);
+    const progress = exportProgress(io.stderr);
     let n = 0;
     let chunk = exportHeader(format);
     for await (const row of exportRows({ dataSource, query: qb, order, format })) {
@@ -146,7 +146,7 @@ export async function exportCommand(options: CommandOptions): Promise<number> {
     progress.done(n);
     return n;
   });
-  if (options.out !== undefined) process.stderr.write(`exported ${count} events to ${options.out}\n`);
+  if (options.out !== undefined) io.stderr.write(`exported ${count} events to ${options.out}\n`);
   return 0;
 }
 
@@ -197,11 +197,11 @@ function exportQuery(options: CommandOptions): AuditExportQuery {
 }
 
 /** "exported N events" on standard error while an export runs, when it is a terminal. */
-function exportProgress(): { update: (exported: number) => void; done: (exported: number) => void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+function exportProgress(stderr: CliIo['stderr']): { update: (exported: number) => void; done: (exported: number) => void } {
+  if (!stderr.isTTY) return { update: () => undefined, done: () => undefined };
   return {
-    update: (exported) => void process.stderr.write(`\rexported ${exported} events`),
-    done: (exported) => void process.stderr.write(`\rexported ${exported} events\n`),
+    update: (exported) => void stderr.write(`\rexported ${exported} events`),
+    done: (exported) => void stderr.write(`\rexported ${exported} events\n`),
   };
 }
 
@@ -210,26 +210,26 @@ function exportProgress(): { update: (exported: number) => void; done: (exported
  * checkpoint, as JSON (what `verify-proof` and `verifyInclusion` check). Read-only: an
  * event not yet covered by a checkpoint is an error (exit 1) until the app signs the next.
  */
-export async function proveCommand(id: string | undefined, options: CommandOptions): Promise<number> {
+export async function proveCommand(id: string | undefined, options: CommandOptions, io: CliIo): Promise<number> {
   if (id === undefined || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) {
     throw new CliUsageError(`name the event: prove <id> (a UUID)${id === undefined ? '' : `, got ${JSON.stringify(id)}`}`);
   }
   return withDatabase(options, async (dataSource) => {
     bindUtcDates(dataSource);
     const row = await dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
-    if (!row) return fail(`no event ${id} in audit_log`);
+    if (!row) return fail(io, `no event ${id} in audit_log`);
     const checkpoint = await latestCheckpoint(dataSource.manager);
     if (row.seq === null || !checkpoint || checkpoint.treeSize < row.seq) {
-      return fail(`event ${id} is not covered by a signed checkpoint yet (the app signs one every checkpointEvery, or call AuditService.checkpoint())`);
+      return fail(io, `event ${id} is not covered by a signed checkpoint yet (the app signs one every checkpointEvery, or call AuditService.checkpoint())`);
     }
     let proof: AuditInclusionProof;
     try {
       proof = await inclusionProofOf(dataSource.manager, row, checkpoint);
     } catch (err) {
-      if (err instanceof AuditIntegrityError || (err as Error).name === 'MissingTreeNodeError') return fail((err as Error).message);
+      if (err instanceof AuditIntegrityError || (err as Error).name === 'MissingTreeNodeError') return fail(io, (err as Error).message);
       throw err;
     }
-    const output = openOutput(options.out);
+    const output = openOutput(options.out, io.stdout);
     await output.write(`${JSON.stringify(proof, null, 2)}\n`);
     await output.close();
     return 0;
@@ -240,9 +240,9 @@ export async function proveCommand(id: string | undefined, options: CommandOptio
  * `checkpoints`: the stored checkpoint notes, and the purge records of the retention
  * purge, in the checkpoints-file format (what `verify --events` checks an export with).
  */
-export async function checkpointsCommand(options: CommandOptions): Promise<number> {
+export async function checkpointsCommand(options: CommandOptions, io: CliIo): Promise<number> {
   const count = await withDatabase(options, async (dataSource) => {
-    const output = openOutput(options.out);
+    const output = openOutput(options.out, io.stdout);
     const source = new DatabaseLogSource(dataSource);
     let n = 0;
     for await (const note of mergeCheckpoints(source.checkpoints(), await source.purgeNotes())) {
@@ -252,12 +252,12 @@ export async function checkpointsCommand(options: CommandOptions): Promise<numbe
     await output.close();
     return n;
   });
-  if (options.out !== undefined) process.stderr.write(`wrote ${count} checkpoints to ${options.out}\n`);
+  if (options.out !== undefined) io.stderr.write(`wrote ${count} checkpoints to ${options.out}\n`);
   return 0;
 }
 
 /** `keygen`: a new Ed25519 private key (PKCS#8 PEM) and its verifier key string, on standard output. */
-export function keygenCommand(options: CommandOptions): number {
+export function keygenCommand(options: CommandOptions, io: CliIo): number {
   const name = options.name ?? 'audit';
   const { privateKey, publicKey } = generateKeyPairSync('ed25519');
   let vkey: string;
@@ -266,9 +266,9 @@ export function keygenCommand(options: CommandOptions): number {
   } catch (err) {
     throw new CliUsageError(`--name: ${(err as Error).message}`);
   }
-  process.stdout.write(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
-  process.stdout.write(`${vkey}\n`);
-  process.stderr.write('The PEM block is the signing key (integrity.signingKey): keep it secret. The last line is the verifier key: give it to whoever verifies.\n');
+  io.stdout.write(privateKey.export({ format: 'pem', type: 'pkcs8' }).toString());
+  io.stdout.write(`${vkey}\n`);
+  io.stderr.write('The PEM block is the signing key (integrity.signingKey): keep it secret. The last line is the verifier key: give it to whoever verifies.\n');
   return 0;
 }
 
@@ -291,8 +291,8 @@ function summary(result: AuditVerifyResult): string {
   return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}`;
 }
 
-function fail(reason: string): number {
-  process.stdout.write(`FAILED: ${reason}\n`);
+function fail(io: CliIo, reason: string): number {
+  io.stdout.write(`FAILED: ${reason}\n`);
   return 1;
 }
 
@@ -322,16 +322,16 @@ async function withDatabase<T>(options: CommandOptions, work: (dataSource: DataS
 const isQueryFailure = (err: unknown): boolean => err instanceof Error && err.name === 'QueryFailedError';
 
 /** A progress line on standard error, when it is a terminal. */
-function progressLine(): { update: (checked: number, total: number) => void; done: () => void } {
-  if (!process.stderr.isTTY) return { update: () => undefined, done: () => undefined };
+function progressLine(stderr: CliIo['stderr']): { update: (checked: number, total: number) => void; done: () => void } {
+  if (!stderr.isTTY) return { update: () => undefined, done: () => undefined };
   let shown = false;
   return {
     update: (checked, total) => {
       shown = true;
-      process.stderr.write(`\rchecked ${checked}${total ? ` of ${total}` : ''} events`);
+      stderr.write(`\rchecked ${checked}${total ? ` of ${total}` : ''} events`);
     },
     done: () => {
-      if (shown) process.stderr.write('\n');
+      if (shown) stderr.write('\n');
     },
   };
 }

@@ -11,6 +11,7 @@ import {
   type CommandOptions,
 } from './commands.js';
 import { DatabaseUnavailableError } from './database.js';
+import { processIo, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
 
 /*
@@ -40,7 +41,7 @@ interface Command {
   usage: string;
   options: Options;
   positionals?: boolean;
-  run(options: CommandOptions, positionals: string[]): Promise<number> | number;
+  run(options: CommandOptions, positionals: string[], io: CliIo): Promise<number> | number;
 }
 
 const COMMANDS: Record<string, Command> = {
@@ -60,7 +61,7 @@ ${KEYS_HELP}
   --checkpoints <file>    signed checkpoints kept outside the database (checkpoints file)
   --events <file>         a JSON Lines export (see "export") instead of the database`,
     options: { ...DATABASE, ...KEYS, checkpoints: { type: 'string' }, events: { type: 'string' } },
-    run: (options) => verifyCommand(options),
+    run: (options, _, io) => verifyCommand(options, io),
   },
   'verify-proof': {
     summary: "check an event's inclusion proof, and optionally the event it names",
@@ -75,7 +76,7 @@ ${DATABASE_HELP}
   --events <file>         a JSON Lines export holding the event`,
     options: { ...DATABASE, ...KEYS, events: { type: 'string' } },
     positionals: true,
-    run: (options, positionals) => verifyProofCommand(positionals[0], options),
+    run: (options, positionals, io) => verifyProofCommand(positionals[0], options, io),
   },
   export: {
     summary: 'write the events (all, or those matching filters) as JSON Lines or CSV',
@@ -113,7 +114,7 @@ ${DATABASE_HELP}
       source: { type: 'string' },
       outcome: { type: 'string' },
     },
-    run: (options) => exportCommand(options),
+    run: (options, _, io) => exportCommand(options, io),
   },
   checkpoints: {
     summary: 'write the stored signed checkpoints as a checkpoints file',
@@ -124,7 +125,7 @@ The stored checkpoint notes, ascending by tree size, each followed by a blank li
 ${DATABASE_HELP}
   --out <file>            write there instead of standard output`,
     options: { ...DATABASE, out: { type: 'string' } },
-    run: (options) => checkpointsCommand(options),
+    run: (options, _, io) => checkpointsCommand(options, io),
   },
   keygen: {
     summary: 'print a new Ed25519 signing key and its verifier key',
@@ -137,7 +138,7 @@ Writes nothing else.
   --name <key name>       the key name in signature lines (default "audit"; use the
                           integrity keyName, or its origin)`,
     options: { name: { type: 'string' } },
-    run: (options) => keygenCommand(options),
+    run: (options, _, io) => keygenCommand(options, io),
   },
   prove: {
     summary: "print one event's inclusion proof (JSON) in the tree of the last checkpoint",
@@ -153,7 +154,7 @@ ${DATABASE_HELP}
   --out <file>            write there instead of standard output`,
     options: { ...DATABASE, out: { type: 'string' } },
     positionals: true,
-    run: (options, positionals) => proveCommand(positionals[0], options),
+    run: (options, positionals, io) => proveCommand(positionals[0], options, io),
   },
 };
 
@@ -167,16 +168,20 @@ ${Object.entries(COMMANDS)
 Run "nestjs-system-audit <command> --help" for a command's options.
 Exit codes: 0 ok, 1 problems found, 2 the command could not run.`;
 
-/** Runs the command line `argv` (without `node` and the script); resolves to the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+/**
+ * Runs the command line `argv` (without `node` and the script), writing to `io` (the
+ * process's standard output and error by default); resolves to the exit code. It sets no
+ * `process.exitCode` and leaves nothing open: it can run many times in one process.
+ */
+export async function main(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    (name === undefined ? process.stderr : process.stdout).write(`${GENERAL_HELP}\n`);
+    (name === undefined ? io.stderr : io.stdout).write(`${GENERAL_HELP}\n`);
     return name === undefined ? 2 : 0;
   }
   const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!command) {
-    process.stderr.write(`nestjs-system-audit: unknown command ${JSON.stringify(name)}\n\n${GENERAL_HELP}\n`);
+    io.stderr.write(`nestjs-system-audit: unknown command ${JSON.stringify(name)}\n\n${GENERAL_HELP}\n`);
     return 2;
   }
   try {
@@ -187,17 +192,17 @@ export async function main(argv: readonly string[]): Promise<number> {
       strict: true,
     });
     if (values['help']) {
-      process.stdout.write(`Usage: ${command.usage}\n`);
+      io.stdout.write(`Usage: ${command.usage}\n`);
       return 0;
     }
-    return await command.run(values as CommandOptions, positionals);
+    return await command.run(values as CommandOptions, positionals, io);
   } catch (err) {
     if (isUsageError(err)) {
-      process.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n(see nestjs-system-audit ${name} --help)\n`);
+      io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n(see nestjs-system-audit ${name} --help)\n`);
       return 2;
     }
     if (err instanceof DatabaseUnavailableError || err instanceof MalformedAuditExportError || err instanceof InvalidAuditProofError || isFileError(err)) {
-      process.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n`);
+      io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n`);
       return 2;
     }
     throw err;

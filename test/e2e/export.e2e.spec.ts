@@ -19,7 +19,7 @@ import { uuidv7 } from '../../lib/events/uuid-v7.js';
 import { escapedTable } from '../../lib/storage/sql.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { MARIADB, POSTGRES } from '../support/database-probe.js';
-import { cli } from '../support/integrity.js';
+import { cli, cliProcess } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/export';
@@ -249,7 +249,8 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
     const cliFile = join(dir, 'cli.jsonl');
     const notes = join(dir, 'checkpoints.txt');
     writeFileSync(apiFile, exported.join('\n') + '\n');
-    expect((await cli('export', ...url, '--out', cliFile)).code).toBe(0);
+    // As npx runs it once (the database does not change what the process does), in-process on the others.
+    expect((await (kind === 'sqlite' ? cliProcess : cli)('export', ...url, '--out', cliFile)).code).toBe(0);
     expect(readFileSync(cliFile, 'utf8')).toBe(readFileSync(apiFile, 'utf8'));
     expect((await cli('checkpoints', ...url, '--out', notes)).code).toBe(0);
     for (const file of [apiFile, cliFile]) {
@@ -284,7 +285,7 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
         expect(run.stdout, `${format} ${args.join(' ')}`).toBe(expected);
       }
     }
-  }, 120_000); // a dozen command-line processes: slow on a busy machine
+  });
 
   // Arguments are checked before any database is opened: once is enough.
   it.runIf(kind === 'sqlite')('CLI: a value it cannot use is exit code 2 with the reason', async () => {

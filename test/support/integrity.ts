@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { DataSource } from 'typeorm';
+import { main } from '../../lib/cli/main.js';
 import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
@@ -39,13 +41,44 @@ function cliCommand(): string[] {
   return command;
 }
 
-/** Runs `npx nestjs-system-audit …` in a child process. */
-export function cli(...args: string[]): Promise<CliRun> {
+/** Runs `npx nestjs-system-audit …` in a child process, as a user does. */
+export function cliProcess(...args: string[]): Promise<CliRun> {
   return new Promise((resolve) => {
     execFile(process.execPath, [...cliCommand(), ...args], { cwd: ROOT, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
     );
   });
+}
+
+/** A stream that keeps what is written to it; `isTTY` as a terminal's. */
+export class CapturedOutput extends Writable {
+  private readonly chunks: Buffer[] = [];
+
+  constructor(readonly isTTY = false) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    this.chunks.push(chunk);
+    done();
+  }
+
+  text(): string {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+/**
+ * Runs `nestjs-system-audit …` in this process (the command line's `main()`, as the bin
+ * runs it) with its output captured: what {@link cliProcess} gives, without starting a
+ * Node process that loads TypeORM and a driver each time. An error the command line does
+ * not handle fails the test (a process would exit 1 with its stack).
+ */
+export async function cli(...args: string[]): Promise<CliRun> {
+  const stdout = new CapturedOutput();
+  const stderr = new CapturedOutput();
+  const code = await main(args, { stdout, stderr });
+  return { code, stdout: stdout.text(), stderr: stderr.text() };
 }
 
 /** What a database administrator does before tampering by hand: drops the append-only triggers. */
