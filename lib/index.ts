@@ -27,6 +27,7 @@ export {
   CreateAuditSubject1765584000000,
   AddAuditIntegrity1766188800000,
   AuditAppendOnly1766275200000,
+  AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
 } from './storage/migrations/index.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';

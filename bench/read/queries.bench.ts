@@ -1,9 +1,11 @@
 import 'reflect-metadata';
 import { performance } from 'node:perf_hooks';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { NestFactory } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
-import { AuditService, type AuditPage, type AuditQuery } from 'nestjs-system-audit';
+import type { DataSource, FindOptionsWhere } from 'typeorm';
+import { AuditLogEntity, AuditService, type AuditExportFormat, type AuditExportQuery, type AuditPage, type AuditQuery } from 'nestjs-system-audit';
 import { createBenchDatabase, mariadbVersion } from '../support/mariadb.js';
 import { createBenchSchema, postgresVersion } from '../support/postgres.js';
 import { fixed, int, percentile, table } from '../support/stats.js';
@@ -32,7 +34,33 @@ export interface QueryTiming {
   /** Page `deepPage`, reached through the cursors of the pages before it. */
   deep: number[];
   rowsFirst: number;
-  explains: Array<{ page: string; sql: string; plan: string[]; fullScan: boolean; sort: boolean }>;
+  explains: Explained[];
+}
+
+/** A statement the bench ran and the database's plan for it. */
+export interface Explained {
+  page: string;
+  sql: string;
+  plan: string[];
+  fullScan: boolean;
+  sort: boolean;
+}
+
+/** One operation over the seeded table (see {@link bulkSpecs}): its rate and the process's memory meanwhile. */
+export interface BulkTiming {
+  name: string;
+  /** Rows it went through, and how many it should have (counted with SQL). */
+  rows: number;
+  expectedRows: number;
+  /** Bytes it wrote (an export's size). */
+  bytes: number;
+  seconds: number;
+  rowsPerSec: number;
+  /** The process's RSS after a full GC before it, its peak sampled every 50 ms, and the heap's peak. */
+  rssBeforeMb: number;
+  rssPeakMb: number;
+  heapPeakMb: number;
+  explains: Explained[];
 }
 
 export interface ReadRun {
@@ -40,6 +68,7 @@ export interface ReadRun {
   version: string;
   seed: SeedResult;
   queries: QueryTiming[];
+  bulk: BulkTiming[];
 }
 
 export interface ReadResult {
@@ -89,6 +118,100 @@ function querySpecs(population: ReadPopulation, limit: number): QuerySpec[] {
   ];
 }
 
+/** An operation over the whole seeded table, timed with the process's memory sampled. */
+interface BulkSpec {
+  name: string;
+  /** The rows it should go through. */
+  expectedRows(dataSource: DataSource): Promise<number>;
+  /** Runs it: the rows it went through and the bytes it wrote. */
+  run(audit: AuditService): Promise<{ rows: number; bytes: number }>;
+}
+
+/**
+ * `export()` piped to a sink that counts bytes and lines: the trail's rows, read a page at
+ * a time with back-pressure, must never be held in memory together.
+ */
+async function exportToSink(audit: AuditService, query: AuditExportQuery, format: AuditExportFormat): Promise<{ rows: number; bytes: number }> {
+  let bytes = 0;
+  let lines = 0;
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines++;
+      done();
+    },
+  });
+  await pipeline(audit.export(query, { format }), sink);
+  // CSV: a header record first (the seeded values hold no line breaks, so a line is a record).
+  return { rows: format === 'csv' ? lines - 1 : lines, bytes };
+}
+
+/** The filtered export: one source and outcome (about a sixth of the seeded events). */
+const FILTERED_EXPORT = { source: 'admin', outcome: 'success' } satisfies AuditExportQuery & FindOptionsWhere<AuditLogEntity>;
+
+/**
+ * The operations timed on the seeded table after the queries, in this order: the exports
+ * (the whole trail as JSON Lines and as CSV, and a filtered one). An operation that
+ * deletes rows (a retention purge) belongs at the end of this list, after those that read.
+ */
+function bulkSpecs(): BulkSpec[] {
+  const count = (query: FindOptionsWhere<AuditLogEntity>) => (dataSource: DataSource) => dataSource.getRepository(AuditLogEntity).countBy(query);
+  return [
+    { name: 'export() jsonl, whole trail', expectedRows: count({}), run: (audit) => exportToSink(audit, {}, 'jsonl') },
+    { name: 'export() csv, whole trail', expectedRows: count({}), run: (audit) => exportToSink(audit, {}, 'csv') },
+    {
+      name: `export() jsonl, ${Object.entries(FILTERED_EXPORT).map(([key, value]) => `${key} ${String(value)}`).join(' + ')}`,
+      expectedRows: count(FILTERED_EXPORT),
+      run: (audit) => exportToSink(audit, FILTERED_EXPORT, 'jsonl'),
+    },
+  ];
+}
+
+/** Runs `spec` with the process's RSS and heap sampled every 50 ms; its first two statements on `audit_log` explained. */
+async function runBulk(spec: BulkSpec, audit: AuditService, dataSource: DataSource, database: ReadDatabase, logger: CapturingLogger): Promise<BulkTiming> {
+  const expectedRows = await spec.expectedRows(dataSource);
+  const mb = (bytes: number): number => bytes / 1024 / 1024;
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  let rssPeak = rssBefore;
+  let heapPeak = process.memoryUsage().heapUsed;
+  const sampler = setInterval(() => {
+    const usage = process.memoryUsage();
+    rssPeak = Math.max(rssPeak, usage.rss);
+    heapPeak = Math.max(heapPeak, usage.heapUsed);
+  }, 50);
+  logger.queries.length = 0;
+  logger.captureLimit = 10;
+  logger.capturing = true;
+  const started = performance.now();
+  let result: { rows: number; bytes: number };
+  try {
+    result = await spec.run(audit);
+  } finally {
+    clearInterval(sampler);
+    logger.capturing = false;
+    logger.captureLimit = Number.POSITIVE_INFINITY;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const explains: Explained[] = [];
+  for (const [i, statement] of selects(logger.queries).slice(0, 2).entries()) {
+    explains.push({ page: i === 0 ? 'first page' : 'next page', sql: statement.sql, ...(await explain(dataSource, database, statement)) });
+  }
+  logger.queries.length = 0;
+  return {
+    name: spec.name,
+    rows: result.rows,
+    expectedRows,
+    bytes: result.bytes,
+    seconds,
+    rowsPerSec: result.rows / seconds,
+    rssBeforeMb: mb(rssBefore),
+    rssPeakMb: mb(rssPeak),
+    heapPeakMb: mb(heapPeak),
+    explains,
+  };
+}
+
 /** The statements on `audit_log` among those captured (the page's SELECT). */
 const selects = (queries: CapturedQuery[]): CapturedQuery[] => queries.filter((query) => /^\s*SELECT/i.test(query.sql) && /audit_log/.test(query.sql));
 
@@ -111,7 +234,8 @@ async function explain(dataSource: DataSource, database: ReadDatabase, query: Ca
  * their own, then `find()` by actor, by target, by action and time range, by source and
  * outcome, and `history()`, `runs` times each with parameters drawn from the seeded
  * population: the first page and the next one through `nextCursor`. One run of each is
- * captured (the SQL TypeORM sends) and explained.
+ * captured (the SQL TypeORM sends) and explained. Then the operations of
+ * {@link bulkSpecs} over the whole table (the exports), with the process's memory.
  */
 export async function runRead(options: ReadOptions): Promise<ReadResult> {
   const runs: ReadRun[] = [];
@@ -166,7 +290,9 @@ export async function runRead(options: ReadOptions): Promise<ReadResult> {
         }
         queries.push(timing);
       }
-      runs.push({ database, version, seed, queries });
+      const bulk: BulkTiming[] = [];
+      for (const spec of bulkSpecs()) bulk.push(await runBulk(spec, audit, dataSource, database, logger));
+      runs.push({ database, version, seed, queries, bulk });
     } finally {
       await app.close();
       await place.drop();
@@ -210,11 +336,32 @@ export function formatRead(result: ReadResult): string[] {
         ]),
       ),
     );
-    for (const query of run.queries) {
-      for (const e of query.explains) {
+    lines.push(
+      '',
+      `  The whole table, in this process (RSS after a full GC before each, peak sampled every 50 ms):`,
+      ...table(
+        ['operation', 'rows', 'expected', 'MB written', 'seconds', 'rows/s', 'RSS before MB', 'RSS peak MB', 'RSS +MB', 'heap peak MB'],
+        run.bulk.map((bulk) => [
+          bulk.name,
+          int(bulk.rows),
+          bulk.rows === bulk.expectedRows ? 'same' : `${int(bulk.expectedRows)} !!`,
+          fixed(bulk.bytes / 1024 / 1024, 1),
+          fixed(bulk.seconds, 1),
+          int(bulk.rowsPerSec),
+          int(bulk.rssBeforeMb),
+          int(bulk.rssPeakMb),
+          int(bulk.rssPeakMb - bulk.rssBeforeMb),
+          int(bulk.heapPeakMb),
+        ]),
+        '  ',
+      ),
+    );
+    const explained = [...run.queries, ...run.bulk];
+    for (const item of explained) {
+      for (const e of item.explains) {
         lines.push(
           '',
-          `  EXPLAIN ${run.database} — ${query.name}, ${e.page}${e.fullScan ? '  *** FULL SCAN OF audit_log ***' : ''}`,
+          `  EXPLAIN ${run.database} — ${item.name}, ${e.page}${e.fullScan ? '  *** FULL SCAN OF audit_log ***' : ''}`,
           `    ${shortSql(e.sql)}`,
           ...e.plan.map((line) => `    ${line}`),
         );

@@ -15,10 +15,12 @@ export interface CapturedQuery {
 /** A TypeORM logger that, while `capturing`, keeps the statements run; silent otherwise but for errors. */
 export class CapturingLogger implements Logger {
   capturing = false;
+  /** At most this many statements are kept (an export runs a statement per page). */
+  captureLimit = Number.POSITIVE_INFINITY;
   readonly queries: CapturedQuery[] = [];
 
   logQuery(query: string, parameters?: unknown[], _queryRunner?: QueryRunner): void {
-    if (this.capturing) this.queries.push({ sql: query, parameters: parameters ?? [] });
+    if (this.capturing && this.queries.length < this.captureLimit) this.queries.push({ sql: query, parameters: parameters ?? [] });
   }
   logQueryError(error: string | Error, query: string): void {
     console.error(`query failed: ${error instanceof Error ? error.message : error}\n  ${query}`);

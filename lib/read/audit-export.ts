@@ -109,7 +109,9 @@ export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLo
     const page = plan.query.clone();
     if (plan.order === 'seq') page.andWhere('e.seq IS NULL');
     if (last) {
-      page.andWhere('(e.occurredAt > :afterAt OR (e.occurredAt = :afterAt AND e.id > :afterId))', {
+      // The first comparison is redundant, and lets the index scan start after the last page
+      // (PostgreSQL uses an OR only as a filter: each page would read every earlier one again).
+      page.andWhere('e.occurredAt >= :afterAt AND (e.occurredAt > :afterAt OR (e.occurredAt = :afterAt AND e.id > :afterId))', {
         afterAt: occurredAtParam(plan.dataSource, last.occurredAt, 'occurredAt'),
         afterId: last.id,
       });

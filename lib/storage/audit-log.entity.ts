@@ -12,10 +12,12 @@ import { UTC_DATE_COLUMN } from './utc-date.transformer.js';
  * MySQL/MariaDB and SQLite; see the README's "audit record" section.
  */
 @Entity(AUDIT_LOG_TABLE)
-@Index('idx_audit_log_target', ['targetType', 'targetId', 'occurredAt'])
-@Index('idx_audit_log_actor', ['actorType', 'actorId', 'occurredAt'])
-@Index('idx_audit_log_occurred_at', ['occurredAt'])
-@Index('idx_audit_log_action', ['action', 'occurredAt'])
+// The read side's indexes end with (occurred_at, id), the order find() pages in (AuditReadIndexes1766361600000).
+@Index('idx_audit_log_target', ['targetType', 'targetId', 'occurredAt', 'id'])
+@Index('idx_audit_log_actor', ['actorType', 'actorId', 'occurredAt', 'id'])
+@Index('idx_audit_log_occurred_at', ['occurredAt', 'id'])
+@Index('idx_audit_log_action', ['action', 'occurredAt', 'id'])
+@Index('idx_audit_log_source_outcome', ['source', 'outcome', 'occurredAt', 'id'])
 @Index('idx_audit_log_seq', ['seq'], { unique: true })
 // Created by AuditMigrations on PostgreSQL and SQLite: `(id) WHERE seq IS NULL`, the events not yet sequenced.
 @Index('idx_audit_log_unsequenced', { synchronize: false })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatHttpOverhead, runHttpOverhead } from '../../bench/http/http-overhead.bench.js';
 import { formatMemory, runMemory } from '../../bench/memory/memory.bench.js';
+import { formatRead, runRead } from '../../bench/read/queries.bench.js';
 import { QUICK } from '../../bench/settings.js';
 import { percentile, ratio, runConcurrently, table } from '../../bench/support/stats.js';
 import { formatWriterThroughput, runWriterThroughput } from '../../bench/writer/writer-throughput.bench.js';
@@ -110,6 +111,31 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
     expect(lines.join('\n')).toMatch(/module \/ COPY: {2}\d+\.\d\d×/);
     printable(lines);
   }, 120_000);
+
+  it('read side: every query timed and explained, every export complete, with its memory', async () => {
+    const result = await runRead({ ...QUICK.read, events: 2_000, runs: 3, deepPage: 3, deepRuns: 1, databases: ['postgres'] });
+    const [run] = result.runs;
+    expect(run!.seed.events).toBe(2_000);
+    expect(run!.queries.map((query) => query.name)).toEqual(['find by actor', 'find by target', 'find by action + 7 days', 'find by source + outcome', 'history(target)']);
+    for (const query of run!.queries) {
+      expect(query.first).toHaveLength(3);
+      expect(query.explains.length).toBeGreaterThan(0);
+    }
+    expect(run!.bulk.map((bulk) => bulk.name)).toEqual(['export() jsonl, whole trail', 'export() csv, whole trail', 'export() jsonl, source admin + outcome success']);
+    for (const bulk of run!.bulk) {
+      expect(bulk.rows).toBe(bulk.expectedRows);
+      positive(bulk.rows);
+      positive(bulk.bytes);
+      positive(bulk.rowsPerSec);
+      positive(bulk.rssPeakMb);
+      expect(bulk.rssPeakMb).toBeGreaterThanOrEqual(bulk.rssBeforeMb);
+      expect(bulk.explains[0]?.page).toBe('first page');
+    }
+    // 2,000 rows are two pages of the export: the second one's keyset statement is explained too.
+    expect(run!.bulk[0]!.rows).toBe(2_000);
+    expect(run!.bulk[0]!.explains.map((e) => e.page)).toEqual(['first page', 'next page']);
+    printable(formatRead(result));
+  }, 180_000);
 
   it('memory: samples before, during and after a sustained run', async () => {
     const result = await runMemory({
