@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NestFactory } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
-import type { DataSource, FindOptionsWhere } from 'typeorm';
+import { LessThan, type DataSource, type FindOptionsWhere } from 'typeorm';
 import { AuditLogEntity, AuditService, type AuditExportFormat, type AuditExportQuery, type AuditPage, type AuditQuery } from 'nestjs-system-audit';
 import { createBenchDatabase, mariadbVersion } from '../support/mariadb.js';
 import { createBenchSchema, postgresVersion } from '../support/postgres.js';
@@ -154,8 +154,10 @@ const FILTERED_EXPORT = { source: 'admin', outcome: 'success' } satisfies AuditE
  * (the whole trail as JSON Lines and as CSV, and a filtered one). An operation that
  * deletes rows (a retention purge) belongs at the end of this list, after those that read.
  */
-function bulkSpecs(): BulkSpec[] {
+function bulkSpecs(population: ReadPopulation): BulkSpec[] {
   const count = (query: FindOptionsWhere<AuditLogEntity>) => (dataSource: DataSource) => dataSource.getRepository(AuditLogEntity).countBy(query);
+  // The oldest half of the seeded time span; last, since it removes what the others read.
+  const middle = new Date((population.from.getTime() + population.to.getTime()) / 2);
   return [
     { name: 'export() jsonl, whole trail', expectedRows: count({}), run: (audit) => exportToSink(audit, {}, 'jsonl') },
     { name: 'export() csv, whole trail', expectedRows: count({}), run: (audit) => exportToSink(audit, {}, 'csv') },
@@ -163,6 +165,11 @@ function bulkSpecs(): BulkSpec[] {
       name: `export() jsonl, ${Object.entries(FILTERED_EXPORT).map(([key, value]) => `${key} ${String(value)}`).join(' + ')}`,
       expectedRows: count(FILTERED_EXPORT),
       run: (audit) => exportToSink(audit, FILTERED_EXPORT, 'jsonl'),
+    },
+    {
+      name: `purge(), events before ${middle.toISOString().slice(0, 10)} (the older half), batches of 5,000`,
+      expectedRows: count({ occurredAt: LessThan(middle) }),
+      run: async (audit) => ({ rows: (await audit.purge({ before: middle })).deleted, bytes: 0 }),
     },
   ];
 }
@@ -291,7 +298,7 @@ export async function runRead(options: ReadOptions): Promise<ReadResult> {
         queries.push(timing);
       }
       const bulk: BulkTiming[] = [];
-      for (const spec of bulkSpecs()) bulk.push(await runBulk(spec, audit, dataSource, database, logger));
+      for (const spec of bulkSpecs(population)) bulk.push(await runBulk(spec, audit, dataSource, database, logger));
       runs.push({ database, version, seed, queries, bulk });
     } finally {
       await app.close();
