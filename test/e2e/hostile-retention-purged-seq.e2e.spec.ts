@@ -13,23 +13,23 @@ const ORIGIN = 'audit.example.test/hostile-retention';
 const { privateKey } = generateKeyPairSync('ed25519');
 
 describe.each(databases())('purge scope from an unsigned audit.purged event on %s', (kind) => {
-  let db: TestDatabase | undefined;
-  let t: TestApp | undefined;
+  const opened: Array<{ db: TestDatabase; t: TestApp }> = [];
 
   afterEach(async () => {
-    await t?.close();
-    await db?.drop();
-    t = undefined;
-    db = undefined;
+    for (const { db, t } of opened.splice(0)) {
+      await t.close();
+      await db.drop();
+    }
   });
 
   async function start(): Promise<TestApp> {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({
+    const db = await createTestDatabase(kind);
+    const t = await createTestApp({
       db,
       adapter: 'express',
       audit: { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } },
     });
+    opened.push({ db, t });
     return t;
   }
 
@@ -61,5 +61,27 @@ describe.each(databases())('purge scope from an unsigned audit.purged event on %
     const verified = await app.audit.verify();
     expect(verified.problems).toEqual([]);
     expect(verified).toMatchObject({ ok: true, purgedThrough: 4 });
+  });
+
+  it("another log's validly signed record (same key and origin) does not stretch the purge either", async () => {
+    const other = await start();
+    await logEvents(other, 10, 'other');
+    await sleep(15);
+    const record = (await other.audit.purge({ before: new Date() })).record!;
+    expect(record).toMatch(/\n10\n/);
+
+    const app = await start();
+    await logEvents(app, 6, 'old');
+    await sleep(15);
+    const before = new Date();
+    await sleep(15);
+    const newIds = await logEvents(app, 6, 'new');
+    await app.audit.checkpoint();
+    await app.audit.log({ action: 'audit.purged', context: { throughSeq: 10, note: record } });
+
+    const result = await app.audit.purge({ before });
+    const left = await app.dataSource.getRepository(AuditLogEntity).find();
+    expect(left.filter((row) => newIds.includes(row.id)).map((row) => row.id).sort()).toEqual([...newIds].sort());
+    expect(result).toMatchObject({ deleted: 6, throughSeq: 6 });
   });
 });
