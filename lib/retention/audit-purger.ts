@@ -246,27 +246,30 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     return intent.id;
   }
 
-  /** Deletes the events in `scope` (and their subject rows), a batch per transaction. */
+  /**
+   * Deletes the events in `scope` (and their subject rows), a batch per transaction; counts
+   * the rows this purge removed (another instance purging at once may take some first).
+   */
   private async deleteAll(scope: Scope, batchSize: number): Promise<number> {
     let deleted = 0;
     for (;;) {
       const runner = this.dataSource.createQueryRunner();
       await runner.connect();
       try {
-        const count = await withAuditPurge(runner, async (queryRunner) => {
+        const batch = await withAuditPurge(runner, async (queryRunner) => {
           const manager = queryRunner.manager;
           const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id');
           if ('throughSeq' in scope) query.where('e.seq <= :through', { through: scope.throughSeq }).orderBy('e.seq', 'ASC');
           else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
           const rows = await query.limit(batchSize).getRawMany<{ id: string }>();
-          if (rows.length === 0) return 0;
+          if (rows.length === 0) return { selected: 0, removed: 0 };
           const ids = rows.map((row) => row.id);
           await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
-          await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
-          return ids.length;
+          const { affected } = await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
+          return { selected: ids.length, removed: affected ?? ids.length };
         });
-        deleted += count;
-        if (count < batchSize) return deleted;
+        deleted += batch.removed;
+        if (batch.selected < batchSize) return deleted;
       } finally {
         await runner.release();
       }
