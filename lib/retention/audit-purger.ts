@@ -30,6 +30,8 @@ const LOCK_WAIT_MS = 30_000;
 const RECORD_PAGE = 50;
 /** The first scheduled purge runs this soon after start-up at the latest. */
 const FIRST_RUN_MS = 60_000;
+/** The longest a Node timer waits (a longer delay fires after 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
 type Scope = { throughSeq: number } | { before: unknown };
@@ -46,6 +48,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly tree = new TreeStore();
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
+  private stopped = false;
   private running = false;
 
   constructor(
@@ -61,18 +64,26 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   onApplicationBootstrap(): void {
     const retention = this.options.retention;
     if (!retention || !this.options.enabled) return;
-    const run = (): void => void this.scheduled();
-    this.timer = setTimeout(() => {
-      run();
-      this.timer = setInterval(run, retention.schedule);
-      this.timer.unref();
-    }, Math.min(retention.schedule, FIRST_RUN_MS));
-    this.timer.unref();
+    const loop = (delay: number): void =>
+      this.after(delay, () => {
+        void this.scheduled();
+        loop(retention.schedule);
+      });
+    loop(Math.min(retention.schedule, FIRST_RUN_MS));
   }
 
   onApplicationShutdown(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** Calls `then` in `ms` milliseconds, in steps a Node timer can wait (a schedule may be longer). */
+  private after(ms: number, then: () => void): void {
+    if (this.stopped) return;
+    const step = Math.min(ms, MAX_TIMER_MS);
+    this.timer = setTimeout(() => (ms > step ? this.after(ms - step, then) : then()), step);
+    this.timer.unref();
   }
 
   /** See `AuditService.purge()`. */
