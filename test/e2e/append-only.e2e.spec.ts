@@ -245,13 +245,14 @@ describe.each(databases())('append-only audit tables on %s', (kind) => {
 
   it("the migration's down removes the guards, its up brings them back", async () => {
     const id = await t.insertEvent();
-    await dataSource.undoLastMigration();
+    await dataSource.undoLastMigration(); // AddAuditSubjectEventIndex1766448000000, the newer one
+    await dataSource.undoLastMigration(); // AuditAppendOnly1766275200000
     await dataSource.query(`UPDATE ${t.log} SET ${t.q('reason')} = 'allowed' WHERE ${t.q('id')} = '${id}'`);
     await dataSource.query(`UPDATE ${t.tree} SET ${t.q('hash')} = '${'d'.repeat(64)}'`);
     expect((await t.event(id))!.reason).toBe('allowed');
     await dataSource.query(`DELETE FROM ${t.log} WHERE ${t.q('id')} = '${id}'`);
     expect(await t.event(id)).toBeNull();
-    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditAppendOnly1766275200000']);
+    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditAppendOnly1766275200000', 'AddAuditSubjectEventIndex1766448000000']);
     const again = await t.insertEvent();
     await expect(dataSource.query(`UPDATE ${t.log} SET ${t.q('reason')} = 'x' WHERE ${t.q('id')} = '${again}'`)).rejects.toThrow(REFUSED('audit_log'));
     expect((await dataSource.driver.createSchemaBuilder().log()).upQueries).toEqual([]);
