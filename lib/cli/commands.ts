@@ -58,10 +58,11 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
   } else {
     result = await withDatabase(options, async (dataSource) => {
       const source = new DatabaseLogSource(dataSource);
+      // The purge records first: each was signed over a tree the bound read next reaches.
+      const stored = await source.purgeNotes();
       const bound = await source.treeBound();
       const data = source.dataUpTo(bound);
       const total = await source.countEvents(bound);
-      const stored = await source.purgeNotes();
       const progress = progressLine(io.stderr);
       const verified = await verifyLog({
         ...data,

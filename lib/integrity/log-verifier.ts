@@ -250,6 +250,10 @@ class LogWalk {
   private purgedThrough = 0;
   /** Without a tree: the walk started at this position, from a purge record. */
   private startedAt = 0;
+  /** With a tree: the purge record's root, until the walk reaches its size and finds the same root. */
+  private purgeRoot: Buffer | undefined;
+  /** With a tree: leaves at or below `purgedThrough` without their event, excused once the record matches the tree. */
+  private purged: { length: number; entries: Array<{ seq: number; id?: string }> } = { length: 0, entries: [] };
 
   constructor(private readonly input: AuditLogSource) {
     this.hasLeaves = input.leaves !== undefined;
@@ -288,6 +292,7 @@ class LogWalk {
 
   private async walk(): Promise<void> {
     for (;;) {
+      this.confirmPurge(false);
       // An event at or before a position already walked: its seq repeats or goes back.
       while (this.events.head && this.events.head.seq <= this.pos) {
         const event = this.events.head;
@@ -323,7 +328,9 @@ class LogWalk {
         treeLeaf = atLeaf.hash;
         if (!atEvent.leafHash.equals(atLeaf.hash)) this.mismatch({ seq, id: atEvent.id, eventHash: atEvent.leafHash, storedHash: atLeaf.hash });
       } else if (atLeaf && seq <= this.purgedThrough) {
-        treeLeaf = atLeaf.hash; // a purged event: its leaf stays
+        treeLeaf = atLeaf.hash; // a purged event: its leaf stays (excused once the record matches the tree)
+        this.purged.length++;
+        if (this.purged.entries.length < MAX_REPORTED_PROBLEMS) this.purged.entries.push({ seq, id: atLeaf.eventId ?? undefined });
       } else if (atLeaf) {
         treeLeaf = atLeaf.hash;
         this.pending.length++;
@@ -368,6 +375,7 @@ class LogWalk {
   }
 
   private async finish(): Promise<void> {
+    this.confirmPurge(true);
     // Stored leaves at the end without events: the last rows were removed.
     this.flushRun('truncated');
     // Checkpoints past every position walked.
@@ -406,6 +414,34 @@ class LogWalk {
       });
       explainedFrom = prevSize + 1;
     }
+  }
+
+  /**
+   * With a tree, a purge record counts once the walk reaches its size with the same root:
+   * a record signed for another log (same key and origin) or over other leaves excuses
+   * nothing, and the leaves it would have excused are `missing`. `end`: the walk is over.
+   */
+  private confirmPurge(end: boolean): void {
+    if (!this.purgeRoot || (this.pos < this.purgedThrough && !end)) return;
+    const size = this.purgedThrough;
+    const matches = this.pos === size && this.frontier !== undefined && this.frontier.root().equals(this.purgeRoot);
+    this.purgeRoot = undefined;
+    if (!matches) {
+      this.addProblem({
+        kind: 'inconsistent',
+        treeSize: size,
+        message:
+          this.pos < size
+            ? `purge record ${size} reaches past the log's ${this.pos} tree leaves: it is not this log's`
+            : `purge record ${size} signs a root the log's tree does not have at ${size}: it is not this log's, or the tree was altered`,
+      });
+      for (const { seq, id } of this.purged.entries) {
+        this.eventProblem('missing', seq, id, `event ${seq} is missing (its stored leaf remains; no purge record of this log covers it)`);
+      }
+      if (this.purged.length > this.purged.entries.length) this.truncatedReport = true;
+      this.purgedThrough = 0;
+    }
+    this.purged = { length: 0, entries: [] };
   }
 
   private flushRun(kind: 'missing' | 'truncated'): void {
@@ -521,7 +557,9 @@ class LogWalk {
     }
     if (!latest) return;
     this.purgedThrough = latest.treeSize;
-    if (!this.hasLeaves) {
+    if (this.hasLeaves) {
+      this.purgeRoot = Frontier.of(latest.treeSize, latest.frontier).root();
+    } else {
       this.frontier = Frontier.of(latest.treeSize, latest.frontier);
       this.pos = this.startedAt = latest.treeSize;
     }

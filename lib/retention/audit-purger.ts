@@ -8,11 +8,12 @@ import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import type { AuditPurgeOptions, AuditPurgeResult } from '../interfaces/audit-service.interface.js';
-import { signNote } from '../integrity/checkpoint-note.js';
+import { openNote, parseCheckpoint, signNote } from '../integrity/checkpoint-note.js';
 import { AuditIntegrator } from '../integrity/integrator.js';
 import { integratorDialect, withIntegratorLock } from '../integrity/integrator-lock.js';
 import { combineSubtrees } from '../integrity/merkle.js';
-import { formatPurgeRecord, PURGE_ACTION } from '../integrity/purge-record.js';
+import { verifiersFor } from '../integrity/proofs.js';
+import { formatPurgeRecord, PURGE_ACTION, readPurgeRecord } from '../integrity/purge-record.js';
 import { TreeStore } from '../integrity/tree-store.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
@@ -25,8 +26,12 @@ import { occurredAtParam } from '../read/audit-query.js';
 const DEFAULT_BATCH = 5_000;
 const MAX_BATCH = 20_000;
 const LOCK_WAIT_MS = 30_000;
+/** `audit.purged` events read at a time while looking for the last valid purge record. */
+const RECORD_PAGE = 50;
 /** The first scheduled purge runs this soon after start-up at the latest. */
-const FIRST_RUN_MS = 60_000;
+const FIRST_RUN_MS = 10_000;
+/** The longest a Node timer waits (a longer delay fires after 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
 
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
 type Scope = { throughSeq: number } | { before: unknown };
@@ -43,6 +48,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly tree = new TreeStore();
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
+  private stopped = false;
   private running = false;
 
   constructor(
@@ -58,18 +64,26 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   onApplicationBootstrap(): void {
     const retention = this.options.retention;
     if (!retention || !this.options.enabled) return;
-    const run = (): void => void this.scheduled();
-    this.timer = setTimeout(() => {
-      run();
-      this.timer = setInterval(run, retention.schedule);
-      this.timer.unref();
-    }, Math.min(retention.schedule, FIRST_RUN_MS));
-    this.timer.unref();
+    const loop = (delay: number): void =>
+      this.after(delay, () => {
+        void this.scheduled();
+        loop(retention.schedule);
+      });
+    loop(Math.min(retention.schedule, FIRST_RUN_MS));
   }
 
   onApplicationShutdown(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  /** Calls `then` in `ms` milliseconds, in steps a Node timer can wait (a schedule may be longer). */
+  private after(ms: number, then: () => void): void {
+    if (this.stopped) return;
+    const step = Math.min(ms, MAX_TIMER_MS);
+    this.timer = setTimeout(() => (ms > step ? this.after(ms - step, then) : then()), step);
+    this.timer.unref();
   }
 
   /** See `AuditService.purge()`. */
@@ -127,16 +141,46 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     return result;
   }
 
-  /** The `seq` the last purge record reaches (0: none): the newest `audit.purged` event's, by the action index. */
+  /**
+   * The `seq` the last purge record reaches (0: none): the newest `audit.purged` event (by
+   * the action index) whose note is a purge record of this log — it opens with its keys,
+   * names its origin, and carries the stored tree's right edge at its size. An event's
+   * `throughSeq` alone is not trusted: anyone who can write an event could claim any.
+   */
   private async lastPurge(manager: EntityManager): Promise<number> {
-    const [row] = await manager.getRepository(AuditLogEntity).find({
-      select: { id: true, context: true },
-      where: { action: PURGE_ACTION },
-      order: { occurredAt: 'DESC', id: 'DESC' },
-      take: 1,
-    });
-    const value = (row?.context as { throughSeq?: unknown } | null | undefined)?.throughSeq;
-    return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : 0;
+    const repository = manager.getRepository(AuditLogEntity);
+    for (let skip = 0; ; skip += RECORD_PAGE) {
+      const rows = await repository.find({
+        select: { id: true, context: true },
+        where: { action: PURGE_ACTION },
+        order: { occurredAt: 'DESC', id: 'DESC' },
+        skip,
+        take: RECORD_PAGE,
+      });
+      for (const row of rows) {
+        const size = await this.recordSize(manager, (row.context as { note?: unknown } | null | undefined)?.note);
+        if (size > 0) return size;
+      }
+      if (rows.length < RECORD_PAGE) return 0;
+    }
+  }
+
+  /** The size of `note` when it is a purge record of this log (0 otherwise). */
+  private async recordSize(manager: EntityManager, note: unknown): Promise<number> {
+    if (typeof note !== 'string') return 0;
+    const integrity = this.options.integrity!;
+    try {
+      const checkpoint = parseCheckpoint(openNote(note, verifiersFor(note, integrity.publicKeys)).text);
+      if (checkpoint.origin !== integrity.origin) return 0;
+      const record = readPurgeRecord(checkpoint);
+      if (!record) return 0;
+      const [last] = await manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('MAX(e.seq)', 'seq').getRawMany<{ seq: string | number | null }>();
+      if (last?.seq === null || last?.seq === undefined || Number(last.seq) < record.treeSize) return 0;
+      const stored = await this.tree.frontier(manager, record.treeSize);
+      return stored.length === record.frontier.length && stored.every((node, i) => node.hash.equals(record.frontier[i]!)) ? record.treeSize : 0;
+    } catch {
+      return 0;
+    }
   }
 
   /**
@@ -213,27 +257,30 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     return intent.id;
   }
 
-  /** Deletes the events in `scope` (and their subject rows), a batch per transaction. */
+  /**
+   * Deletes the events in `scope` (and their subject rows), a batch per transaction; counts
+   * the rows this purge removed (another instance purging at once may take some first).
+   */
   private async deleteAll(scope: Scope, batchSize: number): Promise<number> {
     let deleted = 0;
     for (;;) {
       const runner = this.dataSource.createQueryRunner();
       await runner.connect();
       try {
-        const count = await withAuditPurge(runner, async (queryRunner) => {
+        const batch = await withAuditPurge(runner, async (queryRunner) => {
           const manager = queryRunner.manager;
           const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id');
           if ('throughSeq' in scope) query.where('e.seq <= :through', { through: scope.throughSeq }).orderBy('e.seq', 'ASC');
           else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
           const rows = await query.limit(batchSize).getRawMany<{ id: string }>();
-          if (rows.length === 0) return 0;
+          if (rows.length === 0) return { selected: 0, removed: 0 };
           const ids = rows.map((row) => row.id);
           await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
-          await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
-          return ids.length;
+          const { affected } = await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
+          return { selected: ids.length, removed: affected ?? ids.length };
         });
-        deleted += count;
-        if (count < batchSize) return deleted;
+        deleted += batch.removed;
+        if (batch.selected < batchSize) return deleted;
       } finally {
         await runner.release();
       }

@@ -128,6 +128,8 @@ export class AuditService {
       throw new AuditIntegrityError('verify(): `checkpoints` must be an array of signed checkpoint notes (see readCheckpointsFile)');
     }
     const source = new DatabaseLogSource(this.dataSource);
+    // The purge records first: each was signed over a tree the bound read next reaches.
+    const stored = await source.purgeNotes();
     const bound = await source.treeBound();
     const data = source.dataUpTo(bound);
     const total = options.onProgress ? await source.countEvents(bound) : 0;
@@ -136,7 +138,7 @@ export class AuditService {
     return verifyLog({
       ...data,
       checkpoints: mergeCheckpoints(data.checkpoints, external.checkpoints),
-      purges: [...(await source.purgeNotes()), ...external.purges],
+      purges: [...stored, ...external.purges],
       publicKeys,
       total,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
