@@ -1,0 +1,20 @@
+import { ConfigurableModuleBuilder } from '@nestjs/common';
+import type { AuditViewerModuleExtras, AuditViewerModuleOptions } from '../interfaces/audit-viewer-options.interface.js';
+
+export const {
+  ConfigurableModuleClass: AuditViewerConfigurableModule,
+  MODULE_OPTIONS_TOKEN: AUDIT_VIEWER_MODULE_OPTIONS,
+  OPTIONS_TYPE: AUDIT_VIEWER_OPTIONS_TYPE,
+  ASYNC_OPTIONS_TYPE: AUDIT_VIEWER_ASYNC_OPTIONS_TYPE,
+} = new ConfigurableModuleBuilder<AuditViewerModuleOptions>({ moduleName: 'AuditViewer' })
+  .setClassMethodName('register')
+  .setFactoryMethodName('createAuditViewerOptions')
+  .setExtras<AuditViewerModuleExtras>({ path: '/audit' }, (definition) => definition)
+  .build();
+
+/** The viewer's options, defaults merged and checked. Internal. */
+export const AUDIT_VIEWER_RESOLVED_OPTIONS = Symbol('AUDIT:VIEWER_RESOLVED_OPTIONS');
+/** The guard instance the viewer's pages run. Internal. */
+export const AUDIT_VIEWER_GUARD = Symbol('AUDIT:VIEWER_GUARD');
+/** Metadata marking the stylesheet route: served without the user's guard (it holds no trail data). */
+export const AUDIT_VIEWER_ASSET = 'audit:viewer-asset';
