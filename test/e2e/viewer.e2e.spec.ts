@@ -49,7 +49,7 @@ describe.each(databases().flatMap((kind) => ADAPTERS.map((adapter) => [kind, ada
 
   it('answers 403 with the guard\'s exception and no trail data; the refusal carries the strict headers', async () => {
     const before = (await viewed()).length;
-    for (const headers of [{}, { authorization: 'Bearer bob-token' }]) {
+    for (const headers of [{}, { authorization: 'Bearer bob-token' }] as Array<Record<string, string>>) {
       const response = await t.request('/audit?action=order.updated', { headers });
       expect(response.status).toBe(403);
       expectStrictHeaders(response);
@@ -180,7 +180,7 @@ describe.each(databases().flatMap((kind) => ADAPTERS.map((adapter) => [kind, ada
       { view: 'event', eventId: id },
       { view: 'timeline', target: { type: 'order', id: String(orderId) } },
     ]);
-    expect(views.every((row) => row.changes.length === 0 && row.targetType === null)).toBe(true);
+    expect(views.every((row) => (row.changes ?? []).length === 0 && row.targetType === null)).toBe(true);
     expect(await t.dataSource.getRepository(Order).find({ order: { id: 'ASC' } })).toEqual(orders);
     expect(await t.dataSource.getRepository(AuditCheckpointEntity).count()).toBe(checkpoints);
   });
