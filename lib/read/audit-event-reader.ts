@@ -9,6 +9,7 @@ import type { AuditEvent } from '../interfaces/audit-event.interface.js';
 import type { AuditCheckpoint, AuditInclusionProof, AuditProofResult } from '../interfaces/audit-integrity.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { storedActorId } from './audit-query.js';
 
 /** Where one event stands in the tamper-evident log, as read (never written) by the viewer. */
 export type AuditInclusionStatus =
@@ -59,6 +60,15 @@ export class AuditEventReader {
       if (error instanceof AuditIntegrityError) return { state: 'broken', message: error.message };
       throw error;
     }
+  }
+
+  /**
+   * The actor id `audit_log` stores for a clear one (its pseudonym with `pseudonymize` on;
+   * `null` when that actor's key is gone).
+   * @throws InvalidAuditQueryError for a clear id without its type when ids are pseudonymised.
+   */
+  storedActorId(id: string, type: string | undefined): string | null {
+    return storedActorId(id, type, this.options.pseudonymizer);
   }
 
   private row(id: string): Promise<AuditLogEntity | null> {

@@ -1,33 +1,29 @@
 import { Controller, Get, Header, Inject, Param, Req, SetMetadata, UseFilters, UseGuards, type Type } from '@nestjs/common';
-import { Audited, type AuditedCallContext } from '../decorators/audited.decorator.js';
+import { Audited } from '../decorators/audited.decorator.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditTarget } from '../interfaces/audit-event.interface.js';
 import { AuditEventReader } from '../read/audit-event-reader.js';
 import { AuditService } from '../service/audit.service.js';
-import { AUDIT_VIEWER_ASSET, AUDIT_VIEWER_RESOLVED_OPTIONS } from './audit-viewer.module-definition.js';
+import { AUDIT_VIEWER_PAGE, AUDIT_VIEWER_RESOLVED_OPTIONS } from './audit-viewer.module-definition.js';
+import { recalledView } from './viewed-context.js';
 import { ViewerAccessGuard } from './viewer-access.guard.js';
 import { UnknownAuditEventError, ViewerErrorFilter } from './viewer-error.filter.js';
 import type { ResolvedViewerOptions } from './viewer-options.js';
 import { eventPage, searchPage, timelinePage, type PageFrame } from './viewer-pages.js';
-import { field, filtersOf, readSearchForm, toAuditQuery } from './viewer-query.js';
+import { field, readSearchForm, toAuditQuery } from './viewer-query.js';
 import { viewerBase, type ViewerRequest } from './viewer-request.js';
 import { VIEWER_CSS } from './viewer.css.js';
 
 const HTML = 'text/html; charset=utf-8';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** What a view was of, for its `audit.viewed` event; never the page itself. */
-function viewed(view: 'search' | 'event' | 'timeline'): (call: AuditedCallContext) => Record<string, unknown> {
-  return ({ request, params }) => {
-    const query = (request as ViewerRequest | undefined)?.query;
-    try {
-      if (view === 'search') return { view, query: filtersOf(readSearchForm(query)) };
-      if (view === 'event') return { view, eventId: params['id'] };
-      const source = (query ?? {}) as Record<string, unknown>;
-      return { view, target: { type: field(source, 'type'), id: field(source, 'id') } };
-    } catch (error) {
-      return { view, invalidQuery: (error as Error).message };
-    }
+/** The `audit.viewed` event of a page: its context noted by the access guard. */
+function viewed(page: 'search' | 'event' | 'timeline'): MethodDecorator {
+  const audited = Audited('audit.viewed', { context: ({ request }) => recalledView(request, page) });
+  const named = SetMetadata(AUDIT_VIEWER_PAGE, page);
+  return (target, key, descriptor) => {
+    named(target, key, descriptor);
+    return audited(target, key, descriptor);
   };
 }
 
@@ -48,7 +44,7 @@ export class AuditViewerPages {
   /** The stylesheet: the only style the pages use (the CSP allows no other). */
   @Get('viewer.css')
   @Header('Content-Type', 'text/css; charset=utf-8')
-  @SetMetadata(AUDIT_VIEWER_ASSET, true)
+  @SetMetadata(AUDIT_VIEWER_PAGE, 'asset')
   stylesheet(): string {
     return VIEWER_CSS;
   }
@@ -56,7 +52,7 @@ export class AuditViewerPages {
   /** The search form and a page of matching events, newest first. */
   @Get()
   @Header('Content-Type', HTML)
-  @Audited('audit.viewed', { context: viewed('search') })
+  @viewed('search')
   async search(@Req() request: ViewerRequest): Promise<string> {
     const form = readSearchForm(request.query);
     const page = await this.audit.find(toAuditQuery(form, this.options.pageSize));
@@ -66,7 +62,7 @@ export class AuditViewerPages {
   /** One event: every field, its changes as diffs, its inclusion proof. */
   @Get('events/:id')
   @Header('Content-Type', HTML)
-  @Audited('audit.viewed', { context: viewed('event') })
+  @viewed('event')
   async event(@Req() request: ViewerRequest, @Param('id') id: string): Promise<string> {
     if (!UUID.test(id)) throw new InvalidAuditQueryError('id', `is not an event id (a UUID): ${JSON.stringify(id)}`);
     const event = await this.reader.event(id);
@@ -77,7 +73,7 @@ export class AuditViewerPages {
   /** A target's history, oldest first, with the diffs. */
   @Get('timeline')
   @Header('Content-Type', HTML)
-  @Audited('audit.viewed', { context: viewed('timeline') })
+  @viewed('timeline')
   async timeline(@Req() request: ViewerRequest): Promise<string> {
     const query = (request.query ?? {}) as Record<string, unknown>;
     const target: AuditTarget = { type: field(query, 'type'), id: field(query, 'id') };

@@ -16,5 +16,8 @@ export const {
 export const AUDIT_VIEWER_RESOLVED_OPTIONS = Symbol('AUDIT:VIEWER_RESOLVED_OPTIONS');
 /** The guard instance the viewer's pages run. Internal. */
 export const AUDIT_VIEWER_GUARD = Symbol('AUDIT:VIEWER_GUARD');
-/** Metadata marking the stylesheet route: served without the user's guard (it holds no trail data). */
-export const AUDIT_VIEWER_ASSET = 'audit:viewer-asset';
+/**
+ * Metadata naming a route's page (`search`, `event`, `timeline`), or `asset` for the
+ * stylesheet, which is served without the application's guard (it holds no trail data).
+ */
+export const AUDIT_VIEWER_PAGE = 'audit:viewer-page';

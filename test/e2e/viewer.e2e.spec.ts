@@ -2,6 +2,7 @@
 // nothing of the trail), the security headers on every answer, search with keyset paging,
 // an event with its diff, a target's timeline, bad input as a 400 page, escaping, the
 // `audit.viewed` events (and nothing else written), and start-up without a guard.
+import { randomBytes } from 'node:crypto';
 import { Injectable, Module, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Test } from '@nestjs/testing';
@@ -24,6 +25,7 @@ function expectStrictHeaders(response: Response): void {
   expect(response.headers.get('x-content-type-options')).toBe('nosniff');
   expect(response.headers.get('referrer-policy')).toBe('no-referrer');
   expect(response.headers.get('cache-control')).toBe('no-store');
+  expect(response.headers.get('x-frame-options')).toBe('DENY');
 }
 
 describe.each(databases().flatMap((kind) => ADAPTERS.map((adapter) => [kind, adapter] as const)))('audit viewer on %s over %s', (kind, adapter) => {
@@ -238,6 +240,29 @@ describe('audit viewer: mounting and options', () => {
     expect(links(page).some((link) => link.startsWith('/api/admin/audit/events/'))).toBe(true);
     expect((await t.request('/api/admin/audit/viewer.css')).status).toBe(200);
     expect((await t.request('/admin/audit')).status).toBe(404);
+  });
+
+  it('with pseudonymised actor ids, a searched actor id is recorded as its pseudonym, never in clear', async () => {
+    const t = await createTestApp({
+      db: await createTestDatabase('sqlite'),
+      adapter: 'express',
+      audit: { pseudonymize: { key: randomBytes(32) } },
+      imports: [AuditViewerModule.register({ path: '/audit', guard: ViewerAdminGuard })],
+    });
+    apps.push(t);
+    await t.request('/orders', { method: 'POST', headers: { authorization: 'Bearer bob-token' }, json: { total: 1 } });
+    const found = await (await t.request('/audit?actorType=user&actorId=2', { headers: ALICE })).text();
+    expect(found).toContain('order.created');
+    const refused = await t.request('/audit?actorId=2', { headers: ALICE });
+    expect(refused.status).toBe(400);
+    expect(await refused.text()).toContain('Invalid audit query: actorType is required with actorId when actor ids are pseudonymised');
+    const views = (await t.rows()).filter((row) => row.action === 'audit.viewed');
+    const pseudonym = t.audit.pseudonymOf({ type: 'user', id: '2' })!;
+    expect(pseudonym).toMatch(/^hmac:/);
+    expect(views.map((row) => [row.outcome, row.actorId === t.audit.pseudonymOf({ type: 'user', id: '1' }), row.context])).toEqual([
+      ['success', true, { view: 'search', query: { actorType: 'user', actorId: pseudonym } }],
+      ['failure', true, { view: 'search', query: { actorId: '[not recorded]' } }],
+    ]);
   });
 
   it('a guard instance given to register() runs as it is', async () => {
