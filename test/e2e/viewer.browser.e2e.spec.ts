@@ -5,7 +5,7 @@
 // narrow screen. Screenshots go to test-artifacts/viewer/; with UPDATE_SCREENSHOTS=1
 // the README's docs/images/viewer.png is written too.
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -27,7 +27,17 @@ interface BrowserWindow {
   getComputedStyle(element: unknown): { display: string };
 }
 
-const haveChromium = existsSync(CHROMIUM);
+/** Whether `path` is an executable file. */
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
+const haveChromium = executable(CHROMIUM);
 if (!haveChromium) {
   if (process.env['CI'] === 'true') {
     throw new Error(`CI=true and the browser tests are mandatory, but there is no Chromium at ${CHROMIUM} (apt-get install chromium)`);
