@@ -38,6 +38,7 @@ import { AuditedMethodExplorer } from './interceptor/audited-method.explorer.js'
 import type { AuditModuleExtras, AuditModuleOptions } from './interfaces/audit-module-options.interface.js';
 import { AuditContextMiddleware } from './middleware/audit-context.middleware.js';
 import { resolveAuditOptions } from './options/audit-options.js';
+import { AuditEventReader } from './read/audit-event-reader.js';
 import { AuditRecorder } from './service/audit-recorder.js';
 import { AuditService } from './service/audit.service.js';
 import { AuditEntities } from './storage/audit-entities.js';
@@ -65,6 +66,7 @@ const providers: Provider[] = [
   AuditPurger,
   AuditRecorder,
   AuditService,
+  AuditEventReader,
   AuditContextMiddleware,
   AuditedIntentFactory,
   AuditContextGuard,
@@ -88,7 +90,7 @@ const providers: Provider[] = [
  * export class AppModule {}
  */
 @Global()
-@Module({ imports: [DiscoveryModule], providers, exports: [AuditService, AuditContext] })
+@Module({ imports: [DiscoveryModule], providers, exports: [AuditService, AuditContext, AuditEventReader] })
 export class AuditModule extends AuditConfigurableModule implements NestModule {
   constructor(moduleRef: ModuleRef, guard: AuditContextGuard) {
     super();
@@ -124,7 +126,7 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
         ...(definition.providers ?? []),
         { provide: AUDIT_DATA_SOURCE, useFactory: (source: DataSource) => bindUtcDates(source), inject: [getDataSourceToken(dataSource)] },
       ],
-      exports: [...(definition.exports ?? []), AuditService, AuditContext],
+      exports: [...(definition.exports ?? []), AuditService, AuditContext, AuditEventReader],
     };
   }
 

@@ -50,3 +50,5 @@ export type * from './interfaces/audit-service.interface.js';
 export type * from './interfaces/audit-integrity.interface.js';
 export { AuditIntegrityError } from './exceptions/audit-integrity.error.js';
 export type * from './transports/transport-request.interface.js';
+export { AuditViewerModule } from './viewer/audit-viewer.module.js';
+export type * from './interfaces/audit-viewer-options.interface.js';

@@ -1,11 +1,13 @@
 import { Module, type DynamicModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { AuditEntities, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { AuditEntities, AuditMigrations, AuditModule, AuditViewerModule } from 'nestjs-system-audit';
 import { AdminOrdersController } from './admin/admin-orders.controller.js';
 import { AuditTrailController } from './audit-trail/audit-trail.controller.js';
 import type { DemoUser } from './auth/demo-users.js';
 import { TokenGuard } from './auth/token.guard.js';
+import { ViewerGuard } from './auth/viewer.guard.js';
+import { VIEWER_PATH } from './auth/viewer-session.js';
 import type { DatabaseConfig } from './database.js';
 import { OrderExpiryJob, ORDER_EXPIRY_OPTIONS, type OrderExpiryOptions } from './orders/order-expiry.job.js';
 import { OrderNote } from './orders/order-note.entity.js';
@@ -44,6 +46,8 @@ export class AppModule {
           // Nothing proxies the demo: the IP is the socket's, X-Forwarded-For is ignored.
           trustProxy: false,
         }),
+        // The trail in a browser: open /audit?token=alice-token once (admins only).
+        AuditViewerModule.register({ path: VIEWER_PATH, guard: ViewerGuard }),
       ],
       controllers: [OrdersController, AdminOrdersController, AuditTrailController],
       providers: [

@@ -32,7 +32,9 @@ Tokens: alice-token (admin), bob-token, carol-token
 Try (the first command returns the order's id; 1 on a fresh database):
   curl -s -X POST ${url}/orders ${bob} -H 'Content-Type: application/json' -d '{"description":"Espresso beans, 1 kg","totalCents":2400}'
   curl -s -X POST ${url}/orders/1/pay ${bob}
-  curl -s '${url}/audit?targetType=order&targetId=1' ${alice}
+  curl -s '${url}/api/audit?targetType=order&targetId=1' ${alice}
+
+The trail in a browser (admins): ${url}/audit?token=alice-token
 `);
 }
 

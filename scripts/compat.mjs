@@ -191,7 +191,7 @@ function checkContents(files) {
   const [esm, cjs] = [strip('esm'), strip('cjs')];
   for (const file of esm) if (!cjs.has(file)) problems.push(`dist/esm/${file} has no dist/cjs counterpart`);
   for (const file of cjs) if (!esm.has(file)) problems.push(`dist/cjs/${file} has no dist/esm counterpart`);
-  const allowedOutsideDist = /^(package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(\.md|\.txt)?|docs\/[a-z0-9-]+\.md|bin\/nestjs-system-audit\.mjs)$/i;
+  const allowedOutsideDist = /^(package\.json|README\.md|CHANGELOG\.md|LICEN[CS]E(\.md|\.txt)?|docs\/[a-z0-9-]+\.md|docs\/images\/[a-z0-9-]+\.png|bin\/nestjs-system-audit\.mjs)$/i;
   for (const file of files) {
     if (/(^|\/)(test|tests|__tests__)\/|\.(spec|test)\.[cm]?[jt]s$/.test(file)) problems.push(`test file shipped: ${file}`);
     else if (!file.startsWith('dist/') && !allowedOutsideDist.test(file)) problems.push(`unexpected file shipped: ${file}`);

@@ -1,11 +1,13 @@
-/** Thrown at start-up when an `AuditModule` option is invalid. */
+/** Thrown at start-up when an option of `AuditModule` (or `AuditViewerModule`) is invalid. */
 export class InvalidAuditOptionsError extends Error {
   constructor(
     /** The option at fault, for example `trustProxy`. */
     readonly option: string,
     problem: string,
+    /** The module the option belongs to. */
+    readonly moduleName: 'AuditModule' | 'AuditViewerModule' = 'AuditModule',
   ) {
-    super(`Invalid AuditModule option "${option}": ${problem}`);
+    super(`Invalid ${moduleName} option "${option}": ${problem}`);
     this.name = 'InvalidAuditOptionsError';
   }
 }

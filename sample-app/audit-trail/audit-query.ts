@@ -6,7 +6,7 @@ const FILTERS = ['action', 'actorId', 'targetType', 'targetId', 'source', 'outco
 type QueryString = Record<string, string | string[] | undefined>;
 
 /**
- * `GET /audit` query parameters as an `AuditService.find()` query. `action` takes a
+ * `GET /api/audit` query parameters as an `AuditService.find()` query. `action` takes a
  * comma-separated list; `targetId` needs `targetType`. Dates, `limit` and `cursor` are
  * checked by `find()` itself (an `InvalidAuditQueryError`, answered with 400).
  */

@@ -5,12 +5,12 @@ import { toAuditQuery } from './audit-query.js';
 
 /**
  * Search the audit trail, newest first, one page at a time (follow `nextCursor`).
- * Admins only.
+ * Admins only. (The same trail as pages for a browser: the viewer at `/audit`.)
  *
- * @example GET /audit?targetType=order&targetId=1
- * @example GET /audit?actorId=bob&from=2026-01-01&limit=20
+ * @example GET /api/audit?targetType=order&targetId=1
+ * @example GET /api/audit?actorId=bob&from=2026-01-01&limit=20
  */
-@Controller('audit')
+@Controller('api/audit')
 @UseGuards(AdminGuard)
 export class AuditTrailController {
   constructor(private readonly audit: AuditService) {}

@@ -3,7 +3,7 @@ import { Order } from './order.entity.js';
 
 /*
  * What the `@Audited` options of the order routes compute. Every order event uses the
- * target type `order`, so `GET /orders/:id/history` and `GET /audit?targetType=order`
+ * target type `order`, so `GET /orders/:id/history` and `GET /api/audit?targetType=order`
  * find them all.
  */
 

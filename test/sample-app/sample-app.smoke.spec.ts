@@ -224,15 +224,15 @@ describe('sample app: orders service on SQLite', () => {
     expect(await (await call('GET', '/orders/2', 'carol-token')).json()).toMatchObject({ status: 'expired' });
   });
 
-  it('GET /audit: 403 for a customer (not an @Audited route: nothing recorded)', async () => {
-    const response = await call('GET', '/audit', 'bob-token');
+  it('GET /api/audit: 403 for a customer (not an @Audited route: nothing recorded)', async () => {
+    const response = await call('GET', '/api/audit', 'bob-token');
     expect(response.status).toBe(403);
     expect(await response.json()).toMatchObject({ statusCode: 403, message: 'Admins only' });
     expect(await newRows()).toEqual([]);
   });
 
-  it('GET /audit: admins search the trail, newest first, with filters', async () => {
-    const response = await call('GET', '/audit?kind=intent', 'alice-token');
+  it('GET /api/audit: admins search the trail, newest first, with filters', async () => {
+    const response = await call('GET', '/api/audit?kind=intent', 'alice-token');
     expect(response.status).toBe(200);
     const page = await json<PageJson>(response);
     expect(actions(page.items)).toEqual([
@@ -256,23 +256,23 @@ describe('sample app: orders service on SQLite', () => {
       reason: 'damaged in transit',
     });
 
-    const failures = await json<PageJson>(await call('GET', '/audit?actorId=bob&action=order.paid,order.refunded&outcome=failure', 'alice-token'));
+    const failures = await json<PageJson>(await call('GET', '/api/audit?actorId=bob&action=order.paid,order.refunded&outcome=failure', 'alice-token'));
     expect(failures.items.map((event) => [event.action, (event['error'] as { status: number }).status])).toEqual([
       ['order.refunded', 403],
       ['order.paid', 409],
     ]);
 
-    const notes = await json<PageJson>(await call('GET', '/audit?kind=change&targetType=OrderNote', 'alice-token'));
+    const notes = await json<PageJson>(await call('GET', '/api/audit?kind=change&targetType=OrderNote', 'alice-token'));
     expect(actions(notes.items)).toEqual(['orderNote.created']);
 
-    const firstPage = await json<PageJson>(await call('GET', '/audit?kind=intent&source=http&limit=2', 'alice-token'));
+    const firstPage = await json<PageJson>(await call('GET', '/api/audit?kind=intent&source=http&limit=2', 'alice-token'));
     expect(actions(firstPage.items)).toEqual(['order.created', 'order.paid']);
     const secondPage = await json<PageJson>(
-      await call('GET', `/audit?kind=intent&source=http&limit=2&cursor=${firstPage.nextCursor}`, 'alice-token'),
+      await call('GET', `/api/audit?kind=intent&source=http&limit=2&cursor=${firstPage.nextCursor}`, 'alice-token'),
     );
     expect(actions(secondPage.items)).toEqual(['order.paid', 'order.updated']);
 
-    const bad = await call('GET', '/audit?limit=lots', 'alice-token');
+    const bad = await call('GET', '/api/audit?limit=lots', 'alice-token');
     expect(bad.status).toBe(400);
     expect(await bad.json()).toMatchObject({ message: 'Invalid audit query: limit must be a whole number from 1 to 1000' });
     expect(await newRows()).toEqual([]); // reading the trail writes nothing
@@ -291,5 +291,45 @@ describe('sample app: orders service on SQLite', () => {
       ['order.refunded', 'failure', 'admin', 'bob'],
       ['order.refunded', 'success', 'admin', 'alice'],
     ]);
+  });
+
+  it('GET /audit: the viewer in a browser, signed in once with ?token= (an HttpOnly cookie after), admins only', async () => {
+    const page = (path: string, headers: Record<string, string> = {}): Promise<Response> =>
+      fetch(`${sample.url}${path}`, { headers: { 'user-agent': 'sample-smoke/1.0', ...headers }, redirect: 'manual' });
+    expect((await page('/audit')).status).toBe(401);
+    const customer = await page('/audit?token=bob-token');
+    expect(customer.status).toBe(403);
+    expect(customer.headers.get('set-cookie')).toBeNull();
+    // Refused views are on the trail too, as failures with the guard's status.
+    expect((await newRows()).map((row) => [row.action, row.outcome, row.actorType, row.actorId, row.error?.status])).toEqual([
+      ['audit.viewed', 'failure', 'anonymous', null, 401],
+      ['audit.viewed', 'failure', 'user', 'bob', 403],
+    ]);
+
+    const signIn = await page('/audit?token=alice-token&action=order.refunded');
+    expect(signIn.status).toBe(200);
+    expect(signIn.headers.get('content-security-policy')).toContain("default-src 'none'");
+    const cookie = signIn.headers.get('set-cookie')!;
+    expect(cookie).toBe('audit_token=alice-token; Path=/audit; HttpOnly; SameSite=Strict; Max-Age=28800');
+    const html = await signIn.text();
+    const refunds = [...html.matchAll(/href="\/audit\/events\/([0-9a-f-]{36})"/g)].map((match) => match[1]!);
+    expect(new Set(refunds).size).toBe(2);
+    expect(html).not.toContain('alice-token'); // no link carries the token
+
+    const jar = { cookie: cookie.split(';')[0]! };
+    const detail = await page(`/audit/events/${refunds[0]}`, jar);
+    expect(detail.status).toBe(200);
+    expect(await detail.text()).toContain('damaged in transit');
+    expect((await page('/audit/viewer.css', jar)).status).toBe(200);
+    expect((await page('/orders/1', jar)).status).toBe(401); // the cookie opens the viewer only
+    expect((await fetch(`${sample.url}/orders`, { method: 'POST', headers: { ...jar, 'content-type': 'application/json' }, body: '{}' })).status).toBe(401);
+
+    const views = await newRows();
+    expect(views.map((row) => [row.action, row.outcome, row.actorId, row.context ?? row.error?.status])).toEqual([
+      ['audit.viewed', 'success', 'alice', { view: 'search', query: { action: 'order.refunded' } }],
+      ['audit.viewed', 'success', 'alice', { view: 'event', eventId: refunds[0] }],
+      ['order.created', 'failure', null, 401], // the refused write, anonymous
+    ]);
+    expect(views.every((row) => row.path !== null && !row.path.includes('token'))).toBe(true);
   });
 });

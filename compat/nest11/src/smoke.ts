@@ -6,7 +6,8 @@
 // (@nestjs/*, typeorm, rxjs, reflect-metadata) taken from this project's node_modules.
 //
 // Each scenario boots a tiny app on port 0, sends one PATCH request with fetch and
-// reads `audit_log` back through the AuditLogEntity repository.
+// reads `audit_log` back through the AuditLogEntity repository, then opens the viewer's
+// search page and stylesheet (which the build must carry).
 import 'reflect-metadata';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,7 +19,7 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { getDataSourceToken, TypeOrmModule, type TypeOrmModuleOptions } from '@nestjs/typeorm';
 import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
-import { Audited, AuditLogEntity, AuditMigrations, AuditModule } from 'nestjs-system-audit';
+import { Audited, AuditLogEntity, AuditMigrations, AuditModule, AuditViewerModule } from 'nestjs-system-audit';
 
 type DatabaseKind = 'sqlite' | 'postgres';
 type SchemaMode = 'synchronize' | 'migrations';
@@ -120,7 +121,11 @@ async function runScenario(scenario: Scenario): Promise<void> {
   if (scenario.db === 'postgres') await withPgAdmin(`CREATE SCHEMA "${schemaName}"`);
 
   @Module({
-    imports: [TypeOrmModule.forRoot(typeOrmOptions(scenario, schemaName)), AuditModule.forRoot()],
+    imports: [
+      TypeOrmModule.forRoot(typeOrmOptions(scenario, schemaName)),
+      AuditModule.forRoot(),
+      AuditViewerModule.register({ path: '/audit', guard: { canActivate: () => true } }),
+    ],
     controllers: [OrdersController],
   })
   class AppModule {}
@@ -169,6 +174,17 @@ async function runScenario(scenario: Scenario): Promise<void> {
       if (!(row.occurredAt instanceof Date) || Number.isNaN(row.occurredAt.getTime())) {
         problems.push(`audit_log.occurredAt is ${String(row.occurredAt)} (expected a valid Date)`);
       }
+    }
+    for (const [path, type, expected] of [
+      ['/audit', 'text/html; charset=utf-8', 'order.updated'],
+      ['/audit/viewer.css', 'text/css; charset=utf-8', '@media (max-width: 600px)'],
+    ] as const) {
+      const page = await fetch(`${url}${path}`);
+      const body = await page.text();
+      if (page.status !== 200) problems.push(`GET ${path}: HTTP status ${page.status} (expected 200): ${body.slice(0, 300)}`);
+      if (page.headers.get('content-type') !== type) problems.push(`GET ${path}: content-type ${page.headers.get('content-type')} (expected ${type})`);
+      if (!page.headers.get('content-security-policy')?.startsWith("default-src 'none'")) problems.push(`GET ${path}: no strict Content-Security-Policy`);
+      if (!body.includes(expected)) problems.push(`GET ${path}: the answer does not contain ${JSON.stringify(expected)}`);
     }
     if (problems.length) throw new SmokeFailure(problems.map((p) => `    - ${p}`).join('\n'));
   } finally {

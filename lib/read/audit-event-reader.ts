@@ -1,0 +1,77 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { DataSource } from 'typeorm';
+import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { AuditEventBuilder } from '../events/audit-event.builder.js';
+import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
+import { inclusionProofOf, latestCheckpoint } from '../integrity/integrity-proofs.js';
+import { verifyInclusion } from '../integrity/proofs.js';
+import type { AuditEvent } from '../interfaces/audit-event.interface.js';
+import type { AuditCheckpoint, AuditInclusionProof, AuditProofResult } from '../interfaces/audit-integrity.interface.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { storedActorId } from './audit-query.js';
+
+/** Where one event stands in the tamper-evident log, as read (never written) by the viewer. */
+export type AuditInclusionStatus =
+  | { state: 'off' }
+  | { state: 'unsequenced' }
+  | { state: 'uncovered'; seq: number; checkpoint: AuditCheckpoint | undefined }
+  | { state: 'proved'; proof: AuditInclusionProof; verified: AuditProofResult }
+  | { state: 'broken'; message: string };
+
+/**
+ * Reads one event, and its inclusion proof in the tree of the latest stored checkpoint,
+ * without writing anything: unlike `AuditService.prove()`, an event that no checkpoint
+ * covers yet is reported as such rather than sequenced and signed on the spot. Internal
+ * (the viewer's read side).
+ */
+@Injectable()
+export class AuditEventReader {
+  constructor(
+    @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    private readonly builder: AuditEventBuilder,
+  ) {}
+
+  /** The event with this id (a UUID), or `undefined`. */
+  async event(id: string): Promise<AuditEvent | undefined> {
+    const row = await this.row(id);
+    return row ? this.builder.toEvent(row) : undefined;
+  }
+
+  /**
+   * The inclusion status of event `id`: integrity off, not sequenced yet, sequenced but past
+   * the latest checkpoint, or its proof, checked with `verifyInclusion` against the
+   * configured public keys (the event's stored row must hash to its leaf).
+   */
+  async inclusion(id: string): Promise<AuditInclusionStatus> {
+    const integrity = this.options.integrity;
+    if (!integrity) return { state: 'off' };
+    const row = await this.row(id);
+    if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
+    if (row.seq === null || row.seq === undefined) return { state: 'unsequenced' };
+    const manager = this.dataSource.manager;
+    const checkpoint = await latestCheckpoint(manager);
+    if (!checkpoint || checkpoint.treeSize < row.seq) return { state: 'uncovered', seq: row.seq, checkpoint };
+    try {
+      const proof = await inclusionProofOf(manager, row, checkpoint);
+      return { state: 'proved', proof, verified: verifyInclusion(proof, integrity.publicKeys, row) };
+    } catch (error) {
+      if (error instanceof AuditIntegrityError) return { state: 'broken', message: error.message };
+      throw error;
+    }
+  }
+
+  /**
+   * The actor id `audit_log` stores for a clear one (its pseudonym with `pseudonymize` on;
+   * `null` when that actor's key is gone).
+   * @throws InvalidAuditQueryError for a clear id without its type when ids are pseudonymised.
+   */
+  storedActorId(id: string, type: string | undefined): string | null {
+    return storedActorId(id, type, this.options.pseudonymizer);
+  }
+
+  private row(id: string): Promise<AuditLogEntity | null> {
+    return this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
+  }
+}
