@@ -67,10 +67,16 @@ export function storedActorId(id: string, actorType: string | undefined, pseudon
   return pseudonymizer.pseudonym(actorType, id);
 }
 
-/** A time as the driver stores `occurredAt` (SQLite keeps UTC text, others native values). */
+/**
+ * A time as the driver stores `occurredAt` (SQLite keeps UTC text, others native values).
+ * @throws InvalidAuditQueryError for a value that is not a date, or one outside the years 0001 to 9999 (UTC).
+ */
 export function occurredAtParam(dataSource: DataSource, value: Date | string, field: string): unknown {
   const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : new Date(Number.NaN);
   if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
+  // The years every database stores (PostgreSQL refuses year 0, and the driver cannot write 10000).
+  const year = date.getUTCFullYear();
+  if (year < 1 || year > 9999) throw new InvalidAuditQueryError(field, `is outside the years 0001 to 9999 (UTC): ${JSON.stringify(value)}`);
   const column = dataSource.getMetadata(AuditLogEntity).findColumnWithPropertyName('occurredAt')!;
   return dataSource.driver.preparePersistentValue(date, column);
 }

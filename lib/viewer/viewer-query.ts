@@ -30,7 +30,7 @@ const MAX_FIELD = 512;
 
 /**
  * Reads the search form from a request's query. Names it does not know are ignored (an
- * app's own parameters); a known one given twice or too long is refused.
+ * app's own parameters); a known one given twice, too long or holding a NUL is refused.
  * @throws InvalidAuditQueryError naming the field.
  */
 export function readSearchForm(query: unknown): SearchForm {
@@ -46,6 +46,8 @@ export function field(source: Record<string, unknown>, name: string, max = MAX_F
   if (value === undefined || value === null) return '';
   if (typeof value !== 'string') throw new InvalidAuditQueryError(name, 'is given more than once');
   if (value.length > max) throw new InvalidAuditQueryError(name, `is longer than ${max} characters`);
+  // No stored text holds one (NUL is stored escaped), and PostgreSQL refuses it in a parameter.
+  if (value.includes('\u0000')) throw new InvalidAuditQueryError(name, 'contains a NUL character');
   return value.trim();
 }
 

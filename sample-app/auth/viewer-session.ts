@@ -25,7 +25,13 @@ export function viewerToken(request: SessionRequest): { token: string; from: 'qu
   const cookies = typeof request.headers['cookie'] === 'string' ? request.headers['cookie'] : '';
   for (const pair of cookies.split(';')) {
     const [name, ...value] = pair.trim().split('=');
-    if (name === VIEWER_COOKIE && value.length) return { token: decodeURIComponent(value.join('=')), from: 'cookie' };
+    if (name === VIEWER_COOKIE && value.length) {
+      try {
+        return { token: decodeURIComponent(value.join('=')), from: 'cookie' };
+      } catch {
+        return undefined; // not percent-encoding: no token (401), not a crash
+      }
+    }
   }
   return undefined;
 }
