@@ -11,9 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../lib/cli/main.js';
 import { verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { createTestApp } from '../app/create-test-app.js';
-import { MARIADB, POSTGRES } from '../support/database-probe.js';
-import { CapturedOutput, cli, cliProcess, type CliRun } from '../support/integrity.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { CapturedOutput, cli, cliDatabase, cliProcess, type CliRun } from '../support/integrity.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/in-process';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -44,17 +43,7 @@ describe.each(databases())('the command line in-process on %s', (kind) => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'audit-cli-in-process-'));
-    if (kind === 'sqlite') {
-      const file = join(dir, 'audit.sqlite');
-      db = { kind, options: { type: 'better-sqlite3', database: file }, drop: async () => undefined };
-      url = ['--url', `sqlite:${file}`];
-    } else {
-      db = await createTestDatabase(kind);
-      url =
-        kind === 'postgres'
-          ? ['--url', `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`, '--schema', (db.options as { schema: string }).schema]
-          : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(db.options as { database: string }).database}`];
-    }
+    ({ db, url } = await cliDatabase(kind, join(dir, 'audit.sqlite')));
     const t = await createTestApp({
       db,
       adapter: 'express',

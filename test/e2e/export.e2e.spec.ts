@@ -18,8 +18,7 @@ import { verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { uuidv7 } from '../../lib/events/uuid-v7.js';
 import { escapedTable } from '../../lib/storage/sql.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { MARIADB, POSTGRES } from '../support/database-probe.js';
-import { cli, cliProcess } from '../support/integrity.js';
+import { cli, cliDatabase, cliProcess } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/export';
@@ -76,17 +75,7 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'audit-export-'));
-    if (kind === 'sqlite') {
-      const file = join(dir, 'audit.sqlite');
-      db = { kind, options: { type: 'better-sqlite3', database: file }, drop: async () => undefined };
-      url = ['--url', `sqlite:${file}`];
-    } else {
-      db = await createTestDatabase(kind);
-      url =
-        kind === 'postgres'
-          ? ['--url', `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`, '--schema', (db.options as { schema: string }).schema]
-          : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(db.options as { database: string }).database}`];
-    }
+    ({ db, url } = await cliDatabase(kind, join(dir, 'audit.sqlite')));
     // Sequenced only when checkpoint() is called.
     t = await createTestApp({
       db,

@@ -10,9 +10,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AuditCheckpointEntity, AuditLogEntity, fileAnchor, readCheckpointsFile, type AuditIntegrityProblem } from '../../lib/index.js';
 import { createSigner, formatCheckpoint, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { MARIADB, POSTGRES } from '../support/database-probe.js';
-import { cli, cliProcess, dropAppendOnlyGuards } from '../support/integrity.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { cli, cliDatabase, cliProcess, dropAppendOnlyGuards } from '../support/integrity.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/tamper';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -51,17 +50,7 @@ describe.each(databases())('tampering by a database administrator, found by veri
 
   beforeEach(async () => {
     anchorFile = join(dir, `anchor-${randomUUID()}.txt`);
-    if (kind === 'sqlite') {
-      const file = join(dir, `${randomUUID()}.sqlite`);
-      db = { kind, options: { type: 'better-sqlite3', database: file }, drop: async () => undefined };
-      url = ['--url', `sqlite:${file}`];
-    } else {
-      db = await createTestDatabase(kind);
-      url =
-        kind === 'postgres'
-          ? ['--url', `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`, '--schema', (db.options as { schema: string }).schema]
-          : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(db.options as { database: string }).database}`];
-    }
+    ({ db, url } = await cliDatabase(kind, join(dir, `${randomUUID()}.sqlite`)));
     t = await createTestApp({
       db,
       adapter: 'express',

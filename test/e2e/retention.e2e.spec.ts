@@ -15,9 +15,8 @@ import { createSigner, signNote, verifierKey } from '../../lib/integrity/checkpo
 import { formatPurgeRecord } from '../../lib/integrity/purge-record.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
-import { MARIADB, POSTGRES } from '../support/database-probe.js';
-import { cli, dropAppendOnlyGuards } from '../support/integrity.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { cli, cliDatabase, dropAppendOnlyGuards } from '../support/integrity.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/retention';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -41,17 +40,9 @@ describe.each(databases())('retention purge on %s', (kind) => {
   });
 
   async function database(): Promise<TestDatabase> {
-    if (kind === 'sqlite') {
-      const file = join(dir, `${randomUUID()}.sqlite`);
-      url = ['--url', `sqlite:${file}`];
-      return { kind, options: { type: 'better-sqlite3', database: file }, drop: async () => undefined };
-    }
-    const created = await createTestDatabase(kind);
-    url =
-      kind === 'postgres'
-        ? ['--url', `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`, '--schema', (created.options as { schema: string }).schema]
-        : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(created.options as { database: string }).database}`];
-    return created;
+    const created = await cliDatabase(kind, join(dir, `${randomUUID()}.sqlite`));
+    url = created.url;
+    return created.db;
   }
 
   const events = () => t!.dataSource.getRepository(AuditLogEntity);

@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { DataSource } from 'typeorm';
 import { main } from '../../lib/cli/main.js';
 import { appendOnlyStatements } from '../../lib/storage/append-only.js';
+import { MARIADB, POSTGRES } from './database-probe.js';
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from './test-database.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -89,4 +91,21 @@ export async function dropAppendOnlyGuards(dataSource: DataSource): Promise<void
   } finally {
     await runner.release();
   }
+}
+
+/**
+ * A database for a test that also runs the command line against it: a SQLite file at
+ * `sqliteFile`, or a fresh PostgreSQL schema or MariaDB database; with the `--url` (and
+ * `--schema`) arguments that name it to the command line.
+ */
+export async function cliDatabase(kind: DatabaseKind, sqliteFile: string): Promise<{ db: TestDatabase; url: string[] }> {
+  if (kind === 'sqlite') {
+    return { db: { kind, options: { type: 'better-sqlite3', database: sqliteFile }, drop: async () => undefined }, url: ['--url', `sqlite:${sqliteFile}`] };
+  }
+  const db = await createTestDatabase(kind);
+  const url =
+    kind === 'postgres'
+      ? ['--url', `postgres://${POSTGRES.user}@${POSTGRES.host}:${POSTGRES.port}/${POSTGRES.database}`, '--schema', (db.options as { schema: string }).schema]
+      : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(db.options as { database: string }).database}`];
+  return { db, url };
 }
