@@ -12,7 +12,7 @@ import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, signNote } from '../../lib/integrity/checkpoint-note.js';
 import { appendLeaves, leafHash, type HashedNode } from '../../lib/integrity/merkle.js';
 import { createBenchSchema, withClient, type BenchSchema } from '../support/postgres.js';
-import { fixed, int, times } from '../support/stats.js';
+import { fixed, int, sampleMemory, times } from '../support/stats.js';
 import { auditRow } from '../writer/audit-rows.js';
 import { copyField, copyRows } from '../writer/writer-throughput.bench.js';
 import { IntegrityBenchModule } from './integrity-bench.module.js';
@@ -79,22 +79,13 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
     const dataSource = app.get<DataSource>(getDataSourceToken());
     const middle = await writeSequencedLog(dataSource, schema, options.verifyEvents, privateKey);
     const audit = app.get(AuditService);
-    global.gc?.();
-    const rssBefore = process.memoryUsage().rss;
-    let rssPeak = rssBefore;
-    let heapPeak = process.memoryUsage().heapUsed;
-    const sampler = setInterval(() => {
-      const usage = process.memoryUsage();
-      rssPeak = Math.max(rssPeak, usage.rss);
-      heapPeak = Math.max(heapPeak, usage.heapUsed);
-    }, 50);
+    const memory = sampleMemory();
     const started = performance.now();
     const verified = await audit.verify();
     const verifySeconds = (performance.now() - started) / 1000;
-    clearInterval(sampler);
+    const peaks = memory.stop();
     if (!verified.ok) problems.push(`verify() found ${verified.problems.length} problems, e.g. ${JSON.stringify(verified.problems[0])}`);
     if (verified.treeSize !== options.verifyEvents) problems.push(`verify() checked a tree of ${int(verified.treeSize)} events, not ${int(options.verifyEvents)}`);
-    const mb = (bytes: number): number => bytes / 1024 / 1024;
 
     // The oldest half purged (every event before the middle one's time), then verified again.
     const purgeStarted = performance.now();
@@ -115,9 +106,7 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
         eventsPerSec: options.verifyEvents / verifySeconds,
         ok: verified.ok,
         problems: verified.problems.length,
-        rssBeforeMb: mb(rssBefore),
-        rssPeakMb: mb(rssPeak),
-        heapPeakMb: mb(heapPeak),
+        ...peaks,
       },
       purge: {
         seconds: purgeSeconds,

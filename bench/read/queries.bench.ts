@@ -8,7 +8,7 @@ import { LessThan, type DataSource, type FindOptionsWhere } from 'typeorm';
 import { AuditLogEntity, AuditService, type AuditExportFormat, type AuditExportQuery, type AuditPage, type AuditQuery } from 'nestjs-system-audit';
 import { createBenchDatabase, mariadbVersion } from '../support/mariadb.js';
 import { createBenchSchema, postgresVersion } from '../support/postgres.js';
-import { fixed, int, percentile, table } from '../support/stats.js';
+import { fixed, int, percentile, sampleMemory, table, type MemoryPeaks } from '../support/stats.js';
 import { CapturingLogger, ReadBenchModule, type CapturedQuery } from './read-bench.module.js';
 import { drawActor, drawTarget, prng, readPopulation, seedReadTables, type ReadDatabase, type ReadPopulation, type SeedResult } from './seed.js';
 
@@ -177,16 +177,8 @@ function bulkSpecs(population: ReadPopulation): BulkSpec[] {
 /** Runs `spec` with the process's RSS and heap sampled every 50 ms; its first two statements on `audit_log` explained. */
 async function runBulk(spec: BulkSpec, audit: AuditService, dataSource: DataSource, database: ReadDatabase, logger: CapturingLogger): Promise<BulkTiming> {
   const expectedRows = await spec.expectedRows(dataSource);
-  const mb = (bytes: number): number => bytes / 1024 / 1024;
-  global.gc?.();
-  const rssBefore = process.memoryUsage().rss;
-  let rssPeak = rssBefore;
-  let heapPeak = process.memoryUsage().heapUsed;
-  const sampler = setInterval(() => {
-    const usage = process.memoryUsage();
-    rssPeak = Math.max(rssPeak, usage.rss);
-    heapPeak = Math.max(heapPeak, usage.heapUsed);
-  }, 50);
+  const memory = sampleMemory();
+  let peaks: MemoryPeaks;
   logger.queries.length = 0;
   logger.captureLimit = 10;
   logger.capturing = true;
@@ -195,7 +187,7 @@ async function runBulk(spec: BulkSpec, audit: AuditService, dataSource: DataSour
   try {
     result = await spec.run(audit);
   } finally {
-    clearInterval(sampler);
+    peaks = memory.stop();
     logger.capturing = false;
     logger.captureLimit = Number.POSITIVE_INFINITY;
   }
@@ -212,9 +204,7 @@ async function runBulk(spec: BulkSpec, audit: AuditService, dataSource: DataSour
     bytes: result.bytes,
     seconds,
     rowsPerSec: result.rows / seconds,
-    rssBeforeMb: mb(rssBefore),
-    rssPeakMb: mb(rssPeak),
-    heapPeakMb: mb(heapPeak),
+    ...peaks,
     explains,
   };
 }

@@ -37,3 +37,33 @@ export async function runConcurrently(total: number, inFlight: number, task: (in
   };
   await Promise.all(Array.from({ length: Math.min(inFlight, total) }, worker));
 }
+
+/** The process's memory while something runs: RSS after a full GC before it, then RSS and heap peaks, in MB. */
+export interface MemoryPeaks {
+  rssBeforeMb: number;
+  rssPeakMb: number;
+  heapPeakMb: number;
+}
+
+/**
+ * Starts sampling the process's RSS and heap every 50 ms (after a full GC when `--expose-gc`
+ * is on); `stop()` ends it and returns the peaks.
+ */
+export function sampleMemory(): { stop(): MemoryPeaks } {
+  const mb = (bytes: number): number => bytes / 1024 / 1024;
+  global.gc?.();
+  const rssBefore = process.memoryUsage().rss;
+  let rssPeak = rssBefore;
+  let heapPeak = process.memoryUsage().heapUsed;
+  const sampler = setInterval(() => {
+    const usage = process.memoryUsage();
+    rssPeak = Math.max(rssPeak, usage.rss);
+    heapPeak = Math.max(heapPeak, usage.heapUsed);
+  }, 50);
+  return {
+    stop: () => {
+      clearInterval(sampler);
+      return { rssBeforeMb: mb(rssBefore), rssPeakMb: mb(rssPeak), heapPeakMb: mb(heapPeak) };
+    },
+  };
+}
