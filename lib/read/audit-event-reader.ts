@@ -33,22 +33,21 @@ export class AuditEventReader {
     private readonly builder: AuditEventBuilder,
   ) {}
 
-  /** The event with this id (a UUID), or `undefined`. */
-  async event(id: string): Promise<AuditEvent | undefined> {
-    const row = await this.row(id);
-    return row ? this.builder.toEvent(row) : undefined;
+  /**
+   * The event with this id (a UUID) and its inclusion status, from one read of its row (so
+   * the status is that of the row shown), or `undefined` when there is no such event.
+   * The status: integrity off, not sequenced yet, sequenced but past the latest
+   * checkpoint, or its proof, checked with `verifyInclusion` against the configured public
+   * keys (the stored row must hash to its leaf).
+   */
+  async read(id: string): Promise<{ event: AuditEvent; inclusion: AuditInclusionStatus } | undefined> {
+    const row = await this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
+    return row ? { event: this.builder.toEvent(row), inclusion: await this.inclusion(row) } : undefined;
   }
 
-  /**
-   * The inclusion status of event `id`: integrity off, not sequenced yet, sequenced but past
-   * the latest checkpoint, or its proof, checked with `verifyInclusion` against the
-   * configured public keys (the event's stored row must hash to its leaf).
-   */
-  async inclusion(id: string): Promise<AuditInclusionStatus> {
+  private async inclusion(row: AuditLogEntity): Promise<AuditInclusionStatus> {
     const integrity = this.options.integrity;
     if (!integrity) return { state: 'off' };
-    const row = await this.row(id);
-    if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
     if (row.seq === null || row.seq === undefined) return { state: 'unsequenced' };
     const manager = this.dataSource.manager;
     const checkpoint = await latestCheckpoint(manager);
@@ -69,9 +68,5 @@ export class AuditEventReader {
    */
   storedActorId(id: string, type: string | undefined): string | null {
     return storedActorId(id, type, this.options.pseudonymizer);
-  }
-
-  private row(id: string): Promise<AuditLogEntity | null> {
-    return this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
   }
 }

@@ -65,9 +65,9 @@ export class AuditViewerPages {
   @viewed('event')
   async event(@Req() request: ViewerRequest, @Param('id') id: string): Promise<string> {
     if (!UUID.test(id)) throw new InvalidAuditQueryError('id', `is not an event id (a UUID): ${JSON.stringify(id)}`);
-    const event = await this.reader.event(id);
-    if (!event) throw new UnknownAuditEventError(id);
-    return eventPage(this.frame(request), event, await this.reader.inclusion(id));
+    const found = await this.reader.read(id);
+    if (!found) throw new UnknownAuditEventError(id);
+    return eventPage(this.frame(request), found.event, found.inclusion);
   }
 
   /** A target's history, oldest first, with the diffs. */
