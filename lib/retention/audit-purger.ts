@@ -149,6 +149,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    */
   private async lastPurge(manager: EntityManager): Promise<number> {
     const repository = manager.getRepository(AuditLogEntity);
+    const lastSeq = await this.lastSeq(manager);
     for (let skip = 0; ; skip += RECORD_PAGE) {
       const rows = await repository.find({
         select: { id: true, context: true },
@@ -158,15 +159,15 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         take: RECORD_PAGE,
       });
       for (const row of rows) {
-        const size = await this.recordSize(manager, (row.context as { note?: unknown } | null | undefined)?.note);
+        const size = await this.recordSize(manager, (row.context as { note?: unknown } | null | undefined)?.note, lastSeq);
         if (size > 0) return size;
       }
       if (rows.length < RECORD_PAGE) return 0;
     }
   }
 
-  /** The size of `note` when it is a purge record of this log (0 otherwise). */
-  private async recordSize(manager: EntityManager, note: unknown): Promise<number> {
+  /** The size of `note` when it is a purge record of this log, whose sequence reaches `lastSeq` (0 otherwise). */
+  private async recordSize(manager: EntityManager, note: unknown, lastSeq: number): Promise<number> {
     if (typeof note !== 'string') return 0;
     const integrity = this.options.integrity!;
     try {
@@ -174,8 +175,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       if (checkpoint.origin !== integrity.origin) return 0;
       const record = readPurgeRecord(checkpoint);
       if (!record) return 0;
-      const [last] = await manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('MAX(e.seq)', 'seq').getRawMany<{ seq: string | number | null }>();
-      if (last?.seq === null || last?.seq === undefined || Number(last.seq) < record.treeSize) return 0;
+      if (lastSeq < record.treeSize) return 0;
       const stored = await this.tree.frontier(manager, record.treeSize);
       return stored.length === record.frontier.length && stored.every((node, i) => node.hash.equals(record.frontier[i]!)) ? record.treeSize : 0;
     } catch {
@@ -197,9 +197,13 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       .orderBy('e.seq', 'ASC')
       .limit(1)
       .getRawOne<{ seq: string | number }>();
-    if (kept) return Math.max(previous, Number(kept.seq) - 1);
-    const last = await repository.createQueryBuilder('e').select('MAX(e.seq)', 'seq').getRawOne<{ seq: string | number | null }>();
-    return Math.max(previous, last?.seq === null || last?.seq === undefined ? 0 : Number(last.seq));
+    return Math.max(previous, kept ? Number(kept.seq) - 1 : await this.lastSeq(this.dataSource.manager));
+  }
+
+  /** The largest `seq` given (0: none). */
+  private async lastSeq(manager: EntityManager): Promise<number> {
+    const last = await manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('MAX(e.seq)', 'seq').getRawOne<{ seq: string | number | null }>();
+    return last?.seq === null || last?.seq === undefined ? 0 : Number(last.seq);
   }
 
   /**
