@@ -7,6 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { logNotes } from '../support/retention.js';
 
 const ORIGIN = 'audit.example.test/hostile-retention';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -22,9 +23,6 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two instances pu
     db = undefined;
   });
 
-  async function logEvents(app: TestApp, count: number, label: string): Promise<void> {
-    for (let i = 0; i < count; i++) await app.audit.log({ action: 'order.noted', reason: `${label} ${i + 1}`, target: { type: 'order', id: `${label}-${i + 1}` } });
-  }
 
   it.each([
     ['with integrity', { integrity }],
@@ -34,11 +32,11 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two instances pu
     const a = await createTestApp({ db, adapter: 'express', audit });
     const b = await createTestApp({ db, adapter: 'express', audit });
     opened.push(a, b);
-    await logEvents(a, 120, 'old');
+    await logNotes(a.audit, 120, 'old');
     await sleep(15);
     const before = new Date();
     await sleep(15);
-    await logEvents(b, 3, 'new');
+    await logNotes(b.audit, 3, 'new');
     const repository = a.dataSource.getRepository(AuditLogEntity);
     const stored = await repository.count();
 

@@ -10,6 +10,7 @@ import { AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { dropAppendOnlyGuards } from '../support/integrity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { logNotes } from '../support/retention.js';
 
 const ORIGIN = 'audit.example.test/hostile-retention';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -35,23 +36,18 @@ describe.each(databases())('a purge record of another log on %s', (kind) => {
     return t;
   }
 
-  async function logEvents(app: TestApp, count: number, label: string): Promise<string[]> {
-    const ids: string[] = [];
-    for (let i = 0; i < count; i++) ids.push(await app.audit.log({ action: 'order.noted', reason: `${label} ${i + 1}`, target: { type: 'order', id: `${label}-${i + 1}` } }));
-    return ids;
-  }
 
   it('rows deleted here and "explained" by the other log\'s signed record are still missing', async () => {
     // The other log: 8 events purged under a validly signed record.
     const other = await start();
-    await logEvents(other, 8, 'other');
+    await logNotes(other.audit, 8, 'other');
     await sleep(15);
     const record = (await other.audit.purge({ before: new Date() })).record!;
     expect(record).toMatch(/\n8\n/);
 
     // This log: 10 events, checkpointed; an administrator deletes the first five.
     const app = await start();
-    const ids = await logEvents(app, 10, 'here');
+    const ids = await logNotes(app.audit, 10, 'here');
     await app.audit.checkpoint();
     expect((await app.audit.verify()).ok).toBe(true);
     await dropAppendOnlyGuards(app.dataSource);

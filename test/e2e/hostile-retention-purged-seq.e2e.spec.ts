@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { logNotes } from '../support/retention.js';
 
 const ORIGIN = 'audit.example.test/hostile-retention';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -33,19 +34,14 @@ describe.each(databases())('purge scope from an unsigned audit.purged event on %
     return t;
   }
 
-  async function logEvents(app: TestApp, count: number, label: string): Promise<string[]> {
-    const ids: string[] = [];
-    for (let i = 0; i < count; i++) ids.push(await app.audit.log({ action: 'order.noted', reason: `${label} ${i + 1}`, target: { type: 'order', id: `${label}-${i + 1}` } }));
-    return ids;
-  }
 
   it('an audit.purged event claiming a large throughSeq does not make the purge delete newer events', async () => {
     const app = await start();
-    await logEvents(app, 4, 'old');
+    await logNotes(app.audit, 4, 'old');
     await sleep(15);
     const before = new Date();
     await sleep(15);
-    const newIds = await logEvents(app, 4, 'new');
+    const newIds = await logNotes(app.audit, 4, 'new');
     await app.audit.checkpoint();
 
     // No signature, no note: just a number in a context.
@@ -65,17 +61,17 @@ describe.each(databases())('purge scope from an unsigned audit.purged event on %
 
   it("another log's validly signed record (same key and origin) does not stretch the purge either", async () => {
     const other = await start();
-    await logEvents(other, 10, 'other');
+    await logNotes(other.audit, 10, 'other');
     await sleep(15);
     const record = (await other.audit.purge({ before: new Date() })).record!;
     expect(record).toMatch(/\n10\n/);
 
     const app = await start();
-    await logEvents(app, 6, 'old');
+    await logNotes(app.audit, 6, 'old');
     await sleep(15);
     const before = new Date();
     await sleep(15);
-    const newIds = await logEvents(app, 6, 'new');
+    const newIds = await logNotes(app.audit, 6, 'new');
     await app.audit.checkpoint();
     await app.audit.log({ action: 'audit.purged', context: { throughSeq: 10, note: record } });
 

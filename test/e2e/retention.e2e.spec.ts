@@ -4,7 +4,7 @@
 // database or on an export plus the anchored checkpoints — still says ok, and still finds
 // what an administrator removes or forges afterwards.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import { createWriteStream, mkdtempSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -17,6 +17,7 @@ import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { cli, cliDatabase, dropAppendOnlyGuards } from '../support/integrity.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
+import { logNotes } from '../support/retention.js';
 
 const ORIGIN = 'audit.example.test/retention';
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -50,22 +51,14 @@ describe.each(databases())('retention purge on %s', (kind) => {
   const table = () => t!.dataSource.getMetadata(AuditLogEntity).tablePath.split('.').map(q).join('.');
   const p = (i: number) => (kind === 'postgres' ? `$${i}` : '?');
 
-  /** `count` events, each about its own order; returns their ids. */
-  async function logEvents(count: number, label: string): Promise<string[]> {
-    const ids: string[] = [];
-    for (let i = 0; i < count; i++) {
-      ids.push(await t!.audit.log({ action: 'order.noted', reason: `${label} ${i + 1}`, target: { type: 'order', id: `${label}-${i + 1}` } }));
-    }
-    return ids;
-  }
 
   /** Events logged before and after a cut-off (the clock moves on between them). */
   async function oldAndNew(old: number, recent: number): Promise<{ before: Date; oldIds: string[]; newIds: string[] }> {
-    const oldIds = await logEvents(old, 'old');
+    const oldIds = await logNotes(t!.audit, old, 'old');
     await sleep(15);
     const before = new Date();
     await sleep(15);
-    const newIds = await logEvents(recent, 'new');
+    const newIds = await logNotes(t!.audit, recent, 'new');
     return { before, oldIds, newIds };
   }
 
@@ -105,7 +98,7 @@ describe.each(databases())('retention purge on %s', (kind) => {
       expect(verified).toMatchObject({ ok: true, purgedThrough: 10 });
 
       // The purge event is sequenced like any other; the next checkpoint covers it.
-      await logEvents(2, 'later');
+      await logNotes(t!.audit, 2, 'later');
       await t!.audit.checkpoint();
       expect((await t!.audit.verify()).ok).toBe(true);
 
@@ -177,7 +170,6 @@ describe.each(databases())('retention purge on %s', (kind) => {
       // A later export with event 6 cut out: missing, even though the record starts the log at 5.
       const late = join(dir, `late-${randomUUID()}.jsonl`);
       await pipeline(t!.audit.export({}, { format: 'jsonl' }), createWriteStream(late));
-      const { readFileSync, writeFileSync } = await import('node:fs');
       const lines = readFileSync(late, 'utf8').split('\n').filter((line) => !line.includes('"seq":6,') && !line.endsWith('"seq":6}'));
       writeFileSync(late, lines.join('\n'));
       const onLate = await cli('verify', '--events', late, '--checkpoints', checkpoints, '--public-key', VKEY);
@@ -213,7 +205,7 @@ describe.each(databases())('retention purge on %s', (kind) => {
     it('runs on the retention schedule as the system', async () => {
       db = await database();
       t = await createTestApp({ db, adapter: 'express', audit: { retention: { maxAge: '1s', schedule: 200 } } });
-      const [first] = await logEvents(3, 'kept-briefly');
+      const [first] = await logNotes(t!.audit, 3, 'kept-briefly');
       const deadline = Date.now() + 15_000;
       while (Date.now() < deadline && (await events().countBy({ id: first! })) > 0) await sleep(100);
       expect(await events().countBy({ id: first! })).toBe(0);
@@ -225,7 +217,7 @@ describe.each(databases())('retention purge on %s', (kind) => {
     it('refuses bad options with the option named, removing nothing', async () => {
       db = await database();
       t = await createTestApp({ db, adapter: 'express' });
-      await logEvents(2, 'kept');
+      await logNotes(t!.audit, 2, 'kept');
       const bad: Array<[unknown, RegExp]> = [
         [{}, /before.*required/],
         [{ before: 'yesterday' }, /before.*not a valid date/],
