@@ -1,5 +1,9 @@
 // Child-process entry of startServerProcess(): boots the app, reports its URL, answers
-// memory/CPU requests and closes on request (or when the parent goes away).
+// memory/CPU requests, takes CPU profiles on request (`profile-start`, then
+// `profile-stop` with the file to write) and closes on request (or when the parent goes
+// away).
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { sampleProcess, startInProcessServer } from './bench-server.js';
 import type { BenchAppConfig } from './bench-app.module.js';
 
@@ -11,8 +15,25 @@ try {
     await server.close();
     process.exit(0);
   };
-  process.on('message', (message: { type: string; gc?: boolean }) => {
+  let profiler: Session | undefined;
+  const startProfile = async (): Promise<void> => {
+    profiler = new Session();
+    profiler.connect();
+    await profiler.post('Profiler.enable');
+    await profiler.post('Profiler.setSamplingInterval', { interval: 1000 });
+    await profiler.post('Profiler.start');
+    send({ type: 'profiling' });
+  };
+  const stopProfile = async (file: string): Promise<void> => {
+    const { profile } = await profiler!.post('Profiler.stop');
+    profiler!.disconnect();
+    writeFileSync(file, JSON.stringify(profile));
+    send({ type: 'profiled' });
+  };
+  process.on('message', (message: { type: string; gc?: boolean; file?: string }) => {
     if (message.type === 'sample') send({ type: 'sample', sample: sampleProcess(message.gc) });
+    if (message.type === 'profile-start') void startProfile();
+    if (message.type === 'profile-stop') void stopProfile(message.file!);
     if (message.type === 'close') void close();
   });
   process.on('disconnect', () => void close());
