@@ -129,8 +129,8 @@ export class AuditEventBuilder {
         };
       } else {
         const field: AuditFieldChange = {};
-        if ('from' in value) field.from = redactor.redact(toJsonSafe(value.from)) ?? null;
-        if ('to' in value) field.to = redactor.redact(toJsonSafe(value.to)) ?? null;
+        if ('from' in value) field.from = redactor.safe(value.from) ?? null;
+        if ('to' in value) field.to = redactor.safe(value.to) ?? null;
         fields[name] = field;
       }
     }
@@ -153,9 +153,18 @@ export class AuditEventBuilder {
 
   /** The context as it would be stored, and its size in bytes of JSON. */
   measureContext(context: Record<string, unknown>): { safe: Record<string, unknown>; bytes: number } {
-    const safe = this.options.redactor.redact(toJsonSafe(context)) as Record<string, unknown>;
-    return { safe, bytes: Buffer.byteLength(JSON.stringify(safe)) };
+    // Its own output comes back when an event built from measured input is built (`log()`
+    // measures the context to refuse an oversized one; the row is built from that).
+    const known = this.measured.get(context);
+    if (known !== undefined) return { safe: context, bytes: known };
+    const safe = this.options.redactor.safe(context) as Record<string, unknown>;
+    const bytes = Buffer.byteLength(JSON.stringify(safe));
+    this.measured.set(safe, bytes);
+    return { safe, bytes };
   }
+
+  /** Sanitised contexts this builder made (new objects, never changed afterwards), with their size. */
+  private readonly measured = new WeakMap<object, number>();
 
   /** Class, HTTP status and (for HTTP exceptions only) the client-facing message; never a stack. */
   errorSummary(error: unknown): AuditError {

@@ -126,6 +126,11 @@ export function validateAuditLogInput(input: Record<string, unknown>): AuditFiel
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     return [{ field: 'input', problems: ['must be an object such as { action: "order.updated" }'] }];
   }
+  return plainlyValid(input) ? [] : ruleProblems(input);
+}
+
+/** The problems the class-validator rules find in `input` (an object). */
+export function ruleProblems(input: Record<string, unknown>): AuditFieldProblem[] {
   const rules = Object.assign(new AuditLogInputRules(), input);
   rules.actor = instance(AuditActorInputRules, input['actor'], ['id']) as AuditActorInputRules | undefined;
   rules.target = instance(AuditTargetInputRules, input['target'], ['id']) as AuditTargetInputRules | undefined;
@@ -134,6 +139,47 @@ export function validateAuditLogInput(input: Record<string, unknown>): AuditFiel
   }
   const errors = validateSync(rules, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true });
   return flatten(errors);
+}
+
+const INPUT_KEYS = new Set(['action', 'outcome', 'actor', 'target', 'context', 'reason', 'changes']);
+const ACTOR_KEYS = new Set(['type', 'id', 'display']);
+const TARGET_KEYS = new Set(['type', 'id']);
+
+const shortString = (value: unknown, max: number): boolean => typeof value === 'string' && value.length <= max;
+const nonEmpty = (value: unknown, max: number): boolean => shortString(value, max) && (value as string).length > 0;
+const isPlainRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+
+function onlyKeys(value: Record<string, unknown>, keys: ReadonlySet<string>): boolean {
+  for (const key in value) if (!Object.hasOwn(value, key) || !keys.has(key)) return false;
+  return true;
+}
+
+/**
+ * Whether `input` is valid by a few direct checks, each stricter than (or as strict as)
+ * the rules above: true only for input they accept too (lengths counted in UTF-16 units
+ * are never below the characters the rules count). Anything else — invalid input, or
+ * valid input of a rarer shape (`null` for an optional field, explicit `changes`) — goes
+ * through the rules, which name every problem. Most events pass here, at a small
+ * fraction of the rules' cost.
+ */
+export function plainlyValid(input: Record<string, unknown>): boolean {
+  if (Object.getPrototypeOf(input) !== Object.prototype || !onlyKeys(input, INPUT_KEYS)) return false;
+  const { action, outcome, actor, target, context, reason, changes } = input;
+  if (!shortString(action, MAX_ACTION_LENGTH) || !AUDIT_ACTION_PATTERN.test(action as string)) return false;
+  if (outcome !== undefined && outcome !== 'success' && outcome !== 'failure') return false;
+  if (actor !== undefined) {
+    if (!isPlainRecord(actor) || !onlyKeys(actor, ACTOR_KEYS) || !nonEmpty(actor['type'], 64)) return false;
+    const id = actor['id'];
+    if (id !== undefined && !shortString(typeof id === 'number' ? String(id) : id, 255)) return false;
+    if (actor['display'] !== undefined && !shortString(actor['display'], 255)) return false;
+  }
+  if (target !== undefined) {
+    if (!isPlainRecord(target) || !onlyKeys(target, TARGET_KEYS) || !nonEmpty(target['type'], 128) || !nonEmpty(target['id'], 255)) return false;
+  }
+  if (context !== undefined && !isPlainRecord(context)) return false;
+  if (reason !== undefined && !shortString(reason, 1024)) return false;
+  return changes === undefined;
 }
 
 /** Validates the actor given to `runAs()`; returns the problems found (field names start with `actor`). */

@@ -412,11 +412,14 @@ export class AuditService {
       throw new InvalidAuditEventError([{ field: 'target', problems: [(error as Error).message] }]);
     }
     const problems = validateAuditLogInput({ ...input, ...(target ? { target } : {}) } as Record<string, unknown>);
+    let context: Record<string, unknown> | undefined;
     if (input.context !== undefined && problems.every((p) => p.field !== 'context')) {
-      const { bytes } = this.builder.measureContext(input.context);
-      if (bytes > this.options.maxContextBytes) {
-        problems.push({ field: 'context', problems: [`is ${bytes} bytes of JSON; the limit is ${this.options.maxContextBytes}`] });
+      const measured = this.builder.measureContext(input.context);
+      if (measured.bytes > this.options.maxContextBytes) {
+        problems.push({ field: 'context', problems: [`is ${measured.bytes} bytes of JSON; the limit is ${this.options.maxContextBytes}`] });
       }
+      // The context as stored, taken now: a change the caller makes afterwards is not recorded.
+      context = measured.safe;
     }
     if (problems.length) throw new InvalidAuditEventError(problems);
     const at = Date.now();
@@ -427,7 +430,7 @@ export class AuditService {
       outcome: input.outcome ?? 'success',
       actor: this.actorFrom(input.actor),
       target,
-      context: input.context,
+      context,
       reason: input.reason,
       changes: input.changes,
       claim: target ? 'target' : 'none',
