@@ -1,5 +1,8 @@
 import { createHash } from 'node:crypto';
 
+/** What a secret value is stored as. */
+export const REDACTED = '[REDACTED]';
+
 /** Containers nested deeper than this in a JSON value are replaced by {@link DEPTH_MARKER}. */
 export const MAX_JSON_DEPTH = 32;
 /** Characters a string inside a JSON value keeps, at most, marker included. */
@@ -68,8 +71,20 @@ export function bound(value: string | undefined | null, max: number): string | u
  * Applying it to its own output changes nothing.
  */
 export function toJsonSafe(value: unknown): unknown {
-  return typeof value === 'object' && value !== null ? walk(value, 0, new Set()) : scalar(value);
+  return typeof value === 'object' && value !== null ? walk(value, 0, new Set(), undefined) : scalar(value);
 }
+
+/**
+ * {@link toJsonSafe}, and each value under an object key for which `isSecret` (given the
+ * key as stored) is true replaced by {@link REDACTED}: the same as redacting the safe
+ * value afterwards, in one walk.
+ */
+export function toRedactedJsonSafe(value: unknown, isSecret: (key: string) => boolean): unknown {
+  return typeof value === 'object' && value !== null ? walk(value, 0, new Set(), isSecret) : scalar(value);
+}
+
+/** Decides, by its (storable) name, whether a key's value is masked. */
+type SecretKeys = ((key: string) => boolean) | undefined;
 
 /** A value that is not an object, as JSON data; `undefined` for what JSON drops. */
 function scalar(value: unknown): unknown {
@@ -91,7 +106,7 @@ function scalar(value: unknown): unknown {
   return null;
 }
 
-function walk(value: unknown, depth: number, ancestors: Set<object>): unknown {
+function walk(value: unknown, depth: number, ancestors: Set<object>, secret: SecretKeys): unknown {
   if (typeof value !== 'object' || value === null) return scalar(value);
   try {
     const prototype: unknown = Object.getPrototypeOf(value);
@@ -104,7 +119,7 @@ function walk(value: unknown, depth: number, ancestors: Set<object>): unknown {
     if (depth >= MAX_JSON_DEPTH) return DEPTH_MARKER;
     ancestors.add(value);
     try {
-      return container(value, depth, ancestors);
+      return container(value, depth, ancestors, secret);
     } finally {
       ancestors.delete(value);
     }
@@ -114,19 +129,20 @@ function walk(value: unknown, depth: number, ancestors: Set<object>): unknown {
 }
 
 /** An array, an object with `toJSON`, a map, a set or an object, with its items made safe. */
-function container(object: object, depth: number, ancestors: Set<object>): unknown {
-  if (Array.isArray(object)) return object.map((item) => walk(item, depth + 1, ancestors) ?? null);
+function container(object: object, depth: number, ancestors: Set<object>, secret: SecretKeys): unknown {
+  if (Array.isArray(object)) return object.map((item) => walk(item, depth + 1, ancestors, secret) ?? null);
   if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
     // One level deeper, so that a chain of objects made by toJSON stays bounded too.
-    return walk((object as { toJSON(): unknown }).toJSON(), depth + 1, ancestors);
+    return walk((object as { toJSON(): unknown }).toJSON(), depth + 1, ancestors, secret);
   }
-  if (object instanceof Map) return walk(Object.fromEntries(object), depth, ancestors);
-  if (object instanceof Set) return walk([...object], depth, ancestors);
+  if (object instanceof Map) return walk(Object.fromEntries(object), depth, ancestors, secret);
+  if (object instanceof Set) return walk([...object], depth, ancestors, secret);
   const out: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(object)) {
-    const safe = walk(item, depth + 1, ancestors);
+    let safe = walk(item, depth + 1, ancestors, secret);
     if (safe === undefined) continue;
     const safeKey = key.length > MAX_JSON_KEY ? truncated(key, MAX_JSON_KEY) : storable(key);
+    if (secret?.(safeKey)) safe = REDACTED;
     // An own "__proto__" key is data, not the object's prototype.
     if (safeKey === '__proto__') Object.defineProperty(out, safeKey, { value: safe, enumerable: true, writable: true, configurable: true });
     else out[safeKey] = safe;

@@ -1,4 +1,6 @@
-export const REDACTED = '[REDACTED]';
+import { REDACTED, toRedactedJsonSafe } from './json-safe.js';
+
+export { REDACTED };
 
 /** Names masked wherever they occur as a key (compared without case, `_` or `-`). */
 export const DEFAULT_REDACTED_FIELDS: readonly string[] = [
@@ -26,6 +28,10 @@ const SECRET_FRAGMENTS: readonly string[] = [
   'cardnumber',
 ];
 
+/** Keys whose decision is kept, at most, and the longest such key. */
+const MAX_DECIDED_KEYS = 10_000;
+const MAX_DECIDED_KEY_LENGTH = 128;
+
 /** A name as the rules compare it: lower case, without `_` or `-`. */
 export const normaliseName = (name: string): string => name.toLowerCase().replace(/[_-]/g, '');
 const normalise = normaliseName;
@@ -39,9 +45,25 @@ export class Redactor {
   }
 
   isSecret(key: string): boolean {
-    const name = normalise(key);
-    return this.exact.has(name) || SECRET_FRAGMENTS.some((fragment) => name.includes(fragment));
+    let secret = this.decided.get(key);
+    if (secret === undefined) {
+      const name = normalise(key);
+      secret = this.exact.has(name) || SECRET_FRAGMENTS.some((fragment) => name.includes(fragment));
+      // Keys repeat from event to event: decided once each, up to a bound (then recomputed).
+      if (this.decided.size < MAX_DECIDED_KEYS && key.length <= MAX_DECIDED_KEY_LENGTH) this.decided.set(key, secret);
+    }
+    return secret;
   }
+
+  /** Keys already decided: secret or not. */
+  private readonly decided = new Map<string, boolean>();
+
+  /** `value` made JSON-safe (as `toJsonSafe` makes it) with every secret key's value masked, in one walk. */
+  safe(value: unknown): unknown {
+    return toRedactedJsonSafe(value, this.secret);
+  }
+
+  private readonly secret = (key: string): boolean => this.isSecret(key);
 
   /** A deep copy of `value` with every secret key's value masked. */
   redact<T>(value: T): T {
