@@ -155,9 +155,19 @@ function mysqlReading(timezone: unknown): Reading {
   return { clock: 'local' };
 }
 
+/** The last instant written as text, and its text: events of one batch share their millisecond. */
+let lastTime = Number.NaN;
+let lastText = '';
+
 /** `YYYY-MM-DD HH:MM:SS.mmm` of `date` in UTC. */
 function utcText(date: Date): string {
-  return date.toISOString().slice(0, 23).replace('T', ' ');
+  const time = date.getTime();
+  if (time === lastTime) return lastText;
+  const iso = date.toISOString();
+  // Years past 9999 have a sign and more digits: only common ones take the short path.
+  lastText = iso.length === 24 ? `${iso.slice(0, 10)} ${iso.slice(11, 23)}` : iso.slice(0, 23).replace('T', ' ');
+  lastTime = time;
+  return lastText;
 }
 
 /** The instant whose UTC fields are `date`'s local fields. */

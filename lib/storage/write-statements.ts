@@ -4,6 +4,7 @@ import { AuditLogEntity } from './audit-log.entity.js';
 import { AuditSubjectEntity } from './audit-subject.entity.js';
 import { EventSubjects } from './event-subjects.js';
 import { escapedTable } from './sql.js';
+import { UtcDateTimeParameter } from './utc-date.transformer.js';
 import { MARKER_ENTRY } from '../journal/journal-entry.js';
 
 type Column = EntityMetadata['columns'][number];
@@ -34,6 +35,12 @@ interface SubjectStatements {
 interface EventChunk {
   rows: readonly AuditLogEntity[];
   params: unknown[];
+}
+
+/** A chunk of rows as PostgreSQL array literals: one per column, and four of subject rows if any. */
+interface LiteralChunk {
+  columns: string[];
+  subjects: [string, string, string, string] | undefined;
 }
 
 /** Columns of a subject row, in the order the statements list them. */
@@ -107,6 +114,105 @@ function parameterLimit(type: string): number {
 }
 
 /**
+ * A PostgreSQL array literal (`{"a","b",NULL}`) of strings and nulls, as node-postgres
+ * would write the array, built in one pass (node-postgres runs two regular expressions
+ * and several calls per element). An array holding anything else is returned as it is,
+ * for node-postgres to convert.
+ */
+export function arrayLiteral(values: readonly unknown[]): string | readonly unknown[] {
+  const elements = new Array<string>(values.length);
+  for (let index = 0; index < values.length; index++) {
+    const element = literalElement(values[index]);
+    if (element === undefined) return values;
+    elements[index] = element;
+  }
+  return `{${elements.join(',')}}`;
+}
+
+/**
+ * One element of a PostgreSQL array literal, as node-postgres writes it: `NULL`, a
+ * double-quoted string, or the quoted text of a UTC time parameter; `undefined` for any
+ * other value.
+ */
+function literalElement(value: unknown): string | undefined {
+  if (value === null || value === undefined) return 'NULL';
+  if (typeof value === 'string') return `"${escapeElement(value)}"`;
+  if (value instanceof UtcDateTimeParameter) return `"${escapeElement(value.text)}"`;
+  return undefined;
+}
+
+/** A value as an array literal takes it: a string, `null`, or `undefined` for any other kind. */
+function literalValue(value: unknown): string | null | undefined {
+  if (typeof value === 'string') return value;
+  if (value === null || value === undefined) return null;
+  if (value instanceof UtcDateTimeParameter) return value.text;
+  return undefined;
+}
+
+/** Whether a string needs backslashes inside a double-quoted array element. */
+const ESCAPED_IN_ELEMENT = /["\\]/;
+
+/**
+ * The array literal of strings and nulls, as {@link arrayLiteral} writes it; values that
+ * are all strings without a quote or backslash (most columns) are joined natively in one
+ * step, without a string per element.
+ */
+export function arrayText(values: ReadonlyArray<string | null>): string {
+  let nulls = 0;
+  let plain = true;
+  for (const value of values) {
+    if (value === null) nulls++;
+    else if (plain && ESCAPED_IN_ELEMENT.test(value)) plain = false;
+  }
+  if (values.length === 0) return '{}';
+  if (nulls === values.length) return `{${'NULL,'.repeat(values.length - 1)}NULL}`;
+  if (nulls === 0 && plain) return `{"${values.join('","')}"}`;
+  return arrayLiteral(values) as string;
+}
+
+/** `text` with a backslash before each `"` and `\\` (a copy only when it has one). */
+function escapeElement(text: string): string {
+  let escaped = '';
+  let from = 0;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code === 0x22 || code === 0x5c) {
+      escaped += `${text.slice(from, index)}\\`;
+      from = index;
+    }
+  }
+  return from === 0 && escaped === '' ? text : escaped + text.slice(from);
+}
+
+/**
+ * How a row's value of `column` becomes the driver's parameter, built once per column:
+ * TypeORM's `preparePersistentValue` walks a chain of type tests (and builds an array)
+ * for every value. A plain column (no transformer, not embedded) whose driver passes a
+ * string through unchanged takes strings as they are; one whose driver turns an object
+ * into its `JSON.stringify` text takes that. Each is decided by asking the driver once,
+ * at start; every other value and column goes through the driver as before.
+ */
+function columnValue(driver: Driver, column: Column): (row: AuditLogEntity) => unknown {
+  const prepare = (row: AuditLogEntity): unknown => driver.preparePersistentValue(column.getEntityValue(row), column);
+  if (column.transformer || column.embeddedMetadata || column.relationMetadata || column.isArray) return prepare;
+  const property = column.propertyName as keyof AuditLogEntity;
+  const probe = { probe: ['value', 1] };
+  if (driver.preparePersistentValue('probe', column) === 'probe') {
+    return (row) => {
+      const value = row[property];
+      return typeof value === 'string' || value === null || value === undefined ? value : prepare(row);
+    };
+  }
+  if (driver.preparePersistentValue(probe, column) === JSON.stringify(probe) && driver.preparePersistentValue(null, column) === null) {
+    return (row) => {
+      const value = row[property];
+      return value === null || value === undefined ? value : typeof value === 'object' ? JSON.stringify(value) : prepare(row);
+    };
+  }
+  return prepare;
+}
+
+/**
  * Thrown when a single audit event is bigger than one statement may be (MySQL/MariaDB's
  * `max_allowed_packet`). Only the caller that wrote it fails.
  */
@@ -157,6 +263,8 @@ export class WriteStatements {
   private readonly idColumn: number;
   private readonly occurredAtColumn: number;
   private readonly upsertTail: (column: string) => string;
+  /** Per column, in order: the value the driver is given for a row (as `preparePersistentValue` makes it). */
+  private readonly values: ReadonlyArray<(row: AuditLogEntity) => unknown>;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -181,6 +289,7 @@ export class WriteStatements {
     this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
     this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
     this.subjects = new EventSubjects(entities);
+    this.values = this.columns.map((column) => columnValue(driver, column));
     this.rowsPerStatement = this.unnest
       ? ROWS_PER_UNNEST
       : Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(parameterLimit(type) / this.columns.length)));
@@ -195,6 +304,10 @@ export class WriteStatements {
    * events in multi-row INSERTs of their own. Both INSERTs skip rows already stored.
    */
   write(rows: readonly AuditLogEntity[], units: readonly string[], byteLimit: number): Statement[] {
+    if (this.unnest && rows.length > 0) {
+      const direct = this.unnestLiterals(rows, byteLimit);
+      if (direct) return direct.map((chunk, index) => this.literalStatement(chunk, index === direct.length - 1 ? units : NO_UNITS));
+    }
     const chunks = rows.length > 0 ? this.insert(rows, byteLimit) : [];
     const statements: Statement[] = [];
     if (this.unnest) {
@@ -220,6 +333,72 @@ export class WriteStatements {
   }
 
   /**
+   * PostgreSQL: the rows as array literals, one per column, from one pass over the rows
+   * that gathers each column's values (no row-major parameter list), split as
+   * {@link insert} splits. `undefined` when a value is of a kind the literals do not take
+   * (then the general path converts the rows).
+   */
+  private unnestLiterals(rows: readonly AuditLogEntity[], byteLimit: number): LiteralChunk[] | undefined {
+    const { values, rowsPerStatement, idColumn, occurredAtColumn } = this;
+    const width = values.length;
+    const row = new Array<string | null>(width);
+    const chunks: LiteralChunk[] = [];
+    const fresh = (): Array<Array<string | null>> => Array.from({ length: width }, () => []);
+    let columns = fresh();
+    let subjects: [string[], string[], Array<string | null>, Array<string | null>] | undefined;
+    let count = 0;
+    let bytes = 0;
+    const flush = (): void => {
+      chunks.push({ columns: columns.map(arrayText), subjects: subjects?.map(arrayText) as LiteralChunk['subjects'] });
+      columns = fresh();
+      subjects = undefined;
+      count = 0;
+      bytes = 0;
+    };
+    for (let index = 0; index < rows.length; index++) {
+      const entity = rows[index]!;
+      let rowBytes = ROW_BYTES;
+      for (let column = 0; column < width; column++) {
+        const value = literalValue(values[column]!(entity));
+        if (value === undefined) return undefined;
+        row[column] = value;
+        rowBytes += value === null ? SCALAR_BYTES : value.length * 3 + 4;
+      }
+      if (count > 0 && (count === rowsPerStatement || bytes + rowBytes > byteLimit)) flush();
+      for (let column = 0; column < width; column++) columns[column]!.push(row[column]!);
+      if (entity.changes?.length) {
+        for (const subject of this.subjects.of(entity)) {
+          subjects ??= [[], [], [], []];
+          subjects[0].push(subject.type);
+          subjects[1].push(subject.id);
+          subjects[2].push(row[idColumn]!);
+          subjects[3].push(row[occurredAtColumn]!);
+        }
+      }
+      count++;
+      bytes += rowBytes;
+      // A row above the limit on its own goes alone.
+      if (rowBytes > byteLimit) flush();
+    }
+    if (count > 0) flush();
+    return chunks;
+  }
+
+  /** One PostgreSQL statement of a chunk of {@link unnestLiterals}, with its subject rows and the journal DELETE of `units` (CTEs). */
+  private literalStatement(chunk: LiteralChunk, units: readonly string[]): Statement {
+    const params: unknown[] = [...chunk.columns];
+    const ctes: string[] = [];
+    const subjectsAt = params.length;
+    if (chunk.subjects) params.push(...chunk.subjects);
+    if (units.length > 0) {
+      ctes.push((this.journal ??= this.journalStatements()).deleteBefore(params.length));
+      params.push(units);
+    }
+    if (chunk.subjects) ctes.push((this.subjectSql ??= this.subjectStatements()).cte(subjectsAt));
+    return { sql: `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${this.head}${this.tail}`, params };
+  }
+
+  /**
    * One PostgreSQL statement: the chunk's events from one array per column, their
    * subject rows from four more arrays (a CTE), and the journal DELETE of `units` (a CTE).
    */
@@ -228,7 +407,7 @@ export class WriteStatements {
     const ctes: string[] = [];
     const subjects = this.subjectColumns(chunk);
     const subjectsAt = params.length;
-    if (subjects[0].length > 0) params.push(...subjects);
+    if (subjects[0].length > 0) params.push(...subjects.map(arrayLiteral));
     if (units.length > 0) {
       ctes.push((this.journal ??= this.journalStatements()).deleteBefore(params.length));
       params.push(units);
@@ -323,7 +502,7 @@ export class WriteStatements {
    */
   private insert(rows: readonly AuditLogEntity[], byteLimit: number): EventChunk[] {
     const chunks: EventChunk[] = [];
-    const { driver, columns, rowsPerStatement } = this;
+    const { values, rowsPerStatement } = this;
     let params: unknown[] = [];
     let first = 0;
     let count = 0;
@@ -332,8 +511,8 @@ export class WriteStatements {
       const row = rows[index]!;
       const start = params.length;
       let rowBytes = ROW_BYTES;
-      for (const column of columns) {
-        const value: unknown = driver.preparePersistentValue(column.getEntityValue(row), column);
+      for (let column = 0; column < values.length; column++) {
+        const value = values[column]!(row);
         rowBytes += typeof value === 'string' ? value.length * 3 + 4 : SCALAR_BYTES;
         params.push(value === undefined ? null : value);
       }
@@ -406,11 +585,11 @@ export class WriteStatements {
   private statement(count: number, params: unknown[]): Statement {
     const width = this.columns.length;
     if (this.unnest) {
-      const arrays: unknown[][] = [];
+      const arrays: unknown[] = [];
       for (let column = 0; column < width; column++) {
         const values = new Array<unknown>(count);
         for (let row = 0; row < count; row++) values[row] = params[row * width + column];
-        arrays.push(values);
+        arrays.push(arrayLiteral(values));
       }
       return { sql: this.head + this.tail, params: arrays };
     }

@@ -46,9 +46,17 @@ class QueryLog implements TypeOrmLogger {
 
 const INSERT_INTO_LOG = /INSERT INTO \S*audit_log/i;
 
-/** Rows one logged INSERT carried: one array per column on PostgreSQL (`unnest`), else one parameter per value. */
-const rowsIn = (entry: LoggedQuery, width: number): number =>
-  Array.isArray(entry.parameters[0]) ? (entry.parameters[0] as unknown[]).length : entry.parameters.length / width;
+/**
+ * Rows one logged INSERT carried: one array per column on PostgreSQL (`unnest`; sent as
+ * an array literal such as `{"0190…","0190…"}`, the first column being the uuid id), else
+ * one parameter per value.
+ */
+function rowsIn(entry: LoggedQuery, width: number): number {
+  const ids = entry.parameters[0];
+  if (Array.isArray(ids)) return ids.length;
+  if (typeof ids === 'string' && ids.startsWith('{')) return ids === '{}' ? 0 : ids.split(',').length;
+  return entry.parameters.length / width;
+}
 
 async function openDataSource(db: TestDatabase, log?: QueryLog, overrides: Record<string, unknown> = {}): Promise<DataSource> {
   const dataSource = new DataSource({
