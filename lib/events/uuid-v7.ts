@@ -60,7 +60,23 @@ function freshSequence(): number {
   return randomBytes(2).reduce((a, b) => (a << 8) | b, 0) & 0x1ff;
 }
 
-const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'));
+/** ASCII codes of the hex digits of each byte value: high digit, low digit. */
+const HEX_HIGH = new Uint8Array(256);
+const HEX_LOW = new Uint8Array(256);
+for (let byte = 0; byte < 256; byte++) {
+  HEX_HIGH[byte] = '0123456789abcdef'.charCodeAt(byte >>> 4);
+  HEX_LOW[byte] = '0123456789abcdef'.charCodeAt(byte & 0x0f);
+}
+/** The id's 36 characters are written here, then read as one string (no string per part). */
+const text = Buffer.alloc(36, '-');
+/** Byte offsets of the 16 bytes' digits in the text (the dashes stay where they are). */
+const AT = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+
+function put(index: number, byte: number): void {
+  const at = AT[index]!;
+  text[at] = HEX_HIGH[byte]!;
+  text[at + 1] = HEX_LOW[byte]!;
+}
 
 function format(ms: number, sequence: number): string {
   if (poolOffset + 8 > pool.length) {
@@ -70,28 +86,17 @@ function format(ms: number, sequence: number): string {
   const r = poolOffset;
   poolOffset += 8;
   const high = Math.floor(ms / 2 ** 32);
-  return (
-    HEX[(high >>> 8) & 0xff]! +
-    HEX[high & 0xff]! +
-    HEX[(ms >>> 24) & 0xff]! +
-    HEX[(ms >>> 16) & 0xff]! +
-    '-' +
-    HEX[(ms >>> 8) & 0xff]! +
-    HEX[ms & 0xff]! +
-    '-' +
-    HEX[0x70 | ((sequence >>> 8) & 0x0f)]! +
-    HEX[sequence & 0xff]! +
-    '-' +
-    HEX[0x80 | (pool[r]! & 0x3f)]! +
-    HEX[pool[r + 1]!]! +
-    '-' +
-    HEX[pool[r + 2]!]! +
-    HEX[pool[r + 3]!]! +
-    HEX[pool[r + 4]!]! +
-    HEX[pool[r + 5]!]! +
-    HEX[pool[r + 6]!]! +
-    HEX[pool[r + 7]!]!
-  );
+  put(0, (high >>> 8) & 0xff);
+  put(1, high & 0xff);
+  put(2, (ms >>> 24) & 0xff);
+  put(3, (ms >>> 16) & 0xff);
+  put(4, (ms >>> 8) & 0xff);
+  put(5, ms & 0xff);
+  put(6, 0x70 | ((sequence >>> 8) & 0x0f));
+  put(7, sequence & 0xff);
+  put(8, 0x80 | (pool[r]! & 0x3f));
+  for (let index = 1; index < 8; index++) put(8 + index, pool[r + index]!);
+  return text.toString('latin1', 0, 36);
 }
 
 /** The millisecond timestamp a UUID v7 carries. */
