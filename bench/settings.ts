@@ -24,8 +24,18 @@ const readDatabases = (process.env['BENCH_READ_DATABASES'] ?? 'postgres,mariadb'
 
 /** The full run: about two and a half minutes on a 2-core machine. */
 export const FULL: BenchSettings = {
-  http: { connections: 32, warmupSeconds: 3, durationSeconds: 10, rounds: 4, serialSeconds: 4, orders: 10_000, server: 'process' },
-  writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: 256, naiveInFlight: 16, poolSize: 16 },
+  http: {
+    connections: 32,
+    warmupSeconds: 3,
+    durationSeconds: 10,
+    rounds: 4,
+    serialSeconds: 4,
+    curveConnections: [8, 128],
+    curveSeconds: 4,
+    orders: 10_000,
+    server: 'process',
+  },
+  writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: [4_096, 256, 16, 1], naiveInFlight: 16, poolSize: 16 },
   /** `BENCH_VERIFY_EVENTS` overrides the size of the verified log. */
   integrity: { integratorEvents: 100_000, verifyEvents: Number(process.env['BENCH_VERIFY_EVENTS'] ?? '') || 1_000_000 },
   memory: {
@@ -42,7 +52,7 @@ export const FULL: BenchSettings = {
 
 /** `BENCH_QUICK=1`: the same scenarios with tiny sizes, a second or two each, to check that they run. */
 export const QUICK: BenchSettings = {
-  http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, rounds: 2, serialSeconds: 0.5, orders: 1_000 },
+  http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, rounds: 2, serialSeconds: 0.5, curveSeconds: 0.5, orders: 1_000 },
   writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
   integrity: { integratorEvents: 2_000, verifyEvents: 5_000 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },

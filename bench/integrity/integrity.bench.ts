@@ -57,7 +57,7 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
     try {
       const dataSource = app.get<DataSource>(getDataSourceToken());
       let started = performance.now();
-      await copyRows(dataSource, schema, options.integratorEvents);
+      await copyRows(dataSource, schema, 0, options.integratorEvents);
       copySeconds = (performance.now() - started) / 1000;
       await schema.query(`ANALYZE ${schema.table('audit_log')}`);
       started = performance.now();

@@ -13,12 +13,12 @@ import { auditInput, auditRow } from './audit-rows.js';
 import { WriterBenchModule } from './writer-bench.module.js';
 
 export interface WriterOptions {
-  /** Events per writer. */
+  /** Events per measured run (runs with 1 and 16 in flight store a tenth and a quarter of it). */
   events: number;
-  /** Events per writer before the measured runs (then the table is emptied). */
+  /** Events per writer before the measured runs. */
   warmupEvents: number;
-  /** `AuditService.log()` calls pending at once. */
-  moduleInFlight: number;
+  /** `AuditService.log()` calls pending at once, one measured run each: the scaling curve. */
+  moduleInFlight: number[];
   /** Naive `save()` calls pending at once. */
   naiveInFlight: number;
   /** Connections in the TypeORM pool (shared by the module and the naive writer). */
@@ -29,19 +29,30 @@ export interface WriterRun {
   events: number;
   seconds: number;
   eventsPerSec: number;
-  /** Rows counted in `audit_log` afterwards. */
+  /** Rows the run added to `audit_log`. */
   rows: number;
+}
+
+export interface ModuleRun extends WriterRun {
+  inFlight: number;
 }
 
 export interface WriterResult {
   options: WriterOptions;
-  module: WriterRun;
+  /** One run per number of calls in flight, in the order of `options.moduleInFlight`. */
+  modules: ModuleRun[];
+  /** The fastest of `modules`: the writer's peak. */
+  module: ModuleRun;
   naive: WriterRun;
+  /** COPY before and after the other writers, and their mean (the baseline). */
+  copyRuns: [WriterRun, WriterRun];
   copy: WriterRun;
   /** Average on-disk size of one row (`pg_column_size`), in bytes. */
   rowBytes: number;
   moduleVsCopy: number;
   moduleVsNaive: number;
+  /** Events the integrator had not sequenced yet when the runs ended. */
+  unsequenced: number;
   /** Empty when every writer stored exactly its events, else what went wrong. */
   problems: string[];
 }
@@ -51,9 +62,12 @@ export const WRITER_TARGETS = { minVsCopy: 0.8, minVsNaive: 20 };
 
 /**
  * The same audit-sized rows into the same `audit_log` table three ways: the module's
- * `AuditService.log()` outside any unit of work (each call stores at once), a naive
- * `repository.save()` per event, and PostgreSQL `COPY … FROM STDIN` over one connection
- * (the physical limit). The table is emptied before each measured run.
+ * `AuditService.log()` outside any unit of work (each call stores at once), at each
+ * number of calls in flight of the scaling curve; a naive `repository.save()` per event;
+ * and PostgreSQL `COPY … FROM STDIN` over one connection (the physical limit), before
+ * and after the others. Integrity is on: the integrator sequences, hashes and signs in
+ * the background throughout, as in production. The table keeps its rows from run to run
+ * (it is append-only): each run counts the rows it added.
  */
 export async function runWriterThroughput(options: WriterOptions): Promise<WriterResult> {
   const schema = await createBenchSchema('writer');
@@ -64,48 +78,62 @@ export async function runWriterThroughput(options: WriterOptions): Promise<Write
     const audit = app.get(AuditService);
     const dataSource = app.get<DataSource>(getDataSourceToken());
     const table = schema.table('audit_log');
-    // audit_log is append-only after AuditMigrations: the bench empties it as an administrator would.
-    const truncate = `BEGIN; SET LOCAL session_replication_role = replica; TRUNCATE ${table}; COMMIT`;
     const problems: string[] = [];
-
-    const writers = {
-      module: (n: number) => runConcurrently(n, options.moduleInFlight, (i) => audit.log(auditInput(i))),
-      naive: (n: number) => {
-        const repository = dataSource.getRepository(AuditLogEntity);
-        return runConcurrently(n, options.naiveInFlight, (i) => repository.save(repository.create(auditRow(i))));
-      },
-      copy: (n: number) => copyRows(dataSource, schema, n),
+    // Event indexes of each run start past the previous run's: ids and targets never repeat.
+    let next = 0;
+    const module = (inFlight: number) => (base: number, n: number) => runConcurrently(n, inFlight, (i) => audit.log(auditInput(base + i)));
+    const naive = (base: number, n: number) => {
+      const repository = dataSource.getRepository(AuditLogEntity);
+      return runConcurrently(n, options.naiveInFlight, (i) => repository.save(repository.create(auditRow(base + i))));
     };
+    const copy = (base: number, n: number) => copyRows(dataSource, schema, base, n);
+    const count = async (): Promise<number> => Number((await schema.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]!.n);
 
-    for (const write of Object.values(writers)) await write(options.warmupEvents);
-    await schema.query(truncate);
+    for (const write of [module(options.moduleInFlight[0]!), naive, copy]) {
+      await write(next, options.warmupEvents);
+      next += options.warmupEvents;
+    }
 
-    const measure = async (name: keyof typeof writers): Promise<WriterRun> => {
+    const measure = async (name: string, write: (base: number, n: number) => Promise<void>, events: number): Promise<WriterRun & { base: number }> => {
       await schema.query('CHECKPOINT');
+      const before = await count();
+      const base = next;
+      next += events;
       const started = performance.now();
-      await writers[name](options.events);
+      await write(base, events);
       const seconds = (performance.now() - started) / 1000;
-      const rows = Number((await schema.query<{ n: string }>(`SELECT count(*) AS n FROM ${table}`))[0]!.n);
-      if (rows !== options.events) problems.push(`${name}: ${int(rows)} rows stored for ${int(options.events)} events`);
-      return { events: options.events, seconds, eventsPerSec: options.events / seconds, rows };
+      const rows = (await count()) - before;
+      if (rows !== events) problems.push(`${name}: ${int(rows)} rows stored for ${int(events)} events`);
+      return { events, seconds, eventsPerSec: events / seconds, rows, base };
     };
 
-    const module = await measure('module');
+    const copyBefore = await measure('COPY', copy, options.events);
+    const modules: ModuleRun[] = [];
+    for (const inFlight of options.moduleInFlight) {
+      const events = inFlight === 1 ? Math.ceil(options.events / 10) : inFlight <= 16 ? Math.ceil(options.events / 4) : options.events;
+      const { base, ...run } = await measure(`log(), ${inFlight} in flight`, module(inFlight), events);
+      if (modules.length === 0) problems.push(...(await sameShape(schema, base)));
+      modules.push({ ...run, inFlight });
+    }
     const rowBytes = Number((await schema.query<{ b: string }>(`SELECT avg(pg_column_size(t.*)) AS b FROM ${table} t`))[0]!.b);
-    problems.push(...(await sameShape(schema)));
-    await schema.query(truncate);
-    const naive = await measure('naive');
-    await schema.query(truncate);
-    const copy = await measure('copy');
-
+    const { base: _naiveBase, ...naiveRun } = await measure('naive', naive, options.events);
+    const { base: _copyBase, ...copyAfter } = await measure('COPY', copy, options.events);
+    const { base: _firstBase, ...copyFirst } = copyBefore;
+    const copySeconds = (copyFirst.seconds + copyAfter.seconds) / 2;
+    const copyMean: WriterRun = { events: options.events, seconds: copySeconds, eventsPerSec: options.events / copySeconds, rows: copyFirst.rows + copyAfter.rows };
+    const peak = modules.reduce((best, run) => (run.eventsPerSec > best.eventsPerSec ? run : best));
+    const unsequenced = Number((await schema.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE seq IS NULL`))[0]!.n);
     return {
       options,
-      module,
-      naive,
-      copy,
+      modules,
+      module: peak,
+      naive: naiveRun,
+      copyRuns: [copyFirst, copyAfter],
+      copy: copyMean,
       rowBytes,
-      moduleVsCopy: ratio(module.eventsPerSec, copy.eventsPerSec),
-      moduleVsNaive: ratio(module.eventsPerSec, naive.eventsPerSec),
+      moduleVsCopy: ratio(peak.eventsPerSec, copyMean.eventsPerSec),
+      moduleVsNaive: ratio(peak.eventsPerSec, naiveRun.eventsPerSec),
+      unsequenced,
       problems,
     };
   } finally {
@@ -114,14 +142,15 @@ export async function runWriterThroughput(options: WriterOptions): Promise<Write
   }
 }
 
-/** The row `log()` stored for event 0 must equal the row the other writers store for it (ids and times aside). */
-async function sameShape(schema: BenchSchema): Promise<string[]> {
+/** The row `log()` stored for event `index` must equal the row the other writers store for it (ids and times aside). */
+async function sameShape(schema: BenchSchema, index: number): Promise<string[]> {
+  const row = auditRow(index);
   const [stored] = await schema.query<Record<string, unknown>>(
     `SELECT action, outcome, kind, actor_type, actor_id, actor_display, source, target_type, target_id,
             changes::text AS changes, context::text AS context, reason, error::text AS error
-       FROM ${schema.table('audit_log')} WHERE target_id = '1'`,
+       FROM ${schema.table('audit_log')} WHERE target_id = $1`,
+    [row.targetId],
   );
-  const row = auditRow(0);
   const expected: Record<string, unknown> = {
     action: row.action,
     outcome: row.outcome,
@@ -149,14 +178,14 @@ export function copyField(value: unknown): string {
   return text.replace(/\\/g, '\\\\').replace(/\t/g, '\\t').replace(/\n/g, '\\n').replace(/\r/g, '\\r');
 }
 
-/** Streams `n` rows into the table with one `COPY … FROM STDIN`, building them on the fly. */
-export async function copyRows(dataSource: DataSource, schema: BenchSchema, n: number): Promise<void> {
+/** Streams rows `base`…`base + n - 1` into the table with one `COPY … FROM STDIN`, building them on the fly. */
+export async function copyRows(dataSource: DataSource, schema: BenchSchema, base: number, n: number): Promise<void> {
   const columns = dataSource.getMetadata(AuditLogEntity).columns;
   const names = columns.map((column) => `"${column.databaseName}"`).join(', ');
   function* lines(): Generator<string> {
     let chunk = '';
     for (let i = 0; i < n; i++) {
-      const row = auditRow(i) as unknown as Record<string, unknown>;
+      const row = auditRow(base + i) as unknown as Record<string, unknown>;
       chunk += columns.map((column) => copyField(row[column.propertyName])).join('\t') + '\n';
       if (chunk.length > 64 * 1024) {
         yield chunk;
@@ -172,19 +201,28 @@ export async function copyRows(dataSource: DataSource, schema: BenchSchema, n: n
 
 export function formatWriterThroughput(result: WriterResult): string[] {
   const { options } = result;
-  const row = (label: string, run: WriterRun): string[] => [label, int(run.eventsPerSec), fixed(run.seconds, 2), int(run.rows)];
+  const row = (label: string, run: WriterRun, vsCopy?: number): string[] => [
+    label,
+    int(run.eventsPerSec),
+    fixed(run.seconds, 2),
+    int(run.rows),
+    vsCopy === undefined ? '' : times(vsCopy),
+  ];
   const lines = [
-    `Writer throughput: ${int(options.events)} audit rows (~${int(result.rowBytes)} bytes each) into audit_log on PostgreSQL; TypeORM pool of ${options.poolSize}; ${int(options.warmupEvents)} warm-up events per writer`,
+    `Writer throughput: audit rows (~${int(result.rowBytes)} bytes each) into audit_log on PostgreSQL, integrity on (the integrator sequencing and signing throughout); TypeORM pool of ${options.poolSize}; ${int(options.warmupEvents)} warm-up events per writer`,
     ...table(
-      ['writer', 'events/s', 'seconds', 'rows'],
+      ['writer', 'events/s', 'seconds', 'rows', '/ COPY'],
       [
-        row(`AuditService.log(), ${options.moduleInFlight} in flight, no unit of work`, result.module),
-        row(`naive repository.save() per event, ${options.naiveInFlight} in flight`, result.naive),
-        row('COPY FROM STDIN (pg-copy-streams), one connection', result.copy),
+        row('COPY FROM STDIN (pg-copy-streams), one connection, before', result.copyRuns[0]),
+        ...result.modules.map((run) => row(`AuditService.log(), ${int(run.inFlight)} in flight, no unit of work`, run, ratio(run.eventsPerSec, result.copy.eventsPerSec))),
+        row(`naive repository.save() per event, ${options.naiveInFlight} in flight`, result.naive, ratio(result.naive.eventsPerSec, result.copy.eventsPerSec)),
+        row('COPY FROM STDIN (pg-copy-streams), one connection, after', result.copyRuns[1]),
       ],
     ),
-    `  module / COPY:  ${times(result.moduleVsCopy)} (target ≥ ${WRITER_TARGETS.minVsCopy}×: ${verdict(result.moduleVsCopy >= WRITER_TARGETS.minVsCopy)})`,
-    `  module / naive: ${times(result.moduleVsNaive)} (target ≥ ${WRITER_TARGETS.minVsNaive}×: ${verdict(result.moduleVsNaive >= WRITER_TARGETS.minVsNaive)})`,
+    `  COPY, mean of both runs: ${int(result.copy.eventsPerSec)} events/s; the writer's peak: ${int(result.module.eventsPerSec)} events/s with ${int(result.module.inFlight)} in flight`,
+    `  module peak / COPY:  ${times(result.moduleVsCopy)} (target ≥ ${WRITER_TARGETS.minVsCopy}×: ${verdict(result.moduleVsCopy >= WRITER_TARGETS.minVsCopy)})`,
+    `  module peak / naive: ${times(result.moduleVsNaive)} (target ≥ ${WRITER_TARGETS.minVsNaive}×: ${verdict(result.moduleVsNaive >= WRITER_TARGETS.minVsNaive)})`,
+    `  events not yet sequenced by the integrator when the runs ended: ${int(result.unsequenced)}`,
   ];
   for (const problem of result.problems) lines.push(`  !! ${problem}`);
   return lines;

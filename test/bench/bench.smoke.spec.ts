@@ -70,9 +70,13 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
       warmupSeconds: 0.3,
       durationSeconds: 0.7,
       serialSeconds: 0.3,
+      curveConnections: [2],
+      curveSeconds: 0.3,
       orders: 200,
       server: 'in-process',
     });
+    expect(result.curve.map((point) => point.connections)).toEqual([1, 2, 8]);
+    for (const point of result.curve) positive(point.ratio);
     expect(result.modes.map((mode) => mode.mode)).toEqual(['disabled', 'module', 'naive']);
     for (const mode of result.modes) {
       positive(mode.load.reqPerSec);
@@ -98,17 +102,20 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
 
   it('writer throughput: module, naive and COPY each store every event of the same shape', async () => {
     const events = 300;
-    const result = await runWriterThroughput({ ...QUICK.writer, events, warmupEvents: 20, moduleInFlight: 32, naiveInFlight: 4, poolSize: 4 });
-    for (const run of [result.module, result.naive, result.copy]) {
+    const result = await runWriterThroughput({ ...QUICK.writer, events, warmupEvents: 20, moduleInFlight: [32, 1], naiveInFlight: 4, poolSize: 4 });
+    expect(result.modules.map((run) => run.inFlight)).toEqual([32, 1]);
+    for (const run of [...result.modules, result.naive, ...result.copyRuns]) {
       positive(run.eventsPerSec);
-      expect(run.rows).toBe(events);
+      expect(run.rows).toBe(run.events);
     }
+    expect(result.modules[0]!.events).toBe(events);
+    expect(result.modules[1]!.events).toBe(events / 10);
     expect(result.problems).toEqual([]);
     positive(result.rowBytes);
     positive(result.moduleVsCopy);
     positive(result.moduleVsNaive);
     const lines = formatWriterThroughput(result);
-    expect(lines.join('\n')).toMatch(/module \/ COPY: {2}\d+\.\d\d×/);
+    expect(lines.join('\n')).toMatch(/module peak \/ COPY: {2}\d+\.\d\d×/);
     printable(lines);
   }, 120_000);
 
