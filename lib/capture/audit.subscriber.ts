@@ -26,6 +26,7 @@ import { entityId, idFromKeyValues } from './entity-identity.js';
 import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
+import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
@@ -99,6 +100,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       subscribers.push(this);
       attachQueryBuilderCapture(dataSource, this.capture);
       attachTransactionScope(dataSource);
+      attachCommitStatements(dataSource);
     }
   }
 

@@ -4,6 +4,8 @@ import { AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditJournal } from '../journal/audit-journal.js';
+import { takeUnsent } from '../integrations/typeorm-commit-statements.js';
+import { ownStatement } from './own-statements.js';
 import { UnitEvents } from '../events/unit-events.js';
 import { excludedFields, isExcludedEntity } from '../decorators/audit-exclude.decorator.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
@@ -205,7 +207,7 @@ export class ChangeCapture {
           add(frame.spilled, unit, await this.journal.write(runner.manager, unit, set.take(() => true), true));
         } else {
           // The changes also stay in the frame: the commit hands them to the unit.
-          add(frame.journalRows, unit, await this.journal.write(runner.manager, unit, set.list()));
+          add(frame.journalRows, unit, await this.journal.write(runner.manager, unit, set.list(), false, true));
         }
         continue;
       }
@@ -238,6 +240,8 @@ export class ChangeCapture {
 
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
   committed(runner: QueryRunner): void {
+    const unsent = takeUnsent(runner);
+    if (unsent) void this.sendLate(runner, unsent);
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
     if (!stack || !frame) return;
@@ -273,6 +277,8 @@ export class ChangeCapture {
    * out when they are stored whether those rows exist.
    */
   rollingBack(runner: QueryRunner): void {
+    // Journal rows meant to ride on a COMMIT that is not coming: nothing to keep.
+    takeUnsent(runner);
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
     if (stack?.length) return;
@@ -287,6 +293,22 @@ export class ChangeCapture {
       }
     }
     this.releaseHolders(runner, !frame?.committing);
+  }
+
+  /**
+   * Journal rows handed to a COMMIT that went without them (TypeORM committed some other
+   * way than the one checked at start): written now, on their own, so that recovery
+   * still finds them, and said loudly.
+   */
+  private async sendLate(runner: QueryRunner, statements: string[]): Promise<void> {
+    this.logger.error(
+      `Audit: a transaction committed without its audit journal rows (this TypeORM version commits in a way the module did not expect); writing them now`,
+    );
+    try {
+      for (const sql of statements) await runner.connection.query(sql, ownStatement([]));
+    } catch (error) {
+      this.logger.error(`Audit: the journal rows of a committed transaction could not be written: ${String(error)}`);
+    }
   }
 
   private hold(runner: QueryRunner, unit: UnitOfWork): void {

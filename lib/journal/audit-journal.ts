@@ -13,6 +13,8 @@ import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
 import { escapedTable, placeholders } from '../storage/sql.js';
+import { UtcDateTimeParameter } from '../storage/utc-date.transformer.js';
+import { commitCarriesStatements, postgresLiteral, sendWithCommit } from '../integrations/typeorm-commit-statements.js';
 import type { JournalChange, JournalEntry } from './journal-entry.js';
 
 /**
@@ -38,8 +40,12 @@ export class AuditJournal {
    * Writes `changes` of `unit` through `manager` (inside its transaction, when it has one).
    * Returns the ids of the journal rows written. Throws when the write fails: the
    * transaction must then not commit.
+   *
+   * With `atCommit` (the transaction's COMMIT comes next) on PostgreSQL, the rows go in
+   * one INSERT sent in the COMMIT's own message, ahead of it: no round trip of their own.
+   * If that INSERT fails, the COMMIT fails with it and nothing is committed.
    */
-  async write(manager: EntityManager, unit: UnitOfWork, changes: readonly CapturedChange[], spilled = false): Promise<string[]> {
+  async write(manager: EntityManager, unit: UnitOfWork, changes: readonly CapturedChange[], spilled = false, atCommit = false): Promise<string[]> {
     if (changes.length === 0) return [];
     const attribution = { ...(await this.attribution(unit)), ...(spilled ? { spilled } : {}) };
     const journalChanges = changes.map((change) => this.journalChange(change));
@@ -48,6 +54,16 @@ export class AuditJournal {
     const metadata = connection.getMetadata(AuditJournalEntity);
     const createdAt = metadata.findColumnWithPropertyName('createdAt')!;
     const now = connection.driver.preparePersistentValue(new Date(), createdAt) as unknown;
+    const runner = manager.queryRunner;
+    if (atCommit && runner && now instanceof UtcDateTimeParameter && commitCarriesStatements(runner)) {
+      const ids = entries.map(() => uuidv7());
+      const at = postgresLiteral(now.text);
+      const unitId = postgresLiteral(unit.id);
+      const instanceId = postgresLiteral(this.instanceId);
+      const tuples = entries.map((entry, index) => `(${postgresLiteral(ids[index]!)}, ${unitId}, ${instanceId}, ${at}, ${postgresLiteral(entry)})`);
+      sendWithCommit(runner, `${this.insertInto(connection)} VALUES ${tuples.join(', ')}`);
+      return ids;
+    }
     // One statement per row: a row is at most `maxEventBytes`, so each fits any packet size.
     const sql = `${this.insertInto(connection)} VALUES (${placeholders(connection, 5, 0)})`;
     const ids: string[] = [];

@@ -18,6 +18,7 @@ import {
   PrimaryGeneratedColumn,
   UpdateQueryBuilder,
   type BeforeQueryEvent,
+  type DataSourceOptions,
   type EntitySubscriberInterface,
   type InsertEvent,
   type ObjectLiteral,
@@ -25,6 +26,7 @@ import {
 } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditContextGuard } from '../../lib/guard/audit-context.guard.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { AuditEntities, AuditModule } from '../../lib/index.js';
 import { globalGuards, putGlobalGuardFirst } from '../../lib/integrations/nest-global-guards.js';
 import {
@@ -33,6 +35,13 @@ import {
   stopListeningToTransportExceptionFilters,
   type TransportExceptionListener,
 } from '../../lib/integrations/nest-transport-exception-filters.js';
+import {
+  attachCommitStatements,
+  commitCarriesStatements,
+  postgresLiteral,
+  sendWithCommit,
+  takeUnsent,
+} from '../../lib/integrations/typeorm-commit-statements.js';
 import { attachTransactionScope, currentTransactionManager } from '../../lib/integrations/typeorm-transaction-scope.js';
 import {
   attachWriteQueryBuilderHook,
@@ -411,6 +420,83 @@ describe('NestJS global guards (lib/integrations/nest-global-guards.ts)', () => 
       expect(guards!.filter((guard) => guard === late), 'putGlobalGuardFirst() added the guard twice').toHaveLength(1);
     } finally {
       await app.close();
+    }
+  });
+});
+
+@Entity('integration_commit_item')
+class CommitItem {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar' })
+  code!: string;
+}
+
+describe.runIf(databases().includes('postgres'))('TypeORM PostgresQueryRunner.query and commitTransaction (lib/integrations/typeorm-commit-statements.ts)', () => {
+  let db: TestDatabase;
+  let dataSource: DataSource;
+  const sent: string[] = [];
+
+  beforeAll(async () => {
+    db = await createTestDatabase('postgres');
+    dataSource = await new DataSource({
+      ...(db.options as DataSourceOptions),
+      entities: [CommitItem],
+      synchronize: true,
+      logging: true,
+      logger: { logQuery: (query: string) => void sent.push(query), logQueryError() {}, logQuerySlow() {}, logSchemaBuild() {}, logMigration() {}, log() {} },
+    } as DataSourceOptions).initialize();
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await db?.drop();
+  });
+
+  const table = (): string => `"${(db.options as { schema: string }).schema}"."integration_commit_item"`;
+  const codes = async (): Promise<string[]> => (await dataSource.getRepository(CommitItem).find({ order: { id: 'ASC' } })).map((item) => item.code);
+
+  it('commits with the statements handed to it, in the COMMIT message itself', async () => {
+    expect(attachCommitStatements(dataSource), 'PostgresQueryRunner.commitTransaction no longer sends this.query("COMMIT") after BeforeTransactionCommit').toBe(true);
+    const runner = dataSource.createQueryRunner();
+    await runner.startTransaction();
+    expect(commitCarriesStatements(runner)).toBe(true);
+    await runner.manager.getRepository(CommitItem).insert({ code: 'change' });
+    sendWithCommit(runner, `INSERT INTO ${table()} (code) VALUES ('riding')`);
+    sent.length = 0;
+    await runner.commitTransaction();
+    await runner.release();
+    expect(sent, 'the INSERT and the COMMIT went as one query').toEqual([`INSERT INTO ${table()} (code) VALUES ('riding');\nCOMMIT`]);
+    expect(await codes()).toEqual(['change', 'riding']);
+    expect(takeUnsent(runner)).toBeUndefined();
+  });
+
+  it('commits nothing when a statement riding on the COMMIT fails', async () => {
+    const before = await codes();
+    const runner = dataSource.createQueryRunner();
+    await runner.startTransaction();
+    await runner.manager.getRepository(CommitItem).insert({ code: 'lost' });
+    sendWithCommit(runner, `INSERT INTO ${table()} (no_such_column) VALUES ('x')`);
+    await expect(runner.commitTransaction()).rejects.toThrow(/no_such_column/);
+    await runner.rollbackTransaction();
+    await runner.release();
+    expect(await codes(), 'the transaction committed although its journal INSERT failed').toEqual(before);
+  });
+
+  it('writes literals that read back as the same text, whatever standard_conforming_strings is', async () => {
+    const texts = ["it's", 'back\\slash', "both \\' mixed", 'line\nbreak', '{"json": "with \\"quotes\\""}', 'émoji 😀', ''];
+    for (const setting of ['on', 'off']) {
+      const runner = dataSource.createQueryRunner();
+      try {
+        await runner.query(`SET standard_conforming_strings = ${setting}`);
+        for (const text of texts) {
+          const [row] = (await runner.query(`SELECT ${postgresLiteral(text)} AS text`)) as Array<{ text: string }>;
+          expect(row!.text, `${JSON.stringify(text)} with standard_conforming_strings ${setting}`).toBe(text);
+        }
+      } finally {
+        await runner.query('RESET standard_conforming_strings');
+        await runner.release();
+      }
     }
   });
 });
