@@ -1,6 +1,7 @@
 // The writer half of `npm run bench:profile`: a CPU profile (through the inspector, of
 // this process) of `AuditService.log()` storing BENCH_PROFILE_EVENTS events (default
-// 40,000) with BENCH_PROFILE_IN_FLIGHT in flight (default 4,096: the writer's peak) on PostgreSQL, integrity on, as the writer benchmark runs it, written to
+// 40,000) with BENCH_PROFILE_IN_FLIGHT calls in flight (default 4,096: the writer's peak)
+// on PostgreSQL, integrity on (BENCH_PROFILE_INTEGRITY=0: off), written to
 // bench/profiles/writer/. Prints the CPU time per event by component and the top
 // functions. Needs `npm run build`.
 import 'reflect-metadata';
@@ -17,12 +18,14 @@ import { auditInput } from './audit-rows.js';
 import { WriterBenchModule } from './writer-bench.module.js';
 
 const events = Number(process.env['BENCH_PROFILE_EVENTS'] ?? '') || 40_000;
-const inFlight = Number(process.env['BENCH_PROFILE_IN_FLIGHT'] ?? "") || 4_096;
+const inFlight = Number(process.env['BENCH_PROFILE_IN_FLIGHT'] ?? '') || 4_096;
 const dir = fileURLToPath(new URL('../profiles/writer', import.meta.url));
 mkdirSync(dir, { recursive: true });
 
 const schema = await createBenchSchema('profile_writer');
-const app = await NestFactory.createApplicationContext(WriterBenchModule.forRoot(schema.name, 16), { logger: ['error', 'warn'] });
+/** `BENCH_PROFILE_INTEGRITY=0`: without integrity (no integrator running beside the writer). */
+const integrity = process.env['BENCH_PROFILE_INTEGRITY'] !== '0';
+const app = await NestFactory.createApplicationContext(WriterBenchModule.forRoot(schema.name, 16, integrity), { logger: ['error', 'warn'] });
 try {
   const audit = app.get(AuditService);
   await runConcurrently(2_000, inFlight, (i) => audit.log(auditInput(i)));
@@ -38,7 +41,7 @@ try {
   session.disconnect();
   writeFileSync(`${dir}/writer.cpuprofile`, JSON.stringify(profile));
   const summary = summarize(profile, events);
-  console.log(`writer: ${events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s, ${Math.round(events / seconds).toLocaleString('en-US')} events/s (under the profiler)`);
+  console.log(`writer: ${inFlight.toLocaleString('en-US')} in flight, integrity ${integrity ? 'on' : 'off'}: ${events.toLocaleString('en-US')} events in ${seconds.toFixed(2)} s, ${Math.round(events / seconds).toLocaleString('en-US')} events/s (under the profiler)`);
   console.log(['', ...componentTable(['log()'], [summary], 'event'), '', 'top functions by self time, µs per event:', ...topFunctions(summary, 40)].join('\n'));
   console.log(`\nprofile: bench/profiles/writer/writer.cpuprofile (open it in Chrome DevTools' Performance panel)`);
 } finally {
