@@ -35,7 +35,7 @@ export const FULL: BenchSettings = {
     orders: 10_000,
     server: 'process',
   },
-  writer: { events: 20_000, warmupEvents: 1_000, moduleInFlight: [4_096, 256, 16, 1], naiveInFlight: 16, poolSize: 16 },
+  writer: { events: 40_000, warmupEvents: 1_000, moduleInFlight: [4_096, 256, 16, 1], naiveInFlight: 16, poolSize: 16 },
   /** `BENCH_VERIFY_EVENTS` overrides the size of the verified log. */
   integrity: { integratorEvents: 100_000, verifyEvents: Number(process.env['BENCH_VERIFY_EVENTS'] ?? '') || 1_000_000 },
   memory: {
