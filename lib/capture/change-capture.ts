@@ -240,8 +240,6 @@ export class ChangeCapture {
 
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
   committed(runner: QueryRunner): void {
-    const unsent = takeUnsent(runner);
-    if (unsent) void this.sendLate(runner, unsent);
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
     if (!stack || !frame) return;
@@ -258,6 +256,10 @@ export class ChangeCapture {
     if (parent) {
       for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
     } else {
+      // Only the outermost COMMIT carries the journal rows (a savepoint's RELEASE, e.g. of
+      // events stored in the transaction while committing, does not).
+      const unsent = takeUnsent(runner);
+      if (unsent) void this.sendLate(runner, unsent);
       const dataSource = runner.connection;
       for (const [unit, ids] of frame.journalRows) unit.journaled(ids, false, dataSource);
       for (const [unit, ids] of frame.spilled) unit.journaled(ids, true, dataSource);
@@ -277,11 +279,12 @@ export class ChangeCapture {
    * out when they are stored whether those rows exist.
    */
   rollingBack(runner: QueryRunner): void {
-    // Journal rows meant to ride on a COMMIT that is not coming: nothing to keep.
-    takeUnsent(runner);
     const stack = this.frames.get(runner);
     const frame = stack?.pop();
+    // A savepoint rolled back: the journal rows of the outer transaction still ride on its COMMIT.
     if (stack?.length) return;
+    // Journal rows meant to ride on a COMMIT that is not coming: nothing to keep.
+    takeUnsent(runner);
     if (frame?.committing) {
       for (const unit of new Set([...frame.journalRows.keys(), ...frame.spilled.keys()])) {
         unit.addUncertain({
