@@ -159,7 +159,8 @@ export class AuditEventBuilder {
     if (known !== undefined) return { safe: context, bytes: known };
     const safe = this.options.redactor.safe(context) as Record<string, unknown>;
     const bytes = Buffer.byteLength(JSON.stringify(safe));
-    this.measured.set(safe, bytes);
+    // A context whose JSON form is not an object (its `toJSON` gave a string, or threw) is not kept.
+    if (typeof safe === 'object' && safe !== null) this.measured.set(safe, bytes);
     return { safe, bytes };
   }
 
