@@ -150,8 +150,19 @@ const nonEmpty = (value: unknown, max: number): boolean => shortString(value, ma
 const isPlainRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
+/**
+ * Whether `value` is a plain object (no prototype of its own) whose every property is an
+ * own enumerable data property named in `keys`: the rules see a copy of its own
+ * enumerable properties, so reading such an object directly reads what they check.
+ */
 function onlyKeys(value: Record<string, unknown>, keys: ReadonlySet<string>): boolean {
-  for (const key in value) if (!Object.hasOwn(value, key) || !keys.has(key)) return false;
+  if (Object.getPrototypeOf(value) !== Object.prototype) return false;
+  const own = Object.getOwnPropertyNames(value);
+  if (Object.getOwnPropertySymbols(value).length > 0) return false;
+  for (const key of own) {
+    const property = Object.getOwnPropertyDescriptor(value, key)!;
+    if (!keys.has(key) || !property.enumerable || !('value' in property)) return false;
+  }
   return true;
 }
 
@@ -164,7 +175,7 @@ function onlyKeys(value: Record<string, unknown>, keys: ReadonlySet<string>): bo
  * fraction of the rules' cost.
  */
 export function plainlyValid(input: Record<string, unknown>): boolean {
-  if (Object.getPrototypeOf(input) !== Object.prototype || !onlyKeys(input, INPUT_KEYS)) return false;
+  if (!onlyKeys(input, INPUT_KEYS)) return false;
   const { action, outcome, actor, target, context, reason, changes } = input;
   if (!shortString(action, MAX_ACTION_LENGTH) || !AUDIT_ACTION_PATTERN.test(action as string)) return false;
   if (outcome !== undefined && outcome !== 'success' && outcome !== 'failure') return false;
