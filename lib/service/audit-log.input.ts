@@ -151,18 +151,15 @@ const isPlainRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /**
- * Whether `value` is a plain object (no prototype of its own) whose every property is an
- * own enumerable data property named in `keys`: the rules see a copy of its own
- * enumerable properties, so reading such an object directly reads what they check.
+ * Whether `value` is a plain object whose own properties are all enumerable and named in
+ * `keys`: the rules see a copy of its own enumerable properties, so reading such an
+ * object directly reads what they check.
  */
 function onlyKeys(value: Record<string, unknown>, keys: ReadonlySet<string>): boolean {
   if (Object.getPrototypeOf(value) !== Object.prototype) return false;
-  const own = Object.getOwnPropertyNames(value);
-  if (Object.getOwnPropertySymbols(value).length > 0) return false;
-  for (const key of own) {
-    const property = Object.getOwnPropertyDescriptor(value, key)!;
-    if (!keys.has(key) || !property.enumerable || !('value' in property)) return false;
-  }
+  const enumerable = Object.keys(value);
+  if (enumerable.length !== Object.getOwnPropertyNames(value).length || Object.getOwnPropertySymbols(value).length > 0) return false;
+  for (const key of enumerable) if (!keys.has(key)) return false;
   return true;
 }
 
