@@ -6,7 +6,7 @@ import { escapedTable } from '../../lib/storage/sql.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { POSTGRES } from '../support/database-probe.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createTestDatabase, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 /** `text` with each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, ES2024). */
 const wellFormed = (text: string): string => (text as unknown as { toWellFormed(): string }).toWellFormed();
@@ -58,7 +58,7 @@ describe('journal rows riding on COMMIT with standard_conforming_strings off', (
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
-    db.options = { ...db.options, extra: { ...(db.options as { extra?: object }).extra, options: '-c standard_conforming_strings=off -c escape_string_warning=off' } } as typeof db.options;
+    withPostgresSettings(db, '-c standard_conforming_strings=off -c escape_string_warning=off');
     t = await createTestApp({ db, adapter: 'express' });
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditSubjectEntity } from '../../lib/index.js';
 import { escapedTable } from '../../lib/storage/sql.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createTestDatabase, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 /** `text` with each lone surrogate replaced by U+FFFD (String.prototype.toWellFormed, ES2024). */
 const wellFormed = (text: string): string => (text as unknown as { toWellFormed(): string }).toWellFormed();
@@ -41,7 +41,7 @@ describe('writer array literals on postgres, batched', () => {
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
-    db.options = { ...db.options, extra: { ...(db.options as { extra?: object }).extra, options: '-c standard_conforming_strings=off' } } as typeof db.options;
+    withPostgresSettings(db, '-c standard_conforming_strings=off');
     t = await createTestApp({ db, adapter: 'express' });
   });
   afterAll(async () => {

@@ -72,3 +72,12 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
     }
   }
 }
+
+/**
+ * Sets PostgreSQL session settings for every connection of `db` (node-postgres's
+ * `options`, e.g. `-c standard_conforming_strings=off`), before an app connects with it.
+ */
+export function withPostgresSettings(db: TestDatabase, settings: string): void {
+  const extra = (db.options as { extra?: Record<string, unknown> }).extra;
+  db.options = { ...db.options, extra: { ...extra, options: settings } } as TestDatabase['options'];
+}
