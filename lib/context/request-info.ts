@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { bound } from '../events/json-safe.js';
-import { REDACTED } from '../events/redaction.js';
+import { normaliseName, REDACTED } from '../events/redaction.js';
 import type { AuditRequestInfo } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { clientIp, normaliseIp } from './client-ip.js';
@@ -116,6 +116,16 @@ function maskSegments(pathname: string, secrets: readonly string[]): string {
 }
 
 /**
+ * Whether a query parameter's value is masked in a recorded path: a secret-looking name,
+ * and, when actor ids are stored as pseudonyms (`pseudonymize`), an actor id (`actorId`,
+ * `actor_id`, any case), so that a clear id searched for — the viewer's search, an app's
+ * own audit search — is not stored beside its pseudonym.
+ */
+function maskedInQuery(key: string, options: ResolvedAuditOptions): boolean {
+  return options.redactor.isSecret(key) || (options.pseudonymizer !== undefined && normaliseName(key) === 'actorid');
+}
+
+/**
  * The path to record: without the query string unless `recordQueryString` is set (then
  * secrets in it are masked), with the segments of secret route parameters masked, and
  * nothing with `recordPath: false`.
@@ -126,9 +136,7 @@ function recordedPath(request: HttpRequestLike, raw: HttpRequestLike, options: R
   const queryAt = url.indexOf('?');
   const pathname = maskSegments(queryAt === -1 ? url : url.slice(0, queryAt), secrets);
   const path =
-    options.recordQueryString && queryAt !== -1
-      ? `${pathname}?${redactQuery(url.slice(queryAt + 1), (key) => options.redactor.isSecret(key))}`
-      : pathname;
+    options.recordQueryString && queryAt !== -1 ? `${pathname}?${redactQuery(url.slice(queryAt + 1), (key) => maskedInQuery(key, options))}` : pathname;
   return bound(path, 2048);
 }
 

@@ -130,6 +130,7 @@ export interface AuditModuleOptions {
   maxContextBytes?: number;
   /**
    * Record the query string in `path`. Off by default: query strings carry tokens.
+   * Secret-looking parameters are masked, and with `pseudonymize` so is `actorId`.
    * @default false
    */
   recordQueryString?: boolean;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { Controller, HttpCode, Logger, Post } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -268,10 +269,28 @@ describe.each(ADAPTERS)('hostile request data over %s', (adapter) => {
     const app = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { recordQueryString: true } });
     try {
       const order = await app.seed(() => app.dataSource.getRepository(Order).save({ status: 'new' }));
-      await app.request(`/orders/${order.id}?access_token=abc&page=2`, { method: 'PATCH', json: { status: 'x' } });
+      await app.request(`/orders/${order.id}?access_token=abc&page=2&actorId=7`, { method: 'PATCH', json: { status: 'x' } });
       const [row] = await app.rows();
-      expect(row!.path).toBe(`/orders/${order.id}?access_token=[REDACTED]&page=2`);
+      // Without pseudonymisation, an actor id in the query string is no secret.
+      expect(row!.path).toBe(`/orders/${order.id}?access_token=[REDACTED]&page=2&actorId=7`);
       expect(row!.context).toBeNull(); // bodies are not stored unless asked
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('with recordQueryString and pseudonymised actor ids, masks actor ids in the query too', async () => {
+    const app = await createTestApp({
+      db: await createTestDatabase('sqlite'),
+      adapter,
+      audit: { recordQueryString: true, pseudonymize: { key: randomBytes(32) } },
+    });
+    try {
+      const order = await app.seed(() => app.dataSource.getRepository(Order).save({ status: 'new' }));
+      await app.request(`/orders/${order.id}?actor_id=ann-17&page=2&ActorId=ann-17`, { method: 'PATCH', json: { status: 'x' } });
+      const [row] = await app.rows();
+      expect(row!.path).toBe(`/orders/${order.id}?actor_id=[REDACTED]&page=2&ActorId=[REDACTED]`);
+      expect(JSON.stringify(row)).not.toContain('ann-17');
     } finally {
       await app.close();
     }
