@@ -64,25 +64,4 @@ export class Redactor {
   }
 
   private readonly secret = (key: string): boolean => this.isSecret(key);
-
-  /** A deep copy of `value` with every secret key's value masked. */
-  redact<T>(value: T): T {
-    return this.walk(value, new WeakSet()) as T;
-  }
-
-  private walk(value: unknown, seen: WeakSet<object>): unknown {
-    if (value === null || typeof value !== 'object') return value;
-    if (seen.has(value)) return '[Circular]';
-    seen.add(value);
-    try {
-      if (Array.isArray(value)) return value.map((item) => this.walk(item, seen));
-      const out: Record<string, unknown> = {};
-      for (const [key, item] of Object.entries(value)) {
-        out[key] = this.isSecret(key) ? REDACTED : this.walk(item, seen);
-      }
-      return out;
-    } finally {
-      seen.delete(value);
-    }
-  }
 }

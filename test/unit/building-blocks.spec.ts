@@ -116,12 +116,12 @@ describe('Redactor', () => {
   it('masks secret-looking keys at any depth, case and separators ignored, plus configured names', () => {
     const redactor = new Redactor(['dateOfBirth']);
     expect(
-      redactor.redact({ user: { Password_Hash: 'x', api_key: 'y', name: 'ada', 'date-of-birth': '1815' }, list: [{ accessToken: 't' }] }),
+      redactor.safe({ user: { Password_Hash: 'x', api_key: 'y', name: 'ada', 'date-of-birth': '1815' }, list: [{ accessToken: 't' }] }),
     ).toEqual({ user: { Password_Hash: REDACTED, api_key: REDACTED, name: 'ada', 'date-of-birth': REDACTED }, list: [{ accessToken: REDACTED }] });
   });
   it('does not mistake a shared object for a cycle', () => {
     const shared = { a: 1 };
-    expect(new Redactor().redact({ x: shared, y: shared })).toEqual({ x: { a: 1 }, y: { a: 1 } });
+    expect(new Redactor().safe({ x: shared, y: shared })).toEqual({ x: { a: 1 }, y: { a: 1 } });
   });
 });
 
