@@ -30,6 +30,17 @@ export {
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
 } from './storage/migrations/index.js';
+export {
+  partitionAuditLog,
+  unpartitionAuditLog,
+  createAuditPartitions,
+  listAuditPartitions,
+  PartitionAuditLogMonthly1767225600000,
+  type AuditPartitionOptions,
+  type AuditPartitionsResult,
+  type AuditLogPartition,
+} from './storage/audit-partitions.js';
+export { AuditPartitionError } from './exceptions/audit-partition.error.js';
 export { AUDIT_ACTION_PATTERN, isValidAuditAction } from './events/audit-action.js';
 export { REDACTED, DEFAULT_REDACTED_FIELDS } from './events/redaction.js';
 export { PSEUDONYM_PREFIX } from './events/actor-pseudonyms.js';

@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { LessThanOrEqual, type DataSource, type EntityManager } from 'typeorm';
+import { LessThanOrEqual, type DataSource, type EntityManager, type QueryRunner } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitEvents } from '../events/unit-events.js';
@@ -21,6 +21,8 @@ import { withAuditPurge } from '../storage/append-only.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
+import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, type AuditLogPartition } from '../storage/audit-partitions.js';
+import { escapedTable } from '../storage/sql.js';
 import { occurredAtParam } from '../read/audit-query.js';
 
 const DEFAULT_BATCH = 5_000;
@@ -32,6 +34,11 @@ const RECORD_PAGE = 50;
 const FIRST_RUN_MS = 10_000;
 /** The longest a Node timer waits (a longer delay fires after 1 ms). */
 const MAX_TIMER_MS = 2_147_483_647;
+/** How often the next months' partitions of a partitioned `audit_log` are created. */
+const PARTITION_MAINTENANCE_MS = 24 * 60 * 60 * 1000;
+/** The longest a partition drop waits for its lock (writers queue behind it meanwhile); past it, the purge deletes the partition's rows instead. */
+const PARTITION_LOCK_TIMEOUT = '1s';
+const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
 type Scope = { throughSeq: number } | { before: unknown };
@@ -48,8 +55,11 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly tree = new TreeStore();
   private chain: Promise<unknown> = Promise.resolve();
   private timer?: NodeJS.Timeout;
+  private partitionTimer?: NodeJS.Timeout;
   private stopped = false;
   private running = false;
+  /** Warnings already logged (each once per process). */
+  private readonly warned = new Set<string>();
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -61,9 +71,19 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly recorder: AuditRecorder,
   ) {}
 
-  onApplicationBootstrap(): void {
+  async onApplicationBootstrap(): Promise<void> {
+    if (!this.options.enabled) return;
+    if (POSTGRES.has(String(this.dataSource.options.type))) {
+      await this.maintainPartitions();
+      const daily = (): void => {
+        if (this.stopped) return;
+        this.partitionTimer = setTimeout(() => void this.maintainPartitions().finally(daily), PARTITION_MAINTENANCE_MS);
+        this.partitionTimer.unref();
+      };
+      daily();
+    }
     const retention = this.options.retention;
-    if (!retention || !this.options.enabled) return;
+    if (!retention) return;
     const loop = (delay: number): void =>
       this.after(delay, () => {
         void this.scheduled();
@@ -75,7 +95,46 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   onApplicationShutdown(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.partitionTimer) clearTimeout(this.partitionTimer);
     this.timer = undefined;
+    this.partitionTimer = undefined;
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger.warn(message);
+  }
+
+  /**
+   * When `audit_log` is partitioned by month (PostgreSQL): creates the partitions of the
+   * next months that are missing. Needs the table's owner; otherwise says once what to do.
+   */
+  private async maintainPartitions(): Promise<void> {
+    try {
+      const runner = this.dataSource.createQueryRunner();
+      let partitioned: boolean;
+      try {
+        partitioned = (await listAuditPartitions(runner)) !== undefined;
+      } finally {
+        await runner.release();
+      }
+      if (!partitioned) return;
+      const result = await createAuditPartitions(this.dataSource, { monthsAhead: DEFAULT_MONTHS_AHEAD });
+      if (result.created.length) this.logger.log(`Audit partitions: created ${result.created.join(', ')}`);
+      if (result.skipped.length) {
+        this.warnOnce(
+          `skipped:${result.skipped.join(',')}`,
+          `Audit partitions: no partition for ${result.skipped.join(', ')}: the default partition already holds events of those months (they stay there; a purge deletes them row by row)`,
+        );
+      }
+    } catch (error) {
+      this.warnOnce(
+        'maintenance',
+        `Audit partitions: the next months' partitions of audit_log could not be created (${(error as Error).message}); ` +
+          'events of a month without one go to the default partition. Run createAuditPartitions() as the table\'s owner, e.g. monthly.',
+      );
+    }
   }
 
   /** Calls `then` in `ms` milliseconds, in steps a Node timer can wait (a schedule may be longer). */
@@ -109,6 +168,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   private async run(before: Date, batchSize: number, actor: AuditActor | undefined): Promise<AuditPurgeResult> {
+    if (POSTGRES.has(String(this.dataSource.options.type))) await this.maintainPartitions();
     if (!this.options.integrity) {
       const scope: Scope = { before: occurredAtParam(this.dataSource, before, 'before') };
       const count = await this.dataSource
@@ -116,9 +176,13 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         .createQueryBuilder('e')
         .where('e.occurredAt < :before', { before: scope.before })
         .getCount();
-      if (count === 0) return { deleted: 0, before };
+      if (count === 0) {
+        await this.dropPartitions(before, undefined, batchSize); // months emptied earlier
+        return { deleted: 0, before };
+      }
       const eventId = await this.record(this.dataSource.manager, { before: before.toISOString(), events: count }, actor);
-      const deleted = await this.deleteAll(scope, batchSize);
+      const dropped = await this.dropPartitions(before, undefined, batchSize);
+      const deleted = dropped + (await this.deleteAll(scope, batchSize));
       return { deleted, before, eventId };
     }
 
@@ -136,7 +200,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     }
     // Also what an interrupted purge left (events at or below an earlier record).
     const last = Math.max(through, previous);
-    if (last > 0) result.deleted = await this.deleteAll({ throughSeq: last }, batchSize);
+    if (last > 0) result.deleted = (await this.dropPartitions(before, last, batchSize)) + (await this.deleteAll({ throughSeq: last }, batchSize));
     if (result.throughSeq === undefined && last > 0 && result.deleted > 0) result.throughSeq = last;
     return result;
   }
@@ -259,6 +323,79 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     }
     await this.writer.write(rows, { manager });
     return intent.id;
+  }
+
+  /**
+   * When `audit_log` is partitioned by month (PostgreSQL): drops each partition whose
+   * month ends at or before `before` and, with integrity on, whose events all have a `seq`
+   * up to `throughSeq`: exactly the rows the purge removes, without deleting them one by
+   * one. Returns how many events went. A partition the role cannot drop, or whose lock is
+   * not had within a few seconds, is left to the row deletes.
+   */
+  private async dropPartitions(before: Date, throughSeq: number | undefined, batchSize: number): Promise<number> {
+    if (!POSTGRES.has(String(this.dataSource.options.type))) return 0;
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      let deleted = 0;
+      for (const partition of (await listAuditPartitions(runner)) ?? []) {
+        if (partition.to && partition.to.getTime() <= before.getTime()) deleted += await this.dropPartition(runner, partition, throughSeq, batchSize);
+      }
+      return deleted;
+    } finally {
+      await runner.release();
+    }
+  }
+
+  private async dropPartition(runner: QueryRunner, partition: AuditLogPartition, throughSeq: number | undefined, batchSize: number): Promise<number> {
+    const [role] = (await runner.query(`SELECT pg_has_role(current_user, $1, 'USAGE') AS owner, current_user AS name`, [partition.owner])) as Array<{
+      owner: boolean;
+      name: string;
+    }>;
+    if (!role!.owner) {
+      this.warnOnce(
+        'owner',
+        `Audit retention: role ${role!.name} does not own the partitions of audit_log (${partition.owner} does): the purge deletes their rows instead of dropping them`,
+      );
+      return 0;
+    }
+    const seq = this.dataSource.driver.escape('seq');
+    const kept = async (): Promise<boolean> =>
+      throughSeq !== undefined &&
+      ((await runner.query(`SELECT EXISTS (SELECT 1 FROM ${partition.table} WHERE ${seq} IS NULL OR ${seq} > $1) AS kept`, [String(throughSeq)])) as Array<{ kept: boolean }>)[0]!
+        .kept;
+    const count = async (): Promise<number> => Number(((await runner.query(`SELECT count(*) AS n FROM ${partition.table}`)) as Array<{ n: string }>)[0]!.n);
+    if (await kept()) return 0;
+    const rows = await count();
+    // Their subject rows first, a batch per statement (audit_subject is not partitioned).
+    const id = this.dataSource.driver.escape('id');
+    for (let after: string | undefined; ; ) {
+      const ids = ((await runner.query(
+        `SELECT ${id} AS id FROM ${partition.table}${after === undefined ? '' : ` WHERE ${id} > $2`} ORDER BY ${id} LIMIT $1`,
+        after === undefined ? [batchSize] : [batchSize, after],
+      )) as Array<{ id: string }>).map((row) => row.id);
+      if (ids.length) await runner.manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
+      if (ids.length < batchSize) break;
+      after = ids[ids.length - 1];
+    }
+    // The drop, once no event came in meanwhile (the count holds the lock for as long as one index scan of the month).
+    await runner.startTransaction();
+    try {
+      await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
+      await runner.query(`LOCK TABLE ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))} IN ACCESS EXCLUSIVE MODE`);
+      if ((await count()) !== rows || (await kept())) {
+        await runner.rollbackTransaction();
+        return 0;
+      }
+      await runner.query(`DROP TABLE ${partition.table}`);
+      await runner.commitTransaction();
+      return rows;
+    } catch (error) {
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+      const code = (error as { driverError?: { code?: string } }).driverError?.code;
+      if (code !== '55P03' && code !== '42501') throw error;
+      this.logger.warn(`Audit retention: partition ${partition.name} was not dropped (${(error as Error).message}); the purge deletes its rows instead`);
+      return 0;
+    }
   }
 
   /**

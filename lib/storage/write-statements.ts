@@ -284,8 +284,8 @@ export class WriteStatements {
       : `${into}VALUES `;
     this.upsertTail = (column) =>
       this.mysql ? ` ON DUPLICATE KEY UPDATE ${column} = ${column}` : UPSERT_ON_CONFLICT.has(type) ? ' ON CONFLICT DO NOTHING' : '';
-    const id = driver.escape(metadata.primaryColumns[0]!.databaseName);
-    this.tail = this.mysql || !UPSERT_ON_CONFLICT.has(type) ? this.upsertTail(id) : ` ON CONFLICT (${id}) DO NOTHING`;
+    // No conflict target: a table partitioned by month has the key (id, occurred_at), not (id) alone.
+    this.tail = this.upsertTail(driver.escape(metadata.primaryColumns[0]!.databaseName));
     this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
     this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
     this.subjects = new EventSubjects(entities);

@@ -43,6 +43,10 @@ export interface TestAppOptions {
   entities?: Array<new (...args: never[]) => unknown>;
   /** Options of the Fastify adapter (e.g. its own `trustProxy`). */
   fastify?: ConstructorParameters<typeof FastifyAdapter>[0];
+  /** The data source's migrations (default: `AuditMigrations`). */
+  migrations?: Array<new () => unknown>;
+  /** TypeORM's `synchronize` (default true; off for a schema only migrations may change, e.g. a partitioned `audit_log`). */
+  synchronize?: boolean;
   /** Called after the app is created and before it listens (a WebSocket adapter, connected microservices). */
   configure?: (app: INestApplication) => void | Promise<void>;
 }
@@ -69,9 +73,9 @@ export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
       TypeOrmModule.forRoot({
         ...options.db.options,
         entities: [Order, Customer, User, Session, ...AuditEntities, ...(options.entities ?? [])],
-        migrations: AuditMigrations,
+        migrations: options.migrations ?? AuditMigrations,
         migrationsRun: true,
-        synchronize: true,
+        synchronize: options.synchronize ?? true,
         logging: false,
       } as Parameters<typeof TypeOrmModule.forRoot>[0]),
       TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
