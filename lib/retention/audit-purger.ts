@@ -132,7 +132,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       this.warnOnce(
         'maintenance',
         `Audit partitions: the next months' partitions of audit_log could not be created (${(error as Error).message}); ` +
-          'events of a month without one go to the default partition. Run createAuditPartitions() as the table\'s owner, e.g. monthly.',
+          'events of a month without one go to the default partition. When the application\'s role does not own audit_log, run createAuditPartitions() as the owner, e.g. monthly.',
       );
     }
   }

@@ -86,7 +86,9 @@ function checkOptions(options: AuditPartitionOptions | undefined): number {
   return months;
 }
 
-async function logTable(queryRunner: QueryRunner): Promise<LogTable> {
+async function logTable(queryRunner: QueryRunner): Promise<LogTable>;
+async function logTable(queryRunner: QueryRunner, oldServer: 'undefined'): Promise<LogTable | undefined>;
+async function logTable(queryRunner: QueryRunner, oldServer?: 'undefined'): Promise<LogTable | undefined> {
   const driver = queryRunner.connection.driver;
   const schemaOption = (queryRunner.connection.options as { schema?: string }).schema;
   const name = prefixed(queryRunner, AUDIT_LOG_TABLE);
@@ -94,6 +96,7 @@ async function logTable(queryRunner: QueryRunner): Promise<LogTable> {
     schemaOption ?? null,
   ])) as Array<{ version: number; schema: string }>;
   if (server!.version < MIN_SERVER_VERSION) {
+    if (oldServer) return undefined;
     throw new AuditPartitionError(`monthly partitions need PostgreSQL 13 or later; this server is version ${server!.version}`);
   }
   const schema = server!.schema;
@@ -158,8 +161,8 @@ async function partitionsOf(queryRunner: QueryRunner, table: LogTable): Promise<
  */
 export async function listAuditPartitions(queryRunner: QueryRunner): Promise<AuditLogPartition[] | undefined> {
   if (!POSTGRES.has(String(queryRunner.connection.options.type))) return undefined;
-  const table = await logTable(queryRunner);
-  if (table.kind !== 'p') return undefined;
+  const table = await logTable(queryRunner, 'undefined');
+  if (table?.kind !== 'p') return undefined;
   const partitions = await partitionsOf(queryRunner, table);
   return partitions.sort((a, b) => (a.from?.getTime() ?? Infinity) - (b.from?.getTime() ?? Infinity));
 }
@@ -186,6 +189,8 @@ async function createMonths(
   withDefault: boolean,
 ): Promise<AuditPartitionsResult> {
   const driver = queryRunner.connection.driver;
+  // One creator at a time (instances starting together), until its transaction ends.
+  await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
   const existing = await partitionsOf(queryRunner, table);
   const covered = new Set(existing.filter((p) => p.from).map((p) => p.from!.getTime()));
   const hasDefault = existing.some((p) => !p.from);
@@ -335,7 +340,7 @@ export async function partitionAuditLog(queryRunner: QueryRunner, options?: Audi
   const table = await logTable(queryRunner);
   if (table.kind === undefined) throw new AuditPartitionError(`${table.qualified} does not exist: run AuditMigrations first`);
   if (table.kind === 'p') {
-    await createMonths(queryRunner, table, monthsAhead, monthIndex(new Date()), true);
+    await inTransaction(queryRunner, async () => void (await createMonths(queryRunner, table, monthsAhead, monthIndex(new Date()), true)));
     return;
   }
   if (table.kind !== 'r') throw new AuditPartitionError(`${table.qualified} is not a table (relkind ${table.kind})`);
@@ -401,7 +406,8 @@ export async function createAuditPartitions(target: DataSource | QueryRunner, op
     if (own) await queryRunner.startTransaction();
     const table = await logTable(queryRunner);
     if (table.kind !== 'p') throw new AuditPartitionError(`${table.qualified} is not partitioned: partition it with partitionAuditLog() in a migration first`);
-    if (own) await queryRunner.query(`SET LOCAL lock_timeout = '5s'`);
+    // Creating a partition locks audit_log: writers would queue behind a long wait.
+    if (own) await queryRunner.query(`SET LOCAL lock_timeout = '1s'`);
     const result = await createMonths(queryRunner, table, monthsAhead, monthIndex(new Date()), true);
     if (own) await queryRunner.commitTransaction();
     return result;

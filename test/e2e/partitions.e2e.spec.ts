@@ -355,6 +355,11 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     expect(listed!.at(-1)).toMatchObject({ name: 'audit_log_default' });
     expect(listed![0]).toMatchObject({ name: `audit_log_p${monthAgo(0).label}`, from: new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1)) });
 
+    // Two at once (instances starting together): one creates, the other finds it done.
+    await sql(`DROP TABLE "${schema()}"."${furthest}"`);
+    const both = await Promise.all([createAuditPartitions(t!.dataSource), createAuditPartitions(t!.dataSource)]);
+    expect(both.flatMap((one) => one.created)).toEqual([furthest]);
+
     // A restart creates the months up to three ahead when one is missing.
     await sql(`DROP TABLE "${schema()}"."${furthest}"`);
     await restartPartitioned();
