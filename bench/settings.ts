@@ -2,6 +2,7 @@ import type { HttpOverheadOptions } from './http/http-overhead.bench.js';
 import type { IntegrityOptions } from './integrity/integrity.bench.js';
 import type { MemoryOptions } from './memory/memory.bench.js';
 import type { ReadOptions } from './read/queries.bench.js';
+import type { PartitionPurgeOptions } from './retention/partition-purge.bench.js';
 import type { ReadDatabase } from './read/seed.js';
 import type { WriterOptions } from './writer/writer-throughput.bench.js';
 
@@ -11,6 +12,7 @@ export interface BenchSettings {
   integrity: IntegrityOptions;
   memory: MemoryOptions;
   read: ReadOptions;
+  retention: PartitionPurgeOptions;
 }
 
 /** `BENCH_MEMORY_SECONDS=600` runs the memory scenario for ten minutes. @default 40 */
@@ -48,6 +50,8 @@ export const FULL: BenchSettings = {
   },
   /** `BENCH_READ_EVENTS` overrides the number of seeded events. */
   read: { events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 1_000_000, runs: 200, limit: 50, deepPage: 20, deepRuns: 20, databases: readDatabases },
+  /** `BENCH_RETENTION_EVENTS` overrides the number of events purged in each layout. */
+  retention: { events: Number(process.env['BENCH_RETENTION_EVENTS'] ?? '') || 400_000 },
 };
 
 /** `BENCH_QUICK=1`: the same scenarios with tiny sizes, a second or two each, to check that they run. */
@@ -57,4 +61,5 @@ export const QUICK: BenchSettings = {
   integrity: { integratorEvents: 2_000, verifyEvents: 5_000 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
   read: { ...FULL.read, events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 5_000, runs: 20 },
+  retention: { events: 3_000 },
 };

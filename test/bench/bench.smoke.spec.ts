@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatHttpOverhead, runHttpOverhead } from '../../bench/http/http-overhead.bench.js';
 import { formatMemory, runMemory } from '../../bench/memory/memory.bench.js';
 import { formatRead, runRead } from '../../bench/read/queries.bench.js';
+import { formatPartitionPurge, runPartitionPurge } from '../../bench/retention/partition-purge.bench.js';
 import { QUICK } from '../../bench/settings.js';
 import { percentile, ratio, runConcurrently, table } from '../../bench/support/stats.js';
 import { formatWriterThroughput, runWriterThroughput } from '../../bench/writer/writer-throughput.bench.js';
@@ -151,6 +152,17 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
     expect(run!.bulk[3]!.rows).toBeLessThan(1_500);
     printable(formatRead(result));
   }, 180_000);
+
+  it('retention: the same events purged from one table and from monthly partitions', async () => {
+    const result = await runPartitionPurge({ events: 2_000 });
+    expect(result.problems).toEqual([]);
+    const [rows, partitions] = result.runs;
+    expect(rows!.deleted).toBeGreaterThan(500);
+    expect(partitions!.deleted).toBe(rows!.deleted);
+    expect(partitions!.partitionsAfter).toBe(partitions!.partitionsBefore! - 6);
+    positive(partitions!.migrateSeconds!);
+    printable(formatPartitionPurge(result));
+  }, 120_000);
 
   it('memory: samples before, during and after a sustained run', async () => {
     const result = await runMemory({
