@@ -366,4 +366,30 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(names).toContain(`audit_log_p${monthAgo(3).label}`);
     expect(await p.dataSource.getRepository(AuditLogEntity).countBy({ id: firstOfThree! })).toBe(1);
   });
+
+  it.each([
+    ['capitals and a space', (tag: string) => `Audit Schema ${tag}`],
+    // (A schema with a double quote in its name is not tried: TypeORM itself cannot start on one.)
+  ])('held: quoting: a schema name with %s and an entityPrefix: partition, purge by drop, re-create months', async (_name, schemaName) => {
+    admin = new pg.Client(POSTGRES);
+    await admin.connect();
+    const name = schemaName(randomBytes(3).toString('hex'));
+    const quoted = `"${name.replace(/"/g, '""')}"`;
+    await sql(`CREATE SCHEMA ${quoted}`);
+    cleanups.push(() => sql(`DROP SCHEMA IF EXISTS ${quoted} CASCADE`));
+    const base = await createTestDatabase('postgres');
+    cleanups.push(() => base.drop());
+    const odd: TestDatabase = { ...base, options: { ...base.options, schema: name, entityPrefix: 'Ap_' } as TestDatabase['options'] };
+    const t = await createTestApp({ db: odd, adapter: 'express' });
+    apps.push(t);
+    await storeAt(t, monthAgo(4).at, 2, 'four');
+    await closeAll();
+    const p = await partitionedApp({}, odd);
+    const names = (await sql<{ name: string }>(`SELECT c.relname AS name FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relispartition ORDER BY 1`, [quoted])).map((r) => r.name);
+    expect(names).toContain(`Ap_audit_log_p${monthAgo(4).label}`);
+    const result = await p.audit.purge({ before: monthStartAgo(3) });
+    expect(result.deleted).toBe(2);
+    await sql(`DROP TABLE ${quoted}."Ap_audit_log_p${monthAgo(-3).label}"`);
+    expect((await createAuditPartitions(p.dataSource)).created).toEqual([`Ap_audit_log_p${monthAgo(-3).label}`]);
+  });
 });
