@@ -502,4 +502,39 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     await t.audit.purge({ before: monthStartAgo(1) });
     expect(warnings.filter((message) => message.includes('could not be created') && message.includes('already exists'))).toHaveLength(1);
   });
+
+  // DEFECT 8 (lock): while a long read holds audit_log (an export, a report), a purge asks
+  // for ACCESS EXCLUSIVE once per old month, each time waiting its full second with every
+  // writer queued behind it, then moves on to the next month, though the reader is still
+  // there. With six old months the module's writes are held up for about six seconds in
+  // all, not the "at most one second" docs/retention.md describes. Expected: give up the drops
+  // of this purge after the first lock timeout (or bound the total wait).
+  defect('DEFECT lock: a purge that cannot get the lock holds writers up for about a second in all, not a second per old month', async () => {
+    const first = await setUp();
+    for (const [i, ago] of [8, 7, 6, 5, 4, 3].entries()) await storeAt(first, monthAgo(ago).at, 2, `m${i}`);
+    await closeAll();
+    const t = await partitionedApp();
+    const reader = new pg.Client(POSTGRES);
+    await reader.connect();
+    cleanups.push(() => reader.end());
+    await reader.query('BEGIN');
+    await reader.query(`SELECT count(*) FROM ${log()}`);
+    let stop = false;
+    let held = 0;
+    const writes = (async () => {
+      while (!stop) {
+        const started = Date.now();
+        await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'during' } });
+        const took = Date.now() - started;
+        if (took > 100) held += took;
+      }
+    })();
+    const result = await t.audit.purge({ before: monthStartAgo(2) });
+    stop = true;
+    await writes;
+    await reader.query('ROLLBACK');
+    expect(result.deleted).toBe(12);
+    console.log(`writers held up ${held} ms in all during the purge`);
+    expect(held).toBeLessThan(2000);
+  });
 });
