@@ -84,7 +84,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
   }
 
   /** Stores `count` events at `at` through the module's writer, each with a subject row (Customer target + Order change). */
-  async function storeAt(t: TestApp, at: Date, count: number, label: string): Promise<string[]> {
+  async function storeAt(t: TestApp, at: Date, count: number, label: string, requestId: string | null = null): Promise<string[]> {
     const rows = Array.from({ length: count }, (_, i) =>
       Object.assign(new AuditLogEntity(), {
         id: uuidv7(at.getTime() + i),
@@ -101,7 +101,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
         method: null,
         route: null,
         path: null,
-        requestId: null,
+        requestId,
         targetType: 'Customer',
         targetId: `${label}-${i}`,
         changes: [{ entity: 'Order', id: `${label}-${i}`, operation: 'update', fields: { status: { from: 'new', to: 'paid' } } }],
@@ -567,5 +567,75 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect({ stays, recorded, deleted: result.deleted }).toSatisfy(
       (o: { stays: number; recorded: number; deleted: number }) => o.stays === 1 || (o.recorded === 1 && o.deleted === 1),
     );
+  });
+
+  // DEFECT 10 (a real error hidden): the writer's INSERT now ends in ON CONFLICT DO NOTHING
+  // without a conflict target on every PostgreSQL table, partitioned or not (and on SQLite,
+  // see below). Before, only a conflict on the event id was a no-op; now a conflict on ANY
+  // unique index swallows the event: write() succeeds, the event is not stored, nothing is
+  // logged. On the default, non-partitioned table (everyone who never partitions) a unique
+  // index of the user's own (the kind partitions.e2e.spec.ts itself uses as an example,
+  // request_id) or a duplicate seq used to fail the write; now the audit event is lost
+  // silently. Expected: keep `ON CONFLICT (id)` where the key is (id), and use
+  // `ON CONFLICT (id, occurred_at)` on a partitioned table.
+  defect('DEFECT hidden error: on a non-partitioned PostgreSQL audit_log, a write that breaks a unique index other than the key fails instead of losing the event', async () => {
+    const t = await setUp();
+    await sql(`CREATE UNIQUE INDEX idx_custom_request ON ${log()} (request_id)`);
+    await storeAt(t, monthAgo(1).at, 1, 'a', 'req-1');
+    const second = storeAt(t, monthAgo(1, 11).at, 1, 'b', 'req-1');
+    const outcome = await second.then(
+      (ids) => `stored? ${ids[0]}`,
+      (error: unknown) => `refused: ${(error as Error).message}`,
+    );
+    const stored = await t.dataSource.getRepository(AuditLogEntity).countBy({ actorId: 'u-b' });
+    // Either the event is stored, or the write fails: never "succeeded" with nothing stored.
+    expect(stored === 1 || outcome.startsWith('refused')).toBe(true);
+  });
+});
+
+describe('hostile: the writer without a conflict target on SQLite', () => {
+  defect('DEFECT hidden error: on SQLite, a write that breaks a unique index other than the key fails instead of losing the event', async () => {
+    const db = await createTestDatabase('sqlite');
+    const t = await createTestApp({ db, adapter: 'express' });
+    try {
+      await t.dataSource.query(`CREATE UNIQUE INDEX idx_custom_request ON audit_log (request_id)`);
+      const row = (id: string, actor: string) =>
+        Object.assign(new AuditLogEntity(), {
+          id,
+          occurredAt: new Date(),
+          action: 'order.updated',
+          outcome: 'success',
+          kind: 'intent',
+          actorType: 'user',
+          actorId: actor,
+          actorDisplay: null,
+          source: 'http',
+          ip: null,
+          userAgent: null,
+          method: null,
+          route: null,
+          path: null,
+          requestId: 'req-1',
+          targetType: 'Customer',
+          targetId: actor,
+          changes: null,
+          context: null,
+          reason: null,
+          error: null,
+          seq: null,
+        });
+      await t.app.get(AuditWriter).write([row(uuidv7(Date.now() - 10), 'a')]);
+      const outcome = await t.app
+        .get(AuditWriter)
+        .write([row(uuidv7(Date.now()), 'b')])
+        .then(
+          () => 'resolved',
+          (error: unknown) => `refused: ${(error as Error).message}`,
+        );
+      const stored = await t.dataSource.getRepository(AuditLogEntity).countBy({ actorId: 'b' });
+      expect(stored === 1 || outcome.startsWith('refused')).toBe(true);
+    } finally {
+      await t.close();
+    }
   });
 });
