@@ -591,6 +591,45 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     // Either the event is stored, or the write fails: never "succeeded" with nothing stored.
     expect(stored === 1 || outcome.startsWith('refused')).toBe(true);
   });
+
+  // DEFECT 11 (docs vs behaviour): createAuditPartitions() is documented to create the months
+  // "in one transaction" with "one creator at a time (advisory lock)", but given a query
+  // runner that is not in a transaction (the signature takes one) it opens none: the
+  // transaction-level advisory lock is released at once and lock_timeout is not set, so two
+  // callers race and one fails with "relation ... already exists".
+  defect('DEFECT createAuditPartitions(queryRunner) outside a transaction: two callers at once both succeed', async () => {
+    await setUp();
+    await closeAll();
+    const t = await partitionedApp();
+    const outcomes: string[] = [];
+    for (let round = 0; round < 5; round++) {
+      for (const ago of [-1, -2, -3]) await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(ago).label}"`);
+      const runners = [t.dataSource.createQueryRunner(), t.dataSource.createQueryRunner()];
+      try {
+        const results = await Promise.allSettled(runners.map((runner) => createAuditPartitions(runner)));
+        outcomes.push(...results.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason.message)));
+      } finally {
+        for (const runner of runners) await runner.release();
+      }
+    }
+    expect(outcomes).toEqual([]);
+  });
+
+  it('note: an instance still running the previous release (rolling deploy) cannot write once another has partitioned audit_log', async () => {
+    await setUp();
+    await closeAll();
+    await partitionedApp();
+    // The previous release's INSERT ends in ON CONFLICT ("id") DO NOTHING.
+    const id = uuidv7(Date.now());
+    const error = await sql(
+      `INSERT INTO ${log()} (id, occurred_at, action, outcome, kind, actor_type, source) VALUES ($1, now(), 'order.noted', 'success', 'intent', 'system', 'http') ON CONFLICT ("id") DO NOTHING`,
+      [id],
+    ).then(
+      () => undefined,
+      (e: { code?: string }) => e.code,
+    );
+    expect(error).toBe('42P10'); // there is no unique or exclusion constraint matching the ON CONFLICT specification
+  });
 });
 
 describe('hostile: the writer without a conflict target on SQLite', () => {
