@@ -11,6 +11,7 @@ import {
   AuditMigrations,
   AuditSubjectEntity,
   createAuditPartitions,
+  listAuditPartitions,
   partitionAuditLog,
   PartitionAuditLogMonthly1767225600000,
   unpartitionAuditLog,
@@ -651,6 +652,39 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     const [row] = await sql<{ row_no: string | null; occurred_day: Date | null }>(`SELECT row_no, occurred_day FROM ${log()} WHERE id = $1`, [outcome]);
     expect(row!.row_no).not.toBeNull();
     expect(row!.occurred_day).not.toBeNull();
+  });
+
+  it('held: a timestamptz occurred_at with session TimeZone=Asia/Kathmandu (+05:45): rows in their UTC month, bounds listed as UTC month starts', async () => {
+    db = await createTestDatabase('postgres');
+    admin = new pg.Client(POSTGRES);
+    await admin.connect();
+    withPostgresSettings(db, '-c TimeZone=Asia/Kathmandu');
+    const t = await createTestApp({ db, adapter: 'express' });
+    apps.push(t);
+    // The UPDATE guard's WHEN names occurred_at: set aside while the column changes type.
+    const guards = await sql<{ name: string; def: string }>(`SELECT tgname AS name, pg_get_triggerdef(oid) AS def FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal AND pg_get_triggerdef(oid) LIKE '%occurred_at%'`, [log()]);
+    for (const guard of guards) await sql(`DROP TRIGGER "${guard.name}" ON ${log()}`);
+    await sql(`ALTER TABLE ${log()} ALTER COLUMN occurred_at TYPE timestamptz(3) USING occurred_at AT TIME ZONE 'UTC'`);
+    for (const guard of guards) await sql(guard.def);
+    const boundary = monthStartAgo(3);
+    const insert = (id: string, at: Date) =>
+      sql(`INSERT INTO ${log()} (id, occurred_at, action, outcome, kind, actor_type, source) VALUES ($1, $2::timestamptz, 'order.noted', 'success', 'intent', 'system', 'http')`, [id, at.toISOString()]);
+    const before = uuidv7(boundary.getTime() - 1);
+    const after = uuidv7(boundary.getTime());
+    await insert(before, new Date(boundary.getTime() - 1));
+    await insert(after, boundary);
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      await partitionAuditLog(runner, { monthsAhead: 0 });
+      const where = async (id: string) => (await sql<{ t: string }>(`SELECT tableoid::regclass::text AS t FROM ${log()} WHERE id = $1`, [id]))[0]!.t;
+      expect(await where(before)).toMatch(new RegExp(`audit_log_p${monthAgo(4).label}$`));
+      expect(await where(after)).toMatch(new RegExp(`audit_log_p${monthAgo(3).label}$`));
+      const listed = await listAuditPartitions(runner);
+      expect(listed!.find((p) => p.name === `audit_log_p${monthAgo(3).label}`)).toMatchObject({ from: boundary, to: monthStartAgo(2) });
+      expect((await createAuditPartitions(runner, { monthsAhead: 0 })).created).toEqual([]);
+    } finally {
+      await runner.release();
+    }
   });
 });
 
