@@ -686,6 +686,28 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
       await runner.release();
     }
   });
+
+  // DEFECT 4b (message): the documented check "a unique index of your own without
+  // occurred_at stops the migration with AuditPartitionError naming it, before anything
+  // changes" looks at every column of the index, INCLUDE columns too: a unique index on
+  // (request_id) INCLUDE (occurred_at) passes the check, and the migration then fails midway
+  // with PostgreSQL's "unique constraint on partitioned table must include all partitioning
+  // columns", naming no index.
+  defect('DEFECT message: a unique index with occurred_at only among its INCLUDE columns is refused by AuditPartitionError naming it', async () => {
+    const t = await setUp();
+    await sql(`CREATE UNIQUE INDEX idx_custom_request ON ${log()} (request_id) INCLUDE (occurred_at)`);
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      const error = await partitionAuditLog(runner).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      expect(error?.message).toMatch(/idx_custom_request/);
+      expect(error?.name).toBe('AuditPartitionError');
+    } finally {
+      await runner.release();
+    }
+  });
 });
 
 describe('hostile: the writer without a conflict target on SQLite', () => {
