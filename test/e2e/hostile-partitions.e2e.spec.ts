@@ -21,6 +21,7 @@ import { uuidv7 } from '../../lib/events/uuid-v7.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
+import { logNotes } from '../support/retention.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
@@ -707,6 +708,29 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     } finally {
       await runner.release();
     }
+  });
+
+  // DEFECT 13 (PRE-EXISTING, not of the partitions feature: reproduced on a plain table): the
+  // append-only guard lets a NULL seq be set, and the application role has UPDATE (seq)
+  // (docs/database-roles.md). Setting a new event's seq to one already purged (no unique
+  // index can refuse it: that row is gone) keeps the event out of the tree for good; verify()
+  // reports it ("event 2 does not hash to its stored leaf") until the next purge, which
+  // deletes it (seq <= the record's N) although it is no leaf of the tree and is newer than
+  // the cut-off; afterwards verify() is ok and the event is gone without a trace. With
+  // partitions, the drop path removes such an event the same way.
+  defect('DEFECT (pre-existing) a purge does not delete an event whose seq was forged into the purged range; verify() keeps reporting it', async () => {
+    const t = await setUp(INTEGRITY);
+    await logNotes(t.audit, 3, 'old');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await t.audit.purge({ before: new Date(Date.now() - 10) });
+    const x = await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'x' } });
+    await sql(`UPDATE ${log()} SET seq = 2 WHERE id = $1`, [x]); // what UPDATE (seq) allows
+    expect((await t.audit.verify()).ok).toBe(false);
+    await t.audit.purge({ before: new Date() });
+    const left = await t.dataSource.getRepository(AuditLogEntity).countBy({ id: x });
+    const ok = (await t.audit.verify()).ok;
+    // Observed: { left: 0, ok: true }.
+    expect({ left, ok }).toEqual({ left: 1, ok: false });
   });
 });
 
