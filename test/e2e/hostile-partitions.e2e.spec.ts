@@ -23,6 +23,8 @@ import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
 import { logNotes } from '../support/retention.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
+import { Order } from '../app/order.entity.js';
+import { AuditJournalEntity } from '../../lib/index.js';
 import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/hostile-partitions';
@@ -731,6 +733,26 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     const ok = (await t.audit.verify()).ok;
     // Observed: { left: 0, ok: true }.
     expect({ left, ok }).toEqual({ left: 1, ok: false });
+  });
+
+  it('held: a COMMIT whose answer is lost, on a partitioned audit_log: the event is stored once, the journal ends empty', async () => {
+    await setUp();
+    await closeAll();
+    const { proxy, db: proxied } = await behindProxy();
+    const t = await partitionedApp({}, proxied);
+    const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new', total: 10 }));
+    proxy.cutAfterClientSends(/COMMIT/i);
+    const response = await t.request(`/orders/${order.id}`, {
+      method: 'PATCH',
+      json: { status: 'shipped' },
+      headers: { authorization: 'Bearer alice-token', 'x-request-id': 'lost-ack-partitioned' },
+    });
+    expect(response.status).toBe(500);
+    const journal = t.dataSource.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && ((await t.rows()).length === 0 || (await journal.count()) > 0); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+    const rows = await t.dataSource.getRepository(AuditLogEntity).findBy({ requestId: 'lost-ack-partitioned' });
+    expect(rows.map((row) => [row.action, row.outcome])).toEqual([['order.updated', 'failure']]);
+    expect(await journal.count()).toBe(0);
   });
 });
 
