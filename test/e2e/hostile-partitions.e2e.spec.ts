@@ -754,6 +754,33 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(rows.map((row) => [row.action, row.outcome])).toEqual([['order.updated', 'failure']]);
     expect(await journal.count()).toBe(0);
   });
+
+  // NOTE (risk, measured, not asserted): the migration creates one partition per month from
+  // the oldest event's, with no bound on the past (monthsAhead is bounded at 120, the past is
+  // not). A log with one event dated seven years back gets ~90 partitions, and every module
+  // read that is not by time (an event by id for history()/proof(), verify() by seq, the
+  // integrator's UPDATE by id) opens and locks every partition and its indexes. The shared
+  // lock table holds max_locks_per_transaction x max_connections (64 x 100 here) entries:
+  // a pool of 20 such readers at once can run it out ("out of shared memory").
+  it('note: partitions from an old event, and the locks one lookup by id takes', async () => {
+    const t = await setUp();
+    const [old] = await storeAt(t, new Date(Date.UTC(new Date().getUTCFullYear() - 7, 0, 15)), 1, 'old');
+    await closeAll();
+    const p = await partitionedApp();
+    const partitions = (await partitionNames()).length;
+    const runner = p.dataSource.createQueryRunner();
+    try {
+      await runner.startTransaction();
+      await runner.query(`SELECT * FROM ${log()} WHERE id = $1`, [old]);
+      const [{ n }] = await runner.query(`SELECT count(*)::int AS n FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'`);
+      await runner.rollbackTransaction();
+      console.log(`${partitions} partitions; a lookup by id holds ${n} relation locks until its transaction ends`);
+      expect(partitions).toBeGreaterThan(85);
+      expect(n).toBeGreaterThan(partitions);
+    } finally {
+      await runner.release();
+    }
+  });
 });
 
 describe('hostile: the writer without a conflict target on SQLite', () => {
