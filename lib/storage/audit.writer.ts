@@ -6,8 +6,9 @@ import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
 import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditJournalEntity } from './audit-journal.entity.js';
-import type { AuditLogEntity } from './audit-log.entity.js';
+import { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError } from './database-errors.js';
+import { escapedTable } from './sql.js';
 import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
 
 /**
@@ -130,6 +131,7 @@ export class AuditWriter {
   private readonly idleListeners = new Set<() => void>();
   private readonly statementsOf = new WeakMap<DataSource, WriteStatements>();
   private readonly byteLimits = new WeakMap<DataSource, Promise<number>>();
+  private readonly layouts = new WeakMap<DataSource, Promise<void>>();
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
@@ -357,6 +359,17 @@ export class AuditWriter {
   /** The INSERTs, journal DELETEs and markers, in `manager`'s transaction or in one of their own. */
   private async store(manager: EntityManager, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const statements = this.statements(manager.connection);
+    if (rows.length > 0 && statements.postgres) await this.layout(manager, statements);
+    try {
+      await this.run(manager, statements, rows, units, markers);
+    } catch (error) {
+      // 42P10: the conflict clause names no unique index: audit_log was partitioned (or back) since it was looked at.
+      if ((error as { driverError?: { code?: string } }).driverError?.code === '42P10') this.layouts.delete(manager.connection);
+      throw error;
+    }
+  }
+
+  private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;
     const sql: Statement[] = statements.write(rows, units, byteLimit);
     if (markers.length) sql.push(...statements.markers(markers, new Date()));
@@ -369,6 +382,24 @@ export class AuditWriter {
       for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
     };
     await (manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run));
+  }
+
+  /**
+   * PostgreSQL, once per data source: whether `audit_log` is partitioned by month (its key
+   * is then `(id, occurred_at)`, which the INSERT's conflict clause must name).
+   */
+  private layout(manager: EntityManager, statements: WriteStatements): Promise<void> {
+    const dataSource = manager.connection;
+    let known = this.layouts.get(dataSource);
+    if (!known) {
+      const metadata = dataSource.getMetadata(AuditLogEntity);
+      known = manager
+        .query(`SELECT c.relkind AS kind FROM pg_class c WHERE c.oid = to_regclass($1)`, [escapedTable(dataSource, metadata)])
+        .then((result: Array<{ kind: string }>) => statements.keyedByIdAndTime(result[0]?.kind === 'p'));
+      this.layouts.set(dataSource, known);
+      known.catch(() => this.layouts.delete(dataSource));
+    }
+    return known;
   }
 
   private statements(dataSource: DataSource): WriteStatements {

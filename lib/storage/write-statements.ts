@@ -247,7 +247,10 @@ export class WriteStatements {
   private readonly driver: Driver;
   private readonly columns: readonly Column[];
   private readonly head: string;
-  private readonly tail: string;
+  private tail: string;
+  /** The conflict clause on PostgreSQL when `audit_log` is partitioned by month (key `(id, occurred_at)`). */
+  private readonly partitionedTail: string;
+  private readonly plainTail: string;
   private readonly rowsPerStatement: number;
   /** `(…)` of the n-th row of a `VALUES` statement, built once (numbered parameters differ per row). */
   private readonly tuples: string[] = [];
@@ -256,6 +259,8 @@ export class WriteStatements {
   private readonly unnest: boolean;
   /** MySQL or MariaDB: statements must fit in `max_allowed_packet`. */
   readonly mysql: boolean;
+  /** PostgreSQL: `audit_log` may be partitioned by month. */
+  readonly postgres: boolean;
   private journal?: JournalStatements;
   private subjectSql?: SubjectStatements;
   private readonly subjects: EventSubjects;
@@ -275,6 +280,7 @@ export class WriteStatements {
     const metadata = dataSource.getMetadata(AuditLogEntity);
     this.driver = driver;
     this.mysql = MYSQL.has(type);
+    this.postgres = POSTGRES.has(type);
     this.columns = metadata.columns;
     const types = this.columns.map((column) => driver.normalizeType(column));
     this.unnest = POSTGRES.has(type) && this.columns.every((column, i) => !column.isArray && UNNEST_TYPES.has(types[i]!));
@@ -284,8 +290,10 @@ export class WriteStatements {
       : `${into}VALUES `;
     this.upsertTail = (column) =>
       this.mysql ? ` ON DUPLICATE KEY UPDATE ${column} = ${column}` : UPSERT_ON_CONFLICT.has(type) ? ' ON CONFLICT DO NOTHING' : '';
-    // No conflict target: a table partitioned by month has the key (id, occurred_at), not (id) alone.
-    this.tail = this.upsertTail(driver.escape(metadata.primaryColumns[0]!.databaseName));
+    const id = driver.escape(metadata.primaryColumns[0]!.databaseName);
+    // Only a conflict on the event's key is a no-op: one on another unique index fails the write.
+    this.tail = this.plainTail = this.mysql || !UPSERT_ON_CONFLICT.has(type) ? this.upsertTail(id) : ` ON CONFLICT (${id}) DO NOTHING`;
+    this.partitionedTail = ` ON CONFLICT (${id}, ${driver.escape(metadata.findColumnWithPropertyName('occurredAt')!.databaseName)}) DO NOTHING`;
     this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
     this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
     this.subjects = new EventSubjects(entities);
@@ -293,6 +301,11 @@ export class WriteStatements {
     this.rowsPerStatement = this.unnest
       ? ROWS_PER_UNNEST
       : Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(parameterLimit(type) / this.columns.length)));
+  }
+
+  /** PostgreSQL: `audit_log` is partitioned by month: a stored event is known by its id and time. */
+  keyedByIdAndTime(partitioned: boolean): void {
+    this.tail = partitioned ? this.partitionedTail : this.plainTail;
   }
 
   /**
