@@ -20,6 +20,7 @@ import { AuditRecorder } from '../service/audit-recorder.js';
 import { withAuditPurge } from '../storage/append-only.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
+import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
 import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, type AuditLogPartition } from '../storage/audit-partitions.js';
 import { escapedTable } from '../storage/sql.js';
@@ -39,6 +40,8 @@ const PARTITION_MAINTENANCE_MS = 24 * 60 * 60 * 1000;
 /** The longest a partition drop waits for its lock (writers queue behind it meanwhile); past it, the purge deletes the partition's rows instead. */
 const PARTITION_LOCK_TIMEOUT = '1s';
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
+/** Distinct warnings remembered (each logged once). */
+const MAX_WARNINGS = 100;
 
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
 type Scope = { throughSeq: number } | { before: unknown };
@@ -100,9 +103,11 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     this.partitionTimer = undefined;
   }
 
-  private warnOnce(key: string, message: string): void {
-    if (this.warned.has(key)) return;
-    this.warned.add(key);
+  /** Logs `message` once per process (per distinct message; a bounded number of them). */
+  private warnOnce(message: string): void {
+    if (this.warned.has(message)) return;
+    if (this.warned.size >= MAX_WARNINGS) this.warned.clear();
+    this.warned.add(message);
     this.logger.warn(message);
   }
 
@@ -111,28 +116,30 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    * next months that are missing. Needs the table's owner; otherwise says once what to do.
    */
   private async maintainPartitions(): Promise<void> {
+    let partitioned: boolean;
     try {
       const runner = this.dataSource.createQueryRunner();
-      let partitioned: boolean;
       try {
         partitioned = (await listAuditPartitions(runner)) !== undefined;
       } finally {
         await runner.release();
       }
-      if (!partitioned) return;
+    } catch {
+      return; // the database cannot be asked now (a purge would say so); nothing is known about partitions
+    }
+    if (!partitioned) return;
+    try {
       const result = await createAuditPartitions(this.dataSource, { monthsAhead: DEFAULT_MONTHS_AHEAD });
       if (result.created.length) this.logger.log(`Audit partitions: created ${result.created.join(', ')}`);
       if (result.skipped.length) {
         this.warnOnce(
-          `skipped:${result.skipped.join(',')}`,
           `Audit partitions: no partition for ${result.skipped.join(', ')}: the default partition already holds events of those months (they stay there; a purge deletes them row by row)`,
         );
       }
     } catch (error) {
       this.warnOnce(
-        'maintenance',
         `Audit partitions: the next months' partitions of audit_log could not be created (${(error as Error).message}); ` +
-          'events of a month without one go to the default partition. When the application\'s role does not own audit_log, run createAuditPartitions() as the owner, e.g. monthly.',
+          "events of a month without one go to the default partition. When the application's role does not own audit_log, run createAuditPartitions() as the owner, e.g. monthly.",
       );
     }
   }
@@ -177,7 +184,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         .where('e.occurredAt < :before', { before: scope.before })
         .getCount();
       if (count === 0) {
-        await this.dropPartitions(before, undefined, batchSize); // months emptied earlier
+        await this.dropPartitions(before, undefined, batchSize, true); // months emptied earlier (only while still empty: nothing is recorded)
         return { deleted: 0, before };
       }
       const eventId = await this.record(this.dataSource.manager, { before: before.toISOString(), events: count }, actor);
@@ -328,73 +335,108 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   /**
    * When `audit_log` is partitioned by month (PostgreSQL): drops each partition whose
    * month ends at or before `before` and, with integrity on, whose events all have a `seq`
-   * up to `throughSeq`: exactly the rows the purge removes, without deleting them one by
-   * one. Returns how many events went. A partition the role cannot drop, or whose lock is
-   * not had within a few seconds, is left to the row deletes.
+   * up to `throughSeq` and their leaf in the tree: exactly the rows the purge removes,
+   * without deleting them one by one (`onlyEmpty`: only partitions without a row). Returns
+   * how many events went. One instance drops at a time; a partition the role cannot drop,
+   * or whose lock is not had within a second, is left to the row deletes, and so is every
+   * later one of this purge once a lock was not had.
    */
-  private async dropPartitions(before: Date, throughSeq: number | undefined, batchSize: number): Promise<number> {
+  private async dropPartitions(before: Date, throughSeq: number | undefined, batchSize: number, onlyEmpty = false): Promise<number> {
     if (!POSTGRES.has(String(this.dataSource.options.type))) return 0;
     const runner = this.dataSource.createQueryRunner();
+    const lock = `nestjs-system-audit drops ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))}`;
+    let locked = false;
     try {
+      const partitions = (await listAuditPartitions(runner))?.filter((partition) => partition.to && partition.to.getTime() <= before.getTime());
+      if (!partitions?.length) return 0;
+      await runner.query('SELECT pg_advisory_lock(hashtext($1))', [lock]);
+      locked = true;
       let deleted = 0;
-      for (const partition of (await listAuditPartitions(runner)) ?? []) {
-        if (partition.to && partition.to.getTime() <= before.getTime()) deleted += await this.dropPartition(runner, partition, throughSeq, batchSize);
+      for (const partition of partitions) {
+        const dropped = await this.dropPartition(runner, partition, throughSeq, batchSize, onlyEmpty);
+        if (dropped === 'busy') break;
+        deleted += dropped;
       }
       return deleted;
     } finally {
+      if (locked) await runner.query('SELECT pg_advisory_unlock(hashtext($1))', [lock]).catch(() => undefined);
       await runner.release();
     }
   }
 
-  private async dropPartition(runner: QueryRunner, partition: AuditLogPartition, throughSeq: number | undefined, batchSize: number): Promise<number> {
-    const [role] = (await runner.query(`SELECT pg_has_role(current_user, $1, 'USAGE') AS owner, current_user AS name`, [partition.owner])) as Array<{
-      owner: boolean;
-      name: string;
-    }>;
-    if (!role!.owner) {
-      this.warnOnce(
-        'owner',
-        `Audit retention: role ${role!.name} does not own the partitions of audit_log (${partition.owner} does): the purge deletes their rows instead of dropping them`,
-      );
-      return 0;
-    }
-    const seq = this.dataSource.driver.escape('seq');
-    const kept = async (): Promise<boolean> =>
-      throughSeq !== undefined &&
-      ((await runner.query(`SELECT EXISTS (SELECT 1 FROM ${partition.table} WHERE ${seq} IS NULL OR ${seq} > $1) AS kept`, [String(throughSeq)])) as Array<{ kept: boolean }>)[0]!
-        .kept;
-    const count = async (): Promise<number> => Number(((await runner.query(`SELECT count(*) AS n FROM ${partition.table}`)) as Array<{ n: string }>)[0]!.n);
-    if (await kept()) return 0;
-    const rows = await count();
-    // Their subject rows first, a batch per statement (audit_subject is not partitioned).
-    const id = this.dataSource.driver.escape('id');
-    for (let after: string | undefined; ; ) {
-      const ids = ((await runner.query(
-        `SELECT ${id} AS id FROM ${partition.table}${after === undefined ? '' : ` WHERE ${id} > $2`} ORDER BY ${id} LIMIT $1`,
-        after === undefined ? [batchSize] : [batchSize, after],
-      )) as Array<{ id: string }>).map((row) => row.id);
-      if (ids.length) await runner.manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
-      if (ids.length < batchSize) break;
-      after = ids[ids.length - 1];
-    }
-    // The drop, once no event came in meanwhile (the count holds the lock for as long as one index scan of the month).
-    await runner.startTransaction();
+  private async dropPartition(
+    runner: QueryRunner,
+    partition: AuditLogPartition,
+    throughSeq: number | undefined,
+    batchSize: number,
+    onlyEmpty: boolean,
+  ): Promise<number | 'busy'> {
+    const escape = (name: string): string => this.dataSource.driver.escape(name);
+    const [seq, id] = [escape('seq'), escape('id')];
+    const tree = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
     try {
-      await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
-      await runner.query(`LOCK TABLE ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))} IN ACCESS EXCLUSIVE MODE`);
-      if ((await count()) !== rows || (await kept())) {
-        await runner.rollbackTransaction();
+      const [role] = (await runner.query(`SELECT pg_has_role(current_user, $1, 'USAGE') AS owner, current_user AS name`, [partition.owner])) as Array<{
+        owner: boolean;
+        name: string;
+      }>;
+      if (!role!.owner) {
+        this.warnOnce(`Audit retention: role ${role!.name} does not own the partitions of audit_log (${partition.owner} does): the purge deletes their rows instead of dropping them`);
         return 0;
       }
-      await runner.query(`DROP TABLE ${partition.table}`);
-      await runner.commitTransaction();
-      return rows;
+      const count = async (): Promise<number> => Number(((await runner.query(`SELECT count(*) AS n FROM ${partition.table}`)) as Array<{ n: string }>)[0]!.n);
+      /** An event the purge does not remove: not sequenced, past its record, or (`leaf`) without its leaf in the tree (a seq set by hand). */
+      const kept = async (leaf: boolean): Promise<boolean> =>
+        throughSeq !== undefined &&
+        ((await runner.query(
+          `SELECT EXISTS (SELECT 1 FROM ${partition.table} e WHERE e.${seq} IS NULL OR e.${seq} > $1` +
+            (leaf ? ` OR NOT EXISTS (SELECT 1 FROM ${tree} t WHERE t.level = 0 AND t.idx = e.${seq} - 1 AND t.event_id = e.${id})` : '') +
+            ') AS kept',
+          [String(throughSeq)],
+        )) as Array<{ kept: boolean }>)[0]!.kept;
+      const rows = await count();
+      if (onlyEmpty ? rows > 0 : await kept(true)) return 0;
+      // The subject rows of the events the purge removes whether the drop happens or not (an
+      // event that comes in meanwhile changes the count: the drop is then left to the row deletes).
+      const inScope = throughSeq === undefined ? [] : [`${seq} <= ${Number(throughSeq)}`];
+      for (let after: string | undefined; rows > 0; ) {
+        const where = after === undefined ? inScope : [...inScope, `${id} > $2`];
+        const ids = (
+          (await runner.query(
+            `SELECT ${id} AS id FROM ${partition.table}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY ${id} LIMIT $1`,
+            after === undefined ? [batchSize] : [batchSize, after],
+          )) as Array<{ id: string }>
+        ).map((row) => row.id);
+        if (ids.length) await runner.manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
+        if (ids.length < batchSize) break;
+        after = ids[ids.length - 1];
+      }
+      // The drop, once no event came in meanwhile (the count holds the lock for as long as one index scan of the month).
+      await runner.startTransaction();
+      try {
+        await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
+        await runner.query(`LOCK TABLE ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))} IN ACCESS EXCLUSIVE MODE`);
+        if ((await count()) !== rows || (await kept(false))) {
+          await runner.rollbackTransaction();
+          return 0;
+        }
+        await runner.query(`DROP TABLE ${partition.table}`);
+        await runner.commitTransaction();
+        return rows;
+      } finally {
+        if (runner.isTransactionActive) await runner.rollbackTransaction();
+      }
     } catch (error) {
-      if (runner.isTransactionActive) await runner.rollbackTransaction();
       const code = (error as { driverError?: { code?: string } }).driverError?.code;
-      if (code !== '55P03' && code !== '42501') throw error;
-      this.logger.warn(`Audit retention: partition ${partition.name} was not dropped (${(error as Error).message}); the purge deletes its rows instead`);
-      return 0;
+      if (code === '42P01') return 0; // dropped meanwhile (an administrator)
+      if (code === '55P03') {
+        this.logger.warn(`Audit retention: audit_log stayed locked for ${PARTITION_LOCK_TIMEOUT} (a long read or write): no month partition is dropped by this purge; it deletes their rows instead`);
+        return 'busy';
+      }
+      if (code === '42501') {
+        this.warnOnce(`Audit retention: partition ${partition.name} cannot be dropped (${(error as Error).message}); the purge deletes its rows instead`);
+        return 0;
+      }
+      throw error;
     }
   }
 
@@ -411,7 +453,14 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         const batch = await withAuditPurge(runner, async (queryRunner) => {
           const manager = queryRunner.manager;
           const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id');
-          if ('throughSeq' in scope) query.where('e.seq <= :through', { through: scope.throughSeq }).orderBy('e.seq', 'ASC');
+          if ('throughSeq' in scope) {
+            // Only events whose leaf is in the tree: an event given a purged seq by hand stays (verify() reports it).
+            const tree = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
+            query
+              .where('e.seq <= :through', { through: scope.throughSeq })
+              .andWhere(`EXISTS (SELECT 1 FROM ${tree} t WHERE t.level = 0 AND t.idx = e.seq - 1 AND t.event_id = e.id)`)
+              .orderBy('e.seq', 'ASC');
+          }
           else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
           const rows = await query.limit(batchSize).getRawMany<{ id: string }>();
           if (rows.length === 0) return { selected: 0, removed: 0 };

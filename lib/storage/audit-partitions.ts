@@ -178,22 +178,16 @@ async function truncateTriggers(queryRunner: QueryRunner, table: LogTable): Prom
 }
 
 /**
- * Creates the month partitions from `firstMonth` to `monthsAhead` months after the current
- * one that do not exist yet (and the default partition when `withDefault`).
+ * Creates the month partitions from `firstMonth` to `lastMonth` (month indexes) that do
+ * not exist yet, and the default partition when `withDefault`, in the query runner's
+ * transaction. A month whose events the default partition already holds is skipped.
  */
-async function createMonths(
-  queryRunner: QueryRunner,
-  table: LogTable,
-  monthsAhead: number,
-  firstMonth: number,
-  withDefault: boolean,
-): Promise<AuditPartitionsResult> {
+async function createMonths(queryRunner: QueryRunner, table: LogTable, firstMonth: number, lastMonth: number, withDefault: boolean): Promise<AuditPartitionsResult> {
   const driver = queryRunner.connection.driver;
   // One creator at a time (instances starting together), until its transaction ends.
   await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
   const existing = await partitionsOf(queryRunner, table);
   const covered = new Set(existing.filter((p) => p.from).map((p) => p.from!.getTime()));
-  const hasDefault = existing.some((p) => !p.from);
   const defaultTable = existing.find((p) => !p.from)?.table;
   const triggers = await truncateTriggers(queryRunner, table);
   const result: AuditPartitionsResult = { created: [], skipped: [] };
@@ -207,13 +201,11 @@ async function createMonths(
     result.created.push(name);
   };
 
-  const last = monthIndex(new Date()) + monthsAhead;
-  for (let month = firstMonth; month <= last; month++) {
+  for (let month = firstMonth; month <= lastMonth; month++) {
     const from = monthStart(month);
     if (covered.has(from.getTime())) continue;
-    const to = monthStart(month + 1);
     const low = boundLiteral(from, table.withTimeZone);
-    const high = boundLiteral(to, table.withTimeZone);
+    const high = boundLiteral(monthStart(month + 1), table.withTimeZone);
     if (defaultTable) {
       const [held] = (await queryRunner.query(
         `SELECT EXISTS (SELECT 1 FROM ${defaultTable} WHERE ${driver.escape(PARTITION_KEY)} >= ${low} AND ${driver.escape(PARTITION_KEY)} < ${high}) AS held`,
@@ -228,7 +220,7 @@ async function createMonths(
     await queryRunner.query(`CREATE TABLE ${partition} PARTITION OF ${table.qualified} FOR VALUES FROM (${low}) TO (${high})`);
     await finish(partition, name);
   }
-  if (withDefault && !hasDefault) {
+  if (withDefault && !defaultTable) {
     const name = `${table.name}_default`;
     const partition = `${driver.escape(table.schema)}.${driver.escape(name)}`;
     await queryRunner.query(`CREATE TABLE ${partition} PARTITION OF ${table.qualified} DEFAULT`);
@@ -237,47 +229,105 @@ async function createMonths(
   return result;
 }
 
-/** What a table's layout change must carry over: indexes, triggers, grants. */
+/** What a table's layout change must carry over (statements with `%TABLE%` for the new table), and what stops it. */
 interface TableShape {
   primaryKey: string;
   indexes: Array<{ name: string; unique: boolean; columns: string[]; def: string }>;
-  triggers: string[];
-  grants: string[];
+  /** Triggers, foreign keys, row-level security and its policies, grants (table and column), the comment. */
+  carried: string[];
+  /** Objects that depend on the table and would be lost with it (views, foreign keys to it, publications, exclusion constraints). */
+  dependents: string[];
 }
 
+const TABLE = '%TABLE%';
+
 async function shapeOf(queryRunner: QueryRunner, table: LogTable): Promise<TableShape> {
-  const [primary] = (await queryRunner.query(`SELECT conname AS name FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`, [
-    table.qualified,
-  ])) as Array<{ name: string }>;
+  const query = async <T>(sql: string): Promise<T[]> => (await queryRunner.query(sql, [table.qualified])) as T[];
+  const [primary] = await query<{ name: string }>(`SELECT conname AS name FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'p'`);
   if (!primary) throw new AuditPartitionError(`${table.qualified} has no primary key`);
-  const indexes = (await queryRunner.query(
+  // Key columns only (an index's INCLUDE columns are not part of what it makes unique).
+  const indexes = await query<{ name: string; unique: boolean; def: string; columns: string }>(
     `SELECT i.relname AS name, x.indisunique AS "unique", pg_get_indexdef(x.indexrelid) AS def,
-            array_to_string(ARRAY(SELECT a.attname FROM unnest(x.indkey) k JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k), ',') AS columns
+            array_to_string(ARRAY(SELECT a.attname FROM unnest(x.indkey) WITH ORDINALITY k(attnum, n) JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum
+                                   WHERE k.n <= x.indnkeyatts ORDER BY k.n), ',') AS columns
        FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
       WHERE x.indrelid = $1::regclass AND NOT x.indisprimary
       ORDER BY i.relname`,
-    [table.qualified],
-  )) as Array<{ name: string; unique: boolean; def: string; columns: string }>;
-  const triggers = (await queryRunner.query(
+  );
+  const dependents = await query<{ what: string }>(
+    `SELECT DISTINCT 'view ' || v.oid::regclass::text AS what
+       FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+      WHERE d.classid = 'pg_rewrite'::regclass AND d.refobjid = $1::regclass AND v.oid <> $1::regclass
+     UNION ALL
+     SELECT 'foreign key ' || quote_ident(conname) || ' of ' || conrelid::regclass::text FROM pg_constraint WHERE confrelid = $1::regclass AND contype = 'f'
+     UNION ALL
+     SELECT 'exclusion constraint ' || quote_ident(conname) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'x'
+     UNION ALL
+     SELECT 'publication ' || quote_ident(p.pubname) FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1::regclass`,
+  );
+  const carried: string[] = [];
+  // Triggers (the append-only guards among them); on a partitioned table, its own, not their copies on partitions.
+  for (const { def } of await query<{ def: string }>(
     `SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal AND t.tgparentid = 0 ORDER BY t.tgname`,
-    [table.qualified],
-  )) as Array<{ def: string }>;
-  const grants = (await queryRunner.query(
-    `SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END AS grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
+  )) {
+    carried.push(def);
+  }
+  for (const { name, def } of await query<{ name: string; def: string }>(
+    `SELECT quote_ident(conname) AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname`,
+  )) {
+    carried.push(`ALTER TABLE ${TABLE} ADD CONSTRAINT ${name} ${def}`);
+  }
+  const [security] = await query<{ rls: boolean; force: boolean; comment: string | null }>(
+    `SELECT relrowsecurity AS rls, relforcerowsecurity AS force, quote_literal(obj_description(oid, 'pg_class')) AS comment FROM pg_class WHERE oid = $1::regclass`,
+  );
+  if (security!.rls) carried.push(`ALTER TABLE ${TABLE} ENABLE ROW LEVEL SECURITY`);
+  if (security!.force) carried.push(`ALTER TABLE ${TABLE} FORCE ROW LEVEL SECURITY`);
+  for (const { def } of await query<{ def: string }>(
+    `SELECT 'CREATE POLICY ' || quote_ident(p.polname) || ' ON ${TABLE} AS ' || CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END
+            || ' FOR ' || CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE' WHEN 'd' THEN 'DELETE' ELSE 'ALL' END
+            || ' TO ' || (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END, ', ') FROM unnest(p.polroles) r)
+            || COALESCE(' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')', '')
+            || COALESCE(' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')', '') AS def
+       FROM pg_policy p WHERE p.polrelid = $1::regclass ORDER BY p.polname`,
+  )) {
+    carried.push(def);
+  }
+  const grantee = `CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END`;
+  for (const grant of await query<{ grantee: string; privilege: string; grantable: boolean }>(
+    `SELECT ${grantee} AS grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
        FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = $1::regclass AND a.grantee <> c.relowner`,
-    [table.qualified],
-  )) as Array<{ grantee: string; privilege: string; grantable: boolean }>;
+  )) {
+    carried.push(`GRANT ${grant.privilege} ON ${TABLE} TO ${grant.grantee}${grant.grantable ? ' WITH GRANT OPTION' : ''}`);
+  }
+  for (const grant of await query<{ column: string; grantee: string; privilege: string; grantable: boolean }>(
+    `SELECT quote_ident(c.attname) AS "column", ${grantee} AS grantee, a.privilege_type AS privilege, a.is_grantable AS grantable
+       FROM pg_attribute c CROSS JOIN LATERAL aclexplode(c.attacl) a
+      WHERE c.attrelid = $1::regclass AND c.attacl IS NOT NULL AND NOT c.attisdropped AND a.grantee <> (SELECT relowner FROM pg_class WHERE oid = $1::regclass)`,
+  )) {
+    carried.push(`GRANT ${grant.privilege} (${grant.column}) ON ${TABLE} TO ${grant.grantee}${grant.grantable ? ' WITH GRANT OPTION' : ''}`);
+  }
+  if (security!.comment !== null) carried.push(`COMMENT ON TABLE ${TABLE} IS ${security!.comment}`);
   return {
     primaryKey: primary.name,
     indexes: indexes.map((index) => ({ ...index, columns: index.columns.split(','), def: index.def.replace(/ ON ONLY /, ' ON ') })),
-    triggers: triggers.map((trigger) => trigger.def),
-    grants: grants.map((grant) => `GRANT ${grant.privilege} ON ${table.qualified} TO ${grant.grantee}${grant.grantable ? ' WITH GRANT OPTION' : ''}`),
+    carried,
+    dependents: dependents.map((row) => row.what),
   };
+}
+
+/** Refuses, naming them, what would be lost with the table (checked before anything changes). */
+function checkDependents(table: LogTable, shape: TableShape): void {
+  if (shape.dependents.length === 0) return;
+  throw new AuditPartitionError(
+    `${table.qualified} is rebuilt, and these depend on it: ${shape.dependents.join(', ')}. Drop them, run the migration, and create them again ` +
+      '(a publication of a partitioned table: see publish_via_partition_root)',
+  );
 }
 
 /**
  * Moves every row of `table` into a new table of the same name and columns, `partitioned`
- * or not, and carries over its indexes, triggers, grants and owner.
+ * or not, and carries over its indexes, constraints, triggers, row-level security,
+ * grants, comment, owner and the sequences of its columns.
  */
 async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableShape, partitioned: boolean, monthsAhead: number): Promise<void> {
   const driver = queryRunner.connection.driver;
@@ -288,17 +338,41 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
   const old = `${table.name}_relayout`;
   const oldQualified = `${driver.escape(table.schema)}.${driver.escape(old)}`;
   await queryRunner.query(`ALTER TABLE ${table.qualified} RENAME TO ${driver.escape(old)}`);
-  await queryRunner.query(
-    `CREATE TABLE ${table.qualified} (LIKE ${oldQualified} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)` +
-      (partitioned ? ` PARTITION BY RANGE (${key})` : ''),
-  );
+  // Defaults, CHECK constraints, identity and generated columns, storage, compression, column comments and statistics: all but the indexes.
+  await queryRunner.query(`CREATE TABLE ${table.qualified} (LIKE ${oldQualified} INCLUDING ALL EXCLUDING INDEXES)` + (partitioned ? ` PARTITION BY RANGE (${key})` : ''));
   if (partitioned) {
     const now = monthIndex(new Date());
     const [year, month] = (first?.month ?? '').split('-').map(Number);
     const start = year && month ? Math.min(now, year * 12 + month - 1) : now;
-    await createMonths(queryRunner, table, monthsAhead, start, true);
+    await createMonths(queryRunner, table, start, now + monthsAhead, true);
   }
-  await queryRunner.query(`INSERT INTO ${table.qualified} SELECT * FROM ${oldQualified}`);
+  const columns = (
+    (await queryRunner.query(
+      `SELECT quote_ident(attname) AS name FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum`,
+      [oldQualified],
+    )) as Array<{ name: string }>
+  )
+    .map((column) => column.name)
+    .join(', ');
+  await queryRunner.query(`INSERT INTO ${table.qualified} (${columns}) OVERRIDING SYSTEM VALUE SELECT ${columns} FROM ${oldQualified}`);
+  // Identity columns go on from the largest value copied; a serial column's sequence moves to the new table.
+  for (const { column } of (await queryRunner.query(`SELECT attname AS "column" FROM pg_attribute WHERE attrelid = $1::regclass AND attidentity <> ''`, [
+    table.qualified,
+  ])) as Array<{ column: string }>) {
+    const quoted = driver.escape(column);
+    await queryRunner.query(
+      `SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(max(${quoted}), 1), max(${quoted}) IS NOT NULL) FROM ${table.qualified}`,
+      [table.qualified, column],
+    );
+  }
+  for (const { sequence, column } of (await queryRunner.query(
+    `SELECT s.oid::regclass::text AS sequence, quote_ident(a.attname) AS "column"
+       FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+      WHERE d.classid = 'pg_class'::regclass AND d.refobjid = $1::regclass AND d.deptype = 'a'`,
+    [oldQualified],
+  )) as Array<{ sequence: string; column: string }>) {
+    await queryRunner.query(`ALTER SEQUENCE ${sequence} OWNED BY ${table.qualified}.${column}`);
+  }
   await queryRunner.query(`DROP TABLE ${oldQualified}`);
   const primaryColumns = partitioned ? `${driver.escape('id')}, ${key}` : driver.escape('id');
   await queryRunner.query(`ALTER TABLE ${table.qualified} ADD CONSTRAINT ${driver.escape(shape.primaryKey)} PRIMARY KEY (${primaryColumns})`);
@@ -307,7 +381,7 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
     if (index.name === SEQ_INDEX) def = partitioned ? def.replace(/^CREATE UNIQUE INDEX /, 'CREATE INDEX ') : def.replace(/^CREATE INDEX /, 'CREATE UNIQUE INDEX ');
     await queryRunner.query(def);
   }
-  for (const trigger of shape.triggers) await queryRunner.query(trigger);
+  for (const statement of shape.carried) await queryRunner.query(statement.split(TABLE).join(table.qualified));
   if (partitioned) {
     const triggers = await truncateTriggers(queryRunner, table);
     for (const partition of await partitionsOf(queryRunner, table)) {
@@ -316,7 +390,6 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
       }
     }
   }
-  for (const grant of shape.grants) await queryRunner.query(grant);
   const [me] = (await queryRunner.query('SELECT current_user AS name')) as Array<{ name: string }>;
   if (table.owner && table.owner !== me!.name) await queryRunner.query(`ALTER TABLE ${table.qualified} OWNER TO ${driver.escape(table.owner)}`);
 }
@@ -325,22 +398,26 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
  * Turns `audit_log` into a table partitioned by month of `occurred_at` (PostgreSQL 13 or
  * later), for a migration: one partition per month from the oldest event's to
  * `monthsAhead` months after the current one, and a default partition. Every row, index,
- * trigger (the append-only guards), grant and the owner are carried over; the primary key
- * becomes `(id, occurred_at)` and `idx_audit_log_seq` a plain index. The rows are copied
- * under an exclusive lock, in the query runner's transaction (a migration's) or in one of
- * its own: plan the time a large table takes. Nothing to do when the table is already
- * partitioned (its missing months are created).
+ * constraint, trigger (the append-only guards), row-level security policy, grant (also on
+ * columns), the comment and the owner are carried over; identity and generated columns
+ * keep working. The primary key becomes `(id, occurred_at)` and `idx_audit_log_seq` a
+ * plain index. The rows are copied under an exclusive lock, in the query runner's
+ * transaction (a migration's) or in one of its own: plan the time a large table takes.
+ * Nothing to do when the table is already partitioned (its missing months are created).
  *
- * @throws AuditPartitionError on another database, an older server, a missing table, or a
- * unique index that does not include `occurred_at` (PostgreSQL could not keep it).
+ * @throws AuditPartitionError, before anything changes, on another database, an older
+ * server, a missing table, a unique index whose key does not include `occurred_at`
+ * (PostgreSQL could not keep it), or objects that depend on the table (views, foreign
+ * keys to it, publications, exclusion constraints).
  */
 export async function partitionAuditLog(queryRunner: QueryRunner, options?: AuditPartitionOptions): Promise<void> {
   checkPostgres(queryRunner, 'partitionAuditLog()');
   const monthsAhead = checkOptions(options);
   const table = await logTable(queryRunner);
   if (table.kind === undefined) throw new AuditPartitionError(`${table.qualified} does not exist: run AuditMigrations first`);
+  const now = monthIndex(new Date());
   if (table.kind === 'p') {
-    await inTransaction(queryRunner, async () => void (await createMonths(queryRunner, table, monthsAhead, monthIndex(new Date()), true)));
+    await inTransaction(queryRunner, async () => void (await createMonths(queryRunner, table, now, now + monthsAhead, true)));
     return;
   }
   if (table.kind !== 'r') throw new AuditPartitionError(`${table.qualified} is not a table (relkind ${table.kind})`);
@@ -351,17 +428,19 @@ export async function partitionAuditLog(queryRunner: QueryRunner, options?: Audi
     if (blocking) {
       throw new AuditPartitionError(`unique index ${blocking.name} (${blocking.columns.join(', ')}) does not include ${PARTITION_KEY}; a partitioned table cannot keep it`);
     }
+    checkDependents(table, shape);
     await rebuild(queryRunner, table, shape, true, monthsAhead);
   });
 }
 
 /** Runs `work` in the query runner's transaction, or in one of its own (all or nothing either way). */
-async function inTransaction(queryRunner: QueryRunner, work: () => Promise<void>): Promise<void> {
+async function inTransaction<T>(queryRunner: QueryRunner, work: () => Promise<T>): Promise<T> {
   if (queryRunner.isTransactionActive) return work();
   await queryRunner.startTransaction();
   try {
-    await work();
+    const result = await work();
     await queryRunner.commitTransaction();
+    return result;
   } catch (error) {
     if (queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
     throw error;
@@ -370,12 +449,12 @@ async function inTransaction(queryRunner: QueryRunner, work: () => Promise<void>
 
 /**
  * Turns a partitioned `audit_log` back into one table (the `down` of a migration that
- * called {@link partitionAuditLog}): every row, index, trigger, grant and the owner carried
- * over, the primary key `(id)` and `idx_audit_log_seq` unique again. Nothing to do when
- * the table is not partitioned.
+ * called {@link partitionAuditLog}), carrying over what it carries; the primary key `(id)`
+ * and `idx_audit_log_seq` unique again. Nothing to do when the table is not partitioned.
  *
- * @throws AuditPartitionError on another database or a missing table; the database's
- * error when two events share an id or a `seq` (the unique keys are refused).
+ * @throws AuditPartitionError on another database, a missing table, or objects that
+ * depend on the table; the database's error when two events share an id or a `seq` (the
+ * unique keys are refused). Nothing changes then.
  */
 export async function unpartitionAuditLog(queryRunner: QueryRunner): Promise<void> {
   checkPostgres(queryRunner, 'unpartitionAuditLog()');
@@ -384,14 +463,19 @@ export async function unpartitionAuditLog(queryRunner: QueryRunner): Promise<voi
   if (table.kind !== 'p') return;
   await inTransaction(queryRunner, async () => {
     await queryRunner.query(`LOCK TABLE ${table.qualified} IN ACCESS EXCLUSIVE MODE`);
-    await rebuild(queryRunner, table, await shapeOf(queryRunner, table), false, 0);
+    const shape = await shapeOf(queryRunner, table);
+    checkDependents(table, shape);
+    await rebuild(queryRunner, table, shape, false, 0);
   });
 }
 
 /**
  * Creates the partitions of the current month and of `monthsAhead` months after it that
- * do not exist yet, in one transaction (a month whose events the default partition
- * already holds is skipped and reported). Run it as the table's owner, e.g. monthly from a
+ * do not exist yet (a month whose events the default partition already holds is skipped
+ * and reported). Each month is created in a transaction of its own (in the query runner's
+ * when it has one open), which waits at most a second for its lock on `audit_log` and
+ * holds it while PostgreSQL checks that the default partition has no events of that month:
+ * keep the default partition empty. Run it as the table's owner, e.g. monthly from a
  * scheduled job when the application's role does not own `audit_log`; the module itself
  * tries at start-up, daily and at each purge.
  *
@@ -403,17 +487,21 @@ export async function createAuditPartitions(target: DataSource | QueryRunner, op
   const queryRunner = own ? target.createQueryRunner() : target;
   checkPostgres(queryRunner, 'createAuditPartitions()');
   try {
-    if (own) await queryRunner.startTransaction();
     const table = await logTable(queryRunner);
     if (table.kind !== 'p') throw new AuditPartitionError(`${table.qualified} is not partitioned: partition it with partitionAuditLog() in a migration first`);
-    // Creating a partition locks audit_log: writers would queue behind a long wait.
-    if (own) await queryRunner.query(`SET LOCAL lock_timeout = '1s'`);
-    const result = await createMonths(queryRunner, table, monthsAhead, monthIndex(new Date()), true);
-    if (own) await queryRunner.commitTransaction();
+    const now = monthIndex(new Date());
+    if (queryRunner.isTransactionActive) return await createMonths(queryRunner, table, now, now + monthsAhead, true);
+    const result: AuditPartitionsResult = { created: [], skipped: [] };
+    for (let month = now; month <= now + monthsAhead; month++) {
+      const one = await inTransaction(queryRunner, async () => {
+        // Creating a partition locks audit_log: writers would queue behind a long wait.
+        await queryRunner.query(`SET LOCAL lock_timeout = '1s'`);
+        return createMonths(queryRunner, table, month, month, month === now + monthsAhead);
+      });
+      result.created.push(...one.created);
+      result.skipped.push(...one.skipped);
+    }
     return result;
-  } catch (error) {
-    if (own && queryRunner.isTransactionActive) await queryRunner.rollbackTransaction();
-    throw error;
   } finally {
     if (own) await queryRunner.release();
   }

@@ -1,12 +1,13 @@
 // Hostile review of monthly partitions of audit_log (PostgreSQL). Each test below is a
-// reproduction; a test marked `it.fails` reproduces a DEFECT (named in the comment above
-// it): it passes while the defect is there, and starts failing once the defect is fixed
-// (then turn it into a plain `it`).
+// reproduction of an attack; "Was a defect" names what it found before the fix, "held" an
+// attack that failed, "note" a measurement.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import { Logger } from '@nestjs/common';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  AuditEntities,
   AuditLogEntity,
   AuditMigrations,
   AuditSubjectEntity,
@@ -30,8 +31,6 @@ import { createTestDatabase, databases, withPostgresSettings, type TestDatabase 
 const ORIGIN = 'audit.example.test/hostile-partitions';
 const { privateKey } = generateKeyPairSync('ed25519');
 const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } };
-/** `it.fails` (the suite stays green while a defect is there); HOSTILE_SHOW=1 runs them as plain tests, to see each failure. */
-const defect = process.env['HOSTILE_SHOW'] ? it : it.fails;
 const PARTITIONED = [...AuditMigrations, PartitionAuditLogMonthly1767225600000];
 
 /** UTC months from `months` before the current one: [label, a time inside it]. */
@@ -137,23 +136,23 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     }) as typeof source.createQueryRunner;
   }
 
-  // DEFECT 1: two instances purging at once. One instance's drop path lists the partitions,
+  // Was defect 1: two instances purging at once. One instance's drop path lists the partitions,
   // the other drops them first: the first then queries a table that no longer exists and its
   // purge fails ("relation ... does not exist", 42P01, not one of the codes it falls back on).
-  defect.each([
+  it.each([
     ['with integrity', INTEGRITY],
     ['without integrity', {}],
-  ])('DEFECT concurrent purges: two instances purging a partitioned audit_log at once both succeed, each event counted once (%s)', async (_name, audit) => {
+  ])('concurrent purges: two instances purging a partitioned audit_log at once both succeed, each event counted once (%s)', async (_name, audit) => {
     const first = await setUp(audit);
     for (const [i, ago] of [5, 4, 3].entries()) await storeAt(first, monthAgo(ago).at, 4, `m${i}`);
     if ('integrity' in audit) await first.audit.checkpoint();
     await closeAll();
     const a = await partitionedApp(audit);
     const b = await partitionedApp(audit);
-    // Deterministic interleaving: b's drop waits (before its lock) until a's purge is over.
+    // Deterministic interleaving: b has listed the partitions; its drops wait (before their lock) until a's purge is over.
     let aDone: Promise<unknown> = Promise.resolve();
     beforeEachStatement(b, async (text) => {
-      if (text.startsWith('LOCK TABLE')) await aDone.catch(() => undefined);
+      if (text.startsWith('SELECT pg_advisory_lock')) await aDone.catch(() => undefined);
     });
     const before = monthStartAgo(2);
     const aPurge = a.audit.purge({ before });
@@ -165,9 +164,9 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(deleted).toBe(12);
   });
 
-  // DEFECT 1 again, without any forced interleaving: two purges started together, round
+  // Was defect 1 again, without any forced interleaving: two purges started together, round
   // after round; one of the two fails in every round observed.
-  defect('DEFECT concurrent purges (natural timing): neither of two purges started together fails', async () => {
+  it('concurrent purges (natural timing): neither of two purges started together fails', async () => {
     const first = await setUp();
     for (const [i, ago] of [8, 7, 6, 5, 4, 3].entries()) await storeAt(first, monthAgo(ago).at, 3, `m${i}`);
     await closeAll();
@@ -186,12 +185,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(deleted).toBe(18);
   });
 
-  // DEFECT 2: with integrity on, an event stored late into an old month while the drop is
+  // Was defect 2: with integrity on, an event stored late into an old month while the drop is
   // prepared (after the drop path counted the month, while it deletes the month's subject
   // rows) loses its audit_subject rows: the drop is then abandoned (the count changed) and
   // the event stays (it has no seq yet, outside the purge record) but its subject rows are gone,
   // so history() of its subjects no longer finds it.
-  defect('DEFECT subject rows: an event stored into an old month during a purge keeps its audit_subject rows when it stays', async () => {
+  it('subject rows: an event stored into an old month during a purge keeps its audit_subject rows when it stays', async () => {
     const first = await setUp(INTEGRITY);
     const five = monthAgo(5);
     await storeAt(first, five.at, 3, 'five');
@@ -211,8 +210,8 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(result.deleted).toBe(3);
     // The late event stays (not in the signed purge record) ...
     expect(await t.dataSource.getRepository(AuditLogEntity).countBy({ id: late! })).toBe(1);
-    // ... and so must its subject rows (Customer late-0 and Order late-0).
-    expect(await t.dataSource.getRepository(AuditSubjectEntity).countBy({ eventId: late! })).toBe(2);
+    // ... and so must its subject row (Order late-0; its target, Customer late-0, is in the event itself).
+    expect(await t.dataSource.getRepository(AuditSubjectEntity).countBy({ eventId: late! })).toBe(1);
     expect((await t.audit.history({ type: 'Order', id: 'late-0' })).map((event) => event.id)).toEqual([late]);
   });
 
@@ -232,14 +231,13 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     return { ...rls, policies, columnGrants, published: published!.n > 0, readerSelect: reader[0]!.n };
   }
 
-  // DEFECT 3: the migration silently drops what it does not list: row-level security (the
+  // Was a defect: the migration silently dropped what it did not list: row-level security (the
   // table's RLS switch and its policies), column-level grants, the table's comment, and its
-  // membership of a publication (logical replication / CDC of the audit trail stops). It
-  // renames the table, creates a new one and DROPs the old, so everything attached to the old
-  // table goes with it without a word. With RLS, a role that saw only its tenant's events
-  // sees every event after the migration. Expected: carried over, or AuditPartitionError
-  // naming what would be lost before anything changes.
-  defect('DEFECT migration fidelity: RLS and its policies, column grants, the table comment and a publication survive partitionAuditLog()', async () => {
+  // membership of a publication (logical replication / CDC of the audit trail stopped). With
+  // RLS, a role that saw only its tenant's events saw every event after the migration. Now
+  // carried over, and a publication refused by name before anything changes (a publication of
+  // a partitioned table publishes differently: the user decides).
+  it('migration fidelity: RLS and its policies, column grants and the table comment survive partitionAuditLog(); a publication is refused by name first', async () => {
     const t = await setUp();
     await storeAt(t, monthAgo(2).at, 2, 'two');
     await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'now' } }); // actor: system
@@ -271,21 +269,31 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(before.columnGrants).toHaveLength(3);
 
     await closeAll();
+    const runner = new DataSource({ ...db!.options, entities: [...AuditEntities] } as DataSourceOptions);
+    await runner.initialize();
+    try {
+      const queryRunner = runner.createQueryRunner();
+      await expect(partitionAuditLog(queryRunner)).rejects.toThrow(new RegExp(`these depend on it: publication ${publication}\\.`));
+      await queryRunner.release();
+    } finally {
+      await runner.destroy();
+    }
+    expect(await securityShape(reader, columns, publication)).toEqual(before);
+    await sql(`DROP PUBLICATION "${publication}"`);
+
     await partitionedApp();
     expect(await partitionNames()).toContain('audit_log_default');
-
     const after = await securityShape(reader, columns, publication);
-    // Observed: { rls: false, policies: [], columnGrants: [], comment: null, published: false }.
-    expect({ visible: await visible(), ...after }).toEqual({ visible: 2, ...before });
+    expect({ visible: await visible(), ...after }).toEqual({ visible: 2, ...before, published: false });
   });
 
-  // DEFECT 4 (message): a view over audit_log (common for reporting) makes the migration fail
+  // Was defect 4 (message): a view over audit_log (common for reporting) makes the migration fail
   // midway with PostgreSQL's "cannot drop table <schema>.audit_log_relayout because other
   // objects depend on it": a table name the user never created, not an AuditPartitionError
   // naming the view, unlike the documented check of unique indexes "before anything changes".
   // (The migration's transaction rolls back, so nothing is lost.) Same with a foreign key
   // from another table to audit_log(id).
-  defect('DEFECT message: a view over audit_log stops partitionAuditLog() with an AuditPartitionError naming the view', async () => {
+  it('message: a view over audit_log stops partitionAuditLog() with an AuditPartitionError naming the view', async () => {
     const t = await setUp();
     await storeAt(t, monthAgo(2).at, 2, 'two');
     await sql(`CREATE VIEW "${schema()}".audit_failures AS SELECT id, action, occurred_at FROM ${log()} WHERE outcome <> 'success'`);
@@ -399,7 +407,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect((await createAuditPartitions(p.dataSource)).created).toEqual([`Ap_audit_log_p${monthAgo(-3).label}`]);
   });
 
-  // DEFECT 5: creating a month partition (the module's maintenance at start-up, daily and at
+  // Was defect 5: creating a month partition (the module's maintenance at start-up, daily and at
   // each purge; createAuditPartitions()) holds ACCESS EXCLUSIVE on audit_log while PostgreSQL
   // scans the whole default partition (to prove none of its rows belong to the new month),
   // once per month created, all in one transaction. The default partition fills up exactly in
@@ -407,20 +415,20 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
   // month without a partition go to the default partition ... they stay there"), and then
   // every later creation stalls every writer (and reader) for as long as those scans take:
   // the documented 1 s bound is only on the wait for the lock, not on the time it is held.
-  defect(
-    'DEFECT lock: creating the missing months does not stall writers for longer than about a second when the default partition is large',
+  it(
+    'lock: creating the missing months does not stall writers for longer than about a second when the default partition is large',
     async () => {
       await setUp();
       await closeAll();
       const p = await partitionedApp();
-      // A million events of a month no partition covers (e.g. left to the default while the
+      // 300,000 events of a month no partition covers (e.g. left to the default while the
       // application's role could not create partitions): in the default partition.
       await sql(
         `INSERT INTO ${log()} (id, occurred_at, action, outcome, kind, actor_type, actor_id, source, target_type, target_id, reason)
          SELECT gen_random_uuid(), TIMESTAMP '2020-01-01' + i * INTERVAL '1 second', 'order.updated', 'success', 'intent', 'user', 'u', 'http', 'Order', i::text, repeat('r', 700)
-           FROM generate_series(1, 1000000) i`,
+           FROM generate_series(1, 300000) i`,
       );
-      expect(await sql(`SELECT count(*)::int AS n FROM "${schema()}"."audit_log_default"`)).toEqual([{ n: 1000000 }]);
+      expect(await sql(`SELECT count(*)::int AS n FROM "${schema()}"."audit_log_default"`)).toEqual([{ n: 300000 }]);
       await sql(`ANALYZE ${log()}`);
       // Months 1..3 ahead exist; the next months are missing, as when the owner's monthly job is late.
       const began = Date.now();
@@ -432,7 +440,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
       const result = await creating;
       expect(result.created).toHaveLength(9);
       console.log(`writer stalled ${stalled} ms while createAuditPartitions() created ${result.created.length} months in ${Date.now() - began} ms`);
-      expect(stalled).toBeLessThan(1500);
+      expect(stalled).toBeLessThan(800);
     },
     300_000,
   );
@@ -457,12 +465,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     return { proxy, db: { ...db!, options: { ...db!.options, port } as TestDatabase['options'] } };
   }
 
-  // DEFECT 6 (messages): on a PostgreSQL audit_log that is NOT partitioned (partitions never
+  // Was defect 6 (messages): on a PostgreSQL audit_log that is NOT partitioned (partitions never
   // set up), a purge during a database outage now also logs "Audit partitions: the next
   // months' partitions of audit_log could not be created (...) When the application's role
   // does not own audit_log, run createAuditPartitions() as the owner": advice about a feature
   // that is not in use (createAuditPartitions() would throw "is not partitioned").
-  defect('DEFECT message: a purge during an outage on a non-partitioned PostgreSQL audit_log logs nothing about partitions', async () => {
+  it('message: a purge during an outage on a non-partitioned PostgreSQL audit_log logs nothing about partitions', async () => {
     db = await createTestDatabase('postgres');
     admin = new pg.Client(POSTGRES);
     await admin.connect();
@@ -476,12 +484,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(warnings.filter((message) => message.includes('partition'))).toEqual([]);
   });
 
-  // DEFECT 7 (messages): the maintenance warning is logged once per process under one key
+  // Was defect 7 (messages): the maintenance warning is logged once per process under one key
   // whatever its cause, so a passing connection error consumes it: when creating the next
   // months later fails for a lasting reason, nothing is ever logged, and events quietly go
   // to the default partition (where they stay, purged row by row, and slow every later
   // partition creation: DEFECT 5).
-  defect('DEFECT message: after a passing outage, a lasting failure to create the next months is still reported', async () => {
+  it('message: after a passing outage, a lasting failure to create the next months is still reported', async () => {
     db = await createTestDatabase('postgres');
     admin = new pg.Client(POSTGRES);
     await admin.connect();
@@ -495,8 +503,9 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     proxy.cut();
     await expect(t.audit.purge({ before: monthStartAgo(1) })).rejects.toThrow();
     proxy.restore();
+    // The outage is the purge's own error (thrown to its caller); nothing is said about partitions then.
     const transient = warnings.filter((message) => message.includes('could not be created'));
-    expect(transient).toHaveLength(1);
+    expect(transient).toHaveLength(0);
     // A lasting failure: the furthest month's partition cannot be created (a table of that name is in the way).
     const furthest = `audit_log_p${monthAgo(-3).label}`;
     await sql(`DROP TABLE "${schema()}"."${furthest}"`);
@@ -507,13 +516,13 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(warnings.filter((message) => message.includes('could not be created') && message.includes('already exists'))).toHaveLength(1);
   });
 
-  // DEFECT 8 (lock): while a long read holds audit_log (an export, a report), a purge asks
+  // Was defect 8 (lock): while a long read holds audit_log (an export, a report), a purge asks
   // for ACCESS EXCLUSIVE once per old month, each time waiting its full second with every
   // writer queued behind it, then moves on to the next month, though the reader is still
   // there. With six old months the module's writes are held up for about six seconds in
   // all, not the "at most one second" docs/retention.md describes. Expected: give up the drops
   // of this purge after the first lock timeout (or bound the total wait).
-  defect('DEFECT lock: a purge that cannot get the lock holds writers up for about a second in all, not a second per old month', async () => {
+  it('lock: a purge that cannot get the lock holds writers up for about a second in all, not a second per old month', async () => {
     const first = await setUp();
     for (const [i, ago] of [8, 7, 6, 5, 4, 3].entries()) await storeAt(first, monthAgo(ago).at, 2, `m${i}`);
     await closeAll();
@@ -542,12 +551,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(held).toBeLessThan(2000);
   });
 
-  // DEFECT 9 (data removed without a record): without integrity, a purge that finds no event
+  // Was defect 9 (data removed without a record): without integrity, a purge that finds no event
   // older than its cut-off writes no audit.purged record, but still drops the month partitions
   // before the cut-off ("months emptied earlier"), whatever they hold by the time of the drop.
   // An event stored late into such a month meanwhile (journal recovery, a queued write) is
   // removed with its subject rows, with no purge record, and the purge reports deleted: 0.
-  defect('DEFECT no record: an event stored into an emptied old month during a purge is not removed without a purge record', async () => {
+  it('no record: an event stored into an emptied old month during a purge is not removed without a purge record', async () => {
     const first = await setUp();
     await storeAt(first, monthAgo(5).at, 2, 'five');
     await closeAll();
@@ -573,7 +582,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     );
   });
 
-  // DEFECT 10 (a real error hidden): the writer's INSERT now ends in ON CONFLICT DO NOTHING
+  // Was defect 10 (a real error hidden): the writer's INSERT now ends in ON CONFLICT DO NOTHING
   // without a conflict target on every PostgreSQL table, partitioned or not (and on SQLite,
   // see below). Before, only a conflict on the event id was a no-op; now a conflict on ANY
   // unique index swallows the event: write() succeeds, the event is not stored, nothing is
@@ -596,12 +605,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(stored === 1 || outcome.startsWith('refused')).toBe(true);
   });
 
-  // DEFECT 11 (docs vs behaviour): createAuditPartitions() is documented to create the months
+  // Was defect 11 (docs vs behaviour): createAuditPartitions() is documented to create the months
   // "in one transaction" with "one creator at a time (advisory lock)", but given a query
   // runner that is not in a transaction (the signature takes one) it opens none: the
   // transaction-level advisory lock is released at once and lock_timeout is not set, so two
   // callers race and one fails with "relation ... already exists".
-  defect('DEFECT createAuditPartitions(queryRunner) outside a transaction: two callers at once both succeed', async () => {
+  it('createAuditPartitions(queryRunner) outside a transaction: two callers at once both succeed', async () => {
     await setUp();
     await closeAll();
     const t = await partitionedApp();
@@ -635,12 +644,12 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(error).toBe('42P10'); // there is no unique or exclusion constraint matching the ON CONFLICT specification
   });
 
-  // DEFECT 12 (migration fidelity, columns): the new table is made with LIKE ... INCLUDING
+  // Was defect 12 (migration fidelity, columns): the new table is made with LIKE ... INCLUDING
   // DEFAULTS, CONSTRAINTS, STORAGE, COMMENTS, but not IDENTITY or GENERATED. A column of the
   // user's own that is an identity column (a row number for exports) keeps its NOT NULL but
   // loses its identity: after the migration every write of the module fails (the writer does
   // not send that column). A stored generated column becomes a plain one: new events get NULL.
-  defect('DEFECT migration fidelity: a user identity column and a generated column keep working after partitionAuditLog()', async () => {
+  it('migration fidelity: a user identity column and a generated column keep working after partitionAuditLog()', async () => {
     const t = await setUp();
     await sql(`ALTER TABLE ${log()} ADD COLUMN row_no bigint GENERATED ALWAYS AS IDENTITY`);
     await sql(`ALTER TABLE ${log()} ADD COLUMN occurred_day date GENERATED ALWAYS AS ((occurred_at)::date) STORED`);
@@ -690,13 +699,13 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     }
   });
 
-  // DEFECT 4b (message): the documented check "a unique index of your own without
+  // Was defect 4b (message): the documented check "a unique index of your own without
   // occurred_at stops the migration with AuditPartitionError naming it, before anything
   // changes" looks at every column of the index, INCLUDE columns too: a unique index on
   // (request_id) INCLUDE (occurred_at) passes the check, and the migration then fails midway
   // with PostgreSQL's "unique constraint on partitioned table must include all partitioning
   // columns", naming no index.
-  defect('DEFECT message: a unique index with occurred_at only among its INCLUDE columns is refused by AuditPartitionError naming it', async () => {
+  it('message: a unique index with occurred_at only among its INCLUDE columns is refused by AuditPartitionError naming it', async () => {
     const t = await setUp();
     await sql(`CREATE UNIQUE INDEX idx_custom_request ON ${log()} (request_id) INCLUDE (occurred_at)`);
     const runner = t.dataSource.createQueryRunner();
@@ -712,7 +721,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     }
   });
 
-  // DEFECT 13 (PRE-EXISTING, not of the partitions feature: reproduced on a plain table): the
+  // Was defect 13 (PRE-EXISTING, not of the partitions feature: reproduced on a plain table): the
   // append-only guard lets a NULL seq be set, and the application role has UPDATE (seq)
   // (docs/database-roles.md). Setting a new event's seq to one already purged (no unique
   // index can refuse it: that row is gone) keeps the event out of the tree for good; verify()
@@ -720,7 +729,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
   // deletes it (seq <= the record's N) although it is no leaf of the tree and is newer than
   // the cut-off; afterwards verify() is ok and the event is gone without a trace. With
   // partitions, the drop path removes such an event the same way.
-  defect('DEFECT (pre-existing) a purge does not delete an event whose seq was forged into the purged range; verify() keeps reporting it', async () => {
+  it('(older than partitions) a purge does not delete an event whose seq was forged into the purged range; verify() keeps reporting it', async () => {
     const t = await setUp(INTEGRITY);
     await logNotes(t.audit, 3, 'old');
     await new Promise((resolve) => setTimeout(resolve, 20));
