@@ -330,5 +330,34 @@ describe.runIf(databases().includes('postgres'))('hostile 2: monthly partitions 
     expect(outcome).toBe('stored');
   });
 
+
+  // Defect F (purge drops a table that is no longer a partition): dropPartitions() lists the
+  // partitions BEFORE waiting (without bound, defect B) for the drops' advisory lock and never
+  // checks, under the table lock, that the table it drops is still a partition of audit_log.
+  // A month an administrator DETACHes meanwhile (the usual way to archive a month before it
+  // goes: DETACH, pg_dump, DROP) is dropped by the purge, with its rows counted as purged and
+  // their audit_subject rows deleted. Expected: a table that is no longer attached is left
+  // alone (its rows are not in audit_log). Fix: after LOCK TABLE, check pg_inherits (the
+  // partition's parent is still audit_log) or list the partitions again under the lock.
+  it.fails('purge: a month partition detached by an administrator while the purge waits for its lock is not dropped', async () => {
+    const first = await setUp();
+    await storeAt(first, monthAgo(5), 4, 'five');
+    await closeAll();
+    const p = await partitionedApp();
+    const monthName = (() => {
+      const at = monthAgo(5);
+      return `audit_log_p${at.getUTCFullYear()}_${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
+    })();
+    const holder = await otherSession(); // another instance in its drops
+    await holder.query('SELECT pg_advisory_lock(hashtext($1))', [dropLockKey()]);
+    const purge = p.audit.purge({ before: monthStartAgo(2) });
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // the purge has listed the partitions and waits
+    await sql(`ALTER TABLE ${log()} DETACH PARTITION "${schema()}"."${monthName}"`); // the archive job
+    await holder.query('SELECT pg_advisory_unlock(hashtext($1))', [dropLockKey()]);
+    const result = await purge;
+    const [kept] = await sql<{ kept: boolean }>(`SELECT to_regclass($1) IS NOT NULL AS kept`, [`"${schema()}"."${monthName}"`]);
+    expect({ kept: kept!.kept, deleted: result.deleted }).toEqual({ kept: true, deleted: 0 }); // observed: the detached table is gone, 4 counted
+  });
+
   // PLACEHOLDER
 });
