@@ -359,5 +359,43 @@ describe.runIf(databases().includes('postgres'))('hostile 2: monthly partitions 
     expect({ kept: kept!.kept, deleted: result.deleted }).toEqual({ kept: true, deleted: 0 }); // observed: the detached table is gone, 4 counted
   });
 
+
+  // Defect G (performance of the purge's row deletes with the new tree-membership condition,
+  // PostgreSQL): 50,000 events left (seq 150,001..200,000; the first 150,000 purged before)
+  // and a tree of 400,000 nodes (audit_tree is never purged). The planner misestimates the
+  // EXISTS (t.idx = e.seq - 1 is a correlation it cannot see: rows=1) and picks a hash join
+  // over a (parallel) Seq Scan of the WHOLE audit_tree, for every batch: here 67 ms a batch,
+  // and it grows with the tree (about 2 nodes per event ever stored), so a purge of N events
+  // costs N/batchSize full scans of a table of ~2x all events ever, while each batch's
+  // transaction (withAuditPurge) stays open. Expected: an index range per batch, as before
+  // the condition was added. Fix: keyset batches on seq (e.seq > :after AND e.seq <= :through
+  // ORDER BY seq LIMIT n) in a subquery, the tree check applied to that batch only (a LATERAL
+  // / a second query on the PK (level, idx) for those seqs), moving :after past strays.
+  it.fails('performance: the integrity purge batch query does not scan the whole audit_tree (PostgreSQL)', async () => {
+    await setUp();
+    const tree = `"${schema()}"."audit_tree"`;
+    await sql(
+      `INSERT INTO ${log()} (id, occurred_at, action, outcome, kind, actor_type, source, seq)
+       SELECT gen_random_uuid(), TIMESTAMP '2020-01-01' + i * INTERVAL '1 second', 'order.updated', 'success', 'intent', 'user', 'http', i FROM generate_series(150001, 200000) i`,
+    );
+    await sql(
+      `INSERT INTO ${tree} (level, idx, hash, event_id) SELECT 0, l.seq - 1, repeat('a', 64), l.id FROM ${log()} l
+       UNION ALL SELECT 0, i - 1, repeat('a', 64), gen_random_uuid() FROM generate_series(1, 150000) i
+       UNION ALL SELECT 1, i, repeat('b', 64), NULL FROM generate_series(0, 99999) i
+       UNION ALL SELECT 2, i, repeat('c', 64), NULL FROM generate_series(0, 49999) i`,
+    );
+    await sql(`ANALYZE ${log()}`);
+    await sql(`ANALYZE ${tree}`);
+    const plan = (
+      await sql<{ 'QUERY PLAN': string }>(
+        `EXPLAIN ANALYZE SELECT e.id FROM ${log()} e WHERE e.seq <= 180000 AND EXISTS (SELECT 1 FROM ${tree} t WHERE t.level = 0 AND t.idx = e.seq - 1 AND t.event_id = e.id) ORDER BY e.seq ASC LIMIT 1000`,
+      )
+    )
+      .map((row) => row['QUERY PLAN'])
+      .join('\n');
+    console.log(plan);
+    expect(plan).not.toMatch(/Seq Scan on audit_tree/);
+  }, 120_000);
+
   // PLACEHOLDER
 });
