@@ -397,6 +397,40 @@ describe.runIf(databases().includes('postgres'))('hostile 2: monthly partitions 
     expect(plan).not.toMatch(/Seq Scan on audit_tree/);
   }, 120_000);
 
+
+  // Held: a foreign key from audit_log to itself is refused by name before anything changes.
+  it('held: a self-referencing foreign key stops partitionAuditLog() with AuditPartitionError naming it, the table unchanged', async () => {
+    await setUp();
+    await sql(`ALTER TABLE ${log()} ADD COLUMN parent_id uuid`);
+    await sql(`ALTER TABLE ${log()} ADD CONSTRAINT "parent fk" FOREIGN KEY (parent_id) REFERENCES ${log()} (id)`);
+    await closeAll();
+    const error = await withRunner((runner) => partitionAuditLog(runner)).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.name).toBe('AuditPartitionError');
+    expect(error?.message).toContain('foreign key "parent fk"');
+    expect(await sql(`SELECT relkind FROM pg_class WHERE oid = $1::regclass`, [log()])).toEqual([{ relkind: 'r' }]);
+  });
+
+  // Note (documented: "stop every instance before the migration"): an instance that wrote
+  // before audit_log was partitioned under it fails its next single write with 42P10 (the
+  // writer re-probes but does not retry: a batch of one is rejected at once; with a journal at
+  // COMMIT, the caller's transaction fails); the write after it succeeds.
+  it('note: a running instance after an online partitionAuditLog(): the first single write fails with 42P10, the next one is stored', async () => {
+    const t = await setUp();
+    await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'before' } });
+    await withRunner((runner) => partitionAuditLog(runner));
+    const first = await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'first' } }).then(
+      () => 'stored',
+      (error: Error) => (/no unique or exclusion constraint matching the ON CONFLICT/.test(String(error)) ? '42P10' : String(error)),
+    );
+    const second = await t.audit.log({ action: 'order.noted', target: { type: 'order', id: 'second' } }).then(
+      () => 'stored',
+      (error: Error) => String(error),
+    );
+    expect({ first, second }).toEqual({ first: '42P10', second: 'stored' });
+  });
 });
 
 describe.runIf(databases().includes('mariadb'))('hostile 2: the integrity purge batch query on MariaDB', () => {
