@@ -337,7 +337,8 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    * month ends at or before `before` and, with integrity on, whose events all have a `seq`
    * up to `throughSeq` and their leaf in the tree: exactly the rows the purge removes,
    * without deleting them one by one (`onlyEmpty`: only partitions without a row). Returns
-   * how many events went. One instance drops at a time; a partition the role cannot drop,
+   * how many events went. One instance drops at a time (another's purge meanwhile deletes
+   * rows instead of waiting); a partition the role cannot drop,
    * or whose lock is not had within a second, is left to the row deletes, and so is every
    * later one of this purge once a lock was not had.
    */
@@ -349,7 +350,9 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     try {
       const partitions = (await listAuditPartitions(runner))?.filter((partition) => partition.to && partition.to.getTime() <= before.getTime());
       if (!partitions?.length) return 0;
-      await runner.query('SELECT pg_advisory_lock(hashtext($1))', [lock]);
+      // One instance drops at a time; while another does, this purge deletes rows instead of waiting.
+      const [got] = (await runner.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [lock])) as Array<{ got: boolean }>;
+      if (!got!.got) return 0;
       locked = true;
       let deleted = 0;
       for (const partition of partitions) {
@@ -414,8 +417,14 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       await runner.startTransaction();
       try {
         await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
-        await runner.query(`LOCK TABLE ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))} IN ACCESS EXCLUSIVE MODE`);
-        if ((await count()) !== rows || (await kept(false))) {
+        const log = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity));
+        await runner.query(`LOCK TABLE ${log} IN ACCESS EXCLUSIVE MODE`);
+        // Still a partition of audit_log (an administrator may have detached it meanwhile, to archive it), with the rows counted.
+        const [still] = (await runner.query(`SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass AND inhparent = $2::regclass) AS still`, [
+          partition.table,
+          log,
+        ])) as Array<{ still: boolean }>;
+        if (!still!.still || (await count()) !== rows || (await kept(false))) {
           await runner.rollbackTransaction();
           return 0;
         }
@@ -446,28 +455,39 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    */
   private async deleteAll(scope: Scope, batchSize: number): Promise<number> {
     let deleted = 0;
+    /** The largest seq looked at (an event left for not being in the tree is stepped over). */
+    let after = 0;
     for (;;) {
       const runner = this.dataSource.createQueryRunner();
       await runner.connect();
       try {
         const batch = await withAuditPurge(runner, async (queryRunner) => {
           const manager = queryRunner.manager;
-          const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id');
-          if ('throughSeq' in scope) {
-            // Only events whose leaf is in the tree: an event given a purged seq by hand stays (verify() reports it).
-            const tree = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditTreeEntity));
-            query
-              .where('e.seq <= :through', { through: scope.throughSeq })
-              .andWhere(`EXISTS (SELECT 1 FROM ${tree} t WHERE t.level = 0 AND t.idx = e.seq - 1 AND t.event_id = e.id)`)
-              .orderBy('e.seq', 'ASC');
-          }
+          const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id').addSelect('e.seq', 'seq');
+          if ('throughSeq' in scope) query.where('e.seq > :after AND e.seq <= :through', { after, through: scope.throughSeq }).orderBy('e.seq', 'ASC');
           else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
-          const rows = await query.limit(batchSize).getRawMany<{ id: string }>();
+          const rows = await query.limit(batchSize).getRawMany<{ id: string; seq: string | number | null }>();
           if (rows.length === 0) return { selected: 0, removed: 0 };
-          const ids = rows.map((row) => row.id);
+          let ids = rows.map((row) => row.id);
+          if ('throughSeq' in scope) {
+            // Only events whose leaf is in the tree (read by the tree's key over the batch's seq range): an
+            // event given a purged seq by hand stays, and verify() reports it.
+            const seqs = rows.map((row) => Number(row.seq));
+            after = seqs[seqs.length - 1]!;
+            const leaves = await manager
+              .getRepository(AuditTreeEntity)
+              .createQueryBuilder('t')
+              .select('t.index', 'idx')
+              .addSelect('t.eventId', 'eventId')
+              .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: seqs[0]! - 1, high: after - 1 })
+              .getRawMany<{ idx: string | number; eventId: string | null }>();
+            const leafOf = new Map(leaves.map((leaf) => [Number(leaf.idx), leaf.eventId]));
+            ids = rows.filter((row, i) => leafOf.get(seqs[i]! - 1) === row.id).map((row) => row.id);
+            if (ids.length === 0) return { selected: rows.length, removed: 0 };
+          }
           await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
           const { affected } = await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
-          return { selected: ids.length, removed: affected ?? ids.length };
+          return { selected: rows.length, removed: affected ?? ids.length };
         });
         deleted += batch.removed;
         if (batch.selected < batchSize) return deleted;
@@ -476,6 +496,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       }
     }
   }
+
 }
 
 /**

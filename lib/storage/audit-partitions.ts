@@ -263,14 +263,26 @@ async function shapeOf(queryRunner: QueryRunner, table: LogTable): Promise<Table
      UNION ALL
      SELECT 'exclusion constraint ' || quote_ident(conname) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'x'
      UNION ALL
-     SELECT 'publication ' || quote_ident(p.pubname) FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1::regclass`,
+     SELECT 'publication ' || quote_ident(p.pubname) FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid WHERE pr.prrelid = $1::regclass
+     UNION ALL
+     SELECT 'replica identity ' || CASE relreplident WHEN 'f' THEN 'FULL' WHEN 'n' THEN 'NOTHING' ELSE 'USING INDEX' END FROM pg_class WHERE oid = $1::regclass AND relreplident <> 'd'`,
   );
   const carried: string[] = [];
   // Triggers (the append-only guards among them); on a partitioned table, its own, not their copies on partitions.
-  for (const { def } of await query<{ def: string }>(
-    `SELECT pg_get_triggerdef(t.oid) AS def FROM pg_trigger t WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal AND t.tgparentid = 0 ORDER BY t.tgname`,
+  for (const { def, name, enabled } of await query<{ def: string; name: string; enabled: string }>(
+    `SELECT pg_get_triggerdef(t.oid) AS def, quote_ident(t.tgname) AS name, t.tgenabled AS enabled FROM pg_trigger t
+      WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal AND t.tgparentid = 0 ORDER BY t.tgname`,
   )) {
     carried.push(def);
+    // Its state (a trigger definition does not say it): disabled, or fired on replicas (only) too.
+    const state = { D: 'DISABLE', R: 'ENABLE REPLICA', A: 'ENABLE ALWAYS' }[enabled];
+    if (state) carried.push(`ALTER TABLE ${TABLE} ${state} TRIGGER ${name}`);
+  }
+  // CHECK constraints after the copy, as they were (one NOT VALID stays so: older rows may break it).
+  for (const { name, def } of await query<{ name: string; def: string }>(
+    `SELECT quote_ident(conname) AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c' ORDER BY conname`,
+  )) {
+    carried.push(`ALTER TABLE ${TABLE} ADD CONSTRAINT ${name} ${def}`);
   }
   for (const { name, def } of await query<{ name: string; def: string }>(
     `SELECT quote_ident(conname) AS name, pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f' ORDER BY conname`,
@@ -319,8 +331,8 @@ async function shapeOf(queryRunner: QueryRunner, table: LogTable): Promise<Table
 function checkDependents(table: LogTable, shape: TableShape): void {
   if (shape.dependents.length === 0) return;
   throw new AuditPartitionError(
-    `${table.qualified} is rebuilt, and these depend on it: ${shape.dependents.join(', ')}. Drop them, run the migration, and create them again ` +
-      '(a publication of a partitioned table: see publish_via_partition_root)',
+    `${table.qualified} is rebuilt, and what depends on it would be lost: ${shape.dependents.join(', ')}. Remove it, run the migration, and set it up again ` +
+      '(a publication of a partitioned table: see publish_via_partition_root; a replica identity: on each partition)',
   );
 }
 
@@ -339,7 +351,9 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
   const oldQualified = `${driver.escape(table.schema)}.${driver.escape(old)}`;
   await queryRunner.query(`ALTER TABLE ${table.qualified} RENAME TO ${driver.escape(old)}`);
   // Defaults, CHECK constraints, identity and generated columns, storage, compression, column comments and statistics: all but the indexes.
-  await queryRunner.query(`CREATE TABLE ${table.qualified} (LIKE ${oldQualified} INCLUDING ALL EXCLUDING INDEXES)` + (partitioned ? ` PARTITION BY RANGE (${key})` : ''));
+  await queryRunner.query(
+    `CREATE TABLE ${table.qualified} (LIKE ${oldQualified} INCLUDING ALL EXCLUDING INDEXES EXCLUDING CONSTRAINTS)` + (partitioned ? ` PARTITION BY RANGE (${key})` : ''),
+  );
   if (partitioned) {
     const now = monthIndex(new Date());
     const [year, month] = (first?.month ?? '').split('-').map(Number);
@@ -359,11 +373,14 @@ async function rebuild(queryRunner: QueryRunner, table: LogTable, shape: TableSh
   for (const { column } of (await queryRunner.query(`SELECT attname AS "column" FROM pg_attribute WHERE attrelid = $1::regclass AND attidentity <> ''`, [
     table.qualified,
   ])) as Array<{ column: string }>) {
-    const quoted = driver.escape(column);
-    await queryRunner.query(
-      `SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(max(${quoted}), 1), max(${quoted}) IS NOT NULL) FROM ${table.qualified}`,
-      [table.qualified, column],
-    );
+    // Where the old sequence was (numbers it handed out to rows gone since are not given again).
+    const [from] = (await queryRunner.query(`SELECT pg_get_serial_sequence($1, $2) AS old, pg_get_serial_sequence($3, $2) AS new`, [
+      oldQualified,
+      column,
+      table.qualified,
+    ])) as Array<{ old: string; new: string }>;
+    const [state] = (await queryRunner.query(`SELECT last_value AS "last", is_called AS called FROM ${from!.old}`)) as Array<{ last: string; called: boolean }>;
+    await queryRunner.query(`SELECT setval($1, $2, $3)`, [from!.new, state!.last, state!.called]);
   }
   for (const { sequence, column } of (await queryRunner.query(
     `SELECT s.oid::regclass::text AS sequence, quote_ident(a.attname) AS "column"

@@ -123,10 +123,10 @@ const journalRows = (dataSource: DataSource, unitIds: string[]): Promise<number>
 const storedRows = (dataSource: DataSource, action: string): Promise<number> =>
   dataSource.getRepository(AuditLogEntity).count({ where: { action } });
 
-/** The first two words of each statement logged (MySQL's one-time read of max_allowed_packet left out). */
+/** The first two words of each statement logged (the one-time reads of MySQL's max_allowed_packet and of PostgreSQL's table layout left out). */
 const sent = (log: QueryLog): string[] =>
   log.queries
-    .filter((entry) => !/@@max_allowed_packet/.test(entry.query))
+    .filter((entry) => !/@@max_allowed_packet|relkind .* to_regclass/.test(entry.query))
     .map((entry) => entry.query.split(' ').slice(0, 2).join(' ').toUpperCase());
 
 /**
