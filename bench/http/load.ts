@@ -42,9 +42,6 @@ export async function patchOrders(options: LoadOptions): Promise<LoadResult> {
         url: options.url,
         connections: options.connections,
         duration: options.durationSeconds,
-        // autocannon notices the end of `duration` only at a sample tick (every second by
-        // default): a run shorter than a second would last a whole one.
-        sampleInt: Math.min(1_000, options.durationSeconds * 1_000),
         timeout: 10,
         requests: [
           {
