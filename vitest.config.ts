@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import swc from 'unplugin-swc';
 import { defineConfig } from 'vitest/config';
@@ -14,6 +15,8 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Files mostly wait on databases and child processes: at least 4 at a time, not Vitest's cores - 1 (one file on 2 cores).
+    maxWorkers: Math.max(4, availableParallelism() - 1),
     // As behind a proxy that passes large headers on: the module, not Node, must bound them.
     execArgv: ['--max-http-header-size=131072'],
     reporters: ['default'],

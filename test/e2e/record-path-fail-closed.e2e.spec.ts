@@ -34,6 +34,8 @@ describe.each(combos)('fail-closed when audit storage fails on %s over %s', (kin
       adapter,
       controllers: [RecordPathController, adapter === 'express' ? ExpressResponseController : FastifyReplyController],
       providers: [NestedOrderWriter],
+      // The retry pass runs every recoverAfter / 2 (at most 5 s): 500 ms, not 5 s, after storage is back.
+      audit: { recoverAfter: 1_000 },
     });
   });
   afterAll(async () => {
