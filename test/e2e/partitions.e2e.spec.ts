@@ -108,7 +108,8 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
       await admin!.query(statement);
       return undefined;
     } catch (error) {
-      return (error as { code?: string }).code;
+      const { code, constraint } = error as { code?: string; constraint?: string };
+      return constraint ? `${code} ${constraint}` : code;
     }
   };
 
@@ -186,7 +187,7 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     // A forged duplicate seq is no longer refused by an index: verify reports it.
     const forged = await sql<{ id: string }>(`SELECT id FROM ${log()} WHERE seq = 3`);
     await sql(`ALTER TABLE ${log()} DISABLE TRIGGER USER`);
-    await sql(`INSERT INTO ${log()} SELECT (substr(id::text, 1, 35) || 'f')::uuid, occurred_at, action, outcome, kind, actor_type, 'mallory', actor_display, source, ip, user_agent, method, route, path, request_id, target_type, target_id, changes, context, reason, error, 3 FROM ${log()} WHERE id = $1`, [forged[0]!.id]);
+    await sql(`INSERT INTO ${log()} SELECT (substr(id::text, 1, 35) || CASE WHEN right(id::text, 1) = 'f' THEN 'e' ELSE 'f' END)::uuid, occurred_at, action, outcome, kind, actor_type, 'mallory', actor_display, source, ip, user_agent, method, route, path, request_id, target_type, target_id, changes, context, reason, error, 3 FROM ${log()} WHERE id = $1`, [forged[0]!.id]);
     expect((await t!.audit.verify()).ok).toBe(false);
     await sql(`DELETE FROM ${log()} WHERE actor_id = 'mallory'`);
     await sql(`ALTER TABLE ${log()} ENABLE TRIGGER USER`);
@@ -203,7 +204,7 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     expect(await sql(`SELECT count(*)::int AS n FROM pg_class WHERE relname LIKE 'audit_log_p%' AND relnamespace = $1::regnamespace`, [`"${schema()}"`])).toEqual([{ n: 0 }]);
     expect(await allRows()).toEqual(rowsNow);
     expect(await sql(`SELECT x.indisunique AS unique FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid WHERE i.relname = 'idx_audit_log_seq' AND x.indrelid = $1::regclass`, [log()])).toEqual([{ unique: true }]);
-    expect(await refusal(`INSERT INTO ${log()} SELECT (substr(id::text, 1, 35) || 'f')::uuid, occurred_at, action, outcome, kind, actor_type, actor_id, actor_display, source, ip, user_agent, method, route, path, request_id, target_type, target_id, changes, context, reason, error, 3 FROM ${log()} WHERE seq = 3`)).toBe('23505');
+    expect(await refusal(`INSERT INTO ${log()} SELECT (substr(id::text, 1, 35) || CASE WHEN right(id::text, 1) = 'f' THEN 'e' ELSE 'f' END)::uuid, occurred_at, action, outcome, kind, actor_type, actor_id, actor_display, source, ip, user_agent, method, route, path, request_id, target_type, target_id, changes, context, reason, error, 3 FROM ${log()} WHERE seq = 3`)).toBe('23505 idx_audit_log_seq');
     expect(await refusal(`DELETE FROM ${log()} WHERE id = '${first.id}'`)).toBe('55000');
     expect(await refusal(`TRUNCATE ${log()}`)).toBe('55000');
     expect(await sql(`SELECT count(*)::int AS n FROM information_schema.role_table_grants WHERE grantee = $1 AND table_schema = $2 AND table_name = 'audit_log'`, [role, schema()])).toEqual([{ n: 2 }]);
