@@ -4,23 +4,16 @@
 import pg from 'pg';
 import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditEntities, AuditLogEntity, AuditMigrations, partitionAuditLog, PartitionAuditLogMonthly1767225600000, unpartitionAuditLog, type AuditModuleOptions } from '../../lib/index.js';
-import { uuidv7 } from '../../lib/events/uuid-v7.js';
-import { AuditWriter } from '../../lib/storage/audit.writer.js';
+import { AuditEntities, AuditMigrations, partitionAuditLog, PartitionAuditLogMonthly1767225600000, unpartitionAuditLog, type AuditModuleOptions } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
+import { monthAgo as month, monthStartAgo, storeEventsAt } from '../support/partitions.js';
 import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 const PARTITIONED = [...AuditMigrations, PartitionAuditLogMonthly1767225600000];
 
-function monthAgo(months: number, day = 10): Date {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, day, 12, 0, 0, 0));
-}
-const monthStartAgo = (months: number): Date => {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, 1));
-};
+/** A time inside the UTC month `months` before the current one. */
+const monthAgo = (months: number, day = 10): Date => month(months, day).at;
 
 describe.runIf(databases().includes('postgres'))('hostile 2: monthly partitions of audit_log (PostgreSQL)', () => {
   let db: TestDatabase | undefined;
@@ -62,36 +55,7 @@ describe.runIf(databases().includes('postgres'))('hostile 2: monthly partitions 
     for (const app of apps.splice(0)) await app.close();
   }
 
-  async function storeAt(t: TestApp, at: Date, count: number, label: string): Promise<string[]> {
-    const rows = Array.from({ length: count }, (_, i) =>
-      Object.assign(new AuditLogEntity(), {
-        id: uuidv7(at.getTime() + i),
-        occurredAt: new Date(at.getTime() + i),
-        action: 'order.updated',
-        outcome: 'success',
-        kind: 'intent',
-        actorType: 'user',
-        actorId: `u-${label}`,
-        actorDisplay: null,
-        source: 'http',
-        ip: null,
-        userAgent: null,
-        method: null,
-        route: null,
-        path: null,
-        requestId: null,
-        targetType: 'Customer',
-        targetId: `${label}-${i}`,
-        changes: [{ entity: 'Order', id: `${label}-${i}`, operation: 'update', fields: { status: { from: 'new', to: 'paid' } } }],
-        context: null,
-        reason: null,
-        error: null,
-        seq: null,
-      }),
-    );
-    await t.app.get(AuditWriter).write(rows);
-    return rows.map((row) => row.id);
-  }
+  const storeAt = storeEventsAt;
 
   async function otherSession(): Promise<pg.Client> {
     const client = new pg.Client(POSTGRES);

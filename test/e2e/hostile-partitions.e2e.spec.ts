@@ -26,25 +26,13 @@ import { logNotes } from '../support/retention.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { Order } from '../app/order.entity.js';
 import { AuditJournalEntity } from '../../lib/index.js';
+import { monthAgo, monthStartAgo, storeEventsAt } from '../support/partitions.js';
 import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/hostile-partitions';
 const { privateKey } = generateKeyPairSync('ed25519');
 const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } };
 const PARTITIONED = [...AuditMigrations, PartitionAuditLogMonthly1767225600000];
-
-/** UTC months from `months` before the current one: [label, a time inside it]. */
-function monthAgo(months: number, day = 10): { label: string; at: Date } {
-  const now = new Date();
-  const at = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, day, 12, 0, 0, 0));
-  return { label: `${at.getUTCFullYear()}_${String(at.getUTCMonth() + 1).padStart(2, '0')}`, at };
-}
-
-/** The first instant (UTC) of the month `months` before the current one. */
-const monthStartAgo = (months: number): Date => {
-  const now = new Date();
-  return new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, 1));
-};
 
 describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of audit_log (PostgreSQL)', () => {
   let db: TestDatabase | undefined;
@@ -86,37 +74,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     for (const app of apps.splice(0)) await app.close();
   }
 
-  /** Stores `count` events at `at` through the module's writer, each with a subject row (Customer target + Order change). */
-  async function storeAt(t: TestApp, at: Date, count: number, label: string, requestId: string | null = null): Promise<string[]> {
-    const rows = Array.from({ length: count }, (_, i) =>
-      Object.assign(new AuditLogEntity(), {
-        id: uuidv7(at.getTime() + i),
-        occurredAt: new Date(at.getTime() + i),
-        action: 'order.updated',
-        outcome: 'success',
-        kind: 'intent',
-        actorType: 'user',
-        actorId: `u-${label}`,
-        actorDisplay: null,
-        source: 'http',
-        ip: null,
-        userAgent: null,
-        method: null,
-        route: null,
-        path: null,
-        requestId,
-        targetType: 'Customer',
-        targetId: `${label}-${i}`,
-        changes: [{ entity: 'Order', id: `${label}-${i}`, operation: 'update', fields: { status: { from: 'new', to: 'paid' } } }],
-        context: null,
-        reason: null,
-        error: null,
-        seq: null,
-      }),
-    );
-    await t.app.get(AuditWriter).write(rows);
-    return rows.map((row) => row.id);
-  }
+  const storeAt = storeEventsAt;
 
   const partitionNames = async () =>
     (await sql<{ name: string }>(`SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`, [log()])).map((row) => row.name);

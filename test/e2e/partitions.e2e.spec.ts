@@ -18,22 +18,15 @@ import {
   unpartitionAuditLog,
   type AuditModuleOptions,
 } from '../../lib/index.js';
-import { uuidv7 } from '../../lib/events/uuid-v7.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
+import { monthAgo, storeEventsAt } from '../support/partitions.js';
 import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/partitions';
 const { privateKey } = generateKeyPairSync('ed25519');
 const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } };
-
-/** UTC months from `months` before the current one: [label, a time inside it]. */
-function monthAgo(months: number, day = 10): { label: string; at: Date } {
-  const now = new Date();
-  const at = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - months, day, 12, 0, 0, 0));
-  return { label: `${at.getUTCFullYear()}_${String(at.getUTCMonth() + 1).padStart(2, '0')}`, at };
-}
 
 describe.runIf(databases().includes('postgres'))('monthly partitions of audit_log (PostgreSQL)', () => {
   let db: TestDatabase | undefined;
@@ -68,37 +61,7 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     t = await createTestApp({ db: db!, adapter: 'express', audit, migrations: [...AuditMigrations, PartitionAuditLogMonthly1767225600000], synchronize: false });
   }
 
-  /** Stores `count` events at `at` through the module's writer, each about a customer and changing an order (a subject row each). */
-  async function storeAt(at: Date, count: number, label: string): Promise<string[]> {
-    const rows = Array.from({ length: count }, (_, i) =>
-      Object.assign(new AuditLogEntity(), {
-        id: uuidv7(at.getTime() + i),
-        occurredAt: new Date(at.getTime() + i),
-        action: 'order.updated',
-        outcome: 'success',
-        kind: 'intent',
-        actorType: 'user',
-        actorId: `u-${label}`,
-        actorDisplay: null,
-        source: 'http',
-        ip: null,
-        userAgent: null,
-        method: null,
-        route: null,
-        path: null,
-        requestId: null,
-        targetType: 'Customer',
-        targetId: `${label}-${i}`,
-        changes: [{ entity: 'Order', id: `${label}-${i}`, operation: 'update', fields: { status: { from: 'new', to: 'paid' } } }],
-        context: null,
-        reason: null,
-        error: null,
-        seq: null,
-      }),
-    );
-    await t!.app.get(AuditWriter).write(rows);
-    return rows.map((row) => row.id);
-  }
+  const storeAt = (at: Date, count: number, label: string): Promise<string[]> => storeEventsAt(t!, at, count, label);
 
   const allRows = async () => (await t!.dataSource.getRepository(AuditLogEntity).find({ order: { id: 'ASC' } })).map((row) => ({ ...row }));
   const partitionNames = async () => (await sql<{ name: string }>(`SELECT c.relname AS name FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass ORDER BY 1`, [log()])).map((row) => row.name);
