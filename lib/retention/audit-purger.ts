@@ -338,14 +338,14 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    * up to `throughSeq` and their leaf in the tree: exactly the rows the purge removes,
    * without deleting them one by one (`onlyEmpty`: only partitions without a row). Returns
    * how many events went. One instance drops at a time (another's purge meanwhile deletes
-   * rows instead of waiting); a partition the role cannot drop,
-   * or whose lock is not had within a second, is left to the row deletes, and so is every
-   * later one of this purge once a lock was not had.
+   * rows instead of waiting); a partition the role cannot drop, or whose lock is not had
+   * within a second, is left to the row deletes, and so is every later one of this purge
+   * once a lock was not had.
    */
   private async dropPartitions(before: Date, throughSeq: number | undefined, batchSize: number, onlyEmpty = false): Promise<number> {
     if (!POSTGRES.has(String(this.dataSource.options.type))) return 0;
     const runner = this.dataSource.createQueryRunner();
-    const lock = `nestjs-system-audit drops ${escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity))}`;
+    const lock = `nestjs-system-audit drops ${this.logTable()}`;
     let locked = false;
     try {
       const partitions = (await listAuditPartitions(runner))?.filter((partition) => partition.to && partition.to.getTime() <= before.getTime());
@@ -365,6 +365,11 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       if (locked) await runner.query('SELECT pg_advisory_unlock(hashtext($1))', [lock]).catch(() => undefined);
       await runner.release();
     }
+  }
+
+  /** `audit_log`, qualified and quoted for SQL. */
+  private logTable(): string {
+    return escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity));
   }
 
   private async dropPartition(
@@ -417,7 +422,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       await runner.startTransaction();
       try {
         await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
-        const log = escapedTable(this.dataSource, this.dataSource.getMetadata(AuditLogEntity));
+        const log = this.logTable();
         await runner.query(`LOCK TABLE ${log} IN ACCESS EXCLUSIVE MODE`);
         // Still a partition of audit_log (an administrator may have detached it meanwhile, to archive it), with the rows counted.
         const [still] = (await runner.query(`SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass AND inhparent = $2::regclass) AS still`, [
@@ -496,7 +501,6 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       }
     }
   }
-
 }
 
 /**

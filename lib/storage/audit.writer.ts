@@ -395,7 +395,7 @@ export class AuditWriter {
       const metadata = dataSource.getMetadata(AuditLogEntity);
       known = manager
         .query(`SELECT c.relkind AS kind FROM pg_class c WHERE c.oid = to_regclass($1)`, [escapedTable(dataSource, metadata)])
-        .then((result: Array<{ kind: string }>) => statements.keyedByIdAndTime(result[0]?.kind === 'p'));
+        .then((result: Array<{ kind: string }>) => statements.setPartitioned(result[0]?.kind === 'p'));
       this.layouts.set(dataSource, known);
       known.catch(() => this.layouts.delete(dataSource));
     }

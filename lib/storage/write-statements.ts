@@ -303,8 +303,8 @@ export class WriteStatements {
       : Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(parameterLimit(type) / this.columns.length)));
   }
 
-  /** PostgreSQL: `audit_log` is partitioned by month: a stored event is known by its id and time. */
-  keyedByIdAndTime(partitioned: boolean): void {
+  /** PostgreSQL: whether `audit_log` is partitioned by month (a stored event is then known by its id and time, the table's key). */
+  setPartitioned(partitioned: boolean): void {
     this.tail = partitioned ? this.partitionedTail : this.plainTail;
   }
 
