@@ -19,7 +19,6 @@ import {
   type AuditModuleOptions,
 } from '../../lib/index.js';
 import { uuidv7 } from '../../lib/events/uuid-v7.js';
-import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
 import { logNotes } from '../support/retention.js';
@@ -777,40 +776,12 @@ describe('hostile: the writer without a conflict target on SQLite', () => {
     const t = await createTestApp({ db, adapter: 'express' });
     try {
       await t.dataSource.query(`CREATE UNIQUE INDEX idx_custom_request ON audit_log (request_id)`);
-      const row = (id: string, actor: string) =>
-        Object.assign(new AuditLogEntity(), {
-          id,
-          occurredAt: new Date(),
-          action: 'order.updated',
-          outcome: 'success',
-          kind: 'intent',
-          actorType: 'user',
-          actorId: actor,
-          actorDisplay: null,
-          source: 'http',
-          ip: null,
-          userAgent: null,
-          method: null,
-          route: null,
-          path: null,
-          requestId: 'req-1',
-          targetType: 'Customer',
-          targetId: actor,
-          changes: null,
-          context: null,
-          reason: null,
-          error: null,
-          seq: null,
-        });
-      await t.app.get(AuditWriter).write([row(uuidv7(Date.now() - 10), 'a')]);
-      const outcome = await t.app
-        .get(AuditWriter)
-        .write([row(uuidv7(Date.now()), 'b')])
-        .then(
-          () => 'resolved',
-          (error: unknown) => `refused: ${(error as Error).message}`,
-        );
-      const stored = await t.dataSource.getRepository(AuditLogEntity).countBy({ actorId: 'b' });
+      await storeEventsAt(t, new Date(Date.now() - 10), 1, 'a', 'req-1');
+      const outcome = await storeEventsAt(t, new Date(), 1, 'b', 'req-1').then(
+        () => 'resolved',
+        (error: unknown) => `refused: ${(error as Error).message}`,
+      );
+      const stored = await t.dataSource.getRepository(AuditLogEntity).countBy({ actorId: 'u-b' });
       expect(stored === 1 || outcome.startsWith('refused')).toBe(true);
     } finally {
       await t.close();
