@@ -12,7 +12,7 @@ import { prefixed } from './migrations/portable-table.js';
  * PostgreSQL requires a partitioned table's unique indexes to include the partition key:
  * the primary key becomes `(id, occurred_at)` and `idx_audit_log_seq` a plain index. An
  * event's id and time never change and the writer stores an event again only with both,
- * so a retried write stays a no-op (`ON CONFLICT DO NOTHING`); a `seq` stays unique
+ * so a retried write stays a no-op (`ON CONFLICT (id, occurred_at) DO NOTHING`); a `seq` stays unique
  * through the Merkle tree's own key (`audit_tree (level, idx)`, written in the same
  * transaction as the `seq`), and `verify()` reports a forged duplicate.
  */
