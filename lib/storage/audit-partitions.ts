@@ -24,6 +24,11 @@ export const DEFAULT_MONTHS_AHEAD = 3;
 const MAX_MONTHS_AHEAD = 120;
 const SEQ_INDEX = 'idx_audit_log_seq';
 const PARTITION_KEY = 'occurred_at';
+/** How long one try to create a month's partition waits for its lock on audit_log, and how many tries it gets. */
+const CREATE_LOCK_TIMEOUT = '1s';
+const CREATE_ATTEMPTS = 5;
+/** PostgreSQL's SQLSTATE for a lock wait that ran out (lock_timeout). */
+const LOCK_NOT_AVAILABLE = '55P03';
 
 /** Options of {@link partitionAuditLog} and {@link createAuditPartitions}. */
 export interface AuditPartitionOptions {
@@ -182,10 +187,19 @@ async function truncateTriggers(queryRunner: QueryRunner, table: LogTable): Prom
  * not exist yet, and the default partition when `withDefault`, in the query runner's
  * transaction. A month whose events the default partition already holds is skipped.
  */
-async function createMonths(queryRunner: QueryRunner, table: LogTable, firstMonth: number, lastMonth: number, withDefault: boolean): Promise<AuditPartitionsResult> {
+async function createMonths(
+  queryRunner: QueryRunner,
+  table: LogTable,
+  firstMonth: number,
+  lastMonth: number,
+  withDefault: boolean,
+  lockTimeout?: string,
+): Promise<AuditPartitionsResult> {
   const driver = queryRunner.connection.driver;
-  // One creator at a time (instances starting together), until its transaction ends.
+  // One creator at a time (instances starting together), until its transaction ends. The
+  // wait for another creator is not bounded by lockTimeout: that one is for audit_log.
   await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
+  if (lockTimeout) await queryRunner.query(`SET LOCAL lock_timeout = '${lockTimeout}'`);
   const existing = await partitionsOf(queryRunner, table);
   const covered = new Set(existing.filter((p) => p.from).map((p) => p.from!.getTime()));
   const defaultTable = existing.find((p) => !p.from)?.table;
@@ -490,9 +504,10 @@ export async function unpartitionAuditLog(queryRunner: QueryRunner): Promise<voi
  * Creates the partitions of the current month and of `monthsAhead` months after it that
  * do not exist yet (a month whose events the default partition already holds is skipped
  * and reported). Each month is created in a transaction of its own (in the query runner's
- * when it has one open), which waits at most a second for its lock on `audit_log` and
+ * when it has one open). Outside a transaction of the caller's, each try waits at most a
+ * second for its lock on `audit_log` (five tries, then the lock timeout's error), and
  * holds it while PostgreSQL checks that the default partition has no events of that month:
- * keep the default partition empty. Run it as the table's owner, e.g. monthly from a
+ * keep the default partition empty. Callers at the same time take turns. Run it as the table's owner, e.g. monthly from a
  * scheduled job when the application's role does not own `audit_log`; the module itself
  * tries at start-up, daily and at each purge.
  *
@@ -510,13 +525,20 @@ export async function createAuditPartitions(target: DataSource | QueryRunner, op
     if (queryRunner.isTransactionActive) return await createMonths(queryRunner, table, now, now + monthsAhead, true);
     const result: AuditPartitionsResult = { created: [], skipped: [] };
     for (let month = now; month <= now + monthsAhead; month++) {
-      const one = await inTransaction(queryRunner, async () => {
-        // Creating a partition locks audit_log: writers would queue behind a long wait.
-        await queryRunner.query(`SET LOCAL lock_timeout = '1s'`);
-        return createMonths(queryRunner, table, month, month, month === now + monthsAhead);
-      });
-      result.created.push(...one.created);
-      result.skipped.push(...one.skipped);
+      // Creating a partition locks audit_log: writers would queue behind a long wait, so
+      // each try waits a second at most, and a busy moment (a writer's transaction holding
+      // audit_log) gets a few more tries.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const one = await inTransaction(queryRunner, () => createMonths(queryRunner, table, month, month, month === now + monthsAhead, CREATE_LOCK_TIMEOUT));
+          result.created.push(...one.created);
+          result.skipped.push(...one.skipped);
+          break;
+        } catch (error) {
+          if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE || attempt >= CREATE_ATTEMPTS) throw error;
+          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+        }
+      }
     }
     return result;
   } finally {

@@ -606,6 +606,70 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(outcomes).toEqual([]);
   });
 
+  // Was defect 17 (seen once in CI, under load): the second of two creators waited for the
+  // first's advisory lock under the one-second lock timeout meant for audit_log. A creator
+  // slower than a second (a busy server) made the other fail with "canceling statement due
+  // to lock timeout"; so did a writer's transaction holding audit_log a little over a second.
+  it('createAuditPartitions() waits for a creator that holds its lock longer than a second', async () => {
+    await setUp();
+    await closeAll();
+    const t = await partitionedApp();
+    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
+    const other = new pg.Client(POSTGRES);
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query('BEGIN');
+    await other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`nestjs-system-audit partitions ${log()}`]);
+    const release = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => other.query('COMMIT'));
+    const outcome = await createAuditPartitions(t.dataSource).then(
+      (result) => result.created.join(','),
+      (error: Error) => `failed: ${error.message}`,
+    );
+    await release;
+    expect(outcome).toBe(`audit_log_p${monthAgo(-1).label}`);
+  });
+
+  it('createAuditPartitions() tries again when a transaction holds audit_log a little over a second', async () => {
+    await setUp();
+    await closeAll();
+    const t = await partitionedApp();
+    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-2).label}"`);
+    const other = new pg.Client(POSTGRES);
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query('BEGIN');
+    await other.query(`LOCK TABLE ${log()} IN ROW EXCLUSIVE MODE`);
+    const release = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => other.query('COMMIT'));
+    const outcome = await createAuditPartitions(t.dataSource).then(
+      (result) => result.created.join(','),
+      (error: Error) => `failed: ${error.message}`,
+    );
+    await release;
+    expect(outcome).toBe(`audit_log_p${monthAgo(-2).label}`);
+  });
+
+  it('createAuditPartitions() gives up with the lock timeout when audit_log stays locked', async () => {
+    await setUp();
+    await closeAll();
+    const t = await partitionedApp();
+    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
+    const other = new pg.Client(POSTGRES);
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query('BEGIN');
+    await other.query(`LOCK TABLE ${log()} IN ROW EXCLUSIVE MODE`);
+    const started = Date.now();
+    const outcome = await createAuditPartitions(t.dataSource).then(
+      (result) => result.created.join(','),
+      (error: Error) => `failed: ${error.message}`,
+    );
+    const waited = Date.now() - started;
+    await other.query('COMMIT');
+    expect(outcome).toMatch(/^failed: .*lock timeout/);
+    expect(waited).toBeLessThan(15_000);
+    expect(await partitionNames()).not.toContain(`audit_log_p${monthAgo(-1).label}`);
+  }, 30_000);
+
   it('note: an instance still running the previous release (rolling deploy) cannot write once another has partitioned audit_log', async () => {
     await setUp();
     await closeAll();
