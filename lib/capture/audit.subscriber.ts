@@ -27,7 +27,7 @@ import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange 
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
-import { isInsideQueryBuilder } from '../integrations/typeorm-write-query-builders.js';
+import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';

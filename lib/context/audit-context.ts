@@ -1,25 +1,24 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { Injectable } from '@nestjs/common';
+import { currentUnit, runInUnit } from './async-frame.js';
 import type { UnitOfWork } from './unit-of-work.js';
 
 /**
- * The unit of work of the code running now, carried by `AsyncLocalStorage`, and the
+ * The unit of work of the code running now (carried by the module's `AsyncLocalStorage`), and the
  * units that are running (so that shutdown can wait for them).
  */
 @Injectable()
 export class AuditContext {
-  private readonly storage = new AsyncLocalStorage<UnitOfWork>();
   private readonly live = new Set<UnitOfWork>();
   private idle?: { promise: Promise<void>; resolve: () => void };
 
   /** The innermost unit of work, if any. */
   current(): UnitOfWork | undefined {
-    return this.storage.getStore();
+    return currentUnit(this);
   }
 
   run<T>(unit: UnitOfWork, fn: () => T): T {
     this.track(unit);
-    return this.storage.run(unit, fn);
+    return runInUnit(this, unit, fn);
   }
 
   /** Follows `unit` until it has ended. */

@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource, EntityManager } from 'typeorm';
+import { runInTransaction } from '../context/async-frame.js';
 
 /**
  * Patches: `EntityManager.prototype.transaction` (the one `DataSource.transaction()` and
@@ -9,22 +9,17 @@ import type { DataSource, EntityManager } from 'typeorm';
  * be written in that transaction (it commits and rolls back with the change it describes).
  * TypeORM has no public way to ask "which transaction is the code running now in":
  * subscribers see a transaction start, but not the code that runs inside it. Wrapping the
- * callback of `transaction()` in an `AsyncLocalStorage` scope holding its manager is the
+ * callback of `transaction()` in an `AsyncLocalStorage` scope holding its manager (the
+ * module's one, lib/context/async-frame.ts) is the
  * smallest change that answers it. Code that starts a transaction by hand on a query
  * runner is not seen; `log(input, { manager })` covers it.
  *
  * Tested with TypeORM 0.3.20+ and 1.1 (`test/unit/integrations.spec.ts` fails when the
  * patched method is gone or no longer calls its callback with the transaction's manager).
  */
-const scope = new AsyncLocalStorage<EntityManager>();
 const PATCHED = Symbol.for('nestjs-system-audit:transaction-scope');
 
 type TransactionMethod = ((this: EntityManager, ...args: unknown[]) => Promise<unknown>) & { [PATCHED]?: true };
-
-/** The manager of the innermost `transaction()` callback running now, if any. */
-export function currentTransactionManager(): EntityManager | undefined {
-  return scope.getStore();
-}
 
 /** Installs the patch on the TypeORM copy of `dataSource` (once per copy). */
 export function attachTransactionScope(dataSource: DataSource): void {
@@ -39,7 +34,7 @@ export function attachTransactionScope(dataSource: DataSource): void {
     const index = args.findIndex((arg) => typeof arg === 'function');
     if (index !== -1) {
       const run = args[index] as (manager: EntityManager) => unknown;
-      args[index] = (manager: EntityManager) => scope.run(manager, () => run(manager));
+      args[index] = (manager: EntityManager) => runInTransaction(manager, () => run(manager));
     }
     return original.apply(this, args);
   };

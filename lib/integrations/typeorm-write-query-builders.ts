@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { DataSource, EntityMetadata, ObjectLiteral, QueryBuilder, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import { isInsideQueryBuilder, runInsideWrite } from '../context/async-frame.js';
 
 /**
  * Patches: `execute` on the prototypes of TypeORM's `UpdateQueryBuilder`,
@@ -58,7 +58,6 @@ type Execute = ((this: WriteQueryBuilder) => Promise<unknown>) & { [PATCHED]?: t
 
 const PATCHED = Symbol.for('nestjs-system-audit:patched-execute');
 const hooks = new WeakMap<DataSource, WriteHook>();
-const insideWrite = new AsyncLocalStorage<true>();
 
 const isObject = (value: unknown): boolean => value !== null && typeof value === 'object';
 const isAlias = (value: unknown): boolean => {
@@ -82,9 +81,6 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   nativeParameters: { type: 'an object', always: false, check: isObject },
   aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
 };
-
-/** True while a TypeORM query builder (or TypeORM's own persistence) runs: its SQL is not "raw". */
-export const isInsideQueryBuilder = (): boolean => insideWrite.getStore() === true;
 
 /** One of the four write query builders of a TypeORM copy, as located here. */
 export interface LocatedWriteQueryBuilder {
@@ -160,7 +156,7 @@ export function attachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteH
     const original = prototype.execute;
     if (original[PATCHED]) continue;
     const execute: Execute = function (this: WriteQueryBuilder): Promise<unknown> {
-      const run = () => insideWrite.run(true, () => original.call(this));
+      const run = () => runInsideWrite(() => original.call(this));
       const active = hooks.get(this.connection);
       if (!active || isInsideQueryBuilder()) return run();
       return active(new WriteQueryBuilderState(this as unknown as QueryBuilder<ObjectLiteral>, kind), run);

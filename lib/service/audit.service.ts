@@ -6,7 +6,7 @@ import { resolveTarget } from '../events/audit-target.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
 import { ChangeCapture } from '../capture/change-capture.js';
 import { AuditContext } from '../context/audit-context.js';
-import { currentTransactionManager } from '../integrations/typeorm-transaction-scope.js';
+import { currentTransactionManager } from '../context/async-frame.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { UnitEvents } from '../events/unit-events.js';

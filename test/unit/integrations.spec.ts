@@ -42,11 +42,11 @@ import {
   sendWithCommit,
   takeUnsent,
 } from '../../lib/integrations/typeorm-commit-statements.js';
-import { attachTransactionScope, currentTransactionManager } from '../../lib/integrations/typeorm-transaction-scope.js';
+import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
+import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
 import {
   attachWriteQueryBuilderHook,
   detachWriteQueryBuilderHook,
-  isInsideQueryBuilder,
   locateWriteQueryBuilders,
   writeQueryBuilderShapeProblems,
   WriteQueryBuilderState,
