@@ -22,7 +22,7 @@ import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
-import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, type AuditLogPartition } from '../storage/audit-partitions.js';
+import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, LOCK_TRIES, LOCK_TRY_TIMEOUT, retryLockTimeouts, type AuditLogPartition } from '../storage/audit-partitions.js';
 import { escapedTable } from '../storage/sql.js';
 import { occurredAtParam } from '../read/audit-query.js';
 
@@ -37,8 +37,6 @@ const FIRST_RUN_MS = 10_000;
 const MAX_TIMER_MS = 2_147_483_647;
 /** How often the next months' partitions of a partitioned `audit_log` are created. */
 const PARTITION_MAINTENANCE_MS = 24 * 60 * 60 * 1000;
-/** The longest a partition drop waits for its lock (writers queue behind it meanwhile); past it, the purge deletes the partition's rows instead. */
-const PARTITION_LOCK_TIMEOUT = '1s';
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Distinct warnings remembered (each logged once). */
 const MAX_WARNINGS = 100;
@@ -339,8 +337,8 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    * without deleting them one by one (`onlyEmpty`: only partitions without a row). Returns
    * how many events went. One instance drops at a time (another's purge meanwhile deletes
    * rows instead of waiting); a partition the role cannot drop, or whose lock is not had
-   * within a second, is left to the row deletes, and so is every later one of this purge
-   * once a lock was not had.
+   * in five short tries (writers held up a second in all at most), is left to the row
+   * deletes, and so is every later one of this purge once a lock was not had.
    */
   private async dropPartitions(before: Date, throughSeq: number | undefined, batchSize: number, onlyEmpty = false): Promise<number> {
     if (!POSTGRES.has(String(this.dataSource.options.type))) return 0;
@@ -419,31 +417,36 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         after = ids[ids.length - 1];
       }
       // The drop, once no event came in meanwhile (the count holds the lock for as long as one index scan of the month).
-      await runner.startTransaction();
-      try {
-        await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LOCK_TIMEOUT}'`);
-        const log = this.logTable();
-        await runner.query(`LOCK TABLE ${log} IN ACCESS EXCLUSIVE MODE`);
-        // Still a partition of audit_log (an administrator may have detached it meanwhile, to archive it), with the rows counted.
-        const [still] = (await runner.query(`SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass AND inhparent = $2::regclass) AS still`, [
-          partition.table,
-          log,
-        ])) as Array<{ still: boolean }>;
-        if (!still!.still || (await count()) !== rows || (await kept(false))) {
-          await runner.rollbackTransaction();
-          return 0;
+      const drop = async (): Promise<number> => {
+        await runner.startTransaction();
+        try {
+          await runner.query(`SET LOCAL lock_timeout = '${LOCK_TRY_TIMEOUT}'`);
+          const log = this.logTable();
+          await runner.query(`LOCK TABLE ${log} IN ACCESS EXCLUSIVE MODE`);
+          // Still a partition of audit_log (an administrator may have detached it meanwhile, to archive it), with the rows counted.
+          const [still] = (await runner.query(`SELECT EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass AND inhparent = $2::regclass) AS still`, [
+            partition.table,
+            log,
+          ])) as Array<{ still: boolean }>;
+          if (!still!.still || (await count()) !== rows || (await kept(false))) {
+            await runner.rollbackTransaction();
+            return 0;
+          }
+          await runner.query(`DROP TABLE ${partition.table}`);
+          await runner.commitTransaction();
+          return rows;
+        } finally {
+          if (runner.isTransactionActive) await runner.rollbackTransaction();
         }
-        await runner.query(`DROP TABLE ${partition.table}`);
-        await runner.commitTransaction();
-        return rows;
-      } finally {
-        if (runner.isTransactionActive) await runner.rollbackTransaction();
-      }
+      };
+      return await retryLockTimeouts(drop);
     } catch (error) {
       const code = (error as { driverError?: { code?: string } }).driverError?.code;
       if (code === '42P01') return 0; // dropped meanwhile (an administrator)
       if (code === '55P03') {
-        this.logger.warn(`Audit retention: audit_log stayed locked for ${PARTITION_LOCK_TIMEOUT} (a long read or write): no month partition is dropped by this purge; it deletes their rows instead`);
+        this.logger.warn(
+          `Audit retention: audit_log stayed locked (${LOCK_TRIES} tries of ${LOCK_TRY_TIMEOUT}; a long read or write): no month partition is dropped by this purge; it deletes their rows instead`,
+        );
         return 'busy';
       }
       if (code === '42501') {

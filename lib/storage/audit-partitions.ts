@@ -24,11 +24,33 @@ export const DEFAULT_MONTHS_AHEAD = 3;
 const MAX_MONTHS_AHEAD = 120;
 const SEQ_INDEX = 'idx_audit_log_seq';
 const PARTITION_KEY = 'occurred_at';
-/** How long one try to create a month's partition waits for its lock on audit_log, and how many tries it gets. */
-const CREATE_LOCK_TIMEOUT = '1s';
-const CREATE_ATTEMPTS = 5;
+/**
+ * Creating or dropping a partition takes an exclusive lock on audit_log, and writers queue
+ * behind the wait for it: each try waits at most LOCK_TRY_TIMEOUT, and there are
+ * LOCK_TRIES of them, further apart each time (about three seconds in all), so writers
+ * are held up for a second in all at most while a long read or write holds the table.
+ */
+export const LOCK_TRY_TIMEOUT = '200ms';
+export const LOCK_TRIES = 5;
+/** The longest a creator of partitions waits for another one to finish. */
+const CREATOR_WAIT = '30s';
 /** PostgreSQL's SQLSTATE for a lock wait that ran out (lock_timeout). */
 const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * Runs `attempt` (a transaction that sets `lock_timeout` to {@link LOCK_TRY_TIMEOUT}) up to
+ * {@link LOCK_TRIES} times while it fails for that timeout; the last failure is thrown.
+ */
+export async function retryLockTimeouts<T>(attempt: () => Promise<T>): Promise<T> {
+  for (let tried = 1; ; tried++) {
+    try {
+      return await attempt();
+    } catch (error) {
+      if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE || tried >= LOCK_TRIES) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 200 * tried));
+    }
+  }
+}
 
 /** Options of {@link partitionAuditLog} and {@link createAuditPartitions}. */
 export interface AuditPartitionOptions {
@@ -197,8 +219,15 @@ async function createMonths(
 ): Promise<AuditPartitionsResult> {
   const driver = queryRunner.connection.driver;
   // One creator at a time (instances starting together), until its transaction ends. The
-  // wait for another creator is not bounded by lockTimeout: that one is for audit_log.
-  await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
+  // wait for another creator is not bounded by lockTimeout (that one is for audit_log): a
+  // creator's transaction is short, so a longer wait means it is stuck.
+  if (lockTimeout) await queryRunner.query(`SET LOCAL lock_timeout = '${CREATOR_WAIT}'`);
+  try {
+    await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
+  } catch (error) {
+    if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE) throw error;
+    throw new AuditPartitionError(`another session has been creating partitions of ${table.qualified} for ${CREATOR_WAIT} (its transaction holds their advisory lock)`);
+  }
   if (lockTimeout) await queryRunner.query(`SET LOCAL lock_timeout = '${lockTimeout}'`);
   const existing = await partitionsOf(queryRunner, table);
   const covered = new Set(existing.filter((p) => p.from).map((p) => p.from!.getTime()));
@@ -504,14 +533,16 @@ export async function unpartitionAuditLog(queryRunner: QueryRunner): Promise<voi
  * Creates the partitions of the current month and of `monthsAhead` months after it that
  * do not exist yet (a month whose events the default partition already holds is skipped
  * and reported). Each month is created in a transaction of its own (in the query runner's
- * when it has one open). Outside a transaction of the caller's, each try waits at most a
- * second for its lock on `audit_log` (five tries, then the lock timeout's error), and
- * holds it while PostgreSQL checks that the default partition has no events of that month:
- * keep the default partition empty. Callers at the same time take turns. Run it as the table's owner, e.g. monthly from a
+ * when it has one open). Outside a transaction of the caller's, each try waits at most
+ * 200 ms for its lock on `audit_log` (writers queue behind that wait; five tries over about
+ * three seconds, then the lock timeout's error), and holds it while PostgreSQL checks that
+ * the default partition has no events of that month: keep the default partition empty.
+ * Callers at the same time take turns. Run it as the table's owner, e.g. monthly from a
  * scheduled job when the application's role does not own `audit_log`; the module itself
  * tries at start-up, daily and at each purge.
  *
- * @throws AuditPartitionError on another database or when `audit_log` is not partitioned.
+ * @throws AuditPartitionError on another database, when `audit_log` is not partitioned, or
+ * when another session has held the creators' lock for 30 s (it is stuck).
  */
 export async function createAuditPartitions(target: DataSource | QueryRunner, options?: AuditPartitionOptions): Promise<AuditPartitionsResult> {
   const monthsAhead = checkOptions(options);
@@ -525,20 +556,11 @@ export async function createAuditPartitions(target: DataSource | QueryRunner, op
     if (queryRunner.isTransactionActive) return await createMonths(queryRunner, table, now, now + monthsAhead, true);
     const result: AuditPartitionsResult = { created: [], skipped: [] };
     for (let month = now; month <= now + monthsAhead; month++) {
-      // Creating a partition locks audit_log: writers would queue behind a long wait, so
-      // each try waits a second at most, and a busy moment (a writer's transaction holding
-      // audit_log) gets a few more tries.
-      for (let attempt = 1; ; attempt++) {
-        try {
-          const one = await inTransaction(queryRunner, () => createMonths(queryRunner, table, month, month, month === now + monthsAhead, CREATE_LOCK_TIMEOUT));
-          result.created.push(...one.created);
-          result.skipped.push(...one.skipped);
-          break;
-        } catch (error) {
-          if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE || attempt >= CREATE_ATTEMPTS) throw error;
-          await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
-        }
-      }
+      const one = await retryLockTimeouts(() =>
+        inTransaction(queryRunner, () => createMonths(queryRunner, table, month, month, month === now + monthsAhead, LOCK_TRY_TIMEOUT)),
+      );
+      result.created.push(...one.created);
+      result.skipped.push(...one.skipped);
     }
     return result;
   } finally {

@@ -629,6 +629,28 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(outcome).toBe(`audit_log_p${monthAgo(-1).label}`);
   });
 
+  it('createAuditPartitions() does not wait forever for a creator that is stuck: an AuditPartitionError after 30 s', async () => {
+    await setUp();
+    await closeAll();
+    const t = await partitionedApp();
+    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
+    const other = new pg.Client(POSTGRES);
+    await other.connect();
+    cleanups.push(() => other.end());
+    await other.query('BEGIN');
+    await other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`nestjs-system-audit partitions ${log()}`]);
+    const started = Date.now();
+    const outcome = await createAuditPartitions(t.dataSource).then(
+      () => 'created',
+      (error: Error) => `${error.name}: ${error.message}`,
+    );
+    const waited = Date.now() - started;
+    await other.query('ROLLBACK');
+    expect(outcome).toBe(`AuditPartitionError: Audit partitions: another session has been creating partitions of ${log()} for 30s (its transaction holds their advisory lock)`);
+    expect(waited).toBeGreaterThanOrEqual(29_000);
+    expect(waited).toBeLessThan(40_000);
+  }, 60_000);
+
   it('createAuditPartitions() tries again when a transaction holds audit_log a little over a second', async () => {
     await setUp();
     await closeAll();
