@@ -12,11 +12,19 @@ import { escapedTable } from './sql.js';
 import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
 
 /**
- * Batches written at the same time, at most (each holds one pooled connection). Two: one
- * forms while the other is written, so that under load units share a statement and a
- * commit (more in flight made more, smaller batches for no more throughput).
+ * Batches written at the same time, at most (each holds one pooled connection). Two, the
+ * second only for a backlog (see SECOND_BATCH_EVENTS): under load the next batch forms
+ * while one is written, so units share a statement and a commit (more in flight made
+ * more, smaller batches for no more throughput).
  */
 const BATCHES_IN_FLIGHT = 2;
+/**
+ * Events queued, at least, for a second batch to start while one is being written. Below
+ * it the queue waits for the batch in flight and goes as one statement after it: a
+ * request's event usually shares its statement and commit with others (one commit per
+ * request cost more CPU than the wait), while a backlog still fills both connections.
+ */
+const SECOND_BATCH_EVENTS = 64;
 /** Rows one batch takes from the queue, at most. */
 const ROWS_PER_BATCH = 2000;
 /** Bytes of one statement, at most, where the server has no smaller limit of its own. */
@@ -258,6 +266,7 @@ export class AuditWriter {
     // SQLite: TypeORM has one connection, which cannot hold two transactions at once.
     const limit = isSqlite(this.dataSource) ? 1 : BATCHES_IN_FLIGHT;
     while (this.inFlight < limit && this.queue.length > 0) {
+      if (this.inFlight > 0 && this.queuedEvents < SECOND_BATCH_EVENTS) return;
       const batch: Pending[] = [];
       let size = 0;
       let events = 0;

@@ -260,6 +260,35 @@ describe.each(databases())('AuditWriter on %s', (kind) => {
     expect(writer.pending).toBe(0);
   });
 
+  it('callers arriving one by one while a batch is written share the next statement and its commit', async () => {
+    const writer = writerFor(dataSource);
+    await writer.write([event('warm-up')]); // the one-time reads of the server's limits are done
+    await new Promise((resolve) => setImmediate(resolve)); // and its batch has left the writer
+    log.clear();
+
+    await Promise.all(Array.from({ length: 11 }, () => writer.write([event('one-by-one')])));
+
+    expect(await storedRows(dataSource, 'one-by-one')).toBe(11);
+    // The first caller's statement, then the ten that came while it was written, together
+    // (a second statement of one event each, at once, cost a commit per request under load).
+    expect(log.inserts()).toHaveLength(2);
+  });
+
+  it('a backlog of 64 events or more starts a second batch while the first is written', async () => {
+    const writer = writerFor(dataSource);
+    await writer.write([event('warm-up')]);
+    await new Promise((resolve) => setImmediate(resolve));
+    log.clear();
+
+    await Promise.all(Array.from({ length: 101 }, () => writer.write([event('backlog')])));
+
+    expect(await storedRows(dataSource, 'backlog')).toBe(101);
+    // The first event alone; the 64th queued starts a second batch at once; the rest after.
+    // SQLite's one connection writes one batch at a time.
+    const width = dataSource.getMetadata(AuditLogEntity).columns.length;
+    expect(log.inserts().map((insert) => rowsIn(insert, width))).toEqual(kind === 'sqlite' ? [1, 100] : [1, 64, 36]);
+  });
+
   it('deletes the journal rows of a unit whose changes all netted out (no events)', async () => {
     const unit = randomUUID();
     await addJournal(dataSource, unit, 2);
