@@ -37,6 +37,8 @@ const FIRST_RUN_MS = 10_000;
 const MAX_TIMER_MS = 2_147_483_647;
 /** How often the next months' partitions of a partitioned `audit_log` are created. */
 const PARTITION_MAINTENANCE_MS = 24 * 60 * 60 * 1000;
+/** The longest the module waits to read the partitions' bounds (each partition's lock). */
+const PARTITION_LIST_WAIT = '5s';
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Distinct warnings remembered (each logged once). */
 const MAX_WARNINGS = 100;
@@ -114,18 +116,22 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    * next months that are missing. Needs the table's owner; otherwise says once what to do.
    */
   private async maintainPartitions(): Promise<void> {
-    let partitioned: boolean;
+    let partitions: AuditLogPartition[] | undefined | 'busy';
     try {
       const runner = this.dataSource.createQueryRunner();
       try {
-        partitioned = (await listAuditPartitions(runner)) !== undefined;
+        partitions = await this.listPartitions(runner);
       } finally {
         await runner.release();
       }
     } catch {
       return; // the database cannot be asked now (a purge would say so); nothing is known about partitions
     }
-    if (!partitioned) return;
+    if (partitions === 'busy') {
+      this.warnOnce(`Audit partitions: a partition of audit_log stayed locked for ${PARTITION_LIST_WAIT} (VACUUM FULL, CLUSTER or REINDEX of it?): the next months' partitions are looked at again later`);
+      return;
+    }
+    if (!partitions) return;
     try {
       const result = await createAuditPartitions(this.dataSource, { monthsAhead: DEFAULT_MONTHS_AHEAD });
       if (result.created.length) this.logger.log(`Audit partitions: created ${result.created.join(', ')}`);
@@ -139,6 +145,25 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         `Audit partitions: the next months' partitions of audit_log could not be created (${(error as Error).message}); ` +
           "events of a month without one go to the default partition. When the application's role does not own audit_log, run createAuditPartitions() as the owner, e.g. monthly.",
       );
+    }
+  }
+
+  /**
+   * {@link listAuditPartitions}, waiting at most {@link PARTITION_LIST_WAIT} for the
+   * partitions' locks (reading a partition's bounds locks it: a VACUUM FULL, CLUSTER or
+   * REINDEX of one holds it for minutes); `'busy'` past it.
+   */
+  private async listPartitions(runner: QueryRunner): Promise<AuditLogPartition[] | undefined | 'busy'> {
+    await runner.startTransaction();
+    try {
+      await runner.query(`SET LOCAL lock_timeout = '${PARTITION_LIST_WAIT}'`);
+      const partitions = await listAuditPartitions(runner);
+      await runner.commitTransaction();
+      return partitions;
+    } catch (error) {
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+      if ((error as { driverError?: { code?: string } }).driverError?.code === '55P03') return 'busy';
+      throw error;
     }
   }
 
@@ -346,7 +371,12 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     const lock = `nestjs-system-audit drops ${this.logTable()}`;
     let locked = false;
     try {
-      const partitions = (await listAuditPartitions(runner))?.filter((partition) => partition.to && partition.to.getTime() <= before.getTime());
+      const listed = await this.listPartitions(runner);
+      if (listed === 'busy') {
+        this.logger.warn(`Audit retention: a partition of audit_log stayed locked for ${PARTITION_LIST_WAIT}: no month partition is dropped by this purge; it deletes their rows instead`);
+        return 0;
+      }
+      const partitions = listed?.filter((partition) => partition.to && partition.to.getTime() <= before.getTime());
       if (!partitions?.length) return 0;
       // One instance drops at a time; while another does, this purge deletes rows instead of waiting.
       const [got] = (await runner.query('SELECT pg_try_advisory_lock(hashtext($1)) AS got', [lock])) as Array<{ got: boolean }>;

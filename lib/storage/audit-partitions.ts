@@ -225,7 +225,8 @@ async function createMonths(
   try {
     await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
   } catch (error) {
-    if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE) throw error;
+    // In the caller's transaction its own lock_timeout (if any) bounded the wait: its error stands.
+    if (!lockTimeout || (error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE) throw error;
     throw new AuditPartitionError(`another session has been creating partitions of ${table.qualified} for ${CREATOR_WAIT} (its transaction holds their advisory lock)`);
   }
   if (lockTimeout) await queryRunner.query(`SET LOCAL lock_timeout = '${lockTimeout}'`);

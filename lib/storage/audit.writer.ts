@@ -19,12 +19,15 @@ import { isSqlite, WriteStatements, type Statement } from './write-statements.js
  */
 const BATCHES_IN_FLIGHT = 2;
 /**
- * Events queued, at least, for a second batch to start while one is being written. Below
- * it the queue waits for the batch in flight and goes as one statement after it: a
- * request's event usually shares its statement and commit with others (one commit per
- * request cost more CPU than the wait), while a backlog still fills both connections.
+ * When a second batch starts while one is being written: once SECOND_BATCH_EVENTS events
+ * are queued, or once the batch in flight has taken SECOND_BATCH_AFTER_MS. Until then the
+ * queue waits for it and goes as one statement after it: under load a request's event
+ * shares its statement and commit with others (one commit per request cost more CPU than
+ * the wait), a backlog still fills both connections, and a batch that is slow (a bulk
+ * write, a lock, a connection gone silent) holds the others up a few milliseconds at most.
  */
 const SECOND_BATCH_EVENTS = 64;
+const SECOND_BATCH_AFTER_MS = 5;
 /** Rows one batch takes from the queue, at most. */
 const ROWS_PER_BATCH = 2000;
 /** Bytes of one statement, at most, where the server has no smaller limit of its own. */
@@ -136,6 +139,9 @@ export class AuditWriter {
   private queuedEvents = 0;
   private inFlightEvents = 0;
   private inFlight = 0;
+  /** When each batch in flight started (`performance.now()`), oldest first. */
+  private readonly flightStarts: number[] = [];
+  private pumpTimer?: ReturnType<typeof setTimeout>;
   private readonly idleListeners = new Set<() => void>();
   private readonly statementsOf = new WeakMap<DataSource, WriteStatements>();
   private readonly byteLimits = new WeakMap<DataSource, Promise<number>>();
@@ -266,7 +272,16 @@ export class AuditWriter {
     // SQLite: TypeORM has one connection, which cannot hold two transactions at once.
     const limit = isSqlite(this.dataSource) ? 1 : BATCHES_IN_FLIGHT;
     while (this.inFlight < limit && this.queue.length > 0) {
-      if (this.inFlight > 0 && this.queuedEvents < SECOND_BATCH_EVENTS) return;
+      if (this.inFlight > 0 && this.queuedEvents < SECOND_BATCH_EVENTS) {
+        const wait = this.flightStarts[0]! + SECOND_BATCH_AFTER_MS - performance.now();
+        if (wait > 0) {
+          this.pumpTimer ??= setTimeout(() => {
+            this.pumpTimer = undefined;
+            this.pump();
+          }, Math.ceil(wait));
+          return;
+        }
+      }
       const batch: Pending[] = [];
       let size = 0;
       let events = 0;
@@ -281,8 +296,11 @@ export class AuditWriter {
       this.queuedEvents -= events;
       this.inFlightEvents += events;
       this.inFlight++;
+      const started = performance.now();
+      this.flightStarts.push(started);
       void this.flush(batch).finally(() => {
         this.inFlight--;
+        this.flightStarts.splice(this.flightStarts.indexOf(started), 1);
         this.inFlightEvents -= events;
         this.admit();
         this.pump();
