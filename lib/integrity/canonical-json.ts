@@ -89,6 +89,41 @@ export type CanonicalEventInput = {
  *   something JSON cannot carry (see {@link canonicalJson}).
  */
 export function canonicalEventJson(row: CanonicalEventInput): string {
+  // The members in their canonical order, written one by one: the package canonicalises each
+  // JSON column's value; the text columns are JSON strings (which is how RFC 8785 writes
+  // them). The same text as canonicalJson() of the whole object (tested), at half the cost:
+  // every event is hashed when sequenced, verified, proved and exported.
+  let text = '';
+  for (let i = 0; i < EVENT_MEMBERS.length; i++) {
+    const field = EVENT_MEMBERS[i]!;
+    const value = field === 'occurredAt' ? isoUtc(row.occurredAt) : row[field];
+    text += MEMBER_HEADS[i];
+    if (value === null || value === undefined) {
+      text += 'null';
+    } else if (typeof value === 'string' && (value as unknown as { isWellFormed(): boolean }).isWellFormed()) {
+      text += JSON.stringify(value);
+    } else {
+      let member: string | undefined;
+      try {
+        member = canonicalize(value);
+      } catch {
+        member = undefined;
+      }
+      // Something JSON cannot carry: the whole object's canonicalisation says where.
+      if (member === undefined) return wholeEventJson(row);
+      text += member;
+    }
+  }
+  return `${text}}`;
+}
+
+/** {@link CANONICAL_EVENT_FIELDS} in RFC 8785 member order (UTF-16 code units of the names). */
+const EVENT_MEMBERS: readonly CanonicalEventField[] = [...CANONICAL_EVENT_FIELDS].sort();
+/** `{"action":`, `,"actorDisplay":`, …: what precedes each member's value. */
+const MEMBER_HEADS: readonly string[] = EVENT_MEMBERS.map((name, i) => `${i === 0 ? '{' : ','}${JSON.stringify(name)}:`);
+
+/** {@link canonicalEventJson} as one object given to {@link canonicalJson} (whose errors name the place). */
+export function wholeEventJson(row: CanonicalEventInput): string {
   const event: Record<string, unknown> = {};
   for (const field of CANONICAL_EVENT_FIELDS) {
     event[field] = field === 'occurredAt' ? isoUtc(row.occurredAt) : (row[field] ?? null);

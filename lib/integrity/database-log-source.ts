@@ -5,7 +5,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { canonicalEventJson } from './canonical-json.js';
 import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf } from './log-verifier.js';
-import { leafHash } from './merkle.js';
+import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
 
 /** Rows read per query. */
@@ -185,7 +185,7 @@ export class DatabaseLogSource {
 /** The leaf hash of a row as stored now; empty (matching nothing) when the row cannot be canonicalised. */
 export function eventLeafHash(row: AuditLogEntity): Buffer {
   try {
-    return leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+    return leafHashOfText(canonicalEventJson(row));
   } catch {
     return Buffer.alloc(0);
   }

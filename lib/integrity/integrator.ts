@@ -24,7 +24,7 @@ import { formatCheckpoint, openNote, parseCheckpoint, signNote } from './checkpo
 import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
 import type { ResolvedIntegrity } from './integrity-options.js';
 import { verifiersFor } from './proofs.js';
-import { appendLeaves, combineSubtrees, emptyRootHash, leafHash, type HashedNode } from './merkle.js';
+import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type HashedNode } from './merkle.js';
 import { TreeStore } from './tree-store.js';
 
 /** Events sequenced per transaction. */
@@ -319,7 +319,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const leaves: Buffer[] = [];
     const leafOf = (row: AuditLogEntity): Buffer | undefined => {
       try {
-        return leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+        return leafHashOfText(canonicalEventJson(row));
       } catch (error) {
         if (!this.skipped.has(row.id)) this.logger.error(`Audit integrity: event ${row.id} cannot be sequenced: ${(error as Error).message}`);
         this.skipped.add(row.id);

@@ -9,7 +9,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { canonicalEventJson } from './canonical-json.js';
 import { parseCheckpoint } from './checkpoint-note.js';
 import { AuditIntegrator } from './integrator.js';
-import { leafHash } from './merkle.js';
+import { leafHashOfText } from './merkle.js';
 import { TreeStore } from './tree-store.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -73,7 +73,7 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
   const tree = new TreeStore();
   const index = row.seq - 1;
   const [leaf] = await tree.hashes(manager, [{ level: 0, index }]);
-  const computed = leafHash(Buffer.from(canonicalEventJson(row), 'utf8'));
+  const computed = leafHashOfText(canonicalEventJson(row));
   if (!computed.equals(leaf!)) {
     throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
   }

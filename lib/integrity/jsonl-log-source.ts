@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import { MalformedAuditExportError } from '../exceptions/malformed-audit-export.error.js';
 import { canonicalEventJson, canonicalJson, type CanonicalEventInput } from './canonical-json.js';
 import { mergeCheckpoints, type AuditLogData, type AuditLogSourceEvent } from './log-verifier.js';
-import { leafHash } from './merkle.js';
+import { leafHashOfText } from './merkle.js';
 
 /*
  * The JSON Lines export of an audit log: one sequenced event per line, ascending by seq,
@@ -77,7 +77,7 @@ function parseLine(text: string, file: string, line: number): ExportedEvent | nu
   if (typeof event['id'] !== 'string') throw new MalformedAuditExportError(file, line, 'the event has no string id');
   let hash: Buffer;
   try {
-    hash = leafHash(Buffer.from(canonicalJson(event), 'utf8'));
+    hash = leafHashOfText(canonicalJson(event));
   } catch {
     hash = Buffer.alloc(0);
   }

@@ -4,7 +4,7 @@ import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
 import type { AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.js';
 import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
-import { leafHash, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
+import { leafHashOfText, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
 
 /*
  * Offline checks of the proofs the module hands out: whoever holds a proof and the log's
@@ -83,7 +83,7 @@ export function verifyInclusion(
     void _seq;
     let hash: Buffer;
     try {
-      hash = leafHash(Buffer.from(canonicalEventJson(content as CanonicalEventInput)));
+      hash = leafHashOfText(canonicalEventJson(content as CanonicalEventInput));
     } catch (err) {
       return fail(`the event cannot be hashed: ${(err as Error).message}`);
     }

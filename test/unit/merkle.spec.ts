@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { InvalidMerkleInputError } from '../../lib/exceptions/invalid-merkle-input.error.js';
-import { canonicalEventJson, canonicalJson, type CanonicalEventInput } from '../../lib/integrity/canonical-json.js';
+import { canonicalEventJson, canonicalJson, wholeEventJson, type CanonicalEventInput } from '../../lib/integrity/canonical-json.js';
 import {
   combineSubtrees,
   consistencyProof,
@@ -10,6 +10,7 @@ import {
   inclusionProof,
   inclusionProofRanges,
   leafHash,
+  leafHashOfText,
   nodeHash,
   perfectSubtrees,
   rootHash,
@@ -391,6 +392,55 @@ describe('Canonical JSON of an audit event (RFC 8785)', () => {
   it('hashes to a leaf as SHA-256(0x00 || utf8)', () => {
     const json = canonicalEventJson(event);
     expect(leafHash(Buffer.from(json, 'utf8'))).toEqual(createHash('sha256').update(Buffer.from([0])).update(json, 'utf8').digest());
+    expect(leafHashOfText(json)).toEqual(leafHash(Buffer.from(json, 'utf8')));
+    expect(leafHashOfText('\u20ac\ud83d\ude00 \u0000 x')).toEqual(leafHash(Buffer.from('\u20ac\ud83d\ude00 \u0000 x', 'utf8')));
+  });
+
+  // The event's canonical JSON is written member by member (the package canonicalising each
+  // JSON column): it must be the package's canonicalisation of the whole object, byte for byte.
+  it('member by member, it is exactly the canonicalisation of the whole event object', () => {
+    const strings = ['', 'plain', 'quote " backslash \\ slash /', 'line\nbreak\ttab\u0001\u001f\u007f', '\u20ac \ud83d\ude00 \u00f6 \u2028\u2029', '<script>alert(1)</script>', 'x'.repeat(3000)];
+    const values: unknown[] = [
+      null,
+      undefined,
+      [],
+      {},
+      [{ entity: 'Order', id: '7', operation: 'update', fields: { total: { from: 10, to: 12.5 }, '\u20ac': { from: null, to: true } } }],
+      { z: 1, a: { y: true, b: null }, '\ud83d\ude00': [1e21, 1e-7, -0, 0.1 + 0.2, 333333333.33333329, Number.MAX_SAFE_INTEGER] },
+      { nested: [[['deep']]], date: new Date('2026-01-02T03:04:05.678Z'), empty: '' },
+      [null, 'a', 2, false],
+      42,
+      true,
+    ];
+    let compared = 0;
+    for (let i = 0; i < 400; i++) {
+      const pick = <T>(list: readonly T[], salt: number): T => list[(i * 7 + salt * 13 + ((i * salt) % 11)) % list.length]!;
+      const row = {
+        ...event,
+        id: `0190a0b4-7a1e-7cc0-8e6f-${String(i).padStart(12, '0')}`,
+        occurredAt: i % 2 ? new Date(1_700_000_000_000 + i * 1_234_567) : new Date(1_700_000_000_000 + i).toISOString(),
+        action: pick(strings, 1) || 'a.b',
+        actorId: pick([...strings, null, undefined], 2),
+        actorDisplay: pick([...strings, null], 3),
+        userAgent: pick([...strings, undefined], 4),
+        reason: pick([...strings, null], 5),
+        path: pick(strings, 6),
+        changes: pick(values, 7),
+        context: pick(values, 8),
+        error: pick(values, 9),
+      } as CanonicalEventInput;
+      expect(canonicalEventJson(row)).toBe(wholeEventJson(row));
+      compared++;
+    }
+    expect(compared).toBe(400);
+  });
+
+  it('member by member, a value JSON cannot carry is refused with its place named, as for the whole object', () => {
+    expect(() => canonicalEventJson({ ...event, reason: 'x\ud800' })).toThrow(/\$\.reason: the string holds a lone UTF-16 surrogate/);
+    expect(() => canonicalEventJson({ ...event, context: { a: [1, Number.NaN] } } as unknown as CanonicalEventInput)).toThrow(/\$\.context\.a\[1\]: NaN is not a JSON number/);
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    expect(() => canonicalEventJson({ ...event, error: cyclic } as unknown as CanonicalEventInput)).toThrow(TypeError);
   });
 });
 
