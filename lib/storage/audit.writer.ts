@@ -22,8 +22,8 @@ const BATCHES_IN_FLIGHT = 2;
  * When a second batch starts while one is being written: once SECOND_BATCH_EVENTS events
  * are queued, or once the batch in flight has taken SECOND_BATCH_AFTER_MS. Until then the
  * queue waits for it and goes as one statement after it: under load a request's event
- * shares its statement and commit with others (one commit per request cost more CPU than
- * the wait), a backlog still fills both connections, and a batch that is slow (a bulk
+ * shares its statement and commit with others rather than getting its own, a backlog
+ * still fills both connections, and a batch that is slow (a bulk
  * write, a lock, a connection gone silent) holds the others up a few milliseconds at most.
  */
 const SECOND_BATCH_EVENTS = 64;
