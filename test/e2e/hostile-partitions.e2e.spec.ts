@@ -610,86 +610,69 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
   // first's advisory lock under the one-second lock timeout meant for audit_log. A creator
   // slower than a second (a busy server) made the other fail with "canceling statement due
   // to lock timeout"; so did a writer's transaction holding audit_log a little over a second.
-  it('createAuditPartitions() waits for a creator that holds its lock longer than a second', async () => {
+  /**
+   * A partitioned app whose month `ago` lacks its partition, and another session that has
+   * run the `holding` statement in an open transaction (holding what it locks).
+   */
+  async function missingMonthWhileHeld(ago: number, holding: () => [string, unknown[]]): Promise<{ t: TestApp; other: pg.Client; month: string }> {
     await setUp();
     await closeAll();
     const t = await partitionedApp();
-    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
+    const month = `audit_log_p${monthAgo(ago).label}`;
+    await sql(`DROP TABLE "${schema()}"."${month}"`);
     const other = new pg.Client(POSTGRES);
     await other.connect();
     cleanups.push(() => other.end());
     await other.query('BEGIN');
-    await other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`nestjs-system-audit partitions ${log()}`]);
-    const release = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => other.query('COMMIT'));
-    const outcome = await createAuditPartitions(t.dataSource).then(
+    await other.query(...holding());
+    return { t, other, month };
+  }
+
+  const creatorsLock = (): [string, unknown[]] => ['SELECT pg_advisory_xact_lock(hashtext($1))', [`nestjs-system-audit partitions ${log()}`]];
+  const logInUse = (): [string, unknown[]] => [`LOCK TABLE ${log()} IN ROW EXCLUSIVE MODE`, []];
+  const created = (t: TestApp): Promise<string> =>
+    createAuditPartitions(t.dataSource).then(
       (result) => result.created.join(','),
-      (error: Error) => `failed: ${error.message}`,
+      (error: Error) => `failed: ${error.name}: ${error.message}`,
     );
+  const after = (ms: number, then: () => Promise<unknown>): Promise<unknown> => new Promise((resolve) => setTimeout(resolve, ms)).then(then);
+
+  it('createAuditPartitions() waits for a creator that holds its lock longer than a second', async () => {
+    const { t, other, month } = await missingMonthWhileHeld(-1, creatorsLock);
+    const release = after(1_500, () => other.query('COMMIT'));
+    const outcome = await created(t);
     await release;
-    expect(outcome).toBe(`audit_log_p${monthAgo(-1).label}`);
+    expect(outcome).toBe(month);
   });
 
   it('createAuditPartitions() does not wait forever for a creator that is stuck: an AuditPartitionError after 30 s', async () => {
-    await setUp();
-    await closeAll();
-    const t = await partitionedApp();
-    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
-    const other = new pg.Client(POSTGRES);
-    await other.connect();
-    cleanups.push(() => other.end());
-    await other.query('BEGIN');
-    await other.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`nestjs-system-audit partitions ${log()}`]);
+    const { t, other } = await missingMonthWhileHeld(-1, creatorsLock);
     const started = Date.now();
-    const outcome = await createAuditPartitions(t.dataSource).then(
-      () => 'created',
-      (error: Error) => `${error.name}: ${error.message}`,
-    );
+    const outcome = await created(t);
     const waited = Date.now() - started;
     await other.query('ROLLBACK');
-    expect(outcome).toBe(`AuditPartitionError: Audit partitions: another session has been creating partitions of ${log()} for 30s (its transaction holds their advisory lock)`);
+    expect(outcome).toBe(`failed: AuditPartitionError: Audit partitions: another session has been creating partitions of ${log()} for 30s (its transaction holds their advisory lock)`);
     expect(waited).toBeGreaterThanOrEqual(29_000);
     expect(waited).toBeLessThan(40_000);
   }, 60_000);
 
   it('createAuditPartitions() tries again when a transaction holds audit_log a little over a second', async () => {
-    await setUp();
-    await closeAll();
-    const t = await partitionedApp();
-    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-2).label}"`);
-    const other = new pg.Client(POSTGRES);
-    await other.connect();
-    cleanups.push(() => other.end());
-    await other.query('BEGIN');
-    await other.query(`LOCK TABLE ${log()} IN ROW EXCLUSIVE MODE`);
-    const release = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => other.query('COMMIT'));
-    const outcome = await createAuditPartitions(t.dataSource).then(
-      (result) => result.created.join(','),
-      (error: Error) => `failed: ${error.message}`,
-    );
+    const { t, other, month } = await missingMonthWhileHeld(-2, logInUse);
+    const release = after(1_500, () => other.query('COMMIT'));
+    const outcome = await created(t);
     await release;
-    expect(outcome).toBe(`audit_log_p${monthAgo(-2).label}`);
+    expect(outcome).toBe(month);
   });
 
   it('createAuditPartitions() gives up with the lock timeout when audit_log stays locked', async () => {
-    await setUp();
-    await closeAll();
-    const t = await partitionedApp();
-    await sql(`DROP TABLE "${schema()}"."audit_log_p${monthAgo(-1).label}"`);
-    const other = new pg.Client(POSTGRES);
-    await other.connect();
-    cleanups.push(() => other.end());
-    await other.query('BEGIN');
-    await other.query(`LOCK TABLE ${log()} IN ROW EXCLUSIVE MODE`);
+    const { t, other, month } = await missingMonthWhileHeld(-1, logInUse);
     const started = Date.now();
-    const outcome = await createAuditPartitions(t.dataSource).then(
-      (result) => result.created.join(','),
-      (error: Error) => `failed: ${error.message}`,
-    );
+    const outcome = await created(t);
     const waited = Date.now() - started;
     await other.query('COMMIT');
     expect(outcome).toMatch(/^failed: .*lock timeout/);
     expect(waited).toBeLessThan(15_000);
-    expect(await partitionNames()).not.toContain(`audit_log_p${monthAgo(-1).label}`);
+    expect(await partitionNames()).not.toContain(month);
   }, 30_000);
 
   it('note: an instance still running the previous release (rolling deploy) cannot write once another has partitioned audit_log', async () => {

@@ -276,16 +276,22 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     expect(warnings.filter((message) => message.includes('does not own the partitions'))).toHaveLength(1);
   });
 
-  it('a partition drop that cannot get its lock (a long read holds the table) gives way to row deletes', async () => {
+  /** Three events of five months ago in their month's partition, and a reader whose open transaction holds audit_log. */
+  async function oldMonthWhileRead(): Promise<{ month: string; reader: pg.Client }> {
     await setUp();
     const five = monthAgo(5);
     await storeAt(five.at, 3, 'five');
     await restartPartitioned();
     const reader = new pg.Client(POSTGRES);
     await reader.connect();
+    await reader.query('BEGIN');
+    await reader.query(`SELECT count(*) FROM ${log()}`);
+    return { month: `audit_log_p${five.label}`, reader };
+  }
+
+  it('a partition drop that cannot get its lock (a long read holds the table) gives way to row deletes', async () => {
+    const { month, reader } = await oldMonthWhileRead();
     try {
-      await reader.query('BEGIN');
-      await reader.query(`SELECT count(*) FROM ${log()}`);
       const started = Date.now();
       const result = await t!.audit.purge({ before: monthAgo(4, 1).at });
       expect(result.deleted).toBe(3);
@@ -296,22 +302,15 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
       await reader.query('ROLLBACK');
       await reader.end();
     }
-    expect(await partitionNames()).toContain(`audit_log_p${five.label}`);
+    expect(await partitionNames()).toContain(month);
     // The next purge, with nothing in the way, drops the emptied month.
     await t!.audit.purge({ before: monthAgo(4, 1).at });
-    expect(await partitionNames()).not.toContain(`audit_log_p${five.label}`);
+    expect(await partitionNames()).not.toContain(month);
   });
 
   it('a partition drop whose lock is busy a little over a second tries again and drops the month', async () => {
-    await setUp();
-    const five = monthAgo(5);
-    await storeAt(five.at, 3, 'five');
-    await restartPartitioned();
-    const reader = new pg.Client(POSTGRES);
-    await reader.connect();
+    const { month, reader } = await oldMonthWhileRead();
     try {
-      await reader.query('BEGIN');
-      await reader.query(`SELECT count(*) FROM ${log()}`);
       const release = new Promise((resolve) => setTimeout(resolve, 1_500)).then(() => reader.query('ROLLBACK'));
       const result = await t!.audit.purge({ before: monthAgo(4, 1).at });
       await release;
@@ -319,7 +318,7 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     } finally {
       await reader.end();
     }
-    expect(await partitionNames()).not.toContain(`audit_log_p${five.label}`);
+    expect(await partitionNames()).not.toContain(month);
   });
 
   it('createAuditPartitions(): creates the missing months, skips one the default partition holds events of, and is idempotent; start-up does it too', async () => {

@@ -15,6 +15,7 @@ import { resolveAuditOptions } from '../../lib/options/audit-options.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
+import { writerEvent } from '../support/writer-events.js';
 
 interface LoggedQuery {
   query: string;
@@ -73,33 +74,7 @@ async function openDataSource(db: TestDatabase, log?: QueryLog, overrides: Recor
 const writerFor = (dataSource: DataSource, options: AuditModuleOptions = {}): AuditWriter =>
   new AuditWriter(dataSource, resolveAuditOptions(options));
 
-/** An event of `action` (each test counts its own action), with every column set. */
-function event(action: string, overrides: Partial<AuditLogEntity> = {}): AuditLogEntity {
-  return Object.assign(new AuditLogEntity(), {
-    id: randomUUID(),
-    occurredAt: new Date(),
-    action,
-    outcome: 'success',
-    kind: 'intent',
-    actorType: 'user',
-    actorId: '42',
-    actorDisplay: 'ada@example.com',
-    source: 'http',
-    ip: '127.0.0.1',
-    userAgent: 'vitest',
-    method: 'POST',
-    route: '/orders/:id',
-    path: '/orders/7',
-    requestId: randomUUID(),
-    targetType: 'Order',
-    targetId: '7',
-    changes: [{ field: 'status', from: 'new', to: 'paid' }],
-    context: { note: 'written by the writer spec' },
-    reason: null,
-    error: null,
-    ...overrides,
-  });
-}
+const event = writerEvent;
 
 /** An event the database refuses: too long an action (SQLite enforces no length: no action). */
 const badEvent = (kind: DatabaseKind, action: string): AuditLogEntity =>

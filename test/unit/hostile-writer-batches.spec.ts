@@ -6,39 +6,16 @@ import { randomUUID } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditEntities, AuditJournalEntity, AuditLogEntity, AuditMigrations } from '../../lib/index.js';
+import { AuditEntities, AuditJournalEntity, AuditMigrations } from '../../lib/index.js';
 import { resolveAuditOptions } from '../../lib/options/audit-options.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { POSTGRES } from '../support/database-probe.js';
 import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
+import { writerEvent } from '../support/writer-events.js';
 
 const make = (ds: DataSource): AuditWriter => new AuditWriter(ds, resolveAuditOptions({}));
 
-function event(action: string): AuditLogEntity {
-  return Object.assign(new AuditLogEntity(), {
-    id: randomUUID(),
-    occurredAt: new Date(),
-    action,
-    outcome: 'success',
-    kind: 'intent',
-    actorType: 'user',
-    actorId: '42',
-    actorDisplay: null,
-    source: 'http',
-    ip: null,
-    userAgent: null,
-    method: null,
-    route: null,
-    path: null,
-    requestId: randomUUID(),
-    targetType: 'Order',
-    targetId: '7',
-    changes: [],
-    context: null,
-    reason: null,
-    error: null,
-  });
-}
+const event = (action: string) => writerEvent(action);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
