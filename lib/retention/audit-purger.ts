@@ -25,6 +25,7 @@ import { AuditWriter } from '../storage/audit.writer.js';
 import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, LOCK_TRIES, LOCK_TRY_TIMEOUT, retryLockTimeouts, type AuditLogPartition } from '../storage/audit-partitions.js';
 import { escapedTable } from '../storage/sql.js';
 import { occurredAtParam } from '../read/audit-query.js';
+import { driverErrorCode } from '../storage/database-errors.js';
 
 const DEFAULT_BATCH = 5_000;
 const MAX_BATCH = 20_000;
@@ -162,7 +163,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       return partitions;
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction();
-      if ((error as { driverError?: { code?: string } }).driverError?.code === '55P03') return 'busy';
+      if (driverErrorCode(error) === '55P03') return 'busy';
       throw error;
     }
   }
@@ -471,7 +472,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       };
       return await retryLockTimeouts(drop);
     } catch (error) {
-      const code = (error as { driverError?: { code?: string } }).driverError?.code;
+      const code = driverErrorCode(error);
       if (code === '42P01') return 0; // dropped meanwhile (an administrator)
       if (code === '55P03') {
         this.logger.warn(

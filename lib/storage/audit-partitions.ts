@@ -2,6 +2,7 @@ import type { DataSource, MigrationInterface, QueryRunner } from 'typeorm';
 import { AUDIT_LOG_TABLE } from '../audit.constants.js';
 import { AuditPartitionError } from '../exceptions/audit-partition.error.js';
 import { prefixed } from './migrations/portable-table.js';
+import { driverErrorCode } from './database-errors.js';
 
 /**
  * Monthly partitions of `audit_log` on PostgreSQL 13 or later (range partitions on
@@ -46,7 +47,7 @@ export async function retryLockTimeouts<T>(attempt: () => Promise<T>): Promise<T
     try {
       return await attempt();
     } catch (error) {
-      if ((error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE || tried >= LOCK_TRIES) throw error;
+      if (driverErrorCode(error) !== LOCK_NOT_AVAILABLE || tried >= LOCK_TRIES) throw error;
       await new Promise((resolve) => setTimeout(resolve, 200 * tried));
     }
   }
@@ -226,7 +227,7 @@ async function createMonths(
     await queryRunner.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`nestjs-system-audit partitions ${table.qualified}`]);
   } catch (error) {
     // In the caller's transaction its own lock_timeout (if any) bounded the wait: its error stands.
-    if (!lockTimeout || (error as { driverError?: { code?: string } }).driverError?.code !== LOCK_NOT_AVAILABLE) throw error;
+    if (!lockTimeout || driverErrorCode(error) !== LOCK_NOT_AVAILABLE) throw error;
     throw new AuditPartitionError(`another session has been creating partitions of ${table.qualified} for ${CREATOR_WAIT} (its transaction holds their advisory lock)`);
   }
   if (lockTimeout) await queryRunner.query(`SET LOCAL lock_timeout = '${lockTimeout}'`);

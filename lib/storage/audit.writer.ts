@@ -7,7 +7,7 @@ import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
-import { classifyDatabaseError } from './database-errors.js';
+import { classifyDatabaseError, driverErrorCode } from './database-errors.js';
 import { escapedTable } from './sql.js';
 import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
 
@@ -23,8 +23,8 @@ const BATCHES_IN_FLIGHT = 2;
  * are queued, or once the batch in flight has taken SECOND_BATCH_AFTER_MS. Until then the
  * queue waits for it and goes as one statement after it: under load a request's event
  * shares its statement and commit with others rather than getting its own, a backlog
- * still fills both connections, and a batch that is slow (a bulk
- * write, a lock, a connection gone silent) holds the others up a few milliseconds at most.
+ * still fills both connections, and a batch that is slow (a bulk write, a lock, a
+ * connection gone silent) holds the others up a few milliseconds at most.
  */
 const SECOND_BATCH_EVENTS = 64;
 const SECOND_BATCH_AFTER_MS = 5;
@@ -391,7 +391,7 @@ export class AuditWriter {
       await this.run(manager, statements, rows, units, markers);
     } catch (error) {
       // 42P10: the conflict clause names no unique index: audit_log was partitioned (or back) since it was looked at.
-      if ((error as { driverError?: { code?: string } }).driverError?.code === '42P10') this.layouts.delete(manager.connection);
+      if (driverErrorCode(error) === '42P10') this.layouts.delete(manager.connection);
       throw error;
     }
   }

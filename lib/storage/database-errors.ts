@@ -112,3 +112,9 @@ export function classifyDatabaseError(error: unknown): DatabaseErrorKind {
   }
   return 'data';
 }
+
+/** The driver's error code of a TypeORM `QueryFailedError` (PostgreSQL's SQLSTATE, e.g. `55P03`), if any. */
+export function driverErrorCode(error: unknown): string | undefined {
+  const code = (error as { driverError?: { code?: unknown } } | null)?.driverError?.code;
+  return typeof code === 'string' ? code : undefined;
+}

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { DataSource, type QueryRunner } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditEntities, AuditMigrations } from '../../lib/index.js';
-import { classifyDatabaseError } from '../../lib/storage/database-errors.js';
+import { classifyDatabaseError, driverErrorCode } from '../../lib/storage/database-errors.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -56,6 +56,17 @@ describe.each(servers)('classifyDatabaseError on %s', (kind) => {
     await dataSource?.destroy();
     await proxy.stop();
     await db?.drop();
+  });
+
+  it("driverErrorCode() reads the driver's code of a failed query, and nothing from other errors", async () => {
+    const failed = await dataSource.query('SELECT * FROM no_such_table_here').then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    expect(driverErrorCode(failed)).toBe(kind === 'postgres' ? '42P01' : 'ER_NO_SUCH_TABLE');
+    expect(driverErrorCode(new Error('plain'))).toBeUndefined();
+    expect(driverErrorCode(null)).toBeUndefined();
+    expect(driverErrorCode({ driverError: { code: 1146 } })).toBeUndefined();
   });
 
   it('a refused connection (closed port) is a connection error', async () => {
