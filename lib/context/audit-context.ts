@@ -3,8 +3,8 @@ import { currentUnit, runInUnit } from './async-frame.js';
 import type { UnitOfWork } from './unit-of-work.js';
 
 /**
- * The unit of work of the code running now (carried by the module's `AsyncLocalStorage`), and the
- * units that are running (so that shutdown can wait for them).
+ * The unit of work of the code running now (carried by the module's `AsyncLocalStorage`),
+ * and the units that are running (so that shutdown can wait for them).
  */
 @Injectable()
 export class AuditContext {

@@ -10,9 +10,9 @@ import { runInTransaction } from '../context/async-frame.js';
  * TypeORM has no public way to ask "which transaction is the code running now in":
  * subscribers see a transaction start, but not the code that runs inside it. Wrapping the
  * callback of `transaction()` in an `AsyncLocalStorage` scope holding its manager (the
- * module's one, lib/context/async-frame.ts) is the
- * smallest change that answers it. Code that starts a transaction by hand on a query
- * runner is not seen; `log(input, { manager })` covers it.
+ * module's one, lib/context/async-frame.ts) is the smallest change that answers it. Code
+ * that starts a transaction by hand on a query runner is not seen; `log(input, { manager })`
+ * covers it.
  *
  * Tested with TypeORM 0.3.20+ and 1.1 (`test/unit/integrations.spec.ts` fails when the
  * patched method is gone or no longer calls its callback with the transaction's manager).
