@@ -78,12 +78,14 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private readonly skipped = new Set<string>();
   /** The id the next batch reads on from (see `plan`). */
   private after?: string;
+  /** The next batch's events, read and hashed while the current batch's statements run (see `batch`). */
+  private prefetched?: { after: string; read: Promise<ReadEvents | undefined> };
   private refusedReason?: string;
   private stopped = false;
   /** A timed pass is queued or running. */
   private ticking = false;
   /** What this instance did, for operators and tests: batches stored, events sequenced, the last batch's time. */
-  readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0 };
+  readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0, prefetched: 0 };
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -210,6 +212,10 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     if (dialect === 'sqlite') return this.sqliteBatch(forceCheckpoint);
     const result = await withIntegratorLock(this.dataSource, waitMs, async (manager, runner) => {
       const plan = await this.plan(manager, dialect, forceCheckpoint);
+      // A full batch: the next one's events are read (on another connection) and hashed while
+      // this one's UPDATE and INSERTs run in the database. Only unsequenced events after this
+      // batch's last id are read, which this batch does not touch.
+      if (plan.after !== undefined) this.prefetch(plan.after);
       for (const statement of plan.statements) {
         const outcome = await runner.query(statement.sql, ownStatement(statement.params), true);
         if (statement.expect !== undefined && outcome.affected !== statement.expect) {
@@ -282,6 +288,44 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     return outcome;
   }
 
+  /** The next `BATCH` events without a seq, after `after` (from the start without it), by id. */
+  private read(manager: EntityManager, after: string | undefined): Promise<AuditLogEntity[]> {
+    return manager.getRepository(AuditLogEntity).find({
+      where: after === undefined ? { seq: IsNull() } : { seq: IsNull(), id: MoreThan(after) },
+      order: { id: 'ASC' },
+      take: BATCH,
+    });
+  }
+
+  /** Each event's leaf hash, or why it has none. */
+  private hashed(rows: AuditLogEntity[]): ReadEvents {
+    return { rows, leaves: rows.map(leafOrError) };
+  }
+
+  /** Starts reading and hashing the batch after `after`, outside the batch's transaction. */
+  private prefetch(after: string): void {
+    const read = this.read(this.dataSource.manager, after).then(
+      (rows) => this.hashed(rows),
+      () => undefined, // read again in the batch's own transaction
+    );
+    this.prefetched = { after, read };
+  }
+
+  /**
+   * The prefetched events when they were read for a batch that starts after `after`. They
+   * were read before the previous batch committed: one that another instance has sequenced
+   * meanwhile makes the seq UPDATE change fewer rows than expected, and the batch is
+   * abandoned and read again.
+   */
+  private async takePrefetched(after: string | undefined): Promise<ReadEvents | undefined> {
+    const prefetched = this.prefetched;
+    this.prefetched = undefined;
+    if (!prefetched || after === undefined || prefetched.after !== after) return undefined;
+    const events = await prefetched.read;
+    if (events) this.stats.prefetched++;
+    return events;
+  }
+
   private lastCheckpoint(manager: EntityManager): Promise<AuditCheckpointEntity | null> {
     return manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
   }
@@ -294,11 +338,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     // of the events it just sequenced); from the start once that reaches the end, so that an
     // event committed late with a smaller id is taken at the next pass.
     const after = this.after;
-    const rows = await manager.getRepository(AuditLogEntity).find({
-      where: after === undefined ? { seq: IsNull() } : { seq: IsNull(), id: MoreThan(after) },
-      order: { id: 'ASC' },
-      take: BATCH,
-    });
+    const { rows, leaves: rowLeaves } = (await this.takePrefetched(after)) ?? this.hashed(await this.read(manager, after));
     const full = rows.length === BATCH;
     const last = await this.lastCheckpoint(manager);
     const frontier = await this.tree.frontier(manager, size);
@@ -313,15 +353,12 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const ordered: AuditLogEntity[] = [];
     const assigned: Array<{ row: AuditLogEntity; seq: number }> = [];
     const leaves: Buffer[] = [];
-    const leafOf = (row: AuditLogEntity): Buffer | undefined => {
-      try {
-        return leafHashOfText(canonicalEventJson(row));
-      } catch (error) {
-        if (!this.skipped.has(row.id)) this.logger.error(`Audit integrity: event ${row.id} cannot be sequenced: ${(error as Error).message}`);
-        this.skipped.add(row.id);
-        return undefined;
-      }
+    const skip = (row: AuditLogEntity, error: Error): undefined => {
+      if (!this.skipped.has(row.id)) this.logger.error(`Audit integrity: event ${row.id} cannot be sequenced: ${error.message}`);
+      this.skipped.add(row.id);
+      return undefined;
     };
+    const leafOf = (row: AuditLogEntity, leaf: Buffer | Error = leafOrError(row)): Buffer | undefined => (leaf instanceof Error ? skip(row, leaf) : leaf);
     const takeStrays = (): void => {
       for (let stray = strayAt.get(size + ordered.length + 1); stray; stray = strayAt.get(size + ordered.length + 1)) {
         const leaf = leafOf(stray);
@@ -333,8 +370,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       }
     };
     takeStrays();
-    for (const row of rows) {
-      const leaf = leafOf(row);
+    for (const [index, row] of rows.entries()) {
+      const leaf = leafOf(row, rowLeaves[index]);
       if (!leaf) continue;
       const seq = size + ordered.length + 1;
       ordered.push(row);
@@ -489,6 +526,20 @@ interface Plan {
   treeSizeAfter: number;
   lastCheckpointSize: number | undefined;
   checkpoint?: AuditCheckpoint;
+}
+
+/** Events read for a batch, each with its leaf hash or the error that keeps it out of the tree. */
+interface ReadEvents {
+  rows: AuditLogEntity[];
+  leaves: Array<Buffer | Error>;
+}
+
+function leafOrError(row: AuditLogEntity): Buffer | Error {
+  try {
+    return leafHashOfText(canonicalEventJson(row));
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 function toCheckpoint(row: AuditCheckpointEntity): AuditCheckpoint {
