@@ -39,7 +39,7 @@ export const FULL: BenchSettings = {
   },
   writer: { events: 40_000, warmupEvents: 1_000, moduleInFlight: [4_096, 256, 16, 1], naiveInFlight: 16, poolSize: 16 },
   /** `BENCH_VERIFY_EVENTS` overrides the size of the verified log. */
-  integrity: { integratorEvents: 100_000, verifyEvents: Number(process.env['BENCH_VERIFY_EVENTS'] ?? '') || 1_000_000 },
+  integrity: { integratorEvents: 100_000, verifyEvents: Number(process.env['BENCH_VERIFY_EVENTS'] ?? '') || 1_000_000, sustainSeconds: 15 },
   memory: {
     connections: 32,
     warmupSeconds: 3,
@@ -58,7 +58,7 @@ export const FULL: BenchSettings = {
 export const QUICK: BenchSettings = {
   http: { ...FULL.http, warmupSeconds: 0.5, durationSeconds: 1, rounds: 2, serialSeconds: 0.5, curveSeconds: 0.5, orders: 1_000 },
   writer: { ...FULL.writer, events: 1_000, warmupEvents: 100 },
-  integrity: { integratorEvents: 2_000, verifyEvents: 5_000 },
+  integrity: { integratorEvents: 2_000, verifyEvents: 5_000, sustainSeconds: 1 },
   memory: { ...FULL.memory, warmupSeconds: 0.5, durationSeconds: 2, sampleEverySeconds: 1, orders: 1_000 },
   read: { ...FULL.read, events: Number(process.env['BENCH_READ_EVENTS'] ?? '') || 5_000, runs: 20 },
   retention: { events: 3_000 },

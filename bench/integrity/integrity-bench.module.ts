@@ -4,10 +4,13 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { AuditEntities, AuditMigrations, AuditModule } from 'nestjs-system-audit';
 import { postgresConnection } from '../support/postgres.js';
 
-/** The audit tables and the module with integrity on; the background integrator idle (the bench drives it). */
+/**
+ * The audit tables and the module with integrity on; the background integrator idle (the
+ * bench drives it) unless `sequenceEvery` is given.
+ */
 @Module({})
 export class IntegrityBenchModule {
-  static forRoot(schema: string, signingKey: KeyObject): DynamicModule {
+  static forRoot(schema: string, signingKey: KeyObject, sequenceEvery = 60_000): DynamicModule {
     return {
       module: IntegrityBenchModule,
       imports: [
@@ -18,7 +21,7 @@ export class IntegrityBenchModule {
           migrationsRun: true,
           extra: { max: 8 },
         }),
-        AuditModule.forRoot({ integrity: { signingKey, origin: 'bench.nestjs-system-audit/integrity', sequenceEvery: 60_000 } }),
+        AuditModule.forRoot({ integrity: { signingKey, origin: 'bench.nestjs-system-audit/integrity', sequenceEvery } }),
       ],
     };
   }

@@ -12,8 +12,8 @@ import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, signNote } from '../../lib/integrity/checkpoint-note.js';
 import { appendLeaves, leafHash, type HashedNode } from '../../lib/integrity/merkle.js';
 import { createBenchSchema, withClient, type BenchSchema } from '../support/postgres.js';
-import { fixed, int, sampleMemory, times } from '../support/stats.js';
-import { auditRow } from '../writer/audit-rows.js';
+import { fixed, int, runConcurrently, sampleMemory, times } from '../support/stats.js';
+import { auditInput, auditRow } from '../writer/audit-rows.js';
 import { copyField, copyRows } from '../writer/writer-throughput.bench.js';
 import { IntegrityBenchModule } from './integrity-bench.module.js';
 
@@ -22,6 +22,25 @@ export interface IntegrityOptions {
   integratorEvents: number;
   /** Events of the sequenced log (rows, tree and checkpoints written directly) that `verify()` checks. */
   verifyEvents: number;
+  /** Seconds of `log()` at the writer's peak (4,096 in flight) with the integrator sequencing in the background. */
+  sustainSeconds: number;
+}
+
+/** `log()` at the writer's peak for a while, the integrator at its default pace beside it. */
+export interface SustainedResult {
+  seconds: number;
+  events: number;
+  eventsPerSec: number;
+  /** The integrator's pass interval (`sequenceEvery`, its default). */
+  sequenceEvery: number;
+  /** Events the integrator sequenced while the writer ran, per second. */
+  integratorPerSec: number;
+  /** Events without a seq when the writer stopped. */
+  backlog: number;
+  /** What may be left without falling behind: the events of one pass interval at the writer's rate, plus one batch. */
+  allowedBacklog: number;
+  /** `checkpoint()` sequencing the backlog afterwards, in seconds. */
+  drainSeconds: number;
 }
 
 export interface IntegrityResult {
@@ -29,6 +48,7 @@ export interface IntegrityResult {
   copySeconds: number;
   /** `checkpoint()` over every stored event: the integrator's batches (seq, leaves, tree nodes) and one signed checkpoint. */
   integrator: { seconds: number; eventsPerSec: number };
+  sustained: SustainedResult;
   verify: { seconds: number; eventsPerSec: number; ok: boolean; problems: number; rssBeforeMb: number; rssPeakMb: number; heapPeakMb: number };
   /** `purge()` of the oldest half of the verified log, then `verify()` again. */
   purge: { seconds: number; deleted: number; throughSeq: number; eventsPerSec: number; verifySeconds: number; verifyOk: boolean; purgedThrough: number };
@@ -71,6 +91,8 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
     }
   }
 
+  const sustained = await runSustained(options.sustainSeconds, privateKey, problems);
+
   // verify(): a sequenced log of verifyEvents, written directly (rows with their seq, the tree, checkpoints).
   const schema = await createBenchSchema('verify');
   const app = await NestFactory.createApplicationContext(IntegrityBenchModule.forRoot(schema.name, privateKey), { logger: ['error', 'warn'] });
@@ -101,6 +123,7 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
       options,
       copySeconds,
       integrator,
+      sustained,
       verify: {
         seconds: verifySeconds,
         eventsPerSec: options.verifyEvents / verifySeconds,
@@ -118,6 +141,60 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
         purgedThrough: reverified.purgedThrough ?? 0,
       },
       problems,
+    };
+  } finally {
+    await app.close();
+    await schema.drop();
+  }
+}
+
+/** Calls of `log()` in flight in the sustained run: the writer's peak in the writer scenario. */
+const SUSTAIN_IN_FLIGHT = 4_096;
+/** Events per integrator batch (lib/integrity/integrator.ts). */
+const INTEGRATOR_BATCH = 2_000;
+/** The integrator's default pass interval (`integrity.sequenceEvery`). */
+const DEFAULT_SEQUENCE_EVERY = 1_000;
+
+/**
+ * Whether the integrator keeps up with the writer's peak: `log()` with 4,096 calls in flight
+ * for `seconds` (at most 5,000,000 events), the integrator sequencing in the background at
+ * its default pace, as in production. Then the events still without a seq, and the time
+ * `checkpoint()` takes to sequence them.
+ */
+async function runSustained(seconds: number, key: KeyObject, problems: string[]): Promise<SustainedResult> {
+  const schema = await createBenchSchema('sustained');
+  const app = await NestFactory.createApplicationContext(IntegrityBenchModule.forRoot(schema.name, key, DEFAULT_SEQUENCE_EVERY), { logger: ['error', 'warn'] });
+  await app.init();
+  try {
+    const audit = app.get(AuditService);
+    const table = schema.table('audit_log');
+    await runConcurrently(1_000, SUSTAIN_IN_FLIGHT, (i) => audit.log(auditInput(i)));
+    await audit.checkpoint();
+    let next = 1_000;
+    const cap = 5_000_000;
+    const started = performance.now();
+    const deadline = started + seconds * 1000;
+    const worker = async (): Promise<void> => {
+      while (performance.now() < deadline && next < cap) await audit.log(auditInput(next++));
+    };
+    await Promise.all(Array.from({ length: SUSTAIN_IN_FLIGHT }, worker));
+    const elapsed = (performance.now() - started) / 1000;
+    const events = next - 1_000;
+    const backlog = Number((await schema.query<{ n: string }>(`SELECT count(*) AS n FROM ${table} WHERE seq IS NULL`))[0]!.n);
+    const draining = performance.now();
+    const checkpoint = await audit.checkpoint();
+    const drainSeconds = (performance.now() - draining) / 1000;
+    if (checkpoint.treeSize !== next) problems.push(`sustained: the checkpoint covers ${int(checkpoint.treeSize)} events, not ${int(next)}`);
+    const eventsPerSec = events / elapsed;
+    return {
+      seconds: elapsed,
+      events,
+      eventsPerSec,
+      sequenceEvery: DEFAULT_SEQUENCE_EVERY,
+      integratorPerSec: (events - backlog) / elapsed,
+      backlog,
+      allowedBacklog: Math.ceil((eventsPerSec * DEFAULT_SEQUENCE_EVERY) / 1000) + INTEGRATOR_BATCH,
+      drainSeconds,
     };
   } finally {
     await app.close();
@@ -195,6 +272,14 @@ export function formatIntegrity(result: IntegrityResult, writerEventsPerSec?: nu
     const ratio = integrator.eventsPerSec / writerEventsPerSec;
     lines.push(`  integrator / module writer's peak (${int(writerEventsPerSec)} events/s, this run): ${times(ratio)} — ${ratio >= 1 ? 'keeps up' : 'FALLS BEHIND under a sustained peak'}`);
   }
+  const { sustained } = result;
+  const keptUp = sustained.backlog <= sustained.allowedBacklog;
+  lines.push(
+    `  sustained: log() with ${int(SUSTAIN_IN_FLIGHT)} in flight for ${fixed(sustained.seconds, 1)} s, the integrator in the background (a pass every ${int(sustained.sequenceEvery)} ms): ` +
+      `writer ${int(sustained.eventsPerSec)} events/s, integrator ${int(sustained.integratorPerSec)} events/s beside it; ` +
+      `${int(sustained.backlog)} of ${int(sustained.events)} events without a seq when the writer stopped (up to ${int(sustained.allowedBacklog)} is keeping up: one pass interval's events and a batch), ` +
+      `sequenced in ${fixed(sustained.drainSeconds, 2)} s after it — ${keptUp ? 'keeps up' : 'FALLS BEHIND'}`,
+  );
   lines.push(
     `  verify() of a sequenced log of ${int(result.options.verifyEvents)} events (${CHECKPOINTS} checkpoints): ${fixed(verify.seconds, 1)} s, ${int(verify.eventsPerSec)} events/s, ${verify.ok ? 'ok' : `${verify.problems} problems`}; ` +
       `RSS ${int(verify.rssBeforeMb)} MB before, peak ${int(verify.rssPeakMb)} MB (+${int(verify.rssPeakMb - verify.rssBeforeMb)} MB); heap peak ${int(verify.heapPeakMb)} MB`,

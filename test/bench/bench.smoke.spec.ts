@@ -108,6 +108,10 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
     for (const run of [...result.modules, result.naive, ...result.copyRuns]) {
       positive(run.eventsPerSec);
       expect(run.rows).toBe(run.events);
+      // What the integrator had left of the run's events when it ended, and how long it took to sequence them.
+      expect(run.backlog).toBeGreaterThanOrEqual(0);
+      expect(run.backlog).toBeLessThanOrEqual(run.events);
+      expect(run.drainSeconds).toBeGreaterThanOrEqual(0);
     }
     expect(result.modules[0]!.events).toBe(events);
     expect(result.modules[1]!.events).toBe(events / 10);
@@ -117,6 +121,7 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
     positive(result.moduleVsNaive);
     const lines = formatWriterThroughput(result);
     expect(lines.join('\n')).toMatch(/module peak \/ COPY: {2}\d+\.\d\d×/);
+    expect(lines.join('\n')).toMatch(/the integrator during the writer's peak run: sequenced [\d,]+ of its [\d,]+ events while they were written/);
     printable(lines);
   }, 120_000);
 
