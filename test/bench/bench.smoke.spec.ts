@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatHttpOverhead, runHttpOverhead } from '../../bench/http/http-overhead.bench.js';
+import { formatIntegrity, runIntegrity } from '../../bench/integrity/integrity.bench.js';
 import { formatMemory, runMemory } from '../../bench/memory/memory.bench.js';
 import { formatRead, runRead } from '../../bench/read/queries.bench.js';
 import { formatPartitionPurge, runPartitionPurge } from '../../bench/retention/partition-purge.bench.js';
@@ -157,6 +158,25 @@ describe.skipIf(!postgres && process.env['CI'] !== 'true')('bench scenarios with
     expect(run!.bulk[3]!.rows).toBeLessThan(1_500);
     printable(formatRead(result));
   }, 180_000);
+
+  it('integrity: the integrator on a backlog and beside the writer, verify() and a purge', async () => {
+    const result = await runIntegrity({ integratorEvents: 2_000, verifyEvents: 3_000, sustainSeconds: 1 });
+    expect(result.problems).toEqual([]);
+    positive(result.integrator.eventsPerSec);
+    const { sustained } = result;
+    positive(sustained.events);
+    positive(sustained.eventsPerSec);
+    expect(sustained.backlog).toBeGreaterThanOrEqual(0);
+    expect(sustained.backlog).toBeLessThanOrEqual(sustained.events);
+    expect(sustained.integratorPerSec).toBeCloseTo((sustained.events - sustained.backlog) / sustained.seconds, 6);
+    expect(sustained.allowedBacklog).toBeGreaterThan(2_000);
+    expect(result.verify).toMatchObject({ ok: true, problems: 0 });
+    expect(result.purge).toMatchObject({ verifyOk: true });
+    positive(result.purge.deleted);
+    const lines = formatIntegrity(result, sustained.eventsPerSec);
+    expect(lines.join('\n')).toMatch(/sustained: log\(\) with 4,096 in flight for \d+\.\d s, .* — (keeps up|FALLS BEHIND)/);
+    printable(lines);
+  }, 120_000);
 
   it('retention: the same events purged from one table and from monthly partitions', async () => {
     const result = await runPartitionPurge({ events: 2_000 });
