@@ -18,6 +18,7 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
+import { classifyDatabaseError } from '../storage/database-errors.js';
 import { escapedTable, placeholders } from '../storage/sql.js';
 import { canonicalEventJson } from './canonical-json.js';
 import { formatCheckpoint, openNote, parseCheckpoint, signNote } from './checkpoint-note.js';
@@ -44,6 +45,8 @@ interface Statement {
 /** What one batch did. */
 export interface BatchOutcome {
   busy: boolean;
+  /** Busy because the batch lost a race with another transaction (serialization failure, deadlock): its error. */
+  lostRace?: Error;
   /** The batch read on from the previous one and reached the end: a pass from the start follows. */
   restart?: boolean;
   sequenced: number;
@@ -153,9 +156,9 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     if (this.stopped || this.ticking) return;
     this.ticking = true;
     try {
-      await this.run(() => (this.stopped ? Promise.resolve(undefined) : this.sequenceAll(0, false))).catch((error: unknown) =>
-        this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${(error as Error).message}`),
-      );
+      const outcome = await this.run(() => (this.stopped ? Promise.resolve(undefined) : this.sequenceAll(0, false))).catch((error: unknown) => ({ failed: error as Error }));
+      const failure = outcome && ('failed' in outcome ? outcome.failed : outcome.lostRace);
+      if (failure) this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${failure.message}`);
     } finally {
       this.ticking = false;
     }
@@ -178,9 +181,11 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       const outcome = await this.sequenceAll(LOCK_WAIT_MS, true);
       if (outcome.busy) {
         throw new AuditIntegrityError(
-          integratorDialect(this.dataSource) === 'sqlite'
-            ? `SQLite's connection stayed in a transaction for ${LOCK_WAIT_MS} ms (checkpoint() cannot run inside a transaction on SQLite)`
-            : `another instance held the integrator lock for ${LOCK_WAIT_MS} ms`,
+          outcome.lostRace
+            ? `every batch for ${LOCK_WAIT_MS} ms lost a race with another transaction, the last with: ${outcome.lostRace.message}`
+            : integratorDialect(this.dataSource) === 'sqlite'
+              ? `SQLite's connection stayed in a transaction for ${LOCK_WAIT_MS} ms (checkpoint() cannot run inside a transaction on SQLite)`
+              : `another instance held the integrator lock for ${LOCK_WAIT_MS} ms`,
         );
       }
       if (outcome.checkpoint) return outcome.checkpoint;
@@ -225,9 +230,12 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       return plan;
     }).catch((error: unknown) => {
       if (error instanceof BatchAbandoned) return { busy: true as const };
+      // A race lost to another transaction (a serialization failure under SERIALIZABLE, a
+      // deadlock): nothing was written, the batch is tried again.
+      if (classifyDatabaseError(error) === 'transient') return { busy: true as const, lostRace: error as Error };
       throw error;
     });
-    if (result.busy) return { busy: true, sequenced: 0, treeSize: 0 };
+    if (result.busy) return { busy: true, sequenced: 0, treeSize: 0, ...('lostRace' in result ? { lostRace: result.lostRace } : {}) };
     return this.committed(result.value);
   }
 
@@ -304,11 +312,31 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
   /** Starts reading and hashing the batch after `after`, outside the batch's transaction. */
   private prefetch(after: string): void {
-    const read = this.read(this.dataSource.manager, after).then(
+    const read = this.readAhead(after).then(
       (rows) => this.hashed(rows),
       () => undefined, // read again in the batch's own transaction
     );
     this.prefetched = { after, read };
+  }
+
+  /**
+   * The read-ahead, in a READ COMMITTED transaction of its own whatever the database's
+   * default: as a serializable transaction beside the batch's, which writes `audit_log`,
+   * it made PostgreSQL abort the batch (a serialization failure) while the app stored
+   * events, batch after batch.
+   */
+  private async readAhead(after: string): Promise<AuditLogEntity[]> {
+    const runner = this.dataSource.createQueryRunner();
+    try {
+      await runner.connect();
+      await runner.startTransaction('READ COMMITTED');
+      const rows = await this.read(runner.manager, after);
+      await runner.commitTransaction();
+      return rows;
+    } finally {
+      if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      await runner.release();
+    }
   }
 
   /**

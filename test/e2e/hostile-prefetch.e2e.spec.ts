@@ -1,0 +1,242 @@
+// The integrator's read-ahead (the next batch's events read and hashed while a batch's
+// statements run) against a pool of one connection, a data source destroyed mid-read,
+// stale read-aheads, late events with smaller ids, three instances at once, and
+// PostgreSQL running every transaction SERIALIZABLE.
+import { generateKeyPairSync } from 'node:crypto';
+import pg from 'pg';
+import { IsNull } from 'typeorm';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AuditLogEntity, AuditTreeEntity, type AuditModuleOptions } from '../../lib/index.js';
+import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
+import { AuditIntegrator } from '../../lib/integrity/integrator.js';
+import { advisoryLockKey } from '../../lib/integrity/integrator-lock.js';
+import { leafHash } from '../../lib/integrity/merkle.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { POSTGRES } from '../support/database-probe.js';
+import { storeEventsAt } from '../support/partitions.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+const { privateKey } = generateKeyPairSync('ed25519');
+const integrity = (sequenceEvery = 60_000): AuditModuleOptions => ({
+  integrity: { signingKey: privateKey, origin: 'audit.example.test/hostile-prefetch', sequenceEvery, checkpointEvery: { events: 1_000_000 } },
+});
+const prefetchOf = (integrator: AuditIntegrator): Promise<unknown> | undefined =>
+  (integrator as unknown as { prefetched?: { read: Promise<unknown> } }).prefetched?.read;
+
+const KINDS = databases().filter((kind) => kind !== 'sqlite');
+
+describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
+  let db: TestDatabase | undefined;
+  const apps: TestApp[] = [];
+  afterEach(async () => {
+    for (const app of apps.splice(0)) await app.close();
+    await db?.drop();
+    db = undefined;
+  });
+
+  const start = async (audit = integrity()): Promise<TestApp> => {
+    const t = await createTestApp({ db: db!, adapter: 'express', audit });
+    apps.push(t);
+    return t;
+  };
+
+  const expectWholeTree = async (t: TestApp, events: number): Promise<void> => {
+    const rows = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } });
+    expect(rows).toHaveLength(events);
+    expect(rows.map((row) => row.seq)).toEqual(rows.map((_, i) => i + 1));
+    const leaves = await t.dataSource.getRepository(AuditTreeEntity).find({ where: { level: 0 }, order: { index: 'ASC' } });
+    expect(leaves.map((leaf) => leaf.eventId)).toEqual(rows.map((row) => row.id));
+    expect(leaves.map((leaf) => leaf.hash)).toEqual(rows.map((row) => leafHash(Buffer.from(canonicalEventJson(row))).toString('hex')));
+    const verified = await t.audit.verify();
+    expect(verified.problems).toEqual([]);
+    expect(verified).toMatchObject({ ok: true, treeSize: events });
+  };
+
+  it('pool of one connection: checkpoint() of a 5,500-event backlog completes', async () => {
+    db = await createTestDatabase(kind);
+    db.options = { ...db.options, extra: kind === 'postgres' ? { max: 1 } : { connectionLimit: 1 } } as typeof db.options;
+    const t = await start();
+    await storeEventsAt(t, new Date(Date.now() - 60_000), 5_500, 'p');
+    const checkpoint = await Promise.race([t.audit.checkpoint(), new Promise<never>((_, reject) => setTimeout(() => reject(new Error('checkpoint() hung')), 40_000).unref())]);
+    expect(checkpoint.treeSize).toBe(5_500);
+    expect(t.app.get(AuditIntegrator).stats.prefetched).toBe(2);
+    await expectWholeTree(t, 5_500);
+  }, 90_000);
+
+  it('app closed while a read-ahead is in flight: no unhandled rejection, close does not hang', async () => {
+    db = await createTestDatabase(kind);
+    const t = await start();
+    apps.splice(apps.indexOf(t), 1);
+    await storeEventsAt(t, new Date(Date.now() - 60_000), 4_500, 'c');
+    const integrator = t.app.get(AuditIntegrator);
+    await integrator.batch(0, false);
+    const inFlight = prefetchOf(integrator);
+    expect(inFlight).toBeDefined();
+    await t.dataSource.destroy();
+    await expect(inFlight).resolves.toBeDefined();
+    // A batch after the destroy.
+    await integrator.batch(0, false).catch(() => undefined);
+    const closed = await Promise.race([t.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())]);
+    expect(closed).toBe('closed');
+  }, 90_000);
+
+  it('stale read-ahead kept after a busy batch, late events with smaller ids, another instance sequencing part: one gapless tree', async () => {
+    db = await createTestDatabase(kind);
+    const a = await start();
+    const b = await start();
+    await storeEventsAt(a, new Date(Date.now() - 60_000), 4_500, 'r');
+    const integrator = a.app.get(AuditIntegrator);
+    expect(await integrator.batch(0, false)).toMatchObject({ busy: false, sequenced: 2_000 });
+    await prefetchOf(integrator);
+    // Late events with smaller ids (inside and after the read-ahead's id range).
+    await storeEventsAt(a, new Date(Date.now() - 59_000), 300, 'late1');
+    await storeEventsAt(a, new Date(Date.now() - 120_000), 300, 'late0');
+    // The other instance does one batch from the start.
+    expect(await b.app.get(AuditIntegrator).batch(0, false)).toMatchObject({ busy: false });
+    const stale = await integrator.batch(0, false);
+    expect(stale.busy || stale.sequenced > 0).toBe(true);
+    const checkpoint = await a.audit.checkpoint();
+    expect(checkpoint.treeSize).toBe(5_100);
+    await expectWholeTree(a, 5_100);
+  }, 120_000);
+
+  it('three instances ticking every 20 ms while events are written (some late, with smaller ids): one gapless tree', async () => {
+    db = await createTestDatabase(kind);
+    const a = await start(integrity(20));
+    const b = await start(integrity(20));
+    const c = await start(integrity(20));
+    const all = [a, b, c];
+    let total = 0;
+    const deadline = Date.now() + 15_000;
+    for (let round = 0; round < 6 && Date.now() < deadline; round++) {
+      await Promise.all([
+        storeEventsAt(all[round % 3]!, new Date(Date.now() - 10_000 + round), 2_500, `w${round}`),
+        storeEventsAt(all[(round + 1) % 3]!, new Date(Date.now() - 3_600_000 - round * 60_000), 700, `l${round}`),
+        all[(round + 2) % 3]!.audit.checkpoint().catch(() => undefined),
+      ]);
+      total += 3_200;
+    }
+    await b.audit.checkpoint();
+    const checkpoint = await a.audit.checkpoint();
+    expect(checkpoint.treeSize).toBe(total);
+    await expectWholeTree(a, total);
+  }, 180_000);
+});
+
+// PostgreSQL with default_transaction_isolation = serializable: a serializable read-ahead
+// beside the batch's transaction, which writes audit_log, made PostgreSQL abort the batch
+// (40001) while the app stored events; every full batch started a read-ahead, so a backlog of
+// 2,000 events or more was never sequenced while the app wrote. The read-ahead now runs READ
+// COMMITTED, and a batch that loses such a race is tried again (checkpoint() too).
+describe.skipIf(!databases().includes('postgres'))('hostile: integrator read-ahead on PostgreSQL with SERIALIZABLE transactions', () => {
+  let db: TestDatabase | undefined;
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.close();
+    await db?.drop();
+    t = undefined;
+    db = undefined;
+  });
+
+  it('checkpoint() of a backlog with nothing else running: no batch fails with a serialization failure', async () => {
+    const { withPostgresSettings } = await import('../support/test-database.js');
+    db = await createTestDatabase('postgres');
+    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
+    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
+    await storeEventsAt(t, new Date(Date.now() - 600_000), 10_000, 'q');
+    const failures: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      await storeEventsAt(t, new Date(Date.now() - 500_000 + round * 10_000), 6_000, `q${round}`);
+      await t.audit.checkpoint().catch((error: Error) => failures.push(error.message));
+    }
+    expect(failures).toEqual([]);
+    expect((await t.audit.checkpoint()).treeSize).toBe(28_000);
+  }, 180_000);
+  it('timed passes (every 50 ms) while the app keeps storing events: a 6,000-event backlog is sequenced within 10 s', async () => {
+    const { withPostgresSettings } = await import('../support/test-database.js');
+    db = await createTestDatabase('postgres');
+    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
+    t = await createTestApp({ db, adapter: 'express', audit: integrity(50) });
+    const app = t;
+    await storeEventsAt(app, new Date(Date.now() - 600_000), 6_000, 'k');
+    const unsequenced = () => app.dataSource.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } });
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing && i < 5_000; i++) await storeEventsAt(app, new Date(), 3, `kw${i}`);
+    })();
+    const deadline = Date.now() + 10_000;
+    let left = await unsequenced();
+    while (Date.now() < deadline && left >= 2_000) {
+      await new Promise((resolve) => setTimeout(resolve, 250));
+      left = await unsequenced();
+    }
+    writing = false;
+    await writer;
+    expect(left).toBeLessThan(2_000);
+  }, 60_000);
+
+  it('checkpoint() while the app keeps storing events: a batch that loses a race is tried again, checkpoint() does not fail', async () => {
+    const { withPostgresSettings } = await import('../support/test-database.js');
+    db = await createTestDatabase('postgres');
+    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
+    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
+    const app = t;
+    await storeEventsAt(app, new Date(Date.now() - 600_000), 6_000, 'm');
+    let writing = true;
+    let written = 6_000;
+    const writer = (async () => {
+      for (let i = 0; writing && i < 5_000; i++) {
+        await storeEventsAt(app, new Date(), 3, `mw${i}`);
+        written += 3;
+      }
+    })();
+    const failures: string[] = [];
+    for (let round = 0; round < 4; round++) await app.audit.checkpoint().catch((error: Error) => failures.push(error.message));
+    writing = false;
+    await writer;
+    expect(failures).toEqual([]);
+    expect((await app.audit.checkpoint()).treeSize).toBe(written);
+  }, 120_000);
+});
+
+
+// A batch that PostgreSQL aborts as a deadlock victim: another session holds a row of the
+// batch and then waits for the integrator's advisory lock. checkpoint() tries the batch
+// again once the other session is gone, instead of failing.
+describe.skipIf(!databases().includes('postgres'))('integrator: a batch that loses a race (PostgreSQL)', () => {
+  let db: TestDatabase | undefined;
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.close();
+    await db?.drop();
+    t = undefined;
+    db = undefined;
+  });
+
+  it('a deadlock with another session: the batch is tried again, checkpoint() covers every event', async () => {
+    db = await createTestDatabase('postgres');
+    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
+    const ids = await storeEventsAt(t, new Date(Date.now() - 60_000), 100, 'd');
+    const table = `"${(db.options as { schema: string }).schema}"."audit_log"`;
+    const other = new pg.Client(POSTGRES);
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [ids[50]]);
+      const checkpoint = t.audit.checkpoint();
+      // The batch's UPDATE now waits for that row; this session then waits for the batch's lock.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const waitForLock = other.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey(t.dataSource)]);
+      const deadlockVictim = await waitForLock.then(
+        () => 'the batch',
+        (error: Error) => `this session: ${error.message}`,
+      );
+      expect(deadlockVictim).toBe('the batch');
+      await other.query('ROLLBACK');
+      expect((await checkpoint).treeSize).toBe(100);
+    } finally {
+      await other.end();
+    }
+    expect(await t.dataSource.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } })).toBe(0);
+  }, 60_000);
+});
