@@ -62,6 +62,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   private readonly beingStored = new Map<string, Promise<void>>();
   private timers: NodeJS.Timeout[] = [];
   private pass?: Promise<void>;
+  /** A pass asked for while one was running: it starts when that one ends (one, however often it is asked for). */
+  private nextPass?: Promise<void>;
   private stopped = false;
   private shuttingDown?: Promise<void>;
 
@@ -114,7 +116,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     };
     const { recoverAfter } = this.options;
     every(Math.max(200, Math.floor(recoverAfter / 3)), () => this.lease());
-    every(Math.max(200, Math.min(5000, Math.floor(recoverAfter / 2))), () => this.runPass());
+    every(Math.max(200, Math.min(5000, Math.floor(recoverAfter / 2))), () => this.timedPass());
   }
 
   /** Keeps a unit whose events could not be stored, with how to store it, for the retry. */
@@ -143,10 +145,28 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     return found;
   }
 
-  /** Runs one retry-and-recovery pass now (one at a time); for tests and operators. */
+  /**
+   * Runs a retry-and-recovery pass that starts now or, while one is running, as soon as it
+   * ends (one at a time); for tests and operators. A pass already under way may have read
+   * the journal before the caller's last write: it is not the one the caller waits for.
+   */
   runPass(): Promise<void> {
-    this.pass ??= this.retryAndRecover().finally(() => (this.pass = undefined));
-    return this.pass;
+    if (!this.pass) {
+      this.pass = this.retryAndRecover().finally(() => (this.pass = undefined));
+      return this.pass;
+    }
+    this.nextPass ??= this.pass
+      .catch(() => undefined)
+      .then(() => {
+        this.nextPass = undefined;
+        return this.runPass();
+      });
+    return this.nextPass;
+  }
+
+  /** The timer's pass: none more while one is running or waiting. */
+  private timedPass(): Promise<void> {
+    return this.nextPass ?? this.pass ?? this.runPass();
   }
 
   /** Waits for running units and the writer's queue, within `shutdownTimeout` (once, however often it is called). */
@@ -164,7 +184,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);
     }
     await this.writer.drain(Math.max(0, deadline - Date.now())).catch((error: unknown) => this.logger.warn(`Audit: ${(error as Error).message}`));
-    await this.pass?.catch(() => undefined);
+    await (this.nextPass ?? this.pass)?.catch(() => undefined);
     if (this.unstored.size) await this.retryUnstored().catch(() => undefined);
     this.stop();
     await this.releaseLease().catch(() => undefined);
