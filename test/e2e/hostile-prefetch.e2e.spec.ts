@@ -6,15 +6,14 @@ import { generateKeyPairSync } from 'node:crypto';
 import pg from 'pg';
 import { IsNull } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLogEntity, AuditTreeEntity, type AuditModuleOptions } from '../../lib/index.js';
-import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
+import { AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
 import { advisoryLockKey } from '../../lib/integrity/integrator-lock.js';
-import { leafHash } from '../../lib/integrity/merkle.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
 import { storeEventsAt } from '../support/partitions.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { expectWholeTree } from '../support/sequenced-log.js';
+import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
 const integrity = (sequenceEvery = 60_000): AuditModuleOptions => ({
@@ -40,17 +39,6 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
     return t;
   };
 
-  const expectWholeTree = async (t: TestApp, events: number): Promise<void> => {
-    const rows = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } });
-    expect(rows).toHaveLength(events);
-    expect(rows.map((row) => row.seq)).toEqual(rows.map((_, i) => i + 1));
-    const leaves = await t.dataSource.getRepository(AuditTreeEntity).find({ where: { level: 0 }, order: { index: 'ASC' } });
-    expect(leaves.map((leaf) => leaf.eventId)).toEqual(rows.map((row) => row.id));
-    expect(leaves.map((leaf) => leaf.hash)).toEqual(rows.map((row) => leafHash(Buffer.from(canonicalEventJson(row))).toString('hex')));
-    const verified = await t.audit.verify();
-    expect(verified.problems).toEqual([]);
-    expect(verified).toMatchObject({ ok: true, treeSize: events });
-  };
 
   it('pool of one connection: checkpoint() of a 5,500-event backlog completes', async () => {
     db = await createTestDatabase(kind);
@@ -138,76 +126,75 @@ describe.skipIf(!databases().includes('postgres'))('hostile: integrator read-ahe
     db = undefined;
   });
 
-  it('checkpoint() of a backlog with nothing else running: no batch fails with a serialization failure', async () => {
-    const { withPostgresSettings } = await import('../support/test-database.js');
+  /** An app on a schema whose every transaction is SERIALIZABLE by default, with `backlog` events stored. */
+  const serializableApp = async (sequenceEvery: number | undefined, backlog: number, label: string): Promise<TestApp> => {
     db = await createTestDatabase('postgres');
     withPostgresSettings(db, '-c default_transaction_isolation=serializable');
-    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
-    await storeEventsAt(t, new Date(Date.now() - 600_000), 10_000, 'q');
-    const failures: string[] = [];
-    for (let round = 0; round < 3; round++) {
-      await storeEventsAt(t, new Date(Date.now() - 500_000 + round * 10_000), 6_000, `q${round}`);
-      await t.audit.checkpoint().catch((error: Error) => failures.push(error.message));
-    }
-    expect(failures).toEqual([]);
-    expect((await t.audit.checkpoint()).treeSize).toBe(28_000);
-  }, 180_000);
-  it('timed passes (every 50 ms) while the app keeps storing events: a 6,000-event backlog is sequenced within 10 s', async () => {
-    const { withPostgresSettings } = await import('../support/test-database.js');
-    db = await createTestDatabase('postgres');
-    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
-    t = await createTestApp({ db, adapter: 'express', audit: integrity(50) });
-    const app = t;
-    await storeEventsAt(app, new Date(Date.now() - 600_000), 6_000, 'k');
-    // The probe reads in a READ COMMITTED transaction: as a serializable one, it could itself be aborted.
-    const unsequenced = () => app.dataSource.transaction('READ COMMITTED', (manager) => manager.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } }));
+    t = await createTestApp({ db, adapter: 'express', audit: integrity(sequenceEvery) });
+    await storeEventsAt(t, new Date(Date.now() - 600_000), backlog, label);
+    return t;
+  };
+
+  /**
+   * Stores 3 events at a time until `work` settles, then returns its result and the events
+   * stored meanwhile. A store the database aborts under SERIALIZABLE stores nothing and is
+   * not what these tests are about: it is only not counted.
+   */
+  const whileStoring = async <T>(app: TestApp, label: string, work: () => Promise<T>): Promise<{ result: T; stored: number }> => {
     let writing = true;
-    // The load only: a store the database aborts under SERIALIZABLE is not what this test is about.
+    let stored = 0;
     const writer = (async () => {
-      for (let i = 0; writing && i < 5_000; i++) await storeEventsAt(app, new Date(), 3, `kw${i}`).catch(() => undefined);
-    })();
-    let left: number;
-    try {
-      const deadline = Date.now() + 10_000;
-      left = await unsequenced();
-      while (Date.now() < deadline && left >= 2_000) {
-        await new Promise((resolve) => setTimeout(resolve, 250));
-        left = await unsequenced();
+      for (let i = 0; writing && i < 5_000; i++) {
+        if (await storeEventsAt(app, new Date(), 3, `${label}${i}`).then(() => true, () => false)) stored += 3;
       }
+    })();
+    let result: T;
+    try {
+      result = await work();
     } finally {
       writing = false;
       await writer;
     }
+    return { result, stored };
+  };
+
+  it('checkpoint() of a backlog with nothing else running: no batch fails with a serialization failure', async () => {
+    const app = await serializableApp(undefined, 10_000, 'q');
+    const failures: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      await storeEventsAt(app, new Date(Date.now() - 500_000 + round * 10_000), 6_000, `q${round}`);
+      await app.audit.checkpoint().catch((error: Error) => failures.push(error.message));
+    }
+    expect(failures).toEqual([]);
+    expect((await app.audit.checkpoint()).treeSize).toBe(28_000);
+  }, 180_000);
+
+  it('timed passes (every 50 ms) while the app keeps storing events: a 6,000-event backlog is sequenced within 10 s', async () => {
+    const app = await serializableApp(50, 6_000, 'k');
+    // The probe reads in a READ COMMITTED transaction: as a serializable one, it could itself be aborted.
+    const unsequenced = () => app.dataSource.transaction('READ COMMITTED', (manager) => manager.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } }));
+    const { result: left } = await whileStoring(app, 'kw', async () => {
+      const deadline = Date.now() + 10_000;
+      let count = await unsequenced();
+      while (Date.now() < deadline && count >= 2_000) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        count = await unsequenced();
+      }
+      return count;
+    });
     expect(left).toBeLessThan(2_000);
   }, 60_000);
 
   it('checkpoint() while the app keeps storing events: a batch that loses a race is tried again, checkpoint() does not fail', async () => {
-    const { withPostgresSettings } = await import('../support/test-database.js');
-    db = await createTestDatabase('postgres');
-    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
-    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
-    const app = t;
-    await storeEventsAt(app, new Date(Date.now() - 600_000), 6_000, 'm');
-    let writing = true;
-    let written = 6_000;
-    const writer = (async () => {
-      for (let i = 0; writing && i < 5_000; i++) {
-        // A store the database aborts under SERIALIZABLE stores nothing: only stored events count.
-        if (await storeEventsAt(app, new Date(), 3, `mw${i}`).then(() => true, () => false)) written += 3;
-      }
-    })();
+    const app = await serializableApp(undefined, 6_000, 'm');
     const failures: string[] = [];
-    try {
+    const { stored } = await whileStoring(app, 'mw', async () => {
       for (let round = 0; round < 4; round++) await app.audit.checkpoint().catch((error: Error) => failures.push(error.message));
-    } finally {
-      writing = false;
-      await writer;
-    }
+    });
     expect(failures).toEqual([]);
-    expect((await app.audit.checkpoint()).treeSize).toBe(written);
+    expect((await app.audit.checkpoint()).treeSize).toBe(6_000 + stored);
   }, 120_000);
 });
-
 
 // A batch that PostgreSQL aborts as a deadlock victim: another session holds a row of the
 // batch and then waits for the integrator's advisory lock. checkpoint() tries the batch

@@ -5,12 +5,11 @@
 // sequenced twice.
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AuditLogEntity, AuditTreeEntity, type AuditModuleOptions } from '../../lib/index.js';
-import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
+import { AuditTreeEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
-import { leafHash } from '../../lib/integrity/merkle.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { storeEventsAt } from '../support/partitions.js';
+import { expectWholeTree } from '../support/sequenced-log.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -34,18 +33,6 @@ describe.each(databases())('integrator: the next batch read ahead on %s', (kind)
     return t;
   };
 
-  /** Every event has its seq, in one gapless run, each leaf is its event's hash, and verify() agrees. */
-  const expectWholeTree = async (t: TestApp, events: number): Promise<void> => {
-    const rows = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } });
-    expect(rows).toHaveLength(events);
-    expect(rows.map((row) => row.seq)).toEqual(rows.map((_, i) => i + 1));
-    const leaves = await t.dataSource.getRepository(AuditTreeEntity).find({ where: { level: 0 }, order: { index: 'ASC' } });
-    expect(leaves.map((leaf) => leaf.eventId)).toEqual(rows.map((row) => row.id));
-    expect(leaves.map((leaf) => leaf.hash)).toEqual(rows.map((row) => leafHash(Buffer.from(canonicalEventJson(row))).toString('hex')));
-    const verified = await t.audit.verify();
-    expect(verified.problems).toEqual([]);
-    expect(verified).toMatchObject({ ok: true, treeSize: events });
-  };
 
   it('a backlog of several batches: the batches after the first use the events read ahead, and the tree is the same', async () => {
     db = await createTestDatabase(kind);
