@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { driverErrorCode } from '../storage/database-errors.js';
 
 /** How the integrator holds its role while it sequences a batch. */
 export type IntegratorDialect = 'postgres' | 'mysql' | 'sqlite';
@@ -35,12 +36,20 @@ export function namedLockName(dataSource: DataSource): string {
   return `nestjs-system-audit:${createHash('sha256').update(name).digest('hex').slice(0, 43)}`;
 }
 
+/** How long a timed pass's batch waits for a row another transaction holds, at most. */
+export const TIMED_BATCH_LOCK_WAIT_MS = 5_000;
+
 /**
  * Runs `work` in a transaction while holding the integrator's lock: a PostgreSQL
  * transaction-level advisory lock, or a MySQL/MariaDB named lock (`GET_LOCK`, released
  * after the commit). The lock dies with the connection, so another instance takes over
  * as soon as a holder's process is gone. Returns `busy` when another instance holds it
  * (after `waitMs`, 0: do not wait).
+ *
+ * Inside the batch, a row that another transaction holds is waited for `waitMs` at most
+ * (a timed pass, `waitMs` 0: {@link TIMED_BATCH_LOCK_WAIT_MS}); past it the statement
+ * fails with the database's lock timeout, which is not `busy`: nobody held the
+ * integrator's lock.
  */
 export async function withIntegratorLock<T>(
   dataSource: DataSource,
@@ -49,15 +58,21 @@ export async function withIntegratorLock<T>(
 ): Promise<{ busy: true } | { busy: false; value: T }> {
   const dialect = integratorDialect(dataSource);
   if (dialect === 'sqlite') throw new Error('withIntegratorLock: SQLite takes its writer lock instead');
+  const rowWaitMs = Math.ceil(waitMs > 0 ? waitMs : TIMED_BATCH_LOCK_WAIT_MS);
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   let named = false;
+  /** MySQL/MariaDB: the session's own row-lock wait, put back before the connection goes back to the pool. */
+  let sessionLockWait: number | string | undefined;
   try {
     if (dialect === 'mysql') {
       const name = namedLockName(dataSource);
       const [row] = (await runner.query('SELECT GET_LOCK(?, ?) AS locked', ownStatement([name, Math.ceil(waitMs / 1000)]))) as Array<{ locked: number | string | null }>;
       if (Number(row?.locked) !== 1) return { busy: true };
       named = true;
+      const [wait] = (await runner.query('SELECT @@SESSION.innodb_lock_wait_timeout AS seconds')) as Array<{ seconds: number | string }>;
+      sessionLockWait = wait?.seconds;
+      await runner.query('SET SESSION innodb_lock_wait_timeout = ?', ownStatement([Math.max(1, Math.ceil(rowWaitMs / 1000))]));
     }
     await runner.startTransaction();
     try {
@@ -65,7 +80,13 @@ export async function withIntegratorLock<T>(
         const key = advisoryLockKey(dataSource);
         if (waitMs > 0) {
           await runner.query(`SET LOCAL lock_timeout = ${Math.ceil(waitMs)}`);
-          await runner.query('SELECT pg_advisory_xact_lock($1)', ownStatement([key]));
+          try {
+            await runner.query('SELECT pg_advisory_xact_lock($1)', ownStatement([key]));
+          } catch (error) {
+            if (driverErrorCode(error) !== '55P03' && !/lock timeout/i.test((error as Error).message)) throw error;
+            await runner.rollbackTransaction();
+            return { busy: true };
+          }
         } else {
           const [row] = (await runner.query('SELECT pg_try_advisory_xact_lock($1) AS locked', ownStatement([key]))) as Array<{ locked: boolean }>;
           if (!row?.locked) {
@@ -73,16 +94,17 @@ export async function withIntegratorLock<T>(
             return { busy: true };
           }
         }
+        await runner.query(`SET LOCAL lock_timeout = ${rowWaitMs}`);
       }
       const value = await work(runner.manager, runner);
       await runner.commitTransaction();
       return { busy: false, value };
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
-      if (dialect === 'postgres' && /lock timeout/i.test((error as Error).message)) return { busy: true };
       throw error;
     }
   } finally {
+    if (sessionLockWait !== undefined) await runner.query('SET SESSION innodb_lock_wait_timeout = ?', ownStatement([Number(sessionLockWait)])).catch(() => undefined);
     if (named) await runner.query('SELECT RELEASE_LOCK(?)', ownStatement([namedLockName(dataSource)])).catch(() => undefined);
     await runner.release();
   }

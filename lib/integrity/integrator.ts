@@ -182,7 +182,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       if (outcome.busy) {
         throw new AuditIntegrityError(
           outcome.lostRace
-            ? `every batch for ${LOCK_WAIT_MS} ms lost a race with another transaction, the last with: ${outcome.lostRace.message}`
+            ? `no batch could be stored within ${LOCK_WAIT_MS} ms; the last failed with: ${outcome.lostRace.message}`
             : integratorDialect(this.dataSource) === 'sqlite'
               ? `SQLite's connection stayed in a transaction for ${LOCK_WAIT_MS} ms (checkpoint() cannot run inside a transaction on SQLite)`
               : `another instance held the integrator lock for ${LOCK_WAIT_MS} ms`,
@@ -231,7 +231,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     }).catch((error: unknown) => {
       if (error instanceof BatchAbandoned) return { busy: true as const };
       // A race lost to another transaction (a serialization failure under SERIALIZABLE, a
-      // deadlock): nothing was written, the batch is tried again.
+      // deadlock, a row it held past the batch's lock wait): nothing was written, the batch
+      // is tried again.
       if (classifyDatabaseError(error) === 'transient') return { busy: true as const, lostRace: error as Error };
       throw error;
     });

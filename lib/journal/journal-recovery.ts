@@ -149,8 +149,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * Runs a retry-and-recovery pass that starts now or, while one is running, as soon as it
    * ends (one at a time); for tests and operators. A pass already under way may have read
    * the journal before the caller's last write: it is not the one the caller waits for.
+   * Once the shutdown has begun, no pass starts: the one running is returned, if any.
    */
   runPass(): Promise<void> {
+    // Shutting down: no pass starts any more (the shutdown waits for the one running).
+    if (this.shuttingDown || this.stopped) return this.pass ?? Promise.resolve();
     if (!this.pass) {
       this.pass = this.retryAndRecover().finally(() => (this.pass = undefined));
       return this.pass;
@@ -184,7 +187,15 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);
     }
     await this.writer.drain(Math.max(0, deadline - Date.now())).catch((error: unknown) => this.logger.warn(`Audit: ${(error as Error).message}`));
-    await (this.nextPass ?? this.pass)?.catch(() => undefined);
+    // The pass running (and one queued before the shutdown, which starts none after it), within what is left of shutdownTimeout.
+    const passes = (async () => {
+      for (let pass = this.nextPass ?? this.pass; pass; pass = this.nextPass ?? this.pass) await pass.catch(() => undefined);
+    })();
+    const left = Math.max(0, deadline - Date.now());
+    const timedOut = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), left).unref());
+    if ((await Promise.race([passes, timedOut])) === 'timeout') {
+      this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with a recovery pass still running (its transaction rolls back)`);
+    }
     if (this.unstored.size) await this.retryUnstored().catch(() => undefined);
     this.stop();
     await this.releaseLease().catch(() => undefined);
