@@ -46,8 +46,9 @@ export const TIMED_BATCH_LOCK_WAIT_MS = 5_000;
  * as soon as a holder's process is gone. Returns `busy` when another instance holds it
  * (after `waitMs`, 0: do not wait).
  *
- * Inside the batch, a row that another transaction holds is waited for `waitMs` at most
- * (a timed pass, `waitMs` 0: {@link TIMED_BATCH_LOCK_WAIT_MS}); past it the statement
+ * Inside the batch, a row that another transaction holds is waited for what is left of
+ * `waitMs` at most (a timed pass, `waitMs` 0: {@link TIMED_BATCH_LOCK_WAIT_MS}; MySQL and
+ * MariaDB count whole seconds, at least one); past it the statement
  * fails with the database's lock timeout, which is not `busy`: nobody held the
  * integrator's lock.
  */
@@ -58,7 +59,9 @@ export async function withIntegratorLock<T>(
 ): Promise<{ busy: true } | { busy: false; value: T }> {
   const dialect = integratorDialect(dataSource);
   if (dialect === 'sqlite') throw new Error('withIntegratorLock: SQLite takes its writer lock instead');
-  const rowWaitMs = Math.ceil(waitMs > 0 ? waitMs : TIMED_BATCH_LOCK_WAIT_MS);
+  const started = Date.now();
+  /** What is left of `waitMs` once the integrator's lock is held (at least 1 ms), or the timed pass's bound. */
+  const rowWaitMs = (): number => Math.ceil(waitMs > 0 ? Math.max(1, waitMs - (Date.now() - started)) : TIMED_BATCH_LOCK_WAIT_MS);
   const runner = dataSource.createQueryRunner();
   await runner.connect();
   let named = false;
@@ -72,7 +75,7 @@ export async function withIntegratorLock<T>(
       named = true;
       const [wait] = (await runner.query('SELECT @@SESSION.innodb_lock_wait_timeout AS seconds')) as Array<{ seconds: number | string }>;
       sessionLockWait = wait?.seconds;
-      await runner.query('SET SESSION innodb_lock_wait_timeout = ?', ownStatement([Math.max(1, Math.ceil(rowWaitMs / 1000))]));
+      await runner.query('SET SESSION innodb_lock_wait_timeout = ?', ownStatement([Math.max(1, Math.ceil(rowWaitMs() / 1000))]));
     }
     await runner.startTransaction();
     try {
@@ -94,7 +97,7 @@ export async function withIntegratorLock<T>(
             return { busy: true };
           }
         }
-        await runner.query(`SET LOCAL lock_timeout = ${rowWaitMs}`);
+        await runner.query(`SET LOCAL lock_timeout = ${rowWaitMs()}`);
       }
       const value = await work(runner.manager, runner);
       await runner.commitTransaction();
