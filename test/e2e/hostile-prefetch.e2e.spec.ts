@@ -5,15 +5,16 @@
 import { generateKeyPairSync } from 'node:crypto';
 import pg from 'pg';
 import { IsNull } from 'typeorm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
 import { advisoryLockKey } from '../../lib/integrity/integrator-lock.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import type { TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
 import { storeEventsAt } from '../support/partitions.js';
 import { expectWholeTree } from '../support/sequenced-log.js';
-import { createTestDatabase, databases, withPostgresSettings, type TestDatabase } from '../support/test-database.js';
+import { databases, withPostgresSettings } from '../support/test-database.js';
+import { appsPerTest } from '../support/test-apps.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
 const integrity = (sequenceEvery = 60_000): AuditModuleOptions => ({
@@ -25,23 +26,15 @@ const prefetchOf = (integrator: AuditIntegrator): Promise<unknown> | undefined =
 const KINDS = databases().filter((kind) => kind !== 'sqlite');
 
 describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
-  let db: TestDatabase | undefined;
-  const apps: TestApp[] = [];
-  afterEach(async () => {
-    for (const app of apps.splice(0)) await app.close();
-    await db?.drop();
-    db = undefined;
-  });
+  const env = appsPerTest();
 
   const start = async (audit = integrity()): Promise<TestApp> => {
-    const t = await createTestApp({ db: db!, adapter: 'express', audit });
-    apps.push(t);
-    return t;
+    return env.start({ adapter: 'express', audit });
   };
 
 
   it('pool of one connection: checkpoint() of a 5,500-event backlog completes', async () => {
-    db = await createTestDatabase(kind);
+    const db = await env.database(kind);
     db.options = { ...db.options, extra: kind === 'postgres' ? { max: 1 } : { connectionLimit: 1 } } as typeof db.options;
     const t = await start();
     await storeEventsAt(t, new Date(Date.now() - 60_000), 5_500, 'p');
@@ -52,9 +45,8 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
   }, 90_000);
 
   it('app closed while a read-ahead is in flight: no unhandled rejection, close does not hang', async () => {
-    db = await createTestDatabase(kind);
+    await env.database(kind);
     const t = await start();
-    apps.splice(apps.indexOf(t), 1);
     await storeEventsAt(t, new Date(Date.now() - 60_000), 4_500, 'c');
     const integrator = t.app.get(AuditIntegrator);
     await integrator.batch(0, false);
@@ -64,12 +56,12 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
     await expect(inFlight).resolves.toBeDefined();
     // A batch after the destroy.
     await integrator.batch(0, false).catch(() => undefined);
-    const closed = await Promise.race([t.close().then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())]);
+    const closed = await Promise.race([env.close(t).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())]);
     expect(closed).toBe('closed');
   }, 90_000);
 
   it('stale read-ahead kept after a busy batch, late events with smaller ids, another instance sequencing part: one gapless tree', async () => {
-    db = await createTestDatabase(kind);
+    await env.database(kind);
     const a = await start();
     const b = await start();
     await storeEventsAt(a, new Date(Date.now() - 60_000), 4_500, 'r');
@@ -89,7 +81,7 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
   }, 120_000);
 
   it('three instances ticking every 20 ms while events are written (some late, with smaller ids): one gapless tree', async () => {
-    db = await createTestDatabase(kind);
+    await env.database(kind);
     const a = await start(integrity(20));
     const b = await start(integrity(20));
     const c = await start(integrity(20));
@@ -117,22 +109,14 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
 // 2,000 events or more was never sequenced while the app wrote. The read-ahead now runs READ
 // COMMITTED, and a batch that loses such a race is tried again (checkpoint() too).
 describe.skipIf(!databases().includes('postgres'))('hostile: integrator batches that lose races on PostgreSQL (SERIALIZABLE, a deadlock)', () => {
-  let db: TestDatabase | undefined;
-  let t: TestApp | undefined;
-  afterEach(async () => {
-    await t?.close();
-    await db?.drop();
-    t = undefined;
-    db = undefined;
-  });
+  const env = appsPerTest();
 
   /** An app on a schema whose every transaction is SERIALIZABLE by default, with `backlog` events stored. */
   const serializableApp = async (sequenceEvery: number | undefined, backlog: number, label: string): Promise<TestApp> => {
-    db = await createTestDatabase('postgres');
-    withPostgresSettings(db, '-c default_transaction_isolation=serializable');
-    t = await createTestApp({ db, adapter: 'express', audit: integrity(sequenceEvery) });
-    await storeEventsAt(t, new Date(Date.now() - 600_000), backlog, label);
-    return t;
+    withPostgresSettings(await env.database('postgres'), '-c default_transaction_isolation=serializable');
+    const app = await env.start({ adapter: 'express', audit: integrity(sequenceEvery) });
+    await storeEventsAt(app, new Date(Date.now() - 600_000), backlog, label);
+    return app;
   };
 
   /**
@@ -199,9 +183,8 @@ describe.skipIf(!databases().includes('postgres'))('hostile: integrator batches 
   // batch and then waits for the integrator's advisory lock. checkpoint() tries the batch
   // again once the other session is gone, instead of failing.
   it('a deadlock with another session: the batch is tried again, checkpoint() covers every event', async () => {
-    db = await createTestDatabase('postgres');
-    t = await createTestApp({ db, adapter: 'express', audit: integrity() });
-    const app = t;
+    const db = await env.database('postgres');
+    const app = await env.start({ adapter: 'express', audit: integrity() });
     const ids = await storeEventsAt(app, new Date(Date.now() - 60_000), 100, 'd');
     const table = `"${(db.options as { schema: string }).schema}"."audit_log"`;
     const other = new pg.Client(POSTGRES);
@@ -209,7 +192,7 @@ describe.skipIf(!databases().includes('postgres'))('hostile: integrator batches 
     try {
       await other.query('BEGIN');
       await other.query(`SELECT id FROM ${table} WHERE id = $1 FOR UPDATE`, [ids[50]]);
-      const checkpoint = t.audit.checkpoint();
+      const checkpoint = app.audit.checkpoint();
       // Once the batch's UPDATE waits for that row, this session waits for the batch's lock.
       const deadline = Date.now() + 20_000;
       for (;;) {
@@ -219,7 +202,7 @@ describe.skipIf(!databases().includes('postgres'))('hostile: integrator batches 
         if (Date.now() > deadline) throw new Error("the batch's UPDATE never waited for the locked row");
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
-      const waitForLock = other.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey(t.dataSource)]);
+      const waitForLock = other.query('SELECT pg_advisory_xact_lock($1)', [advisoryLockKey(app.dataSource)]);
       const deadlockVictim = await waitForLock.then(
         () => 'the batch',
         (error: Error) => `this session: ${error.message}`,
@@ -230,6 +213,6 @@ describe.skipIf(!databases().includes('postgres'))('hostile: integrator batches 
     } finally {
       await other.end();
     }
-    expect(await t.dataSource.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } })).toBe(0);
+    expect(await app.dataSource.getRepository(AuditLogEntity).count({ where: { seq: IsNull() } })).toBe(0);
   }, 60_000);
 });

@@ -4,13 +4,14 @@
 // that events sequenced by another instance between the prefetch and its use are not
 // sequenced twice.
 import { generateKeyPairSync } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuditTreeEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import type { TestApp } from '../app/create-test-app.js';
 import { storeEventsAt } from '../support/partitions.js';
 import { expectWholeTree } from '../support/sequenced-log.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { databases } from '../support/test-database.js';
+import { appsPerTest } from '../support/test-apps.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
 const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, origin: 'audit.example.test/prefetch', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } };
@@ -19,23 +20,12 @@ const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, ori
 const prefetchOf = (integrator: AuditIntegrator): Promise<unknown> | undefined => (integrator as unknown as { prefetched?: { read: Promise<unknown> } }).prefetched?.read;
 
 describe.each(databases())('integrator: the next batch read ahead on %s', (kind) => {
-  let db: TestDatabase | undefined;
-  const apps: TestApp[] = [];
-  afterEach(async () => {
-    for (const app of apps.splice(0)) await app.close();
-    await db?.drop();
-    db = undefined;
-  });
-
-  const start = async (): Promise<TestApp> => {
-    const t = await createTestApp({ db: db!, adapter: 'express', audit: INTEGRITY });
-    apps.push(t);
-    return t;
-  };
+  const env = appsPerTest();
+  const start = (): Promise<TestApp> => env.start({ adapter: 'express', audit: INTEGRITY });
 
 
   it('a backlog of several batches: the batches after the first use the events read ahead, and the tree is the same', async () => {
-    db = await createTestDatabase(kind);
+    await env.database(kind);
     const t = await start();
     await storeEventsAt(t, new Date(Date.now() - 60_000), 5_500, 'p');
 
@@ -51,7 +41,7 @@ describe.each(databases())('integrator: the next batch read ahead on %s', (kind)
 
   // (SQLite's test database lives in memory: a second app would have a database of its own.)
   it.skipIf(kind === 'sqlite')('events another instance sequences between the read ahead and its batch are not sequenced again', async () => {
-    db = await createTestDatabase(kind);
+    await env.database(kind);
     const a = await start();
     const b = await start();
     await storeEventsAt(a, new Date(Date.now() - 60_000), 4_500, 'r');

@@ -5,32 +5,25 @@
 // tried again; the connection goes back to the pool with its own lock wait.
 import { generateKeyPairSync } from 'node:crypto';
 import { DataSource, IsNull, type DataSourceOptions } from 'typeorm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { storeEventsAt } from '../support/partitions.js';
 import { expectWholeTree } from '../support/sequenced-log.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { databases } from '../support/test-database.js';
+import { appsPerTest } from '../support/test-apps.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
 const INTEGRITY: AuditModuleOptions = { integrity: { signingKey: privateKey, origin: 'audit.example.test/row-locks', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } };
 
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('integrator: a row of the batch held by another transaction, on %s', (kind) => {
-  let db: TestDatabase | undefined;
-  let t: TestApp | undefined;
-  afterEach(async () => {
-    await t?.close();
-    await db?.drop();
-    t = db = undefined;
-  });
+  const env = appsPerTest();
 
   it('the batch waits as long as it may, fails as a lost race, and is stored once the row is free', async () => {
-    db = await createTestDatabase(kind);
+    const db = await env.database(kind);
     // One connection: the one the batch used is the one asked for its lock wait afterwards.
     db.options = { ...db.options, extra: kind === 'postgres' ? { max: 1 } : { connectionLimit: 1 } } as DataSourceOptions;
-    t = await createTestApp({ db, adapter: 'express', audit: INTEGRITY });
-    const app = t;
+    const app = await env.start({ adapter: 'express', audit: INTEGRITY });
     const lockWait = async (): Promise<string> => {
       const [row] = await app.dataSource.query(kind === 'postgres' ? 'SHOW lock_timeout' : 'SELECT @@SESSION.innodb_lock_wait_timeout AS lock_timeout');
       return String(row.lock_timeout);

@@ -5,11 +5,12 @@
 // pass starts once it has begun (one queued then started on a data source being
 // destroyed), and a pass held up by a lock does not hold it past `shutdownTimeout`.
 import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import type { TestApp } from '../app/create-test-app.js';
+import { databases } from '../support/test-database.js';
+import { appsPerTest } from '../support/test-apps.js';
 
 const OLD = new Date(Date.now() - 600_000);
 
@@ -27,26 +28,20 @@ const journalRow = (id: string, unitId: string, instanceId: string) => ({
 });
 
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery: runPass() while a pass is running, on %s', (kind) => {
-  let db: TestDatabase | undefined;
-  let t: TestApp | undefined;
-  afterEach(async () => {
-    await t?.close();
-    await db?.drop();
-    t = db = undefined;
-  });
+  const env = appsPerTest();
 
   /** Whether a DELETE of audit_journal waits for a row lock (this test's schema or database only). */
   const deleteIsWaiting = async (app: TestApp): Promise<boolean> => {
     const journal = app.dataSource.getMetadata(AuditJournalEntity).tableName;
     if (kind === 'postgres') {
-      const schema = (db!.options as { schema: string }).schema;
+      const schema = (env.db.options as { schema: string }).schema;
       const [row] = await app.dataSource.query(
         `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
         [`DELETE FROM "${schema}"."${journal}"%`],
       );
       return Number(row.n) > 0;
     }
-    const database = (db!.options as { database: string }).database;
+    const database = (env.db.options as { database: string }).database;
     // A one-row DELETE still running after 200 ms waits for the row's lock.
     const [row] = await app.dataSource.query(
       `SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE ? AND TIME_MS > 200`,
@@ -75,7 +70,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
 
   /** A transaction of its own on a connection that outlives the app's (the app is closed in these tests). */
   const holderOf = async (app: TestApp): Promise<{ holder: QueryRunner; end: () => Promise<void> }> => {
-    const other = new DataSource({ ...(db!.options as DataSourceOptions), entities: app.dataSource.options.entities } as DataSourceOptions);
+    const other = new DataSource({ ...(env.db.options as DataSourceOptions), entities: app.dataSource.options.entities } as DataSourceOptions);
     await other.initialize();
     const holder = other.createQueryRunner();
     await holder.connect();
@@ -90,8 +85,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
   };
 
   it('once the shutdown has begun, no pass starts: a pass queued before it and a pass asked for during it run none', async () => {
-    db = await createTestDatabase(kind);
-    const app = (t = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 10_000 } }));
+    await env.database(kind);
+    const app = await env.start({ adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 10_000 } });
     const recovery = app.app.get(JournalRecovery);
     const first = await holderOf(app);
     const second = await holderOf(app);
@@ -102,8 +97,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
       await deadUnit(app, 2, second.holder);
       const queued = recovery.runPass();
       const started = Date.now();
-      const closing = app.close();
-      t = undefined;
+      const closing = env.close(app);
       // Nest calls the shutdown hooks after the module-destroy hooks: wait until recovery's has begun.
       while (!(recovery as unknown as { shuttingDown?: Promise<void> }).shuttingDown) await new Promise((resolve) => setTimeout(resolve, 10));
       const during = recovery.runPass();
@@ -129,8 +123,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
   // (On MariaDB the data source's pool, closed after the shutdown hooks, waits for the query
   // itself: a row wait is bounded there by innodb_lock_wait_timeout, 50 s by default.)
   it.runIf(kind === 'postgres')('a pass held up by a lock does not hold the shutdown past shutdownTimeout', async () => {
-    db = await createTestDatabase(kind);
-    const app = (t = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 1_000 } }));
+    await env.database(kind);
+    const app = await env.start({ adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 1_000 } });
     const recovery = app.app.get(JournalRecovery);
     const lock = await holderOf(app);
     try {
@@ -138,8 +132,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
       const running = recovery.runPass().catch((error: Error) => error);
       await untilDeleteWaits(app);
       const started = Date.now();
-      await app.close();
-      t = undefined;
+      await env.close(app);
       expect(Date.now() - started).toBeLessThan(5_000);
       // The pass's transaction went with the data source: rolled back, the row still in the journal.
       await lock.holder.rollbackTransaction();
@@ -152,9 +145,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('journal recovery
   }, 60_000);
 
   it('rows written while a pass is under way are recovered by the pass runPass() returns', async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 60_000 } });
-    const app = t;
+    await env.database(kind);
+    const app = await env.start({ adapter: 'express', audit: { recoverAfter: 60_000 } });
     const instances = app.dataSource.getRepository(AuditInstanceEntity);
     const journal = app.dataSource.getRepository(AuditJournalEntity);
     const recovery = app.app.get(JournalRecovery);
