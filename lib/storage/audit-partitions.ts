@@ -185,7 +185,9 @@ async function partitionsOf(queryRunner: QueryRunner, table: LogTable): Promise<
 /**
  * The partitions of `audit_log`, oldest month first (the default partition and ranges that
  * are not months last); `undefined` when `audit_log` is not partitioned (or not on
- * PostgreSQL).
+ * PostgreSQL). Reading a partition's bounds waits behind a `VACUUM FULL`, `CLUSTER` or
+ * `REINDEX` of it as long as the session's `lock_timeout` lets it: to bound the wait,
+ * call it in a transaction after `SET LOCAL lock_timeout = '5s'`.
  */
 export async function listAuditPartitions(queryRunner: QueryRunner): Promise<AuditLogPartition[] | undefined> {
   if (!POSTGRES.has(String(queryRunner.connection.options.type))) return undefined;
