@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
-import { driverErrorCode } from '../storage/database-errors.js';
+import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
 
 /** How the integrator holds its role while it sequences a batch. */
 export type IntegratorDialect = 'postgres' | 'mysql' | 'sqlite';
@@ -86,7 +86,7 @@ export async function withIntegratorLock<T>(
           try {
             await runner.query('SELECT pg_advisory_xact_lock($1)', ownStatement([key]));
           } catch (error) {
-            if (driverErrorCode(error) !== '55P03' && !/lock timeout/i.test((error as Error).message)) throw error;
+            if (driverErrorCode(error) !== LOCK_NOT_AVAILABLE && !/lock timeout/i.test((error as Error).message)) throw error;
             await runner.rollbackTransaction();
             return { busy: true };
           }

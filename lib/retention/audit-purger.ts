@@ -25,7 +25,7 @@ import { AuditWriter } from '../storage/audit.writer.js';
 import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, LOCK_TRIES, LOCK_TRY_TIMEOUT, retryLockTimeouts, type AuditLogPartition } from '../storage/audit-partitions.js';
 import { escapedTable } from '../storage/sql.js';
 import { occurredAtParam } from '../read/audit-query.js';
-import { driverErrorCode } from '../storage/database-errors.js';
+import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
 
 const DEFAULT_BATCH = 5_000;
 const MAX_BATCH = 20_000;
@@ -163,7 +163,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
       return partitions;
     } catch (error) {
       if (runner.isTransactionActive) await runner.rollbackTransaction();
-      if (driverErrorCode(error) === '55P03') return 'busy';
+      if (driverErrorCode(error) === LOCK_NOT_AVAILABLE) return 'busy';
       throw error;
     }
   }
@@ -474,7 +474,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     } catch (error) {
       const code = driverErrorCode(error);
       if (code === '42P01') return 0; // dropped meanwhile (an administrator)
-      if (code === '55P03') {
+      if (code === LOCK_NOT_AVAILABLE) {
         this.logger.warn(
           `Audit retention: audit_log stayed locked (${LOCK_TRIES} tries of ${LOCK_TRY_TIMEOUT}; a long read or write): no month partition is dropped by this purge; it deletes their rows instead`,
         );

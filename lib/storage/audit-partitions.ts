@@ -2,7 +2,7 @@ import type { DataSource, MigrationInterface, QueryRunner } from 'typeorm';
 import { AUDIT_LOG_TABLE } from '../audit.constants.js';
 import { AuditPartitionError } from '../exceptions/audit-partition.error.js';
 import { prefixed } from './migrations/portable-table.js';
-import { driverErrorCode } from './database-errors.js';
+import { driverErrorCode, LOCK_NOT_AVAILABLE } from './database-errors.js';
 
 /**
  * Monthly partitions of `audit_log` on PostgreSQL 13 or later (range partitions on
@@ -35,8 +35,6 @@ export const LOCK_TRY_TIMEOUT = '200ms';
 export const LOCK_TRIES = 5;
 /** The longest a creator of partitions waits for another one to finish. */
 const CREATOR_WAIT = '30s';
-/** PostgreSQL's SQLSTATE for a lock wait that ran out (lock_timeout). */
-const LOCK_NOT_AVAILABLE = '55P03';
 
 /**
  * Runs `attempt` (a transaction that sets `lock_timeout` to {@link LOCK_TRY_TIMEOUT}) up to

@@ -113,6 +113,9 @@ export function classifyDatabaseError(error: unknown): DatabaseErrorKind {
   return 'data';
 }
 
+/** PostgreSQL's SQLSTATE for a lock wait that ran out (`lock_timeout`). */
+export const LOCK_NOT_AVAILABLE = '55P03';
+
 /** The driver's error code of a TypeORM `QueryFailedError` (PostgreSQL's SQLSTATE, e.g. `55P03`), if any. */
 export function driverErrorCode(error: unknown): string | undefined {
   const code = (error as { driverError?: { code?: unknown } } | null)?.driverError?.code;
