@@ -10,6 +10,8 @@ import type { DataSource } from 'typeorm';
 import { AuditLogEntity, AuditService } from 'nestjs-system-audit';
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, signNote } from '../../lib/integrity/checkpoint-note.js';
+import { BATCH as INTEGRATOR_BATCH } from '../../lib/integrity/integrator.js';
+import { DEFAULT_SEQUENCE_EVERY } from '../../lib/integrity/integrity-options.js';
 import { appendLeaves, leafHash, type HashedNode } from '../../lib/integrity/merkle.js';
 import { createBenchSchema, withClient, type BenchSchema } from '../support/postgres.js';
 import { fixed, int, runConcurrently, sampleMemory, times } from '../support/stats.js';
@@ -150,10 +152,6 @@ export async function runIntegrity(options: IntegrityOptions): Promise<Integrity
 
 /** Calls of `log()` in flight in the sustained run: the writer's peak in the writer scenario. */
 const SUSTAIN_IN_FLIGHT = 4_096;
-/** Events per integrator batch (lib/integrity/integrator.ts). */
-const INTEGRATOR_BATCH = 2_000;
-/** The integrator's default pass interval (`integrity.sequenceEvery`). */
-const DEFAULT_SEQUENCE_EVERY = 1_000;
 
 /**
  * Whether the integrator keeps up with the writer's peak: `log()` with 4,096 calls in flight

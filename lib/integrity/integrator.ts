@@ -29,7 +29,7 @@ import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type Hash
 import { TreeStore } from './tree-store.js';
 
 /** Events sequenced per transaction. */
-const BATCH = 2_000;
+export const BATCH = 2_000;
 /** Rows per multi-row statement. */
 const ROWS_PER_STATEMENT = 500;
 /** How long `checkpoint()` waits for another instance's batch. */

@@ -18,7 +18,7 @@ export interface ResolvedIntegrity {
 const KNOWN = new Set(['signingKey', 'origin', 'keyName', 'checkpointEvery', 'anchor', 'verificationKeys', 'sequenceEvery']);
 const DEFAULT_CHECKPOINT_EVENTS = 10_000;
 const DEFAULT_CHECKPOINT_MS = 10_000;
-const DEFAULT_SEQUENCE_EVERY = 1_000;
+export const DEFAULT_SEQUENCE_EVERY = 1_000;
 
 const fail = (field: string, problem: string): never => {
   throw new InvalidAuditOptionsError(`integrity.${field}`, problem);

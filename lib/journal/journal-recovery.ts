@@ -182,8 +182,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (!this.options.enabled) return;
     const deadline = Date.now() + this.options.shutdownTimeout;
     const settled = this.context.whenIdle().then(() => Promise.all(this.beingStored.values()));
-    const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), this.options.shutdownTimeout).unref());
-    if ((await Promise.race([settled, timeout])) === 'timeout') {
+    if (!(await settledBy(settled, deadline))) {
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);
     }
     await this.writer.drain(Math.max(0, deadline - Date.now())).catch((error: unknown) => this.logger.warn(`Audit: ${(error as Error).message}`));
@@ -191,9 +190,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     const passes = (async () => {
       for (let pass = this.nextPass ?? this.pass; pass; pass = this.nextPass ?? this.pass) await pass.catch(() => undefined);
     })();
-    const left = Math.max(0, deadline - Date.now());
-    const timedOut = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), left).unref());
-    if ((await Promise.race([passes, timedOut])) === 'timeout') {
+    if (!(await settledBy(passes, deadline))) {
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with a recovery pass still running (its transaction rolls back)`);
     }
     if (this.unstored.size) await this.retryUnstored().catch(() => undefined);
@@ -468,4 +465,18 @@ class AlreadyRecovered extends Error {}
 /** A journal entry's changes as captured changes. */
 function capturedChanges(entry: JournalEntry): CapturedChange[] {
   return entry.changes.map(({ at, ...change }) => ({ ...change, at: new Date(at) }));
+}
+
+/** Whether `work` settles by `deadline` (ms since the epoch); it goes on either way. */
+async function settledBy(work: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+    timer.unref();
+  });
+  try {
+    return await Promise.race([work.then(() => true as const), late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
