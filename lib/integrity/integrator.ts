@@ -45,7 +45,7 @@ interface Statement {
 /** What one batch did. */
 export interface BatchOutcome {
   busy: boolean;
-  /** Busy because the batch lost a race with another transaction (serialization failure, deadlock): its error. */
+  /** Busy because the batch lost a race with another transaction (serialization failure, deadlock, a row held past the batch's lock wait): its error. */
   lostRace?: Error;
   /** The batch read on from the previous one and reached the end: a pass from the start follows. */
   restart?: boolean;
