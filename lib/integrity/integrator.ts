@@ -83,6 +83,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private after?: string;
   /** The next batch's events, read and hashed while the current batch's statements run (see `batch`). */
   private prefetched?: { after: string; read: Promise<ReadEvents | undefined> };
+  /** Why the last timed pass could not go on, when only an administrator can resolve it (logged once). */
+  private stalledOn?: string;
   private refusedReason?: string;
   private stopped = false;
   /** A timed pass is queued or running. */
@@ -158,7 +160,14 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     try {
       const outcome = await this.run(() => (this.stopped ? Promise.resolve(undefined) : this.sequenceAll(0, false))).catch((error: unknown) => ({ failed: error as Error }));
       const failure = outcome && ('failed' in outcome ? outcome.failed : outcome.lostRace);
-      if (failure) this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${failure.message}`);
+      if (failure instanceof AuditIntegrityError) {
+        // A state only an administrator can resolve: said once, not at every pass.
+        if (failure.message !== this.stalledOn) this.logger.error(failure.message);
+        this.stalledOn = failure.message;
+      } else {
+        if (failure) this.logger.warn(`Audit integrity: sequencing failed, retrying in ${this.integrity.sequenceEvery} ms: ${failure.message}`);
+        this.stalledOn = undefined;
+      }
     } finally {
       this.ticking = false;
     }
@@ -372,12 +381,16 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const last = await this.lastCheckpoint(manager);
     const frontier = await this.tree.frontier(manager, size);
 
-    // Events whose seq was set outside the integrator (the append-only guard lets a NULL seq
-    // be set): one at the next position is taken into the tree as found, so that the tree
-    // goes on; one further on waits for the positions before it.
-    const strays = await manager.getRepository(AuditLogEntity).find({ where: { seq: MoreThan(size) }, order: { seq: 'ASC' }, take: BATCH });
-    const strayAt = new Map<number, AuditLogEntity>();
-    for (const stray of strays) if (!strayAt.has(stray.seq!)) strayAt.set(stray.seq!, stray);
+    // An event whose seq the integrator did not give (set by an UPDATE of a NULL seq, or a row
+    // inserted with one): sequencing stops on it rather than take it into the tree, where a
+    // forged row would be signed over as found. verify() reports it as inserted meanwhile.
+    const [stray] = await manager.getRepository(AuditLogEntity).find({ where: { seq: MoreThan(size) }, order: { seq: 'ASC' }, take: 1 });
+    if (stray) {
+      throw new AuditIntegrityError(
+        `event ${stray.id} has seq ${stray.seq}, which the integrator did not give it (the tree has ${size} leaves): ` +
+          'nothing more is sequenced or signed until an administrator removes the row or sets its seq back to NULL (docs/integrity.md, "An event given a seq outside the integrator")',
+      );
+    }
 
     const ordered: AuditLogEntity[] = [];
     const assigned: Array<{ row: AuditLogEntity; seq: number }> = [];
@@ -387,26 +400,14 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       this.skipped.add(row.id);
       return undefined;
     };
-    const leafOf = (row: AuditLogEntity, leaf: Buffer | Error = leafOrError(row)): Buffer | undefined => (leaf instanceof Error ? skip(row, leaf) : leaf);
-    const takeStrays = (): void => {
-      for (let stray = strayAt.get(size + ordered.length + 1); stray; stray = strayAt.get(size + ordered.length + 1)) {
-        const leaf = leafOf(stray);
-        if (!leaf) return;
-        if (!this.skipped.has(`stray:${stray.id}`)) this.logger.warn(`Audit integrity: event ${stray.id} was given seq ${stray.seq} outside the integrator; it is taken into the tree as found`);
-        this.skipped.add(`stray:${stray.id}`);
-        ordered.push(stray);
-        leaves.push(leaf);
-      }
-    };
-    takeStrays();
     for (const [index, row] of rows.entries()) {
-      const leaf = leafOf(row, rowLeaves[index]);
+      const hashed = rowLeaves[index]!;
+      const leaf = hashed instanceof Error ? skip(row, hashed) : hashed;
       if (!leaf) continue;
       const seq = size + ordered.length + 1;
       ordered.push(row);
       assigned.push({ row, seq });
       leaves.push(leaf);
-      takeStrays();
     }
     const appended = appendLeaves(size, frontier, leaves);
     const treeSizeAfter = size + leaves.length;

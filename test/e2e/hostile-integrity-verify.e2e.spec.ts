@@ -11,6 +11,8 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 const ORIGIN = 'audit.example.test/hostile-verify';
 const { privateKey } = generateKeyPairSync('ed25519');
 
+const kinds = (result: { problems: Array<{ kind: string; seq?: number; id?: string }> }) => result.problems.map(({ kind, seq, id }) => ({ kind, seq, id }));
+
 /** Events stored the way the writer stores them, seq NULL (the integrator sequences them in id order). */
 async function storeEvents(t: TestApp, count: number): Promise<void> {
   const repository = t.dataSource.getRepository(AuditLogEntity);
@@ -78,16 +80,60 @@ describe.each(databases())('verify and the integrator, attacked, on %s', (kind) 
     expect(result.problems.map((p) => p.seq)).toContain(2_000);
   });
 
-  it('an application statement setting a NULL seq to the next position does not stop the integrator for good', async () => {
+  it('an application statement setting a NULL seq to the next position stops the integrator, loudly, until an administrator resolves it', async () => {
     await storeEvents(t, 3);
     await t.audit.checkpoint();
     await storeEvents(t, 2);
     // The guard lets any NULL seq be set (the application's role has UPDATE (seq)): a bug takes the next position.
     const [victim] = (await t.dataSource.query(`SELECT ${q('id')} AS id FROM ${log()} WHERE ${q('seq')} IS NULL ORDER BY ${q('id')} DESC`)) as Array<{ id: string }>;
     await t.dataSource.query(`UPDATE ${log()} SET ${q('seq')} = 4 WHERE ${q('id')} = '${victim!.id}'`);
-    // A later event still gets sequenced and signed (the stray row is verify's 'inserted').
     await storeEvents(t, 1);
+    // Not taken into the tree as found: checkpoint() names the event and its seq, and nothing more is signed.
+    await expect(t.audit.checkpoint()).rejects.toThrow(`event ${victim!.id} has seq 4, which the integrator did not give it (the tree has 3 leaves)`);
+    expect(kinds(await t.audit.verify())).toEqual([{ kind: 'inserted', seq: 4, id: victim!.id }]);
+
+    // The administrator sets the seq back to NULL (the guard allows no other way back): sequencing goes on.
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      const guards = appendOnlyStatements(runner);
+      for (const sql of guards.drop) await runner.query(sql);
+      await runner.query(`UPDATE ${log()} SET ${q('seq')} = NULL WHERE ${q('id')} = '${victim!.id}'`);
+      for (const sql of guards.create) await runner.query(sql);
+    } finally {
+      await runner.release();
+    }
     const checkpoint = await t.audit.checkpoint();
-    expect(checkpoint.treeSize).toBeGreaterThan(3);
+    expect(checkpoint.treeSize).toBe(6);
+    expect(await t.audit.verify()).toMatchObject({ ok: true, treeSize: 6, problems: [] });
+  });
+
+  it('a forged row inserted at the next seq, guards dropped, stays reported as inserted: the integrator does not sign over it', async () => {
+    await storeEvents(t, 3);
+    await t.audit.checkpoint();
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      for (const sql of appendOnlyStatements(runner).drop) await runner.query(sql);
+    } finally {
+      await runner.release();
+    }
+    const forged = randomUUID();
+    await t.dataSource.getRepository(AuditLogEntity).insert({
+      id: forged,
+      occurredAt: new Date('2025-12-01T10:00:05.000Z'),
+      action: 'order.refunded',
+      outcome: 'success',
+      kind: 'intent',
+      actorType: 'user',
+      actorId: '7',
+      source: 'http',
+      reason: 'forged',
+      seq: 4,
+    } as never);
+    expect(kinds(await t.audit.verify())).toEqual([{ kind: 'inserted', seq: 4, id: forged }]);
+    // A pass of the integrator (what the timer does every sequenceEvery) neither takes it nor signs it.
+    await expect(t.audit.checkpoint()).rejects.toThrow(`event ${forged} has seq 4`);
+    await storeEvents(t, 2);
+    await expect(t.audit.checkpoint()).rejects.toThrow(`event ${forged} has seq 4`);
+    expect(kinds(await t.audit.verify())).toEqual([{ kind: 'inserted', seq: 4, id: forged }]);
   });
 });
