@@ -426,7 +426,9 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const sinceLast = Date.now() - (last ? last.createdAt.getTime() : this.startedAt);
     // Forced (checkpoint()): once, on the batch that finds no more events.
     const forced = forceCheckpoint && !full && after === undefined;
-    const due = treeSizeAfter > lastSize && (forced || treeSizeAfter - lastSize >= integrity.checkpointEvents || sinceLast >= integrity.checkpointMs);
+    // checkpoint() on a log with no event and no checkpoint yet signs the empty tree (size 0).
+    const grew = treeSizeAfter > lastSize || (forced && !last);
+    const due = grew && (forced || treeSizeAfter - lastSize >= integrity.checkpointEvents || sinceLast >= integrity.checkpointMs);
     if (due) {
       const refusal = await this.refusal(manager, last, size, frontier);
       if (refusal) {
@@ -467,7 +469,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     } catch (error) {
       return `the last checkpoint (tree size ${last.treeSize}) is not a valid signed note: ${(error as Error).message}`;
     }
-    const root = last.treeSize === size ? combineSubtrees(frontier.map((node) => node.hash)) : await this.tree.root(manager, last.treeSize);
+    const root =
+      last.treeSize === 0 ? emptyRootHash() : last.treeSize === size ? combineSubtrees(frontier.map((node) => node.hash)) : await this.tree.root(manager, last.treeSize);
     if (root.toString('hex') !== signedRoot || signedRoot !== last.rootHash) {
       return `the stored tree does not extend the last checkpoint (tree size ${last.treeSize}): audit_tree or audit_checkpoint was altered`;
     }

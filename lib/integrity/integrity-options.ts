@@ -41,6 +41,10 @@ export function resolveIntegrity(value: unknown): ResolvedIntegrity | undefined 
   }
   const keyName = raw['keyName'] ?? origin;
   if (typeof keyName !== 'string' || keyName === '' || /[\s+]/.test(keyName)) {
+    if (raw['keyName'] === undefined) {
+      // The origin names the signing key unless keyName does: say which one to change.
+      fail('origin', `names the signing key when keyName is not given, and a key name has no spaces or "+": got ${JSON.stringify(origin)}; pass keyName (e.g. "audit.example.com-orders") or an origin without them`);
+    }
     fail('keyName', `must be a key name without spaces or "+", got ${JSON.stringify(keyName)}`);
   }
 

@@ -1,7 +1,7 @@
 import { KeyObject } from 'node:crypto';
 import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.js';
 import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
-import type { AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
+import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.js';
 import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
 import { leafHashOfText, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
@@ -93,7 +93,9 @@ export function verifyInclusion(
 }
 
 /**
- * Checks a consistency proof offline: both checkpoint notes are signed by one of the keys,
+ * Checks a consistency proof offline: both checkpoints (each a signed note's text, or an
+ * `AuditCheckpoint` as `checkpoint()` returns and `anchor` receives — its `note` is what is
+ * checked) are signed by one of the keys,
  * name the same log (origin), are of the proof's sizes, and the proof shows that the
  * older tree is a prefix of the newer one (RFC 9162 section 2.1.4.2).
  *
@@ -101,8 +103,8 @@ export function verifyInclusion(
  * @throws InvalidAuditProofError when the proof is malformed; InvalidNoteKeyError for an unusable key.
  */
 export function verifyConsistency(
-  older: string,
-  newer: string,
+  older: string | AuditCheckpoint,
+  newer: string | AuditCheckpoint,
   proof: AuditConsistencyProof,
   publicKey: AuditPublicKey | readonly AuditPublicKey[],
 ): AuditProofResult {
@@ -110,11 +112,12 @@ export function verifyConsistency(
   const oldSize = checkSize(proof.oldSize, 'oldSize');
   const newSize = checkSize(proof.newSize, 'newSize');
   const path = checkPath(proof.path);
-  if (typeof older !== 'string' || typeof newer !== 'string') throw new InvalidAuditProofError('the checkpoints must be the texts of signed notes');
-  const a = openCheckpoint(older, publicKey, 'the older checkpoint');
+  const a = openCheckpoint(noteOf(older, 'the older checkpoint'), publicKey, 'the older checkpoint');
   if (!a.ok) return a;
-  const b = openCheckpoint(newer, publicKey, 'the newer checkpoint');
+  const b = openCheckpoint(noteOf(newer, 'the newer checkpoint'), publicKey, 'the newer checkpoint');
   if (!b.ok) return b;
+  const disagreement = disagreesWithNote(older, a.checkpoint, 'the older checkpoint') ?? disagreesWithNote(newer, b.checkpoint, 'the newer checkpoint');
+  if (disagreement) return fail(disagreement);
   if (a.checkpoint.origin !== b.checkpoint.origin) {
     return fail(`the checkpoints are of different logs (${JSON.stringify(a.checkpoint.origin)} and ${JSON.stringify(b.checkpoint.origin)})`);
   }
@@ -125,6 +128,21 @@ export function verifyConsistency(
     return fail(`the proof does not show that the tree of size ${oldSize} is a prefix of the tree of size ${newSize}`);
   }
   return { ok: true };
+}
+
+/** A checkpoint's signed note: the text itself, or the `note` of an `AuditCheckpoint`. */
+function noteOf(checkpoint: string | AuditCheckpoint, what: string): string {
+  if (typeof checkpoint === 'string') return checkpoint;
+  if (checkpoint !== null && typeof checkpoint === 'object' && typeof (checkpoint as { note?: unknown }).note === 'string') return checkpoint.note;
+  throw new InvalidAuditProofError(`${what} must be a signed note's text or a checkpoint { treeSize, rootHash, note }`);
+}
+
+/** Why an `AuditCheckpoint`'s `treeSize` or `rootHash` is not what its signed note says, if it is not. */
+function disagreesWithNote(given: string | AuditCheckpoint, signed: Checkpoint, what: string): string | undefined {
+  if (typeof given === 'string') return undefined;
+  if (given.treeSize !== undefined && String(given.treeSize) !== String(signed.treeSize)) return `${what} says tree size ${String(given.treeSize)}, its signed note ${signed.treeSize}`;
+  if (given.rootHash !== undefined && given.rootHash !== signed.rootHash.toString('base64')) return `${what}'s rootHash is not the root hash of its signed note`;
+  return undefined;
 }
 
 /** The key names of a signed note's signature lines (none when it has no signature block). */
