@@ -144,7 +144,8 @@ export class UnitOfWorkFactory {
 
   /** A unit for one call over a transport; the actor resolver gets the call's request object. */
   private forCall(source: string, call: TransportCall, parent: UnitOfWork | undefined = this.context.current()): UnitOfWork {
-    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, body: call.body, parent });
+    // A unit that has stopped taking events cannot wait for this one: it is no parent.
+    const unit = new UnitOfWork({ source, request: call.request, requestObject: call.requestObject, body: call.body, parent: parent?.isLive ? parent : undefined });
     unit.setActor(() => (unit.requestObject ? this.options.actor(unit.requestObject) : undefined), this.pureActor);
     return unit;
   }

@@ -350,14 +350,24 @@ export class UnitOfWork {
 
   /**
    * The unit for work that runs in this unit's context after it ended: source and actor
-   * `system`, no request data, the request id kept as `originRequestId`.
+   * `system`, no request data, the request id kept as `originRequestId` (for a unit that
+   * is late work itself, the request it came from).
    */
   lateUnit(): UnitOfWork {
     if (!this.late) {
-      this.late = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, this.request.requestId ?? this.originRequestId);
+      this.late = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, this.originRequestId ?? this.request.requestId);
       this.late._state = 'ended';
     }
     return this.late;
+  }
+
+  /**
+   * The `originRequestId` of a unit opened in this unit's context (an `@Audited` method,
+   * `runAs`): while this unit is live, its own (set when it is late work itself); once it
+   * has stopped taking events, the new unit is late work of its request (and is not its child).
+   */
+  get originForOpened(): string | undefined {
+    return this.isLive ? this.originRequestId : this.lateUnit().originRequestId;
   }
 
   /**

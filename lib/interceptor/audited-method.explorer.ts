@@ -15,7 +15,9 @@ type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
 /**
  * Attaches itself to every provider (not controller) that has `@Audited` methods, and
  * runs each call of such a method as a unit of work: source `job` with a `system` actor
- * when called outside any unit, else the surrounding unit's source, actor and request.
+ * when called outside any unit; source and actor `system`, with the request id as
+ * `originRequestId`, when called after the surrounding unit ended (late work); else the
+ * surrounding unit's source, actor and request.
  * The call's changes are claimed by its event. Whoever calls the method — Nest's
  * scheduler, a queue consumer, other code — goes through it.
  *
@@ -99,7 +101,10 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
   }
 
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
-    const parent = this.context.current();
+    const current = this.context.current();
+    // A call made after the current unit stopped taking events (a timer, an un-awaited
+    // promise a request left running) is late work: the system's, not the request's user's.
+    const parent = current?.isLive ? current : undefined;
     // A provider that is also a transport handler (a GraphQL resolver, a WebSocket
     // gateway): the interceptor has made this very call its unit's handler already.
     if (parent && parent.audited === audited && !parent.handlerSettled && !this.handlerCalls.has(parent)) {
@@ -107,15 +112,18 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       return original.apply(self, args);
     }
     const source = this.reflector.get<string | undefined>(AUDIT_SOURCE_METADATA, self.constructor as () => unknown);
-    const unit = new UnitOfWork({
-      source: source ?? parent?.source ?? 'job',
-      actor: parent ? () => parent.resolveActor() : { type: 'system' },
-      actorPure: parent?.actorIsPure ?? true,
-      request: parent ? { ...parent.request } : { requestId: uuidv7() },
-      requestObject: parent?.requestObject,
-      body: parent?.body,
-      parent,
-    });
+    const unit = new UnitOfWork(
+      {
+        source: source ?? parent?.source ?? (current ? 'system' : 'job'),
+        actor: parent ? () => parent.resolveActor() : { type: 'system' },
+        actorPure: parent?.actorIsPure ?? true,
+        request: parent ? { ...parent.request } : { requestId: uuidv7() },
+        requestObject: parent?.requestObject,
+        body: parent?.body,
+        parent,
+      },
+      current?.originForOpened,
+    );
     unit.beginHandler(audited, undefined);
     return this.context.run(unit, () => {
       let result: unknown;

@@ -190,6 +190,8 @@ export class AuditService {
   /**
    * Runs `fn` as a unit of work with `actor` and a source (default `job`), stores the
    * unit's events and unclaimed changes when `fn` settles, and returns `fn`'s result.
+   * Called after its request's unit ended (a timer, an un-awaited promise), the unit's
+   * events carry that request's id as `context.originRequestId`.
    *
    * @example
    * await audit.runAs(request.actor, () => this.mailer.send(order), { requestId: request.requestId });
@@ -201,15 +203,20 @@ export class AuditService {
     if (problems.length) throw new InvalidAuditEventError(problems);
     if (typeof fn !== 'function') throw new InvalidAuditEventError([{ field: 'fn', problems: ['must be a function'] }]);
     const normalisedActor = this.actorFrom(actor)!;
-    const unit = new UnitOfWork({
-      source: options.source ?? 'job',
-      actor: normalisedActor,
-      request: {
-        ...options.request,
-        requestId: bound(options.requestId ?? options.request?.requestId, 128) ?? uuidv7(),
+    const current = this.context.current();
+    const unit = new UnitOfWork(
+      {
+        source: options.source ?? 'job',
+        actor: normalisedActor,
+        request: {
+          ...options.request,
+          requestId: bound(options.requestId ?? options.request?.requestId, 128) ?? uuidv7(),
+        },
+        // Started after the current unit stopped taking events (late work): not its child.
+        parent: current?.isLive ? current : undefined,
       },
-      parent: this.context.current(),
-    });
+      current?.originForOpened,
+    );
     unit.beginHandler(undefined, undefined);
     return this.context.run(unit, async () => {
       let result: T;
