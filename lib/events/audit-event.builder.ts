@@ -36,6 +36,14 @@ export function changeAction(change: Pick<CapturedChange, 'entity' | 'operation'
   return `${lowerCamel(change.entity)}.${verb}`;
 }
 
+/**
+ * Arrays and objects a changed field's value sits inside in its stored documents: five in
+ * a journal entry (`{ changes: [{ fields: { <field>: { to: … } } }] }`), four in
+ * `audit_log.changes`. Values are bounded for the deeper, so that an event recovered
+ * from the journal holds what the event stored directly would have held.
+ */
+const FIELD_VALUE_NESTING = 5;
+
 const nullable = (value: string | undefined | null, max: number): string | null => bound(value, max) ?? null;
 
 /** Turns pending intents and captured changes into `audit_log` rows, redacted and bounded. */
@@ -129,8 +137,8 @@ export class AuditEventBuilder {
         };
       } else {
         const field: AuditFieldChange = {};
-        if ('from' in value) field.from = redactor.safe(value.from) ?? null;
-        if ('to' in value) field.to = redactor.safe(value.to) ?? null;
+        if ('from' in value) field.from = redactor.safe(value.from, FIELD_VALUE_NESTING) ?? null;
+        if ('to' in value) field.to = redactor.safe(value.to, FIELD_VALUE_NESTING) ?? null;
         fields[name] = field;
       }
     }

@@ -3,13 +3,18 @@ import { createHash } from 'node:crypto';
 /** What a secret value is stored as. */
 export const REDACTED = '[REDACTED]';
 
-/** Containers nested deeper than this in a JSON value are replaced by {@link DEPTH_MARKER}. */
-export const MAX_JSON_DEPTH = 32;
+/**
+ * Arrays and objects nested in one stored JSON document, at most: deeper ones are replaced
+ * by {@link DEPTH_MARKER}. MariaDB's `json_valid`, which its JSON columns' CHECK calls,
+ * refuses a document of 32 nested arrays and objects. A value stored inside another
+ * document (a change's field value) keeps fewer: see the `nestedIn` of {@link toJsonSafe}.
+ */
+export const MAX_JSON_DEPTH = 31;
 /** Characters a string inside a JSON value keeps, at most, marker included. */
 export const MAX_JSON_STRING = 64 * 1024;
 /** Characters an object key inside a JSON value keeps, at most, marker included. */
 export const MAX_JSON_KEY = 1024;
-/** What stands in for a container nested deeper than {@link MAX_JSON_DEPTH}. */
+/** What stands in for a container nested deeper than {@link MAX_JSON_DEPTH} in its document. */
 export const DEPTH_MARKER = '[Depth]';
 /** What stands in for an object met again inside itself. */
 export const CIRCULAR_MARKER = '[Circular]';
@@ -68,19 +73,23 @@ export function bound(value: string | undefined | null, max: number): string | u
  * replaced by `"[Depth]"`, cycles by `"[Circular]"`, and values whose getters or
  * `toJSON` throw by `"[Unreadable]"`. It never throws, whatever the input.
  *
- * Applying it to its own output changes nothing.
+ * `nestedIn` is the number of arrays and objects the value will sit inside in its stored
+ * document: the value keeps `MAX_JSON_DEPTH - nestedIn` levels, so that the whole
+ * document stays within {@link MAX_JSON_DEPTH}.
+ *
+ * Applying it to its own output (with the same `nestedIn`, or a smaller one) changes nothing.
  */
-export function toJsonSafe(value: unknown): unknown {
-  return typeof value === 'object' && value !== null ? walk(value, 0, new Set(), undefined) : scalar(value);
+export function toJsonSafe(value: unknown, nestedIn = 0): unknown {
+  return typeof value === 'object' && value !== null ? walk(value, nestedIn, new Set(), undefined) : scalar(value);
 }
 
 /**
- * {@link toJsonSafe}, and each value under an object key for which `isSecret` (given the
- * key as stored) is true replaced by {@link REDACTED}: the same as redacting the safe
- * value afterwards, in one walk.
+ * {@link toJsonSafe} (`nestedIn` as there), and each value under an object key for which
+ * `isSecret` (given the key as stored) is true replaced by {@link REDACTED}: the same as
+ * redacting the safe value afterwards, in one walk.
  */
-export function toRedactedJsonSafe(value: unknown, isSecret: (key: string) => boolean): unknown {
-  return typeof value === 'object' && value !== null ? walk(value, 0, new Set(), isSecret) : scalar(value);
+export function toRedactedJsonSafe(value: unknown, isSecret: (key: string) => boolean, nestedIn = 0): unknown {
+  return typeof value === 'object' && value !== null ? walk(value, nestedIn, new Set(), isSecret) : scalar(value);
 }
 
 /** Decides, by its (storable) name, whether a key's value is masked. */

@@ -58,9 +58,12 @@ export class Redactor {
   /** Keys already decided: secret or not. */
   private readonly decided = new Map<string, boolean>();
 
-  /** `value` made JSON-safe (as `toJsonSafe` makes it) with every secret key's value masked, in one walk. */
-  safe(value: unknown): unknown {
-    return toRedactedJsonSafe(value, this.secret);
+  /**
+   * `value` made JSON-safe (as `toJsonSafe` makes it, `nestedIn` as there) with every
+   * secret key's value masked, in one walk.
+   */
+  safe(value: unknown, nestedIn = 0): unknown {
+    return toRedactedJsonSafe(value, this.secret, nestedIn);
   }
 
   private readonly secret = (key: string): boolean => this.isSecret(key);

@@ -139,6 +139,23 @@ describe('toJsonSafe()', () => {
     expect(toJsonSafe({ a: { b: { c: [1, { d: 'e' }] } } })).toEqual({ a: { b: { c: [1, { d: 'e' }] } } });
   });
 
+  it('keeps a whole document within the bound: a value nested inside another keeps that many levels fewer', () => {
+    const nested = (levels: number, leaf: unknown): unknown => {
+      let value: unknown = leaf;
+      for (let level = 0; level < levels; level++) value = { a: value };
+      return value;
+    };
+    expect(toJsonSafe(nested(100, 1))).toEqual(nested(MAX_JSON_DEPTH, DEPTH_MARKER));
+    expect(toJsonSafe(nested(MAX_JSON_DEPTH, 1))).toEqual(nested(MAX_JSON_DEPTH, 1));
+    // Five levels down (a field's value in a journal entry): five fewer of its own.
+    const inner = toJsonSafe(nested(100, 1), 5);
+    expect(inner).toEqual(nested(MAX_JSON_DEPTH - 5, DEPTH_MARKER));
+    expect(depthOf({ changes: [{ fields: { body: { to: inner } } }] })).toBeLessThanOrEqual(MAX_JSON_DEPTH);
+    // Made safe again at the same nesting, or at less, it is unchanged.
+    expect(toJsonSafe(inner, 5)).toEqual(inner);
+    expect(toJsonSafe(inner)).toEqual(inner);
+  });
+
   it('cuts cycles but keeps an object that is only shared', () => {
     const shared = { name: 'shared' };
     const cyclic: Record<string, unknown> = { shared, again: shared, list: [shared] };
