@@ -82,7 +82,7 @@ export async function* exportText(plan: AuditExportPlan): AsyncGenerator<string>
 
 /** What an export starts with: the header record of CSV, nothing for JSON Lines. */
 export function exportHeader(format: AuditExportFormat): string {
-  return format === 'csv' ? csvRecord(CSV_EXPORT_COLUMNS) : '';
+  return format === 'csv' ? csvRecord(CSV_EXPORT_COLUMNS, false) : '';
 }
 
 /** One row as exported: its JSON Lines line or its CSV record, with the line end. */
@@ -139,7 +139,8 @@ const FORMULA_START = /^[=+\-@\t\r]/;
 
 /**
  * A cell as written to CSV: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
- * return gets a leading `'`, so that a spreadsheet shows it as text instead of running it.
+ * return gets a leading `'`, so that a spreadsheet shows it as text instead of running it
+ * (and every cell is quoted: {@link csvRecord}).
  */
 export function csvCell(value: string | null | undefined): string {
   if (value === null || value === undefined) return '';
@@ -175,7 +176,12 @@ export function csvCells(row: AuditLogEntity): string[] {
   ].map(csvCell);
 }
 
-/** One CSV record (RFC 4180: quoted when needed, CRLF-terminated). */
-function csvRecord(cells: readonly string[]): string {
-  return stringify([cells], { record_delimiter: 'windows', quoted_match: /[\r\n]/ });
+/**
+ * One CSV record (RFC 4180, CRLF-terminated), every non-empty cell of an event quoted (the
+ * header's fixed names need none): a spreadsheet
+ * set to another list separator (`;` in much of Europe) would otherwise split an unquoted
+ * cell such as `refund;=cmd|…` there and read its second part as a formula.
+ */
+function csvRecord(cells: readonly string[], quoted = true): string {
+  return stringify([cells], { record_delimiter: 'windows', ...(quoted ? { quoted: true } : {}) });
 }

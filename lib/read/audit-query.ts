@@ -15,15 +15,27 @@ export interface AuditQueryScope {
   resolveTarget(target: AuditTargetInput, field: string): AuditTarget;
 }
 
+/** The filters of `find()` and `export()`. */
+const FILTERS = new Set(['action', 'actor', 'actorId', 'actorType', 'target', 'targetType', 'source', 'outcome', 'kind', 'requestId', 'from', 'to']);
+/** What `find()` takes besides the filters. */
+const PAGING = new Set(['limit', 'cursor']);
+
 /**
  * Adds the filters of `query` (those of `find()` and `export()`: everything but `limit`
- * and `cursor`) to a query builder over `audit_log` aliased `e`.
+ * and `cursor`) to a query builder over `audit_log` aliased `e`. A key that is not a
+ * filter (a typo such as `actorID`, or `targetId` for `target`) is refused rather than
+ * ignored, which would return, export or count every event.
  *
- * @throws InvalidAuditQueryError for a filter it cannot use.
+ * @throws InvalidAuditQueryError for a filter it cannot use, or a key that is none.
  */
-export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: AuditExportQuery, scope: AuditQueryScope): void {
+export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: AuditExportQuery, scope: AuditQueryScope, paged = false): void {
   if (query === null || typeof query !== 'object' || Array.isArray(query)) {
     throw new InvalidAuditQueryError('query', 'must be an object such as { actorId: "42" }');
+  }
+  for (const key of Object.keys(query)) {
+    if (FILTERS.has(key) || (paged && PAGING.has(key))) continue;
+    const hint = key === 'targetId' ? ' (a target is { target: { type, id } }, or targetType alone)' : key === 'since' || key === 'until' ? ' (a time range is { from, to })' : '';
+    throw new InvalidAuditQueryError(key, `is not a filter${hint}; the filters are ${[...FILTERS].join(', ')}${paged ? ', with limit and cursor' : ''}`);
   }
   const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
   if (actions.some((action) => typeof action !== 'string')) throw new InvalidAuditQueryError('action', 'must be a string or an array of strings');

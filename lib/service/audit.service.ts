@@ -246,7 +246,7 @@ export class AuditService {
       throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${MAX_PAGE}`);
     }
     const qb = this.repository.createQueryBuilder('e');
-    whereAuditQuery(qb, query, this.queryScope);
+    whereAuditQuery(qb, query, this.queryScope, true);
     if (query.cursor !== undefined) {
       const [at, id] = decodeCursor(query.cursor);
       // The first comparison is redundant, and lets the index scan start at the cursor (PostgreSQL
@@ -352,23 +352,34 @@ export class AuditService {
    * those whose target it is, and those whose `changes` touch it without naming it as
    * target — a change of it, or a many-to-many link to it recorded on the other entity
    * (an article's history shows the favourites recorded on the user's side). Each event
-   * once.
+   * once. Every such event unless `limit` caps how many (the oldest `limit`): they are read
+   * a page of 1,000 at a time, but returned in one array — for a resource with a very long
+   * history, `limit` or `export({ target })` (a stream) keep memory bounded.
    * @throws InvalidAuditQueryError when the target cannot be identified.
    */
   async history(target: AuditTargetInput, options: { limit?: number } = {}): Promise<AuditEvent[]> {
-    const limit = options.limit ?? MAX_PAGE;
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10 * MAX_PAGE) {
-      throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${10 * MAX_PAGE}`);
+    const limit = options.limit;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
+      throw new InvalidAuditQueryError('limit', 'must be a whole number of at least 1 (or left out: every event)');
     }
     const { type, id } = this.targetFrom(target, 'target');
-    const rows = await this.repository
-      .createQueryBuilder('e')
-      .where(`e.id IN (${this.eventsAbout()})`, { historyTypes: typeVariants(type), historyId: id })
-      .orderBy('e.occurredAt', 'ASC')
-      .addOrderBy('e.id', 'ASC')
-      .take(limit)
-      .getMany();
-    return rows.map((row) => this.builder.toEvent(row));
+    const events: AuditEvent[] = [];
+    let after: AuditLogEntity | undefined;
+    for (;;) {
+      const want = limit === undefined ? MAX_PAGE : Math.min(MAX_PAGE, limit - events.length);
+      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: typeVariants(type), historyId: id });
+      if (after) {
+        // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
+        qb.andWhere('e.occurredAt >= :afterAt AND (e.occurredAt > :afterAt OR e.id > :afterId)', {
+          afterAt: occurredAtParam(this.dataSource, after.occurredAt, 'history'),
+          afterId: after.id,
+        });
+      }
+      const rows = await qb.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').take(want).getMany();
+      for (const row of rows) events.push(this.builder.toEvent(row));
+      if (rows.length < want || (limit !== undefined && events.length >= limit)) return events;
+      after = rows[rows.length - 1];
+    }
   }
 
   private aboutSql?: string;

@@ -172,10 +172,18 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
     ]);
     expect(await text(t.audit.export({ action: 'csv.exact' }, { format: 'csv' }))).toBe(
       HEADER +
-        '01900000-0000-7000-8000-000000000001,,2026-01-02T03:04:05.678Z,csv.exact,success,change,user,42,Ada,http,203.0.113.9,curl/8.5,PATCH,/orders/:id,/orders/7,req-1,order,7,carrier pickup,' +
+        '"01900000-0000-7000-8000-000000000001",,"2026-01-02T03:04:05.678Z","csv.exact","success","change","user","42","Ada","http","203.0.113.9","curl/8.5","PATCH","/orders/:id","/orders/7","req-1","order","7","carrier pickup",' +
         '"[{""entity"":""Order"",""fields"":{""status"":{""from"":""new"",""to"":""shipped""}},""id"":""7"",""operation"":""update""}]","{""carrier"":""DHL""}",\r\n' +
-        '01900000-0000-7000-8000-000000000002,,2026-01-02T03:04:05.678Z,csv.exact,failure,intent,system,,,system,,,,,,,,,,,,"{""message"":""boom"",""name"":""Error""}"\r\n',
+        '"01900000-0000-7000-8000-000000000002",,"2026-01-02T03:04:05.678Z","csv.exact","failure","intent","system",,,"system",,,,,,,,,,,,"{""message"":""boom"",""name"":""Error""}"\r\n',
     );
+  });
+
+  it('quotes every cell of an event, so that a spreadsheet splitting on ";" does not run what follows it', async () => {
+    await insert([row({ id: '01900000-0000-7000-8000-000000000004', occurredAt: new Date('2026-01-04T00:00:00.000Z'), action: 'csv.semicolon', reason: "refund;=cmd|' /C calc'!A0" })]);
+    const record = (await text(t.audit.export({ action: 'csv.semicolon' }, { format: 'csv' }))).slice(HEADER.length);
+    expect(record).toContain(`,"refund;=cmd|' /C calc'!A0",`);
+    // Split on ";" as such a spreadsheet would: no part starts a formula outside a quoted cell.
+    expect(record.split(',').every((cell) => cell === '' || cell.startsWith('"') || cell === '\r\n')).toBe(true);
   });
 
   it('defuses formulas in CSV cells, ids and JSON included, and quotes what needs quoting', async () => {
@@ -201,8 +209,8 @@ describe.each(databases())('export of the audit trail on %s', (kind) => {
     const csv = await text(t.audit.export({ action: 'csv.hostile' }, { format: 'csv' }));
     expect(csv).toBe(
       HEADER +
-        '01900000-0000-7000-8000-000000000003,,2026-01-03T00:00:00.000Z,csv.hostile,success,intent,user,' +
-        "'+1,'@SUM(1),system,'-1,'\tagent,,\"say \"\"hi\"\", ok\",\"'\r/path\",\"line 1\nline 2\",order,'=cmd|' /C calc'!A0,Zoë 日本 ✓ – fine,," +
+        '"01900000-0000-7000-8000-000000000003",,"2026-01-03T00:00:00.000Z","csv.hostile","success","intent","user",' +
+        "\"'+1\",\"'@SUM(1)\",\"system\",\"'-1\",\"'\tagent\",,\"say \"\"hi\"\", ok\",\"'\r/path\",\"line 1\nline 2\",\"order\",\"'=cmd|' /C calc'!A0\",\"Zoë 日本 ✓ – fine\",," +
         '"{""formula"":""=1+1"",""note"":""a,b""}",\r\n',
     );
     // No cell of the record starts with a formula character once the quotes are taken off.
