@@ -23,6 +23,7 @@ import type { UnitOfWork } from '../context/unit-of-work.js';
 import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
+import { dropSecretKeys, useSecretKeys } from './secret-keys.js';
 import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
@@ -93,6 +94,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // The entity metadata is known once the data source is initialised: names in the options are checked against it.
     const initialised = this.dataSources.captured.filter((dataSource) => dataSource.isInitialized);
     if (initialised.length) checkEntityOptions(this.options, initialised.flatMap((dataSource) => dataSource.entityMetadatas));
+    // Ids of entities with a secret key are digested wherever they are computed (targets of `log()` too).
+    for (const dataSource of this.dataSources.all) useSecretKeys(dataSource, this.options.secretKeys);
     if (!this.options.enabled) return;
     for (const dataSource of this.dataSources.captured) {
       const subscribers = dataSource.subscribers as EntitySubscriberInterface[];
@@ -105,6 +108,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   onApplicationShutdown(): void {
+    for (const dataSource of this.dataSources.all) dropSecretKeys(dataSource, this.options.secretKeys);
     if (!this.options.enabled) return;
     for (const dataSource of this.dataSources.captured) {
       const subscribers = dataSource.subscribers as EntitySubscriberInterface[];

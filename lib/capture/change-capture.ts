@@ -85,6 +85,7 @@ export class ChangeCapture {
         ? new TrackedFields(
             metadata,
             new Set([...excludedFields(metadata.target), ...(this.options.excludeFields.get(metadata.name) ?? [])]),
+            this.options.secretKeys,
           )
         : null;
       this.fields.set(metadata, tracked);

@@ -4,6 +4,7 @@ import type { EntityMetadata, ObjectLiteral } from 'typeorm';
 type ColumnMetadata = EntityMetadata['columns'][number];
 type RelationMetadata = EntityMetadata['relations'][number];
 import { toJsonSafe } from '../events/json-safe.js';
+import { keyString, type SecretKeys } from './secret-keys.js';
 
 /** Field name → JSON-safe value. */
 export type Snapshot = Record<string, unknown>;
@@ -31,10 +32,13 @@ export class TrackedFields {
   readonly columns: ColumnMetadata[];
   /** The followed join columns TypeORM derives from to-one relations (read from the relation's object). */
   readonly joinColumns: ColumnMetadata[];
+  /** The followed join columns that refer to a secret key, with its label: their values are stored digested. */
+  private readonly secretRefs = new Map<ColumnMetadata, string>();
 
   constructor(
     readonly metadata: EntityMetadata,
     excluded: ReadonlySet<string>,
+    private readonly keys?: SecretKeys,
   ) {
     // Update dates and versions change with every write: they say nothing a reviewer needs.
     this.columns = metadata.columns.filter(
@@ -47,6 +51,11 @@ export class TrackedFields {
         !excluded.has(fieldName(column)),
     );
     this.joinColumns = this.columns.filter(isDerivedJoinColumn);
+    for (const column of this.columns) {
+      // A secret key column of the entity itself is masked by its name; one it refers to, by its value's digest.
+      const label = column.referencedColumn ? keys?.label(column) : null;
+      if (label) this.secretRefs.set(column, label);
+    }
   }
 
   /** Every followed field of `entity`; undefined values are left out (unknown, not null). */
@@ -54,7 +63,9 @@ export class TrackedFields {
     const values: Snapshot = {};
     for (const column of columns) {
       const value = column.getEntityValue(entity) as unknown;
-      if (value !== undefined) values[fieldName(column)] = toJsonSafe(value);
+      if (value === undefined) continue;
+      const label = value === null || !this.secretRefs.size ? undefined : this.secretRefs.get(column);
+      values[fieldName(column)] = label ? this.keys!.digest(label, keyString(value)) : toJsonSafe(value);
     }
     return values;
   }

@@ -73,6 +73,11 @@ export class ActorPseudonymizer {
     readonly keepDisplay: boolean,
   ) {}
 
+  /** The one key of every actor (`undefined` with a key per actor). */
+  get sharedKey(): Buffer | KeyObject | undefined {
+    return typeof this.key === 'function' ? undefined : this.key;
+  }
+
   /**
    * The pseudonym of the actor `type` / `id`, or `null` when its key is gone: the key
    * function threw, gave nothing, or gave an unusable key (logged).

@@ -1,5 +1,6 @@
-import type { DataSource, ObjectLiteral } from 'typeorm';
+import type { DataSource, EntityMetadata, ObjectLiteral } from 'typeorm';
 import { entityId } from '../capture/entity-identity.js';
+import { secretKeysOf } from '../capture/secret-keys.js';
 import type { AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
 
@@ -22,5 +23,33 @@ export function resolveTarget(dataSources: readonly DataSource[], target: AuditT
   if ((typeof id !== 'string' && typeof id !== 'number' && typeof id !== 'bigint') || String(id).length === 0) {
     throw new Error('needs an "id" (string or number)');
   }
-  return { type, id: String(id) };
+  return { type, id: storedTargetId(dataSources, type, String(id)) };
+}
+
+/** The id as stored for an entity type whose key is secret (its digest), any other id as it is. */
+function storedTargetId(dataSources: readonly DataSource[], type: string, id: string): string {
+  for (const dataSource of dataSources) {
+    const metadata = entityNamed(dataSource, type);
+    if (metadata) return secretKeysOf(metadata)?.storedId(metadata, id) ?? id;
+  }
+  return id;
+}
+
+/** Entity names looked up per data source (`null`: none), up to a bound. */
+const namedIn = new WeakMap<DataSource, Map<string, EntityMetadata | null>>();
+const MAX_NAMES = 10_000;
+
+/** The entity of `dataSource` named `type` (or, as `history()` takes it, its lower-camel form: `passwordReset`). */
+function entityNamed(dataSource: DataSource, type: string): EntityMetadata | null {
+  let names = namedIn.get(dataSource);
+  let metadata = names?.get(type);
+  if (metadata !== undefined) return metadata;
+  const name = type.charAt(0).toUpperCase() + type.slice(1);
+  metadata = dataSource.entityMetadatas.find((candidate) => candidate.name === type || candidate.name === name) ?? null;
+  // Only once the data source knows its entities; types come from callers: a bounded number is kept.
+  if (dataSource.isInitialized) {
+    if (!names) namedIn.set(dataSource, (names = new Map()));
+    if (names.size < MAX_NAMES && type.length <= 256) names.set(type, metadata);
+  }
+  return metadata;
 }

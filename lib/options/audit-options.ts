@@ -12,6 +12,7 @@ import { normaliseName, Redactor } from '../events/redaction.js';
 import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
 import { resolveRetention, type ResolvedRetention } from '../retention/retention-options.js';
 import { ActorPseudonymizer, hmacKey } from '../events/actor-pseudonyms.js';
+import { SecretKeys } from '../capture/secret-keys.js';
 
 /**
  * Route parameter name fragments that mark a parameter's value as secret in the recorded
@@ -74,6 +75,8 @@ export interface ResolvedAuditOptions {
   integrity: ResolvedIntegrity | undefined;
   /** Set when actor ids are stored as pseudonyms (`pseudonymize`). */
   pseudonymizer: ActorPseudonymizer | undefined;
+  /** Primary keys named like a secret: how their values are stored (digested). */
+  secretKeys: SecretKeys;
   /** Events older than `maxAge` purged every `schedule`; `undefined`: kept for ever. */
   retention: ResolvedRetention | undefined;
 }
@@ -233,6 +236,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     throw new InvalidAuditOptionsError('requestIdHeader', `must be a header name, got ${JSON.stringify(requestIdHeader)}`);
   }
 
+  let actorPseudonymizer: ActorPseudonymizer | undefined;
   return {
     actor: (raw['actor'] as AuditActorResolver | undefined) ?? defaultActorResolver,
     trustProxy,
@@ -259,6 +263,8 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     captureDataSources: raw['captureDataSources'] === undefined ? undefined : dataSourceRefs(raw['captureDataSources']),
     integrity: resolveIntegrity(raw['integrity']),
     retention: resolveRetention(raw['retention']),
-    pseudonymizer: pseudonymizer(raw['pseudonymize']),
+    pseudonymizer: (actorPseudonymizer = pseudonymizer(raw['pseudonymize'])),
+    // After it: a digest of a secret key is keyed by the pseudonymisation key, when there is one.
+    secretKeys: new SecretKeys(redactor, actorPseudonymizer?.sharedKey),
   };
 }

@@ -1,0 +1,128 @@
+import { createHash, createHmac, type KeyObject } from 'node:crypto';
+import type { DataSource, EntityMetadata } from 'typeorm';
+import { toJsonSafe } from '../events/json-safe.js';
+import type { Redactor } from '../events/redaction.js';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
+
+/** What a stored secret key value starts with without a key: `sha256:` + base64url(SHA-256). */
+export const KEY_DIGEST_PREFIX = 'sha256:';
+/** What it starts with under the pseudonymisation key: `hmac:` + base64url(HMAC-SHA-256). */
+export const KEYED_KEY_DIGEST_PREFIX = 'hmac:';
+
+/** Whether `value` is already a stored secret key value (given back from an event). */
+const isDigest = (value: string): boolean => value.startsWith(KEY_DIGEST_PREFIX) || value.startsWith(KEYED_KEY_DIGEST_PREFIX);
+
+/**
+ * Primary keys whose column is named like a secret (by the `redact` rules: a password
+ * reset `token`, an `apiKey`), and the join columns that refer to one: their values are
+ * never stored, a digest of `<Entity>.<property>:<value>` is, wherever an entity id is
+ * (`changes[].id`, `target_id`, `audit_subject`, the journal, relation fields). With one
+ * pseudonymisation key, the digest is an HMAC under a key derived from it; otherwise a
+ * plain SHA-256, which a guess of the value can be checked against.
+ * Decided once per column and entity.
+ */
+export class SecretKeys {
+  private readonly key: Buffer | undefined;
+  /** Column → the label of the secret key it holds (`null`: none). */
+  private readonly labels = new WeakMap<ColumnMetadata, string | null>();
+  /** Entity → the label of each primary column (`null`: no secret part). */
+  private readonly plans = new WeakMap<EntityMetadata, ReadonlyArray<string | null> | null>();
+
+  constructor(
+    private readonly redactor: Redactor,
+    key: Buffer | KeyObject | undefined,
+  ) {
+    // A key of its own, so that no key value's digest is ever an actor's pseudonym.
+    this.key = key ? createHmac('sha256', key).update('nestjs-system-audit:secret-primary-key', 'utf8').digest() : undefined;
+  }
+
+  /** The label of each primary column of `metadata` whose values are secret, or `null` when none is. */
+  plan(metadata: EntityMetadata): ReadonlyArray<string | null> | null {
+    let plan = this.plans.get(metadata);
+    if (plan === undefined) {
+      const labels = metadata.primaryColumns.map((column) => this.label(column));
+      plan = labels.some((label) => label !== null) ? labels : null;
+      this.plans.set(metadata, plan);
+    }
+    return plan;
+  }
+
+  /**
+   * `<Entity>.<property>` of the secret key a column holds: a primary column named like a
+   * secret, or a join column referring to one (labelled as the column it refers to, so that
+   * a relation's value is the referred entity's stored id). `null` for any other column.
+   */
+  label(column: ColumnMetadata): string | null {
+    let label = this.labels.get(column);
+    if (label === undefined) {
+      this.labels.set(column, null); // a column referring back to itself ends here
+      const referenced = column.referencedColumn;
+      label = referenced && referenced !== column ? this.label(referenced) : null;
+      if (label === null && column.isPrimary && [column.propertyPath, column.databaseName].some((name) => this.redactor.isSecret(name))) {
+        label = `${column.entityMetadata.name}.${column.propertyPath}`;
+      }
+      this.labels.set(column, label);
+    }
+    return label;
+  }
+
+  /** The stored form of one secret key value. */
+  digest(label: string, value: string): string {
+    const message = `${label}:${value}`;
+    return this.key
+      ? KEYED_KEY_DIGEST_PREFIX + createHmac('sha256', this.key).update(message, 'utf8').digest('base64url')
+      : KEY_DIGEST_PREFIX + createHash('sha256').update(message, 'utf8').digest('base64url');
+  }
+
+  /**
+   * The id of an instance of `metadata` as stored, from the id a caller gave (`{ type, id }`
+   * of `log()`, `@Audited`, `history()`, `find()`): a secret key's value is digested, a value
+   * already digested kept; for a composite key (its JSON form), each secret part.
+   */
+  storedId(metadata: EntityMetadata, id: string): string {
+    const plan = this.plan(metadata);
+    if (!plan) return id;
+    if (plan.length === 1) return isDigest(id) ? id : this.digest(plan[0]!, id);
+    let given: unknown;
+    try {
+      given = JSON.parse(id);
+    } catch {
+      return id;
+    }
+    if (given === null || typeof given !== 'object' || Array.isArray(given)) return id;
+    const parts: Array<[string, unknown]> = [];
+    for (const [i, column] of metadata.primaryColumns.entries()) {
+      const value = (given as Record<string, unknown>)[column.propertyPath];
+      if (value === undefined || value === null) return id;
+      const label = plan[i];
+      parts.push([column.propertyPath, label && !(typeof value === 'string' && isDigest(value)) ? this.digest(label, keyString(value)) : value]);
+    }
+    return JSON.stringify(Object.fromEntries(parts));
+  }
+}
+
+/** One key value as a string (as the id of a single-column key is written). */
+export function keyString(value: unknown): string {
+  if (value instanceof Date) return value.toISOString();
+  if (typeof value === 'object' && value !== null) return JSON.stringify(toJsonSafe(value));
+  return String(value);
+}
+
+/** The secret keys of each captured data source, by the module that captures it. */
+const byDataSource = new WeakMap<DataSource, SecretKeys>();
+
+/** Makes the ids of `dataSource`'s entities follow `keys`. */
+export function useSecretKeys(dataSource: DataSource, keys: SecretKeys): void {
+  byDataSource.set(dataSource, keys);
+}
+
+/** Stops doing so, when `keys` are the data source's. */
+export function dropSecretKeys(dataSource: DataSource, keys: SecretKeys): void {
+  if (byDataSource.get(dataSource) === keys) byDataSource.delete(dataSource);
+}
+
+/** The secret keys that apply to `metadata`'s ids, if its data source is captured. */
+export function secretKeysOf(metadata: EntityMetadata): SecretKeys | undefined {
+  return byDataSource.get(metadata.connection);
+}
