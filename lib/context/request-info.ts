@@ -1,10 +1,9 @@
-import { isIP } from 'node:net';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { bound } from '../events/json-safe.js';
 import { normaliseName, REDACTED } from '../events/redaction.js';
 import type { AuditRequestInfo } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
-import { clientIp, normaliseIp } from './client-ip.js';
+import { clientIp } from './client-ip.js';
 
 /** What the module reads from an Express request, a Fastify request or a raw Node request. */
 export interface HttpRequestLike {
@@ -53,20 +52,13 @@ function redactQuery(query: string, isSecret: (key: string) => boolean): string 
 }
 
 /**
- * The client's address. With `trustProxy`, the module walks `X-Forwarded-For` itself;
- * without it, the framework's own reading is taken (Express's `req.ip` applies its
- * `trust proxy` setting, Fastify's `request.ip` its `trustProxy` option), which is the
- * socket's address when the framework trusts no proxy either.
+ * The client's address: the socket's, or, through the hops `trustProxy` trusts (none by
+ * default), the address `X-Forwarded-For` names. The framework's own reading (Express's
+ * `req.ip`, Fastify's `request.ip`) is not used: its trust settings are the app's, made
+ * for other purposes, and the record's IP follows the module's option alone.
  */
-function readClientIp(request: HttpRequestLike, raw: HttpRequestLike, options: ResolvedAuditOptions): string | undefined {
-  const socket = raw.socket?.remoteAddress;
-  if (options.trustProxy) return clientIp(socket, raw.headers['x-forwarded-for'], options.trustProxy, options.maxHeaderLength);
-  for (const candidate of [request.ip, raw.ip]) {
-    if (typeof candidate !== 'string') continue;
-    const ip = normaliseIp(candidate);
-    if (isIP(ip) !== 0) return ip;
-  }
-  return socket ? normaliseIp(socket) : undefined;
+function readClientIp(raw: HttpRequestLike, options: ResolvedAuditOptions): string | undefined {
+  return clientIp(raw.socket?.remoteAddress, raw.headers['x-forwarded-for'], options.trustProxy, options.maxHeaderLength);
 }
 
 /**
@@ -154,7 +146,7 @@ export function readHttpRequest(
   const raw = request.raw ?? request;
   const max = options.maxHeaderLength;
   return {
-    ip: readClientIp(request, raw, options),
+    ip: readClientIp(raw, options),
     userAgent: bound(firstHeader(raw.headers['user-agent']), max),
     method: bound(raw.method ?? request.method, 16),
     path: recordedPath(request, raw, options, []),

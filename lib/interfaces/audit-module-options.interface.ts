@@ -73,11 +73,11 @@ export interface AuditModuleOptions {
    * longer than `maxHeaderLength × 4` is read from its right end too, its left part (which
    * the client wrote) dropped.
    *
-   * When not given, the framework's own setting applies: the IP recorded is Express's
-   * `req.ip` (per `app.set('trust proxy', …)`) or Fastify's `request.ip` (per its
-   * `trustProxy` option), which is the socket's address when the framework trusts no proxy.
-   * Give `false` to record the socket's address whatever the framework says.
-   * @default undefined (the framework's setting; none by default: the socket's address)
+   * When not given, no hop is trusted: the IP recorded is the socket's address, whatever
+   * the framework trusts (Express's `trust proxy`, Fastify's `trustProxy` are not read), so
+   * that a client-chosen `X-Forwarded-For` never becomes the record's IP by default. Behind
+   * a proxy, name it here (e.g. `'loopback'`, a hop count, or its addresses).
+   * @default false (the socket's address)
    */
   trustProxy?: AuditTrustProxy;
   /**

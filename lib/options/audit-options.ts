@@ -7,7 +7,7 @@ import type {
 import type { DataSource } from 'typeorm';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
-import { compileTrustProxy, type TrustHop } from '../context/client-ip.js';
+import { compileTrustProxy, TRUST_NO_PROXY, type TrustHop } from '../context/client-ip.js';
 import { normaliseName, Redactor } from '../events/redaction.js';
 import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
 import { resolveRetention, type ResolvedRetention } from '../retention/retention-options.js';
@@ -47,7 +47,7 @@ export const defaultActorResolver: AuditActorResolver = (request: AuditRequest):
 export interface ResolvedAuditOptions {
   actor: AuditActorResolver;
   /** `undefined`: the option was not given, the framework's own proxy setting applies. */
-  trustProxy: TrustHop | undefined;
+  trustProxy: TrustHop;
   redactor: Redactor;
   /** Whether a route parameter's value is masked in the recorded path, by the parameter's name. */
   isSecretPathParam: (name: string) => boolean;
@@ -187,7 +187,8 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     throw new InvalidAuditOptionsError('actor', 'must be a function (request) => { type, id?, display? }');
   }
 
-  let trustProxy: TrustHop | undefined;
+  // Not given: trust no hop, whatever the framework trusts (the socket's address).
+  let trustProxy: TrustHop = TRUST_NO_PROXY;
   const trust = raw['trustProxy'];
   if (trust !== undefined) {
     if (typeof trust === 'number' && !(Number.isInteger(trust) && trust >= 0)) {

@@ -2,7 +2,7 @@ import type { ExecutionContext } from '@nestjs/common';
 import { bound } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
-import { clientIp, TRUST_NO_PROXY } from '../context/client-ip.js';
+import { clientIp } from '../context/client-ip.js';
 import { firstValue, HeaderCollector, pathOf, userOf, type TransportCall } from './transport-call.js';
 import type { AuditWsRequest } from './transport-request.interface.js';
 import type { WsHandshakes } from './ws-handshakes.js';
@@ -44,7 +44,7 @@ export function readWsCall(ctx: ExecutionContext, options: ResolvedAuditOptions,
   };
   return {
     request: {
-      ip: clientIp(handshake?.address, handshake?.headers['x-forwarded-for'], options.trustProxy ?? TRUST_NO_PROXY, options.maxHeaderLength),
+      ip: clientIp(handshake?.address, handshake?.headers['x-forwarded-for'], options.trustProxy, options.maxHeaderLength),
       userAgent: firstValue(headers['user-agent']),
       method: 'WS',
       route: bound(event, 512),
