@@ -108,13 +108,14 @@ function maskSegments(pathname: string, secrets: readonly string[]): string {
 }
 
 /**
- * Whether a query parameter's value is masked in a recorded path: a secret-looking name,
- * and, when actor ids are stored as pseudonyms (`pseudonymize`), an actor id (`actorId`,
+ * Whether a query parameter's value is masked in a recorded path: a secret-looking name
+ * (per the redaction rules, or as for route parameters, `secretPathParams`: `code`, `key`,
+ * `signature`, …), and, when actor ids are stored as pseudonyms (`pseudonymize`), an actor id (`actorId`,
  * `actor_id`, any case), so that a clear id searched for — the viewer's search, an app's
  * own audit search — is not stored beside its pseudonym.
  */
 function maskedInQuery(key: string, options: ResolvedAuditOptions): boolean {
-  return options.redactor.isSecret(key) || (options.pseudonymizer !== undefined && normaliseName(key) === 'actorid');
+  return options.isSecretPathParam(key) || (options.pseudonymizer !== undefined && normaliseName(key) === 'actorid');
 }
 
 /**

@@ -280,6 +280,18 @@ describe.each(ADAPTERS)('hostile request data over %s', (adapter) => {
     }
   });
 
+  it('with recordQueryString, masks the parameters a route parameter of that name would be masked for (an OAuth code, an API key, a signature)', async () => {
+    const app = await createTestApp({ db: await createTestDatabase('sqlite'), adapter, audit: { recordQueryString: true } });
+    try {
+      const order = await app.seed(() => app.dataSource.getRepository(Order).save({ status: 'new' }));
+      await app.request(`/orders/${order.id}?state=abc&code=OAUTH-CODE-1&key=API-KEY-2&X-Amz-Signature=SIG-3&page=2`, { method: 'PATCH', json: { status: 'x' } });
+      const [row] = await app.rows();
+      expect(row!.path).toBe(`/orders/${order.id}?state=abc&code=[REDACTED]&key=[REDACTED]&X-Amz-Signature=[REDACTED]&page=2`);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('with recordQueryString and pseudonymised actor ids, masks actor ids in the query too', async () => {
     const app = await createTestApp({
       db: await createTestDatabase('sqlite'),
