@@ -7,7 +7,13 @@ import type { AuditTargetInput } from '../interfaces/audit-service.interface.js'
 
 /** What `@Audited` option functions receive. */
 export interface AuditedCallContext {
-  /** The handler's transport arguments (HTTP: `[request, response, next]`), or a provider method's arguments. */
+  /**
+   * The arguments the handler (or provider method) was called with, after Nest's pipes:
+   * for `flag(@Param('id', ParseIntPipe) id: number, @Body() body: FlagDto)`, `[42, body]`.
+   * Empty when the handler never ran (a guard or a pipe turned the call away), except for a
+   * message or WebSocket event a guard turned away, where they are the transport's
+   * (`[payload, context]`, `[client, payload]`): the only thing known of the call.
+   */
   args: unknown[];
   /**
    * The request, when there is one: Express's or Fastify's request, the GraphQL context's

@@ -1,3 +1,4 @@
+import { innermostUnit } from '../context/async-frame.js';
 import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 
 /** Runs an `@Audited` provider method as a unit of work. Set on provider instances by the module. */
@@ -60,9 +61,14 @@ export class ScopedMethodRunners implements AuditedMethodRunner {
  * the audit module has attached a runner to, a call runs as a unit of work; anywhere
  * else (controllers, which the interceptor covers; objects created by hand; an
  * application without the module) it is the original method, unchanged.
+ *
+ * Called as the handler of the unit of work running now (a controller handler, a resolver,
+ * a message or WebSocket handler), it gives that unit the arguments Nest called it with,
+ * after pipes: what the `@Audited` options receive as `args`.
  */
 export function auditedMethod(original: (...args: unknown[]) => unknown, audited: AuditedMetadata): (...args: unknown[]) => unknown {
   const wrapped = function (this: unknown, ...args: unknown[]): unknown {
+    innermostUnit()?.handlerCalled(audited, args);
     const runner = (this as { [AUDITED_METHOD_RUNNER]?: AuditedMethodRunner } | undefined)?.[AUDITED_METHOD_RUNNER];
     return runner ? runner.call(this as object, original, audited, args) : original.apply(this, args);
   };
