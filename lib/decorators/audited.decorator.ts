@@ -1,7 +1,7 @@
 import { SetMetadata } from '@nestjs/common';
 import { AUDITED_METADATA } from '../audit.constants.js';
 import { assertAuditAction } from '../events/audit-action.js';
-import { auditedMethod } from '../interceptor/audited-method.js';
+import { auditClassMethods, auditedMethod } from '../interceptor/audited-method.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
 
@@ -84,6 +84,9 @@ export function Audited(action: string, options: AuditedOptions = {}): MethodDec
       setMetadata(target, key!, descriptor);
       return descriptor;
     }
+    // On a class: each of its methods is audited with the class's action and options (see
+    // auditClassMethods); the metadata on the class is what the interceptor reads for a handler.
+    auditClassMethods(target as { prototype: object }, metadata);
     setMetadata(target as never);
     return undefined;
   }) as MethodDecorator & ClassDecorator;

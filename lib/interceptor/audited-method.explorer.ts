@@ -1,13 +1,13 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
-import { AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork } from '../context/unit-of-work.js';
 import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { AUDITED_METHOD_RUNNER, ScopedMethodRunners, type ScopedMethodRunner } from './audited-method.js';
+import { AUDITED_METHOD_RUNNER, isAuditedMethod, ScopedMethodRunners, type ScopedMethodRunner } from './audited-method.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 
 type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
@@ -95,7 +95,7 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
     const methods = prototype as Record<string, unknown>;
     return this.scanner
       .getAllMethodNames(prototype)
-      .some((name) => typeof methods[name] === 'function' && this.reflector.get(AUDITED_METADATA, methods[name] as () => unknown) !== undefined);
+      .some((name) => isAuditedMethod(methods[name]));
   }
 
   call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
@@ -116,7 +116,7 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       body: parent?.body,
       parent,
     });
-    unit.beginHandler(audited, undefined);
+    unit.beginHandler(audited, undefined, args);
     return this.context.run(unit, () => {
       let result: unknown;
       try {
