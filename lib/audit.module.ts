@@ -7,7 +7,7 @@ import {
   type NestModule,
   type Provider,
 } from '@nestjs/common';
-import { APP_INTERCEPTOR, DiscoveryModule, ModuleRef } from '@nestjs/core';
+import { APP_INTERCEPTOR, DiscoveryModule, ModuleRef, ModulesContainer } from '@nestjs/core';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from './audit.constants.js';
@@ -31,6 +31,7 @@ import { AuditJournal } from './journal/audit-journal.js';
 import { JournalRecovery } from './journal/journal-recovery.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { DeniedCalls } from './guard/denied-calls.js';
+import { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.error.js';
 import { putGlobalGuardFirst } from './integrations/nest-global-guards.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
 import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
@@ -117,17 +118,65 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
   }
 
   private static wire(definition: DynamicModule, extras: AuditModuleExtras): DynamicModule {
-    const dataSource = extras.dataSource;
+    const dataSource: unknown = extras.dataSource;
+    if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.trim() === '')) {
+      throw new InvalidAuditOptionsError('dataSource', `must be the name of a TypeORM data source, got ${JSON.stringify(dataSource) ?? String(dataSource)}`);
+    }
+    // Registers the module's entities with the data source for `autoLoadEntities`; its
+    // repositories are not used (the data source is looked up by AUDIT_DATA_SOURCE below).
+    TypeOrmModule.forFeature([...AuditEntities], dataSource);
     return {
       ...definition,
       global: true,
-      imports: [...(definition.imports ?? []), TypeOrmModule.forFeature([...AuditEntities], dataSource)],
       providers: [
         ...(definition.providers ?? []),
-        { provide: AUDIT_DATA_SOURCE, useFactory: (source: DataSource) => bindUtcDates(source), inject: [getDataSourceToken(dataSource)] },
+        {
+          provide: AUDIT_DATA_SOURCE,
+          useFactory: (source: DataSource | undefined, options: Record<string, unknown> | undefined, modules: ModulesContainer) =>
+            bindUtcDates(AuditModule.auditDataSource(dataSource, source, options, modules)),
+          inject: [{ token: getDataSourceToken(dataSource), optional: true }, AUDIT_MODULE_OPTIONS, ModulesContainer],
+        },
       ],
       exports: [...(definition.exports ?? []), AuditService, AuditContext, AuditEventReader],
     };
+  }
+
+  /**
+   * The data source `dataSource` names, or a start-up failure naming the option: when no
+   * TypeORM data source has that name, or when a `forRootAsync` factory returned another
+   * one (the data source is wired before any factory runs).
+   */
+  private static auditDataSource(
+    name: string | undefined,
+    source: DataSource | undefined,
+    options: Record<string, unknown> | undefined,
+    modules: ModulesContainer,
+  ): DataSource {
+    const given = options?.['dataSource'];
+    if (given !== undefined && given !== name) {
+      throw new InvalidAuditOptionsError(
+        'dataSource',
+        'is read when the module is wired, before the factory runs: pass it to forRootAsync() beside useFactory ' +
+          `(forRootAsync({ dataSource: ${JSON.stringify(given)}, useFactory })), not in the options the factory returns`,
+      );
+    }
+    if (source) return source;
+    const known = AuditModule.dataSourceNames(modules).map((known) => `"${known}"`);
+    throw new InvalidAuditOptionsError('dataSource', `no TypeORM data source named "${name ?? 'default'}" (known: ${known.join(', ') || 'none'})`);
+  }
+
+  /** The names of the TypeORM data sources the app registers (`TypeOrmModule.forRoot`). */
+  private static dataSourceNames(modules: ModulesContainer): string[] {
+    const names: string[] = [];
+    const defaultToken = getDataSourceToken();
+    for (const module of modules.values()) {
+      if (module.metatype?.name !== 'TypeOrmCoreModule') continue;
+      for (const token of module.providers.keys()) {
+        if (token === defaultToken) names.push('default');
+        else if (typeof token === 'string' && token.endsWith('DataSource')) names.push(token.slice(0, -'DataSource'.length));
+      }
+    }
+    return [...new Set(names)];
   }
 
   configure(consumer: MiddlewareConsumer): void {

@@ -43,6 +43,11 @@ export function currentUnit(owner: object): UnitOfWork | undefined {
   return undefined;
 }
 
+/** The innermost unit of work of the code running now, whichever application's it is. */
+export function innermostUnit(): UnitOfWork | undefined {
+  return storage.getStore()?.units?.unit;
+}
+
 /** Runs `fn` as the callback of a `transaction()` whose manager is `manager`. */
 export function runInTransaction<T>(manager: EntityManager, fn: () => T): T {
   return runWith({ manager }, fn);

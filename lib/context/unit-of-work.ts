@@ -121,6 +121,7 @@ export class UnitOfWork {
   readonly changes = new ChangeSet();
   /** The `@Audited` metadata of the handler the request is for, once routing knows it. */
   audited?: AuditedMetadata;
+  private _handlerArgs?: unknown[];
   /**
    * `@Audited` GraphQL resolver calls of this HTTP request that guards have seen but
    * that have not reached their resolver yet, by their resolve-info object.
@@ -250,11 +251,31 @@ export class UnitOfWork {
     if (audited) this.audited = audited;
   }
 
-  /** The handler starts. */
-  beginHandler(audited: AuditedMetadata | undefined, source: string | undefined): void {
+  /**
+   * The handler starts. `args` are its arguments when the caller knows them (a provider
+   * method's call); a transport handler's are known once it is called (`handlerCalled`).
+   */
+  beginHandler(audited: AuditedMetadata | undefined, source: string | undefined, args?: unknown[]): void {
     this.moveTo('handling');
     if (source) this.source = source;
     if (audited) this.audited = audited;
+    if (args) this._handlerArgs = args;
+  }
+
+  /**
+   * The `@Audited` method `audited` is being called with `args` in this unit: when it is the
+   * unit's handler and its arguments are not known yet, they are now (after Nest's pipes).
+   * True when the call is the handler's own.
+   */
+  handlerCalled(audited: AuditedMetadata, args: unknown[]): boolean {
+    if (this.audited !== audited || this._handlerArgs || this._state !== 'handling' || this.handlerEventAdded) return false;
+    this._handlerArgs = args;
+    return true;
+  }
+
+  /** The handler's arguments; empty when it was never called (a guard or a pipe turned the call away). */
+  get handlerArgs(): unknown[] {
+    return this._handlerArgs ?? [];
   }
 
   /** Adds the handler's own event, once; false when it was added already. */

@@ -1,13 +1,19 @@
 import { SetMetadata } from '@nestjs/common';
 import { AUDITED_METADATA } from '../audit.constants.js';
 import { assertAuditAction } from '../events/audit-action.js';
-import { auditedMethod } from '../interceptor/audited-method.js';
+import { auditClassMethods, auditedMethod } from '../interceptor/audited-method.js';
 import type { AuditRequest } from '../interfaces/audit-module-options.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
 
 /** What `@Audited` option functions receive. */
 export interface AuditedCallContext {
-  /** The handler's transport arguments (HTTP: `[request, response, next]`), or a provider method's arguments. */
+  /**
+   * The arguments the handler (or provider method) was called with, after Nest's pipes:
+   * for `flag(@Param('id', ParseIntPipe) id: number, @Body() body: FlagDto)`, `[42, body]`.
+   * Empty when the handler never ran (a guard or a pipe turned the call away), except for a
+   * message or WebSocket event a guard turned away, where they are the transport's
+   * (`[payload, context]`, `[client, payload]`): the only thing known of the call.
+   */
   args: unknown[];
   /**
    * The request, when there is one: Express's or Fastify's request, the GraphQL context's
@@ -78,6 +84,9 @@ export function Audited(action: string, options: AuditedOptions = {}): MethodDec
       setMetadata(target, key!, descriptor);
       return descriptor;
     }
+    // On a class: each of its methods is audited with the class's action and options (see
+    // auditClassMethods); the metadata on the class is what the interceptor reads for a handler.
+    auditClassMethods(target as { prototype: object }, metadata);
     setMetadata(target as never);
     return undefined;
   }) as MethodDecorator & ClassDecorator;

@@ -56,6 +56,7 @@ export class DeniedCalls implements OnModuleInit, OnApplicationShutdown {
     if (!key) return;
     const { unit } = this.units.forHandler(ctx);
     if (source) unit.source = source;
+    // The handler never runs if the call is turned away: its options get the transport's arguments.
     this.pending.set(key, { unit, audited, args: ctx.getArgs() });
   }
 

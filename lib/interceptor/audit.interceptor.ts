@@ -40,9 +40,9 @@ export class AuditInterceptor implements NestInterceptor {
     else if (type === 'rpc' || type === 'ws') this.denied.reached(ctx);
     const { unit, own } = this.units.forHandler(ctx);
     unit.beginHandler(audited, source);
-    const args = ctx.getArgs();
+    // The options' `args` are the handler's own (after pipes), given to the unit when it is called.
     const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
-      if (audited) this.intents.settle(unit, audited, args, outcome, value);
+      if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
     };
     return own ? this.storedHere(unit, next, addEvent) : this.storedAtResponse(unit, next, addEvent);
   }

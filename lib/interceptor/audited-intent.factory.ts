@@ -111,7 +111,7 @@ export class AuditedIntentFactory {
     };
     if (!unit.handlerSettled) {
       const outcome = failed || !unit.handlerStarted ? 'failure' : 'success';
-      this.settle(unit, unit.audited, [], outcome, undefined, outcome === 'failure' ? statusError : undefined);
+      this.settle(unit, unit.audited, unit.handlerArgs, outcome, undefined, outcome === 'failure' ? statusError : undefined);
       return;
     }
     const event = unit.handlerEvent;

@@ -1,13 +1,13 @@
 import { Inject, Injectable, Logger, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { DiscoveryService, MetadataScanner, Reflector } from '@nestjs/core';
-import { AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA, AUDITED_METADATA } from '../audit.constants.js';
+import { AUDIT_RESOLVED_OPTIONS, AUDIT_SOURCE_METADATA } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import { UnitOfWork } from '../context/unit-of-work.js';
 import type { AuditedMetadata } from '../decorators/audited.decorator.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { AUDITED_METHOD_RUNNER, ScopedMethodRunners, type ScopedMethodRunner } from './audited-method.js';
+import { AUDITED_METHOD_RUNNER, isAuditedMethod, ScopedMethodRunners, type ScopedMethodRunner } from './audited-method.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 
 type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
@@ -97,10 +97,10 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
     const methods = prototype as Record<string, unknown>;
     return this.scanner
       .getAllMethodNames(prototype)
-      .some((name) => typeof methods[name] === 'function' && this.reflector.get(AUDITED_METADATA, methods[name] as () => unknown) !== undefined);
+      .some((name) => isAuditedMethod(methods[name]));
   }
 
-  call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[]): unknown {
+  call(self: object, original: (...args: unknown[]) => unknown, audited: AuditedMetadata, args: unknown[], method?: (...args: unknown[]) => unknown): unknown {
     const current = this.context.current();
     // A call made after the current unit stopped taking events (a timer, an un-awaited
     // promise a request left running) is late work: the system's, not the request's user's.
@@ -111,7 +111,8 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       this.handlerCalls.add(parent);
       return original.apply(self, args);
     }
-    const source = this.reflector.get<string | undefined>(AUDIT_SOURCE_METADATA, self.constructor as () => unknown);
+    // @AuditSource on the method wins over the class's (above or below @Audited: the metadata is on the function called either way).
+    const source = this.reflector.getAllAndOverride<string | undefined>(AUDIT_SOURCE_METADATA, [method ?? original, self.constructor as () => unknown]);
     const unit = new UnitOfWork(
       {
         source: source ?? parent?.source ?? (current ? 'system' : 'job'),
@@ -124,7 +125,7 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
       },
       current?.originForOpened,
     );
-    unit.beginHandler(audited, undefined);
+    unit.beginHandler(audited, undefined, args);
     return this.context.run(unit, () => {
       let result: unknown;
       try {

@@ -51,7 +51,7 @@ export class OrdersGateway implements OnGatewayConnection {
   }
 
   @SubscribeMessage('order.update')
-  @Audited('order.updated', { target: ({ args }) => ({ type: 'order', id: String((args[1] as OrderCommand).id) }) })
+  @Audited('order.updated', { target: ({ args }) => ({ type: 'order', id: String((args[0] as OrderCommand).id) }) })
   async update(@MessageBody() command: OrderCommand): Promise<{ event: string; data: Order }> {
     const order = await this.orders.findOneByOrFail({ id: command.id });
     order.status = command.status ?? order.status;

@@ -61,7 +61,7 @@ export class OrdersResolver {
   }
 
   @Mutation(() => OrderModel)
-  @Audited('order.updated', { target: ({ args }) => ({ type: 'order', id: String((args[1] as { id: number }).id) }) })
+  @Audited('order.updated', { target: ({ args }) => ({ type: 'order', id: String(args[0]) }) })
   async updateOrder(@Args('id', { type: () => Int }) id: number, @Args('status') status: string): Promise<Order> {
     const order = await this.order(id);
     order.status = status;
@@ -89,7 +89,7 @@ export class OrdersResolver {
   /** Admins only: a guard turns everyone else away before the resolver. */
   @Mutation(() => OrderModel)
   @UseGuards(GqlAdminGuard)
-  @Audited('order.refunded', { target: ({ args }) => (args[1] ? { type: 'order', id: String((args[1] as { id: number }).id) } : undefined) })
+  @Audited('order.refunded', { target: ({ args }) => (args[0] !== undefined ? { type: 'order', id: String(args[0]) } : undefined) })
   async refundOrder(@Args('id', { type: () => Int }) id: number): Promise<Order> {
     const order = await this.order(id);
     order.status = 'refunded';
