@@ -73,7 +73,8 @@ export interface AuditLogSource extends AuditLogData {
 /**
  * Checks an audit log against its Merkle tree and signed checkpoints, streaming: memory
  * stays constant (O(log n) hashes for the tree, plus the bounded list of problems and
- * the positions whose event and stored leaf disagree).
+ * the events and stored leaves that do not pair up, at most {@link MAX_REPORTED_PROBLEMS}
+ * of each; past them the report is cut, and those kept are still matched by id).
  *
  * The walk goes through the positions `i = 0 … N-1` (`seq = i + 1`), `N` being the
  * largest of the last signed checkpoint's size, the number of stored leaves and the
@@ -81,18 +82,25 @@ export interface AuditLogSource extends AuditLogData {
  *
  * - The tree is built from the stored leaf when there is one, else from the event's hash;
  *   the root of the tree at every checkpoint's size is compared with the signed root.
- * - Event and stored leaf both present, hashes differ: the event is `reordered` when its
- *   hash is the stored leaf of another such position (two events traded places), else
- *   `modified`.
- * - Stored leaf without its event: `missing` (the id comes from the leaf); when no later
- *   position has an event either (the last rows were removed), `truncated` instead.
- * - Event without a stored leaf while the tree is read: `inserted` (the log gives an
- *   event its `seq` and its leaf in one transaction).
+ * - An event and a stored leaf that do not pair up (the hashes differ, or one of the two is
+ *   absent) are classified at the end by the event id the leaf names (by hash for a leaf
+ *   that names none), among such positions only:
+ *   - an event whose own leaf is at another position is `reordered` (at the seq it has now;
+ *     `modified` when its content changed too), one over its own leaf `modified`;
+ *   - an event no stored leaf names is `inserted` (the log gives an event its `seq` and its
+ *     leaf in one transaction): a forged row, at a free seq or at another event's;
+ *   - a stored leaf whose event is nowhere in the log is `missing` (the id comes from the
+ *     leaf); when no event follows it (the last rows were removed), `truncated` instead.
+ *   So a forged row slipped in or a row deleted, with the later `seq`s moved to hide it, is
+ *   `inserted` or `missing`, and each moved event `reordered`.
  * - Without a tree (an export): a `seq` repeated or out of order is `reordered`; a gap
  *   is `missing`, a gap at the end up to the last checkpoint's size is `truncated` (one
  *   problem per `seq`); events past the last checkpoint are counted as `unverified`.
  *   A position with neither event nor leaf is `missing` while a checkpoint or stored leaf
- *   further on covers it, and not a problem beyond them.
+ *   further on covers it, and not a problem beyond them. No leaf names an event there, so
+ *   events moved to other `seq`s (to hide a row slipped in or deleted) show only as the
+ *   first checkpoint over them not matching (`modified` with its tree size, below), plus
+ *   `truncated` for the `seq`s an export that came up short lacks.
  *
  * Checkpoints:
  *
@@ -155,13 +163,32 @@ interface SignedCheckpoint {
   origin: string;
 }
 
-/** A position whose event and stored leaf disagree. */
-interface Mismatch {
+/** An event that is not at the position of its own stored leaf: at another event's leaf, or at none. */
+interface StrayEvent {
   seq: number;
   id: string;
-  eventHash: Buffer;
-  storedHash: Buffer;
+  hash: Buffer;
+  /** The stored leaf at its position, when there is one (it does not hash to the event). */
+  leaf?: { hash: Buffer; eventId: string | null };
+  /** Already reported (a `seq` repeated or out of order); kept to account for its leaf. */
+  reported?: boolean;
+  /** Its own stored leaf, found past the strays kept. */
+  ownLeaf?: { seq: number; hash: Buffer };
 }
+
+/** A stored leaf whose event is not at its position: another event is there, or none. */
+interface StrayLeaf {
+  seq: number;
+  id: string | null;
+  hash: Buffer;
+  /** An event sits at the leaf's position (one that does not hash to it). */
+  occupied: boolean;
+  /** Its event was found past the strays kept. */
+  found?: boolean;
+}
+
+/** A hash in hex (a key of the strays' maps; ids are keyed `id:…`). */
+const hex = (hash: Buffer): string => hash.toString('hex');
 
 /** RFC 9162 frontier: the hashes of the perfect subtrees of the tree so far, largest first. */
 class Frontier {
@@ -243,9 +270,17 @@ class LogWalk {
   private unmatched: Array<{ size: number; prevSize: number }> = [];
   /** Smallest seq with a per-event problem (mismatches included). */
   private firstEventProblem = Infinity;
-  private readonly mismatches: Mismatch[] = [];
-  /** Stored leaves without their event, not yet known to be `missing` or `truncated`. */
-  private pending: { length: number; entries: Array<{ seq: number; id?: string }> } = { length: 0, entries: [] };
+  /**
+   * Events and stored leaves at positions where they do not pair up, classified at the end
+   * by id (see {@link classifyStrays}); at most {@link MAX_REPORTED_PROBLEMS} of each.
+   */
+  private readonly strayEvents: StrayEvent[] = [];
+  private readonly strayLeaves: StrayLeaf[] = [];
+  /** The strays kept by the event id (a leaf's `eventId`) and by hash (in hex), for the strays past them. */
+  private readonly strayEventBy = new Map<string, StrayEvent>();
+  private readonly strayLeafBy = new Map<string, StrayLeaf>();
+  /** The largest `seq` of an event found at its position (stored leaves past it without an event are the log's end). */
+  private lastEventSeq = 0;
   /** Events 1 to `purgedThrough` were removed by a signed purge. */
   private purgedThrough = 0;
   /** Without a tree: the walk started at this position, from a purge record. */
@@ -303,6 +338,7 @@ class LogWalk {
         }
         this.eventCount++;
         this.eventProblem('reordered', event.seq, event.id, `event ${event.seq} comes again after seq ${this.pos} (seq repeated or out of order)`);
+        if (this.hasLeaves) this.strayEvent({ seq: event.seq, id: event.id, hash: event.leafHash, reported: true });
         await this.events.advance();
       }
       while (this.leaves.head && this.leaves.head.index < this.pos) await this.leaves.advance();
@@ -321,26 +357,25 @@ class LogWalk {
       if (atEvent) {
         this.eventCount++;
         this.eventsSinceReached++;
-        this.flushRun('missing');
+        this.lastEventSeq = seq;
       }
       let treeLeaf: Buffer;
       if (atEvent && atLeaf) {
         treeLeaf = atLeaf.hash;
-        if (!atEvent.leafHash.equals(atLeaf.hash)) this.mismatch({ seq, id: atEvent.id, eventHash: atEvent.leafHash, storedHash: atLeaf.hash });
+        if (!atEvent.leafHash.equals(atLeaf.hash)) {
+          this.strayEvent({ seq, id: atEvent.id, hash: atEvent.leafHash, leaf: { hash: atLeaf.hash, eventId: atLeaf.eventId } });
+          this.strayLeaf({ seq, id: atLeaf.eventId, hash: atLeaf.hash, occupied: true });
+        }
       } else if (atLeaf && seq <= this.purgedThrough) {
         treeLeaf = atLeaf.hash; // a purged event: its leaf stays (excused once the record matches the tree)
         this.purged.length++;
         if (this.purged.entries.length < MAX_REPORTED_PROBLEMS) this.purged.entries.push({ seq, id: atLeaf.eventId ?? undefined });
       } else if (atLeaf) {
         treeLeaf = atLeaf.hash;
-        this.pending.length++;
-        if (this.pending.entries.length < MAX_REPORTED_PROBLEMS) this.pending.entries.push({ seq, id: atLeaf.eventId ?? undefined });
-        this.firstEventProblem = Math.min(this.firstEventProblem, seq);
+        this.strayLeaf({ seq, id: atLeaf.eventId, hash: atLeaf.hash, occupied: false });
       } else {
         treeLeaf = atEvent!.leafHash;
-        if (this.hasLeaves) {
-          this.eventProblem('inserted', seq, atEvent!.id, `event ${seq} has no leaf in the stored tree: it was not sequenced by the log`);
-        }
+        if (this.hasLeaves) this.strayEvent({ seq, id: atEvent!.id, hash: atEvent!.leafHash });
       }
       this.frontier?.push(treeLeaf);
       if (atEvent) await this.events.advance();
@@ -376,8 +411,6 @@ class LogWalk {
 
   private async finish(): Promise<void> {
     this.confirmPurge(true);
-    // Stored leaves at the end without events: the last rows were removed.
-    this.flushRun('truncated');
     // Checkpoints past every position walked.
     if (this.nextCheckpoint) {
       if (this.hasLeaves) {
@@ -402,7 +435,7 @@ class LogWalk {
         this.firstEventProblem = Math.min(this.firstEventProblem, this.pos + 1);
       }
     }
-    this.classifyMismatches();
+    this.classifyStrays();
     // Checkpoints no later one vindicated: explained by an event's problem, or the tree rows were altered.
     let explainedFrom = Infinity;
     for (const { size, prevSize } of this.unmatched) {
@@ -444,38 +477,91 @@ class LogWalk {
     this.purged = { length: 0, entries: [] };
   }
 
-  private flushRun(kind: 'missing' | 'truncated'): void {
-    if (this.pending.length === 0) return;
-    for (const { seq, id } of this.pending.entries) {
-      this.eventProblem(
-        kind,
-        seq,
-        id,
-        kind === 'missing' ? `event ${seq} is missing (its stored leaf remains)` : `event ${seq} was removed from the end of the log (its stored leaf remains)`,
-      );
-    }
-    if (this.pending.length > this.pending.entries.length) this.truncatedReport = true;
-    this.pending = { length: 0, entries: [] };
-  }
-
-  private mismatch(mismatch: Mismatch): void {
-    this.firstEventProblem = Math.min(this.firstEventProblem, mismatch.seq);
-    if (this.mismatches.length < MAX_REPORTED_PROBLEMS) {
-      this.mismatches.push(mismatch);
+  /**
+   * Keeps an event that is not at its own leaf's position. Past {@link MAX_REPORTED_PROBLEMS}
+   * the report is cut: the event is only looked for among the leaves kept, so that those are
+   * classified right.
+   */
+  private strayEvent(stray: StrayEvent): void {
+    this.firstEventProblem = Math.min(this.firstEventProblem, stray.seq);
+    if (this.strayEvents.length < MAX_REPORTED_PROBLEMS) {
+      this.strayEvents.push(stray);
+      this.strayEventBy.set(`id:${stray.id}`, stray);
+      this.strayEventBy.set(hex(stray.hash), stray);
     } else {
-      this.eventProblem('modified', mismatch.seq, mismatch.id, `event ${mismatch.seq} does not hash to its stored leaf (it was changed)`);
+      this.truncatedReport = true;
+      const leaf = this.strayLeafBy.get(`id:${stray.id}`) ?? this.strayLeafBy.get(hex(stray.hash));
+      if (leaf) leaf.found = true;
     }
   }
 
-  private classifyMismatches(): void {
-    const stored = new Set(this.mismatches.map((m) => m.storedHash.toString('hex')));
-    for (const m of this.mismatches) {
-      if (stored.has(m.eventHash.toString('hex'))) {
-        this.eventProblem('reordered', m.seq, m.id, `event ${m.seq} holds the content sequenced at another position (events traded places)`);
+  /** Keeps a stored leaf whose event is not at its position (past the cap, as {@link strayEvent}). */
+  private strayLeaf(stray: StrayLeaf): void {
+    this.firstEventProblem = Math.min(this.firstEventProblem, stray.seq);
+    if (this.strayLeaves.length < MAX_REPORTED_PROBLEMS) {
+      this.strayLeaves.push(stray);
+      if (stray.id !== null) this.strayLeafBy.set(`id:${stray.id}`, stray);
+      this.strayLeafBy.set(hex(stray.hash), stray);
+    } else {
+      this.truncatedReport = true;
+      const event = this.strayEventBy.get(stray.id !== null ? `id:${stray.id}` : hex(stray.hash));
+      if (event) event.ownLeaf ??= { seq: stray.seq, hash: stray.hash };
+    }
+  }
+
+  /**
+   * Classifies the events and stored leaves that did not pair up, by the event id each
+   * stored leaf names (by hash for a leaf that names none):
+   *
+   * - an event whose own leaf is at another position is `reordered` (or `modified` when
+   *   its content changed too); at its own position, `modified`;
+   * - an event that no stored leaf names is `inserted` (a forged row, or one whose id was
+   *   changed);
+   * - a stored leaf whose event is nowhere in the log is `missing`, or `truncated` when no
+   *   event follows it (the last rows were removed).
+   *
+   * The event a leaf names is either at that leaf's position or among the strays (ids are
+   * unique), so the strays alone settle it. With a leaf that names no event, an event over
+   * it whose hash matches no stray leaf is `modified`, as the leaf cannot say whose it is.
+   * Problems are added in `seq` order, so that a cut report keeps the first ones.
+   */
+  private classifyStrays(): void {
+    const found: Array<{ kind: AuditIntegrityProblemKind; seq: number; id: string | undefined; message: string }> = [];
+    const problem = (kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string): void => {
+      found.push({ kind, seq, id, message });
+    };
+    for (const leaf of this.strayLeaves) {
+      if (leaf.found || this.strayEventBy.has(leaf.id !== null ? `id:${leaf.id}` : hex(leaf.hash))) continue; // its event is elsewhere
+      if (leaf.id === null && leaf.occupied) continue; // the event over it is reported `modified`
+      const id = leaf.id ?? undefined;
+      if (leaf.seq > this.lastEventSeq) {
+        problem('truncated', leaf.seq, id, `event ${leaf.seq} was removed from the end of the log (its stored leaf remains)`);
       } else {
-        this.eventProblem('modified', m.seq, m.id, `event ${m.seq} does not hash to its stored leaf (it was changed)`);
+        problem('missing', leaf.seq, id, `event ${leaf.seq} is missing (its stored leaf remains${leaf.occupied ? '; another event has its seq' : ''})`);
       }
     }
+    for (const event of this.strayEvents) {
+      if (event.reported) continue;
+      const { seq, id } = event;
+      if (event.leaf?.eventId === id) {
+        problem('modified', seq, id, `event ${seq} does not hash to its stored leaf (it was changed)`);
+        continue;
+      }
+      const own = this.strayLeafBy.get(`id:${id}`) ?? this.strayLeafBy.get(hex(event.hash)) ?? event.ownLeaf;
+      if (own && own.hash.equals(event.hash)) {
+        problem('reordered', seq, id, `event ${seq} was sequenced at seq ${own.seq} (it was moved)`);
+      } else if (own) {
+        problem('modified', seq, id, `event ${seq} was sequenced at seq ${own.seq}, and it was changed too`);
+      } else if (event.leaf?.eventId === null) {
+        problem('modified', seq, id, `event ${seq} does not hash to its stored leaf (it was changed)`);
+      } else if (event.leaf) {
+        problem('inserted', seq, id, `event ${seq} is not the one its stored leaf names, and no stored leaf names it: it was not sequenced by the log`);
+      } else {
+        problem('inserted', seq, id, `event ${seq} has no leaf in the stored tree: it was not sequenced by the log`);
+      }
+    }
+    found.sort((a, b) => a.seq - b.seq);
+    for (const { kind, seq, id, message } of found) this.eventProblem(kind, seq, id, message);
   }
 
   /** Compares the walk's root with every signed checkpoint of the size reached. */

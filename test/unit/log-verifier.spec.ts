@@ -2,6 +2,7 @@ import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { createSigner, createVerifier, formatCheckpoint, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import {
+  MAX_REPORTED_PROBLEMS,
   mergeCheckpoints,
   verifyLog,
   type AuditLogSourceEvent,
@@ -122,6 +123,62 @@ describe('verifyLog: tampered events with the stored tree', () => {
     log.events[8] = { ...a, seq: 9 };
     const result = await verify(log);
     expect(kinds(result)).toEqual(['reordered 3', 'reordered 9']);
+  });
+
+  /** `kind seq id` of each problem. */
+  const named = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? `@${p.treeSize}`} ${p.id ?? '-'}`);
+
+  it('a forged event inserted in the middle, the later ones moved up: inserted names the forged event, the moved ones are reordered', async () => {
+    const log = makeLog(12, [4, 8, 12]);
+    const forged = { seq: 5, id: 'forged', leafHash: hashOf('forged') };
+    log.events = [...log.events.slice(0, 4), forged, ...log.events.slice(4).map((e) => ({ ...e, seq: e.seq + 1 }))];
+    const result = await verify(log);
+    expect(named(result)).toEqual(['inserted 5 forged', ...Array.from({ length: 8 }, (_, i) => `reordered ${i + 6} event-${i + 5}`)]);
+    expect(result.problems[1]!.message).toContain('sequenced at seq 5');
+  });
+
+  it('an event deleted in the middle, the later ones moved down: missing names it, the moved ones are reordered, none truncated', async () => {
+    const log = makeLog(12, [4, 8, 12]);
+    log.events = [...log.events.slice(0, 3), ...log.events.slice(4).map((e) => ({ ...e, seq: e.seq - 1 }))];
+    expect(named(await verify(log))).toEqual(['missing 4 event-4', ...Array.from({ length: 8 }, (_, i) => `reordered ${i + 4} event-${i + 5}`)]);
+  });
+
+  it('an event moved and changed is modified, naming the seq it was sequenced at', async () => {
+    const log = makeLog(12, [12]);
+    log.events = log.events.filter((e) => e.seq !== 3);
+    log.events.push({ seq: 13, id: 'event-3', leafHash: hashOf('changed') });
+    const result = await verify(log);
+    expect(named(result)).toEqual(['modified 13 event-3']);
+    expect(result.problems[0]!.message).toContain('sequenced at seq 3');
+  });
+
+  it('leaves that name no event fall back to hashes: a changed event is modified, swapped events reordered', async () => {
+    const changed = makeLog(8, [8]);
+    changed.leaves = changed.leaves.map((l) => ({ ...l, eventId: null }));
+    changed.events[5]!.leafHash = hashOf('changed');
+    expect(named(await verify(changed))).toEqual(['modified 6 event-6']);
+    const swapped = makeLog(8, [8]);
+    swapped.leaves = swapped.leaves.map((l) => ({ ...l, eventId: null }));
+    [swapped.events[1], swapped.events[6]] = [{ ...swapped.events[6]!, seq: 2 }, { ...swapped.events[1]!, seq: 7 }];
+    expect(named(await verify(swapped))).toEqual(['reordered 2 event-7', 'reordered 7 event-2']);
+  });
+
+  it('a shift longer than the report: the report is cut, and what it keeps is classified by id', async () => {
+    const n = 3 * MAX_REPORTED_PROBLEMS;
+    const down = makeLog(n, [n]);
+    down.events = [...down.events.slice(0, 3), ...down.events.slice(4).map((e) => ({ ...e, seq: e.seq - 1 }))];
+    const up = makeLog(n, [n]);
+    up.events = [...up.events.slice(0, 4), { seq: 5, id: 'forged', leafHash: hashOf('forged') }, ...up.events.slice(4).map((e) => ({ ...e, seq: e.seq + 1 }))];
+    for (const [log, first] of [
+      [down, 'missing 4 event-4'],
+      [up, 'inserted 5 forged'],
+    ] as const) {
+      const result = await verify(log);
+      expect(result.truncatedReport).toBe(true);
+      expect(result.problems).toHaveLength(MAX_REPORTED_PROBLEMS);
+      expect(named(result)[0]).toBe(first);
+      expect(result.problems.slice(1).filter((p) => p.kind !== 'reordered')).toEqual([]);
+    }
   });
 
   it('events removed from the end (leaves kept) are truncated, one problem per seq', async () => {
