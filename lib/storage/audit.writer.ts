@@ -470,8 +470,23 @@ export class AuditWriter {
       for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
       return gone.size ? gone : NONE_GONE;
     };
-    return manager.queryRunner?.isTransactionActive ? run(manager) : manager.transaction(run);
+    if (manager.queryRunner?.isTransactionActive) return run(manager);
+    if (!statements.mysql || this.readCommittedRefused.has(manager.connection)) return manager.transaction(run);
+    // MySQL and MariaDB: READ COMMITTED, so that the locking read takes the journal rows it
+    // finds and no gaps (under REPEATABLE READ its next-key locks made concurrent batches
+    // deadlock). A server logging statements (binlog_format = STATEMENT) refuses InnoDB
+    // writes under READ COMMITTED (error 1665): there, the session's own level.
+    try {
+      return await manager.transaction('READ COMMITTED', run);
+    } catch (error) {
+      if (driverErrorCode(error) !== 'ER_BINLOG_STMT_MODE_AND_ROW_ENGINE') throw error;
+      this.readCommittedRefused.add(manager.connection);
+      return manager.transaction(run);
+    }
   }
+
+  /** Data sources whose server refused a write under READ COMMITTED (statement-based binary logging). */
+  private readonly readCommittedRefused = new WeakSet<DataSource>();
 
   private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;
