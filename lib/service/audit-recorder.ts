@@ -4,6 +4,7 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
 import { UnitEvents } from '../events/unit-events.js';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
+import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
 import { AuditWriteError } from '../exceptions/audit-write.error.js';
 import { JournalRecovery } from '../journal/journal-recovery.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -137,17 +138,18 @@ export class AuditRecorder {
     const store = async (first: boolean): Promise<void> => {
       if (spilled) await this.storeSpilled(unit, spilled);
       // The first attempt deletes the unit's journal rows with its events (grouped with
-      // other units' by the writer). A retry deletes exactly the rows the unit wrote, or
-      // stores nothing: if another instance took this one for dead meanwhile and stored
-      // them, they are gone.
-      if (first) await this.writer.write(rows, this.journalOf(unit));
+      // other units' by the writer), and stores them only if all those rows were still
+      // there. A retry deletes exactly the rows the unit wrote, or stores nothing: if
+      // another instance took this one for dead meanwhile and stored them, they are gone.
+      if (first) await this.writer.write(rows, this.journalOf(unit, memoryIds.get(this.dataSources.audit)));
       else if (memoryIds.size) await this.recovery.replace(memoryIds, rows, unit.id);
       else await this.writer.write(rows);
     };
     try {
       await store(true);
     } catch (error) {
-      this.recovery.retryLater(unit.id, () => store(false));
+      // Recovered by another instance: its record is stored, there is nothing to retry.
+      if (!(error instanceof AuditUnitRecoveredError)) this.recovery.retryLater(unit.id, () => store(false));
       throw error;
     }
   }
@@ -183,11 +185,14 @@ export class AuditRecorder {
     return out;
   }
 
-  /** What the writer deletes of the unit's journal with its events: rows in the audit data source with them, rows elsewhere right after. */
-  private journalOf(unit: UnitOfWork): AuditWriteOptions {
+  /**
+   * What the writer deletes of the unit's journal with its events: rows in the audit data
+   * source with them (all of `own`, or the events are not stored), rows elsewhere right after.
+   */
+  private journalOf(unit: UnitOfWork, own: readonly string[] | undefined): AuditWriteOptions {
     if (unit.journalRows === 0) return {};
     const audit = this.dataSources.audit;
-    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id] };
+    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id], ...(own?.length ? { journalRows: own } : {}) };
     const elsewhere = [...unit.journalSources.keys()].filter((dataSource) => dataSource !== audit);
     return {
       journalUnits: unit.journalSources.has(audit) ? [unit.id] : [],

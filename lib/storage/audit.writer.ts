@@ -9,7 +9,8 @@ import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError, driverErrorCode } from './database-errors.js';
 import { escapedTable } from './sql.js';
-import { isSqlite, WriteStatements, type Statement } from './write-statements.js';
+import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
+import { isSqlite, WriteStatements, type JournalGuard, type Statement } from './write-statements.js';
 
 /**
  * Batches written at the same time, at most (each holds one pooled connection). Two, the
@@ -35,6 +36,7 @@ const DEFAULT_STATEMENT_BYTES = 64 * 1024 * 1024;
 /** Share of MySQL's `max_allowed_packet` one statement may fill: the rest is the margin. */
 const PACKET_SHARE = 0.9;
 const NO_UNITS: readonly string[] = [];
+const NONE_GONE: ReadonlySet<number> = new Set();
 
 /** How a call to {@link AuditWriter.write} stores its rows. */
 export interface AuditWriteOptions {
@@ -42,6 +44,14 @@ export interface AuditWriteOptions {
   manager?: EntityManager;
   /** Delete the `audit_journal` rows of these unit ids in the same transaction as the insert. */
   journalUnits?: readonly string[];
+  /**
+   * The ids of the journal rows (in the audit data source) of the unit in `journalUnits`:
+   * the rows are stored only if every one of these is still there to delete, atomically
+   * with the other callers' rows of the batch. If one is gone (another instance took this
+   * one for dead and recovered the unit), nothing of this write is stored and it rejects
+   * with `AuditUnitRecoveredError`; the batch's other callers are unaffected.
+   */
+  journalRows?: readonly string[];
   /**
    * Units with journal rows in data sources other than the audit one. A marker row per
    * unit goes into the audit data source's journal with the insert; once that has
@@ -61,6 +71,8 @@ export interface JournalElsewhere {
 interface Pending {
   rows: readonly AuditLogEntity[];
   units: readonly string[];
+  /** The journal rows that must all still be there (see `AuditWriteOptions.journalRows`). */
+  journalRows?: readonly string[];
   elsewhere?: ReadonlyArray<JournalElsewhere>;
   resolve(): void;
   reject(error: unknown): void;
@@ -171,9 +183,15 @@ export class AuditWriter {
     const units = options.journalUnits ?? NO_UNITS;
     const elsewhere = options.journalElsewhere?.length ? options.journalElsewhere : undefined;
     if (rows.length === 0 && units.length === 0 && !elsewhere) return Promise.resolve();
-    if (options.manager) return this.store(options.manager, rows, units, NO_UNITS);
+    const journalRows = options.journalRows && units.length > 0 ? options.journalRows : undefined;
+    if (options.manager) {
+      const guards = journalRows ? [{ key: 0, ids: journalRows, rows }] : [];
+      return this.store(options.manager, rows, units, NO_UNITS, guards).then((gone) => {
+        if (gone.size) throw new AuditUnitRecoveredError(rows.length);
+      });
+    }
     return new Promise<void>((resolve, reject) => {
-      const pending: Pending = { rows, units, resolve, reject, ...(elsewhere ? { elsewhere } : {}) };
+      const pending: Pending = { rows, units, resolve, reject, ...(elsewhere ? { elsewhere } : {}), ...(journalRows ? { journalRows } : {}) };
       if (this.waitingCount === 0 && this.hasRoom(rows.length)) this.enqueue(pending);
       else this.wait(pending);
     });
@@ -319,9 +337,9 @@ export class AuditWriter {
   /** Writes a batch; settles every caller in it. Never rejects. */
   private async flush(batch: Pending[]): Promise<void> {
     try {
-      const error = await this.attempt(batch);
-      if (error === undefined) {
-        for (const pending of batch) pending.resolve();
+      const { error, gone } = await this.attempt(batch);
+      if (gone) {
+        batch.forEach((pending, index) => (gone.has(index) ? pending.reject(new AuditUnitRecoveredError(pending.rows.length)) : pending.resolve()));
         return;
       }
       if (batch.length === 1 || classifyDatabaseError(error) !== 'data') {
@@ -331,9 +349,10 @@ export class AuditWriter {
       // Bad data somewhere: caller by caller, so that only its owner fails.
       for (let index = 0; index < batch.length; index++) {
         const pending = batch[index]!;
-        const callerError = await this.attempt([pending]);
-        if (callerError === undefined) {
-          pending.resolve();
+        const { error: callerError, gone: callerGone } = await this.attempt([pending]);
+        if (callerGone) {
+          if (callerGone.size) pending.reject(new AuditUnitRecoveredError(pending.rows.length));
+          else pending.resolve();
           continue;
         }
         pending.reject(callerError);
@@ -348,19 +367,27 @@ export class AuditWriter {
     }
   }
 
-  /** Stores the callers' rows in one transaction, once more after a deadlock or lock timeout. Returns the error, if any. */
-  private async attempt(batch: readonly Pending[]): Promise<unknown> {
+  /**
+   * Stores the callers' rows in one transaction, once more after a deadlock or lock
+   * timeout. Returns the error, if any, or else the callers (by index) whose journal rows
+   * were gone, their rows not stored.
+   */
+  private async attempt(batch: readonly Pending[]): Promise<{ error: unknown; gone?: undefined } | { error?: undefined; gone: ReadonlySet<number> }> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
     const units = batch.length === 1 ? batch[0]!.units : batch.flatMap((pending) => pending.units);
     const elsewhere = batch.some((pending) => pending.elsewhere) ? batch.flatMap((pending) => pending.elsewhere ?? []) : [];
     const markers = elsewhere.length ? [...new Set(elsewhere.flatMap((entry) => entry.unitIds))] : NO_UNITS;
+    const guards: JournalGuard[] = [];
+    batch.forEach((pending, key) => {
+      if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows });
+    });
     for (let retried = false; ; retried = true) {
       try {
-        await this.store(this.dataSource.manager, rows, units, markers);
+        const gone = await this.store(this.dataSource.manager, rows, units, markers, guards);
         if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
-        return undefined;
+        return { gone };
       } catch (error) {
-        if (retried || classifyDatabaseError(error) !== 'transient') return error;
+        if (retried || classifyDatabaseError(error) !== 'transient') return { error };
       }
     }
   }
@@ -383,18 +410,83 @@ export class AuditWriter {
     }
   }
 
-  /** The INSERTs, journal DELETEs and markers, in `manager`'s transaction or in one of their own. */
-  private async store(manager: EntityManager, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
+  /**
+   * The INSERTs, journal DELETEs and markers, in `manager`'s transaction or in one of their
+   * own. Returns the keys of the `guards` whose journal rows were gone (their rows not stored).
+   */
+  private async store(
+    manager: EntityManager,
+    rows: readonly AuditLogEntity[],
+    units: readonly string[],
+    markers: readonly string[],
+    guards: readonly JournalGuard[] = [],
+  ): Promise<ReadonlySet<number>> {
     const statements = this.statements(manager.connection);
     if (rows.length > 0 && statements.postgres) await this.layout(manager, statements);
     try {
+      if (guards.length > 0 && rows.length > 0) return await this.runGuarded(manager, statements, rows, units, markers, guards);
       await this.run(manager, statements, rows, units, markers);
+      return NONE_GONE;
     } catch (error) {
       // 42P10: the conflict clause names no unique index: audit_log was partitioned (or back) since it was looked at.
       if (driverErrorCode(error) === '42P10') this.layouts.delete(manager.connection);
       throw error;
     }
   }
+
+  /**
+   * A write with guarded units: their events are stored only if all their journal rows
+   * were still there to delete. On PostgreSQL, when the rows fit in one statement, that
+   * statement checks it (CTEs: no round trip more); otherwise the write's transaction
+   * first deletes (PostgreSQL, SQLite) or locks (MySQL, MariaDB) the units' journal rows,
+   * reading their ids, and stores the rows of the units that had them all.
+   */
+  private async runGuarded(
+    manager: EntityManager,
+    statements: WriteStatements,
+    rows: readonly AuditLogEntity[],
+    units: readonly string[],
+    markers: readonly string[],
+    guards: readonly JournalGuard[],
+  ): Promise<ReadonlySet<number>> {
+    const byteLimit = await this.statementByteLimit(manager);
+    const single = markers.length ? undefined : statements.guardedWrite(rows, units, guards, byteLimit);
+    if (single) {
+      const result = (await manager.query(single.sql, ownStatement(single.params))) as Array<{ guard: number | string }>;
+      return result.length ? new Set(result.map((row) => Number(row.guard))) : NONE_GONE;
+    }
+    const check = statements.journalCheck(units);
+    const run = async (target: EntityManager): Promise<ReadonlySet<number>> => {
+      const present = new Set<string>();
+      for (const statement of check.statements) {
+        const found = (await target.query(statement.sql, ownStatement(statement.params))) as Array<{ id: string }>;
+        for (const row of found) present.add(row.id);
+      }
+      const gone = new Set(guards.filter((guard) => guard.ids.some((id) => !present.has(id))).map((guard) => guard.key));
+      const skipped = new Set(guards.filter((guard) => gone.has(guard.key)).flatMap((guard) => guard.rows));
+      const kept = skipped.size ? rows.filter((row) => !skipped.has(row)) : rows;
+      const sql = statements.write(kept, check.deletes ? NO_UNITS : units, byteLimit);
+      if (markers.length) sql.push(...statements.markers(markers, new Date()));
+      for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
+      return gone.size ? gone : NONE_GONE;
+    };
+    if (manager.queryRunner?.isTransactionActive) return run(manager);
+    if (!statements.mysql || this.readCommittedRefused.has(manager.connection)) return manager.transaction(run);
+    // MySQL and MariaDB: READ COMMITTED, so that the locking read takes the journal rows it
+    // finds and no gaps (under REPEATABLE READ its next-key locks made concurrent batches
+    // deadlock). A server logging statements (binlog_format = STATEMENT) refuses InnoDB
+    // writes under READ COMMITTED (error 1665): there, the session's own level.
+    try {
+      return await manager.transaction('READ COMMITTED', run);
+    } catch (error) {
+      if (driverErrorCode(error) !== 'ER_BINLOG_STMT_MODE_AND_ROW_ENGINE') throw error;
+      this.readCommittedRefused.add(manager.connection);
+      return manager.transaction(run);
+    }
+  }
+
+  /** Data sources whose server refused a write under READ COMMITTED (statement-based binary logging). */
+  private readonly readCommittedRefused = new WeakSet<DataSource>();
 
   private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;

@@ -31,6 +31,16 @@ interface SubjectStatements {
   cte(index: number): string;
 }
 
+/** PostgreSQL: the CTEs of a guarded write, their parameters from the given indexes on. */
+interface GuardedStatements {
+  /** `journal` (the DELETE of the units' rows) and `gone` (the keys of guards whose rows were not all deleted). */
+  journal(units: number, ids: number, keys: number): string;
+  /** `subjects`: the subject rows of kept events (four arrays and their guards from `index` on). */
+  subjects(index: number): string;
+  /** `events`: the kept events (the column arrays, then their guards). */
+  events(tail: string): string;
+}
+
 /** The rows of one event INSERT and their parameters (in row order, one per column). */
 interface EventChunk {
   rows: readonly AuditLogEntity[];
@@ -41,6 +51,27 @@ interface EventChunk {
 interface LiteralChunk {
   columns: string[];
   subjects: [string, string, string, string] | undefined;
+  /** With guards: each row's guard key, and each subject row's (`NULL` for rows without one). */
+  guards?: [string, string | undefined];
+}
+
+/**
+ * The events of a unit whose journal rows the write deletes: they are stored only if every
+ * one of those rows is still there to delete (else another instance recovered the unit).
+ */
+export interface JournalGuard {
+  /** The unit's key within its batch. */
+  key: number;
+  /** Its journal rows in the audit data source. */
+  ids: readonly string[];
+  rows: readonly AuditLogEntity[];
+}
+
+/** What runs first in a guarded write that takes several statements: the journal rows' ids, read and locked or deleted. */
+export interface JournalCheck {
+  statements: Statement[];
+  /** Whether the statements delete the rows (then the write's own DELETE is not needed). */
+  deletes: boolean;
 }
 
 /** Columns of a subject row, in the order the statements list them. */
@@ -263,6 +294,7 @@ export class WriteStatements {
   readonly postgres: boolean;
   private journal?: JournalStatements;
   private subjectSql?: SubjectStatements;
+  private guarded?: GuardedStatements;
   private readonly subjects: EventSubjects;
   /** Positions of the event id and time among the event columns (a subject row takes their prepared values). */
   private readonly idColumn: number;
@@ -346,12 +378,102 @@ export class WriteStatements {
   }
 
   /**
+   * PostgreSQL, when `rows` fit in one statement: that statement, which deletes the journal
+   * rows of `units`, stores the events and subject rows of every guard whose journal rows
+   * were all still there to delete (and every row of no guard), and returns the keys of
+   * the guards whose rows were not (`guard` column): one round trip, atomic on its own.
+   * `undefined` where the rows take several statements (or cannot travel as literals):
+   * then {@link journalCheck} runs first, in the write's transaction.
+   */
+  guardedWrite(rows: readonly AuditLogEntity[], units: readonly string[], guards: readonly JournalGuard[], byteLimit: number): Statement | undefined {
+    if (!this.unnest || rows.length === 0 || units.length === 0) return undefined;
+    const guardOf = new Map<AuditLogEntity, number>();
+    for (const guard of guards) for (const row of guard.rows) guardOf.set(row, guard.key);
+    const chunks = this.unnestLiterals(rows, byteLimit, guardOf);
+    if (chunks?.length !== 1) return undefined;
+    const chunk = chunks[0]!;
+    const [rowGuards, subjectGuards] = chunk.guards!;
+    const sql = (this.guarded ??= this.guardedStatements());
+    const params: unknown[] = [...chunk.columns, rowGuards];
+    const ctes = [sql.journal(params.length, params.length + 1, params.length + 2)];
+    const expected = guards.flatMap((guard) => guard.ids.map(() => guard.key));
+    params.push(units, arrayText(guards.flatMap((guard) => guard.ids)), `{${expected.join(',')}}`);
+    if (chunk.subjects) {
+      ctes.push(sql.subjects(params.length));
+      params.push(...chunk.subjects, subjectGuards);
+    }
+    ctes.push(sql.events(this.tail));
+    return { sql: `WITH ${ctes.join(', ')} SELECT guard FROM gone`, params };
+  }
+
+  /**
+   * The statements that read (and lock) or delete the journal rows of `units` and return
+   * their ids (`id` column), for a guarded write of several statements: PostgreSQL and
+   * SQLite delete them (`RETURNING`), MySQL and MariaDB read them `FOR UPDATE` (the
+   * write's DELETE follows).
+   */
+  journalCheck(units: readonly string[]): JournalCheck {
+    const metadata = this.dataSource.getMetadata(AuditJournalEntity);
+    const table = escapedTable(this.dataSource, metadata);
+    const id = this.driver.escape(metadata.findColumnWithPropertyName('id')!.databaseName);
+    const unit = metadata.findColumnWithPropertyName('unitId')!;
+    const column = this.driver.escape(unit.databaseName);
+    if (this.postgres) {
+      const array = `::${this.driver.normalizeType(unit)}[]`;
+      const sql = `WITH deleted AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array}) RETURNING ${id}) SELECT ${id} AS id FROM deleted`;
+      return { statements: [{ sql, params: [units] }], deletes: true };
+    }
+    const statements: Statement[] = [];
+    for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
+      const params = units.slice(start, start + UNITS_PER_STATEMENT);
+      const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
+      const sql = this.mysql
+        ? `SELECT ${id} AS id FROM ${table} WHERE ${column} IN (${placeholders}) FOR UPDATE`
+        : `DELETE FROM ${table} WHERE ${column} IN (${placeholders}) RETURNING ${id} AS id`;
+      statements.push({ sql, params });
+    }
+    return { statements, deletes: !this.mysql };
+  }
+
+  /** PostgreSQL: the parts of {@link guardedWrite}'s statement. */
+  private guardedStatements(): GuardedStatements {
+    const journal = this.dataSource.getMetadata(AuditJournalEntity);
+    const journalTable = escapedTable(this.dataSource, journal);
+    const journalId = journal.findColumnWithPropertyName('id')!;
+    const unit = journal.findColumnWithPropertyName('unitId')!;
+    const param = (name: string, index: number) => this.driver.createParameter(name, index);
+    const metadata = this.dataSource.getMetadata(AuditLogEntity);
+    const types = this.columns.map((column) => this.driver.normalizeType(column));
+    const names = this.columns.map((_, i) => `c${i}`);
+    const into = `INSERT INTO ${escapedTable(this.dataSource, metadata)} (${this.columns.map((column) => this.driver.escape(column.databaseName)).join(', ')}) `;
+    const arrays = types.map((type, i) => `${param(`c${i}`, i)}::${type}[]`).join(', ');
+    const subject = this.dataSource.getMetadata(AuditSubjectEntity);
+    const subjectColumns = SUBJECT_COLUMNS.map((name) => subject.findColumnWithPropertyName(name)!);
+    const subjectInto = `INSERT INTO ${escapedTable(this.dataSource, subject)} (${subjectColumns.map((column) => this.driver.escape(column.databaseName)).join(', ')}) `;
+    const subjectTail = this.upsertTail(this.driver.escape(subject.findColumnWithPropertyName('eventId')!.databaseName));
+    const kept = (alias: string) => `WHERE ${alias}.guard IS NULL OR ${alias}.guard NOT IN (SELECT guard FROM gone)`;
+    return {
+      journal: (units, ids, keys) =>
+        `journal AS (DELETE FROM ${journalTable} WHERE ${this.driver.escape(unit.databaseName)} = ANY(${param('units', units)}::${this.driver.normalizeType(unit)}[]) ` +
+        `RETURNING ${this.driver.escape(journalId.databaseName)} AS id), ` +
+        `gone AS (SELECT DISTINCT e.guard FROM unnest(${param('ids', ids)}::${this.driver.normalizeType(journalId)}[], ${param('keys', keys)}::int[]) AS e(id, guard) ` +
+        'WHERE e.id NOT IN (SELECT id FROM journal))',
+      subjects: (index) =>
+        `subjects AS (${subjectInto}SELECT s.s0, s.s1, s.s2, s.s3 FROM unnest(${subjectColumns
+          .map((column, i) => `${param(`s${i}`, index + i)}::${this.driver.normalizeType(column)}[]`)
+          .join(', ')}, ${param('sg', index + 4)}::int[]) AS s(s0, s1, s2, s3, guard) ${kept('s')}${subjectTail})`,
+      events: (tail) =>
+        `events AS (${into}SELECT ${names.map((name) => `r.${name}`).join(', ')} FROM unnest(${arrays}, ${param('g', names.length)}::int[]) AS r(${names.join(', ')}, guard) ${kept('r')}${tail})`,
+    };
+  }
+
+  /**
    * PostgreSQL: the rows as array literals, one per column, from one pass over the rows
    * that gathers each column's values (no row-major parameter list), split as
    * {@link insert} splits. `undefined` when a value is of a kind the literals do not take
    * (then the general path converts the rows).
    */
-  private unnestLiterals(rows: readonly AuditLogEntity[], byteLimit: number): LiteralChunk[] | undefined {
+  private unnestLiterals(rows: readonly AuditLogEntity[], byteLimit: number, guardOf?: ReadonlyMap<AuditLogEntity, number>): LiteralChunk[] | undefined {
     const { values, rowsPerStatement, idColumn, occurredAtColumn } = this;
     const width = values.length;
     const row = new Array<string | null>(width);
@@ -359,12 +481,18 @@ export class WriteStatements {
     const fresh = (): Array<Array<string | null>> => Array.from({ length: width }, () => []);
     let columns = fresh();
     let subjects: [string[], string[], Array<string | null>, Array<string | null>] | undefined;
+    let rowGuards: string[] = [];
+    let subjectGuards: string[] = [];
     let count = 0;
     let bytes = 0;
     const flush = (): void => {
-      chunks.push({ columns: columns.map(arrayText), subjects: subjects?.map(arrayText) as LiteralChunk['subjects'] });
+      const chunk: LiteralChunk = { columns: columns.map(arrayText), subjects: subjects?.map(arrayText) as LiteralChunk['subjects'] };
+      if (guardOf) chunk.guards = [`{${rowGuards.join(',')}}`, subjects ? `{${subjectGuards.join(',')}}` : undefined];
+      chunks.push(chunk);
       columns = fresh();
       subjects = undefined;
+      rowGuards = [];
+      subjectGuards = [];
       count = 0;
       bytes = 0;
     };
@@ -379,6 +507,8 @@ export class WriteStatements {
       }
       if (count > 0 && (count === rowsPerStatement || bytes + rowBytes > byteLimit)) flush();
       for (let column = 0; column < width; column++) columns[column]!.push(row[column]!);
+      const guard = guardOf ? String(guardOf.get(entity) ?? 'NULL') : '';
+      if (guardOf) rowGuards.push(guard);
       if (entity.changes?.length) {
         for (const subject of this.subjects.of(entity)) {
           subjects ??= [[], [], [], []];
@@ -386,6 +516,7 @@ export class WriteStatements {
           subjects[1].push(subject.id);
           subjects[2].push(row[idColumn]!);
           subjects[3].push(row[occurredAtColumn]!);
+          if (guardOf) subjectGuards.push(guard);
         }
       }
       count++;
