@@ -2,6 +2,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { uuidv7Time } from '../../lib/events/uuid-v7.js';
+import { AuditCheckpointEntity, AuditInstanceEntity, AuditJournalEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -13,6 +14,10 @@ const IN_SPRING_GAP = '2026-03-29T02:30:00.123Z';
 /** 2026-10-25 00:30 and 01:30 UTC are both 02:30 in Berlin, the hour it repeats that night. */
 const IN_AUTUMN_REPEAT = ['2026-10-25T00:30:00.456Z', '2026-10-25T01:30:00.789Z'];
 const LOGGED = [IN_SPRING_GAP, ...IN_AUTUMN_REPEAT];
+/** When the checkpoint is signed: in the same skipped hour. */
+const CHECKPOINTED = '2026-03-29T02:45:00.000Z';
+/** In the hour Berlin skips in 2027: a heartbeat still in the future, which recovery leaves alone. */
+const NEXT_SPRING_GAP = '2027-03-28T02:30:00.321Z';
 
 async function text(stream: Readable): Promise<string> {
   let all = '';
@@ -72,11 +77,43 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('times around day
   });
 
   it('verify() after checkpoint() finds nothing wrong, read in Berlin or in UTC', async () => {
+    vi.useFakeTimers({ toFake: ['Date'], now: new Date(CHECKPOINTED) });
     await t.audit.checkpoint();
+    vi.useRealTimers();
+    const checkpoints = await t.dataSource.getRepository(AuditCheckpointEntity).find();
+    expect(checkpoints.map((checkpoint) => checkpoint.createdAt.toISOString())).toEqual([CHECKPOINTED]);
     const inBerlin = await t.audit.verify({ publicKeys: [publicKey] });
     process.env['TZ'] = 'UTC';
     const inUtc = await t.audit.verify({ publicKeys: [publicKey] });
     expect({ berlin: inBerlin.problems.map((p) => p.kind), utc: inUtc.problems.map((p) => p.kind) }).toEqual({ berlin: [], utc: [] });
     expect(inUtc.events).toBe(LOGGED.length);
+  });
+
+  it('reads back journal and instance times written in the skipped hour', async () => {
+    const at = new Date(NEXT_SPRING_GAP);
+    const instanceId = '019d376d-0000-7000-8000-00000000d57a';
+    const journalId = '019d376d-0000-7000-8000-00000000d57b';
+    const instances = t.dataSource.getRepository(AuditInstanceEntity);
+    const journal = t.dataSource.getRepository(AuditJournalEntity);
+    await instances.insert({ id: instanceId, startedAt: at, heartbeatAt: at });
+    await journal.insert({ id: journalId, unitId: journalId, instanceId, createdAt: at, entry: { changes: [] } as never });
+    try {
+      for (const zone of ['Europe/Berlin', 'UTC']) {
+        process.env['TZ'] = zone;
+        const instance = await instances.findOneByOrFail({ id: instanceId });
+        const row = await journal.findOneByOrFail({ id: journalId });
+        expect([instance.startedAt.toISOString(), instance.heartbeatAt.toISOString(), row.createdAt.toISOString()]).toEqual([NEXT_SPRING_GAP, NEXT_SPRING_GAP, NEXT_SPRING_GAP]);
+      }
+    } finally {
+      await journal.delete({ id: journalId });
+      await instances.delete({ id: instanceId });
+    }
+  });
+
+  it("leaves the app's own statements reading dates as the data source is configured (local time)", async () => {
+    const sql = kind === 'postgres' ? "SELECT TIMESTAMP '2026-01-15 10:00:00.250' AS at" : "SELECT CAST('2026-01-15 10:00:00.250' AS DATETIME(3)) AS at";
+    const [row] = (await t.dataSource.query(sql)) as Array<{ at: Date }>;
+    expect(row!.at.getTime()).toBe(new Date(2026, 0, 15, 10, 0, 0, 250).getTime());
+    expect(row!.at.toISOString()).toBe('2026-01-15T09:00:00.250Z');
   });
 });
