@@ -1,4 +1,5 @@
 import type { DataSource, Driver, ValueTransformer } from 'typeorm';
+import { readDatesAsUtc } from './utc-date-reads.js';
 
 /**
  * The module's date columns (`occurred_at`, `created_at`, `started_at`, `heartbeat_at`)
@@ -102,10 +103,13 @@ export class UtcDateTransformer implements ValueTransformer {
  * initialised (`AuditModule` does, for its data source; call it yourself for another
  * data source that reads or writes the module's tables).
  *
- * Reading through node-postgres, or through mysql2 with its default `timezone: 'local'`,
- * the driver builds the `Date` from the stored UTC fields as local time; that is undone
- * exactly, except for the hour a daylight-saving change skips in the process's zone,
- * which such a `Date` cannot represent (a process running with `TZ=UTC` has none).
+ * On PostgreSQL (node-postgres) and MySQL/MariaDB (mysql2), statements that name one of
+ * the module's tables also read `timestamp`/`datetime` values as UTC in the driver
+ * ({@link readDatesAsUtc}): a `Date` built as local time cannot hold a wall-clock time in
+ * the hour a daylight-saving change skips, which no later conversion could restore. The
+ * data source's options, and the app's other statements, are left as they are. (With
+ * mysql2's `dateStrings`, TypeORM itself reads the text as local time, and that hour is
+ * not restored.)
  *
  * @example
  * const dataSource = await new DataSource({ ...options, entities: [...AuditEntities] }).initialize();
@@ -113,18 +117,16 @@ export class UtcDateTransformer implements ValueTransformer {
  */
 export function bindUtcDates<T extends DataSource>(dataSource: T): T {
   if (!dataSource.isInitialized) return dataSource;
-  let transformer: UtcDateTransformer | undefined;
-  for (const metadata of dataSource.entityMetadatas) {
-    for (const column of metadata.columns) {
-      if (column.transformer !== UTC_DATE_COLUMN) continue;
-      transformer ??= utcDateTransformer(dataSource.driver);
-      column.transformer = transformer;
-    }
-  }
+  const columns = dataSource.entityMetadatas.flatMap((metadata) =>
+    metadata.columns.filter((column) => column.transformer === UTC_DATE_COLUMN || column.transformer instanceof UtcDateTransformer),
+  );
+  const tables = [...new Set(columns.map((column) => column.entityMetadata.tableName))];
+  const transformer = readDatesAsUtc(dataSource, tables) ? new UtcDateTransformer('text', { clock: 'utc' }) : utcDateTransformer(dataSource.driver);
+  for (const column of columns) column.transformer = transformer;
   return dataSource;
 }
 
-/** The conversion of the module's date columns for `driver`. */
+/** The conversion of the module's date columns for `driver`, as it reads dates without {@link readDatesAsUtc}. */
 export function utcDateTransformer(driver: Driver): UtcDateTransformer {
   const options = driver.options as { type: string; timezone?: unknown; dateStrings?: unknown; extra?: Record<string, unknown> };
   switch (options.type) {

@@ -1,0 +1,163 @@
+import type { DataSource } from 'typeorm';
+
+/**
+ * Reading the module's date columns as UTC, in the driver.
+ *
+ * node-postgres, and mysql2 with its default `timezone: 'local'`, build a `Date` from a
+ * `timestamp`/`datetime` as local time. Such a `Date` cannot hold a wall-clock time the
+ * process's zone skips (02:30 on the night Europe/Berlin moves to summer time becomes
+ * 03:30), so a conversion applied afterwards cannot restore it. Instead, each statement
+ * that names one of the module's tables is given a per-statement reading that builds the
+ * `Date` from the stored UTC fields: node-postgres' `types` (a parser for `timestamp
+ * without time zone`, the client's own parsers for every other type) and mysql2's
+ * `timezone: 'Z'`. Other statements, the app's, are sent as they were, and the data
+ * source's options are not changed.
+ */
+
+/** `timestamp without time zone`. */
+const TIMESTAMP_OID = 1114;
+
+/** node-postgres' per-query type parsers. */
+interface PgTypes {
+  getTypeParser(oid: number, format?: string): (value: string) => unknown;
+}
+
+/** The part of a node-postgres client this file uses. */
+interface PgClient extends PgTypes {
+  query(config: unknown, values?: unknown, callback?: unknown): unknown;
+}
+
+/** The part of a mysql2 connection this file uses. */
+interface MysqlConnection {
+  query(sql: unknown, values?: unknown, callback?: unknown): unknown;
+}
+
+/** The escaped names of the module's tables that have date columns, for one data source. */
+interface Tables {
+  names: string[];
+}
+
+const PREPARED = Symbol('nestjs-system-audit.utcDateReads');
+
+/** Per data source: the tables whose statements read dates as UTC. */
+const tablesOf = new WeakMap<object, Tables>();
+
+/**
+ * Makes statements naming one of `tableNames` read `timestamp`/`datetime` values as UTC
+ * on `dataSource`'s connections. Returns whether the driver is one it does this for
+ * (PostgreSQL through node-postgres; MySQL/MariaDB through mysql2 or mysql without
+ * `dateStrings`); idempotent, the last call's table names apply.
+ */
+export function readDatesAsUtc(dataSource: DataSource, tableNames: readonly string[]): boolean {
+  const driver = dataSource.driver as unknown as Record<string, unknown> & { options: { type: string } };
+  const type = driver.options.type;
+  const names = tableNames.map((name) => dataSource.driver.escape(name));
+  const known = tablesOf.get(driver);
+  if (known) {
+    known.names = names;
+    return true;
+  }
+  const tables: Tables = { names };
+  if (type === 'postgres') {
+    const pools = [driver['master'], ...((driver['slaves'] as unknown[] | undefined) ?? [])];
+    if (!pools.every(isEmitter)) return false;
+    tablesOf.set(driver, tables);
+    for (const pool of pools) (pool as NodeJS.EventEmitter).on('acquire', (client: PgClient) => preparePg(client, tables));
+  } else if (type === 'mysql' || type === 'mariadb') {
+    const options = driver.options as { dateStrings?: unknown; extra?: Record<string, unknown> };
+    // With dateStrings the driver hands back text, which TypeORM reads as local time itself.
+    const dateStrings = options.extra?.['dateStrings'] ?? options.dateStrings;
+    if (dateStrings === true || (Array.isArray(dateStrings) && dateStrings.includes('DATETIME'))) return false;
+    const prepare = driver['prepareDbConnection'];
+    if (typeof prepare !== 'function') return false;
+    tablesOf.set(driver, tables);
+    driver['prepareDbConnection'] = function (this: unknown, connection: MysqlConnection): unknown {
+      return prepareMysql(prepare.call(this, connection) as MysqlConnection, tables);
+    };
+  } else {
+    return false;
+  }
+  // Connections already handed out (a transaction in progress) are prepared as well.
+  for (const runner of (driver['connectedQueryRunners'] as Array<{ databaseConnection?: unknown }> | undefined) ?? []) {
+    if (!runner.databaseConnection) continue;
+    if (type === 'postgres') preparePg(runner.databaseConnection as PgClient, tables);
+    else prepareMysql(runner.databaseConnection as MysqlConnection, tables);
+  }
+  return true;
+}
+
+function isEmitter(value: unknown): boolean {
+  return typeof (value as { on?: unknown } | undefined)?.on === 'function';
+}
+
+/** Whether `sql` names one of the tables. */
+function namesTable(sql: string, tables: Tables): boolean {
+  for (const name of tables.names) if (sql.includes(name)) return true;
+  return false;
+}
+
+function preparePg(client: PgClient & { [PREPARED]?: true }, tables: Tables): void {
+  if (client[PREPARED]) return;
+  client[PREPARED] = true;
+  const query = client.query;
+  let types: PgTypes | undefined;
+  client.query = function (this: PgClient, config: unknown, values?: unknown, callback?: unknown): unknown {
+    if (typeof config === 'string' && namesTable(config, tables)) {
+      types ??= utcTypes(client);
+      config = { text: config, types };
+    }
+    return query.call(this, config, values, callback);
+  };
+}
+
+/** The client's type parsers, except `timestamp without time zone`, read as UTC. */
+function utcTypes(client: PgTypes): PgTypes {
+  const local = client.getTypeParser(TIMESTAMP_OID, 'text');
+  const parse = (text: string): unknown => pgTimestampAsUtc(text, local);
+  return {
+    getTypeParser: (oid, format) => (oid === TIMESTAMP_OID && (format ?? 'text') === 'text' ? parse : client.getTypeParser(oid, format)),
+  };
+}
+
+function prepareMysql(connection: MysqlConnection & { [PREPARED]?: true }, tables: Tables): MysqlConnection {
+  if (connection[PREPARED]) return connection;
+  connection[PREPARED] = true;
+  const query = connection.query;
+  connection.query = function (this: MysqlConnection, sql: unknown, values?: unknown, callback?: unknown): unknown {
+    if (typeof sql === 'string') {
+      if (namesTable(sql, tables)) sql = { sql, timezone: 'Z' };
+    } else if (sql && sql.constructor === Object && typeof (sql as { sql?: unknown }).sql === 'string' && namesTable((sql as { sql: string }).sql, tables)) {
+      sql = { ...sql, timezone: 'Z' };
+    }
+    return query.call(this, sql, values, callback);
+  };
+  return connection;
+}
+
+const DIGIT_0 = 48;
+
+/**
+ * The instant whose UTC fields are the `timestamp without time zone` text PostgreSQL sends
+ * (`YYYY-MM-DD HH:MM:SS[.f…]`); other forms (years past 9999, BC, infinity) go through the
+ * client's own parser, whose local-time fields are then read as UTC.
+ */
+export function pgTimestampAsUtc(text: string, local: (value: string) => unknown): unknown {
+  const n = text.length;
+  if (n >= 19 && text.charCodeAt(4) === 45 && text.charCodeAt(10) === 32 && text.charCodeAt(13) === 58 && text.charCodeAt(16) === 58 && (n === 19 || (text.charCodeAt(19) === 46 && !text.endsWith('BC')))) {
+    const d = (i: number): number => text.charCodeAt(i) - DIGIT_0;
+    const year = d(0) * 1000 + d(1) * 100 + d(2) * 10 + d(3);
+    let ms = 0;
+    for (let i = 20, scale = 100; i < n && scale >= 1; i++, scale /= 10) ms += d(i) * scale;
+    const date = new Date(Date.UTC(year, d(5) * 10 + d(6) - 1, d(8) * 10 + d(9), d(11) * 10 + d(12), d(14) * 10 + d(15), d(17) * 10 + d(18), ms));
+    // Date.UTC reads years 0-99 as 1900-1999.
+    if (year < 100) date.setUTCFullYear(year);
+    return date;
+  }
+  const value = local(text);
+  if (!(value instanceof Date)) return value;
+  const utc = new Date(
+    Date.UTC(value.getFullYear(), value.getMonth(), value.getDate(), value.getHours(), value.getMinutes(), value.getSeconds(), value.getMilliseconds()),
+  );
+  if (value.getFullYear() < 100) utc.setUTCFullYear(value.getFullYear());
+  return utc;
+}
