@@ -1,5 +1,5 @@
 import type { DataSource, Driver, ValueTransformer } from 'typeorm';
-import { readDatesAsUtc } from './utc-date-reads.js';
+import { readDatesAsUtc } from '../integrations/driver-utc-date-reads.js';
 
 /**
  * The module's date columns (`occurred_at`, `created_at`, `started_at`, `heartbeat_at`)

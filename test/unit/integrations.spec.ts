@@ -500,3 +500,64 @@ describe.runIf(databases().includes('postgres'))('TypeORM PostgresQueryRunner.qu
     }
   });
 });
+
+describe('Driver reads of the audit tables as UTC (lib/integrations/driver-utc-date-reads.ts)', () => {
+  /** A data source of `kind` with no entity: what the patch needs of TypeORM and the driver, and what the driver honours. */
+  async function withDataSource(kind: 'postgres' | 'mariadb', fn: (dataSource: DataSource) => Promise<void>): Promise<void> {
+    const db = await createTestDatabase(kind);
+    const dataSource = await new DataSource({ ...(db.options as DataSourceOptions), entities: [] } as DataSourceOptions).initialize();
+    try {
+      await fn(dataSource);
+    } finally {
+      await dataSource.destroy();
+      await db.drop();
+    }
+  }
+
+  it.runIf(databases().includes('postgres'))('PostgreSQL: the pool emits "acquire" with the client TypeORM queries through, and node-postgres honours a per-query types', async () => {
+    await withDataSource('postgres', async (dataSource) => {
+      const pool = (dataSource.driver as unknown as { master: { on(event: string, listener: (client: unknown) => void): void } }).master;
+      expect(typeof pool.on, 'PostgresDriver.master is no longer an EventEmitter pool').toBe('function');
+      const acquired: unknown[] = [];
+      pool.on('acquire', (client) => void acquired.push(client));
+      const runner = dataSource.createQueryRunner();
+      try {
+        await runner.connect();
+        const client = (runner as unknown as { databaseConnection: { query: unknown; getTypeParser: unknown } }).databaseConnection;
+        expect(acquired, 'the query runner\'s connection is not the client the pool emitted on "acquire"').toContain(client);
+        expect(typeof client.getTypeParser).toBe('function');
+        const asked: number[] = [];
+        const types = { getTypeParser: (oid: number) => (oid === 1114 ? (text: string) => `parsed ${text}` : (text: string) => (asked.push(oid), text)) };
+        const result = (await (client.query as (config: unknown) => Promise<{ rows: Array<{ at: unknown }> }>)({ text: "SELECT '2026-03-29 02:30:00.123'::timestamp AS at", types }));
+        expect(result.rows[0]!.at, 'node-postgres no longer reads a per-query types').toBe('parsed 2026-03-29 02:30:00.123');
+      } finally {
+        await runner.release();
+      }
+    });
+  });
+
+  it.runIf(databases().includes('mariadb'))('MySQL/MariaDB: TypeORM prepares each connection through driver.prepareDbConnection, and mysql2 honours a per-query timezone', async () => {
+    await withDataSource('mariadb', async (dataSource) => {
+      const driver = dataSource.driver as unknown as { prepareDbConnection?: (connection: unknown) => unknown };
+      expect(typeof driver.prepareDbConnection, 'MysqlDriver.prepareDbConnection is gone').toBe('function');
+      const prepared: unknown[] = [];
+      const original = driver.prepareDbConnection!;
+      driver.prepareDbConnection = function (this: unknown, connection: unknown) {
+        prepared.push(connection);
+        return original.call(this, connection);
+      };
+      const runner = dataSource.createQueryRunner();
+      try {
+        await runner.connect();
+        const connection = (runner as unknown as { databaseConnection: { query(options: unknown, callback: (error: unknown, rows: Array<{ at: Date }>) => void): void } }).databaseConnection;
+        expect(prepared, 'the query runner\'s connection did not go through prepareDbConnection').toContain(connection);
+        const rows = await new Promise<Array<{ at: Date }>>((resolve, reject) =>
+          connection.query({ sql: "SELECT CAST('2026-03-29 02:30:00.123' AS DATETIME(3)) AS at", timezone: 'Z' }, (error, result) => (error ? reject(error) : resolve(result))),
+        );
+        expect(rows[0]!.at.toISOString(), 'mysql2 no longer reads a per-query timezone').toBe('2026-03-29T02:30:00.123Z');
+      } finally {
+        await runner.release();
+      }
+    });
+  });
+});

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { pgTimestampAsUtc } from '../../lib/storage/utc-date-reads.js';
+import { pgTimestampAsUtc } from '../../lib/integrations/driver-utc-date-reads.js';
 
 describe('pgTimestampAsUtc', () => {
   const originalTz = process.env['TZ'];
