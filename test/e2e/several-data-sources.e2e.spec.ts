@@ -290,7 +290,8 @@ describe.each(databases())('several data sources on %s', (kind) => {
       id: '01900000-0000-7000-8000-00000000b002',
       unitId,
       instanceId,
-      createdAt: old,
+      // Fresh until the marker is in too (the app's own timed pass runs every 500 ms here).
+      createdAt: new Date(),
       entry: {
         source: 'http',
         request: { requestId: 'stored-request' },
@@ -306,6 +307,7 @@ describe.each(databases())('several data sources on %s', (kind) => {
       createdAt: old,
       entry: { source: 'system', request: {}, changes: [], stored: true },
     });
+    await journal.update({ unitId }, { createdAt: old });
     await app.app.get(JournalRecovery).runPass();
     expect(await journal.count()).toBe(0);
     expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
@@ -321,7 +323,9 @@ describe.each(databases())('several data sources on %s', (kind) => {
       id: `01900000-0000-7000-8000-00000000b40${n}`,
       unitId,
       instanceId,
-      createdAt: old,
+      // Fresh while the rows go in (the app's own timed pass, every 500 ms here, must not take
+      // the unit between the journal rows and the marker), aged once both are there.
+      createdAt: new Date(),
       entry: {
         source: 'job',
         request: {},
@@ -338,6 +342,7 @@ describe.each(databases())('several data sources on %s', (kind) => {
       createdAt: old,
       entry: { source: 'system', request: {}, changes: [], stored: true },
     });
+    await journal.update({ unitId }, { createdAt: old });
     await app.app.get(JournalRecovery).runPass();
     expect(await journal.count()).toBe(0);
     expect(await app.audit.getRepository(AuditJournalEntity).count()).toBe(0);
