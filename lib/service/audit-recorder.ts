@@ -103,7 +103,9 @@ export class AuditRecorder {
       await this.write(unit);
     } catch (cause) {
       const error = new AuditWriteError(1, cause);
-      this.logger.error(`${error.message}; retrying in the background (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
+      // Recovered by another instance (this one was taken for dead): its record is that one, nothing is retried.
+      const next = cause instanceof AuditUnitRecoveredError ? 'its recovered record stands, and what it wrote since is left to recovery' : 'retrying in the background';
+      this.logger.error(`${error.message}; ${next} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
     }
   }

@@ -10,7 +10,7 @@ import { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError, driverErrorCode } from './database-errors.js';
 import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
-import { isSqlite, WriteStatements, type JournalGuard, type Statement } from './write-statements.js';
+import { isGuardFailure, isSqlite, WriteStatements, type JournalGuard, type Statement } from './write-statements.js';
 
 /**
  * Batches written at the same time, at most (each holds one pooled connection). Two, the
@@ -185,7 +185,7 @@ export class AuditWriter {
     if (rows.length === 0 && units.length === 0 && !elsewhere) return Promise.resolve();
     const journalRows = options.journalRows && units.length > 0 ? options.journalRows : undefined;
     if (options.manager) {
-      const guards = journalRows ? [{ key: 0, ids: journalRows, rows }] : [];
+      const guards = journalRows ? [{ key: 0, ids: journalRows, rows, units }] : [];
       return this.store(options.manager, rows, units, NO_UNITS, guards).then((gone) => {
         if (gone.size) throw new AuditUnitRecoveredError(rows.length);
       });
@@ -379,7 +379,7 @@ export class AuditWriter {
     const markers = elsewhere.length ? [...new Set(elsewhere.flatMap((entry) => entry.unitIds))] : NO_UNITS;
     const guards: JournalGuard[] = [];
     batch.forEach((pending, key) => {
-      if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows });
+      if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows, units: pending.units });
     });
     for (let retried = false; ; retried = true) {
       try {
@@ -437,9 +437,11 @@ export class AuditWriter {
   /**
    * A write with guarded units: their events are stored only if all their journal rows
    * were still there to delete. On PostgreSQL, when the rows fit in one statement, that
-   * statement checks it (CTEs: no round trip more); otherwise the write's transaction
-   * first deletes (PostgreSQL, SQLite) or locks (MySQL, MariaDB) the units' journal rows,
-   * reading their ids, and stores the rows of the units that had them all.
+   * statement checks it (CTEs: no round trip more) and fails, doing nothing, if one unit's
+   * rows are not all there; otherwise (and then) the write's transaction first reads the
+   * units' journal rows (locking them where the database can), and stores the events and
+   * deletes the journal rows of the units that had them all — the others' rows are left
+   * for recovery.
    */
   private async runGuarded(
     manager: EntityManager,
@@ -450,25 +452,34 @@ export class AuditWriter {
     guards: readonly JournalGuard[],
   ): Promise<ReadonlySet<number>> {
     const byteLimit = await this.statementByteLimit(manager);
-    const single = markers.length ? undefined : statements.guardedWrite(rows, units, guards, byteLimit);
+    // Not inside a transaction of the caller's: the statement's failure would abort it.
+    const single = markers.length || manager.queryRunner?.isTransactionActive ? undefined : statements.guardedWrite(rows, units, guards, byteLimit);
     if (single) {
-      const result = (await manager.query(single.sql, ownStatement(single.params))) as Array<{ guard: number | string }>;
-      return result.length ? new Set(result.map((row) => Number(row.guard))) : NONE_GONE;
+      try {
+        await manager.query(single.sql, ownStatement(single.params));
+        return NONE_GONE;
+      } catch (error) {
+        // A unit recovered elsewhere: nothing was done; the several-statement path sorts the units out.
+        if (!isGuardFailure(error)) throw error;
+      }
     }
     const check = statements.journalCheck(units);
     const run = async (target: EntityManager): Promise<ReadonlySet<number>> => {
       const present = new Set<string>();
       for (const statement of check.statements) {
-        const found = (await target.query(statement.sql, ownStatement(statement.params))) as Array<{ id: string }>;
-        for (const row of found) present.add(row.id);
+        const found = (await target.query(statement.sql, ownStatement(statement.params))) as Array<{ id: string }> | undefined;
+        for (const row of found ?? []) present.add(row.id);
       }
-      const gone = new Set(guards.filter((guard) => guard.ids.some((id) => !present.has(id))).map((guard) => guard.key));
-      const skipped = new Set(guards.filter((guard) => gone.has(guard.key)).flatMap((guard) => guard.rows));
+      // A unit recovered elsewhere: neither its events stored nor its journal rows deleted —
+      // rows it wrote after the recovery stay for recovery to record.
+      const goneGuards = guards.filter((guard) => guard.ids.some((id) => !present.has(id)));
+      const skipped = new Set(goneGuards.flatMap((guard) => guard.rows));
+      const spared = new Set(goneGuards.flatMap((guard) => guard.units));
       const kept = skipped.size ? rows.filter((row) => !skipped.has(row)) : rows;
-      const sql = statements.write(kept, check.deletes ? NO_UNITS : units, byteLimit);
+      const sql = statements.write(kept, spared.size ? units.filter((unit) => !spared.has(unit)) : units, byteLimit);
       if (markers.length) sql.push(...statements.markers(markers, new Date()));
       for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
-      return gone.size ? gone : NONE_GONE;
+      return goneGuards.length ? new Set(goneGuards.map((guard) => guard.key)) : NONE_GONE;
     };
     if (manager.queryRunner?.isTransactionActive) return run(manager);
     if (!statements.mysql || this.readCommittedRefused.has(manager.connection)) return manager.transaction(run);

@@ -62,16 +62,24 @@ interface LiteralChunk {
 export interface JournalGuard {
   /** The unit's key within its batch. */
   key: number;
+  /** The unit ids whose journal rows the write would delete with these events. */
+  units: readonly string[];
   /** Its journal rows in the audit data source. */
   ids: readonly string[];
   rows: readonly AuditLogEntity[];
 }
 
-/** What runs first in a guarded write that takes several statements: the journal rows' ids, read and locked or deleted. */
+/** What runs first in a guarded write that takes several statements: the journal rows' ids, read (and locked where the database can). */
 export interface JournalCheck {
   statements: Statement[];
-  /** Whether the statements delete the rows (then the write's own DELETE is not needed). */
-  deletes: boolean;
+}
+
+/** The text of the error a guarded single statement fails with when a unit's journal rows are not all there. */
+const GUARD_FAILED = 'nestjs-system-audit: journal rows gone of guard';
+
+/** Whether `error` is a guarded single statement's failure for a unit whose journal rows were not all there (nothing of it was done). */
+export function isGuardFailure(error: unknown): boolean {
+  return (error as { message?: unknown } | null)?.message?.toString().includes(GUARD_FAILED) === true;
 }
 
 /** Columns of a subject row, in the order the statements list them. */
@@ -379,9 +387,9 @@ export class WriteStatements {
 
   /**
    * PostgreSQL, when `rows` fit in one statement: that statement, which deletes the journal
-   * rows of `units`, stores the events and subject rows of every guard whose journal rows
-   * were all still there to delete (and every row of no guard), and returns the keys of
-   * the guards whose rows were not (`guard` column): one round trip, atomic on its own.
+   * rows of `units` and stores the events and subject rows, when every guard's journal rows
+   * were all still there to delete: one round trip, atomic on its own. When one guard's are
+   * not, the statement fails ({@link isGuardFailure}) and nothing of it is done.
    * `undefined` where the rows take several statements (or cannot travel as literals):
    * then {@link journalCheck} runs first, in the write's transaction.
    */
@@ -403,14 +411,17 @@ export class WriteStatements {
       params.push(...chunk.subjects, subjectGuards);
     }
     ctes.push(sql.events(this.tail));
-    return { sql: `WITH ${ctes.join(', ')} SELECT guard FROM gone`, params };
+    // A unit whose rows are not all there aborts the statement (nothing stored, no journal row
+    // deleted: rows the unit wrote after it was recovered must stay for recovery); the write is
+    // then made by the several-statement path, which leaves that unit's rows alone.
+    return { sql: `WITH ${ctes.join(', ')} SELECT CAST('${GUARD_FAILED} ' || guard AS int) AS guard FROM gone`, params };
   }
 
   /**
-   * The statements that read (and lock) or delete the journal rows of `units` and return
-   * their ids (`id` column), for a guarded write of several statements: PostgreSQL and
-   * SQLite delete them (`RETURNING`), MySQL and MariaDB read them `FOR UPDATE` (the
-   * write's DELETE follows).
+   * The statements that read the journal rows of `units` and return their ids (`id`
+   * column), locking them where the database can (`FOR UPDATE`; SQLite has one writer),
+   * for a guarded write of several statements: the write's DELETE follows, for the units
+   * whose rows were all there only.
    */
   journalCheck(units: readonly string[]): JournalCheck {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
@@ -420,19 +431,16 @@ export class WriteStatements {
     const column = this.driver.escape(unit.databaseName);
     if (this.postgres) {
       const array = `::${this.driver.normalizeType(unit)}[]`;
-      const sql = `WITH deleted AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array}) RETURNING ${id}) SELECT ${id} AS id FROM deleted`;
-      return { statements: [{ sql, params: [units] }], deletes: true };
+      const sql = `SELECT ${id} AS id FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array}) FOR UPDATE`;
+      return { statements: [{ sql, params: [units] }] };
     }
     const statements: Statement[] = [];
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
       const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
-      const sql = this.mysql
-        ? `SELECT ${id} AS id FROM ${table} WHERE ${column} IN (${placeholders}) FOR UPDATE`
-        : `DELETE FROM ${table} WHERE ${column} IN (${placeholders}) RETURNING ${id} AS id`;
-      statements.push({ sql, params });
+      statements.push({ sql: `SELECT ${id} AS id FROM ${table} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
     }
-    return { statements, deletes: !this.mysql };
+    return { statements };
   }
 
   /** PostgreSQL: the parts of {@link guardedWrite}'s statement. */
