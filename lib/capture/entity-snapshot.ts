@@ -32,8 +32,13 @@ export class TrackedFields {
   readonly columns: ColumnMetadata[];
   /** The followed join columns TypeORM derives from to-one relations (read from the relation's object). */
   readonly joinColumns: ColumnMetadata[];
-  /** The followed join columns that refer to a secret key, with its label: their values are stored digested. */
-  private readonly secretRefs = new Map<ColumnMetadata, string>();
+  /**
+   * The followed columns whose values are never captured, with their label: a join column
+   * referring to a secret key or to another column named like a secret (its value is
+   * stored digested), and a secret key column of the entity itself (captured digested too,
+   * so that a change of it is seen; its field is stored masked, see `SecretKeys.mask()`).
+   */
+  private readonly secrets = new Map<ColumnMetadata, string>();
 
   constructor(
     readonly metadata: EntityMetadata,
@@ -52,9 +57,10 @@ export class TrackedFields {
     );
     this.joinColumns = this.columns.filter(isDerivedJoinColumn);
     for (const column of this.columns) {
-      // A secret key column of the entity itself is masked by its name; one it refers to, by its value's digest.
-      const label = column.referencedColumn ? keys?.label(column) : null;
-      if (label) this.secretRefs.set(column, label);
+      const label = keys?.label(column);
+      if (!label) continue;
+      this.secrets.set(column, label);
+      if (!column.referencedColumn || column.referencedColumn === column) keys!.mask(metadata.name, fieldName(column));
     }
   }
 
@@ -64,7 +70,7 @@ export class TrackedFields {
     for (const column of columns) {
       const value = column.getEntityValue(entity) as unknown;
       if (value === undefined) continue;
-      const label = value === null || !this.secretRefs.size ? undefined : this.secretRefs.get(column);
+      const label = value === null || !this.secrets.size ? undefined : this.secrets.get(column);
       values[fieldName(column)] = label ? this.keys!.digest(label, keyString(value)) : toJsonSafe(value);
     }
     return values;

@@ -50,21 +50,48 @@ export class SecretKeys {
 
   /**
    * `<Entity>.<property>` of the secret key a column holds: a primary column named like a
-   * secret, or a join column referring to one (labelled as the column it refers to, so that
-   * a relation's value is the referred entity's stored id). `null` for any other column.
+   * secret, or a join column referring to one or to any other column named like a secret
+   * (labelled as the column it refers to, so that a relation's value is the referred
+   * entity's stored id, or that column's digest). `null` for any other column.
    */
   label(column: ColumnMetadata): string | null {
     let label = this.labels.get(column);
     if (label === undefined) {
       this.labels.set(column, null); // a column referring back to itself ends here
       const referenced = column.referencedColumn;
-      label = referenced && referenced !== column ? this.label(referenced) : null;
-      if (label === null && column.isPrimary && [column.propertyPath, column.databaseName].some((name) => this.redactor.isSecret(name))) {
-        label = `${column.entityMetadata.name}.${column.propertyPath}`;
+      if (referenced && referenced !== column) {
+        label = this.label(referenced) ?? (this.isSecretColumn(referenced) ? labelOf(referenced) : null);
+      } else {
+        label = null;
       }
+      if (label === null && column.isPrimary && this.isSecretColumn(column)) label = labelOf(column);
       this.labels.set(column, label);
     }
     return label;
+  }
+
+  /**
+   * Entity name → its fields that hold a secret key of the entity itself: masked as secret
+   * fields are, whatever their name (a key secret by its column name only). Recorded once
+   * per entity, as its followed fields are decided.
+   */
+  private readonly masked = new Map<string, Set<string>>();
+
+  /** Records that `field` of `entity` holds a secret key: its value reads `[REDACTED]`. */
+  mask(entity: string, field: string): void {
+    let fields = this.masked.get(entity);
+    if (!fields) this.masked.set(entity, (fields = new Set()));
+    fields.add(field);
+  }
+
+  /** The fields of `entity` recorded by `mask()`, if any. */
+  maskedFields(entity: string): ReadonlySet<string> | undefined {
+    return this.masked.get(entity);
+  }
+
+  /** Whether a column is named like a secret, by its property or its column name. */
+  private isSecretColumn(column: ColumnMetadata): boolean {
+    return this.redactor.isSecret(column.propertyPath) || this.redactor.isSecret(column.databaseName);
   }
 
   /** The stored form of one secret key value. */
@@ -101,6 +128,9 @@ export class SecretKeys {
     return JSON.stringify(Object.fromEntries(parts));
   }
 }
+
+/** The label of a column's values: `<Entity>.<property>`. */
+const labelOf = (column: ColumnMetadata): string => `${column.entityMetadata.name}.${column.propertyPath}`;
 
 /** One key value as a string (as the id of a single-column key is written). */
 export function keyString(value: unknown): string {

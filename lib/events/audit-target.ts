@@ -39,13 +39,23 @@ function storedTargetId(dataSources: readonly DataSource[], type: string, id: st
 const namedIn = new WeakMap<DataSource, Map<string, EntityMetadata | null>>();
 const MAX_NAMES = 10_000;
 
-/** The entity of `dataSource` named `type` (or, as `history()` takes it, its lower-camel form: `passwordReset`). */
+/**
+ * The entity of `dataSource` named `type`, in any case (as a target's type claims changes:
+ * `passwordReset`, as `history()` takes it, or `passwordreset`). An exact match first; of
+ * entities whose names differ in case only, one whose key is secret, so that its id is
+ * never stored in the clear.
+ */
 function entityNamed(dataSource: DataSource, type: string): EntityMetadata | null {
   let names = namedIn.get(dataSource);
   let metadata = names?.get(type);
   if (metadata !== undefined) return metadata;
-  const name = type.charAt(0).toUpperCase() + type.slice(1);
-  metadata = dataSource.entityMetadatas.find((candidate) => candidate.name === type || candidate.name === name) ?? null;
+  const lower = type.toLowerCase();
+  const candidates = dataSource.entityMetadatas.filter((candidate) => candidate.name.toLowerCase() === lower);
+  metadata =
+    candidates.find((candidate) => candidate.name === type) ??
+    candidates.find((candidate) => secretKeysOf(candidate)?.plan(candidate)) ??
+    candidates[0] ??
+    null;
   // Only once the data source knows its entities; types come from callers: a bounded number is kept.
   if (dataSource.isInitialized) {
     if (!names) namedIn.set(dataSource, (names = new Map()));
