@@ -424,7 +424,8 @@ export class AuditWriter {
     const statements = this.statements(manager.connection);
     if (rows.length > 0 && statements.postgres) await this.layout(manager, statements);
     try {
-      if (guards.length > 0 && rows.length > 0) return await this.runGuarded(manager, statements, rows, units, markers, guards);
+      // Also a unit without events (its changes cancelled out): its journal rows are guarded all the same.
+      if (guards.length > 0) return await this.runGuarded(manager, statements, rows, units, markers, guards);
       await this.run(manager, statements, rows, units, markers);
       return NONE_GONE;
     } catch (error) {
