@@ -1,25 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Controller, Param, ParseIntPipe, Patch, UseGuards } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { In, type DataSource } from 'typeorm';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, AuditUnitRecoveredError } from '../../lib/index.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Audited, AuditJournalEntity, AuditLogEntity, AuditUnitRecoveredError } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
+import { closeGate, gate, journaled, pausedInstances, sleep, takeForDead } from '../support/paused-instances.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { writerEvent } from '../support/writer-events.js';
-
-/** Opened by the test: the handler answers only then (as a process paused mid-request resumes). */
-const gate: { open?: () => void; opened: Promise<void> } = { opened: Promise.resolve() };
-const closeGate = (): void => {
-  gate.opened = new Promise<void>((resolve) => (gate.open = resolve));
-};
 
 @Controller('paused')
 @UseGuards(TokenGuard)
@@ -36,15 +28,6 @@ class PausedController {
   }
 }
 
-/** A database several app instances can share (SQLite: a file, not memory). */
-async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
-  if (kind !== 'sqlite') return createTestDatabase(kind);
-  const dir = mkdtempSync(join(tmpdir(), 'audit-paused-'));
-  return { kind, options: { type: 'better-sqlite3', database: join(dir, 'audit.db') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 /**
  * An instance whose lease looks dead while it is alive (a VM freeze, a blocked event loop,
  * a lease renewal stuck behind a saturated pool, for longer than `recoverAfter`): another
@@ -52,23 +35,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  * stored a second time.
  */
 describe.each(databases())('an instance taken for dead whose request then completes, on %s', (kind) => {
-  let db: TestDatabase;
-  let rescuer: TestApp;
-  let paused: TestApp | undefined;
-
-  beforeAll(async () => {
-    db = await sharedDatabase(kind);
-    rescuer = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 1_000, shutdownTimeout: 500 } });
-  });
-  afterEach(async () => {
-    gate.open?.();
-    await paused?.close().catch(() => undefined);
-    paused = undefined;
-  });
-  afterAll(async () => {
-    await rescuer?.close().catch(() => undefined);
-    await db?.drop();
-  });
+  const instances = pausedInstances(kind);
 
   /** Sends the PATCH to the paused instance; returns once its change is committed and journaled (the handler then waits at the gate). */
   async function pausedRequest(app: TestApp, requestId: string): Promise<{ answer: Promise<Response> }> {
@@ -78,17 +45,12 @@ describe.each(databases())('an instance taken for dead whose request then comple
       method: 'PATCH',
       headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
     });
-    const journal = app.dataSource.getRepository(AuditJournalEntity);
-    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
-    expect(await journal.count()).toBe(1);
+    expect(await journaled(app)).toBe(1);
     return { answer };
   }
 
-  /** Ages the instance's lease as a pause would leave it, and has the rescuer recover its journal rows. */
-  async function takeForDead(app: TestApp): Promise<void> {
-    const id = app.app.get(JournalRecovery).instanceId;
-    await app.dataSource.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
-    await rescuer.app.get(JournalRecovery).runPass();
+  async function recovered(app: TestApp): Promise<void> {
+    await takeForDead(app, instances.rescuer());
     expect(await app.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
   }
 
@@ -96,10 +58,10 @@ describe.each(databases())('an instance taken for dead whose request then comple
     (await app.rows()).filter((row) => row.requestId === requestId).map((row) => [row.action, row.kind, row.outcome]);
 
   it('stores one record of the request (the recovered one) and, fail-closed, answers 500 rather than 200', async () => {
-    paused = await createTestApp({ db, adapter: 'express', controllers: [PausedController], audit: { recoverAfter: 60_000, shutdownTimeout: 500 } });
+    const paused = await instances.start({ controllers: [PausedController] });
     const requestId = `paused-closed-${kind}`;
     const { answer } = await pausedRequest(paused, requestId);
-    await takeForDead(paused);
+    await recovered(paused);
 
     gate.open!();
     const response = await answer;
@@ -113,15 +75,10 @@ describe.each(databases())('an instance taken for dead whose request then comple
   });
 
   it('stores one record of the request fail-open too, and answers as the handler did', async () => {
-    paused = await createTestApp({
-      db,
-      adapter: 'express',
-      controllers: [PausedController],
-      audit: { recoverAfter: 60_000, shutdownTimeout: 500, failOpen: true },
-    });
+    const paused = await instances.start({ controllers: [PausedController], audit: { failOpen: true } });
     const requestId = `paused-open-${kind}`;
     const { answer } = await pausedRequest(paused, requestId);
-    await takeForDead(paused);
+    await recovered(paused);
 
     gate.open!();
     expect((await answer).status).toBe(200);

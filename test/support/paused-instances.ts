@@ -1,0 +1,77 @@
+// An app instance taken for dead while it is alive (a VM freeze, a blocked event loop, a
+// lease renewal stuck behind a saturated pool, for longer than `recoverAfter`), and the
+// instance that recovers its journal rows meanwhile: what the tests of that case share.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll } from 'vitest';
+import { AuditInstanceEntity, AuditJournalEntity } from '../../lib/index.js';
+import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { createTestDatabase, type TestDatabase } from './test-database.js';
+
+/** Opened by the test: a handler waiting on it goes on only then (as a paused process resumes). */
+export const gate: { open?: () => void; opened: Promise<void> } = { opened: Promise.resolve() };
+
+export function closeGate(): void {
+  gate.opened = new Promise<void>((resolve) => (gate.open = resolve));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A database several app instances can share (SQLite: a file, not memory). */
+export async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
+  if (kind !== 'sqlite') return createTestDatabase(kind);
+  const dir = mkdtempSync(join(tmpdir(), 'audit-paused-'));
+  return { kind, options: { type: 'better-sqlite3', database: join(dir, 'audit.db') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export interface PausedInstances {
+  db(): TestDatabase;
+  /** The instance that recovers (recoverAfter 1 s). */
+  rescuer(): TestApp;
+  /** Starts the instance to be paused (closed after the test); `recoverAfter` 60 s unless `audit` says otherwise. */
+  start(options: Omit<Parameters<typeof createTestApp>[0], 'db' | 'adapter'>): Promise<TestApp>;
+}
+
+/** A shared database, the rescuer for the whole file, and the paused instance per test (its gate opened and the app closed after it). */
+export function pausedInstances(kind: TestDatabase['kind']): PausedInstances {
+  let db: TestDatabase;
+  let rescuer: TestApp;
+  let paused: TestApp | undefined;
+  beforeAll(async () => {
+    db = await sharedDatabase(kind);
+    rescuer = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 1_000, shutdownTimeout: 500 } });
+  });
+  afterEach(async () => {
+    gate.open?.();
+    await paused?.close().catch(() => undefined);
+    paused = undefined;
+  });
+  afterAll(async () => {
+    await rescuer?.close().catch(() => undefined);
+    await db?.drop();
+  });
+  return {
+    db: () => db,
+    rescuer: () => rescuer,
+    start: async (options) => {
+      paused = await createTestApp({ ...options, db, adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 500, ...options.audit } });
+      return paused;
+    },
+  };
+}
+
+/** Waits until `app` has journal rows (its handler committed and waits at the gate); returns how many. */
+export async function journaled(app: TestApp): Promise<number> {
+  const journal = app.dataSource.getRepository(AuditJournalEntity);
+  for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+  return journal.count();
+}
+
+/** Ages `app`'s lease as a pause would leave it, and has `rescuer` recover its journal rows. */
+export async function takeForDead(app: TestApp, rescuer: TestApp): Promise<void> {
+  const id = app.app.get(JournalRecovery).instanceId;
+  await app.dataSource.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+  await rescuer.app.get(JournalRecovery).runPass();
+}
