@@ -45,6 +45,12 @@ describe.each(databases())('verify and the integrator, attacked, on %s', (kind) 
 
   const q = (name: string) => t.dataSource.driver.escape(name);
   const log = () => escapedTable(t.dataSource, t.dataSource.getMetadata(AuditLogEntity));
+  /** A forged event, inserted by hand with the given seq; returns its id. */
+  const forge = async (occurredAt: Date, seq: number): Promise<string> => {
+    const id = randomUUID();
+    await t.dataSource.getRepository(AuditLogEntity).insert({ id, occurredAt, action: 'order.refunded', outcome: 'success', kind: 'intent', actorType: 'user', actorId: '7', source: 'http', reason: 'forged', seq } as never);
+    return id;
+  };
 
   it('reports a forged event given the seq of another one, also where the seq falls on the last row of a page (2,000 rows)', async () => {
     await storeEvents(t, 2_001);
@@ -60,19 +66,7 @@ describe.each(databases())('verify and the integrator, attacked, on %s', (kind) 
     } finally {
       await runner.release();
     }
-    const forged = randomUUID();
-    await t.dataSource.getRepository(AuditLogEntity).insert({
-      id: forged,
-      occurredAt: new Date('2025-12-01T10:00:01.999Z'),
-      action: 'order.refunded',
-      outcome: 'success',
-      kind: 'intent',
-      actorType: 'user',
-      actorId: '7',
-      source: 'http',
-      reason: 'forged',
-      seq: 2_000,
-    } as never);
+    await forge(new Date('2025-12-01T10:00:01.999Z'), 2_000);
 
     // The same forgery at seq 1999 (inside a page) is found; at 2000 it is never read.
     const result = await t.audit.verify();
@@ -116,19 +110,7 @@ describe.each(databases())('verify and the integrator, attacked, on %s', (kind) 
     } finally {
       await runner.release();
     }
-    const forged = randomUUID();
-    await t.dataSource.getRepository(AuditLogEntity).insert({
-      id: forged,
-      occurredAt: new Date('2025-12-01T10:00:05.000Z'),
-      action: 'order.refunded',
-      outcome: 'success',
-      kind: 'intent',
-      actorType: 'user',
-      actorId: '7',
-      source: 'http',
-      reason: 'forged',
-      seq: 4,
-    } as never);
+    const forged = await forge(new Date('2025-12-01T10:00:05.000Z'), 4);
     expect(kinds(await t.audit.verify())).toEqual([{ kind: 'inserted', seq: 4, id: forged }]);
     // A pass of the integrator (what the timer does every sequenceEvery) neither takes it nor signs it.
     await expect(t.audit.checkpoint()).rejects.toThrow(`event ${forged} has seq 4`);
