@@ -21,6 +21,11 @@ interface JournalStatements {
   deleteAny: string;
   /** The CTE with the unit ids as parameter `index` (after the event columns, and the subject arrays if any). */
   deleteBefore(index: number): string;
+  /**
+   * A guarded write's: the same DELETE returning the ids it deleted (`journal`), and
+   * `gone`, the journal row ids (parameter `index + 1`) it did not find.
+   */
+  deleteChecked(index: number): string;
 }
 
 /** The `audit_subject` INSERT: its head and tail, and on PostgreSQL the CTE that rides on the event INSERT. */
@@ -29,16 +34,6 @@ interface SubjectStatements {
   tail: string;
   /** `subjects AS (INSERT … SELECT * FROM unnest(…))`, its arrays from parameter `index` on. */
   cte(index: number): string;
-}
-
-/** PostgreSQL: the CTEs of a guarded write, their parameters from the given indexes on. */
-interface GuardedStatements {
-  /** `journal` (the DELETE of the units' rows) and `gone` (the keys of guards whose rows were not all deleted). */
-  journal(units: number, ids: number, keys: number): string;
-  /** `subjects`: the subject rows of kept events (four arrays and their guards from `index` on). */
-  subjects(index: number): string;
-  /** `events`: the kept events (the column arrays, then their guards). */
-  events(tail: string): string;
 }
 
 /** The rows of one event INSERT and their parameters (in row order, one per column). */
@@ -51,8 +46,6 @@ interface EventChunk {
 interface LiteralChunk {
   columns: string[];
   subjects: [string, string, string, string] | undefined;
-  /** With guards: each row's guard key, and each subject row's (`NULL` for rows without one). */
-  guards?: [string, string | undefined];
 }
 
 /**
@@ -302,7 +295,6 @@ export class WriteStatements {
   readonly postgres: boolean;
   private journal?: JournalStatements;
   private subjectSql?: SubjectStatements;
-  private guarded?: GuardedStatements;
   private readonly subjects: EventSubjects;
   /** Positions of the event id and time among the event columns (a subject row takes their prepared values). */
   private readonly idColumn: number;
@@ -395,26 +387,14 @@ export class WriteStatements {
    */
   guardedWrite(rows: readonly AuditLogEntity[], units: readonly string[], guards: readonly JournalGuard[], byteLimit: number): Statement | undefined {
     if (!this.unnest || rows.length === 0 || units.length === 0) return undefined;
-    const guardOf = new Map<AuditLogEntity, number>();
-    for (const guard of guards) for (const row of guard.rows) guardOf.set(row, guard.key);
-    const chunks = this.unnestLiterals(rows, byteLimit, guardOf);
+    const chunks = this.unnestLiterals(rows, byteLimit);
     if (chunks?.length !== 1) return undefined;
-    const chunk = chunks[0]!;
-    const [rowGuards, subjectGuards] = chunk.guards!;
-    const sql = (this.guarded ??= this.guardedStatements());
-    const params: unknown[] = [...chunk.columns, rowGuards];
-    const ctes = [sql.journal(params.length, params.length + 1, params.length + 2)];
-    const expected = guards.flatMap((guard) => guard.ids.map(() => guard.key));
-    params.push(units, arrayText(guards.flatMap((guard) => guard.ids)), `{${expected.join(',')}}`);
-    if (chunk.subjects) {
-      ctes.push(sql.subjects(params.length));
-      params.push(...chunk.subjects, subjectGuards);
-    }
-    ctes.push(sql.events(this.tail));
-    // A unit whose rows are not all there aborts the statement (nothing stored, no journal row
+    // A unit whose rows are not all there fails the statement (nothing stored, no journal row
     // deleted: rows the unit wrote after it was recovered must stay for recovery); the write is
-    // then made by the several-statement path, which leaves that unit's rows alone.
-    return { sql: `WITH ${ctes.join(', ')} SELECT CAST('${GUARD_FAILED} ' || guard AS int) AS guard FROM gone`, params };
+    // then made by the several-statement path, which leaves that unit's rows alone. The check
+    // is an InitPlan, run once: NULL (every row found) keeps every event.
+    const check = ` WHERE (SELECT CAST(min('${GUARD_FAILED} ' || id) AS int) FROM gone) IS NULL`;
+    return this.literalStatement(chunks[0]!, units, { ids: guards.flatMap((guard) => guard.ids), check });
   }
 
   /**
@@ -443,45 +423,13 @@ export class WriteStatements {
     return { statements };
   }
 
-  /** PostgreSQL: the parts of {@link guardedWrite}'s statement. */
-  private guardedStatements(): GuardedStatements {
-    const journal = this.dataSource.getMetadata(AuditJournalEntity);
-    const journalTable = escapedTable(this.dataSource, journal);
-    const journalId = journal.findColumnWithPropertyName('id')!;
-    const unit = journal.findColumnWithPropertyName('unitId')!;
-    const param = (name: string, index: number) => this.driver.createParameter(name, index);
-    const metadata = this.dataSource.getMetadata(AuditLogEntity);
-    const types = this.columns.map((column) => this.driver.normalizeType(column));
-    const names = this.columns.map((_, i) => `c${i}`);
-    const into = `INSERT INTO ${escapedTable(this.dataSource, metadata)} (${this.columns.map((column) => this.driver.escape(column.databaseName)).join(', ')}) `;
-    const arrays = types.map((type, i) => `${param(`c${i}`, i)}::${type}[]`).join(', ');
-    const subject = this.dataSource.getMetadata(AuditSubjectEntity);
-    const subjectColumns = SUBJECT_COLUMNS.map((name) => subject.findColumnWithPropertyName(name)!);
-    const subjectInto = `INSERT INTO ${escapedTable(this.dataSource, subject)} (${subjectColumns.map((column) => this.driver.escape(column.databaseName)).join(', ')}) `;
-    const subjectTail = this.upsertTail(this.driver.escape(subject.findColumnWithPropertyName('eventId')!.databaseName));
-    const kept = (alias: string) => `WHERE ${alias}.guard IS NULL OR ${alias}.guard NOT IN (SELECT guard FROM gone)`;
-    return {
-      journal: (units, ids, keys) =>
-        `journal AS (DELETE FROM ${journalTable} WHERE ${this.driver.escape(unit.databaseName)} = ANY(${param('units', units)}::${this.driver.normalizeType(unit)}[]) ` +
-        `RETURNING ${this.driver.escape(journalId.databaseName)} AS id), ` +
-        `gone AS (SELECT DISTINCT e.guard FROM unnest(${param('ids', ids)}::${this.driver.normalizeType(journalId)}[], ${param('keys', keys)}::int[]) AS e(id, guard) ` +
-        'WHERE e.id NOT IN (SELECT id FROM journal))',
-      subjects: (index) =>
-        `subjects AS (${subjectInto}SELECT s.s0, s.s1, s.s2, s.s3 FROM unnest(${subjectColumns
-          .map((column, i) => `${param(`s${i}`, index + i)}::${this.driver.normalizeType(column)}[]`)
-          .join(', ')}, ${param('sg', index + 4)}::int[]) AS s(s0, s1, s2, s3, guard) ${kept('s')}${subjectTail})`,
-      events: (tail) =>
-        `events AS (${into}SELECT ${names.map((name) => `r.${name}`).join(', ')} FROM unnest(${arrays}, ${param('g', names.length)}::int[]) AS r(${names.join(', ')}, guard) ${kept('r')}${tail})`,
-    };
-  }
-
   /**
    * PostgreSQL: the rows as array literals, one per column, from one pass over the rows
    * that gathers each column's values (no row-major parameter list), split as
    * {@link insert} splits. `undefined` when a value is of a kind the literals do not take
    * (then the general path converts the rows).
    */
-  private unnestLiterals(rows: readonly AuditLogEntity[], byteLimit: number, guardOf?: ReadonlyMap<AuditLogEntity, number>): LiteralChunk[] | undefined {
+  private unnestLiterals(rows: readonly AuditLogEntity[], byteLimit: number): LiteralChunk[] | undefined {
     const { values, rowsPerStatement, idColumn, occurredAtColumn } = this;
     const width = values.length;
     const row = new Array<string | null>(width);
@@ -489,18 +437,12 @@ export class WriteStatements {
     const fresh = (): Array<Array<string | null>> => Array.from({ length: width }, () => []);
     let columns = fresh();
     let subjects: [string[], string[], Array<string | null>, Array<string | null>] | undefined;
-    let rowGuards: string[] = [];
-    let subjectGuards: string[] = [];
     let count = 0;
     let bytes = 0;
     const flush = (): void => {
-      const chunk: LiteralChunk = { columns: columns.map(arrayText), subjects: subjects?.map(arrayText) as LiteralChunk['subjects'] };
-      if (guardOf) chunk.guards = [`{${rowGuards.join(',')}}`, subjects ? `{${subjectGuards.join(',')}}` : undefined];
-      chunks.push(chunk);
+      chunks.push({ columns: columns.map(arrayText), subjects: subjects?.map(arrayText) as LiteralChunk['subjects'] });
       columns = fresh();
       subjects = undefined;
-      rowGuards = [];
-      subjectGuards = [];
       count = 0;
       bytes = 0;
     };
@@ -515,8 +457,6 @@ export class WriteStatements {
       }
       if (count > 0 && (count === rowsPerStatement || bytes + rowBytes > byteLimit)) flush();
       for (let column = 0; column < width; column++) columns[column]!.push(row[column]!);
-      const guard = guardOf ? String(guardOf.get(entity) ?? 'NULL') : '';
-      if (guardOf) rowGuards.push(guard);
       if (entity.changes?.length) {
         for (const subject of this.subjects.of(entity)) {
           subjects ??= [[], [], [], []];
@@ -524,7 +464,6 @@ export class WriteStatements {
           subjects[1].push(subject.id);
           subjects[2].push(row[idColumn]!);
           subjects[3].push(row[occurredAtColumn]!);
-          if (guardOf) subjectGuards.push(guard);
         }
       }
       count++;
@@ -536,18 +475,24 @@ export class WriteStatements {
     return chunks;
   }
 
-  /** One PostgreSQL statement of a chunk of {@link unnestLiterals}, with its subject rows and the journal DELETE of `units` (CTEs). */
-  private literalStatement(chunk: LiteralChunk, units: readonly string[]): Statement {
+  /**
+   * One PostgreSQL statement of a chunk of {@link unnestLiterals}, with its subject rows and
+   * the journal DELETE of `units` (CTEs); with `guard`, the DELETE returns what it deleted
+   * and `guard.check` refuses the statement when a row of `guard.ids` was not among it.
+   */
+  private literalStatement(chunk: LiteralChunk, units: readonly string[], guard?: { ids: readonly string[]; check: string }): Statement {
     const params: unknown[] = [...chunk.columns];
     const ctes: string[] = [];
     const subjectsAt = params.length;
     if (chunk.subjects) params.push(...chunk.subjects);
     if (units.length > 0) {
-      ctes.push((this.journal ??= this.journalStatements()).deleteBefore(params.length));
+      const journal = (this.journal ??= this.journalStatements());
+      ctes.push(guard ? journal.deleteChecked(params.length) : journal.deleteBefore(params.length));
       params.push(units);
+      if (guard) params.push(arrayText(guard.ids));
     }
     if (chunk.subjects) ctes.push((this.subjectSql ??= this.subjectStatements()).cte(subjectsAt));
-    return { sql: `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${this.head}${this.tail}`, params };
+    return { sql: `${ctes.length ? `WITH ${ctes.join(', ')} ` : ''}${this.head}${guard?.check ?? ''}${this.tail}`, params };
   }
 
   /**
@@ -724,6 +669,8 @@ export class WriteStatements {
   private journalStatements(): JournalStatements {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const unit = metadata.findColumnWithPropertyName('unitId')!;
+    const idColumn = metadata.findColumnWithPropertyName('id')!;
+    const id = this.driver.escape(idColumn.databaseName);
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
@@ -731,6 +678,9 @@ export class WriteStatements {
       deleteIn: `DELETE FROM ${table} WHERE ${column} IN `,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
       deleteBefore: (index) => `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}))`,
+      deleteChecked: (index) =>
+        `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}) RETURNING ${id} AS id), ` +
+        `gone AS (SELECT e.id FROM unnest(${this.driver.createParameter('ids', index + 1)}::${this.driver.normalizeType(idColumn)}[]) AS e(id) WHERE e.id NOT IN (SELECT id FROM journal))`,
     };
   }
 
