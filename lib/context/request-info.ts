@@ -12,8 +12,6 @@ export interface HttpRequestLike {
   url?: string;
   originalUrl?: string;
   socket?: { remoteAddress?: string } | null;
-  /** The client address as the framework sees it (Express's `req.ip`, Fastify's `request.ip`), per its own proxy setting. */
-  ip?: unknown;
   /** The route's parameters, once routing is done. */
   params?: unknown;
   raw?: HttpRequestLike;
