@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AuditLogEntity, type AuditIntegrityProblem } from '../../lib/index.js';
 import { verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cli, cliDatabase, dropAppendOnlyGuards } from '../support/integrity.js';
+import { cli, cliDatabase, cliProblemBriefs, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/tamper-shift';
@@ -72,26 +72,8 @@ describe.each(databases())('events moved to other seqs, found by verify on %s', 
     names.set(forged.id, 'FORGED');
   }
 
-  const brief = (problems: ReadonlyArray<AuditIntegrityProblem>): string[] =>
-    problems.map((p) =>
-      [p.kind, p.seq !== undefined ? `seq=${p.seq}` : '', p.id !== undefined ? `id=${names.get(p.id) ?? p.id}` : '', p.seq === undefined && p.treeSize !== undefined ? `treeSize=${p.treeSize}` : '']
-        .filter(Boolean)
-        .join(' '),
-    );
-
-  /** The same from the CLI's output lines (all but the summary). */
-  const briefCli = (stdout: string): string[] =>
-    stdout
-      .trimEnd()
-      .split('\n')
-      .slice(0, -1)
-      .map((line) => {
-        const [kind] = line.split(' ');
-        const seq = /\bseq=(\d+)/.exec(line)?.[1];
-        const id = /\bid=(\S+)/.exec(line)?.[1];
-        const size = /\btreeSize=(\d+)/.exec(line)?.[1];
-        return [kind, seq ? `seq=${seq}` : '', id ? `id=${names.get(id) ?? id}` : '', !seq && size ? `treeSize=${size}` : ''].filter(Boolean).join(' ');
-      });
+  const brief = (problems: ReadonlyArray<AuditIntegrityProblem>): string[] => problemBriefs(problems, names);
+  const briefCli = (stdout: string): string[] => cliProblemBriefs(stdout, names);
 
   /** verify() and the CLI against the database report exactly `expected`. */
   async function expectProblems(expected: string[]): Promise<void> {

@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AuditCheckpointEntity, AuditLogEntity, fileAnchor, readCheckpointsFile, type AuditIntegrityProblem } from '../../lib/index.js';
 import { createSigner, formatCheckpoint, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cli, cliDatabase, cliProcess, dropAppendOnlyGuards } from '../support/integrity.js';
+import { cli, cliDatabase, cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 
 const ORIGIN = 'audit.example.test/tamper';
@@ -18,22 +18,8 @@ const { privateKey } = generateKeyPairSync('ed25519');
 const VKEY = verifierKey(ORIGIN, privateKey);
 
 
-/** `kind seq=… treeSize=…` of each problem, as compared below. */
-const brief = (problems: ReadonlyArray<Pick<AuditIntegrityProblem, 'kind' | 'seq' | 'treeSize'>>): string[] =>
-  problems.map((p) => [p.kind, p.seq !== undefined ? `seq=${p.seq}` : '', p.treeSize !== undefined && p.seq === undefined ? `treeSize=${p.treeSize}` : ''].filter(Boolean).join(' '));
-
-/** The same from the CLI's output lines. */
-const briefCli = (stdout: string): string[] =>
-  stdout
-    .trimEnd()
-    .split('\n')
-    .slice(0, -1)
-    .map((line) => {
-      const [kind] = line.split(' ');
-      const seq = /\bseq=(\d+)/.exec(line)?.[1];
-      const size = /\btreeSize=(\d+)/.exec(line)?.[1];
-      return [kind, seq ? `seq=${seq}` : '', !seq && size ? `treeSize=${size}` : ''].filter(Boolean).join(' ');
-    });
+const brief = (problems: ReadonlyArray<AuditIntegrityProblem>): string[] => problemBriefs(problems);
+const briefCli = (stdout: string): string[] => cliProblemBriefs(stdout);
 
 describe.each(databases())('tampering by a database administrator, found by verify on %s', (kind) => {
   let db: TestDatabase;

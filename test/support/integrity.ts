@@ -109,3 +109,40 @@ export async function cliDatabase(kind: DatabaseKind, sqliteFile: string): Promi
       : ['--url', `mariadb://${MARIADB.user}@${MARIADB.host}:${MARIADB.port}/${(db.options as { database: string }).database}`];
   return { db, url };
 }
+
+/** What {@link problemBriefs} reads of a problem. */
+interface BriefProblem {
+  kind: string;
+  seq?: number | undefined;
+  id?: string | undefined;
+  treeSize?: number | undefined;
+}
+
+/**
+ * `kind seq=… treeSize=…` of each problem of `verify()`, as tests compare them; with
+ * `names`, also `id=…`, an event's id replaced by its name in the map where it has one.
+ */
+export function problemBriefs(problems: readonly BriefProblem[], names?: ReadonlyMap<string, string>): string[] {
+  return problems.map((p) => brief(p.kind, p.seq, p.id, p.treeSize, names));
+}
+
+/** The same from the output lines of the CLI's `verify` (all but its summary line). */
+export function cliProblemBriefs(stdout: string, names?: ReadonlyMap<string, string>): string[] {
+  return stdout
+    .trimEnd()
+    .split('\n')
+    .slice(0, -1)
+    .map((line) => {
+      const number = (pattern: RegExp): number | undefined => {
+        const found = pattern.exec(line)?.[1];
+        return found === undefined ? undefined : Number(found);
+      };
+      return brief(line.split(' ')[0]!, number(/\bseq=(\d+)/), /\bid=(\S+)/.exec(line)?.[1], number(/\btreeSize=(\d+)/), names);
+    });
+}
+
+function brief(kind: string, seq: number | undefined, id: string | undefined, treeSize: number | undefined, names: ReadonlyMap<string, string> | undefined): string {
+  return [kind, seq !== undefined ? `seq=${seq}` : '', names && id !== undefined ? `id=${names.get(id) ?? id}` : '', seq === undefined && treeSize !== undefined ? `treeSize=${treeSize}` : '']
+    .filter(Boolean)
+    .join(' ');
+}
