@@ -128,17 +128,22 @@ export class AuditRecorder {
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
     const memoryIds = this.journalRows(unit, (id) => !unit.spilledRowIds.includes(id));
-    const spilled =
-      unit.spilledRows > 0
-        ? { actor, handler, count: 0, next: 0 }
-        : undefined;
+    const spilled: SpilledParts | undefined = unit.spilledRows > 0 ? { actor, handler, count: 0, next: 0, stored: new Set() } : undefined;
     if (spilled) {
       const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
       spilled.count = memoryParts + unit.spilledRows;
       spilled.next = memoryParts + 1;
     }
     const store = async (first: boolean): Promise<void> => {
-      if (spilled) await this.storeSpilled(unit, spilled);
+      if (spilled) {
+        try {
+          await this.storeSpilled(unit, spilled, rows.length);
+        } catch (error) {
+          // Recovered by another instance since the first attempt: its record is stored, nothing is left to retry.
+          if (!first && error instanceof AuditUnitRecoveredError) return;
+          throw error;
+        }
+      }
       // The first attempt deletes the unit's journal rows with its events (grouped with
       // other units' by the writer), and stores them only if all those rows were still
       // there. A retry deletes exactly the rows the unit wrote, or stores nothing: if
@@ -160,21 +165,26 @@ export class AuditRecorder {
    * The changes a unit kept only in the journal (too many to keep in memory): read back a
    * few journal rows at a time, each batch stored as parts of the handler's event (or as
    * fallback events) with those journal rows deleted in the same transaction. Resumes
-   * where it stopped when retried.
+   * where it stopped when retried. A spilled row that is gone, and was not stored here,
+   * was recovered by another instance (which took this one for dead): the unit's record
+   * is that one, and the rest of its events are not stored
+   * ({@link AuditUnitRecoveredError}).
    */
-  private async storeSpilled(
-    unit: UnitOfWork,
-    spilled: { actor: AuditActor; handler: PendingIntent | undefined; count: number; next: number },
-  ): Promise<void> {
+  private async storeSpilled(unit: UnitOfWork, spilled: SpilledParts, memoryEvents: number): Promise<void> {
+    // The events not stored: the spilled parts from `next` on, and those built from memory.
+    const gone = (): AuditUnitRecoveredError => new AuditUnitRecoveredError(spilled.count - spilled.next + 1 + memoryEvents);
     for (const [dataSource] of this.journalRows(unit, (id) => unit.spilledRowIds.includes(id))) {
       for await (const batch of this.recovery.spilledBatches(unit.id, dataSource)) {
         const chunks = batch.map((row) => row.changes);
         const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
         const ids = batch.map((row) => row.id);
         // Elsewhere, each row gets a marker: recovery then knows these parts are stored.
-        if (await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids)) spilled.next += chunks.length;
+        if (!(await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids))) throw gone();
+        for (const id of ids) spilled.stored.add(id);
+        spilled.next += chunks.length;
       }
     }
+    if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();
   }
 
   /** The unit's journal rows that `keep` keeps, by data source. */
@@ -201,6 +211,15 @@ export class AuditRecorder {
       ...(elsewhere.length ? { journalElsewhere: elsewhere.map((dataSource) => ({ dataSource, unitIds: [unit.id] })) } : {}),
     };
   }
+}
+
+/** A spilled unit's parts as they are stored: how many in all, the next one's number, the journal rows stored so far. */
+interface SpilledParts {
+  actor: AuditActor;
+  handler: PendingIntent | undefined;
+  count: number;
+  next: number;
+  stored: Set<string>;
 }
 
 const partOf = (row: AuditLogEntity): { first?: string } | undefined =>
