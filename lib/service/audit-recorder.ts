@@ -148,7 +148,10 @@ export class AuditRecorder {
       // other units' by the writer), and stores them only if all those rows were still
       // there. A retry deletes exactly the rows the unit wrote, or stores nothing: if
       // another instance took this one for dead meanwhile and stored them, they are gone.
-      if (first) await this.writer.write(rows, this.journalOf(unit, memoryIds.get(this.dataSources.audit)));
+      if (first) {
+        await this.stillJournaledElsewhere(memoryIds, rows.length);
+        await this.writer.write(rows, this.journalOf(unit, memoryIds.get(this.dataSources.audit)));
+      }
       else if (memoryIds.size) await this.recovery.replace(memoryIds, rows, unit.id);
       else await this.writer.write(rows);
     };
@@ -185,6 +188,19 @@ export class AuditRecorder {
       }
     }
     if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();
+  }
+
+  /**
+   * Before a unit's first write: its journal rows in data sources other than the audit one
+   * (which the writer deletes only after the insert, in their own transactions) must all
+   * still be there; if one is gone, another instance took this one for dead and recovered
+   * the unit, whose record is that one ({@link AuditUnitRecoveredError}). The rows in the
+   * audit data source the writer checks itself, in its transaction.
+   */
+  private async stillJournaledElsewhere(rows: ReadonlyMap<DataSource, string[]>, eventCount: number): Promise<void> {
+    const ids = [...rows].flatMap(([dataSource, ids]) => (dataSource === this.dataSources.audit ? [] : ids));
+    if (ids.length === 0) return;
+    if ((await this.recovery.existingJournalIds(ids)).size < ids.length) throw new AuditUnitRecoveredError(eventCount);
   }
 
   /** The unit's journal rows that `keep` keeps, by data source. */

@@ -1,0 +1,123 @@
+import 'reflect-metadata';
+import { ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSource, Repository } from 'typeorm';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AuditEntities, Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
+import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { Customer } from '../app/customer.entity.js';
+import { Order } from '../app/order.entity.js';
+import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
+
+class QuietLogger extends ConsoleLogger {
+  override warn(message: unknown, ...rest: unknown[]): void {
+    if (rest.includes('DataSourceNameRegistry')) return;
+    super.warn(message, ...(rest as [string]));
+  }
+}
+
+@Controller('gated')
+class GatedController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+
+  /** Commits a change in the main data source (its journal row is written there), then waits for the gate. */
+  @Patch(':id')
+  @Audited('order.gated')
+  async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
+    await this.orders.update({ id }, { status: 'gated' });
+    await gate.opened;
+    return { id };
+  }
+}
+
+interface Instance {
+  app: INestApplication;
+  url: string;
+  main: DataSource;
+  audit: DataSource;
+}
+
+/** An app instance whose entities (and journal) live in the main data source and whose audit trail lives in `audit`. */
+async function instance(main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions): Promise<Instance> {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, AuditJournalEntity], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forFeature([Order]),
+      AuditModule.forRoot({ shutdownTimeout: 500, ...options, dataSource: 'audit' }),
+    ],
+    controllers: [GatedController],
+  })
+  class InstanceModule {}
+  const app = await NestFactory.create(InstanceModule, new ExpressAdapter(), { logger: new QuietLogger('Nest', { logLevels: ['error'] }) });
+  await app.listen(0, '127.0.0.1');
+  return {
+    app,
+    url: (await app.getUrl()).replace('[::1]', '127.0.0.1'),
+    main: app.get<DataSource>(getDataSourceToken()),
+    audit: app.get<DataSource>(getDataSourceToken('audit')),
+  };
+}
+
+/**
+ * An instance taken for dead while alive, whose unit's journal rows are in another data
+ * source than the audit trail: another instance recovers them; when the paused one
+ * resumes, it stores no second record of the unit.
+ */
+describe.each(databases())('an instance taken for dead whose journal rows are in another data source, on %s', (kind) => {
+  let main: TestDatabase;
+  let audit: TestDatabase;
+  let rescuer: Instance;
+  let paused: Instance | undefined;
+
+  beforeAll(async () => {
+    main = await sharedDatabase(kind);
+    audit = await sharedDatabase(kind);
+    rescuer = await instance(main, audit, { recoverAfter: 1_000 });
+  });
+  afterEach(async () => {
+    gate.open?.();
+    await paused?.app.close().catch(() => undefined);
+    paused = undefined;
+  });
+  afterAll(async () => {
+    await rescuer?.app.close().catch(() => undefined);
+    await main?.drop();
+    await audit?.drop();
+  });
+
+  it.each([
+    { failOpen: false, status: 500 },
+    { failOpen: true, status: 200 },
+  ])('stores one record of the request (the recovered one) and answers $status (failOpen $failOpen)', async ({ failOpen, status }) => {
+    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen });
+    const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+    const requestId = `paused-elsewhere-${kind}-${failOpen}`;
+    const journal = paused.main.getRepository(AuditJournalEntity);
+    // The order's own fallback event: stored, and its journal rows gone, before the test goes on.
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+
+    closeGate();
+    const answer = fetch(`${paused.url}/gated/${order.id}`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+    expect(await journal.count()).toBe(1);
+
+    // Taken for dead: its lease aged, and the other instance recovers its journal rows.
+    const id = paused.app.get(JournalRecovery).instanceId;
+    await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+    await rescuer.app.get(JournalRecovery).runPass();
+    expect(await journal.count()).toBe(0);
+    const recordOf = async () =>
+      (await paused!.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+    expect(await recordOf()).toEqual([['order.gated', 'intent', 'unknown']]);
+
+    gate.open!();
+    expect((await answer).status).toBe(status);
+    await paused.app.get(JournalRecovery).runPass();
+    await sleep(200);
+    expect(await recordOf()).toEqual([['order.gated', 'intent', 'unknown']]);
+  });
+});
