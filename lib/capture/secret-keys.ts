@@ -95,7 +95,7 @@ export class SecretKeys {
 
   /**
    * The fields of the entity named `entity` (in any case, as a target's type names it) in
-   * the captured data sources whose values are masked whatever their field name: those of
+   * the module's data sources whose values are masked whatever their field name: those of
    * columns secret by their database name only, by their own property name inside an
    * embedded (`card.cvv`), and the entity's own secret key columns; not those referring
    * to a secret column, which hold its digest. `undefined` when none.
