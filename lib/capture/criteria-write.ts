@@ -209,7 +209,14 @@ export class CriteriaWrite {
     const fields: Record<string, { from?: unknown; to: unknown }> = {};
     const values = Array.isArray(this.qb.valuesSet) ? undefined : this.qb.valuesSet;
     for (const [name, value] of Object.entries(values ?? {})) {
-      if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
+      const embedded = isPlainObject(value) ? metadata.findEmbeddedWithPropertyPath(name) : undefined;
+      if (embedded) {
+        // An embedded value set as an object: one field per column set, named as a full capture names it (`wallet.code`).
+        for (const column of embedded.columnsFromTree) {
+          const set = column.getEntityValue(values!) as unknown;
+          if (set !== undefined && typeof set !== 'function') fields[column.propertyPath] = { to: toJsonSafe(set) };
+        }
+      } else if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
     }
     await this.capture.record(runner, {
       entity: metadata.name,
@@ -294,3 +301,7 @@ export class CriteriaWrite {
       .find({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } });
   }
 }
+
+/** An object literal (not a `Date`, a buffer, an array or a class instance holding a column's value). */
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;

@@ -4,24 +4,13 @@ import type { EntityMetadata, ObjectLiteral } from 'typeorm';
 type ColumnMetadata = EntityMetadata['columns'][number];
 type RelationMetadata = EntityMetadata['relations'][number];
 import { toJsonSafe } from '../events/json-safe.js';
+import { fieldName, isDerivedJoinColumn } from './field-name.js';
 import { keyString, type SecretKeys } from './secret-keys.js';
+
+export { fieldName };
 
 /** Field name → JSON-safe value. */
 export type Snapshot = Record<string, unknown>;
-
-/** A join column TypeORM derives from a to-one relation (no property of its own). */
-const isDerivedJoinColumn = (column: ColumnMetadata): boolean => column.isVirtual && column.relationMetadata !== undefined;
-
-/** The field name of a column: its property path; a derived join column reads as its relation. */
-export function fieldName(column: ColumnMetadata): string {
-  const relation = column.relationMetadata;
-  if (relation && isDerivedJoinColumn(column)) {
-    return relation.joinColumns.length > 1
-      ? `${relation.propertyPath}.${column.referencedColumn?.propertyName ?? column.databaseName}`
-      : relation.propertyPath;
-  }
-  return column.propertyPath;
-}
 
 /**
  * The fields of an entity the audit trail follows: every stored column (a to-one
@@ -36,7 +25,7 @@ export class TrackedFields {
    * The followed columns whose values are never captured, with their label: a join column
    * referring to a secret key or to another column named like a secret (its value is
    * stored digested), and a secret key column of the entity itself (captured digested too,
-   * so that a change of it is seen; its field is stored masked, see `SecretKeys.mask()`).
+   * so that a change of it is seen; its field is stored masked, see `SecretKeys.secretFields()`).
    */
   private readonly secrets = new Map<ColumnMetadata, string>();
 
@@ -58,9 +47,7 @@ export class TrackedFields {
     this.joinColumns = this.columns.filter(isDerivedJoinColumn);
     for (const column of this.columns) {
       const label = keys?.label(column);
-      if (!label) continue;
-      this.secrets.set(column, label);
-      if (!column.referencedColumn || column.referencedColumn === column) keys!.mask(metadata.name, fieldName(column));
+      if (label) this.secrets.set(column, label);
     }
   }
 

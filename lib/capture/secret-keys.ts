@@ -2,8 +2,12 @@ import { createHash, createHmac, type KeyObject } from 'node:crypto';
 import type { DataSource, EntityMetadata } from 'typeorm';
 import { toJsonSafe } from '../events/json-safe.js';
 import type { Redactor } from '../events/redaction.js';
+import { fieldName } from './field-name.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
+
+/** Entity names whose secret fields are kept, at most. */
+const MAX_ENTITY_NAMES = 10_000;
 
 /** What a stored secret key value starts with without a key: `sha256:` + base64url(SHA-256). */
 export const KEY_DIGEST_PREFIX = 'sha256:';
@@ -71,27 +75,69 @@ export class SecretKeys {
   }
 
   /**
-   * Entity name → its fields that hold a secret key of the entity itself: masked as secret
-   * fields are, whatever their name (a key secret by its column name only). Recorded once
-   * per entity, as its followed fields are decided.
+   * Whether a column's values are secret: its property name (or path, in an embedded),
+   * or its column name in the database, is named like a secret by the `redact` rules.
    */
-  private readonly masked = new Map<string, Set<string>>();
-
-  /** Records that `field` of `entity` holds a secret key: its value reads `[REDACTED]`. */
-  mask(entity: string, field: string): void {
-    let fields = this.masked.get(entity);
-    if (!fields) this.masked.set(entity, (fields = new Set()));
-    fields.add(field);
+  isSecretColumn(column: ColumnMetadata): boolean {
+    const redactor = this.redactor;
+    return (
+      redactor.isSecret(column.propertyName) ||
+      redactor.isSecret(column.propertyPath) ||
+      redactor.isSecret(column.databaseName) ||
+      redactor.isSecret(column.databaseNameWithoutPrefixes)
+    );
   }
 
-  /** The fields of `entity` recorded by `mask()`, if any. */
-  maskedFields(entity: string): ReadonlySet<string> | undefined {
-    return this.masked.get(entity);
+  /** The data sources whose entities' fields are masked by their columns (see {@link secretFields}). */
+  private readonly sources = new Set<DataSource>();
+  /** Entity name → its secret fields, once every data source above knew its entities; bounded. */
+  private readonly fieldsOf = new Map<string, ReadonlySet<string> | null>();
+
+  /**
+   * The fields of the entity named `entity` (in any case, as a target's type names it) in
+   * the module's data sources whose values are masked whatever their field name: those of
+   * columns secret by their database name only, by their own property name inside an
+   * embedded (`card.cvv`), and the entity's own secret key columns; not those referring
+   * to a secret column, which hold its digest. `undefined` when none.
+   */
+  secretFields(entity: string): ReadonlySet<string> | undefined {
+    let fields = this.fieldsOf.get(entity);
+    if (fields === undefined) {
+      const lower = entity.toLowerCase();
+      const found = new Set<string>();
+      let known = true;
+      for (const dataSource of this.sources) {
+        if (!dataSource.isInitialized) known = false;
+        else for (const metadata of dataSource.entityMetadatas) if (metadata.name.toLowerCase() === lower) this.collect(metadata, found);
+      }
+      fields = found.size ? found : null;
+      // Names come from callers too (`log()`): a bounded number is kept.
+      if (known && this.fieldsOf.size < MAX_ENTITY_NAMES && entity.length <= 256) this.fieldsOf.set(entity, fields);
+    }
+    return fields ?? undefined;
   }
 
-  /** Whether a column is named like a secret, by its property or its column name. */
-  private isSecretColumn(column: ColumnMetadata): boolean {
-    return this.redactor.isSecret(column.propertyPath) || this.redactor.isSecret(column.databaseName);
+  /** Adds the secret fields of `metadata` (see {@link secretFields}) to `fields`. */
+  private collect(metadata: EntityMetadata, fields: Set<string>): void {
+    for (const column of metadata.columns) {
+      // A column referring to a secret one holds its digest (a join column named after it, `resetToken`): not masked.
+      const refers = column.referencedColumn !== undefined && column.referencedColumn !== column;
+      if (this.label(column) !== null ? refers : !this.isSecretColumn(column)) continue;
+      fields.add(fieldName(column));
+      fields.add(column.propertyPath);
+    }
+  }
+
+  /** Makes `dataSource`'s entities' fields masked by their columns. */
+  watch(dataSource: DataSource): void {
+    this.sources.add(dataSource);
+    this.fieldsOf.clear();
+  }
+
+  /** Stops doing so. */
+  unwatch(dataSource: DataSource): void {
+    this.sources.delete(dataSource);
+    this.fieldsOf.clear();
   }
 
   /** The stored form of one secret key value. */
@@ -142,14 +188,16 @@ export function keyString(value: unknown): string {
 /** The secret keys of each captured data source, by the module that captures it. */
 const byDataSource = new WeakMap<DataSource, SecretKeys>();
 
-/** Makes the ids of `dataSource`'s entities follow `keys`. */
+/** Makes the ids of `dataSource`'s entities, and their secret fields, follow `keys`. */
 export function useSecretKeys(dataSource: DataSource, keys: SecretKeys): void {
   byDataSource.set(dataSource, keys);
+  keys.watch(dataSource);
 }
 
 /** Stops doing so, when `keys` are the data source's. */
 export function dropSecretKeys(dataSource: DataSource, keys: SecretKeys): void {
   if (byDataSource.get(dataSource) === keys) byDataSource.delete(dataSource);
+  keys.unwatch(dataSource);
 }
 
 /** The secret keys that apply to `metadata`'s ids, if its data source is captured. */

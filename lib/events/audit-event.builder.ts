@@ -122,8 +122,8 @@ export class AuditEventBuilder {
   private sanitiseChange(change: AuditChange): AuditChange {
     const redactor = this.options.redactor;
     const excluded = this.options.excludeFields.get(change.entity);
-    // The entity's own secret key fields, whatever their name (a key secret by its column name only).
-    const keyFields = this.options.secretKeys.maskedFields(change.entity);
+    // Fields secret by their column rather than their name: a column or key secret by its database name only.
+    const secretFields = this.options.secretKeys.secretFields(change.entity);
     const fields: Record<string, AuditFieldChange | AuditRelationChange> = {};
     for (const [field, value] of Object.entries(change.fields)) {
       if (excluded?.has(field)) continue;
@@ -131,7 +131,7 @@ export class AuditEventBuilder {
       if ('added' in value && 'removed' in value) {
         const storableId = (id: unknown): string => bound(String(id), MAX_JSON_STRING);
         fields[name] = { added: value.added.map(storableId), removed: value.removed.map(storableId) };
-      } else if (redactor.isSecret(name) || keyFields?.has(field)) {
+      } else if (redactor.isSecret(name) || secretFields?.has(field)) {
         // Only values that exist are masked: an insert's `from` and a delete's `to` stay null.
         fields[name] = {
           ...('from' in value ? { from: value.from == null ? null : REDACTED } : {}),

@@ -28,11 +28,20 @@ export function resolveTarget(dataSources: readonly DataSource[], target: AuditT
 
 /** The id as stored for an entity type whose key is secret (its digest), any other id as it is. */
 function storedTargetId(dataSources: readonly DataSource[], type: string, id: string): string {
+  const metadata = entityOfType(dataSources, type);
+  return metadata ? (secretKeysOf(metadata)?.storedId(metadata, id) ?? id) : id;
+}
+
+/**
+ * The entity a target type names, in any case (`passwordreset` names `PasswordReset`),
+ * in the first of `dataSources` that has one; `null` for a type that names no entity.
+ */
+export function entityOfType(dataSources: readonly DataSource[], type: string): EntityMetadata | null {
   for (const dataSource of dataSources) {
     const metadata = entityNamed(dataSource, type);
-    if (metadata) return secretKeysOf(metadata)?.storedId(metadata, id) ?? id;
+    if (metadata) return metadata;
   }
-  return id;
+  return null;
 }
 
 /** Entity names looked up per data source (`null`: none), up to a bound. */

@@ -1,6 +1,7 @@
 import type { DataSource, SelectQueryBuilder } from 'typeorm';
 import { PSEUDONYM_PREFIX, type ActorPseudonymizer } from '../events/actor-pseudonyms.js';
 import { lowerCamel } from '../events/audit-event.builder.js';
+import { entityOfType } from '../events/audit-target.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditExportQuery, AuditTargetInput } from '../interfaces/audit-service.interface.js';
@@ -13,6 +14,8 @@ export interface AuditQueryScope {
   pseudonymizer?: ActorPseudonymizer | undefined;
   /** `{ type, id }` of a target given as `{ type, id }` or as an entity instance. */
   resolveTarget(target: AuditTargetInput, field: string): AuditTarget;
+  /** The stored spellings of a target type (default: {@link typeVariants}; with the entities known, {@link targetTypes}). */
+  targetTypes?(type: string): string[];
 }
 
 /** The filters of `find()` and `export()`. */
@@ -38,6 +41,7 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
     throw new InvalidAuditQueryError(key, `is not a filter${hint}; the filters are ${[...FILTERS].join(', ')}${paged ? ', with limit and cursor' : ''}`);
   }
   const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
+  const typesOf = (type: string): string[] => scope.targetTypes?.(type) ?? typeVariants(type);
   if (actions.some((action) => typeof action !== 'string')) throw new InvalidAuditQueryError('action', 'must be a string or an array of strings');
   if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
   const actorType = query.actorType ?? query.actor?.type;
@@ -48,9 +52,9 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
   if (query.target !== undefined) {
     const target = scope.resolveTarget(query.target, 'target');
-    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typeVariants(target.type) }).andWhere('e.targetId = :targetId', { targetId: target.id });
+    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere('e.targetId = :targetId', { targetId: target.id });
   }
-  if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typeVariants(query.targetType) });
+  if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(query.targetType) });
   if (query.source !== undefined) qb.andWhere('e.source = :source', { source: query.source });
   if (query.outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
   if (query.kind !== undefined) qb.andWhere('e.kind = :kind', { kind: query.kind });
@@ -96,4 +100,19 @@ export function occurredAtParam(dataSource: DataSource, value: Date | string, fi
 /** A target type as written by users (`order`) and by the fallback (`Order`). */
 export function typeVariants(type: string): string[] {
   return [...new Set([type, lowerCamel(type), type.charAt(0).toUpperCase() + type.slice(1)])];
+}
+
+/**
+ * The target types an event about `type` may be stored under: its {@link typeVariants}
+ * and, when `type` names an entity of `dataSources` in any case (`passwordreset`), that
+ * entity's name as the fallback stores it (`PasswordReset`) and in lower camel case
+ * (`passwordReset`), as a target typed so claims its changes. A few exact values, so that
+ * the target and subject indexes are used on every database (PostgreSQL and SQLite
+ * compare text with its case, MariaDB's default collation without). A type that names
+ * no entity keeps its {@link typeVariants} only.
+ */
+export function targetTypes(dataSources: readonly DataSource[], type: string): string[] {
+  const types = typeVariants(type);
+  const metadata = entityOfType(dataSources, type);
+  return metadata ? [...new Set([...types, metadata.name, lowerCamel(metadata.name)])] : types;
 }

@@ -48,7 +48,7 @@ import { DatabaseLogSource } from '../integrity/database-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { splitPurgeNotes } from '../integrity/purge-record.js';
 import { auditExportStream, exportFormat } from '../read/audit-export.js';
-import { filtersAnything, occurredAtParam, typeVariants, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
+import { filtersAnything, occurredAtParam, targetTypes, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -367,7 +367,7 @@ export class AuditService {
     let after: AuditLogEntity | undefined;
     for (;;) {
       const want = limit === undefined ? MAX_PAGE : Math.min(MAX_PAGE, limit - events.length);
-      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: typeVariants(type), historyId: id });
+      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: id });
       if (after) {
         // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
         qb.andWhere('e.occurredAt >= :afterAt AND (e.occurredAt > :afterAt OR e.id > :afterId)', {
@@ -411,6 +411,7 @@ export class AuditService {
       dataSource: this.dataSource,
       pseudonymizer: this.options.pseudonymizer,
       resolveTarget: (target, field) => this.targetFrom(target, field),
+      targetTypes: (type) => targetTypes(this.dataSources.all, type),
     };
   }
 
