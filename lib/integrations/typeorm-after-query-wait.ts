@@ -19,14 +19,14 @@ import type { DataSource, QueryRunner } from 'typeorm';
  * query when it fails.
  *
  * Relies on: subscribers' `afterQuery` being called before the query's promise settles
- * (true of both: the callback broadcasts, then resolves). The work waited for is the one
+ * (true of both: each broadcasts `AfterQuery`, then resolves). The work waited for is the one
  * handed over since the query started: a statement the capture itself runs on the same
  * query runner (a journal write) does not wait for the capture running it.
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
  * Promise`). Any other shape is patched, which costs one `then` per query. Tested with
- * TypeORM 0.3.20+ and 1.1 (`test/unit/integrations.spec.ts` fails when `query` resolves
+ * TypeORM 0.3.31 and 1.1 (`test/unit/integrations.spec.ts` fails when `query` resolves
  * before the work handed to it is done, or when the patch is installed where TypeORM
  * waits by itself or left out where it does not).
  */
@@ -67,9 +67,7 @@ export function attachAfterQueryWait(dataSource: DataSource): boolean {
   if (!proto || typeof proto.query !== 'function') return false;
   if (proto[PATCHED] !== undefined) return proto[PATCHED];
   const original = proto.query;
-  let typeorms: unknown = original;
-  while (typeof typeorms === 'function' && (typeorms as { [WRAPPED_QUERY]?: unknown })[WRAPPED_QUERY]) typeorms = (typeorms as { [WRAPPED_QUERY]?: unknown })[WRAPPED_QUERY];
-  const needed = !queryAwaitsAfterQuery(Function.prototype.toString.call(typeorms));
+  const needed = !queryAwaitsAfterQuery(Function.prototype.toString.call(typeormsQuery(original)));
   proto[PATCHED] = needed;
   if (!needed) return false;
   const patched: Query = function (this: Waiting, query, parameters, structured) {
@@ -112,6 +110,13 @@ export function waitForCapture(runner: QueryRunner, work: Promise<unknown>): voi
     state.open.delete(id);
   };
   void work.then(done, done);
+}
+
+/** TypeORM's own `query` under the module's wrappers of it. */
+function typeormsQuery(query: Query): Query {
+  let inner = query as Query & { [WRAPPED_QUERY]?: Query };
+  while (typeof inner[WRAPPED_QUERY] === 'function') inner = inner[WRAPPED_QUERY];
+  return inner;
 }
 
 /** The work handed to `runner` since its number `from` that is still running, as one promise; undefined when there is none. */

@@ -603,6 +603,9 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
     await dataSource.query(`UPDATE ${table} SET v = v + 1`);
     const typeormWaits = done;
     await later(() => undefined, 100);
+    // On PostgreSQL the commit-statements patch wraps query() too (the module installs it
+    // after this one): whether TypeORM waits is read from the method under that wrapper.
+    attachCommitStatements(dataSource);
     const patched = attachAfterQueryWait(dataSource);
     expect(
       patched,
