@@ -28,6 +28,7 @@ import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange 
 import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
+import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
@@ -103,6 +104,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       subscribers.push(this);
       attachQueryBuilderCapture(dataSource, this.capture);
       attachTransactionScope(dataSource);
+      attachAfterQueryWait(dataSource);
       attachCommitStatements(dataSource);
     }
   }
@@ -262,7 +264,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       if (change) changes.push(change);
     }
     if (changes.length === 0) return;
-    return this.recordRaw(event.queryRunner, changes, noted.unit);
+    const recorded = this.recordRaw(event.queryRunner, changes, noted.unit);
+    // Where TypeORM resolves the query without waiting for this (0.3 on MySQL/MariaDB and
+    // better-sqlite3), the query waits for it: recorded before the app goes on (and commits).
+    waitForCapture(event.queryRunner, recorded);
+    return recorded;
   }
 
   /** The change a raw write records, or undefined when it records none. */

@@ -1,5 +1,6 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { ownStatement } from '../capture/own-statements.js';
+import { WRAPPED_QUERY } from './typeorm-after-query-wait.js';
 
 /**
  * Patches: `query` of TypeORM's PostgreSQL query runner class (`PostgresQueryRunner`), of
@@ -27,7 +28,10 @@ const PATCHED = Symbol.for('nestjs-system-audit:commit-statements');
 /** Statements waiting, on a query runner, for its next COMMIT. */
 const PENDING = Symbol.for('nestjs-system-audit:commit-statements:pending');
 
-type Query = ((this: QueryRunner, query: string, parameters?: unknown[], structured?: boolean) => Promise<unknown>) & { [PATCHED]?: true };
+type Query = ((this: QueryRunner, query: string, parameters?: unknown[], structured?: boolean) => Promise<unknown>) & {
+  [PATCHED]?: true;
+  [WRAPPED_QUERY]?: unknown;
+};
 type Prototype = { query?: Query; commitTransaction?: (...args: unknown[]) => unknown; [PATCHED]?: boolean };
 type Pending = QueryRunner & { [PENDING]?: string[] };
 
@@ -60,6 +64,7 @@ export function attachCommitStatements(dataSource: DataSource): boolean {
     return original!.call(this, query, parameters, structured);
   };
   patched[PATCHED] = true;
+  patched[WRAPPED_QUERY] = original;
   proto.query = patched;
   return true;
 }

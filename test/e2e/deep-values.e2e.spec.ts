@@ -99,10 +99,8 @@ describe.each(databases())('deeply nested values on %s', (kind) => {
   });
   beforeEach(async () => {
     levels.value = 40;
-    // A DELETE through the query builder (its fallback event is stored before it returns, then
-    // cleared), not clear(): TRUNCATE is raw SQL, whose capture TypeORM 0.3's MySQL driver does
-    // not wait for, so its event could land after the audit log was emptied.
-    await t.seed(() => t.dataSource.getRepository(DeepDoc).createQueryBuilder().delete().execute());
+    // clear() is raw SQL (TRUNCATE): its fallback event is stored before it returns, then cleared.
+    await t.seed(() => t.dataSource.getRepository(DeepDoc).clear());
   });
 
   /** The one change's `body.to` of the only event, which has `action` and `kind`. */

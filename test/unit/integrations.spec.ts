@@ -17,6 +17,7 @@ import {
   InsertQueryBuilder,
   PrimaryGeneratedColumn,
   UpdateQueryBuilder,
+  type AfterQueryEvent,
   type BeforeQueryEvent,
   type DataSourceOptions,
   type EntitySubscriberInterface,
@@ -43,6 +44,7 @@ import {
   takeUnsent,
 } from '../../lib/integrations/typeorm-commit-statements.js';
 import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
+import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
 import {
   attachWriteQueryBuilderHook,
@@ -560,4 +562,103 @@ describe('Driver reads of the audit tables as UTC (lib/integrations/driver-utc-d
       }
     });
   });
+});
+
+describe.each(databases())('TypeORM query runners: query() and the work afterQuery returns (lib/integrations/typeorm-after-query-wait.ts), on %s', (kind) => {
+  let db: TestDatabase;
+  let dataSource: DataSource;
+  /** What the probe subscriber does with the next UPDATE's afterQuery: the work it returns, and whether it hands it to waitForCapture. */
+  let next: { work: (event: AfterQueryEvent) => Promise<unknown>; handOver: boolean } | undefined;
+  const probe: EntitySubscriberInterface = {
+    afterQuery(event: AfterQueryEvent): Promise<unknown> | void {
+      if (!next || !event.query.startsWith('UPDATE')) return;
+      const { work, handOver } = next;
+      next = undefined;
+      const running = work(event);
+      if (handOver) waitForCapture(event.queryRunner, running);
+      return running;
+    },
+  };
+  /** The probe's table, in the test's own schema on PostgreSQL. */
+  let table = 'integration_after_query';
+  const later = <T>(value: () => T, ms = 50): Promise<T> => new Promise((resolve) => setTimeout(() => resolve(value()), ms));
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    dataSource = await new DataSource({ ...(db.options as DataSourceOptions), entities: [] } as DataSourceOptions).initialize();
+    (dataSource.subscribers as EntitySubscriberInterface[]).push(probe);
+    if (kind === 'postgres') table = `"${(db.options as { schema: string }).schema}".${table}`;
+    await dataSource.query(`CREATE TABLE ${table} (v integer)`);
+    await dataSource.query(`INSERT INTO ${table} (v) VALUES (0)`);
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await db?.drop();
+  });
+
+  it('query() is patched exactly where TypeORM resolves it before the work afterQuery returned is done', async () => {
+    // TypeORM's own behaviour, with work not handed to the patch: the patch does not wait for it.
+    let done = false;
+    next = { work: () => later(() => (done = true)), handOver: false };
+    await dataSource.query(`UPDATE ${table} SET v = v + 1`);
+    const typeormWaits = done;
+    await later(() => undefined, 100);
+    // On PostgreSQL the commit-statements patch wraps query() too (the module installs it
+    // after this one): whether TypeORM waits is read from the method under that wrapper.
+    attachCommitStatements(dataSource);
+    const patched = attachAfterQueryWait(dataSource);
+    expect(
+      patched,
+      typeormWaits
+        ? "this TypeORM's query() waits for afterQuery work by itself, but its source does not read as such: the patch was installed"
+        : "this TypeORM's query() resolves before afterQuery work is done, but its source reads as waiting for it: the patch was not installed",
+    ).toBe(!typeormWaits);
+    const runner = dataSource.createQueryRunner();
+    expect(queriesWaitForCapture(runner)).toBe(patched);
+    await runner.release();
+    // Where each TypeORM line is known to stand: 1 waits on every driver; 0.3 does not on
+    // MySQL/MariaDB (it resolves from the driver's callback) nor on better-sqlite3 (it never
+    // awaits the broadcast). TypeORM 1's drivers name their data source `dataSource`, 0.3's `connection`.
+    const version = 'dataSource' in dataSource.driver ? '1' : '0.3';
+    expect(typeormWaits, `whether query() waits for afterQuery work on TypeORM ${version}, ${kind}`).toBe(version === '1' || kind === 'postgres');
+  });
+
+  it('a query settles only once the work handed to it is done: resolved with its result, rejected with the work\'s error', async () => {
+    attachAfterQueryWait(dataSource);
+    let done = false;
+    next = { work: () => later(() => (done = true)), handOver: true };
+    const runner = dataSource.createQueryRunner();
+    try {
+      await runner.startTransaction();
+      await runner.query(`UPDATE ${table} SET v = v + 1`);
+      expect(done, 'query() resolved before the afterQuery work handed to it was done').toBe(true);
+      await runner.commitTransaction();
+
+      next = { work: () => later(() => Promise.reject(new Error('capture failed'))), handOver: true };
+      await expect(runner.query(`UPDATE ${table} SET v = v + 1`), 'query() did not reject with the failed work\'s error').rejects.toThrow('capture failed');
+    } finally {
+      await runner.release();
+    }
+  });
+
+  it('a statement the work runs on the same query runner does not wait for that work', async () => {
+    attachAfterQueryWait(dataSource);
+    let read: unknown;
+    next = {
+      work: async (event) => {
+        await later(() => undefined, 10);
+        read = await event.queryRunner.query(`SELECT v FROM ${table}`);
+      },
+      handOver: true,
+    };
+    const runner = dataSource.createQueryRunner();
+    try {
+      await runner.startTransaction();
+      await runner.query(`UPDATE ${table} SET v = v + 1`);
+      expect(read, 'the work\'s own statement did not run before query() resolved').toEqual([{ v: expect.any(Number) }]);
+      await runner.commitTransaction();
+    } finally {
+      await runner.release();
+    }
+  }, 10_000);
 });

@@ -1,0 +1,138 @@
+import type { DataSource, QueryRunner } from 'typeorm';
+
+/**
+ * Patches: `query` of the query runner class a data source's queries go through, of the
+ * TypeORM copy it comes from, when that method does not wait for the promises subscribers
+ * return from `afterQuery` before it resolves — TypeORM 0.3's `MysqlQueryRunner` (MySQL
+ * and MariaDB: it awaits them in a `finally` that runs before the driver's callback, which
+ * broadcasts `AfterQuery` and resolves the query) and `BetterSqlite3QueryRunner` (it never
+ * awaits them). TypeORM 1 waits for them on every driver: nothing is patched there.
+ *
+ * Why: a raw SQL write (`query('UPDATE …')`, `clear()`) is captured in `afterQuery`, the
+ * only place that sees it. When `query()` resolves before that work is done, the app goes
+ * on meanwhile: a change recorded after the transaction has ended is recorded outside it
+ * (its COMMIT was written without it, or the change was rolled back and is recorded
+ * anyway); outside a transaction the app answers before the change is stored or
+ * journaled, and a journal row written after its unit was stored outlives it and is
+ * recovered as a second record. The patched `query` resolves (or rejects) only once the
+ * work {@link waitForCapture} handed it is done, as TypeORM 1 does: the capture fails the
+ * query when it fails.
+ *
+ * Relies on: subscribers' `afterQuery` being called before the query's promise settles
+ * (true of both: each broadcasts `AfterQuery`, then resolves). The work waited for is the one
+ * handed over since the query started: a statement the capture itself runs on the same
+ * query runner (a journal write) does not wait for the capture running it.
+ *
+ * Whether `query` waits by itself is read from its source: it does when it awaits
+ * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
+ * Promise`). Any other shape is patched, which costs one `then` per query. Tested with
+ * TypeORM 0.3.31 and 1.1 (`test/unit/integrations.spec.ts` fails when `query` resolves
+ * before the work handed to it is done, or when the patch is installed where TypeORM
+ * waits by itself or left out where it does not).
+ */
+const PATCHED = Symbol.for('nestjs-system-audit:after-query-wait');
+/**
+ * On a `query` the module wrapped (lib/integrations/typeorm-commit-statements.ts): the
+ * method it wraps, whose source says whether TypeORM waits for `afterQuery` work.
+ */
+export const WRAPPED_QUERY = Symbol.for('nestjs-system-audit:wrapped-query');
+/** Capture work handed to a query runner's queries: numbered in order, removed once settled. */
+const WORK = Symbol.for('nestjs-system-audit:after-query-wait:work');
+
+interface Work {
+  next: number;
+  open: Map<number, Promise<unknown>>;
+}
+type Query = ((this: Waiting, query: string, parameters?: unknown[], structured?: boolean) => Promise<unknown>) & { [PATCHED]?: true };
+type Prototype = { query?: Query; [PATCHED]?: boolean };
+type Waiting = QueryRunner & { [WORK]?: Work; [PATCHED]?: boolean };
+
+/** The shape of a `query` that waits for its `afterQuery` work: the broadcast's result awaited in a `finally`. */
+const AWAITS_IN_FINALLY = /finally\s*\{\s*await\s+broadcasterResult\.wait\(\)/;
+/** …which a query resolved from a driver's callback does not, the `finally` having run before it. */
+const RESOLVES_FROM_CALLBACK = /new\s+Promise\s*\(/;
+
+/** Whether the source of a `query` method waits, before it settles, for the promises `afterQuery` returns. */
+export function queryAwaitsAfterQuery(source: string): boolean {
+  return AWAITS_IN_FINALLY.test(source) && !RESOLVES_FROM_CALLBACK.test(source);
+}
+
+/**
+ * Installs the patch on the query runner class of `dataSource`'s TypeORM copy when its
+ * `query` does not wait for `afterQuery` work (once per class). Returns whether that
+ * class's queries now wait for the work handed to {@link waitForCapture}.
+ */
+export function attachAfterQueryWait(dataSource: DataSource): boolean {
+  const proto = runnerPrototype(dataSource);
+  if (!proto || typeof proto.query !== 'function') return false;
+  if (proto[PATCHED] !== undefined) return proto[PATCHED];
+  const original = proto.query;
+  const needed = !queryAwaitsAfterQuery(Function.prototype.toString.call(typeormsQuery(original)));
+  proto[PATCHED] = needed;
+  if (!needed) return false;
+  const patched: Query = function (this: Waiting, query, parameters, structured) {
+    const from = this[WORK]?.next ?? 0;
+    return original.call(this, query, parameters, structured).then(
+      (result) => {
+        const work = workSince(this, from);
+        return work ? work.then(() => result) : result;
+      },
+      (error: unknown) => {
+        const work = workSince(this, from);
+        if (!work) throw error;
+        return work.then(() => {
+          throw error;
+        });
+      },
+    );
+  };
+  patched[PATCHED] = true;
+  proto.query = patched;
+  return true;
+}
+
+/** Whether `runner`'s queries wait for the work handed to {@link waitForCapture} (false where TypeORM waits by itself). */
+export function queriesWaitForCapture(runner: QueryRunner): boolean {
+  return (runner as Waiting)[PATCHED] === true;
+}
+
+/**
+ * Hands `work`, returned by `afterQuery` for a query of `runner`, to that query: it settles
+ * once `work` has. Nothing to do where TypeORM waits for it by itself.
+ */
+export function waitForCapture(runner: QueryRunner, work: Promise<unknown>): void {
+  const waiting = runner as Waiting;
+  if (waiting[PATCHED] !== true) return;
+  const state = (waiting[WORK] ??= { next: 0, open: new Map() });
+  const id = state.next++;
+  state.open.set(id, work);
+  const done = (): void => {
+    state.open.delete(id);
+  };
+  void work.then(done, done);
+}
+
+/** TypeORM's own `query` under the module's wrappers of it. */
+function typeormsQuery(query: Query): Query {
+  let inner = query as Query & { [WRAPPED_QUERY]?: Query };
+  while (typeof inner[WRAPPED_QUERY] === 'function') inner = inner[WRAPPED_QUERY];
+  return inner;
+}
+
+/** The work handed to `runner` since its number `from` that is still running, as one promise; undefined when there is none. */
+function workSince(runner: Waiting, from: number): Promise<unknown> | undefined {
+  const open = runner[WORK]?.open;
+  if (!open?.size) return undefined;
+  const running = [...open].filter(([id]) => id >= from).map(([, work]) => work);
+  return running.length ? Promise.all(running) : undefined;
+}
+
+/** The prototype that defines `query` for `dataSource`'s query runners. */
+function runnerPrototype(dataSource: DataSource): Prototype | undefined {
+  // A query runner connects only when it first runs something: making one costs nothing.
+  const runner = dataSource.createQueryRunner();
+  let proto = Object.getPrototypeOf(runner) as Prototype | null;
+  while (proto && !Object.prototype.hasOwnProperty.call(proto, 'query')) proto = Object.getPrototypeOf(proto) as Prototype | null;
+  void runner.release();
+  return proto ?? undefined;
+}
