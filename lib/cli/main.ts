@@ -117,10 +117,11 @@ ${DATABASE_HELP}
     run: (options, _, io) => exportCommand(options, io),
   },
   checkpoints: {
-    summary: 'write the stored signed checkpoints as a checkpoints file',
+    summary: 'write the stored signed checkpoints and purge records as a checkpoints file',
     usage: `nestjs-system-audit checkpoints --url <url> [--out <file>]
 
-The stored checkpoint notes, ascending by tree size, each followed by a blank line.
+The stored checkpoint notes, and the purge records of the retention purge, ascending by
+tree size, each followed by a blank line: the file "verify --checkpoints" reads.
 
 ${DATABASE_HELP}
   --out <file>            write there instead of standard output`,

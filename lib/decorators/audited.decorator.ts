@@ -37,7 +37,7 @@ export interface AuditedOptions {
    * Either way `AuditService.history()` of every instance the event changed (or linked
    * through a many-to-many relation) finds it.
    * @example target: ({ params }) => ({ type: 'order', id: params.id })
-   * @example target: ({ result }) => result // an entity the handler returned
+   * @example target: ({ result }) => result as Order // an entity the handler returned
    */
   target?: (call: AuditedCallContext) => AuditTargetInput | null | undefined;
   /** Why: a fixed text or one computed from the call. */

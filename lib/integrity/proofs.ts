@@ -45,18 +45,22 @@ export function verifiersFor(note: string, keys: AuditPublicKey | readonly Audit
  * its tree size is the proof's, the leaf index is `seq - 1`, and the audit path leads
  * from the leaf hash to the signed root. Given `event` (an `audit_log` row, or an object
  * of a JSON Lines export), also checks that the event is the proof's: same id, and its
- * canonical JSON hashes to the proof's leaf hash.
+ * canonical JSON hashes to the proof's leaf hash. The event as `find()` and `history()`
+ * return it (an `AuditEvent`, with `actor`, `request` and `target` nested) is not that row,
+ * and is refused.
  *
  * @returns `{ ok: true }`, or `{ ok: false, reason }` naming the first check that failed.
  * @throws InvalidAuditProofError when the proof is malformed (a missing member, a hash
- *   that is not the base64 of 32 bytes); InvalidNoteKeyError for an unusable key.
+ *   that is not the base64 of 32 bytes) or the event is an `AuditEvent`; InvalidNoteKeyError
+ *   for an unusable key.
  */
 export function verifyInclusion(
   proof: AuditInclusionProof,
   publicKey: AuditPublicKey | readonly AuditPublicKey[],
-  event?: CanonicalEventInput,
+  event?: CanonicalEventInput & { actor?: never; request?: never; target?: never },
 ): AuditProofResult {
   checkObject(proof, 'the proof');
+  if (event !== undefined) checkEventRow(event);
   const seq = checkSize(proof.seq, 'seq');
   const leafIndex = checkSize(proof.leafIndex, 'leafIndex');
   const treeSize = checkSize(proof.treeSize, 'treeSize');
@@ -185,6 +189,25 @@ function dedupe(verifiers: NoteVerifier[]): NoteVerifier[] {
 
 function checkObject(value: unknown, what: string): void {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new InvalidAuditProofError(`${what} is not an object`);
+}
+
+/**
+ * An event to hash must be the row its leaf was hashed from: `find()`'s `AuditEvent` nests
+ * actor, request and target (and leaves out empty columns), so hashing it would report an
+ * untouched event as changed.
+ */
+function checkEventRow(event: unknown): void {
+  checkObject(event, 'the event');
+  const nested = ['actor', 'request', 'target'].find((member) => {
+    const value = (event as Record<string, unknown>)[member];
+    return value !== null && typeof value === 'object';
+  });
+  if (nested !== undefined) {
+    throw new InvalidAuditProofError(
+      `the event has a nested "${nested}": it is an AuditEvent as find() and history() return it, not the row its leaf was hashed from; ` +
+        'give the audit_log row (an AuditLogEntity) or an object of a JSON Lines export',
+    );
+  }
 }
 
 function checkSize(value: unknown, member: string): number {

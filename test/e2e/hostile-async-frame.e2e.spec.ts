@@ -1,4 +1,4 @@
-// Hostile review of the module's single AsyncLocalStorage (units keyed by their owner, the
+// Hostile tests of the module's single AsyncLocalStorage (units keyed by their owner, the
 // transaction's manager, the query-builder flag): attacks on what separate storages would
 // keep apart. All held.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,4 +1,4 @@
-// Hostile review of the append-only guards: UPDATE and DELETE patterns that slip past
+// Hostile tests of the append-only guards: UPDATE and DELETE patterns that slip past
 // the triggers on a sequenced event, with no trigger dropped (what an application bug or
 // an injected statement can do with the application's own privileges).
 import { randomUUID } from 'node:crypto';

@@ -1,4 +1,4 @@
-// Hostile review of verify() and the integrator: tampering verify misses, and an
+// Hostile tests of verify() and the integrator: tampering verify misses, and an
 // application statement that stops the integrator.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';

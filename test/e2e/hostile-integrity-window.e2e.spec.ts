@@ -1,4 +1,4 @@
-// Hostile review: an event sequenced but not yet under a signed checkpoint, rewritten
+// Hostile test: an event sequenced but not yet under a signed checkpoint, rewritten
 // together with its leaf by an administrator, is signed by the next checkpoint as if true.
 // This is the documented window (docs/integrity.md, threat model: an event is protected
 // once a checkpoint covers it, within checkpointEvery); the test pins both sides of it.

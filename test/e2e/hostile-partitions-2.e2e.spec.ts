@@ -1,5 +1,5 @@
-// Second hostile review of monthly partitions of audit_log (PostgreSQL), after the fixes of
-// the first. "Defect" names what a reproduction found before its fix, "held" an attack that
+// More hostile tests of monthly partitions of audit_log (PostgreSQL), beyond those of
+// hostile-partitions.e2e.spec.ts. "Defect" names what a reproduction found before its fix, "held" an attack that
 // failed, "note" a measurement.
 import pg from 'pg';
 import { DataSource, type DataSourceOptions, type QueryRunner } from 'typeorm';

@@ -1,4 +1,4 @@
-// Hostile review of the partitions' lock waits: creating and dropping month partitions wait
+// Hostile tests of the partitions' lock waits: creating and dropping month partitions wait
 // for audit_log in five tries of 200 ms; creators wait for each other up to 30 s; reading the
 // partitions' bounds waits 5 s at most. "held" marks an attack that failed.
 import pg from 'pg';

@@ -1,4 +1,4 @@
-// Hostile review of monthly partitions of audit_log (PostgreSQL). Each test below is a
+// Hostile tests of monthly partitions of audit_log (PostgreSQL). Each test below is a
 // reproduction of an attack; "Was a defect" names what it found before the fix, "held" an
 // attack that failed, "note" a measurement.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
@@ -142,7 +142,7 @@ describe.runIf(databases().includes('postgres'))('hostile: monthly partitions of
     expect(deleted).toBe(18);
   });
 
-  // Second review: an administrator detaches a month (to archive it) after the purge listed the
+  // An administrator detaches a month (to archive it) after the purge listed the
   // partitions: the purge must not drop the detached table.
   it('a month partition detached by an administrator after the purge listed it is not dropped', async () => {
     const first = await setUp();

@@ -6,7 +6,7 @@ import { NoteSweeper, SCOPED_NOTE_PROVIDERS, ScopedNotesController } from '../ap
 import { createTestDatabase } from '../support/test-database.js';
 
 /**
- * Review 9b: two Nest apps in one process (a worker app next to the HTTP app, parallel
+ * Two Nest apps in one process (a worker app next to the HTTP app, parallel
  * e2e apps) that share an `@Audited` transient provider class.
  */
 describe('hostile: a scoped provider shared by two apps in one process', () => {

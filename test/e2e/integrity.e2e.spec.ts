@@ -1,6 +1,14 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditCheckpointEntity, AuditLogEntity, AuditTreeEntity, type AuditCheckpoint } from '../../lib/index.js';
+import {
+  AuditCheckpointEntity,
+  AuditLogEntity,
+  AuditTreeEntity,
+  exportEventLine,
+  InvalidAuditProofError,
+  verifyInclusion,
+  type AuditCheckpoint,
+} from '../../lib/index.js';
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createVerifier, openNote, parseCheckpoint } from '../../lib/integrity/checkpoint-note.js';
 import { leafHash, rootHash, verifyConsistencyProof, verifyInclusionProof } from '../../lib/integrity/merkle.js';
@@ -96,6 +104,22 @@ describe.each(databases())('integrity: sequencing, tree and checkpoints on %s', 
     }
     await expect(t.audit.prove('0190f0f0-0000-7000-8000-000000000000')).rejects.toThrow(/no event 0190f0f0-0000-7000-8000-000000000000 in audit_log/);
     await expect(t.audit.prove('nope')).rejects.toThrow(/needs an event id/);
+  });
+
+  it('verifyInclusion(proof, key, event): the row as stored proves the event; the event as find() returns it is refused, saying what to give', async () => {
+    const [id] = await log(1, 400);
+    const proof = await t.audit.prove(id!);
+    const row = await t.dataSource.getRepository(AuditLogEntity).findOneByOrFail({ id: id! });
+    expect(verifyInclusion(proof, publicKey, row)).toEqual({ ok: true });
+    expect(verifyInclusion(proof, publicKey, JSON.parse(exportEventLine(row)))).toEqual({ ok: true });
+    // find()'s shape nests actor, request and target: hashing it would call an untouched event
+    // "changed", so it is refused (and does not compile).
+    const [event] = (await t.audit.find({ target: { type: 'order', id: '400' } })).items;
+    expect(event?.id).toBe(id);
+    // @ts-expect-error an AuditEvent is not a row of audit_log
+    expect(() => verifyInclusion(proof, publicKey, event!)).toThrow(InvalidAuditProofError);
+    // @ts-expect-error an AuditEvent is not a row of audit_log
+    expect(() => verifyInclusion(proof, publicKey, event!)).toThrow(/as find\(\) and history\(\) return it.*AuditLogEntity/);
   });
 
   it('prove() of an event not yet sequenced sequences it first', async () => {

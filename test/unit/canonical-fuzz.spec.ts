@@ -1,4 +1,4 @@
-// Hostile review of the event's canonical JSON written member by member: on random hostile
+// Hostile tests of the event's canonical JSON written member by member: on random hostile
 // rows (lone surrogates, U+2028, NUL, -0, 1e21, NaN, bigint, invalid dates, Buffers, toJSON,
 // boxed primitives, undefined members), the same text or the same error as the whole
 // object's canonicalisation; and the one-call leaf hash equal to SHA-256(0x00 || utf8).

@@ -1,4 +1,4 @@
-// Hostile review of the writer's batching: a second batch waits for the one in flight only
+// Hostile tests of the writer's batching: a second batch waits for the one in flight only
 // briefly (a backlog of 64 events, or 5 ms), so a slow batch (a lock, a bulk write, a
 // connection gone silent) does not hold up the callers behind it. Each test reproduced a
 // defect of a first version that waited for the batch in flight, however long it took.
