@@ -147,7 +147,7 @@ export async function exportCommand(options: CommandOptions, io: CliIo): Promise
     progress.done(n);
     return n;
   });
-  if (options.out !== undefined) io.stderr.write(`exported ${count} events to ${options.out}\n`);
+  if (options.out !== undefined) io.stderr.write(`exported ${plural(count, 'event')} to ${options.out}\n`);
   return 0;
 }
 
@@ -274,6 +274,9 @@ export function keygenCommand(options: CommandOptions, io: CliIo): number {
 }
 
 /** `kind seq=… id=… treeSize=… message`, the fields that apply. */
+/** `1 event`, `2 events`. */
+const plural = (count: number, noun: string): string => `${count} ${noun}${count === 1 ? '' : 's'}`;
+
 export function formatProblem(problem: AuditIntegrityProblem): string {
   const parts: string[] = [problem.kind];
   if (problem.seq !== undefined) parts.push(`seq=${problem.seq}`);
@@ -284,7 +287,7 @@ export function formatProblem(problem: AuditIntegrityProblem): string {
 }
 
 function summary(result: AuditVerifyResult): string {
-  const counts = `tree size ${result.treeSize}, ${result.events} events and ${result.checkpoints} checkpoints checked`;
+  const counts = `tree size ${result.treeSize}, ${plural(result.events, 'event')} and ${plural(result.checkpoints, 'checkpoint')} checked`;
   const unsigned = result.unverified ? `; ${result.unverified} events after the last checkpoint are not signed yet` : '';
   const purged = result.purgedThrough ? `; events 1 to ${result.purgedThrough} were purged (signed purge record)` : '';
   if (result.ok) return `OK: ${counts}${purged}${unsigned}`;

@@ -74,7 +74,7 @@ describe.each(databases())('the command line in-process on %s', (kind) => {
       const stdout = new CapturedOutput();
       const stderr = new CapturedOutput(terminal);
       expect(await main(['verify', ...url, '--public-key', VKEY], { stdout, stderr })).toBe(0);
-      expect(stdout.text()).toBe(`OK: tree size ${EVENTS}, ${EVENTS} events and 1 checkpoints checked\n`);
+      expect(stdout.text()).toBe(`OK: tree size ${EVENTS}, ${EVENTS} events and 1 checkpoint checked\n`);
       expect(stderr.text()).toBe(terminal ? `\rchecked ${EVENTS} of ${EVENTS} events\n` : '');
     }
     const stdout = new CapturedOutput();
