@@ -2,13 +2,14 @@ import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestI
 import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, Observable, tap, throwError } from 'rxjs';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
-import type { UnitOfWork } from '../context/unit-of-work.js';
+import { RESPONSE_WAIT_MS, type UnitOfWork } from '../context/unit-of-work.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
+import { CallUnits } from './call-units.js';
 
 /**
  * Registered globally by `AuditModule`. Around every handler: joins (or opens) the unit
@@ -28,6 +29,7 @@ export class AuditInterceptor implements NestInterceptor {
     private readonly recorder: AuditRecorder,
     private readonly intents: AuditedIntentFactory,
     private readonly denied: DeniedCalls,
+    private readonly calls: CallUnits,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
@@ -44,7 +46,12 @@ export class AuditInterceptor implements NestInterceptor {
     const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
       if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
     };
-    return own ? this.storedHere(unit, next, addEvent) : this.storedAtResponse(unit, next, addEvent);
+    if (!own) return this.storedAtResponse(unit, next, addEvent);
+    // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor,
+    // at most RESPONSE_WAIT_MS for transactions holding its changes (as an HTTP response does).
+    const replied = type === 'rpc' || type === 'ws';
+    if (replied) this.calls.set(ctx, unit);
+    return this.storedHere(unit, next, addEvent, replied ? RESPONSE_WAIT_MS : undefined);
   }
 
   /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */
@@ -67,13 +74,18 @@ export class AuditInterceptor implements NestInterceptor {
   }
 
   /** A unit of its own: stored before the first result (or the error) goes back to the caller. */
-  private storedHere(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
+  private storedHere(
+    unit: UnitOfWork,
+    next: CallHandler,
+    addEvent: (outcome: AuditOutcome, value?: unknown) => void,
+    maxWaitMs: number | undefined,
+  ): Observable<unknown> {
     let settled = false;
     const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
       if (settled) return;
       settled = true;
       addEvent(outcome, value);
-      await this.recorder.end(unit);
+      await this.recorder.end(unit, maxWaitMs);
     };
     return new Observable<unknown>((subscriber) =>
       this.context.run(unit, () =>
