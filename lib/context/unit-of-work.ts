@@ -133,6 +133,7 @@ export class UnitOfWork {
   /** The ids of the journal rows, by the data source whose journal holds them. */
   private readonly journalIdsBySource = new Map<DataSource, string[]>();
   private rolledBackLate = false;
+  private cut = false;
 
   private _state: UnitState = 'open';
   private handlerEventAdded = false;
@@ -325,6 +326,19 @@ export class UnitOfWork {
   /** True when a transaction holding the unit's changes rolled back after its handler finished. */
   get rolledBackAfterHandler(): boolean {
     return this.rolledBackLate;
+  }
+
+  /**
+   * The server destroyed the unit's HTTP response before its end (a stream that failed
+   * midway, a handler's `destroy()`): its client never got the whole answer.
+   */
+  responseCut(): void {
+    this.cut = true;
+  }
+
+  /** True when the server destroyed the unit's HTTP response before its end. */
+  get wasResponseCut(): boolean {
+    return this.cut;
   }
 
   /** True when the unit stopped waiting for a transaction that stayed open too long. */

@@ -4,6 +4,7 @@ import type { OutgoingHttpHeaders } from 'node:http';
 export interface NodeResponse {
   statusCode: number;
   readonly headersSent: boolean;
+  readonly destroyed: boolean;
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
@@ -22,6 +23,12 @@ export interface HoldOptions {
   failOpen: boolean;
   /** A header kept on a response replaced by a 500 (the request id). */
   keepHeader: string;
+  /**
+   * Called when the server destroys the response before asking for its end (a stream that
+   * failed midway, a handler's `destroy()`): its client never gets the whole answer. Not
+   * when the client went away first (the response is destroyed already then).
+   */
+  onCut(): void;
 }
 
 const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server error' });
@@ -32,6 +39,8 @@ const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server 
  * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
  * 500 (its own headers and body dropped, so nothing of it leaks, not even a cookie); one
  * whose headers or body already went out (a stream) is cut by destroying the connection.
+ * A response the server destroys before its end (a stream that failed midway) is reported
+ * to `onCut`: what it answers is not what the handler meant to.
  *
  * `writeHead` (Fastify calls it just before `end`) is turned into the status and headers
  * it sets, so that the headers stay unsent until the end unless the body starts first.
@@ -40,6 +49,7 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   const writeHead = response.writeHead;
   const write = response.write;
   const end = response.end;
+  const destroy = response.destroy;
   let ending = false;
   // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
   let passThrough = false;
@@ -74,6 +84,10 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   response.write = function (this: NodeResponse, ...args: unknown[]) {
     passThrough = true;
     return write.apply(this, args);
+  };
+  response.destroy = function (this: NodeResponse, ...args: unknown[]) {
+    if (!ending && !this.destroyed) options.onCut();
+    return destroy.apply(this, args as [Error?]);
   };
   response.end = function (this: NodeResponse, ...args: unknown[]) {
     if (ending) return this;
