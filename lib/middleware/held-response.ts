@@ -5,6 +5,7 @@ export interface NodeResponse {
   statusCode: number;
   readonly headersSent: boolean;
   readonly destroyed: boolean;
+  readonly socket?: { readonly destroyed: boolean } | null;
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
@@ -86,7 +87,8 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     return write.apply(this, args);
   };
   response.destroy = function (this: NodeResponse, ...args: unknown[]) {
-    if (!ending && !this.destroyed) options.onCut();
+    // A response (or its connection) destroyed already: its client went away first.
+    if (!ending && !this.destroyed && this.socket?.destroyed !== true) options.onCut();
     return destroy.apply(this, args as [Error?]);
   };
   response.end = function (this: NodeResponse, ...args: unknown[]) {
