@@ -5,7 +5,7 @@ export interface NodeResponse {
   statusCode: number;
   readonly headersSent: boolean;
   readonly destroyed: boolean;
-  readonly socket?: { readonly destroyed: boolean } | null;
+  readonly socket?: { readonly destroyed: boolean; resetAndDestroy?: () => unknown } | null;
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
@@ -40,7 +40,7 @@ const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server 
  * stored), whoever ends it: Nest's router, an `@Res()` handler, a stream, SSE. When
  * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
  * 500 (its own headers and body dropped, so nothing of it leaks, not even a cookie); one
- * whose headers or body already went out (a stream) is cut by destroying the connection.
+ * whose headers or body already went out (a stream) is cut by resetting the connection.
  * A response the server destroys before its end (a stream that failed midway) is reported
  * to `onCut`: what it answers is not what the handler meant to.
  *
@@ -144,6 +144,9 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
           const callback = args.find((arg) => typeof arg === 'function');
           release(this, callback ? [FAILED_BODY, callback] : [FAILED_BODY], false);
         } else {
+          // A reset, not an orderly close: a body that ends with the connection (HTTP/1.0,
+          // no length declared, no chunks) would otherwise look whole to its client.
+          if (this.socket && !this.socket.destroyed && typeof this.socket.resetAndDestroy === 'function') this.socket.resetAndDestroy();
           this.destroy(error instanceof Error ? error : new Error(String(error)));
         }
       },

@@ -43,4 +43,17 @@ export class SizedBodyController {
     raw.write(INVOICE.slice(1000));
     raw.end();
   }
+
+  /** The same body written with no length declared: chunked for HTTP/1.1, ended by the connection's close for HTTP/1.0. */
+  @Post('unsized')
+  @Audited('invoice.written')
+  async unsized(@Res() response: { raw?: RawResponse } & RawResponse): Promise<void> {
+    await this.orders.save(this.orders.create({ status: 'written', note: 'unsized-written' }));
+    const raw = response.raw ?? response;
+    raw.writeHead(200, { 'content-type': 'text/plain' });
+    raw.write(INVOICE.slice(0, 1000));
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    raw.write(INVOICE.slice(1000));
+    raw.end();
+  }
 }

@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { INVOICE, SizedBodyController } from '../app/hostile-sized-body.controller.js';
@@ -18,6 +19,25 @@ async function complete(t: TestApp, path: string, init: RequestInit = {}): Promi
   } catch {
     return { kind: 'broken', status };
   }
+}
+
+/**
+ * An HTTP/1.0 request on a socket of its own: the response's body, with no length declared
+ * and no chunked encoding, ends where the connection does. Resolves with what arrived and
+ * whether the connection ended in an error (a reset) rather than in an orderly close.
+ */
+function http10(t: TestApp, path: string, headers: Record<string, string>): Promise<{ text: string; reset: boolean }> {
+  const { hostname, port } = new URL(t.url);
+  return new Promise((resolve) => {
+    const socket = connect(Number(port), hostname);
+    let text = '';
+    let reset = false;
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('error', () => (reset = true));
+    socket.on('close', () => resolve({ text, reset }));
+    const lines = Object.entries({ host: hostname, 'content-length': '0', ...headers }).map(([name, value]) => `${name}: ${value}\r\n`);
+    socket.write(`POST ${path} HTTP/1.0\r\n${lines.join('')}\r\n`);
+  });
 }
 
 describe.each(combos)('a body whose length is declared, on %s over %s', (kind, adapter) => {
@@ -95,5 +115,20 @@ describe.each(combos)('a body whose length is declared, on %s over %s', (kind, a
       [requestIds.file, 'invoice.downloaded', 1],
       [requestIds.written, 'invoice.written', 1],
     ]);
+  });
+
+  it('storage fails, HTTP/1.0 (the body ends with the connection): the connection is reset, not closed as if the body were whole', async () => {
+    const requestId = `sized-fc-http10-${adapter}`;
+    await renameAuditLog(true);
+    let seen: { text: string; reset: boolean };
+    try {
+      seen = await http10(t, '/hostile/sized/unsized', { 'x-request-id': requestId });
+    } finally {
+      await renameAuditLog(false);
+    }
+    // The headers and the body went out before the end: only a reset tells the client the body is not whole.
+    expect(seen.text.startsWith('HTTP/1.1 200'), seen.text.slice(0, 200)).toBe(true);
+    expect(seen.reset, 'the connection closed in order after the body, as a whole body does').toBe(true);
+    await expect.poll(async () => (await t.rows()).filter((row) => row.requestId === requestId).length, { timeout: 15_000, interval: 250 }).toBe(1);
   });
 });
