@@ -1,6 +1,7 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, type Observable, throwError } from 'rxjs';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { CallUnits } from './call-units.js';
@@ -14,7 +15,9 @@ import { CallUnits } from './call-units.js';
  * after the audit interceptor let the result through. Here, outside every interceptor,
  * the reply (its first value, its completion or its error) waits until the unit is
  * stored; when it could not be (fail-closed), the call fails with `AuditWriteError`
- * instead of replying.
+ * instead of replying. A transaction still holding the unit's changes by then (one that
+ * commits only after the reply) is waited for 2 s at most, as an HTTP response's end
+ * does; what it commits later is recorded as the unit's fallback events.
  */
 @Injectable()
 export class AuditReplyInterceptor implements NestInterceptor {
@@ -32,6 +35,8 @@ export class AuditReplyInterceptor implements NestInterceptor {
     const stored = (): Promise<void> => {
       if (!waited) {
         const unit = this.calls.of(ctx);
+        // From here, a transaction still holding the unit's changes is waited for as an HTTP response's end waits.
+        unit?.waitAtMost(RESPONSE_WAIT_MS);
         waited = unit ? this.recorder.settle(unit) : Promise.resolve();
       }
       return waited;

@@ -2,7 +2,7 @@ import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestI
 import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, Observable, tap, throwError } from 'rxjs';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
-import { RESPONSE_WAIT_MS, type UnitOfWork } from '../context/unit-of-work.js';
+import type { UnitOfWork } from '../context/unit-of-work.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -47,11 +47,9 @@ export class AuditInterceptor implements NestInterceptor {
       if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
     };
     if (!own) return this.storedAtResponse(unit, next, addEvent);
-    // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor,
-    // at most RESPONSE_WAIT_MS for transactions holding its changes (as an HTTP response does).
-    const replied = type === 'rpc' || type === 'ws';
-    if (replied) this.calls.set(ctx, unit);
-    return this.storedHere(unit, next, addEvent, replied ? RESPONSE_WAIT_MS : undefined);
+    // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
+    if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
+    return this.storedHere(unit, next, addEvent);
   }
 
   /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */
@@ -74,18 +72,13 @@ export class AuditInterceptor implements NestInterceptor {
   }
 
   /** A unit of its own: stored before the first result (or the error) goes back to the caller. */
-  private storedHere(
-    unit: UnitOfWork,
-    next: CallHandler,
-    addEvent: (outcome: AuditOutcome, value?: unknown) => void,
-    maxWaitMs: number | undefined,
-  ): Observable<unknown> {
+  private storedHere(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
     let settled = false;
     const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
       if (settled) return;
       settled = true;
       addEvent(outcome, value);
-      await this.recorder.end(unit, maxWaitMs);
+      await this.recorder.end(unit);
     };
     return new Observable<unknown>((subscriber) =>
       this.context.run(unit, () =>

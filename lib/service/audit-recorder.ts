@@ -44,10 +44,9 @@ export class AuditRecorder {
    * has the enclosing unit adopt its storing (its own end waits for it and fails with
    * it), and returns a promise to await — already resolved when the unit waits for open
    * transactions (awaiting it could deadlock its caller), its failure then logged.
-   * `maxWaitMs` bounds the wait for those transactions (default: a minute).
    */
-  end(unit: UnitOfWork, maxWaitMs?: number): Promise<void> {
-    const stored = this.settle(unit, maxWaitMs);
+  end(unit: UnitOfWork): Promise<void> {
+    const stored = this.settle(unit);
     // The enclosing unit (a request) answers for it too: it waits for it, and fails with it.
     unit.parent?.adopt(stored);
     if (!unit.waitsForTransactions) return stored;

@@ -54,6 +54,35 @@ export class TransactionalMessagesController {
   }
 }
 
+/** The pattern of the handler below. */
+export const CREATE_COMMITTED_LATER = { cmd: 'order.create-committed-later' };
+
+/** How long after its handler returned the transaction of `CREATE_COMMITTED_LATER` commits. */
+export const LATE_COMMIT_MS = 3_000;
+
+/**
+ * An `@Audited` message handler that leaves a transaction of its own running: its insert
+ * commits `LATE_COMMIT_MS` after the handler returned (and its reply went out).
+ */
+@Controller()
+export class LateCommitMessagesController {
+  constructor(@InjectDataSource() private readonly dataSource: DataSource) {}
+
+  @MessagePattern(CREATE_COMMITTED_LATER)
+  @Audited('order.created')
+  async create(@Payload() body: { note: string }): Promise<{ accepted: true }> {
+    let saved!: () => void;
+    const inserted = new Promise<void>((resolve) => (saved = resolve));
+    void this.dataSource.transaction(async (manager) => {
+      await manager.save(Order, manager.create(Order, { status: 'rpc', note: body.note }));
+      saved();
+      await new Promise((resolve) => setTimeout(resolve, LATE_COMMIT_MS));
+    });
+    await inserted;
+    return { accepted: true };
+  }
+}
+
 /** The same as a WebSocket gateway event, at `/tx-ws`. */
 @WebSocketGateway({ path: '/tx-ws' })
 export class TransactionalGateway {

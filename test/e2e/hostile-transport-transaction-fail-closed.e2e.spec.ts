@@ -7,7 +7,10 @@ import WebSocket from 'ws';
 import { AuditJournalEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import {
+  CREATE_COMMITTED_LATER,
   CREATE_IN_TRANSACTION,
+  LATE_COMMIT_MS,
+  LateCommitMessagesController,
   MessageTransactionInterceptor,
   TransactionalGateway,
   TransactionalMessagesController,
@@ -31,7 +34,7 @@ describe.each(databases())('message handlers inside an app-level transaction int
     t = await createTestApp({
       db,
       adapter: 'express',
-      controllers: [TransactionalMessagesController],
+      controllers: [TransactionalMessagesController, LateCommitMessagesController],
       providers: [TransactionalGateway, { provide: APP_INTERCEPTOR, useClass: MessageTransactionInterceptor }],
       // The retry pass runs every recoverAfter / 2: soon after storage is back.
       audit: { recoverAfter: 1_000 },
@@ -96,6 +99,24 @@ describe.each(databases())('message handlers inside an app-level transaction int
       ['rpc', 'order.created', 'success', [String(rpcOrder.id)]],
       ['ws', 'order.created', 'success', [String(wsOrder.id)]],
     ]);
+  });
+
+  it('a transaction the handler leaves running past its reply: the reply waits 2 s for it at most; its change is the call’s fallback event', async () => {
+    await t.clearAudit();
+    const started = Date.now();
+    const reply = await firstValueFrom(tcp.send(CREATE_COMMITTED_LATER, { note: 'tx-rpc-late' }));
+    const waited = Date.now() - started;
+    expect(reply).toEqual({ accepted: true });
+    expect(waited, 'the reply waited for the transaction to commit').toBeLessThan(LATE_COMMIT_MS - 300);
+
+    await expect.poll(async () => (await t.rows()).length, { timeout: LATE_COMMIT_MS * 3, interval: 250 }).toBe(2);
+    const rows = (await t.rows()).sort((a, b) => a.kind.localeCompare(b.kind));
+    const stored = await t.dataSource.getRepository(Order).findOneByOrFail({ note: 'tx-rpc-late' });
+    expect(rows.map((row) => [row.kind, row.source, row.action, row.outcome, row.changes?.map((change) => change.id)])).toEqual([
+      ['change', 'rpc', 'order.created', 'success', [String(stored.id)]],
+      ['intent', 'rpc', 'order.created', 'success', []],
+    ]);
+    expect(rows[1]!.requestId).toBe(rows[0]!.requestId);
   });
 
   it('storage fails: the call errors instead of replying; the committed change is recorded once storage is back', async () => {
