@@ -34,6 +34,9 @@ import { DeniedCalls } from './guard/denied-calls.js';
 import { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.error.js';
 import { putGlobalGuardFirst } from './integrations/nest-global-guards.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
+import { AuditReplyInterceptor } from './interceptor/audit-reply.interceptor.js';
+import { CallUnits } from './interceptor/call-units.js';
+import { putGlobalInterceptorFirst } from './integrations/nest-global-interceptors.js';
 import { AuditedIntentFactory } from './interceptor/audited-intent.factory.js';
 import { AuditedMethodExplorer } from './interceptor/audited-method.explorer.js';
 import type { AuditModuleExtras, AuditModuleOptions } from './interfaces/audit-module-options.interface.js';
@@ -72,6 +75,8 @@ const providers: Provider[] = [
   AuditedIntentFactory,
   AuditContextGuard,
   DeniedCalls,
+  CallUnits,
+  AuditReplyInterceptor,
   AuditedMethodExplorer,
   ChangeCapture,
   AuditSubscriber,
@@ -93,9 +98,11 @@ const providers: Provider[] = [
 @Global()
 @Module({ imports: [DiscoveryModule], providers, exports: [AuditService, AuditContext, AuditEventReader] })
 export class AuditModule extends AuditConfigurableModule implements NestModule {
-  constructor(moduleRef: ModuleRef, guard: AuditContextGuard) {
+  constructor(moduleRef: ModuleRef, guard: AuditContextGuard, reply: AuditReplyInterceptor) {
     super();
     AuditModule.registerFirstGuard(moduleRef, guard);
+    // Outside every other interceptor: a message's reply waits for its unit's events (see AuditReplyInterceptor).
+    putGlobalInterceptorFirst(moduleRef, reply);
   }
 
   /**

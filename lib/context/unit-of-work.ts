@@ -133,6 +133,7 @@ export class UnitOfWork {
   /** The ids of the journal rows, by the data source whose journal holds them. */
   private readonly journalIdsBySource = new Map<DataSource, string[]>();
   private rolledBackLate = false;
+  private cut = false;
 
   private _state: UnitState = 'open';
   private handlerEventAdded = false;
@@ -142,6 +143,8 @@ export class UnitOfWork {
   /** Open transactions that hold changes of this unit. */
   private readonly transactions = new Set<QueryRunner>();
   private transactionsDone?: () => void;
+  /** Ends the wait for those transactions now (when settling is waiting for them). */
+  private stopWaiting?: () => void;
   /** Units started inside this one whose events are stored after it ends (they wait for its transactions). */
   private readonly children = new Set<Promise<void>>();
   private childFailure?: { error: unknown };
@@ -327,6 +330,19 @@ export class UnitOfWork {
     return this.rolledBackLate;
   }
 
+  /**
+   * The server destroyed the unit's HTTP response before its end (a stream that failed
+   * midway, a handler's `destroy()`): its client never got the whole answer.
+   */
+  responseCut(): void {
+    this.cut = true;
+  }
+
+  /** True when the server destroyed the unit's HTTP response before its end. */
+  get wasResponseCut(): boolean {
+    return this.cut;
+  }
+
   /** True when the unit stopped waiting for a transaction that stayed open too long. */
   get gaveUpWaiting(): boolean {
     return this.gaveUp;
@@ -440,9 +456,29 @@ export class UnitOfWork {
       timer.unref();
       this.transactionsDone = () => {
         clearTimeout(timer);
+        this.stopWaiting = undefined;
         resolve(true);
       };
+      this.stopWaiting = () => {
+        clearTimeout(timer);
+        this.transactionsDone = undefined;
+        resolve(false);
+      };
     });
+  }
+
+  /**
+   * The unit's answer is ready to go (a message's reply): if it is still waiting for
+   * transactions holding its changes, it waits `maxWaitMs` more at most, as an HTTP
+   * response's end does (a transaction that commits only after the answer would otherwise
+   * hold it up to the end of the unit's own, longer wait).
+   */
+  waitAtMost(maxWaitMs: number): void {
+    const stop = this.stopWaiting;
+    if (!stop) return;
+    setTimeout(() => {
+      if (this.stopWaiting === stop) stop();
+    }, maxWaitMs).unref();
   }
 
   /** Moves forward only: a unit never goes back to an earlier state. */

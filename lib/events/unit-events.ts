@@ -76,11 +76,16 @@ export class UnitEvents {
     return this.intentRows(intent, unit, actor, []);
   }
 
-  /** The handler's event of a unit whose transaction rolled back after the handler: a failure. */
+  /**
+   * The handler's event of a unit whose transaction rolled back after the handler, or whose
+   * HTTP response the server destroyed before its end (its client never got the whole
+   * answer): a failure.
+   */
   private settled(intent: PendingIntent, unit: UnitOfWork): PendingIntent {
-    return intent.handler && unit.rolledBackAfterHandler && intent.outcome === 'success'
-      ? { ...intent, outcome: 'failure', error: { name: 'TransactionRolledBack' } }
-      : intent;
+    if (!intent.handler || intent.outcome !== 'success') return intent;
+    if (unit.rolledBackAfterHandler) return { ...intent, outcome: 'failure', error: { name: 'TransactionRolledBack' } };
+    if (unit.wasResponseCut) return { ...intent, outcome: 'failure', error: { name: 'ResponseDestroyed' } };
+    return intent;
   }
 
   /**

@@ -9,6 +9,7 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
+import { CallUnits } from './call-units.js';
 
 /**
  * Registered globally by `AuditModule`. Around every handler: joins (or opens) the unit
@@ -28,6 +29,7 @@ export class AuditInterceptor implements NestInterceptor {
     private readonly recorder: AuditRecorder,
     private readonly intents: AuditedIntentFactory,
     private readonly denied: DeniedCalls,
+    private readonly calls: CallUnits,
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
   ) {}
 
@@ -44,7 +46,10 @@ export class AuditInterceptor implements NestInterceptor {
     const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
       if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
     };
-    return own ? this.storedHere(unit, next, addEvent) : this.storedAtResponse(unit, next, addEvent);
+    if (!own) return this.storedAtResponse(unit, next, addEvent);
+    // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
+    if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
+    return this.storedHere(unit, next, addEvent);
   }
 
   /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */

@@ -39,6 +39,7 @@ export class AuditContextMiddleware implements NestMiddleware {
       },
       failOpen: this.options.failOpen,
       keepHeader: this.options.requestIdHeader,
+      onCut: () => unit.responseCut(),
     });
     // A client that goes away mid-request: a request that is still on its way (in a
     // middleware, a guard, its handler) gets an end from Nest all the same, which settles

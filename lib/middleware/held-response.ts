@@ -4,10 +4,13 @@ import type { OutgoingHttpHeaders } from 'node:http';
 export interface NodeResponse {
   statusCode: number;
   readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  readonly socket?: { readonly destroyed: boolean; resetAndDestroy?: () => unknown } | null;
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
   setHeader(name: string, value: string | number | readonly string[]): unknown;
+  getHeader(name: string): unknown;
   getHeaderNames(): string[];
   getHeaders(): Record<string, unknown>;
   removeHeader(name: string): void;
@@ -22,6 +25,12 @@ export interface HoldOptions {
   failOpen: boolean;
   /** A header kept on a response replaced by a 500 (the request id). */
   keepHeader: string;
+  /**
+   * Called when the server destroys the response before asking for its end (a stream that
+   * failed midway, a handler's `destroy()`): its client never gets the whole answer. Not
+   * when the client went away first (the response is destroyed already then).
+   */
+  onCut(): void;
 }
 
 const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server error' });
@@ -31,22 +40,39 @@ const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server 
  * stored), whoever ends it: Nest's router, an `@Res()` handler, a stream, SSE. When
  * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
  * 500 (its own headers and body dropped, so nothing of it leaks, not even a cookie); one
- * whose headers or body already went out (a stream) is cut by destroying the connection.
+ * whose headers or body already went out (a stream) is cut by resetting the connection.
+ * A response the server destroys before its end (a stream that failed midway) is reported
+ * to `onCut`: what it answers is not what the handler meant to.
  *
  * `writeHead` (Fastify calls it just before `end`) is turned into the status and headers
  * it sets, so that the headers stay unsent until the end unless the body starts first.
+ *
+ * A body whose length is declared (`Content-Length`: a `StreamableFile` of a buffer, a
+ * file sent with its size) is complete for its client as soon as that many bytes arrived,
+ * however the connection ends afterwards: its last byte is held back and goes out with the
+ * end, once the events are stored — never, when the connection is cut.
  */
 export function holdResponse(response: NodeResponse, options: HoldOptions): void {
   const writeHead = response.writeHead;
   const write = response.write;
   const end = response.end;
+  const destroy = response.destroy;
   let ending = false;
   // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
   let passThrough = false;
   /** The status and headers as they were when the response was ended: what it ends with. */
   let ended: { status: number; headers: Record<string, unknown> } | undefined;
-  const release = (response: NodeResponse, args: unknown[]): unknown => {
+  /** The declared length of the body (read at its first write; `null` before, `undefined` when none). */
+  let declared: number | undefined | null = null;
+  /** Bytes of the body written so far, and those held back from the declared length's last byte on. */
+  let written = 0;
+  let held: Buffer | undefined;
+  /** Lets the end go (with the body's held bytes, unless the body is replaced). */
+  const release = (response: NodeResponse, args: unknown[], withHeld = true): unknown => {
     passThrough = true;
+    const rest = held;
+    held = undefined;
+    if (rest && withHeld && !response.destroyed) write.call(response, rest);
     return end.apply(response, args);
   };
   /** Undoes what ran after the end was asked for (an error handler answering a second time). */
@@ -73,7 +99,28 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   };
   response.write = function (this: NodeResponse, ...args: unknown[]) {
     passThrough = true;
-    return write.apply(this, args);
+    if (declared === null) declared = declaredLength(this.getHeader('content-length'));
+    if (declared === undefined || ending) return write.apply(this, args);
+    const chunk = bufferOf(args[0], args[1]);
+    if (!chunk) return write.apply(this, args);
+    const callback = args.find((arg): arg is (error?: Error | null) => void => typeof arg === 'function');
+    // Bytes that may go before the body's last one.
+    const room = Math.max(declared - 1 - written, 0);
+    if (!held && chunk.length <= room) {
+      written += chunk.length;
+      return write.apply(this, args);
+    }
+    const head = held ? chunk.subarray(0, 0) : chunk.subarray(0, room);
+    held = held ? Buffer.concat([held, chunk]) : chunk.subarray(room);
+    written += head.length;
+    if (head.length > 0) return callback ? write.call(this, head, callback) : write.call(this, head);
+    if (callback) process.nextTick(callback);
+    return true;
+  };
+  response.destroy = function (this: NodeResponse, ...args: unknown[]) {
+    // A response (or its connection) destroyed already: its client went away first.
+    if (!ending && !this.destroyed && this.socket?.destroyed !== true) options.onCut();
+    return destroy.apply(this, args as [Error?]);
   };
   response.end = function (this: NodeResponse, ...args: unknown[]) {
     if (ending) return this;
@@ -95,14 +142,31 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
           this.setHeader('content-type', 'application/json; charset=utf-8');
           this.setHeader('content-length', Buffer.byteLength(FAILED_BODY));
           const callback = args.find((arg) => typeof arg === 'function');
-          release(this, callback ? [FAILED_BODY, callback] : [FAILED_BODY]);
+          release(this, callback ? [FAILED_BODY, callback] : [FAILED_BODY], false);
         } else {
+          // A reset, not an orderly close: a body that ends with the connection (HTTP/1.0,
+          // no length declared, no chunks) would otherwise look whole to its client.
+          if (this.socket && !this.socket.destroyed && typeof this.socket.resetAndDestroy === 'function') this.socket.resetAndDestroy();
           this.destroy(error instanceof Error ? error : new Error(String(error)));
         }
       },
     );
     return this;
   };
+}
+
+/** A `Content-Length` header's value as a number of bytes, if it is one. */
+function declaredLength(value: unknown): number | undefined {
+  const length = typeof value === 'number' ? value : typeof value === 'string' && /^\s*\d+\s*$/.test(value) ? Number(value) : NaN;
+  return Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+}
+
+/** A chunk given to `write` as bytes (`undefined` for anything `write` would not take as a body chunk). */
+function bufferOf(chunk: unknown, encoding: unknown): Buffer | undefined {
+  if (typeof chunk === 'string') return Buffer.from(chunk, typeof encoding === 'string' && Buffer.isEncoding(encoding) ? encoding : 'utf8');
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return undefined;
 }
 
 function applyHeaders(response: NodeResponse, headers: unknown): void {

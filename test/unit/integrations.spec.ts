@@ -1,6 +1,6 @@
 import 'reflect-metadata';
-import { Injectable, type CanActivate } from '@nestjs/common';
-import { APP_GUARD, ModuleRef } from '@nestjs/core';
+import { Injectable, type CallHandler, type CanActivate, type NestInterceptor } from '@nestjs/common';
+import { APP_GUARD, APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { BaseRpcExceptionFilter, RpcException } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
@@ -30,6 +30,8 @@ import { AuditContextGuard } from '../../lib/guard/audit-context.guard.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { AuditEntities, AuditModule } from '../../lib/index.js';
 import { globalGuards, putGlobalGuardFirst } from '../../lib/integrations/nest-global-guards.js';
+import { globalInterceptors, putGlobalInterceptorFirst } from '../../lib/integrations/nest-global-interceptors.js';
+import { AuditReplyInterceptor } from '../../lib/interceptor/audit-reply.interceptor.js';
 import {
   listenToTransportExceptionFilters,
   loadTransportExceptionFilter,
@@ -420,6 +422,52 @@ describe('NestJS global guards (lib/integrations/nest-global-guards.ts)', () => 
       putGlobalGuardFirst(app.get(ModuleRef), late);
       expect(guards!.indexOf(late), 'putGlobalGuardFirst() did not put the guard first').toBe(0);
       expect(guards!.filter((guard) => guard === late), 'putGlobalGuardFirst() added the guard twice').toHaveLength(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+@Injectable()
+class AppInterceptor implements NestInterceptor {
+  intercept(_: unknown, next: CallHandler): Observable<unknown> {
+    return next.handle();
+  }
+}
+
+class LateInterceptor implements NestInterceptor {
+  intercept(_: unknown, next: CallHandler): Observable<unknown> {
+    return next.handle();
+  }
+}
+
+describe('NestJS global interceptors (lib/integrations/nest-global-interceptors.ts)', () => {
+  it('ApplicationConfig.getGlobalInterceptors(), reached through ModuleRef, is the list Nest reads, and the reply interceptor is first in it', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [
+        TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [...AuditEntities], synchronize: true }),
+        AuditModule.forRoot(),
+      ],
+      providers: [{ provide: APP_INTERCEPTOR, useClass: AppInterceptor }],
+    }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      app.useGlobalInterceptors(new LateInterceptor());
+      await app.init();
+      const interceptors = globalInterceptors(app.get(ModuleRef));
+      expect(Array.isArray(interceptors), 'moduleRef.container.applicationConfig.getGlobalInterceptors() is not an array').toBe(true);
+      expect(globalInterceptors(app.get(ModuleRef)), 'getGlobalInterceptors() returns a copy, not the list Nest reads').toBe(interceptors);
+      const names = interceptors!.map((interceptor) => interceptor.constructor.name);
+      expect(names[0], 'the reply interceptor is not the first global interceptor').toBe(AuditReplyInterceptor.name);
+      expect(names.slice(1).sort(), 'the other global interceptors').toEqual(['AuditInterceptor', AppInterceptor.name, LateInterceptor.name].sort());
+      expect(interceptors![0], "the first global interceptor is not the module's own instance").toBe(app.get(AuditReplyInterceptor));
+
+      // Put first even behind interceptors already there, and only once.
+      const late = new LateInterceptor();
+      putGlobalInterceptorFirst(app.get(ModuleRef), late);
+      putGlobalInterceptorFirst(app.get(ModuleRef), late);
+      expect(interceptors!.indexOf(late), 'putGlobalInterceptorFirst() did not put the interceptor first').toBe(0);
+      expect(interceptors!.filter((interceptor) => interceptor === late), 'putGlobalInterceptorFirst() added the interceptor twice').toHaveLength(1);
     } finally {
       await app.close();
     }

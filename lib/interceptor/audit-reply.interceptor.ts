@@ -1,0 +1,59 @@
+import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, type Observable, throwError } from 'rxjs';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditRecorder } from '../service/audit-recorder.js';
+import { CallUnits } from './call-units.js';
+
+/**
+ * Put in front of every other global interceptor by `AuditModule`. A microservice message
+ * or a WebSocket event is its own unit of work, stored by the audit interceptor before
+ * the handler's result goes on; but when an interceptor outside it holds the handler's
+ * changes in a transaction (an app-level `APP_INTERCEPTOR` that runs each handler in a
+ * database transaction), the unit can only be stored once that transaction has ended,
+ * after the audit interceptor let the result through. Here, outside every interceptor,
+ * the reply (its first value, its completion or its error) waits until the unit is
+ * stored; when it could not be (fail-closed), the call fails with `AuditWriteError`
+ * instead of replying. A transaction still holding the unit's changes by then (one that
+ * commits only after the reply) is waited for 2 s at most, as an HTTP response's end
+ * does; what it commits later is recorded as the unit's fallback events.
+ */
+@Injectable()
+export class AuditReplyInterceptor implements NestInterceptor {
+  constructor(
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    private readonly calls: CallUnits,
+    private readonly recorder: AuditRecorder,
+  ) {}
+
+  intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const type = ctx.getType<string>();
+    if (!this.options.enabled || (type !== 'rpc' && type !== 'ws')) return next.handle();
+    let waited: Promise<void> | undefined;
+    /** Resolves once the call's unit is stored (at once when it has no unit); rejects when it could not be stored. */
+    const stored = (): Promise<void> => {
+      if (!waited) {
+        const unit = this.calls.of(ctx);
+        // From here, a transaction still holding the unit's changes is waited for as an HTTP response's end waits.
+        unit?.waitAtMost(RESPONSE_WAIT_MS);
+        waited = unit ? this.recorder.settle(unit) : Promise.resolve();
+      }
+      return waited;
+    };
+    return concat(
+      next.handle().pipe(
+        concatMap(async (value: unknown) => {
+          await stored();
+          return value;
+        }),
+      ),
+      defer(() => from(stored()).pipe(mergeMap(() => EMPTY))),
+    ).pipe(
+      catchError((error: unknown) =>
+        // The handler's own error goes on unchanged (its unit's failure is logged by the recorder).
+        from(stored().catch(() => undefined)).pipe(mergeMap(() => throwError(() => error))),
+      ),
+    );
+  }
+}
