@@ -1,16 +1,16 @@
 import { Controller, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Ctx, MessagePattern, Payload } from '@nestjs/microservices';
 import { InjectDataSource } from '@nestjs/typeorm';
-import { MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { ConnectedSocket, MessageBody, SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { from, lastValueFrom, type Observable } from 'rxjs';
 import type { DataSource, EntityManager } from 'typeorm';
 import { Audited } from '../../lib/index.js';
 import { Order } from './order.entity.js';
 
-/** The transaction manager of each message call, by its RPC context or WebSocket payload object. */
+/** The transaction manager of each message call, by its RPC context or WebSocket client. */
 const managers = new WeakMap<object, EntityManager>();
 
-/** The manager of the transaction `MessageTransactionInterceptor` opened around the call whose context or payload is `key`. */
+/** The manager of the transaction `MessageTransactionInterceptor` opened around the call whose context or client is `key`. */
 function managerOf(key: object): EntityManager {
   const manager = managers.get(key);
   if (!manager) throw new Error('no transaction around this call');
@@ -28,7 +28,8 @@ export class MessageTransactionInterceptor implements NestInterceptor {
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const type = ctx.getType<string>();
-    const key = ctx.getArgByIndex<unknown>(1);
+    // The RPC context; for a WebSocket event, the client (the payload object the handler gets is not always the one here).
+    const key = type === 'ws' ? ctx.switchToWs().getClient<unknown>() : ctx.getArgByIndex<unknown>(1);
     if ((type !== 'rpc' && type !== 'ws') || key === null || typeof key !== 'object') return next.handle();
     return from(
       this.dataSource.transaction(async (manager) => {
@@ -83,13 +84,22 @@ export class LateCommitMessagesController {
   }
 }
 
+/** The event whose reply says whether `MessageTransactionInterceptor` wrapped it. */
+export const PROBE_EVENT = 'tx.probe';
+
 /** The same as a WebSocket gateway event, at `/tx-ws`. */
 @WebSocketGateway({ path: '/tx-ws' })
 export class TransactionalGateway {
+  /** Answers whether an app-level interceptor opened a transaction around this event (not on NestJS 11, whose gateways get no global interceptors). */
+  @SubscribeMessage(PROBE_EVENT)
+  probe(@ConnectedSocket() client: object): { event: string; data: boolean } {
+    return { event: PROBE_EVENT, data: managers.has(client) };
+  }
+
   @SubscribeMessage('order.create')
   @Audited('order.created')
-  async create(@MessageBody() body: { note: string }): Promise<{ event: string; data: { id: number } }> {
-    const manager = managerOf(body);
+  async create(@MessageBody() body: { note: string }, @ConnectedSocket() client: object): Promise<{ event: string; data: { id: number } }> {
+    const manager = managerOf(client);
     const order = await manager.save(Order, manager.create(Order, { status: 'ws', note: body.note }));
     return { event: 'order.created', data: { id: order.id } };
   }
