@@ -41,7 +41,8 @@ export const CSV_EXPORT_COLUMNS = [
  * The order an export reads in:
  * - `time`: ascending `(occurredAt, id)`, every matching event;
  * - `seq`: the sequenced events ascending by `seq` (the order of the Merkle tree, what
- *   `verify --events` walks), then those not sequenced yet, ascending `(occurredAt, id)`.
+ *   `verify --events` walks), then those not sequenced yet, ascending `(occurredAt, id)`
+ *   (one the integrator sequences while they are read is exported there, with its seq).
  */
 export type AuditExportOrder = 'time' | 'seq';
 
@@ -93,21 +94,24 @@ export function exportRecord(format: AuditExportFormat, row: AuditLogEntity): st
 /** The rows of an export, in its order, a page at a time (keyset pagination: every page costs the same). */
 export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLogEntity> {
   const pageSize = plan.pageSize ?? EXPORT_PAGE_SIZE;
+  // The last seq of the seq part: the integrator gives the events not sequenced yet larger
+  // ones, so an event sequenced while the rest is read stays in it (`seq IS NULL` alone
+  // would drop it from both parts).
+  let sequenced = 0;
   if (plan.order === 'seq') {
-    let after: number | undefined;
     for (;;) {
       const page = plan.query.clone().andWhere('e.seq IS NOT NULL');
-      if (after !== undefined) page.andWhere('e.seq > :afterSeq', { afterSeq: after });
+      if (sequenced > 0) page.andWhere('e.seq > :afterSeq', { afterSeq: sequenced });
       const rows = await page.orderBy('e.seq', 'ASC').limit(pageSize).getMany();
       yield* rows;
+      if (rows.length > 0) sequenced = rows[rows.length - 1]!.seq!;
       if (rows.length < pageSize) break;
-      after = rows[rows.length - 1]!.seq!;
     }
   }
   let last: AuditLogEntity | undefined;
   for (;;) {
     const page = plan.query.clone();
-    if (plan.order === 'seq') page.andWhere('e.seq IS NULL');
+    if (plan.order === 'seq') page.andWhere('(e.seq IS NULL OR e.seq > :sequenced)', { sequenced });
     if (last) {
       // The first comparison is redundant, and lets the index scan start after the last page
       // (PostgreSQL uses an OR only as a filter: each page would read every earlier one again).
