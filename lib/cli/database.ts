@@ -59,7 +59,22 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
-/** The URL without its password. */
+/** Query parameters the drivers take a password from (node-postgres, mysql2). */
+const PASSWORD_PARAMETER = /([?&](?:password|sslpassword|passphrase)=)[^&#]*/gi;
+
+/**
+ * The URL without its password: the one after the user name (up to the last `@`, as a
+ * password may hold a `/` or an `@` the URL did not percent-encode; masking too much is
+ * safe) and those given as query parameters.
+ */
 export function redact(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
+  let masked = url;
+  if (scheme !== undefined) {
+    const rest = url.slice(scheme.length);
+    const at = rest.lastIndexOf('@');
+    const colon = rest.indexOf(':');
+    if (at >= 0 && colon >= 0 && colon < at) masked = `${scheme}${rest.slice(0, colon)}:***${rest.slice(at)}`;
+  }
+  return masked.replace(PASSWORD_PARAMETER, '$1***');
 }
