@@ -138,13 +138,19 @@ export function exportLine(row: AuditLogEntity): string {
   return canonicalJson({ ...(JSON.parse(canonicalEventJson(row)) as Record<string, unknown>), seq: null });
 }
 
-/** The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection). */
-const FORMULA_START = /^[=+\-@\t\r]/;
+/**
+ * The starts that make a spreadsheet read a cell as a formula (OWASP, CSV injection): `=`,
+ * `+`, `-`, `@` (or their full-width forms, which spreadsheets in CJK locales take as
+ * them), a tab or a carriage return; also behind whitespace or quotes, which an import
+ * that trims or unquotes cells takes off.
+ */
+const FORMULA_START = /^[\s"']*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r]/;
 
 /**
  * A cell as written to CSV: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
- * return gets a leading `'`, so that a spreadsheet shows it as text instead of running it
- * (and every cell is quoted: {@link csvRecord}).
+ * return (or one of the four signs behind whitespace or quotes, or full-width) gets a
+ * leading `'`, so that a spreadsheet shows it as text instead of running it (and every
+ * cell is quoted: {@link csvRecord}).
  */
 export function csvCell(value: string | null | undefined): string {
   if (value === null || value === undefined) return '';
