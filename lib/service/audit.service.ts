@@ -242,6 +242,9 @@ export class AuditService {
    * without `actorType` when actor ids are pseudonymised).
    */
   async find(query: AuditQuery = {}): Promise<AuditPage> {
+    if (query === null || typeof query !== 'object' || Array.isArray(query)) {
+      throw new InvalidAuditQueryError('query', 'must be an object such as { actorId: "42" }');
+    }
     const limit = query.limit ?? DEFAULT_PAGE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
       throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${MAX_PAGE}`);
@@ -360,6 +363,12 @@ export class AuditService {
    * @throws InvalidAuditQueryError when the target cannot be identified.
    */
   async history(target: AuditTargetInput, options: { limit?: number } = {}): Promise<AuditEvent[]> {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new InvalidAuditQueryError('options', 'must be an object such as { limit: 100 }');
+    }
+    for (const key of Object.keys(options)) {
+      if (key !== 'limit') throw new InvalidAuditQueryError(key, 'is not an option of history() (it takes limit)');
+    }
     const limit = options.limit;
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
       throw new InvalidAuditQueryError('limit', 'must be a whole number of at least 1 (or left out: every event)');

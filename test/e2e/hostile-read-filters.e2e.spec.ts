@@ -3,7 +3,9 @@
 // event), turned into text (which matched none) or handed to the driver (which failed
 // with its own error, or on PostgreSQL compared against an array literal). Times given as
 // text are ISO 8601, a time without a zone is UTC (as the viewer and the command line take
-// it), whatever the process's time zone; a date that is not on the calendar is refused.
+// it), whatever the process's time zone; a date that is not on the calendar is refused,
+// also by the viewer's search form. A query that is not an object, and history() options
+// it does not know, are refused too.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AuditLogEntity, AuditViewerModule, InvalidAuditQueryError, type AuditQuery } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
@@ -69,6 +71,17 @@ describe.each(databases())('find() and export() with filter values of the wrong 
     await expect(t.audit.find(query as AuditQuery)).rejects.toThrow(message);
     await expect(t.audit.find(query as AuditQuery)).rejects.toBeInstanceOf(InvalidAuditQueryError);
     expect(() => t.audit.export(query as AuditQuery)).toThrow(message);
+  });
+
+  it('refuses a query or history() options that are not an object, or history() options it does not know', async () => {
+    for (const query of [null, 'actorId=u1', ['u1'], 42]) {
+      await expect(t.audit.find(query as never), JSON.stringify(query)).rejects.toThrow('Invalid audit query: query must be an object such as { actorId: "42" }');
+    }
+    const doc = { type: 'doc', id: 'd1' };
+    await expect(t.audit.history(doc, null as never)).rejects.toThrow('Invalid audit query: options must be an object such as { limit: 100 }');
+    await expect(t.audit.history(doc, { limt: 2 } as never)).rejects.toThrow('Invalid audit query: limt is not an option of history() (it takes limit)');
+    expect(await t.audit.history(doc, { limit: 2 })).toHaveLength(2);
+    expect(await t.audit.history(doc, {})).toHaveLength(6);
   });
 
   it('still takes the filters in their documented forms', async () => {
