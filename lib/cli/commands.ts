@@ -17,7 +17,7 @@ import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } fr
 import type { AuditExportQuery } from '../interfaces/audit-service.interface.js';
 import { exportHeader, exportRecord, exportRows } from '../read/audit-export.js';
 import { filtersAnything, parseIsoInstant, whereAuditQuery } from '../read/audit-query.js';
-import { DatabaseUnavailableError, openDatabase, type DatabaseArguments } from './database.js';
+import { DatabaseUnavailableError, openDatabase, refuseOutputOverDatabase, type DatabaseArguments } from './database.js';
 import { readPublicKeys } from './keys.js';
 import { openOutput, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
@@ -307,6 +307,7 @@ async function readNotes(path: string): Promise<string[]> {
 async function withDatabase<T>(options: CommandOptions, work: (dataSource: DataSource) => Promise<T>): Promise<T> {
   if (options.url === undefined) throw new CliUsageError('name the database: --url <url>');
   const args: DatabaseArguments = { url: options.url, schema: options.schema, tablePrefix: options['table-prefix'] };
+  refuseOutputOverDatabase(args, options.out);
   const dataSource = await openDatabase(args);
   try {
     return await work(dataSource);

@@ -2,9 +2,10 @@
 // EC key in PEM), a database URL whose password holds characters the masking did not
 // expect or travels as a query parameter, a day off the calendar in --since. Each is a
 // clear message and exit code 2 — never a stack trace, an exit code that reads as "the
-// proof does not hold", or a password on the terminal.
+// proof does not hold", or a password on the terminal. And --out naming the SQLite
+// database being read, which opening the output truncated: the trail gone by a typo.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,5 +110,22 @@ describe('the command line with input it cannot use', () => {
     const run = await cli('export', ...url, '--since', '2024-02-29T23:00+01:00', '--until', '2100-01-01');
     expect(run.code).toBe(0);
     expect(run.stdout.trimEnd().split('\n')).toHaveLength(3);
+  });
+
+  it('refuses --out naming the SQLite database it reads (which it would truncate), by any path to it', async () => {
+    const database = join(dir, 'audit.sqlite');
+    const before = readFileSync(database);
+    symlinkSync(database, join(dir, 'link.sqlite'));
+    for (const command of ['export', 'checkpoints']) {
+      for (const out of [database, join(dir, '.', 'audit.sqlite'), join(dir, 'link.sqlite')]) {
+        const run = await cli(command, ...url, '--out', out);
+        expect(run.code, `${command} ${out}`).toBe(2);
+        expect(run.stderr).toContain(`--out ${out} is the database being read: write elsewhere`);
+      }
+    }
+    const proved = await cli('prove', '00000000-0000-7000-8000-000000000000', ...url, '--out', database);
+    expect(proved.code).toBe(2);
+    expect(readFileSync(database).equals(before)).toBe(true);
+    expect((await cli('verify', ...url, '--public-key', VKEY)).code).toBe(0);
   });
 });
