@@ -176,7 +176,7 @@ export function occurredAtParam(dataSource: DataSource, value: Date | string, fi
     if (!parsed) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
     date = parsed;
   } else date = new Date(Number.NaN);
-  if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${describe(value)}`);
+  if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${value instanceof Date ? 'an invalid Date' : describe(value)}`);
   // The years every database stores (PostgreSQL refuses year 0, and the driver cannot write 10000).
   const year = date.getUTCFullYear();
   if (year < 1 || year > 9999) throw new InvalidAuditQueryError(field, `is outside the years 0001 to 9999 (UTC): ${JSON.stringify(value)}`);

@@ -65,6 +65,8 @@ describe.each(databases())('find() and export() with filter values of the wrong 
     ['a day that is not on the calendar', { from: '2026-02-30' }, /Invalid audit query: from is not a valid date: "2026-02-30"$/],
     ['a zoned time on a day that is not on the calendar', { to: '2026-02-31T10:00:00Z' }, /Invalid audit query: to is not a valid date/],
     ['hour 24', { from: '2026-02-01T24:00Z' }, /Invalid audit query: from is not a valid date/],
+    ['an invalid Date', { to: new Date('yesterday') }, /Invalid audit query: to is not a valid date: an invalid Date$/],
+    ['a number as a date', { from: 1_767_225_600_000 }, /Invalid audit query: from is not a valid date: 1767225600000$/],
   ];
 
   it.each(refused)('refuses %s in find() and export(), naming it', async (_, query, message) => {
