@@ -16,8 +16,8 @@ import type { AuditOutcome, AuditTarget } from '../interfaces/audit-event.interf
 import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import type { AuditExportQuery } from '../interfaces/audit-service.interface.js';
 import { exportHeader, exportRecord, exportRows } from '../read/audit-export.js';
-import { filtersAnything, whereAuditQuery } from '../read/audit-query.js';
-import { DatabaseUnavailableError, openDatabase, type DatabaseArguments } from './database.js';
+import { filtersAnything, parseIsoInstant, whereAuditQuery } from '../read/audit-query.js';
+import { DatabaseUnavailableError, openDatabase, refuseOutputOverDatabase, type DatabaseArguments } from './database.js';
 import { readPublicKeys } from './keys.js';
 import { openOutput, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
@@ -162,11 +162,9 @@ function exportQuery(options: CommandOptions): AuditExportQuery {
   };
   const time = (option: string, value: string | undefined): Date | undefined => {
     if (value === undefined) return undefined;
-    const match = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/i.exec(value);
-    // A time without a zone is UTC, as the trail stores it (a bare date is UTC already).
-    const date = match ? new Date(value.includes(':') && match[1] === undefined ? `${value}Z` : value) : undefined;
-    const rolledOver = match?.[1] === undefined && date !== undefined && !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) !== value.slice(0, 10);
-    if (!date || Number.isNaN(date.getTime()) || rolledOver) {
+    // A time without a zone is UTC, as the trail stores it; a day off the calendar is refused, not rolled over.
+    const date = parseIsoInstant(value);
+    if (!date) {
       throw new CliUsageError(`--${option} ${JSON.stringify(value)} is not an ISO 8601 date or time (e.g. 2026-01-31 or 2026-01-31T12:00:00Z)`);
     }
     return date;
@@ -312,6 +310,7 @@ async function readNotes(path: string): Promise<string[]> {
 async function withDatabase<T>(options: CommandOptions, work: (dataSource: DataSource) => Promise<T>): Promise<T> {
   if (options.url === undefined) throw new CliUsageError('name the database: --url <url>');
   const args: DatabaseArguments = { url: options.url, schema: options.schema, tablePrefix: options['table-prefix'] };
+  refuseOutputOverDatabase(args, options.out);
   const dataSource = await openDatabase(args);
   try {
     return await work(dataSource);

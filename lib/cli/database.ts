@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { AuditEntities } from '../storage/audit-entities.js';
 import { CliUsageError } from './usage-error.js';
@@ -59,7 +60,49 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
-/** The URL without its password. */
+/** Query parameters the drivers take a password from (node-postgres, mysql2). */
+const PASSWORD_PARAMETER = /([?&](?:password|sslpassword|passphrase)=)[^&#]*/gi;
+
+/**
+ * The URL without its password: the one after the user name (up to the last `@`, as a
+ * password may hold a `/` or an `@` the URL did not percent-encode; masking too much is
+ * safe) and those given as query parameters.
+ */
 export function redact(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*):[^@/]*@/i, '$1:***@');
+  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
+  let masked = url;
+  if (scheme !== undefined) {
+    const rest = url.slice(scheme.length);
+    const at = rest.lastIndexOf('@');
+    const colon = rest.indexOf(':');
+    if (at >= 0 && colon >= 0 && colon < at) masked = `${scheme}${rest.slice(0, colon)}:***${rest.slice(at)}`;
+  }
+  return masked.replace(PASSWORD_PARAMETER, '$1***');
+}
+
+/**
+ * Refuses an output file (`--out`) that is the SQLite database being read, or its journal
+ * or write-ahead log, by any path (a symbolic link, `./`): opening it for writing would
+ * truncate the audit trail.
+ * @throws CliUsageError for such a path.
+ */
+export function refuseOutputOverDatabase(args: DatabaseArguments, out: string | undefined): void {
+  if (out === undefined) return;
+  const options = dataSourceOptions(args);
+  if (options.type !== 'better-sqlite3' || typeof options.database !== 'string') return;
+  const target = fileId(out);
+  if (target === undefined) return;
+  for (const file of ['', '-wal', '-shm', '-journal'].map((suffix) => `${options.database as string}${suffix}`)) {
+    if (fileId(file) === target) throw new CliUsageError(`--out ${out} is the database being read: write elsewhere`);
+  }
+}
+
+/** A file's device and inode, `undefined` when it does not exist. */
+function fileId(path: string): string | undefined {
+  try {
+    const stat = statSync(path);
+    return `${stat.dev}:${stat.ino}`;
+  } catch {
+    return undefined;
+  }
 }

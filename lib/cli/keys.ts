@@ -17,11 +17,13 @@ function readPublicKey(value: string): AuditPublicKey {
   if (existsSync(value)) {
     const text = readFileSync(value, 'utf8').trim();
     if (text.startsWith('-----BEGIN')) {
+      let type: string | undefined;
       try {
-        createPublicKey(text);
+        type = createPublicKey(text).asymmetricKeyType;
       } catch (err) {
         throw new CliUsageError(`--public-key ${value}: the file is not a PEM key (${(err as Error).message})`);
       }
+      if (type !== 'ed25519') throw new CliUsageError(`--public-key ${value}: the key is ${type ?? 'not asymmetric'}, not Ed25519 (checkpoints are signed with Ed25519 keys)`);
       return text;
     }
     return checkVerifierKey(text, `--public-key ${value}: the file holds neither a PEM key nor a verifier key string`);

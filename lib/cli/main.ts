@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.js';
+import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
 import { MalformedAuditExportError } from '../exceptions/malformed-audit-export.error.js';
 import {
   checkpointsCommand,
@@ -202,7 +203,13 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n(see nestjs-system-audit ${name} --help)\n`);
       return 2;
     }
-    if (err instanceof DatabaseUnavailableError || err instanceof MalformedAuditExportError || err instanceof InvalidAuditProofError || isFileError(err)) {
+    if (
+      err instanceof DatabaseUnavailableError ||
+      err instanceof MalformedAuditExportError ||
+      err instanceof InvalidAuditProofError ||
+      err instanceof InvalidNoteKeyError ||
+      isFileError(err)
+    ) {
       io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n`);
       return 2;
     }

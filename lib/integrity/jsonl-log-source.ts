@@ -36,7 +36,8 @@ export function exportEventLine(row: CanonicalEventInput & { seq?: number | null
  * Reads an export's lines, in the file's order, with each event's leaf hash.
  *
  * @throws MalformedAuditExportError for a line that is not a JSON object with a positive
- *   integer `seq` and a string `id`.
+ *   integer `seq` and a string `id`, or not in the canonical form export lines are written
+ *   in (RFC 8785: members sorted, each once, no whitespace).
  */
 export async function* readExportEvents(path: string): AsyncGenerator<ExportedEvent> {
   const lines = createInterface({ input: createReadStream(path, { encoding: 'utf8' }), crlfDelay: Infinity });
@@ -69,6 +70,17 @@ function parseLine(text: string, file: string, line: number): ExportedEvent | nu
     throw new MalformedAuditExportError(file, line, `not JSON (${(err as Error).message})`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new MalformedAuditExportError(file, line, 'not a JSON object');
+  // Exactly the text export() writes: a member given twice (JSON.parse keeps the last, a
+  // reader of the text may see the first) or any other form is not an export line.
+  let canonical: string | undefined;
+  try {
+    canonical = canonicalJson(value);
+  } catch {
+    canonical = undefined;
+  }
+  if (canonical !== text) {
+    throw new MalformedAuditExportError(file, line, 'not the canonical JSON of an export line (a member repeated or out of order, or the text reformatted)');
+  }
   const { seq, ...event } = value as Record<string, unknown>;
   if (seq === null && typeof event['id'] === 'string') return null;
   if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || seq < 1) {

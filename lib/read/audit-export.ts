@@ -41,7 +41,8 @@ export const CSV_EXPORT_COLUMNS = [
  * The order an export reads in:
  * - `time`: ascending `(occurredAt, id)`, every matching event;
  * - `seq`: the sequenced events ascending by `seq` (the order of the Merkle tree, what
- *   `verify --events` walks), then those not sequenced yet, ascending `(occurredAt, id)`.
+ *   `verify --events` walks), then those not sequenced yet, ascending `(occurredAt, id)`
+ *   (one the integrator sequences while they are read is exported there, with its seq).
  */
 export type AuditExportOrder = 'time' | 'seq';
 
@@ -93,21 +94,24 @@ export function exportRecord(format: AuditExportFormat, row: AuditLogEntity): st
 /** The rows of an export, in its order, a page at a time (keyset pagination: every page costs the same). */
 export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLogEntity> {
   const pageSize = plan.pageSize ?? EXPORT_PAGE_SIZE;
+  // The last seq of the seq part: the integrator gives the events not sequenced yet larger
+  // ones, so an event sequenced while the rest is read stays in it (`seq IS NULL` alone
+  // would drop it from both parts).
+  let sequenced = 0;
   if (plan.order === 'seq') {
-    let after: number | undefined;
     for (;;) {
       const page = plan.query.clone().andWhere('e.seq IS NOT NULL');
-      if (after !== undefined) page.andWhere('e.seq > :afterSeq', { afterSeq: after });
+      if (sequenced > 0) page.andWhere('e.seq > :afterSeq', { afterSeq: sequenced });
       const rows = await page.orderBy('e.seq', 'ASC').limit(pageSize).getMany();
       yield* rows;
+      if (rows.length > 0) sequenced = rows[rows.length - 1]!.seq!;
       if (rows.length < pageSize) break;
-      after = rows[rows.length - 1]!.seq!;
     }
   }
   let last: AuditLogEntity | undefined;
   for (;;) {
     const page = plan.query.clone();
-    if (plan.order === 'seq') page.andWhere('e.seq IS NULL');
+    if (plan.order === 'seq') page.andWhere('(e.seq IS NULL OR e.seq > :sequenced)', { sequenced });
     if (last) {
       // The first comparison is redundant, and lets the index scan start after the last page
       // (PostgreSQL uses an OR only as a filter: each page would read every earlier one again).
@@ -134,13 +138,19 @@ export function exportLine(row: AuditLogEntity): string {
   return canonicalJson({ ...(JSON.parse(canonicalEventJson(row)) as Record<string, unknown>), seq: null });
 }
 
-/** The first characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection). */
-const FORMULA_START = /^[=+\-@\t\r]/;
+/**
+ * The starts that make a spreadsheet read a cell as a formula (OWASP, CSV injection): `=`,
+ * `+`, `-`, `@` (or their full-width forms, which spreadsheets in CJK locales take as
+ * them), a tab or a carriage return; also behind whitespace or quotes, which an import
+ * that trims or unquotes cells takes off.
+ */
+const FORMULA_START = /^[\s"']*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r]/;
 
 /**
  * A cell as written to CSV: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage
- * return gets a leading `'`, so that a spreadsheet shows it as text instead of running it
- * (and every cell is quoted: {@link csvRecord}).
+ * return (or one of the four signs behind whitespace or quotes, or full-width) gets a
+ * leading `'`, so that a spreadsheet shows it as text instead of running it (and every
+ * cell is quoted: {@link csvRecord}).
  */
 export function csvCell(value: string | null | undefined): string {
   if (value === null || value === undefined) return '';

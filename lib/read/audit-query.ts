@@ -22,6 +22,34 @@ export interface AuditQueryScope {
 const FILTERS = new Set(['action', 'actor', 'actorId', 'actorType', 'target', 'targetType', 'source', 'outcome', 'kind', 'requestId', 'from', 'to']);
 /** What `find()` takes besides the filters. */
 const PAGING = new Set(['limit', 'cursor']);
+const OUTCOMES = ['success', 'failure', 'unknown'] as const;
+const KINDS = ['intent', 'change'] as const;
+
+/** A value as an error message shows it. */
+function describe(value: unknown): string {
+  if (Array.isArray(value)) return 'an array';
+  if (value === null) return 'null';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'function') return 'a function';
+  return typeof value === 'bigint' ? `${value}n` : String(JSON.stringify(value));
+}
+
+/** The `actor` filter's type and id, checked: `{ type?, id? }`, nothing else. */
+function actorFilter(actor: unknown): { type?: string; id?: string | number } {
+  if (actor === undefined) return {};
+  if (actor === null || typeof actor !== 'object' || Array.isArray(actor)) {
+    throw new InvalidAuditQueryError('actor', 'must be an object such as { type: "user", id: "42" }');
+  }
+  for (const key of Object.keys(actor)) {
+    if (key !== 'type' && key !== 'id') throw new InvalidAuditQueryError(`actor.${key}`, 'is not a key of actor (it takes type and id)');
+  }
+  const { type, id } = actor as { type?: unknown; id?: unknown };
+  if (type !== undefined && typeof type !== 'string') throw new InvalidAuditQueryError('actor.type', `must be a string, got ${describe(type)}`);
+  if (id !== undefined && typeof id !== 'string' && !(typeof id === 'number' && Number.isFinite(id))) {
+    throw new InvalidAuditQueryError('actor.id', `must be a string or a number, got ${describe(id)}`);
+  }
+  return { ...(type !== undefined ? { type } : {}), ...(id !== undefined ? { id } : {}) };
+}
 
 /**
  * Adds the filters of `query` (those of `find()` and `export()`: everything but `limit`
@@ -40,12 +68,28 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
     const hint = key === 'targetId' ? ' (a target is { target: { type, id } }, or targetType alone)' : key === 'since' || key === 'until' ? ' (a time range is { from, to })' : '';
     throw new InvalidAuditQueryError(key, `is not a filter${hint}; the filters are ${[...FILTERS].join(', ')}${paged ? ', with limit and cursor' : ''}`);
   }
+  const text = (field: string, value: unknown): string | undefined => {
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string') throw new InvalidAuditQueryError(field, `must be a string, got ${describe(value)}`);
+    return value;
+  };
+  const oneOf = <T extends string>(field: string, value: unknown, allowed: readonly T[]): T | undefined => {
+    if (value === undefined) return undefined;
+    if (!(allowed as readonly unknown[]).includes(value)) throw new InvalidAuditQueryError(field, `must be one of ${allowed.join(', ')}, got ${describe(value)}`);
+    return value as T;
+  };
   const actions = query.action === undefined ? [] : Array.isArray(query.action) ? query.action : [query.action];
   const typesOf = (type: string): string[] => scope.targetTypes?.(type) ?? typeVariants(type);
-  if (actions.some((action) => typeof action !== 'string')) throw new InvalidAuditQueryError('action', 'must be a string or an array of strings');
+  if (actions.some((action) => typeof action !== 'string') || (Array.isArray(query.action) && actions.length === 0)) {
+    throw new InvalidAuditQueryError('action', 'must be a string or a non-empty array of strings');
+  }
   if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
-  const actorType = query.actorType ?? query.actor?.type;
-  const given = query.actorId ?? query.actor?.id;
+  const actor = actorFilter(query.actor);
+  const actorType = text('actorType', query.actorType) ?? actor.type;
+  if (query.actorId !== undefined && typeof query.actorId !== 'string' && !(typeof query.actorId === 'number' && Number.isFinite(query.actorId))) {
+    throw new InvalidAuditQueryError('actorId', `must be a string or a number, got ${describe(query.actorId)}`);
+  }
+  const given = query.actorId ?? actor.id;
   const actorId = given === undefined ? undefined : storedActorId(String(given), actorType, scope.pseudonymizer);
   if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
   else if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId });
@@ -54,11 +98,16 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
     const target = scope.resolveTarget(query.target, 'target');
     qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere('e.targetId = :targetId', { targetId: target.id });
   }
-  if (query.targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(query.targetType) });
-  if (query.source !== undefined) qb.andWhere('e.source = :source', { source: query.source });
-  if (query.outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome: query.outcome });
-  if (query.kind !== undefined) qb.andWhere('e.kind = :kind', { kind: query.kind });
-  if (query.requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId: query.requestId });
+  const targetType = text('targetType', query.targetType);
+  if (targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(targetType) });
+  const source = text('source', query.source);
+  if (source !== undefined) qb.andWhere('e.source = :source', { source });
+  const outcome = oneOf('outcome', query.outcome, OUTCOMES);
+  if (outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome });
+  const kind = oneOf('kind', query.kind, KINDS);
+  if (kind !== undefined) qb.andWhere('e.kind = :kind', { kind });
+  const requestId = text('requestId', query.requestId);
+  if (requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId });
   if (query.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: occurredAtParam(scope.dataSource, query.from, 'from') });
   if (query.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: occurredAtParam(scope.dataSource, query.to, 'to') });
 }
@@ -83,13 +132,51 @@ export function storedActorId(id: string, actorType: string | undefined, pseudon
   return pseudonymizer.pseudonym(actorType, id);
 }
 
+/** An ISO 8601 date, or date and time with an optional zone (`Z`, `+02:00`, `+0200`); the year may be expanded (`+010000`). */
+const ISO_INSTANT = /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d+))?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * The instant an ISO 8601 text names: a date (`2026-01-31`, midnight UTC), or a date and
+ * time (`2026-01-31T12:00`, `2026-01-31 12:00:00.250`) with a zone or without one, which is
+ * UTC as the trail stores it (never the process's time zone). `undefined` for anything
+ * else: another format (`Jan 31 2026`, `12`, which `Date` reads in odd ways), or a day or
+ * time that is not on the clock or calendar (`2026-02-30`, `24:00`), which `Date` rolls
+ * over into the next.
+ */
+export function parseIsoInstant(value: string): Date | undefined {
+  const match = ISO_INSTANT.exec(value);
+  if (!match) return undefined;
+  const [, year, month, day, hour = '00', minute = '00', second = '00', fraction = '', zone] = match as unknown as [string, string, string, string, string?, string?, string?, string?, string?];
+  const m = Number(month);
+  const lastDay = m >= 1 && m <= 12 ? [31, leap(Math.abs(Number(year))) ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1]! : 0;
+  if (Number(day) < 1 || Number(day) > lastDay || Number(hour) > 23 || Number(minute) > 59 || Number(second) > 59) return undefined;
+  let offset = 'Z';
+  if (zone !== undefined && zone.toUpperCase() !== 'Z') {
+    const hours = zone.slice(1, 3);
+    const minutes = zone.slice(-2);
+    if (Number(hours) > 23 || Number(minutes) > 59) return undefined;
+    offset = `${zone[0]}${hours}:${minutes}`;
+  }
+  const date = new Date(`${year}-${month}-${day}T${hour}:${minute}:${second}.${fraction.padEnd(3, '0').slice(0, 3)}${offset}`);
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+const leap = (year: number): boolean => (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+
 /**
  * A time as the driver stores `occurredAt` (SQLite keeps UTC text, others native values).
- * @throws InvalidAuditQueryError for a value that is not a date, or one outside the years 0001 to 9999 (UTC).
+ * @throws InvalidAuditQueryError for a value that is not a date (text must be ISO 8601, see
+ *   {@link parseIsoInstant}), or one outside the years 0001 to 9999 (UTC).
  */
 export function occurredAtParam(dataSource: DataSource, value: Date | string, field: string): unknown {
-  const date = value instanceof Date ? value : typeof value === 'string' ? new Date(value) : new Date(Number.NaN);
-  if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
+  let date: Date;
+  if (value instanceof Date) date = value;
+  else if (typeof value === 'string') {
+    const parsed = parseIsoInstant(value);
+    if (!parsed) throw new InvalidAuditQueryError(field, `is not a valid date: ${JSON.stringify(value)}`);
+    date = parsed;
+  } else date = new Date(Number.NaN);
+  if (Number.isNaN(date.getTime())) throw new InvalidAuditQueryError(field, `is not a valid date: ${value instanceof Date ? 'an invalid Date' : describe(value)}`);
   // The years every database stores (PostgreSQL refuses year 0, and the driver cannot write 10000).
   const year = date.getUTCFullYear();
   if (year < 1 || year > 9999) throw new InvalidAuditQueryError(field, `is outside the years 0001 to 9999 (UTC): ${JSON.stringify(value)}`);

@@ -138,7 +138,27 @@ export function ruleProblems(input: Record<string, unknown>): AuditFieldProblem[
     rules.changes = input['changes'].map((change) => instance(AuditChangeInputRules, change, ['id'])) as AuditChangeInputRules[];
   }
   const errors = validateSync(rules, { whitelist: true, forbidNonWhitelisted: true, forbidUnknownValues: true });
-  return flatten(errors);
+  return [...flatten(errors), ...changeFieldProblems(input['changes'])];
+}
+
+/**
+ * The fields of explicit changes that are neither a field's `{ from, to }` nor a
+ * relation's `{ added: [...], removed: [...] }` (the rules check that `fields` is an
+ * object, not what it holds).
+ */
+function changeFieldProblems(changes: unknown): AuditFieldProblem[] {
+  if (!Array.isArray(changes)) return [];
+  const problems: AuditFieldProblem[] = [];
+  changes.forEach((change: unknown, index) => {
+    const fields = isPlainRecord(change) ? change['fields'] : undefined;
+    if (!isPlainRecord(fields)) return; // reported by the rules
+    for (const [name, value] of Object.entries(fields)) {
+      const relation = isPlainRecord(value) && ('added' in value || 'removed' in value);
+      const valid = isPlainRecord(value) && (!relation || (Array.isArray(value['added']) && Array.isArray(value['removed'])));
+      if (!valid) problems.push({ field: `changes[${index}].fields.${name}`, problems: [`changes[${index}].fields.${name} must be { from, to } or { added: [...], removed: [...] }`] });
+    }
+  });
+  return problems;
 }
 
 const INPUT_KEYS = new Set(['action', 'outcome', 'actor', 'target', 'context', 'reason', 'changes']);

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Readable } from 'node:stream';
-import type { DataSource, Repository } from 'typeorm';
+import { createHash } from 'node:crypto';
+import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { resolveTarget } from '../events/audit-target.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
@@ -241,14 +242,18 @@ export class AuditService {
    * without `actorType` when actor ids are pseudonymised).
    */
   async find(query: AuditQuery = {}): Promise<AuditPage> {
+    if (query === null || typeof query !== 'object' || Array.isArray(query)) {
+      throw new InvalidAuditQueryError('query', 'must be an object such as { actorId: "42" }');
+    }
     const limit = query.limit ?? DEFAULT_PAGE;
     if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) {
       throw new InvalidAuditQueryError('limit', `must be a whole number from 1 to ${MAX_PAGE}`);
     }
     const qb = this.repository.createQueryBuilder('e');
     whereAuditQuery(qb, query, this.queryScope, true);
+    const filters = filtersFingerprint(qb);
     if (query.cursor !== undefined) {
-      const [at, id] = decodeCursor(query.cursor);
+      const [at, id] = decodeCursor(query.cursor, filters);
       // The first comparison is redundant, and lets the index scan start at the cursor (PostgreSQL
       // uses an OR only as a filter: a later page would read every earlier page again).
       qb.andWhere('e.occurredAt <= :cursorAt AND (e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
@@ -259,7 +264,7 @@ export class AuditService {
     const rows = await qb.orderBy('e.occurredAt', 'DESC').addOrderBy('e.id', 'DESC').take(limit + 1).getMany();
     const items = rows.slice(0, limit).map((row) => this.builder.toEvent(row));
     const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last, filters) : null };
   }
 
   /**
@@ -358,6 +363,12 @@ export class AuditService {
    * @throws InvalidAuditQueryError when the target cannot be identified.
    */
   async history(target: AuditTargetInput, options: { limit?: number } = {}): Promise<AuditEvent[]> {
+    if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+      throw new InvalidAuditQueryError('options', 'must be an object such as { limit: 100 }');
+    }
+    for (const key of Object.keys(options)) {
+      if (key !== 'limit') throw new InvalidAuditQueryError(key, 'is not an option of history() (it takes limit)');
+    }
     const limit = options.limit;
     if (limit !== undefined && (!Number.isInteger(limit) || limit < 1)) {
       throw new InvalidAuditQueryError('limit', 'must be a whole number of at least 1 (or left out: every event)');
@@ -474,18 +485,49 @@ export class AuditService {
   }
 }
 
-function encodeCursor(event: AuditEvent): string {
-  return Buffer.from(JSON.stringify([event.occurredAt.toISOString(), event.id])).toString('base64url');
+/**
+ * What a cursor is bound to: a digest of the query's filters as SQL (the statement and its
+ * parameters), so that the same filters written another way (`actor: { id }` or
+ * `actorId`) match and other filters do not.
+ */
+function filtersFingerprint(qb: SelectQueryBuilder<AuditLogEntity>): string {
+  const [sql, parameters] = qb.getQueryAndParameters();
+  return createHash('sha256').update(JSON.stringify([sql, parameters])).digest('base64url').slice(0, 22);
 }
 
-function decodeCursor(cursor: string): [string, string] {
+/** A cursor: the position after `event` (its time and id) in the query of `filters`. */
+function encodeCursor(event: AuditEvent, filters: string): string {
+  return Buffer.from(JSON.stringify([event.occurredAt.toISOString(), event.id, filters])).toString('base64url');
+}
+
+/**
+ * The position of a cursor of {@link encodeCursor}, checked: exactly the text find() wrote
+ * (nothing added), a time as find() writes it, and the filters it was given for.
+ * @throws InvalidAuditQueryError otherwise.
+ */
+function decodeCursor(cursor: string, filters: string): [string, string] {
+  let value: unknown;
   try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      return [value[0], value[1]];
-    }
+    value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
   } catch {
-    // fall through
+    // refused below
   }
-  throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
+  const valid =
+    Array.isArray(value) &&
+    value.length === 3 &&
+    value.every((part) => typeof part === 'string') &&
+    Buffer.from(JSON.stringify(value)).toString('base64url') === cursor &&
+    isIsoTime(value[0] as string);
+  if (!valid) throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
+  const [at, id, given] = value as [string, string, string];
+  if (given !== filters) {
+    throw new InvalidAuditQueryError('cursor', 'was returned by find() for other filters: a cursor continues the query it came from (start again without one)');
+  }
+  return [at, id];
+}
+
+/** Whether `text` is a time as `Date.toISOString()` writes it. */
+function isIsoTime(text: string): boolean {
+  const time = Date.parse(text);
+  return !Number.isNaN(time) && new Date(time).toISOString() === text;
 }

@@ -132,9 +132,26 @@ function isRelation(change: AuditFieldChange | AuditRelationChange): change is A
   return Array.isArray((change as AuditRelationChange).added) && Array.isArray((change as AuditRelationChange).removed);
 }
 
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** A field's row: its diff, or (a value of no known shape, as an older or hand-made row may hold) the value as stored. */
+function fieldRow(name: string, diff: unknown): Html {
+  if (!isObject(diff) || (('added' in diff || 'removed' in diff) && !isRelation(diff))) {
+    return html`<tr><td>${name}</td><td colspan="2" class="diff-to">stored as <code>${JSON.stringify(diff) ?? String(diff)}</code></td></tr>
+`;
+  }
+  if (isRelation(diff)) {
+    return html`<tr><td>${name}</td><td class="diff-from">${diff.removed.length ? html`removed links: ${diff.removed.join(', ')}` : html`<span class="muted">—</span>`}</td><td class="diff-to">${diff.added.length ? html`added links: ${diff.added.join(', ')}` : html`<span class="muted">—</span>`}</td></tr>
+`;
+  }
+  return html`<tr><td>${name}</td><td class="diff-from">${value(diff['from'])}</td><td class="diff-to">${value(diff['to'])}</td></tr>
+`;
+}
+
 /** One entity's change as a field diff: field, from, to; links added and removed. */
 function changeDiff(change: AuditChange): Html {
-  const fields = Object.entries(change.fields ?? {});
+  if (!isObject(change)) return html`<section class="change"><p class="muted">A change stored as <code>${JSON.stringify(change) ?? String(change)}</code></p></section>`;
+  const fields = isObject(change.fields) ? Object.entries(change.fields) : [];
   const notes = [
     change.partial ? 'recorded in part' : '',
     change.count !== undefined ? `${change.count} rows` : '',
@@ -145,20 +162,14 @@ function changeDiff(change: AuditChange): Html {
 ${
   fields.length
     ? html`<table><thead><tr><th>Field</th><th>From</th><th>To</th></tr></thead><tbody>
-${fields.map(([name, diff]) =>
-  isRelation(diff)
-    ? html`<tr><td>${name}</td><td class="diff-from">${diff.removed.length ? html`removed links: ${diff.removed.join(', ')}` : html`<span class="muted">—</span>`}</td><td class="diff-to">${diff.added.length ? html`added links: ${diff.added.join(', ')}` : html`<span class="muted">—</span>`}</td></tr>
-`
-    : html`<tr><td>${name}</td><td class="diff-from">${value(diff.from)}</td><td class="diff-to">${value(diff.to)}</td></tr>
-`,
-)}</tbody></table>`
+${fields.map(([name, diff]) => fieldRow(name, diff))}</tbody></table>`
     : html`<p class="muted">No field recorded.</p>`
 }
 </section>`;
 }
 
 function changes(list: readonly AuditChange[]): Html {
-  return list.length ? html`${list.map(changeDiff)}` : html`<p class="muted">No changes recorded.</p>`;
+  return Array.isArray(list) && list.length ? html`${list.map(changeDiff)}` : html`<p class="muted">No changes recorded.</p>`;
 }
 
 function inclusion(status: AuditInclusionStatus): Html {

@@ -1,6 +1,7 @@
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { AuditQuery } from '../interfaces/audit-service.interface.js';
+import { parseIsoInstant } from '../read/audit-query.js';
 
 /** The fields of the search form, in its order (also the query string's names). */
 export const SEARCH_FIELDS = [
@@ -24,8 +25,6 @@ export type SearchForm = Record<SearchField, string> & { cursor: string };
 
 const OUTCOMES: readonly AuditOutcome[] = ['success', 'failure', 'unknown'];
 const KINDS = ['intent', 'change'] as const;
-/** What `<input type="datetime-local">` sends: a time without zone, taken as UTC. */
-const LOCAL_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?$/;
 const MAX_FIELD = 512;
 
 /**
@@ -90,10 +89,11 @@ export function filtersOf(form: SearchForm): Record<string, string> {
   return filters;
 }
 
-/** A time of the form: a `datetime-local` value (UTC) or an ISO 8601 time with its zone. */
+/** A time of the form: a `datetime-local` value (what it sends has no zone: UTC) or an ISO 8601 time with its zone. */
 function instant(value: string, name: string): Date {
-  const date = new Date(LOCAL_TIME.test(value) ? `${value}Z` : value);
-  if (Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(value)) {
+  // A day or time off the calendar (2026-02-30, 24:00) is refused, not rolled over into the next.
+  const date = parseIsoInstant(value);
+  if (!date) {
     throw new InvalidAuditQueryError(name, `is not a valid date and time: ${JSON.stringify(value)} (use YYYY-MM-DDTHH:MM, in UTC)`);
   }
   return date;
