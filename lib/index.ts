@@ -29,6 +29,7 @@ export {
   AuditAppendOnly1766275200000,
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
+  AddAuditRequestActorIndexes1767312000000,
 } from './storage/migrations/index.js';
 export {
   partitionAuditLog,

@@ -18,6 +18,9 @@ import { UTC_DATE_COLUMN } from './utc-date.transformer.js';
 @Index('idx_audit_log_occurred_at', ['occurredAt', 'id'])
 @Index('idx_audit_log_action', ['action', 'occurredAt', 'id'])
 @Index('idx_audit_log_source_outcome', ['source', 'outcome', 'occurredAt', 'id'])
+// find({ requestId }) and find({ actorId }) without actorType (AddAuditRequestActorIndexes1767312000000).
+@Index('idx_audit_log_request', ['requestId', 'occurredAt', 'id'])
+@Index('idx_audit_log_actor_id', ['actorId', 'occurredAt', 'id'])
 @Index('idx_audit_log_seq', ['seq'], { unique: true })
 // Created by AuditMigrations on PostgreSQL and SQLite: `(id) WHERE seq IS NULL`, the events not yet sequenced.
 @Index('idx_audit_log_unsequenced', { synchronize: false })

@@ -112,7 +112,9 @@ describe.runIf(databases().includes('postgres'))('monthly partitions of audit_lo
     expect(indexes).toEqual([
       { name: 'idx_audit_log_action', unique: false },
       { name: 'idx_audit_log_actor', unique: false },
+      { name: 'idx_audit_log_actor_id', unique: false },
       { name: 'idx_audit_log_occurred_at', unique: false },
+      { name: 'idx_audit_log_request', unique: false },
       { name: 'idx_audit_log_seq', unique: false },
       { name: 'idx_audit_log_source_outcome', unique: false },
       { name: 'idx_audit_log_target', unique: false },

@@ -10,6 +10,8 @@ const READ_INDEXES = {
   idx_audit_log_action: ['action', 'occurred_at', 'id'],
   idx_audit_log_occurred_at: ['occurred_at', 'id'],
   idx_audit_log_source_outcome: ['source', 'outcome', 'occurred_at', 'id'],
+  idx_audit_log_request: ['request_id', 'occurred_at', 'id'],
+  idx_audit_log_actor_id: ['actor_id', 'occurred_at', 'id'],
 };
 
 describe.each(databases())('AuditMigrations on %s', (kind) => {
@@ -63,7 +65,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
     const applied = await dataSource.runMigrations();
-    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000', 'AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000']);
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000', 'AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000']);
     const pending = await dataSource.driver.createSchemaBuilder().log();
     expect(pending.upQueries.map((q) => q.query)).toEqual([]);
   });
@@ -73,6 +75,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
   });
 
   it('reverts the read indexes to their earlier columns, and upgrades them again', async () => {
+    await dataSource.undoLastMigration(); // the request and actor id indexes, newer
     await dataSource.undoLastMigration(); // the subject index, newer
     await dataSource.undoLastMigration();
     const earlier = await logIndexes();
@@ -83,13 +86,15 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
       idx_audit_log_occurred_at: ['occurred_at'],
     });
     expect(earlier).not.toHaveProperty('idx_audit_log_source_outcome');
+    expect(earlier).not.toHaveProperty('idx_audit_log_request');
+    expect(earlier).not.toHaveProperty('idx_audit_log_actor_id');
     // One index built beforehand with the wanted columns (as CREATE INDEX CONCURRENTLY would): kept, not rebuilt.
     const q = (name: string): string => dataSource.driver.escape(name);
     const table = kind === 'postgres' ? `${q(String(dataSource.driver.schema))}.${q('audit_log')}` : q('audit_log');
     await dataSource.query(`CREATE INDEX ${q('idx_audit_log_source_outcome')} ON ${table} (${['source', 'outcome', 'occurred_at', 'id'].map(q).join(', ')})`);
     const prebuilt = kind === 'postgres' ? await indexOid('idx_audit_log_source_outcome') : undefined;
     const replaced = kind === 'postgres' ? await indexOid('idx_audit_log_actor') : undefined;
-    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000']);
+    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000']);
     expect(await logIndexes()).toMatchObject(READ_INDEXES);
     if (kind === 'postgres') {
       expect(await indexOid('idx_audit_log_source_outcome')).toBe(prebuilt);

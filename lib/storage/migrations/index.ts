@@ -5,6 +5,7 @@ import { AddAuditIntegrity1766188800000 } from './1766188800000-add-audit-integr
 import { AuditAppendOnly1766275200000 } from './1766275200000-audit-append-only.js';
 import { AuditReadIndexes1766361600000 } from './1766361600000-audit-read-indexes.js';
 import { AddAuditSubjectEventIndex1766448000000 } from './1766448000000-add-audit-subject-event-index.js';
+import { AddAuditRequestActorIndexes1767312000000 } from './1767312000000-add-audit-request-actor-indexes.js';
 
 /** The module's migrations, oldest first: add them to your data source's `migrations`. */
 export const AuditMigrations = [
@@ -15,6 +16,7 @@ export const AuditMigrations = [
   AuditAppendOnly1766275200000,
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
+  AddAuditRequestActorIndexes1767312000000,
 ];
 
 export {
@@ -25,4 +27,5 @@ export {
   AuditAppendOnly1766275200000,
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
+  AddAuditRequestActorIndexes1767312000000,
 };
