@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { PriceOverrides, PriceOverridesController } from '../app/hostile-sync-audited.js';
 import { NestedOrderWriter, RecordPathController } from '../app/record-path.controller.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
@@ -31,13 +32,8 @@ describe.each(combos)('child units of a request while audit_log cannot be writte
     await db?.drop();
   });
 
-  const renameAuditLog = async (away: boolean): Promise<void> => {
-    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
-    const schema = 'schema' in db.options ? db.options.schema : undefined;
-    await t.dataSource.query(
-      kind === 'mariadb' ? `RENAME TABLE \`${from}\` TO \`${to}\`` : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`,
-    );
-  };
+  /** `audit_log` under another name (`away`) or its own; the domain tables are untouched. */
+  const renameAuditLog = (away: boolean): Promise<void> => moveAuditLog(t.dataSource, db, away);
 
   /** The status of one request sent while `audit_log` is away. */
   const statusWhileAway = async (path: string, json: unknown): Promise<number> => {

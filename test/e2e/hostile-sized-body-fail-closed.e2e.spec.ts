@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { INVOICE, SizedBodyController } from '../app/hostile-sized-body.controller.js';
 import { Order } from '../app/order.entity.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
@@ -56,15 +57,7 @@ describe.each(combos)('a body whose length is declared, on %s over %s', (kind, a
   beforeEach(() => t.clearAudit());
 
   /** `audit_log` under another name (`away`) or its own; the domain tables are untouched. */
-  const renameAuditLog = async (away: boolean): Promise<void> => {
-    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
-    const schema = 'schema' in db.options ? db.options.schema : undefined;
-    const sql =
-      kind === 'mariadb'
-        ? `RENAME TABLE \`${from}\` TO \`${to}\``
-        : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`;
-    await t.dataSource.query(sql);
-  };
+  const renameAuditLog = (away: boolean): Promise<void> => moveAuditLog(t.dataSource, db, away);
 
   it('storage works: the whole body arrives, its length as declared, after the event is stored; HEAD gets the length and no body', async () => {
     const file = await complete(t, '/hostile/sized/file', { headers: { 'x-request-id': `sized-file-${adapter}` } });

@@ -3,6 +3,7 @@ import { AuditJournalEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { HostileImportController } from '../app/hostile-import.controller.js';
 import { ImportLine } from '../app/import-line.entity.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const LINES = 200;
@@ -33,13 +34,8 @@ describe.each(databases())('a spilled unit whose storing fails, on %s', (kind) =
     await db?.drop();
   });
 
-  const renameAuditLog = async (away: boolean): Promise<void> => {
-    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
-    const schema = 'schema' in db.options ? db.options.schema : undefined;
-    await t.dataSource.query(
-      kind === 'mariadb' ? `RENAME TABLE \`${from}\` TO \`${to}\`` : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`,
-    );
-  };
+  /** `audit_log` under another name (`away`) or its own; the domain tables are untouched. */
+  const renameAuditLog = (away: boolean): Promise<void> => moveAuditLog(t.dataSource, db, away);
 
   it('the manual event and every line reach audit_log once storage is back', async () => {
     const batch = `spill-${kind}`;

@@ -18,6 +18,7 @@ import {
 } from '../app/hostile-transactional-calls.js';
 import { Order } from '../app/order.entity.js';
 import { freePort } from '../support/broker-probe.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 /** What a call's client got: the reply, or the error (the RPC error's message, the WebSocket exception frame's data). */
@@ -82,15 +83,7 @@ describe.each(databases())('message handlers inside an app-level transaction int
     });
 
   /** `audit_log` under another name (`away`) or its own; the domain tables are untouched. */
-  const renameAuditLog = async (away: boolean): Promise<void> => {
-    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
-    const schema = 'schema' in db.options ? db.options.schema : undefined;
-    const sql =
-      kind === 'mariadb'
-        ? `RENAME TABLE \`${from}\` TO \`${to}\``
-        : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`;
-    await t.dataSource.query(sql);
-  };
+  const renameAuditLog = (away: boolean): Promise<void> => moveAuditLog(t.dataSource, db, away);
 
   it('storage works: each reply arrives after its event is stored, claiming the change the transaction committed', async () => {
     await t.clearAudit();

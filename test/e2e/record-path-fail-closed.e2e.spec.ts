@@ -4,6 +4,7 @@ import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js
 import { Order } from '../app/order.entity.js';
 import { ExpressResponseController, FastifyReplyController, STREAMED_LINES } from '../app/raw-response.controller.js';
 import { NestedOrderWriter, RecordPathController } from '../app/record-path.controller.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
@@ -44,15 +45,7 @@ describe.each(combos)('fail-closed when audit storage fails on %s over %s', (kin
   });
 
   /** `audit_log` under another name (`away`) or its own; the domain tables are untouched. */
-  const renameAuditLog = async (away: boolean): Promise<void> => {
-    const [from, to] = away ? ['audit_log', 'audit_log_away'] : ['audit_log_away', 'audit_log'];
-    const schema = 'schema' in db.options ? db.options.schema : undefined;
-    const sql =
-      kind === 'mariadb'
-        ? `RENAME TABLE \`${from}\` TO \`${to}\``
-        : `ALTER TABLE ${schema ? `"${schema}".` : ''}"${from}" RENAME TO "${to}"`;
-    await t.dataSource.query(sql);
-  };
+  const renameAuditLog = (away: boolean): Promise<void> => moveAuditLog(t.dataSource, db, away);
 
   it('answers 500 (or breaks the stream) while events cannot be stored; the journal gets them stored once storage is back', async () => {
     const order = await t.seed(() => t.dataSource.getRepository(Order).save({ status: 'new', total: 1 }));
