@@ -35,6 +35,11 @@ const ROWS_PER_BATCH = 2000;
 const DEFAULT_STATEMENT_BYTES = 64 * 1024 * 1024;
 /** Share of MySQL's `max_allowed_packet` one statement may fill: the rest is the margin. */
 const PACKET_SHARE = 0.9;
+/** Tries of a batch that loses to another transaction (deadlock, serialization failure, lock timeout), in all. */
+const TRANSIENT_ATTEMPTS = 5;
+/** The wait before the second try; doubled before each next one, and up to twice that with jitter (10–20, 20–40, 40–80, 80–160 ms). */
+const TRANSIENT_BACKOFF_MS = 10;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const NO_UNITS: readonly string[] = [];
 const NONE_GONE: ReadonlySet<number> = new Set();
 
@@ -368,9 +373,11 @@ export class AuditWriter {
   }
 
   /**
-   * Stores the callers' rows in one transaction, once more after a deadlock or lock
-   * timeout. Returns the error, if any, or else the callers (by index) whose journal rows
-   * were gone, their rows not stored.
+   * Stores the callers' rows in one transaction, tried again after a deadlock, a
+   * serialization failure or a lock timeout (up to {@link TRANSIENT_ATTEMPTS} times in
+   * all, a few milliseconds apart, more each time, with jitter so that batches that lost
+   * to each other do not meet again). Returns the error, if any, or else the callers (by
+   * index) whose journal rows were gone, their rows not stored.
    */
   private async attempt(batch: readonly Pending[]): Promise<{ error: unknown; gone?: undefined } | { error?: undefined; gone: ReadonlySet<number> }> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
@@ -381,13 +388,14 @@ export class AuditWriter {
     batch.forEach((pending, key) => {
       if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows, units: pending.units });
     });
-    for (let retried = false; ; retried = true) {
+    for (let attempt = 1; ; attempt++) {
       try {
         const gone = await this.store(this.dataSource.manager, rows, units, markers, guards);
         if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
         return { gone };
       } catch (error) {
-        if (retried || classifyDatabaseError(error) !== 'transient') return { error };
+        if (attempt >= TRANSIENT_ATTEMPTS || classifyDatabaseError(error) !== 'transient') return { error };
+        await sleep(TRANSIENT_BACKOFF_MS * 2 ** (attempt - 1) * (1 + Math.random()));
       }
     }
   }
