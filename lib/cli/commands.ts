@@ -16,7 +16,7 @@ import type { AuditOutcome, AuditTarget } from '../interfaces/audit-event.interf
 import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import type { AuditExportQuery } from '../interfaces/audit-service.interface.js';
 import { exportHeader, exportRecord, exportRows } from '../read/audit-export.js';
-import { filtersAnything, parseIsoInstant, whereAuditQuery } from '../read/audit-query.js';
+import { AUDIT_OUTCOMES, filtersAnything, parseIsoInstant, whereAuditQuery } from '../read/audit-query.js';
 import { DatabaseUnavailableError, openDatabase, refuseOutputOverDatabase, type DatabaseArguments } from './database.js';
 import { readPublicKeys } from './keys.js';
 import { openOutput, type CliIo } from './output.js';
@@ -151,8 +151,6 @@ export async function exportCommand(options: CommandOptions, io: CliIo): Promise
   return 0;
 }
 
-const OUTCOMES: readonly string[] = ['success', 'failure', 'unknown'] satisfies AuditOutcome[];
-
 /** The filters of `export`'s options; a value it cannot use is a usage error (exit code 2). */
 function exportQuery(options: CommandOptions): AuditExportQuery {
   const query: AuditExportQuery = {};
@@ -189,7 +187,7 @@ function exportQuery(options: CommandOptions): AuditExportQuery {
   const source = text('source', options.source);
   if (source !== undefined) query.source = source;
   if (options.outcome !== undefined) {
-    if (!OUTCOMES.includes(options.outcome)) throw new CliUsageError(`--outcome must be one of ${OUTCOMES.join(', ')}, got ${JSON.stringify(options.outcome)}`);
+    if (!(AUDIT_OUTCOMES as readonly string[]).includes(options.outcome)) throw new CliUsageError(`--outcome must be one of ${AUDIT_OUTCOMES.join(', ')}, got ${JSON.stringify(options.outcome)}`);
     query.outcome = options.outcome as AuditOutcome;
   }
   return query;

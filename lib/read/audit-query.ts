@@ -3,7 +3,7 @@ import { PSEUDONYM_PREFIX, type ActorPseudonymizer } from '../events/actor-pseud
 import { lowerCamel } from '../events/audit-event.builder.js';
 import { entityOfType } from '../events/audit-target.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
-import type { AuditTarget } from '../interfaces/audit-event.interface.js';
+import type { AuditKind, AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditExportQuery, AuditTargetInput } from '../interfaces/audit-service.interface.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 
@@ -22,8 +22,10 @@ export interface AuditQueryScope {
 const FILTERS = new Set(['action', 'actor', 'actorId', 'actorType', 'target', 'targetType', 'source', 'outcome', 'kind', 'requestId', 'from', 'to']);
 /** What `find()` takes besides the filters. */
 const PAGING = new Set(['limit', 'cursor']);
-const OUTCOMES = ['success', 'failure', 'unknown'] as const;
-const KINDS = ['intent', 'change'] as const;
+/** The outcomes an event has (the `outcome` filter's values). */
+export const AUDIT_OUTCOMES = ['success', 'failure', 'unknown'] as const satisfies readonly AuditOutcome[];
+/** The kinds of events (the `kind` filter's values). */
+export const AUDIT_KINDS = ['intent', 'change'] as const satisfies readonly AuditKind[];
 
 /** A value as an error message shows it. */
 function describe(value: unknown): string {
@@ -43,12 +45,18 @@ function actorFilter(actor: unknown): { type?: string; id?: string | number } {
   for (const key of Object.keys(actor)) {
     if (key !== 'type' && key !== 'id') throw new InvalidAuditQueryError(`actor.${key}`, 'is not a key of actor (it takes type and id)');
   }
-  const { type, id } = actor as { type?: unknown; id?: unknown };
+  const { type, id: given } = actor as { type?: unknown; id?: unknown };
   if (type !== undefined && typeof type !== 'string') throw new InvalidAuditQueryError('actor.type', `must be a string, got ${describe(type)}`);
-  if (id !== undefined && typeof id !== 'string' && !(typeof id === 'number' && Number.isFinite(id))) {
-    throw new InvalidAuditQueryError('actor.id', `must be a string or a number, got ${describe(id)}`);
-  }
+  const id = actorIdFilter('actor.id', given);
   return { ...(type !== undefined ? { type } : {}), ...(id !== undefined ? { id } : {}) };
+}
+
+/** An actor id filter (`actorId`, `actor.id`), checked: a string or a finite number. */
+function actorIdFilter(field: string, id: unknown): string | number | undefined {
+  if (id !== undefined && typeof id !== 'string' && !(typeof id === 'number' && Number.isFinite(id))) {
+    throw new InvalidAuditQueryError(field, `must be a string or a number, got ${describe(id)}`);
+  }
+  return id;
 }
 
 /**
@@ -86,10 +94,7 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
   const actor = actorFilter(query.actor);
   const actorType = text('actorType', query.actorType) ?? actor.type;
-  if (query.actorId !== undefined && typeof query.actorId !== 'string' && !(typeof query.actorId === 'number' && Number.isFinite(query.actorId))) {
-    throw new InvalidAuditQueryError('actorId', `must be a string or a number, got ${describe(query.actorId)}`);
-  }
-  const given = query.actorId ?? actor.id;
+  const given = actorIdFilter('actorId', query.actorId) ?? actor.id;
   const actorId = given === undefined ? undefined : storedActorId(String(given), actorType, scope.pseudonymizer);
   if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
   else if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId });
@@ -102,9 +107,9 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   if (targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(targetType) });
   const source = text('source', query.source);
   if (source !== undefined) qb.andWhere('e.source = :source', { source });
-  const outcome = oneOf('outcome', query.outcome, OUTCOMES);
+  const outcome = oneOf('outcome', query.outcome, AUDIT_OUTCOMES);
   if (outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome });
-  const kind = oneOf('kind', query.kind, KINDS);
+  const kind = oneOf('kind', query.kind, AUDIT_KINDS);
   if (kind !== undefined) qb.andWhere('e.kind = :kind', { kind });
   const requestId = text('requestId', query.requestId);
   if (requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId });

@@ -1,7 +1,7 @@
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { AuditQuery } from '../interfaces/audit-service.interface.js';
-import { parseIsoInstant } from '../read/audit-query.js';
+import { AUDIT_KINDS, AUDIT_OUTCOMES, parseIsoInstant } from '../read/audit-query.js';
 
 /** The fields of the search form, in its order (also the query string's names). */
 export const SEARCH_FIELDS = [
@@ -23,8 +23,6 @@ export type SearchField = (typeof SEARCH_FIELDS)[number];
 /** The search form as submitted: each field's text (`''` when empty), and the page's cursor. */
 export type SearchForm = Record<SearchField, string> & { cursor: string };
 
-const OUTCOMES: readonly AuditOutcome[] = ['success', 'failure', 'unknown'];
-const KINDS = ['intent', 'change'] as const;
 const MAX_FIELD = 512;
 
 /**
@@ -68,12 +66,12 @@ export function toAuditQuery(form: SearchForm, limit: number): AuditQuery {
   if (form.action) query.action = form.action;
   if (form.source) query.source = form.source;
   if (form.outcome) {
-    if (!OUTCOMES.includes(form.outcome as AuditOutcome)) throw new InvalidAuditQueryError('outcome', `must be one of ${OUTCOMES.join(', ')}, got ${JSON.stringify(form.outcome)}`);
+    if (!(AUDIT_OUTCOMES as readonly string[]).includes(form.outcome)) throw new InvalidAuditQueryError('outcome', `must be one of ${AUDIT_OUTCOMES.join(', ')}, got ${JSON.stringify(form.outcome)}`);
     query.outcome = form.outcome as AuditOutcome;
   }
   if (form.kind) {
-    if (!(KINDS as readonly string[]).includes(form.kind)) throw new InvalidAuditQueryError('kind', `must be one of ${KINDS.join(', ')}, got ${JSON.stringify(form.kind)}`);
-    query.kind = form.kind as (typeof KINDS)[number];
+    if (!(AUDIT_KINDS as readonly string[]).includes(form.kind)) throw new InvalidAuditQueryError('kind', `must be one of ${AUDIT_KINDS.join(', ')}, got ${JSON.stringify(form.kind)}`);
+    query.kind = form.kind as (typeof AUDIT_KINDS)[number];
   }
   if (form.from) query.from = instant(form.from, 'from');
   if (form.to) query.to = instant(form.to, 'to');
