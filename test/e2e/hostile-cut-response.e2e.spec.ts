@@ -2,23 +2,11 @@ import { get as httpGet } from 'node:http';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { CutResponseController } from '../app/hostile-cut-response.controller.js';
+import { complete } from '../support/response-completion.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
 
-/** How a client saw a response end. */
-type Completion = { kind: 'complete'; status: number; body: string } | { kind: 'broken'; status?: number };
-
-async function complete(t: TestApp, path: string, init: RequestInit = {}): Promise<Completion> {
-  let status: number | undefined;
-  try {
-    const response = await t.request(path, { ...init, signal: AbortSignal.timeout(10_000) });
-    status = response.status;
-    return { kind: 'complete', status, body: await response.text() };
-  } catch {
-    return { kind: 'broken', status };
-  }
-}
 
 describe.each(combos)('a response the server cuts short after its headers, on %s over %s', (kind, adapter) => {
   let db: TestDatabase;

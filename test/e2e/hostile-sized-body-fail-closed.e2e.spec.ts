@@ -4,23 +4,11 @@ import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js
 import { INVOICE, SizedBodyController } from '../app/hostile-sized-body.controller.js';
 import { Order } from '../app/order.entity.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
+import { complete, type Completion } from '../support/response-completion.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
 
-/** How a client saw a response end. */
-type Completion = { kind: 'complete'; status: number; body: string } | { kind: 'broken'; status?: number };
-
-async function complete(t: TestApp, path: string, init: RequestInit = {}): Promise<Completion> {
-  let status: number | undefined;
-  try {
-    const response = await t.request(path, { ...init, signal: AbortSignal.timeout(10_000) });
-    status = response.status;
-    return { kind: 'complete', status, body: await response.text() };
-  } catch {
-    return { kind: 'broken', status };
-  }
-}
 
 /**
  * An HTTP/1.0 request on a socket of its own: the response's body, with no length declared
