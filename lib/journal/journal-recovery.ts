@@ -294,6 +294,23 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     }
   }
 
+  /**
+   * Records now what a unit that another instance recovered (this one was taken for dead)
+   * wrote to the journal since: its rows become the unit's recovered events (or nothing
+   * happens, when another instance got there first). Rows it cannot take are left to the
+   * periodic pass (which takes them once their instance is dead, or its lease gone, for
+   * `recoverAfter`, or they are its own orphans).
+   */
+  async recoverLeftOf(unitId: string): Promise<void> {
+    for (const dataSource of this.journals) {
+      try {
+        await this.recoverUnit(unitId, dataSource);
+      } catch (error) {
+        this.logger.warn(`Audit: the journal rows unit ${unitId} left are left to recovery: ${(error as Error).message}`);
+      }
+    }
+  }
+
   /** This instance's own rows that no running unit owns and no retry holds (their unit's storing was given up). */
   private async recoverOwnOrphans(): Promise<void> {
     const running = this.context.liveUnitIds();

@@ -158,8 +158,10 @@ export class AuditRecorder {
     try {
       await store(true);
     } catch (error) {
-      // Recovered by another instance: its record is stored, there is nothing to retry.
-      if (!(error instanceof AuditUnitRecoveredError)) this.recovery.retryLater(unit.id, () => store(false));
+      // Recovered by another instance: its record is stored, there is nothing to retry; the
+      // journal rows the unit wrote since are recorded now, as recovery would record them.
+      if (error instanceof AuditUnitRecoveredError) await this.recovery.recoverLeftOf(unit.id);
+      else this.recovery.retryLater(unit.id, () => store(false));
       throw error;
     }
   }
