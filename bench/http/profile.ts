@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import type { AuditMode } from './bench-app.module.js';
 import { seedOrders } from './http-overhead.bench.js';
 import { patchOrders } from './load.js';
-import { componentTable, summarize, topFunctions, type CpuProfile, type ProfileSummary } from '../support/cpu-profile.js';
+import { componentTable, summarize, summarizeHeap, topFunctions, type CpuProfile, type HeapProfileNode, type ProfileSummary } from '../support/cpu-profile.js';
 import { createBenchSchema } from '../support/postgres.js';
 
 interface Measured {
@@ -22,13 +22,15 @@ interface Measured {
 }
 
 const only = process.env['BENCH_PROFILE_MODE'] as AuditMode | undefined;
+// BENCH_PROFILE_KIND=heap: bytes allocated per request (V8's allocation sampler) instead of CPU time.
+const heap = process.env['BENCH_PROFILE_KIND'] === 'heap';
 const modes: AuditMode[] = only ? [only] : ['disabled', 'module'];
 
 async function profile(mode: AuditMode): Promise<Measured> {
   const dir = fileURLToPath(new URL(`../profiles/${mode}`, import.meta.url));
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const file = `${dir}/server.cpuprofile`;
+  const file = heap ? `${dir}/server.heapprofile` : `${dir}/server.cpuprofile`;
   const schema = await createBenchSchema(`profile_${mode}`);
   const child = fork(fileURLToPath(new URL('./bench-server.process.ts', import.meta.url)), [JSON.stringify({ mode, schema: schema.name })], {
     execArgv: ['--import', new URL('../support/register.mjs', import.meta.url).href],
@@ -62,11 +64,13 @@ async function profile(mode: AuditMode): Promise<Measured> {
   } finally {
     await schema.drop();
   }
-  return { mode, requests, summary: summarize(JSON.parse(readFileSync(file, 'utf8')) as CpuProfile, requests) };
+  const profiled = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+  const summary = heap ? summarizeHeap(profiled as { head: HeapProfileNode }, requests) : summarize(profiled as CpuProfile, requests);
+  return { mode, requests, summary };
 }
 
 const measured: Measured[] = [];
 for (const mode of modes) measured.push(await profile(mode));
-console.log(['', ...componentTable(measured.map((m) => m.mode), measured.map((m) => m.summary), 'request')].join('\n'));
+console.log(['', ...componentTable(measured.map((m) => m.mode), measured.map((m) => m.summary), 'request', heap ? 'bytes allocated' : 'CPU µs')].join('\n'));
 const last = measured[measured.length - 1]!;
-console.log([`\n${last.mode}: top functions by self time, µs per request:`, ...topFunctions(last.summary, 45)].join('\n'));
+console.log([`\n${last.mode}: top functions by ${heap ? 'bytes allocated' : 'self time, µs'} per request:`, ...topFunctions(last.summary, 45)].join('\n'));

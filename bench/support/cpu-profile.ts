@@ -1,5 +1,6 @@
 // Reading V8 CPU profiles (`.cpuprofile`, from `--cpu-prof` or the inspector): self time
-// per unit of work (a request, an event), by component and by function.
+// per unit of work (a request, an event), by component and by function; and V8's sampled
+// allocation profiles (`.heapprofile`): bytes allocated per unit, the same way.
 
 export interface CpuProfile {
   nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
@@ -33,6 +34,32 @@ export function summarize(profile: CpuProfile, units: number): ProfileSummary {
   return { components, functions };
 }
 
+export interface HeapProfileNode {
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  selfSize: number;
+  children: HeapProfileNode[];
+}
+
+/** Bytes allocated (sampled estimate) by every function of `profile`, divided by `units`. */
+export function summarizeHeap(profile: { head: HeapProfileNode }, units: number): ProfileSummary {
+  const components = new Map<string, number>();
+  const functions = new Map<string, number>();
+  const visit = (node: HeapProfileNode): void => {
+    if (node.selfSize > 0) {
+      const bytes = node.selfSize / units;
+      const { functionName, url, lineNumber } = node.callFrame;
+      const part = component(url, functionName);
+      components.set(part, (components.get(part) ?? 0) + bytes);
+      const where = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(dist|lib|bench)\//, '$1/');
+      const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
+      functions.set(key, (functions.get(key) ?? 0) + bytes);
+    }
+    for (const child of node.children) visit(child);
+  };
+  visit(profile.head);
+  return { components, functions };
+}
+
 /** Which part of the process a profiled function belongs to. */
 export function component(url: string, functionName: string): string {
   if (functionName === '(idle)') return '(idle)';
@@ -45,7 +72,7 @@ export function component(url: string, functionName: string): string {
 }
 
 /** The components table of one or two summaries (the second minus the first as a last column). */
-export function componentTable(labels: readonly string[], summaries: readonly ProfileSummary[], unit: string): string[] {
+export function componentTable(labels: readonly string[], summaries: readonly ProfileSummary[], unit: string, measure = 'CPU µs'): string[] {
   const names = [...new Set(summaries.flatMap((s) => [...s.components.keys()]))].filter((name) => name !== '(idle)');
   const value = (s: ProfileSummary | undefined, name: string): number => s?.components.get(name) ?? 0;
   const two = summaries.length > 1;
@@ -54,7 +81,7 @@ export function componentTable(labels: readonly string[], summaries: readonly Pr
   const busy = (s: ProfileSummary): number => names.reduce((sum, name) => sum + value(s, name), 0);
   const cell = (n: number): string => n.toFixed(0).padStart(10);
   const lines = [
-    `CPU µs per ${unit} by component (self time):`,
+    `${measure} per ${unit} by component (self):`,
     `${'component'.padEnd(40)}${labels.map((label) => label.padStart(10)).join('')}${two ? 'difference'.padStart(12) : ''}`,
   ];
   for (const name of names.slice(0, 16)) {
