@@ -16,6 +16,7 @@ import { UnitOfWork } from '../context/unit-of-work.js';
 import { actorFromJournal } from '../events/actor-pseudonyms.js';
 import { UnitEvents } from '../events/unit-events.js';
 import { uuidv7 } from '../events/uuid-v7.js';
+import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditInstanceEntity } from '../storage/audit-instance.entity.js';
 import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
@@ -139,8 +140,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   async existingJournalIds(ids: readonly string[]): Promise<Set<string>> {
     const found = new Set<string>();
     for (const dataSource of this.journals) {
-      const rows = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
-      for (const row of rows) found.add(row.id);
+      // A few hundred ids a statement: a unit past its memory bound may have thousands of rows.
+      for (let start = 0; start < ids.length; start += 500) {
+        const rows = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(ids.slice(start, start + 500)) } });
+        for (const row of rows) found.add(row.id);
+      }
     }
     return found;
   }
@@ -210,9 +214,10 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   private async retryAndRecover(): Promise<void> {
     if (this.stopped || !this.dataSource.isInitialized) return;
-    await this.retryUnstored();
+    const failure = await this.retryUnstored();
     await this.recoverDeadInstances();
     await this.recoverOwnOrphans();
+    if (failure !== undefined) throw failure;
   }
 
   /** Renews this instance's lease (creating it if it is gone). */
@@ -238,16 +243,26 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (left === 0) await this.dataSource.getRepository(AuditInstanceEntity).delete({ id: this.instanceId });
   }
 
-  private async retryUnstored(): Promise<void> {
+  /**
+   * Stores the units kept for a retry. One that still fails stays for the next pass and
+   * the others are tried all the same; the first failure is thrown after the pass's
+   * recovery (a unit that cannot be stored yet must not hold up the recovery of other
+   * instances' rows). A unit another instance recovered meanwhile is done: its record is
+   * that one.
+   */
+  private async retryUnstored(): Promise<unknown> {
+    let failure: unknown;
     for (const [unitId, store] of [...this.unstored]) {
       this.unstored.delete(unitId);
       try {
         await store();
       } catch (error) {
+        if (error instanceof AuditUnitRecoveredError) continue;
         if (!this.unstored.has(unitId)) this.unstored.set(unitId, store);
-        throw error;
+        failure ??= error;
       }
     }
+    return failure;
   }
 
   private cutoff(): Date {
@@ -296,18 +311,18 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   /**
    * Records now what a unit that another instance recovered (this one was taken for dead)
-   * wrote to the journal since: its rows become the unit's recovered events (or nothing
-   * happens, when another instance got there first). Rows it cannot take are left to the
-   * periodic pass (which takes them once their instance is dead, or its lease gone, for
-   * `recoverAfter`, or they are its own orphans).
+   * wrote to the journal since: its rows in the audit data source's journal become the
+   * unit's recovered events (or nothing happens, when another instance got there first).
+   * Rows in other data sources' journals, and rows it could not take, are left to the
+   * periodic pass: the marker that the other instance's recovery left for the unit may
+   * still be there (it is deleted after that recovery's commits), and would pass those
+   * rows for stored.
    */
   async recoverLeftOf(unitId: string): Promise<void> {
-    for (const dataSource of this.journals) {
-      try {
-        await this.recoverUnit(unitId, dataSource);
-      } catch (error) {
-        this.logger.warn(`Audit: the journal rows unit ${unitId} left are left to recovery: ${(error as Error).message}`);
-      }
+    try {
+      await this.recoverUnit(unitId, this.dataSource);
+    } catch (error) {
+      this.logger.warn(`Audit: the journal rows unit ${unitId} left are left to recovery: ${(error as Error).message}`);
     }
   }
 

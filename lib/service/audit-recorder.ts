@@ -104,7 +104,7 @@ export class AuditRecorder {
     } catch (cause) {
       const error = new AuditWriteError(1, cause);
       // Recovered by another instance (this one was taken for dead): its record is that one, nothing is retried.
-      const next = cause instanceof AuditUnitRecoveredError ? 'its recovered record stands, and what it wrote since is left to recovery' : 'retrying in the background';
+      const next = cause instanceof AuditUnitRecoveredError ? 'its recovered record stands, and what it wrote since is recorded as recovery records it' : 'retrying in the background';
       this.logger.error(`${error.message}; ${next} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
     }
@@ -178,6 +178,13 @@ export class AuditRecorder {
   private async storeSpilled(unit: UnitOfWork, spilled: SpilledParts, memoryEvents: number): Promise<void> {
     // The events not stored: the spilled parts from `next` on, and those built from memory.
     const gone = (): AuditUnitRecoveredError => new AuditUnitRecoveredError(spilled.count - spilled.next + 1 + memoryEvents);
+    // Before the first part: every row the unit wrote must still be there. One that is gone
+    // was recovered by another instance, whose record is the unit's; parts stored now
+    // would give the rest the handler's outcome beside it.
+    if (spilled.stored.size === 0) {
+      const ids = unit.journalRowIds;
+      if ((await this.recovery.existingJournalIds(ids)).size < ids.length) throw gone();
+    }
     for (const [dataSource] of this.journalRows(unit, (id) => unit.spilledRowIds.includes(id))) {
       for await (const batch of this.recovery.spilledBatches(unit.id, dataSource)) {
         const chunks = batch.map((row) => row.changes);

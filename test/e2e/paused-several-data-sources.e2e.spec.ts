@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource, Repository } from 'typeorm';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditEntities, Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Customer } from '../app/customer.entity.js';
@@ -29,6 +29,16 @@ class GatedController {
   async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
     await this.orders.update({ id }, { status: 'gated' });
     await gate.opened;
+    return { id };
+  }
+
+  /** The same, and a second change after the gate. */
+  @Patch(':id/twice')
+  @Audited('order.gated-twice')
+  async twice(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
+    await this.orders.update({ id }, { status: 'before-pause' });
+    await gate.opened;
+    await this.orders.update({ id }, { status: 'after-resume' });
     return { id };
   }
 }
@@ -119,5 +129,50 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     await paused.app.get(JournalRecovery).runPass();
     await sleep(200);
     expect(await recordOf()).toEqual([['order.gated', 'intent', 'unknown']]);
+  });
+
+  it('records a change committed after the recovery once, also while the recovering instance has not yet deleted its marker', async () => {
+    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: true });
+    const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+    const journal = paused.main.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+
+    closeGate();
+    const answer = fetch(`${paused.url}/gated/${order.id}/twice`, { method: 'PATCH', headers: { 'x-request-id': `marker-window-${kind}` } });
+    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+    expect(await journal.count()).toBe(1);
+
+    // The recovering instance's marker, deleted after its commits, is deleted only once the
+    // resumed unit has answered (its DELETE held back: a slow connection).
+    const markers = rescuer.audit.getRepository(AuditJournalEntity);
+    const deleteMarkers = markers.delete.bind(markers);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let reached!: () => void;
+    const atDelete = new Promise<void>((resolve) => (reached = resolve));
+    const held = vi.spyOn(markers, 'delete').mockImplementationOnce(async (criteria) => {
+      reached();
+      await released;
+      return deleteMarkers(criteria);
+    });
+    const id = paused.app.get(JournalRecovery).instanceId;
+    await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+    const pass = rescuer.app.get(JournalRecovery).runPass();
+    try {
+      await atDelete;
+      expect(await journal.count()).toBe(0);
+      gate.open!();
+      expect((await answer).status).toBe(200);
+    } finally {
+      release();
+      await pass;
+      held.mockRestore();
+    }
+    expect((await paused.main.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('after-resume');
+    // The row the unit left in the main data source's journal: recovery records it.
+    await rescuer.app.get(JournalRecovery).runPass();
+    const rows = await paused.audit.getRepository(AuditLogEntity).find();
+    expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('after-resume'))).toHaveLength(1);
+    expect(await journal.count()).toBe(0);
   });
 });

@@ -44,6 +44,18 @@ class ResumedController {
     await gate.opened;
     return { ok: true };
   }
+
+  /** Spilled changes before the gate, and as many after it. */
+  @Patch('bulk-twice')
+  @Audited('order.bulk-twice')
+  async bulkTwice(): Promise<{ ok: true }> {
+    const save = (prefix: string) =>
+      this.dataSource.transaction((manager) => manager.getRepository(Order).save(Array.from({ length: 15 }, (_, i) => ({ status: `${prefix}-${i}`, total: i }))));
+    await save('before');
+    await gate.opened;
+    await save('after');
+    return { ok: true };
+  }
 }
 
 describe.each(databases())('a unit recovered while paused that commits more after resuming, on %s', (kind) => {
@@ -124,5 +136,26 @@ describe.each(databases())('a unit recovered while paused that commits more afte
     // Recorded once (the recovered record), fail-closed 500.
     expect(intents.filter(([, outcome]) => outcome === 'success')).toEqual([]);
     expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('bulk-3'))).toHaveLength(1);
+  });
+
+  it('a unit that spills again after it was recovered stores no part with its own outcome, and every change once', async () => {
+    const app = await instances.start({ controllers: [ResumedController], audit: { maxChangesPerEvent: 2 } });
+    closeGate();
+    const requestId = `resumed-spilled-twice-${kind}`;
+    const answer = app.request('/resumed/bulk-twice', { method: 'PATCH', headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId } });
+    expect(await journaled(app)).toBeGreaterThan(0);
+    await takeForDead(app, instances.rescuer());
+    expect(await app.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
+
+    gate.open!();
+    expect((await answer).status).toBe(500);
+    const rows = (await app.rows()).filter((row) => row.requestId === requestId);
+    // The request's record is the recovered one: no part says the handler succeeded.
+    expect(rows.filter((row) => row.action === 'order.bulk-twice' && row.outcome !== 'unknown').map((row) => row.outcome)).toEqual([]);
+    const changes = JSON.stringify(rows.map((row) => row.changes ?? []));
+    for (const prefix of ['before', 'after']) {
+      for (let i = 0; i < 15; i++) expect(changes.split(`"${prefix}-${i}"`).length - 1, `${prefix}-${i}`).toBe(1);
+    }
+    expect(await app.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
   });
 });

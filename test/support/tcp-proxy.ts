@@ -48,6 +48,11 @@ export class TcpProxy {
     this.cutAfter = pattern;
   }
 
+  /** True while a `cutAfterClientSends` pattern waits for its chunk. */
+  get cutPending(): boolean {
+    return this.cutAfter !== undefined;
+  }
+
   /** Delays every chunk, both ways, by `ms` (0: none). */
   setLatency(ms: number): void {
     this.latencyMs = ms;
