@@ -217,9 +217,11 @@ export class UnitOfWork {
     this.uncertain.push(entry);
   }
 
-  /** The journal row ids of the transactions whose commit is uncertain. */
-  get uncertainJournalIds(): string[] {
-    return this.uncertain.flatMap((entry) => [...entry.ids, ...entry.spilledIds]);
+  /** The journal row ids of the transactions whose commit is uncertain, by data source. */
+  get uncertainJournalIds(): Map<DataSource, string[]> {
+    const out = new Map<DataSource, string[]>();
+    for (const entry of this.uncertain) out.set(entry.dataSource, [...(out.get(entry.dataSource) ?? []), ...entry.ids, ...entry.spilledIds]);
+    return out;
   }
 
   /** Settles the uncertain commits: those whose journal rows exist committed, the others did not. */

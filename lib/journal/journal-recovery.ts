@@ -136,14 +136,17 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     void stored.finally(() => this.beingStored.delete(unitId));
   }
 
-  /** Which of these journal rows exist (in any data source's journal). */
-  async existingJournalIds(ids: readonly string[]): Promise<Set<string>> {
+  /**
+   * Which of these journal rows exist, each looked for in its own data source's journal
+   * only: the audit data source's journal also holds markers named after rows elsewhere.
+   */
+  async existingJournalIds(rows: ReadonlyMap<DataSource, readonly string[]>): Promise<Set<string>> {
     const found = new Set<string>();
-    for (const dataSource of this.journals) {
+    for (const [dataSource, ids] of rows) {
       // A few hundred ids a statement: a unit past its memory bound may have thousands of rows.
       for (let start = 0; start < ids.length; start += 500) {
-        const rows = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(ids.slice(start, start + 500)) } });
-        for (const row of rows) found.add(row.id);
+        const existing = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(ids.slice(start, start + 500)) } });
+        for (const row of existing) found.add(row.id);
       }
     }
     return found;
@@ -311,20 +314,20 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   /**
    * Records now what a unit that another instance recovered (this one was taken for dead)
-   * wrote to the journal since: its rows in the audit data source's journal become the
-   * unit's recovered events (or nothing happens, when another instance got there first).
-   * Rows in other data sources' journals, and rows it could not take, are left to the
-   * periodic pass: the marker that the other instance's recovery left for the unit may
-   * still be there (it is deleted after that recovery's commits), and would pass those
-   * rows for stored.
+   * wrote to the journal since: its rows become the unit's recovered events (or nothing
+   * happens, when another instance got there first). Rows it could not take are left to
+   * the periodic pass.
    */
   async recoverLeftOf(unitId: string): Promise<void> {
-    try {
-      await this.recoverUnit(unitId, this.dataSource);
-    } catch (error) {
-      this.logger.warn(`Audit: the journal rows unit ${unitId} left are left to recovery: ${(error as Error).message}`);
+    for (const dataSource of this.journals) {
+      try {
+        await this.recoverUnit(unitId, dataSource);
+      } catch (error) {
+        this.logger.warn(`Audit: the journal rows unit ${unitId} left are left to recovery: ${(error as Error).message}`);
+      }
     }
   }
+
 
   /** This instance's own rows that no running unit owns and no retry holds (their unit's storing was given up). */
   private async recoverOwnOrphans(): Promise<void> {
@@ -369,12 +372,37 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         if (other !== dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
       }
     }
-    // Elsewhere, rows whose events are stored already (parts of a unit past its memory bound) have a marker each.
-    const stored = dataSource === this.dataSource ? new Set<string>() : await this.markersOf(rows.map((row) => row.id));
+    const ids = rows.map((row) => row.id);
+    if (dataSource === this.dataSource) {
+      // In the audit data source, the rows are deleted in the transaction that stores their events: no marker.
+      const events = changed.length ? this.eventsOf(changed) : [];
+      const outcome = await this.replaceRows(new Map([[dataSource, ids]]), events, unitId, [], []);
+      if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
+      return;
+    }
+    // Elsewhere, the events of rows with a marker are stored: the unit's own marker (its
+    // events stored whole by the writer, whose delete of these rows did not happen) stands
+    // for all its rows; a row's marker (a part of a unit past its memory bound, or an
+    // earlier recovery of the row) for that row. Recovery marks the rows it stores one by
+    // one: a unit's marker would also pass rows the unit writes afterwards (an instance
+    // taken for dead that resumes) for stored, while it is still there.
+    const byUnit = (await this.markersOf([unitId])).size > 0;
+    const stored = byUnit ? new Set(ids) : await this.markersOf(ids);
     const unstored = changed.filter((row) => !stored.has(row.id));
     const events = unstored.length ? this.eventsOf(unstored) : [];
-    const outcome = await this.replaceRows(new Map([[dataSource, rows.map((row) => row.id)]]), events, unitId, [unitId], [...stored]);
+    // The unit's marker stays while it has rows in another data source's journal still.
+    const stale = [...stored].filter((id) => id !== unitId);
+    const outcome = await this.replaceRows(new Map([[dataSource, ids]]), events, unitId, unstored.map((row) => row.id), stale);
     if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
+    if (byUnit && outcome !== 'gone') {
+      for (const other of this.journals) {
+        if (other !== this.dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
+      }
+      await this.dataSource
+        .getRepository(AuditJournalEntity)
+        .delete({ id: unitId })
+        .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
+    }
   }
 
   /**
@@ -428,7 +456,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     };
     const store = async (manager: EntityManager): Promise<void> => {
       await deleteAll(manager, own);
-      if (elsewhere.length) {
+      if (elsewhere.length && markers.length) {
         const repository = manager.getRepository(AuditJournalEntity);
         if ((await repository.count({ where: { id: In([...markers]) } })) > 0) {
           outcome = 'marked';
@@ -453,7 +481,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       if (error instanceof AlreadyRecovered) return 'gone';
       throw error;
     }
-    if (elsewhere.length) {
+    if (elsewhere.length && markers.length + staleMarkers.length > 0) {
       await this.dataSource
         .getRepository(AuditJournalEntity)
         .delete({ id: In([...markers, ...staleMarkers]) })

@@ -116,9 +116,10 @@ export class AuditRecorder {
    * the rows as built (and what is left of the changes kept only in the journal).
    */
   private async write(unit: UnitOfWork): Promise<void> {
-    if (unit.uncertainJournalIds.length) {
+    const uncertain = unit.uncertainJournalIds;
+    if (uncertain.size) {
       try {
-        unit.resolveUncertain(await this.recovery.existingJournalIds(unit.uncertainJournalIds));
+        unit.resolveUncertain(await this.recovery.existingJournalIds(uncertain));
       } catch (error) {
         this.recovery.retryLater(unit.id, () => this.write(unit));
         throw error;
@@ -181,10 +182,7 @@ export class AuditRecorder {
     // Before the first part: every row the unit wrote must still be there. One that is gone
     // was recovered by another instance, whose record is the unit's; parts stored now
     // would give the rest the handler's outcome beside it.
-    if (spilled.stored.size === 0) {
-      const ids = unit.journalRowIds;
-      if ((await this.recovery.existingJournalIds(ids)).size < ids.length) throw gone();
-    }
+    if (spilled.stored.size === 0 && (await this.recovery.existingJournalIds(unit.journalSources)).size < unit.journalRows) throw gone();
     for (const [dataSource] of this.journalRows(unit, (id) => unit.spilledRowIds.includes(id))) {
       for await (const batch of this.recovery.spilledBatches(unit.id, dataSource)) {
         const chunks = batch.map((row) => row.changes);
@@ -207,9 +205,10 @@ export class AuditRecorder {
    * audit data source the writer checks itself, in its transaction.
    */
   private async stillJournaledElsewhere(rows: ReadonlyMap<DataSource, string[]>, eventCount: number): Promise<void> {
-    const ids = [...rows].flatMap(([dataSource, ids]) => (dataSource === this.dataSources.audit ? [] : ids));
-    if (ids.length === 0) return;
-    if ((await this.recovery.existingJournalIds(ids)).size < ids.length) throw new AuditUnitRecoveredError(eventCount);
+    const elsewhere = new Map([...rows].filter(([dataSource, ids]) => dataSource !== this.dataSources.audit && ids.length > 0));
+    if (elsewhere.size === 0) return;
+    const expected = [...elsewhere.values()].reduce((sum, ids) => sum + ids.length, 0);
+    if ((await this.recovery.existingJournalIds(elsewhere)).size < expected) throw new AuditUnitRecoveredError(eventCount);
   }
 
   /** The unit's journal rows that `keep` keeps, by data source. */

@@ -171,8 +171,43 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     expect((await paused.main.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('after-resume');
     // The row the unit left in the main data source's journal: recovery records it.
     await rescuer.app.get(JournalRecovery).runPass();
-    const rows = await paused.audit.getRepository(AuditLogEntity).find();
-    expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('after-resume'))).toHaveLength(1);
+    const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId: `marker-window-${kind}` });
+    expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('"to":"after-resume"'))).toHaveLength(1);
+    expect(await journal.count()).toBe(0);
+  });
+
+  it('records a change committed after the recovery once when the recovering instance could not delete its marker', async () => {
+    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: true });
+    const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+    const journal = paused.main.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+
+    closeGate();
+    const answer = fetch(`${paused.url}/gated/${order.id}/twice`, { method: 'PATCH', headers: { 'x-request-id': `marker-left-${kind}` } });
+    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+    expect(await journal.count()).toBe(1);
+
+    // The recovering instance's DELETE of its marker, after its commits, fails (a connection reset): the marker stays.
+    const markers = rescuer.audit.getRepository(AuditJournalEntity);
+    const failed = vi.spyOn(markers, 'delete').mockRejectedValueOnce(new Error('Connection terminated unexpectedly'));
+    const id = paused.app.get(JournalRecovery).instanceId;
+    await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+    try {
+      await rescuer.app.get(JournalRecovery).runPass();
+    } finally {
+      failed.mockRestore();
+    }
+    expect(await journal.count()).toBe(0);
+    expect(await paused.audit.getRepository(AuditJournalEntity).count()).toBe(1);
+
+    gate.open!();
+    expect((await answer).status).toBe(200);
+    expect((await paused.main.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('after-resume');
+    await rescuer.app.get(JournalRecovery).runPass();
+    const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId: `marker-left-${kind}` });
+    // Each change once: the first with the recovered record, the second on its own.
+    expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('"to":"before-pause"'))).toHaveLength(1);
+    expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('"to":"after-resume"'))).toHaveLength(1);
     expect(await journal.count()).toBe(0);
   });
 });
