@@ -143,9 +143,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   async existingJournalIds(rows: ReadonlyMap<DataSource, readonly string[]>): Promise<Set<string>> {
     const found = new Set<string>();
     for (const [dataSource, ids] of rows) {
-      // A few hundred ids a statement: a unit past its memory bound may have thousands of rows.
-      for (let start = 0; start < ids.length; start += 500) {
-        const existing = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(ids.slice(start, start + 500)) } });
+      for (const chunk of chunks(ids, IDS_PER_STATEMENT)) {
+        const existing = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(chunk) } });
         for (const row of existing) found.add(row.id);
       }
     }
@@ -354,8 +353,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   /** Which of these ids have a marker in the audit data source's journal. */
   private async markersOf(ids: readonly string[]): Promise<Set<string>> {
-    const found = await this.dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In([...ids]) } });
-    return new Set(found.map((row) => row.id));
+    return this.existingJournalIds(new Map([[this.dataSource, ids]]));
   }
 
   /**
@@ -425,45 +423,54 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 
   /**
    * Stores `events` of unit `unitId` and deletes the journal rows `journal`, only if every
-   * one of those rows is still there (else nothing is stored: another instance has
-   * recovered them). Returns whether it deleted them. In the audit data source, one
-   * transaction. Rows in another data source are deleted in a transaction of that data
-   * source that commits after the insert (the delete locks them against a second
-   * recovery); the insert's transaction first looks for the `markers` (the unit's id, or
-   * the ids of the rows whose events these are) — present, the events were stored
-   * already and are not stored again — and otherwise writes them with the events; the
-   * markers (and `staleMarkers`) are deleted last.
+   * one of those rows is still there (else nothing is stored, `gone`: another instance has
+   * recovered them). In the audit data source, one transaction. Rows in another data
+   * source are deleted in a transaction of that data source that commits after the insert
+   * (the delete locks them against a second recovery); the insert's transaction first
+   * looks for the `markers` (by default the ids of the rows elsewhere) — all there, the
+   * events were stored already and are not stored again (`marked`: the rows are only
+   * deleted); some there, part of them was recovered elsewhere (`gone`) — and otherwise
+   * writes them with the events (`stored`); the markers (and `staleMarkers`) are deleted
+   * last.
    */
-  async replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markers: readonly string[] = [unitId]): Promise<boolean> {
-    return (await this.replaceRows(journal, events, unitId, markers)) !== 'gone';
+  replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markers?: readonly string[]): Promise<ReplaceOutcome> {
+    const elsewhere = [...journal].flatMap(([dataSource, ids]) => (dataSource === this.dataSource ? [] : ids));
+    return this.replaceRows(journal, events, unitId, markers ?? elsewhere);
   }
 
-  /** `replace`, saying what happened: `stored`, `marked` (stored before: the rows only deleted) or `gone`. */
   private async replaceRows(
     journal: JournalRows,
     events: AuditLogEntity[],
     unitId: string,
     markers: readonly string[],
     staleMarkers: readonly string[] = [],
-  ): Promise<'stored' | 'marked' | 'gone'> {
+  ): Promise<ReplaceOutcome> {
     let outcome: 'stored' | 'marked' = 'stored';
     const own = journal.get(this.dataSource) ?? [];
     const elsewhere = [...journal].filter(([dataSource, ids]) => dataSource !== this.dataSource && ids.length > 0);
     const deleteAll = async (manager: EntityManager, ids: readonly string[]): Promise<void> => {
-      if (ids.length === 0) return;
-      const deleted = await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In([...ids]) }).execute();
-      if (deleted.affected !== ids.length) throw new AlreadyRecovered();
+      let deleted = 0;
+      for (const chunk of chunks(ids, IDS_PER_STATEMENT)) {
+        deleted += (await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute()).affected ?? 0;
+      }
+      if (deleted !== ids.length) throw new AlreadyRecovered();
     };
     const store = async (manager: EntityManager): Promise<void> => {
       await deleteAll(manager, own);
       if (elsewhere.length && markers.length) {
         const repository = manager.getRepository(AuditJournalEntity);
-        if ((await repository.count({ where: { id: In([...markers]) } })) > 0) {
+        let found = 0;
+        for (const chunk of chunks(markers, IDS_PER_STATEMENT)) found += await repository.count({ where: { id: In(chunk) } });
+        if (found === markers.length) {
           outcome = 'marked';
           return;
         }
+        // Part of the rows recovered elsewhere: nothing here is right to store (the caller reads the rows again).
+        if (found > 0) throw new AlreadyRecovered();
         const createdAt = new Date();
-        await repository.insert(markers.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })));
+        for (const chunk of chunks(markers, MARKERS_PER_STATEMENT)) {
+          await repository.insert(chunk.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })));
+        }
       }
       await this.writer.write(events, { manager });
     };
@@ -482,10 +489,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       throw error;
     }
     if (elsewhere.length && markers.length + staleMarkers.length > 0) {
-      await this.dataSource
-        .getRepository(AuditJournalEntity)
-        .delete({ id: In([...markers, ...staleMarkers]) })
-        .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
+      try {
+        for (const chunk of chunks([...markers, ...staleMarkers], IDS_PER_STATEMENT)) await this.dataSource.getRepository(AuditJournalEntity).delete({ id: In(chunk) });
+      } catch (error) {
+        this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`);
+      }
     }
     return outcome;
   }
@@ -521,6 +529,23 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 }
 
 class AlreadyRecovered extends Error {}
+
+/** What `replace` did: stored the events, found them stored already (`marked`), or found rows gone. */
+export type ReplaceOutcome = 'stored' | 'marked' | 'gone';
+
+/**
+ * Ids per statement of the journal's reads and deletes, and marker rows per INSERT (five
+ * parameters each): a unit past its memory bound may have thousands of journal rows, more
+ * than a statement takes parameters (SQLite 32,766, PostgreSQL 65,535).
+ */
+const IDS_PER_STATEMENT = 500;
+const MARKERS_PER_STATEMENT = 200;
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let start = 0; start < items.length; start += size) out.push(items.slice(start, start + size));
+  return out;
+}
 
 /** A journal entry's changes as captured changes. */
 function capturedChanges(entry: JournalEntry): CapturedChange[] {

@@ -129,7 +129,7 @@ export class AuditRecorder {
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
     const memoryIds = this.journalRows(unit, (id) => !unit.spilledRowIds.includes(id));
-    const spilled: SpilledParts | undefined = unit.spilledRows > 0 ? { actor, handler, count: 0, next: 0, stored: new Set() } : undefined;
+    const spilled: SpilledParts | undefined = unit.spilledRows > 0 ? { actor, handler, count: 0, next: 0, stored: new Set(), tried: new Set() } : undefined;
     if (spilled) {
       const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
       spilled.count = memoryParts + unit.spilledRows;
@@ -149,12 +149,15 @@ export class AuditRecorder {
       // other units' by the writer), and stores them only if all those rows were still
       // there. A retry deletes exactly the rows the unit wrote, or stores nothing: if
       // another instance took this one for dead meanwhile and stored them, they are gone.
-      if (first) {
-        await this.stillJournaledElsewhere(memoryIds, rows.length);
+      if (first && [...memoryIds.keys()].every((dataSource) => dataSource === this.dataSources.audit)) {
         await this.writer.write(rows, this.journalOf(unit, memoryIds.get(this.dataSources.audit)));
-      }
-      else if (memoryIds.size) await this.recovery.replace(memoryIds, rows, unit.id);
-      else await this.writer.write(rows);
+      } else if (memoryIds.size) {
+        // Journal rows in other data sources (or a retry): their transactions delete them
+        // (locking them against a recovery) around the one that stores the events, with a
+        // marker per row for the moment between the commits.
+        const outcome = await this.recovery.replace(memoryIds, rows, unit.id);
+        if (first && outcome !== 'stored') throw new AuditUnitRecoveredError(rows.length);
+      } else await this.writer.write(rows);
     };
     try {
       await store(true);
@@ -189,26 +192,17 @@ export class AuditRecorder {
         const rows = this.events.spilledRows(unit, spilled.actor, spilled.handler, chunks, spilled.next, spilled.count);
         const ids = batch.map((row) => row.id);
         // Elsewhere, each row gets a marker: recovery then knows these parts are stored.
-        if (!(await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids))) throw gone();
+        const outcome = await this.recovery.replace(new Map([[dataSource, ids]]), rows, unit.id, ids);
+        // Stored before: by this unit in an earlier try (its commit elsewhere failed), or by
+        // another instance's recovery — then the unit's record is that one.
+        const markedByOther = outcome === 'marked' && ids.some((id) => !spilled.tried.has(id));
+        for (const id of ids) spilled.tried.add(id);
+        if (outcome === 'gone' || markedByOther) throw gone();
         for (const id of ids) spilled.stored.add(id);
         spilled.next += chunks.length;
       }
     }
     if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();
-  }
-
-  /**
-   * Before a unit's first write: its journal rows in data sources other than the audit one
-   * (which the writer deletes only after the insert, in their own transactions) must all
-   * still be there; if one is gone, another instance took this one for dead and recovered
-   * the unit, whose record is that one ({@link AuditUnitRecoveredError}). The rows in the
-   * audit data source the writer checks itself, in its transaction.
-   */
-  private async stillJournaledElsewhere(rows: ReadonlyMap<DataSource, string[]>, eventCount: number): Promise<void> {
-    const elsewhere = new Map([...rows].filter(([dataSource, ids]) => dataSource !== this.dataSources.audit && ids.length > 0));
-    if (elsewhere.size === 0) return;
-    const expected = [...elsewhere.values()].reduce((sum, ids) => sum + ids.length, 0);
-    if ((await this.recovery.existingJournalIds(elsewhere)).size < expected) throw new AuditUnitRecoveredError(eventCount);
   }
 
   /** The unit's journal rows that `keep` keeps, by data source. */
@@ -221,20 +215,12 @@ export class AuditRecorder {
     return out;
   }
 
-  /**
-   * What the writer deletes of the unit's journal with its events: rows in the audit data
-   * source with them (all of `own`, or the events are not stored), rows elsewhere right after.
-   */
+  /** What the writer deletes of the unit's journal with its events: its rows in the audit data source (all of `own`, or the events are not stored). */
   private journalOf(unit: UnitOfWork, own: readonly string[] | undefined): AuditWriteOptions {
-    if (unit.journalRows === 0) return {};
-    const audit = this.dataSources.audit;
-    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id], ...(own?.length ? { journalRows: own } : {}) };
-    const elsewhere = [...unit.journalSources.keys()].filter((dataSource) => dataSource !== audit);
-    return {
-      journalUnits: unit.journalSources.has(audit) ? [unit.id] : [],
-      ...(elsewhere.length ? { journalElsewhere: elsewhere.map((dataSource) => ({ dataSource, unitIds: [unit.id] })) } : {}),
-    };
+    if (unit.journalRows === 0 || !unit.journalSources.has(this.dataSources.audit)) return {};
+    return { journalUnits: [unit.id], ...(own?.length ? { journalRows: own } : {}) };
   }
+
 }
 
 /** A spilled unit's parts as they are stored: how many in all, the next one's number, the journal rows stored so far. */
@@ -244,6 +230,8 @@ interface SpilledParts {
   count: number;
   next: number;
   stored: Set<string>;
+  /** The journal rows it tried to store (their markers, found on a retry, may be its own). */
+  tried: Set<string>;
 }
 
 const partOf = (row: AuditLogEntity): { first?: string } | undefined =>

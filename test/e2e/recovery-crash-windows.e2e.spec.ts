@@ -1,0 +1,259 @@
+// Journal rows in another data source than the audit trail, recovered by one instance
+// while the instance that wrote them is paused (taken for dead), with the moments where
+// two databases' commits part: the recovering instance's commit in the main data source
+// failing after the audit one (its events and markers stored, the journal rows back), the
+// paused unit's own storing paused between its decision and its write, a unit left for a
+// retry, a spilled unit, and a unit with more journal rows than a statement takes
+// parameters. Every change recorded once, never a 2xx without its record.
+import 'reflect-metadata';
+import { ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
+import type { DataSource, Repository } from 'typeorm';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { AuditEntities, Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
+import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { Customer } from '../app/customer.entity.js';
+import { Order } from '../app/order.entity.js';
+import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
+
+class QuietLogger extends ConsoleLogger {
+  override warn(message: unknown, ...rest: unknown[]): void {
+    if (rest.includes('DataSourceNameRegistry')) return;
+    super.warn(message, ...(rest as [string]));
+  }
+}
+
+@Controller('gated')
+class GatedController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+  @Patch(':id')
+  @Audited('order.gated')
+  async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
+    await this.orders.update({ id }, { status: 'gated' });
+    await gate.opened;
+    return { id };
+  }
+}
+
+@Controller('spilling')
+class SpillingController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+  /** Ten orders in one transaction (spilled), the gate, ten more (spilled). */
+  @Patch('run')
+  @Audited('orders.spilling')
+  async run(): Promise<{ ok: true }> {
+    await this.orders.manager.transaction(async (m) => {
+      for (let i = 0; i < 10; i++) await m.getRepository(Order).save({ status: 'before-pause', total: i });
+    });
+    await gate.opened;
+    await this.orders.manager.transaction(async (m) => {
+      for (let i = 0; i < 10; i++) await m.getRepository(Order).save({ status: 'after-resume', total: 100 + i });
+    });
+    return { ok: true };
+  }
+}
+
+interface Instance { app: INestApplication; url: string; main: DataSource; audit: DataSource }
+
+async function instance(main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions): Promise<Instance> {
+  @Module({
+    imports: [
+      TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, AuditJournalEntity], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forFeature([Order]),
+      AuditModule.forRoot({ shutdownTimeout: 500, ...options, dataSource: 'audit' }),
+    ],
+    controllers: [GatedController, SpillingController],
+  })
+  class InstanceModule {}
+  const app = await NestFactory.create(InstanceModule, new ExpressAdapter(), { logger: new QuietLogger('Nest', { logLevels: ['error'] }) });
+  await app.listen(0, '127.0.0.1');
+  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1'), main: app.get<DataSource>(getDataSourceToken()), audit: app.get<DataSource>(getDataSourceToken('audit')) };
+}
+
+const kinds = databases();
+
+describe.each(kinds)('recovery of journal rows in another data source, at the moments between commits, on %s', (kind) => {
+  let main: TestDatabase;
+  let audit: TestDatabase;
+  let rescuer: Instance;
+  let paused: Instance | undefined;
+
+  beforeAll(async () => {
+    main = await sharedDatabase(kind);
+    audit = await sharedDatabase(kind);
+    rescuer = await instance(main, audit, { recoverAfter: 1_000 });
+  });
+  afterEach(async () => {
+    gate.open?.();
+    await paused?.app.close().catch(() => undefined);
+    paused = undefined;
+    vi.restoreAllMocks();
+  });
+  afterAll(async () => {
+    await rescuer?.app.close().catch(() => undefined);
+    await main?.drop();
+    await audit?.drop();
+  });
+
+  /** The rescuer's transaction in the main data source fails at COMMIT (after the audit one committed). */
+  async function failMainCommit(on: boolean): Promise<void> {
+    if (kind === 'postgres') {
+      const schema = (main.options as { schema: string }).schema;
+      if (on) {
+        await rescuer.main.query(`CREATE OR REPLACE FUNCTION "${schema}".fail_commit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected commit failure'; END $$ LANGUAGE plpgsql`);
+        await rescuer.main.query(`CREATE CONSTRAINT TRIGGER fail_commit AFTER DELETE ON "${schema}".audit_journal DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${schema}".fail_commit()`);
+      } else {
+        await rescuer.main.query(`DROP TRIGGER IF EXISTS fail_commit ON "${schema}".audit_journal`);
+      }
+      return;
+    }
+    // Elsewhere: the rescuer's main-data-source transaction rolls back after its callback (the audit one committed inside it).
+    if (on) {
+      const original = rescuer.main.transaction.bind(rescuer.main) as (...args: unknown[]) => Promise<unknown>;
+      vi.spyOn(rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
+        const work = args[args.length - 1] as (m: unknown) => Promise<unknown>;
+        return original(...args.slice(0, -1), async (manager: unknown) => {
+          await work(manager);
+          throw new Error('injected commit failure');
+        });
+      }) as never);
+    } else vi.mocked(rescuer.main.transaction).mockRestore?.();
+  }
+
+  async function start(requestId: string, options: AuditModuleOptions) {
+    paused = await instance(main, audit, { recoverAfter: 60_000, ...options });
+    const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+    const journal = paused.main.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+    closeGate();
+    const answer = fetch(`${paused.url}/gated/${order.id}`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+    expect(await journal.count()).toBe(1);
+    const recordOf = async () => (await paused!.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+    const ageLease = async () => {
+      const id = paused!.app.get(JournalRecovery).instanceId;
+      await paused!.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+    };
+    return { order, journal, answer, recordOf, ageLease };
+  }
+
+  it('a recovery whose main-data-source COMMIT fails after the audit one, then the paused unit ends: one record, answered 500', async () => {
+    const requestId = `commit-failed-${kind}`;
+    const { journal, answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
+    await ageLease();
+    await failMainCommit(true);
+    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await failMainCommit(false);
+    // Its journal row is back (that commit failed); its events and marker are stored.
+    expect(await journal.count()).toBe(1);
+    gate.open!();
+    const status = (await answer).status;
+    await sleep(300);
+    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    const record = await recordOf();
+    expect(await journal.count()).toBe(0);
+    expect({ status, record }).toEqual({ status: 500, record: [['order.gated', 'intent', 'unknown']] });
+  });
+
+  it('a unit paused just before storing, recovered meanwhile: one record, answered 500', async () => {
+    const requestId = `paused-before-store-${kind}`;
+    const { answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
+    const recovery = paused!.app.get(JournalRecovery);
+    const original = recovery.replace.bind(recovery);
+    let checked!: () => void;
+    const atCheck = new Promise<void>((r) => (checked = r));
+    let resume!: () => void;
+    const resumed = new Promise<void>((r) => (resume = r));
+    vi.spyOn(recovery, 'replace').mockImplementationOnce(async (...args) => {
+      checked();
+      await resumed; // the pause
+      return original(...args);
+    });
+    gate.open!();
+    await Promise.race([atCheck, sleep(10_000).then(() => Promise.reject(new Error('the unit never came to store its journal rows in the other data source')))]);
+    await ageLease();
+    await rescuer.app.get(JournalRecovery).runPass();
+    resume();
+    const status = (await answer).status;
+    await sleep(300);
+    const record = await recordOf();
+    expect({ status, record }).toEqual({ status: 500, record: [['order.gated', 'intent', 'unknown']] });
+  });
+
+  it('a unit left for a retry, recovered by an instance whose main COMMIT failed: the retry stores no second record', async () => {
+    const requestId = `retried-${kind}`;
+    const { answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
+    await moveAuditLog(paused!.audit, audit, true);
+    gate.open!();
+    const status = (await answer).status;
+    await moveAuditLog(paused!.audit, audit, false);
+    expect(status).toBe(500);
+    expect(await recordOf()).toEqual([]);
+    await ageLease();
+    await failMainCommit(true);
+    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await failMainCommit(false);
+    // The retry finds the unit's rows marked stored: it stores nothing more.
+    await paused!.app.get(JournalRecovery).runPass();
+    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    const record = await recordOf();
+    expect(record).toEqual([['order.gated', 'intent', 'unknown']]);
+  });
+
+  it('a spilled unit recovered by an instance whose main COMMIT failed, resumed and spilling more: every created order recorded once, answered 500', async () => {
+    const requestId = `spilled-${kind}`;
+    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: false, maxChangesPerEvent: 2 });
+    const journal = paused.main.getRepository(AuditJournalEntity);
+    closeGate();
+    const answer = fetch(`${paused.url}/spilling/run`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+    await sleep(100);
+    expect((await journal.find()).every((row) => row.entry.spilled)).toBe(true);
+    const id = paused.app.get(JournalRecovery).instanceId;
+    await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+    await failMainCommit(true);
+    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await failMainCommit(false);
+    gate.open!();
+    expect((await answer).status).toBe(500);
+    await sleep(300);
+    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    await paused.app.get(JournalRecovery).runPass().catch(() => undefined);
+    const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId });
+    const created = rows.flatMap((row) => row.changes ?? []).filter((c) => c.entity === 'Order').map((c) => JSON.stringify(c.fields?.total ?? c));
+    const count = (status: string) => rows.flatMap((row) => row.changes ?? []).filter((c) => JSON.stringify(c).includes(`"${status}"`)).length;
+    expect({ beforePause: count('before-pause'), afterResume: count('after-resume'), created: created.length }).toEqual({ beforePause: 10, afterResume: 10, created: 20 });
+  });
+
+  it('a dead instance whose unit left 14,000 journal rows in another data source: recovered (more rows than a statement takes parameters)', async () => {
+    const { randomUUID } = await import('node:crypto');
+    const dead = randomUUID();
+    const unitId = randomUUID();
+    const old = new Date(Date.now() - 600_000);
+    await rescuer.audit.getRepository(AuditInstanceEntity).insert({ id: dead, startedAt: old, heartbeatAt: old });
+    const journal = rescuer.main.getRepository(AuditJournalEntity);
+    const ROWS = 14_000;
+    const { uuidv7 } = await import('../../lib/events/uuid-v7.js');
+    for (let start = 0; start < ROWS; start += 500) {
+      await journal.insert(
+        Array.from({ length: Math.min(500, ROWS - start) }, (_, i) => ({
+          id: uuidv7(old.getTime() + start + i),
+          unitId,
+          instanceId: dead,
+          createdAt: old,
+          entry: { source: 'job', request: { requestId: `p-${kind}` }, changes: [{ entity: 'Order', id: String(start + i), operation: 'update' as const, fields: { status: { from: 'a', to: `p-${start + i}` } }, at: old.getTime() }] },
+        })),
+      );
+    }
+    const passes: string[] = [];
+    for (let i = 0; i < 2; i++) passes.push(await rescuer.app.get(JournalRecovery).runPass().then(() => 'ok', (e: Error) => `${e.name}: ${e.message.slice(0, 160)}`));
+    const left = await journal.count({ where: { unitId } });
+    expect({ passes, left }).toEqual({ passes: ['ok', 'ok'], left: 0 });
+  }, 120_000);
+});
+
