@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   Inject,
   Injectable,
@@ -137,8 +138,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   }
 
   /**
-   * Which of these journal rows exist, each looked for in its own data source's journal
-   * only: the audit data source's journal also holds markers named after rows elsewhere.
+   * Which of these journal rows exist, each looked for in its own data source's journal.
    */
   async existingJournalIds(rows: ReadonlyMap<DataSource, readonly string[]>): Promise<Set<string>> {
     const found = new Set<string>();
@@ -352,8 +352,14 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   }
 
   /** Which of these ids have a marker in the audit data source's journal. */
-  private async markersOf(ids: readonly string[]): Promise<Set<string>> {
-    return this.existingJournalIds(new Map([[this.dataSource, ids]]));
+  /**
+   * Which of these journal rows (of another data source) have a marker in the audit data
+   * source's journal: their events are stored.
+   */
+  async markedRows(ids: readonly string[]): Promise<Set<string>> {
+    const byMarker = new Map(ids.map((id) => [rowMarkerId(id), id]));
+    const found = await this.existingJournalIds(new Map([[this.dataSource, [...byMarker.keys()]]]));
+    return new Set([...found].map((marker) => byMarker.get(marker)!));
   }
 
   /**
@@ -384,8 +390,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     // earlier recovery of the row) for that row. Recovery marks the rows it stores one by
     // one: a unit's marker would also pass rows the unit writes afterwards (an instance
     // taken for dead that resumes) for stored, while it is still there.
-    const byUnit = (await this.markersOf([unitId])).size > 0;
-    const stored = byUnit ? new Set(ids) : await this.markersOf(ids);
+    const byUnit = (await this.existingJournalIds(new Map([[this.dataSource, [unitId]]]))).size > 0;
+    const stored = byUnit ? new Set(ids) : await this.markedRows(ids);
     const unstored = changed.filter((row) => !stored.has(row.id));
     const events = unstored.length ? this.eventsOf(unstored) : [];
     // The unit's marker stays while it has rows in another data source's journal still.
@@ -427,24 +433,27 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * recovered them). In the audit data source, one transaction. Rows in another data
    * source are deleted in a transaction of that data source that commits after the insert
    * (the delete locks them against a second recovery); the insert's transaction first
-   * looks for the `markers` (by default the ids of the rows elsewhere) — all there, the
-   * events were stored already and are not stored again (`marked`: the rows are only
+   * looks for the markers of the `markedRows` (by default the rows elsewhere) — all there,
+   * the events were stored already and are not stored again (`marked`: the rows are only
    * deleted); some there, part of them was recovered elsewhere (`gone`) — and otherwise
-   * writes them with the events (`stored`); the markers (and `staleMarkers`) are deleted
-   * last.
+   * writes them with the events (`stored`); the markers (and those of `staleRows`) are
+   * deleted last.
    */
-  replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markers?: readonly string[]): Promise<ReplaceOutcome> {
+  replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markedRows?: readonly string[]): Promise<ReplaceOutcome> {
     const elsewhere = [...journal].flatMap(([dataSource, ids]) => (dataSource === this.dataSource ? [] : ids));
-    return this.replaceRows(journal, events, unitId, markers ?? elsewhere);
+    return this.replaceRows(journal, events, unitId, markedRows ?? elsewhere);
   }
 
   private async replaceRows(
     journal: JournalRows,
     events: AuditLogEntity[],
     unitId: string,
-    markers: readonly string[],
-    staleMarkers: readonly string[] = [],
+    markedRows: readonly string[],
+    staleRows: readonly string[] = [],
   ): Promise<ReplaceOutcome> {
+    // A row's marker has an id of its own, not the row's: two data sources may share one journal table.
+    const markers = markedRows.map(rowMarkerId);
+    const staleMarkers = staleRows.map(rowMarkerId);
     let outcome: 'stored' | 'marked' = 'stored';
     const own = journal.get(this.dataSource) ?? [];
     const elsewhere = [...journal].filter(([dataSource, ids]) => dataSource !== this.dataSource && ids.length > 0);
@@ -529,6 +538,17 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
 }
 
 class AlreadyRecovered extends Error {}
+
+/**
+ * The id of the marker of journal row `rowId` (in the audit data source's journal): a
+ * UUID derived from the row's id (hashed, laid out as a version 4 UUID, which every
+ * database's uuid type takes), which never equals a row's (UUID version 7) id.
+ */
+export function rowMarkerId(rowId: string): string {
+  const hex = createHash('sha256').update(`nestjs-system-audit journal marker ${rowId}`).digest('hex');
+  const variant = ((parseInt(hex[16]!, 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
 
 /** What `replace` did: stored the events, found them stored already (`marked`), or found rows gone. */
 export type ReplaceOutcome = 'stored' | 'marked' | 'gone';

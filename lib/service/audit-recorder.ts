@@ -10,6 +10,7 @@ import { JournalRecovery } from '../journal/journal-recovery.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter, type AuditWriteOptions } from '../storage/audit.writer.js';
+import { isSqlite } from '../storage/write-statements.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
 
 /**
@@ -149,7 +150,11 @@ export class AuditRecorder {
       // other units' by the writer), and stores them only if all those rows were still
       // there. A retry deletes exactly the rows the unit wrote, or stores nothing: if
       // another instance took this one for dead meanwhile and stored them, they are gone.
-      if (first && [...memoryIds.keys()].every((dataSource) => dataSource === this.dataSources.audit)) {
+      const elsewhere = [...memoryIds.keys()].filter((dataSource) => dataSource !== this.dataSources.audit);
+      if (first && (elsewhere.length === 0 || elsewhere.some(isSqlite))) {
+        // SQLite runs every transaction of a data source on its one connection, the app's
+        // open ones included: the rows there are checked first and deleted after the insert.
+        await this.stillJournaledElsewhere(memoryIds, rows.length);
         await this.writer.write(rows, this.journalOf(unit, memoryIds.get(this.dataSources.audit)));
       } else if (memoryIds.size) {
         // Journal rows in other data sources (or a retry): their transactions delete them
@@ -205,6 +210,22 @@ export class AuditRecorder {
     if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();
   }
 
+  /**
+   * Before a unit's first write: its journal rows in data sources other than the audit one
+   * (which the writer deletes only after the insert, in their own transactions) must all
+   * still be there; if one is gone, another instance took this one for dead and recovered
+   * the unit, whose record is that one ({@link AuditUnitRecoveredError}). The rows in the
+   * audit data source the writer checks itself, in its transaction.
+   */
+  private async stillJournaledElsewhere(rows: ReadonlyMap<DataSource, string[]>, eventCount: number): Promise<void> {
+    const elsewhere = new Map([...rows].filter(([dataSource, ids]) => dataSource !== this.dataSources.audit && ids.length > 0));
+    if (elsewhere.size === 0) return;
+    const expected = [...elsewhere.values()].reduce((sum, ids) => sum + ids.length, 0);
+    if ((await this.recovery.existingJournalIds(elsewhere)).size < expected) throw new AuditUnitRecoveredError(eventCount);
+    // A recovery whose commit in that data source failed: its rows are back, their events stored.
+    if ((await this.recovery.markedRows([...elsewhere.values()].flat())).size > 0) throw new AuditUnitRecoveredError(eventCount);
+  }
+
   /** The unit's journal rows that `keep` keeps, by data source. */
   private journalRows(unit: UnitOfWork, keep: (id: string) => boolean): Map<DataSource, string[]> {
     const out = new Map<DataSource, string[]>();
@@ -215,10 +236,19 @@ export class AuditRecorder {
     return out;
   }
 
-  /** What the writer deletes of the unit's journal with its events: its rows in the audit data source (all of `own`, or the events are not stored). */
+  /**
+   * What the writer deletes of the unit's journal with its events: rows in the audit data
+   * source with them (all of `own`, or the events are not stored), rows elsewhere right after.
+   */
   private journalOf(unit: UnitOfWork, own: readonly string[] | undefined): AuditWriteOptions {
-    if (unit.journalRows === 0 || !unit.journalSources.has(this.dataSources.audit)) return {};
-    return { journalUnits: [unit.id], ...(own?.length ? { journalRows: own } : {}) };
+    if (unit.journalRows === 0) return {};
+    const audit = this.dataSources.audit;
+    if (unit.journalSources.size === 1 && unit.journalSources.has(audit)) return { journalUnits: [unit.id], ...(own?.length ? { journalRows: own } : {}) };
+    const elsewhere = [...unit.journalSources.keys()].filter((dataSource) => dataSource !== audit);
+    return {
+      journalUnits: unit.journalSources.has(audit) ? [unit.id] : [],
+      ...(elsewhere.length ? { journalElsewhere: elsewhere.map((dataSource) => ({ dataSource, unitIds: [unit.id] })) } : {}),
+    };
   }
 
 }

@@ -1,10 +1,11 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
-import type { DataSource, EntityManager } from 'typeorm';
+import { In, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
 import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
+import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError, driverErrorCode } from './database-errors.js';
 import { escapedTable } from './sql.js';
@@ -56,6 +57,20 @@ export interface AuditWriteOptions {
    * with `AuditUnitRecoveredError`; the batch's other callers are unaffected.
    */
   journalRows?: readonly string[];
+  /**
+   * Units with journal rows in data sources other than the audit one. A marker row per
+   * unit goes into the audit data source's journal with the insert; once that has
+   * committed, the units' rows are deleted from those data sources, then the markers
+   * (a unit recovered meanwhile finds its marker and is not stored twice). Not with
+   * `manager`.
+   */
+  journalElsewhere?: ReadonlyArray<JournalElsewhere>;
+}
+
+/** Units whose journal rows are in `dataSource`, another data source than the audit one. */
+export interface JournalElsewhere {
+  dataSource: DataSource;
+  unitIds: readonly string[];
 }
 
 interface Pending {
@@ -63,6 +78,7 @@ interface Pending {
   units: readonly string[];
   /** The journal rows that must all still be there (see `AuditWriteOptions.journalRows`). */
   journalRows?: readonly string[];
+  elsewhere?: ReadonlyArray<JournalElsewhere>;
   resolve(): void;
   reject(error: unknown): void;
   /** While waiting for room in the queue: its `queueTimeout` timer. */
@@ -170,16 +186,17 @@ export class AuditWriter {
    */
   write(rows: readonly AuditLogEntity[], options: AuditWriteOptions = {}): Promise<void> {
     const units = options.journalUnits ?? NO_UNITS;
-    if (rows.length === 0 && units.length === 0) return Promise.resolve();
+    const elsewhere = options.journalElsewhere?.length ? options.journalElsewhere : undefined;
+    if (rows.length === 0 && units.length === 0 && !elsewhere) return Promise.resolve();
     const journalRows = options.journalRows && units.length > 0 ? options.journalRows : undefined;
     if (options.manager) {
       const guards = journalRows ? [{ key: 0, ids: journalRows, rows, units }] : [];
-      return this.store(options.manager, rows, units, guards).then((gone) => {
+      return this.store(options.manager, rows, units, NO_UNITS, guards).then((gone) => {
         if (gone.size) throw new AuditUnitRecoveredError(rows.length);
       });
     }
     return new Promise<void>((resolve, reject) => {
-      const pending: Pending = { rows, units, resolve, reject, ...(journalRows ? { journalRows } : {}) };
+      const pending: Pending = { rows, units, resolve, reject, ...(elsewhere ? { elsewhere } : {}), ...(journalRows ? { journalRows } : {}) };
       if (this.waitingCount === 0 && this.hasRoom(rows.length)) this.enqueue(pending);
       else this.wait(pending);
     });
@@ -365,13 +382,17 @@ export class AuditWriter {
   private async attempt(batch: readonly Pending[]): Promise<{ error: unknown; gone?: undefined } | { error?: undefined; gone: ReadonlySet<number> }> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
     const units = batch.length === 1 ? batch[0]!.units : batch.flatMap((pending) => pending.units);
+    const elsewhere = batch.some((pending) => pending.elsewhere) ? batch.flatMap((pending) => pending.elsewhere ?? []) : [];
+    const markers = elsewhere.length ? [...new Set(elsewhere.flatMap((entry) => entry.unitIds))] : NO_UNITS;
     const guards: JournalGuard[] = [];
     batch.forEach((pending, key) => {
       if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows, units: pending.units });
     });
     for (let attempt = 1; ; attempt++) {
       try {
-        return { gone: await this.store(this.dataSource.manager, rows, units, guards) };
+        const gone = await this.store(this.dataSource.manager, rows, units, markers, guards);
+        if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
+        return { gone };
       } catch (error) {
         if (attempt >= TRANSIENT_ATTEMPTS || classifyDatabaseError(error) !== 'transient') return { error };
         await sleep(TRANSIENT_BACKOFF_MS * 2 ** (attempt - 1) * (1 + Math.random()));
@@ -380,21 +401,40 @@ export class AuditWriter {
   }
 
   /**
-   * The INSERTs and journal DELETEs, in `manager`'s transaction or in one of their
+   * After the insert: the units' journal rows in other data sources, then their markers.
+   * A failure is only logged: the events are stored, and recovery, finding the markers,
+   * deletes what is left without storing it again.
+   */
+  private async deleteElsewhere(elsewhere: readonly JournalElsewhere[], markers: readonly string[]): Promise<void> {
+    try {
+      const bySource = new Map<DataSource, string[]>();
+      for (const { dataSource, unitIds } of elsewhere) bySource.set(dataSource, [...(bySource.get(dataSource) ?? []), ...unitIds]);
+      for (const [dataSource, unitIds] of bySource) {
+        await dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId: In(unitIds) }).execute();
+      }
+      await this.dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In([...markers]) }).execute();
+    } catch (error) {
+      this.logger.warn(`Audit: events stored, but their journal rows in another data source were not deleted (recovery will): ${(error as Error).message}`);
+    }
+  }
+
+  /**
+   * The INSERTs, journal DELETEs and markers, in `manager`'s transaction or in one of their
    * own. Returns the keys of the `guards` whose journal rows were gone (their rows not stored).
    */
   private async store(
     manager: EntityManager,
     rows: readonly AuditLogEntity[],
     units: readonly string[],
+    markers: readonly string[],
     guards: readonly JournalGuard[] = [],
   ): Promise<ReadonlySet<number>> {
     const statements = this.statements(manager.connection);
     if (rows.length > 0 && statements.postgres) await this.layout(manager, statements);
     try {
       // Also a unit without events (its changes cancelled out): its journal rows are guarded all the same.
-      if (guards.length > 0) return await this.runGuarded(manager, statements, rows, units, guards);
-      await this.run(manager, statements, rows, units);
+      if (guards.length > 0) return await this.runGuarded(manager, statements, rows, units, markers, guards);
+      await this.run(manager, statements, rows, units, markers);
       return NONE_GONE;
     } catch (error) {
       // 42P10: the conflict clause names no unique index: audit_log was partitioned (or back) since it was looked at.
@@ -417,11 +457,12 @@ export class AuditWriter {
     statements: WriteStatements,
     rows: readonly AuditLogEntity[],
     units: readonly string[],
+    markers: readonly string[],
     guards: readonly JournalGuard[],
   ): Promise<ReadonlySet<number>> {
     const byteLimit = await this.statementByteLimit(manager);
     // Not inside a transaction of the caller's: the statement's failure would abort it.
-    const single = manager.queryRunner?.isTransactionActive ? undefined : statements.guardedWrite(rows, units, guards, byteLimit);
+    const single = markers.length || manager.queryRunner?.isTransactionActive ? undefined : statements.guardedWrite(rows, units, guards, byteLimit);
     if (single) {
       try {
         await manager.query(single.sql, ownStatement(single.params));
@@ -445,6 +486,7 @@ export class AuditWriter {
       const spared = new Set(goneGuards.flatMap((guard) => guard.units));
       const kept = skipped.size ? rows.filter((row) => !skipped.has(row)) : rows;
       const sql = statements.write(kept, spared.size ? units.filter((unit) => !spared.has(unit)) : units, byteLimit);
+      if (markers.length) sql.push(...statements.markers(markers, new Date()));
       for (const statement of sql) await target.query(statement.sql, ownStatement(statement.params));
       return goneGuards.length ? new Set(goneGuards.map((guard) => guard.key)) : NONE_GONE;
     };
@@ -466,9 +508,10 @@ export class AuditWriter {
   /** Data sources whose server refused a write under READ COMMITTED (statement-based binary logging). */
   private readonly readCommittedRefused = new WeakSet<DataSource>();
 
-  private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[]): Promise<void> {
+  private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;
     const sql: Statement[] = statements.write(rows, units, byteLimit);
+    if (markers.length) sql.push(...statements.markers(markers, new Date()));
     if (sql.length === 1) {
       // One statement is atomic on its own.
       await manager.query(sql[0]!.sql, ownStatement(sql[0]!.params));

@@ -5,6 +5,7 @@ import { AuditSubjectEntity } from './audit-subject.entity.js';
 import { EventSubjects } from './event-subjects.js';
 import { escapedTable } from './sql.js';
 import { UtcDateTimeParameter } from './utc-date.transformer.js';
+import { MARKER_ENTRY } from '../journal/journal-entry.js';
 
 type Column = EntityMetadata['columns'][number];
 
@@ -633,6 +634,36 @@ export class WriteStatements {
     }
     if (count > 0) chunks.push({ rows: rows.slice(first, first + count), params });
     return chunks;
+  }
+
+  /**
+   * INSERTs of one marker row per unit into the journal (skipped where one exists): the
+   * units' events are stored, their journal rows in other data sources are about to be
+   * deleted. A marker's id, unit id and instance id are the unit's id (it belongs to no
+   * live instance); recovery that finds it stores nothing again.
+   */
+  markers(unitIds: readonly string[], createdAt: Date): Statement[] {
+    if (unitIds.length === 0) return [];
+    const metadata = this.dataSource.getMetadata(AuditJournalEntity);
+    const column = (name: string) => metadata.findColumnWithPropertyName(name)!;
+    const names = ['id', 'unitId', 'instanceId', 'createdAt', 'entry'];
+    const id = this.driver.escape(column('id').databaseName);
+    const head = `INSERT INTO ${escapedTable(this.dataSource, metadata)} (${names.map((name) => this.driver.escape(column(name).databaseName)).join(', ')}) VALUES `;
+    const tail = this.mysql ? ` ON DUPLICATE KEY UPDATE ${id} = ${id}` : ` ON CONFLICT (${id}) DO NOTHING`;
+    const at = this.driver.preparePersistentValue(createdAt, column('createdAt')) as unknown;
+    const entry = JSON.stringify(MARKER_ENTRY);
+    const statements: Statement[] = [];
+    for (let start = 0; start < unitIds.length; start += UNITS_PER_STATEMENT) {
+      const params: unknown[] = [];
+      const tuples: string[] = [];
+      for (const unitId of unitIds.slice(start, start + UNITS_PER_STATEMENT)) {
+        const first = params.length;
+        params.push(unitId, unitId, unitId, at, entry);
+        tuples.push(`(${names.map((_, i) => this.driver.createParameter(`m${first + i}`, first + i)).join(', ')})`);
+      }
+      statements.push({ sql: head + tuples.join(', ') + tail, params });
+    }
+    return statements;
   }
 
   private journalStatements(): JournalStatements {

@@ -160,7 +160,8 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     expect({ status, record }).toEqual({ status: 500, record: [['order.gated', 'intent', 'unknown']] });
   });
 
-  it('a unit paused just before storing, recovered meanwhile: one record, answered 500', async () => {
+  // Not on SQLite, whose data sources run their transactions on one connection each (the app's open ones included): a unit's rows there are checked, then deleted after its insert.
+  it.skipIf(kind === 'sqlite')('a unit paused just before storing, recovered meanwhile: one record, answered 500', async () => {
     const requestId = `paused-before-store-${kind}`;
     const { answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
     const recovery = paused!.app.get(JournalRecovery);

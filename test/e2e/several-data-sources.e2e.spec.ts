@@ -15,7 +15,7 @@ import {
   AuditService,
   type AuditModuleOptions,
 } from '../../lib/index.js';
-import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { JournalRecovery, rowMarkerId } from '../../lib/journal/journal-recovery.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
@@ -336,9 +336,9 @@ describe.each(databases())('several data sources on %s', (kind) => {
     await journal.insert([row(1), row(2)]);
     // The first row's events were stored (with its marker) before the instance died.
     await app.audit.getRepository(AuditJournalEntity).insert({
-      id: row(1).id,
+      id: rowMarkerId(row(1).id),
       unitId,
-      instanceId: row(1).id,
+      instanceId: rowMarkerId(row(1).id),
       createdAt: old,
       entry: { source: 'system', request: {}, changes: [], stored: true },
     });
