@@ -6,26 +6,17 @@
 // retry, a spilled unit, and a unit with more journal rows than a statement takes
 // parameters. Every change recorded once, never a 2xx without its record.
 import 'reflect-metadata';
-import { ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { ExpressAdapter } from '@nestjs/platform-express';
-import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
-import type { DataSource, Repository } from 'typeorm';
+import { Controller, Param, ParseIntPipe, Patch } from '@nestjs/common';
+import { InjectRepository } from '@nestjs/typeorm';
+import type { Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { AuditEntities, Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
+import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
-import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
 import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
-
-class QuietLogger extends ConsoleLogger {
-  override warn(message: unknown, ...rest: unknown[]): void {
-    if (rest.includes('DataSourceNameRegistry')) return;
-    super.warn(message, ...(rest as [string]));
-  }
-}
+import { twoDataSourceInstance, type TwoDataSourceInstance } from '../support/two-data-source-instances.js';
 
 @Controller('gated')
 class GatedController {
@@ -57,31 +48,16 @@ class SpillingController {
   }
 }
 
-interface Instance { app: INestApplication; url: string; main: DataSource; audit: DataSource }
 
-async function instance(main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions): Promise<Instance> {
-  @Module({
-    imports: [
-      TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, AuditJournalEntity], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
-      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
-      TypeOrmModule.forFeature([Order]),
-      AuditModule.forRoot({ shutdownTimeout: 500, ...options, dataSource: 'audit' }),
-    ],
-    controllers: [GatedController, SpillingController],
-  })
-  class InstanceModule {}
-  const app = await NestFactory.create(InstanceModule, new ExpressAdapter(), { logger: new QuietLogger('Nest', { logLevels: ['error'] }) });
-  await app.listen(0, '127.0.0.1');
-  return { app, url: (await app.getUrl()).replace('[::1]', '127.0.0.1'), main: app.get<DataSource>(getDataSourceToken()), audit: app.get<DataSource>(getDataSourceToken('audit')) };
-}
+const instance = (main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions) => twoDataSourceInstance(main, audit, options, [GatedController, SpillingController]);
 
 const kinds = databases();
 
 describe.each(kinds)('recovery of journal rows in another data source, at the moments between commits, on %s', (kind) => {
   let main: TestDatabase;
   let audit: TestDatabase;
-  let rescuer: Instance;
-  let paused: Instance | undefined;
+  let rescuer: TwoDataSourceInstance;
+  let paused: TwoDataSourceInstance | undefined;
 
   beforeAll(async () => {
     main = await sharedDatabase(kind);

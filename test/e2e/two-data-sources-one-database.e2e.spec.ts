@@ -1,5 +1,6 @@
-// Two data sources pointed at one database share its audit_journal table: a marker of a
-// journal row (in the audit data source's journal) must not be taken for the row itself.
+// Two data sources pointed at one database (a PostgreSQL schema, a MariaDB database, a
+// SQLite file) share its audit_journal table: a marker of a journal row (in the audit data
+// source's journal) must not be taken for the row itself.
 import 'reflect-metadata';
 import { Body, ConsoleLogger, Controller, Injectable, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
@@ -12,7 +13,8 @@ import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { sharedDatabase } from '../support/paused-instances.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const hooks: { afterWrite?: () => void | Promise<void> } = {};
 
@@ -105,11 +107,9 @@ async function twoSourceApp(main: TestDatabase, audit: TestDatabase, options: Au
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 
-const kinds = databases().filter((kind) => kind !== 'sqlite');
-
-describe.each(kinds)('two data sources on one database (one journal table), on %s', (kind) => {
+describe.each(databases())('two data sources on one database (one journal table), on %s', (kind) => {
   it('a PATCH changing the main data source is recorded once', async () => {
-    const db = await createTestDatabase(kind);
+    const db = await sharedDatabase(kind);
     const app = await twoSourceApp(db, db, { recoverAfter: 2_000 });
     try {
       const order = await app.main.getRepository(Order).save({ status: 'new', total: 1 });
