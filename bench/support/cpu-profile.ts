@@ -3,7 +3,7 @@
 // allocation profiles (`.heapprofile`): bytes allocated per unit, the same way.
 
 export interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number } }>;
+  nodes: Array<{ id: number; callFrame: CallFrame }>;
   samples: number[];
   timeDeltas: number[];
 }
@@ -15,45 +15,45 @@ export interface ProfileSummary {
   functions: Map<string, number>;
 }
 
+type CallFrame = { functionName: string; url: string; lineNumber: number };
+
+/** A summary to which `add` adds an amount spent by a function. */
+function summary(): ProfileSummary & { add(frame: CallFrame, amount: number): void } {
+  const components = new Map<string, number>();
+  const functions = new Map<string, number>();
+  const add = ({ functionName, url, lineNumber }: CallFrame, amount: number): void => {
+    const part = component(url, functionName);
+    components.set(part, (components.get(part) ?? 0) + amount);
+    const where = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(dist|lib|bench)\//, '$1/');
+    const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
+    functions.set(key, (functions.get(key) ?? 0) + amount);
+  };
+  return { components, functions, add };
+}
+
 /** Self time of every sampled function of `profile`, divided by `units`. */
 export function summarize(profile: CpuProfile, units: number): ProfileSummary {
   const self = new Map<number, number>();
   profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
-  const components = new Map<string, number>();
-  const functions = new Map<string, number>();
+  const { components, functions, add } = summary();
   for (const node of profile.nodes) {
     const micros = (self.get(node.id) ?? 0) / units;
-    if (micros === 0) continue;
-    const { functionName, url, lineNumber } = node.callFrame;
-    const part = component(url, functionName);
-    components.set(part, (components.get(part) ?? 0) + micros);
-    const where = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(dist|lib|bench)\//, '$1/');
-    const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
-    functions.set(key, (functions.get(key) ?? 0) + micros);
+    if (micros > 0) add(node.callFrame, micros);
   }
   return { components, functions };
 }
 
 export interface HeapProfileNode {
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: CallFrame;
   selfSize: number;
   children: HeapProfileNode[];
 }
 
 /** Bytes allocated (sampled estimate) by every function of `profile`, divided by `units`. */
 export function summarizeHeap(profile: { head: HeapProfileNode }, units: number): ProfileSummary {
-  const components = new Map<string, number>();
-  const functions = new Map<string, number>();
+  const { components, functions, add } = summary();
   const visit = (node: HeapProfileNode): void => {
-    if (node.selfSize > 0) {
-      const bytes = node.selfSize / units;
-      const { functionName, url, lineNumber } = node.callFrame;
-      const part = component(url, functionName);
-      components.set(part, (components.get(part) ?? 0) + bytes);
-      const where = url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*\/(dist|lib|bench)\//, '$1/');
-      const key = `${functionName || '(anonymous)'} ${where}:${lineNumber + 1}`;
-      functions.set(key, (functions.get(key) ?? 0) + bytes);
-    }
+    if (node.selfSize > 0) add(node.callFrame, node.selfSize / units);
     for (const child of node.children) visit(child);
   };
   visit(profile.head);
