@@ -2,13 +2,13 @@ import 'reflect-metadata';
 import { Controller, Param, ParseIntPipe, Patch } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
+import { describe, expect, it, vi } from 'vitest';
+import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Order } from '../app/order.entity.js';
-import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
-import { databases, type TestDatabase } from '../support/test-database.js';
-import { twoDataSourceInstance, type TwoDataSourceInstance } from '../support/two-data-source-instances.js';
+import { closeGate, gate, sleep } from '../support/paused-instances.js';
+import { databases } from '../support/test-database.js';
+import { pausedTwoDataSourceInstances } from '../support/two-data-source-instances.js';
 
 @Controller('gated')
 class GatedController {
@@ -35,7 +35,6 @@ class GatedController {
 }
 
 
-const instance = (main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions) => twoDataSourceInstance(main, audit, options, [GatedController]);
 
 /**
  * An instance taken for dead while alive, whose unit's journal rows are in another data
@@ -43,32 +42,13 @@ const instance = (main: TestDatabase, audit: TestDatabase, options: AuditModuleO
  * resumes, it stores no second record of the unit.
  */
 describe.each(databases())('an instance taken for dead whose journal rows are in another data source, on %s', (kind) => {
-  let main: TestDatabase;
-  let audit: TestDatabase;
-  let rescuer: TwoDataSourceInstance;
-  let paused: TwoDataSourceInstance | undefined;
-
-  beforeAll(async () => {
-    main = await sharedDatabase(kind);
-    audit = await sharedDatabase(kind);
-    rescuer = await instance(main, audit, { recoverAfter: 1_000 });
-  });
-  afterEach(async () => {
-    gate.open?.();
-    await paused?.app.close().catch(() => undefined);
-    paused = undefined;
-  });
-  afterAll(async () => {
-    await rescuer?.app.close().catch(() => undefined);
-    await main?.drop();
-    await audit?.drop();
-  });
+  const env = pausedTwoDataSourceInstances(kind, [GatedController]);
 
   it.each([
     { failOpen: false, status: 500 },
     { failOpen: true, status: 200 },
   ])('stores one record of the request (the recovered one) and answers $status (failOpen $failOpen)', async ({ failOpen, status }) => {
-    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen });
+    const paused = await env.start({ failOpen });
     const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
     const requestId = `paused-elsewhere-${kind}-${failOpen}`;
     const journal = paused.main.getRepository(AuditJournalEntity);
@@ -83,7 +63,7 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     // Taken for dead: its lease aged, and the other instance recovers its journal rows.
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
-    await rescuer.app.get(JournalRecovery).runPass();
+    await env.rescuer.app.get(JournalRecovery).runPass();
     expect(await journal.count()).toBe(0);
     const recordOf = async () =>
       (await paused!.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
@@ -97,7 +77,7 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
   });
 
   it('records a change committed after the recovery once, also while the recovering instance has not yet deleted its marker', async () => {
-    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: true });
+    const paused = await env.start({ failOpen: true });
     const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
     const journal = paused.main.getRepository(AuditJournalEntity);
     for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
@@ -109,7 +89,7 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
 
     // The recovering instance's marker, deleted after its commits, is deleted only once the
     // resumed unit has answered (its DELETE held back: a slow connection).
-    const markers = rescuer.audit.getRepository(AuditJournalEntity);
+    const markers = env.rescuer.audit.getRepository(AuditJournalEntity);
     const deleteMarkers = markers.delete.bind(markers);
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -122,7 +102,7 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     });
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
-    const pass = rescuer.app.get(JournalRecovery).runPass();
+    const pass = env.rescuer.app.get(JournalRecovery).runPass();
     try {
       await atDelete;
       expect(await journal.count()).toBe(0);
@@ -135,14 +115,14 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     }
     expect((await paused.main.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('after-resume');
     // The row the unit left in the main data source's journal: recovery records it.
-    await rescuer.app.get(JournalRecovery).runPass();
+    await env.rescuer.app.get(JournalRecovery).runPass();
     const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId: `marker-window-${kind}` });
     expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('"to":"after-resume"'))).toHaveLength(1);
     expect(await journal.count()).toBe(0);
   });
 
   it('records a change committed after the recovery once when the recovering instance could not delete its marker', async () => {
-    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: true });
+    const paused = await env.start({ failOpen: true });
     const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
     const journal = paused.main.getRepository(AuditJournalEntity);
     for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
@@ -153,12 +133,12 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     expect(await journal.count()).toBe(1);
 
     // The recovering instance's DELETE of its marker, after its commits, fails (a connection reset): the marker stays.
-    const markers = rescuer.audit.getRepository(AuditJournalEntity);
+    const markers = env.rescuer.audit.getRepository(AuditJournalEntity);
     const failed = vi.spyOn(markers, 'delete').mockRejectedValueOnce(new Error('Connection terminated unexpectedly'));
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
     try {
-      await rescuer.app.get(JournalRecovery).runPass();
+      await env.rescuer.app.get(JournalRecovery).runPass();
     } finally {
       failed.mockRestore();
     }
@@ -168,7 +148,7 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     gate.open!();
     expect((await answer).status).toBe(200);
     expect((await paused.main.getRepository(Order).findOneByOrFail({ id: order.id })).status).toBe('after-resume');
-    await rescuer.app.get(JournalRecovery).runPass();
+    await env.rescuer.app.get(JournalRecovery).runPass();
     const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId: `marker-left-${kind}` });
     // Each change once: the first with the recovered record, the second on its own.
     expect(rows.filter((row) => JSON.stringify(row.changes ?? []).includes('"to":"before-pause"'))).toHaveLength(1);

@@ -9,14 +9,14 @@ import 'reflect-metadata';
 import { Controller, Param, ParseIntPipe, Patch } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Order } from '../app/order.entity.js';
-import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
+import { closeGate, gate, sleep } from '../support/paused-instances.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
-import { databases, type TestDatabase } from '../support/test-database.js';
-import { twoDataSourceInstance, type TwoDataSourceInstance } from '../support/two-data-source-instances.js';
+import { databases } from '../support/test-database.js';
+import { pausedTwoDataSourceInstances } from '../support/two-data-source-instances.js';
 
 @Controller('gated')
 class GatedController {
@@ -49,60 +49,40 @@ class SpillingController {
 }
 
 
-const instance = (main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions) => twoDataSourceInstance(main, audit, options, [GatedController, SpillingController]);
 
 const kinds = databases();
 
 describe.each(kinds)('recovery of journal rows in another data source, at the moments between commits, on %s', (kind) => {
-  let main: TestDatabase;
-  let audit: TestDatabase;
-  let rescuer: TwoDataSourceInstance;
-  let paused: TwoDataSourceInstance | undefined;
-
-  beforeAll(async () => {
-    main = await sharedDatabase(kind);
-    audit = await sharedDatabase(kind);
-    rescuer = await instance(main, audit, { recoverAfter: 1_000 });
-  });
-  afterEach(async () => {
-    gate.open?.();
-    await paused?.app.close().catch(() => undefined);
-    paused = undefined;
-    vi.restoreAllMocks();
-  });
-  afterAll(async () => {
-    await rescuer?.app.close().catch(() => undefined);
-    await main?.drop();
-    await audit?.drop();
-  });
+  const env = pausedTwoDataSourceInstances(kind, [GatedController, SpillingController]);
+  afterEach(() => vi.restoreAllMocks());
 
   /** The rescuer's transaction in the main data source fails at COMMIT (after the audit one committed). */
   async function failMainCommit(on: boolean): Promise<void> {
     if (kind === 'postgres') {
-      const schema = (main.options as { schema: string }).schema;
+      const schema = (env.main.options as { schema: string }).schema;
       if (on) {
-        await rescuer.main.query(`CREATE OR REPLACE FUNCTION "${schema}".fail_commit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected commit failure'; END $$ LANGUAGE plpgsql`);
-        await rescuer.main.query(`CREATE CONSTRAINT TRIGGER fail_commit AFTER DELETE ON "${schema}".audit_journal DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${schema}".fail_commit()`);
+        await env.rescuer.main.query(`CREATE OR REPLACE FUNCTION "${schema}".fail_commit() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected commit failure'; END $$ LANGUAGE plpgsql`);
+        await env.rescuer.main.query(`CREATE CONSTRAINT TRIGGER fail_commit AFTER DELETE ON "${schema}".audit_journal DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION "${schema}".fail_commit()`);
       } else {
-        await rescuer.main.query(`DROP TRIGGER IF EXISTS fail_commit ON "${schema}".audit_journal`);
+        await env.rescuer.main.query(`DROP TRIGGER IF EXISTS fail_commit ON "${schema}".audit_journal`);
       }
       return;
     }
     // Elsewhere: the rescuer's main-data-source transaction rolls back after its callback (the audit one committed inside it).
     if (on) {
-      const original = rescuer.main.transaction.bind(rescuer.main) as (...args: unknown[]) => Promise<unknown>;
-      vi.spyOn(rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
+      const original = env.rescuer.main.transaction.bind(env.rescuer.main) as (...args: unknown[]) => Promise<unknown>;
+      vi.spyOn(env.rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
         const work = args[args.length - 1] as (m: unknown) => Promise<unknown>;
         return original(...args.slice(0, -1), async (manager: unknown) => {
           await work(manager);
           throw new Error('injected commit failure');
         });
       }) as never);
-    } else vi.mocked(rescuer.main.transaction).mockRestore?.();
+    } else vi.mocked(env.rescuer.main.transaction).mockRestore?.();
   }
 
   async function start(requestId: string, options: AuditModuleOptions) {
-    paused = await instance(main, audit, { recoverAfter: 60_000, ...options });
+    const paused = await env.start({ ...options });
     const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
     const journal = paused.main.getRepository(AuditJournalEntity);
     for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
@@ -110,12 +90,12 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     const answer = fetch(`${paused.url}/gated/${order.id}`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
     for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
     expect(await journal.count()).toBe(1);
-    const recordOf = async () => (await paused!.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+    const recordOf = async () => (await paused.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
     const ageLease = async () => {
-      const id = paused!.app.get(JournalRecovery).instanceId;
-      await paused!.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      const id = paused.app.get(JournalRecovery).instanceId;
+      await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
     };
-    return { order, journal, answer, recordOf, ageLease };
+    return { paused, order, journal, answer, recordOf, ageLease };
   }
 
   it('a recovery whose main-data-source COMMIT fails after the audit one, then the paused unit ends: one record, answered 500', async () => {
@@ -123,14 +103,14 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     const { journal, answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
     await ageLease();
     await failMainCommit(true);
-    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await expect(env.rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
     await failMainCommit(false);
     // Its journal row is back (that commit failed); its events and marker are stored.
     expect(await journal.count()).toBe(1);
     gate.open!();
     const status = (await answer).status;
     await sleep(300);
-    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    await env.rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
     const record = await recordOf();
     expect(await journal.count()).toBe(0);
     expect({ status, record }).toEqual({ status: 500, record: [['order.gated', 'intent', 'unknown']] });
@@ -139,8 +119,8 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
   // Not on SQLite, whose data sources run their transactions on one connection each (the app's open ones included): a unit's rows there are checked, then deleted after its insert.
   it.skipIf(kind === 'sqlite')('a unit paused just before storing, recovered meanwhile: one record, answered 500', async () => {
     const requestId = `paused-before-store-${kind}`;
-    const { answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
-    const recovery = paused!.app.get(JournalRecovery);
+    const { paused, answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
+    const recovery = paused.app.get(JournalRecovery);
     const original = recovery.replace.bind(recovery);
     let checked!: () => void;
     const atCheck = new Promise<void>((r) => (checked = r));
@@ -154,7 +134,7 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     gate.open!();
     await Promise.race([atCheck, sleep(10_000).then(() => Promise.reject(new Error('the unit never came to store its journal rows in the other data source')))]);
     await ageLease();
-    await rescuer.app.get(JournalRecovery).runPass();
+    await env.rescuer.app.get(JournalRecovery).runPass();
     resume();
     const status = (await answer).status;
     await sleep(300);
@@ -164,27 +144,27 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
 
   it('a unit left for a retry, recovered by an instance whose main COMMIT failed: the retry stores no second record', async () => {
     const requestId = `retried-${kind}`;
-    const { answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
-    await moveAuditLog(paused!.audit, audit, true);
+    const { paused, answer, recordOf, ageLease } = await start(requestId, { failOpen: false });
+    await moveAuditLog(paused.audit, env.audit, true);
     gate.open!();
     const status = (await answer).status;
-    await moveAuditLog(paused!.audit, audit, false);
+    await moveAuditLog(paused.audit, env.audit, false);
     expect(status).toBe(500);
     expect(await recordOf()).toEqual([]);
     await ageLease();
     await failMainCommit(true);
-    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await expect(env.rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
     await failMainCommit(false);
     // The retry finds the unit's rows marked stored: it stores nothing more.
-    await paused!.app.get(JournalRecovery).runPass();
-    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    await paused.app.get(JournalRecovery).runPass();
+    await env.rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
     const record = await recordOf();
     expect(record).toEqual([['order.gated', 'intent', 'unknown']]);
   });
 
   it('a spilled unit recovered by an instance whose main COMMIT failed, resumed and spilling more: every created order recorded once, answered 500', async () => {
     const requestId = `spilled-${kind}`;
-    paused = await instance(main, audit, { recoverAfter: 60_000, failOpen: false, maxChangesPerEvent: 2 });
+    const paused = await env.start({ failOpen: false, maxChangesPerEvent: 2 });
     const journal = paused.main.getRepository(AuditJournalEntity);
     closeGate();
     const answer = fetch(`${paused.url}/spilling/run`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
@@ -194,12 +174,12 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
     await failMainCommit(true);
-    await expect(rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
+    await expect(env.rescuer.app.get(JournalRecovery).runPass()).rejects.toThrow(/injected commit failure/);
     await failMainCommit(false);
     gate.open!();
     expect((await answer).status).toBe(500);
     await sleep(300);
-    await rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
+    await env.rescuer.app.get(JournalRecovery).runPass().catch(() => undefined);
     await paused.app.get(JournalRecovery).runPass().catch(() => undefined);
     const rows = await paused.audit.getRepository(AuditLogEntity).findBy({ requestId });
     const created = rows.flatMap((row) => row.changes ?? []).filter((c) => c.entity === 'Order').map((c) => JSON.stringify(c.fields?.total ?? c));
@@ -212,8 +192,8 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     const dead = randomUUID();
     const unitId = randomUUID();
     const old = new Date(Date.now() - 600_000);
-    await rescuer.audit.getRepository(AuditInstanceEntity).insert({ id: dead, startedAt: old, heartbeatAt: old });
-    const journal = rescuer.main.getRepository(AuditJournalEntity);
+    await env.rescuer.audit.getRepository(AuditInstanceEntity).insert({ id: dead, startedAt: old, heartbeatAt: old });
+    const journal = env.rescuer.main.getRepository(AuditJournalEntity);
     const ROWS = 14_000;
     const { uuidv7 } = await import('../../lib/events/uuid-v7.js');
     for (let start = 0; start < ROWS; start += 500) {
@@ -228,7 +208,7 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
       );
     }
     const passes: string[] = [];
-    for (let i = 0; i < 2; i++) passes.push(await rescuer.app.get(JournalRecovery).runPass().then(() => 'ok', (e: Error) => `${e.name}: ${e.message.slice(0, 160)}`));
+    for (let i = 0; i < 2; i++) passes.push(await env.rescuer.app.get(JournalRecovery).runPass().then(() => 'ok', (e: Error) => `${e.name}: ${e.message.slice(0, 160)}`));
     const left = await journal.count({ where: { unitId } });
     expect({ passes, left }).toEqual({ passes: ['ok', 'ok'], left: 0 });
   }, 120_000);

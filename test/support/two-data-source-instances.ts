@@ -6,9 +6,11 @@ import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
+import { afterAll, afterEach, beforeAll } from 'vitest';
 import { AuditEntities, AuditJournalEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
+import { gate, sharedDatabase } from './paused-instances.js';
 import type { TestDatabase } from './test-database.js';
 
 /** Without the warning of a second data source registered under a name. */
@@ -46,4 +48,42 @@ export async function twoDataSourceInstance(main: TestDatabase, audit: TestDatab
     main: app.get<DataSource>(getDataSourceToken()),
     audit: app.get<DataSource>(getDataSourceToken('audit')),
   };
+}
+
+export interface PausedTwoDataSourceInstances {
+  main: TestDatabase;
+  audit: TestDatabase;
+  /** The instance that recovers (recoverAfter 1 s), for the whole file. */
+  rescuer: TwoDataSourceInstance;
+  /** The instance started by the test, closed (its gate opened) after it. */
+  paused?: TwoDataSourceInstance;
+  /** Starts the instance to be paused; `recoverAfter` 60 s unless `options` say otherwise. */
+  start(options: AuditModuleOptions): Promise<TwoDataSourceInstance>;
+}
+
+/**
+ * For a file of tests of an instance taken for dead whose journal is in another data
+ * source than its audit trail: shared main and audit databases, the rescuer, and the
+ * instance each test pauses.
+ */
+export function pausedTwoDataSourceInstances(kind: TestDatabase['kind'], controllers: Type[]): PausedTwoDataSourceInstances {
+  const env = {
+    start: async (options: AuditModuleOptions) => (env.paused = await twoDataSourceInstance(env.main, env.audit, { recoverAfter: 60_000, ...options }, controllers)),
+  } as PausedTwoDataSourceInstances;
+  beforeAll(async () => {
+    env.main = await sharedDatabase(kind);
+    env.audit = await sharedDatabase(kind);
+    env.rescuer = await twoDataSourceInstance(env.main, env.audit, { recoverAfter: 1_000 }, controllers);
+  });
+  afterEach(async () => {
+    gate.open?.();
+    await env.paused?.app.close().catch(() => undefined);
+    env.paused = undefined;
+  });
+  afterAll(async () => {
+    await env.rescuer?.app.close().catch(() => undefined);
+    await env.main?.drop();
+    await env.audit?.drop();
+  });
+  return env;
 }
