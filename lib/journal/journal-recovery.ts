@@ -327,7 +327,6 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     }
   }
 
-
   /** This instance's own rows that no running unit owns and no retry holds (their unit's storing was given up). */
   private async recoverOwnOrphans(): Promise<void> {
     const running = this.context.liveUnitIds();

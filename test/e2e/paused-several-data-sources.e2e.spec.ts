@@ -34,8 +34,6 @@ class GatedController {
   }
 }
 
-
-
 /**
  * An instance taken for dead while alive, whose unit's journal rows are in another data
  * source than the audit trail: another instance recovers them; when the paused one

@@ -48,8 +48,6 @@ class SpillingController {
   }
 }
 
-
-
 const kinds = databases();
 
 describe.each(kinds)('recovery of journal rows in another data source, at the moments between commits, on %s', (kind) => {
