@@ -28,6 +28,8 @@ export interface BenchAppConfig {
   mode: AuditMode;
   /** PostgreSQL schema holding the tables. */
   schema: string;
+  /** `module` only: `false` leaves `integrity` off (bench/http/cpu-split.ts measures what it costs). */
+  integrity?: boolean;
 }
 
 /**
@@ -36,7 +38,7 @@ export interface BenchAppConfig {
  */
 @Module({})
 export class BenchAppModule {
-  static forRoot({ mode, schema }: BenchAppConfig): DynamicModule {
+  static forRoot({ mode, schema, integrity = true }: BenchAppConfig): DynamicModule {
     return {
       module: BenchAppModule,
       imports: [
@@ -58,7 +60,7 @@ export class BenchAppModule {
                 },
                 trustProxy: false,
                 // Tamper evidence on: the integrator sequences and signs in the background, as in production.
-                integrity: { signingKey: BENCH_SIGNING_KEY, origin: 'bench.nestjs-system-audit/http' },
+                ...(integrity ? { integrity: { signingKey: BENCH_SIGNING_KEY, origin: 'bench.nestjs-system-audit/http' } } : {}),
               }
             : { enabled: false },
         ),
