@@ -370,15 +370,23 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (rows.length === 0) return;
     const changed = rows.filter((row) => !row.entry.stored);
     if (changed.length < rows.length) {
-      // A marker: the unit's events are stored. While its rows elsewhere are left, their own recovery clears them, then it.
+      // A marker: the unit's events are stored. While its rows elsewhere are left, their own
+      // recovery clears them, then it. Rows this read returned are not elsewhere (one table of
+      // two data sources on one database): they are cleared here.
+      const read = new Set(rows.map((row) => row.id));
       for (const other of this.journals) {
-        if (other !== dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
+        if (other !== dataSource && (await this.hasOtherRows(other, unitId, read))) return;
       }
     }
     const ids = rows.map((row) => row.id);
     if (dataSource === this.dataSource) {
-      // In the audit data source, the rows are deleted in the transaction that stores their events: no marker.
-      const events = changed.length ? this.eventsOf(changed) : [];
+      // In the audit data source, the rows are deleted in the transaction that stores their
+      // events: no marker. Its journal table may be another data source's too (two data
+      // sources on one database): there, the markers read with the rows say whose events
+      // are stored — the unit's marker all of them, a row's marker that row's.
+      const markers = new Set(rows.filter((row) => row.entry.stored).map((row) => row.id));
+      const unstored = markers.has(unitId) ? [] : changed.filter((row) => !markers.has(rowMarkerId(row.id)));
+      const events = unstored.length ? this.eventsOf(unstored) : [];
       const outcome = await this.replaceRows(new Map([[dataSource, ids]]), events, unitId, [], []);
       if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
       return;
@@ -406,6 +414,15 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         .delete({ id: unitId })
         .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
     }
+  }
+
+  /**
+   * Whether `dataSource`'s journal holds rows of `unitId` other than those `read`: two data
+   * sources on one database share one journal table, where the rows read are its rows too.
+   */
+  private async hasOtherRows(dataSource: DataSource, unitId: string, read: ReadonlySet<string>): Promise<boolean> {
+    const found = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { unitId }, take: read.size + 1 });
+    return found.some((row) => !read.has(row.id));
   }
 
   /**
