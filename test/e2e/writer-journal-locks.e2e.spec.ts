@@ -109,3 +109,28 @@ describe.each(combos)('writer batches under concurrent requests on %s, integrity
     expect(await t.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
   }, 60_000);
 });
+
+describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table without the unit id index, on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({ db, adapter: 'express', controllers: [RecordPathController], providers: [NestedOrderWriter] });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  it('the writer stops naming the index and stores the unit, its journal rows deleted', async () => {
+    const [order] = await t.seed(() => t.dataSource.getRepository(Order).save([{ status: 'new', total: 1 }]));
+    await t.dataSource.query('DROP INDEX `idx_audit_journal_unit` ON `audit_journal`');
+    for (const note of ['first', 'second']) {
+      const response = await t.request(`/record-path/orders/${order!.id}/note`, { method: 'PATCH', json: { note }, headers: { authorization: 'Bearer user-1' } });
+      expect(response.status).toBe(200);
+    }
+    expect(await t.dataSource.getRepository(AuditLogEntity).countBy({ action: 'order.noted' })).toBe(2);
+    expect(await t.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+});
