@@ -439,6 +439,13 @@ export class AuditWriter {
     } catch (error) {
       // 42P10: the conflict clause names no unique index: audit_log was partitioned (or back) since it was looked at.
       if (driverErrorCode(error) === '42P10') this.layouts.delete(manager.connection);
+      // MySQL/MariaDB, a journal table made without the unit id index the statements name:
+      // they name none from now on, and the write runs again (nothing of it was stored; its
+      // INSERTs, run again in a caller's transaction, skip the rows already there).
+      if (driverErrorCode(error) === 'ER_KEY_DOES_NOT_EXITS' && statements.namesJournalIndex) {
+        statements.withoutJournalIndex();
+        return this.store(manager, rows, units, markers, guards);
+      }
       throw error;
     }
   }

@@ -294,6 +294,11 @@ export class WriteStatements {
   /** PostgreSQL: `audit_log` may be partitioned by month. */
   readonly postgres: boolean;
   private journal?: JournalStatements;
+  /**
+   * MySQL/MariaDB: the journal's index on the unit id, which the journal's locking read and
+   * DELETE name (`FORCE INDEX`); `undefined` where the table has none (see {@link withoutJournalIndex}).
+   */
+  private journalIndex?: string;
   private subjectSql?: SubjectStatements;
   private readonly subjects: EventSubjects;
   /** Positions of the event id and time among the event columns (a subject row takes their prepared values). */
@@ -329,10 +334,29 @@ export class WriteStatements {
     this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
     this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
     this.subjects = new EventSubjects(entities);
+    if (this.mysql) {
+      const journal = dataSource.getMetadata(AuditJournalEntity);
+      const unit = journal.findColumnWithPropertyName('unitId');
+      this.journalIndex = journal.indices.find((index) => index.columns.length === 1 && index.columns[0] === unit)?.name;
+    }
     this.values = this.columns.map((column) => columnValue(driver, column));
     this.rowsPerStatement = this.unnest
       ? ROWS_PER_UNNEST
       : Math.max(1, Math.min(ROWS_PER_STATEMENT, Math.floor(parameterLimit(type) / this.columns.length)));
+  }
+
+  /**
+   * MySQL/MariaDB: the journal table has no index of the entity's name on the unit id (made
+   * by hand): its statements name none from now on.
+   */
+  withoutJournalIndex(): void {
+    this.journalIndex = undefined;
+    this.journal = undefined;
+  }
+
+  /** Whether the journal's statements name its unit id index (MySQL/MariaDB). */
+  get namesJournalIndex(): boolean {
+    return this.journalIndex !== undefined;
   }
 
   /** PostgreSQL: whether `audit_log` is partitioned by month (a stored event is then known by its id and time, the table's key). */
@@ -401,7 +425,8 @@ export class WriteStatements {
    * The statements that read the journal rows of `units` and return their ids (`id`
    * column), locking them where the database can (`FOR UPDATE`; SQLite has one writer),
    * for a guarded write of several statements: the write's DELETE follows, for the units
-   * whose rows were all there only.
+   * whose rows were all there only. On MySQL/MariaDB both go through the unit id index
+   * (`FORCE INDEX`), so that they lock these units' rows and no other batch's.
    */
   journalCheck(units: readonly string[]): JournalCheck {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
@@ -418,7 +443,7 @@ export class WriteStatements {
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
       const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
-      statements.push({ sql: `SELECT ${id} AS id FROM ${table} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
+      statements.push({ sql: `SELECT ${id} AS id FROM ${table}${this.forceJournalIndex()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
     }
     return { statements };
   }
@@ -666,6 +691,14 @@ export class WriteStatements {
     return statements;
   }
 
+  /**
+   * MySQL/MariaDB: ` FORCE INDEX (…)` of the journal's unit id index, so that reading or
+   * deleting units' rows touches theirs only, whatever the journal's size; `''` elsewhere.
+   */
+  private forceJournalIndex(): string {
+    return this.mysql && this.journalIndex ? ` FORCE INDEX (${this.driver.escape(this.journalIndex)})` : '';
+  }
+
   private journalStatements(): JournalStatements {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const unit = metadata.findColumnWithPropertyName('unitId')!;
@@ -674,8 +707,15 @@ export class WriteStatements {
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
+    // MySQL/MariaDB: the multi-table form (`USING`), the only one that takes an index hint.
+    // Without it the optimizer scans a small journal (the usual: the rows of units in flight),
+    // and a scanning DELETE locks every row it reads, other batches' locked rows too: two
+    // batches in flight each waited for a row of the other's (a deadlock).
+    const deleteIn = this.journalIndex
+      ? `DELETE FROM j USING ${table} AS j${this.forceJournalIndex()} WHERE j.${column} IN `
+      : `DELETE FROM ${table} WHERE ${column} IN `;
     return {
-      deleteIn: `DELETE FROM ${table} WHERE ${column} IN `,
+      deleteIn,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
       deleteBefore: (index) => `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}))`,
       deleteChecked: (index) =>
