@@ -33,7 +33,11 @@ interface SetUp {
   loadgenMs: number;
 }
 
-/** CPU seconds (user + system) used so far by the processes named `postgres`, or undefined without /proc or PostgreSQL here. */
+/**
+ * CPU seconds (user + system) used so far by the processes named `postgres` and their ended
+ * children, or undefined without /proc or PostgreSQL here. Other clients' work on the same
+ * server counts too: run it on an otherwise idle machine.
+ */
 function postgresCpuSeconds(): number | undefined {
   let total = 0;
   let found = false;
@@ -46,9 +50,11 @@ function postgresCpuSeconds(): number | undefined {
   for (const pid of pids) {
     try {
       if (!readFileSync(`/proc/${pid}/comm`, 'utf8').startsWith('postgres')) continue;
-      // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+      // Fields after the command's closing parenthesis: utime, stime, cutime and cstime are the
+      // 12th to 15th. The last two hold the CPU time of ended children (backends whose
+      // connection closed, reaped by the postmaster), so that the sum never goes back.
       const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / TICKS;
+      total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) / TICKS;
       found = true;
     } catch {
       // The process ended meanwhile.
