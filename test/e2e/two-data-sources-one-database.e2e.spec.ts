@@ -261,3 +261,77 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources
     }
   }, 60_000);
 });
+
+describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources on one database, a recovery racing the unit storing its rows, on %s', (kind) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /**
+   * SQLite has one writer: the unit's store cannot hold its row deleted while its events
+   * commit. Its events and its marker commit first, then its row is deleted: a recovery that
+   * read the row before that commit and deletes it before the unit does (its DELETE failing
+   * here, as a crash between the two would leave it) finds the marker, and stores nothing.
+   */
+  it('a recovery that read the row before the marker, deleting it before the unit: one record, an empty journal', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `store-race-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
+    const keepRows = async (on: boolean): Promise<void> => {
+      const connection = await new DataSource(db.options).initialize();
+      try {
+        await connection.query(
+          on
+            ? `CREATE TRIGGER keep_journal_rows BEFORE DELETE ON audit_journal WHEN OLD.entry NOT LIKE '%"stored":true%' BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END`
+            : 'DROP TRIGGER IF EXISTS keep_journal_rows',
+        );
+      } finally {
+        await connection.destroy();
+      }
+    };
+    try {
+      const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+      const journal = paused.main.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      closeGate();
+      const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      expect(await journal.count()).toBe(1);
+
+      // The rescuer reads the row (no marker yet) and stops before its transaction.
+      const auditTransaction = rescuer.audit.transaction.bind(rescuer.audit) as (...args: unknown[]) => Promise<unknown>;
+      let reached!: () => void;
+      const atTransaction = new Promise<void>((resolve) => (reached = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      vi.spyOn(rescuer.audit, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
+        reached();
+        await released;
+        return auditTransaction(...args);
+      }) as never);
+      const id = paused.app.get(JournalRecovery).instanceId;
+      await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      const pass = rescuer.app.get(JournalRecovery).runPass();
+      await atTransaction;
+
+      // The unit stores its events and its marker; its row stays (its DELETE fails).
+      await keepRows(true);
+      gate.open!();
+      const status = (await answer).status;
+      await keepRows(false);
+      release();
+      await pass;
+      // The marker left is cleared once old enough.
+      await sleep(1_100);
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
+
+      const record = (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+      expect({ status, record, journal: await journal.count() }).toEqual({ status: 200, record: [['order.gated', 'intent', 'success']], journal: 0 });
+    } finally {
+      gate.open?.();
+      await keepRows(false).catch(() => undefined);
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+});
