@@ -387,7 +387,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       const markers = new Set(rows.filter((row) => row.entry.stored).map((row) => row.id));
       const unstored = markers.has(unitId) ? [] : changed.filter((row) => !markers.has(rowMarkerId(row.id)));
       const events = unstored.length ? this.eventsOf(unstored) : [];
-      const outcome = await this.replaceRows(new Map([[dataSource, ids]]), events, unitId, [], []);
+      // A unit storing the rows may commit their markers after this read (its delete of them,
+      // in the other data source's transaction, then rolled back): looked for again after the
+      // DELETE. Only other data sources' rows get markers.
+      const recheck = this.dataSources.others.length > 0 ? unstored.map((row) => row.id) : [];
+      const outcome = await this.replaceRows(new Map([[dataSource, ids]]), events, unitId, [], [], recheck);
       if (outcome === 'stored' && events.length) this.logger.warn(`Audit: recovered ${events.length} event(s) of unit ${unitId} from the journal`);
       return;
     }
@@ -453,7 +457,9 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * the events were stored already and are not stored again (`marked`: the rows are only
    * deleted); some there, part of them was recovered elsewhere (`gone`) — and otherwise
    * writes them with the events (`stored`); the markers (and those of `staleRows`) are
-   * deleted last.
+   * deleted last. The rows of the audit data source in `recheck` are rows of another data
+   * source too (two data sources on one database, one journal table): once they are
+   * deleted, their markers are looked for in the same transaction (see {@link storedSince}).
    */
   replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markedRows?: readonly string[]): Promise<ReplaceOutcome> {
     const elsewhere = [...journal].flatMap(([dataSource, ids]) => (dataSource === this.dataSource ? [] : ids));
@@ -466,6 +472,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     unitId: string,
     markedRows: readonly string[],
     staleRows: readonly string[] = [],
+    recheck: readonly string[] = [],
   ): Promise<ReplaceOutcome> {
     // A row's marker has an id of its own, not the row's: two data sources may share one journal table.
     const markers = markedRows.map(rowMarkerId);
@@ -482,6 +489,14 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     };
     const store = async (manager: EntityManager): Promise<void> => {
       await deleteAll(manager, own);
+      if (recheck.length) {
+        const stored = await this.storedSince(manager, unitId, recheck);
+        if (stored === 'all') {
+          outcome = 'marked';
+          return;
+        }
+        if (stored === 'some') throw new AlreadyRecovered();
+      }
       if (elsewhere.length && markers.length) {
         const repository = manager.getRepository(AuditJournalEntity);
         let found = 0;
@@ -521,6 +536,37 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       }
     }
     return outcome;
+  }
+
+  /**
+   * In the transaction that has just deleted `rowIds` from the audit data source's journal
+   * (rows another data source's journal holds too, two data sources on one database): did a
+   * unit store their events since they were read? Its store commits their markers while its
+   * own transaction holds the rows (deleted, not committed); if that transaction then rolls
+   * back, the rows are back and this DELETE, which waited on them, takes them. The unit's
+   * marker, or every row's, says `all` (the row markers found are deleted here, with the
+   * rows; the unit's stays, for its rows in other journals); some rows' markers, `some`
+   * (part of the rows stored elsewhere: the next pass reads them with their markers);
+   * none, `none`.
+   * Markers committed before the DELETE returned are seen: PostgreSQL reads each
+   * statement's committed rows; MySQL and MariaDB, by a locking read (a plain one reads the
+   * snapshot of the transaction's first plain read, which may be older than the marker);
+   * SQLite has one writer, which this transaction now is.
+   */
+  private async storedSince(manager: EntityManager, unitId: string, rowIds: readonly string[]): Promise<'all' | 'some' | 'none'> {
+    const markers = [unitId, ...rowIds.map(rowMarkerId)];
+    const locking = SHARE_LOCKING.has(manager.connection.options.type);
+    const found = new Set<string>();
+    for (const chunk of chunks(markers, IDS_PER_STATEMENT)) {
+      const qb = manager.getRepository(AuditJournalEntity).createQueryBuilder('j').select('j.id', 'id').where('j.id IN (:...ids)', { ids: chunk });
+      if (locking) qb.setLock('pessimistic_read');
+      for (const row of await qb.getRawMany<{ id: string }>()) found.add(row.id);
+    }
+    if (found.has(unitId)) return 'all';
+    if (found.size === 0) return 'none';
+    if (found.size < rowIds.length) return 'some';
+    for (const chunk of chunks([...found], IDS_PER_STATEMENT)) await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute();
+    return 'all';
   }
 
   /** The events of a unit known only from its journal rows. */
@@ -576,6 +622,8 @@ export type ReplaceOutcome = 'stored' | 'marked' | 'gone';
  */
 const IDS_PER_STATEMENT = 500;
 const MARKERS_PER_STATEMENT = 200;
+/** Drivers whose read of committed markers in a transaction (see `storedSince`) is a locking one (`FOR SHARE`, `LOCK IN SHARE MODE`). */
+const SHARE_LOCKING: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb', 'mysql', 'mariadb', 'aurora-mysql']);
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];

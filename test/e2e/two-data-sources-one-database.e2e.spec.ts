@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { Order } from '../app/order.entity.js';
-import { sharedDatabase, sleep } from '../support/paused-instances.js';
+import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 import { twoDataSourceInstance, type TwoDataSourceInstance } from '../support/two-data-source-instances.js';
 
@@ -20,6 +20,15 @@ class ShopController {
   @Audited('order.noted')
   async audited(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
     await this.orders.update({ id }, { note: 'x' });
+    return { id };
+  }
+
+  /** Commits a change (its journal row is written in the main data source), then waits for the gate. */
+  @Patch(':id/gated')
+  @Audited('order.gated')
+  async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
+    await this.orders.update({ id }, { status: 'gated' });
+    await gate.opened;
     return { id };
   }
 }
@@ -154,6 +163,174 @@ describe.each(databases())('two data sources on one database, a unit stored whos
     } finally {
       await app.app.close().catch(() => undefined);
       await rescuer?.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+});
+
+describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources on one database, a recovery racing the unit storing its rows, on %s', (kind) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /** Whether a DELETE of the journal waits for a row lock (in this test's schema or database). */
+  const deleteIsWaiting = async (app: TwoDataSourceInstance, db: TestDatabase): Promise<boolean> => {
+    const journal = app.audit.getMetadata(AuditJournalEntity).tableName;
+    if (kind === 'postgres') {
+      const schema = (db.options as { schema: string }).schema;
+      const [row] = await app.audit.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`, [
+        `DELETE FROM "${schema}"."${journal}"%`,
+      ]);
+      return Number(row.n) > 0;
+    }
+    const database = (db.options as { database: string }).database;
+    // A DELETE still running after 200 ms waits for a row's lock.
+    const [row] = await app.audit.query(
+      `SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND COMMAND = 'Query' AND INFO LIKE ? AND TIME_MS > 200`,
+      [database, `DELETE FROM \`${journal}\`%`],
+    );
+    return Number(row.n) > 0;
+  };
+
+  /**
+   * The unit's store: its main data source's transaction deletes its journal row (and holds
+   * the row's lock) while the audit data source's transaction stores its events and the
+   * row's marker; that commits, then the main data source's COMMIT fails, so the row comes
+   * back. Another instance, which took the unit's instance for dead, read the row before
+   * the marker was there and waited on the lock to delete it: finding the marker then, it
+   * stores nothing, and the unit's record is the one it stored itself.
+   */
+  it('a recovery that read the row before the marker, the main COMMIT of the unit failing: one record, an empty journal', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `store-race-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
+    try {
+      const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+      const journal = paused.main.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      closeGate();
+      const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      expect(await journal.count()).toBe(1);
+
+      // The unit's main data source's transaction fails at its COMMIT (after its work: the row's DELETE, the audit transaction).
+      const mainTransaction = paused.main.transaction.bind(paused.main) as (...args: unknown[]) => Promise<unknown>;
+      vi.spyOn(paused.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
+        const work = args[args.length - 1] as (manager: unknown) => Promise<unknown>;
+        return mainTransaction(...args.slice(0, -1), async (manager: unknown) => {
+          await work(manager);
+          throw new Error('injected commit failure');
+        });
+      }) as never);
+      // Its audit data source's transaction starts once the recovery waits on the row.
+      const auditTransaction = paused.audit.transaction.bind(paused.audit) as (...args: unknown[]) => Promise<unknown>;
+      let reached!: () => void;
+      const atAudit = new Promise<void>((resolve) => (reached = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      vi.spyOn(paused.audit, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
+        reached();
+        await released;
+        return auditTransaction(...args);
+      }) as never);
+      gate.open!();
+      await atAudit;
+
+      // The row is deleted, not committed: the rescuer reads it (no marker yet) and its DELETE waits.
+      const id = paused.app.get(JournalRecovery).instanceId;
+      await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      const pass = rescuer.app.get(JournalRecovery).runPass();
+      for (let waited = 0; !(await deleteIsWaiting(rescuer, db)); waited += 50) {
+        if (waited > 20_000) throw new Error('the recovery never waited on the journal row of the unit');
+        await sleep(50);
+      }
+      release();
+      const status = (await answer).status;
+      await pass;
+      vi.restoreAllMocks();
+      // The unit's retry, and more passes: nothing more is stored.
+      await paused.app.get(JournalRecovery).runPass().catch(() => undefined);
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
+
+      const record = (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+      expect({ status, record, journal: await journal.count() }).toEqual({ status: 500, record: [['order.gated', 'intent', 'success']], journal: 0 });
+    } finally {
+      gate.open?.();
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+});
+
+describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources on one database, a recovery racing the unit storing its rows, on %s', (kind) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /**
+   * SQLite has one writer: the unit's store cannot hold its row deleted while its events
+   * commit. Its events and its marker commit first, then its row is deleted: a recovery that
+   * read the row before that commit and deletes it before the unit does (its DELETE failing
+   * here, as a crash between the two would leave it) finds the marker, and stores nothing.
+   */
+  it('a recovery that read the row before the marker, deleting it before the unit: one record, an empty journal', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `store-race-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
+    const keepRows = async (on: boolean): Promise<void> => {
+      const connection = await new DataSource(db.options).initialize();
+      try {
+        await connection.query(
+          on
+            ? `CREATE TRIGGER keep_journal_rows BEFORE DELETE ON audit_journal WHEN OLD.entry NOT LIKE '%"stored":true%' BEGIN SELECT RAISE(ABORT, 'injected delete failure'); END`
+            : 'DROP TRIGGER IF EXISTS keep_journal_rows',
+        );
+      } finally {
+        await connection.destroy();
+      }
+    };
+    try {
+      const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+      const journal = paused.main.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      closeGate();
+      const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      expect(await journal.count()).toBe(1);
+
+      // The rescuer reads the row (no marker yet) and stops before its transaction.
+      const auditTransaction = rescuer.audit.transaction.bind(rescuer.audit) as (...args: unknown[]) => Promise<unknown>;
+      let reached!: () => void;
+      const atTransaction = new Promise<void>((resolve) => (reached = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      vi.spyOn(rescuer.audit, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
+        reached();
+        await released;
+        return auditTransaction(...args);
+      }) as never);
+      const id = paused.app.get(JournalRecovery).instanceId;
+      await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      const pass = rescuer.app.get(JournalRecovery).runPass();
+      await atTransaction;
+
+      // The unit stores its events and its marker; its row stays (its DELETE fails).
+      await keepRows(true);
+      gate.open!();
+      const status = (await answer).status;
+      await keepRows(false);
+      release();
+      await pass;
+      // The marker left is cleared once old enough.
+      await sleep(1_100);
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
+
+      const record = (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+      expect({ status, record, journal: await journal.count() }).toEqual({ status: 200, record: [['order.gated', 'intent', 'success']], journal: 0 });
+    } finally {
+      gate.open?.();
+      await keepRows(false).catch(() => undefined);
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
       await db.drop();
     }
   }, 60_000);
