@@ -1,12 +1,13 @@
 // Two data sources pointed at one database (a PostgreSQL schema, a MariaDB database, a
 // SQLite file) share its audit_journal table: a marker of a journal row (in the audit data
 // source's journal) must not be taken for the row itself.
-import { Controller, Param, ParseIntPipe, Patch } from '@nestjs/common';
+import { Controller, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { DataSource, type Repository } from 'typeorm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
+import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { Order } from '../app/order.entity.js';
 import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
@@ -21,6 +22,16 @@ class ShopController {
   async audited(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
     await this.orders.update({ id }, { note: 'x' });
     return { id };
+  }
+
+  /** Twelve orders in one transaction: past a memory bound of ten changes (two per event), they are kept in the journal only. */
+  @Post('batch')
+  @Audited('order.batch')
+  async batch(): Promise<{ count: number }> {
+    await this.orders.manager.transaction(async (manager) => {
+      for (let i = 0; i < 12; i++) await manager.getRepository(Order).save({ status: 'batch', total: i });
+    });
+    return { count: 12 };
   }
 
   /** Commits a change (its journal row is written in the main data source), then waits for the gate. */
@@ -331,6 +342,60 @@ describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources
       await keepRows(false).catch(() => undefined);
       await paused.app.close().catch(() => undefined);
       await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+});
+
+/**
+ * SQLite: the two data sources are two connections to one file, and one of them can write
+ * at a time. The paths that store a unit's events while its rows in the other data source
+ * are deleted (a retry, the parts of a unit past its memory bound) must not hold one
+ * connection's transaction open while the other writes.
+ */
+describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources on one SQLite file, a unit stored through both connections, on %s', (kind) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it('a unit whose first store failed is stored by its retry', async () => {
+    const db = await sharedDatabase(kind);
+    const app = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
+    try {
+      const order = await app.main.getRepository(Order).save({ status: 'new', total: 1 });
+      const journal = app.main.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      await app.audit.getRepository(AuditLogEntity).clear();
+      vi.spyOn(AuditWriter.prototype, 'write').mockRejectedValueOnce(new Error('injected write failure'));
+      const response = await fetch(`${app.url}/shop/${order.id}/audited`, { method: 'PATCH', headers: { 'x-request-id': 'sqlite-retry' } });
+      expect(response.status, 'fail-closed: the first store failed').toBe(500);
+      expect(await journal.count()).toBe(1);
+
+      const started = Date.now();
+      await app.app.get(JournalRecovery).runPass();
+      const record = (await app.audit.getRepository(AuditLogEntity).findBy({ requestId: 'sqlite-retry' })).map((row) => [row.action, row.outcome]);
+      expect({ record, journal: await journal.count() }).toEqual({ record: [['order.noted', 'success']], journal: 0 });
+      expect(Date.now() - started, 'the retry does not wait for a lock its own transaction holds').toBeLessThan(3_000);
+    } finally {
+      await app.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+
+  it('a unit past its memory bound is stored whole', async () => {
+    const db = await sharedDatabase(kind);
+    const app = await twoDataSourceInstance(db, db, { recoverAfter: 60_000, maxChangesPerEvent: 2 }, [ShopController]);
+    try {
+      const journal = app.main.getRepository(AuditJournalEntity);
+      const spilled = vi.spyOn(JournalRecovery.prototype, 'spilledBatches');
+      const started = Date.now();
+      const response = await fetch(`${app.url}/shop/batch`, { method: 'POST', headers: { 'x-request-id': 'sqlite-spilled' } });
+      expect(spilled, 'the unit kept its changes in the journal only').toHaveBeenCalled();
+      const rows = await app.audit.getRepository(AuditLogEntity).findBy({ requestId: 'sqlite-spilled' });
+      const inserted = rows.flatMap((row) => row.changes.filter((change) => change.entity === 'Order' && change.operation === 'insert'));
+      expect({ status: response.status, actions: [...new Set(rows.map((row) => row.action))], inserted: inserted.length }).toEqual({ status: 201, actions: ['order.batch'], inserted: 12 });
+      expect(await journal.count()).toBe(0);
+      expect(Date.now() - started, 'no transaction waits for a lock another of the same unit holds').toBeLessThan(3_000);
+    } finally {
+      await app.app.close().catch(() => undefined);
       await db.drop();
     }
   }, 60_000);
