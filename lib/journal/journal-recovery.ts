@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { resolve } from 'node:path';
 import {
   Inject,
   Injectable,
@@ -24,6 +25,7 @@ import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
+import { isSqlite } from '../storage/write-statements.js';
 import { AuditJournal } from './audit-journal.js';
 import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';
 
@@ -474,12 +476,24 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     staleRows: readonly string[] = [],
     recheck: readonly string[] = [],
   ): Promise<ReplaceOutcome> {
+    // Another connection to the audit data source's SQLite file: one of the two writes at a
+    // time, so its rows are deleted here, in the transaction that stores their events (the
+    // same table), not in a transaction of its own around it (which would hold the file).
+    const own = [...(journal.get(this.dataSource) ?? [])];
+    const elsewhere: Array<[DataSource, readonly string[]]> = [];
+    const folded = new Set<string>();
+    for (const [dataSource, ids] of journal) {
+      if (dataSource === this.dataSource || ids.length === 0) continue;
+      if (!sameSqliteFile(dataSource, this.dataSource)) elsewhere.push([dataSource, ids]);
+      else {
+        own.push(...ids);
+        for (const id of ids) folded.add(id);
+      }
+    }
     // A row's marker has an id of its own, not the row's: two data sources may share one journal table.
-    const markers = markedRows.map(rowMarkerId);
+    const markers = markedRows.filter((id) => !folded.has(id)).map(rowMarkerId);
     const staleMarkers = staleRows.map(rowMarkerId);
     let outcome: 'stored' | 'marked' = 'stored';
-    const own = journal.get(this.dataSource) ?? [];
-    const elsewhere = [...journal].filter(([dataSource, ids]) => dataSource !== this.dataSource && ids.length > 0);
     const deleteAll = async (manager: EntityManager, ids: readonly string[]): Promise<void> => {
       let deleted = 0;
       for (const chunk of chunks(ids, IDS_PER_STATEMENT)) {
@@ -489,6 +503,10 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     };
     const store = async (manager: EntityManager): Promise<void> => {
       await deleteAll(manager, own);
+      // Rows of that file's other connection that earlier tries marked: their markers go with them.
+      if (elsewhere.length === 0 && folded.size && staleMarkers.length) {
+        for (const chunk of chunks(staleMarkers, IDS_PER_STATEMENT)) await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute();
+      }
       if (recheck.length) {
         const stored = await this.storedSince(manager, unitId, recheck);
         if (stored === 'all') {
@@ -624,6 +642,17 @@ const IDS_PER_STATEMENT = 500;
 const MARKERS_PER_STATEMENT = 200;
 /** Drivers whose read of committed markers in a transaction (see `storedSince`) is a locking one (`FOR SHARE`, `LOCK IN SHARE MODE`). */
 const SHARE_LOCKING: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb', 'mysql', 'mariadb', 'aurora-mysql']);
+
+/** Whether two data sources are connections to one SQLite database file (not `:memory:`, which each connection has of its own). */
+function sameSqliteFile(a: DataSource, b: DataSource): boolean {
+  if (!isSqlite(a) || !isSqlite(b)) return false;
+  const file = (dataSource: DataSource): string | undefined => {
+    const database = (dataSource.options as { database?: unknown }).database;
+    return typeof database === 'string' && database !== ':memory:' && database !== '' ? resolve(database) : undefined;
+  };
+  const fileOfA = file(a);
+  return fileOfA !== undefined && fileOfA === file(b);
+}
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
