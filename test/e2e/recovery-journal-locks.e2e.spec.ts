@@ -192,4 +192,68 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('units with journ
     expect(await mainSource.getRepository(AuditJournalEntity).count()).toBe(0);
     expect(await auditSource.getRepository(AuditJournalEntity).count()).toBe(0);
   }, 90_000);
+
+  /** Makes the next `failures` inserts into `audit_log` fail with the database's own deadlock error (counted by a sequence, which a rollback does not undo). */
+  async function deadlockNext(failures: number): Promise<() => Promise<void>> {
+    const q = (sql: string) => auditSource.query(sql);
+    if (kind === 'postgres') {
+      const schema = (audit.options as { schema?: string }).schema!;
+      await q(`CREATE SEQUENCE "${schema}".deadlocks_made`);
+      await q(`CREATE FUNCTION "${schema}".deadlock_first() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+          IF nextval('"${schema}".deadlocks_made') <= ${failures} THEN
+            RAISE EXCEPTION 'deadlock detected (made by the test)' USING ERRCODE = '40P01';
+          END IF;
+          RETURN NULL;
+        END $f$`);
+      await q(`CREATE TRIGGER deadlock_first BEFORE INSERT ON "${schema}".audit_log FOR EACH STATEMENT EXECUTE FUNCTION "${schema}".deadlock_first()`);
+      return async () => {
+        await q(`DROP TRIGGER deadlock_first ON "${schema}".audit_log`);
+        await q(`DROP FUNCTION "${schema}".deadlock_first()`);
+        await q(`DROP SEQUENCE "${schema}".deadlocks_made`);
+      };
+    }
+    await q('CREATE SEQUENCE `deadlocks_made`');
+    await q(`CREATE TRIGGER deadlock_first BEFORE INSERT ON \`audit_log\` FOR EACH ROW
+      BEGIN
+        IF NEXTVAL(\`deadlocks_made\`) <= ${failures} THEN
+          SIGNAL SQLSTATE '40001' SET MYSQL_ERRNO = 1213, MESSAGE_TEXT = 'Deadlock found when trying to get lock (made by the test)';
+        END IF;
+      END`);
+    return async () => {
+      await q('DROP TRIGGER deadlock_first');
+      await q('DROP SEQUENCE `deadlocks_made`');
+    };
+  }
+
+  it('a unit whose store loses to another transaction three times in a row is stored, once, and its request answered 200', async () => {
+    const order = await mainSource.getRepository(Order).save({ status: 'new', total: 1 });
+    await app.get(JournalRecovery).runPass();
+    await auditSource.getRepository(AuditLogEntity).clear();
+    const undo = await deadlockNext(3);
+    try {
+      const response = await fetch(`${url}/shop/${order.id}/noted`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ note: 'retried' }) });
+      expect(response.status).toBe(200);
+    } finally {
+      await undo();
+    }
+    expect(await auditSource.getRepository(AuditLogEntity).countBy({ action: 'order.noted' })).toBe(1);
+    expect(await mainSource.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect(await auditSource.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+
+  it.runIf(kind === 'mariadb')('journal tables without the unit id index: units are stored once, their rows and markers deleted', async () => {
+    const order = await mainSource.getRepository(Order).save({ status: 'new', total: 1 });
+    const user = await auditSource.getRepository(User).save({ email: 'without-index@example.test' });
+    await app.get(JournalRecovery).runPass();
+    await auditSource.getRepository(AuditLogEntity).clear();
+    for (const source of [mainSource, auditSource]) await source.query('DROP INDEX `idx_audit_journal_unit` ON `audit_journal`');
+    for (const note of ['first', 'second']) {
+      const response = await fetch(`${url}/shop/${order.id}/both/${user.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ note }) });
+      expect(response.status).toBe(200);
+    }
+    expect(await auditSource.getRepository(AuditLogEntity).countBy({ action: 'order.handed-over' })).toBe(2);
+    expect(await mainSource.getRepository(AuditJournalEntity).count()).toBe(0);
+    expect(await auditSource.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
 });
