@@ -524,8 +524,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     // the unit's rows, and no other unit's rows or the gaps that their INSERTs go into.
     const nest = (index: number): Promise<void> => {
       const next = elsewhere[index];
-      if (!next) return readCommittedTransaction(this.dataSource.manager, store);
-      return readCommittedTransaction(next[0].manager, async (manager: EntityManager) => {
+      if (!next) return readCommittedTransaction(this.dataSource, store);
+      return readCommittedTransaction(next[0], async (manager: EntityManager) => {
         await deleteAll(manager, next[1]);
         await nest(index + 1);
       });
@@ -539,16 +539,21 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     }
     if (elsewhere.length && markers.length + staleMarkers.length > 0) {
       try {
-        await retryTransient(() =>
-          readCommittedTransaction(this.dataSource.manager, async (manager) => {
-            for (const chunk of chunks([...markers, ...staleMarkers], IDS_PER_STATEMENT)) await this.deleteRows(manager, unitId, chunk);
-          }),
-        );
+        await this.deleteMarkers(unitId, [...markers, ...staleMarkers]);
       } catch (error) {
         this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`);
       }
     }
     return outcome;
+  }
+
+  /** Deletes markers `ids` of unit `unitId` from the audit data source's journal, once their unit's stores have committed. */
+  private deleteMarkers(unitId: string, ids: readonly string[]): Promise<void> {
+    return retryTransient(() =>
+      readCommittedTransaction(this.dataSource, async (manager) => {
+        for (const chunk of chunks(ids, IDS_PER_STATEMENT)) await this.deleteRows(manager, unitId, chunk);
+      }),
+    );
   }
 
   /**
