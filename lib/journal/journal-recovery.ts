@@ -25,7 +25,12 @@ import { AuditJournalEntity } from '../storage/audit-journal.entity.js';
 import { AuditSubjectEntity } from '../storage/audit-subject.entity.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
+import { retryTransient } from '../storage/database-errors.js';
+import { JournalIndex } from '../storage/journal-index.js';
+import { readCommittedTransaction } from '../storage/read-committed.js';
+import { escapedTable } from '../storage/sql.js';
 import { isSqlite } from '../storage/write-statements.js';
+import { ownStatement } from '../capture/own-statements.js';
 import { AuditJournal } from './audit-journal.js';
 import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';
 
@@ -70,6 +75,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   private nextPass?: Promise<void>;
   private stopped = false;
   private shuttingDown?: Promise<void>;
+  /** Per data source, the journal's unit id index (see {@link journalIndex}). */
+  private readonly journalIndexes = new WeakMap<DataSource, JournalIndex>();
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -496,12 +503,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     let outcome: 'stored' | 'marked' = 'stored';
     const deleteAll = async (manager: EntityManager, ids: readonly string[]): Promise<void> => {
       let deleted = 0;
-      for (const chunk of chunks(ids, IDS_PER_STATEMENT)) {
-        deleted += (await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute()).affected ?? 0;
-      }
+      for (const chunk of chunks(ids, IDS_PER_STATEMENT)) deleted += await this.deleteRows(manager, unitId, chunk);
       if (deleted !== ids.length) throw new AlreadyRecovered();
     };
     const store = async (manager: EntityManager): Promise<void> => {
+      outcome = 'stored';
       await deleteAll(manager, own);
       // Rows of that file's other connection that earlier tries marked: their markers go with them.
       if (elsewhere.length === 0 && folded.size && staleMarkers.length) {
@@ -518,7 +524,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       if (elsewhere.length && markers.length) {
         const repository = manager.getRepository(AuditJournalEntity);
         let found = 0;
-        for (const chunk of chunks(markers, IDS_PER_STATEMENT)) found += await repository.count({ where: { id: In(chunk) } });
+        for (const chunk of chunks(markers, IDS_PER_STATEMENT)) found += await repository.count({ where: { unitId, id: In(chunk) } });
         if (found === markers.length) {
           outcome = 'marked';
           return;
@@ -532,28 +538,40 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       }
       await this.writer.write(events, { manager });
     };
+    // On MySQL and MariaDB at READ COMMITTED (see readCommittedTransaction): the DELETEs lock
+    // the unit's rows, and no other unit's rows or the gaps that their INSERTs go into.
     const nest = (index: number): Promise<void> => {
       const next = elsewhere[index];
-      if (!next) return this.dataSource.transaction(store);
-      return next[0].transaction(async (manager: EntityManager) => {
+      if (!next) return readCommittedTransaction(this.dataSource, store);
+      return readCommittedTransaction(next[0], async (manager: EntityManager) => {
         await deleteAll(manager, next[1]);
         await nest(index + 1);
       });
     };
     try {
-      await nest(0);
+      // Lost to another transaction (deadlock, lock timeout): every transaction of it has rolled back, and it runs again.
+      await retryTransient(() => nest(0));
     } catch (error) {
       if (error instanceof AlreadyRecovered) return 'gone';
       throw error;
     }
     if (elsewhere.length && markers.length + staleMarkers.length > 0) {
       try {
-        for (const chunk of chunks([...markers, ...staleMarkers], IDS_PER_STATEMENT)) await this.dataSource.getRepository(AuditJournalEntity).delete({ id: In(chunk) });
+        await this.deleteMarkers(unitId, [...markers, ...staleMarkers]);
       } catch (error) {
         this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`);
       }
     }
     return outcome;
+  }
+
+  /** Deletes markers `ids` of unit `unitId` from the audit data source's journal, once their unit's stores have committed. */
+  private deleteMarkers(unitId: string, ids: readonly string[]): Promise<void> {
+    return retryTransient(() =>
+      readCommittedTransaction(this.dataSource, async (manager) => {
+        for (const chunk of chunks(ids, IDS_PER_STATEMENT)) await this.deleteRows(manager, unitId, chunk);
+      }),
+    );
   }
 
   /**
@@ -568,23 +586,85 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * none, `none`.
    * Markers committed before the DELETE returned are seen: PostgreSQL reads each
    * statement's committed rows; MySQL and MariaDB, by a locking read (a plain one reads the
-   * snapshot of the transaction's first plain read, which may be older than the marker);
-   * SQLite has one writer, which this transaction now is.
+   * rows committed before it at READ COMMITTED, the transaction's level, but the snapshot
+   * of the transaction's first plain read where the server refused that level, which may
+   * be older than the marker); SQLite has one writer, which this transaction now is. The
+   * markers are the unit's rows (their unit id is the unit's): on MySQL and MariaDB the
+   * read goes through the unit id index, and locks none of other units' rows.
    */
   private async storedSince(manager: EntityManager, unitId: string, rowIds: readonly string[]): Promise<'all' | 'some' | 'none'> {
     const markers = [unitId, ...rowIds.map(rowMarkerId)];
-    const locking = SHARE_LOCKING.has(manager.connection.options.type);
     const found = new Set<string>();
     for (const chunk of chunks(markers, IDS_PER_STATEMENT)) {
-      const qb = manager.getRepository(AuditJournalEntity).createQueryBuilder('j').select('j.id', 'id').where('j.id IN (:...ids)', { ids: chunk });
-      if (locking) qb.setLock('pessimistic_read');
-      for (const row of await qb.getRawMany<{ id: string }>()) found.add(row.id);
+      for (const id of await this.lockedRows(manager, unitId, chunk)) found.add(id);
     }
     if (found.has(unitId)) return 'all';
     if (found.size === 0) return 'none';
     if (found.size < rowIds.length) return 'some';
-    for (const chunk of chunks([...found], IDS_PER_STATEMENT)) await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute();
+    for (const chunk of chunks([...found], IDS_PER_STATEMENT)) await this.deleteRows(manager, unitId, chunk);
     return 'all';
+  }
+
+  /**
+   * The journal's unit id index in `dataSource`, which {@link deleteRows} and
+   * {@link lockedRows} name on MySQL and MariaDB (until the table turns out to lack it).
+   */
+  private journalIndex(dataSource: DataSource): JournalIndex {
+    let index = this.journalIndexes.get(dataSource);
+    if (!index) this.journalIndexes.set(dataSource, (index = new JournalIndex(dataSource)));
+    return index;
+  }
+
+  /**
+   * Deletes those of the journal rows `ids` that are there, rows of unit `unitId`, in
+   * `manager`'s transaction; returns how many it deleted. On MySQL and MariaDB through the
+   * unit id index: without it a DELETE by id was planned as a scan of a small journal,
+   * which locks every row it reads (other units' rows being stored, and, at REPEATABLE
+   * READ, the gaps that their INSERTs go into: two units deadlocked).
+   */
+  private async deleteRows(manager: EntityManager, unitId: string, ids: readonly string[]): Promise<number> {
+    const index = this.journalIndex(manager.connection);
+    if (!index.named) return (await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId, id: In(ids) }).execute()).affected ?? 0;
+    const { head, column } = index.deleteWhere();
+    const sql = `${head}${column('unitId')} = ? AND ${column('id')} IN (${ids.map(() => '?').join(', ')})`;
+    try {
+      return ((await manager.query(sql, ownStatement([unitId, ...ids]))) as { affectedRows: number }).affectedRows;
+    } catch (error) {
+      // A journal table made without the index: refused before anything was done, the transaction goes on.
+      if (!index.refused(error)) throw error;
+      index.drop();
+      return this.deleteRows(manager, unitId, ids);
+    }
+  }
+
+  /**
+   * Those of the journal rows `ids` (rows of unit `unitId`) that are there, read in
+   * `manager`'s transaction and share-locked where the database can (`FOR SHARE`, `LOCK IN
+   * SHARE MODE`; SQLite has one writer); on MySQL and MariaDB through the unit id index.
+   */
+  private async lockedRows(manager: EntityManager, unitId: string, ids: readonly string[]): Promise<string[]> {
+    const index = this.journalIndex(manager.connection);
+    if (!index.named) {
+      const qb = manager
+        .getRepository(AuditJournalEntity)
+        .createQueryBuilder('j')
+        .select('j.id', 'id')
+        .where('j.unitId = :unitId AND j.id IN (:...ids)', { unitId, ids });
+      if (SHARE_LOCKING.has(manager.connection.options.type)) qb.setLock('pessimistic_read');
+      return (await qb.getRawMany<{ id: string }>()).map((row) => row.id);
+    }
+    const metadata = manager.connection.getMetadata(AuditJournalEntity);
+    const column = (propertyName: keyof AuditJournalEntity): string => `j.${manager.connection.driver.escape(metadata.findColumnWithPropertyName(propertyName)!.databaseName)}`;
+    const sql =
+      `SELECT ${column('id')} AS id FROM ${escapedTable(manager.connection, metadata)} AS j${index.hint()} ` +
+      `WHERE ${column('unitId')} = ? AND ${column('id')} IN (${ids.map(() => '?').join(', ')}) LOCK IN SHARE MODE`;
+    try {
+      return ((await manager.query(sql, ownStatement([unitId, ...ids]))) as Array<{ id: string }>).map((row) => row.id);
+    } catch (error) {
+      if (!index.refused(error)) throw error;
+      index.drop();
+      return this.lockedRows(manager, unitId, ids);
+    }
   }
 
   /** The events of a unit known only from its journal rows. */

@@ -7,7 +7,8 @@ import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
-import { classifyDatabaseError, driverErrorCode } from './database-errors.js';
+import { classifyDatabaseError, driverErrorCode, retryTransient } from './database-errors.js';
+import { readCommittedTransaction } from './read-committed.js';
 import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
 import { isGuardFailure, isSqlite, WriteStatements, type JournalGuard, type Statement } from './write-statements.js';
@@ -35,11 +36,6 @@ const ROWS_PER_BATCH = 2000;
 const DEFAULT_STATEMENT_BYTES = 64 * 1024 * 1024;
 /** Share of MySQL's `max_allowed_packet` one statement may fill: the rest is the margin. */
 const PACKET_SHARE = 0.9;
-/** Tries of a batch that loses to another transaction (deadlock, serialization failure, lock timeout), in all. */
-const TRANSIENT_ATTEMPTS = 5;
-/** The wait before the second try; doubled before each next one, and up to twice that with jitter (10–20, 20–40, 40–80, 80–160 ms). */
-const TRANSIENT_BACKOFF_MS = 10;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const NO_UNITS: readonly string[] = [];
 const NONE_GONE: ReadonlySet<number> = new Set();
 
@@ -374,10 +370,9 @@ export class AuditWriter {
 
   /**
    * Stores the callers' rows in one transaction, tried again after a deadlock, a
-   * serialization failure or a lock timeout (up to {@link TRANSIENT_ATTEMPTS} times in
-   * all, a few milliseconds apart, more each time, with jitter so that batches that lost
-   * to each other do not meet again). Returns the error, if any, or else the callers (by
-   * index) whose journal rows were gone, their rows not stored.
+   * serialization failure or a lock timeout (a few times, see {@link retryTransient}).
+   * Returns the error, if any, or else the callers (by index) whose journal rows were
+   * gone, their rows not stored.
    */
   private async attempt(batch: readonly Pending[]): Promise<{ error: unknown; gone?: undefined } | { error?: undefined; gone: ReadonlySet<number> }> {
     const rows = batch.length === 1 ? batch[0]!.rows : batch.flatMap((pending) => pending.rows);
@@ -388,15 +383,12 @@ export class AuditWriter {
     batch.forEach((pending, key) => {
       if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows, units: pending.units });
     });
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const gone = await this.store(this.dataSource.manager, rows, units, markers, guards);
-        if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
-        return { gone };
-      } catch (error) {
-        if (attempt >= TRANSIENT_ATTEMPTS || classifyDatabaseError(error) !== 'transient') return { error };
-        await sleep(TRANSIENT_BACKOFF_MS * 2 ** (attempt - 1) * (1 + Math.random()));
-      }
+    try {
+      const gone = await retryTransient(() => this.store(this.dataSource.manager, rows, units, markers, guards));
+      if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
+      return { gone };
+    } catch (error) {
+      return { error };
     }
   }
 
@@ -498,22 +490,11 @@ export class AuditWriter {
       return goneGuards.length ? new Set(goneGuards.map((guard) => guard.key)) : NONE_GONE;
     };
     if (manager.queryRunner?.isTransactionActive) return run(manager);
-    if (!statements.mysql || this.readCommittedRefused.has(manager.connection)) return manager.transaction(run);
     // MySQL and MariaDB: READ COMMITTED, so that the locking read takes the journal rows it
     // finds and no gaps (under REPEATABLE READ its next-key locks made concurrent batches
-    // deadlock). A server logging statements (binlog_format = STATEMENT) refuses InnoDB
-    // writes under READ COMMITTED (error 1665): there, the session's own level.
-    try {
-      return await manager.transaction('READ COMMITTED', run);
-    } catch (error) {
-      if (driverErrorCode(error) !== 'ER_BINLOG_STMT_MODE_AND_ROW_ENGINE') throw error;
-      this.readCommittedRefused.add(manager.connection);
-      return manager.transaction(run);
-    }
+    // deadlock).
+    return readCommittedTransaction(manager, run);
   }
-
-  /** Data sources whose server refused a write under READ COMMITTED (statement-based binary logging). */
-  private readonly readCommittedRefused = new WeakSet<DataSource>();
 
   private async run(manager: EntityManager, statements: WriteStatements, rows: readonly AuditLogEntity[], units: readonly string[], markers: readonly string[]): Promise<void> {
     const byteLimit = rows.length > 0 ? await this.statementByteLimit(manager) : DEFAULT_STATEMENT_BYTES;

@@ -121,3 +121,26 @@ export function driverErrorCode(error: unknown): string | undefined {
   const code = (error as { driverError?: { code?: unknown } } | null)?.driverError?.code;
   return typeof code === 'string' ? code : undefined;
 }
+
+/** Tries of work that loses to another transaction (deadlock, serialization failure, lock timeout), in all. */
+export const TRANSIENT_ATTEMPTS = 5;
+/** The wait before the second try; doubled before each next one, and up to twice that with jitter (10–20, 20–40, 40–80, 80–160 ms). */
+const TRANSIENT_BACKOFF_MS = 10;
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs `work` (a transaction, or statements that each are one), again after a deadlock, a
+ * serialization failure or a lock timeout (up to {@link TRANSIENT_ATTEMPTS} times in all,
+ * a few milliseconds apart, more each time, with jitter so that transactions that lost to
+ * each other do not meet again). Any other error, or the last one, is thrown.
+ */
+export async function retryTransient<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await work();
+    } catch (error) {
+      if (attempt >= TRANSIENT_ATTEMPTS || classifyDatabaseError(error) !== 'transient') throw error;
+      await sleep(TRANSIENT_BACKOFF_MS * 2 ** (attempt - 1) * (1 + Math.random()));
+    }
+  }
+}

@@ -3,6 +3,7 @@ import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 import { AuditSubjectEntity } from './audit-subject.entity.js';
 import { EventSubjects } from './event-subjects.js';
+import { JournalIndex } from './journal-index.js';
 import { escapedTable } from './sql.js';
 import { UtcDateTimeParameter } from './utc-date.transformer.js';
 import { MARKER_ENTRY } from '../journal/journal-entry.js';
@@ -294,11 +295,8 @@ export class WriteStatements {
   /** PostgreSQL: `audit_log` may be partitioned by month. */
   readonly postgres: boolean;
   private journal?: JournalStatements;
-  /**
-   * MySQL/MariaDB: the journal's index on the unit id, which the journal's locking read and
-   * DELETE name (`FORCE INDEX`); `undefined` where the table has none (see {@link withoutJournalIndex}).
-   */
-  private journalIndex?: string;
+  /** MySQL/MariaDB: the journal's index on the unit id, which the journal's locking read and DELETE name (`FORCE INDEX`). */
+  private readonly journalIndex: JournalIndex;
   private subjectSql?: SubjectStatements;
   private readonly subjects: EventSubjects;
   /** Positions of the event id and time among the event columns (a subject row takes their prepared values). */
@@ -334,11 +332,7 @@ export class WriteStatements {
     this.idColumn = this.columns.indexOf(metadata.primaryColumns[0]!);
     this.occurredAtColumn = this.columns.indexOf(metadata.findColumnWithPropertyName('occurredAt')!);
     this.subjects = new EventSubjects(entities);
-    if (this.mysql) {
-      const journal = dataSource.getMetadata(AuditJournalEntity);
-      const unit = journal.findColumnWithPropertyName('unitId');
-      this.journalIndex = journal.indices.find((index) => index.columns.length === 1 && index.columns[0] === unit)?.name;
-    }
+    this.journalIndex = new JournalIndex(dataSource);
     this.values = this.columns.map((column) => columnValue(driver, column));
     this.rowsPerStatement = this.unnest
       ? ROWS_PER_UNNEST
@@ -350,13 +344,13 @@ export class WriteStatements {
    * by hand): its statements name none from now on.
    */
   withoutJournalIndex(): void {
-    this.journalIndex = undefined;
+    this.journalIndex.drop();
     this.journal = undefined;
   }
 
   /** Whether the journal's statements name its unit id index (MySQL/MariaDB). */
   get namesJournalIndex(): boolean {
-    return this.journalIndex !== undefined;
+    return this.journalIndex.named;
   }
 
   /** PostgreSQL: whether `audit_log` is partitioned by month (a stored event is then known by its id and time, the table's key). */
@@ -443,7 +437,7 @@ export class WriteStatements {
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
       const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
-      statements.push({ sql: `SELECT ${id} AS id FROM ${table}${this.forceJournalIndex()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
+      statements.push({ sql: `SELECT ${id} AS id FROM ${table}${this.journalIndex.hint()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
     }
     return { statements };
   }
@@ -691,14 +685,6 @@ export class WriteStatements {
     return statements;
   }
 
-  /**
-   * MySQL/MariaDB: ` FORCE INDEX (…)` of the journal's unit id index, so that reading or
-   * deleting units' rows touches theirs only, whatever the journal's size; `''` elsewhere.
-   */
-  private forceJournalIndex(): string {
-    return this.mysql && this.journalIndex ? ` FORCE INDEX (${this.driver.escape(this.journalIndex)})` : '';
-  }
-
   private journalStatements(): JournalStatements {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const unit = metadata.findColumnWithPropertyName('unitId')!;
@@ -707,13 +693,12 @@ export class WriteStatements {
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
-    // MySQL/MariaDB: the multi-table form (`USING`), the only one that takes an index hint.
-    // Without it the optimizer scans a small journal (the usual: the rows of units in flight),
-    // and a scanning DELETE locks every row it reads, other batches' locked rows too: two
-    // batches in flight each waited for a row of the other's (a deadlock).
-    const deleteIn = this.journalIndex
-      ? `DELETE FROM j USING ${table} AS j${this.forceJournalIndex()} WHERE j.${column} IN `
-      : `DELETE FROM ${table} WHERE ${column} IN `;
+    // MySQL/MariaDB: through the unit id index (the multi-table form). Without it the
+    // optimizer scans a small journal (the usual: the rows of units in flight), and a
+    // scanning DELETE locks every row it reads, other batches' locked rows too: two batches
+    // in flight each waited for a row of the other's (a deadlock).
+    const { head, column: where } = this.journalIndex.deleteWhere();
+    const deleteIn = `${head}${where('unitId')} IN `;
     return {
       deleteIn,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,

@@ -87,16 +87,16 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
 
     // The recovering instance's marker, deleted after its commits, is deleted only once the
     // resumed unit has answered (its DELETE held back: a slow connection).
-    const markers = env.rescuer.audit.getRepository(AuditJournalEntity);
-    const deleteMarkers = markers.delete.bind(markers);
+    const recovery = env.rescuer.app.get(JournalRecovery) as unknown as { deleteMarkers: (...args: unknown[]) => Promise<void> };
+    const deleteMarkers = recovery.deleteMarkers.bind(recovery);
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     let reached!: () => void;
     const atDelete = new Promise<void>((resolve) => (reached = resolve));
-    const held = vi.spyOn(markers, 'delete').mockImplementationOnce(async (criteria) => {
+    const held = vi.spyOn(recovery, 'deleteMarkers').mockImplementationOnce(async (...args: unknown[]) => {
       reached();
       await released;
-      return deleteMarkers(criteria);
+      return deleteMarkers(...args);
     });
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
@@ -131,8 +131,8 @@ describe.each(databases())('an instance taken for dead whose journal rows are in
     expect(await journal.count()).toBe(1);
 
     // The recovering instance's DELETE of its marker, after its commits, fails (a connection reset): the marker stays.
-    const markers = env.rescuer.audit.getRepository(AuditJournalEntity);
-    const failed = vi.spyOn(markers, 'delete').mockRejectedValueOnce(new Error('Connection terminated unexpectedly'));
+    const recovery = env.rescuer.app.get(JournalRecovery) as unknown as { deleteMarkers: (...args: unknown[]) => Promise<void> };
+    const failed = vi.spyOn(recovery, 'deleteMarkers').mockRejectedValueOnce(new Error('Connection terminated unexpectedly'));
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
     try {
