@@ -1,6 +1,8 @@
 // Two data sources pointed at one database (a PostgreSQL schema, a MariaDB database, a
 // SQLite file) share its audit_journal table: a marker of a journal row (in the audit data
 // source's journal) must not be taken for the row itself.
+import { linkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { Controller, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import { DataSource, type Repository } from 'typeorm';
@@ -380,9 +382,19 @@ describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources
     }
   }, 60_000);
 
-  it('a unit past its memory bound is stored whole', async () => {
+  // The main data source names the file as the audit one does, or by another name of it.
+  it.each(['the same path', 'a symbolic link', 'a hard link'])('a unit past its memory bound is stored whole (the file named by %s)', async (name) => {
     const db = await sharedDatabase(kind);
-    const app = await twoDataSourceInstance(db, db, { recoverAfter: 60_000, maxChangesPerEvent: 2 }, [ShopController]);
+    const file = (db.options as { database: string }).database;
+    const other = join(dirname(file), 'other-name.db');
+    if (name === 'a symbolic link') symlinkSync(file, other);
+    if (name === 'a hard link') {
+      // An empty file is an empty SQLite database: made now, so that it can be linked.
+      writeFileSync(file, '', { flag: 'a' });
+      linkSync(file, other);
+    }
+    const main = name === 'the same path' ? db : ({ ...db, options: { ...db.options, database: other } } as TestDatabase);
+    const app = await twoDataSourceInstance(main, db, { recoverAfter: 60_000, maxChangesPerEvent: 2 }, [ShopController]);
     try {
       const journal = app.main.getRepository(AuditJournalEntity);
       const spilled = vi.spyOn(JournalRecovery.prototype, 'spilledBatches');
@@ -396,6 +408,7 @@ describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources
       expect(Date.now() - started, 'no transaction waits for a lock another of the same unit holds').toBeLessThan(3_000);
     } finally {
       await app.app.close().catch(() => undefined);
+      rmSync(other, { force: true });
       await db.drop();
     }
   }, 60_000);
