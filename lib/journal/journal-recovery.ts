@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   Inject,
@@ -723,15 +724,27 @@ const MARKERS_PER_STATEMENT = 200;
 /** Drivers whose read of committed markers in a transaction (see `storedSince`) is a locking one (`FOR SHARE`, `LOCK IN SHARE MODE`). */
 const SHARE_LOCKING: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb', 'mysql', 'mariadb', 'aurora-mysql']);
 
-/** Whether two data sources are connections to one SQLite database file (not `:memory:`, which each connection has of its own). */
+/**
+ * Whether two data sources are connections to one SQLite database file (not `:memory:`,
+ * which each connection has of its own), however each names it: a relative path, a
+ * symbolic or a hard link are the same file (its device and inode).
+ */
 function sameSqliteFile(a: DataSource, b: DataSource): boolean {
   if (!isSqlite(a) || !isSqlite(b)) return false;
-  const file = (dataSource: DataSource): string | undefined => {
-    const database = (dataSource.options as { database?: unknown }).database;
-    return typeof database === 'string' && database !== ':memory:' && database !== '' ? resolve(database) : undefined;
-  };
-  const fileOfA = file(a);
-  return fileOfA !== undefined && fileOfA === file(b);
+  const fileOfA = sqliteFile(a);
+  return fileOfA !== undefined && fileOfA === sqliteFile(b);
+}
+
+function sqliteFile(dataSource: DataSource): string | undefined {
+  const database = (dataSource.options as { database?: unknown }).database;
+  if (typeof database !== 'string' || database === '' || database === ':memory:') return undefined;
+  try {
+    const { dev, ino } = statSync(database);
+    return `${dev}:${ino}`;
+  } catch {
+    // Not there (yet): by its path.
+    return resolve(database);
+  }
 }
 
 function chunks<T>(items: readonly T[], size: number): T[][] {
