@@ -3,7 +3,6 @@ import { Body, ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, ty
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
-import mysql from 'mysql2/promise';
 import type { DataSource, Repository } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditEntities, Audited, AuditJournalEntity, AuditLogEntity, AuditModule } from '../../lib/index.js';
@@ -13,7 +12,7 @@ import { classifyDatabaseError } from '../../lib/storage/database-errors.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
-import { MARIADB } from '../support/database-probe.js';
+import { latestDeadlock } from '../support/innodb-deadlock.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 /** Requests in flight at once, all the time (each worker sends its next when its last is answered). */
@@ -126,29 +125,11 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('units with journ
     await audit?.drop();
   });
 
-  /** On MariaDB, the statements of the deadlock InnoDB detected last, if it is in this suite's databases. */
-  async function latestDeadlock(): Promise<string> {
-    if (kind !== 'mariadb') return '';
-    const admin = await mysql.createConnection(MARIADB);
-    try {
-      const [rows] = (await admin.query('SHOW ENGINE INNODB STATUS')) as unknown as [Array<{ Status: string }>];
-      const status = rows[0]?.Status ?? '';
-      const section = status.slice(status.indexOf('LATEST DETECTED DEADLOCK'), status.indexOf('\nTRANSACTIONS\n'));
-      if (![main, audit].some((db) => section.includes(String(db.options.database)))) return '';
-      return section
-        .split('\n')
-        .filter((line) => /^(DELETE|INSERT|SELECT|UPDATE)|lock_mode|ROLL BACK/.test(line))
-        .map((line) => line.slice(0, 160))
-        .join('\n');
-    } finally {
-      await admin.end();
-    }
-  }
 
   it(`${WORKERS} audited PATCHes in flight at once, changing the main data source (and half of them the audit one too): every request is answered 200, no statement loses to another transaction, each is stored once`, async () => {
     // Every statement of either data source that lost to another transaction (and was, or could have been, tried again).
     const lost: string[] = [];
-    const observed = [mainSource, auditSource].map((source) => observeLostStatements(source, async (sql, error) => lost.push(`${sql.slice(0, 120)}: ${error.message}\n${await latestDeadlock()}`)));
+    const observed = [mainSource, auditSource].map((source) => observeLostStatements(source, async (sql, error) => lost.push(`${sql.slice(0, 120)}: ${error.message}\n${await latestDeadlock([main, audit])}`)));
 
     const orders = await mainSource.getRepository(Order).save(Array.from({ length: WORKERS }, (_, i) => ({ status: 'new', total: i })));
     const users = await auditSource.getRepository(User).save(Array.from({ length: WORKERS }, (_, i) => ({ email: `u-${i}@example.test` })));

@@ -46,6 +46,39 @@ class ShopController {
   }
 }
 
+/** Starts the gated PATCH of a fresh order on `paused`: its change is committed and journaled (one row), its handler waits for the gate. */
+async function gatedUnit(paused: TwoDataSourceInstance, requestId: string): Promise<{ answer: Promise<Response>; journal: Repository<AuditJournalEntity> }> {
+  const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
+  const journal = paused.main.getRepository(AuditJournalEntity);
+  for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+  closeGate();
+  const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+  for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+  expect(await journal.count()).toBe(1);
+  return { answer, journal };
+}
+
+/** Holds the next `transaction()` of `dataSource` before it starts: `reached` once asked for, until `release()`. */
+function holdNextTransaction(dataSource: DataSource): { reached: Promise<void>; release: () => void } {
+  const transaction = dataSource.transaction.bind(dataSource) as (...args: unknown[]) => Promise<unknown>;
+  let reach!: () => void;
+  const reached = new Promise<void>((resolve) => (reach = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  vi.spyOn(dataSource, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
+    reach();
+    await released;
+    return transaction(...args);
+  }) as never);
+  return { reached, release };
+}
+
+/** Ages `paused`'s lease so that `rescuer` takes it for dead. */
+async function takenForDead(paused: TwoDataSourceInstance, rescuer: TwoDataSourceInstance): Promise<void> {
+  const id = paused.app.get(JournalRecovery).instanceId;
+  await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+}
+
 describe.each(databases())('two data sources on one database (one journal table), on %s', (kind) => {
   it('a PATCH changing the main data source is recorded once', async () => {
     const db = await sharedDatabase(kind);
@@ -217,13 +250,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
     const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
     try {
-      const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
-      const journal = paused.main.getRepository(AuditJournalEntity);
-      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
-      closeGate();
-      const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
-      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
-      expect(await journal.count()).toBe(1);
+      const { answer, journal } = await gatedUnit(paused, requestId);
 
       // The unit's main data source's transaction fails at its COMMIT (after its work: the row's DELETE, the audit transaction).
       const mainTransaction = paused.main.transaction.bind(paused.main) as (...args: unknown[]) => Promise<unknown>;
@@ -235,22 +262,12 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources
         });
       }) as never);
       // Its audit data source's transaction starts once the recovery waits on the row.
-      const auditTransaction = paused.audit.transaction.bind(paused.audit) as (...args: unknown[]) => Promise<unknown>;
-      let reached!: () => void;
-      const atAudit = new Promise<void>((resolve) => (reached = resolve));
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      vi.spyOn(paused.audit, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
-        reached();
-        await released;
-        return auditTransaction(...args);
-      }) as never);
+      const { reached: atAudit, release } = holdNextTransaction(paused.audit);
       gate.open!();
       await atAudit;
 
       // The row is deleted, not committed: the rescuer reads it (no marker yet) and its DELETE waits.
-      const id = paused.app.get(JournalRecovery).instanceId;
-      await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      await takenForDead(paused, rescuer);
       const pass = rescuer.app.get(JournalRecovery).runPass();
       for (let waited = 0; !(await deleteIsWaiting(rescuer, db)); waited += 50) {
         if (waited > 20_000) throw new Error('the recovery never waited on the journal row of the unit');
@@ -302,27 +319,11 @@ describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources
       }
     };
     try {
-      const order = await paused.main.getRepository(Order).save({ status: 'new', total: 1 });
-      const journal = paused.main.getRepository(AuditJournalEntity);
-      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
-      closeGate();
-      const answer = fetch(`${paused.url}/shop/${order.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
-      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
-      expect(await journal.count()).toBe(1);
+      const { answer, journal } = await gatedUnit(paused, requestId);
 
       // The rescuer reads the row (no marker yet) and stops before its transaction.
-      const auditTransaction = rescuer.audit.transaction.bind(rescuer.audit) as (...args: unknown[]) => Promise<unknown>;
-      let reached!: () => void;
-      const atTransaction = new Promise<void>((resolve) => (reached = resolve));
-      let release!: () => void;
-      const released = new Promise<void>((resolve) => (release = resolve));
-      vi.spyOn(rescuer.audit, 'transaction').mockImplementationOnce((async (...args: unknown[]) => {
-        reached();
-        await released;
-        return auditTransaction(...args);
-      }) as never);
-      const id = paused.app.get(JournalRecovery).instanceId;
-      await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+      const { reached: atTransaction, release } = holdNextTransaction(rescuer.audit);
+      await takenForDead(paused, rescuer);
       const pass = rescuer.app.get(JournalRecovery).runPass();
       await atTransaction;
 

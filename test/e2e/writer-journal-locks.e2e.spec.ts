@@ -1,5 +1,4 @@
 import { generateKeyPairSync } from 'node:crypto';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { classifyDatabaseError } from '../../lib/storage/database-errors.js';
@@ -7,7 +6,7 @@ import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { NestedOrderWriter, RecordPathController } from '../app/record-path.controller.js';
-import { MARIADB } from '../support/database-probe.js';
+import { latestDeadlock } from '../support/innodb-deadlock.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -48,24 +47,6 @@ describe.each(combos)('writer batches under concurrent requests on %s, integrity
     await db?.drop();
   });
 
-  /** On MariaDB, the statements of the deadlock InnoDB detected last, if it is in this suite's database. */
-  async function latestDeadlock(): Promise<string> {
-    if (kind !== 'mariadb') return '';
-    const admin = await mysql.createConnection(MARIADB);
-    try {
-      const [rows] = (await admin.query('SHOW ENGINE INNODB STATUS')) as unknown as [Array<{ Status: string }>];
-      const status = rows[0]?.Status ?? '';
-      const section = status.slice(status.indexOf('LATEST DETECTED DEADLOCK'), status.indexOf('\nTRANSACTIONS\n'));
-      if (!section.includes(String(db.options.database))) return '';
-      return section
-        .split('\n')
-        .filter((line) => /^(DELETE|INSERT|SELECT|UPDATE)|lock_mode|ROLL BACK/.test(line))
-        .map((line) => line.slice(0, 160))
-        .join('\n');
-    } finally {
-      await admin.end();
-    }
-  }
 
   it(`${WORKERS} audited PATCHes in flight at once: no batch loses to another transaction, every request is answered 200 and stored once`, async () => {
     // Each try of a batch, observed: those that lost to another transaction (and were tried again).
@@ -76,7 +57,7 @@ describe.each(combos)('writer batches under concurrent requests on %s, integrity
       try {
         return await store(...args);
       } catch (error) {
-        if (classifyDatabaseError(error) === 'transient') lost.push(`${(error as Error).message}\n${await latestDeadlock()}`);
+        if (classifyDatabaseError(error) === 'transient') lost.push(`${(error as Error).message}\n${await latestDeadlock([db])}`);
         throw error;
       }
     };
