@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Body, ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
+import { Body, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
@@ -14,6 +14,7 @@ import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
 import { latestDeadlock } from '../support/innodb-deadlock.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { QuietLogger } from '../support/two-data-source-instances.js';
 
 /** Requests in flight at once, all the time (each worker sends its next when its last is answered). */
 const WORKERS = 48;
@@ -22,13 +23,6 @@ const TRANSACTIONS = 4;
 /** Requests in all, at most; the load also stops after LOAD_MS. */
 const REQUESTS = 1_200;
 const LOAD_MS = 20_000;
-
-class QuietLogger extends ConsoleLogger {
-  override warn(message: unknown, ...rest: unknown[]): void {
-    if (rest.includes('DataSourceNameRegistry')) return;
-    super.warn(message, ...(rest as [string]));
-  }
-}
 
 @Controller('shop')
 class ShopController {

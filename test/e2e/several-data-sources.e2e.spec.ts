@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Body, ConsoleLogger, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
+import { Body, Controller, Module, Param, ParseIntPipe, Patch, type INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, InjectRepository, TypeOrmModule } from '@nestjs/typeorm';
@@ -20,13 +20,7 @@ import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
 import { User } from '../app/user.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-
-class QuietLogger extends ConsoleLogger {
-  override warn(message: unknown, ...rest: unknown[]): void {
-    if (rest.includes('DataSourceNameRegistry')) return;
-    super.warn(message, ...(rest as [string]));
-  }
-}
+import { QuietLogger } from '../support/two-data-source-instances.js';
 
 @Controller('shop')
 class ShopController {

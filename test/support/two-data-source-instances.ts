@@ -14,7 +14,7 @@ import { gate, sharedDatabase } from './paused-instances.js';
 import type { TestDatabase } from './test-database.js';
 
 /** Without the warning of a second data source registered under a name. */
-class QuietLogger extends ConsoleLogger {
+export class QuietLogger extends ConsoleLogger {
   override warn(message: unknown, ...rest: unknown[]): void {
     if (rest.includes('DataSourceNameRegistry')) return;
     super.warn(message, ...(rest as [string]));
