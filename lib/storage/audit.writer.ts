@@ -434,7 +434,7 @@ export class AuditWriter {
       // MySQL/MariaDB, a journal table made without the unit id index the statements name:
       // they name none from now on, and the write runs again (nothing of it was stored; its
       // INSERTs, run again in a caller's transaction, skip the rows already there).
-      if (driverErrorCode(error) === 'ER_KEY_DOES_NOT_EXITS' && statements.namesJournalIndex) {
+      if (statements.refusedJournalIndex(error)) {
         statements.withoutJournalIndex();
         return this.store(manager, rows, units, markers, guards);
       }

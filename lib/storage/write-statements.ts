@@ -348,9 +348,9 @@ export class WriteStatements {
     this.journal = undefined;
   }
 
-  /** Whether the journal's statements name its unit id index (MySQL/MariaDB). */
-  get namesJournalIndex(): boolean {
-    return this.journalIndex.named;
+  /** Whether `error` is the server's refusal of the journal's unit id index the statements name, which the table lacks (then {@link withoutJournalIndex}). */
+  refusedJournalIndex(error: unknown): boolean {
+    return this.journalIndex.refused(error);
   }
 
   /** PostgreSQL: whether `audit_log` is partitioned by month (a stored event is then known by its id and time, the table's key). */
