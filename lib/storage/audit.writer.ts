@@ -11,7 +11,7 @@ import { classifyDatabaseError, driverErrorCode, retryTransient } from './databa
 import { readCommittedTransaction } from './read-committed.js';
 import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
-import { isGuardFailure, isSqlite, WriteStatements, type JournalGuard, type Statement } from './write-statements.js';
+import { isGuardFailure, isSqlite, WriteStatements, type JournalCheckRow, type JournalGuard, type Statement } from './write-statements.js';
 
 /**
  * Batches written at the same time, at most (each holds one pooled connection). Two, the
@@ -474,13 +474,21 @@ export class AuditWriter {
     const check = statements.journalCheck(units);
     const run = async (target: EntityManager): Promise<ReadonlySet<number>> => {
       const present = new Set<string>();
+      const marked = new Set<string>();
       for (const statement of check.statements) {
-        const found = (await target.query(statement.sql, ownStatement(statement.params))) as Array<{ id: string }> | undefined;
-        for (const row of found ?? []) present.add(row.id);
+        const found = (await target.query(statement.sql, ownStatement(statement.params))) as JournalCheckRow[] | undefined;
+        for (const row of found ?? []) {
+          present.add(row.id);
+          // 1, '1' or true, as the driver gives a comparison's value.
+          if (row.marker && row.marker !== '0') marked.add(row.unit);
+        }
       }
       // A unit recovered elsewhere: neither its events stored nor its journal rows deleted —
-      // rows it wrote after the recovery stay for recovery to record.
-      const goneGuards = guards.filter((guard) => guard.ids.some((id) => !present.has(id)));
+      // rows it wrote after the recovery stay for recovery to record. So too a unit whose
+      // rows are there beside a marker: another instance stored its events (two data sources
+      // on one database: its rows were that instance's rows of another data source too, whose
+      // DELETE of them rolled back after the events and their markers had committed).
+      const goneGuards = guards.filter((guard) => guard.units.some((unit) => marked.has(unit)) || guard.ids.some((id) => !present.has(id)));
       const skipped = new Set(goneGuards.flatMap((guard) => guard.rows));
       const spared = new Set(goneGuards.flatMap((guard) => guard.units));
       const kept = skipped.size ? rows.filter((row) => !skipped.has(row)) : rows;

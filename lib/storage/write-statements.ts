@@ -63,9 +63,23 @@ export interface JournalGuard {
   rows: readonly AuditLogEntity[];
 }
 
-/** What runs first in a guarded write that takes several statements: the journal rows' ids, read (and locked where the database can). */
+/**
+ * What runs first in a guarded write that takes several statements: the journal rows of
+ * its units, read (and locked where the database can), each row as {@link JournalCheckRow}.
+ */
 export interface JournalCheck {
   statements: Statement[];
+}
+
+/**
+ * A journal row a {@link JournalCheck} found: its id, its unit's, and whether it is a
+ * marker (its instance id is its own id: a unit's, written with the unit's events by the
+ * writer, or a row's, written with that row's recovered events by recovery).
+ */
+export interface JournalCheckRow {
+  id: string;
+  unit: string;
+  marker: boolean | number | string;
 }
 
 /** The text of the error a guarded single statement fails with when a unit's journal rows are not all there. */
@@ -407,37 +421,41 @@ export class WriteStatements {
     if (!this.unnest || rows.length === 0 || units.length === 0) return undefined;
     const chunks = this.unnestLiterals(rows, byteLimit);
     if (chunks?.length !== 1) return undefined;
-    // A unit whose rows are not all there fails the statement (nothing stored, no journal row
-    // deleted: rows the unit wrote after it was recovered must stay for recovery); the write is
-    // then made by the several-statement path, which leaves that unit's rows alone. The check
-    // is an InitPlan, run once: NULL (every row found) keeps every event.
+    // A unit whose rows are not all there, or whose events a marker among them says are
+    // stored, fails the statement (nothing stored, no journal row deleted: rows the unit wrote
+    // after it was recovered must stay for recovery); the write is then made by the
+    // several-statement path, which leaves that unit's rows alone. The check is an InitPlan,
+    // run once: NULL (every row found, no marker) keeps every event.
     const check = ` WHERE (SELECT CAST(min('${GUARD_FAILED} ' || id) AS int) FROM gone) IS NULL`;
     return this.literalStatement(chunks[0]!, units, { ids: guards.flatMap((guard) => guard.ids), check });
   }
 
   /**
-   * The statements that read the journal rows of `units` and return their ids (`id`
-   * column), locking them where the database can (`FOR UPDATE`; SQLite has one writer),
-   * for a guarded write of several statements: the write's DELETE follows, for the units
-   * whose rows were all there only. On MySQL/MariaDB both go through the unit id index
-   * (`FORCE INDEX`), so that they lock these units' rows and no other batch's.
+   * The statements that read the journal rows of `units` ({@link JournalCheckRow}: id,
+   * unit id, whether a marker), locking them where the database can (`FOR UPDATE`; SQLite
+   * has one writer), for a guarded write of several statements: the write's DELETE
+   * follows, for the units whose rows were all there, without a marker, only. On
+   * MySQL/MariaDB both go through the unit id index (`FORCE INDEX`), so that they lock
+   * these units' rows and no other batch's.
    */
   journalCheck(units: readonly string[]): JournalCheck {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const table = escapedTable(this.dataSource, metadata);
-    const id = this.driver.escape(metadata.findColumnWithPropertyName('id')!.databaseName);
+    const name = (propertyName: keyof AuditJournalEntity) => this.driver.escape(metadata.findColumnWithPropertyName(propertyName)!.databaseName);
+    const id = name('id');
     const unit = metadata.findColumnWithPropertyName('unitId')!;
-    const column = this.driver.escape(unit.databaseName);
+    const column = name('unitId');
+    const select = `SELECT ${id} AS id, ${column} AS unit, ${name('instanceId')} = ${id} AS marker FROM ${table}`;
     if (this.postgres) {
       const array = `::${this.driver.normalizeType(unit)}[]`;
-      const sql = `SELECT ${id} AS id FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array}) FOR UPDATE`;
+      const sql = `${select} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array}) FOR UPDATE`;
       return { statements: [{ sql, params: [units] }] };
     }
     const statements: Statement[] = [];
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
       const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
-      statements.push({ sql: `SELECT ${id} AS id FROM ${table}${this.journalIndex.hint()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
+      statements.push({ sql: `${select}${this.journalIndex.hint()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
     }
     return { statements };
   }
@@ -690,6 +708,7 @@ export class WriteStatements {
     const unit = metadata.findColumnWithPropertyName('unitId')!;
     const idColumn = metadata.findColumnWithPropertyName('id')!;
     const id = this.driver.escape(idColumn.databaseName);
+    const instance = this.driver.escape(metadata.findColumnWithPropertyName('instanceId')!.databaseName);
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
@@ -703,9 +722,11 @@ export class WriteStatements {
       deleteIn,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
       deleteBefore: (index) => `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}))`,
+      // Gone: a row of the guard that was not there, or a marker (its instance id is its own id).
       deleteChecked: (index) =>
-        `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}) RETURNING ${id} AS id), ` +
-        `gone AS (SELECT e.id FROM unnest(${this.driver.createParameter('ids', index + 1)}::${this.driver.normalizeType(idColumn)}[]) AS e(id) WHERE e.id NOT IN (SELECT id FROM journal))`,
+        `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}) RETURNING ${id} AS id, ${instance} = ${id} AS marker), ` +
+        `gone AS (SELECT e.id FROM unnest(${this.driver.createParameter('ids', index + 1)}::${this.driver.normalizeType(idColumn)}[]) AS e(id) WHERE e.id NOT IN (SELECT id FROM journal) ` +
+        `UNION ALL SELECT id FROM journal WHERE marker)`,
     };
   }
 

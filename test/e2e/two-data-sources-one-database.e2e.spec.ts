@@ -4,6 +4,7 @@
 import { linkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Controller, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import { InjectRepository } from '@nestjs/typeorm';
 import { DataSource, type Repository } from 'typeorm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -41,6 +42,30 @@ class ShopController {
   @Audited('order.gated')
   async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
     await this.orders.update({ id }, { status: 'gated' });
+    await gate.opened;
+    return { id };
+  }
+}
+
+/** An app entity of the audit data source: its changes are journaled in the audit data source's journal. */
+@Entity('shop_note')
+class Note {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar', length: 40 })
+  text!: string;
+}
+
+@Controller('notes')
+class NoteController {
+  constructor(@InjectRepository(Note, 'audit') private readonly notes: Repository<Note>) {}
+
+  /** Commits a change of a note (its journal row is written in the audit data source), then waits for the gate. */
+  @Patch(':id/gated')
+  @Audited('note.gated')
+  async gated(@Param('id', ParseIntPipe) id: number): Promise<{ id: number }> {
+    await this.notes.update({ id }, { text: 'gated' });
     await gate.opened;
     return { id };
   }
@@ -283,6 +308,70 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources
 
       const record = (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
       expect({ status, record, journal: await journal.count() }).toEqual({ status: 500, record: [['order.gated', 'intent', 'success']], journal: 0 });
+    } finally {
+      gate.open?.();
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+});
+
+describe.each(databases())('two data sources on one database, a unit whose journal row a recovery stored, on %s', (kind) => {
+  afterEach(() => vi.restoreAllMocks());
+
+  /**
+   * The unit's one journal row is in the audit data source's journal, which is the main data
+   * source's too. Another instance, taking the unit's for dead, reads it through the main
+   * data source (its pass read the audit data source's journal before the row was there):
+   * for it a row of another data source, so it stores the unit's recovered event with the
+   * row's marker, then deletes the row in the main data source's transaction — whose COMMIT
+   * fails: the row is back, beside its marker. The unit then ends: its events are stored
+   * already (the marker says so), and storing them again would give the request two records.
+   */
+  it('the unit ends after the recovery: one record (the recovered one), an empty journal', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `row-marked-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [NoteController], [Note]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [NoteController], [Note]);
+    try {
+      const note = await paused.audit.getRepository(Note).save({ text: 'new' });
+      const journal = paused.audit.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      closeGate();
+      const answer = fetch(`${paused.url}/notes/${note.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      expect(await journal.count()).toBe(1);
+
+      // The rescuer's pass: the audit data source's journal read as it was before the row
+      // (empty), the main data source's with it; the main data source's COMMIT fails.
+      const recovery = rescuer.app.get(JournalRecovery) as unknown as { unitsOf: (dataSource: DataSource, ...rest: unknown[]) => Promise<string[]> };
+      const unitsOf = recovery.unitsOf.bind(recovery);
+      vi.spyOn(recovery, 'unitsOf').mockImplementation(async (dataSource, ...rest) => (dataSource === rescuer.audit ? [] : unitsOf(dataSource, ...rest)));
+      const mainTransaction = rescuer.main.transaction.bind(rescuer.main) as (...args: unknown[]) => Promise<unknown>;
+      vi.spyOn(rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
+        const work = args[args.length - 1] as (manager: unknown) => Promise<unknown>;
+        return mainTransaction(...args.slice(0, -1), async (manager: unknown) => {
+          await work(manager);
+          throw new Error('injected commit failure');
+        });
+      }) as never);
+      await takenForDead(paused, rescuer);
+      await rescuer.app
+        .get(JournalRecovery)
+        .runPass()
+        .catch(() => undefined);
+      vi.restoreAllMocks();
+      const records = async () => (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+      const recovered = [['note.gated', 'intent', 'unknown']];
+      // SQLite: one file, one writer — the recovery deletes the row in the transaction that stores its event.
+      expect({ records: await records(), rows: await journal.count() }).toEqual({ records: recovered, rows: kind === 'sqlite' ? 0 : 2 });
+
+      gate.open!();
+      const status = (await answer).status;
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
+      // Fail-closed: the request's own record could not be stored (a recovery's stands).
+      expect({ status, records: await records(), journal: await journal.count() }).toEqual({ status: 500, records: recovered, journal: 0 });
     } finally {
       gate.open?.();
       await paused.app.close().catch(() => undefined);

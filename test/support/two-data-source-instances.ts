@@ -28,13 +28,24 @@ export interface TwoDataSourceInstance {
   audit: DataSource;
 }
 
-/** An app instance with `controllers` over `main` (orders and the journal) and `audit` (the audit tables). */
-export async function twoDataSourceInstance(main: TestDatabase, audit: TestDatabase, options: AuditModuleOptions, controllers: Type[]): Promise<TwoDataSourceInstance> {
+/**
+ * An app instance with `controllers` over `main` (orders and the journal) and `audit` (the
+ * audit tables, and `auditEntities`: app entities of the audit data source, whose changes
+ * are journaled there).
+ */
+export async function twoDataSourceInstance(
+  main: TestDatabase,
+  audit: TestDatabase,
+  options: AuditModuleOptions,
+  controllers: Type[],
+  auditEntities: Type[] = [],
+): Promise<TwoDataSourceInstance> {
   @Module({
     imports: [
       TypeOrmModule.forRoot({ ...main.options, entities: [Order, Customer, AuditJournalEntity], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
-      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      TypeOrmModule.forRoot({ ...audit.options, name: 'audit', entities: [...AuditEntities, ...auditEntities], synchronize: true, logging: false } as Parameters<typeof TypeOrmModule.forRoot>[0]),
       TypeOrmModule.forFeature([Order]),
+      ...(auditEntities.length ? [TypeOrmModule.forFeature(auditEntities, 'audit')] : []),
       AuditModule.forRoot({ shutdownTimeout: 500, ...options, dataSource: 'audit' }),
     ],
     controllers,
