@@ -29,6 +29,7 @@ import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
+import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
@@ -106,6 +107,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       attachTransactionScope(dataSource);
       attachAfterQueryWait(dataSource);
       attachCommitStatements(dataSource);
+      attachRawWriteTransaction(dataSource, (sql, parameters) => this.recordsRawWrite(dataSource, sql, parameters));
     }
   }
 
@@ -117,6 +119,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       const index = subscribers.indexOf(this);
       if (index !== -1) subscribers.splice(index, 1);
       detachQueryBuilderCapture(dataSource, this.capture);
+      detachRawWriteTransaction(dataSource);
     }
   }
 
@@ -269,6 +272,13 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // better-sqlite3), the query waits for it: recorded before the app goes on (and commits).
     waitForCapture(event.queryRunner, recorded);
     return recorded;
+  }
+
+  /** Whether raw SQL `sql` sent on `dataSource` writes a table whose changes are recorded. */
+  private recordsRawWrite(dataSource: DataSource, sql: string, parameters: unknown): boolean {
+    if (!mayWrite(sql) || isOwnStatement(parameters)) return false;
+    const tables = this.rawTables(dataSource);
+    return rawWrites(sql, { mysql: tables.isMysql }).some((write) => this.rawChange(tables, write) !== undefined);
   }
 
   /** The change a raw write records, or undefined when it records none. */

@@ -48,6 +48,7 @@ import {
 import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
 import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
+import { attachRawWriteTransaction, detachRawWriteTransaction } from '../../lib/integrations/typeorm-raw-write-transaction.js';
 import {
   attachWriteQueryBuilderHook,
   detachWriteQueryBuilderHook,
@@ -309,6 +310,89 @@ describe('TypeORM EntityManager.prototype.transaction (lib/integrations/typeorm-
     ]);
     expect(currentTransactionManager(), 'currentTransactionManager() after the transactions').toBeUndefined();
     expect(await dataSource.getRepository(Item).countBy({ code: 'x' }), 'the transaction committed').toBe(1);
+  });
+});
+
+describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transaction.ts)', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+    await dataSource.getRepository(Item).insert({ code: 'q', name: 'Q' });
+  });
+  afterAll(() => dataSource.destroy());
+
+  /** Each statement the data source's query runners run, and whether a transaction was open on the runner then. */
+  async function statementsOf(work: () => Promise<unknown>): Promise<Array<{ sql: string; inTransaction: boolean }>> {
+    const runner = dataSource.createQueryRunner();
+    const proto = Object.getPrototypeOf(runner) as { query: (this: { isTransactionActive: boolean }, ...args: unknown[]) => Promise<unknown> };
+    const original = proto.query;
+    const seen: Array<{ sql: string; inTransaction: boolean }> = [];
+    proto.query = function (...args: unknown[]) {
+      seen.push({ sql: String(args[0]).trim().split(/\s+/).slice(0, 2).join(' '), inTransaction: this.isTransactionActive });
+      return original.apply(this, args);
+    };
+    try {
+      await work();
+    } finally {
+      proto.query = original;
+    }
+    return seen.filter((statement) => !statement.sql.startsWith('PRAGMA'));
+  }
+
+  it('creates its own query runner when given none, and the wrapper runs the writes it is told of in a transaction of their own', async () => {
+    expect(typeof DataSource.prototype.query, 'DataSource.prototype.query').toBe('function');
+    attachRawWriteTransaction(dataSource, (sql) => sql.startsWith('UPDATE'));
+    try {
+      const update = `UPDATE integration_item SET name = 'R' WHERE code = 'q'`;
+      const runner = dataSource.createQueryRunner();
+      const seen = {
+        dataSource: await statementsOf(() => dataSource.query(update)),
+        manager: await statementsOf(() => dataSource.manager.query(update)),
+        repository: await statementsOf(() => dataSource.getRepository(Item).query(update)),
+        read: await statementsOf(() => dataSource.query('SELECT 1')),
+        ownRunner: await statementsOf(() => dataSource.query(update, [], runner)),
+      };
+      const inTransaction = [
+        { sql: 'BEGIN TRANSACTION', inTransaction: true },
+        { sql: 'UPDATE integration_item', inTransaction: true },
+        { sql: 'COMMIT', inTransaction: true },
+      ];
+      expect(seen, 'DataSource.query (or manager/repository.query) no longer runs a wrapped write in a transaction, or wraps what it must not').toEqual({
+        dataSource: inTransaction,
+        manager: inTransaction,
+        repository: inTransaction,
+        read: [{ sql: 'SELECT 1', inTransaction: false }],
+        ownRunner: [{ sql: 'UPDATE integration_item', inTransaction: false }],
+      });
+      // A write that fails: its error, the transaction rolled back (the next one starts afresh).
+      await expect(dataSource.query('UPDATE integration_nothing SET x = 1')).rejects.toThrow(/no such table/);
+      expect(await dataSource.query(update), 'a write after a failed one').toBeDefined();
+    } finally {
+      detachRawWriteTransaction(dataSource);
+    }
+    expect(Object.prototype.hasOwnProperty.call(dataSource, 'query'), 'detached: the prototype\'s query again').toBe(false);
+  });
+
+  it('leaves alone a query another library wrapped first (it hands the runner of a transaction of its own context)', async () => {
+    const context: { runner?: ReturnType<DataSource['createQueryRunner']> } = {};
+    const typeorms = dataSource.query;
+    const theirs = function (this: DataSource, query: string, parameters?: unknown[], queryRunner?: ReturnType<DataSource['createQueryRunner']>) {
+      return typeorms.call(this, query, parameters, queryRunner ?? context.runner);
+    };
+    Object.defineProperty(dataSource, 'query', { value: theirs, configurable: true, writable: true });
+    try {
+      expect(attachRawWriteTransaction(dataSource, (sql) => sql.startsWith('UPDATE')), 'attached over a query that is not TypeORM\'s own').toBe(false);
+      expect(dataSource.query).toBe(theirs);
+      await dataSource.transaction(async (manager) => {
+        context.runner = manager.queryRunner;
+        const seen = await statementsOf(() => dataSource.query(`UPDATE integration_item SET name = 'S' WHERE code = 'q'`));
+        expect(seen, 'the write runs on the runner the other library handed, in its transaction').toEqual([{ sql: 'UPDATE integration_item', inTransaction: true }]);
+      });
+    } finally {
+      context.runner = undefined;
+      delete (dataSource as { query?: unknown }).query;
+    }
   });
 });
 

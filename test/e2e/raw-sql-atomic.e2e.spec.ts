@@ -1,0 +1,124 @@
+// A raw SQL write sent outside any transaction (`dataSource.query('UPDATE …')`, the way
+// many handlers write) commits with its record or not at all: the module runs it in a
+// transaction of its own, whose COMMIT carries the journal row (in a unit of work) or the
+// fallback event (outside one). Before, the server committed the write first and the
+// record was written after it, on its own: a crash or a failed write in between left a
+// committed change without its record.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditJournalEntity } from '../../lib/index.js';
+import { AuditWriter } from '../../lib/storage/audit.writer.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { RawSqlController } from '../app/raw-sql.controller.js';
+import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
+
+/** Statements that make every INSERT into `table` fail (and undo that), per database. */
+function rejectInserts(kind: DatabaseKind, table: string): { on: string[]; off: string[] } {
+  const name = `reject_${table}`;
+  if (kind === 'sqlite') {
+    return { on: [`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} BEGIN SELECT RAISE(ABORT, 'injected ${table} failure'); END`], off: [`DROP TRIGGER IF EXISTS ${name}`] };
+  }
+  if (kind === 'mariadb') {
+    return {
+      on: [`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected ${table} failure'`],
+      off: [`DROP TRIGGER IF EXISTS ${name}`],
+    };
+  }
+  return {
+    on: [
+      `CREATE OR REPLACE FUNCTION ${name}() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected ${table} failure'; END $$ LANGUAGE plpgsql`,
+      `CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION ${name}()`,
+    ],
+    off: [`DROP TRIGGER IF EXISTS ${name} ON ${table}`],
+  };
+}
+
+describe.each(databases())('a raw SQL write outside any transaction commits with its record, on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    // The raw statements name tables unqualified: PostgreSQL finds them in the test's schema.
+    const options = kind === 'postgres' ? { ...db.options, extra: { ...db.options.extra, options: `-c search_path=${(db.options as { schema: string }).schema}` } } : db.options;
+    t = await createTestApp({ db: { ...db, options }, adapter: 'express', controllers: [RawSqlController] });
+    await t.dataSource.query('CREATE TABLE raw_counter (v integer)');
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  const counter = async (): Promise<number> => Number(((await t.dataSource.query('SELECT v FROM raw_counter')) as Array<{ v: number }>)[0]!.v);
+  const journal = () => t.dataSource.getRepository(AuditJournalEntity).count();
+  const summary = async () => (await t.rows()).map((row) => ({ action: row.action, kind: row.kind, outcome: row.outcome, changes: row.changes?.length ?? 0 }));
+
+  beforeEach(async () => {
+    await t.app.get(AuditWriter).drain(10_000);
+    await t.dataSource.query('DELETE FROM raw_counter');
+    await t.dataSource.query('INSERT INTO raw_counter (v) VALUES (0)');
+    await t.clearAudit();
+    await t.dataSource.getRepository(AuditJournalEntity).clear();
+  });
+
+  /** Runs `work` while every INSERT into `table` fails. */
+  async function failingInserts<T>(table: string, work: () => Promise<T>): Promise<T> {
+    const { on, off } = rejectInserts(kind, table);
+    for (const statement of on) await t.dataSource.query(statement);
+    try {
+      return await work();
+    } finally {
+      for (const statement of off) await t.dataSource.query(statement);
+    }
+  }
+
+  it('in an @Audited handler: its journal row cannot be written, so the write does not commit and the request fails', async () => {
+    const response = await failingInserts('audit_journal', () => t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } }));
+    await t.app.get(AuditWriter).drain(10_000);
+    // The attempt is recorded as failed, with no change: none was committed.
+    expect({ status: response.status, counter: await counter(), records: await summary(), journal: await journal() }).toEqual({
+      status: 500,
+      counter: 0,
+      records: [{ action: 'orders.maintained', kind: 'intent', outcome: 'failure', changes: 0 }],
+      journal: 0,
+    });
+  });
+
+  it('in an @Audited handler: the write and its journal row commit together, and the request is recorded once with the change', async () => {
+    const response = await t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } });
+    await t.app.get(AuditWriter).drain(10_000);
+    expect({ status: response.status, counter: await counter(), records: await summary(), journal: await journal() }).toEqual({
+      status: 201,
+      counter: 1,
+      records: [{ action: 'orders.maintained', kind: 'intent', outcome: 'success', changes: 1 }],
+      journal: 0,
+    });
+  });
+
+  it('outside any unit: its fallback event cannot be stored, so the write does not commit and query() fails', async () => {
+    const outcome = await failingInserts('audit_log', () =>
+      t.dataSource.query('UPDATE raw_counter SET v = v + 1').then(
+        () => 'committed',
+        (error: Error) => error.message,
+      ),
+    );
+    await t.app.get(AuditWriter).drain(10_000);
+    expect({ outcome, counter: await counter(), records: await summary() }).toEqual({ outcome: expect.stringContaining('injected audit_log failure'), counter: 0, records: [] });
+  });
+
+  it('a raw read, and a write of a table the module does not record, run as they are (no transaction of the module)', async () => {
+    const statements: string[] = [];
+    const query = t.dataSource.driver.createQueryRunner('master').constructor.prototype as { query: (...args: unknown[]) => Promise<unknown> };
+    const original = query.query;
+    query.query = function (this: unknown, ...args: unknown[]) {
+      statements.push(String(args[0]));
+      return original.apply(this, args);
+    };
+    try {
+      await t.dataSource.query('SELECT v FROM raw_counter');
+      await t.dataSource.query('UPDATE audit_instance SET heartbeat_at = heartbeat_at WHERE 1 = 0');
+    } finally {
+      query.query = original;
+    }
+    expect(statements.filter((sql) => /^(BEGIN|START TRANSACTION|COMMIT|SAVEPOINT)/i.test(sql.trim()))).toEqual([]);
+  });
+});
