@@ -107,7 +107,13 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       attachTransactionScope(dataSource);
       attachAfterQueryWait(dataSource);
       attachCommitStatements(dataSource);
-      attachRawWriteTransaction(dataSource, (sql, parameters) => this.recordsRawWrite(dataSource, sql, parameters));
+      attachRawWriteTransaction(dataSource, {
+        writes: (sql, parameters) => this.recordsRawWrite(dataSource, sql, parameters),
+        started: (runner) => this.capture.transactionStarted(runner),
+        beforeCommit: (runner) => this.capture.beforeCommit(runner),
+        committed: (runner) => this.capture.committed(runner),
+        rollingBack: (runner) => this.capture.rollingBack(runner),
+      });
     }
   }
 

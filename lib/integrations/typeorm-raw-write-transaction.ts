@@ -1,37 +1,62 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 
 /**
- * Wraps: `query` of each captured data source (an own property of the instance, over
- * `DataSource.prototype.query`, which `manager.query()`, `repository.query()` and
- * TypeORM 1's `dataSource.sql` call too).
+ * Wraps: `query` of each captured PostgreSQL, MySQL and MariaDB data source (an own
+ * property of the instance, over `DataSource.prototype.query`, which `manager.query()`,
+ * `repository.query()` and TypeORM 1's `dataSource.sql` call too).
  *
  * Why: a raw SQL write sent without a query runner (`dataSource.query('UPDATE …')`) runs
  * on a connection of its own, outside any transaction: the server commits it at once, and
  * its record (the journal row of its unit of work, or its fallback event outside one)
  * could only be written after it — a crash or a failed write in between left a committed
- * change without its record. Such a write now runs in a transaction of its own, whose
- * COMMIT carries the record as any transaction's does: both commit, or neither.
+ * change without its record. Such a write now runs between a `BEGIN` and a `COMMIT` the
+ * wrapper sends on that connection, and the module's transaction hooks (`hooks`) record
+ * it as any transaction's change: the record is written before the `COMMIT`, and both
+ * commit, or neither (`query()` fails).
+ *
+ * The `BEGIN` is sent as a statement, not through TypeORM's `startTransaction`: the write
+ * runs at the session's own isolation level, as it would alone (not at the data source's
+ * `isolationLevel`, meant for the app's transactions), and the app's subscribers see no
+ * transaction events for it (one that writes raw SQL after each commit would otherwise
+ * start a transaction for each of its own writes, without end).
  *
  * Only where the call names no query runner, and only where the data source's `query` is
  * TypeORM's own (its source runs the statement on a runner it creates and releases): the
  * runner is then the call's own, so no transaction the app opened on it by hand (a raw
  * `BEGIN`) can be open there. A `query` another library wrapped first (one that hands it
  * the runner of a transaction held in its own context, as transactional decorators do)
- * is left alone: its writes are recorded as before. Only for
- * statements that write a table whose changes are recorded (`writes`): reads, the module's
- * own statements and writes of tables it does not record run as they are. SQLite runs
- * every query on one connection: when a transaction is open there already, the write
- * joins it, as before.
+ * is left alone: its writes are recorded as before. Only for statements that write a
+ * table whose changes are recorded (`hooks.writes`): reads, the module's own statements
+ * and writes of tables it does not record run as they are. Not on SQLite, whose drivers
+ * run every query on one connection: a transaction there would take in what the app's
+ * other requests run meanwhile.
  *
  * Relies on: `query(query, parameters, queryRunner)` running on a query runner it creates
- * (and releases) when none is given, and `transaction(work)`. Tested with TypeORM 0.3.31
- * and 1.1 (`test/unit/integrations.spec.ts` fails when `query`'s source no longer reads as
+ * (and releases) when none is given. Tested with TypeORM 0.3.31 and 1.1
+ * (`test/unit/integrations.spec.ts` fails when `query`'s source no longer reads as
  * creating its own runner, or when a wrapped write no longer runs in a transaction).
  */
 const WRAPPED = Symbol.for('nestjs-system-audit:raw-write-transaction');
 
+/** The statement that opens the transaction, by driver: where none is named, nothing is wrapped. */
+const BEGIN: Readonly<Record<string, string>> = { postgres: 'BEGIN', mysql: 'START TRANSACTION', mariadb: 'START TRANSACTION', 'aurora-mysql': 'START TRANSACTION' };
+
 type Query = (this: DataSource, query: string, parameters?: unknown[], queryRunner?: QueryRunner) => Promise<unknown>;
 type Wrapped = Query & { [WRAPPED]?: Query };
+
+/** What the module does around a wrapped write: the hooks its TypeORM subscriber runs around a transaction. */
+export interface RawWriteTransactionHooks {
+  /** Whether raw SQL `sql` (with `parameters`) writes a table whose changes are recorded. */
+  writes(sql: string, parameters: unknown): boolean;
+  /** The transaction has begun on `runner`. */
+  started(runner: QueryRunner): void;
+  /** Its COMMIT comes next: the record is written (a failure fails the COMMIT). */
+  beforeCommit(runner: QueryRunner): Promise<void> | void;
+  /** It has committed. */
+  committed(runner: QueryRunner): void;
+  /** It is rolled back (the write or the COMMIT failed). */
+  rollingBack(runner: QueryRunner): void;
+}
 
 /** TypeORM's own `query`: the runner it is given, or one it creates (and releases). */
 const OWN_RUNNER = /(?:\?\?|\|\|)\s*this\.createQueryRunner\(\)/;
@@ -45,21 +70,41 @@ export function isTypeormQuery(query: unknown): boolean {
 
 /**
  * Runs recorded raw writes sent without a query runner on `dataSource` in a transaction of
- * their own (once per data source). Returns whether its `query` is wrapped: not when it is
- * not TypeORM's own.
+ * their own (once per data source). Returns whether its `query` is wrapped: not on SQLite
+ * (or a database the module does not know), nor when its `query` is not TypeORM's own.
  */
-export function attachRawWriteTransaction(dataSource: DataSource, writes: (sql: string, parameters: unknown) => boolean): boolean {
+export function attachRawWriteTransaction(dataSource: DataSource, hooks: RawWriteTransactionHooks): boolean {
   const current = dataSource.query as Wrapped;
   if (current[WRAPPED]) return true;
-  if (!isTypeormQuery(current)) return false;
+  const begin = BEGIN[String(dataSource.driver.options.type)];
+  if (!begin || !isTypeormQuery(current)) return false;
   const original = current;
-  const wrapped: Wrapped = function (this: DataSource, query, parameters, queryRunner) {
-    // SQLite's drivers keep their one connection's query runner as `driver.queryRunner`.
-    const shared = (this.driver as { queryRunner?: QueryRunner }).queryRunner;
-    if (queryRunner || typeof query !== 'string' || shared?.isTransactionActive || !writes(query, parameters)) {
-      return original.call(this, query, parameters, queryRunner);
+  const wrapped: Wrapped = async function (this: DataSource, query, parameters, queryRunner) {
+    if (queryRunner || typeof query !== 'string' || !hooks.writes(query, parameters)) return original.call(this, query, parameters, queryRunner);
+    const runner = this.createQueryRunner();
+    const active = runner as { isTransactionActive: boolean };
+    try {
+      await runner.query(begin);
+      active.isTransactionActive = true;
+      hooks.started(runner);
+      let result: unknown;
+      try {
+        result = await original.call(this, query, parameters, runner);
+        await hooks.beforeCommit(runner);
+        await runner.query('COMMIT');
+      } catch (error) {
+        hooks.rollingBack(runner);
+        active.isTransactionActive = false;
+        await runner.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+      active.isTransactionActive = false;
+      hooks.committed(runner);
+      return result;
+    } finally {
+      active.isTransactionActive = false;
+      await runner.release();
     }
-    return this.transaction((manager) => original.call(this, query, parameters, manager.queryRunner));
   };
   wrapped[WRAPPED] = original;
   Object.defineProperty(dataSource, 'query', { value: wrapped, configurable: true, writable: true });

@@ -3,7 +3,9 @@
 // transaction of its own, whose COMMIT carries the journal row (in a unit of work) or the
 // fallback event (outside one). Before, the server committed the write first and the
 // record was written after it, on its own: a crash or a failed write in between left a
-// committed change without its record.
+// committed change without its record. PostgreSQL and MariaDB: TypeORM runs every query
+// of a SQLite data source on its one connection, where a transaction of the module's would
+// take in what other requests run meanwhile (there the record still follows the write).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditJournalEntity } from '../../lib/index.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
@@ -14,9 +16,6 @@ import { createTestDatabase, databases, type DatabaseKind, type TestDatabase } f
 /** Statements that make every INSERT into `table` fail (and undo that), per database. */
 function rejectInserts(kind: DatabaseKind, table: string): { on: string[]; off: string[] } {
   const name = `reject_${table}`;
-  if (kind === 'sqlite') {
-    return { on: [`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} BEGIN SELECT RAISE(ABORT, 'injected ${table} failure'); END`], off: [`DROP TRIGGER IF EXISTS ${name}`] };
-  }
   if (kind === 'mariadb') {
     return {
       on: [`CREATE TRIGGER ${name} BEFORE INSERT ON ${table} FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected ${table} failure'`],
@@ -32,7 +31,7 @@ function rejectInserts(kind: DatabaseKind, table: string): { on: string[]; off: 
   };
 }
 
-describe.each(databases())('a raw SQL write outside any transaction commits with its record, on %s', (kind) => {
+describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw SQL write outside any transaction commits with its record, on %s', (kind) => {
   let db: TestDatabase;
   let t: TestApp;
 

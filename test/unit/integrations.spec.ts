@@ -48,7 +48,7 @@ import {
 import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
 import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
-import { attachRawWriteTransaction, detachRawWriteTransaction } from '../../lib/integrations/typeorm-raw-write-transaction.js';
+import { attachRawWriteTransaction, detachRawWriteTransaction, isTypeormQuery } from '../../lib/integrations/typeorm-raw-write-transaction.js';
 import {
   attachWriteQueryBuilderHook,
   detachWriteQueryBuilderHook,
@@ -313,19 +313,60 @@ describe('TypeORM EntityManager.prototype.transaction (lib/integrations/typeorm-
   });
 });
 
-describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transaction.ts)', () => {
+describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transaction.ts), on SQLite', () => {
+  it('is not wrapped: TypeORM runs every query of a SQLite data source on one connection', async () => {
+    const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+    try {
+      expect(isTypeormQuery(dataSource.query), 'DataSource.prototype.query no longer reads as running on a runner of its own when given none').toBe(true);
+      expect(attachRawWriteTransaction(dataSource, { writes: () => true, started: () => undefined, beforeCommit: () => undefined, committed: () => undefined, rollingBack: () => undefined })).toBe(false);
+      expect(Object.prototype.hasOwnProperty.call(dataSource, 'query')).toBe(false);
+    } finally {
+      await dataSource.destroy();
+    }
+  });
+});
+
+/** A table of every database's types, for the suites on PostgreSQL and MariaDB. */
+@Entity('integration_raw_item')
+class RawItem {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar', length: 20 })
+  code!: string;
+
+  @Column({ type: 'varchar', length: 20 })
+  name!: string;
+}
+
+describe.each(databases().filter((kind) => kind !== 'sqlite'))('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transaction.ts), on %s', (kind) => {
+  let db: TestDatabase;
   let dataSource: DataSource;
+  const hookCalls: string[] = [];
+  const hooks = {
+    writes: (sql: string) => sql.startsWith('UPDATE'),
+    started: () => void hookCalls.push('started'),
+    beforeCommit: () => void hookCalls.push('beforeCommit'),
+    committed: () => void hookCalls.push('committed'),
+    rollingBack: () => void hookCalls.push('rollingBack'),
+  };
 
   beforeAll(async () => {
-    dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
-    await dataSource.getRepository(Item).insert({ code: 'q', name: 'Q' });
+    db = await createTestDatabase(kind);
+    dataSource = await new DataSource({ ...db.options, entities: [RawItem], synchronize: true } as DataSourceOptions).initialize();
+    await dataSource.getRepository(RawItem).insert({ code: 'q', name: 'Q' });
   });
-  afterAll(() => dataSource.destroy());
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await db?.drop();
+  });
 
-  /** Each statement the data source's query runners run, and whether a transaction was open on the runner then. */
+  /** Each statement the data source's query runners run (its first two words), and whether the runner had a transaction open then. */
   async function statementsOf(work: () => Promise<unknown>): Promise<Array<{ sql: string; inTransaction: boolean }>> {
     const runner = dataSource.createQueryRunner();
-    const proto = Object.getPrototypeOf(runner) as { query: (this: { isTransactionActive: boolean }, ...args: unknown[]) => Promise<unknown> };
+    let proto = Object.getPrototypeOf(runner) as { query: (this: { isTransactionActive: boolean }, ...args: unknown[]) => Promise<unknown> };
+    while (!Object.prototype.hasOwnProperty.call(proto, 'query')) proto = Object.getPrototypeOf(proto) as typeof proto;
+    await runner.release();
     const original = proto.query;
     const seen: Array<{ sql: string; inTransaction: boolean }> = [];
     proto.query = function (...args: unknown[]) {
@@ -337,37 +378,44 @@ describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transacti
     } finally {
       proto.query = original;
     }
-    return seen.filter((statement) => !statement.sql.startsWith('PRAGMA'));
+    return seen.filter((statement) => !/^(SELECT version|SHOW|SET)/i.test(statement.sql));
   }
 
-  it('creates its own query runner when given none, and the wrapper runs the writes it is told of in a transaction of their own', async () => {
-    expect(typeof DataSource.prototype.query, 'DataSource.prototype.query').toBe('function');
-    attachRawWriteTransaction(dataSource, (sql) => sql.startsWith('UPDATE'));
+  it('creates its own query runner when given none, and the wrapper runs the writes it is told of between a BEGIN and a COMMIT of its own, with the hooks around them', async () => {
+    expect(isTypeormQuery(dataSource.query), 'DataSource.prototype.query no longer reads as running on a runner of its own when given none').toBe(true);
+    expect(attachRawWriteTransaction(dataSource, hooks)).toBe(true);
+    const table = kind === 'postgres' ? `"${(db.options as { schema: string }).schema}".integration_raw_item` : 'integration_raw_item';
+    const update = `UPDATE ${table} SET name = 'R' WHERE code = 'q'`;
+    const first = update.split(/\s+/).slice(0, 2).join(' ');
+    const begin = kind === 'postgres' ? 'BEGIN' : 'START TRANSACTION';
     try {
-      const update = `UPDATE integration_item SET name = 'R' WHERE code = 'q'`;
       const runner = dataSource.createQueryRunner();
+      const wrappedCalls = [
+        { sql: begin, inTransaction: false },
+        { sql: first, inTransaction: true },
+        { sql: 'COMMIT', inTransaction: true },
+      ];
       const seen = {
         dataSource: await statementsOf(() => dataSource.query(update)),
         manager: await statementsOf(() => dataSource.manager.query(update)),
-        repository: await statementsOf(() => dataSource.getRepository(Item).query(update)),
+        repository: await statementsOf(() => dataSource.getRepository(RawItem).query(update)),
         read: await statementsOf(() => dataSource.query('SELECT 1')),
         ownRunner: await statementsOf(() => dataSource.query(update, [], runner)),
       };
-      const inTransaction = [
-        { sql: 'BEGIN TRANSACTION', inTransaction: true },
-        { sql: 'UPDATE integration_item', inTransaction: true },
-        { sql: 'COMMIT', inTransaction: true },
-      ];
+      await runner.release();
       expect(seen, 'DataSource.query (or manager/repository.query) no longer runs a wrapped write in a transaction, or wraps what it must not').toEqual({
-        dataSource: inTransaction,
-        manager: inTransaction,
-        repository: inTransaction,
+        dataSource: wrappedCalls,
+        manager: wrappedCalls,
+        repository: wrappedCalls,
         read: [{ sql: 'SELECT 1', inTransaction: false }],
-        ownRunner: [{ sql: 'UPDATE integration_item', inTransaction: false }],
+        ownRunner: [{ sql: first, inTransaction: false }],
       });
-      // A write that fails: its error, the transaction rolled back (the next one starts afresh).
-      await expect(dataSource.query('UPDATE integration_nothing SET x = 1')).rejects.toThrow(/no such table/);
+      expect(hookCalls.splice(0)).toEqual(['started', 'beforeCommit', 'committed', 'started', 'beforeCommit', 'committed', 'started', 'beforeCommit', 'committed']);
+      // A write that fails: its error, the transaction rolled back, the connection back in the pool.
+      await expect(dataSource.query(`UPDATE ${table} SET nothing = 1`)).rejects.toThrow(/nothing/);
+      expect(hookCalls.splice(0)).toEqual(['started', 'rollingBack']);
       expect(await dataSource.query(update), 'a write after a failed one').toBeDefined();
+      expect(hookCalls.splice(0)).toEqual(['started', 'beforeCommit', 'committed']);
     } finally {
       detachRawWriteTransaction(dataSource);
     }
@@ -382,15 +430,9 @@ describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transacti
     };
     Object.defineProperty(dataSource, 'query', { value: theirs, configurable: true, writable: true });
     try {
-      expect(attachRawWriteTransaction(dataSource, (sql) => sql.startsWith('UPDATE')), 'attached over a query that is not TypeORM\'s own').toBe(false);
+      expect(attachRawWriteTransaction(dataSource, hooks), 'attached over a query that is not TypeORM\'s own').toBe(false);
       expect(dataSource.query).toBe(theirs);
-      await dataSource.transaction(async (manager) => {
-        context.runner = manager.queryRunner;
-        const seen = await statementsOf(() => dataSource.query(`UPDATE integration_item SET name = 'S' WHERE code = 'q'`));
-        expect(seen, 'the write runs on the runner the other library handed, in its transaction').toEqual([{ sql: 'UPDATE integration_item', inTransaction: true }]);
-      });
     } finally {
-      context.runner = undefined;
       delete (dataSource as { query?: unknown }).query;
     }
   });
