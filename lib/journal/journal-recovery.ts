@@ -473,7 +473,11 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    */
   replace(journal: JournalRows, events: AuditLogEntity[], unitId: string, markedRows?: readonly string[]): Promise<ReplaceOutcome> {
     const elsewhere = [...journal].flatMap(([dataSource, ids]) => (dataSource === this.dataSource ? [] : ids));
-    return this.replaceRows(journal, events, unitId, markedRows ?? elsewhere);
+    // The audit data source's journal table may be another data source's too (two data
+    // sources on one database): its rows may have been stored by a recovery through that
+    // data source, which marked them, and whose DELETE of them then rolled back.
+    const recheck = this.dataSources.others.length > 0 ? (journal.get(this.dataSource) ?? []) : [];
+    return this.replaceRows(journal, events, unitId, markedRows ?? elsewhere, [], recheck);
   }
 
   private async replaceRows(
@@ -516,11 +520,12 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       }
       if (recheck.length) {
         const stored = await this.storedSince(manager, unitId, recheck);
+        // All stored, but rows in another database too, which that recovery did not store with them: the next pass sorts them out.
+        if (stored === 'some' || (stored === 'all' && elsewhere.length > 0)) throw new AlreadyRecovered();
         if (stored === 'all') {
           outcome = 'marked';
           return;
         }
-        if (stored === 'some') throw new AlreadyRecovered();
       }
       if (elsewhere.length && markers.length) {
         const repository = manager.getRepository(AuditJournalEntity);

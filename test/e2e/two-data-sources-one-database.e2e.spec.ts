@@ -69,6 +69,68 @@ class NoteController {
     await gate.opened;
     return { id };
   }
+
+  /** Twelve notes in one transaction (past a memory bound of ten changes: kept in the journal only), then waits for the gate. */
+  @Post('batch/gated')
+  @Audited('note.batch')
+  async batch(): Promise<{ count: number }> {
+    await this.notes.manager.transaction(async (manager) => {
+      for (let i = 0; i < 12; i++) await manager.getRepository(Note).save({ text: `n${i}` });
+    });
+    await gate.opened;
+    return { count: 12 };
+  }
+}
+
+/**
+ * `rescuer` takes `paused` for dead and recovers its units through the main data source
+ * only (as when its pass read the audit data source's journal before their rows were
+ * there): for it the rows of the one journal table are that data source's, so it stores
+ * their events with the rows' markers, then deletes the rows in the main data source's
+ * transaction — whose COMMIT fails: the rows are back, beside their markers.
+ */
+async function recoveredThroughMain(paused: TwoDataSourceInstance, rescuer: TwoDataSourceInstance): Promise<void> {
+  const recovery = rescuer.app.get(JournalRecovery) as unknown as { unitsOf: (dataSource: DataSource, ...rest: unknown[]) => Promise<string[]> };
+  const unitsOf = recovery.unitsOf.bind(recovery);
+  vi.spyOn(recovery, 'unitsOf').mockImplementation(async (dataSource, ...rest) => (dataSource === rescuer.audit ? [] : unitsOf(dataSource, ...rest)));
+  const mainTransaction = rescuer.main.transaction.bind(rescuer.main) as (...args: unknown[]) => Promise<unknown>;
+  vi.spyOn(rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
+    const work = args[args.length - 1] as (manager: unknown) => Promise<unknown>;
+    return mainTransaction(...args.slice(0, -1), async (manager: unknown) => {
+      await work(manager);
+      throw new Error('injected commit failure');
+    });
+  }) as never);
+  try {
+    await takenForDead(paused, rescuer);
+    await rescuer.app
+      .get(JournalRecovery)
+      .runPass()
+      .catch(() => undefined);
+  } finally {
+    vi.mocked(recovery.unitsOf).mockRestore();
+    vi.mocked(rescuer.main.transaction).mockRestore();
+  }
+}
+
+/** Statements making `audit_log` refuse `success` rows of request `requestId` (and undoing that), on PostgreSQL and MariaDB. */
+function refuseSuccessOf(db: TestDatabase, requestId: string): { on: string[]; off: string[] } {
+  if (db.kind === 'mariadb') {
+    return {
+      on: [
+        `CREATE TRIGGER refuse_success BEFORE INSERT ON audit_log FOR EACH ROW BEGIN IF NEW.outcome = 'success' AND NEW.request_id = '${requestId}' THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'injected refusal'; END IF; END`,
+      ],
+      off: ['DROP TRIGGER IF EXISTS refuse_success'],
+    };
+  }
+  const schema = (db.options as { schema: string }).schema;
+  return {
+    on: [
+      `CREATE OR REPLACE FUNCTION "${schema}".refuse_success() RETURNS trigger AS $$ BEGIN IF NEW.outcome = 'success' AND NEW.request_id = '${requestId}' THEN RAISE EXCEPTION 'injected refusal'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql`,
+      `CREATE TRIGGER refuse_success BEFORE INSERT ON "${schema}".audit_log FOR EACH ROW EXECUTE FUNCTION "${schema}".refuse_success()`,
+    ],
+    off: [`DROP TRIGGER IF EXISTS refuse_success ON "${schema}".audit_log`],
+  };
 }
 
 /** Starts the gated PATCH of a fresh order on `paused`: its change is committed and journaled (one row), its handler waits for the gate. */
@@ -343,25 +405,7 @@ describe.each(databases())('two data sources on one database, a unit whose journ
       for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
       expect(await journal.count()).toBe(1);
 
-      // The rescuer's pass: the audit data source's journal read as it was before the row
-      // (empty), the main data source's with it; the main data source's COMMIT fails.
-      const recovery = rescuer.app.get(JournalRecovery) as unknown as { unitsOf: (dataSource: DataSource, ...rest: unknown[]) => Promise<string[]> };
-      const unitsOf = recovery.unitsOf.bind(recovery);
-      vi.spyOn(recovery, 'unitsOf').mockImplementation(async (dataSource, ...rest) => (dataSource === rescuer.audit ? [] : unitsOf(dataSource, ...rest)));
-      const mainTransaction = rescuer.main.transaction.bind(rescuer.main) as (...args: unknown[]) => Promise<unknown>;
-      vi.spyOn(rescuer.main, 'transaction').mockImplementation((async (...args: unknown[]) => {
-        const work = args[args.length - 1] as (manager: unknown) => Promise<unknown>;
-        return mainTransaction(...args.slice(0, -1), async (manager: unknown) => {
-          await work(manager);
-          throw new Error('injected commit failure');
-        });
-      }) as never);
-      await takenForDead(paused, rescuer);
-      await rescuer.app
-        .get(JournalRecovery)
-        .runPass()
-        .catch(() => undefined);
-      vi.restoreAllMocks();
+      await recoveredThroughMain(paused, rescuer);
       const records = async () => (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
       const recovered = [['note.gated', 'intent', 'unknown']];
       // SQLite: one file, one writer — the recovery deletes the row in the transaction that stores its event.
@@ -371,6 +415,79 @@ describe.each(databases())('two data sources on one database, a unit whose journ
       const status = (await answer).status;
       for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
       // Fail-closed: the request's own record could not be stored (a recovery's stands).
+      expect({ status, records: await records(), journal: await journal.count() }).toEqual({ status: 500, records: recovered, journal: 0 });
+    } finally {
+      gate.open?.();
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+
+  // SQLite: one file, one writer — the recovery deletes the rows in the transaction that stores their events.
+  it.skipIf(kind === 'sqlite')('a unit whose first store failed, recovered before its retry: the retry stores nothing more', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `row-marked-retry-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [NoteController], [Note]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [NoteController], [Note]);
+    const refusal = refuseSuccessOf(db, requestId);
+    try {
+      const note = await paused.audit.getRepository(Note).save({ text: 'new' });
+      const journal = paused.audit.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      for (const sql of refusal.on) await paused.audit.query(sql);
+      // The unit: one journal row in the audit data source; its first store fails (audit_log refuses its row).
+      closeGate();
+      const answer = fetch(`${paused.url}/notes/${note.id}/gated`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      expect(await journal.count()).toBe(1);
+      gate.open!();
+      const status = (await answer).status;
+
+      await recoveredThroughMain(paused, rescuer);
+      const records = async () => (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => [row.action, row.kind, row.outcome]);
+      const recovered = [['note.gated', 'intent', 'unknown']];
+      expect({ records: await records(), rows: await journal.count() }).toEqual({ records: recovered, rows: 2 });
+
+      // The unit's retry, once audit_log takes its rows again, and more passes.
+      for (const sql of refusal.off) await paused.audit.query(sql);
+      await paused.app.get(JournalRecovery).runPass();
+      await sleep(1_200); // the rescuer's orphan pass takes journal rows older than its recoverAfter (1 s)
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
+      expect({ status, records: await records(), journal: await journal.count() }).toEqual({ status: 500, records: recovered, journal: 0 });
+    } finally {
+      gate.open?.();
+      for (const sql of refusal.off) await paused.audit.query(sql).catch(() => undefined);
+      await paused.app.close().catch(() => undefined);
+      await rescuer.app.close().catch(() => undefined);
+      await db.drop();
+    }
+  }, 60_000);
+
+  it.skipIf(kind === 'sqlite')('a unit past its memory bound: its spilled parts are not stored a second time', async () => {
+    const db = await sharedDatabase(kind);
+    const requestId = `row-marked-spilled-${kind}`;
+    const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000, maxChangesPerEvent: 2 }, [NoteController], [Note]);
+    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000, maxChangesPerEvent: 2 }, [NoteController], [Note]);
+    try {
+      const journal = paused.audit.getRepository(AuditJournalEntity);
+      for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(20);
+      closeGate();
+      const answer = fetch(`${paused.url}/notes/batch/gated`, { method: 'POST', headers: { 'x-request-id': requestId } });
+      for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
+      await sleep(200);
+      const unitRows = await journal.count();
+
+      await recoveredThroughMain(paused, rescuer);
+      const records = async () => (await rescuer.audit.getRepository(AuditLogEntity).findBy({ requestId })).map((row) => `${row.kind}/${row.outcome}/${row.changes?.length ?? 0}`).sort();
+      const recovered = await records();
+      // Each row beside its marker.
+      expect({ recovered: recovered.length > 0, rows: await journal.count() }).toEqual({ recovered: true, rows: 2 * unitRows });
+
+      gate.open!();
+      const status = (await answer).status;
+      await sleep(1_200);
+      for (let i = 0; i < 2; i++) await rescuer.app.get(JournalRecovery).runPass();
       expect({ status, records: await records(), journal: await journal.count() }).toEqual({ status: 500, records: recovered, journal: 0 });
     } finally {
       gate.open?.();
