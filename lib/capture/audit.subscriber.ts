@@ -284,7 +284,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   private recordsRawWrite(dataSource: DataSource, sql: string, parameters: unknown): boolean {
     if (!mayWrite(sql) || isOwnStatement(parameters)) return false;
     const tables = this.rawTables(dataSource);
-    return rawWrites(sql, { mysql: tables.isMysql }).some((write) => this.rawChange(tables, write) !== undefined);
+    const writes = rawWrites(sql, { mysql: tables.isMysql });
+    // MySQL and MariaDB commit a TRUNCATE at once, in a transaction or not: its record, were
+    // that transaction's COMMIT to fail, would be rolled back after it. It runs as it is.
+    if (tables.isMysql && writes.some((write) => write.verb === 'truncate')) return false;
+    return writes.some((write) => this.rawChange(tables, write) !== undefined);
   }
 
   /** The change a raw write records, or undefined when it records none. */

@@ -37,6 +37,17 @@ import type { DataSource, QueryRunner } from 'typeorm';
  * creating its own runner, or when a wrapped write no longer runs in a transaction).
  */
 const WRAPPED = Symbol.for('nestjs-system-audit:raw-write-transaction');
+/** On a query runner while the wrapper's transaction is open on it. */
+const OPEN = Symbol.for('nestjs-system-audit:raw-write-transaction:open');
+
+/**
+ * Whether `runner` holds a transaction the wrapper opened (`isTransactionActive` is set by
+ * hand there, TypeORM's own bookkeeping is not): a level inside it is a `SAVEPOINT` sent
+ * as a statement, never TypeORM's `transaction()`, which would send a second `BEGIN`.
+ */
+export function inRawWriteTransaction(runner: QueryRunner | undefined): boolean {
+  return (runner as { [OPEN]?: boolean } | undefined)?.[OPEN] === true;
+}
 
 /** The statement that opens the transaction, by driver: where none is named, nothing is wrapped. */
 const BEGIN: Readonly<Record<string, string>> = { postgres: 'BEGIN', mysql: 'START TRANSACTION', mariadb: 'START TRANSACTION', 'aurora-mysql': 'START TRANSACTION' };
@@ -82,10 +93,11 @@ export function attachRawWriteTransaction(dataSource: DataSource, hooks: RawWrit
   const wrapped: Wrapped = async function (this: DataSource, query, parameters, queryRunner) {
     if (queryRunner || typeof query !== 'string' || !hooks.writes(query, parameters)) return original.call(this, query, parameters, queryRunner);
     const runner = this.createQueryRunner();
-    const active = runner as { isTransactionActive: boolean };
+    const active = runner as { isTransactionActive: boolean; [OPEN]?: boolean };
     try {
       await runner.query(begin);
       active.isTransactionActive = true;
+      active[OPEN] = true;
       hooks.started(runner);
       let result: unknown;
       try {
@@ -103,6 +115,7 @@ export function attachRawWriteTransaction(dataSource: DataSource, hooks: RawWrit
       return result;
     } finally {
       active.isTransactionActive = false;
+      active[OPEN] = false;
       await runner.release();
     }
   };

@@ -12,6 +12,8 @@ import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter, type AuditWriteOptions } from '../storage/audit.writer.js';
 import { isSqlite } from '../storage/write-statements.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
+import { inRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
+import { ownStatement } from '../capture/own-statements.js';
 
 /**
  * Ends units of work: once the transactions holding a unit's changes have ended, lets its
@@ -75,7 +77,8 @@ export class AuditRecorder {
       if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
         // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
         // insert from aborting the transaction it is meant to leave alone.
-        await manager.transaction((savepoint) => this.writer.write(rows, { manager: savepoint }));
+        if (inRawWriteTransaction(manager.queryRunner)) await this.inSavepoint(manager, () => this.writer.write(rows, { manager }));
+        else await manager.transaction((savepoint) => this.writer.write(rows, { manager: savepoint }));
       } else {
         await this.writer.write(rows, manager ? { manager } : undefined);
       }
@@ -84,6 +87,18 @@ export class AuditRecorder {
       this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
     }
+  }
+
+  /** Runs `work` in a savepoint of `manager`'s transaction, sent as statements (see {@link inRawWriteTransaction}). */
+  private async inSavepoint(manager: EntityManager, work: () => Promise<void>): Promise<void> {
+    await manager.query('SAVEPOINT nestjs_system_audit', ownStatement([]));
+    try {
+      await work();
+    } catch (error) {
+      await manager.query('ROLLBACK TO SAVEPOINT nestjs_system_audit', ownStatement([]));
+      throw error;
+    }
+    await manager.query('RELEASE SAVEPOINT nestjs_system_audit', ownStatement([]));
   }
 
   async resolveActor(unit: UnitOfWork): Promise<AuditActor> {

@@ -7,7 +7,8 @@
 // of a SQLite data source on its one connection, where a transaction of the module's would
 // take in what other requests run meanwhile (there the record still follows the write).
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditJournalEntity } from '../../lib/index.js';
+import type { EntitySubscriberInterface } from 'typeorm';
+import { AuditJournalEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { RawSqlController } from '../app/raw-sql.controller.js';
@@ -31,48 +32,58 @@ function rejectInserts(kind: DatabaseKind, table: string): { on: string[]; off: 
   };
 }
 
-describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw SQL write outside any transaction commits with its record, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-
+/** An app (with `audit` options) over a fresh database holding `raw_counter`, reset before each test of the suite. */
+function counterApp(kind: DatabaseKind, audit: AuditModuleOptions = {}) {
+  const env: { db?: TestDatabase; t?: TestApp } = {};
   beforeAll(async () => {
-    db = await createTestDatabase(kind);
+    env.db = await createTestDatabase(kind);
     // The raw statements name tables unqualified: PostgreSQL finds them in the test's schema.
+    const db = env.db;
     const options = kind === 'postgres' ? { ...db.options, extra: { ...db.options.extra, options: `-c search_path=${(db.options as { schema: string }).schema}` } } : db.options;
-    t = await createTestApp({ db: { ...db, options }, adapter: 'express', controllers: [RawSqlController] });
-    await t.dataSource.query('CREATE TABLE raw_counter (v integer)');
+    env.t = await createTestApp({ db: { ...db, options }, adapter: 'express', controllers: [RawSqlController], audit });
+    await env.t.dataSource.query('CREATE TABLE raw_counter (v integer)');
   });
   afterAll(async () => {
-    await t?.close();
-    await db?.drop();
+    await env.t?.close();
+    await env.db?.drop();
   });
-
-  const counter = async (): Promise<number> => Number(((await t.dataSource.query('SELECT v FROM raw_counter')) as Array<{ v: number }>)[0]!.v);
-  const journal = () => t.dataSource.getRepository(AuditJournalEntity).count();
-  const summary = async () => (await t.rows()).map((row) => ({ action: row.action, kind: row.kind, outcome: row.outcome, changes: row.changes?.length ?? 0 }));
-
   beforeEach(async () => {
+    const t = env.t!;
     await t.app.get(AuditWriter).drain(10_000);
     await t.dataSource.query('DELETE FROM raw_counter');
     await t.dataSource.query('INSERT INTO raw_counter (v) VALUES (0)');
     await t.clearAudit();
     await t.dataSource.getRepository(AuditJournalEntity).clear();
   });
+  const app = {
+    get t(): TestApp {
+      return env.t!;
+    },
+    counter: async (): Promise<number> => Number(((await app.t.dataSource.query('SELECT v FROM raw_counter')) as Array<{ v: number }>)[0]?.v ?? -1),
+    journal: () => app.t.dataSource.getRepository(AuditJournalEntity).count(),
+    summary: async () => (await app.t.rows()).map((row) => ({ action: row.action, kind: row.kind, outcome: row.outcome, changes: row.changes?.length ?? 0 })),
+    /** Runs `work` while every INSERT into `table` fails. */
+    async failingInserts<T>(table: string, work: () => Promise<T>): Promise<T> {
+      const { on, off } = rejectInserts(kind, table);
+      for (const statement of on) await app.t.dataSource.query(statement);
+      try {
+        return await work();
+      } finally {
+        for (const statement of off) await app.t.dataSource.query(statement);
+      }
+    },
+  };
+  return app;
+}
 
-  /** Runs `work` while every INSERT into `table` fails. */
-  async function failingInserts<T>(table: string, work: () => Promise<T>): Promise<T> {
-    const { on, off } = rejectInserts(kind, table);
-    for (const statement of on) await t.dataSource.query(statement);
-    try {
-      return await work();
-    } finally {
-      for (const statement of off) await t.dataSource.query(statement);
-    }
-  }
+describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw SQL write outside any transaction commits with its record, on %s', (kind) => {
+  const app = counterApp(kind);
+  const { counter, journal, summary } = app;
+  const failingInserts = app.failingInserts.bind(app);
 
   it('in an @Audited handler: its journal row cannot be written, so the write does not commit and the request fails', async () => {
-    const response = await failingInserts('audit_journal', () => t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } }));
-    await t.app.get(AuditWriter).drain(10_000);
+    const response = await failingInserts('audit_journal', () => app.t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } }));
+    await app.t.app.get(AuditWriter).drain(10_000);
     // The attempt is recorded as failed, with no change: none was committed.
     expect({ status: response.status, counter: await counter(), records: await summary(), journal: await journal() }).toEqual({
       status: 500,
@@ -83,8 +94,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw SQL write 
   });
 
   it('in an @Audited handler: the write and its journal row commit together, and the request is recorded once with the change', async () => {
-    const response = await t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } });
-    await t.app.get(AuditWriter).drain(10_000);
+    const response = await app.t.request('/raw', { method: 'POST', json: { statements: ['UPDATE raw_counter SET v = v + 1'] } });
+    await app.t.app.get(AuditWriter).drain(10_000);
     expect({ status: response.status, counter: await counter(), records: await summary(), journal: await journal() }).toEqual({
       status: 201,
       counter: 1,
@@ -95,29 +106,79 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw SQL write 
 
   it('outside any unit: its fallback event cannot be stored, so the write does not commit and query() fails', async () => {
     const outcome = await failingInserts('audit_log', () =>
-      t.dataSource.query('UPDATE raw_counter SET v = v + 1').then(
+      app.t.dataSource.query('UPDATE raw_counter SET v = v + 1').then(
         () => 'committed',
         (error: Error) => error.message,
       ),
     );
-    await t.app.get(AuditWriter).drain(10_000);
+    await app.t.app.get(AuditWriter).drain(10_000);
     expect({ outcome, counter: await counter(), records: await summary() }).toEqual({ outcome: expect.stringContaining('injected audit_log failure'), counter: 0, records: [] });
   });
 
   it('a raw read, and a write of a table the module does not record, run as they are (no transaction of the module)', async () => {
     const statements: string[] = [];
-    const query = t.dataSource.driver.createQueryRunner('master').constructor.prototype as { query: (...args: unknown[]) => Promise<unknown> };
+    const query = app.t.dataSource.driver.createQueryRunner('master').constructor.prototype as { query: (...args: unknown[]) => Promise<unknown> };
     const original = query.query;
     query.query = function (this: unknown, ...args: unknown[]) {
       statements.push(String(args[0]));
       return original.apply(this, args);
     };
     try {
-      await t.dataSource.query('SELECT v FROM raw_counter');
-      await t.dataSource.query('UPDATE audit_instance SET heartbeat_at = heartbeat_at WHERE 1 = 0');
+      await app.t.dataSource.query('SELECT v FROM raw_counter');
+      await app.t.dataSource.query('UPDATE audit_instance SET heartbeat_at = heartbeat_at WHERE 1 = 0');
     } finally {
       query.query = original;
     }
     expect(statements.filter((sql) => /^(BEGIN|START TRANSACTION|COMMIT|SAVEPOINT)/i.test(sql.trim()))).toEqual([]);
+  });
+});
+
+describe.each(databases().filter((kind) => kind !== 'sqlite'))('fail-open: a raw SQL write outside any transaction, on %s', (kind) => {
+  const app = counterApp(kind, { failOpen: true });
+
+  it('outside any unit, its fallback event cannot be stored: the write stands, query() resolves (the failure is logged)', async () => {
+    const outcome = await app.failingInserts('audit_log', () =>
+      app.t.dataSource.query('UPDATE raw_counter SET v = v + 1').then(
+        () => 'resolved',
+        (error: Error) => `rejected: ${error.message}`,
+      ),
+    );
+    await app.t.app.get(AuditWriter).drain(10_000);
+    expect({ outcome, counter: await app.counter(), records: await app.summary() }).toEqual({ outcome: 'resolved', counter: 1, records: [] });
+  });
+
+  it("outside any unit: the write and its fallback event commit together, and the app's subscribers see no transaction events", async () => {
+    const events: string[] = [];
+    const subscriber: EntitySubscriberInterface = {
+      afterTransactionStart: () => void events.push('start'),
+      afterTransactionCommit: () => void events.push('commit'),
+      afterTransactionRollback: () => void events.push('rollback'),
+    };
+    app.t.dataSource.subscribers.push(subscriber);
+    try {
+      await app.t.dataSource.query('UPDATE raw_counter SET v = v + 1');
+    } finally {
+      app.t.dataSource.subscribers.splice(app.t.dataSource.subscribers.indexOf(subscriber), 1);
+    }
+    expect({ events, counter: await app.counter(), records: await app.summary() }).toEqual({
+      events: [],
+      counter: 1,
+      records: [{ action: 'unknown.updated', kind: 'change', outcome: 'success', changes: 1 }],
+    });
+  });
+});
+
+describe.each(databases().filter((kind) => kind === 'mariadb'))('a raw TRUNCATE (committed at once, transaction or not), on %s', (kind) => {
+  const app = counterApp(kind);
+
+  it('in an @Audited handler whose journal row cannot be written: it runs as it is, and its change is recorded with the request', async () => {
+    const response = await app.failingInserts('audit_journal', () => app.t.request('/raw', { method: 'POST', json: { statements: ['TRUNCATE TABLE raw_counter'] } }));
+    await app.t.app.get(AuditWriter).drain(10_000);
+    expect({ status: response.status, counter: await app.counter(), records: await app.summary(), journal: await app.journal() }).toEqual({
+      status: 201,
+      counter: -1,
+      records: [{ action: 'orders.maintained', kind: 'intent', outcome: 'success', changes: 1 }],
+      journal: 0,
+    });
   });
 });
