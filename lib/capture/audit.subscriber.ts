@@ -33,7 +33,7 @@ import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integra
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
-import { mayWrite, rawWrites, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { mayWrite, rawWrites, statementHeads, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
 import type { CapturedChange } from './change-set.js';
@@ -48,6 +48,10 @@ interface QueryNote {
   unit: UnitOfWork | null;
 }
 /** The operation recorded for a raw write's verb. */
+/** The first words of the statements a transaction of the module's may hold around a raw write. */
+const PLAIN_DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'replace', 'merge', 'with', 'select', 'values', 'table']);
+/** …and PostgreSQL's TRUNCATE, which a ROLLBACK undoes. */
+const PLAIN_DML_OR_TRUNCATE: ReadonlySet<string> = new Set([...PLAIN_DML, 'truncate']);
 const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
   insert: 'insert',
   replace: 'insert',
@@ -70,8 +74,12 @@ export const UNKNOWN_ENTITY = 'unknown';
 @Injectable()
 export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit, OnApplicationShutdown {
   readonly [SUBSCRIBER] = true;
-  /** Notes of raw-looking writes, by their parameters array (the same object reaches beforeQuery and afterQuery). */
-  private readonly notedByParameters = new WeakMap<object, QueryNote>();
+  /**
+   * Notes of raw-looking writes, by their parameters array (the same object reaches
+   * beforeQuery and afterQuery), with the runner and text of each query: an app may send
+   * one array (a constant) with several queries at once.
+   */
+  private readonly notedByParameters = new WeakMap<object, Array<{ runner: QueryRunner; sql: string; note: QueryNote }>>();
   /** What `beforeRemove` read for the entity being removed, for `afterRemove` to record. */
   private readonly removing = new WeakMap<ObjectLiteral, { toOne: Snapshot; cascade: PendingChange[] }>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
@@ -246,7 +254,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // Keyed by the parameters object where there is one: a driver that skips afterQuery for
     // a failed statement (TypeORM 0.3's better-sqlite3) then leaves no stale note behind.
     if (event.parameters && typeof event.parameters === 'object') {
-      this.notedByParameters.set(event.parameters, note);
+      const notes = this.notedByParameters.get(event.parameters);
+      const entry = { runner: event.queryRunner, sql: event.query, note };
+      if (notes) notes.push(entry);
+      else this.notedByParameters.set(event.parameters, [entry]);
       return;
     }
     const queue = this.notedInOrder.get(event.queryRunner) ?? [];
@@ -263,8 +274,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
     if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
-    const noted = parameters ? this.notedByParameters.get(parameters) : this.notedInOrder.get(event.queryRunner)?.shift();
-    if (parameters) this.notedByParameters.delete(parameters);
+    const noted = parameters ? this.takeNote(parameters, event.queryRunner, event.query) : this.notedInOrder.get(event.queryRunner)?.shift();
     if (!event.success || !noted?.raw) return;
     const changes: Array<Omit<CapturedChange, 'at'>> = [];
     const tables = this.rawTables(event.queryRunner.connection);
@@ -280,15 +290,34 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     return recorded;
   }
 
-  /** Whether raw SQL `sql` sent on `dataSource` writes a table whose changes are recorded. */
-  private recordsRawWrite(dataSource: DataSource, sql: string, parameters: unknown): boolean {
+  /** The note `beforeQuery` took of the query `sql` with `parameters` on `runner` (removed). */
+  private takeNote(parameters: object, runner: QueryRunner, sql: string): QueryNote | undefined {
+    const notes = this.notedByParameters.get(parameters);
+    if (!notes) return undefined;
+    let index = notes.findIndex((entry) => entry.runner === runner && entry.sql === sql);
+    if (index === -1) index = notes.findIndex((entry) => entry.runner === runner);
+    const [entry] = notes.splice(Math.max(index, 0), 1);
+    if (notes.length === 0) this.notedByParameters.delete(parameters);
+    return entry?.note;
+  }
+
+  /**
+   * Whether raw SQL `sql` sent on `dataSource` is plain DML that writes tables whose changes
+   * are recorded, and that a transaction of the module's can hold: not when a statement of
+   * it opens or ends a transaction itself (`BEGIN; …; COMMIT`), or is one the server commits
+   * at once (MySQL and MariaDB: `TRUNCATE`, DDL), nor, there, when a table it writes is of
+   * an engine a ROLLBACK does not undo (MyISAM, Aria): its record, were the COMMIT to fail,
+   * would be rolled back while the write stayed.
+   */
+  private recordsRawWrite(dataSource: DataSource, sql: string, parameters: unknown): boolean | Promise<boolean> {
     if (!mayWrite(sql) || isOwnStatement(parameters)) return false;
     const tables = this.rawTables(dataSource);
-    const writes = rawWrites(sql, { mysql: tables.isMysql });
-    // MySQL and MariaDB commit a TRUNCATE at once, in a transaction or not: its record, were
-    // that transaction's COMMIT to fail, would be rolled back after it. It runs as it is.
-    if (tables.isMysql && writes.some((write) => write.verb === 'truncate')) return false;
-    return writes.some((write) => this.rawChange(tables, write) !== undefined);
+    const dialect = { mysql: tables.isMysql };
+    const plain = tables.isMysql ? PLAIN_DML : PLAIN_DML_OR_TRUNCATE;
+    if (!statementHeads(sql, dialect).every((head) => plain.has(head))) return false;
+    const recorded = rawWrites(sql, dialect).filter((write) => this.rawChange(tables, write) !== undefined);
+    if (recorded.length === 0) return false;
+    return tables.isMysql ? tables.transactional(recorded.map((write) => write.table)) : true;
   }
 
   /** The change a raw write records, or undefined when it records none. */

@@ -301,6 +301,34 @@ export function rawWrites(sql: string, dialect: RawDialect = {}): RawWrite[] {
   return writes;
 }
 
+/**
+ * The first word of each statement of `sql` (lower case; past the parentheses of a
+ * statement in parentheses), `''` for one that starts with something else: what a caller
+ * needs to tell plain DML (`insert`, `update`, `with`, …) from statements that end or open
+ * a transaction, or make the server commit (`begin`, `commit`, `alter`, …).
+ */
+export function statementHeads(sql: string, dialect: RawDialect = {}): string[] {
+  const tokens = tokenize(sql, dialect);
+  const heads: string[] = [];
+  let start = 0;
+  let depth = 0;
+  for (let i = 0; i <= tokens.length; i++) {
+    const token = tokens[i];
+    if (token?.kind === 'punct' && token.text === '(') depth++;
+    else if (token?.kind === 'punct' && token.text === ')') depth--;
+    if (i === tokens.length || (depth === 0 && token?.kind === 'punct' && token.text === ';')) {
+      if (i > start) {
+        let first = start;
+        while (first < i && isPunct(tokens[first], '(')) first++;
+        const head = tokens[first];
+        heads.push(head?.kind === 'word' ? head.text : '');
+      }
+      start = i + 1;
+    }
+  }
+  return heads;
+}
+
 /** For each `(` token, the index of the `)` closing it (-1 when none does); found once, in one pass. */
 function matchParentheses(tokens: Token[]): Int32Array {
   const pairs = new Int32Array(tokens.length).fill(-1);

@@ -7,6 +7,7 @@ import {
   AUDIT_SUBJECT_TABLE,
   AUDIT_TREE_TABLE,
 } from '../audit.constants.js';
+import { ownStatement } from './own-statements.js';
 import type { RawTable } from './raw-statement.js';
 
 /**
@@ -19,6 +20,8 @@ export type RawTableOwner = { entity: EntityMetadata; links: boolean } | 'unreco
 const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 /** Resolutions kept, at most: past it the cache starts over (apps with generated table names). */
 const MAX_CACHED = 1000;
+/** MySQL/MariaDB storage engines whose writes a ROLLBACK undoes (lower case). */
+const TRANSACTIONAL_ENGINES = new Set(['innodb', 'rocksdb', 'tokudb', 'ndbcluster', 'ndb']);
 
 /**
  * Maps table names, as raw SQL writes them, to the data source's entities. Unquoted names
@@ -31,6 +34,9 @@ export class RawTables {
   private byName?: Map<string, EntityMetadata[]>;
   private unrecorded?: Set<string>;
   private readonly cache = new Map<string, RawTableOwner>();
+  /** MySQL/MariaDB: whether each table's engine is transactional, as read. */
+  private readonly engines = new Map<string, boolean>();
+  private readonly engineLookups = new Map<string, Promise<boolean>>();
   private readonly caseInsensitiveQuotes: boolean;
 
   constructor(private readonly dataSource: DataSource) {
@@ -40,6 +46,39 @@ export class RawTables {
   /** Whether the database reads `'…'` with backslash escapes and `#` comments. */
   get isMysql(): boolean {
     return this.caseInsensitiveQuotes;
+  }
+
+  /**
+   * MySQL/MariaDB: whether every one of `tables` is of an engine whose writes a ROLLBACK
+   * undoes (InnoDB; not MyISAM, Aria, MEMORY, …), read from `information_schema` once per
+   * table. False for a table that cannot be read (`null`, a temporary table, a lookup that
+   * failed, which is tried again next time).
+   */
+  transactional(tables: ReadonlyArray<RawTable | null>): boolean | Promise<boolean> {
+    const lookups: Array<Promise<boolean>> = [];
+    for (const table of tables) {
+      if (!table) return false;
+      const key = `${table.schema ?? ''}\u0000${table.name}`;
+      const known = this.engines.get(key);
+      if (known === false) return false;
+      if (known === true) continue;
+      let lookup = this.engineLookups.get(key);
+      if (!lookup) {
+        lookup = this.dataSource
+          .query(`SELECT ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?`, ownStatement([table.schema ?? null, table.name]))
+          .then((rows: Array<{ engine?: unknown }>) => {
+            const transactional = TRANSACTIONAL_ENGINES.has(String(rows[0]?.engine ?? '').toLowerCase());
+            if (this.engines.size >= MAX_CACHED) this.engines.clear();
+            this.engines.set(key, transactional);
+            return transactional;
+          })
+          .catch(() => false)
+          .finally(() => this.engineLookups.delete(key));
+        this.engineLookups.set(key, lookup);
+      }
+      lookups.push(lookup);
+    }
+    return lookups.length === 0 || Promise.all(lookups).then((all) => all.every(Boolean));
   }
 
   owner(table: RawTable): RawTableOwner {

@@ -25,9 +25,10 @@ import type { DataSource, QueryRunner } from 'typeorm';
  * runner is then the call's own, so no transaction the app opened on it by hand (a raw
  * `BEGIN`) can be open there. A `query` another library wrapped first (one that hands it
  * the runner of a transaction held in its own context, as transactional decorators do)
- * is left alone: its writes are recorded as before. Only for statements that write a
- * table whose changes are recorded (`hooks.writes`): reads, the module's own statements
- * and writes of tables it does not record run as they are. Not on SQLite, whose drivers
+ * is left alone: its writes are recorded as before. Only for what `hooks.writes` says a
+ * transaction of the module's can hold (plain DML writing tables whose changes are
+ * recorded): reads, the module's own statements, writes of tables it does not record,
+ * scripts with their own `BEGIN … COMMIT` run as they are. Not on SQLite, whose drivers
  * run every query on one connection: a transaction there would take in what the app's
  * other requests run meanwhile.
  *
@@ -57,8 +58,8 @@ type Wrapped = Query & { [WRAPPED]?: Query };
 
 /** What the module does around a wrapped write: the hooks its TypeORM subscriber runs around a transaction. */
 export interface RawWriteTransactionHooks {
-  /** Whether raw SQL `sql` (with `parameters`) writes a table whose changes are recorded. */
-  writes(sql: string, parameters: unknown): boolean;
+  /** Whether raw SQL `sql` (with `parameters`) is a write to run in a transaction of the module's. */
+  writes(sql: string, parameters: unknown): boolean | Promise<boolean>;
   /** The transaction has begun on `runner`. */
   started(runner: QueryRunner): void;
   /** Its COMMIT comes next: the record is written (a failure fails the COMMIT). */
@@ -91,7 +92,9 @@ export function attachRawWriteTransaction(dataSource: DataSource, hooks: RawWrit
   if (!begin || !isTypeormQuery(current)) return false;
   const original = current;
   const wrapped: Wrapped = async function (this: DataSource, query, parameters, queryRunner) {
-    if (queryRunner || typeof query !== 'string' || !hooks.writes(query, parameters)) return original.call(this, query, parameters, queryRunner);
+    if (queryRunner || typeof query !== 'string') return original.call(this, query, parameters, queryRunner);
+    const writes = hooks.writes(query, parameters);
+    if (writes === false || (writes !== true && !(await writes))) return original.call(this, query, parameters, queryRunner);
     const runner = this.createQueryRunner();
     const active = runner as { isTransactionActive: boolean; [OPEN]?: boolean };
     try {

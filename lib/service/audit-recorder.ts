@@ -83,19 +83,29 @@ export class AuditRecorder {
         await this.writer.write(rows, manager ? { manager } : undefined);
       }
     } catch (cause) {
+      if (cause instanceof TransactionLost) throw cause.cause;
       const error = new AuditWriteError(rows.length, cause);
       this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
     }
   }
 
-  /** Runs `work` in a savepoint of `manager`'s transaction, sent as statements (see {@link inRawWriteTransaction}). */
+  /**
+   * Runs `work` in a savepoint of `manager`'s transaction, sent as statements (see
+   * {@link inRawWriteTransaction}). When the savepoint cannot be rolled back to, the server
+   * has rolled the whole transaction back (an InnoDB deadlock does): {@link TransactionLost},
+   * which fail-open does not pass over — there is no write left to keep.
+   */
   private async inSavepoint(manager: EntityManager, work: () => Promise<void>): Promise<void> {
     await manager.query('SAVEPOINT nestjs_system_audit', ownStatement([]));
     try {
       await work();
     } catch (error) {
-      await manager.query('ROLLBACK TO SAVEPOINT nestjs_system_audit', ownStatement([]));
+      try {
+        await manager.query('ROLLBACK TO SAVEPOINT nestjs_system_audit', ownStatement([]));
+      } catch {
+        throw new TransactionLost(error);
+      }
       throw error;
     }
     await manager.query('RELEASE SAVEPOINT nestjs_system_audit', ownStatement([]));
@@ -281,3 +291,10 @@ interface SpilledParts {
 
 const partOf = (row: AuditLogEntity): { first?: string } | undefined =>
   (row.context as { part?: { first?: string } } | null)?.part;
+
+/** The transaction a savepoint was in is gone (rolled back by the server): nothing of it can be kept. */
+class TransactionLost extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the transaction was rolled back');
+  }
+}
