@@ -33,7 +33,7 @@ import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integra
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import { upsertedValues } from './criteria-write.js';
-import { mayWrite, rawWrites, statementHeads, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
 import type { CapturedChange } from './change-set.js';
@@ -256,8 +256,14 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (event.parameters && typeof event.parameters === 'object') {
       const notes = this.notedByParameters.get(event.parameters);
       const entry = { runner: event.queryRunner, sql: event.query, note };
-      if (notes) notes.push(entry);
-      else this.notedByParameters.set(event.parameters, [entry]);
+      if (!notes) this.notedByParameters.set(event.parameters, [entry]);
+      else {
+        // The same query on the same runner: a note left by a failed run (a driver that sends
+        // no afterQuery then, TypeORM 0.3's better-sqlite3) gives way to this one.
+        const stale = notes.findIndex((noted) => noted.runner === entry.runner && noted.sql === entry.sql);
+        if (stale === -1) notes.push(entry);
+        else notes[stale] = entry;
+      }
       return;
     }
     const queue = this.notedInOrder.get(event.queryRunner) ?? [];
@@ -296,28 +302,44 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (!notes) return undefined;
     let index = notes.findIndex((entry) => entry.runner === runner && entry.sql === sql);
     if (index === -1) index = notes.findIndex((entry) => entry.runner === runner);
-    const [entry] = notes.splice(Math.max(index, 0), 1);
+    if (index === -1) return undefined;
+    const [entry] = notes.splice(index, 1);
     if (notes.length === 0) this.notedByParameters.delete(parameters);
     return entry?.note;
   }
 
   /**
-   * Whether raw SQL `sql` sent on `dataSource` is plain DML that writes tables whose changes
-   * are recorded, and that a transaction of the module's can hold: not when a statement of
-   * it opens or ends a transaction itself (`BEGIN; …; COMMIT`), or is one the server commits
-   * at once (MySQL and MariaDB: `TRUNCATE`, DDL), nor, there, when a table it writes is of
-   * an engine a ROLLBACK does not undo (MyISAM, Aria): its record, were the COMMIT to fail,
+   * Whether raw SQL `sql` sent on `dataSource` is one statement of plain DML that writes
+   * tables whose changes are recorded, and that a transaction of the module's can hold.
+   * What the statement reader could misread runs as it is (its record follows it): a text
+   * of several statements (`BEGIN; …; COMMIT` among them), one with a backslash (escapes
+   * depend on the server's settings), another statement than plain DML (a transaction's
+   * own, DDL, MySQL's and MariaDB's `TRUNCATE`, which commit at once); on MySQL and
+   * MariaDB, a text naming a table or view whose writes a ROLLBACK does not undo (MyISAM,
+   * Aria), or writing a table not read as InnoDB — were the COMMIT to fail, the record
    * would be rolled back while the write stayed.
    */
   private recordsRawWrite(dataSource: DataSource, sql: string, parameters: unknown): boolean | Promise<boolean> {
-    if (!mayWrite(sql) || isOwnStatement(parameters)) return false;
+    if (!mayWrite(sql) || isOwnStatement(parameters) || sql.includes('\\')) return false;
     const tables = this.rawTables(dataSource);
     const dialect = { mysql: tables.isMysql };
-    const plain = tables.isMysql ? PLAIN_DML : PLAIN_DML_OR_TRUNCATE;
-    if (!statementHeads(sql, dialect).every((head) => plain.has(head))) return false;
+    const { heads, names } = statementShape(sql, dialect);
+    if (heads.length !== 1 || !(tables.isMysql ? PLAIN_DML : PLAIN_DML_OR_TRUNCATE).has(heads[0]!)) return false;
     const recorded = rawWrites(sql, dialect).filter((write) => this.rawChange(tables, write) !== undefined);
     if (recorded.length === 0) return false;
-    return tables.isMysql ? tables.transactional(recorded.map((write) => write.table)) : true;
+    if (!tables.isMysql) return true;
+    return this.transactionalOnly(tables, names, recorded);
+  }
+
+  /** MySQL/MariaDB: whether no name of the text is a table a ROLLBACK does not undo, and every table written is read as transactional. */
+  private async transactionalOnly(tables: RawTables, names: ReadonlySet<string>, writes: readonly RawWrite[]): Promise<boolean> {
+    try {
+      const unsafe = await tables.nonTransactionalNames();
+      for (const name of names) if (unsafe.has(name)) return false;
+    } catch {
+      return false;
+    }
+    return tables.transactional(writes.map((write) => write.table));
   }
 
   /** The change a raw write records, or undefined when it records none. */

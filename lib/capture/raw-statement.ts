@@ -157,7 +157,8 @@ function tokenize(sql: string, dialect: RawDialect): Token[] {
     const next = sql.charCodeAt(i + 1);
     if (isSpace(code)) {
       i++;
-    } else if (code === DASH && next === DASH) {
+    } else if (code === DASH && next === DASH && (!dialect.mysql || i + 2 >= length || sql.charCodeAt(i + 2) <= SPACE)) {
+      // On MySQL and MariaDB `--` starts a comment only before a space or a control character (`v --1` is `v - -1`).
       const end = lineEnd(sql, i);
       i = end === -1 ? length : end + 1;
     } else if (code === HASH && dialect.mysql) {
@@ -177,6 +178,11 @@ function tokenize(sql: string, dialect: RawDialect): Token[] {
       const escapeString = previous?.kind === 'word' && previous.text === 'e' && (sql.charCodeAt(i - 1) | 32) === 101;
       if (escapeString) tokens.pop();
       i = skipQuoted(sql, i, 39, escapeString || dialect.mysql === true);
+    } else if (code === 34 /* " */ && dialect.mysql) {
+      // A string on MySQL and MariaDB, with backslash escapes (a name only in ANSI_QUOTES mode: kept as a quoted token).
+      const end = skipQuoted(sql, i, 34, true);
+      tokens.push({ kind: 'quoted', text: sql.slice(i + 1, Math.max(i + 1, end - 1)) });
+      i = end;
     } else if (code === 34 /* " */ || code === 96 /* ` */) {
       const end = quotedEnd(sql, i, code);
       tokens.push({ kind: 'quoted', text: sql.slice(i + 1, end).split(String.fromCharCode(code, code)).join(String.fromCharCode(code)) });
@@ -301,20 +307,34 @@ export function rawWrites(sql: string, dialect: RawDialect = {}): RawWrite[] {
   return writes;
 }
 
+/** What {@link statementShape} reads of a SQL text. */
+export interface StatementShape {
+  /**
+   * The first word of each statement (lower case; past the parentheses of a statement in
+   * parentheses), `''` for one that starts with something else.
+   */
+  heads: string[];
+  /** Every word and quoted name of the text, lower case: the tables it may name among them. */
+  names: Set<string>;
+}
+
 /**
- * The first word of each statement of `sql` (lower case; past the parentheses of a
- * statement in parentheses), `''` for one that starts with something else: what a caller
+ * The statements of `sql` by their first words, and the names it holds: what a caller
  * needs to tell plain DML (`insert`, `update`, `with`, …) from statements that end or open
- * a transaction, or make the server commit (`begin`, `commit`, `alter`, …).
+ * a transaction, or make the server commit (`begin`, `commit`, `alter`, …), and to look
+ * for tables of a kind among the names.
  */
-export function statementHeads(sql: string, dialect: RawDialect = {}): string[] {
+export function statementShape(sql: string, dialect: RawDialect = {}): StatementShape {
   const tokens = tokenize(sql, dialect);
   const heads: string[] = [];
+  const names = new Set<string>();
   let start = 0;
   let depth = 0;
   for (let i = 0; i <= tokens.length; i++) {
     const token = tokens[i];
-    if (token?.kind === 'punct' && token.text === '(') depth++;
+    if (token?.kind === 'word') names.add(token.text);
+    else if (token?.kind === 'quoted') names.add(token.text.toLowerCase());
+    else if (token?.kind === 'punct' && token.text === '(') depth++;
     else if (token?.kind === 'punct' && token.text === ')') depth--;
     if (i === tokens.length || (depth === 0 && token?.kind === 'punct' && token.text === ';')) {
       if (i > start) {
@@ -326,7 +346,7 @@ export function statementHeads(sql: string, dialect: RawDialect = {}): string[] 
       start = i + 1;
     }
   }
-  return heads;
+  return { heads, names };
 }
 
 /** For each `(` token, the index of the `)` closing it (-1 when none does); found once, in one pass. */

@@ -22,6 +22,8 @@ const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 const MAX_CACHED = 1000;
 /** MySQL/MariaDB storage engines whose writes a ROLLBACK undoes (lower case). */
 const TRANSACTIONAL_ENGINES = new Set(['innodb', 'rocksdb', 'tokudb', 'ndbcluster', 'ndb']);
+/** How long the names of the tables that are not transactional are taken as read. */
+const NAMES_FOR_MS = 60_000;
 
 /**
  * Maps table names, as raw SQL writes them, to the data source's entities. Unquoted names
@@ -37,6 +39,8 @@ export class RawTables {
   /** MySQL/MariaDB: whether each table's engine is transactional, as read. */
   private readonly engines = new Map<string, boolean>();
   private readonly engineLookups = new Map<string, Promise<boolean>>();
+  private nonTransactional?: { at: number; names: Set<string> };
+  private nonTransactionalLookup?: Promise<Set<string>>;
   private readonly caseInsensitiveQuotes: boolean;
 
   constructor(private readonly dataSource: DataSource) {
@@ -79,6 +83,31 @@ export class RawTables {
       lookups.push(lookup);
     }
     return lookups.length === 0 || Promise.all(lookups).then((all) => all.every(Boolean));
+  }
+
+  /**
+   * MySQL/MariaDB: the names (lower case) of the tables and views of the server's schemas
+   * whose writes a ROLLBACK would not undo — every table but InnoDB (and the like), every
+   * view — read from `information_schema` at most once a minute. A name of the set in a
+   * SQL text may be a write the statement reader missed: the text then runs as it is.
+   * Rejects when it cannot be read.
+   */
+  nonTransactionalNames(): Set<string> | Promise<Set<string>> {
+    const now = Date.now();
+    if (this.nonTransactional && now - this.nonTransactional.at < NAMES_FOR_MS) return this.nonTransactional.names;
+    this.nonTransactionalLookup ??= this.dataSource
+      .query(
+        `SELECT LOWER(TABLE_NAME) AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ` +
+          `AND (ENGINE IS NULL OR LOWER(ENGINE) NOT IN (${[...TRANSACTIONAL_ENGINES].map((engine) => `'${engine}'`).join(', ')}))`,
+        ownStatement([]),
+      )
+      .then((rows: Array<{ name: string }>) => {
+        const names = new Set(rows.map((row) => String(row.name)));
+        this.nonTransactional = { at: Date.now(), names };
+        return names;
+      })
+      .finally(() => (this.nonTransactionalLookup = undefined));
+    return this.nonTransactionalLookup;
   }
 
   owner(table: RawTable): RawTableOwner {
