@@ -86,10 +86,12 @@ export class RawTables {
   }
 
   /**
-   * MySQL/MariaDB: the names (lower case) of the tables and views of the server's schemas
-   * whose writes a ROLLBACK would not undo — every table but InnoDB (and the like), every
-   * view — read from `information_schema` at most once a minute. A name of the set in a
-   * SQL text may be a write the statement reader missed: the text then runs as it is.
+   * MySQL/MariaDB: the names (lower case) of the tables and views of the connection's
+   * database whose writes a ROLLBACK would not undo — every table but InnoDB (and the
+   * like), every view — read from `information_schema` at most once a minute (one schema's
+   * tables: a server's whole catalogue can take seconds to read). A name of the set in a
+   * SQL text may be a write the statement reader missed: the text then runs as it is. A
+   * table the text writes is also checked on its own, in its schema ({@link transactional}).
    * Rejects when it cannot be read.
    */
   nonTransactionalNames(): Set<string> | Promise<Set<string>> {
@@ -97,7 +99,7 @@ export class RawTables {
     if (this.nonTransactional && now - this.nonTransactional.at < NAMES_FOR_MS) return this.nonTransactional.names;
     this.nonTransactionalLookup ??= this.dataSource
       .query(
-        `SELECT LOWER(TABLE_NAME) AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ` +
+        `SELECT LOWER(TABLE_NAME) AS name FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() ` +
           `AND (ENGINE IS NULL OR LOWER(ENGINE) NOT IN (${[...TRANSACTIONAL_ENGINES].map((engine) => `'${engine}'`).join(', ')}))`,
         ownStatement([]),
       )
