@@ -47,11 +47,11 @@ interface QueryNote {
   raw: boolean;
   unit: UnitOfWork | null;
 }
-/** The operation recorded for a raw write's verb. */
 /** The first words of the statements a transaction of the module's may hold around a raw write. */
 const PLAIN_DML: ReadonlySet<string> = new Set(['insert', 'update', 'delete', 'replace', 'merge', 'with', 'select', 'values', 'table']);
 /** …and PostgreSQL's TRUNCATE, which a ROLLBACK undoes. */
 const PLAIN_DML_OR_TRUNCATE: ReadonlySet<string> = new Set([...PLAIN_DML, 'truncate']);
+/** The operation recorded for a raw write's verb. */
 const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
   insert: 'insert',
   replace: 'insert',
