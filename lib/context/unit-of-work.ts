@@ -87,6 +87,10 @@ export type UnitState = 'open' | 'guarded' | 'handling' | 'settling' | 'storing'
 
 /** How long a settling unit waits, at most, for the transactions holding its changes (a job, a nested unit). */
 const MAX_WAIT_MS = 60_000;
+
+const ANONYMOUS: AuditActor = Object.freeze({ type: 'anonymous' });
+
+const isPromise = (value: unknown): value is PromiseLike<unknown> => typeof (value as { then?: unknown } | null | undefined)?.then === 'function';
 /**
  * How long an HTTP response's end waits, at most, for the transactions holding its unit's
  * changes: they normally commit before the end (or, for a handler that answers inside its
@@ -140,6 +144,8 @@ export class UnitOfWork {
   private actorSource?: ActorSource;
   private actorPure = true;
   private lastActor?: AuditActor;
+  /** The actor as the handler began (see `beginHandler`), a resolver's answer or its promise. */
+  private startActor?: AuditActor | Promise<AuditActor | undefined> | undefined;
   /** Open transactions that hold changes of this unit. */
   private readonly transactions = new Set<QueryRunner>();
   private transactionsDone?: () => void;
@@ -265,6 +271,24 @@ export class UnitOfWork {
     if (source) this.source = source;
     if (audited) this.audited = audited;
     if (args) this._handlerArgs = args;
+    this.noteStartActor();
+  }
+
+  /**
+   * Resolves the actor as the handler begins, after guards and interceptors: the
+   * request's user then. The journal names it (a resolver that may have side effects is not
+   * run inside a commit), and the events keep it when the handler signed its user out
+   * (see `resolveActor`). Called synchronously, before the handler runs.
+   */
+  private noteStartActor(): void {
+    const source = this.actorSource;
+    if (typeof source !== 'function' || this.startActor !== undefined) return;
+    try {
+      const actor = source();
+      this.startActor = isPromise(actor) ? Promise.resolve(actor).then((value) => value ?? ANONYMOUS, () => undefined) : (actor ?? ANONYMOUS);
+    } catch {
+      // Resolved (and its failure reported) again when the events are built.
+    }
   }
 
   /**
@@ -423,9 +447,18 @@ export class UnitOfWork {
     return this.actorPure;
   }
 
+  /**
+   * The unit's actor, resolved now; when that is anonymous but the handler began with a
+   * user (a handler that signs its user out, as Passport's `logout()` clears
+   * `request.user`), that user.
+   */
   async resolveActor(): Promise<AuditActor> {
     const source = this.actorSource;
-    const actor = (typeof source === 'function' ? await source() : source) ?? { type: 'anonymous' };
+    let actor = (typeof source === 'function' ? await source() : source) ?? ANONYMOUS;
+    if (actor.type === 'anonymous' && this.startActor !== undefined) {
+      const start = await this.startActor;
+      if (start && start.type !== 'anonymous') actor = start;
+    }
     this.lastActor = actor;
     return actor;
   }
@@ -436,7 +469,8 @@ export class UnitOfWork {
    * a pure resolver's answer, or the last one resolved.
    */
   async knownActorNow(): Promise<AuditActor | undefined> {
-    return this.actorPure ? this.resolveActor() : this.lastActor;
+    if (this.actorPure) return this.resolveActor();
+    return this.lastActor ?? (await this.startActor);
   }
 
 
