@@ -51,6 +51,7 @@ export { InvalidAuditActionError } from './exceptions/invalid-audit-action.error
 export { InvalidAuditQueryError } from './exceptions/invalid-audit-query.error.js';
 export { AuditWriteError } from './exceptions/audit-write.error.js';
 export { AuditQueueFullError } from './exceptions/audit-queue-full.error.js';
+export { AuditStoreTimeoutError } from './exceptions/audit-store-timeout.error.js';
 export { AuditUnitRecoveredError } from './exceptions/audit-unit-recovered.error.js';
 export { InvalidAuditProofError } from './exceptions/invalid-audit-proof.error.js';
 export { MalformedAuditExportError } from './exceptions/malformed-audit-export.error.js';

@@ -194,6 +194,16 @@ export interface AuditModuleOptions {
    */
   queueTimeout?: number;
   /**
+   * How long, in milliseconds, a response (or a message's reply, a job) waits for its
+   * events to be stored once its unit has ended — a database that stops answering holds
+   * the statement for ever. Past it, fail-closed fails the answer (500, or the call errors)
+   * with `AuditWriteError` caused by `AuditStoreTimeoutError`; fail-open answers as the
+   * handler did. Either way the store goes on, and the events are stored once the database
+   * answers (or retried, or recovered from the journal).
+   * @default 20000
+   */
+  storeTimeout?: number;
+  /**
    * After how many milliseconds without a heartbeat an app instance is taken for dead and
    * its journal rows are recovered into events by another instance (or by itself after
    * a restart).

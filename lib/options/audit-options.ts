@@ -66,6 +66,7 @@ export interface ResolvedAuditOptions {
   maxEventBytes: number;
   maxQueuedEvents: number;
   queueTimeout: number;
+  storeTimeout: number;
   recoverAfter: number;
   shutdownTimeout: number;
   enabled: boolean;
@@ -101,6 +102,7 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set<keyof AuditModuleOptions>([
   'maxEventBytes',
   'maxQueuedEvents',
   'queueTimeout',
+  'storeTimeout',
   'recoverAfter',
   'shutdownTimeout',
   'enabled',
@@ -258,6 +260,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
     maxEventBytes: intOption('maxEventBytes', raw['maxEventBytes'], 524288, 16777216),
     maxQueuedEvents: intOption('maxQueuedEvents', raw['maxQueuedEvents'], 50000, 10000000),
     queueTimeout: intOption('queueTimeout', raw['queueTimeout'], 10000, 600000),
+    storeTimeout: intOption('storeTimeout', raw['storeTimeout'], 20000, 600000),
     recoverAfter: intOption('recoverAfter', raw['recoverAfter'], 30000, 86400000),
     shutdownTimeout: intOption('shutdownTimeout', raw['shutdownTimeout'], 10000, 600000),
     enabled: booleanOption('enabled', raw['enabled'], true),

@@ -4,6 +4,7 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import type { PendingIntent, UnitOfWork } from '../context/unit-of-work.js';
 import { UnitEvents } from '../events/unit-events.js';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
+import { AuditStoreTimeoutError } from '../exceptions/audit-store-timeout.error.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
 import { AuditWriteError } from '../exceptions/audit-write.error.js';
 import { JournalRecovery } from '../journal/journal-recovery.js';
@@ -23,6 +24,8 @@ import { ownStatement } from '../capture/own-statements.js';
 @Injectable()
 export class AuditRecorder {
   private readonly logger = new Logger('Audit');
+  /** Units being stored within `storeTimeout`: called when a part of one is stored, which restarts its time. */
+  private readonly progress = new WeakMap<UnitOfWork, () => void>();
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -38,7 +41,47 @@ export class AuditRecorder {
    * background until stored); in fail-open mode it is logged and swallowed.
    */
   settle(unit: UnitOfWork, maxWaitMs?: number): Promise<void> {
-    return unit.settle(() => this.store(unit), maxWaitMs);
+    return unit.settle(() => this.storeWithin(unit), maxWaitMs);
+  }
+
+  /**
+   * `store`, answered within `storeTimeout` of the last progress (the start, or a part of a
+   * large unit stored): a database that stops answering holds a statement for ever. Past
+   * it, fail-closed fails with `AuditWriteError` caused by `AuditStoreTimeoutError` and
+   * fail-open goes on; the store itself goes on, and ends (or is retried) as it would.
+   */
+  private storeWithin(unit: UnitOfWork): Promise<void> {
+    const limit = this.options.storeTimeout;
+    let last = Date.now();
+    this.progress.set(unit, () => (last = Date.now()));
+    const stored = this.store(unit).finally(() => this.progress.delete(unit));
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout;
+      const check = (): void => {
+        const left = last + limit - Date.now();
+        if (left > 0) {
+          timer = setTimeout(check, left);
+          timer.unref();
+          return;
+        }
+        const error = new AuditWriteError(unit.intents.length || 1, new AuditStoreTimeoutError(limit));
+        this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
+        if (this.options.failOpen) resolve();
+        else reject(error);
+      };
+      timer = setTimeout(check, limit);
+      timer.unref();
+      stored.then(
+        () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
   }
 
   /**
@@ -230,6 +273,7 @@ export class AuditRecorder {
         if (outcome === 'gone' || markedByOther) throw gone();
         for (const id of ids) spilled.stored.add(id);
         spilled.next += chunks.length;
+        this.progress.get(unit)?.();
       }
     }
     if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();

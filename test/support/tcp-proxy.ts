@@ -11,6 +11,8 @@ export class TcpProxy {
   private down = false;
   private latencyMs = 0;
   private cutAfter?: RegExp;
+  private frozen = false;
+  private readonly held: Array<() => void> = [];
   port = 0;
 
   constructor(
@@ -53,12 +55,28 @@ export class TcpProxy {
     return this.cutAfter !== undefined;
   }
 
+  /**
+   * Holds every chunk, both ways, with the connections left open: a database that stops
+   * answering (a partition that drops packets, a server stalled on I/O) rather than one
+   * that refuses. `thaw()` sends what was held, in order.
+   */
+  freeze(): void {
+    this.frozen = true;
+  }
+
+  thaw(): void {
+    this.frozen = false;
+    for (const send of this.held.splice(0)) send();
+  }
+
   /** Delays every chunk, both ways, by `ms` (0: none). */
   setLatency(ms: number): void {
     this.latencyMs = ms;
   }
 
   async stop(): Promise<void> {
+    this.frozen = false;
+    this.held.length = 0;
     this.cut();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
@@ -86,7 +104,9 @@ export class TcpProxy {
             }, 100);
           }
         };
-        if (this.latencyMs > 0) {
+        if (this.frozen) {
+          this.held.push(send);
+        } else if (this.latencyMs > 0) {
           // Keep order: pause reading while a delayed chunk waits.
           from.pause();
           setTimeout(() => {
