@@ -48,6 +48,7 @@ import { AuditService } from './service/audit.service.js';
 import { AuditEntities } from './storage/audit-entities.js';
 import { AuditWriter } from './storage/audit.writer.js';
 import { bindUtcDates } from './storage/utc-date.transformer.js';
+import { ClientReplies } from './transports/client-replies.js';
 import { WsHandshakes } from './transports/ws-handshakes.js';
 
 const providers: Provider[] = [
@@ -60,6 +61,7 @@ const providers: Provider[] = [
   AuditContext,
   UnitOfWorkFactory,
   WsHandshakes,
+  ClientReplies,
   AuditEventBuilder,
   AuditWriter,
   AuditJournal,

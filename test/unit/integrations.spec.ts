@@ -2,11 +2,24 @@ import 'reflect-metadata';
 import { Injectable, type CallHandler, type CanActivate, type NestInterceptor } from '@nestjs/common';
 import { APP_GUARD, APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
-import { BaseRpcExceptionFilter, RpcException } from '@nestjs/microservices';
+import {
+  BaseRpcExceptionFilter,
+  ClientKafka,
+  ClientMqtt,
+  ClientNats,
+  ClientProxy,
+  ClientRedis,
+  ClientRMQ,
+  ClientTCP,
+  RpcException,
+  type ReadPacket,
+  type WritePacket,
+} from '@nestjs/microservices';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { BaseWsExceptionFilter, WsException } from '@nestjs/websockets';
-import { firstValueFrom, type Observable } from 'rxjs';
+import { firstValueFrom, map, type Observable } from 'rxjs';
 import {
   Column,
   DataSource,
@@ -38,6 +51,7 @@ import {
   stopListeningToTransportExceptionFilters,
   type TransportExceptionListener,
 } from '../../lib/integrations/nest-transport-exception-filters.js';
+import { deliverClientRepliesInSubscriberContext, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
 import {
   attachCommitStatements,
   commitCarriesStatements,
@@ -504,6 +518,117 @@ describe('NestJS transport exception filters (lib/integrations/nest-transport-ex
     release();
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(emitted, 'BaseWsExceptionFilter.prototype.catch emission').toEqual([['exception', expect.objectContaining({ status: 'error', message: 'denied' })]]);
+  });
+});
+
+describe('NestJS ClientProxy send and emit (lib/integrations/nest-client-proxy-context.ts)', () => {
+  /** Where each piece of code runs: the subscriber's context, or the connection's. */
+  const where = new AsyncLocalStorage<string>();
+
+  /** A client whose connection calls back in the context it was opened in, as a socket does. */
+  class OneConnectionClient extends ClientProxy {
+    readonly replies: Array<(packet: WritePacket) => void> = [];
+    readonly events: Array<{ packet: ReadPacket; done: (value: unknown) => void }> = [];
+    cancelled = 0;
+    private connection?: { deliver: (fn: () => void) => void };
+    async connect(): Promise<void> {
+      // The first caller's context is the connection's from then on.
+      this.connection ??= { deliver: where.run('connection', () => AsyncLocalStorage.bind((fn: () => void) => fn())) };
+    }
+    close(): void {}
+    unwrap<T>(): T {
+      return undefined as T;
+    }
+    override on(): void {}
+    protected publish(packet: ReadPacket, callback: (packet: WritePacket) => void): () => void {
+      this.replies.push((reply) => this.connection!.deliver(() => callback(reply)));
+      return () => this.cancelled++;
+    }
+    protected dispatchEvent<T>(packet: ReadPacket): Promise<T> {
+      return new Promise<T>((resolve) => this.events.push({ packet, done: (value) => this.connection!.deliver(() => resolve(value as T)) }));
+    }
+  }
+
+  beforeAll(async () => {
+    expect(await deliverClientRepliesInSubscriberContext(), '@nestjs/microservices is installed').toBe(true);
+  });
+
+  it('ClientProxy.prototype.send and emit exist, are the ones patched (once), and every transport\'s client uses them', async () => {
+    expect(await loadClientProxy(), 'the class loaded').toBe(ClientProxy);
+    const { send, emit } = ClientProxy.prototype;
+    for (const method of [send, emit]) expect(typeof method, 'ClientProxy.prototype.send / emit').toBe('function');
+    await deliverClientRepliesInSubscriberContext();
+    expect(ClientProxy.prototype.send, 'patched a second time').toBe(send);
+    expect(ClientProxy.prototype.emit, 'patched a second time').toBe(emit);
+    for (const client of [ClientTCP, ClientRedis, ClientNats, ClientMqtt, ClientRMQ, ClientKafka]) {
+      expect(client.prototype.send, `${client.name}.prototype.send is not ClientProxy's`).toBe(send);
+      expect(client.prototype.emit, `${client.name}.prototype.emit is not ClientProxy's`).toBe(emit);
+    }
+  });
+
+  it('a reply of send() reaches the operators after it in the subscriber\'s context, the value unchanged, at once', async () => {
+    const client = new OneConnectionClient();
+    const seen: Array<[string | undefined, unknown]> = [];
+    const subscribe = (who: string) =>
+      where.run(who, () =>
+        client
+          .send<number>('price', { who })
+          .pipe(map((value) => [where.getStore(), value] as [string | undefined, unknown]))
+          .subscribe({ next: (entry) => seen.push(entry), complete: () => seen.push([where.getStore(), 'complete']) }),
+      );
+    subscribe('alice');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    subscribe('bob');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(client.replies, 'ClientProxy.prototype.send no longer calls publish').toHaveLength(2);
+    client.replies[1]!({ response: 2, isDisposed: false });
+    expect(seen, 'the reply was not delivered synchronously').toEqual([['bob', 2]]);
+    client.replies[1]!({ response: 3, isDisposed: true });
+    client.replies[0]!({ response: 1, isDisposed: true });
+    expect(seen).toEqual([
+      ['bob', 2],
+      ['bob', 3],
+      ['bob', 'complete'],
+      ['alice', 1],
+      ['alice', 'complete'],
+    ]);
+    // Outside any context: not the connection's either.
+    const outside: unknown[] = [];
+    client.send<number>('price', {}).subscribe((value) => outside.push([where.getStore(), value]));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    client.replies[2]!({ response: 4, isDisposed: true });
+    expect(outside).toEqual([[undefined, 4]]);
+  });
+
+  it('an error of send() is the client\'s own, in the subscriber\'s context; unsubscribing cancels the call', async () => {
+    const client = new OneConnectionClient();
+    const failure = new Error('no quote');
+    const errors: Array<[string | undefined, unknown]> = [];
+    where.run('alice', () => client.send('price', {}).subscribe({ error: (error: unknown) => errors.push([where.getStore(), error]) }));
+    const subscription = where.run('bob', () => client.send('price', {}).subscribe());
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    client.replies[0]!({ err: failure, response: undefined, isDisposed: true });
+    expect(errors).toEqual([['alice', failure]]);
+    expect(client.cancelled, 'teardown of a failed call').toBe(1);
+    subscription.unsubscribe();
+    expect(client.cancelled, 'unsubscribing did not reach the client\'s teardown').toBe(2);
+  });
+
+  it('emit() is sent without a subscriber, and its completion reaches a subscriber in its own context', async () => {
+    const client = new OneConnectionClient();
+    const seen: Array<[string | undefined, string]> = [];
+    // Emitted by one piece of code, subscribed to by another.
+    const sent = where.run('emitter', () => client.emit('order.created', { id: 1 }));
+    where.run('bob', () => client.emit('order.created', { id: 2 }));
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(client.events.map((event) => event.packet.data), 'emit() no longer sends at once').toEqual([{ id: 1 }, { id: 2 }]);
+    where.run('alice', () => sent.subscribe({ next: () => seen.push([where.getStore(), 'next']), complete: () => seen.push([where.getStore(), 'complete']) }));
+    client.events[0]!.done('ok');
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(seen).toEqual([
+      ['alice', 'next'],
+      ['alice', 'complete'],
+    ]);
   });
 });
 

@@ -1,0 +1,22 @@
+import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
+import { deliverClientRepliesInSubscriberContext } from '../integrations/nest-client-proxy-context.js';
+import type { ResolvedAuditOptions } from '../options/audit-options.js';
+
+/**
+ * Replies of the app's microservice clients (`ClientProxy.send()` and `emit()`) reach the
+ * operators piped after them in the unit of work that subscribed, not in the unit of the
+ * request that opened the client's connection. Set up at start-up, only if
+ * `@nestjs/microservices` is installed.
+ */
+@Injectable()
+export class ClientReplies implements OnModuleInit {
+  private readonly logger = new Logger('Audit');
+
+  constructor(@Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions) {}
+
+  async onModuleInit(): Promise<void> {
+    if (!this.options.enabled) return;
+    if (await deliverClientRepliesInSubscriberContext()) this.logger.debug?.('microservice client replies delivered in their subscriber’s unit');
+  }
+}
