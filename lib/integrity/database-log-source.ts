@@ -77,10 +77,10 @@ export class DatabaseLogSource {
     return query.getCount();
   }
 
-  /** Every sequenced event row (up to `seq` `bound`), ascending by `seq`. */
-  async *eventRows(bound?: number): AsyncGenerator<AuditLogEntity> {
+  /** Every sequenced event row (after `seq` `from` and up to `seq` `bound`), ascending by `seq`. */
+  async *eventRows(bound?: number, from?: number): AsyncGenerator<AuditLogEntity> {
     const repository = this.dataSource.getRepository(AuditLogEntity);
-    let after: number | undefined;
+    let after = from;
     for (;;) {
       const query = repository.createQueryBuilder('e').where('e.seq IS NOT NULL');
       if (after !== undefined) query.andWhere('e.seq > :after', { after });
@@ -129,10 +129,10 @@ export class DatabaseLogSource {
     }
   }
 
-  /** Every stored leaf (level 0 of `audit_tree`, below index `bound`), ascending by index. */
-  async *leaves(bound?: number): AsyncGenerator<AuditLogSourceLeaf> {
+  /** Every stored leaf (level 0 of `audit_tree`, from index `from` and below index `bound`), ascending by index. */
+  async *leaves(bound?: number, from?: number): AsyncGenerator<AuditLogSourceLeaf> {
     const repository = this.dataSource.getRepository(AuditTreeEntity);
-    let after: number | undefined;
+    let after = from === undefined ? undefined : from - 1;
     for (;;) {
       const query = repository.createQueryBuilder('t').where('t.level = 0');
       if (after !== undefined) query.andWhere('t.index > :after', { after });

@@ -123,4 +123,11 @@ export interface AuditPurgeResult {
   throughSeq?: number;
   /** With `integrity` on: the signed purge record (a checkpoint note naming the range), also handed to `anchor`. */
   record?: string;
+  /**
+   * With `integrity` on: the event the purge stopped before, although the database said it
+   * was older than `before`, because its row is missing, repeated, or no longer matches its
+   * signed leaf (`verify()` reports it; `message` says which). It and the later events stay
+   * until its row is restored as it was signed.
+   */
+  stoppedAt?: { seq: number; id?: string; message: string };
 }

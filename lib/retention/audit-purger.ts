@@ -11,6 +11,8 @@ import type { AuditPurgeOptions, AuditPurgeResult } from '../interfaces/audit-se
 import { openNote, parseCheckpoint, signNote } from '../integrity/checkpoint-note.js';
 import { AuditIntegrator } from '../integrity/integrator.js';
 import { integratorDialect, withIntegratorLock } from '../integrity/integrator-lock.js';
+import { DatabaseLogSource, eventLeafHash } from '../integrity/database-log-source.js';
+import type { AuditLogSourceLeaf } from '../integrity/log-verifier.js';
 import { combineSubtrees } from '../integrity/merkle.js';
 import { verifiersFor } from '../integrity/proofs.js';
 import { formatPurgeRecord, PURGE_ACTION, readPurgeRecord } from '../integrity/purge-record.js';
@@ -43,9 +45,17 @@ const PARTITION_LIST_WAIT = '5s';
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Distinct warnings remembered (each logged once). */
 const MAX_WARNINGS = 100;
+/**
+ * SQLite's largest time zone offset (`+14:59`) and a day: text of any offset for an instant
+ * before `before` sorts before the date this far after it.
+ */
+const SQLITE_TEXT_MARGIN_MS = (15 + 24) * 3_600_000;
 
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
-type Scope = { throughSeq: number } | { before: unknown };
+type Scope = { throughSeq: number } | { before: Date };
+
+/** The first event a purge with integrity on cannot remove because its row does not match its signed leaf. */
+type Unmatched = NonNullable<AuditPurgeResult['stoppedAt']>;
 
 /**
  * The retention purge: removes old events in batches (one short transaction each, the
@@ -201,12 +211,9 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   private async run(before: Date, batchSize: number, actor: AuditActor | undefined): Promise<AuditPurgeResult> {
     if (POSTGRES.has(String(this.dataSource.options.type))) await this.maintainPartitions();
     if (!this.options.integrity) {
-      const scope: Scope = { before: occurredAtParam(this.dataSource, before, 'before') };
-      const count = await this.dataSource
-        .getRepository(AuditLogEntity)
-        .createQueryBuilder('e')
-        .where('e.occurredAt < :before', { before: scope.before })
-        .getCount();
+      const scope: Scope = { before };
+      const older = this.olderThan(before);
+      const count = await this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where(older.where, older.parameters).getCount();
       if (count === 0) {
         await this.dropPartitions(before, undefined, batchSize, true); // months emptied earlier (only while still empty: nothing is recorded)
         return { deleted: 0, before };
@@ -220,8 +227,15 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     // Every stored event gets its seq and a checkpoint signs the tree over them first.
     await this.integrator.checkpoint();
     const previous = await this.lastPurge(this.dataSource.manager);
-    const through = await this.purgeBound(before, previous);
+    const { through, unmatched } = await this.checkedBound(before, previous, await this.purgeBound(before, previous));
     let result: AuditPurgeResult = { deleted: 0, before };
+    if (unmatched) {
+      result.stoppedAt = unmatched;
+      this.logger.error(
+        `Audit retention: the purge stops before event ${unmatched.seq}${unmatched.id ? ` (${unmatched.id})` : ''}: ${unmatched.message}. ` +
+          'It and the events after it stay until its row is restored as signed (verify() reports it)',
+      );
+    }
     if (through > previous) {
       const recorded = await this.recordSequencePurge(before, through, actor);
       if (recorded) {
@@ -237,9 +251,10 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * The `seq` the last purge record reaches (0: none): the newest `audit.purged` event (by
-   * the action index) whose note is a purge record of this log — it opens with its keys,
-   * names its origin, and carries the stored tree's right edge at its size. An event's
+   * The `seq` the last purge record reaches (0: none): among the newest `audit.purged`
+   * events (by the action index, a page at a time), the largest whose note is a purge record
+   * of this log — it opens with its keys, names its origin, and carries the stored tree's
+   * right edge at its size. An event's
    * `throughSeq` alone is not trusted: anyone who can write an event could claim any.
    */
   private async lastPurge(manager: EntityManager): Promise<number> {
@@ -253,11 +268,11 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
         skip,
         take: RECORD_PAGE,
       });
-      for (const row of rows) {
-        const size = await this.recordSize(manager, (row.context as { note?: unknown } | null | undefined)?.note, lastSeq);
-        if (size > 0) return size;
-      }
-      if (rows.length < RECORD_PAGE) return 0;
+      // The largest record of the first page that has one: instances' clocks may differ by
+      // seconds, so the newest by time is not always the one reaching furthest.
+      let largest = 0;
+      for (const row of rows) largest = Math.max(largest, await this.recordSize(manager, (row.context as { note?: unknown } | null | undefined)?.note, lastSeq));
+      if (largest > 0 || rows.length < RECORD_PAGE) return largest;
     }
   }
 
@@ -279,20 +294,82 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * The last `seq` to purge: the one before the first event (after `previous`) that is not
-   * older than `before`; the last sequenced one when every one is older.
+   * The last `seq` to purge as the database compares times: the one before the first event
+   * (after `previous`) that is not older than `before`; the last sequenced one when every
+   * one is older. {@link checkedBound} then checks the rows up to it.
    */
   private async purgeBound(before: Date, previous: number): Promise<number> {
     const repository = this.dataSource.getRepository(AuditLogEntity);
+    const param = occurredAtParam(this.dataSource, before, 'before');
     const kept = await repository
       .createQueryBuilder('e')
       .select('e.seq', 'seq')
       .where('e.seq > :previous', { previous })
-      .andWhere('e.occurredAt >= :before', { before: occurredAtParam(this.dataSource, before, 'before') })
+      // On SQLite, a time it cannot read counts as not older (the rows are checked next anyway).
+      .andWhere(this.sqlite() ? 'COALESCE(julianday(e.occurredAt) >= julianday(:before), 1) = 1' : 'e.occurredAt >= :before', { before: param })
       .orderBy('e.seq', 'ASC')
       .limit(1)
       .getRawOne<{ seq: string | number }>();
     return Math.max(previous, kept ? Number(kept.seq) - 1 : await this.lastSeq(this.dataSource.manager));
+  }
+
+  /**
+   * `through` checked against the rows and the signed tree: the events after `previous` are
+   * read in `seq` order, a page at a time, each hashed as the integrator hashed it
+   * ({@link eventLeafHash}) and compared with its stored leaf. The purge reaches the one
+   * before the first event that occurred at or after `before` (its time as read), or whose
+   * row is missing, repeated, or does not match its leaf (`unmatched`): what is signed
+   * about that event cannot be known from the row, and a purge record over it would hide
+   * the change.
+   */
+  private async checkedBound(before: Date, previous: number, through: number): Promise<{ through: number; unmatched?: Unmatched }> {
+    if (through <= previous) return { through };
+    const source = new DatabaseLogSource(this.dataSource);
+    const rows = source.eventRows(through, previous)[Symbol.asyncIterator]();
+    const leaves = source.leaves(through, previous)[Symbol.asyncIterator]();
+    try {
+      let row = await rows.next();
+      let leaf = await leaves.next();
+      for (let seq = previous + 1; seq <= through; seq++) {
+        const stored: AuditLogSourceLeaf | undefined = !leaf.done && leaf.value.index === seq - 1 ? leaf.value : undefined;
+        const unmatched = (message: string, id = stored?.eventId ?? undefined): { through: number; unmatched: Unmatched } => ({
+          through: seq - 1,
+          unmatched: id === undefined ? { seq, message } : { seq, id, message },
+        });
+        if (row.done || row.value.seq !== seq) return unmatched(stored ? `its row is missing (its signed leaf remains)` : 'neither its row nor its leaf is stored');
+        const event = row.value;
+        row = await rows.next();
+        if (!row.done && row.value.seq === seq) return unmatched(`two rows have its seq (${event.id} and ${row.value.id})`, event.id);
+        if (!stored) return unmatched('it has no leaf in the stored tree', event.id);
+        if (stored.eventId !== event.id) return unmatched(`its leaf names event ${stored.eventId ?? 'none'}`, event.id);
+        if (!eventLeafHash(event).equals(stored.hash)) return unmatched('its row does not hash to its signed leaf (it was changed)', event.id);
+        const at: unknown = event.occurredAt;
+        if (!(at instanceof Date) || Number.isNaN(at.getTime()) || at.getTime() >= before.getTime()) return { through: seq - 1 };
+        leaf = await leaves.next();
+      }
+      return { through };
+    } finally {
+      await rows.return(undefined);
+      await leaves.return(undefined);
+    }
+  }
+
+  /** Whether the data source is SQLite, whose date columns hold text (possibly with an offset). */
+  private sqlite(): boolean {
+    return integratorDialect(this.dataSource) === 'sqlite';
+  }
+
+  /**
+   * `e.occurredAt < before` comparing instants. SQLite keeps text, which an administrator
+   * may have written with an offset (`…-08:00`) and which then sorts as another time: it
+   * compares `julianday()` values, within a range of the text (any offset's text of an
+   * earlier instant sorts below it) that keeps the `occurred_at` index in use.
+   */
+  private olderThan(before: Date): { where: string; parameters: Record<string, unknown> } {
+    const param = occurredAtParam(this.dataSource, before, 'before');
+    if (!this.sqlite()) return { where: 'e.occurredAt < :before', parameters: { before: param } };
+    const day = new Date(before.getTime() + SQLITE_TEXT_MARGIN_MS).toISOString().slice(0, 10);
+    return { where: 'e.occurredAt < :beforeDay AND julianday(e.occurredAt) < julianday(:before)', parameters: { before: param, beforeDay: day } };
   }
 
   /** The largest `seq` given (0: none). */
@@ -504,7 +581,10 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
           const manager = queryRunner.manager;
           const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').select('e.id', 'id').addSelect('e.seq', 'seq');
           if ('throughSeq' in scope) query.where('e.seq > :after AND e.seq <= :through', { after, through: scope.throughSeq }).orderBy('e.seq', 'ASC');
-          else query.where('e.occurredAt < :before', { before: scope.before }).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
+          else {
+            const older = this.olderThan(scope.before);
+            query.where(older.where, older.parameters).orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC');
+          }
           const rows = await query.limit(batchSize).getRawMany<{ id: string; seq: string | number | null }>();
           if (rows.length === 0) return { selected: 0, removed: 0 };
           let ids = rows.map((row) => row.id);

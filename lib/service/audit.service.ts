@@ -316,7 +316,10 @@ export class AuditService {
    * N carrying its right edge) is stored in the `audit.purged` event and handed to
    * `anchor`. The tree's rows stay, so `verify()` still checks every checkpoint, and an
    * export plus the checkpoints file verifies from the record on. A purge that stops half
-   * way is finished by the next one.
+   * way is finished by the next one. Each event up to N is first hashed and compared with
+   * its signed leaf: the purge stops before the first one whose row is missing or was
+   * changed (`stoppedAt` names it, and the error is logged), so that no purge record
+   * covers a change. Times are compared as instants (SQLite's text with an offset too).
    *
    * @example
    * await audit.purge({ before: new Date(Date.now() - 400 * 86_400_000) });
