@@ -285,7 +285,14 @@ export class UnitOfWork {
     if (typeof source !== 'function' || this.startActor !== undefined) return;
     try {
       const actor = source();
-      this.startActor = isPromise(actor) ? Promise.resolve(actor).then((value) => value ?? ANONYMOUS, () => undefined) : (actor ?? ANONYMOUS);
+      if (!isPromise(actor)) {
+        this.startActor = actor ?? ANONYMOUS;
+        return;
+      }
+      this.startActor = Promise.resolve(actor).then(
+        (value) => (this.startActor = value ?? ANONYMOUS),
+        () => undefined,
+      );
     } catch {
       // Resolved (and its failure reported) again when the events are built.
     }
@@ -470,7 +477,8 @@ export class UnitOfWork {
    */
   async knownActorNow(): Promise<AuditActor | undefined> {
     if (this.actorPure) return this.resolveActor();
-    return this.lastActor ?? (await this.startActor);
+    // Not awaited: a resolver still running may be waiting for this very commit (one that writes).
+    return this.lastActor ?? (isPromise(this.startActor) ? undefined : this.startActor);
   }
 
 
