@@ -26,8 +26,8 @@ interface Frame {
   journalRows: Map<UnitOfWork, string[]>;
   /** Journal rows written for changes the unit does not keep in memory (too many of them). */
   spilled: Map<UnitOfWork, string[]>;
-  /** Events of `log()` calls made in the transaction outside any unit of work. */
-  intents: PendingIntent[];
+  /** Events of `log()` calls made in the transaction outside a live unit: with no unit (`null`), or as late work (its late unit). */
+  intents: Array<{ intent: PendingIntent; unit: UnitOfWork | null }>;
   /**
    * In a data source other than the audit one: units of their own that carry changes no
    * live unit claims (and `log()` events) through the journal, stored once committed.
@@ -146,16 +146,18 @@ export class ChangeCapture {
   }
 
   /**
-   * Adds the event of a `log()` call made outside any unit of work but inside a
+   * Adds the event of a `log()` call made outside any live unit of work but inside a
    * transaction to that transaction's current level: at the outermost commit it claims
    * its target's changes and is written in the transaction; a rollback of its level (a
-   * savepoint too) drops it. False when `runner` has no transaction.
+   * savepoint too) drops it. `late`: the late unit of the work it runs in, whose changes it
+   * claims from (outside any unit: the changes made outside any). False when `runner` has
+   * no transaction.
    */
-  logInTransaction(runner: QueryRunner, intent: PendingIntent): boolean {
+  logInTransaction(runner: QueryRunner, intent: PendingIntent, late?: UnitOfWork): boolean {
     const stack = runner.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
     if (!frame) return false;
-    frame.intents.push(intent);
+    frame.intents.push({ intent, unit: late ?? null });
     return true;
   }
 
@@ -195,9 +197,15 @@ export class ChangeCapture {
   }
 
   private async journalAtCommit(runner: QueryRunner, frame: Frame): Promise<void> {
-    // `log()` events made in the transaction outside a unit: a unit of the transaction's own.
-    const transactionUnit = frame.intents.length ? new UnitOfWork({ source: 'system', actor: { type: 'system' } }) : undefined;
-    transactionUnit?.intents.push(...frame.intents.splice(0));
+    // `log()` events made in the transaction outside a live unit: a unit of the transaction's
+    // own for those made outside any unit, and one for those of each request's late work
+    // (with its `originRequestId`), each claiming the changes made where its events were.
+    const logged = new Map<UnitOfWork | null, UnitOfWork>();
+    for (const { intent, unit } of frame.intents.splice(0)) {
+      let own = logged.get(unit);
+      if (!own) logged.set(unit, (own = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, unit?.originRequestId)));
+      own.intents.push(intent);
+    }
     // `audit_log` is in another data source: what would be written in the transaction is
     // journaled in it instead, and stored once it has committed.
     const elsewhere = runner.connection !== this.dataSources.audit;
@@ -213,8 +221,9 @@ export class ChangeCapture {
         continue;
       }
       frame.changes.delete(unit);
-      if (unit === null && transactionUnit) {
-        transactionUnit.changes.absorb(set);
+      const own = logged.get(unit);
+      if (own) {
+        own.changes.absorb(set);
         continue;
       }
       if (elsewhere) {
@@ -227,9 +236,9 @@ export class ChangeCapture {
       }
       await this.storeFallback(unit, set.take(() => true), runner.manager);
     }
-    if (transactionUnit && !transactionUnit.isIdle) {
-      if (elsewhere) await this.carry(runner, frame, transactionUnit);
-      else await this.recorder.storeNow(this.events.build(transactionUnit, { type: 'system' }), runner.manager);
+    for (const own of logged.values()) {
+      if (elsewhere) await this.carry(runner, frame, own);
+      else await this.recorder.storeNow(this.events.build(own, { type: 'system' }), runner.manager);
     }
     frame.committing = true;
   }

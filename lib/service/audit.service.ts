@@ -155,9 +155,9 @@ export class AuditService {
    * made before or after the call. The promise resolves once the event is accepted
    * (awaiting storage there would deadlock a handler on its own unit).
    *
-   * Outside any unit of work but inside a transaction (a `transaction()` callback, or the
-   * transaction of `options.manager`), the event is written in that transaction when it
-   * commits, claiming its target's changes there; a rollback discards it. Elsewhere it is
+   * Outside any unit of work (or in late work) but inside a transaction (a `transaction()`
+   * callback, or the transaction of `options.manager`), the event is written in that
+   * transaction when it commits, claiming its target's changes there; a rollback discards it. Elsewhere it is
    * stored before the promise resolves, as the `system`'s unless `actor` says otherwise
    * (also when it runs after its request's unit ended: a timer, an un-awaited promise —
    * then with that request's id as `context.originRequestId`).
@@ -182,8 +182,7 @@ export class AuditService {
     const given = options.manager;
     const manager = given?.queryRunner?.isReleased ? undefined : given; // a transaction that is over: written at once
     const runner = (manager ?? currentTransactionManager())?.queryRunner;
-    const joined = late ? { ...intent, context: { ...intent.context, originRequestId: late.originRequestId } } : intent;
-    if (runner && !runner.isReleased && this.capture.logInTransaction(runner, joined)) return intent.id;
+    if (runner && !runner.isReleased && this.capture.logInTransaction(runner, intent, late)) return intent.id;
     await this.recorder.storeNow(this.events.intentEvents(intent, late, intent.actor ?? { type: 'system' }), manager);
     return intent.id;
   }
