@@ -69,6 +69,15 @@ export interface UnitOfWorkInit {
   parent?: UnitOfWork;
   /** The actor resolver has no side effects (see `setActor`). */
   actorPure?: boolean;
+  /**
+   * What a unit with a `parent` becomes when the parent stops taking events before it ends
+   * (work the parent left running: an un-awaited call): `{ source }` — that source, actor
+   * `system` and a request id of its own (an `@Audited` provider call); `own` — its own
+   * actor, source and request (a `runAs`). Either way with the request id of the request it
+   * came from as `originRequestId`; what it did before stays attributed as it was (see
+   * `cutLoose`). Unset: it stays as it is.
+   */
+  outlived?: 'own' | { source: string };
 }
 
 /**
@@ -119,7 +128,7 @@ export class UnitOfWork {
    * What `recordBody` stores for this unit's calls when its transport decides it (GraphQL:
    * the operation and its variables, never the query text); else the request object's `body`.
    */
-  readonly body?: unknown;
+  body?: unknown;
   readonly parent?: UnitOfWork;
   readonly intents: PendingIntent[] = [];
   readonly changes = new ChangeSet();
@@ -158,8 +167,14 @@ export class UnitOfWork {
   private late?: UnitOfWork;
   private readonly endListeners: Array<() => void> = [];
   private gaveUp = false;
-  /** For a late-work unit: the request id of the unit it came from. */
-  readonly originRequestId?: string;
+  private _originRequestId?: string;
+  private readonly outlived?: 'own' | { source: string };
+  /** The unit has been cut loose from its parent (see `cutLoose`). */
+  private loose = false;
+  /** Its parent had been cut loose when this unit was opened (this unit is late work from the start). */
+  private readonly parentWasLoose: boolean;
+  /** What the unit did before it was cut loose, with the attribution it had then. */
+  private _early?: UnitOfWork;
 
   constructor(init: UnitOfWorkInit, originRequestId?: string) {
     this.source = init.source;
@@ -167,8 +182,29 @@ export class UnitOfWork {
     this.requestObject = init.requestObject;
     this.body = init.body;
     this.parent = init.parent;
-    this.originRequestId = originRequestId;
+    this._originRequestId = originRequestId;
+    this.outlived = init.parent ? init.outlived : undefined;
+    this.parentWasLoose = init.parent?.loose ?? false;
     if (init.actor) this.setActor(init.actor, init.actorPure);
+  }
+
+  /** For late work (and a unit its parent left running): the request id of the request it came from. */
+  get originRequestId(): string | undefined {
+    return this._originRequestId;
+  }
+
+  /**
+   * The request id that work left running after this unit names as `originRequestId`: the
+   * request the unit came from — its own, or for a unit opened inside another (a `runAs`,
+   * an `@Audited` call), its outermost parent's.
+   */
+  get lateOrigin(): string | undefined {
+    return this._originRequestId ?? (this.parent ? this.parent.lateOrigin : this.request.requestId);
+  }
+
+  /** What the unit did before it was cut loose from its parent (stored with it, attributed as it was then). */
+  get early(): UnitOfWork | undefined {
+    return this._early;
   }
 
   get state(): UnitState {
@@ -177,7 +213,49 @@ export class UnitOfWork {
 
   /** True while changes and events still join this unit (until its events are built). */
   get isLive(): boolean {
+    if (this.outlived !== undefined && !this.loose) this.followParent();
     return ORDER[this._state] < ORDER.storing;
+  }
+
+  /**
+   * A unit that may outlive its parent (see `UnitOfWorkInit.outlived`): checked whenever
+   * work is handed to it and when it ends. Once its parent has stopped taking events (or has
+   * been cut loose itself since this unit was opened), the unit is cut loose.
+   */
+  followParent(): void {
+    const parent = this.parent;
+    if (this.outlived === undefined || this.loose || !parent || ORDER[this._state] >= ORDER.storing) return;
+    const parentLive = parent.isLive;
+    if (parentLive && !(parent.loose && !this.parentWasLoose)) return;
+    this.cutLoose(parentLive ? parent : undefined);
+  }
+
+  /**
+   * The parent stopped taking events while this unit ran: from now on the unit is late work
+   * of the request it came from. Its events and changes so far were made for that request:
+   * they move to `early`, stored with this unit as they were attributed. Its own event, and
+   * what it does from now on (changes committed, `log()` events), take the late attribution:
+   * for `{ source }`, that source, actor `system` and the request data of `live` (a parent
+   * cut loose itself) or a request id of its own.
+   */
+  private cutLoose(live: UnitOfWork | undefined): void {
+    this.loose = true;
+    if (this.intents.length > 0 || !this.changes.isEmpty) {
+      const early = new UnitOfWork(
+        { source: this.source, request: this.request, requestObject: this.requestObject, body: this.body, actor: this.actorSource, actorPure: this.actorPure },
+        this._originRequestId,
+      );
+      early.intents.push(...this.intents.splice(0));
+      early.changes.absorb(this.changes);
+      this._early = early;
+    }
+    this._originRequestId = this.parent!.lateOrigin;
+    if (this.outlived === 'own' || this.outlived === undefined) return;
+    this.source = this.outlived.source;
+    this.request = live ? { ...live.request } : { requestId: uuidv7() };
+    this.requestObject = undefined;
+    this.body = undefined;
+    this.setActor({ type: 'system' });
   }
 
   /** True while the handler has not finished: a client that goes away leaves the storing to it. */
@@ -334,6 +412,7 @@ export class UnitOfWork {
    */
   settle(store: () => Promise<void>, maxWaitMs = MAX_WAIT_MS): Promise<void> {
     if (this.settled) return this.settled;
+    this.followParent();
     this.moveTo('settling');
     this.settled = (async () => {
       if (!(await this.transactionsFinished(maxWaitMs))) this.gaveUp = true;
@@ -420,12 +499,12 @@ export class UnitOfWork {
 
   /**
    * The unit for work that runs in this unit's context after it ended: source and actor
-   * `system`, no request data, the request id kept as `originRequestId` (for a unit that
-   * is late work itself, the request it came from).
+   * `system`, no request data, the request id of the request the unit came from as
+   * `originRequestId` (see `lateOrigin`).
    */
   lateUnit(): UnitOfWork {
     if (!this.late) {
-      this.late = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, this.originRequestId ?? this.request.requestId);
+      this.late = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, this.lateOrigin);
       this.late._state = 'ended';
     }
     return this.late;
@@ -484,7 +563,7 @@ export class UnitOfWork {
 
   /** True when nothing waits to be stored. */
   get isIdle(): boolean {
-    return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0 && this.uncertain.length === 0;
+    return this.intents.length === 0 && this.changes.isEmpty && this.journalRows === 0 && this.uncertain.length === 0 && !this._early;
   }
 
   /**

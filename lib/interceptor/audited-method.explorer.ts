@@ -17,7 +17,9 @@ type ProviderWrapper = ReturnType<DiscoveryService['getProviders']>[number];
  * runs each call of such a method as a unit of work: source `job` with a `system` actor
  * when called outside any unit; source and actor `system`, with the request id as
  * `originRequestId`, when called after the surrounding unit ended (late work); else the
- * surrounding unit's source, actor and request.
+ * surrounding unit's source, actor and request — until that unit stops taking events
+ * while the call still runs (it was not awaited): from then on the call is late work
+ * too, its event included (what it did before is stored as it was attributed then).
  * The call's changes are claimed by its event. Whoever calls the method — Nest's
  * scheduler, a queue consumer, other code — goes through it.
  *
@@ -122,6 +124,8 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
         requestObject: parent?.requestObject,
         body: parent?.body,
         parent,
+        // Left running after its caller's unit stopped taking events (not awaited): late work.
+        outlived: { source: source ?? 'system' },
       },
       current?.originForOpened,
     );
@@ -156,6 +160,8 @@ export class AuditedMethodExplorer implements OnModuleInit, OnModuleDestroy, Sco
 
   /** Adds the call's event and settles its unit (stored at once, or after the caller's transaction). */
   private finish(unit: UnitOfWork, args: unknown[], outcome: 'success' | 'failure', value: unknown): Promise<void> {
+    // Ended after its caller's unit: its event is late work (see `UnitOfWork.followParent`).
+    unit.followParent();
     this.intents.settle(unit, unit.audited!, args, outcome, value);
     return this.recorder.end(unit);
   }

@@ -197,6 +197,8 @@ export class AuditRecorder {
     const actor = await this.resolveActor(unit);
     const handler = unit.intents.find((intent) => intent.claim === 'all');
     const rows = this.events.build(unit, actor, handler ? unit.spilledRows : 0);
+    // A unit its parent left running: what it did before it was cut loose, as attributed then.
+    if (unit.early) rows.unshift(...this.events.build(unit.early, await this.resolveActor(unit.early)));
     const memoryIds = this.journalRows(unit, (id) => !unit.spilledRowIds.includes(id));
     const spilled: SpilledParts | undefined = unit.spilledRows > 0 ? { actor, handler, count: 0, next: 0, stored: new Set(), tried: new Set() } : undefined;
     if (spilled) {

@@ -191,7 +191,8 @@ export class AuditService {
    * Runs `fn` as a unit of work with `actor` and a source (default `job`), stores the
    * unit's events and unclaimed changes when `fn` settles, and returns `fn`'s result.
    * Called after its request's unit ended (a timer, an un-awaited promise), the unit's
-   * events carry that request's id as `context.originRequestId`.
+   * events carry that request's id as `context.originRequestId`; so do those of a call
+   * not awaited that is still running when the request's unit ends, from then on.
    *
    * @example
    * await audit.runAs(request.actor, () => this.mailer.send(order), { requestId: request.requestId });
@@ -214,6 +215,8 @@ export class AuditService {
         },
         // Started after the current unit stopped taking events (late work): not its child.
         parent: current?.isLive ? current : undefined,
+        // Left running after it stopped taking events (not awaited): late work of its request.
+        outlived: 'own',
       },
       current?.originForOpened,
     );
