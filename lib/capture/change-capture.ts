@@ -265,6 +265,8 @@ export class ChangeCapture {
     }
     if (parent) {
       for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
+      // `log()` events of a savepoint that committed ride on the outer transaction's COMMIT.
+      parent.intents.push(...frame.intents);
     } else {
       // Only the outermost COMMIT carries the journal rows (a savepoint's RELEASE, e.g. of
       // events stored in the transaction while committing, does not).

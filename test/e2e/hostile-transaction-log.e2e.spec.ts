@@ -44,6 +44,20 @@ describe.each(databases())('audit.log() and transactions outside a unit of work 
     const rows = await t.rows();
     expect(rows.map((row) => row.action)).toEqual(['order.created']);
   });
+
+  it('an event logged inside a savepoint that commits is written with the outer transaction, claiming its target’s change', async () => {
+    let keptId = 0;
+    await t.dataSource.transaction(async (manager) => {
+      await manager.transaction(async (inner) => {
+        const order = await inner.save(Order, inner.create(Order, { status: 'kept', note: 'inner' }));
+        keptId = order.id;
+        await t.audit.log({ action: 'order.kept', target: { type: 'order', id: String(order.id) } });
+      });
+    });
+
+    const rows = await t.rows();
+    expect(rows.map((row) => [row.action, row.kind, row.changes?.map((change) => change.id)])).toEqual([['order.kept', 'intent', [String(keptId)]]]);
+  });
 });
 
 /** A query runner that is released after its transaction: PostgreSQL and MariaDB (SQLite keeps one runner for everything). */
