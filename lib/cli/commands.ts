@@ -278,6 +278,7 @@ export function formatProblem(problem: AuditIntegrityProblem): string {
   if (problem.seq !== undefined) parts.push(`seq=${problem.seq}`);
   if (problem.id !== undefined) parts.push(`id=${problem.id}`);
   if (problem.treeSize !== undefined) parts.push(`treeSize=${problem.treeSize}`);
+  if (problem.node !== undefined) parts.push(`level=${problem.node.level} index=${problem.node.index}`);
   parts.push(problem.message);
   return parts.join(' ');
 }

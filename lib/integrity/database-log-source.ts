@@ -4,7 +4,7 @@ import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { canonicalEventJson } from './canonical-json.js';
-import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf } from './log-verifier.js';
+import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf, AuditLogSourceNode } from './log-verifier.js';
 import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
 
@@ -46,7 +46,7 @@ export class DatabaseLogSource {
 
   /** {@link data} for a bound read before with {@link treeBound}. */
   dataUpTo(bound: number | undefined): AuditLogData {
-    return { events: this.events(bound), leaves: this.leaves(bound), checkpoints: this.checkpoints(bound) };
+    return { events: this.events(bound), leaves: this.leaves(bound), nodes: (level) => this.nodes(level, bound), checkpoints: this.checkpoints(bound) };
   }
 
   /** The size of the tree stored now (see {@link data}); `undefined` when there is none. */
@@ -141,6 +141,23 @@ export class DatabaseLogSource {
       for (const row of rows) yield { index: row.index, hash: storedHash(row.hash), eventId: row.eventId };
       if (rows.length < this.pageSize) return;
       after = rows[rows.length - 1]!.index;
+    }
+  }
+
+  /** The stored inner nodes of one level (whose leaves are all below index `bound`), ascending by index. */
+  async *nodes(level: number, bound?: number): AsyncGenerator<AuditLogSourceNode> {
+    const repository = this.dataSource.getRepository(AuditTreeEntity);
+    const below = bound === undefined ? undefined : Math.floor(bound / 2 ** level);
+    let after: number | undefined;
+    for (;;) {
+      // Raw rows (two columns, no entity to build): there are about as many inner nodes as leaves.
+      const query = repository.createQueryBuilder('t').select('t.index', 'idx').addSelect('t.hash', 'hash').where('t.level = :level', { level });
+      if (after !== undefined) query.andWhere('t.index > :after', { after });
+      if (below !== undefined) query.andWhere('t.index < :below', { below });
+      const rows = await query.orderBy('t.index', 'ASC').limit(this.pageSize).getRawMany<{ idx: string | number; hash: string }>();
+      for (const row of rows) yield { index: Number(row.idx), hash: storedHash(row.hash) };
+      if (rows.length < this.pageSize) return;
+      after = Number(rows[rows.length - 1]!.idx);
     }
   }
 

@@ -1,6 +1,7 @@
 import type {
   AuditIntegrityProblem,
   AuditIntegrityProblemKind,
+  AuditIntegrityTreeNode,
   AuditPublicKey,
   AuditVerifyResult,
 } from '../interfaces/audit-integrity.interface.js';
@@ -37,12 +38,26 @@ export interface AuditLogSourceLeaf {
   eventId: string | null;
 }
 
+/** One stored inner node (a row of `audit_tree` at level 1 or above). */
+export interface AuditLogSourceNode {
+  /** The node's index in its level, from 0: it covers leaves `index * 2^level` to `(index + 1) * 2^level - 1`. */
+  index: number;
+  /** The stored hash (32 bytes; anything else never matches). */
+  hash: Buffer;
+}
+
 /** The data a verification walks: the log's events, its stored tree leaves, and its checkpoints. */
 export interface AuditLogData {
   /** Sequenced events, ascending by `seq`. */
   events: AsyncIterable<AuditLogSourceEvent>;
   /** Stored leaves, ascending by index; absent for an export, which has no tree. */
   leaves?: AsyncIterable<AuditLogSourceLeaf>;
+  /**
+   * The stored inner nodes of one level (1 and above), ascending by index; absent for an
+   * export. The walk reads each level as it forms that level's nodes (one open stream per
+   * level, O(log n) of them).
+   */
+  nodes?: (level: number) => AsyncIterable<AuditLogSourceNode>;
   /**
    * Signed checkpoint notes, ascending by tree size (merge stored and external ones with
    * {@link mergeCheckpoints}).
@@ -93,6 +108,15 @@ export interface AuditLogSource extends AuditLogData {
  *     leaf); when no event follows it (the last rows were removed), `truncated` instead.
  *   So a forged row slipped in or a row deleted, with the later `seq`s moved to hide it, is
  *   `inserted` or `missing`, and each moved event `reordered`.
+ * - A stored leaf that hashes like the event at its position but names another event (its
+ *   `event_id` was changed; the hash covers the id) is `modified` at that `seq`, with `node`.
+ * - Each inner node of the stored tree is compared with the hash the walk forms from the
+ *   stored leaves below it, as it forms it (in order, one stream per level): a node that
+ *   differs is `modified`, one that is absent `missing`, each with `node` (no `seq`). Only
+ *   nodes whose leaves are all stored are compared, and a node is reported when a signed
+ *   root that the walk reproduces covers its leaves, or no signed checkpoint does; under a
+ *   signed root the walk does not reproduce, the leaves themselves were altered and that
+ *   checkpoint's problem says so.
  * - Without a tree (an export): a `seq` repeated or out of order is `reordered`; a gap
  *   is `missing`, a gap at the end up to the last checkpoint's size is `truncated` (one
  *   problem per `seq`); events past the last checkpoint are counted as `unverified`.
@@ -187,6 +211,16 @@ interface StrayLeaf {
   found?: boolean;
 }
 
+/** A stored inner node that is not the hash of the stored leaves below it, or that is absent. */
+interface StrayNode {
+  level: number;
+  index: number;
+  missing: boolean;
+}
+
+/** The leaves a node covers, as a range of positions (`end` excluded). */
+const nodeRange = (level: number, index: number): { start: number; end: number } => ({ start: index * 2 ** level, end: (index + 1) * 2 ** level });
+
 /** A hash in hex (a key of the strays' maps; ids are keyed `id:…`). */
 const hex = (hash: Buffer): string => hash.toString('hex');
 
@@ -195,12 +229,15 @@ class Frontier {
   private readonly hashes: Buffer[] = [];
   private readonly sizes: number[] = [];
 
-  push(leaf: Buffer): void {
+  /** Appends a leaf; `formed` gets each inner node it completes, bottom-up (the level, from 1, and the hash). */
+  push(leaf: Buffer, formed?: (level: number, hash: Buffer) => void): void {
     let hash = leaf;
     let size = 1;
+    let level = 0;
     while (this.sizes.length > 0 && this.sizes[this.sizes.length - 1] === size) {
       hash = nodeHash(this.hashes.pop()!, hash);
       size += this.sizes.pop()!;
+      formed?.(++level, hash);
     }
     this.hashes.push(hash);
     this.sizes.push(size);
@@ -253,6 +290,13 @@ class LogWalk {
   private readonly leaves: Peek<AuditLogSourceLeaf>;
   private readonly notes: Peek<string>;
   private readonly verifierCache = new Map<string, NoteVerifier[]>();
+  /** The stored inner nodes, one stream per level (index 0 unused), opened as the walk reaches the level. */
+  private readonly nodeLevels: Array<Peek<AuditLogSourceNode>> = [];
+  /** Positions from here to `pos` all have a stored leaf: the nodes over them are compared. */
+  private storedLeavesFrom = 0;
+  /** Inner nodes that do not match, settled at the end (at most {@link MAX_REPORTED_PROBLEMS}). */
+  private readonly strayNodes: StrayNode[] = [];
+  private strayNodesCut = false;
 
   /** Positions walked so far (the tree's size). */
   private pos = 0;
@@ -306,9 +350,9 @@ class LogWalk {
       await this.walk();
       await this.finish();
     } finally {
-      await Promise.all([this.events.close(), this.leaves.close(), this.notes.close()]);
+      await Promise.all([this.events.close(), this.leaves.close(), this.notes.close(), ...this.nodeLevels.map((level) => level?.close())]);
     }
-    const order = (p: AuditIntegrityProblem): number => p.seq ?? p.treeSize ?? 0;
+    const order = (p: AuditIntegrityProblem): number => p.seq ?? p.treeSize ?? (p.node ? nodeRange(p.node.level, p.node.index).start + 1 : 0);
     this.problems.sort((a, b) => order(a) - order(b));
     const positions = this.pos;
     const result: AuditVerifyResult = {
@@ -365,6 +409,12 @@ class LogWalk {
         if (!atEvent.leafHash.equals(atLeaf.hash)) {
           this.strayEvent({ seq, id: atEvent.id, hash: atEvent.leafHash, leaf: { hash: atLeaf.hash, eventId: atLeaf.eventId } });
           this.strayLeaf({ seq, id: atLeaf.eventId, hash: atLeaf.hash, occupied: true });
+        } else if (atLeaf.eventId !== null && atLeaf.eventId !== atEvent.id) {
+          // The leaf hash covers the event's id: the event is the leaf's, the tree row's event_id was changed.
+          this.eventProblem('modified', seq, atEvent.id, `the stored leaf of event ${seq} names event ${atLeaf.eventId}, though this event hashes to it: the tree row was altered`, {
+            level: 0,
+            index: this.pos,
+          });
         }
       } else if (atLeaf && seq <= this.purgedThrough) {
         treeLeaf = atLeaf.hash; // a purged event: its leaf stays (excused once the record matches the tree)
@@ -377,13 +427,58 @@ class LogWalk {
         treeLeaf = atEvent!.leafHash;
         if (this.hasLeaves) this.strayEvent({ seq, id: atEvent!.id, hash: atEvent!.leafHash });
       }
-      this.frontier?.push(treeLeaf);
+      if (!atLeaf) this.storedLeavesFrom = this.pos + 1;
+      const formed: Array<{ level: number; hash: Buffer }> = [];
+      this.frontier?.push(treeLeaf, this.input.nodes ? (level, hash) => formed.push({ level, hash }) : undefined);
+      for (const { level, hash } of formed) await this.compareNode(level, hash);
       if (atEvent) await this.events.advance();
       if (atLeaf) await this.leaves.advance();
       this.pos++;
       if (this.pos % PROGRESS_EVERY === 0) this.input.onProgress?.(this.eventCount, this.input.total ?? 0);
       await this.reachCheckpoints();
     }
+  }
+
+  /**
+   * Compares the inner node the walk just formed (over the leaves up to `pos`) with the
+   * stored one, reading that level's stream up to it.
+   */
+  private async compareNode(level: number, hash: Buffer): Promise<void> {
+    const index = (this.pos + 1) / 2 ** level - 1;
+    if (nodeRange(level, index).start < this.storedLeavesFrom) return; // a leaf below it is not stored
+    let stream = this.nodeLevels[level];
+    if (!stream) {
+      stream = this.nodeLevels[level] = new Peek(this.input.nodes!(level));
+      await stream.advance();
+    }
+    while (stream.head && stream.head.index < index) await stream.advance();
+    const stored = stream.head?.index === index ? stream.head : undefined;
+    if (stored && stored.hash.equals(hash)) return;
+    if (this.strayNodes.length < MAX_REPORTED_PROBLEMS) this.strayNodes.push({ level, index, missing: !stored });
+    else this.strayNodesCut = true;
+  }
+
+  /**
+   * Reports the inner nodes that did not match where the leaves below them are vouched
+   * for (a signed root the walk reproduced covers them) or no signed checkpoint covers
+   * them; under a signed root the walk did not reproduce, the leaves were altered, and that
+   * checkpoint (or an event's problem) is reported instead.
+   */
+  private reportNodes(): void {
+    const vouched = Math.max(this.lastMatchedSize, this.purgedThrough);
+    for (const { level, index, missing } of this.strayNodes) {
+      const { start, end } = nodeRange(level, index);
+      if (end > vouched && end <= this.lastSignedSize) continue;
+      const over = `over events ${start + 1} to ${end}`;
+      this.addProblem({
+        kind: missing ? 'missing' : 'modified',
+        node: { level, index },
+        message: missing
+          ? `audit_tree has no node at level ${level}, index ${index} (${over}), though their leaves are stored: the tree row was removed`
+          : `audit_tree node at level ${level}, index ${index} (${over}) is not the hash of the stored leaves below it: the tree row was altered`,
+      });
+    }
+    if (this.strayNodesCut) this.truncatedReport = true;
   }
 
   /** Positions `pos … end-1` have neither event nor stored leaf. */
@@ -436,6 +531,7 @@ class LogWalk {
       }
     }
     this.classifyStrays();
+    this.reportNodes();
     // Checkpoints no later one vindicated: explained by an event's problem, or the tree rows were altered.
     let explainedFrom = Infinity;
     for (const { size, prevSize } of this.unmatched) {
@@ -684,10 +780,11 @@ class LogWalk {
     return [...base, ...cached];
   }
 
-  private eventProblem(kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string): void {
+  private eventProblem(kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string, node?: AuditIntegrityTreeNode): void {
     this.firstEventProblem = Math.min(this.firstEventProblem, seq);
     const problem: AuditIntegrityProblem = { kind, seq, message };
     if (id !== undefined) problem.id = id;
+    if (node !== undefined) problem.node = node;
     this.addProblem(problem);
   }
 

@@ -82,6 +82,13 @@ export type AuditIntegrityProblemKind =
   | 'inconsistent'
   | 'truncated';
 
+/** A node of the stored Merkle tree (`audit_tree`): level 0 holds the leaves, a leaf's index is its event's `seq - 1`. */
+export interface AuditIntegrityTreeNode {
+  level: number;
+  /** The node's position in its level, from 0: it covers the leaves `index * 2^level` to `(index + 1) * 2^level - 1`. */
+  index: number;
+}
+
 export interface AuditIntegrityProblem {
   kind: AuditIntegrityProblemKind;
   /** The event's seq, when the problem is about one event. */
@@ -90,6 +97,11 @@ export interface AuditIntegrityProblem {
   id?: string;
   /** The checkpoint's tree size, when the problem is about a checkpoint. */
   treeSize?: number;
+  /**
+   * The row of `audit_tree` found altered or absent, when the problem is about the stored
+   * tree itself (the events below it hash as they should).
+   */
+  node?: AuditIntegrityTreeNode;
   /** What was found, in words. */
   message: string;
 }
