@@ -9,8 +9,8 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { canonicalEventJson } from './canonical-json.js';
 import { parseCheckpoint } from './checkpoint-note.js';
 import { AuditIntegrator } from './integrator.js';
-import { leafHashOfText } from './merkle.js';
-import { TreeStore } from './tree-store.js';
+import { inclusionProofRanges, leafHashOfText, nodeHash, perfectSubtrees, verifyInclusionProof } from './merkle.js';
+import { MissingTreeNodeError, TreeStore } from './tree-store.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -65,32 +65,102 @@ export class IntegrityProofs {
 
 /**
  * The inclusion proof of a sequenced event in the tree of `checkpoint`, read from
- * `audit_tree`; refuses an event that no longer matches its leaf.
+ * `audit_tree`. The event's leaf is the one at its `seq`, and must be the hash of the event
+ * as stored now and name it; the proof is checked against the root signed in the
+ * checkpoint's note before it is returned. A damaged tree is not worked around: the proof
+ * is refused, naming the tree row at fault where the rows around it tell.
+ *
+ * @throws AuditIntegrityError when the event no longer matches its leaf, or the tree rows
+ *   on its path (or the checkpoint) do not lead to the signed root.
  */
 export async function inclusionProofOf(manager: EntityManager, row: AuditLogEntity, checkpoint: AuditCheckpoint): Promise<AuditInclusionProof> {
   if (row.seq === null) throw new AuditIntegrityError(`event ${row.id} has no seq yet`);
   if (row.seq > checkpoint.treeSize) throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) is past the checkpoint of tree size ${checkpoint.treeSize}`);
   const tree = new TreeStore();
   const index = row.seq - 1;
-  const [leaf] = await tree.hashes(manager, [{ level: 0, index }]);
+  const leafRow = await manager.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
+  if (!leafRow) throw new AuditIntegrityError(`audit_tree has no leaf for seq ${row.seq} (level 0, index ${index}): the tree was altered`);
+  const leaf = Buffer.from(/^[0-9a-f]{64}$/i.test(leafRow.hash) ? leafRow.hash : '', 'hex');
   const computed = leafHashOfText(canonicalEventJson(row));
-  if (!computed.equals(leaf!)) {
+  if (!computed.equals(leaf)) {
     throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
   }
-  const leafRow = await manager.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
-  if (leafRow?.eventId && leafRow.eventId !== row.id) {
-    throw new AuditIntegrityError(`seq ${row.seq} belongs to event ${leafRow.eventId} in audit_tree, not to ${row.id}`);
+  if (leafRow.eventId && leafRow.eventId !== row.id) {
+    // The leaf hash covers the event's id: the tree row's event_id was changed.
+    throw new AuditIntegrityError(
+      `seq ${row.seq} belongs to event ${leafRow.eventId} in audit_tree (level 0, index ${index}), not to ${row.id}, though ${row.id} hashes to that leaf: the tree row was altered`,
+    );
   }
-  const path = await tree.inclusionPath(manager, index, checkpoint.treeSize);
+  const signed = signedRoot(checkpoint);
+  let path: Buffer[];
+  try {
+    path = await tree.inclusionPath(manager, index, checkpoint.treeSize);
+  } catch (error) {
+    if (error instanceof MissingTreeNodeError) throw new AuditIntegrityError(`cannot prove event ${row.id} (seq ${row.seq}): ${error.message}`);
+    throw error;
+  }
+  if (!verifyInclusionProof(index, checkpoint.treeSize, leaf, path, signed)) {
+    const damaged = await damagedNode(manager, tree, index, checkpoint.treeSize);
+    throw new AuditIntegrityError(
+      damaged
+        ? `cannot prove event ${row.id} (seq ${row.seq}): ${damaged}`
+        : `cannot prove event ${row.id} (seq ${row.seq}): its leaf and the audit_tree rows on its path do not lead to the root signed in checkpoint ${checkpoint.treeSize}: the tree rows were altered`,
+    );
+  }
   return {
     id: row.id,
     seq: row.seq,
     leafIndex: index,
     treeSize: checkpoint.treeSize,
-    leafHash: leaf!.toString('base64'),
+    leafHash: leaf.toString('base64'),
     path: path.map((hash) => hash.toString('base64')),
     checkpoint: checkpoint.note,
   };
+}
+
+/** The root hash a checkpoint's note signs (the note must be of the checkpoint's tree size). */
+function signedRoot(checkpoint: AuditCheckpoint): Buffer {
+  const note = checkpoint.note;
+  let parsed: ReturnType<typeof parseCheckpoint>;
+  try {
+    parsed = parseCheckpoint(note.slice(0, note.lastIndexOf('\n\n') + 1));
+  } catch (error) {
+    throw new AuditIntegrityError(`checkpoint ${checkpoint.treeSize} in audit_checkpoint does not hold a checkpoint note: ${(error as Error).message}`);
+  }
+  if (parsed.treeSize !== BigInt(checkpoint.treeSize)) {
+    throw new AuditIntegrityError(`checkpoint ${checkpoint.treeSize} in audit_checkpoint holds the note of tree size ${parsed.treeSize}: the row was altered`);
+  }
+  return parsed.rootHash;
+}
+
+/**
+ * The first inner node on the audit path of leaf `index` (lowest level first) that is not
+ * the hash of its two stored children, or that lacks one, in words; `undefined` when each
+ * agrees with its children.
+ */
+async function damagedNode(manager: EntityManager, tree: TreeStore, index: number, size: number): Promise<string | undefined> {
+  const nodes = inclusionProofRanges(index, size)
+    .flatMap((range) => perfectSubtrees(range))
+    .filter((node) => node.level > 0)
+    .sort((a, b) => a.level - b.level);
+  for (const node of nodes) {
+    const children = [
+      { level: node.level - 1, index: node.index * 2 },
+      { level: node.level - 1, index: node.index * 2 + 1 },
+    ];
+    let hashes: Buffer[];
+    try {
+      hashes = await tree.hashes(manager, [node, ...children]);
+    } catch (error) {
+      if (error instanceof MissingTreeNodeError) return error.message;
+      throw error;
+    }
+    if (!nodeHash(hashes[1]!, hashes[2]!).equals(hashes[0]!)) {
+      const first = node.index * 2 ** node.level + 1;
+      return `audit_tree node at level ${node.level}, index ${node.index} (over events ${first} to ${first + 2 ** node.level - 1}) is not the hash of its two children: the tree row was altered`;
+    }
+  }
+  return undefined;
 }
 
 /** The last stored checkpoint. */
