@@ -25,7 +25,7 @@ import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { dropSecretKeys, useSecretKeys } from './secret-keys.js';
 import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
-import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
@@ -39,6 +39,8 @@ import { checkEntityOptions } from '../options/entity-options.js';
 import type { CapturedChange } from './change-set.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-builder.capture.js';
+
+type ColumnMetadata = EntityMetadata['columns'][number];
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
 
@@ -80,8 +82,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * one array (a constant) with several queries at once.
    */
   private readonly notedByParameters = new WeakMap<object, Array<{ runner: QueryRunner; sql: string; note: QueryNote }>>();
-  /** What `beforeRemove` read for the entity being removed, for `afterRemove` to record. */
-  private readonly removing = new WeakMap<ObjectLiteral, { toOne: Snapshot; cascade: PendingChange[] }>();
+  /** What `beforeRemove` read for the entity being removed (fields TypeORM's row lacks, cascades), for `afterRemove` to record. */
+  private readonly removing = new WeakMap<ObjectLiteral, { lacking: Snapshot; cascade: PendingChange[] }>();
+  /** The stored values of `select: false` columns a `save()` changes, read by `beforeUpdate` for `afterUpdate`. */
+  private readonly updating = new WeakMap<ObjectLiteral, Snapshot>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
   /** Tables of each captured data source, for raw SQL. */
@@ -149,35 +153,60 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     });
   }
 
+  /**
+   * Before a `save()` updates a row, in its transaction: TypeORM's loaded row leaves out
+   * `select: false` columns, so the stored value of each one the save changes is read here.
+   */
+  beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
+    const { metadata, entity, databaseEntity } = event;
+    if (!entity || !databaseEntity) return;
+    const hidden = this.capture.trackedFields(metadata)?.hidden;
+    if (!hidden?.length) return;
+    const lacking = hidden.filter((column) => event.updatedColumns.includes(column) && column.getEntityValue(databaseEntity) === undefined);
+    if (lacking.length) return this.readHidden(event, lacking);
+  }
+
+  private async readHidden(event: UpdateEvent<ObjectLiteral>, columns: ColumnMetadata[]): Promise<void> {
+    const { metadata, queryRunner } = event;
+    const row = await selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_updated'), columns)
+      .withDeleted()
+      .whereInIds([metadata.getEntityIdMap(event.databaseEntity)])
+      .getOne();
+    if (row) this.updating.set(event.entity!, this.capture.trackedFields(metadata)!.snapshot(row, columns));
+  }
+
   afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
     // Without the loaded row this is a write by criteria, captured around its query builder.
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || !databaseEntity) return;
+    const hidden = fields.hidden.length ? this.updating.get(entity) : undefined;
+    if (hidden) this.updating.delete(entity);
     const columns = fields.changed(event.updatedColumns, event.updatedRelations);
     if (columns.length === 0) return;
+    const before = fields.snapshot(databaseEntity, columns);
     return this.capture.record(event.queryRunner, {
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? entityId(metadata, entity),
       operation: 'update',
-      fields: diffSnapshots(fields.snapshot(databaseEntity, columns), fields.snapshot(entity as ObjectLiteral, columns)),
+      fields: diffSnapshots(hidden ? { ...before, ...hidden } : before, fields.snapshot(entity as ObjectLiteral, columns)),
     });
   }
 
   /**
    * Before a `remove()`, in its transaction: what TypeORM's reloaded row lacks (the ids of
-   * to-one relations, when the entity passed in does not carry them) and what the database
-   * will delete or change with the row. Without a loaded entity this is a delete by
+   * to-one relations, when the entity passed in does not carry them, and the values of
+   * `select: false` columns) and what the database will delete or change with the row. Without a loaded entity this is a delete by
    * criteria, captured around its query builder.
    */
   beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity, databaseEntity } = event;
     const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
     if (!fields) return;
-    const missing = fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
+    const missing = fields.hidden.length > 0 || fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
     const effects = deleteEffectsOf(event.queryRunner.connection, metadata);
     if (!missing && !effects.cascadesPastRemove) {
-      if (fields.joinColumns.length) this.removing.set(entity!, { toOne: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
+      if (fields.joinColumns.length) this.removing.set(entity!, { lacking: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
       return;
     }
     return this.readBeforeRemove(event, fields, missing, effects);
@@ -188,16 +217,15 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const entity = event.entity!;
     const databaseEntity = event.databaseEntity;
     const row = missing
-      ? await queryRunner.manager
-          .createQueryBuilder(metadata.target, 'audit_removed')
+      ? await selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_removed'), fields.hidden)
           .withDeleted()
           .whereInIds([metadata.getEntityIdMap(databaseEntity)])
           .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })
           .getOne()
       : null;
-    const toOne = fields.snapshot(row ?? entity, fields.joinColumns);
+    const lacking = fields.snapshot(row ?? entity, row ? [...fields.joinColumns, ...fields.hidden] : fields.joinColumns);
     const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, queryRunner.connection, queryRunner, metadata, [databaseEntity], true) : [];
-    this.removing.set(entity, { toOne, cascade });
+    this.removing.set(entity, { lacking, cascade });
   }
 
   afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
@@ -211,7 +239,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       entity: metadata.name,
       id: entityId(metadata, databaseEntity) ?? idOf(metadata, event.entityId),
       operation: 'delete',
-      fields: snapshotFields(before ? { ...fields.snapshot(row), ...before.toOne } : fields.snapshot(row), 'from'),
+      fields: snapshotFields(before ? { ...fields.snapshot(row), ...before.lacking } : fields.snapshot(row), 'from'),
     });
     if (!before?.cascade.length) return deleted;
     return deleted.then(() => this.capture.recordAll(event.queryRunner, before.cascade));

@@ -1,11 +1,11 @@
 import type { EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
-import { toJsonSafe } from '../events/json-safe.js';
 import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
 import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
-import { diffSnapshots, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+import { ownStatement } from './own-statements.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -21,6 +21,19 @@ const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
   'oracle',
   'mssql',
 ]);
+
+/**
+ * Databases where a failed statement aborts the whole transaction: the module's reads run
+ * in a savepoint there, so that one that fails leaves the app's transaction (and write) alone.
+ */
+const ABORTING_DRIVERS: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb']);
+
+/** A savepoint of a read that could not be rolled back to: the transaction is gone, the write cannot run. */
+class TransactionLost extends Error {
+  constructor(override readonly cause: unknown) {
+    super('the transaction was rolled back');
+  }
+}
 
 /** Value objects of upserts, recorded here rather than by the insert listener. */
 export const upsertedValues = new WeakSet<object>();
@@ -104,23 +117,27 @@ export class CriteriaWrite {
     let lookups: ObjectLiteral[] = [];
     try {
       if (this.kind === 'insert') lookups = this.upsertLookups(metadata);
-      before = this.kind === 'insert' ? await this.readUpsertTargets(runner, metadata, lookups) : await this.readMatching(runner, bound + 1);
+      before = await this.guarded(runner, () =>
+        this.kind === 'insert' ? this.readUpsertTargets(runner, metadata, lookups) : this.readMatching(runner, bound + 1),
+      );
     } catch (error) {
+      if (error instanceof TransactionLost) throw error.cause;
       this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
     }
     // What the database deletes or changes with the rows, read before they go.
     let cascade: PendingChange[] = [];
     if (this.kind === 'delete' && before?.length && deleteEffectsOf(this.qb.dataSource, metadata).dependents.length) {
       try {
-        cascade = await DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before.slice(0, bound), false);
+        cascade = await this.guarded(runner, () => DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before!.slice(0, bound), false));
       } catch (error) {
+        if (error instanceof TransactionLost) throw error.cause;
         this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
       }
     }
     const result = await this.write();
     const affected = (result as { affected?: number } | undefined)?.affected;
     if (!before) {
-      await this.recordPartial(runner, metadata, affected);
+      await this.recordPartial(runner, metadata, fields, affected);
       return result;
     }
     const known = before.slice(0, bound);
@@ -156,15 +173,15 @@ export class CriteriaWrite {
     }
     if (this.kind === 'insert') {
       // An upsert's affected count is not a count of rows (MySQL counts an update twice).
-      if (before.length > bound) await this.recordPartial(runner, metadata, affected === undefined ? undefined : affected - bound);
+      if (before.length > bound) await this.recordPartial(runner, metadata, fields, affected === undefined ? undefined : affected - bound);
       return result;
     }
     // Rows the write changed that were not recorded one by one: past the bound, or (where
     // the read cannot lock rows that did not exist yet) matching rows another connection
     // committed between the read and the write. Counted whenever the database says more.
     const unrecorded = affected === undefined ? undefined : affected - known.length;
-    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, unrecorded);
-    else if (before.length > bound) await this.recordPartial(runner, metadata, undefined);
+    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, fields, unrecorded);
+    else if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
     await this.capture.recordAll(runner, cascade);
     return result;
   }
@@ -174,8 +191,9 @@ export class CriteriaWrite {
     const side = this.kind === 'insert' ? 'added' : 'removed';
     let rows: ObjectLiteral[] | undefined;
     try {
-      rows = this.kind === 'insert' ? this.qb.valueSets() : await this.readJunctionRows(runner, junction);
+      rows = this.kind === 'insert' ? this.qb.valueSets() : await this.guarded(runner, () => this.readJunctionRows(runner, junction));
     } catch (error) {
+      if (error instanceof TransactionLost) throw error.cause;
       this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links a delete removes: ${(error as Error).message}`);
     }
     const links = (rows ?? []).map((row) => ({
@@ -203,21 +221,25 @@ export class CriteriaWrite {
     return this.kind === 'delete' ? 'delete' : 'update';
   }
 
-  /** A change known only in part: the entity, the operation, the values set and (when known) how many rows, no ids. */
-  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, count: number | undefined): Promise<void> {
+  /**
+   * A change known only in part: the entity, the operation, the values set and (when known)
+   * how many rows, no ids. The values are read as a full capture reads an entity's: a to-one
+   * relation set as an entity is its id, an embedded set as an object is one field per
+   * column (`wallet.code`), excluded fields are left out, and a value the database computes
+   * (a function giving SQL) is not known.
+   */
+  private async recordPartial(runner: QueryRunner, metadata: EntityMetadata, tracked: TrackedFields, count: number | undefined): Promise<void> {
     if (count !== undefined && count <= 0) return;
-    const fields: Record<string, { from?: unknown; to: unknown }> = {};
     const values = Array.isArray(this.qb.valuesSet) ? undefined : this.qb.valuesSet;
+    const columns: ColumnMetadata[] = [];
     for (const [name, value] of Object.entries(values ?? {})) {
-      const embedded = isPlainObject(value) ? metadata.findEmbeddedWithPropertyPath(name) : undefined;
-      if (embedded) {
-        // An embedded value set as an object: one field per column set, named as a full capture names it (`wallet.code`).
-        for (const column of embedded.columnsFromTree) {
-          const set = column.getEntityValue(values!) as unknown;
-          if (set !== undefined && typeof set !== 'function') fields[column.propertyPath] = { to: toJsonSafe(set) };
-        }
-      } else if (typeof value !== 'function') fields[name] = { to: toJsonSafe(value) };
+      const embedded = value !== null && typeof value === 'object' ? metadata.findEmbeddedWithPropertyPath(name) : undefined;
+      for (const column of embedded ? embedded.columnsFromTree : metadata.findColumnsWithPropertyPath(name)) {
+        if (tracked.columns.includes(column) && typeof column.getEntityValue(values!) !== 'function') columns.push(column);
+      }
     }
+    const fields: Record<string, { to: unknown }> = {};
+    for (const [name, value] of Object.entries(values ? tracked.snapshot(values, columns) : {})) fields[name] = { to: value };
     await this.capture.record(runner, {
       entity: metadata.name,
       id: null,
@@ -228,12 +250,42 @@ export class CriteriaWrite {
     });
   }
 
-  /** A SELECT with the write's own WHERE clause, in its transaction. */
+  /**
+   * Runs one of the module's reads in the write's transaction. Where a failed statement
+   * aborts the transaction (PostgreSQL), in a savepoint rolled back to when the read fails:
+   * the read's error is thrown, the transaction goes on. When even that fails, the
+   * transaction is gone: {@link TransactionLost}, which the write does not outlive.
+   */
+  private async guarded<T>(runner: QueryRunner, read: () => Promise<T>): Promise<T> {
+    if (!ABORTING_DRIVERS.has(this.qb.dataSource.options.type)) return read();
+    await runner.query('SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+    let result: T;
+    try {
+      result = await read();
+    } catch (error) {
+      try {
+        await runner.query('ROLLBACK TO SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+      } catch {
+        throw new TransactionLost(error);
+      }
+      throw error;
+    }
+    await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+    return result;
+  }
+
+  /**
+   * A SELECT with the write's own WHERE clause, in its transaction. The write's statement
+   * names its table without an alias (`UPDATE rv_tag … WHERE rv_tag.name = …` is valid SQL
+   * TypeORM sends as written): the probe reads the table under its own name, so that a
+   * condition naming it reads the same. It reads every followed column, `select: false` ones too.
+   */
   private probe(runner: QueryRunner): SelectQueryBuilder<ObjectLiteral> {
     const metadata = this.metadata!;
-    const probe = runner.manager.createQueryBuilder(metadata.target, 'audit_probe');
+    const probe = runner.manager.createQueryBuilder(metadata.target, metadata.tableName);
     this.qb.copyConditionsTo(probe);
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    if (this.fields) selectHidden(probe, this.fields.hidden);
     return probe.withDeleted().loadAllRelationIds({ relations: toOne, disableMixedMap: true });
   }
 
@@ -262,8 +314,9 @@ export class CriteriaWrite {
     if (rows.length === 0) return [];
     const metadata = this.metadata!;
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    return runner.manager
-      .createQueryBuilder(metadata.target, 'audit_reread')
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_reread');
+    if (this.fields) selectHidden(query, this.fields.hidden);
+    return query
       .withDeleted()
       .whereInIds(rows.map((row) => metadata.getEntityIdMap(row)))
       .loadAllRelationIds({ relations: toOne, disableMixedMap: true })
@@ -296,12 +349,8 @@ export class CriteriaWrite {
   private async readUpsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
     if (lookups.length === 0) return [];
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    return runner.manager
-      .getRepository(metadata.target)
-      .find({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } });
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted');
+    if (this.fields) selectHidden(query, this.fields.hidden);
+    return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
   }
 }
-
-/** An object literal (not a `Date`, a buffer, an array or a class instance holding a column's value). */
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;

@@ -2,7 +2,7 @@ import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQuer
 import type { ChangeCapture } from './change-capture.js';
 import type { CapturedChange } from './change-set.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
-import { diffSnapshots, snapshotFields } from './entity-snapshot.js';
+import { diffSnapshots, selectHidden, snapshotFields } from './entity-snapshot.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
 type RelationMetadata = EntityMetadata['relations'][number];
@@ -237,7 +237,12 @@ export class DeleteCascade {
         .join(' OR ');
     }
     query.where(where, parameters);
-    if (toOne) query.withDeleted().loadAllRelationIds({ relations: [...toOne], disableMixedMap: true });
+    if (toOne) {
+      // Rows read as entities: with their `select: false` columns, as any row the module reads.
+      const hidden = this.capture.trackedFields(metadata)?.hidden;
+      if (hidden) selectHidden(query, hidden);
+      query.withDeleted().loadAllRelationIds({ relations: [...toOne], disableMixedMap: true });
+    }
     return query;
   }
 

@@ -1,5 +1,5 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { EntityMetadata, ObjectLiteral } from 'typeorm';
+import type { EntityMetadata, ObjectLiteral, SelectQueryBuilder } from 'typeorm';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
 type RelationMetadata = EntityMetadata['relations'][number];
@@ -21,6 +21,8 @@ export class TrackedFields {
   readonly columns: ColumnMetadata[];
   /** The followed join columns TypeORM derives from to-one relations (read from the relation's object). */
   readonly joinColumns: ColumnMetadata[];
+  /** The followed columns TypeORM's default selection leaves out (`select: false`): the module's reads select them. */
+  readonly hidden: ColumnMetadata[];
   /**
    * The followed columns whose values are never captured, with their label: a join column
    * referring to a secret key or to another column named like a secret (its value is
@@ -45,6 +47,7 @@ export class TrackedFields {
         !excluded.has(fieldName(column)),
     );
     this.joinColumns = this.columns.filter(isDerivedJoinColumn);
+    this.hidden = this.columns.filter((column) => !column.isSelect);
     for (const column of this.columns) {
       const label = keys?.label(column);
       if (label) this.secrets.set(column, label);
@@ -71,6 +74,12 @@ export class TrackedFields {
     const candidates = new Set([...columns, ...relations.flatMap((relation) => relation.joinColumns)]);
     return this.columns.filter((column) => candidates.has(column));
   }
+}
+
+/** Adds `columns` (kept out of default reads by `select: false`) to what `query` reads of its main alias; returns it. */
+export function selectHidden<T extends ObjectLiteral>(query: SelectQueryBuilder<T>, columns: readonly ColumnMetadata[]): SelectQueryBuilder<T> {
+  for (const column of columns) query.addSelect(`${query.alias}.${column.propertyPath}`);
+  return query;
 }
 
 /** `{ name: { from, to } }` for every field whose value differs. */

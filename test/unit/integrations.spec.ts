@@ -94,9 +94,10 @@ class Item {
 
 /** Which rows a write's WHERE clause matches, read the way the change capture reads them. */
 async function rowsMatching(dataSource: DataSource, state: WriteQueryBuilderState): Promise<string[]> {
-  const probe = dataSource.manager.createQueryBuilder(Item, 'audit_probe');
+  // Under the table's own name, as the write names it.
+  const probe = dataSource.manager.createQueryBuilder(Item, 'integration_item');
   state.copyConditionsTo(probe as unknown as Parameters<WriteQueryBuilderState['copyConditionsTo']>[0]);
-  const rows = await probe.withDeleted().orderBy('audit_probe.code').getMany();
+  const rows = await probe.withDeleted().orderBy('integration_item.code').getMany();
   return rows.map((row) => row.code);
 }
 
