@@ -264,7 +264,9 @@ export class CriteriaWrite {
       result = await read();
     } catch (error) {
       try {
+        // Rolled back to, a savepoint stays open: released too, so that none is left behind.
         await runner.query('ROLLBACK TO SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+        await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
       } catch {
         throw new TransactionLost(error);
       }
