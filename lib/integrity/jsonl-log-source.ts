@@ -4,6 +4,7 @@ import { MalformedAuditExportError } from '../exceptions/malformed-audit-export.
 import { canonicalEventJson, canonicalJson, type CanonicalEventInput } from './canonical-json.js';
 import { mergeCheckpoints, type AuditLogData, type AuditLogSourceEvent } from './log-verifier.js';
 import { leafHashOfText } from './merkle.js';
+import { strictJsonProblem } from './strict-json.js';
 
 /*
  * The JSON Lines export of an audit log: one sequenced event per line, ascending by seq,
@@ -70,8 +71,12 @@ function parseLine(text: string, file: string, line: number): ExportedEvent | nu
     throw new MalformedAuditExportError(file, line, `not JSON (${(err as Error).message})`);
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new MalformedAuditExportError(file, line, 'not a JSON object');
-  // Exactly the text export() writes: a member given twice (JSON.parse keeps the last, a
-  // reader of the text may see the first) or any other form is not an export line.
+  // JSON export() writes: a member given twice (JSON.parse keeps the last, a reader of the
+  // text may see the first) or a number JSON.parse reads as another (past double precision
+  // or range) says something else to another reader than what was hashed.
+  const problem = strictJsonProblem(text);
+  if (problem !== undefined) throw new MalformedAuditExportError(file, line, `${NOT_CANONICAL}: ${problem}`);
+  // And exactly the text export() writes: any other form is not an export line.
   let canonical: string | undefined;
   try {
     canonical = canonicalJson(value);
@@ -79,7 +84,7 @@ function parseLine(text: string, file: string, line: number): ExportedEvent | nu
     canonical = undefined;
   }
   if (canonical !== text) {
-    throw new MalformedAuditExportError(file, line, 'not the canonical JSON of an export line (a member repeated or out of order, or the text reformatted)');
+    throw new MalformedAuditExportError(file, line, NOT_CANONICAL);
   }
   const { seq, ...event } = value as Record<string, unknown>;
   if (seq === null && typeof event['id'] === 'string') return null;
@@ -95,6 +100,8 @@ function parseLine(text: string, file: string, line: number): ExportedEvent | nu
   }
   return { seq, id: event['id'], leafHash: hash, event, line };
 }
+
+const NOT_CANONICAL = 'not the canonical JSON of an export line (a member repeated or out of order, or the text reformatted)';
 
 /** An export and its checkpoints as the verifier's input (no stored tree). */
 export function exportLogData(path: string, checkpoints: readonly string[]): AuditLogData {
