@@ -3,10 +3,12 @@ import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
+import type { AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson } from './canonical-json.js';
-import type { AuditLogData, AuditLogSourceEvent, AuditLogSourceLeaf, AuditLogSourceNode } from './log-verifier.js';
+import { MAX_REPORTED_PROBLEMS, type AuditLogData, type AuditLogSourceEvent, type AuditLogSourceLeaf, type AuditLogSourceNode } from './log-verifier.js';
 import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
+import { readStoredEvents, type StoredEvent } from './stored-events.js';
 
 /** Rows read per query. */
 const PAGE_SIZE = 2_000;
@@ -77,18 +79,21 @@ export class DatabaseLogSource {
     return query.getCount();
   }
 
-  /** Every sequenced event row (after `seq` `from` and up to `seq` `bound`), ascending by `seq`. */
-  async *eventRows(bound?: number, from?: number): AsyncGenerator<AuditLogEntity> {
+  /**
+   * Every sequenced event row (after `seq` `from` and up to `seq` `bound`), ascending by
+   * `seq`, with its JSON columns read as stored text and checked (see `readStoredEvents`).
+   */
+  async *eventRows(bound?: number, from?: number): AsyncGenerator<StoredEvent> {
     const repository = this.dataSource.getRepository(AuditLogEntity);
     let after = from;
     for (;;) {
       const query = repository.createQueryBuilder('e').where('e.seq IS NOT NULL');
       if (after !== undefined) query.andWhere('e.seq > :after', { after });
       if (bound !== undefined) query.andWhere('e.seq <= :bound', { bound });
-      const rows = await this.wholePage(await query.orderBy('e.seq', 'ASC').limit(this.pageSize).getMany());
+      const rows = await this.wholePage(await readStoredEvents(query.orderBy('e.seq', 'ASC').limit(this.pageSize)));
       yield* rows;
       if (rows.length < this.pageSize) return;
-      after = rows[rows.length - 1]!.seq!;
+      after = rows[rows.length - 1]!.row.seq!;
     }
   }
 
@@ -97,35 +102,64 @@ export class DatabaseLogSource {
    * starts after that `seq`, so a row sharing it (which the unique index forbids, but a
    * tampered table may hold) would otherwise never be read.
    */
-  private async wholePage(rows: AuditLogEntity[]): Promise<AuditLogEntity[]> {
+  private async wholePage(rows: StoredEvent[]): Promise<StoredEvent[]> {
     if (rows.length < this.pageSize) return rows;
-    const last = rows[rows.length - 1]!.seq!;
-    const read = new Set(rows.filter((row) => row.seq === last).map((row) => row.id));
-    const same = await this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq = :last', { last }).getMany();
-    return [...rows, ...same.filter((row) => !read.has(row.id))];
+    const last = rows[rows.length - 1]!.row.seq!;
+    const read = new Set(rows.filter(({ row }) => row.seq === last).map(({ row }) => row.id));
+    const same = await readStoredEvents(this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq = :last', { last }));
+    return [...rows, ...same.filter(({ row }) => !read.has(row.id))];
   }
 
   /** Every sequenced event (up to `seq` `bound`) with the hash of its canonical JSON, ascending by `seq`. */
   async *events(bound?: number): AsyncGenerator<AuditLogSourceEvent> {
-    for await (const row of this.eventRows(bound)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+    for await (const event of this.eventRows(bound)) yield sourceEvent(event);
     if (bound === undefined) return;
     // Past the bound: only events without a leaf (a seq the log did not give).
     const events = this.dataSource.getRepository(AuditLogEntity);
     const tree = this.dataSource.getRepository(AuditTreeEntity);
     let after = bound;
     for (;;) {
-      const rows = await this.wholePage(await events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize).getMany());
+      const rows = await this.wholePage(
+        await readStoredEvents(events.createQueryBuilder('e').where('e.seq > :after', { after }).orderBy('e.seq', 'ASC').limit(this.pageSize)),
+      );
       if (rows.length === 0) return;
       // Read after the events: a seq and its leaf are committed together.
       const leaves = await tree
         .createQueryBuilder('t')
         .select('t.index')
-        .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: rows[0]!.seq! - 1, high: rows[rows.length - 1]!.seq! - 1 })
+        .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: rows[0]!.row.seq! - 1, high: rows[rows.length - 1]!.row.seq! - 1 })
         .getMany();
       const stored = new Set(leaves.map((leaf) => leaf.index));
-      for (const row of rows) if (!stored.has(row.seq! - 1)) yield { seq: row.seq!, id: row.id, leafHash: eventLeafHash(row) };
+      for (const event of rows) if (!stored.has(event.row.seq! - 1)) yield sourceEvent(event);
       if (rows.length < this.pageSize) return;
-      after = rows[rows.length - 1]!.seq!;
+      after = rows[rows.length - 1]!.row.seq!;
+    }
+  }
+
+  /**
+   * The events without a seq that the integrator cannot sequence, each an `inserted`
+   * problem with its id (no seq): a row that cannot be canonicalised (a value JSON cannot
+   * carry, such as a number past the double range) or whose JSON columns hold text the
+   * module does not write (see `readStoredEvents`). The module never stores such a row,
+   * and it would stay out of the tree for ever while the read side shows it. Other events
+   * without a seq are the integrator's backlog, not problems. Read in pages by id (the
+   * index of unsequenced events).
+   */
+  async *unsequencedProblems(): AsyncGenerator<AuditIntegrityProblem> {
+    const repository = this.dataSource.getRepository(AuditLogEntity);
+    let after: string | undefined;
+    for (;;) {
+      const query = repository.createQueryBuilder('e').where('e.seq IS NULL');
+      if (after !== undefined) query.andWhere('e.id > :after', { after });
+      const rows = await readStoredEvents(query.orderBy('e.id', 'ASC').limit(this.pageSize));
+      for (const { row, problem } of rows) {
+        const why = problem ?? canonicalisationProblem(row);
+        if (why !== undefined) {
+          yield { kind: 'inserted', id: row.id, message: `event ${row.id} has no seq and cannot be sequenced (${why}): it was not stored by the module` };
+        }
+      }
+      if (rows.length < this.pageSize) return;
+      after = rows[rows.length - 1]!.row.id;
     }
   }
 
@@ -193,10 +227,49 @@ export class DatabaseLogSource {
     });
   }
 
-  /** One event by id, sequenced or not. */
-  async findEvent(id: string): Promise<AuditLogEntity | null> {
-    return this.dataSource.getRepository(AuditLogEntity).findOneBy({ id });
+  /** One event by id, sequenced or not, with its JSON columns read as stored text and checked. */
+  async findEvent(id: string): Promise<StoredEvent | undefined> {
+    const [event] = await readStoredEvents(this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.id = :id', { id }));
+    return event;
   }
+}
+
+/** An event as the verifier reads it; a row whose JSON text the module did not write hashes to nothing. */
+function sourceEvent({ row, problem }: StoredEvent): AuditLogSourceEvent {
+  return { seq: row.seq!, id: row.id, leafHash: problem === undefined ? eventLeafHash(row) : Buffer.alloc(0) };
+}
+
+/** Why a row cannot be canonicalised, or `undefined` when it can. */
+function canonicalisationProblem(row: AuditLogEntity): string | undefined {
+  try {
+    canonicalEventJson(row);
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/**
+ * `result` with the problems of `more` added (the events without a seq that cannot be
+ * sequenced, see `DatabaseLogSource.unsequencedProblems`), kept in the result's order and
+ * within {@link MAX_REPORTED_PROBLEMS}.
+ */
+export async function withUnsequencedProblems(result: AuditVerifyResult, more: AsyncIterable<AuditIntegrityProblem>): Promise<AuditVerifyResult> {
+  const added: AuditIntegrityProblem[] = [];
+  let truncated = result.truncatedReport === true;
+  for await (const problem of more) {
+    if (result.problems.length + added.length >= MAX_REPORTED_PROBLEMS) {
+      truncated = true;
+      break;
+    }
+    added.push(problem);
+  }
+  if (added.length === 0 && !truncated) return result;
+  // Unsequenced events have no seq: they come first, as problems without seq or tree size do.
+  const problems = [...added, ...result.problems];
+  const out: AuditVerifyResult = { ...result, ok: false, problems };
+  if (truncated) out.truncatedReport = true;
+  return out;
 }
 
 /** The leaf hash of a row as stored now; empty (matching nothing) when the row cannot be canonicalised. */

@@ -7,7 +7,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IsNull, MoreThan, type DataSource, type EntityManager } from 'typeorm';
+import { MoreThan, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
@@ -26,6 +26,7 @@ import { integratorDialect, withIntegratorLock, type IntegratorDialect } from '.
 import type { ResolvedIntegrity } from './integrity-options.js';
 import { verifiersFor } from './proofs.js';
 import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type HashedNode } from './merkle.js';
+import { readStoredEvents, type StoredEvent } from './stored-events.js';
 import { TreeStore } from './tree-store.js';
 
 /** Events sequenced per transaction. */
@@ -306,18 +307,19 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     return outcome;
   }
 
-  /** The next `BATCH` events without a seq, after `after` (from the start without it), by id. */
-  private read(manager: EntityManager, after: string | undefined): Promise<AuditLogEntity[]> {
-    return manager.getRepository(AuditLogEntity).find({
-      where: after === undefined ? { seq: IsNull() } : { seq: IsNull(), id: MoreThan(after) },
-      order: { id: 'ASC' },
-      take: BATCH,
-    });
+  /**
+   * The next `BATCH` events without a seq, after `after` (from the start without it), by
+   * id, with their JSON columns read as stored text and checked (`readStoredEvents`).
+   */
+  private read(manager: EntityManager, after: string | undefined): Promise<StoredEvent[]> {
+    const query = manager.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq IS NULL');
+    if (after !== undefined) query.andWhere('e.id > :after', { after });
+    return readStoredEvents(query.orderBy('e.id', 'ASC').limit(BATCH));
   }
 
   /** Each event's leaf hash, or why it has none. */
-  private hashed(rows: AuditLogEntity[]): ReadEvents {
-    return { rows, leaves: rows.map(leafOrError) };
+  private hashed(events: StoredEvent[]): ReadEvents {
+    return { rows: events.map(({ row }) => row), leaves: events.map(leafOrError) };
   }
 
   /** Starts reading and hashing the batch after `after`, outside the batch's transaction. */
@@ -335,7 +337,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
    * it made PostgreSQL abort the batch (a serialization failure) while the app stored
    * events, batch after batch.
    */
-  private async readAhead(after: string): Promise<AuditLogEntity[]> {
+  private async readAhead(after: string): Promise<StoredEvent[]> {
     const runner = this.dataSource.createQueryRunner();
     try {
       await runner.connect();
@@ -567,7 +569,9 @@ interface ReadEvents {
   leaves: Array<Buffer | Error>;
 }
 
-function leafOrError(row: AuditLogEntity): Buffer | Error {
+function leafOrError({ row, problem }: StoredEvent): Buffer | Error {
+  // Text that reads as another value to some reader than to JSON.parse: not signed as found.
+  if (problem !== undefined) return new Error(problem);
   try {
     return leafHashOfText(canonicalEventJson(row));
   } catch (error) {

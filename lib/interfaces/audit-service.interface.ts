@@ -94,6 +94,19 @@ export interface AuditExportOptions {
   format?: AuditExportFormat;
 }
 
+/**
+ * An event `export()` left out, emitted as the stream's `'skipped'` event: its row cannot
+ * be written as it is stored (a JSON column holding text the module does not write, or a
+ * value JSON cannot carry). The module never stores such a row; `verify()` reports it.
+ */
+export interface AuditExportSkipped {
+  id: string;
+  /** `null` when the row has no seq. */
+  seq: number | null;
+  /** Why its row cannot be written. */
+  reason: string;
+}
+
 /** One page of `AuditService.find()`, newest first. */
 export interface AuditPage {
   items: AuditEvent[];

@@ -4,7 +4,8 @@ import type { DataSource, SelectQueryBuilder } from 'typeorm';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import { canonicalEventJson, canonicalJson } from '../integrity/canonical-json.js';
 import { exportEventLine } from '../integrity/jsonl-log-source.js';
-import type { AuditExportFormat } from '../interfaces/audit-service.interface.js';
+import { readStoredEvents, type StoredEvent } from '../integrity/stored-events.js';
+import type { AuditExportFormat, AuditExportSkipped } from '../interfaces/audit-service.interface.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { occurredAtParam } from './audit-query.js';
 
@@ -68,17 +69,51 @@ export function exportFormat(value: unknown): AuditExportFormat {
  * The export as a byte stream (UTF-8 text). Pages are read one at a time, each only
  * when the consumer has taken the rows before it (the stream's back-pressure), so
  * memory stays constant whatever the size of the trail; an error of the database
- * destroys the stream with that error.
+ * destroys the stream with that error. An event left out (see {@link exportRecords}) is
+ * emitted as a `'skipped'` event of the stream, with its {@link AuditExportSkipped}.
  */
-export function auditExportStream(plan: AuditExportPlan): Readable {
-  return Readable.from(exportText(plan), { objectMode: false });
+export function auditExportStream(plan: AuditExportPlan, onSkipped?: (skipped: AuditExportSkipped) => void): Readable {
+  const stream = Readable.from(
+    exportText(plan, (skipped) => {
+      onSkipped?.(skipped);
+      stream.emit('skipped', skipped);
+    }),
+    { objectMode: false },
+  );
+  return stream;
 }
 
 /** The export's text, a line (or CSV record) at a time. */
-export async function* exportText(plan: AuditExportPlan): AsyncGenerator<string> {
+export async function* exportText(plan: AuditExportPlan, onSkipped: (skipped: AuditExportSkipped) => void): AsyncGenerator<string> {
   const header = exportHeader(plan.format);
   if (header) yield header;
-  for await (const row of exportRows(plan)) yield exportRecord(plan.format, row);
+  yield* exportRecords(plan, onSkipped);
+}
+
+/**
+ * The records of an export (without the header), in its order. A row that cannot be
+ * written as what it stores is left out and handed to `onSkipped`, and the export goes
+ * on: a JSON column holding text the module does not write (a member repeated, a number
+ * past double precision or range: see `strictJsonProblem`), or a value the event's
+ * canonical JSON cannot carry. Anyone who may insert into `audit_log` can store such a
+ * row; the module never does, and `verify` reports it.
+ */
+export async function* exportRecords(plan: AuditExportPlan, onSkipped: (skipped: AuditExportSkipped) => void): AsyncGenerator<string> {
+  for await (const { row, problem } of exportRows(plan)) {
+    let record: string | undefined;
+    let reason = problem;
+    if (reason === undefined) {
+      try {
+        record = exportRecord(plan.format, row);
+      } catch (error) {
+        // What canonicalisation (TypeError) or a date that is not one (RangeError) throws.
+        if (!(error instanceof TypeError || error instanceof RangeError)) throw error;
+        reason = error.message;
+      }
+    }
+    if (record !== undefined) yield record;
+    else onSkipped({ id: row.id, seq: row.seq ?? null, reason: reason! });
+  }
 }
 
 /** What an export starts with: the header record of CSV, nothing for JSON Lines. */
@@ -91,8 +126,12 @@ export function exportRecord(format: AuditExportFormat, row: AuditLogEntity): st
   return format === 'csv' ? csvRecord(csvCells(row)) : `${exportLine(row)}\n`;
 }
 
-/** The rows of an export, in its order, a page at a time (keyset pagination: every page costs the same). */
-export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLogEntity> {
+/**
+ * The rows of an export, in its order, a page at a time (keyset pagination: every page
+ * costs the same), with their JSON columns read as stored text and checked
+ * (`readStoredEvents`).
+ */
+export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<StoredEvent> {
   const pageSize = plan.pageSize ?? EXPORT_PAGE_SIZE;
   // The last seq of the seq part: the integrator gives the events not sequenced yet larger
   // ones, so an event sequenced while the rest is read stays in it (`seq IS NULL` alone
@@ -102,9 +141,9 @@ export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLo
     for (;;) {
       const page = plan.query.clone().andWhere('e.seq IS NOT NULL');
       if (sequenced > 0) page.andWhere('e.seq > :afterSeq', { afterSeq: sequenced });
-      const rows = await page.orderBy('e.seq', 'ASC').limit(pageSize).getMany();
+      const rows = await readStoredEvents(page.orderBy('e.seq', 'ASC').limit(pageSize));
       yield* rows;
-      if (rows.length > 0) sequenced = rows[rows.length - 1]!.seq!;
+      if (rows.length > 0) sequenced = rows[rows.length - 1]!.row.seq!;
       if (rows.length < pageSize) break;
     }
   }
@@ -120,10 +159,10 @@ export async function* exportRows(plan: AuditExportPlan): AsyncGenerator<AuditLo
         afterId: last.id,
       });
     }
-    const rows = await page.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').limit(pageSize).getMany();
+    const rows = await readStoredEvents(page.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').limit(pageSize));
     yield* rows;
     if (rows.length < pageSize) return;
-    last = rows[rows.length - 1];
+    last = rows[rows.length - 1]!.row;
   }
 }
 

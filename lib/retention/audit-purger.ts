@@ -336,12 +336,13 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
           through: seq - 1,
           unmatched: id === undefined ? { seq, message } : { seq, id, message },
         });
-        if (row.done || row.value.seq !== seq) return unmatched(stored ? `its row is missing (its signed leaf remains)` : 'neither its row nor its leaf is stored');
-        const event = row.value;
+        if (row.done || row.value.row.seq !== seq) return unmatched(stored ? `its row is missing (its signed leaf remains)` : 'neither its row nor its leaf is stored');
+        const { row: event, problem } = row.value;
         row = await rows.next();
-        if (!row.done && row.value.seq === seq) return unmatched(`two rows have its seq (${event.id} and ${row.value.id})`, event.id);
+        if (!row.done && row.value.row.seq === seq) return unmatched(`two rows have its seq (${event.id} and ${row.value.row.id})`, event.id);
         if (!stored) return unmatched('it has no leaf in the stored tree', event.id);
         if (stored.eventId !== event.id) return unmatched(`its leaf names event ${stored.eventId ?? 'none'}`, event.id);
+        if (problem) return unmatched(`its stored JSON is not the text signed (${problem})`, event.id);
         if (!eventLeafHash(event).equals(stored.hash)) return unmatched('its row does not hash to its signed leaf (it was changed)', event.id);
         const at: unknown = event.occurredAt;
         if (!(at instanceof Date) || Number.isNaN(at.getTime()) || at.getTime() >= before.getTime()) return { through: seq - 1 };

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import type { DataSource, Repository, SelectQueryBuilder } from 'typeorm';
@@ -45,7 +45,7 @@ import type {
   AuditVerifyResult,
 } from '../interfaces/audit-integrity.interface.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
-import { DatabaseLogSource } from '../integrity/database-log-source.js';
+import { DatabaseLogSource, withUnsequencedProblems } from '../integrity/database-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { splitPurgeNotes } from '../integrity/purge-record.js';
 import { auditExportStream, exportFormat } from '../read/audit-export.js';
@@ -64,6 +64,8 @@ const MAX_PAGE = 1000;
  */
 @Injectable()
 export class AuditService {
+  private readonly logger = new Logger('Audit');
+
   constructor(
     private readonly context: AuditContext,
     private readonly recorder: AuditRecorder,
@@ -136,7 +138,7 @@ export class AuditService {
     const total = options.onProgress ? await source.countEvents(bound) : 0;
     // External notes (the anchor's file) may hold purge records too.
     const external = splitPurgeNotes(options.checkpoints ?? []);
-    return verifyLog({
+    const result = await verifyLog({
       ...data,
       checkpoints: mergeCheckpoints(data.checkpoints, external.checkpoints),
       purges: [...stored, ...external.purges],
@@ -144,6 +146,7 @@ export class AuditService {
       total,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
+    return withUnsequencedProblems(result, source.unsequencedProblems());
   }
 
   /**
@@ -284,6 +287,10 @@ export class AuditService {
    *   cell that starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a
    *   leading `'` so that a spreadsheet does not run it as a formula.
    *
+   * A row that cannot be written as it is stored (a JSON column holding text the module
+   * does not write, or a value JSON cannot carry; the module never stores one) is left out:
+   * the stream emits `'skipped'` with its `AuditExportSkipped`, and a warning is logged.
+   *
    * @example
    * await pipeline(audit.export({ actorId: '42', from: '2026-01-01' }, { format: 'csv' }), response);
    * @throws InvalidAuditQueryError for a filter or format it cannot use (at once, before any row is read).
@@ -301,7 +308,9 @@ export class AuditService {
     const qb = this.repository.createQueryBuilder('e');
     whereAuditQuery(qb, query, this.queryScope);
     const order = format === 'jsonl' && this.options.integrity && !filtersAnything(query) ? 'seq' : 'time';
-    return auditExportStream({ dataSource: this.dataSource, query: qb, order, format });
+    return auditExportStream({ dataSource: this.dataSource, query: qb, order, format }, (skipped) => {
+      this.logger.warn(`Audit export: event ${skipped.id}${skipped.seq === null ? '' : ` (seq ${skipped.seq})`} left out: ${skipped.reason}`);
+    });
   }
 
   /**

@@ -1,0 +1,92 @@
+import type { DataSource, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import { AuditLogEntity } from '../storage/audit-log.entity.js';
+import { strictJsonProblem } from './strict-json.js';
+
+/** The JSON columns of `audit_log`. */
+const JSON_FIELDS = ['changes', 'context', 'error'] as const;
+
+/** An `audit_log` row, and whether its JSON columns hold text the module wrote. */
+export interface StoredEvent {
+  row: AuditLogEntity;
+  /**
+   * Why a JSON column's stored text is not one the module wrote (see
+   * `strictJsonProblem`): the row does not say to every reader what its parsed value
+   * says, so it is neither sequenced nor taken as the event that was signed.
+   */
+  problem?: string;
+}
+
+/** The raw column a JSON field's stored text is read into. */
+const textAlias = (field: string): string => `stored_${field}`;
+
+/**
+ * Reads the rows of `query` (over `audit_log`; its selection is replaced) with the JSON
+ * columns as the text the database stores, checked with `strictJsonProblem` and parsed
+ * as the driver would (`JSON.parse`). The drivers hand PostgreSQL's `json` and MariaDB's
+ * JSON back parsed, so they are selected as text (see `storedTextOf`). MySQL's own JSON
+ * type is left to mysql2: MySQL keeps JSON in a binary form of its own, with no repeated
+ * members and numbers it writes itself, so there is no text of the module's to check.
+ */
+export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>): Promise<StoredEvent[]> {
+  const alias = query.alias;
+  const dataSource = query.connection;
+  const metadata = dataSource.getMetadata(AuditLogEntity);
+  const json = new Set<string>(JSON_FIELDS);
+  query.select(metadata.columns.filter((column) => !json.has(column.propertyName)).map((column) => `${alias}.${column.propertyName}`));
+  // Asked on the query's own connection when it has one (a transaction holding the pool's only connection).
+  const runner = (query as unknown as { queryRunner?: QueryRunner }).queryRunner;
+  const asText = await storedTextOf(dataSource, (sql) => (runner && !runner.isReleased ? runner.query(sql) : dataSource.query(sql)));
+  for (const field of JSON_FIELDS) {
+    const column = `${query.escape(alias)}.${query.escape(metadata.findColumnWithPropertyName(field)!.databaseName)}`;
+    query.addSelect(asText(column), textAlias(field));
+  }
+  const { entities, raw } = await query.getRawAndEntities<Record<string, unknown>>();
+  // No join: one raw row per entity, in the same order.
+  return entities.map((row, index) => storedEvent(row, raw[index]!));
+}
+
+/** Per data source: how a JSON column is selected as its stored text. */
+const textOf = new WeakMap<DataSource, Promise<(column: string) => string>>();
+
+/**
+ * How a JSON column is selected as its stored text: PostgreSQL `CAST(… AS text)` (`json`
+ * keeps the text as given); MariaDB `CAST(… AS CHAR)` (its JSON is LONGTEXT, which mysql2
+ * hands back parsed); SQLite the column itself. MySQL's own JSON type is selected as it is
+ * (asked once per data source: `VERSION()` names MariaDB).
+ */
+function storedTextOf(dataSource: DataSource, ask: (sql: string) => Promise<unknown>): Promise<(column: string) => string> {
+  let found = textOf.get(dataSource);
+  if (!found) {
+    found = (async () => {
+      const type = String(dataSource.driver.options.type);
+      if (type === 'postgres') return (column: string) => `CAST(${column} AS text)`;
+      if (type !== 'mysql' && type !== 'mariadb' && type !== 'aurora-mysql') return (column: string) => column;
+      const [row] = (await ask('SELECT VERSION() AS v')) as Array<{ v: unknown }>;
+      return /mariadb/i.test(String(row?.v)) ? (column: string) => `CAST(${column} AS CHAR)` : (column: string) => column;
+    })();
+    found.catch(() => textOf.delete(dataSource));
+    textOf.set(dataSource, found);
+  }
+  return found;
+}
+
+function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredEvent {
+  let problem: string | undefined;
+  const fields = row as unknown as Record<string, unknown>;
+  for (const field of JSON_FIELDS) {
+    const stored = raw[textAlias(field)];
+    if (stored === null || stored === undefined || typeof stored !== 'string') {
+      fields[field] = stored ?? null;
+      continue;
+    }
+    const found = strictJsonProblem(stored);
+    if (found) problem ??= `its stored ${field} is not JSON the module writes: ${found}`;
+    try {
+      fields[field] = JSON.parse(stored);
+    } catch (error) {
+      fields[field] = null;
+      problem ??= `its stored ${field} is not JSON (${(error as Error).message})`;
+    }
+  }
+  return problem === undefined ? { row } : { row, problem };
+}
