@@ -68,11 +68,12 @@ export class TrackedFields {
 
   /**
    * The followed columns TypeORM reports as changed by a save: its changed columns and
-   * the join columns of its changed relations.
+   * the join columns of its changed relations, less those it never updates
+   * (`@Column({ update: false })`: the value changed in memory is not written).
    */
   changed(columns: readonly ColumnMetadata[], relations: readonly RelationMetadata[]): ColumnMetadata[] {
     const candidates = new Set([...columns, ...relations.flatMap((relation) => relation.joinColumns)]);
-    return this.columns.filter((column) => candidates.has(column));
+    return this.columns.filter((column) => column.isUpdate && candidates.has(column));
   }
 }
 

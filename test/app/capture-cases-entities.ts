@@ -1,0 +1,64 @@
+import { Column, DeleteDateColumn, Entity, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+
+/** Entities of the capture cases (test/app/capture-cases-harness.ts): each shape a case needs, nothing more. */
+
+@Entity('cc_tag')
+export class CaseTag {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) name!: string;
+}
+
+@Entity('cc_membership')
+export class CaseMembership {
+  @PrimaryColumn({ type: 'int' }) orgId!: number;
+  @PrimaryColumn({ type: 'int' }) userId!: number;
+  @Column({ type: 'varchar', length: 32 }) role!: string;
+}
+
+/** A post whose lines are saved with it: a line taken out of an array is an orphan, deleted, soft-deleted or unlinked. */
+@Entity('cc_post')
+export class CasePost {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 64 }) title!: string;
+  @OneToMany(() => CaseLineD, (line) => line.post, { cascade: true }) linesD?: CaseLineD[];
+  @OneToMany(() => CaseLineS, (line) => line.post, { cascade: true }) linesS?: CaseLineS[];
+  @OneToMany(() => CaseLineN, (line) => line.post, { cascade: true }) linesN?: CaseLineN[];
+}
+
+@Entity('cc_line_d')
+export class CaseLineD {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) text!: string;
+  @ManyToOne(() => CasePost, (post) => post.linesD, { orphanedRowAction: 'delete', nullable: true }) post?: CasePost | null;
+}
+
+@Entity('cc_line_s')
+export class CaseLineS {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) text!: string;
+  @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
+  @ManyToOne(() => CasePost, (post) => post.linesS, { orphanedRowAction: 'soft-delete', nullable: true }) post?: CasePost | null;
+}
+
+@Entity('cc_line_n')
+export class CaseLineN {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) text!: string;
+  @ManyToOne(() => CasePost, (post) => post.linesN, { orphanedRowAction: 'nullify', nullable: true }) post?: CasePost | null;
+}
+
+/** An immutable account number (`update: false`). */
+@Entity('cc_ledger')
+export class CaseLedger {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) memo!: string;
+  @Column({ type: 'varchar', length: 32, update: false }) account!: string;
+}
+
+@Entity('cc_device')
+export class CaseDevice {
+  @PrimaryColumn({ type: 'uuid' }) id!: string;
+  @Column({ type: 'varchar', length: 32 }) name!: string;
+}
+
+export const CASE_ENTITIES = [CaseTag, CaseMembership, CasePost, CaseLineD, CaseLineS, CaseLineN, CaseLedger, CaseDevice];
