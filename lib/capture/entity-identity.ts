@@ -18,8 +18,9 @@ export function entityId(metadata: EntityMetadata, entity: ObjectLiteral | undef
  * The id string of an entity from its primary key values, in the order of
  * `metadata.primaryColumns`, the same string `entityId()` gives for the entity.
  */
-export function idFromKeyValues(metadata: EntityMetadata, values: readonly unknown[]): string | null {
-  if (values.length === 0 || values.some((value) => value === undefined || value === null)) return null;
+export function idFromKeyValues(metadata: EntityMetadata, given: readonly unknown[]): string | null {
+  if (given.length === 0 || given.some((value) => value === undefined || value === null)) return null;
+  const values = uuidKeysOf(metadata) ? given.map((value, i) => keyValue(metadata, metadata.primaryColumns[i], value)) : given;
   const keys = secretKeysOf(metadata);
   const plan = keys?.plan(metadata);
   if (values.length === 1) return plan ? keys!.digest(plan[0]!, keyString(values[0])) : keyString(values[0]);
@@ -28,4 +29,52 @@ export function idFromKeyValues(metadata: EntityMetadata, values: readonly unkno
     return label ? keys!.digest(label, keyString(value)) : toJsonSafe(value);
   };
   return JSON.stringify(Object.fromEntries(metadata.primaryColumns.map((column, i) => [column.propertyPath, part(values[i], i)])));
+}
+
+/**
+ * Whether a primary key column of `metadata` is stored in a native uuid type (cached per
+ * entity): PostgreSQL's, CockroachDB's and MariaDB's (10.7+) return a uuid in lower case,
+ * whatever case it was given in. SQLite and MySQL store it as text, as given.
+ */
+const uuidKeys = new WeakMap<EntityMetadata, boolean>();
+function uuidKeysOf(metadata: EntityMetadata): boolean {
+  let uuid = uuidKeys.get(metadata);
+  if (uuid === undefined) uuidKeys.set(metadata, (uuid = metadata.primaryColumns.some((column) => isNativeUuid(metadata, column))));
+  return uuid;
+}
+
+type ColumnMetadata = EntityMetadata['columns'][number];
+
+function isNativeUuid(metadata: EntityMetadata, column: ColumnMetadata): boolean {
+  if (column.type !== 'uuid' && column.generationStrategy !== 'uuid') return false;
+  // `connection` in TypeORM 0.3, a getter over `dataSource` in TypeORM 1.
+  const driver = (metadata as { connection?: { driver?: { normalizeType?(column: ColumnMetadata): string } } }).connection?.driver;
+  try {
+    return driver?.normalizeType?.(column) === 'uuid';
+  } catch {
+    return false;
+  }
+}
+
+/** A key value as the database stores it: a uuid of a native uuid column in lower case (one row, one id). */
+function keyValue(metadata: EntityMetadata, column: ColumnMetadata | undefined, value: unknown): unknown {
+  return typeof value === 'string' && column && isNativeUuid(metadata, column) ? value.toLowerCase() : value;
+}
+
+/** The id of an instance of `metadata` as a caller gave it (a target, `history()`), as ids are written: a native uuid key in lower case. */
+export function givenId(metadata: EntityMetadata, id: string): string {
+  if (!uuidKeysOf(metadata)) return id;
+  if (metadata.primaryColumns.length === 1) return id.toLowerCase();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(id);
+  } catch {
+    return id;
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return id;
+  const parts = parsed as Record<string, unknown>;
+  for (const column of metadata.primaryColumns) {
+    if (column.propertyPath in parts) parts[column.propertyPath] = keyValue(metadata, column, parts[column.propertyPath]);
+  }
+  return JSON.stringify(parts);
 }

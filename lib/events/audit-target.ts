@@ -1,5 +1,5 @@
 import type { DataSource, EntityMetadata, ObjectLiteral } from 'typeorm';
-import { entityId } from '../capture/entity-identity.js';
+import { entityId, givenId } from '../capture/entity-identity.js';
 import { secretKeysOf } from '../capture/secret-keys.js';
 import type { AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditTargetInput } from '../interfaces/audit-service.interface.js';
@@ -26,10 +26,12 @@ export function resolveTarget(dataSources: readonly DataSource[], target: AuditT
   return { type, id: storedTargetId(dataSources, type, String(id)) };
 }
 
-/** The id as stored for an entity type whose key is secret (its digest), any other id as it is. */
-function storedTargetId(dataSources: readonly DataSource[], type: string, id: string): string {
+/** The id as stored: for an entity type whose key is secret, its digest; a uuid key in lower case; any other id as it is. */
+function storedTargetId(dataSources: readonly DataSource[], type: string, given: string): string {
   const metadata = entityOfType(dataSources, type);
-  return metadata ? (secretKeysOf(metadata)?.storedId(metadata, id) ?? id) : id;
+  if (!metadata) return given;
+  const id = givenId(metadata, given);
+  return secretKeysOf(metadata)?.storedId(metadata, id) ?? id;
 }
 
 /**
