@@ -32,7 +32,7 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { upsertedValues } from './criteria-write.js';
+import { expectKeyedWrite, forgetKeyedWrites, upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
@@ -145,20 +145,32 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || upsertedValues.has(entity)) return;
+    let id = entityId(metadata, entity);
+    let snapshot = fields.snapshot(entity);
+    if (id === null && event.entityId != null) {
+      // Not written into the entity (`save(…, { reload: false })`): the key TypeORM reports.
+      const key = keyOf(metadata, event.entityId);
+      id = entityId(metadata, key);
+      snapshot = { ...fields.snapshot(key, fields.columns.filter((column) => column.isPrimary)), ...snapshot };
+    }
     return this.capture.record(event.queryRunner, {
       entity: metadata.name,
-      id: entityId(metadata, entity),
+      id,
       operation: 'insert',
-      fields: snapshotFields(fields.snapshot(entity), 'to'),
+      fields: snapshotFields(snapshot, 'to'),
     });
   }
 
   /**
    * Before a `save()` updates a row, in its transaction: TypeORM's loaded row leaves out
    * `select: false` columns, so the stored value of each one the save changes is read here.
+   * A row TypeORM's persistence writes knowing only its key (an orphan of a cascaded
+   * one-to-many, a row linked or unlinked by its key): its events carry neither the entity
+   * nor the row, so the write itself is captured, as a write by criteria.
    */
   beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity, databaseEntity } = event;
+    if (!entity && !databaseEntity) return this.expectKeyed(event, 'update');
     if (!entity || !databaseEntity) return;
     const hidden = this.capture.trackedFields(metadata)?.hidden;
     if (!hidden?.length) return;
@@ -173,6 +185,24 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       .whereInIds([metadata.getEntityIdMap(event.databaseEntity)])
       .getOne();
     if (row) this.updating.set(event.entity!, this.capture.trackedFields(metadata)!.snapshot(row, columns));
+  }
+
+  beforeSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): void {
+    if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
+  }
+
+  beforeRecover(event: RecoverEvent<ObjectLiteral>): void {
+    if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
+  }
+
+  /**
+   * Notes a write of TypeORM's persistence of a row known by its key only. Not a write by
+   * criteria (its builder reports an update with the values it sets, a delete without a key)
+   * nor a junction row (links are captured whoever writes them).
+   */
+  private expectKeyed(event: UpdateEvent<ObjectLiteral> | RemoveEvent<ObjectLiteral>, kind: 'update' | 'delete' | 'soft-delete'): void {
+    const { metadata } = event;
+    if (metadata.tableType !== 'junction' && this.capture.trackedFields(metadata)) expectKeyedWrite(event.queryRunner, metadata, kind);
   }
 
   afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
@@ -201,6 +231,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    */
   beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity, databaseEntity } = event;
+    if (!entity && !databaseEntity) return event.entityId === undefined ? undefined : this.expectKeyed(event, 'delete');
     const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
     if (!fields) return;
     const missing = fields.hidden.length > 0 || fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
@@ -262,10 +293,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterTransactionCommit(event: TransactionCommitEvent): void {
+    forgetKeyedWrites(event.queryRunner);
     return this.capture.committed(event.queryRunner);
   }
 
   beforeTransactionRollback(event: TransactionRollbackEvent): void {
+    forgetKeyedWrites(event.queryRunner);
     this.capture.rollingBack(event.queryRunner);
   }
 
@@ -402,6 +435,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       fields: diffSnapshots(before, fields.snapshot(entity, [column])),
     });
   }
+}
+
+/** TypeORM's `entityId` of an event (an id map, or the id itself) as an object holding the key. */
+function keyOf(metadata: EntityMetadata, id: unknown): ObjectLiteral {
+  if (id !== null && typeof id === 'object') return id as ObjectLiteral;
+  return metadata.primaryColumns.length === 1 ? metadata.primaryColumns[0]!.createValueMap(id) : {};
 }
 
 /** The id string of TypeORM's `entityId` of a remove event: an id map, or the id itself. */

@@ -35,8 +35,46 @@ class TransactionLost extends Error {
   }
 }
 
+/** Databases whose RETURNING an insert cannot be given more columns the usual way (SQL Server's OUTPUT needs a table variable, Oracle binds). */
+const OWN_RETURNING_FORM: ReadonlySet<string> = new Set(['mssql', 'oracle']);
+
 /** Value objects of upserts, recorded here rather than by the insert listener. */
 export const upsertedValues = new WeakSet<object>();
+
+/**
+ * Writes TypeORM's persistence makes of rows it knows by their key only (`Subject`s built
+ * from an identifier, with no entity and no loaded row): the orphans of a cascaded
+ * one-to-many (deleted, soft-deleted or unlinked, `orphanedRowAction`), and rows of a
+ * one-to-many or inverse one-to-one linked or unlinked by their key. Its events reach the
+ * subscriber with neither entity nor row; the subscriber's before-hooks note them here, per
+ * query runner, and the write that follows (listener-less, by that key) is captured as a
+ * write by criteria: its rows read before it, in its transaction, and after.
+ */
+const keyedWrites = new WeakMap<QueryRunner, Map<EntityMetadata, Partial<Record<WriteKind, number>>>>();
+
+/** Notes that TypeORM's persistence will make a `kind` write of a row of `metadata` known by its key only, on `runner`. */
+export function expectKeyedWrite(runner: QueryRunner, metadata: EntityMetadata, kind: Exclude<WriteKind, 'insert'>): void {
+  let byEntity = keyedWrites.get(runner);
+  if (!byEntity) keyedWrites.set(runner, (byEntity = new Map()));
+  const counts = byEntity.get(metadata) ?? {};
+  counts[kind] = (counts[kind] ?? 0) + 1;
+  byEntity.set(metadata, counts);
+}
+
+/** Forgets what was noted for `runner` (its transaction ended: a write noted and not made never will be). */
+export function forgetKeyedWrites(runner: QueryRunner): void {
+  keyedWrites.delete(runner);
+}
+
+/** Whether this listener-less write is one noted: a delete takes every noted delete (TypeORM deletes them in one statement). */
+function takeKeyedWrite(runner: QueryRunner | undefined, metadata: EntityMetadata, kind: WriteKind): boolean {
+  const byEntity = runner ? keyedWrites.get(runner) : undefined;
+  const counts = byEntity?.get(metadata);
+  const count = counts?.[kind];
+  if (!count) return false;
+  counts![kind] = kind === 'delete' ? 0 : count - 1;
+  return true;
+}
 
 /** A junction column's value in a value set or a loaded junction row. */
 function junctionValue(column: ColumnMetadata, row: ObjectLiteral): unknown {
@@ -74,17 +112,57 @@ export class CriteriaWrite {
     }
     // TypeORM's own persistence (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts. Those are not writes by criteria.
-    const byCriteria =
-      this.qb.callListeners && (this.kind !== 'insert' || (this.qb.isUpsert && !this.qb.insertsFromSelect));
+    const byCriteria = this.qb.callListeners
+      ? this.kind !== 'insert' || (this.qb.isUpsert && !this.qb.insertsFromSelect)
+      : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
     const fields = this.fields;
     if (!fields) return this.write();
     if (!byCriteria) {
       // A plain insert by a query builder or `repository.insert()` runs in no transaction of
       // TypeORM's: give it one, so that its record (journal or fallback row) commits with it.
       const plainInsert = this.kind === 'insert' && this.qb.callListeners && !this.qb.queryRunner?.isTransactionActive;
-      return plainInsert ? this.inTransaction(() => this.write()) : this.write();
+      const write = this.kind === 'insert' && !this.qb.updatesEntity ? () => this.insertWithIds(metadata) : this.write;
+      return plainInsert ? this.inTransaction(() => write()) : write();
     }
     return this.inTransaction((runner) => this.captureAround(runner, metadata, fields));
+  }
+
+  /**
+   * An insert that does not read generated values back (`save(…, { reload: false })`):
+   * TypeORM then reports no id, and its insert would be recorded without one. The
+   * generated key is asked for (RETURNING, where the database has it; others report an
+   * increment id anyway) and handed to TypeORM as the insert's identifiers, which reach
+   * the subscriber; the entity itself is left as the app wanted it.
+   */
+  private async insertWithIds(metadata: EntityMetadata): Promise<unknown> {
+    const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
+    if (generated.length === 0 || this.qb.insertsFromSelect) return this.write();
+    const driver = this.qb.dataSource.driver;
+    if (driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(this.qb.dataSource.options.type)) this.qb.returnColumns(generated);
+    const result = (await this.write()) as { identifiers?: unknown[]; raw?: unknown } | undefined;
+    if (!result || !Array.isArray(result.identifiers) || result.identifiers.length > 0) return result;
+    const valueSets = this.qb.valueSets();
+    valueSets.forEach((values, index) => {
+      const row = Array.isArray(result.raw) ? (result.raw[index] as unknown) : result.raw;
+      let returned: ObjectLiteral | undefined;
+      try {
+        returned = driver.createGeneratedMap(metadata, row, index, valueSets.length);
+      } catch {
+        returned = undefined;
+      }
+      const local = this.qb.locallyGenerated(index);
+      const key: ObjectLiteral = {};
+      for (const column of metadata.primaryColumns) {
+        const value = [returned, local, values].map((source) => (source ? column.getEntityValue(source) : undefined)).find((v) => v !== undefined && v !== null);
+        if (value === undefined) {
+          result.identifiers!.push(undefined);
+          return;
+        }
+        Object.assign(key, column.createValueMap(value));
+      }
+      result.identifiers!.push(metadata.getEntityIdMap(key));
+    });
+    return result;
   }
 
   private async inTransaction(body: (runner: QueryRunner) => Promise<unknown>): Promise<unknown> {
@@ -141,6 +219,8 @@ export class CriteriaWrite {
       return result;
     }
     const known = before.slice(0, bound);
+    // The rows recorded one by one (fewer than those read when an update moved keys to values not known here).
+    let recorded = known.length;
     const operation = this.operation();
     if (this.kind === 'delete') {
       for (const row of known) {
@@ -152,13 +232,19 @@ export class CriteriaWrite {
         });
       }
     } else {
+      // An update that sets the primary key moves its rows: they are read, and recorded, under
+      // their new key (those moved to a value the database computes cannot be found again).
+      const moves = this.kind === 'update' ? this.keyMoves(metadata) : undefined;
+      const keyOf = (row: ObjectLiteral): ObjectLiteral => (moves ? movedKey(metadata, row, moves) : row);
+      const hasKey = (key: ObjectLiteral): boolean => metadata.primaryColumns.every((column) => column.getEntityValue(key) != null);
       // After an upsert, also read the rows by the ids the insert returned: the database
       // may have generated new ones rather than hit the conflict target.
       const after =
         this.kind === 'insert'
           ? await this.readUpsertTargets(runner, metadata, [...lookups, ...this.returnedIds(metadata)])
-          : await this.readByIds(runner, known);
-      const beforeById = new Map(known.map((row) => [entityId(metadata, row), fields.snapshot(row)]));
+          : await this.readByIds(runner, moves ? known.map(keyOf).filter(hasKey) : known);
+      const beforeById = new Map(known.map((row) => [entityId(metadata, keyOf(row)), fields.snapshot(row)]));
+      if (moves) recorded = after.length;
       for (const row of after) {
         const id = entityId(metadata, row);
         const previous: Snapshot | undefined = beforeById.get(id);
@@ -179,11 +265,27 @@ export class CriteriaWrite {
     // Rows the write changed that were not recorded one by one: past the bound, or (where
     // the read cannot lock rows that did not exist yet) matching rows another connection
     // committed between the read and the write. Counted whenever the database says more.
-    const unrecorded = affected === undefined ? undefined : affected - known.length;
+    const unrecorded = affected === undefined ? (recorded < known.length ? known.length - recorded : undefined) : affected - recorded;
     if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, fields, unrecorded);
     else if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
     await this.capture.recordAll(runner, cascade);
     return result;
+  }
+
+  /**
+   * The primary key columns an update sets, with the values it sets them to; undefined when
+   * it sets none. A value the database computes (a function: an SQL expression) is `undefined`:
+   * the rows it moves cannot be found again, and are recorded as a partial change.
+   */
+  private keyMoves(metadata: EntityMetadata): Array<[ColumnMetadata, unknown]> | undefined {
+    const values = this.qb.valuesSet;
+    if (!values || Array.isArray(values)) return undefined;
+    const moves: Array<[ColumnMetadata, unknown]> = [];
+    for (const column of metadata.primaryColumns) {
+      const value = column.getEntityValue(values) as unknown;
+      if (value !== undefined) moves.push([column, typeof value === 'function' ? undefined : value]);
+    }
+    return moves.length ? moves : undefined;
   }
 
   /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
@@ -356,3 +458,17 @@ export class CriteriaWrite {
     return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
   }
 }
+
+/** The key of `row` once an update moved it (`moves`: the key columns it sets, and their new values). */
+function movedKey(metadata: EntityMetadata, row: ObjectLiteral, moves: Array<[ColumnMetadata, unknown]>): ObjectLiteral {
+  const key: ObjectLiteral = {};
+  for (const column of metadata.primaryColumns) {
+    const move = moves.find(([moved]) => moved === column);
+    Object.assign(key, column.createValueMap(move ? move[1] : column.getEntityValue(row)));
+  }
+  return key;
+}
+
+/** An object literal (not a `Date`, a buffer, an array or a class instance holding a column's value). */
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;

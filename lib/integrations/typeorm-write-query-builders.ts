@@ -17,8 +17,13 @@ import { isInsideQueryBuilder, runInsideWrite } from '../context/async-frame.js'
  * a builder's statement from SQL run by hand. Wrapping `execute` is the one place that has
  * the builder, its conditions and its transaction before the statement runs.
  *
+ * An insert that does not update its entity (`save(…, { reload: false })`) reports no
+ * generated id: the hook asks for it (`extraReturningColumns`, which TypeORM fills only when it
+ * updates the entity) and reads it from the result with the driver's `createGeneratedMap`.
+ *
  * Tested with TypeORM 0.3.20+ and 1.1 (`test/unit/integrations.spec.ts` fails, naming the
- * builder and the field, when a prototype loses `execute` or a field read here changes type).
+ * builder and the field, when a prototype loses `execute` or a field read here changes type,
+ * or when an insert without `updateEntity` stops leaving its identifiers to the hook).
  */
 
 /** Which write a builder makes: `soft-delete` covers soft delete and restore. */
@@ -42,7 +47,15 @@ interface ExpressionMap {
   /** TypeORM 0.3 only. */
   nativeParameters?: ObjectLiteral;
   aliasNamePrefixingEnabled: boolean;
+  /** False for `save(…, { reload: false })` and a builder's `updateEntity(false)`: generated values are not read back. */
+  updateEntity: boolean;
+  /** Columns an insert returns besides those asked for (TypeORM fills it only when it updates the entity). */
+  extraReturningColumns: ColumnMetadata[];
+  /** What TypeORM generated itself (uuids), per value set. */
+  locallyGenerated?: Record<number, ObjectLiteral>;
 }
+
+type ColumnMetadata = EntityMetadata['columns'][number];
 
 /** The members of TypeORM's write query builders read here (`queryRunner`, `getValueSets` are protected). */
 interface WriteQueryBuilder {
@@ -80,6 +93,9 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   parameters: { type: 'an object', always: true, check: isObject },
   nativeParameters: { type: 'an object', always: false, check: isObject },
   aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+  updateEntity: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+  extraReturningColumns: { type: 'an array', always: true, check: Array.isArray },
+  locallyGenerated: { type: 'an object', always: false, check: isObject },
 };
 
 /** One of the four write query builders of a TypeORM copy, as located here. */
@@ -224,6 +240,26 @@ export class WriteQueryBuilderState {
   /** True for `INSERT … SELECT`. */
   get insertsFromSelect(): boolean {
     return Boolean(this.map.insertFromSelect);
+  }
+
+  /** False when the write does not read generated values back (`save(…, { reload: false })`, `updateEntity(false)`). */
+  get updatesEntity(): boolean {
+    return this.map.updateEntity;
+  }
+
+  /**
+   * Makes an insert that does not read generated values back return `columns` where the
+   * database has RETURNING (other databases report a generated increment id anyway).
+   */
+  returnColumns(columns: ColumnMetadata[]): void {
+    const map = this.map as ExpressionMap & { returning?: unknown };
+    if (typeof map.returning === 'string') return;
+    map.extraReturningColumns = [...map.extraReturningColumns, ...columns.filter((column) => !map.extraReturningColumns.includes(column))];
+  }
+
+  /** What TypeORM generated itself for the insert's value set at `index` (uuids where the database does not). */
+  locallyGenerated(index: number): ObjectLiteral | undefined {
+    return this.map.locallyGenerated?.[index];
   }
 
   /** The query runner the builder runs on, if it was given one. */

@@ -204,6 +204,24 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
     expect(typeof (state.valueSets()[1] as { id?: unknown }).id, 'InsertQueryBuilder writes the generated id into its value set').toBe('number');
   });
 
+  it('an insert that does not update its entity returns no identifiers; the generated id is read from its result by the driver', async () => {
+    const values = [
+      { code: 'f', name: 'F' },
+      { code: 'g', name: 'G' },
+    ];
+    const builder = dataSource.createQueryBuilder().insert().into(Item).values(values).updateEntity(false);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'insert');
+    expect(state.updatesEntity, 'InsertQueryBuilder expressionMap.updateEntity after updateEntity(false)').toBe(false);
+    state.returnColumns(state.metadata!.primaryColumns);
+    const result = (await builder.execute()) as { identifiers: unknown[]; raw: unknown };
+    expect(result.identifiers, 'InsertResult.identifiers of an insert with updateEntity(false)').toEqual([]);
+    expect((values[1] as { id?: unknown }).id, 'updateEntity(false) leaves the value sets as given').toBeUndefined();
+    const stored = await dataSource.getRepository(Item).findOneByOrFail({ code: 'g' });
+    const row = Array.isArray(result.raw) ? (result.raw[1] as unknown) : result.raw;
+    expect(dataSource.driver.createGeneratedMap(state.metadata!, row, 1, 2), 'driver.createGeneratedMap(metadata, raw, index, count)').toEqual({ id: stored.id });
+  });
+
   it('an upsert exposes its conflict target', () => {
     const builder = dataSource.createQueryBuilder().insert().into(Item).values({ code: 'a', name: 'A2' }).orUpdate(['name'], ['code']);
     expectShape(builder);
