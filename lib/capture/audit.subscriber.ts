@@ -32,7 +32,7 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { expectKeyedWrite, forgetKeyedWrites, upsertedValues } from './criteria-write.js';
+import { expectKeyedWrite, forgetKeyedWrites, readWithHidden, TransactionLost, upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
@@ -180,11 +180,23 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
 
   private async readHidden(event: UpdateEvent<ObjectLiteral>, columns: ColumnMetadata[]): Promise<void> {
     const { metadata, queryRunner } = event;
-    const row = await selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_updated'), columns)
-      .withDeleted()
-      .whereInIds([metadata.getEntityIdMap(event.databaseEntity)])
-      .getOne();
-    if (row) this.updating.set(event.entity!, this.capture.trackedFields(metadata)!.snapshot(row, columns));
+    let read: { value: ObjectLiteral | null; hidden: boolean };
+    try {
+      read = await readWithHidden(
+        queryRunner,
+        metadata,
+        columns,
+        (hidden) =>
+          hidden.length
+            ? selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_updated'), hidden).withDeleted().whereInIds([metadata.getEntityIdMap(event.databaseEntity)]).getOne()
+            : Promise.resolve(null),
+        (message) => this.capture.warn(message),
+      );
+    } catch (error) {
+      if (error instanceof TransactionLost) throw error.cause;
+      throw error;
+    }
+    if (read.value && read.hidden) this.updating.set(event.entity!, this.capture.trackedFields(metadata)!.snapshot(read.value, columns));
   }
 
   beforeSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): void {
@@ -247,14 +259,30 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const { metadata, queryRunner } = event;
     const entity = event.entity!;
     const databaseEntity = event.databaseEntity;
-    const row = missing
-      ? await selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_removed'), fields.hidden)
-          .withDeleted()
-          .whereInIds([metadata.getEntityIdMap(databaseEntity)])
-          .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })
-          .getOne()
-      : null;
-    const lacking = fields.snapshot(row ?? entity, row ? [...fields.joinColumns, ...fields.hidden] : fields.joinColumns);
+    let row: ObjectLiteral | null = null;
+    let hiddenRead = false;
+    if (missing) {
+      try {
+        const read = await readWithHidden(
+          queryRunner,
+          metadata,
+          fields.hidden,
+          (hidden) =>
+            selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_removed'), hidden)
+              .withDeleted()
+              .whereInIds([metadata.getEntityIdMap(databaseEntity)])
+              .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })
+              .getOne(),
+          (message) => this.capture.warn(message),
+        );
+        row = read.value;
+        hiddenRead = read.hidden;
+      } catch (error) {
+        if (error instanceof TransactionLost) throw error.cause;
+        throw error;
+      }
+    }
+    const lacking = fields.snapshot(row ?? entity, row ? [...fields.joinColumns, ...(hiddenRead ? fields.hidden : [])] : fields.joinColumns);
     const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, queryRunner.connection, queryRunner, metadata, [databaseEntity], true) : [];
     this.removing.set(entity, { lacking, cascade });
   }

@@ -6,6 +6,7 @@ import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } fr
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
+import { classifyDatabaseError } from '../storage/database-errors.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -29,11 +30,77 @@ const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
 const ABORTING_DRIVERS: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb']);
 
 /** A savepoint of a read that could not be rolled back to: the transaction is gone, the write cannot run. */
-class TransactionLost extends Error {
+export class TransactionLost extends Error {
   constructor(override readonly cause: unknown) {
     super('the transaction was rolled back');
   }
 }
+
+/**
+ * One of the module's reads in the app's transaction. Where a failed statement aborts the
+ * whole transaction (PostgreSQL), in a savepoint rolled back to when the read fails: the
+ * read's error is thrown, the transaction goes on. When even that fails — or, on MySQL and
+ * MariaDB, the read lost to another transaction (a deadlock, which rolls the whole
+ * transaction back; a lock wait that ran out) — the transaction is gone:
+ * {@link TransactionLost}, which the write does not outlive.
+ */
+export async function readInTransaction<T>(runner: QueryRunner, read: () => Promise<T>): Promise<T> {
+  if (!ABORTING_DRIVERS.has(runner.connection.options.type)) {
+    try {
+      return await read();
+    } catch (error) {
+      if (classifyDatabaseError(error) !== 'data') throw new TransactionLost(error);
+      throw error;
+    }
+  }
+  await runner.query('SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+  let result: T;
+  try {
+    result = await read();
+  } catch (error) {
+    try {
+      // Rolled back to, a savepoint stays open: released too, so that none is left behind.
+      await runner.query('ROLLBACK TO SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+      await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+    } catch {
+      throw new TransactionLost(error);
+    }
+    throw error;
+  }
+  await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
+  return result;
+}
+
+/** Entities whose `select: false` columns the app's database role may not read (a column grant): learned from a read that failed. */
+const unreadableHidden = new WeakSet<EntityMetadata>();
+
+/**
+ * A read that selects `hidden` (`select: false` columns) when the role may read them: a
+ * read of them that fails (a column grant that leaves out a password hash) is done again
+ * without them, and they are not asked for again for that entity. `hidden` in the result
+ * says whether they were read.
+ */
+export async function readWithHidden<T>(
+  runner: QueryRunner,
+  metadata: EntityMetadata,
+  hidden: readonly ColumnMetadata[],
+  read: (hidden: readonly ColumnMetadata[]) => Promise<T>,
+  warn: (message: string) => void,
+): Promise<{ value: T; hidden: boolean }> {
+  if (hidden.length && !unreadableHidden.has(metadata)) {
+    try {
+      return { value: await readInTransaction(runner, () => read(hidden)), hidden: true };
+    } catch (error) {
+      if (error instanceof TransactionLost) throw error;
+      unreadableHidden.add(metadata);
+      warn(`Could not read the select: false column(s) of ${metadata.name} (${(error as Error).message}); they are recorded without their stored values`);
+    }
+  }
+  return { value: await readInTransaction(runner, () => read([])), hidden: false };
+}
+
+/** The `select: false` columns of `metadata` the module reads: none once a read of them failed. */
+const readableHidden = (metadata: EntityMetadata, hidden: readonly ColumnMetadata[]): readonly ColumnMetadata[] => (unreadableHidden.has(metadata) ? [] : hidden);
 
 /** Databases whose RETURNING an insert cannot be given more columns the usual way (SQL Server's OUTPUT needs a table variable, Oracle binds). */
 const OWN_RETURNING_FORM: ReadonlySet<string> = new Set(['mssql', 'oracle']);
@@ -195,9 +262,10 @@ export class CriteriaWrite {
     let lookups: ObjectLiteral[] = [];
     try {
       if (this.kind === 'insert') lookups = this.upsertLookups(metadata);
-      before = await this.guarded(runner, () =>
-        this.kind === 'insert' ? this.readUpsertTargets(runner, metadata, lookups) : this.readMatching(runner, bound + 1),
-      );
+      const read = (): Promise<ObjectLiteral[]> => (this.kind === 'insert' ? this.readUpsertTargets(runner, metadata, lookups) : this.readMatching(runner, bound + 1));
+      before = this.fields?.hidden.length
+        ? (await readWithHidden(runner, metadata, this.fields.hidden, () => read(), (message) => this.capture.warn(message))).value
+        : await this.guarded(runner, read);
     } catch (error) {
       if (error instanceof TransactionLost) throw error.cause;
       this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
@@ -358,24 +426,8 @@ export class CriteriaWrite {
    * the read's error is thrown, the transaction goes on. When even that fails, the
    * transaction is gone: {@link TransactionLost}, which the write does not outlive.
    */
-  private async guarded<T>(runner: QueryRunner, read: () => Promise<T>): Promise<T> {
-    if (!ABORTING_DRIVERS.has(this.qb.dataSource.options.type)) return read();
-    await runner.query('SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-    let result: T;
-    try {
-      result = await read();
-    } catch (error) {
-      try {
-        // Rolled back to, a savepoint stays open: released too, so that none is left behind.
-        await runner.query('ROLLBACK TO SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-        await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-      } catch {
-        throw new TransactionLost(error);
-      }
-      throw error;
-    }
-    await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-    return result;
+  private guarded<T>(runner: QueryRunner, read: () => Promise<T>): Promise<T> {
+    return readInTransaction(runner, read);
   }
 
   /**
@@ -389,7 +441,7 @@ export class CriteriaWrite {
     const probe = runner.manager.createQueryBuilder(metadata.target, metadata.tableName);
     this.qb.copyConditionsTo(probe);
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    if (this.fields) selectHidden(probe, this.fields.hidden);
+    if (this.fields) selectHidden(probe, readableHidden(this.metadata!, this.fields.hidden));
     return probe.withDeleted().loadAllRelationIds({ relations: toOne, disableMixedMap: true });
   }
 
@@ -419,7 +471,7 @@ export class CriteriaWrite {
     const metadata = this.metadata!;
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
     const query = runner.manager.createQueryBuilder(metadata.target, 'audit_reread');
-    if (this.fields) selectHidden(query, this.fields.hidden);
+    if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
     return query
       .withDeleted()
       .whereInIds(rows.map((row) => metadata.getEntityIdMap(row)))
@@ -454,7 +506,7 @@ export class CriteriaWrite {
     if (lookups.length === 0) return [];
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
     const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted');
-    if (this.fields) selectHidden(query, this.fields.hidden);
+    if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
     return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
   }
 }
