@@ -520,7 +520,3 @@ function movedKey(metadata: EntityMetadata, row: ObjectLiteral, moves: Array<[Co
   }
   return key;
 }
-
-/** An object literal (not a `Date`, a buffer, an array or a class instance holding a column's value). */
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;
