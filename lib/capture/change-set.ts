@@ -24,7 +24,8 @@ const changeKey = (entity: string, id: string | null): string => `${entity}\u000
 /**
  * The net changes of a unit of work, one per entity instance (type + primary key):
  * repeated updates merge (first `from`, last `to`), fields whose net value did not
- * change are dropped, insert-then-update is one insert, insert-then-delete is nothing.
+ * change are dropped, insert-then-update is one insert, insert-then-delete is nothing,
+ * delete-then-insert of one key is an update from the deleted values to the inserted ones.
  */
 export class ChangeSet {
   private readonly entries = new Map<string, CapturedChange>();
@@ -168,6 +169,18 @@ function merge(previous: CapturedChange, next: CapturedChange): CapturedChange |
         if (!isRelation(value)) fields[name] = { from: value.from, to: null };
       }
       return prune({ ...base, operation: 'delete', fields: { ...fields, ...mergeFields(relationsOf(previous.fields), relationsOf(next.fields)) } });
+    }
+    case 'delete>insert': {
+      // The key deleted and inserted again: an update from the deleted row's values to the
+      // inserted row's (fields that end as they were are dropped, links removed and added back too).
+      const fields = mergeFields(relationsOf(previous.fields), relationsOf(next.fields));
+      for (const name of new Set([...Object.keys(previous.fields), ...Object.keys(next.fields)])) {
+        const before = previous.fields[name];
+        const after = next.fields[name];
+        if ((before && isRelation(before)) || (after && isRelation(after))) continue;
+        fields[name] = { from: (before as AuditFieldChange | undefined)?.from ?? null, to: (after as AuditFieldChange | undefined)?.to ?? null };
+      }
+      return prune({ ...base, operation: 'update', fields });
     }
     case 'delete>update':
       // Links removed with a deleted row, reported after its delete: part of the delete.

@@ -44,6 +44,18 @@ describe('ChangeSet (net changes per entity instance)', () => {
     expect(set.take(() => true)).toMatchObject([{ operation: 'delete', fields: { status: { from: 'new', to: null }, total: { from: 5, to: null } } }]);
   });
 
+  it('delete then insert of one key is an update from the deleted values to the inserted ones', () => {
+    const set = new ChangeSet();
+    set.record(change('delete', { status: { from: 'paid', to: null }, total: { from: 5, to: null }, tags: { added: [], removed: ['a', 'b'] } }));
+    set.record(change('insert', { status: { from: null, to: 'new' }, total: { from: null, to: 5 }, note: { from: null, to: 'x' }, tags: { added: ['a'], removed: [] } }));
+    expect(set.take(() => true).map((c) => [c.operation, c.fields])).toEqual([
+      ['update', { status: { from: 'paid', to: 'new' }, note: { from: null, to: 'x' }, tags: { added: [], removed: ['b'] } }],
+    ]);
+    set.record(change('delete', { status: { from: 'paid', to: null } }));
+    set.record(change('insert', { status: { from: null, to: 'paid' } }));
+    expect(set.isEmpty).toBe(true);
+  });
+
   it('many-to-many links added then removed cancel out', () => {
     const set = new ChangeSet();
     set.record(change('update', { tags: { added: ['a', 'b'], removed: [] } }));
