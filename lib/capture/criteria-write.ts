@@ -180,7 +180,7 @@ export class CriteriaWrite {
     // TypeORM's own persistence (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts. Those are not writes by criteria.
     const byCriteria = this.qb.callListeners
-      ? this.kind !== 'insert' || (this.qb.isUpsert && !this.qb.insertsFromSelect)
+      ? this.kind !== 'insert' || ((this.qb.isUpsert || this.qb.ignoresConflicts) && !this.qb.insertsFromSelect)
       : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
     const fields = this.fields;
     if (!fields) return this.write();
@@ -258,11 +258,11 @@ export class CriteriaWrite {
   private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
     const bound = this.capture.maxCriteriaRows;
     let before: ObjectLiteral[] | undefined;
-    // An upsert is matched on its values as given: TypeORM may rewrite ids in them after the insert.
-    let lookups: ObjectLiteral[] = [];
+    // An insert's rows are matched on its values as given: TypeORM may rewrite ids in them after the insert.
+    let targets: InsertTargets | undefined;
     try {
-      if (this.kind === 'insert') lookups = this.upsertLookups(metadata);
-      const read = (): Promise<ObjectLiteral[]> => (this.kind === 'insert' ? this.readUpsertTargets(runner, metadata, lookups) : this.readMatching(runner, bound + 1));
+      if (this.kind === 'insert') targets = this.insertTargets(metadata);
+      const read = (): Promise<ObjectLiteral[]> => (targets ? this.readInsertTargets(runner, metadata, targets.lookups) : this.readMatching(runner, bound + 1));
       before = this.fields?.hidden.length
         ? (await readWithHidden(runner, metadata, this.fields.hidden, () => read(), (message) => this.capture.warn(message))).value
         : await this.guarded(runner, read);
@@ -286,17 +286,23 @@ export class CriteriaWrite {
       await this.recordPartial(runner, metadata, fields, affected);
       return result;
     }
+    if (targets) {
+      await this.recordInsert(runner, metadata, targets, before);
+      return result;
+    }
     const known = before.slice(0, bound);
     // The rows recorded one by one (fewer than those read when an update moved keys to values not known here).
     let recorded = known.length;
     const operation = this.operation();
     if (this.kind === 'delete') {
       for (const row of known) {
+        const of = this.entityOf(row, fields);
+        if (!of) continue;
         await this.capture.record(runner, {
-          entity: metadata.name,
+          entity: of.metadata.name,
           id: entityId(metadata, row),
           operation,
-          fields: snapshotFields(fields.snapshot(row), 'from'),
+          fields: snapshotFields(of.fields.snapshot(row), 'from'),
         });
       }
     } else {
@@ -305,30 +311,22 @@ export class CriteriaWrite {
       const moves = this.kind === 'update' ? this.keyMoves(metadata) : undefined;
       const keyOf = (row: ObjectLiteral): ObjectLiteral => (moves ? movedKey(metadata, row, moves) : row);
       const hasKey = (key: ObjectLiteral): boolean => metadata.primaryColumns.every((column) => column.getEntityValue(key) != null);
-      // After an upsert, also read the rows by the ids the insert returned: the database
-      // may have generated new ones rather than hit the conflict target.
-      const after =
-        this.kind === 'insert'
-          ? await this.readUpsertTargets(runner, metadata, [...lookups, ...this.returnedIds(metadata)])
-          : await this.readByIds(runner, moves ? known.map(keyOf).filter(hasKey) : known);
-      const beforeById = new Map(known.map((row) => [entityId(metadata, keyOf(row)), fields.snapshot(row)]));
+      const after = await this.readByIds(runner, moves ? known.map(keyOf).filter(hasKey) : known);
+      const beforeById = new Map(known.map((row) => [entityId(metadata, keyOf(row)), row]));
       if (moves) recorded = after.length;
       for (const row of after) {
+        const of = this.entityOf(row, fields);
+        if (!of) continue;
         const id = entityId(metadata, row);
-        const previous: Snapshot | undefined = beforeById.get(id);
-        const now = fields.snapshot(row);
+        const previous = beforeById.get(id);
+        const now = of.fields.snapshot(row);
         await this.capture.record(runner, {
-          entity: metadata.name,
+          entity: of.metadata.name,
           id,
           operation: previous ? operation : 'insert',
-          fields: previous ? diffSnapshots(previous, now) : snapshotFields(now, 'to'),
+          fields: previous ? diffSnapshots(of.fields.snapshot(previous), now) : snapshotFields(now, 'to'),
         });
       }
-    }
-    if (this.kind === 'insert') {
-      // An upsert's affected count is not a count of rows (MySQL counts an update twice).
-      if (before.length > bound) await this.recordPartial(runner, metadata, fields, affected === undefined ? undefined : affected - bound);
-      return result;
     }
     // Rows the write changed that were not recorded one by one: past the bound, or (where
     // the read cannot lock rows that did not exist yet) matching rows another connection
@@ -354,6 +352,71 @@ export class CriteriaWrite {
       if (value !== undefined) moves.push([column, typeof value === 'function' ? undefined : value]);
     }
     return moves.length ? moves : undefined;
+  }
+
+  /**
+   * Records an upsert or an insert that ignores conflicts: the rows its value sets' keys
+   * find after it ran that were not there before are inserts; those that were are updates
+   * (an ignored value set leaves its row as it was: no change).
+   */
+  private async recordInsert(runner: QueryRunner, metadata: EntityMetadata, targets: InsertTargets, before: ObjectLiteral[]): Promise<void> {
+    const bound = this.capture.maxCriteriaRows;
+    const fields = this.fields!;
+    // Where the insert returns the rows it wrote (RETURNING), TypeORM puts their ids into the
+    // value sets by position, which need not be theirs when a row was skipped: only the set
+    // of those ids is right, and it is all that is read.
+    const returning = this.qb.dataSource.driver.isReturningSqlSupported('insert');
+    const after = await this.readInsertTargets(runner, metadata, [...targets.lookups, ...(returning ? this.returnedIds(metadata, this.qb.valueSets()) : [])]);
+    const beforeById = new Map(before.map((row) => [entityId(metadata, row), row]));
+    const known = new Set(before.slice(0, bound));
+    let inserted = 0;
+    for (const row of after) {
+      const id = entityId(metadata, row);
+      const previous = beforeById.get(id);
+      if (!previous) inserted++;
+      // Past the bound (counted below), or left as it was by an ignored value set.
+      else if (!known.has(previous) || this.qb.ignoresConflicts) continue;
+      await this.recordRow(runner, metadata, fields, row, previous);
+    }
+    if (!returning && targets.keyless.length) {
+      // Without RETURNING, TypeORM counts the ids of value sets with no key value from the last
+      // id the database generated: right only when no value set was skipped or turned into an update.
+      if (before.length === 0 && inserted === targets.keyed) {
+        for (const row of await this.readInsertTargets(runner, metadata, this.returnedIds(metadata, targets.keyless))) {
+          await this.recordRow(runner, metadata, fields, row, undefined);
+        }
+      } else {
+        await this.capture.record(runner, { entity: metadata.name, id: null, operation: 'insert', fields: {}, partial: true });
+      }
+    }
+    // An upsert's affected count is not a count of rows (MySQL counts an update twice).
+    if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
+  }
+
+  /** Records a row an insert wrote: an insert, or an update of `previous`. */
+  private async recordRow(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields, row: ObjectLiteral, previous: ObjectLiteral | undefined): Promise<void> {
+    const of = this.entityOf(row, fields);
+    if (!of) return;
+    const now = of.fields.snapshot(row);
+    await this.capture.record(runner, {
+      entity: of.metadata.name,
+      id: entityId(metadata, row),
+      operation: previous ? 'update' : 'insert',
+      fields: previous ? diffSnapshots(of.fields.snapshot(previous), now) : snapshotFields(now, 'to'),
+    });
+  }
+
+  /**
+   * The entity a row read through the write's entity is of, with its followed fields
+   * (undefined when it is not captured). Under single-table inheritance TypeORM loads a row
+   * of the base entity as the child entity its discriminator names: it is recorded as that.
+   */
+  private entityOf(row: ObjectLiteral, fields: TrackedFields): { metadata: EntityMetadata; fields: TrackedFields } | undefined {
+    const metadata = this.metadata!;
+    const child = metadata.childEntityMetadatas.length ? metadata.childEntityMetadatas.find((candidate) => candidate.target === row.constructor) : undefined;
+    if (!child) return { metadata, fields };
+    const childFields = this.capture.trackedFields(child);
+    return childFields ? { metadata: child, fields: childFields } : undefined;
   }
 
   /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
@@ -479,30 +542,38 @@ export class CriteriaWrite {
       .getMany();
   }
 
-  /** Where-clauses for the rows an upsert may hit: its conflict columns (or the primary key) per value set. */
-  private upsertLookups(metadata: EntityMetadata): ObjectLiteral[] {
+  /**
+   * Where-clauses for the rows an insert may hit, per value set: by its upsert's conflict
+   * target, its primary key and every unique key of the entity (MySQL and MariaDB's
+   * `ON DUPLICATE KEY UPDATE`, and an insert that ignores conflicts, act on a collision with
+   * any of them) — each key whose values the value set gives. A value set that gives none
+   * can only be inserted (`keyless`).
+   */
+  private insertTargets(metadata: EntityMetadata): InsertTargets {
     const conflict = this.qb.conflict;
     const names = conflict === undefined ? [] : Array.isArray(conflict) ? conflict : conflict.split(',').map((n) => n.trim().replace(/["`]/g, ''));
-    const columns = names.length
-      ? names.map((name) => metadata.findColumnWithDatabaseName(name) ?? metadata.findColumnWithPropertyPath(name))
-      : metadata.primaryColumns;
-    if (columns.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
+    const target = names.map((name) => metadata.findColumnWithDatabaseName(name) ?? metadata.findColumnWithPropertyPath(name));
+    if (target.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
+    const keys = [...(target.length ? [target as ColumnMetadata[]] : []), ...uniqueKeysOf(metadata)];
     const valueSets = this.qb.valueSets();
     for (const values of valueSets) upsertedValues.add(values);
-    const lookups = valueSets.map((values) =>
-      Object.fromEntries(columns.map((column) => [column!.propertyPath, column!.getEntityValue(values)])),
-    );
-    // A value set without every conflict value can only insert: it is found by its returned id.
-    return lookups.filter((lookup) => Object.values(lookup).every((value) => value !== undefined));
+    const lookups: ObjectLiteral[] = [];
+    const keyless: ObjectLiteral[] = [];
+    for (const values of valueSets) {
+      const found = keys.map((columns) => lookupOf(columns, values)).filter((lookup): lookup is ObjectLiteral => lookup !== undefined);
+      if (found.length) lookups.push(...found);
+      else keyless.push(values);
+    }
+    return { lookups, keyless, keyed: valueSets.length - keyless.length };
   }
 
-  private returnedIds(metadata: EntityMetadata): ObjectLiteral[] {
-    return this.qb.valueSets()
+  private returnedIds(metadata: EntityMetadata, valueSets: ObjectLiteral[]): ObjectLiteral[] {
+    return valueSets
       .map((values) => metadata.getEntityIdMap(values))
       .filter((id): id is ObjectLiteral => id !== undefined && Object.values(id).every((v) => v !== undefined && v !== null));
   }
 
-  private async readUpsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
+  private async readInsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
     if (lookups.length === 0) return [];
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
     const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted');
@@ -520,3 +591,50 @@ function movedKey(metadata: EntityMetadata, row: ObjectLiteral, moves: Array<[Co
   }
   return key;
 }
+
+/** The rows an insert may hit, found by the keys its value sets give. */
+interface InsertTargets {
+  /** Where-clauses, one per key a value set gives. */
+  lookups: ObjectLiteral[];
+  /** The value sets that give no key's values. */
+  keyless: ObjectLiteral[];
+  /** How many value sets give one at least. */
+  keyed: number;
+}
+
+const uniqueKeys = new WeakMap<EntityMetadata, ColumnMetadata[][]>();
+
+/** The primary key and the unique keys (constraints and indices) of an entity, computed once. */
+function uniqueKeysOf(metadata: EntityMetadata): ColumnMetadata[][] {
+  let keys = uniqueKeys.get(metadata);
+  if (!keys) {
+    keys = [metadata.primaryColumns, ...metadata.uniques.map((unique) => unique.columns), ...metadata.indices.filter((index) => index.isUnique).map((index) => index.columns)].filter(
+      (columns) => columns.length > 0,
+    );
+    uniqueKeys.set(metadata, keys);
+  }
+  return keys;
+}
+
+/** A where-clause finding the row `values` collides with on `columns`, or undefined when it does not give them all (NULL collides with nothing). */
+function lookupOf(columns: readonly ColumnMetadata[], values: ObjectLiteral): ObjectLiteral | undefined {
+  const lookup: ObjectLiteral = {};
+  for (const column of columns) {
+    const value = column.getEntityValue(values) as unknown;
+    if (value === undefined || value === null || typeof value === 'function') return undefined;
+    mergeInto(lookup, column.createValueMap(value));
+  }
+  return lookup;
+}
+
+/** Merges `source` (a column's value map: nested for embeddeds and relations) into `target`. */
+function mergeInto(target: ObjectLiteral, source: ObjectLiteral): void {
+  for (const [name, value] of Object.entries(source)) {
+    if (isPlainObject(value) && isPlainObject(target[name])) mergeInto(target[name] as ObjectLiteral, value);
+    else target[name] = value;
+  }
+}
+
+/** An object literal (not a `Date`, a buffer, an array or a class instance holding a column's value). */
+const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;

@@ -41,6 +41,7 @@ interface ExpressionMap {
   callListeners: boolean;
   valuesSet?: ObjectLiteral | ObjectLiteral[];
   onUpdate?: { conflict?: string | string[] };
+  onIgnore: boolean;
   insertFromSelect?: unknown;
   wheres: unknown[];
   parameters: ObjectLiteral;
@@ -88,6 +89,7 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   callListeners: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   valuesSet: { type: 'an object or an array', always: false, check: isObject },
   onUpdate: { type: 'an object', always: false, check: isObject },
+  onIgnore: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   insertFromSelect: { type: 'a query builder', always: false, check: isObject },
   wheres: { type: 'an array', always: true, check: Array.isArray },
   parameters: { type: 'an object', always: true, check: isObject },
@@ -230,6 +232,11 @@ export class WriteQueryBuilderState {
   /** True for an insert with an `ON CONFLICT … UPDATE` / `ON DUPLICATE KEY UPDATE` part (an upsert). */
   get isUpsert(): boolean {
     return this.map.onUpdate !== undefined;
+  }
+
+  /** True for an insert that skips the rows that conflict (`orIgnore()`: `ON CONFLICT DO NOTHING`, `INSERT IGNORE`, `INSERT OR IGNORE`). */
+  get ignoresConflicts(): boolean {
+    return this.map.onIgnore;
   }
 
   /** The conflict target of an upsert, as given (column names or an SQL fragment). */

@@ -196,6 +196,7 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
     const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'insert');
     expect(state.metadata?.name, 'InsertQueryBuilder expressionMap.mainAlias.metadata').toBe('Item');
     expect(state.isUpsert, 'InsertQueryBuilder expressionMap.onUpdate of a plain insert').toBe(false);
+    expect(state.ignoresConflicts, 'InsertQueryBuilder expressionMap.onIgnore of a plain insert').toBe(false);
     expect(state.insertsFromSelect, 'InsertQueryBuilder expressionMap.insertFromSelect of a plain insert').toBe(false);
     const sets = state.valueSets();
     expect(sets, 'InsertQueryBuilder.getValueSets()').toHaveLength(2);
@@ -239,6 +240,14 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
       .orUpdate(['name'], ['code'], { skipUpdateIfNoValuesChanged: true });
     expectShape(repositoryUpsert);
     expect(new WriteQueryBuilderState(repositoryUpsert as unknown as QueryBuilder<ObjectLiteral>, 'insert').conflict).toEqual(['code']);
+  });
+
+  it('an insert that ignores conflicts says so', () => {
+    const builder = dataSource.createQueryBuilder().insert().into(Item).values({ code: 'a', name: 'A3' }).orIgnore();
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'insert');
+    expect(state.ignoresConflicts, 'InsertQueryBuilder expressionMap.onIgnore of orIgnore()').toBe(true);
+    expect(state.isUpsert, 'InsertQueryBuilder expressionMap.onUpdate of orIgnore()').toBe(false);
   });
 
   const valuesFromSelect = typeof (InsertQueryBuilder.prototype as { valuesFromSelect?: unknown }).valuesFromSelect === 'function';

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { databases } from '../support/test-database.js';
+import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
+import { CapAlbum, CapTrack } from '../app/capture-upsert-entities.js';
+
+/**
+ * An album and its 5 tracks (one-to-many `cascade: true`, the track's key `onDelete:
+ * 'CASCADE'`), loaded with its tracks and removed: TypeORM deletes each track itself, then
+ * the album. Each track is recorded once, by TypeORM's own report; the module's read of
+ * what the database cascades to (bounded by `maxCriteriaRows: 2`) leaves those rows out.
+ */
+describe.each(databases())('remove() of a parent whose children TypeORM and the database both cascade on %s', (kind) => {
+  const h = captureCasesApp(kind, { maxCriteriaRows: 2 });
+
+  it.each(MODES)('%s: five tracks deleted are five deletes, and nothing more', async (mode) => {
+    const album = await h.t.seed(() =>
+      h.ds.getRepository(CapAlbum).save({ title: `al-${mode}`, tracks: ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name })) as CapTrack[] }),
+    );
+    const result = await h.run(mode, async () => {
+      const loaded = await h.ds.getRepository(CapAlbum).findOneOrFail({ where: { id: album.id }, relations: { tracks: true } });
+      await h.ds.getRepository(CapAlbum).remove(loaded);
+    });
+    expect(result.error).toBeNull();
+    expect(await h.ds.getRepository(CapTrack).countBy({ album: { id: album.id } })).toBe(0);
+    const trackChanges = (await h.changes()).filter((change) => change.entity === 'CapTrack');
+    expect(trackChanges.filter((change) => change.id !== null).map((change) => change.id).sort()).toEqual(album.tracks!.map((track) => String(track.id)).sort());
+    // No row beyond those five was deleted.
+    expect(trackChanges.filter((change) => change.partial).map((change) => ({ partial: change.partial, count: change.count }))).toEqual([]);
+  });
+});
