@@ -24,7 +24,7 @@ import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeCapture } from './change-capture.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { dropSecretKeys, useSecretKeys } from './secret-keys.js';
-import { DeleteCascade, deleteEffectsOf, type DeleteEffects, type PendingChange } from './delete-cascade.js';
+import { DeleteCascade, deleteEffectsOf, RemovedRows, type DeleteEffects, type PendingChange } from './delete-cascade.js';
 import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
@@ -86,6 +86,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   private readonly removing = new WeakMap<ObjectLiteral, { lacking: Snapshot; cascade: PendingChange[] }>();
   /** The stored values of `select: false` columns a `save()` changes, read by `beforeUpdate` for `afterUpdate`. */
   private readonly updating = new WeakMap<ObjectLiteral, Snapshot>();
+  /** The rows the flush of `remove()` running on a query runner removes, while its beforeRemove hooks are called. */
+  private readonly removals = new WeakMap<QueryRunner, RemovedRows>();
   /** Notes of writes sent without a parameters array, in order per query runner. */
   private readonly notedInOrder = new WeakMap<QueryRunner, QueryNote[]>();
   /** Tables of each captured data source, for raw SQL. */
@@ -248,17 +250,44 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (!fields) return;
     const missing = fields.hidden.length > 0 || fields.joinColumns.some((column) => column.getEntityValue(entity!) === undefined);
     const effects = deleteEffectsOf(event.queryRunner.connection, metadata);
+    // A row another row's delete may cascade to: TypeORM reports it, the cascade read leaves it out.
+    if (effects.cascaded) this.removedRows(event.queryRunner).add(metadata, databaseEntity!);
     if (!missing && !effects.cascadesPastRemove) {
       if (fields.joinColumns.length) this.removing.set(entity!, { lacking: fields.snapshot(entity!, fields.joinColumns), cascade: [] });
       return;
     }
-    return this.readBeforeRemove(event, fields, missing, effects);
+    return this.readBeforeRemove(event, fields, missing, effects, effects.cascadesPastRemove ? this.removedRows(event.queryRunner) : undefined);
   }
 
-  private async readBeforeRemove(event: RemoveEvent<ObjectLiteral>, fields: TrackedFields, missing: boolean, effects: DeleteEffects): Promise<void> {
+  /**
+   * The rows removed by the flush whose beforeRemove hooks are being called on `runner`.
+   * TypeORM calls every hook of one flush in a row and only then awaits them: the set is
+   * complete once they have all been called (a microtask later), and a new flush starts another.
+   */
+  private removedRows(runner: QueryRunner): RemovedRows {
+    let removed = this.removals.get(runner);
+    if (!removed) {
+      const created = (removed = new RemovedRows());
+      this.removals.set(runner, created);
+      queueMicrotask(() => {
+        if (this.removals.get(runner) === created) this.removals.delete(runner);
+      });
+    }
+    return removed;
+  }
+
+  private async readBeforeRemove(
+    event: RemoveEvent<ObjectLiteral>,
+    fields: TrackedFields,
+    missing: boolean,
+    effects: DeleteEffects,
+    removed: RemovedRows | undefined,
+  ): Promise<void> {
     const { metadata, queryRunner } = event;
     const entity = event.entity!;
     const databaseEntity = event.databaseEntity;
+    // The rest of the flush's beforeRemove hooks are called first: `removed` then holds every row it removes.
+    await Promise.resolve();
     let row: ObjectLiteral | null = null;
     let hiddenRead = false;
     if (missing) {
@@ -283,7 +312,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       }
     }
     const lacking = fields.snapshot(row ?? entity, row ? [...fields.joinColumns, ...(hiddenRead ? fields.hidden : [])] : fields.joinColumns);
-    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, queryRunner.connection, queryRunner, metadata, [databaseEntity], true) : [];
+    const cascade = effects.cascadesPastRemove ? await DeleteCascade.read(this.capture, queryRunner.connection, queryRunner, metadata, [databaseEntity], true, removed) : [];
     this.removing.set(entity, { lacking, cascade });
   }
 

@@ -28,8 +28,12 @@ export class DeleteEffects {
   /** The to-one relations whose ids a read of the entity loads. */
   readonly toOne: readonly string[];
 
+  /** Whether a delete of another entity's row can delete or change rows of this one (a foreign key of its own with `ON DELETE CASCADE` or `SET NULL`). */
+  readonly cascaded: boolean;
+
   constructor(dataSource: DataSource, metadata: EntityMetadata) {
     this.toOne = toOneRelations(metadata);
+    this.cascaded = metadata.foreignKeys.some((foreignKey) => foreignKey.onDelete === 'CASCADE' || foreignKey.onDelete === 'SET NULL');
     const dependents: Dependent[] = [];
     for (const holder of dataSource.entityMetadatas) {
       for (const foreignKey of holder.foreignKeys) {
@@ -83,6 +87,26 @@ export function owningRelation(dataSource: DataSource, junction: EntityMetadata)
   return owner ?? undefined;
 }
 
+/**
+ * The rows one flush of TypeORM's `remove()` deletes itself (several entities given, or the
+ * loaded children a `cascade` relation removes with their parent), by table: TypeORM reports
+ * each, so a cascade read of another of them leaves them out.
+ */
+export class RemovedRows {
+  private readonly rows = new Map<string, ObjectLiteral[]>();
+
+  add(metadata: EntityMetadata, row: ObjectLiteral): void {
+    const rows = this.rows.get(metadata.tablePath);
+    if (rows) rows.push(row);
+    else this.rows.set(metadata.tablePath, [row]);
+  }
+
+  /** The rows removed from the table of `metadata`. */
+  of(metadata: EntityMetadata): readonly ObjectLiteral[] | undefined {
+    return this.rows.get(metadata.tablePath);
+  }
+}
+
 /** Cascades of cascades are followed this deep at most (MySQL and MariaDB stop at 15). */
 const MAX_DEPTH = 15;
 
@@ -106,13 +130,16 @@ export class DeleteCascade {
     bound: number,
     /** Through TypeORM's `remove()`, which deletes the links of the relations it knows first. */
     private readonly byRemove: boolean,
+    /** Rows TypeORM removes itself in the same flush: not read. */
+    private readonly removed: RemovedRows | undefined,
   ) {
     this.budget = bound;
   }
 
   /**
    * The changes the deletion of `rows` (loaded with every column) of `metadata` will cause,
-   * to record after the delete has run. `byRemove`: the delete is TypeORM's `remove()`.
+   * to record after the delete has run. `byRemove`: the delete is TypeORM's `remove()`;
+   * `removed`: the rows that flush removes (TypeORM reports them, they are not read).
    */
   static async read(
     capture: ChangeCapture,
@@ -121,8 +148,9 @@ export class DeleteCascade {
     metadata: EntityMetadata,
     rows: readonly ObjectLiteral[],
     byRemove: boolean,
+    removed?: RemovedRows,
   ): Promise<PendingChange[]> {
-    const cascade = new DeleteCascade(capture, dataSource, runner, capture.maxCriteriaRows, byRemove);
+    const cascade = new DeleteCascade(capture, dataSource, runner, capture.maxCriteriaRows, byRemove, removed);
     for (const row of rows) cascade.deleted.add(key(metadata.name, entityId(metadata, row)));
     await cascade.follow(metadata, rows, 0);
     return cascade.changes.filter(
@@ -235,6 +263,12 @@ export class DeleteCascade {
       where = keys
         .map((values, i) => `(${foreignKey.columns.map((c, j) => ((parameters[`audit_k${i}_${j}`] = values[j]), `${column(c)} = :audit_k${i}_${j}`)).join(' AND ')})`)
         .join(' OR ');
+    }
+    const skipped = dependent.link ? undefined : this.removed?.of(metadata);
+    if (skipped?.length) {
+      const key = metadata.primaryColumns;
+      const rows = skipped.map((row, i) => `(${key.map((c, j) => ((parameters[`audit_s${i}_${j}`] = c.getEntityValue(row)), `${column(c)} = :audit_s${i}_${j}`)).join(' AND ')})`);
+      where = `(${where}) AND NOT (${rows.join(' OR ')})`;
     }
     query.where(where, parameters);
     if (toOne) {
