@@ -380,13 +380,24 @@ export class CriteriaWrite {
     }
     if (!returning && targets.keyless.length) {
       // Without RETURNING, TypeORM counts the ids of value sets with no key value from the last
-      // id the database generated: right only when no value set was skipped or turned into an update.
-      if (before.length === 0 && inserted === targets.keyed) {
+      // id the database generated: right only when no value set was skipped or turned into an
+      // update. An upsert that found no row is sure of it; an insert that ignores conflicts is
+      // not (SQLite skips a row for a NOT NULL or CHECK error too, MySQL for a foreign key).
+      const ignores = this.qb.ignoresConflicts;
+      if (!ignores && before.length === 0 && inserted === targets.keyed) {
         for (const row of await this.readInsertTargets(runner, metadata, this.returnedIds(metadata, targets.keyless))) {
           await this.recordRow(runner, metadata, fields, row, undefined);
         }
       } else {
-        await this.capture.record(runner, { entity: metadata.name, id: null, operation: 'insert', fields: {}, partial: true });
+        // Each such value set of an upsert is an insert; of an insert that ignores conflicts, at most one.
+        await this.capture.record(runner, {
+          entity: metadata.name,
+          id: null,
+          operation: 'insert',
+          fields: {},
+          partial: true,
+          ...(ignores ? {} : { count: targets.keyless.length }),
+        });
       }
     }
     // An upsert's affected count is not a count of rows (MySQL counts an update twice).

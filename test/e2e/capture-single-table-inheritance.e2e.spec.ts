@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
 import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapContent, CapPhoto } from '../app/capture-upsert-entities.js';
+import { CapContent, CapPhoto, CapVideo } from '../app/capture-upsert-entities.js';
 
 /**
  * Single-table inheritance: a photo row (`@ChildEntity('photo')` of `CapContent`), inserted
@@ -28,5 +28,30 @@ describe.each(databases())('single-table inheritance on %s', (kind) => {
       ['CapPhoto', String(photo.id), 'insert'],
       ['CapPhoto', String(photo.id), 'update'],
     ]);
+  });
+
+  it.each(MODES)('%s: an update and a delete by criteria through the base repository record each row as its own child entity', async (mode) => {
+    const title = `mixed-${mode}`;
+    const photo = await h.t.seed(() => h.ds.getRepository(CapPhoto).save({ title, width: 10 }));
+    const video = await h.t.seed(() => h.ds.getRepository(CapVideo).save({ title, seconds: 30 }));
+    const result = await h.run(mode, async () => {
+      await h.ds.getRepository(CapContent).update({ title }, { title: `${title}!` });
+      await h.ds.getRepository(CapContent).delete({ id: video.id });
+    });
+    expect(result.error).toBeNull();
+    const changes = await h.changes();
+    // Outside a unit of work each write is an event of its own; in one, the video's update and delete are one delete.
+    const videoChanges: unknown[][] =
+      mode === 'handler'
+        ? [['CapVideo', String(video.id), 'delete', { from: title, to: null }]]
+        : [
+            ['CapVideo', String(video.id), 'update', { from: title, to: `${title}!` }],
+            ['CapVideo', String(video.id), 'delete', { from: `${title}!`, to: null }],
+          ];
+    expect(changes.map((change) => [change.entity, change.id, change.operation, change.fields['title']])).toEqual([
+      ['CapPhoto', String(photo.id), 'update', { from: title, to: `${title}!` }],
+      ...videoChanges,
+    ]);
+    expect(changes.find((change) => change.operation === 'delete')!.fields['seconds']).toEqual({ from: 30, to: null });
   });
 });
