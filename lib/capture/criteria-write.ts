@@ -4,7 +4,7 @@ import type { AuditChangeOperation } from '../interfaces/audit-event.interface.j
 import type { ChangeCapture } from './change-capture.js';
 import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
-import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
 
