@@ -42,4 +42,24 @@ describe.each(databases())('remove() of a parent whose children TypeORM and the 
       expect(exact.length + partials.reduce((sum, change) => sum + (change.count ?? 0), 0)).toBe(5);
     }
   });
+
+  it.each(MODES)('%s: a track removed in the same call as its album is one delete, the others read or counted once', async (mode) => {
+    const album = await h.t.seed(() =>
+      h.ds.getRepository(CapAlbum).save({ title: `both-${mode}`, tracks: ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name })) as CapTrack[] }),
+    );
+    const last = album.tracks![4]!;
+    const result = await h.run(mode, async () => {
+      const bare = await h.ds.getRepository(CapAlbum).findOneByOrFail({ id: album.id });
+      const track = await h.ds.getRepository(CapTrack).findOneByOrFail({ id: last.id });
+      await h.ds.manager.remove([track, bare]);
+    });
+    expect(result.error).toBeNull();
+    expect(await h.ds.getRepository(CapTrack).countBy({ album: { id: album.id } })).toBe(0);
+    const trackChanges = (await h.changes()).filter((change) => change.entity === 'CapTrack');
+    const exact = trackChanges.filter((change) => change.id !== null).map((change) => change.id);
+    expect(exact).toContain(String(last.id));
+    expect(new Set(exact).size).toBe(exact.length);
+    // maxCriteriaRows: 2 — two of the four others read, two counted (not the one TypeORM removed).
+    expect(exact.length + trackChanges.reduce((sum, change) => sum + (change.partial ? (change.count ?? 0) : 0), 0)).toBe(5);
+  });
 });
