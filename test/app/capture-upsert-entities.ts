@@ -1,4 +1,4 @@
-import { ChildEntity, Column, Entity, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn, TableInheritance } from 'typeorm';
+import { ChildEntity, Column, Entity, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn, TableInheritance, Unique } from 'typeorm';
 
 @Entity('cap_kv')
 export class CapKv {
@@ -42,4 +42,14 @@ export class CapTrack {
   @ManyToOne(() => CapAlbum, (a) => a.tracks, { onDelete: 'CASCADE', nullable: true }) album?: CapAlbum | null;
 }
 
-export const CAPTURE_CASES_ENTITIES = [CapKv, CapMembership, CapContent, CapPhoto, CapVideo, CapAlbum, CapTrack];
+/** A vote per album and voter: a unique key that holds a relation's column. */
+@Entity('cap_vote')
+@Unique(['album', 'voter'])
+export class CapVote {
+  @PrimaryGeneratedColumn() id!: number;
+  @ManyToOne(() => CapAlbum, { nullable: false }) album!: CapAlbum;
+  @Column({ type: 'varchar', length: 32 }) voter!: string;
+  @Column({ type: 'int' }) value!: number;
+}
+
+export const CAPTURE_CASES_ENTITIES = [CapKv, CapMembership, CapContent, CapPhoto, CapVideo, CapAlbum, CapTrack, CapVote];

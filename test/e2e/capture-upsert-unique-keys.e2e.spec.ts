@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
 import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapKv } from '../app/capture-upsert-entities.js';
+import { CapAlbum, CapKv, CapVote } from '../app/capture-upsert-entities.js';
 
 /**
  * MySQL/MariaDB's `ON DUPLICATE KEY UPDATE` updates the row whichever unique key the new
@@ -30,5 +30,34 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('ON DUPLICATE KE
         { entity: 'CapKv', id: String(existing.id), operation: 'update', fields: { k: { from: `a-${mode}`, to: `b-${mode}` }, v: { from: '1', to: '2' } } },
       ]);
     });
+  });
+});
+
+/** A unique key holding a relation's column: the row an upsert updates is found by it, on every database. */
+describe.each(databases())('upsert by a unique key with a relation on %s', (kind) => {
+  const h = captureCasesApp(kind);
+
+  it.each(MODES)('%s: an upsert of an existing vote is an update, of a new one an insert', async (mode) => {
+    const album = await h.t.seed(() => h.ds.getRepository(CapAlbum).save({ title: `votes-${mode}` }));
+    const vote = await h.t.seed(() => h.ds.getRepository(CapVote).save({ album, voter: 'ann', value: 1 }));
+    const result = await h.run(mode, () =>
+      h.ds.getRepository(CapVote).upsert(
+        [
+          { album: { id: album.id }, voter: 'ann', value: 2 },
+          { album: { id: album.id }, voter: 'bob', value: 5 },
+        ],
+        ['album', 'voter'],
+      ),
+    );
+    expect(result.error).toBeNull();
+    const bob = await h.ds.getRepository(CapVote).findOneByOrFail({ album: { id: album.id }, voter: 'bob' });
+    const changes = await h.changes();
+    expect(changes.map((change) => [change.id, change.operation, change.fields['value']]).sort()).toEqual(
+      [
+        [String(vote.id), 'update', { from: 1, to: 2 }],
+        [String(bob.id), 'insert', { from: null, to: 5 }],
+      ].sort(),
+    );
+    expect(changes.find((change) => change.operation === 'insert')!.fields['album']).toEqual({ from: null, to: album.id });
   });
 });
