@@ -1,6 +1,6 @@
 import { Column, DeleteDateColumn, Entity, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 
-/** Entities of the capture cases (test/app/capture-cases-harness.ts): each shape a case needs, nothing more. */
+/** Entities of the capture cases (run through test/app/capture-harness.ts): each shape a case needs, nothing more. */
 
 @Entity('cc_tag')
 export class CaseTag {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapMembership } from '../app/capture-upsert-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CAPTURE_CASES_ENTITIES, CapMembership } from '../app/capture-upsert-entities.js';
 
 /**
  * A row deleted and inserted again under the same key in one transaction (a membership
@@ -9,7 +9,7 @@ import { CapMembership } from '../app/capture-upsert-entities.js';
  * and exists after with role 'owner': the net change keeps the before values.
  */
 describe.each(databases())('delete then re-insert of one key in a transaction on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES);
 
   it.each(MODES)('%s: the values the row had before are recorded', async (mode) => {
     const org = mode === 'handler' ? 801 : 802;

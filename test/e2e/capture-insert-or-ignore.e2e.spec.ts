@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapKv, CapTrack } from '../app/capture-upsert-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CAPTURE_CASES_ENTITIES, CapKv, CapTrack } from '../app/capture-upsert-entities.js';
 
 /**
  * `insert().orIgnore()` (ON CONFLICT DO NOTHING / INSERT IGNORE / INSERT OR IGNORE) of two
@@ -9,7 +9,7 @@ import { CapKv, CapTrack } from '../app/capture-upsert-entities.js';
  * The record says: one insert, of the new row, under its real id, with its values.
  */
 describe.each(databases())('insert().orIgnore() on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES);
 
   it.each(MODES)('%s: only the row really inserted is recorded, under its id', async (mode) => {
     const key = `k${Math.random().toString(36).slice(2, 8)}`;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { EntitySubscriberInterface } from 'typeorm';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapAlbum, CapTrack } from '../app/capture-upsert-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CAPTURE_CASES_ENTITIES, CapAlbum, CapTrack } from '../app/capture-upsert-entities.js';
 
 /**
  * An album and its 5 tracks (one-to-many `cascade: true`, the track's key `onDelete:
@@ -12,7 +12,7 @@ import { CapAlbum, CapTrack } from '../app/capture-upsert-entities.js';
  * `maxCriteriaRows: 2`) leaves those rows out.
  */
 describe.each(databases())('remove() of a parent whose children TypeORM and the database both cascade on %s', (kind) => {
-  const h = captureCasesApp(kind, { maxCriteriaRows: 2 });
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES, { maxCriteriaRows: 2 });
 
   it.each(MODES)('%s: five tracks deleted are five deletes, and nothing more', async (mode) => {
     const album = await h.t.seed(() =>

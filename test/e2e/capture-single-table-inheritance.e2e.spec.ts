@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapContent, CapPhoto, CapVideo } from '../app/capture-upsert-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CAPTURE_CASES_ENTITIES, CapContent, CapPhoto, CapVideo } from '../app/capture-upsert-entities.js';
 
 /**
  * Single-table inheritance: a photo row (`@ChildEntity('photo')` of `CapContent`), inserted
@@ -10,7 +10,7 @@ import { CapContent, CapPhoto, CapVideo } from '../app/capture-upsert-entities.j
  * repository used.
  */
 describe.each(databases())('single-table inheritance on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES);
 
   it.each(MODES)('%s: an update through the base repository is in the photo’s history', async (mode) => {
     let photo!: CapPhoto;

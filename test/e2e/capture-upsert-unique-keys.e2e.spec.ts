@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-upsert-harness.js';
-import { CapAlbum, CapKv, CapVote } from '../app/capture-upsert-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CAPTURE_CASES_ENTITIES, CapAlbum, CapKv, CapVote } from '../app/capture-upsert-entities.js';
 
 /**
  * MySQL/MariaDB's `ON DUPLICATE KEY UPDATE` updates the row whichever unique key the new
@@ -9,7 +9,7 @@ import { CapAlbum, CapKv, CapVote } from '../app/capture-upsert-entities.js';
  * recorded as an update with its before values, not as the insert of a new row.
  */
 describe.each(databases().filter((kind) => kind === 'mariadb'))('ON DUPLICATE KEY UPDATE on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES);
 
   describe.each(MODES)('%s', (mode) => {
     it('insert().orUpdate([v]) without a conflict target that updates an existing row records an update', async () => {
@@ -35,7 +35,7 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('ON DUPLICATE KE
 
 /** A unique key holding a relation's column: the row an upsert updates is found by it, on every database. */
 describe.each(databases())('upsert by a unique key with a relation on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CAPTURE_CASES_ENTITIES);
 
   it.each(MODES)('%s: an upsert of an existing vote is an update, of a new one an insert', async (mode) => {
     const album = await h.t.seed(() => h.ds.getRepository(CapAlbum).save({ title: `votes-${mode}` }));

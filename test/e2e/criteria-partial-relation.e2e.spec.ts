@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { captureEdgeApp, MODES } from '../app/capture-edge-harness.js';
+import { captureApp, MODES } from '../app/capture-harness.js';
 import { EdgeOwner, EdgeThing } from '../app/capture-edge-entities.js';
 
 /**
@@ -10,7 +10,7 @@ import { EdgeOwner, EdgeThing } from '../app/capture-edge-entities.js';
  * name only, `@Column({ name: 'api_token' }) handle`, would be stored in clear).
  */
 describe.each(databases())('partial change of an update setting a to-one on %s', (kind) => {
-  const h = captureEdgeApp(kind, [EdgeOwner, EdgeThing], { maxCriteriaRows: 1 });
+  const h = captureApp(kind, [EdgeOwner, EdgeThing], { maxCriteriaRows: 1 });
 
   const seed = (grp: string) =>
     h.t.seed(async () => {

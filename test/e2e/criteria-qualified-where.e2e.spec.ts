@@ -1,7 +1,7 @@
 import { DataSource } from 'typeorm';
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { captureEdgeApp, MODES } from '../app/capture-edge-harness.js';
+import { captureApp, MODES } from '../app/capture-harness.js';
 import { EdgeTag } from '../app/capture-edge-entities.js';
 
 /**
@@ -14,7 +14,7 @@ import { EdgeTag } from '../app/capture-edge-entities.js';
  * partial change.
  */
 describe.each(databases())('a query-builder write with a table-qualified WHERE on %s', (kind) => {
-  const h = captureEdgeApp(kind, [EdgeTag]);
+  const h = captureApp(kind, [EdgeTag]);
   /** The schema (PostgreSQL), database (MariaDB) or attached database (SQLite) holding the table. */
   const schema = () => {
     const options = h.db.options as { schema?: string; database?: string };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-cases-harness.js';
-import { CaseLineD, CaseLineN, CaseLineS, CasePost } from '../app/capture-cases-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CASE_ENTITIES, CaseLineD, CaseLineN, CaseLineS, CasePost } from '../app/capture-cases-entities.js';
 
 /**
  * A one-to-many with `cascade: true`: a child taken out of the parent's array is an orphan,
@@ -9,7 +9,7 @@ import { CaseLineD, CaseLineN, CaseLineS, CasePost } from '../app/capture-cases-
  * knowing the row by its key only. Each is a committed change of the child row, with its record.
  */
 describe.each(databases())('orphaned rows of a cascaded one-to-many on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CASE_ENTITIES);
   const posts = () => h.ds.getRepository(CasePost);
 
   describe.each(MODES)('%s', (mode) => {

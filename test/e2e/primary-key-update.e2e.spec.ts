@@ -1,14 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-cases-harness.js';
-import { CaseMembership, CaseTag } from '../app/capture-cases-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CASE_ENTITIES, CaseMembership, CaseTag } from '../app/capture-cases-entities.js';
 
 /**
  * An update by criteria that changes the primary key moves the row: its record is the row
  * under its new key, with the key's change as a field change (the old key is its `from`).
  */
 describe.each(databases())('update(criteria) of a primary key on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CASE_ENTITIES);
 
   describe.each(MODES)('%s', (mode) => {
     const ok = { status: mode === 'handler' ? 201 : null, error: null };

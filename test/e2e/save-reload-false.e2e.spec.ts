@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-cases-harness.js';
-import { CaseTag } from '../app/capture-cases-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CASE_ENTITIES, CaseTag } from '../app/capture-cases-entities.js';
 
 /**
  * `save(entity, { reload: false })` (a common bulk-insert speed-up): the row is inserted with
@@ -9,7 +9,7 @@ import { CaseTag } from '../app/capture-cases-entities.js';
  * change's `id`, the event's target), so that `history()` of the row finds its creation.
  */
 describe.each(databases())('save(…, { reload: false }) of a new row on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CASE_ENTITIES);
   const tags = () => h.ds.getRepository(CaseTag);
 
   describe.each(MODES)('%s', (mode) => {

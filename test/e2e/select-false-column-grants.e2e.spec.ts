@@ -6,14 +6,14 @@
 import { randomBytes } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { afterAll, describe, expect, it } from 'vitest';
-import { captureEdgeApp, MODES } from '../app/capture-edge-harness.js';
+import { captureApp, MODES } from '../app/capture-harness.js';
 import { EdgeAccount } from '../app/capture-edge-entities.js';
 import { databases } from '../support/test-database.js';
 
 const ROLE = `audit_limited_${randomBytes(4).toString('hex')}`;
 
 describe.each(databases().filter((kind) => kind === 'postgres'))('a write-only select:false column, on %s', (kind) => {
-  const h = captureEdgeApp(kind, [EdgeAccount]);
+  const h = captureApp(kind, [EdgeAccount]);
   const schema = () => (h.db.options as { schema: string }).schema;
   let granted = false;
   const grant = async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { captureEdgeApp, MODES } from '../app/capture-edge-harness.js';
+import { captureApp, MODES } from '../app/capture-harness.js';
 import { EdgeAccount, EdgeHidden } from '../app/capture-edge-entities.js';
 
 /**
@@ -10,7 +10,7 @@ import { EdgeAccount, EdgeHidden } from '../app/capture-edge-entities.js';
  * row leaves it out).
  */
 describe.each(databases())('a select: false column on %s', (kind) => {
-  const h = captureEdgeApp(kind, [EdgeHidden, EdgeAccount]);
+  const h = captureApp(kind, [EdgeHidden, EdgeAccount]);
   const seed = (mode: string) => h.t.seed(() => h.ds.getRepository(EdgeHidden).save({ title: `h-${mode}`, internalNote: 'n1' }));
 
   describe.each(MODES)('%s', (mode) => {

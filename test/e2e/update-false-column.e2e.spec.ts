@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-cases-harness.js';
-import { CaseLedger } from '../app/capture-cases-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CASE_ENTITIES, CaseLedger } from '../app/capture-cases-entities.js';
 
 /**
  * `@Column({ update: false })` (an immutable account number): TypeORM never writes it in an
@@ -9,7 +9,7 @@ import { CaseLedger } from '../app/capture-cases-entities.js';
  * other columns, and its record names only those.
  */
 describe.each(databases())('an update: false column on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CASE_ENTITIES);
 
   it.each(MODES)('%s: save() records only what the database changed', async (mode) => {
     const ledger = await h.t.seed(() => h.ds.getRepository(CaseLedger).save({ memo: 'm', account: 'acc-1' }));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { databases } from '../support/test-database.js';
-import { MODES, captureCasesApp } from '../app/capture-cases-harness.js';
-import { CaseDevice } from '../app/capture-cases-entities.js';
+import { MODES, captureApp } from '../app/capture-harness.js';
+import { CASE_ENTITIES, CaseDevice } from '../app/capture-cases-entities.js';
 
 /**
  * A uuid primary key given in upper case (as many clients generate them). PostgreSQL's uuid
@@ -10,7 +10,7 @@ import { CaseDevice } from '../app/capture-cases-entities.js';
  * `history()` finds its creation and its later changes together, by that id or as given.
  */
 describe.each(databases())('an upper-case uuid key on %s', (kind) => {
-  const h = captureCasesApp(kind);
+  const h = captureApp(kind, CASE_ENTITIES);
 
   it.each(MODES)('%s: insert and later update are recorded under the same id', async (mode) => {
     const upper = mode === 'handler' ? '6F9619FF-8B86-D011-B42D-00C04FC964FF' : '7F9619FF-8B86-D011-B42D-00C04FC964FF';

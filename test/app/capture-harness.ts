@@ -1,34 +1,33 @@
 import { Controller, Param, Post } from '@nestjs/common';
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import type { DataSource } from 'typeorm';
-import { Audited, type AuditChange, type AuditLogEntity } from '../../lib/index.js';
+import { Audited, type AuditChange, type AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { createTestApp, type TestApp } from './create-test-app.js';
 import { createTestDatabase, type DatabaseKind, type TestDatabase } from '../support/test-database.js';
-import { CASE_ENTITIES } from './capture-cases-entities.js';
+
+/** Where a write runs: in an `@Audited` HTTP handler, or outside any unit of work. */
+export type Mode = 'handler' | 'fallback';
+export const MODES: Mode[] = ['handler', 'fallback'];
 
 const scenarios = new Map<string, () => Promise<unknown>>();
 
-@Controller('cases')
-class CaseController {
+@Controller('edge')
+class EdgeController {
   @Post(':name')
-  @Audited('case.run')
+  @Audited('edge.run')
   async run(@Param('name') name: string): Promise<{ ok: true }> {
     await scenarios.get(name)!();
     return { ok: true };
   }
 }
 
-/** Where a case's write runs: in an `@Audited` HTTP handler, or outside any unit of work (a fallback event). */
-export type Mode = 'handler' | 'fallback';
-export const MODES: Mode[] = ['handler', 'fallback'];
-
-/** One app per suite on `kind`, with the capture cases' entities and a `POST /cases/:name` @Audited('case.run') route. */
-export function captureCasesApp(kind: DatabaseKind) {
+/** One app per suite on `kind` with `entities` (and module `audit` options), and a `POST /edge/:name` @Audited('edge.run') route running a write: each capture case runs the same write in that handler and outside any unit of work. */
+export function captureApp(kind: DatabaseKind, entities: Array<new (...args: never[]) => unknown>, audit: AuditModuleOptions = {}) {
   let db: TestDatabase;
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', entities: CASE_ENTITIES as never, controllers: [CaseController] });
+    t = await createTestApp({ db, adapter: 'express', entities, controllers: [EdgeController], audit });
   });
   afterAll(async () => {
     await t?.close();
@@ -44,14 +43,20 @@ export function captureCasesApp(kind: DatabaseKind) {
     get ds(): DataSource {
       return t.dataSource;
     },
-    /** Runs `fn` in an @Audited handler (HTTP) or outside any unit; a thrown error is returned. */
+    get db(): TestDatabase {
+      return db;
+    },
+    /** Runs `fn` in the @Audited handler (HTTP) or outside any unit; resolves to the HTTP status (handler) or null, and what `fn` threw. */
     async run(mode: Mode, fn: () => Promise<unknown>): Promise<{ status: number | null; error: unknown }> {
       if (mode === 'handler') {
         const name = `s${Math.random().toString(36).slice(2, 10)}`;
         scenarios.set(name, fn);
-        const response = await t.request(`/cases/${name}`, { method: 'POST' });
-        scenarios.delete(name);
-        return { status: response.status, error: null };
+        try {
+          const response = await t.request(`/edge/${name}`, { method: 'POST' });
+          return { status: response.status, error: null };
+        } finally {
+          scenarios.delete(name);
+        }
       }
       try {
         await fn();
