@@ -32,7 +32,7 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { expectKeyedWrite, forgetKeyedWrites, readWithHidden, TransactionLost, upsertedValues } from './criteria-write.js';
+import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, takeUpdateCapturedAround, readWithHidden, TransactionLost, upsertedValues } from './criteria-write.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
@@ -174,8 +174,11 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const { metadata, entity, databaseEntity } = event;
     if (!entity && !databaseEntity) return this.expectKeyed(event, 'update');
     if (!entity || !databaseEntity) return;
-    const hidden = this.capture.trackedFields(metadata)?.hidden;
-    if (!hidden?.length) return;
+    const fields = this.capture.trackedFields(metadata);
+    if (!fields) return;
+    announceUpdate(event.queryRunner, metadata, entity, databaseEntity, event.updatedRelations);
+    const hidden = fields.hidden;
+    if (!hidden.length) return;
     const lacking = hidden.filter((column) => event.updatedColumns.includes(column) && column.getEntityValue(databaseEntity) === undefined);
     if (lacking.length) return this.readHidden(event, lacking);
   }
@@ -226,6 +229,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (!fields || !entity || !databaseEntity) return;
     const hidden = fields.hidden.length ? this.updating.get(entity) : undefined;
     if (hidden) this.updating.delete(entity);
+    // Its write set a relation this event does not list: recorded whole, around the write.
+    if (takeUpdateCapturedAround(entity)) return;
     const columns = fields.changed(event.updatedColumns, event.updatedRelations);
     if (columns.length === 0) return;
     const before = fields.snapshot(databaseEntity, columns);

@@ -131,6 +131,78 @@ export function expectKeyedWrite(runner: QueryRunner, metadata: EntityMetadata, 
 /** Forgets what was noted for `runner` (its transaction ended: a write noted and not made never will be). */
 export function forgetKeyedWrites(runner: QueryRunner): void {
   keyedWrites.delete(runner);
+  announcedUpdates.delete(runner);
+}
+
+/** A row `save()` is about to update, with the relations its update events list. */
+interface AnnouncedUpdate {
+  entity: ObjectLiteral;
+  relations: readonly RelationMetadata[];
+}
+
+/**
+ * Per query runner, per entity, by id: the rows TypeORM's persistence announced it will
+ * update. Its update may set more than the events list: a cascaded one-to-many (or inverse
+ * one-to-one) given a child by its key (`post.lines = [{ id }]`) moves the child to its new
+ * parent through a change TypeORM keeps to itself. Such an update is captured as a write by
+ * criteria (read before, written, read after), and its after-update event records nothing.
+ */
+const announcedUpdates = new WeakMap<QueryRunner, Map<EntityMetadata, Map<string, AnnouncedUpdate>>>();
+
+/** Entities whose update was captured as a write by criteria. */
+const updatesCapturedAround = new WeakSet<ObjectLiteral>();
+
+/** Per entity: the relations another entity's save can set in its rows (owning sides whose inverse side is declared). */
+const inverseSetRelations = new WeakMap<EntityMetadata, RelationMetadata[]>();
+
+function relationsSetFromInverse(metadata: EntityMetadata): RelationMetadata[] {
+  let relations = inverseSetRelations.get(metadata);
+  if (!relations) {
+    relations = metadata.relations.filter((relation) => (relation.isManyToOne || relation.isOneToOneOwner) && relation.inverseRelation !== undefined);
+    inverseSetRelations.set(metadata, relations);
+  }
+  return relations;
+}
+
+/**
+ * Notes, before TypeORM's persistence updates `databaseEntity`'s row from `entity`, the
+ * relations its events list; only for entities another entity's save can re-parent.
+ */
+export function announceUpdate(runner: QueryRunner, metadata: EntityMetadata, entity: ObjectLiteral, databaseEntity: ObjectLiteral, relations: readonly RelationMetadata[]): void {
+  if (relationsSetFromInverse(metadata).length === 0) return;
+  const id = entityId(metadata, databaseEntity);
+  if (id === null) return;
+  let byEntity = announcedUpdates.get(runner);
+  if (!byEntity) announcedUpdates.set(runner, (byEntity = new Map()));
+  let byId = byEntity.get(metadata);
+  if (!byId) byEntity.set(metadata, (byId = new Map()));
+  byId.set(id, { entity, relations });
+}
+
+/** Whether the update of `entity` was captured as a write by criteria (and is not to be recorded from its event); once. */
+export function takeUpdateCapturedAround(entity: ObjectLiteral): boolean {
+  return updatesCapturedAround.delete(entity);
+}
+
+/**
+ * For a listener-less update by one key: undefined when no update of that row was announced;
+ * otherwise whether it sets a relation its events do not list (then it is to be captured
+ * around, and the announced entity's event records nothing).
+ */
+function takeAnnouncedUpdate(qb: WriteQueryBuilderState, metadata: EntityMetadata): boolean | undefined {
+  const runner = qb.queryRunner;
+  const keys = qb.whereEntities;
+  if (!runner || keys.length !== 1) return undefined;
+  const byId = announcedUpdates.get(runner)?.get(metadata);
+  const id = byId ? entityId(metadata, keys[0]) : null;
+  const announced = id === null ? undefined : byId!.get(id);
+  if (!announced) return undefined;
+  byId!.delete(id!);
+  const values = qb.valuesSet;
+  if (!values || Array.isArray(values)) return false;
+  const unlisted = relationsSetFromInverse(metadata).some((relation) => !announced.relations.includes(relation) && relation.getEntityValue(values) !== undefined);
+  if (unlisted) updatesCapturedAround.add(announced.entity);
+  return unlisted;
 }
 
 /** Whether this listener-less write is one noted: a delete takes every noted delete (TypeORM deletes them in one statement). */
@@ -181,7 +253,9 @@ export class CriteriaWrite {
     // through the subscriber; so do plain inserts. Those are not writes by criteria.
     const byCriteria = this.qb.callListeners
       ? this.kind !== 'insert' || ((this.qb.isUpsert || this.qb.ignoresConflicts) && !this.qb.insertsFromSelect)
-      : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
+      : this.kind === 'update'
+        ? (takeAnnouncedUpdate(this.qb, metadata) ?? takeKeyedWrite(this.qb.queryRunner, metadata, this.kind))
+        : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
     const fields = this.fields;
     if (!fields) return this.write();
     if (!byCriteria) {

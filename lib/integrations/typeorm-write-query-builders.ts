@@ -44,6 +44,8 @@ interface ExpressionMap {
   onIgnore: boolean;
   insertFromSelect?: unknown;
   wheres: unknown[];
+  /** The entities (or their key maps) given to `whereEntity()`: TypeORM's persistence updates a row by its key this way. */
+  whereEntities: ObjectLiteral[];
   parameters: ObjectLiteral;
   /** TypeORM 0.3 only. */
   nativeParameters?: ObjectLiteral;
@@ -92,6 +94,7 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   onIgnore: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   insertFromSelect: { type: 'a query builder', always: false, check: isObject },
   wheres: { type: 'an array', always: true, check: Array.isArray },
+  whereEntities: { type: 'an array', always: true, check: Array.isArray },
   parameters: { type: 'an object', always: true, check: isObject },
   nativeParameters: { type: 'an object', always: false, check: isObject },
   aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
@@ -227,6 +230,11 @@ export class WriteQueryBuilderState {
   /** The values an update sets, or the value sets an insert inserts, as given. */
   get valuesSet(): ObjectLiteral | ObjectLiteral[] | undefined {
     return this.map.valuesSet;
+  }
+
+  /** The keys given to `whereEntity()` (TypeORM's persistence updates each row so, by its key); empty otherwise. */
+  get whereEntities(): readonly ObjectLiteral[] {
+    return this.map.whereEntities;
   }
 
   /** True for an insert with an `ON CONFLICT … UPDATE` / `ON DUPLICATE KEY UPDATE` part (an upsert). */

@@ -1,4 +1,4 @@
-import { Column, DeleteDateColumn, Entity, ManyToOne, OneToMany, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
+import { Column, DeleteDateColumn, Entity, JoinColumn, ManyToOne, OneToMany, OneToOne, PrimaryColumn, PrimaryGeneratedColumn } from 'typeorm';
 
 /** Entities of the capture cases (run through test/app/capture-harness.ts): each shape a case needs, nothing more. */
 
@@ -61,4 +61,19 @@ export class CaseDevice {
   @Column({ type: 'varchar', length: 32 }) name!: string;
 }
 
-export const CASE_ENTITIES = [CaseTag, CaseMembership, CasePost, CaseLineD, CaseLineS, CaseLineN, CaseLedger, CaseDevice];
+/** A one-to-one saved from its inverse side: a badge given to a holder by its key moves to that holder. */
+@Entity('cc_holder')
+export class CaseHolder {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) name!: string;
+  @OneToOne(() => CaseBadge, (badge) => badge.holder, { cascade: true }) badge?: CaseBadge | null;
+}
+
+@Entity('cc_badge')
+export class CaseBadge {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 32 }) code!: string;
+  @OneToOne(() => CaseHolder, (holder) => holder.badge, { nullable: true }) @JoinColumn() holder?: CaseHolder | null;
+}
+
+export const CASE_ENTITIES = [CaseTag, CaseMembership, CasePost, CaseLineD, CaseLineS, CaseLineN, CaseLedger, CaseDevice, CaseHolder, CaseBadge];

@@ -171,6 +171,16 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
     }
   });
 
+  it("an update by whereEntity() (TypeORM's persistence updating a row by its key) exposes the keys given", () => {
+    const key = { id: 7 };
+    const builder = dataSource.createQueryBuilder().update(Item).set({ name: 'renamed' }).whereEntity(key as Item);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder as unknown as QueryBuilder<ObjectLiteral>, 'update');
+    expect(state.whereEntities, 'UpdateQueryBuilder expressionMap.whereEntities after whereEntity()').toEqual([key]);
+    const other = new WriteQueryBuilderState(dataSource.createQueryBuilder().update(Item).set({ name: 'x' }).where('id = 1') as unknown as QueryBuilder<ObjectLiteral>, 'update');
+    expect(other.whereEntities, 'UpdateQueryBuilder expressionMap.whereEntities without whereEntity()').toEqual([]);
+  });
+
   it('a delete and a soft delete expose their WHERE clause, with parameters of every form', async () => {
     const remove = dataSource.createQueryBuilder().delete().from(Item).where('code IN (:...codes)', { codes: ['a', 'c'] });
     expectShape(remove);
