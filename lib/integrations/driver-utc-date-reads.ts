@@ -32,9 +32,14 @@ interface MysqlConnection {
   query(sql: unknown, values?: unknown, callback?: unknown): unknown;
 }
 
-/** The escaped names of the module's tables that have date columns, for one data source. */
+/** The escaped names of the module's tables that have date columns, for one data source, as one pattern. */
 interface Tables {
-  names: string[];
+  pattern: RegExp;
+}
+
+/** One pattern matching any of `names` (one scan of a statement, where a search per name would take one each). */
+function namesPattern(names: readonly string[]): RegExp {
+  return new RegExp(names.map((name) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|') || '(?!)');
 }
 
 const PREPARED = Symbol('nestjs-system-audit.utcDateReads');
@@ -51,13 +56,13 @@ const tablesOf = new WeakMap<object, Tables>();
 export function readDatesAsUtc(dataSource: DataSource, tableNames: readonly string[]): boolean {
   const driver = dataSource.driver as unknown as Record<string, unknown> & { options: { type: string } };
   const type = driver.options.type;
-  const names = tableNames.map((name) => dataSource.driver.escape(name));
+  const pattern = namesPattern(tableNames.map((name) => dataSource.driver.escape(name)));
   const known = tablesOf.get(driver);
   if (known) {
-    known.names = names;
+    known.pattern = pattern;
     return true;
   }
-  const tables: Tables = { names };
+  const tables: Tables = { pattern };
   if (type === 'postgres') {
     const pools = [driver['master'], ...((driver['slaves'] as unknown[] | undefined) ?? [])];
     if (!pools.every(isEmitter)) return false;
@@ -92,8 +97,7 @@ function isEmitter(value: unknown): boolean {
 
 /** Whether `sql` names one of the tables. */
 function namesTable(sql: string, tables: Tables): boolean {
-  for (const name of tables.names) if (sql.includes(name)) return true;
-  return false;
+  return tables.pattern.test(sql);
 }
 
 function preparePg(client: PgClient & { [PREPARED]?: true }, tables: Tables): void {
