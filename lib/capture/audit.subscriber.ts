@@ -32,7 +32,7 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, takeUpdateCapturedAround, readWithHidden, TransactionLost, upsertedValues } from './criteria-write.js';
+import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, readWithHidden, recordedInsertValues, takeUpdateCapturedAround, TransactionLost } from './criteria-write.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
@@ -146,21 +146,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
-    if (!fields || !entity || upsertedValues.has(entity)) return;
-    let id = entityId(metadata, entity);
-    let snapshot = fields.snapshot(entity);
-    if (id === null && event.entityId != null) {
-      // Not written into the entity (`save(…, { reload: false })`): the key TypeORM reports.
-      const key = keyOf(metadata, event.entityId);
-      id = entityId(metadata, key);
-      snapshot = { ...fields.snapshot(key, fields.columns.filter((column) => column.isPrimary)), ...snapshot };
-    }
-    return this.capture.record(event.queryRunner, {
-      entity: metadata.name,
-      id,
-      operation: 'insert',
-      fields: snapshotFields(snapshot, 'to'),
-    });
+    if (!fields || !entity || recordedInsertValues.has(entity)) return;
+    // Not written into the entity (`save(…, { reload: false })`): the key TypeORM reports.
+    const key = event.entityId != null && entityId(metadata, entity) === null ? keyOf(metadata, event.entityId) : undefined;
+    return this.capture.record(event.queryRunner, insertChange(metadata, fields, entity, key));
   }
 
   /**

@@ -2,6 +2,7 @@ import type { EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } f
 import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
+import type { CapturedChange } from './change-set.js';
 import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
@@ -105,8 +106,29 @@ const readableHidden = (metadata: EntityMetadata, hidden: readonly ColumnMetadat
 /** Databases whose RETURNING an insert cannot be given more columns the usual way (SQL Server's OUTPUT needs a table variable, Oracle binds). */
 const OWN_RETURNING_FORM: ReadonlySet<string> = new Set(['mssql', 'oracle']);
 
-/** Value objects of upserts, recorded here rather than by the insert listener. */
-export const upsertedValues = new WeakSet<object>();
+/** Databases whose driver counts an insert's generated ids from the one the database reports, without RETURNING: the last (SQLite)… */
+const LAST_ID_DRIVERS: ReadonlySet<string> = new Set(['sqlite', 'better-sqlite3', 'sqljs', 'capacitor', 'cordova', 'react-native', 'nativescript', 'expo']);
+/** …or the first (MySQL, MariaDB before 10.5). */
+const FIRST_ID_DRIVERS: ReadonlySet<string> = new Set(['mysql', 'mariadb', 'aurora-mysql']);
+
+/**
+ * Value objects of inserts recorded here rather than by the insert listener: those of
+ * upserts, and, while it runs, those of an insert by query builder that does not read
+ * generated values back (its listener runs before the generated key is known).
+ */
+export const recordedInsertValues = new WeakSet<object>();
+
+/**
+ * The change recording an insert of `values` (the fields they set, as given), under `key`
+ * when it is given (the key the row got, which was not written into them), else under the
+ * key they hold.
+ */
+export function insertChange(metadata: EntityMetadata, fields: TrackedFields, values: ObjectLiteral, key: ObjectLiteral | undefined): Omit<CapturedChange, 'at'> {
+  const snapshot = fields.snapshot(values);
+  if (!key) return { entity: metadata.name, id: entityId(metadata, values), operation: 'insert', fields: snapshotFields(snapshot, 'to') };
+  const stored = { ...snapshot, ...fields.snapshot(key, fields.columns.filter((column) => column.isPrimary)) };
+  return { entity: metadata.name, id: entityId(metadata, key), operation: 'insert', fields: snapshotFields(stored, 'to') };
+}
 
 /**
  * Writes TypeORM's persistence makes of rows it knows by their key only (`Subject`s built
@@ -262,32 +284,43 @@ export class CriteriaWrite {
       // A plain insert by a query builder or `repository.insert()` runs in no transaction of
       // TypeORM's: give it one, so that its record (journal or fallback row) commits with it.
       const plainInsert = this.kind === 'insert' && this.qb.callListeners && !this.qb.queryRunner?.isTransactionActive;
-      const write = this.kind === 'insert' && !this.qb.updatesEntity ? () => this.insertWithIds(metadata) : this.write;
+      const write = this.kind === 'insert' && !this.qb.updatesEntity ? () => this.insertWithIds(metadata, fields) : this.write;
       return plainInsert ? this.inTransaction(() => write()) : write();
     }
     return this.inTransaction((runner) => this.captureAround(runner, metadata, fields));
   }
 
   /**
-   * An insert that does not read generated values back (`save(…, { reload: false })`):
-   * TypeORM then reports no id, and its insert would be recorded without one. The
-   * generated key is asked for (RETURNING, where the database has it; others report an
-   * increment id anyway) and handed to TypeORM as the insert's identifiers, which reach
-   * the subscriber; the entity itself is left as the app wanted it.
+   * An insert that does not read generated values back (`save(…, { reload: false })`, a
+   * query builder's `updateEntity(false)`): TypeORM then reports no id, and its insert
+   * would be recorded without one. The generated key is asked for (RETURNING, where the
+   * database has it; others report an increment id anyway) and handed to TypeORM as the
+   * insert's identifiers, which reach the subscriber of its persistence. A query builder's
+   * listener runs before they are known: its value sets are recorded here, after the write.
+   * The value objects are left as the app wanted them.
    */
-  private async insertWithIds(metadata: EntityMetadata): Promise<unknown> {
+  private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
     const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
     if (generated.length === 0 || this.qb.insertsFromSelect) return this.write();
     const driver = this.qb.dataSource.driver;
-    if (driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(this.qb.dataSource.options.type)) this.qb.returnColumns(generated);
-    const result = (await this.write()) as { identifiers?: unknown[]; raw?: unknown } | undefined;
-    if (!result || !Array.isArray(result.identifiers) || result.identifiers.length > 0) return result;
+    const returning = driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(this.qb.dataSource.options.type);
+    if (returning) this.qb.returnColumns(generated);
     const valueSets = this.qb.valueSets();
-    valueSets.forEach((values, index) => {
-      const row = Array.isArray(result.raw) ? (result.raw[index] as unknown) : result.raw;
+    const listened = this.qb.callListeners;
+    if (listened) for (const values of valueSets) recordedInsertValues.add(values);
+    let result: { identifiers?: unknown[]; raw?: unknown } | undefined;
+    try {
+      result = (await this.write()) as typeof result;
+    } finally {
+      if (listened) for (const values of valueSets) recordedInsertValues.delete(values);
+    }
+    const runner = this.qb.queryRunner;
+    const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
+    const keys = valueSets.map((values, index) => {
       let returned: ObjectLiteral | undefined;
       try {
-        returned = driver.createGeneratedMap(metadata, row, index, valueSets.length);
+        const row = Array.isArray(result?.raw) ? (result.raw[index] as unknown) : result?.raw;
+        returned = counted ? driver.createGeneratedMap(metadata, row, index, valueSets.length) : undefined;
       } catch {
         returned = undefined;
       }
@@ -295,15 +328,44 @@ export class CriteriaWrite {
       const key: ObjectLiteral = {};
       for (const column of metadata.primaryColumns) {
         const value = [returned, local, values].map((source) => (source ? column.getEntityValue(source) : undefined)).find((v) => v !== undefined && v !== null);
-        if (value === undefined) {
-          result.identifiers!.push(undefined);
-          return;
-        }
+        if (value === undefined || typeof value === 'function') return undefined;
         Object.assign(key, column.createValueMap(value));
       }
-      result.identifiers!.push(metadata.getEntityIdMap(key));
+      return metadata.getEntityIdMap(key);
     });
+    if (result && Array.isArray(result.identifiers) && result.identifiers.length === 0) result.identifiers.push(...keys);
+    if (listened) {
+      for (const [index, values] of valueSets.entries()) {
+        const change = insertChange(metadata, fields, values, keys[index]);
+        await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
+      }
+    }
     return result;
+  }
+
+  /**
+   * Whether the generated increment ids TypeORM counts for an insert without RETURNING are
+   * the rows' (other drivers read them from what the database returns). It counts from the
+   * one id the database reports — SQLite the last, MySQL and MariaDB the first — which
+   * holds when the database generated every row's id, one after the other: SQLite's one
+   * writer gives a statement's rows consecutive rowids; MySQL and MariaDB give a multi-row
+   * `INSERT … VALUES` consecutive ids with `innodb_autoinc_lock_mode` 0 or 1 (not 2, where
+   * concurrent inserts interleave theirs), one apart with `auto_increment_increment` 1.
+   */
+  private async countedIdsHold(runner: QueryRunner | undefined, generated: readonly ColumnMetadata[], valueSets: readonly ObjectLiteral[]): Promise<boolean> {
+    const type = this.qb.dataSource.options.type;
+    if (!LAST_ID_DRIVERS.has(type) && !FIRST_ID_DRIVERS.has(type)) return true;
+    const increments = generated.filter((column) => column.generationStrategy === 'increment');
+    const given = (values: ObjectLiteral) => increments.some((column) => (column.getEntityValue(values) ?? null) !== null);
+    if (valueSets.some(given)) return false;
+    if (valueSets.length === 1 || LAST_ID_DRIVERS.has(type)) return true;
+    if (!runner) return false;
+    try {
+      const [row] = (await runner.query('SELECT @@innodb_autoinc_lock_mode AS lock_mode, @@auto_increment_increment AS step', ownStatement([]))) as Array<{ lock_mode: unknown; step: unknown }>;
+      return Number(row?.lock_mode) <= 1 && Number(row?.step) === 1;
+    } catch {
+      return false;
+    }
   }
 
   private async inTransaction(body: (runner: QueryRunner) => Promise<unknown>): Promise<unknown> {
@@ -641,7 +703,7 @@ export class CriteriaWrite {
     if (target.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
     const keys = [...(target.length ? [target as ColumnMetadata[]] : []), ...uniqueKeysOf(metadata)];
     const valueSets = this.qb.valueSets();
-    for (const values of valueSets) upsertedValues.add(values);
+    for (const values of valueSets) recordedInsertValues.add(values);
     const lookups: ObjectLiteral[] = [];
     const keyless: ObjectLiteral[] = [];
     for (const values of valueSets) {

@@ -17,7 +17,7 @@ import { isInsideQueryBuilder, runInsideWrite } from '../context/async-frame.js'
  * a builder's statement from SQL run by hand. Wrapping `execute` is the one place that has
  * the builder, its conditions and its transaction before the statement runs.
  *
- * An insert that does not update its entity (`save(…, { reload: false })`) reports no
+ * An insert that does not update its entity (`save(…, { reload: false })`, `updateEntity(false)`) reports no
  * generated id: the hook asks for it (`extraReturningColumns`, which TypeORM fills only when it
  * updates the entity) and reads it from the result with the driver's `createGeneratedMap`.
  *

@@ -76,4 +76,11 @@ export class CaseBadge {
   @OneToOne(() => CaseHolder, (holder) => holder.badge, { nullable: true }) @JoinColumn() holder?: CaseHolder | null;
 }
 
-export const CASE_ENTITIES = [CaseTag, CaseMembership, CasePost, CaseLineD, CaseLineS, CaseLineN, CaseLedger, CaseDevice, CaseHolder, CaseBadge];
+/** A key the database (PostgreSQL) or TypeORM (SQLite, MariaDB) generates as a uuid. */
+@Entity('cc_ticket')
+export class CaseTicket {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  @Column({ type: 'varchar', length: 32 }) name!: string;
+}
+
+export const CASE_ENTITIES = [CaseTag, CaseMembership, CasePost, CaseLineD, CaseLineS, CaseLineN, CaseLedger, CaseDevice, CaseHolder, CaseBadge, CaseTicket];
