@@ -219,7 +219,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const hidden = fields.hidden.length ? this.updating.get(entity) : undefined;
     if (hidden) this.updating.delete(entity);
     // Its write set a relation this event does not list: recorded whole, around the write.
-    if (takeUpdateCapturedAround(entity)) return;
+    if (takeUpdateCapturedAround(event.queryRunner, entity)) return;
     const columns = fields.changed(event.updatedColumns, event.updatedRelations);
     if (columns.length === 0) return;
     const before = fields.snapshot(databaseEntity, columns);

@@ -154,6 +154,7 @@ export function expectKeyedWrite(runner: QueryRunner, metadata: EntityMetadata, 
 export function forgetKeyedWrites(runner: QueryRunner): void {
   keyedWrites.delete(runner);
   announcedUpdates.delete(runner);
+  updatesCapturedAround.delete(runner);
 }
 
 /** A row `save()` is about to update, with the relations its update events list. */
@@ -171,16 +172,28 @@ interface AnnouncedUpdate {
  */
 const announcedUpdates = new WeakMap<QueryRunner, Map<EntityMetadata, Map<string, AnnouncedUpdate>>>();
 
-/** Entities whose update was captured as a write by criteria. */
-const updatesCapturedAround = new WeakSet<ObjectLiteral>();
+/**
+ * Per query runner, the entities whose update was captured as a write by criteria (once
+ * the write succeeded): forgotten with the transaction, so that a save that failed after
+ * it does not hide a later save of the same object.
+ */
+const updatesCapturedAround = new WeakMap<QueryRunner, WeakSet<ObjectLiteral>>();
 
-/** Per entity: the relations another entity's save can set in its rows (owning sides whose inverse side is declared). */
+/** Per entity: the relations another entity's save can set in its rows (owning sides some one-to-many or one-to-one names as its inverse side). */
 const inverseSetRelations = new WeakMap<EntityMetadata, RelationMetadata[]>();
 
 function relationsSetFromInverse(metadata: EntityMetadata): RelationMetadata[] {
   let relations = inverseSetRelations.get(metadata);
   if (!relations) {
-    relations = metadata.relations.filter((relation) => (relation.isManyToOne || relation.isOneToOneOwner) && relation.inverseRelation !== undefined);
+    // The inverse side is named by the one-to-many (or inverse one-to-one), whether or not the
+    // many-to-one names it back: look from every entity's relations.
+    const targeted = new Set<RelationMetadata>();
+    for (const other of metadata.connection.entityMetadatas) {
+      for (const relation of other.relations) {
+        if ((relation.isOneToMany || relation.isOneToOneNotOwner) && relation.inverseRelation) targeted.add(relation.inverseRelation);
+      }
+    }
+    relations = metadata.relations.filter((relation) => (relation.isManyToOne || relation.isOneToOneOwner) && targeted.has(relation));
     inverseSetRelations.set(metadata, relations);
   }
   return relations;
@@ -201,17 +214,23 @@ export function announceUpdate(runner: QueryRunner, metadata: EntityMetadata, en
   byId.set(id, { entity, relations });
 }
 
-/** Whether the update of `entity` was captured as a write by criteria (and is not to be recorded from its event); once. */
-export function takeUpdateCapturedAround(entity: ObjectLiteral): boolean {
-  return updatesCapturedAround.delete(entity);
+/** Whether the update of `entity` on `runner` was captured as a write by criteria (and is not to be recorded from its event); once. */
+export function takeUpdateCapturedAround(runner: QueryRunner, entity: ObjectLiteral): boolean {
+  return updatesCapturedAround.get(runner)?.delete(entity) ?? false;
+}
+
+function capturedAround(runner: QueryRunner, entity: ObjectLiteral): void {
+  let entities = updatesCapturedAround.get(runner);
+  if (!entities) updatesCapturedAround.set(runner, (entities = new WeakSet()));
+  entities.add(entity);
 }
 
 /**
  * For a listener-less update by one key: undefined when no update of that row was announced;
- * otherwise whether it sets a relation its events do not list (then it is to be captured
- * around, and the announced entity's event records nothing).
+ * false when it sets only what its events list; otherwise the announced entity (the update
+ * is to be captured around, and that entity's event records nothing).
  */
-function takeAnnouncedUpdate(qb: WriteQueryBuilderState, metadata: EntityMetadata): boolean | undefined {
+function takeAnnouncedUpdate(qb: WriteQueryBuilderState, metadata: EntityMetadata): ObjectLiteral | false | undefined {
   const runner = qb.queryRunner;
   const keys = qb.whereEntities;
   if (!runner || keys.length !== 1) return undefined;
@@ -222,9 +241,9 @@ function takeAnnouncedUpdate(qb: WriteQueryBuilderState, metadata: EntityMetadat
   byId!.delete(id!);
   const values = qb.valuesSet;
   if (!values || Array.isArray(values)) return false;
-  const unlisted = relationsSetFromInverse(metadata).some((relation) => !announced.relations.includes(relation) && relation.getEntityValue(values) !== undefined);
-  if (unlisted) updatesCapturedAround.add(announced.entity);
-  return unlisted;
+  // A lazy relation's value set holds the related key under its own name, not under the promise's.
+  const unlisted = relationsSetFromInverse(metadata).some((relation) => !announced.relations.includes(relation) && relation.getEntityValue(values, true) !== undefined);
+  return unlisted ? announced.entity : false;
 }
 
 /** Whether this listener-less write is one noted: a delete takes every noted delete (TypeORM deletes them in one statement). */
@@ -273,10 +292,11 @@ export class CriteriaWrite {
     }
     // TypeORM's own persistence (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts. Those are not writes by criteria.
+    const moved = !this.qb.callListeners && this.kind === 'update' ? takeAnnouncedUpdate(this.qb, metadata) : undefined;
     const byCriteria = this.qb.callListeners
       ? this.kind !== 'insert' || ((this.qb.isUpsert || this.qb.ignoresConflicts) && !this.qb.insertsFromSelect)
-      : this.kind === 'update'
-        ? (takeAnnouncedUpdate(this.qb, metadata) ?? takeKeyedWrite(this.qb.queryRunner, metadata, this.kind))
+      : moved !== undefined
+        ? moved !== false
         : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
     const fields = this.fields;
     if (!fields) return this.write();
@@ -287,7 +307,13 @@ export class CriteriaWrite {
       const write = this.kind === 'insert' && !this.qb.updatesEntity ? () => this.insertWithIds(metadata, fields) : this.write;
       return plainInsert ? this.inTransaction(() => write()) : write();
     }
-    return this.inTransaction((runner) => this.captureAround(runner, metadata, fields));
+    // The flag is kept on the save's own runner, the one its after-update event names.
+    const saving = this.qb.queryRunner;
+    return this.inTransaction(async (runner) => {
+      const result = await this.captureAround(runner, metadata, fields);
+      if (moved) capturedAround(saving ?? runner, moved);
+      return result;
+    });
   }
 
   /**
