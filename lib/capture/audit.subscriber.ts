@@ -32,7 +32,8 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, readWithHidden, recordedInsertValues, takeUpdateCapturedAround, TransactionLost } from './criteria-write.js';
+import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, readWithHidden, recordedInsertValues, takeUpdateCapturedAround } from './criteria-write.js';
+import { TransactionLost } from '../storage/savepoint.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';

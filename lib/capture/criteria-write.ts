@@ -8,6 +8,7 @@ import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
+import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -30,13 +31,6 @@ const LOCKING_DRIVERS: ReadonlySet<string> = new Set([
  */
 const ABORTING_DRIVERS: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'cockroachdb']);
 
-/** A savepoint of a read that could not be rolled back to: the transaction is gone, the write cannot run. */
-export class TransactionLost extends Error {
-  constructor(override readonly cause: unknown) {
-    super('the transaction was rolled back');
-  }
-}
-
 /**
  * One of the module's reads in the app's transaction. Where a failed statement aborts the
  * whole transaction (PostgreSQL), in a savepoint rolled back to when the read fails: the
@@ -54,22 +48,7 @@ export async function readInTransaction<T>(runner: QueryRunner, read: () => Prom
       throw error;
     }
   }
-  await runner.query('SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-  let result: T;
-  try {
-    result = await read();
-  } catch (error) {
-    try {
-      // Rolled back to, a savepoint stays open: released too, so that none is left behind.
-      await runner.query('ROLLBACK TO SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-      await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-    } catch {
-      throw new TransactionLost(error);
-    }
-    throw error;
-  }
-  await runner.query('RELEASE SAVEPOINT nestjs_system_audit_read', ownStatement([]));
-  return result;
+  return inSavepoint(runner, 'nestjs_system_audit_read', read);
 }
 
 /** Entities whose `select: false` columns the app's database role may not read (a column grant): learned from a read that failed. */

@@ -14,7 +14,7 @@ import { AuditWriter, type AuditWriteOptions } from '../storage/audit.writer.js'
 import { isSqlite } from '../storage/write-statements.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
 import { inRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
-import { ownStatement } from '../capture/own-statements.js';
+import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 
 /**
  * Ends units of work: once the transactions holding a unit's changes have ended, lets its
@@ -119,39 +119,21 @@ export class AuditRecorder {
     try {
       if (manager?.queryRunner?.isTransactionActive && this.options.failOpen) {
         // Fail-open inside the caller's transaction: a savepoint keeps a failed audit
-        // insert from aborting the transaction it is meant to leave alone.
-        if (inRawWriteTransaction(manager.queryRunner)) await this.inSavepoint(manager, () => this.writer.write(rows, { manager }));
+        // insert from aborting the transaction it is meant to leave alone; in a transaction
+        // the module opened around a raw write, sent as statements (see inRawWriteTransaction).
+        if (inRawWriteTransaction(manager.queryRunner)) await inSavepoint(manager, 'nestjs_system_audit', () => this.writer.write(rows, { manager }));
         else await manager.transaction((savepoint) => this.writer.write(rows, { manager: savepoint }));
       } else {
         await this.writer.write(rows, manager ? { manager } : undefined);
       }
     } catch (cause) {
+      // The savepoint could not be rolled back to, the server rolled the whole transaction
+      // back (an InnoDB deadlock does): fail-open does not pass over it, no write is left to keep.
       if (cause instanceof TransactionLost) throw cause.cause;
       const error = new AuditWriteError(rows.length, cause);
       this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
       if (!this.options.failOpen) throw error;
     }
-  }
-
-  /**
-   * Runs `work` in a savepoint of `manager`'s transaction, sent as statements (see
-   * {@link inRawWriteTransaction}). When the savepoint cannot be rolled back to, the server
-   * has rolled the whole transaction back (an InnoDB deadlock does): {@link TransactionLost},
-   * which fail-open does not pass over — there is no write left to keep.
-   */
-  private async inSavepoint(manager: EntityManager, work: () => Promise<void>): Promise<void> {
-    await manager.query('SAVEPOINT nestjs_system_audit', ownStatement([]));
-    try {
-      await work();
-    } catch (error) {
-      try {
-        await manager.query('ROLLBACK TO SAVEPOINT nestjs_system_audit', ownStatement([]));
-      } catch {
-        throw new TransactionLost(error);
-      }
-      throw error;
-    }
-    await manager.query('RELEASE SAVEPOINT nestjs_system_audit', ownStatement([]));
   }
 
   async resolveActor(unit: UnitOfWork): Promise<AuditActor> {
@@ -337,10 +319,3 @@ interface SpilledParts {
 
 const partOf = (row: AuditLogEntity): { first?: string } | undefined =>
   (row.context as { part?: { first?: string } } | null)?.part;
-
-/** The transaction a savepoint was in is gone (rolled back by the server): nothing of it can be kept. */
-class TransactionLost extends Error {
-  constructor(override readonly cause: unknown) {
-    super('the transaction was rolled back');
-  }
-}
