@@ -200,11 +200,15 @@ export class ChangeCapture {
     // `log()` events made in the transaction outside a live unit: a unit of the transaction's
     // own for those made outside any unit, and one for those of each request's late work
     // (with its `originRequestId`), each claiming the changes made where its events were.
-    const logged = new Map<UnitOfWork | null, UnitOfWork>();
-    for (const { intent, unit } of frame.intents.splice(0)) {
-      let own = logged.get(unit);
-      if (!own) logged.set(unit, (own = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, unit?.originRequestId)));
-      own.intents.push(intent);
+    // Most transactions have none: then nothing is allocated here.
+    let logged: Map<UnitOfWork | null, UnitOfWork> | undefined;
+    if (frame.intents.length) {
+      logged = new Map();
+      for (const { intent, unit } of frame.intents.splice(0)) {
+        let own = logged.get(unit);
+        if (!own) logged.set(unit, (own = new UnitOfWork({ source: 'system', actor: { type: 'system' } }, unit?.originRequestId)));
+        own.intents.push(intent);
+      }
     }
     // `audit_log` is in another data source: what would be written in the transaction is
     // journaled in it instead, and stored once it has committed.
@@ -221,7 +225,7 @@ export class ChangeCapture {
         continue;
       }
       frame.changes.delete(unit);
-      const own = logged.get(unit);
+      const own = logged?.get(unit);
       if (own) {
         own.changes.absorb(set);
         continue;
@@ -236,9 +240,11 @@ export class ChangeCapture {
       }
       await this.storeFallback(unit, set.take(() => true), runner.manager);
     }
-    for (const own of logged.values()) {
-      if (elsewhere) await this.carry(runner, frame, own);
-      else await this.recorder.storeNow(this.events.build(own, { type: 'system' }), runner.manager);
+    if (logged) {
+      for (const own of logged.values()) {
+        if (elsewhere) await this.carry(runner, frame, own);
+        else await this.recorder.storeNow(this.events.build(own, { type: 'system' }), runner.manager);
+      }
     }
     frame.committing = true;
   }
