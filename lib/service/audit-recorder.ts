@@ -24,8 +24,10 @@ import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 @Injectable()
 export class AuditRecorder {
   private readonly logger = new Logger('Audit');
-  /** Units being stored within `storeTimeout`: called when a part of one is stored, which restarts its time. */
-  private readonly progress = new WeakMap<UnitOfWork, () => void>();
+  /** Units being stored within `storeTimeout`, until stored or out of time. */
+  private readonly storing = new Map<UnitOfWork, PendingStore>();
+  /** Checks the deadlines of {@link storing}: armed for the earliest, at most one at a time. */
+  private storeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
@@ -51,37 +53,54 @@ export class AuditRecorder {
    * fail-open goes on; the store itself goes on, and ends (or is retried) as it would.
    */
   private storeWithin(unit: UnitOfWork): Promise<void> {
-    const limit = this.options.storeTimeout;
-    let last = Date.now();
-    this.progress.set(unit, () => (last = Date.now()));
-    const stored = this.store(unit).finally(() => this.progress.delete(unit));
     return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout;
-      const check = (): void => {
-        const left = last + limit - Date.now();
-        if (left > 0) {
-          timer = setTimeout(check, left);
-          timer.unref();
-          return;
-        }
-        const error = new AuditWriteError(unit.intents.length || 1, new AuditStoreTimeoutError(limit));
-        this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
-        if (this.options.failOpen) resolve();
-        else reject(error);
-      };
-      timer = setTimeout(check, limit);
-      timer.unref();
-      stored.then(
+      const pending: PendingStore = { last: Date.now(), resolve, reject };
+      this.storing.set(unit, pending);
+      this.armStoreTimer(pending.last + this.options.storeTimeout);
+      this.store(unit).then(
         () => {
-          clearTimeout(timer);
+          this.storing.delete(unit);
           resolve();
         },
         (error: unknown) => {
-          clearTimeout(timer);
+          this.storing.delete(unit);
           reject(error);
         },
       );
     });
+  }
+
+  /**
+   * Arms the timer that checks the units being stored, for `deadline`, unless it is armed:
+   * then for a deadline no later (a unit's deadline only moves later, and one stored next
+   * starts last). One timer for all units, not one each; not cleared when they are stored
+   * (it then fires once more, and finds none), unref'd.
+   */
+  private armStoreTimer(deadline: number): void {
+    if (this.storeTimer) return;
+    this.storeTimer = setTimeout(() => this.checkStoreDeadlines(), deadline - Date.now());
+    this.storeTimer.unref();
+  }
+
+  /** The units out of time: fail-closed, their answer fails; fail-open, it goes on. Armed again for the next deadline. */
+  private checkStoreDeadlines(): void {
+    this.storeTimer = undefined;
+    const limit = this.options.storeTimeout;
+    const now = Date.now();
+    let next = Infinity;
+    for (const [unit, pending] of this.storing) {
+      const deadline = pending.last + limit;
+      if (deadline > now) {
+        next = Math.min(next, deadline);
+        continue;
+      }
+      this.storing.delete(unit);
+      const error = new AuditWriteError(unit.intents.length || 1, new AuditStoreTimeoutError(limit));
+      this.logger.error(`${error.message} (${this.options.failOpen ? 'fail-open: continuing' : 'fail-closed'})`);
+      if (this.options.failOpen) pending.resolve();
+      else pending.reject(error);
+    }
+    if (next !== Infinity) this.armStoreTimer(next);
   }
 
   /**
@@ -257,7 +276,9 @@ export class AuditRecorder {
         if (outcome === 'gone' || markedByOther) throw gone();
         for (const id of ids) spilled.stored.add(id);
         spilled.next += chunks.length;
-        this.progress.get(unit)?.();
+        // A part stored: the unit's time (if it is being stored within `storeTimeout`) starts again.
+        const pending = this.storing.get(unit);
+        if (pending) pending.last = Date.now();
       }
     }
     if (unit.spilledRowIds.some((id) => !spilled.stored.has(id))) throw gone();
@@ -304,6 +325,13 @@ export class AuditRecorder {
     };
   }
 
+}
+
+/** A unit being stored within `storeTimeout`: its last progress (the start, or a part stored), and its answer's settlers. */
+interface PendingStore {
+  last: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 /** A spilled unit's parts as they are stored: how many in all, the next one's number, the journal rows stored so far. */
