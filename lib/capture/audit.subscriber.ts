@@ -32,7 +32,7 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, readWithHidden, recordedInsertValues, takeUpdateCapturedAround } from './criteria-write.js';
+import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, insertRecordedElsewhere, readWithHidden, takeUpdateCapturedAround } from './criteria-write.js';
 import { TransactionLost } from '../storage/savepoint.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
@@ -147,7 +147,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
-    if (!fields || !entity || recordedInsertValues.has(entity)) return;
+    if (!fields || !entity || insertRecordedElsewhere(entity)) return;
     // Not written into the entity (`save(…, { reload: false })`): the key TypeORM reports.
     const key = event.entityId != null && entityId(metadata, entity) === null ? keyOf(metadata, event.entityId) : undefined;
     return this.capture.record(event.queryRunner, insertChange(metadata, fields, entity, key));

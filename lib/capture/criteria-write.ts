@@ -95,7 +95,24 @@ const FIRST_ID_DRIVERS: ReadonlySet<string> = new Set(['mysql', 'mariadb', 'auro
  * upserts, and, while it runs, those of an insert by query builder that does not read
  * generated values back (its listener runs before the generated key is known).
  */
-export const recordedInsertValues = new WeakSet<object>();
+const recordedInsertValues = new WeakMap<object, number>();
+
+/** Notes that the insert of `values` is recorded here (counted: concurrent inserts may share one object). */
+function recordingInsertOf(values: object): void {
+  recordedInsertValues.set(values, (recordedInsertValues.get(values) ?? 0) + 1);
+}
+
+/** Undoes one {@link recordingInsertOf}. */
+function recordedInsertOf(values: object): void {
+  const count = recordedInsertValues.get(values) ?? 0;
+  if (count <= 1) recordedInsertValues.delete(values);
+  else recordedInsertValues.set(values, count - 1);
+}
+
+/** Whether the insert of `values` is recorded here, not by the insert listener. */
+export function insertRecordedElsewhere(values: object): boolean {
+  return recordedInsertValues.has(values);
+}
 
 /**
  * The change recording an insert of `values` (the fields they set, as given), under `key`
@@ -107,6 +124,17 @@ export function insertChange(metadata: EntityMetadata, fields: TrackedFields, va
   if (!key) return { entity: metadata.name, id: entityId(metadata, values), operation: 'insert', fields: snapshotFields(snapshot, 'to') };
   const stored = { ...snapshot, ...fields.snapshot(key, fields.columns.filter((column) => column.isPrimary)) };
   return { entity: metadata.name, id: entityId(metadata, key), operation: 'insert', fields: snapshotFields(stored, 'to') };
+}
+
+/** `rows` (an insert's RETURNING rows) without `columns`; none at all when nothing else was returned (as without RETURNING). */
+function withoutColumns(rows: unknown[], columns: readonly ColumnMetadata[]): unknown[] {
+  const trimmed = rows.map((row) => {
+    if (row === null || typeof row !== 'object') return row;
+    const rest: ObjectLiteral = { ...(row as ObjectLiteral) };
+    for (const column of columns) delete rest[column.databaseName];
+    return rest;
+  });
+  return trimmed.every((row) => row !== null && typeof row === 'object' && Object.keys(row).length === 0) ? [] : trimmed;
 }
 
 /**
@@ -308,16 +336,21 @@ export class CriteriaWrite {
     const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
     if (generated.length === 0 || this.qb.insertsFromSelect) return this.write();
     const driver = this.qb.dataSource.driver;
-    const returning = driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(this.qb.dataSource.options.type);
-    if (returning) this.qb.returnColumns(generated);
-    const valueSets = this.qb.valueSets();
+    const type = this.qb.dataSource.options.type;
     const listened = this.qb.callListeners;
-    if (listened) for (const values of valueSets) recordedInsertValues.add(values);
+    // A query builder's result is the app's: on MySQL and MariaDB, RETURNING would turn the
+    // server's OK packet into rows, so the ids are counted there instead — unless the app
+    // asked for rows itself.
+    const returning =
+      driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(type) && !(listened && FIRST_ID_DRIVERS.has(type) && !this.qb.returnsRows);
+    const added = returning ? this.qb.returnColumns(generated) : [];
+    const valueSets = this.qb.valueSets();
+    if (listened) for (const values of valueSets) recordingInsertOf(values);
     let result: { identifiers?: unknown[]; raw?: unknown } | undefined;
     try {
       result = (await this.write()) as typeof result;
     } finally {
-      if (listened) for (const values of valueSets) recordedInsertValues.delete(values);
+      if (listened) for (const values of valueSets) recordedInsertOf(values);
     }
     const runner = this.qb.queryRunner;
     const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
@@ -340,12 +373,34 @@ export class CriteriaWrite {
     });
     if (result && Array.isArray(result.identifiers) && result.identifiers.length === 0) result.identifiers.push(...keys);
     if (listened) {
+      // The app's raw result as its insert gives it: without the columns asked for here.
+      if (added.length && Array.isArray(result?.raw)) result.raw = withoutColumns(result.raw, added);
+      // What the database completed (defaults, creation dates, versions) is read back, as an
+      // insert that reads generated values back has it.
+      const stored = runner ? await this.storedRows(runner, metadata, keys) : new Map<string, ObjectLiteral>();
       for (const [index, values] of valueSets.entries()) {
-        const change = insertChange(metadata, fields, values, keys[index]);
+        const key = keys[index];
+        const row = key ? stored.get(entityId(metadata, key) ?? '') : undefined;
+        const change = row
+          ? { entity: metadata.name, id: entityId(metadata, row), operation: 'insert' as const, fields: snapshotFields(fields.snapshot(row), 'to') }
+          : insertChange(metadata, fields, values, key);
         await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
       }
     }
     return result;
+  }
+
+  /** The rows stored under `keys`, by id; none when they cannot be read (their values as given are recorded then). */
+  private async storedRows(runner: QueryRunner, metadata: EntityMetadata, keys: ReadonlyArray<ObjectLiteral | undefined>): Promise<Map<string, ObjectLiteral>> {
+    const known = keys.filter((key): key is ObjectLiteral => key !== undefined);
+    try {
+      const rows = await this.guarded(runner, () => this.readByIds(runner, known));
+      return new Map(rows.map((row) => [entityId(metadata, row) ?? '', row]));
+    } catch (error) {
+      if (error instanceof TransactionLost) throw error.cause;
+      this.capture.warn(`Could not read back the rows an insert of ${metadata.name} stored; recording the values as given: ${(error as Error).message}`);
+      return new Map();
+    }
   }
 
   /**
@@ -708,7 +763,7 @@ export class CriteriaWrite {
     if (target.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
     const keys = [...(target.length ? [target as ColumnMetadata[]] : []), ...uniqueKeysOf(metadata)];
     const valueSets = this.qb.valueSets();
-    for (const values of valueSets) recordedInsertValues.add(values);
+    for (const values of valueSets) recordingInsertOf(values);
     const lookups: ObjectLiteral[] = [];
     const keyless: ObjectLiteral[] = [];
     for (const values of valueSets) {

@@ -52,6 +52,8 @@ interface ExpressionMap {
   aliasNamePrefixingEnabled: boolean;
   /** False for `save(…, { reload: false })` and a builder's `updateEntity(false)`: generated values are not read back. */
   updateEntity: boolean;
+  /** The RETURNING the app asked for (`returning()`): column names, or SQL text. */
+  returning?: string | string[];
   /** Columns an insert returns besides those asked for (TypeORM fills it only when it updates the entity). */
   extraReturningColumns: ColumnMetadata[];
   /** What TypeORM generated itself (uuids), per value set. */
@@ -99,6 +101,7 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   nativeParameters: { type: 'an object', always: false, check: isObject },
   aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   updateEntity: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+  returning: { type: 'a string or an array', always: false, check: (value) => typeof value === 'string' || Array.isArray(value) },
   extraReturningColumns: { type: 'an array', always: true, check: Array.isArray },
   locallyGenerated: { type: 'an object', always: false, check: isObject },
 };
@@ -265,11 +268,29 @@ export class WriteQueryBuilderState {
   /**
    * Makes an insert that does not read generated values back return `columns` where the
    * database has RETURNING (other databases report a generated increment id anyway).
+   * Returns the columns added: those the insert would not have returned already (none
+   * when its RETURNING was given as SQL text, which is left as it is).
    */
-  returnColumns(columns: ColumnMetadata[]): void {
-    const map = this.map as ExpressionMap & { returning?: unknown };
-    if (typeof map.returning === 'string') return;
-    map.extraReturningColumns = [...map.extraReturningColumns, ...columns.filter((column) => !map.extraReturningColumns.includes(column))];
+  returnColumns(columns: ColumnMetadata[]): ColumnMetadata[] {
+    const map = this.map;
+    const asked = map.returning;
+    if (typeof asked === 'string') {
+      // SQL text: the columns it does not name are appended to it.
+      const added = columns.filter((column) => !asked.includes(column.databaseName));
+      if (added.length) map.returning = [asked, ...added.map((column) => this.dataSource.driver.escape(column.databaseName))].join(', ');
+      return added;
+    }
+    const added = columns.filter(
+      (column) => !map.extraReturningColumns.includes(column) && !asked?.includes(column.databaseName) && !asked?.includes(column.propertyPath),
+    );
+    map.extraReturningColumns = [...map.extraReturningColumns, ...added];
+    return added;
+  }
+
+  /** Whether the app asked the write for a RETURNING of its own (`returning()`). */
+  get returnsRows(): boolean {
+    const asked = this.map.returning;
+    return typeof asked === 'string' ? asked.trim() !== '' : Array.isArray(asked) && asked.length > 0;
   }
 
   /** What TypeORM generated itself for the insert's value set at `index` (uuids where the database does not). */

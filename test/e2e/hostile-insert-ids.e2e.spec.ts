@@ -170,22 +170,21 @@ describe.each(databases())('hostile inserts with updateEntity(false) on %s', (ki
       return (returning ? qb.returning(returning) : qb).execute();
     };
 
-    it('without returning(): raw has the shape TypeORM gives (MariaDB: the OK packet, affectedRows and insertId)', async () => {
-      if (kind === 'sqlite') return;
+    // SQLite has no RETURNING: nothing is asked of it there.
+    it.skipIf(kind === 'sqlite')('without returning(): raw has the shape TypeORM gives (MariaDB: the OK packet, affectedRows and insertId)', async () => {
       const expected = await insert(plain);
       const actual = await insert(h.ds);
       expect(shape(actual.raw)).toEqual(shape(expected.raw));
     });
 
-    it('with returning([\'name\']): raw holds the columns asked for, no others', async () => {
-      if (kind === 'sqlite') return;
+    it.skipIf(kind === 'sqlite')('with returning([\'name\']): raw holds the columns asked for, no others', async () => {
       const actual = await insert(h.ds, ['name']);
       expect(shape(actual.raw)).toEqual([['name']]);
     });
 
-    it('with returning(\'name\'): the insert is still recorded under its id', async () => {
-      if (kind === 'sqlite') return;
-      await insert(h.ds, kind === 'postgres' ? '"name"' : '`name`');
+    it.skipIf(kind === 'sqlite')('with returning(\'name\'): the insert is still recorded under its id, and raw holds the columns asked for', async () => {
+      const result = await insert(h.ds, kind === 'postgres' ? '"name"' : '`name`');
+      expect(shape(result.raw)).toEqual([['name']]);
       const changes = await h.changes();
       expect(changes).toHaveLength(1);
       expect(changes[0]!.id).not.toBeNull();

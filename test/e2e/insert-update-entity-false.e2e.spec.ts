@@ -67,10 +67,11 @@ describe.each(databases())('insert().updateEntity(false) on %s', (kind) => {
       expect(outcome).toEqual(ok);
       const stored = await Promise.all(names.map((name) => tags.findOneByOrFail({ name })));
       const recorded = (row: CaseTag) => ({ entity: 'CaseTag', id: String(row.id), operation: 'insert', fields: { id: { from: null, to: row.id }, name: { from: null, to: row.name } } });
-      if (h.ds.driver.isReturningSqlSupported('insert')) {
+      if (kind === 'postgres') {
         expect(await h.changes()).toEqual(stored.map(recorded));
       } else {
-        // SQLite: the ids TypeORM counts back from the last one are wrong once a row gave its own.
+        // SQLite, and MariaDB (where RETURNING would turn the app's result, the server's OK
+        // packet, into rows): the ids counted from the one reported are wrong once a row gave its own.
         expect(stored[1]!.id).toBe(given);
         const unknown = (row: CaseTag) => ({ entity: 'CaseTag', id: null, operation: 'insert', fields: { name: { from: null, to: row.name } }, partial: true });
         const changes = await h.changes();
