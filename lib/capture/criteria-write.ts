@@ -91,9 +91,10 @@ const LAST_ID_DRIVERS: ReadonlySet<string> = new Set(['sqlite', 'better-sqlite3'
 const FIRST_ID_DRIVERS: ReadonlySet<string> = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 
 /**
- * Value objects of inserts recorded here rather than by the insert listener: those of
- * upserts, and, while it runs, those of an insert by query builder that does not read
- * generated values back (its listener runs before the generated key is known).
+ * Value objects of inserts recorded here rather than by the insert listener, while their
+ * write runs: those of upserts and of inserts that ignore conflicts, and those of an insert
+ * by query builder that does not read generated values back (its listener runs before the
+ * generated key is known). Counted: concurrent inserts may share one object.
  */
 const recordedInsertValues = new WeakMap<object, number>();
 
@@ -452,6 +453,17 @@ export class CriteriaWrite {
   }
 
   private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+    // An upsert's (or an ignoring insert's) value sets are recorded here, not by the insert listener, while it runs.
+    const valueSets = this.kind === 'insert' ? this.qb.valueSets() : [];
+    for (const values of valueSets) recordingInsertOf(values);
+    try {
+      return await this.captureWrite(runner, metadata, fields);
+    } finally {
+      for (const values of valueSets) recordedInsertOf(values);
+    }
+  }
+
+  private async captureWrite(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
     const bound = this.capture.maxCriteriaRows;
     let before: ObjectLiteral[] | undefined;
     // An insert's rows are matched on its values as given: TypeORM may rewrite ids in them after the insert.
@@ -763,7 +775,6 @@ export class CriteriaWrite {
     if (target.some((column) => !column)) throw new Error(`unknown conflict target ${JSON.stringify(conflict)}`);
     const keys = [...(target.length ? [target as ColumnMetadata[]] : []), ...uniqueKeysOf(metadata)];
     const valueSets = this.qb.valueSets();
-    for (const values of valueSets) recordingInsertOf(values);
     const lookups: ObjectLiteral[] = [];
     const keyless: ObjectLiteral[] = [];
     for (const values of valueSets) {
