@@ -148,9 +148,14 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || insertRecordedElsewhere(entity)) return;
-    // Not written into the entity (`save(…, { reload: false })`): the key TypeORM reports.
-    const key = event.entityId != null && entityId(metadata, entity) === null ? keyOf(metadata, event.entityId) : undefined;
-    return this.capture.record(event.queryRunner, insertChange(metadata, fields, entity, key));
+    // The key TypeORM reports is the row's: with `save(…, { reload: false })` it is not written
+    // into the entity, which may still hold a key the database did not take (PostgreSQL
+    // generates an increment key whatever the entity gave).
+    const reported = event.entityId != null ? keyOf(metadata, event.entityId) : undefined;
+    const key = reported && entityId(metadata, reported) !== null && entityId(metadata, reported) !== entityId(metadata, entity) ? reported : undefined;
+    const change = insertChange(metadata, fields, entity, key);
+    // A generated key that could not be told (counted ids that do not hold): recorded without it, as partial.
+    return this.capture.record(event.queryRunner, change.id === null ? { ...change, partial: true } : change);
   }
 
   /**

@@ -43,5 +43,22 @@ describe.each(databases())('save(…, { reload: false }) of a new row on %s', (k
         ),
       );
     });
+
+    it('a row given its key among rows whose keys are generated: each row under its own id, or none and marked partial', async () => {
+      const names = [`rf-m1-${mode}`, `rf-m2-${mode}`, `rf-m3-${mode}`];
+      const given = 200_000 + Math.floor(Math.random() * 100_000);
+      const result = await h.run(mode, () => tags().save([{ name: names[0] }, { id: given, name: names[1] }, { name: names[2] }] as CaseTag[], { reload: false }));
+      expect(result).toEqual(ok);
+      // PostgreSQL leaves the given key out of the insert (the row gets a generated one); the others keep it.
+      const stored = await Promise.all(names.map((name) => tags().findOneByOrFail({ name })));
+      const changes = await h.changes();
+      expect(changes).toHaveLength(3);
+      for (const [index, row] of stored.entries()) {
+        const change = changes.find((c) => (c.fields as Record<string, { to: unknown }>)['name']?.to === row.name);
+        expect(change, `the record of ${row.name}`).toBeDefined();
+        if (change!.id === null) expect(change, `${row.name} recorded without its id is marked partial`).toMatchObject({ partial: true });
+        else expect(change!.id, `${row.name} (row ${index}) recorded under its own id`).toBe(String(row.id));
+      }
+    });
   });
 });
