@@ -147,7 +147,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
-    if (!fields || !entity || insertRecordedElsewhere(entity)) return;
+    if (!fields || !entity || insertRecordedElsewhere(entity, metadata)) return;
     // The key TypeORM reports is the row's: with `save(…, { reload: false })` it is not written
     // into the entity, which may still hold a key the database did not take (PostgreSQL
     // generates an increment key whatever the entity gave).

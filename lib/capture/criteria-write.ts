@@ -1,4 +1,4 @@
-import type { EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
+import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQueryBuilder } from 'typeorm';
 import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-write-query-builders.js';
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
@@ -8,6 +8,7 @@ import { entityId, idFromKeyValues } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
+import { escapedTable } from '../storage/sql.js';
 import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
@@ -96,23 +97,27 @@ const FIRST_ID_DRIVERS: ReadonlySet<string> = new Set(['mysql', 'mariadb', 'auro
  * by query builder that does not read generated values back (its listener runs before the
  * generated key is known). Counted: concurrent inserts may share one object.
  */
-const recordedInsertValues = new WeakMap<object, number>();
+const recordedInsertValues = new WeakMap<object, Map<EntityMetadata, number>>();
 
-/** Notes that the insert of `values` is recorded here (counted: concurrent inserts may share one object). */
-function recordingInsertOf(values: object): void {
-  recordedInsertValues.set(values, (recordedInsertValues.get(values) ?? 0) + 1);
+/** Notes that the insert of `values` into `metadata`'s table is recorded here (counted: concurrent inserts may share one object). */
+function recordingInsertOf(values: object, metadata: EntityMetadata): void {
+  let counts = recordedInsertValues.get(values);
+  if (!counts) recordedInsertValues.set(values, (counts = new Map()));
+  counts.set(metadata, (counts.get(metadata) ?? 0) + 1);
 }
 
 /** Undoes one {@link recordingInsertOf}. */
-function recordedInsertOf(values: object): void {
-  const count = recordedInsertValues.get(values) ?? 0;
-  if (count <= 1) recordedInsertValues.delete(values);
-  else recordedInsertValues.set(values, count - 1);
+function recordedInsertOf(values: object, metadata: EntityMetadata): void {
+  const counts = recordedInsertValues.get(values);
+  const count = counts?.get(metadata) ?? 0;
+  if (count > 1) counts!.set(metadata, count - 1);
+  else counts?.delete(metadata);
+  if (counts?.size === 0) recordedInsertValues.delete(values);
 }
 
-/** Whether the insert of `values` is recorded here, not by the insert listener. */
-export function insertRecordedElsewhere(values: object): boolean {
-  return recordedInsertValues.has(values);
+/** Whether the insert of `values` into `metadata`'s table is recorded here, not by the insert listener. */
+export function insertRecordedElsewhere(values: object, metadata: EntityMetadata): boolean {
+  return (recordedInsertValues.get(values)?.get(metadata) ?? 0) > 0;
 }
 
 /**
@@ -179,6 +184,9 @@ interface AnnouncedUpdate {
  * criteria (read before, written, read after), and its after-update event records nothing.
  */
 const announcedUpdates = new WeakMap<QueryRunner, Map<EntityMetadata, Map<string, AnnouncedUpdate>>>();
+
+/** Per data source, per entity: whether the app's role may read the generated key back (PostgreSQL). */
+const returnRights = new WeakMap<DataSource, Map<EntityMetadata, Promise<boolean>>>();
 
 /**
  * Per query runner, the entities whose update was captured as a write by criteria (once
@@ -343,15 +351,18 @@ export class CriteriaWrite {
     // server's OK packet into rows, so the ids are counted there instead — unless the app
     // asked for rows itself.
     const returning =
-      driver.isReturningSqlSupported('insert') && !OWN_RETURNING_FORM.has(type) && !(listened && FIRST_ID_DRIVERS.has(type) && !this.qb.returnsRows);
+      driver.isReturningSqlSupported('insert') &&
+      !OWN_RETURNING_FORM.has(type) &&
+      !(listened && FIRST_ID_DRIVERS.has(type) && !this.qb.returnsRows) &&
+      (await this.mayReturn(metadata, generated));
     const added = returning ? this.qb.returnColumns(generated) : [];
     const valueSets = this.qb.valueSets();
-    if (listened) for (const values of valueSets) recordingInsertOf(values);
+    if (listened) for (const values of valueSets) recordingInsertOf(values, metadata);
     let result: { identifiers?: unknown[]; raw?: unknown } | undefined;
     try {
       result = (await this.write()) as typeof result;
     } finally {
-      if (listened) for (const values of valueSets) recordedInsertOf(values);
+      if (listened) for (const values of valueSets) recordedInsertOf(values, metadata);
     }
     const runner = this.qb.queryRunner;
     const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
@@ -389,6 +400,36 @@ export class CriteriaWrite {
       }
     }
     return result;
+  }
+
+  /**
+   * Whether the app's role may read `columns` back (RETURNING needs SELECT on them): an app
+   * allowed to insert into a table it may not read must not have its insert refused for the
+   * module's sake. Asked once per table, on PostgreSQL (the others' RETURNING, or counted ids,
+   * need no such right), in the insert's transaction (another connection could wait on it).
+   */
+  private async mayReturn(metadata: EntityMetadata, columns: readonly ColumnMetadata[]): Promise<boolean> {
+    const dataSource = this.qb.dataSource;
+    if (dataSource.options.type !== 'postgres') return true;
+    let byTable = returnRights.get(dataSource);
+    if (!byTable) returnRights.set(dataSource, (byTable = new Map()));
+    let allowed = byTable.get(metadata);
+    if (!allowed) {
+      const table = escapedTable(dataSource, metadata);
+      allowed = Promise.all(
+        columns.map(async (column) => {
+          const [row] = (await (this.qb.queryRunner ?? dataSource).query(`SELECT has_column_privilege($1, $2, 'SELECT') AS ok`, ownStatement([table, column.databaseName]))) as Array<{
+            ok: unknown;
+          }>;
+          return row?.ok === true;
+        }),
+      ).then(
+        (answers) => answers.every(Boolean),
+        () => false,
+      );
+      byTable.set(metadata, allowed);
+    }
+    return allowed;
   }
 
   /** The rows stored under `keys`, by id; none when they cannot be read (their values as given are recorded then). */
@@ -455,11 +496,11 @@ export class CriteriaWrite {
   private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
     // An upsert's (or an ignoring insert's) value sets are recorded here, not by the insert listener, while it runs.
     const valueSets = this.kind === 'insert' ? this.qb.valueSets() : [];
-    for (const values of valueSets) recordingInsertOf(values);
+    for (const values of valueSets) recordingInsertOf(values, metadata);
     try {
       return await this.captureWrite(runner, metadata, fields);
     } finally {
-      for (const values of valueSets) recordedInsertOf(values);
+      for (const values of valueSets) recordedInsertOf(values, metadata);
     }
   }
 

@@ -196,6 +196,19 @@ export function detachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteH
 }
 
 /**
+ * The names a RETURNING text may return, in lower case: its identifiers, bare or quoted
+ * (`"id"`, `` `id` ``, `t.id`), and `*` for all. Generous (a function's name counts): a
+ * name taken for returned is one the module does not add, nor take out of the rows.
+ */
+function returnedNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const [token] of text.matchAll(/"(?:[^"]|"")*"|`(?:[^`]|``)*`|\*|[\p{L}_][\p{L}\p{N}_$]*/gu)) {
+    names.add(token === '*' ? '*' : token.startsWith('"') || token.startsWith('`') ? token.slice(1, -1).toLowerCase() : token.toLowerCase());
+  }
+  return names;
+}
+
+/**
  * A write query builder as the change capture reads it: every TypeORM internal it reads of
  * the builder, read live (the builder's state may change while it runs).
  */
@@ -275,14 +288,18 @@ export class WriteQueryBuilderState {
     const map = this.map;
     const asked = map.returning;
     if (typeof asked === 'string') {
-      // SQL text: the columns it does not name are appended to it.
-      const added = columns.filter((column) => !asked.includes(column.databaseName));
+      // SQL text: the columns it does not name (nor `*`) are appended to it.
+      const named = returnedNames(asked);
+      const added = named.has('*') ? [] : columns.filter((column) => !named.has(column.databaseName.toLowerCase()));
       if (added.length) map.returning = [asked, ...added.map((column) => this.dataSource.driver.escape(column.databaseName))].join(', ');
       return added;
     }
-    const added = columns.filter(
-      (column) => !map.extraReturningColumns.includes(column) && !asked?.includes(column.databaseName) && !asked?.includes(column.propertyPath),
-    );
+    const names = new Set((asked ?? []).map((name) => name.toLowerCase()));
+    const added = names.has('*')
+      ? []
+      : columns.filter(
+          (column) => !map.extraReturningColumns.includes(column) && !names.has(column.databaseName.toLowerCase()) && !names.has(column.propertyPath.toLowerCase()),
+        );
     map.extraReturningColumns = [...map.extraReturningColumns, ...added];
     return added;
   }

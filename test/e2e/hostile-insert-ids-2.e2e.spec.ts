@@ -107,6 +107,8 @@ describe.each(databases())('hostile inserts without read-back (2) on %s', (kind)
       expect((await h.changes()).map((change) => change.id)).toEqual([stored.id]);
     });
 
+    // The key cannot be read back without SELECT (RETURNING needs it): the insert is recorded
+    // with its values, without an id, marked partial.
     it.skipIf(kind !== 'postgres')('an app that may insert but not read the row: the insert succeeds and is recorded', async () => {
       const role = unique('hj_writer').replace('-', '_');
       const schema = (h.ds.options as { schema?: string }).schema ?? 'public';
@@ -125,7 +127,8 @@ describe.each(databases())('hostile inserts without read-back (2) on %s', (kind)
         );
         expect(outcome).toEqual(ok);
         const stored = await h.ds.getRepository(HjDrop).findOneByOrFail({ name });
-        expect((await h.changes()).map((change) => change.id)).toEqual([String(stored.id)]);
+        expect(stored.name).toBe(name);
+        expect(await h.changes()).toEqual([{ entity: 'HjDrop', id: null, operation: 'insert', fields: { name: { from: null, to: name } }, partial: true }]);
       } finally {
         await h.ds.query(`DROP OWNED BY ${role}`);
         await h.ds.query(`DROP ROLE ${role}`);
