@@ -152,7 +152,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // into the entity, which may still hold a key the database did not take (PostgreSQL
     // generates an increment key whatever the entity gave).
     const reported = event.entityId != null ? keyOf(metadata, event.entityId) : undefined;
-    const key = reported && entityId(metadata, reported) !== null && entityId(metadata, reported) !== entityId(metadata, entity) ? reported : undefined;
+    const reportedId = reported ? entityId(metadata, reported) : null;
+    const key = reportedId !== null && reportedId !== entityId(metadata, entity) ? reported : undefined;
     const change = insertChange(metadata, fields, entity, key);
     // A generated key that could not be told (counted ids that do not hold): recorded without it, as partial.
     return this.capture.record(event.queryRunner, change.id === null ? { ...change, partial: true } : change);
