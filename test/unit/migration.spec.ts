@@ -112,7 +112,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
     expect(indexes['idx_audit_subject_history']).toEqual(['event_id', 'occurred_at', 'subject_id', 'subject_type']);
     expect(indexes['idx_audit_subject_event']).toEqual(['event_id']);
     if (kind === 'postgres') {
-      const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_subject_history'`);
+      const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_subject_history' AND schemaname = $1`, [dataSource.driver.schema]);
       expect(indexdef).toMatch(/\(subject_type, subject_id, occurred_at, event_id\)/);
     }
   });
