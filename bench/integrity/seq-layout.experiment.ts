@@ -4,8 +4,14 @@
 // filled with the events and emptied by the integrator, the seq living in the leaf row of
 // `audit_tree`, looked up by event id through an index of its own). Both on the tables
 // the module's migrations create, with rows of the writer benchmark's shape (COPY), in
-// the integrator's batch size, alternating the two layouts over fresh schemas. The leaf
-// INSERT itself, which both layouts make, is left out of both.
+// the integrator's batch size, alternating the layouts over fresh schemas. The leaf
+// INSERT itself, which every layout makes, is left out of all.
+//
+// A third layout keeps the `seq` column in the row but no index on it (the seq-to-event
+// lookup and the unsequenced ids in tables of their own, as in the queue layout), with
+// the table's fillfactor at 50: PostgreSQL can then update each row in place (a
+// heap-only tuple: a new row version on the same page and no index entry), which an
+// index naming `seq` (its columns or its predicate) rules out.
 //
 //   npm run build && node --import ./bench/support/register.mjs bench/integrity/seq-layout.experiment.ts
 //
@@ -24,7 +30,7 @@ const ROUNDS = Number(process.env['SEQ_LAYOUT_ROUNDS'] ?? '') || 2;
 /** Rows per writer statement that adds the events' ids to the queue (the writer's batches are of this order at its peak). */
 const WRITER_BATCH = 500;
 
-type Layout = 'update' | 'queue';
+type Layout = 'update' | 'queue' | 'hot';
 
 interface Timing {
   /** ms the writer's side adds per `EVENTS` (nothing for the UPDATE layout). */
@@ -39,6 +45,11 @@ async function measure(layout: Layout): Promise<Timing> {
     const dataSource = new DataSource({ ...postgresConnection(schema.name), entities: [...AuditEntities], migrations: AuditMigrations, migrationsRun: true });
     await dataSource.initialize();
     try {
+      if (layout === 'hot') {
+        await dataSource.query(`DROP INDEX "${schema.name}"."idx_audit_log_seq"`);
+        await dataSource.query(`DROP INDEX IF EXISTS "${schema.name}"."idx_audit_log_unsequenced"`);
+        await dataSource.query(`ALTER TABLE ${schema.table('audit_log')} SET (fillfactor = 50)`);
+      }
       await copyRows(dataSource, schema, 0, EVENTS);
     } finally {
       await dataSource.destroy();
@@ -46,7 +57,16 @@ async function measure(layout: Layout): Promise<Timing> {
     return await withClient(async (client) => {
       await client.query(`VACUUM ANALYZE ${schema.table('audit_log')}`);
       const ids = (await client.query<{ id: string }>(`SELECT id FROM ${schema.table('audit_log')} ORDER BY id`)).rows.map((row) => row.id);
-      return layout === 'update' ? await sequenceByUpdate(client, schema, ids) : await sequenceByQueue(client, schema, ids);
+      if (layout === 'update') return await sequenceByUpdate(client, schema, ids);
+      const timing = await sequenceByQueue(client, schema, ids, layout === 'hot');
+      if (layout === 'hot') {
+        await client.query('SELECT pg_stat_force_next_flush()');
+        const stats = (
+          await client.query<{ hot: string; updated: string }>(`SELECT n_tup_hot_upd AS hot, n_tup_upd AS updated FROM pg_stat_user_tables WHERE relid = $1::regclass`, [schema.table('audit_log')])
+        ).rows[0];
+        console.log(`    (${int(Number(stats?.hot))} of ${int(Number(stats?.updated))} row updates heap-only)`);
+      }
+      return timing;
     });
   } finally {
     await schema.drop();
@@ -78,7 +98,8 @@ async function sequenceByUpdate(client: Client, schema: BenchSchema, ids: string
  * only the index on the leaves' event id that the layout would add is filled, with the
  * leaf rows a separate table holds, so that the shared leaf INSERT is not counted).
  */
-async function sequenceByQueue(client: Client, schema: BenchSchema, ids: string[]): Promise<Timing> {
+async function sequenceByQueue(client: Client, schema: BenchSchema, ids: string[], updateInPlace = false): Promise<Timing> {
+  const table = schema.table('audit_log');
   const pending = schema.table('audit_pending');
   const seqs = schema.table('audit_seq_by_event');
   await client.query(`CREATE TABLE ${pending} (id uuid PRIMARY KEY)`);
@@ -101,6 +122,13 @@ async function sequenceByQueue(client: Client, schema: BenchSchema, ids: string[
     const deleted = await client.query(`DELETE FROM ${pending} WHERE id = ANY($1::uuid[])`, [batch]);
     if (deleted.rowCount !== batch.length) throw new Error(`dequeued ${deleted.rowCount} of ${batch.length}`);
     await client.query(`INSERT INTO ${seqs} (seq, event_id) SELECT * FROM unnest($1::bigint[], $2::uuid[])`, [seqList, batch]);
+    if (updateInPlace) {
+      const result = await client.query(
+        `UPDATE ${table} SET "seq" = v.seq FROM (SELECT unnest($1::uuid[]) AS id, unnest($2::bigint[]) AS seq) AS v WHERE ${table}."id" = v.id AND ${table}."seq" IS NULL`,
+        [batch, seqList],
+      );
+      if (result.rowCount !== batch.length) throw new Error(`sequenced ${result.rowCount} of ${batch.length}`);
+    }
     await client.query('COMMIT');
     const leafStarted = performance.now();
     await client.query(`INSERT INTO ${schema.table('leaf_only')} (seq, event_id) SELECT * FROM unnest($1::bigint[], $2::uuid[])`, [seqList, batch]);
@@ -110,9 +138,9 @@ async function sequenceByQueue(client: Client, schema: BenchSchema, ids: string[
 }
 
 console.log(`seq layouts on PostgreSQL: ${int(EVENTS)} events, integrator batches of ${int(BATCH)}, ${ROUNDS} rounds (alternating order)`);
-const runs: Record<Layout, Timing[]> = { update: [], queue: [] };
+const runs: Record<Layout, Timing[]> = { update: [], queue: [], hot: [] };
 for (let round = 0; round < ROUNDS; round++) {
-  const order: Layout[] = round % 2 === 0 ? ['update', 'queue'] : ['queue', 'update'];
+  const order: Layout[] = round % 2 === 0 ? ['update', 'queue', 'hot'] : ['hot', 'queue', 'update'];
   for (const layout of order) {
     const timing = await measure(layout);
     runs[layout].push(timing);
@@ -125,3 +153,5 @@ const update = mean(runs.update.map((t) => t.sequence));
 const queue = mean(runs.queue.map((t) => t.write + t.sequence));
 console.log(`  UPDATE of audit_log.seq: ${perEvent(update)}; queue + seq beside the row: ${perEvent(queue)} (writer ${perEvent(mean(runs.queue.map((t) => t.write)))}, integrator ${perEvent(mean(runs.queue.map((t) => t.sequence)))})`);
 console.log(`  the UPDATE costs ${fixed(update / queue, 1)}× the queue in PostgreSQL's time`);
+const hot = mean(runs.hot.map((t) => t.write + t.sequence));
+console.log(`  queue + seq beside the row + an in-place UPDATE of audit_log.seq (no index on it, fillfactor 50): ${perEvent(hot)}; the UPDATE of today costs ${fixed(update / hot, 1)}× that`);
