@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DiscoveryService, ModuleRef } from '@nestjs/core';
 import { getDataSourceToken } from '@nestjs/typeorm';
-import { DataSource } from 'typeorm';
+import { DataSource, getMetadataArgsStorage } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -75,9 +75,15 @@ export class AuditDataSources {
   checkEntities(capturing: boolean): void {
     const check = (dataSource: DataSource, needed: ReadonlyArray<new () => unknown>, whose: string, fix: string) => {
       if (!dataSource.isInitialized) return;
-      const missing = needed.filter((entity) => !dataSource.hasMetadata(entity)).map((entity) => entity.name);
-      if (missing.length === 0) return;
-      throw new Error(`${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of ${whose}: ${fix}`);
+      const absent = needed.filter((entity) => !dataSource.hasMetadata(entity));
+      if (absent.length === 0) return;
+      const missing = absent.map((entity) => entity.name);
+      // Named by their tables too: what a reader of the schema knows them by.
+      const tables = absent.map((entity) => getMetadataArgsStorage().tables.find((table) => table.target === entity)?.name ?? entity.name);
+      throw new Error(
+        `${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of ${whose}: ${fix} ` +
+          `(missing ${tables.length === 1 ? 'table' : 'tables'}: ${tables.join(', ')})`,
+      );
     };
     check(
       this.audit,

@@ -5,6 +5,7 @@ import { DataSource } from 'typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   AuditEntities,
+  AuditJournalEntity,
   AuditLogEntity,
   AuditMigrations,
   AuditModule,
@@ -123,6 +124,22 @@ describe('AuditModule', () => {
     expect((error as Error).message).toMatch(
       /^AuditSubjectEntity, AuditJournalEntity, AuditInstanceEntity, AuditTreeEntity, AuditCheckpointEntity are not entities of the audit module's TypeORM data source/,
     );
+  });
+
+  it('names the missing entities by their tables too', async () => {
+    const error = await Test.createTestingModule({
+      imports: [TypeOrmModule.forRoot({ type: 'better-sqlite3', database: ':memory:', entities: [AuditLogEntity, AuditJournalEntity] }), AuditModule.forRoot()],
+    })
+      .compile()
+      .then(async (moduleRef) => {
+        const app = moduleRef.createNestApplication({ logger: false });
+        closers.push(() => app.close());
+        await app.init();
+      })
+      .catch((e: unknown) => e);
+    const message = (error as Error).message;
+    for (const table of ['audit_subject', 'audit_instance', 'audit_tree', 'audit_checkpoint']) expect(message).toContain(table);
+    expect(message).not.toMatch(/\baudit_journal\b|\baudit_log\b/);
   });
 
   it('stops start-up with a clear message when the audit tables do not exist', async () => {
