@@ -11,7 +11,7 @@ import {
   verifyProofCommand,
   type CommandOptions,
 } from './commands.js';
-import { DatabaseUnavailableError } from './database.js';
+import { DatabaseUnavailableError, redact } from './database.js';
 import { processIo, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
 
@@ -51,6 +51,8 @@ const COMMANDS: Record<string, Command> = {
     usage: `nestjs-system-audit verify --url <url> --public-key <key> [--checkpoints <file>]
 nestjs-system-audit verify --events <export.jsonl> --checkpoints <file> --public-key <key>
 
+The database URL (or the export) may also be given as the argument: verify <url> …
+
 Checks every sequenced event against its stored leaf, the tree against every signed
 checkpoint (those stored, and those of --checkpoints, e.g. the anchor's file), or an
 export against its checkpoints. Prints each problem found, one per line
@@ -62,7 +64,8 @@ ${KEYS_HELP}
   --checkpoints <file>    signed checkpoints kept outside the database (checkpoints file)
   --events <file>         a JSON Lines export (see "export") instead of the database`,
     options: { ...DATABASE, ...KEYS, checkpoints: { type: 'string' }, events: { type: 'string' } },
-    run: (options, _, io) => verifyCommand(options, io),
+    positionals: true,
+    run: (options, positionals, io) => verifyCommand(withSourceArgument(options, positionals, 0, true), io),
   },
   'verify-proof': {
     summary: "check an event's inclusion proof, and optionally the event it names",
@@ -82,6 +85,7 @@ ${DATABASE_HELP}
   export: {
     summary: 'write the events (all, or those matching filters) as JSON Lines or CSV',
     usage: `nestjs-system-audit export --url <url> [--format jsonl|csv] [filters] [--out <file>]
+(or export <url> …)
 
 JSON Lines (default): one line per event, the canonical JSON of the event (the content
 of its Merkle leaf) with its "seq". Without filters: every sequenced event ascending by
@@ -115,11 +119,13 @@ ${DATABASE_HELP}
       source: { type: 'string' },
       outcome: { type: 'string' },
     },
-    run: (options, _, io) => exportCommand(options, io),
+    positionals: true,
+    run: (options, positionals, io) => exportCommand(withSourceArgument(options, positionals, 0, false), io),
   },
   checkpoints: {
     summary: 'write the stored signed checkpoints and purge records as a checkpoints file',
     usage: `nestjs-system-audit checkpoints --url <url> [--out <file>]
+(or checkpoints <url> …)
 
 The stored checkpoint notes, and the purge records of the retention purge, ascending by
 tree size, each followed by a blank line: the file "verify --checkpoints" reads.
@@ -127,7 +133,8 @@ tree size, each followed by a blank line: the file "verify --checkpoints" reads.
 ${DATABASE_HELP}
   --out <file>            write there instead of standard output`,
     options: { ...DATABASE, out: { type: 'string' } },
-    run: (options, _, io) => checkpointsCommand(options, io),
+    positionals: true,
+    run: (options, positionals, io) => checkpointsCommand(withSourceArgument(options, positionals, 0, false), io),
   },
   keygen: {
     summary: 'print a new Ed25519 signing key and its verifier key',
@@ -145,6 +152,7 @@ Writes nothing else.
   prove: {
     summary: "print one event's inclusion proof (JSON) in the tree of the last checkpoint",
     usage: `nestjs-system-audit prove <id> --url <url> [--out <file>]
+(or prove <id> <url> …)
 
 The inclusion proof of event <id> in the tree of the last stored checkpoint: the JSON
 that "verify-proof" and verifyInclusion() check. An event no checkpoint covers yet is
@@ -156,7 +164,7 @@ ${DATABASE_HELP}
   --out <file>            write there instead of standard output`,
     options: { ...DATABASE, out: { type: 'string' } },
     positionals: true,
-    run: (options, positionals, io) => proveCommand(positionals[0], options, io),
+    run: (options, positionals, io) => proveCommand(positionals[0], withSourceArgument(options, positionals, 1, false), io),
   },
 };
 
@@ -215,6 +223,26 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     }
     throw err;
   }
+}
+
+/** A database URL as the command line takes it (see `dataSourceOptions`). */
+const DATABASE_URL = /^(postgres|postgresql|mysql|mariadb|sqlite):/i;
+
+/**
+ * The options with the command's argument at `at` (if any) read as where the events are:
+ * a database URL (`--url`), or for verify (`events`) a JSON Lines export (`--events`).
+ * @throws CliUsageError for a second argument, or a source also given by option.
+ */
+function withSourceArgument(options: CommandOptions, positionals: string[], at: number, events: boolean): CommandOptions {
+  if (positionals.length > at + 1) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[at + 1])}`);
+  const given = positionals[at];
+  if (given === undefined) return options;
+  const isUrl = DATABASE_URL.test(given);
+  // Never the password of a URL.
+  const shown = JSON.stringify(redact(given));
+  if (!isUrl && !events) throw new CliUsageError(`${shown} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
+  if (options.url !== undefined || options.events !== undefined) throw new CliUsageError(`${shown}: the events are already named by ${options.url !== undefined ? '--url' : '--events'}`);
+  return isUrl ? { ...options, url: given } : { ...options, events: given };
 }
 
 /** A usage error of ours, or one of parseArgs (unknown option, missing value). */
