@@ -141,3 +141,40 @@ describe('AuditMigrations with an entityPrefix', () => {
     await dataSource.destroy();
   });
 });
+
+describe.each(databases())('AuditMigrations over a schema synchronize made, on %s', (kind) => {
+  let db: TestDatabase;
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    // An app that started with `synchronize: true`, then adopts the migrations (for the append-only guards).
+    dataSource = await new DataSource({ ...db.options, entities: [...AuditEntities], migrations: AuditMigrations, synchronize: true } as never).initialize();
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await db?.drop();
+  });
+
+  it('all run, install the guards, and leave synchronize nothing to change', async () => {
+    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(AuditMigrations.map((m) => new m().name));
+    const log = dataSource.driver.escape('audit_log');
+    await dataSource.getRepository(AuditLogEntity).insert({
+      id: '01a24b00-f80b-7110-9218-2d2ac9c018b0',
+      occurredAt: new Date(),
+      action: 'order.noted',
+      outcome: 'success',
+      kind: 'intent',
+      actorType: 'system',
+      source: 'system',
+    });
+    await expect(dataSource.query(`UPDATE ${log} SET ${dataSource.driver.escape('reason')} = 'rewritten'`)).rejects.toThrow();
+    await expect(dataSource.query(`DELETE FROM ${log}`)).rejects.toThrow();
+    const pending = await dataSource.driver.createSchemaBuilder().log();
+    expect(pending.upQueries.map((q) => q.query)).toEqual([]);
+    if (kind !== 'mariadb') {
+      const table = await dataSource.createQueryRunner().getTable('audit_log');
+      expect(table?.indices.map((index) => index.name)).toContain('idx_audit_log_unsequenced');
+    }
+  });
+});

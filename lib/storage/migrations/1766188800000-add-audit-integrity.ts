@@ -1,6 +1,6 @@
 import { TableColumn, TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
 import { AUDIT_CHECKPOINT_TABLE, AUDIT_LOG_TABLE, AUDIT_TREE_TABLE } from '../../audit.constants.js';
-import { createPortableTable, prefixed, type ColumnSpec } from './portable-table.js';
+import { createIndexIfMissing, createPortableTable, prefixed, type ColumnSpec } from './portable-table.js';
 
 /** Drivers with partial indexes (MySQL/MariaDB find the same rows through `idx_audit_log_seq`, which ends in the primary key). */
 const PARTIAL_INDEXES = new Set(['postgres', 'better-sqlite3', 'sqlite']);
@@ -31,11 +31,14 @@ export class AddAuditIntegrity1766188800000 implements MigrationInterface {
   async up(queryRunner: QueryRunner): Promise<void> {
     const log = prefixed(queryRunner, AUDIT_LOG_TABLE);
     const driver = queryRunner.connection.driver;
-    await queryRunner.addColumn(log, new TableColumn({ name: 'seq', type: driver.normalizeType({ type: 'bigint' }), isNullable: true }));
-    await queryRunner.createIndex(log, new TableIndex({ name: 'idx_audit_log_seq', columnNames: ['seq'], isUnique: true }));
+    // A table `synchronize` made has the column and the unique index already.
+    if (!(await queryRunner.hasColumn(log, 'seq'))) {
+      await queryRunner.addColumn(log, new TableColumn({ name: 'seq', type: driver.normalizeType({ type: 'bigint' }), isNullable: true }));
+    }
+    await createIndexIfMissing(queryRunner, log, new TableIndex({ name: 'idx_audit_log_seq', columnNames: ['seq'], isUnique: true }));
     if (PARTIAL_INDEXES.has(String(queryRunner.connection.options.type))) {
       // The integrator's next batch, in id order, without reading past the events already sequenced.
-      await queryRunner.createIndex(log, new TableIndex({ name: UNSEQUENCED_INDEX, columnNames: ['id'], where: `${queryRunner.connection.driver.escape('seq')} IS NULL` }));
+      await createIndexIfMissing(queryRunner, log, new TableIndex({ name: UNSEQUENCED_INDEX, columnNames: ['id'], where: `${queryRunner.connection.driver.escape('seq')} IS NULL` }));
     }
     await createPortableTable(queryRunner, AUDIT_TREE_TABLE, TREE, []);
     await createPortableTable(queryRunner, AUDIT_CHECKPOINT_TABLE, CHECKPOINT, []);

@@ -1,6 +1,6 @@
 import { TableIndex, type MigrationInterface, type QueryRunner } from 'typeorm';
 import { AUDIT_SUBJECT_TABLE } from '../../audit.constants.js';
-import { prefixed } from './portable-table.js';
+import { createIndexIfMissing, prefixed } from './portable-table.js';
 
 /**
  * Indexes `audit_subject` by event: the retention purge deletes the subject rows of the
@@ -10,7 +10,7 @@ export class AddAuditSubjectEventIndex1766448000000 implements MigrationInterfac
   name = 'AddAuditSubjectEventIndex1766448000000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.createIndex(prefixed(queryRunner, AUDIT_SUBJECT_TABLE), new TableIndex({ name: 'idx_audit_subject_event', columnNames: ['event_id'] }));
+    await createIndexIfMissing(queryRunner, prefixed(queryRunner, AUDIT_SUBJECT_TABLE), new TableIndex({ name: 'idx_audit_subject_event', columnNames: ['event_id'] }));
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {

@@ -38,3 +38,13 @@ export async function createPortableTable(
     true,
   );
 }
+
+/**
+ * Creates `index` on `table` unless an index (or unique constraint) of that name is there:
+ * a schema `synchronize` made before the migrations were adopted has most of them already.
+ */
+export async function createIndexIfMissing(queryRunner: QueryRunner, table: string, index: TableIndex): Promise<void> {
+  const found = await queryRunner.getTable(table);
+  if (found?.indices.some((existing) => existing.name === index.name) || found?.uniques.some((existing) => existing.name === index.name)) return;
+  await queryRunner.createIndex(table, index);
+}
