@@ -511,7 +511,7 @@ class LogWalk {
       if (this.hasLeaves) {
         while (this.nextCheckpoint) {
           const { size } = this.nextCheckpoint;
-          this.addProblem({ kind: 'truncated', treeSize: size, message: `checkpoint ${size} is signed, but the log has only ${this.pos} events and tree leaves (rows were removed from the end)` });
+          this.addProblem({ kind: 'truncated', seq: this.pos + 1, treeSize: size, message: `checkpoint ${size} is signed, but the log has only ${this.pos} events and tree leaves (rows were removed from the end)` });
           this.lastSignedSize = Math.max(this.lastSignedSize, size);
           await this.pullCheckpoint();
         }
@@ -789,6 +789,10 @@ class LogWalk {
   }
 
   private addProblem(problem: AuditIntegrityProblem): void {
+    // A checkpoint that does not verify or does not extend the log names the seq of the last event it covers.
+    if ((problem.kind === 'bad-signature' || problem.kind === 'inconsistent') && problem.seq === undefined && problem.treeSize !== undefined && problem.treeSize > 0) {
+      problem.seq = problem.treeSize;
+    }
     if (this.problems.length < MAX_REPORTED_PROBLEMS) this.problems.push(problem);
     else this.truncatedReport = true;
   }

@@ -91,7 +91,12 @@ export interface AuditIntegrityTreeNode {
 
 export interface AuditIntegrityProblem {
   kind: AuditIntegrityProblemKind;
-  /** The event's seq, when the problem is about one event. */
+  /**
+   * The event's seq, when the problem is about one event; for a checkpoint that does not
+   * verify or does not extend the log (`bad-signature`, `inconsistent`), the seq of the
+   * last event it covers (its tree size); for rows removed from the end with their tree
+   * leaves (`truncated`), the first seq missing.
+   */
   seq?: number;
   /** The event's id, when known. */
   id?: string;

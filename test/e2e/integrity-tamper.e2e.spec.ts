@@ -147,7 +147,7 @@ describe.each(databases())('tampering by a database administrator, found by veri
     // Without the anchored copy the database is consistent with itself…
     expect((await t.audit.verify()).ok).toBe(true);
     // …with it, the removal shows.
-    await expectProblems(['truncated treeSize=12'], { checkpoints: true });
+    await expectProblems(['truncated seq=9 treeSize=12'], { checkpoints: true });
   });
 
   it("a checkpoint's signature altered: bad-signature, with its tree size", async () => {
@@ -157,14 +157,14 @@ describe.each(databases())('tampering by a database administrator, found by veri
     const flipped = Buffer.from(sig, 'base64');
     flipped[10] = flipped[10]! ^ 0xff;
     await sql(`UPDATE ${table(AuditCheckpointEntity)} SET ${q('note')} = ${p(1)} WHERE ${q('tree_size')} = ${p(2)}`, [row!.note.replace(sig, flipped.toString('base64')), 8]);
-    await expectProblems(['bad-signature treeSize=8']);
+    await expectProblems(['bad-signature seq=8 treeSize=8']);
   });
 
   it('a checkpoint replaced by one that does not extend its predecessor (signed with the stolen key): inconsistent', async () => {
     const forgedRoot = Buffer.alloc(32, 7);
     const note = signNote(formatCheckpoint({ origin: ORIGIN, treeSize: 8, rootHash: forgedRoot }), createSigner(ORIGIN, privateKey));
     await sql(`UPDATE ${table(AuditCheckpointEntity)} SET ${q('note')} = ${p(1)}, ${q('root_hash')} = ${p(2)} WHERE ${q('tree_size')} = ${p(3)}`, [note, forgedRoot.toString('hex'), 8]);
-    await expectProblems(['inconsistent treeSize=8']);
+    await expectProblems(['inconsistent seq=8 treeSize=8']);
   });
 
   it('the last checkpoint replaced by one the tree does not extend: the integrator signs nothing more', async () => {
@@ -194,8 +194,8 @@ describe.each(databases())('tampering by a database administrator, found by veri
     const both = await cli('verify', ...url, '--public-key', VKEY, '--public-key', newVkey);
     expect(both.code, both.stdout + both.stderr).toBe(0);
     // One key alone does not vouch for the other's checkpoints.
-    expect(brief((await t.audit.verify({ publicKeys: [newVkey] })).problems)).toEqual(['bad-signature treeSize=4', 'bad-signature treeSize=8', 'bad-signature treeSize=12']);
-    expect(brief((await t.audit.verify({ publicKeys: [VKEY] })).problems)).toEqual(['bad-signature treeSize=15']);
+    expect(brief((await t.audit.verify({ publicKeys: [newVkey] })).problems)).toEqual(['bad-signature seq=4 treeSize=4', 'bad-signature seq=8 treeSize=8', 'bad-signature seq=12 treeSize=12']);
+    expect(brief((await t.audit.verify({ publicKeys: [VKEY] })).problems)).toEqual(['bad-signature seq=15 treeSize=15']);
     // An instance that does not know the old key still signs over a tree that extends the old checkpoints.
     await t.close();
     const { privateKey: thirdKey } = generateKeyPairSync('ed25519');

@@ -142,7 +142,7 @@ export function cliProblemBriefs(stdout: string, names?: ReadonlyMap<string, str
 }
 
 function brief(kind: string, seq: number | undefined, id: string | undefined, treeSize: number | undefined, names: ReadonlyMap<string, string> | undefined): string {
-  return [kind, seq !== undefined ? `seq=${seq}` : '', names && id !== undefined ? `id=${names.get(id) ?? id}` : '', seq === undefined && treeSize !== undefined ? `treeSize=${treeSize}` : '']
+  return [kind, seq !== undefined ? `seq=${seq}` : '', names && id !== undefined ? `id=${names.get(id) ?? id}` : '', treeSize !== undefined ? `treeSize=${treeSize}` : '']
     .filter(Boolean)
     .join(' ');
 }

@@ -48,7 +48,7 @@ const verify = (log: Log, withLeaves = true) =>
     verifiers,
   });
 
-const kinds = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? `@${p.treeSize}`}`);
+const kinds = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? ''}${p.treeSize === undefined ? '' : `@${p.treeSize}`}`);
 
 describe('verifyLog: a clean log', () => {
   it.each([
@@ -126,7 +126,7 @@ describe('verifyLog: tampered events with the stored tree', () => {
   });
 
   /** `kind seq id` of each problem. */
-  const named = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? `@${p.treeSize}`} ${p.id ?? '-'}`);
+  const named = (result: Awaited<ReturnType<typeof verify>>) => result.problems.map((p) => `${p.kind} ${p.seq ?? ''}${p.treeSize === undefined ? '' : `@${p.treeSize}`} ${p.id ?? '-'}`);
 
   it('a forged event inserted in the middle, the later ones moved up: inserted names the forged event, the moved ones are reordered', async () => {
     const log = makeLog(12, [4, 8, 12]);
@@ -242,14 +242,14 @@ describe('verifyLog: checkpoints', () => {
     const twice = { ...log, checkpoints: [log.checkpoints[0]!, log.checkpoints[0]!, log.checkpoints[1]!] };
     expect((await verify(twice)).ok).toBe(true);
     const forked = { ...log, checkpoints: [log.checkpoints[0]!, checkpoint([hashOf('x'), hashOf('y'), hashOf('z'), hashOf('w')], 4), log.checkpoints[1]!] };
-    expect(kinds(await verify(forked))).toEqual(['inconsistent @4']);
+    expect(kinds(await verify(forked))).toEqual(['inconsistent 4@4']);
   });
 
   it('a checkpoint of another origin is inconsistent', async () => {
     const log = makeLog(8, [4, 8]);
     const other = createSigner(ORIGIN, privateKey);
     log.checkpoints[1] = checkpoint(log.leaves.map((l) => l.hash), 8, other, 'elsewhere.test/log');
-    expect(kinds(await verify(log))).toEqual(['inconsistent @8']);
+    expect(kinds(await verify(log))).toEqual(['inconsistent 8@8']);
   });
 });
 
@@ -314,12 +314,12 @@ describe('verifyLog: after a purge of events 1 to N (a signed purge record)', ()
   it('a record signed by another key, or whose edge does not hash to its root, counts for nothing', async () => {
     const log = makeLog(6, [6]);
     const other = createSigner(ORIGIN, generateKeyPairSync('ed25519').privateKey);
-    expect(kinds(await verifyPurged(purged(log, 2), [purgeRecord(log, 2, other)], true))).toEqual(['missing 1', 'bad-signature @2', 'missing 2']);
+    expect(kinds(await verifyPurged(purged(log, 2), [purgeRecord(log, 2, other)], true))).toEqual(['missing 1', 'bad-signature 2@2', 'missing 2']);
     const bent = signNote(formatPurgeRecord(ORIGIN, { treeSize: 2, before: '2026-01-01T00:00:00.000Z', frontier: [hashOf('x')] }), signer);
     // formatPurgeRecord derives the root from the edge; swap in the real root to make them disagree.
     const real = formatCheckpoint({ origin: ORIGIN, treeSize: 2, rootHash: rootHash(log.leaves.slice(0, 2).map((l) => l.hash)) });
     const forged = signNote(real + bent.slice(bent.indexOf('purge '), bent.indexOf('\n\n') + 1), signer);
-    expect(kinds(await verifyPurged(purged(log, 2), [forged], false))).toContain('inconsistent @2');
+    expect(kinds(await verifyPurged(purged(log, 2), [forged], false))).toContain('inconsistent 2@2');
   });
 
   it('an export still holding purged events skips them; a later, wrong checkpoint is still found', async () => {
