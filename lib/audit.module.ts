@@ -33,6 +33,7 @@ import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { DeniedCalls } from './guard/denied-calls.js';
 import { InvalidAuditOptionsError } from './exceptions/invalid-audit-options.error.js';
 import { putGlobalGuardFirst } from './integrations/nest-global-guards.js';
+import { keepAuditTablesOnMariaDbThroughMysqlDriver } from './integrations/typeorm-mariadb-synchronize.js';
 import { AuditInterceptor } from './interceptor/audit.interceptor.js';
 import { AuditReplyInterceptor } from './interceptor/audit-reply.interceptor.js';
 import { CallUnits } from './interceptor/call-units.js';
@@ -131,6 +132,8 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
     if (dataSource !== undefined && (typeof dataSource !== 'string' || dataSource.trim() === '')) {
       throw new InvalidAuditOptionsError('dataSource', `must be the name of a TypeORM data source, got ${JSON.stringify(dataSource) ?? String(dataSource)}`);
     }
+    // Before any data source initializes: its synchronize must not empty the audit tables.
+    keepAuditTablesOnMariaDbThroughMysqlDriver();
     // Registers the module's entities with the data source for `autoLoadEntities`; its
     // repositories are not used (the data source is looked up by AUDIT_DATA_SOURCE below).
     TypeOrmModule.forFeature([...AuditEntities], dataSource);

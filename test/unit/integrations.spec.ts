@@ -62,6 +62,7 @@ import {
 import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
 import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
+import { keepAuditTablesOnMariaDbThroughMysqlDriver } from '../../lib/integrations/typeorm-mariadb-synchronize.js';
 import { attachRawWriteTransaction, detachRawWriteTransaction, isTypeormQuery } from '../../lib/integrations/typeorm-raw-write-transaction.js';
 import {
   attachWriteQueryBuilderHook,
@@ -362,6 +363,28 @@ describe('TypeORM EntityManager.prototype.transaction (lib/integrations/typeorm-
     ]);
     expect(currentTransactionManager(), 'currentTransactionManager() after the transactions').toBeUndefined();
     expect(await dataSource.getRepository(Item).countBy({ code: 'x' }), 'the transaction committed').toBe(1);
+  });
+});
+
+describe('TypeORM DataSource.synchronize (lib/integrations/typeorm-mariadb-synchronize.ts)', () => {
+  it('exists, builds the schema from the entity metadata, and leaves out an entity whose synchronize flag is false', async () => {
+    keepAuditTablesOnMariaDbThroughMysqlDriver();
+    expect(typeof DataSource.prototype.synchronize, 'DataSource.prototype.synchronize').toBe('function');
+    const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item] }).initialize();
+    try {
+      const metadata = dataSource.getMetadata(Item);
+      expect(metadata.synchronize, "an entity's metadata has a synchronize flag, true by default").toBe(true);
+      metadata.synchronize = false;
+      await dataSource.synchronize();
+      const runner = dataSource.createQueryRunner();
+      expect(await runner.hasTable(metadata.tablePath), 'synchronize() created the table of an entity whose synchronize flag is false').toBe(false);
+      metadata.synchronize = true;
+      await dataSource.synchronize();
+      expect(await runner.hasTable(metadata.tablePath), 'synchronize() did not create the table of an entity once its flag is true again').toBe(true);
+      await runner.release();
+    } finally {
+      await dataSource.destroy();
+    }
   });
 });
 
