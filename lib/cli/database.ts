@@ -44,13 +44,21 @@ export function dataSourceOptions(args: DatabaseArguments, readonly = true): Dat
 
 /** Opens the database; a failure is reported as `Cannot connect to …` (exit code 2). */
 export async function openDatabase(args: DatabaseArguments, readonly = true): Promise<DataSource> {
-  const dataSource = new DataSource(dataSourceOptions(args, readonly));
+  const options = dataSourceOptions(args, readonly);
   try {
-    return await dataSource.initialize();
+    // The driver package is loaded here: a missing one is the user's to install, not a crash.
+    return await new DataSource(options).initialize();
   } catch (err) {
+    if ((err as Error).name === 'DriverPackageNotInstalledError') {
+      const driver = DRIVER_PACKAGES[options.type] ?? options.type;
+      throw new DatabaseUnavailableError(`Cannot open ${redact(args.url)}: its driver package ${driver} is not installed (npm install ${driver})`);
+    }
     throw new DatabaseUnavailableError(`Cannot connect to ${redact(args.url)}: ${(err as Error).message}`);
   }
 }
+
+/** The npm package TypeORM loads for each data source type the command line opens. */
+const DRIVER_PACKAGES: Record<string, string> = { postgres: 'pg', mysql: 'mysql2', mariadb: 'mysql2', 'better-sqlite3': 'better-sqlite3' };
 
 /** The database could not be opened or its audit tables read (exit code 2). */
 export class DatabaseUnavailableError extends Error {

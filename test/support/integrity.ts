@@ -45,8 +45,14 @@ function cliCommand(): string[] {
 
 /** Runs `npx nestjs-system-audit …` in a child process, as a user does. */
 export function cliProcess(...args: string[]): Promise<CliRun> {
+  return cliProcessWith({}, ...args);
+}
+
+/** The same, with `node` options before the command line's own (e.g. `--require` of a preload) and extra environment. */
+export function cliProcessWith(options: { node?: string[]; env?: Record<string, string> }, ...args: string[]): Promise<CliRun> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [...cliCommand(), ...args], { cwd: ROOT, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
+    const env = { ...process.env, ...options.env };
+    execFile(process.execPath, [...(options.node ?? []), ...cliCommand(), ...args], { cwd: ROOT, env, timeout: 120_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) =>
       resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
     );
   });
