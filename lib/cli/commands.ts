@@ -73,7 +73,7 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
         onProgress: progress.update,
       });
       progress.done();
-      return withUnsequencedProblems(verified, source.unsequencedProblems());
+      return withUnsequencedProblems(verified, source.unsequencedProblems(), () => source.unsequenced);
     });
   }
   for (const problem of result.problems) io.stdout.write(`${formatProblem(problem)}\n`);
@@ -262,7 +262,7 @@ export async function checkpointsCommand(options: CommandOptions, io: CliIo): Pr
     await output.close();
     return n;
   });
-  if (options.out !== undefined) io.stderr.write(`wrote ${count} checkpoints to ${options.out}\n`);
+  if (options.out !== undefined) io.stderr.write(`wrote ${plural(count, 'checkpoint')} to ${options.out}\n`);
   return 0;
 }
 
@@ -298,11 +298,14 @@ export function formatProblem(problem: AuditIntegrityProblem): string {
 
 function summary(result: AuditVerifyResult): string {
   const counts = `tree size ${result.treeSize}, ${plural(result.events, 'event')} and ${plural(result.checkpoints, 'checkpoint')} checked`;
-  const unsigned = result.unverified ? `; ${result.unverified} events after the last checkpoint are not signed yet` : '';
+  const unsigned = result.unverified ? `; ${plural(result.unverified, 'event')} after the last checkpoint ${result.unverified === 1 ? 'is' : 'are'} not signed yet` : '';
+  const pending = result.unsequenced
+    ? `; ${plural(result.unsequenced, 'event')} without a seq, not checked (the integrator's backlog, or stored while integrity was off)`
+    : '';
   const purged = result.purgedThrough ? `; events 1 to ${result.purgedThrough} were purged (signed purge record)` : '';
-  if (result.ok) return `OK: ${counts}${purged}${unsigned}`;
+  if (result.ok) return `OK: ${counts}${purged}${unsigned}${pending}`;
   const more = result.truncatedReport ? ' (more were found than listed)' : '';
-  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}`;
+  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}${pending}`;
 }
 
 function fail(io: CliIo, reason: string): number {

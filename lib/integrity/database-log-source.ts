@@ -26,6 +26,9 @@ const PAGE_SIZE = 2_000;
  * are bound to UTC (`bindUtcDates`) here.
  */
 export class DatabaseLogSource {
+  /** Events without a seq that can be sequenced, counted by the last {@link unsequencedProblems} walk. */
+  unsequenced = 0;
+
   constructor(
     private readonly dataSource: DataSource,
     private readonly pageSize = PAGE_SIZE,
@@ -142,10 +145,11 @@ export class DatabaseLogSource {
    * carry, such as a number past the double range) or whose JSON columns hold text the
    * module does not write (see `readStoredEvents`). The module never stores such a row,
    * and it would stay out of the tree for ever while the read side shows it. Other events
-   * without a seq are the integrator's backlog, not problems. Read in pages by id (the
-   * index of unsequenced events).
+   * without a seq are the integrator's backlog, not problems: they are counted in
+   * {@link unsequenced}. Read in pages by id (the index of unsequenced events).
    */
   async *unsequencedProblems(): AsyncGenerator<AuditIntegrityProblem> {
+    this.unsequenced = 0;
     const repository = this.dataSource.getRepository(AuditLogEntity);
     let after: string | undefined;
     for (;;) {
@@ -156,6 +160,8 @@ export class DatabaseLogSource {
         const why = problem ?? canonicalisationProblem(row);
         if (why !== undefined) {
           yield { kind: 'inserted', id: row.id, message: `event ${row.id} has no seq and cannot be sequenced (${why}): it was not stored by the module` };
+        } else {
+          this.unsequenced++;
         }
       }
       if (rows.length < this.pageSize) return;
@@ -252,9 +258,14 @@ function canonicalisationProblem(row: AuditLogEntity): string | undefined {
 /**
  * `result` with the problems of `more` added (the events without a seq that cannot be
  * sequenced, see `DatabaseLogSource.unsequencedProblems`), kept in the result's order and
- * within {@link MAX_REPORTED_PROBLEMS}.
+ * within {@link MAX_REPORTED_PROBLEMS}, and the count of the other events without a seq
+ * (`unsequenced`, read once `more` is done).
  */
-export async function withUnsequencedProblems(result: AuditVerifyResult, more: AsyncIterable<AuditIntegrityProblem>): Promise<AuditVerifyResult> {
+export async function withUnsequencedProblems(
+  result: AuditVerifyResult,
+  more: AsyncIterable<AuditIntegrityProblem>,
+  unsequenced: () => number,
+): Promise<AuditVerifyResult> {
   const added: AuditIntegrityProblem[] = [];
   let truncated = result.truncatedReport === true;
   for await (const problem of more) {
@@ -264,11 +275,12 @@ export async function withUnsequencedProblems(result: AuditVerifyResult, more: A
     }
     added.push(problem);
   }
-  if (added.length === 0 && !truncated) return result;
+  const pending = unsequenced();
+  if (added.length === 0 && !truncated && pending === 0) return result;
   // Unsequenced events have no seq: they come first, as problems without seq or tree size do.
-  const problems = [...added, ...result.problems];
-  const out: AuditVerifyResult = { ...result, ok: false, problems };
+  const out: AuditVerifyResult = added.length === 0 ? { ...result } : { ...result, ok: false, problems: [...added, ...result.problems] };
   if (truncated) out.truncatedReport = true;
+  if (pending > 0) out.unsequenced = pending;
   return out;
 }
 

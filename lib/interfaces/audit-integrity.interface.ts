@@ -141,6 +141,12 @@ export interface AuditVerifyResult {
    */
   unverified?: number;
   /**
+   * Events stored without a seq (the integrator's backlog, or every event stored while
+   * `integrity` was off): not in the tree yet, so not checked. The integrator gives them
+   * their seq once integrity is on.
+   */
+  unsequenced?: number;
+  /**
    * Events 1 to `purgedThrough` were removed by the retention purge (a signed purge
    * record says so); they are not reported missing.
    */
