@@ -257,6 +257,9 @@ export class AuditService {
     const qb = this.repository.createQueryBuilder('e');
     whereAuditQuery(qb, query, this.queryScope, true);
     const filters = filtersFingerprint(qb);
+    if ((query.cursor as unknown) === null) {
+      throw new InvalidAuditQueryError('cursor', 'is null: the page it came from was the last one (its nextCursor is null); leave cursor out to start from the first page');
+    }
     if (query.cursor !== undefined) {
       const [at, id] = decodeCursor(query.cursor, filters);
       // The first comparison is redundant, and lets the index scan start at the cursor (PostgreSQL

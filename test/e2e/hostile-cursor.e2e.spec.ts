@@ -59,4 +59,12 @@ describe.each(databases())('find() with a cursor it did not give for this query 
     }
     expect((await t.audit.find({ limit: 3, cursor: nextCursor! })).items.map((e) => e.reason)).toEqual(['edit 4', 'edit 3', 'edit 2']);
   });
+
+  it("refuses the last page's nextCursor (null) with a message that says there is no next page", async () => {
+    const last = await t.audit.find({ limit: 50 });
+    expect(last.nextCursor).toBeNull();
+    await expect(t.audit.find({ limit: 50, cursor: last.nextCursor as unknown as string })).rejects.toThrow(
+      new InvalidAuditQueryError('cursor', 'is null: the page it came from was the last one (its nextCursor is null); leave cursor out to start from the first page'),
+    );
+  });
 });
