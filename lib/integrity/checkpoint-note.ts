@@ -408,8 +408,29 @@ export function openNote(note: string | Uint8Array, verifiers: readonly NoteVeri
     verified.push(signature);
   });
 
-  if (verified.length === 0) throw new UnverifiedNoteError(unknown.map(({ keyName, keyId }) => ({ keyName, keyId })));
+  if (verified.length === 0) {
+    throw new UnverifiedNoteError(
+      unknown.map(({ keyName, keyId }) => ({ keyName, keyId })),
+      renamedKeys(unknown, verifiers),
+    );
+  }
   return { text, verified, unknown };
+}
+
+/**
+ * The given keys that made an unknown signature under another name (a verifier key string
+ * names its key, and the key id covers the name): `{ given, signedAs }` names.
+ */
+function renamedKeys(unknown: readonly NoteSignature[], verifiers: readonly NoteVerifier[]): Array<{ given: string; signedAs: string }> {
+  const renamed: Array<{ given: string; signedAs: string }> = [];
+  for (const signature of unknown) {
+    for (const verifier of verifiers) {
+      if (verifier.name !== signature.keyName && computeKeyId(signature.keyName, rawPublicKey(verifier.publicKey)) === signature.keyId) {
+        renamed.push({ given: verifier.name, signedAs: signature.keyName });
+      }
+    }
+  }
+  return renamed;
 }
 
 function indexVerifiers(verifiers: readonly NoteVerifier[]): Map<string, NoteVerifier> {

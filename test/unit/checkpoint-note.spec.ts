@@ -247,6 +247,21 @@ describe('signNote / openNote', () => {
     );
   });
 
+  it('says when a key given under one name is the key that signed under another (keygen without the --name the module signs under)', () => {
+    const { privateKey, publicKey } = newKeys();
+    const note = signNote('audit.example.com/orders\n3\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n', [createSigner('audit.example.com/orders', privateKey)]);
+    const err = catchError(() => openNote(note, [createVerifier('audit', publicKey), createVerifier('other', newKeys().publicKey)]));
+    expect(err).toBeInstanceOf(UnverifiedNoteError);
+    expect((err as UnverifiedNoteError).renamed).toEqual([{ given: 'audit', signedAs: 'audit.example.com/orders' }]);
+    expect((err as Error).message).toContain(
+      '; the key given as "audit" is the one that signed as "audit.example.com/orders": a verifier key string names its key, so give it under the name the checkpoints are signed under (keyName, by default the origin), e.g. keygen --name "audit.example.com/orders"',
+    );
+    // Another key under another name is only unknown.
+    const stranger = catchError(() => openNote(note, [createVerifier('audit', newKeys().publicKey)]));
+    expect((stranger as UnverifiedNoteError).renamed).toEqual([]);
+    expect((stranger as Error).message).not.toContain('is the one that signed');
+  });
+
   it('reports the signers of the C2SP examples, whose keys it does not know', () => {
     for (const [note, keyName, keyId] of [
       [C2SP_CHECKPOINT, 'example.com/behind-the-sofa', 0x033de0ae],
