@@ -163,13 +163,29 @@ export async function verifyLog(input: AuditLogSource): Promise<AuditVerifyResul
  */
 export async function* mergeCheckpoints(stored: AsyncIterable<string>, external: readonly string[] = []): AsyncGenerator<string> {
   const extra = external.map((note) => ({ note, size: noteTreeSize(note) ?? -1 })).sort((a, b) => a.size - b.size);
+  // A note both stored and kept outside (the anchor's copy) is one checkpoint: given once.
+  // Equal notes have equal sizes, so only the notes of the current size are remembered.
+  let groupSize: number | undefined;
+  const group = new Set<string>();
+  function* once(note: string, size: number): Generator<string> {
+    if (size !== groupSize) {
+      groupSize = size;
+      group.clear();
+    }
+    if (group.has(note)) return;
+    group.add(note);
+    yield note;
+  }
   let next = 0;
   for await (const note of stored) {
     const size = noteTreeSize(note) ?? -1;
-    while (next < extra.length && extra[next]!.size <= size) yield extra[next++]!.note;
-    yield note;
+    while (next < extra.length && extra[next]!.size <= size) {
+      const outside = extra[next++]!;
+      yield* once(outside.note, outside.size);
+    }
+    yield* once(note, size);
   }
-  while (next < extra.length) yield extra[next++]!.note;
+  for (; next < extra.length; next++) yield* once(extra[next]!.note, extra[next]!.size);
 }
 
 /** The tree size a checkpoint note's text names (its second line), when it names one. */

@@ -272,11 +272,16 @@ describe('verifyLog: an export (no stored tree)', () => {
     expect(result.treeSize).toBe(12);
   });
 
-  it('merges external checkpoints into the stored ones by size', async () => {
+  it('merges external checkpoints into the stored ones by size; a note both stored and outside is given once, another note of the same size too', async () => {
     const log = makeLog(9, [3, 6, 9]);
+    const fork = checkpoint([hashOf('x'), hashOf('y'), hashOf('z')], 3);
     const merged: string[] = [];
-    for await (const note of mergeCheckpoints(stream([log.checkpoints[0]!, log.checkpoints[2]!]), [log.checkpoints[1]!, log.checkpoints[0]!])) merged.push(note);
-    expect(merged).toEqual([log.checkpoints[0], log.checkpoints[0], log.checkpoints[1], log.checkpoints[2]]);
+    const external = [log.checkpoints[1]!, log.checkpoints[0]!, fork, log.checkpoints[2]!, log.checkpoints[1]!];
+    for await (const note of mergeCheckpoints(stream([log.checkpoints[0]!, log.checkpoints[2]!]), external)) merged.push(note);
+    expect(merged).toEqual([log.checkpoints[0], fork, log.checkpoints[1], log.checkpoints[2]]);
+    // The anchor's copy of every stored checkpoint: three checkpoints checked, not six.
+    const result = await verifyLog({ events: stream(log.events), leaves: stream(log.leaves), checkpoints: mergeCheckpoints(stream(log.checkpoints), log.checkpoints), verifiers });
+    expect(result).toMatchObject({ ok: true, checkpoints: 3 });
   });
 });
 
