@@ -53,8 +53,19 @@ export async function openDatabase(args: DatabaseArguments, readonly = true): Pr
       const driver = DRIVER_PACKAGES[options.type] ?? options.type;
       throw new DatabaseUnavailableError(`Cannot open ${redact(args.url)}: its driver package ${driver} is not installed (npm install ${driver})`);
     }
-    throw new DatabaseUnavailableError(`Cannot connect to ${redact(args.url)}: ${(err as Error).message}`);
+    throw new DatabaseUnavailableError(`Cannot connect to ${redact(args.url)}: ${(err as Error).message}${reservedCharacterHint(args.url)}`);
   }
+}
+
+/**
+ * A hint when the URL's user name or password holds a character URLs reserve (`@`, `/`,
+ * `#`, `?`) left as it is: the driver then reads another host or user than meant.
+ */
+function reservedCharacterHint(url: string): string {
+  const rest = url.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+  const at = rest.lastIndexOf('@');
+  if (at < 0 || !/[@/#?]/.test(rest.slice(0, at))) return '';
+  return ' (the user name or password in the URL holds @, /, # or ?: percent-encode them, e.g. %40 for @ and %2F for /)';
 }
 
 /** The npm package TypeORM loads for each data source type the command line opens. */

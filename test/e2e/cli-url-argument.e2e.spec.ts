@@ -72,3 +72,24 @@ describe.each(databases())('the database URL as the command argument on %s', (ki
     expect(twice.stderr).not.toContain('s3cret');
   });
 });
+
+// A password holding a character URLs reserve, not percent-encoded: the driver reads
+// another host (`root` in `postgres://root:pa/ss@host/db`); the message says what to do.
+describe('a database URL whose password is not percent-encoded', () => {
+  it.each([
+    ['postgres://root:pa/ss@127.0.0.1:5432/test'],
+    ['mysql://root:p@ss@127.0.0.1:3306/test'],
+    ['mariadb://root:pa#ss@127.0.0.1:3306/test'],
+  ])('%s: exit code 2, the hint to percent-encode, never the password', async (url) => {
+    const run = await cli('export', '--url', url);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('percent-encode');
+    expect(run.stderr).not.toMatch(/pa\/ss|p@ss|pa#ss/);
+  });
+
+  it('a URL without such characters gets no hint', async () => {
+    const run = await cli('export', '--url', 'postgres://nobody-such-user@127.0.0.1:5432/test');
+    expect(run.code).toBe(2);
+    expect(run.stderr).not.toContain('percent-encode');
+  });
+});
