@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -11,18 +11,38 @@ describe.skipIf(!databases().includes('mariadb'))("review: upgrade on MariaDB th
   let db: TestDatabase;
   let app: TestApp | undefined;
 
+  let type: 'mysql' | 'mariadb' = 'mysql';
   const start = async (): Promise<TestApp> =>
-    createTestApp({ db: { ...db, options: { ...db.options, type: 'mysql' } as TestDatabase['options'] }, adapter: 'express', migrations: [] });
+    createTestApp({ db: { ...db, options: { ...db.options, type } as TestDatabase['options'] }, adapter: 'express', migrations: [] });
 
-  beforeAll(async () => {
+  beforeEach(async () => {
     db = await createTestDatabase('mariadb');
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await app?.close();
+    app = undefined;
     await db.drop();
   });
 
-  it('a column the new version adds to audit_log is created at start, and the app keeps recording', async () => {
+  it('a column the new version adds to audit_log is created at start, and the app keeps recording (type mysql)', async () => {
+    type = 'mysql';
+    app = await start();
+    await app.dataSource.getRepository(Order).save({ status: 'new', total: 1 });
+    // The table as an earlier version made it: without audit_log.seq.
+    await app.dataSource.query('ALTER TABLE audit_log DROP INDEX idx_audit_log_seq').catch(() => undefined);
+    await app.dataSource.query('ALTER TABLE audit_log DROP COLUMN seq');
+    await app.close();
+    app = undefined;
+
+    app = await start();
+    const response = await app.request('/orders', { method: 'POST', json: { status: 'new', total: 2 } });
+    expect(response.status).toBeLessThan(300);
+    expect((await app.rows()).filter((row) => row.action === 'order.created')).toHaveLength(2);
+    const columns = (await app.dataSource.query("SELECT column_name AS name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'audit_log'")) as Array<{ name: string }>;
+    expect(columns.map((column) => column.name)).toContain('seq');
+  });
+  it('the same with type mariadb (control)', async () => {
+    type = 'mariadb';
     app = await start();
     await app.dataSource.getRepository(Order).save({ status: 'new', total: 1 });
     // The table as an earlier version made it: without audit_log.seq.
