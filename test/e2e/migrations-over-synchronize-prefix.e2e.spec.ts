@@ -7,7 +7,7 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 
 // AuditMigrations adopted over a schema synchronize made, with a table prefix: first start
 // with synchronize only, then with the migrations; then undo them one by one and redo them.
-describe.each(databases())('review: migrations over a synchronize-made schema with entityPrefix on %s', (kind) => {
+describe.each(databases())('migrations over a synchronize-made schema with entityPrefix on %s', (kind) => {
   let db: TestDatabase;
   let prefixed: TestDatabase;
   let app: TestApp | undefined;

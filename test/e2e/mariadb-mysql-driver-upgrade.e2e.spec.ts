@@ -7,7 +7,7 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 // An app on MariaDB through TypeORM's `mysql` driver, schema kept by synchronize alone (no
 // migrations), upgrading to a module version whose audit_log has a column more: the
 // synchronize patch leaves the existing audit_log as it is, so the column is never added.
-describe.skipIf(!databases().includes('mariadb'))("review: upgrade on MariaDB through the mysql driver, synchronize only", () => {
+describe.skipIf(!databases().includes('mariadb'))("upgrade on MariaDB through the mysql driver, synchronize only", () => {
   let db: TestDatabase;
   let app: TestApp | undefined;
 

@@ -15,7 +15,7 @@ writeFileSync(keyFile, generateKeyPairSync('ed25519').publicKey.export({ type: '
 const checkpoints = join(dir, 'checkpoints.txt');
 writeFileSync(checkpoints, '');
 
-describe('review: CLI positional database URL', () => {
+describe('CLI positional database URL', () => {
   it('export <url> <second url>: the "unexpected argument" error does not echo the second URL\'s password', async () => {
     const run = await cli('export', `sqlite:${join(dir, 'a.sqlite')}`, `postgres://auditor:${SECRET}@127.0.0.1:1/x`);
     expect(run.code).toBe(2);

@@ -13,7 +13,7 @@ import { databases, type TestDatabase } from '../support/test-database.js';
 // the problem report fills up (10 000 problems) that walk is cut short, and the count is
 // of the rows read before the cut, not of the log.
 const LIMIT = 10_000;
-describe.each(databases().filter((kind) => kind !== 'mariadb'))('review: unsequenced count when the report is full on %s', (kind) => {
+describe.each(databases().filter((kind) => kind !== 'mariadb'))('unsequenced count when the report is full on %s', (kind) => {
   const dir = mkdtempSync(join(tmpdir(), 'rv-unsequenced-'));
   const keyFile = join(dir, 'audit.pem');
   writeFileSync(keyFile, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));

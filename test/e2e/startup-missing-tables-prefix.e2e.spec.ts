@@ -7,7 +7,7 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 
 // The start-up error names the tables missing from a data source that lists only some of
 // AuditEntities; with TypeORM's entityPrefix, the tables the app would have are prefixed.
-describe.each(databases())('review: start-up error names the missing tables, entityPrefix on %s', (kind) => {
+describe.each(databases())('start-up error names the missing tables, entityPrefix on %s', (kind) => {
   let db: TestDatabase;
   beforeAll(async () => {
     db = await createTestDatabase(kind);

@@ -6,7 +6,7 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 
 // DataSource.synchronize() called by the app while it runs (a mysql-typed data source on
 // MariaDB, with a table prefix): twice (at the same time, TypeORM's own synchronize races over the app's tables: not tried).
-describe.skipIf(!databases().includes('mariadb'))('review: explicit synchronize() on MariaDB through the mysql driver', () => {
+describe.skipIf(!databases().includes('mariadb'))('explicit synchronize() on MariaDB through the mysql driver', () => {
   let db: TestDatabase;
   let app: TestApp | undefined;
 
