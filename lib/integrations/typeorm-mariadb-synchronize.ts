@@ -14,12 +14,16 @@ import { AuditEntities } from '../storage/audit-entities.js';
  * `error`): on every start of the app, each stored event lost its changes, and `verify()`
  * found every event modified. (The `mariadb` driver reads MariaDB's schema right; so do
  * migrations.) For a data source of type `mysql` on MariaDB, the patched `synchronize`
- * leaves out the module's tables that exist already (TypeORM still creates those that are
- * missing, and synchronizes every table of the app as before), and logs once per data
- * source what it did and how to avoid it.
+ * runs in two passes: the app's tables as TypeORM would (the module's left out), then the
+ * module's tables alone, read as the `mariadb` driver reads them (the driver's type is
+ * `mariadb` for that pass), so that they change only as they would under type `mariadb`:
+ * a column or index a newer version of the module adds is created, the stored values stay.
+ * It logs what it did and how to avoid it. An app that calls `synchronize()` while it serves queries sees the
+ * driver's type as `mariadb` for the module's pass.
  *
  * Relies on: `synchronize()` building the schema from `entityMetadatas`, skipping those whose
- * `synchronize` is false (true of TypeORM 0.3 and 1). Tested with TypeORM 0.3.31 and 1.1
+ * `synchronize` is false, and the MySQL driver and query runner reading `options.type` when
+ * they read and compare the schema (true of TypeORM 0.3 and 1). Tested with TypeORM 0.3.31 and 1.1
  * (`test/unit/integrations.spec.ts` fails when `synchronize` or an entity's `synchronize`
  * flag is gone; `test/e2e/mariadb-mysql-driver.e2e.spec.ts` proves the events kept).
  */
@@ -37,38 +41,45 @@ export function keepAuditTablesOnMariaDbThroughMysqlDriver(): void {
   }
   if (original[PATCHED]) return;
   const patched: Synchronize = async function (this: DataSource, dropBeforeSync?: boolean) {
-    const kept = dropBeforeSync ? [] : await existingAuditTablesOnMariaDbThroughMysql(this);
-    if (kept.length === 0) return original.call(this, dropBeforeSync);
+    const audit = dropBeforeSync ? [] : await auditTablesOnMariaDbThroughMysql(this);
+    if (audit.length === 0) return original.call(this, dropBeforeSync);
     logger.warn(
-      `The data source ${JSON.stringify((this.options as { name?: string }).name ?? 'default')} reaches MariaDB with type 'mysql': TypeORM's synchronize would drop and re-add ` +
-        `the JSON columns of the audit tables (their data lost) on every start, as it reads MariaDB's schema as MySQL's. ` +
-        `It leaves ${kept.map((metadata) => metadata.tableName).join(', ')} as they are. Use type: 'mariadb' for this data source ` +
-        `(or run AuditMigrations) to keep them in step with this version of the module.`,
+      `The data source ${JSON.stringify((this.options as { name?: string }).name ?? 'default')} reaches MariaDB with type 'mysql': ` +
+        `TypeORM's synchronize reads MariaDB's schema as MySQL's, and would drop and re-add columns of the audit tables (their data lost) on every start. ` +
+        `The module synchronizes ${audit.map((metadata) => metadata.tableName).join(', ')} as type 'mariadb' would. ` +
+        `Use type: 'mariadb' for this data source: the app's own tables are synchronized as type 'mysql' reads them.`,
     );
-    for (const metadata of kept) metadata.synchronize = false;
-    try {
-      return await original.call(this, dropBeforeSync);
-    } finally {
-      for (const metadata of kept) metadata.synchronize = true;
-    }
+    const others = this.entityMetadatas.filter((metadata) => metadata.synchronize && !audit.includes(metadata));
+    await withoutSynchronizing(audit, () => original.call(this, dropBeforeSync));
+    const options = this.driver.options as { type: string };
+    await withoutSynchronizing(others, async () => {
+      options.type = 'mariadb';
+      try {
+        await original.call(this, false);
+      } finally {
+        options.type = 'mysql';
+      }
+    });
   };
   patched[PATCHED] = true;
   prototype.synchronize = patched;
 }
 
-/** The metadata of the module's tables that exist already, when `dataSource` is of type `mysql` and its server is MariaDB. */
-async function existingAuditTablesOnMariaDbThroughMysql(dataSource: DataSource): Promise<EntityMetadata[]> {
+/** Runs `work` with `metadatas` left out of synchronize, then puts their flag back. */
+async function withoutSynchronizing(metadatas: readonly EntityMetadata[], work: () => Promise<void>): Promise<void> {
+  for (const metadata of metadatas) metadata.synchronize = false;
+  try {
+    await work();
+  } finally {
+    for (const metadata of metadatas) metadata.synchronize = true;
+  }
+}
+
+/** The metadata of the module's tables, when `dataSource` is of type `mysql` and its server is MariaDB. */
+async function auditTablesOnMariaDbThroughMysql(dataSource: DataSource): Promise<EntityMetadata[]> {
   if (dataSource.options.type !== 'mysql' || !dataSource.isInitialized) return [];
   const audit = dataSource.entityMetadatas.filter((metadata) => metadata.synchronize && (AuditEntities as readonly unknown[]).includes(metadata.target));
   if (audit.length === 0) return [];
-  const runner = dataSource.createQueryRunner();
-  try {
-    const [row] = (await runner.query('SELECT VERSION() AS version')) as Array<{ version?: unknown }>;
-    if (!/mariadb/i.test(String(row?.version ?? ''))) return [];
-    const kept: EntityMetadata[] = [];
-    for (const metadata of audit) if (await runner.hasTable(metadata.tablePath)) kept.push(metadata);
-    return kept;
-  } finally {
-    await runner.release();
-  }
+  const [row] = (await dataSource.query('SELECT VERSION() AS version')) as Array<{ version?: unknown }>;
+  return /mariadb/i.test(String(row?.version ?? '')) ? audit : [];
 }
