@@ -82,6 +82,11 @@ export class DatabaseUnavailableError extends Error {
 /** Query parameters the drivers take a password from (node-postgres, mysql2). */
 const PASSWORD_PARAMETER = /([?&](?:password|sslpassword|passphrase)=)[^&#]*/gi;
 
+/** `text` with the password of every URL in it masked (see {@link redact}): what the command line prints of an error. */
+export function redactUrls(text: string): string {
+  return text.replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"'`]+/gi, (url) => redact(url));
+}
+
 /**
  * The URL without its password: the one after the user name (up to the last `@`, as a
  * password may hold a `/` or an `@` the URL did not percent-encode; masking too much is

@@ -11,7 +11,7 @@ import {
   verifyProofCommand,
   type CommandOptions,
 } from './commands.js';
-import { DatabaseUnavailableError, redact } from './database.js';
+import { DatabaseUnavailableError, redact, redactUrls } from './database.js';
 import { processIo, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
 
@@ -208,7 +208,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
     return await command.run(values as CommandOptions, positionals, io);
   } catch (err) {
     if (isUsageError(err)) {
-      io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n(see nestjs-system-audit ${name} --help)\n`);
+      io.stderr.write(`nestjs-system-audit ${name}: ${redactUrls((err as Error).message)}\n(see nestjs-system-audit ${name} --help)\n`);
       return 2;
     }
     if (
@@ -218,7 +218,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo()): Pr
       err instanceof InvalidNoteKeyError ||
       isFileError(err)
     ) {
-      io.stderr.write(`nestjs-system-audit ${name}: ${(err as Error).message}\n`);
+      io.stderr.write(`nestjs-system-audit ${name}: ${redactUrls((err as Error).message)}\n`);
       return 2;
     }
     throw err;
@@ -234,10 +234,14 @@ const DATABASE_URL = /^(postgres|postgresql|mysql|mariadb|sqlite):/i;
  * @throws CliUsageError for a second argument, or a source also given by option.
  */
 function withSourceArgument(options: CommandOptions, positionals: string[], at: number, events: boolean): CommandOptions {
-  if (positionals.length > at + 1) throw new CliUsageError(`unexpected argument ${JSON.stringify(positionals[at + 1])}`);
+  if (positionals.length > at + 1) throw new CliUsageError(`unexpected argument ${JSON.stringify(redact(positionals[at + 1]!))}`);
   const given = positionals[at];
   if (given === undefined) return options;
   const isUrl = DATABASE_URL.test(given);
+  // scheme://…: meant as a database URL (an export is a file path), in a scheme not taken.
+  if (!isUrl && /^[a-z][a-z0-9+.-]*:\/\//i.test(given)) {
+    throw new CliUsageError(`${JSON.stringify(redact(given))} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
+  }
   // Never the password of a URL.
   const shown = JSON.stringify(redact(given));
   if (!isUrl && !events) throw new CliUsageError(`${shown} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
