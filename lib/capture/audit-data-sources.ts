@@ -79,7 +79,8 @@ export class AuditDataSources {
       if (absent.length === 0) return;
       const missing = absent.map((entity) => entity.name);
       // Named by their tables too: what a reader of the schema knows them by.
-      const tables = absent.map((entity) => getMetadataArgsStorage().tables.find((table) => table.target === entity)?.name ?? entity.name);
+      const prefix = dataSource.options.entityPrefix ?? '';
+      const tables = absent.map((entity) => prefix + (getMetadataArgsStorage().tables.find((table) => table.target === entity)?.name ?? entity.name));
       throw new Error(
         `${missing.join(', ')} ${missing.length === 1 ? 'is not an entity' : 'are not entities'} of ${whose}: ${fix} ` +
           `(missing ${tables.length === 1 ? 'table' : 'tables'}: ${tables.join(', ')})`,

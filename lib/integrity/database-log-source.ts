@@ -269,11 +269,9 @@ export async function withUnsequencedProblems(
   const added: AuditIntegrityProblem[] = [];
   let truncated = result.truncatedReport === true;
   for await (const problem of more) {
-    if (result.problems.length + added.length >= MAX_REPORTED_PROBLEMS) {
-      truncated = true;
-      break;
-    }
-    added.push(problem);
+    // Past a full report, read on: the events without a seq are counted to the end.
+    if (result.problems.length + added.length >= MAX_REPORTED_PROBLEMS) truncated = true;
+    else added.push(problem);
   }
   const pending = unsequenced();
   if (added.length === 0 && !truncated && pending === 0) return result;

@@ -34,7 +34,6 @@ describe.each(databases())('start-up error names the missing tables, entityPrefi
       })
       .catch((e: unknown) => e);
     const message = (error as Error).message;
-    // Observed: "... (missing tables: audit_subject, audit_instance, audit_tree, audit_checkpoint)".
     expect(message).toContain('missing tables');
     expect(message.slice(message.indexOf('(missing'))).toBe('(missing tables: rv_audit_subject, rv_audit_instance, rv_audit_tree, rv_audit_checkpoint)');
     for (const table of ['rv_audit_subject', 'rv_audit_instance', 'rv_audit_tree', 'rv_audit_checkpoint']) expect(message).toContain(table);
