@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { databaseBehindProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const STORE_TIMEOUT = 1_500;
 let proxy: TcpProxy;
@@ -46,12 +46,10 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('units stored at 
   let t: TestApp;
 
   beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    const target = db.options as { host: string; port: number };
-    proxy = new TcpProxy(target.host, target.port);
-    await proxy.start();
+    let viaProxy: TestDatabase;
+    ({ db, proxy, viaProxy } = await databaseBehindProxy(kind));
     t = await createTestApp({
-      db: { ...db, options: { ...db.options, port: proxy.port } as TestDatabase['options'] },
+      db: viaProxy,
       adapter: 'express',
       controllers: [StaggeredController],
       audit: { failOpen: false, storeTimeout: STORE_TIMEOUT },

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { ImportLine } from '../app/import-line.entity.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { databaseBehindProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const STORE_TIMEOUT = 1_500;
 const LATENCY_MS = 40;
@@ -40,12 +40,10 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('a unit stored in
   let t: TestApp;
 
   beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    const target = db.options as { host: string; port: number };
-    proxy = new TcpProxy(target.host, target.port);
-    await proxy.start();
+    let viaProxy: TestDatabase;
+    ({ db, proxy, viaProxy } = await databaseBehindProxy(kind));
     t = await createTestApp({
-      db: { ...db, options: { ...db.options, port: proxy.port } as TestDatabase['options'] },
+      db: viaProxy,
       adapter: 'express',
       entities: [ImportLine],
       controllers: [SlowImportController],

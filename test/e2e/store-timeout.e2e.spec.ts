@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditJournalEntity, Audited } from '../../lib/index.js';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { databaseBehindProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
 
 const STORE_TIMEOUT = 1_500;
 let proxy: TcpProxy;
@@ -51,12 +51,10 @@ describe.each(cases)('the database stops answering after the handler’s commit,
   let t: TestApp;
 
   beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    const target = db.options as { host: string; port: number };
-    proxy = new TcpProxy(target.host, target.port);
-    await proxy.start();
+    let viaProxy: TestDatabase;
+    ({ db, proxy, viaProxy } = await databaseBehindProxy(kind));
     t = await createTestApp({
-      db: { ...db, options: { ...db.options, port: proxy.port } as TestDatabase['options'] },
+      db: viaProxy,
       adapter,
       controllers: [HungController],
       audit: { failOpen, storeTimeout: STORE_TIMEOUT },

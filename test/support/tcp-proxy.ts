@@ -1,4 +1,5 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createTestDatabase, type DatabaseKind, type TestDatabase } from './test-database.js';
 
 /**
  * A TCP proxy on 127.0.0.1 in front of a database server, for fault tests: it can cut
@@ -129,4 +130,17 @@ export class TcpProxy {
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
   }
+}
+
+/**
+ * A fresh test database of `kind` reached through a started {@link TcpProxy}: the database
+ * (to drop), the proxy (to freeze, slow or cut), and the database's options pointing at the
+ * proxy (to give the app).
+ */
+export async function databaseBehindProxy(kind: DatabaseKind): Promise<{ db: TestDatabase; proxy: TcpProxy; viaProxy: TestDatabase }> {
+  const db = await createTestDatabase(kind);
+  const target = db.options as { host: string; port: number };
+  const proxy = new TcpProxy(target.host, target.port);
+  await proxy.start();
+  return { db, proxy, viaProxy: { ...db, options: { ...db.options, port: proxy.port } as TestDatabase['options'] } };
 }
