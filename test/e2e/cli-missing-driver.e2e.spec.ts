@@ -15,7 +15,7 @@ describe('the command line without the driver package of the URL it is given', (
   writeFileSync(key, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const hidden = (packages: string) => ({ node: ['--require', './test/support/hide-packages.cjs'], env: { HIDE_PACKAGES: packages } });
+  const hidden = (packages: string) => ({ node: ['--import', './test/support/hide-packages.mjs'], env: { HIDE_PACKAGES: packages } });
 
   it.each([
     ['postgres://auditor:s3cret@127.0.0.1:5432/test', 'pg', 'pg'],

@@ -1,7 +1,9 @@
-// Preloaded (node --require) by tests of a missing package: resolving any package named in
-// HIDE_PACKAGES (comma-separated) fails as it does when the package is not installed.
-// (require() only: what TypeORM loads database drivers with.)
-const Module = require('node:module');
+// Preloaded (node --import) by tests of a missing package: loading any package named in
+// HIDE_PACKAGES (comma-separated) with require() fails as it does when the package is not
+// installed (require() is what TypeORM loads database drivers with).
+import Module from 'node:module';
+import process from 'node:process';
+
 const hidden = new Set((process.env.HIDE_PACKAGES ?? '').split(',').filter(Boolean));
 const load = Module._load;
 Module._load = function (request, ...rest) {
