@@ -73,7 +73,7 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
         onProgress: progress.update,
       });
       progress.done();
-      return withUnsequencedProblems(verified, source.unsequencedProblems(), () => source.unsequenced);
+      return withUnsequencedProblems(verified, source);
     });
   }
   for (const problem of result.problems) io.stdout.write(`${formatProblem(problem)}\n`);

@@ -256,24 +256,19 @@ function canonicalisationProblem(row: AuditLogEntity): string | undefined {
 }
 
 /**
- * `result` with the problems of `more` added (the events without a seq that cannot be
- * sequenced, see `DatabaseLogSource.unsequencedProblems`), kept in the result's order and
- * within {@link MAX_REPORTED_PROBLEMS}, and the count of the other events without a seq
- * (`unsequenced`, read once `more` is done).
+ * `result` with the events of `source` without a seq added: those that cannot be sequenced
+ * as problems (see `DatabaseLogSource.unsequencedProblems`), kept in the result's order and
+ * within {@link MAX_REPORTED_PROBLEMS}, and the others counted as `unsequenced`.
  */
-export async function withUnsequencedProblems(
-  result: AuditVerifyResult,
-  more: AsyncIterable<AuditIntegrityProblem>,
-  unsequenced: () => number,
-): Promise<AuditVerifyResult> {
+export async function withUnsequencedProblems(result: AuditVerifyResult, source: DatabaseLogSource): Promise<AuditVerifyResult> {
   const added: AuditIntegrityProblem[] = [];
   let truncated = result.truncatedReport === true;
-  for await (const problem of more) {
+  for await (const problem of source.unsequencedProblems()) {
     // Past a full report, read on: the events without a seq are counted to the end.
     if (result.problems.length + added.length >= MAX_REPORTED_PROBLEMS) truncated = true;
     else added.push(problem);
   }
-  const pending = unsequenced();
+  const pending = source.unsequenced;
   if (added.length === 0 && !truncated && pending === 0) return result;
   // Unsequenced events have no seq: they come first, as problems without seq or tree size do.
   const out: AuditVerifyResult = added.length === 0 ? { ...result } : { ...result, ok: false, problems: [...added, ...result.problems] };

@@ -146,7 +146,7 @@ export class AuditService {
       total,
       ...(options.onProgress ? { onProgress: options.onProgress } : {}),
     });
-    return withUnsequencedProblems(result, source.unsequencedProblems(), () => source.unsequenced);
+    return withUnsequencedProblems(result, source);
   }
 
   /**
