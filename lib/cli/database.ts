@@ -62,7 +62,7 @@ export async function openDatabase(args: DatabaseArguments, readonly = true): Pr
  * `#`, `?`) left as it is: the driver then reads another host or user than meant.
  */
 function reservedCharacterHint(url: string): string {
-  const rest = url.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
+  const rest = url.replace(URL_SCHEME, '');
   const at = rest.lastIndexOf('@');
   if (at < 0 || !/[@/#?]/.test(rest.slice(0, at))) return '';
   return ' (the user name or password in the URL holds @, /, # or ?: percent-encode them, e.g. %40 for @ and %2F for /)';
@@ -79,6 +79,9 @@ export class DatabaseUnavailableError extends Error {
   }
 }
 
+/** The start of a URL with an authority (`scheme://`). */
+export const URL_SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
 /** Query parameters the drivers take a password from (node-postgres, mysql2). */
 const PASSWORD_PARAMETER = /([?&](?:password|sslpassword|passphrase)=)[^&#]*/gi;
 
@@ -93,7 +96,7 @@ export function redactUrls(text: string): string {
  * safe) and those given as query parameters.
  */
 export function redact(url: string): string {
-  const scheme = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0];
+  const scheme = URL_SCHEME.exec(url)?.[0];
   let masked = url;
   if (scheme !== undefined) {
     const rest = url.slice(scheme.length);

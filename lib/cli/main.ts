@@ -11,7 +11,7 @@ import {
   verifyProofCommand,
   type CommandOptions,
 } from './commands.js';
-import { DatabaseUnavailableError, redact, redactUrls } from './database.js';
+import { DatabaseUnavailableError, redact, redactUrls, URL_SCHEME } from './database.js';
 import { processIo, type CliIo } from './output.js';
 import { CliUsageError } from './usage-error.js';
 
@@ -238,13 +238,10 @@ function withSourceArgument(options: CommandOptions, positionals: string[], at: 
   const given = positionals[at];
   if (given === undefined) return options;
   const isUrl = DATABASE_URL.test(given);
-  // scheme://…: meant as a database URL (an export is a file path), in a scheme not taken.
-  if (!isUrl && /^[a-z][a-z0-9+.-]*:\/\//i.test(given)) {
-    throw new CliUsageError(`${JSON.stringify(redact(given))} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
-  }
   // Never the password of a URL.
   const shown = JSON.stringify(redact(given));
-  if (!isUrl && !events) throw new CliUsageError(`${shown} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
+  // Only verify takes an export (a file path); `scheme://…` is meant as a URL, in a scheme not taken.
+  if (!isUrl && (!events || URL_SCHEME.test(given))) throw new CliUsageError(`${shown} is not a database URL (postgres://…, mysql://…, mariadb://… or sqlite:<path>)`);
   if (options.url !== undefined || options.events !== undefined) throw new CliUsageError(`${shown}: the events are already named by ${options.url !== undefined ? '--url' : '--events'}`);
   return isUrl ? { ...options, url: given } : { ...options, events: given };
 }
