@@ -55,7 +55,7 @@ export { AuditStoreTimeoutError } from './exceptions/audit-store-timeout.error.j
 export { AuditUnitRecoveredError } from './exceptions/audit-unit-recovered.error.js';
 export { InvalidAuditProofError } from './exceptions/invalid-audit-proof.error.js';
 export { MalformedAuditExportError } from './exceptions/malformed-audit-export.error.js';
-export { verifyInclusion, verifyConsistency, verifiersFor } from './integrity/proofs.js';
+export { verifyInclusion, verifyConsistency, checkInclusion, checkConsistency, verifiersFor, type AuditInclusionProofWithNote } from './integrity/proofs.js';
 export { fileAnchor, readCheckpointsFile } from './integrity/file-anchor.js';
 export { exportEventLine } from './integrity/jsonl-log-source.js';
 export type * from './interfaces/audit-event.interface.js';

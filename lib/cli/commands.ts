@@ -10,7 +10,7 @@ import { DatabaseLogSource, withUnsequencedProblems } from '../integrity/databas
 import { formatCheckpointsFile, readCheckpointsFile } from '../integrity/file-anchor.js';
 import { exportLogData, findExportedEvent } from '../integrity/jsonl-log-source.js';
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
-import { verifyInclusion } from '../integrity/proofs.js';
+import { checkInclusion, type AuditInclusionProofWithNote } from '../integrity/proofs.js';
 import { splitPurgeNotes } from '../integrity/purge-record.js';
 import type { AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditInclusionProof, AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
@@ -85,13 +85,13 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
 export async function verifyProofCommand(file: string | undefined, options: CommandOptions, io: CliIo): Promise<number> {
   if (file === undefined) throw new CliUsageError('name the proof file: verify-proof <proof.json>');
   const publicKeys = readPublicKeys(options['public-key']);
-  let proof: AuditInclusionProof;
+  let proof: AuditInclusionProof | AuditInclusionProofWithNote;
   try {
-    proof = JSON.parse(readFileSync(file, 'utf8')) as AuditInclusionProof;
+    proof = JSON.parse(readFileSync(file, 'utf8')) as AuditInclusionProof | AuditInclusionProofWithNote;
   } catch (err) {
     throw new CliUsageError(`cannot read the proof ${file}: ${(err as Error).message}`);
   }
-  const own = verifyInclusion(proof, publicKeys);
+  const own = checkInclusion(proof, publicKeys);
   if (!own.ok) return fail(io, own.reason);
   let where = '';
   if (options.url !== undefined && options.events !== undefined) throw new CliUsageError('give either --url or --events, not both');
@@ -101,7 +101,7 @@ export async function verifyProofCommand(file: string | undefined, options: Comm
     const { row, problem } = found;
     if (problem !== undefined) return fail(io, `the database's copy of event ${proof.id}: ${problem}`);
     if (row.seq !== proof.seq) return fail(io, `event ${proof.id} has seq ${row.seq ?? 'null'} in the database, the proof says ${proof.seq}`);
-    const withEvent = verifyInclusion(proof, publicKeys, row);
+    const withEvent = checkInclusion(proof, publicKeys, row);
     if (!withEvent.ok) return fail(io, `the database's copy of event ${proof.id}: ${withEvent.reason}`);
     where = ', and the database holds it unchanged';
   } else if (options.events !== undefined) {

@@ -114,7 +114,7 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
     treeSize: checkpoint.treeSize,
     leafHash: leaf.toString('base64'),
     path: path.map((hash) => hash.toString('base64')),
-    checkpoint: checkpoint.note,
+    checkpoint: { treeSize: checkpoint.treeSize, rootHash: checkpoint.rootHash, note: checkpoint.note },
   };
 }
 

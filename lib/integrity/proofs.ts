@@ -6,6 +6,9 @@ import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.j
 import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
 import { leafHashOfText, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
 
+/** An inclusion proof whose checkpoint is given as its signed note's text alone. */
+export type AuditInclusionProofWithNote = Omit<AuditInclusionProof, 'checkpoint'> & { checkpoint: string };
+
 /*
  * Offline checks of the proofs the module hands out: whoever holds a proof and the log's
  * public key checks it without the database.
@@ -41,7 +44,51 @@ export function verifiersFor(note: string, keys: AuditPublicKey | readonly Audit
 }
 
 /**
- * Checks an inclusion proof offline: the checkpoint note is signed by one of the keys,
+ * Whether an inclusion proof holds, checked offline: `true` when {@link checkInclusion}
+ * finds it holds, `false` when it does not — including a malformed proof (a missing
+ * member, a hash that is not the base64 of 32 bytes): a proof handed over from elsewhere
+ * that cannot be read does not prove anything. `checkInclusion` says why.
+ *
+ * @throws InvalidNoteKeyError for an unusable key; InvalidAuditProofError when `event` is
+ *   an `AuditEvent` as `find()` returns it (give the stored row).
+ */
+export function verifyInclusion(
+  proof: AuditInclusionProof | AuditInclusionProofWithNote,
+  publicKey: AuditPublicKey | readonly AuditPublicKey[],
+  event?: CanonicalEventInput & { actor?: never; request?: never; target?: never },
+): boolean {
+  if (event !== undefined) checkEventRow(event);
+  return holds(() => checkInclusion(proof, publicKey, event));
+}
+
+/**
+ * Whether a consistency proof holds, checked offline: `true` when {@link checkConsistency}
+ * finds it holds, `false` when it does not, including a malformed proof or checkpoint.
+ *
+ * @throws InvalidNoteKeyError for an unusable key.
+ */
+export function verifyConsistency(
+  older: string | AuditCheckpoint,
+  newer: string | AuditCheckpoint,
+  proof: AuditConsistencyProof,
+  publicKey: AuditPublicKey | readonly AuditPublicKey[],
+): boolean {
+  return holds(() => checkConsistency(older, newer, proof, publicKey));
+}
+
+/** A check's answer as a boolean, a malformed proof being one that does not hold. */
+function holds(check: () => AuditProofResult): boolean {
+  try {
+    return check().ok;
+  } catch (err) {
+    if (err instanceof InvalidAuditProofError) return false;
+    throw err;
+  }
+}
+
+/**
+ * Checks an inclusion proof offline and says why it does not hold: the checkpoint (the
+ * signed note's text, or an `AuditCheckpoint` whose `note` is checked) is signed by one of the keys,
  * its tree size is the proof's, the leaf index is `seq - 1`, and the audit path leads
  * from the leaf hash to the signed root. Given `event` (an `audit_log` row, or an object
  * of a JSON Lines export), also checks that the event is the proof's: same id, and its
@@ -54,8 +101,8 @@ export function verifiersFor(note: string, keys: AuditPublicKey | readonly Audit
  *   that is not the base64 of 32 bytes) or the event is an `AuditEvent`; InvalidNoteKeyError
  *   for an unusable key.
  */
-export function verifyInclusion(
-  proof: AuditInclusionProof,
+export function checkInclusion(
+  proof: AuditInclusionProof | AuditInclusionProofWithNote,
   publicKey: AuditPublicKey | readonly AuditPublicKey[],
   event?: CanonicalEventInput & { actor?: never; request?: never; target?: never },
 ): AuditProofResult {
@@ -67,11 +114,13 @@ export function verifyInclusion(
   if (typeof proof.id !== 'string' || proof.id === '') throw new InvalidAuditProofError('id is not a non-empty string');
   const leaf = checkHash(proof.leafHash, 'leafHash');
   const path = checkPath(proof.path);
-  if (typeof proof.checkpoint !== 'string') throw new InvalidAuditProofError('checkpoint is not the text of a signed note');
+  const note = noteOf(proof.checkpoint, 'checkpoint');
 
-  const opened = openCheckpoint(proof.checkpoint, publicKey, 'the checkpoint');
+  const opened = openCheckpoint(note, publicKey, 'the checkpoint');
   if (!opened.ok) return opened;
   const checkpoint = opened.checkpoint;
+  const disagreement = disagreesWithNote(proof.checkpoint, checkpoint, 'the checkpoint');
+  if (disagreement) return fail(disagreement);
   if (checkpoint.treeSize !== BigInt(treeSize)) {
     return fail(`the checkpoint is of tree size ${checkpoint.treeSize}, the proof says ${treeSize}`);
   }
@@ -97,7 +146,7 @@ export function verifyInclusion(
 }
 
 /**
- * Checks a consistency proof offline: both checkpoints (each a signed note's text, or an
+ * Checks a consistency proof offline and says why it does not hold: both checkpoints (each a signed note's text, or an
  * `AuditCheckpoint` as `checkpoint()` returns and `anchor` receives — its `note` is what is
  * checked) are signed by one of the keys,
  * name the same log (origin), are of the proof's sizes, and the proof shows that the
@@ -106,7 +155,7 @@ export function verifyInclusion(
  * @returns `{ ok: true }`, or `{ ok: false, reason }` naming the first check that failed.
  * @throws InvalidAuditProofError when the proof is malformed; InvalidNoteKeyError for an unusable key.
  */
-export function verifyConsistency(
+export function checkConsistency(
   older: string | AuditCheckpoint,
   newer: string | AuditCheckpoint,
   proof: AuditConsistencyProof,

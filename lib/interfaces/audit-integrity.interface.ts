@@ -60,8 +60,11 @@ export interface AuditInclusionProof {
   leafHash: string;
   /** The audit path, base64 hashes from the leaf up. */
   path: string[];
-  /** The signed checkpoint (note) of `treeSize` whose root the path leads to. */
-  checkpoint: string;
+  /**
+   * The signed checkpoint of `treeSize` whose root the path leads to, as `checkpoint()`
+   * returns it (its `note` is what the signature covers).
+   */
+  checkpoint: AuditCheckpoint;
 }
 
 /** A consistency proof between two checkpoints, checkable with `verifyConsistency(older, newer, proof, publicKey)`. */
@@ -153,5 +156,5 @@ export interface AuditVerifyResult {
   purgedThrough?: number;
 }
 
-/** What `verifyInclusion` and `verifyConsistency` answer: the proof holds, or why not. */
+/** What `checkInclusion` and `checkConsistency` answer: the proof holds, or why not. */
 export type AuditProofResult = { ok: true } | { ok: false; reason: string };

@@ -4,7 +4,7 @@ import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { inclusionProofOf, latestCheckpoint } from '../integrity/integrity-proofs.js';
-import { verifyInclusion } from '../integrity/proofs.js';
+import { checkInclusion } from '../integrity/proofs.js';
 import type { AuditEvent } from '../interfaces/audit-event.interface.js';
 import type { AuditCheckpoint, AuditInclusionProof, AuditProofResult } from '../interfaces/audit-integrity.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -54,7 +54,7 @@ export class AuditEventReader {
     if (!checkpoint || checkpoint.treeSize < row.seq) return { state: 'uncovered', seq: row.seq, checkpoint };
     try {
       const proof = await inclusionProofOf(manager, row, checkpoint);
-      return { state: 'proved', proof, verified: verifyInclusion(proof, integrity.publicKeys, row) };
+      return { state: 'proved', proof, verified: checkInclusion(proof, integrity.publicKeys, row) };
     } catch (error) {
       if (error instanceof AuditIntegrityError) return { state: 'broken', message: error.message };
       throw error;

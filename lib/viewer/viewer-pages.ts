@@ -193,7 +193,7 @@ function inclusion(status: AuditInclusionStatus): Html {
 <dt>Tree size</dt><dd>${status.proof.treeSize}</dd>
 <dt>Leaf hash</dt><dd class="mono">${status.proof.leafHash}</dd>
 <dt>Audit path</dt><dd class="mono">${status.proof.path.length} hashes</dd>
-<dt>Checkpoint</dt><dd>${html`<pre>${status.proof.checkpoint}</pre>`}</dd>
+<dt>Checkpoint</dt><dd>${html`<pre>${status.proof.checkpoint.note}</pre>`}</dd>
 </dl>`;
   }
 }

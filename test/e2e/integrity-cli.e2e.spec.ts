@@ -11,7 +11,7 @@ import {
   AuditMigrations,
   AuditTreeEntity,
   bindUtcDates,
-  type AuditInclusionProof,
+  type AuditInclusionProofWithNote,
 } from '../../lib/index.js';
 import { canonicalEventJson } from '../../lib/integrity/canonical-json.js';
 import { createSigner, formatCheckpoint, parseVerifierKey, signNote, verifierKey } from '../../lib/integrity/checkpoint-note.js';
@@ -147,7 +147,8 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
 
   it('verify-proof: a proof built from the tree holds, alone and against the data; a tampered one does not', async () => {
     const note = (await dataSource.getRepository(AuditCheckpointEntity).findOneByOrFail({ treeSize: 7 })).note;
-    const proof: AuditInclusionProof = {
+    // A proof whose checkpoint is the note's text alone is read too.
+    const proof: AuditInclusionProofWithNote = {
       id: rows[5]!.id,
       seq: 6,
       leafIndex: 5,

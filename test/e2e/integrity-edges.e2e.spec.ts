@@ -2,7 +2,7 @@
 // checkpoints checkpoint() returns, and a start-up error that names the option to change.
 import { generateKeyPairSync } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { InvalidAuditOptionsError, verifyConsistency } from '../../lib/index.js';
+import { checkConsistency, InvalidAuditOptionsError, verifyConsistency } from '../../lib/index.js';
 import { resolveIntegrity } from '../../lib/integrity/integrity-options.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -36,26 +36,29 @@ describe.each(databases())('integrity at its edges on %s', (kind) => {
     const newer = await t.audit.checkpoint();
     expect(newer.treeSize).toBe(3);
     const proof = await t.audit.proveConsistency(empty, newer);
-    expect(verifyConsistency(empty, newer, proof, publicKey)).toEqual({ ok: true });
+    expect(verifyConsistency(empty, newer, proof, publicKey)).toBe(true);
     expect(await t.audit.verify()).toMatchObject({ ok: true, treeSize: 3, problems: [] });
   });
 
-  it('verifyConsistency() takes the checkpoints checkpoint() returns, or their notes, and checks that the two agree', async () => {
+  it('verifyConsistency() and checkConsistency() take the checkpoints checkpoint() returns, or their notes, and check that the two agree', async () => {
     await Promise.all([1, 2].map((i) => t.audit.log({ action: 'order.noted', reason: `note ${i}` })));
     const older = await t.audit.checkpoint();
     await Promise.all([3, 4, 5].map((i) => t.audit.log({ action: 'order.noted', reason: `note ${i}` })));
     const newer = await t.audit.checkpoint();
     const proof = await t.audit.proveConsistency(older, newer);
-    expect(verifyConsistency(older, newer, proof, publicKey)).toEqual({ ok: true });
-    expect(verifyConsistency(older.note, newer, proof, publicKey)).toEqual({ ok: true });
-    expect(verifyConsistency(older, newer.note, proof, publicKey)).toEqual({ ok: true });
+    expect(verifyConsistency(older, newer, proof, publicKey)).toBe(true);
+    expect(verifyConsistency(older.note, newer, proof, publicKey)).toBe(true);
+    expect(verifyConsistency(older, newer.note, proof, publicKey)).toBe(true);
+    expect(checkConsistency(older, newer, proof, publicKey)).toEqual({ ok: true });
     // An object whose fields were changed: its signed note is what counts, and the two disagree.
-    expect(verifyConsistency({ ...older, rootHash: newer.rootHash }, newer, proof, publicKey)).toEqual({
+    expect(verifyConsistency({ ...older, rootHash: newer.rootHash }, newer, proof, publicKey)).toBe(false);
+    expect(checkConsistency({ ...older, rootHash: newer.rootHash }, newer, proof, publicKey)).toEqual({
       ok: false,
       reason: "the older checkpoint's rootHash is not the root hash of its signed note",
     });
-    expect(verifyConsistency(older, { ...newer, treeSize: 4 }, proof, publicKey)).toEqual({ ok: false, reason: 'the newer checkpoint says tree size 4, its signed note 5' });
-    expect(() => verifyConsistency({ treeSize: 2 } as never, newer, proof, publicKey)).toThrow(
+    expect(checkConsistency(older, { ...newer, treeSize: 4 }, proof, publicKey)).toEqual({ ok: false, reason: 'the newer checkpoint says tree size 4, its signed note 5' });
+    expect(verifyConsistency({ treeSize: 2 } as never, newer, proof, publicKey)).toBe(false);
+    expect(() => checkConsistency({ treeSize: 2 } as never, newer, proof, publicKey)).toThrow(
       "the older checkpoint must be a signed note's text or a checkpoint { treeSize, rootHash, note }",
     );
   });

@@ -74,7 +74,7 @@ describe.each(databases())('audit_tree rows altered on %s', (kind) => {
     expect(run.stdout).toMatch(/^modified level=1 index=3 audit_tree node at level 1, index 3/m);
     // Events whose path does not go through it are still proved.
     const proof = await t.audit.prove(rows[0]!.id);
-    expect(verifyInclusion(proof, VKEY, rows[0]!)).toEqual({ ok: true });
+    expect(verifyInclusion(proof, VKEY, rows[0]!)).toBe(true);
   });
 
   it('an inner node removed: verify() reports it missing, and prove() through it refuses', async () => {

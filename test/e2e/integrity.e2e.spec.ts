@@ -6,6 +6,7 @@ import {
   AuditTreeEntity,
   exportEventLine,
   InvalidAuditProofError,
+  checkInclusion,
   verifyInclusion,
   type AuditCheckpoint,
 } from '../../lib/index.js';
@@ -96,9 +97,11 @@ describe.each(databases())('integrity: sequencing, tree and checkpoints on %s', 
     const checkpoint = await t.audit.checkpoint();
     for (const row of [rows[0]!, rows[6]!, rows[rows.length - 1]!]) {
       const proof = await t.audit.prove(row.id);
-      expect(proof).toMatchObject({ id: row.id, seq: row.seq, leafIndex: row.seq! - 1, treeSize: checkpoint.treeSize, checkpoint: checkpoint.note });
+      expect(proof).toMatchObject({ id: row.id, seq: row.seq, leafIndex: row.seq! - 1, treeSize: checkpoint.treeSize });
+      // The checkpoint as checkpoint() returns it.
+      expect(proof.checkpoint).toEqual({ treeSize: checkpoint.treeSize, rootHash: checkpoint.rootHash, note: checkpoint.note });
       expect(proof.leafHash).toBe(leafHash(Buffer.from(canonicalEventJson(row))).toString('base64'));
-      const root = parseCheckpoint(openNote(proof.checkpoint, [verifier()]).text).rootHash;
+      const root = parseCheckpoint(openNote(proof.checkpoint.note, [verifier()]).text).rootHash;
       const path = proof.path.map((hash) => Buffer.from(hash, 'base64'));
       expect(verifyInclusionProof(proof.leafIndex, proof.treeSize, Buffer.from(proof.leafHash, 'base64'), path, root)).toBe(true);
     }
@@ -110,8 +113,12 @@ describe.each(databases())('integrity: sequencing, tree and checkpoints on %s', 
     const [id] = await log(1, 400);
     const proof = await t.audit.prove(id!);
     const row = await t.dataSource.getRepository(AuditLogEntity).findOneByOrFail({ id: id! });
-    expect(verifyInclusion(proof, publicKey, row)).toEqual({ ok: true });
-    expect(verifyInclusion(proof, publicKey, JSON.parse(exportEventLine(row)))).toEqual({ ok: true });
+    expect(verifyInclusion(proof, publicKey)).toBe(true);
+    expect(verifyInclusion(proof, publicKey, row)).toBe(true);
+    expect(checkInclusion(proof, publicKey, row)).toEqual({ ok: true });
+    expect(verifyInclusion(proof, publicKey, JSON.parse(exportEventLine(row)))).toBe(true);
+    expect(verifyInclusion(proof, publicKey, { ...row, reason: 'rewritten' })).toBe(false);
+    expect(checkInclusion(proof, publicKey, { ...row, reason: 'rewritten' })).toMatchObject({ ok: false, reason: expect.stringContaining('was changed') });
     // find()'s shape nests actor, request and target: hashing it would call an untouched event
     // "changed", so it is refused (and does not compile).
     const [event] = (await t.audit.find({ target: { type: 'order', id: '400' } })).items;

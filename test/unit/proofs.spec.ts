@@ -7,6 +7,8 @@ import {
   fileAnchor,
   InvalidAuditProofError,
   readCheckpointsFile,
+  checkConsistency,
+  checkInclusion,
   verifiersFor,
   verifyConsistency,
   verifyInclusion,
@@ -49,11 +51,56 @@ function proofOf(seq: number, size: number): AuditInclusionProof {
     treeSize: size,
     leafHash: b64(leaves[seq - 1]!),
     path: inclusionProof(leaves.slice(0, size), seq - 1).map(b64),
-    checkpoint: note(size),
+    checkpoint: { treeSize: size, rootHash: b64(rootHash(leaves.slice(0, size))), note: note(size) },
   };
 }
 
 describe('verifyInclusion', () => {
+  it('is true for a proof that holds, with its checkpoint as prove() gives it or as the note alone', () => {
+    const proof = proofOf(5, 11);
+    expect(verifyInclusion(proof, publicKey)).toBe(true);
+    expect(verifyInclusion({ ...proof, checkpoint: proof.checkpoint.note }, publicKey)).toBe(true);
+    expect(verifyInclusion(JSON.parse(JSON.stringify(proof)) as AuditInclusionProof, verifierKey(ORIGIN, publicKey), events[4])).toBe(true);
+  });
+
+  it('is false for a proof that does not hold, a malformed one included, and for an event that is not the one proved', () => {
+    const proof = proofOf(5, 11);
+    expect(verifyInclusion({ ...proof, path: [proof.path[1]!, proof.path[0]!, ...proof.path.slice(2)] }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, leafHash: b64(leaves[5]!) }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, checkpoint: { ...proof.checkpoint, treeSize: 12 } }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, checkpoint: { ...proof.checkpoint, rootHash: b64(leaves[0]!) } }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, checkpoint: proof.checkpoint.note.replace('\n11\n', '\n12\n') }, publicKey)).toBe(false);
+    expect(verifyInclusion(proof, other)).toBe(false);
+    expect(verifyInclusion(proof, publicKey, { ...events[4]!, reason: 'changed' })).toBe(false);
+    expect(verifyInclusion({ ...proof, leafHash: 'not base64!' }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, path: ['AAAA'] }, publicKey)).toBe(false);
+    expect(verifyInclusion({ ...proof, checkpoint: 42 as never }, publicKey)).toBe(false);
+    expect(verifyInclusion(null as never, publicKey)).toBe(false);
+  });
+
+  it('throws for a key that is no key, and for an event as find() returns it', () => {
+    const proof = proofOf(5, 11);
+    expect(() => verifyInclusion(proof, 'not a key')).toThrow(/verifier key/);
+    expect(() => verifyInclusion(proof, publicKey, { ...events[4]!, actor: { type: 'user' } } as never)).toThrow(/AuditEvent as find\(\) and history\(\) return it/);
+  });
+});
+
+describe('verifyConsistency', () => {
+  const proofBetween = (m: number, n: number): AuditConsistencyProof => ({ oldSize: m, newSize: n, path: consistencyProof(leaves.slice(0, n), m).map(b64) });
+
+  it('is true for a proof that holds and false for one that does not, a malformed one included', () => {
+    const proof = proofBetween(3, 7);
+    expect(verifyConsistency(note(3), note(7), proof, publicKey)).toBe(true);
+    expect(verifyConsistency(note(3), note(7), { ...proof, path: [...proof.path].reverse() }, publicKey)).toBe(false);
+    expect(verifyConsistency(note(7), note(3), proof, publicKey)).toBe(false);
+    expect(verifyConsistency(note(3), note(7), proof, other)).toBe(false);
+    expect(verifyConsistency(note(3), note(7), { ...proof, path: [1] as never }, publicKey)).toBe(false);
+    expect(verifyConsistency({ treeSize: 3 } as never, note(7), proof, publicKey)).toBe(false);
+    expect(() => verifyConsistency(note(3), note(7), proof, 'not a key')).toThrow(/verifier key/);
+  });
+});
+
+describe('checkInclusion', () => {
   it.each([
     [1, 1],
     [5, 8],
@@ -63,46 +110,46 @@ describe('verifyInclusion', () => {
   ])('accepts the proof of seq %i in the tree of %i, with every form of public key', (seq, size) => {
     const proof = proofOf(seq, size);
     for (const key of [publicKey, privateKey, publicKey.export({ format: 'pem', type: 'spki' }).toString(), verifierKey(ORIGIN, publicKey)]) {
-      expect(verifyInclusion(proof, key)).toEqual({ ok: true });
+      expect(checkInclusion(proof, key)).toEqual({ ok: true });
     }
-    expect(verifyInclusion(proof, [other, publicKey])).toEqual({ ok: true });
-    expect(verifyInclusion(proof, publicKey, events[seq - 1])).toEqual({ ok: true });
+    expect(checkInclusion(proof, [other, publicKey])).toEqual({ ok: true });
+    expect(checkInclusion(proof, publicKey, events[seq - 1])).toEqual({ ok: true });
     // An export line's object (with seq) is an event too.
-    expect(verifyInclusion(proof, publicKey, JSON.parse(exportEventLine({ ...events[seq - 1]!, seq })))).toEqual({ ok: true });
+    expect(checkInclusion(proof, publicKey, JSON.parse(exportEventLine({ ...events[seq - 1]!, seq })))).toEqual({ ok: true });
   });
 
   it('rejects a tampered path, leaf, seq, note or event, and another key', () => {
     const proof = proofOf(5, 11);
     const swapped = [proof.path[1]!, proof.path[0]!, ...proof.path.slice(2)];
-    expect(verifyInclusion({ ...proof, path: swapped }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('audit path') });
-    expect(verifyInclusion({ ...proof, path: proof.path.slice(1) }, publicKey).ok).toBe(false);
-    expect(verifyInclusion({ ...proof, leafHash: b64(leaves[5]!) }, publicKey).ok).toBe(false);
-    expect(verifyInclusion({ ...proof, seq: 6, leafIndex: 5 }, publicKey).ok).toBe(false);
-    expect(verifyInclusion({ ...proof, leafIndex: 5 }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('seq - 1') });
-    expect(verifyInclusion({ ...proof, treeSize: 12 }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('tree size 11') });
-    expect(verifyInclusion({ ...proof, checkpoint: proof.checkpoint.replace('\n11\n', '\n12\n') }, publicKey)).toMatchObject({
+    expect(checkInclusion({ ...proof, path: swapped }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('audit path') });
+    expect(checkInclusion({ ...proof, path: proof.path.slice(1) }, publicKey).ok).toBe(false);
+    expect(checkInclusion({ ...proof, leafHash: b64(leaves[5]!) }, publicKey).ok).toBe(false);
+    expect(checkInclusion({ ...proof, seq: 6, leafIndex: 5 }, publicKey).ok).toBe(false);
+    expect(checkInclusion({ ...proof, leafIndex: 5 }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('seq - 1') });
+    expect(checkInclusion({ ...proof, treeSize: 12 }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('tree size 11') });
+    expect(checkInclusion({ ...proof, checkpoint: proof.checkpoint.note.replace('\n11\n', '\n12\n') }, publicKey)).toMatchObject({
       ok: false,
       reason: expect.stringContaining('does not verify'),
     });
-    expect(verifyInclusion({ ...proof, checkpoint: note(11, createSigner(ORIGIN, other)) }, publicKey)).toMatchObject({
+    expect(checkInclusion({ ...proof, checkpoint: note(11, createSigner(ORIGIN, other)) }, publicKey)).toMatchObject({
       ok: false,
       reason: expect.stringContaining('unknown key'),
     });
-    expect(verifyInclusion(proof, other).ok).toBe(false);
-    expect(verifyInclusion(proof, publicKey, { ...events[4]!, reason: 'changed' })).toMatchObject({ ok: false, reason: expect.stringContaining('was changed') });
-    expect(verifyInclusion(proof, publicKey, events[3]).ok).toBe(false);
+    expect(checkInclusion(proof, other).ok).toBe(false);
+    expect(checkInclusion(proof, publicKey, { ...events[4]!, reason: 'changed' })).toMatchObject({ ok: false, reason: expect.stringContaining('was changed') });
+    expect(checkInclusion(proof, publicKey, events[3]).ok).toBe(false);
   });
 
   it('throws a clear error for a malformed proof', () => {
     const proof = proofOf(2, 4);
-    expect(() => verifyInclusion({ ...proof, leafHash: 'not base64!' }, publicKey)).toThrow(InvalidAuditProofError);
-    expect(() => verifyInclusion({ ...proof, path: ['AAAA'] }, publicKey)).toThrow(/path\[0\] is not the base64 of a 32-byte hash/);
-    expect(() => verifyInclusion({ ...proof, seq: -1 }, publicKey)).toThrow(/seq is not a non-negative integer/);
-    expect(() => verifyInclusion(null as never, publicKey)).toThrow(/the proof is not an object/);
+    expect(() => checkInclusion({ ...proof, leafHash: 'not base64!' }, publicKey)).toThrow(InvalidAuditProofError);
+    expect(() => checkInclusion({ ...proof, path: ['AAAA'] }, publicKey)).toThrow(/path\[0\] is not the base64 of a 32-byte hash/);
+    expect(() => checkInclusion({ ...proof, seq: -1 }, publicKey)).toThrow(/seq is not a non-negative integer/);
+    expect(() => checkInclusion(null as never, publicKey)).toThrow(/the proof is not an object/);
   });
 });
 
-describe('verifyConsistency', () => {
+describe('checkConsistency', () => {
   const proofBetween = (m: number, n: number): AuditConsistencyProof => ({ oldSize: m, newSize: n, path: consistencyProof(leaves.slice(0, n), m).map(b64) });
 
   it.each([
@@ -112,20 +159,20 @@ describe('verifyConsistency', () => {
     [6, 13],
     [13, 13],
   ])('accepts the proof from %i to %i', (m, n) => {
-    expect(verifyConsistency(note(m), note(n), proofBetween(m, n), publicKey)).toEqual({ ok: true });
-    expect(verifyConsistency(note(m), note(n), proofBetween(m, n), verifierKey(ORIGIN, publicKey))).toEqual({ ok: true });
+    expect(checkConsistency(note(m), note(n), proofBetween(m, n), publicKey)).toEqual({ ok: true });
+    expect(checkConsistency(note(m), note(n), proofBetween(m, n), verifierKey(ORIGIN, publicKey))).toEqual({ ok: true });
   });
 
   it('rejects a tampered proof, swapped or forked checkpoints, another origin, another key', () => {
     const proof = proofBetween(3, 7);
-    expect(verifyConsistency(note(3), note(7), { ...proof, path: [...proof.path].reverse() }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('prefix') });
-    expect(verifyConsistency(note(7), note(3), proof, publicKey).ok).toBe(false);
-    expect(verifyConsistency(note(3), note(8), proof, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('proof says 7') });
+    expect(checkConsistency(note(3), note(7), { ...proof, path: [...proof.path].reverse() }, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('prefix') });
+    expect(checkConsistency(note(7), note(3), proof, publicKey).ok).toBe(false);
+    expect(checkConsistency(note(3), note(8), proof, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('proof says 7') });
     const forked = signNote(formatCheckpoint({ origin: ORIGIN, treeSize: 7, rootHash: rootHash([...leaves.slice(0, 6), leaves[12]!]) }), signer);
-    expect(verifyConsistency(note(3), forked, proof, publicKey).ok).toBe(false);
-    expect(verifyConsistency(note(3), note(7, signer, 'elsewhere.test'), proof, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('different logs') });
-    expect(verifyConsistency(note(3), note(7), proof, other).ok).toBe(false);
-    expect(() => verifyConsistency(note(3), note(7), { ...proof, path: [1] as never }, publicKey)).toThrow(InvalidAuditProofError);
+    expect(checkConsistency(note(3), forked, proof, publicKey).ok).toBe(false);
+    expect(checkConsistency(note(3), note(7, signer, 'elsewhere.test'), proof, publicKey)).toMatchObject({ ok: false, reason: expect.stringContaining('different logs') });
+    expect(checkConsistency(note(3), note(7), proof, other).ok).toBe(false);
+    expect(() => checkConsistency(note(3), note(7), { ...proof, path: [1] as never }, publicKey)).toThrow(InvalidAuditProofError);
   });
 });
 
