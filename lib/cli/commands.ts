@@ -45,7 +45,10 @@ export interface CommandOptions {
 
 /** `verify`: the whole log against its tree and checkpoints; exit 0 when sound, 1 on problems. */
 export async function verifyCommand(options: CommandOptions, io: CliIo): Promise<number> {
-  const publicKeys = readPublicKeys(options['public-key']);
+  // Without a key everything but the signatures is checked, and the output says so.
+  const checkSignatures = options['public-key'] !== undefined && options['public-key'].length > 0;
+  const publicKeys = checkSignatures ? readPublicKeys(options['public-key']) : [];
+  if (!checkSignatures) io.stderr.write(`${NO_KEY_WARNING}\n`);
   // A checkpoints file may hold purge records too (the anchor gets them).
   const { checkpoints: external, purges } = splitPurgeNotes(options.checkpoints === undefined ? [] : await readNotes(options.checkpoints));
   let result: AuditVerifyResult;
@@ -53,7 +56,7 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
     if (options.url !== undefined) throw new CliUsageError('give either --url or --events, not both');
     if (options.checkpoints === undefined) throw new CliUsageError('an export is checked against its checkpoints: add --checkpoints <file>');
     const progress = progressLine(io.stderr);
-    result = await verifyLog({ ...exportLogData(options.events, external), purges, publicKeys, onProgress: progress.update });
+    result = await verifyLog({ ...exportLogData(options.events, external), purges, publicKeys, checkSignatures, onProgress: progress.update });
     progress.done();
   } else {
     result = await withDatabase(options, async (dataSource) => {
@@ -69,6 +72,7 @@ export async function verifyCommand(options: CommandOptions, io: CliIo): Promise
         checkpoints: mergeCheckpoints(data.checkpoints, external),
         purges: [...stored, ...purges],
         publicKeys,
+        checkSignatures,
         total,
         onProgress: progress.update,
       });
@@ -302,11 +306,17 @@ function summary(result: AuditVerifyResult): string {
   const pending = result.unsequenced
     ? `; ${plural(result.unsequenced, 'event')} without a seq, not checked (the integrator's backlog, or stored while integrity was off)`
     : '';
-  const purged = result.purgedThrough ? `; events 1 to ${result.purgedThrough} were purged (signed purge record)` : '';
-  if (result.ok) return `OK: ${counts}${purged}${unsigned}${pending}`;
+  const purged = result.purgedThrough ? `; events 1 to ${result.purgedThrough} were purged (${result.signaturesChecked === false ? '' : 'signed '}purge record)` : '';
+  const keyless = result.signaturesChecked === false ? '; checkpoint signatures NOT checked (no --public-key)' : '';
+  if (result.ok) return `OK: ${counts}${purged}${unsigned}${pending}${keyless}`;
   const more = result.truncatedReport ? ' (more were found than listed)' : '';
-  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}${pending}`;
+  return `FAILED: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}${more}; ${counts}${purged}${unsigned}${pending}${keyless}`;
 }
+
+const NO_KEY_WARNING =
+  'warning: no --public-key given, so checkpoint signatures are NOT checked: this shows the audit tables agree with their ' +
+  'checkpoints, not who signed them (whoever can write the database can write both). Give the public key (keygen prints it) ' +
+  'to detect that.';
 
 function fail(io: CliIo, reason: string): number {
   io.stdout.write(`FAILED: ${reason}\n`);

@@ -52,6 +52,8 @@ const COMMANDS: Record<string, Command> = {
 nestjs-system-audit verify --events <export.jsonl> --checkpoints <file> --public-key <key>
 
 The database URL (or the export) may also be given as the argument: verify <url> …
+Without --public-key everything but the checkpoints' signatures is checked, and the
+output says so: whoever can write the database can also write checkpoints that agree.
 
 Checks every sequenced event against its stored leaf, the tree against every signed
 checkpoint (those stored, and those of --checkpoints, e.g. the anchor's file), or an

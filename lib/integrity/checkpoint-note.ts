@@ -356,8 +356,12 @@ export function signNote(text: string, signers: NoteSigner | readonly NoteSigner
  * ignored. Throws `MalformedNoteError` for a note of the wrong shape,
  * `InvalidNoteSignatureError` when a known key's signature does not verify, and
  * `UnverifiedNoteError` when no known key signed it.
+ *
+ * With `signatures: false` the signature lines are read but none is checked, and a note
+ * no known key signed is returned (every signature listed as unknown): what a reader with
+ * no public key can say about a note, its shape and its text.
  */
-export function openNote(note: string | Uint8Array, verifiers: readonly NoteVerifier[]): OpenedNote {
+export function openNote(note: string | Uint8Array, verifiers: readonly NoteVerifier[], options?: { signatures?: boolean }): OpenedNote {
   const message = toNoteString(note);
   const bad = firstControlCharacter(message, true);
   if (bad !== undefined) throw new MalformedNoteError(`the note contains ${describeCharacter(bad)}`);
@@ -408,7 +412,7 @@ export function openNote(note: string | Uint8Array, verifiers: readonly NoteVeri
     verified.push(signature);
   });
 
-  if (verified.length === 0) {
+  if (verified.length === 0 && options?.signatures !== false) {
     throw new UnverifiedNoteError(
       unknown.map(({ keyName, keyId }) => ({ keyName, keyId })),
       renamedKeys(unknown, verifiers),

@@ -154,6 +154,11 @@ export interface AuditVerifyResult {
    * record says so); they are not reported missing.
    */
   purgedThrough?: number;
+  /**
+   * `false` when checkpoint signatures were not checked (the CLI's `verify` given no
+   * `--public-key`): the log agrees with its checkpoints, but nothing shows who signed them.
+   */
+  signaturesChecked?: false;
 }
 
 /** What `checkInclusion` and `checkConsistency` answer: the proof holds, or why not. */

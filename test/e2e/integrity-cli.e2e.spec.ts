@@ -131,6 +131,13 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
     expect((await cli('verify', ...url, '--public-key', keyFile)).code).toBe(0);
   });
 
+  it('verify without --public-key checks all but the signatures, and says so on stderr and in the summary', async () => {
+    const run = await cliOnce('verify', ...url);
+    expect(run.stderr).toMatch(/^warning: no --public-key given, so checkpoint signatures are NOT checked/);
+    expect(run.stdout).toBe(`OK: tree size ${EVENTS}, ${EVENTS} events and ${CHECKPOINTS.length} checkpoints checked; checkpoint signatures NOT checked (no --public-key)\n`);
+    expect(run.code).toBe(0);
+  });
+
   it('export, then verify the export against the checkpoints file: exit 0', async () => {
     const exported = join(dir, 'clean.jsonl');
     const checkpoints = join(dir, 'checkpoints.txt');
@@ -194,6 +201,11 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
     expect(run.stdout.trimEnd().split('\n')).toHaveLength(2);
     expect(run.stdout).toMatch(/^FAILED: 1 problem;/m);
     expect(run.code).toBe(1);
+    // Without a key the change is found all the same.
+    const keyless = await cli('verify', ...url);
+    expect(keyless.stdout).toMatch(new RegExp(`^modified seq=3 id=${rows[2]!.id} `, 'm'));
+    expect(keyless.stdout).toMatch(/^FAILED: 1 problem;.*checkpoint signatures NOT checked \(no --public-key\)$/m);
+    expect(keyless.code).toBe(1);
 
     const exported = join(dir, 'tampered.jsonl');
     const checkpoints = join(dir, 'checkpoints.txt');
@@ -220,9 +232,12 @@ describe('npx nestjs-system-audit: usage and connection errors', () => {
     const unreachable = await cliProcess('verify', '--url', 'postgres://nobody:secret@127.0.0.1:1/none', '--public-key', vkey);
     expect(unreachable.code).toBe(2);
     expect(unreachable.stderr).toMatch(/^nestjs-system-audit verify: Cannot connect to postgres:\/\/nobody:\*\*\*@127\.0\.0\.1:1\/none: /);
-    const noKey = await cli('verify', '--url', 'sqlite:/nonexistent/x.sqlite');
-    expect(noKey.code).toBe(2);
-    expect(noKey.stderr).toMatch(/--public-key/);
+    const noFile = await cli('verify', '--url', 'sqlite:/nonexistent/x.sqlite', '--public-key', vkey);
+    expect(noFile.code).toBe(2);
+    expect(noFile.stderr).toMatch(/nonexistent/);
+    const badKey = await cli('verify', '--url', 'sqlite:/nonexistent/x.sqlite', '--public-key', 'not-a-key');
+    expect(badKey.code).toBe(2);
+    expect(badKey.stderr).toMatch(/--public-key "not-a-key" is neither a readable file nor a verifier key string/);
     const unknown = await cli('verify', '--frobnicate');
     expect(unknown.code).toBe(2);
     expect((await cliProcess('nonsense')).code).toBe(2);

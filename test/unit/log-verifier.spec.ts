@@ -229,6 +229,21 @@ describe('verifyLog: checkpoints', () => {
     expect(result.problems).toEqual([expect.objectContaining({ kind: 'bad-signature', treeSize: 12, message: expect.stringContaining('unknown key') })]);
   });
 
+  it('checkSignatures: false reads notes without checking a signature (the result says so), and still checks their roots and shape', async () => {
+    const log = makeLog(12, [5, 12]);
+    const stranger = createSigner(ORIGIN, generateKeyPairSync('ed25519').privateKey);
+    log.checkpoints[1] = checkpoint(log.leaves.map((l) => l.hash), 12, stranger);
+    const keyless = (l: Log) => verifyLog({ events: stream(l.events), leaves: stream(l.leaves), checkpoints: stream(l.checkpoints), checkSignatures: false });
+    expect(await keyless(log)).toMatchObject({ ok: true, problems: [], checkpoints: 2, signaturesChecked: false });
+    expect((await verify(log)).signaturesChecked).toBeUndefined();
+    log.events[2] = { ...log.events[2]!, leafHash: hashOf('changed') };
+    log.leaves[2] = { ...log.leaves[2]!, hash: hashOf('changed') };
+    expect(kinds(await keyless(log))).toEqual(['modified @5']);
+    const clean = makeLog(12, [5, 12]);
+    clean.checkpoints[0] = clean.checkpoints[0]!.replace(/\n\n.*$/s, '\n\nnot a signature line\n');
+    expect(await keyless(clean)).toMatchObject({ ok: false, problems: [expect.objectContaining({ kind: 'bad-signature', treeSize: 5 })] });
+  });
+
   it('a validly signed wrong root between two good checkpoints is inconsistent', async () => {
     const log = makeLog(12, [3, 7, 12]);
     log.checkpoints[1] = checkpoint([...log.leaves.slice(0, 6).map((l) => l.hash), hashOf('other')], 7);
