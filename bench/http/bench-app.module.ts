@@ -30,6 +30,8 @@ export interface BenchAppConfig {
   schema: string;
   /** `module` only: `false` leaves `integrity` off (bench/http/cpu-split.ts measures what it costs). */
   integrity?: boolean;
+  /** `module` with integrity: the integrator's `sequenceEvery` (ms; the module's default without it). */
+  sequenceEvery?: number;
 }
 
 /**
@@ -38,7 +40,7 @@ export interface BenchAppConfig {
  */
 @Module({})
 export class BenchAppModule {
-  static forRoot({ mode, schema, integrity = true }: BenchAppConfig): DynamicModule {
+  static forRoot({ mode, schema, integrity = true, sequenceEvery }: BenchAppConfig): DynamicModule {
     return {
       module: BenchAppModule,
       imports: [
@@ -60,7 +62,7 @@ export class BenchAppModule {
                 },
                 trustProxy: false,
                 // Tamper evidence on: the integrator sequences and signs in the background, as in production.
-                ...(integrity ? { integrity: { signingKey: BENCH_SIGNING_KEY, origin: 'bench.nestjs-system-audit/http' } } : {}),
+                ...(integrity ? { integrity: { signingKey: BENCH_SIGNING_KEY, origin: 'bench.nestjs-system-audit/http', ...(sequenceEvery ? { sequenceEvery } : {}) } } : {}),
               }
             : { enabled: false },
         ),

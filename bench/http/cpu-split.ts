@@ -7,6 +7,7 @@
 //
 //   npm run build && node --import ./bench/support/register.mjs bench/http/cpu-split.ts
 //   BENCH_SPLIT_ROUNDS=4 BENCH_SPLIT_SECONDS=10 BENCH_SPLIT_CONNECTIONS=32 …
+//   BENCH_SPLIT_SEQUENCE_EVERY=100 adds a set-up whose integrator sequences every 100 ms.
 import { readdirSync, readFileSync } from 'node:fs';
 import { startServerProcess, type BenchServer } from './bench-server.js';
 import type { BenchAppConfig } from './bench-app.module.js';
@@ -17,6 +18,7 @@ import { createBenchSchema, type BenchSchema } from '../support/postgres.js';
 const rounds = Number(process.env['BENCH_SPLIT_ROUNDS'] ?? 3);
 const seconds = Number(process.env['BENCH_SPLIT_SECONDS'] ?? 10);
 const connections = Number(process.env['BENCH_SPLIT_CONNECTIONS'] ?? 32);
+const sequenceEvery = Number(process.env['BENCH_SPLIT_SEQUENCE_EVERY'] ?? 0);
 const ORDERS = 10_000;
 /** Linux's clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every common build). */
 const TICKS = 100;
@@ -31,6 +33,7 @@ interface SetUp {
   serverMs: number;
   postgresMs: number;
   loadgenMs: number;
+  latencies: number[];
 }
 
 /**
@@ -68,8 +71,9 @@ const setUps: SetUp[] = (
     { label: 'disabled', config: { mode: 'disabled' } },
     { label: 'module', config: { mode: 'module' } },
     { label: 'module, integrity off', config: { mode: 'module', integrity: false } },
+    ...(sequenceEvery ? [{ label: `module, sequence ${sequenceEvery} ms`, config: { mode: 'module' as const, sequenceEvery } }] : []),
   ] satisfies Array<Pick<SetUp, 'label' | 'config'>>
-).map((setUp) => ({ ...setUp, requests: 0, seconds: 0, serverMs: 0, postgresMs: 0, loadgenMs: 0 }));
+).map((setUp) => ({ ...setUp, requests: 0, seconds: 0, serverMs: 0, postgresMs: 0, loadgenMs: 0, latencies: [] as number[] }));
 
 let postgresMeasured = true;
 try {
@@ -87,6 +91,7 @@ try {
       const result = await patchOrders({ url: server.url, connections, orders: ORDERS, durationSeconds: seconds });
       const [serverAfter, postgresAfter, loadgen] = [(await server.sample()).cpuMicros, postgresCpuSeconds(), process.cpuUsage(loadgenBefore)];
       setUp.requests += result.ok;
+      for (const latency of result.latencies) setUp.latencies.push(latency);
       setUp.seconds += result.seconds;
       setUp.serverMs += (serverAfter - serverBefore) / 1000;
       setUp.loadgenMs += (loadgen.user + loadgen.system) / 1000;
@@ -103,7 +108,7 @@ try {
 
 const perRequest = (ms: number, setUp: SetUp): string => (ms / setUp.requests).toFixed(3);
 console.log(`PATCH /orders/:id, ${connections} connections, ${rounds} rounds of ${seconds} s each, alternating; CPU ms per 2xx response`);
-console.log(['set-up'.padEnd(24), 'req/s'.padStart(7), 'server'.padStart(8), 'cores'.padStart(6), 'postgres'.padStart(9), 'loadgen'.padStart(8), 'total'.padStart(7)].join(' '));
+console.log(['set-up'.padEnd(24), 'req/s'.padStart(7), 'server'.padStart(8), 'cores'.padStart(6), 'postgres'.padStart(9), 'loadgen'.padStart(8), 'total'.padStart(7), 'p50 ms'.padStart(7), 'p99 ms'.padStart(7)].join(' '));
 for (const setUp of setUps) {
   const postgres = postgresMeasured ? perRequest(setUp.postgresMs, setUp) : 'n/a';
   const total = perRequest(setUp.serverMs + (postgresMeasured ? setUp.postgresMs : 0) + setUp.loadgenMs, setUp);
@@ -117,6 +122,13 @@ for (const setUp of setUps) {
       postgres.padStart(9),
       perRequest(setUp.loadgenMs, setUp).padStart(8),
       total.padStart(7),
+      percentile(setUp.latencies, 0.5).toFixed(2).padStart(7),
+      percentile(setUp.latencies, 0.99).toFixed(2).padStart(7),
     ].join(' '),
   );
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 }

@@ -18,6 +18,7 @@ const AUDIT_ENTITIES: ReadonlySet<unknown> = new Set(AuditEntities);
 import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
+import { isSqlite } from '../storage/drivers.js';
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
 interface Frame {
@@ -294,7 +295,10 @@ export class ChangeCapture {
    * fails, since a connection that fails it has lost the transaction anyway: the level's
    * changes never happened. After a COMMIT that failed (the connection dropped while it was
    * sent) the outcome is unknown: the units keep the changes and journal row ids, and find
-   * out when they are stored whether those rows exist.
+   * out when they are stored whether those rows exist. Not on SQLite, where a COMMIT that
+   * failed did not commit (a deferred constraint, a busy database: the transaction is
+   * still open, and this ROLLBACK ends it) — and asking the journal before the ROLLBACK
+   * has run would read the transaction's own rows on SQLite's one connection.
    */
   rollingBack(runner: QueryRunner): void {
     const stack = this.frames.get(runner);
@@ -303,7 +307,8 @@ export class ChangeCapture {
     if (stack?.length) return;
     // Journal rows meant to ride on a COMMIT that is not coming: nothing to keep.
     takeUnsent(runner);
-    if (frame?.committing) {
+    const uncertain = frame?.committing === true && !isSqlite(runner.connection);
+    if (uncertain) {
       for (const unit of new Set([...frame.journalRows.keys(), ...frame.spilled.keys()])) {
         unit.addUncertain({
           ids: frame.journalRows.get(unit) ?? [],
@@ -313,7 +318,7 @@ export class ChangeCapture {
         });
       }
     }
-    this.releaseHolders(runner, !frame?.committing);
+    this.releaseHolders(runner, !uncertain);
   }
 
   /**

@@ -308,10 +308,18 @@ export class UnitOfWork {
     return out;
   }
 
-  /** Settles the uncertain commits: those whose journal rows exist committed, the others did not. */
+  /**
+   * Settles the uncertain commits: those whose journal rows exist committed, the others did
+   * not — a transaction holding the unit's changes that rolled back after its handler, as
+   * `releaseTransaction` marks one that rolled back outright (the database refused the
+   * COMMIT, e.g. a deferred constraint, or the connection dropped before it).
+   */
   resolveUncertain(existing: ReadonlySet<string>): void {
     for (const entry of this.uncertain.splice(0)) {
-      if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) continue;
+      if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) {
+        if (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling) this.rolledBackLate = true;
+        continue;
+      }
       for (const change of entry.changes) this.changes.record(change);
       this.journaled(entry.ids, false, entry.dataSource);
       this.journaled(entry.spilledIds, true, entry.dataSource);

@@ -3,12 +3,13 @@ import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
+import { SQLITE_DRIVERS } from '../storage/drivers.js';
 
 /** How the integrator holds its role while it sequences a batch. */
 export type IntegratorDialect = 'postgres' | 'mysql' | 'sqlite';
 
 const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
-const SQLITE = new Set(['sqlite', 'better-sqlite3', 'sqljs', 'capacitor', 'cordova', 'expo', 'react-native', 'nativescript']);
+const SQLITE = SQLITE_DRIVERS;
 
 export function integratorDialect(dataSource: DataSource): IntegratorDialect {
   const type = String(dataSource.options.type);

@@ -1,6 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import { AUDIT_CHECKPOINT_TABLE, AUDIT_LOG_TABLE, AUDIT_TREE_TABLE } from '../audit.constants.js';
 import { prefixed } from './migrations/portable-table.js';
+import { SQLITE_DRIVERS } from './drivers.js';
 
 /**
  * The append-only guards of `audit_log`, `audit_tree` and `audit_checkpoint`: database
@@ -22,7 +23,7 @@ type Dialect = 'postgres' | 'mysql' | 'sqlite';
 
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
-const SQLITE = new Set(['sqlite', 'better-sqlite3', 'sqljs', 'capacitor', 'cordova', 'expo', 'react-native', 'nativescript']);
+const SQLITE = SQLITE_DRIVERS;
 
 /** PostgreSQL setting (transaction-local) that opens the DELETE guard for the purge. */
 export const PURGE_SETTING = 'nestjs_system_audit.purge';

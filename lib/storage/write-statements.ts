@@ -7,6 +7,7 @@ import { JournalIndex } from './journal-index.js';
 import { escapedTable } from './sql.js';
 import { UtcDateTimeParameter } from './utc-date.transformer.js';
 import { MARKER_ENTRY } from '../journal/journal-entry.js';
+import { SQLITE_DRIVERS } from './drivers.js';
 
 type Column = EntityMetadata['columns'][number];
 
@@ -119,7 +120,7 @@ const UPSERT_ON_CONFLICT = new Set([
   'nativescript',
 ]);
 const NO_UNITS: readonly string[] = [];
-const SQLITE = new Set(['sqlite', 'better-sqlite3', 'sqljs', 'capacitor', 'cordova', 'expo', 'react-native', 'nativescript']);
+const SQLITE = SQLITE_DRIVERS;
 
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Column types PostgreSQL takes as arrays of text literals from node-postgres, for `unnest`. */
