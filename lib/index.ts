@@ -54,6 +54,7 @@ export { AuditQueueFullError } from './exceptions/audit-queue-full.error.js';
 export { AuditStoreTimeoutError } from './exceptions/audit-store-timeout.error.js';
 export { AuditUnitRecoveredError } from './exceptions/audit-unit-recovered.error.js';
 export { InvalidAuditProofError } from './exceptions/invalid-audit-proof.error.js';
+export { InvalidNoteKeyError } from './exceptions/invalid-note-key.error.js';
 export { MalformedAuditExportError } from './exceptions/malformed-audit-export.error.js';
 export { verifyInclusion, verifyConsistency, checkInclusion, checkConsistency, verifiersFor, type AuditInclusionProofWithNote } from './integrity/proofs.js';
 export { fileAnchor, readCheckpointsFile } from './integrity/file-anchor.js';

@@ -283,7 +283,8 @@ function toPrivateKey(key: KeyObject | string): KeyObject {
   return object;
 }
 
-function toPublicKey(key: KeyObject | string): KeyObject {
+/** The public `KeyObject` of an Ed25519 key given as a KeyObject (public or private) or PEM text; throws `InvalidNoteKeyError` for any other key. */
+export function toPublicKey(key: KeyObject | string): KeyObject {
   let object: KeyObject;
   if (key instanceof KeyObject) {
     object = key.type === 'private' ? createPublicKey(key) : key;

@@ -5,6 +5,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import type { AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson } from './canonical-json.js';
+import { parseCheckpoint } from './checkpoint-note.js';
 import { MAX_REPORTED_PROBLEMS, type AuditLogData, type AuditLogSourceEvent, type AuditLogSourceLeaf, type AuditLogSourceNode } from './log-verifier.js';
 import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
@@ -26,6 +27,8 @@ const PAGE_SIZE = 2_000;
  * are bound to UTC (`bindUtcDates`) here.
  */
 export class DatabaseLogSource {
+  /** Stored checkpoints whose columns disagree with their signed note, found by the last {@link checkpoints} walk. */
+  checkpointRowProblems: AuditIntegrityProblem[] = [];
   /** Events without a seq that can be sequenced, counted by the last {@link unsequencedProblems} walk. */
   unsequenced = 0;
 
@@ -201,19 +204,42 @@ export class DatabaseLogSource {
     }
   }
 
-  /** Every stored checkpoint note (of size up to `bound`), ascending by tree size. */
+  /**
+   * Every stored checkpoint note (of size up to `bound`), ascending by tree size. A row
+   * whose `root_hash` column is not its note's root (the note is what is checked; the
+   * column is a copy the module does not read) is kept in {@link checkpointRowProblems}.
+   */
   async *checkpoints(bound?: number): AsyncGenerator<string> {
     const repository = this.dataSource.getRepository(AuditCheckpointEntity);
+    this.checkpointRowProblems = [];
     let after: number | undefined;
     for (;;) {
-      const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.note']).where('1 = 1');
+      const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.rootHash', 'c.note']).where('1 = 1');
       if (after !== undefined) query.andWhere('c.treeSize > :after', { after });
       if (bound !== undefined) query.andWhere('c.treeSize <= :bound', { bound });
       const rows = await query.orderBy('c.treeSize', 'ASC').limit(this.pageSize).getMany();
-      for (const row of rows) yield row.note;
+      for (const row of rows) {
+        this.checkColumns(row);
+        yield row.note;
+      }
       if (rows.length < this.pageSize) return;
       after = rows[rows.length - 1]!.treeSize;
     }
+  }
+
+  private checkColumns(row: AuditCheckpointEntity): void {
+    let signed: Buffer;
+    try {
+      signed = parseCheckpoint(row.note.slice(0, row.note.lastIndexOf('\n\n') + 1)).rootHash;
+    } catch {
+      return; // A note that is no checkpoint: the verifier reports it.
+    }
+    if (row.rootHash.toLowerCase() === signed.toString('hex') || this.checkpointRowProblems.length >= MAX_REPORTED_PROBLEMS) return;
+    this.checkpointRowProblems.push({
+      kind: 'modified',
+      treeSize: row.treeSize,
+      message: `checkpoint ${row.treeSize}'s root_hash column is not the root of its signed note: the audit_checkpoint row was altered (the note is what is checked)`,
+    });
   }
 
   /**
@@ -258,7 +284,9 @@ function canonicalisationProblem(row: AuditLogEntity): string | undefined {
 /**
  * `result` with the events of `source` without a seq added: those that cannot be sequenced
  * as problems (see `DatabaseLogSource.unsequencedProblems`), kept in the result's order and
- * within {@link MAX_REPORTED_PROBLEMS}, and the others counted as `unsequenced`.
+ * within {@link MAX_REPORTED_PROBLEMS}, and the others counted as `unsequenced`; and the
+ * checkpoint rows whose columns disagree with their note (`checkpointRowProblems`), in
+ * order of tree size.
  */
 export async function withUnsequencedProblems(result: AuditVerifyResult, source: DatabaseLogSource): Promise<AuditVerifyResult> {
   const added: AuditIntegrityProblem[] = [];
@@ -269,9 +297,12 @@ export async function withUnsequencedProblems(result: AuditVerifyResult, source:
     else added.push(problem);
   }
   const pending = source.unsequenced;
-  if (added.length === 0 && !truncated && pending === 0) return result;
+  const rows = source.checkpointRowProblems.slice(0, Math.max(0, MAX_REPORTED_PROBLEMS - result.problems.length - added.length));
+  if (rows.length < source.checkpointRowProblems.length) truncated = true;
+  if (added.length === 0 && rows.length === 0 && !truncated && pending === 0) return result;
   // Unsequenced events have no seq: they come first, as problems without seq or tree size do.
-  const out: AuditVerifyResult = added.length === 0 ? { ...result } : { ...result, ok: false, problems: [...added, ...result.problems] };
+  const problems = rows.length === 0 ? result.problems : [...result.problems, ...rows].sort((a, b) => (a.seq ?? a.treeSize ?? 0) - (b.seq ?? b.treeSize ?? 0));
+  const out: AuditVerifyResult = added.length === 0 && rows.length === 0 ? { ...result } : { ...result, ok: false, problems: [...added, ...problems] };
   if (truncated) out.truncatedReport = true;
   if (pending > 0) out.unsequenced = pending;
   return out;

@@ -8,6 +8,7 @@ import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { canonicalEventJson } from './canonical-json.js';
 import { parseCheckpoint } from './checkpoint-note.js';
+import { checkpointOfRow } from './stored-checkpoint.js';
 import { AuditIntegrator } from './integrator.js';
 import { inclusionProofRanges, leafHashOfText, nodeHash, perfectSubtrees, verifyInclusionProof } from './merkle.js';
 import { MissingTreeNodeError, TreeStore } from './tree-store.js';
@@ -166,8 +167,9 @@ async function damagedNode(manager: EntityManager, tree: TreeStore, index: numbe
 /** The last stored checkpoint. */
 export async function latestCheckpoint(manager: EntityManager): Promise<AuditCheckpoint | undefined> {
   const row = await manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
-  return row ? { treeSize: row.treeSize, rootHash: Buffer.from(row.rootHash, 'hex').toString('base64'), note: row.note } : undefined;
+  return row ? checkpointOfRow(row) : undefined;
 }
+
 
 function sizeOf(value: number | AuditCheckpoint | string, name: string): number {
   if (typeof value === 'number') {

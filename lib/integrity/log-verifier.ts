@@ -555,10 +555,25 @@ class LogWalk {
     }
     this.classifyStrays();
     this.reportNodes();
-    // Checkpoints no later one vindicated: explained by an event's problem, or the tree rows were altered.
+    // Checkpoints no later one vindicated: explained by an event's problem; else, with the
+    // stored tree, by its nodes over those events (the tree rows were altered) — or, when the
+    // events, their leaves and the nodes over them all agree, by the checkpoint itself: it
+    // signs a tree this log does not have (it does not extend the checkpoint before it). An
+    // export has no tree to tell the two apart: its events are reported as modified.
     let explainedFrom = Infinity;
     for (const { size, prevSize } of this.unmatched) {
       if (Math.min(this.firstEventProblem, explainedFrom) <= size) continue;
+      if (this.hasLeaves && this.input.nodes !== undefined && !this.strayNodesCut && !this.strayNodesOver(prevSize, size)) {
+        this.addProblem({
+          kind: 'inconsistent',
+          treeSize: size,
+          message:
+            `checkpoint ${size} signs a root the log's tree does not have at ${size}, though events ${prevSize + 1} to ${size} match their stored leaves and tree rows: ` +
+            (prevSize > 0 ? `it does not extend checkpoint ${prevSize} over this log's events` : `it is not a checkpoint of this log's events`) +
+            ` (or those events were rewritten together with their tree rows; a copy of the checkpoint kept outside the database tells which)`,
+        });
+        continue;
+      }
       this.addProblem({
         kind: 'modified',
         treeSize: size,
@@ -566,6 +581,14 @@ class LogWalk {
       });
       explainedFrom = prevSize + 1;
     }
+  }
+
+  /** Whether a stored tree node found altered or missing lies over any of events `from + 1 … to`. */
+  private strayNodesOver(from: number, to: number): boolean {
+    return this.strayNodes.some(({ level, index }) => {
+      const { start, end } = nodeRange(level, index);
+      return end > from && start < to;
+    });
   }
 
   /**

@@ -3,7 +3,7 @@ import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.
 import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
 import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.js';
-import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
+import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, toPublicKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
 import { leafHashOfText, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
 
 /** An inclusion proof whose checkpoint is given as its signed note's text alone. */
@@ -38,6 +38,8 @@ export function verifiersFor(note: string, keys: AuditPublicKey | readonly Audit
     if (!(key instanceof KeyObject) && typeof key !== 'string') {
       throw new InvalidNoteKeyError(`expected a KeyObject, PEM text or verifier key string, got ${typeof key}`);
     }
+    // Checked even when the note names no key: a key that is not Ed25519 is the caller's error, whatever the note.
+    if (names.length === 0) toPublicKey(key);
     for (const name of names) verifiers.push(createVerifier(name, key));
   }
   return dedupe(verifiers);
