@@ -37,7 +37,8 @@ export class DeleteEffects {
     const dependents: Dependent[] = [];
     for (const holder of dataSource.entityMetadatas) {
       for (const foreignKey of holder.foreignKeys) {
-        if (foreignKey.referencedEntityMetadata !== metadata) continue;
+        // A single-table-inheritance tree shares one table: a foreign key to any of its entities points at its rows.
+        if (inheritanceRoot(foreignKey.referencedEntityMetadata) !== inheritanceRoot(metadata)) continue;
         const action = foreignKey.onDelete === 'CASCADE' ? 'delete' : foreignKey.onDelete === 'SET NULL' ? 'set-null' : undefined;
         if (!action) continue;
         if (holder.tableType !== 'junction') {
@@ -46,9 +47,10 @@ export class DeleteEffects {
         }
         const relation = owningRelation(dataSource, holder);
         if (!relation || action !== 'delete') continue;
-        // TypeORM's remove() deletes the links of the relations the removed entity declares.
+        // TypeORM's remove() deletes the links of the relations the removed entity has (its own and those it inherits).
         const ownerSide = foreignKey.columns.every((column) => holder.ownerColumns.includes(column));
-        const declared = ownerSide ? relation.entityMetadata === metadata : relation.inverseRelation?.entityMetadata === metadata;
+        const side = ownerSide ? relation : relation.inverseRelation;
+        const declared = side !== undefined && metadata.relations.includes(side);
         dependents.push({ metadata: holder, foreignKey, action, link: { relation, removedByOrm: declared } });
       }
     }
@@ -60,6 +62,9 @@ export class DeleteEffects {
     return this.dependents.some((dependent) => !dependent.link?.removedByOrm);
   }
 }
+
+/** The root of the single-table inheritance tree an entity belongs to (the entity itself outside one). */
+const inheritanceRoot = (metadata: EntityMetadata): EntityMetadata => (metadata.tableType === 'entity-child' ? metadata.parentEntityMetadata : metadata);
 
 const effects = new WeakMap<EntityMetadata, DeleteEffects>();
 
