@@ -3,8 +3,8 @@ import type { WriteKind, WriteQueryBuilderState } from '../integrations/typeorm-
 import type { AuditChangeOperation } from '../interfaces/audit-event.interface.js';
 import type { ChangeCapture } from './change-capture.js';
 import type { CapturedChange } from './change-set.js';
-import { DeleteCascade, deleteEffectsOf, owningRelation, type PendingChange } from './delete-cascade.js';
-import { entityId, idFromKeyValues } from './entity-identity.js';
+import { DeleteCascade, deleteEffectsOf, junctionLinks, owningRelation, type PendingChange } from './delete-cascade.js';
+import { entityId } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
@@ -682,23 +682,20 @@ export class CriteriaWrite {
   /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
   private async captureJunction(runner: QueryRunner, junction: EntityMetadata, relation: RelationMetadata): Promise<unknown> {
     const side = this.kind === 'insert' ? 'added' : 'removed';
-    let rows: ObjectLiteral[] | undefined;
+    let found: Awaited<ReturnType<typeof junctionLinks>> | undefined;
     try {
-      rows = this.kind === 'insert' ? this.qb.valueSets() : await this.guarded(runner, () => this.readJunctionRows(runner, junction));
+      const rows = this.kind === 'insert' ? this.qb.valueSets() : await this.guarded(runner, () => this.readJunctionRows(runner, junction));
+      found = await this.guarded(runner, () => junctionLinks(runner, relation, rows, junctionValue));
     } catch (error) {
       if (error instanceof TransactionLost) throw error.cause;
-      this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links a delete removes: ${(error as Error).message}`);
+      const write = this.kind === 'insert' ? 'an insert adds' : 'a delete removes';
+      this.capture.warn(`Could not read the ${relation.entityMetadata.name}.${relation.propertyPath} links ${write}: ${(error as Error).message}`);
     }
-    const links = (rows ?? []).map((row) => ({
-      owner: idFromKeyValues(relation.entityMetadata, junction.ownerColumns.map((column) => junctionValue(column, row))),
-      related: idFromKeyValues(relation.inverseEntityMetadata, junction.inverseColumns.map((column) => junctionValue(column, row))),
-    }));
     const result = await this.write();
-    if (!rows) {
-      await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true });
+    if (!found || found.unknown) {
+      await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, ...(found ? { count: found.unknown } : {}) });
     }
-    for (const { owner, related } of links) {
-      if (owner === null || related === null) continue;
+    for (const { owner, related } of found?.links ?? []) {
       await this.capture.record(runner, {
         entity: relation.entityMetadata.name,
         id: owner,

@@ -2,6 +2,7 @@ import type { DataSource, EntityMetadata, ObjectLiteral, QueryRunner, SelectQuer
 import type { ChangeCapture } from './change-capture.js';
 import type { CapturedChange } from './change-set.js';
 import { entityId, idFromKeyValues } from './entity-identity.js';
+import { keyString } from './secret-keys.js';
 import { diffSnapshots, selectHidden, snapshotFields } from './entity-snapshot.js';
 
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -90,6 +91,69 @@ export function owningRelation(dataSource: DataSource, junction: EntityMetadata)
     owners.set(junction, owner);
   }
   return owner ?? undefined;
+}
+
+/** A junction row's link: the ids of the owning row and of the row it is linked to. */
+export interface JunctionLink {
+  owner: string;
+  related: string;
+}
+
+/**
+ * The links of junction `rows` of the owning many-to-many `relation` (`value`: a junction
+ * column's value in a row), with how many of them name no row (`unknown`). A junction holds
+ * the rows' keys, unless its `@JoinTable` joins on other columns (`referencedColumnName` a
+ * unique column that is not the key): the rows are then read by those values, on `runner`
+ * (the write's transaction), for their keys. A link whose row is not found is not recorded
+ * one by one: the caller records it as a partial change, counted.
+ */
+export async function junctionLinks(
+  runner: QueryRunner,
+  relation: RelationMetadata,
+  rows: readonly ObjectLiteral[],
+  value: (column: ColumnMetadata, row: ObjectLiteral) => unknown,
+): Promise<{ links: JunctionLink[]; unknown: number }> {
+  const junction = relation.junctionEntityMetadata!;
+  const owners = await linkedIds(runner, relation.entityMetadata, junction.ownerColumns, rows, value);
+  const related = await linkedIds(runner, relation.inverseEntityMetadata, junction.inverseColumns, rows, value);
+  const links: JunctionLink[] = [];
+  rows.forEach((_, i) => {
+    const owner = owners[i];
+    const other = related[i];
+    if (owner != null && other != null) links.push({ owner, related: other });
+  });
+  return { links, unknown: rows.length - links.length };
+}
+
+/** The id of the row of `metadata` each junction row's `columns` point at (null when none is found). */
+async function linkedIds(
+  runner: QueryRunner,
+  metadata: EntityMetadata,
+  columns: readonly ColumnMetadata[],
+  rows: readonly ObjectLiteral[],
+  value: (column: ColumnMetadata, row: ObjectLiteral) => unknown,
+): Promise<Array<string | null>> {
+  const referenced = columns.map((column) => column.referencedColumn!);
+  const values = rows.map((row) => columns.map((column) => value(column, row)));
+  const primary = metadata.primaryColumns;
+  if (primary.length === referenced.length && primary.every((column) => referenced.includes(column))) {
+    return values.map((row) => idFromKeyValues(metadata, primary.map((column) => row[referenced.indexOf(column)])));
+  }
+  const lookup = (given: readonly unknown[]): string => JSON.stringify(given.map(keyString));
+  const wanted = new Map<string, readonly unknown[]>();
+  for (const row of values) if (row.every((v) => v !== undefined && v !== null)) wanted.set(lookup(row), row);
+  const ids = new Map<string, string | null>();
+  if (wanted.size) {
+    const alias = 'audit_linked';
+    const escape = (name: string) => runner.connection.driver.escape(name);
+    const parameters: Record<string, unknown> = {};
+    const where = [...wanted.values()]
+      .map((row, i) => `(${referenced.map((c, j) => ((parameters[`audit_l${i}_${j}`] = row[j]), `${escape(alias)}.${escape(c.databaseName)} = :audit_l${i}_${j}`)).join(' AND ')})`)
+      .join(' OR ');
+    const found = await runner.manager.createQueryBuilder(metadata.target, alias).withDeleted().where(where, parameters).getMany();
+    for (const entity of found) ids.set(lookup(referenced.map((column) => column.getEntityValue(entity) as unknown)), entityId(metadata, entity));
+  }
+  return values.map((row) => ids.get(lookup(row)) ?? null);
 }
 
 /**
@@ -201,19 +265,15 @@ export class DeleteCascade {
   private async links(dependent: Dependent, rows: readonly ObjectLiteral[]): Promise<void> {
     const { relation } = dependent.link!;
     if (!this.capture.trackedFields(relation.entityMetadata)) return;
-    const junction = dependent.metadata;
     const found = await this.read(dependent, rows);
     if (!found) return;
+    const { links, unknown } = await junctionLinks(this.runner, relation, found, (column, row) => row[column.databaseName]);
     const removed = new Map<string, string[]>();
-    for (const row of found) {
-      const owner = idFromKeyValues(relation.entityMetadata, junction.ownerColumns.map((column) => row[column.databaseName]));
-      const related = idFromKeyValues(relation.inverseEntityMetadata, junction.inverseColumns.map((column) => row[column.databaseName]));
-      if (owner === null || related === null) continue;
-      removed.set(owner, [...(removed.get(owner) ?? []), related]);
-    }
+    for (const { owner, related } of links) removed.set(owner, [...(removed.get(owner) ?? []), related]);
     for (const [owner, ids] of removed) {
       this.changes.push({ entity: relation.entityMetadata.name, id: owner, operation: 'update', fields: { [relation.propertyPath]: { added: [], removed: ids } } });
     }
+    if (unknown) this.changes.push({ entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, count: unknown });
   }
 
   /**
