@@ -695,9 +695,10 @@ export class CriteriaWrite {
     if (!found || found.unknown) {
       await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, ...(found ? { count: found.unknown } : {}) });
     }
-    for (const { owner, related } of found?.links ?? []) {
+    for (const { entity, owner, related } of found?.links ?? []) {
+      if (!this.capture.trackedFields(entity)) continue;
       await this.capture.record(runner, {
-        entity: relation.entityMetadata.name,
+        entity: entity.name,
         id: owner,
         operation: 'update',
         fields: { [relation.propertyPath]: side === 'added' ? { added: [related], removed: [] } : { added: [], removed: [related] } },

@@ -93,8 +93,9 @@ export function owningRelation(dataSource: DataSource, junction: EntityMetadata)
   return owner ?? undefined;
 }
 
-/** A junction row's link: the ids of the owning row and of the row it is linked to. */
+/** A junction row's link: the owning row (its entity and id) and the id of the row it is linked to. */
 export interface JunctionLink {
+  entity: EntityMetadata;
   owner: string;
   related: string;
 }
@@ -104,8 +105,10 @@ export interface JunctionLink {
  * column's value in a row), with how many of them name no row (`unknown`). A junction holds
  * the rows' keys, unless its `@JoinTable` joins on other columns (`referencedColumnName` a
  * unique column that is not the key): the rows are then read by those values, on `runner`
- * (the write's transaction), for their keys. A link whose row is not found is not recorded
- * one by one: the caller records it as a partial change, counted.
+ * (the write's transaction), for their keys. A relation of a single-table inheritance
+ * entity with children reads its owning rows too: each is of the child entity its
+ * discriminator names, as any row read through the base is recorded. A link whose row is
+ * not found is not recorded one by one: the caller records it as a partial change, counted.
  */
 export async function junctionLinks(
   runner: QueryRunner,
@@ -114,35 +117,49 @@ export async function junctionLinks(
   value: (column: ColumnMetadata, row: ObjectLiteral) => unknown,
 ): Promise<{ links: JunctionLink[]; unknown: number }> {
   const junction = relation.junctionEntityMetadata!;
-  const owners = await linkedIds(runner, relation.entityMetadata, junction.ownerColumns, rows, value);
-  const related = await linkedIds(runner, relation.inverseEntityMetadata, junction.inverseColumns, rows, value);
+  const owners = await linkedRows(runner, relation.entityMetadata, junction.ownerColumns, rows, value, true);
+  const related = await linkedRows(runner, relation.inverseEntityMetadata, junction.inverseColumns, rows, value, false);
   const links: JunctionLink[] = [];
   rows.forEach((_, i) => {
     const owner = owners[i];
     const other = related[i];
-    if (owner != null && other != null) links.push({ owner, related: other });
+    if (owner && other) links.push({ entity: owner.entity, owner: owner.id, related: other.id });
   });
   return { links, unknown: rows.length - links.length };
 }
 
-/** The id of the row of `metadata` each junction row's `columns` point at (null when none is found). */
-async function linkedIds(
+/** A row a junction's link points at: the entity it is of, and its id. */
+interface LinkedRow {
+  entity: EntityMetadata;
+  id: string;
+}
+
+/**
+ * The row of `metadata` each junction row's `columns` point at (undefined when none is
+ * found); `byKind`: read as the child entity it is of, when `metadata` has children.
+ */
+async function linkedRows(
   runner: QueryRunner,
   metadata: EntityMetadata,
   columns: readonly ColumnMetadata[],
   rows: readonly ObjectLiteral[],
   value: (column: ColumnMetadata, row: ObjectLiteral) => unknown,
-): Promise<Array<string | null>> {
+  byKind: boolean,
+): Promise<Array<LinkedRow | undefined>> {
   const referenced = columns.map((column) => column.referencedColumn!);
   const values = rows.map((row) => columns.map((column) => value(column, row)));
   const primary = metadata.primaryColumns;
-  if (primary.length === referenced.length && primary.every((column) => referenced.includes(column))) {
-    return values.map((row) => idFromKeyValues(metadata, primary.map((column) => row[referenced.indexOf(column)])));
+  const byKey = primary.length === referenced.length && primary.every((column) => referenced.includes(column));
+  if (byKey && !(byKind && metadata.childEntityMetadatas.length)) {
+    return values.map((row) => {
+      const id = idFromKeyValues(metadata, primary.map((column) => row[referenced.indexOf(column)]));
+      return id === null ? undefined : { entity: metadata, id };
+    });
   }
   const lookup = (given: readonly unknown[]): string => JSON.stringify(given.map(keyString));
   const wanted = new Map<string, readonly unknown[]>();
   for (const row of values) if (row.every((v) => v !== undefined && v !== null)) wanted.set(lookup(row), row);
-  const ids = new Map<string, string | null>();
+  const found = new Map<string, LinkedRow>();
   if (wanted.size) {
     const alias = 'audit_linked';
     const escape = (name: string) => runner.connection.driver.escape(name);
@@ -150,10 +167,14 @@ async function linkedIds(
     const where = [...wanted.values()]
       .map((row, i) => `(${referenced.map((c, j) => ((parameters[`audit_l${i}_${j}`] = row[j]), `${escape(alias)}.${escape(c.databaseName)} = :audit_l${i}_${j}`)).join(' AND ')})`)
       .join(' OR ');
-    const found = await runner.manager.createQueryBuilder(metadata.target, alias).withDeleted().where(where, parameters).getMany();
-    for (const entity of found) ids.set(lookup(referenced.map((column) => column.getEntityValue(entity) as unknown)), entityId(metadata, entity));
+    for (const entity of await runner.manager.createQueryBuilder(metadata.target, alias).withDeleted().where(where, parameters).getMany()) {
+      const id = entityId(metadata, entity);
+      // Under single-table inheritance TypeORM loads a row as the entity its discriminator names.
+      const child = byKind ? metadata.childEntityMetadatas.find((candidate) => candidate.target === entity.constructor) : undefined;
+      if (id !== null) found.set(lookup(referenced.map((column) => column.getEntityValue(entity) as unknown)), { entity: child ?? metadata, id });
+    }
   }
-  return values.map((row) => ids.get(lookup(row)) ?? null);
+  return values.map((row) => found.get(lookup(row)));
 }
 
 /**
@@ -268,10 +289,15 @@ export class DeleteCascade {
     const found = await this.read(dependent, rows);
     if (!found) return;
     const { links, unknown } = await junctionLinks(this.runner, relation, found, (column, row) => row[column.databaseName]);
-    const removed = new Map<string, string[]>();
-    for (const { owner, related } of links) removed.set(owner, [...(removed.get(owner) ?? []), related]);
-    for (const [owner, ids] of removed) {
-      this.changes.push({ entity: relation.entityMetadata.name, id: owner, operation: 'update', fields: { [relation.propertyPath]: { added: [], removed: ids } } });
+    const removed = new Map<string, { entity: string; owner: string; ids: string[] }>();
+    for (const { entity, owner, related } of links) {
+      if (!this.capture.trackedFields(entity)) continue;
+      const ofOwner = removed.get(key(entity.name, owner));
+      if (ofOwner) ofOwner.ids.push(related);
+      else removed.set(key(entity.name, owner), { entity: entity.name, owner, ids: [related] });
+    }
+    for (const { entity, owner, ids } of removed.values()) {
+      this.changes.push({ entity, id: owner, operation: 'update', fields: { [relation.propertyPath]: { added: [], removed: ids } } });
     }
     if (unknown) this.changes.push({ entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, count: unknown });
   }
