@@ -2,6 +2,7 @@ import {
   Column,
   DeleteDateColumn,
   Entity,
+  Index,
   JoinTable,
   ManyToMany,
   PrimaryColumn,
@@ -55,7 +56,9 @@ export class CpsItem {
   deletedAt!: Date | null;
 }
 
+/** Indexed in the board's join column order too: TypeORM 0.3 references the pair in that order, which MariaDB needs an index for. */
 @Entity('cps_pair')
+@Index(['right', 'left'])
 export class CpsPair {
   @PrimaryColumn()
   left!: number;

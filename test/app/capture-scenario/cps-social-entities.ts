@@ -1,6 +1,9 @@
 import { Column, Entity, JoinTable, ManyToMany, ManyToOne, OneToMany, PrimaryGeneratedColumn } from 'typeorm';
 
-/** Members who follow each other (custom join column names), posts removed with their author, replies removed with their post. */
+/**
+ * Members who follow each other (custom join column names), posts removed with their author, replies removed with their post.
+ * The inverse sides say `onDelete: 'CASCADE'`: TypeORM 0.3 gives a junction's foreign key to them theirs (TypeORM 1 cascades by default).
+ */
 @Entity('cps_member')
 export class CpsMember {
   @PrimaryGeneratedColumn()
@@ -16,10 +19,10 @@ export class CpsMember {
   @JoinTable({ name: 'cps_member_follows', joinColumn: { name: 'src_member' }, inverseJoinColumn: { name: 'dst_member' } })
   following!: CpsMember[];
 
-  @ManyToMany(() => CpsMember, (member) => member.following)
+  @ManyToMany(() => CpsMember, (member) => member.following, { onDelete: 'CASCADE' })
   followers!: CpsMember[];
 
-  @ManyToMany(() => CpsPost, (post) => post.likedBy)
+  @ManyToMany(() => CpsPost, (post) => post.likedBy, { onDelete: 'CASCADE' })
   likes!: CpsPost[];
 }
 
