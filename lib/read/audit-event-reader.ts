@@ -41,7 +41,8 @@ export class AuditEventReader {
    * keys (the stored row must hash to its leaf).
    */
   async read(id: string): Promise<{ event: AuditEvent; inclusion: AuditInclusionStatus } | undefined> {
-    const row = await this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
+    // Ids are stored in lower case; a UUID is the same id in either case.
+    const row = await this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id: id.toLowerCase() } });
     return row ? { event: this.builder.toEvent(row), inclusion: await this.inclusion(row) } : undefined;
   }
 

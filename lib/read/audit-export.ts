@@ -180,10 +180,12 @@ export function exportLine(row: AuditLogEntity): string {
 /**
  * The starts that make a spreadsheet read a cell as a formula (OWASP, CSV injection): `=`,
  * `+`, `-`, `@` (or their full-width forms, which spreadsheets in CJK locales take as
- * them), a tab or a carriage return; also behind whitespace or quotes, which an import
- * that trims or unquotes cells takes off.
+ * them), a tab or a carriage return; the signs also behind whitespace or quotes, which an
+ * import that trims or unquotes cells takes off, and the tab or carriage return behind
+ * apostrophes — so that a cell that matches still matches with a `'` before it, and a
+ * reader that drops the `'` of a cell whose rest matches gets every value back exactly.
  */
-const FORMULA_START = /^[\s"']*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^[\t\r]/;
+const FORMULA_START = /^[\s"']*[=+\-@\uFF1D\uFF0B\uFF0D\uFF20]|^'*[\t\r]/;
 
 /**
  * A cell as written to CSV: a cell starting with `=`, `+`, `-`, `@`, a tab or a carriage

@@ -5,6 +5,7 @@ import { entityOfType } from '../events/audit-target.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditKind, AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditExportQuery, AuditTargetInput } from '../interfaces/audit-service.interface.js';
+import { storable } from '../events/json-safe.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 
 /** What turning a query into SQL needs: the audit data source, the pseudonymizer, and how to name a target. */
@@ -76,11 +77,13 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
     const hint = key === 'targetId' ? ' (a target is { target: { type, id } }, or targetType alone)' : key === 'since' || key === 'until' ? ' (a time range is { from, to })' : '';
     throw new InvalidAuditQueryError(key, `is not a filter${hint}; the filters are ${[...FILTERS].join(', ')}${paged ? ', with limit and cursor' : ''}`);
   }
+  // Text filters are compared with the text as the module stores it (a NUL escaped, a lone surrogate replaced).
   const text = (field: string, value: unknown): string | undefined => {
     if (value === undefined) return undefined;
     if (typeof value !== 'string') throw new InvalidAuditQueryError(field, `must be a string, got ${describe(value)}`);
-    return value;
+    return storable(value);
   };
+  const equals = exactMatch(scope.dataSource);
   const oneOf = <T extends string>(field: string, value: unknown, allowed: readonly T[]): T | undefined => {
     if (value === undefined) return undefined;
     if (!(allowed as readonly unknown[]).includes(value)) throw new InvalidAuditQueryError(field, `must be one of ${allowed.join(', ')}, got ${describe(value)}`);
@@ -93,15 +96,16 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   }
   if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
   const actor = actorFilter(query.actor);
-  const actorType = text('actorType', query.actorType) ?? actor.type;
-  const given = actorIdFilter('actorId', query.actorId) ?? actor.id;
-  const actorId = given === undefined ? undefined : storedActorId(String(given), actorType, scope.pseudonymizer);
+  const actorType = agreed('actorType', text('actorType', query.actorType), 'actor.type', actor.type === undefined ? undefined : storable(actor.type));
+  const given = agreed('actorId', actorIdFilter('actorId', query.actorId), 'actor.id', actor.id);
+  const clear = given === undefined ? undefined : scope.pseudonymizer ? String(given) : storable(String(given));
+  const actorId = clear === undefined ? undefined : storedActorId(clear, actorType, scope.pseudonymizer);
   if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
-  else if (actorId !== undefined) qb.andWhere('e.actorId = :actorId', { actorId });
+  else if (actorId !== undefined) qb.andWhere(equals('e.actorId', 'actorId'), { actorId });
   if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
   if (query.target !== undefined) {
     const target = scope.resolveTarget(query.target, 'target');
-    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere('e.targetId = :targetId', { targetId: target.id });
+    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere(equals('e.targetId', 'targetId'), { targetId: storable(target.id) });
   }
   const targetType = text('targetType', query.targetType);
   if (targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(targetType) });
@@ -112,9 +116,31 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   const kind = oneOf('kind', query.kind, AUDIT_KINDS);
   if (kind !== undefined) qb.andWhere('e.kind = :kind', { kind });
   const requestId = text('requestId', query.requestId);
-  if (requestId !== undefined) qb.andWhere('e.requestId = :requestId', { requestId });
+  if (requestId !== undefined) qb.andWhere(equals('e.requestId', 'requestId'), { requestId });
   if (query.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: occurredAtParam(scope.dataSource, query.from, 'from') });
   if (query.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: occurredAtParam(scope.dataSource, query.to, 'to') });
+}
+
+/** One filter given two ways (`actorType` and `actor.type`): the value, refused when the two differ. */
+function agreed<T extends string | number>(field: string, value: T | undefined, other: string, otherValue: T | undefined): T | undefined {
+  if (value !== undefined && otherValue !== undefined && String(value) !== String(otherValue)) {
+    throw new InvalidAuditQueryError(field, `is ${describe(value)} but ${other} is ${describe(otherValue)}: give the actor once`);
+  }
+  return value ?? otherValue;
+}
+
+const MYSQL_FAMILY = new Set(['mysql', 'mariadb', 'aurora-mysql']);
+
+/**
+ * The SQL of `column = :param`, compared exactly: an id in another case, with a trailing
+ * space or another accent is another id. MySQL and MariaDB compare under the column's
+ * collation (case- and accent-insensitive, trailing spaces ignored by default), so the
+ * bytes are compared too — beside the plain equality, which keeps the index in use.
+ */
+export function exactMatch(dataSource: DataSource): (column: string, param: string) => string {
+  return MYSQL_FAMILY.has(dataSource.options.type)
+    ? (column, param) => `${column} = :${param} AND BINARY ${column} = :${param}`
+    : (column, param) => `${column} = :${param}`;
 }
 
 /** Whether `query` filters anything (an export of it is then the whole trail). */

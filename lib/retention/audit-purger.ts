@@ -26,7 +26,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { AuditWriter } from '../storage/audit.writer.js';
 import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, LOCK_TRIES, LOCK_TRY_TIMEOUT, retryLockTimeouts, type AuditLogPartition } from '../storage/audit-partitions.js';
 import { escapedTable } from '../storage/sql.js';
-import { occurredAtParam } from '../read/audit-query.js';
+import { occurredAtParam, parseIsoInstant } from '../read/audit-query.js';
 import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
 
 const DEFAULT_BATCH = 5_000;
@@ -631,8 +631,11 @@ function checkPurgeOptions(options: AuditPurgeOptions): { before: Date; batchSiz
   }
   const raw: unknown = options.before;
   if (raw === undefined) throw new InvalidAuditQueryError('before', 'is required: the events older than this time are purged');
-  const before = raw instanceof Date ? raw : typeof raw === 'string' ? new Date(raw) : new Date(Number.NaN);
-  if (Number.isNaN(before.getTime())) throw new InvalidAuditQueryError('before', `is not a valid date: ${JSON.stringify(raw)}`);
+  // Text is read as find() reads it: ISO 8601, a time without a zone in UTC, a day off the calendar refused.
+  const before = raw instanceof Date ? raw : typeof raw === 'string' ? (parseIsoInstant(raw) ?? new Date(Number.NaN)) : new Date(Number.NaN);
+  if (Number.isNaN(before.getTime())) {
+    throw new InvalidAuditQueryError('before', `is not a valid date (a Date, or ISO 8601 text such as "2026-01-31" or "2026-01-31T12:00:00Z"): ${JSON.stringify(raw)}`);
+  }
   if (before.getTime() > Date.now()) {
     throw new InvalidAuditQueryError('before', `is in the future (${before.toISOString()}): a purge removes only events older than a past time`);
   }

@@ -11,7 +11,7 @@ import { currentTransactionManager } from '../context/async-frame.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { UnitEvents } from '../events/unit-events.js';
-import { bound } from '../events/json-safe.js';
+import { bound, storable } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
@@ -49,7 +49,7 @@ import { DatabaseLogSource, withUnsequencedProblems } from '../integrity/databas
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { splitPurgeNotes } from '../integrity/purge-record.js';
 import { auditExportStream, exportFormat } from '../read/audit-export.js';
-import { filtersAnything, occurredAtParam, targetTypes, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
+import { exactMatch, filtersAnything, occurredAtParam, targetTypes, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -395,7 +395,7 @@ export class AuditService {
     let after: AuditLogEntity | undefined;
     for (;;) {
       const want = limit === undefined ? MAX_PAGE : Math.min(MAX_PAGE, limit - events.length);
-      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: id });
+      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: storable(id) });
       if (after) {
         // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
         qb.andWhere('e.occurredAt >= :afterAt AND (e.occurredAt > :afterAt OR e.id > :afterId)', {
@@ -425,12 +425,13 @@ export class AuditService {
     const subject = this.dataSource.getMetadata(AuditSubjectEntity);
     const column = (metadata: typeof log, property: string): string =>
       driver.escape(metadata.findColumnWithPropertyName(property)!.databaseName);
+    const equals = exactMatch(this.dataSource);
     return (this.aboutSql =
       `SELECT ${driver.escape('h')}.${driver.escape('event_id')} FROM (` +
       `SELECT ${column(log, 'id')} AS ${driver.escape('event_id')} FROM ${escapedTable(this.dataSource, log)} ` +
-      `WHERE ${column(log, 'targetType')} IN (:...historyTypes) AND ${column(log, 'targetId')} = :historyId ` +
+      `WHERE ${column(log, 'targetType')} IN (:...historyTypes) AND ${equals(column(log, 'targetId'), 'historyId')} ` +
       `UNION ALL SELECT ${column(subject, 'eventId')} FROM ${escapedTable(this.dataSource, subject)} ` +
-      `WHERE ${column(subject, 'subjectType')} IN (:...historyTypes) AND ${column(subject, 'subjectId')} = :historyId` +
+      `WHERE ${column(subject, 'subjectType')} IN (:...historyTypes) AND ${equals(column(subject, 'subjectId'), 'historyId')}` +
       `) ${driver.escape('h')}`);
   }
 
@@ -534,7 +535,8 @@ function decodeCursor(cursor: string, filters: string): [string, string] {
     value.length === 3 &&
     value.every((part) => typeof part === 'string') &&
     Buffer.from(JSON.stringify(value)).toString('base64url') === cursor &&
-    isIsoTime(value[0] as string);
+    isIsoTime(value[0] as string) &&
+    EVENT_ID.test(value[1] as string);
   if (!valid) throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
   const [at, id, given] = value as [string, string, string];
   if (given !== filters) {
@@ -542,6 +544,9 @@ function decodeCursor(cursor: string, filters: string): [string, string] {
   }
   return [at, id];
 }
+
+/** An event id as the module writes it (a lower-case UUID). */
+const EVENT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Whether `text` is a time as `Date.toISOString()` writes it. */
 function isIsoTime(text: string): boolean {
