@@ -138,6 +138,9 @@ interface LinkedRow {
  * The row of `metadata` each junction row's `columns` point at (undefined when none is
  * found); `byKind`: read as the child entity it is of, when `metadata` has children.
  */
+/** Rows read per statement by {@link linkedRows}. */
+const LINKED_ROWS_PER_READ = 200;
+
 async function linkedRows(
   runner: QueryRunner,
   metadata: EntityMetadata,
@@ -160,11 +163,14 @@ async function linkedRows(
   const wanted = new Map<string, readonly unknown[]>();
   for (const row of values) if (row.every((v) => v !== undefined && v !== null)) wanted.set(lookup(row), row);
   const found = new Map<string, LinkedRow>();
-  if (wanted.size) {
-    const alias = 'audit_linked';
-    const escape = (name: string) => runner.connection.driver.escape(name);
+  const alias = 'audit_linked';
+  const escape = (name: string) => runner.connection.driver.escape(name);
+  const all = [...wanted.values()];
+  // Read in slices: one OR term per row, and SQLite refuses an expression deeper than 1,000.
+  for (let from = 0; from < all.length; from += LINKED_ROWS_PER_READ) {
     const parameters: Record<string, unknown> = {};
-    const where = [...wanted.values()]
+    const where = all
+      .slice(from, from + LINKED_ROWS_PER_READ)
       .map((row, i) => `(${referenced.map((c, j) => ((parameters[`audit_l${i}_${j}`] = row[j]), `${escape(alias)}.${escape(c.databaseName)} = :audit_l${i}_${j}`)).join(' AND ')})`)
       .join(' OR ');
     for (const entity of await runner.manager.createQueryBuilder(metadata.target, alias).withDeleted().where(where, parameters).getMany()) {

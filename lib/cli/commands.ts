@@ -230,9 +230,16 @@ export async function proveCommand(id: string | undefined, options: CommandOptio
   }
   return withDatabase(options, async (dataSource) => {
     bindUtcDates(dataSource);
-    const row = await dataSource.getRepository(AuditLogEntity).findOne({ where: { id } });
+    // Ids are stored in lower case; a UUID is the same id in either case.
+    const row = await dataSource.getRepository(AuditLogEntity).findOne({ where: { id: id.toLowerCase() } });
     if (!row) return fail(io, `no event ${id} in audit_log`);
-    const checkpoint = await latestCheckpoint(dataSource.manager);
+    let checkpoint: Awaited<ReturnType<typeof latestCheckpoint>>;
+    try {
+      checkpoint = await latestCheckpoint(dataSource.manager);
+    } catch (err) {
+      if (err instanceof AuditIntegrityError) return fail(io, err.message);
+      throw err;
+    }
     if (row.seq === null || !checkpoint || checkpoint.treeSize < row.seq) {
       return fail(io, `event ${id} is not covered by a signed checkpoint yet (the app signs one every checkpointEvery, or call AuditService.checkpoint())`);
     }
@@ -314,9 +321,9 @@ function summary(result: AuditVerifyResult): string {
 }
 
 const NO_KEY_WARNING =
-  'warning: no --public-key given, so checkpoint signatures are NOT checked: this shows the audit tables agree with their ' +
-  'checkpoints, not who signed them (whoever can write the database can write both). Give the public key (keygen prints it) ' +
-  'to detect that.';
+  'warning: no --public-key given, so the signatures of checkpoints and purge records are NOT checked: this shows the audit ' +
+  'tables agree with their checkpoints, not who signed them (whoever can write the database can write both). Give the public ' +
+  'key (keygen prints it) to detect that.';
 
 function fail(io: CliIo, reason: string): number {
   io.stdout.write(`FAILED: ${reason}\n`);

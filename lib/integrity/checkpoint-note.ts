@@ -317,7 +317,7 @@ function checkKeyName(name: string): void {
   }
 }
 
-function isValidKeyName(name: unknown): name is string {
+export function isValidKeyName(name: unknown): name is string {
   return (
     typeof name === 'string' &&
     name !== '' &&

@@ -228,17 +228,19 @@ export class DatabaseLogSource {
   }
 
   private checkColumns(row: AuditCheckpointEntity): void {
-    let signed: Buffer;
+    let signed: { treeSize: bigint; rootHash: Buffer };
     try {
-      signed = parseCheckpoint(row.note.slice(0, row.note.lastIndexOf('\n\n') + 1)).rootHash;
+      signed = parseCheckpoint(row.note.slice(0, row.note.lastIndexOf('\n\n') + 1));
     } catch {
       return; // A note that is no checkpoint: the verifier reports it.
     }
-    if (row.rootHash.toLowerCase() === signed.toString('hex') || this.checkpointRowProblems.length >= MAX_REPORTED_PROBLEMS) return;
+    const column =
+      signed.treeSize !== BigInt(row.treeSize) ? `tree_size column (${row.treeSize}) is not the tree size of its signed note (${signed.treeSize})` : row.rootHash.toLowerCase() !== signed.rootHash.toString('hex') ? 'root_hash column is not the root of its signed note' : undefined;
+    if (column === undefined || this.checkpointRowProblems.length >= MAX_REPORTED_PROBLEMS) return;
     this.checkpointRowProblems.push({
       kind: 'modified',
       treeSize: row.treeSize,
-      message: `checkpoint ${row.treeSize}'s root_hash column is not the root of its signed note: the audit_checkpoint row was altered (the note is what is checked)`,
+      message: `checkpoint ${row.treeSize}'s ${column}: the audit_checkpoint row was altered (the note is what is checked)`,
     });
   }
 

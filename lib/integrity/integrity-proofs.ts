@@ -33,6 +33,8 @@ export class IntegrityProofs {
     this.integrator.requireIntegrity();
     if (typeof id !== 'string' || !UUID.test(id)) throw new AuditIntegrityError(`prove() needs an event id (a UUID), got ${JSON.stringify(id)}`);
     const events = this.dataSource.getRepository(AuditLogEntity);
+    // Ids are stored in lower case; a UUID is the same id in either case.
+    id = id.toLowerCase();
     let row = await events.findOne({ where: { id } });
     if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
     let checkpoint = await this.latest();

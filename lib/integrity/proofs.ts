@@ -3,7 +3,7 @@ import { InvalidAuditProofError } from '../exceptions/invalid-audit-proof.error.
 import { InvalidNoteKeyError } from '../exceptions/invalid-note-key.error.js';
 import type { AuditCheckpoint, AuditConsistencyProof, AuditInclusionProof, AuditProofResult, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson, type CanonicalEventInput } from './canonical-json.js';
-import { createVerifier, openNote, parseCheckpoint, parseVerifierKey, toPublicKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
+import { createVerifier, isValidKeyName, openNote, parseCheckpoint, parseVerifierKey, toPublicKey, type Checkpoint, type NoteVerifier } from './checkpoint-note.js';
 import { leafHashOfText, verifyConsistencyProof, verifyInclusionProof } from './merkle.js';
 
 /** An inclusion proof whose checkpoint is given as its signed note's text alone. */
@@ -200,7 +200,11 @@ function disagreesWithNote(given: string | AuditCheckpoint, signed: Checkpoint, 
   return undefined;
 }
 
-/** The key names of a signed note's signature lines (none when it has no signature block). */
+/**
+ * The key names of a signed note's signature lines (none when it has no signature block),
+ * leaving out names no key can have: such a line verifies under no key, and a malformed
+ * note is the proof's fault, not the caller's key's.
+ */
 export function signatureKeyNames(note: string): string[] {
   if (typeof note !== 'string') return [];
   const split = note.lastIndexOf('\n\n');
@@ -209,7 +213,7 @@ export function signatureKeyNames(note: string): string[] {
   for (const line of note.slice(split + 2).split('\n')) {
     if (!line.startsWith('\u2014 ')) continue;
     const name = line.slice(2).split(' ')[0];
-    if (name) names.add(name);
+    if (isValidKeyName(name)) names.add(name);
   }
   return [...names];
 }

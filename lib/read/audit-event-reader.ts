@@ -51,9 +51,10 @@ export class AuditEventReader {
     if (!integrity) return { state: 'off' };
     if (row.seq === null || row.seq === undefined) return { state: 'unsequenced' };
     const manager = this.dataSource.manager;
-    const checkpoint = await latestCheckpoint(manager);
-    if (!checkpoint || checkpoint.treeSize < row.seq) return { state: 'uncovered', seq: row.seq, checkpoint };
     try {
+      // A checkpoint row whose columns disagree with its note is an integrity problem to show, not an error.
+      const checkpoint = await latestCheckpoint(manager);
+      if (!checkpoint || checkpoint.treeSize < row.seq) return { state: 'uncovered', seq: row.seq, checkpoint };
       const proof = await inclusionProofOf(manager, row, checkpoint);
       return { state: 'proved', proof, verified: checkInclusion(proof, integrity.publicKeys, row) };
     } catch (error) {

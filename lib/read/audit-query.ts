@@ -135,11 +135,13 @@ const MYSQL_FAMILY = new Set(['mysql', 'mariadb', 'aurora-mysql']);
  * The SQL of `column = :param`, compared exactly: an id in another case, with a trailing
  * space or another accent is another id. MySQL and MariaDB compare under the column's
  * collation (case- and accent-insensitive, trailing spaces ignored by default), so the
- * bytes are compared too — beside the plain equality, which keeps the index in use.
+ * bytes are compared too — both sides in utf8mb4, whatever the column's character set
+ * (latin1 bytes are not the parameter's) — beside the plain equality, which keeps the
+ * index in use.
  */
 export function exactMatch(dataSource: DataSource): (column: string, param: string) => string {
   return MYSQL_FAMILY.has(dataSource.options.type)
-    ? (column, param) => `${column} = :${param} AND BINARY ${column} = :${param}`
+    ? (column, param) => `${column} = :${param} AND BINARY CONVERT(${column} USING utf8mb4) = BINARY CONVERT(:${param} USING utf8mb4)`
     : (column, param) => `${column} = :${param}`;
 }
 

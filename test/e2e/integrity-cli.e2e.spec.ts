@@ -133,7 +133,7 @@ describe.each(databases())('npx nestjs-system-audit on %s', (kind) => {
 
   it('verify without --public-key checks all but the signatures, and says so on stderr and in the summary', async () => {
     const run = await cliOnce('verify', ...url);
-    expect(run.stderr).toMatch(/^warning: no --public-key given, so checkpoint signatures are NOT checked/);
+    expect(run.stderr).toMatch(/^warning: no --public-key given, so the signatures of checkpoints and purge records are NOT checked/);
     expect(run.stdout).toBe(`OK: tree size ${EVENTS}, ${EVENTS} events and ${CHECKPOINTS.length} checkpoints checked; checkpoint signatures NOT checked (no --public-key)\n`);
     expect(run.code).toBe(0);
   });
