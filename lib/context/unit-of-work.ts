@@ -316,8 +316,10 @@ export class UnitOfWork {
    */
   resolveUncertain(existing: ReadonlySet<string>): void {
     for (const entry of this.uncertain.splice(0)) {
-      if (![...entry.ids, ...entry.spilledIds].some((id) => existing.has(id))) {
-        if (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling) this.rolledBackLate = true;
+      const ids = [...entry.ids, ...entry.spilledIds];
+      if (!ids.some((id) => existing.has(id))) {
+        // With no journal row to look for, nothing says it rolled back.
+        if (ids.length > 0 && (this.handlerEventAdded || ORDER[this._state] >= ORDER.settling)) this.rolledBackLate = true;
         continue;
       }
       for (const change of entry.changes) this.changes.record(change);
