@@ -299,8 +299,11 @@ export async function withUnsequencedProblems(result: AuditVerifyResult, source:
     else added.push(problem);
   }
   const pending = source.unsequenced;
-  const rows = source.checkpointRowProblems.slice(0, Math.max(0, MAX_REPORTED_PROBLEMS - result.problems.length - added.length));
-  if (rows.length < source.checkpointRowProblems.length) truncated = true;
+  // A checkpoint already reported (its note replaced, its signature bad) is one problem, not two.
+  const reported = new Set(result.problems.filter((problem) => problem.treeSize !== undefined && problem.kind !== 'truncated').map((problem) => problem.treeSize));
+  const columns = source.checkpointRowProblems.filter((problem) => !reported.has(problem.treeSize));
+  const rows = columns.slice(0, Math.max(0, MAX_REPORTED_PROBLEMS - result.problems.length - added.length));
+  if (rows.length < columns.length) truncated = true;
   if (added.length === 0 && rows.length === 0 && !truncated && pending === 0) return result;
   // Unsequenced events have no seq: they come first, as problems without seq or tree size do.
   const problems = rows.length === 0 ? result.problems : [...result.problems, ...rows].sort((a, b) => (a.seq ?? a.treeSize ?? 0) - (b.seq ?? b.treeSize ?? 0));

@@ -5,6 +5,7 @@ import { AuditLogEntity } from '../../lib/index.js';
 import { appendOnlyStatements } from '../../lib/storage/append-only.js';
 import { AuditCheckpointEntity } from '../../lib/storage/audit-checkpoint.entity.js';
 import { escapedTable } from '../../lib/storage/sql.js';
+import { createSigner, formatCheckpoint, signNote } from '../../lib/integrity/checkpoint-note.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -59,4 +60,27 @@ describe.each(databases())('checkpoint row columns on %s', (kind) => {
     expect(result.ok, JSON.stringify(result)).toBe(false);
   });
 
+  it('a checkpoint whose note alone was replaced (its columns kept) is one problem, inconsistent; its root_hash column alone changed is modified', async () => {
+    await storeEvents(t, 3);
+    await t.audit.checkpoint();
+    await storeEvents(t, 2);
+    await t.audit.checkpoint();
+    const q = (name: string) => t.dataSource.driver.escape(name);
+    const forged = signNote(formatCheckpoint({ origin: ORIGIN, treeSize: 3, rootHash: Buffer.alloc(32, 7) }), createSigner(ORIGIN, privateKey));
+    await alter(`${q('note')} = '${forged}'`);
+    const result = await t.audit.verify();
+    expect(result.problems.map((p) => `${p.kind} ${p.seq ?? ''}/${p.treeSize ?? ''}`)).toEqual(['inconsistent 3/3']);
+  });
+
+  it('a checkpoint whose root_hash column alone was changed is modified at its tree size, and proofs still check', async () => {
+    await storeEvents(t, 3);
+    const first = await t.audit.checkpoint();
+    const q = (name: string) => t.dataSource.driver.escape(name);
+    await alter(`${q('root_hash')} = '${'ab'.repeat(32)}'`);
+    const result = await t.audit.verify();
+    expect(result.problems.map((p) => `${p.kind} ${p.treeSize ?? ''}`)).toEqual(['modified 3']);
+    const [row] = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' }, take: 1 });
+    const proof = await t.audit.prove(row!.id);
+    expect(proof.checkpoint.rootHash).toBe(first.rootHash);
+  });
 });
