@@ -9,6 +9,7 @@ import {
 } from '../audit.constants.js';
 import { ownStatement } from './own-statements.js';
 import type { RawTable } from './raw-statement.js';
+import { MYSQL_DRIVERS } from '../storage/drivers.js';
 
 /**
  * What a table named in raw SQL is: the entity whose rows it holds (for a many-to-many
@@ -17,7 +18,6 @@ import type { RawTable } from './raw-statement.js';
  */
 export type RawTableOwner = { entity: EntityMetadata; links: boolean } | 'unrecorded' | 'unknown';
 
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 /** Resolutions kept, at most: past it the cache starts over (apps with generated table names). */
 const MAX_CACHED = 1000;
 /** MySQL/MariaDB storage engines whose writes a ROLLBACK undoes (lower case). */
@@ -44,7 +44,7 @@ export class RawTables {
   private readonly caseInsensitiveQuotes: boolean;
 
   constructor(private readonly dataSource: DataSource) {
-    this.caseInsensitiveQuotes = MYSQL.has(String(dataSource.options.type));
+    this.caseInsensitiveQuotes = MYSQL_DRIVERS.has(String(dataSource.options.type));
   }
 
   /** Whether the database reads `'…'` with backslash escapes and `#` comments. */

@@ -3,19 +3,17 @@ import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
-import { SQLITE_DRIVERS } from '../storage/drivers.js';
+import { MYSQL_DRIVERS, SQLITE_DRIVERS } from '../storage/drivers.js';
 
 /** How the integrator holds its role while it sequences a batch. */
 export type IntegratorDialect = 'postgres' | 'mysql' | 'sqlite';
 
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
-const SQLITE = SQLITE_DRIVERS;
 
 export function integratorDialect(dataSource: DataSource): IntegratorDialect {
   const type = String(dataSource.options.type);
   if (type === 'postgres' || type === 'cockroachdb' || type === 'aurora-postgres') return 'postgres';
-  if (MYSQL.has(type)) return 'mysql';
-  if (SQLITE.has(type)) return 'sqlite';
+  if (MYSQL_DRIVERS.has(type)) return 'mysql';
+  if (SQLITE_DRIVERS.has(type)) return 'sqlite';
   throw new Error(`Audit integrity: the ${type} driver is not supported (PostgreSQL, MySQL/MariaDB and SQLite are)`);
 }
 

@@ -30,7 +30,7 @@ import { retryTransient } from '../storage/database-errors.js';
 import { JournalIndex } from '../storage/journal-index.js';
 import { readCommittedTransaction } from '../storage/read-committed.js';
 import { escapedTable } from '../storage/sql.js';
-import { isSqlite } from '../storage/write-statements.js';
+import { isSqlite } from '../storage/drivers.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditJournal } from './audit-journal.js';
 import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';

@@ -6,6 +6,7 @@ import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.
 import type { AuditKind, AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditExportQuery, AuditTargetInput } from '../interfaces/audit-service.interface.js';
 import { storable } from '../events/json-safe.js';
+import { MYSQL_DRIVERS } from '../storage/drivers.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 
 /** What turning a query into SQL needs: the audit data source, the pseudonymizer, and how to name a target. */
@@ -129,8 +130,6 @@ function agreed<T extends string | number>(field: string, value: T | undefined, 
   return value ?? otherValue;
 }
 
-const MYSQL_FAMILY = new Set(['mysql', 'mariadb', 'aurora-mysql']);
-
 /**
  * The SQL of `column = :param`, compared exactly: an id in another case, with a trailing
  * space or another accent is another id. MySQL and MariaDB compare under the column's
@@ -140,7 +139,7 @@ const MYSQL_FAMILY = new Set(['mysql', 'mariadb', 'aurora-mysql']);
  * index in use.
  */
 export function exactMatch(dataSource: DataSource): (column: string, param: string) => string {
-  return MYSQL_FAMILY.has(dataSource.options.type)
+  return MYSQL_DRIVERS.has(dataSource.options.type)
     ? (column, param) => `${column} = :${param} AND BINARY CONVERT(${column} USING utf8mb4) = BINARY CONVERT(:${param} USING utf8mb4)`
     : (column, param) => `${column} = :${param}`;
 }

@@ -11,7 +11,7 @@ import { JournalRecovery } from '../journal/journal-recovery.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import type { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditWriter, type AuditWriteOptions } from '../storage/audit.writer.js';
-import { isSqlite } from '../storage/write-statements.js';
+import { isSqlite } from '../storage/drivers.js';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
 import { inRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { inSavepoint, TransactionLost } from '../storage/savepoint.js';

@@ -1,7 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import { AUDIT_CHECKPOINT_TABLE, AUDIT_LOG_TABLE, AUDIT_TREE_TABLE } from '../audit.constants.js';
 import { prefixed } from './migrations/portable-table.js';
-import { SQLITE_DRIVERS } from './drivers.js';
+import { MYSQL_DRIVERS, SQLITE_DRIVERS } from './drivers.js';
 
 /**
  * The append-only guards of `audit_log`, `audit_tree` and `audit_checkpoint`: database
@@ -22,8 +22,6 @@ import { SQLITE_DRIVERS } from './drivers.js';
 type Dialect = 'postgres' | 'mysql' | 'sqlite';
 
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
-const SQLITE = SQLITE_DRIVERS;
 
 /** PostgreSQL setting (transaction-local) that opens the DELETE guard for the purge. */
 export const PURGE_SETTING = 'nestjs_system_audit.purge';
@@ -80,8 +78,8 @@ export interface DeleteGuard {
 function dialectOf(queryRunner: QueryRunner): Dialect | undefined {
   const type = String(queryRunner.connection.options.type);
   if (POSTGRES.has(type)) return 'postgres';
-  if (MYSQL.has(type)) return 'mysql';
-  if (SQLITE.has(type)) return 'sqlite';
+  if (MYSQL_DRIVERS.has(type)) return 'mysql';
+  if (SQLITE_DRIVERS.has(type)) return 'sqlite';
   return undefined;
 }
 

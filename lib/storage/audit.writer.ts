@@ -11,7 +11,8 @@ import { classifyDatabaseError, driverErrorCode, retryTransient } from './databa
 import { readCommittedTransaction } from './read-committed.js';
 import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
-import { isGuardFailure, isSqlite, WriteStatements, type JournalCheckRow, type JournalGuard, type Statement } from './write-statements.js';
+import { isGuardFailure, WriteStatements, type JournalCheckRow, type JournalGuard, type Statement } from './write-statements.js';
+import { isSqlite } from './drivers.js';
 
 /**
  * Batches written at the same time, at most (each holds one pooled connection). Two, the

@@ -2,8 +2,8 @@ import type { DataSource } from 'typeorm';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { driverErrorCode } from './database-errors.js';
 import { escapedTable } from './sql.js';
+import { MYSQL_DRIVERS } from './drivers.js';
 
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 
 /**
  * MySQL/MariaDB: the journal's index on the unit id, which the statements that lock or
@@ -17,7 +17,7 @@ export class JournalIndex {
   private name?: string;
 
   constructor(private readonly dataSource: DataSource) {
-    if (!MYSQL.has(String(dataSource.driver.options.type))) return;
+    if (!MYSQL_DRIVERS.has(String(dataSource.driver.options.type))) return;
     const journal = dataSource.getMetadata(AuditJournalEntity);
     const unit = journal.findColumnWithPropertyName('unitId');
     this.name = journal.indices.find((index) => index.columns.length === 1 && index.columns[0] === unit)?.name;

@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { driverErrorCode } from './database-errors.js';
+import { MYSQL_DRIVERS } from './drivers.js';
 
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 
 /** Data sources whose server refused a write under READ COMMITTED (statement-based binary logging). */
 const refused = new WeakSet<DataSource>();
@@ -18,7 +18,7 @@ const refused = new WeakSet<DataSource>();
  */
 export async function readCommittedTransaction<T>(on: DataSource | EntityManager, work: (manager: EntityManager) => Promise<T>): Promise<T> {
   const dataSource = 'connection' in on ? on.connection : on;
-  if (!MYSQL.has(String(dataSource.driver.options.type)) || refused.has(dataSource)) return on.transaction(work);
+  if (!MYSQL_DRIVERS.has(String(dataSource.driver.options.type)) || refused.has(dataSource)) return on.transaction(work);
   try {
     return await on.transaction('READ COMMITTED', work);
   } catch (error) {

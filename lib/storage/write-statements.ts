@@ -7,7 +7,7 @@ import { JournalIndex } from './journal-index.js';
 import { escapedTable } from './sql.js';
 import { UtcDateTimeParameter } from './utc-date.transformer.js';
 import { MARKER_ENTRY } from '../journal/journal-entry.js';
-import { SQLITE_DRIVERS } from './drivers.js';
+import { MYSQL_DRIVERS, SQLITE_DRIVERS } from './drivers.js';
 
 type Column = EntityMetadata['columns'][number];
 
@@ -105,7 +105,6 @@ const SCALAR_BYTES = 32;
 /** Parentheses, commas and spaces around a row's values. */
 const ROW_BYTES = 16;
 
-const MYSQL = new Set(['mysql', 'mariadb', 'aurora-mysql']);
 const UPSERT_ON_CONFLICT = new Set([
   'postgres',
   'aurora-postgres',
@@ -120,7 +119,6 @@ const UPSERT_ON_CONFLICT = new Set([
   'nativescript',
 ]);
 const NO_UNITS: readonly string[] = [];
-const SQLITE = SQLITE_DRIVERS;
 
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Column types PostgreSQL takes as arrays of text literals from node-postgres, for `unnest`. */
@@ -149,7 +147,6 @@ const UNNEST_TYPES = new Set([
 ]);
 
 /** Whether the data source is SQLite (TypeORM gives it one connection for everything). */
-export const isSqlite = (dataSource: DataSource): boolean => SQLITE.has(String(dataSource.driver.options.type));
 
 /** Characters MySQL's client-side formatting escapes with a backslash, each one byte more. */
 // eslint-disable-next-line no-control-regex -- these control characters are what it escapes
@@ -157,7 +154,7 @@ const MYSQL_ESCAPED = /[\0\b\t\n\r\x1a"'\\]/g;
 
 /** The most bind parameters one statement may carry on a driver. */
 function parameterLimit(type: string): number {
-  if (SQLITE.has(type)) return 32_766;
+  if (SQLITE_DRIVERS.has(type)) return 32_766;
   return 65_535;
 }
 
@@ -329,7 +326,7 @@ export class WriteStatements {
     const type = String(driver.options.type);
     const metadata = dataSource.getMetadata(AuditLogEntity);
     this.driver = driver;
-    this.mysql = MYSQL.has(type);
+    this.mysql = MYSQL_DRIVERS.has(type);
     this.postgres = POSTGRES.has(type);
     this.columns = metadata.columns;
     const types = this.columns.map((column) => driver.normalizeType(column));
