@@ -134,13 +134,13 @@ interface LinkedRow {
   id: string;
 }
 
+/** Rows read per statement by {@link linkedRows}. */
+const LINKED_ROWS_PER_READ = 200;
+
 /**
  * The row of `metadata` each junction row's `columns` point at (undefined when none is
  * found); `byKind`: read as the child entity it is of, when `metadata` has children.
  */
-/** Rows read per statement by {@link linkedRows}. */
-const LINKED_ROWS_PER_READ = 200;
-
 async function linkedRows(
   runner: QueryRunner,
   metadata: EntityMetadata,

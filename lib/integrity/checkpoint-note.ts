@@ -107,6 +107,14 @@ export function formatCheckpoint(input: CheckpointInput): string {
   return [origin, size.toString(), Buffer.from(rootHash).toString('base64'), ...extensions].map((l) => `${l}\n`).join('');
 }
 
+/**
+ * The checkpoint a signed note's text names (the text before its signature block), its
+ * signatures not checked: what a stored note says, for comparison with what else is stored.
+ */
+export function checkpointOfNote(note: string): Checkpoint {
+  return parseCheckpoint(note.slice(0, note.lastIndexOf('\n\n') + 1));
+}
+
 /** Reads a checkpoint's note text (as returned by `openNote(...).text`). */
 export function parseCheckpoint(text: string): Checkpoint {
   if (typeof text !== 'string') throw new MalformedCheckpointError(`expected text, got ${typeof text}`);

@@ -5,7 +5,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import type { AuditIntegrityProblem, AuditVerifyResult } from '../interfaces/audit-integrity.interface.js';
 import { canonicalEventJson } from './canonical-json.js';
-import { parseCheckpoint } from './checkpoint-note.js';
+import { checkpointOfNote, type Checkpoint } from './checkpoint-note.js';
 import { MAX_REPORTED_PROBLEMS, type AuditLogData, type AuditLogSourceEvent, type AuditLogSourceLeaf, type AuditLogSourceNode } from './log-verifier.js';
 import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
@@ -206,8 +206,8 @@ export class DatabaseLogSource {
 
   /**
    * Every stored checkpoint note (of size up to `bound`), ascending by tree size. A row
-   * whose `root_hash` column is not its note's root (the note is what is checked; the
-   * column is a copy the module does not read) is kept in {@link checkpointRowProblems}.
+   * whose `tree_size` or `root_hash` column is not what its note says (the note is what is
+   * checked; the columns are copies) is kept in {@link checkpointRowProblems}.
    */
   async *checkpoints(bound?: number): AsyncGenerator<string> {
     const repository = this.dataSource.getRepository(AuditCheckpointEntity);
@@ -228,14 +228,15 @@ export class DatabaseLogSource {
   }
 
   private checkColumns(row: AuditCheckpointEntity): void {
-    let signed: { treeSize: bigint; rootHash: Buffer };
+    let signed: Checkpoint;
     try {
-      signed = parseCheckpoint(row.note.slice(0, row.note.lastIndexOf('\n\n') + 1));
+      signed = checkpointOfNote(row.note);
     } catch {
       return; // A note that is no checkpoint: the verifier reports it.
     }
-    const column =
-      signed.treeSize !== BigInt(row.treeSize) ? `tree_size column (${row.treeSize}) is not the tree size of its signed note (${signed.treeSize})` : row.rootHash.toLowerCase() !== signed.rootHash.toString('hex') ? 'root_hash column is not the root of its signed note' : undefined;
+    let column: string | undefined;
+    if (signed.treeSize !== BigInt(row.treeSize)) column = `tree_size column (${row.treeSize}) is not the tree size of its signed note (${signed.treeSize})`;
+    else if (row.rootHash.toLowerCase() !== signed.rootHash.toString('hex')) column = 'root_hash column is not the root of its signed note';
     if (column === undefined || this.checkpointRowProblems.length >= MAX_REPORTED_PROBLEMS) return;
     this.checkpointRowProblems.push({
       kind: 'modified',

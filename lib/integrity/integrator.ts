@@ -21,7 +21,7 @@ import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
 import { escapedTable, placeholders } from '../storage/sql.js';
 import { canonicalEventJson } from './canonical-json.js';
-import { formatCheckpoint, openNote, parseCheckpoint, signNote } from './checkpoint-note.js';
+import { checkpointOfNote, formatCheckpoint, openNote, signNote } from './checkpoint-note.js';
 import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
 import type { ResolvedIntegrity } from './integrity-options.js';
 import { verifiersFor } from './proofs.js';
@@ -459,7 +459,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     if (last.treeSize > size) return `the last checkpoint covers ${last.treeSize} events but the tree holds ${size}: audit_tree was truncated`;
     let signedRoot: string;
     try {
-      const checkpoint = parseCheckpoint(last.note.slice(0, last.note.lastIndexOf('\n\n') + 1));
+      const checkpoint = checkpointOfNote(last.note);
       if (checkpoint.origin !== this.integrity.origin) return `the last checkpoint names origin ${JSON.stringify(checkpoint.origin)}, not ${JSON.stringify(this.integrity.origin)}`;
       if (checkpoint.treeSize !== BigInt(last.treeSize)) return `the last checkpoint's note says tree size ${checkpoint.treeSize}, its row ${last.treeSize}`;
       signedRoot = checkpoint.rootHash.toString('hex');
@@ -580,5 +580,3 @@ function leafOrError({ row, problem }: StoredEvent): Buffer | Error {
     return error instanceof Error ? error : new Error(String(error));
   }
 }
-
-

@@ -7,7 +7,7 @@ import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { canonicalEventJson } from './canonical-json.js';
-import { parseCheckpoint } from './checkpoint-note.js';
+import { checkpointOfNote, type Checkpoint } from './checkpoint-note.js';
 import { checkpointOfRow } from './stored-checkpoint.js';
 import { AuditIntegrator } from './integrator.js';
 import { inclusionProofRanges, leafHashOfText, nodeHash, perfectSubtrees, verifyInclusionProof } from './merkle.js';
@@ -26,15 +26,15 @@ export class IntegrityProofs {
   ) {}
 
   /**
-   * The inclusion proof of event `id` in the tree of the latest checkpoint (sequencing
+   * The inclusion proof of event `given` (its id, in either case) in the tree of the latest checkpoint (sequencing
    * the event and signing a checkpoint first when none covers it yet).
    */
-  async prove(id: string): Promise<AuditInclusionProof> {
+  async prove(given: string): Promise<AuditInclusionProof> {
     this.integrator.requireIntegrity();
-    if (typeof id !== 'string' || !UUID.test(id)) throw new AuditIntegrityError(`prove() needs an event id (a UUID), got ${JSON.stringify(id)}`);
+    if (typeof given !== 'string' || !UUID.test(given)) throw new AuditIntegrityError(`prove() needs an event id (a UUID), got ${JSON.stringify(given)}`);
     const events = this.dataSource.getRepository(AuditLogEntity);
     // Ids are stored in lower case; a UUID is the same id in either case.
-    id = id.toLowerCase();
+    const id = given.toLowerCase();
     let row = await events.findOne({ where: { id } });
     if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
     let checkpoint = await this.latest();
@@ -124,9 +124,9 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
 /** The root hash a checkpoint's note signs (the note must be of the checkpoint's tree size). */
 function signedRoot(checkpoint: AuditCheckpoint): Buffer {
   const note = checkpoint.note;
-  let parsed: ReturnType<typeof parseCheckpoint>;
+  let parsed: Checkpoint;
   try {
-    parsed = parseCheckpoint(note.slice(0, note.lastIndexOf('\n\n') + 1));
+    parsed = checkpointOfNote(note);
   } catch (error) {
     throw new AuditIntegrityError(`checkpoint ${checkpoint.treeSize} in audit_checkpoint does not hold a checkpoint note: ${(error as Error).message}`);
   }
@@ -172,7 +172,6 @@ export async function latestCheckpoint(manager: EntityManager): Promise<AuditChe
   return row ? checkpointOfRow(row) : undefined;
 }
 
-
 function sizeOf(value: number | AuditCheckpoint | string, name: string): number {
   if (typeof value === 'number') {
     if (!Number.isSafeInteger(value) || value < 0) throw new AuditIntegrityError(`${name} must be a tree size (a whole number of 0 or more), got ${value}`);
@@ -180,7 +179,7 @@ function sizeOf(value: number | AuditCheckpoint | string, name: string): number 
   }
   if (typeof value === 'string') {
     try {
-      return Number(parseCheckpoint(value.slice(0, value.lastIndexOf('\n\n') + 1)).treeSize);
+      return Number(checkpointOfNote(value).treeSize);
     } catch (error) {
       throw new AuditIntegrityError(`${name} is not a checkpoint note: ${(error as Error).message}`);
     }

@@ -1,7 +1,7 @@
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import type { AuditCheckpoint } from '../interfaces/audit-integrity.interface.js';
 import type { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
-import { parseCheckpoint, type Checkpoint } from './checkpoint-note.js';
+import { checkpointOfNote, type Checkpoint } from './checkpoint-note.js';
 
 /**
  * A stored checkpoint as its signed note gives it: the tree size and root the signature
@@ -13,7 +13,7 @@ import { parseCheckpoint, type Checkpoint } from './checkpoint-note.js';
 export function checkpointOfRow(row: AuditCheckpointEntity): AuditCheckpoint {
   let signed: Checkpoint;
   try {
-    signed = parseCheckpoint(row.note.slice(0, row.note.lastIndexOf('\n\n') + 1));
+    signed = checkpointOfNote(row.note);
   } catch (error) {
     throw new AuditIntegrityError(`checkpoint ${row.treeSize} in audit_checkpoint is not a valid checkpoint note: ${(error as Error).message}`);
   }
