@@ -1,13 +1,13 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { AuditDataSources } from '../capture/audit-data-sources.js';
-import { In, type DataSource, type EntityManager } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditQueueFullError } from '../exceptions/audit-queue-full.error.js';
 import { ownStatement } from '../capture/own-statements.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
-import { AuditJournalEntity } from './audit-journal.entity.js';
 import { AuditLogEntity } from './audit-log.entity.js';
 import { classifyDatabaseError, driverErrorCode, retryTransient } from './database-errors.js';
+import { JournalIndex } from './journal-index.js';
 import { readCommittedTransaction } from './read-committed.js';
 import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
@@ -160,6 +160,8 @@ export class AuditWriter {
   private readonly statementsOf = new WeakMap<DataSource, WriteStatements>();
   private readonly byteLimits = new WeakMap<DataSource, Promise<number>>();
   private readonly layouts = new WeakMap<DataSource, Promise<void>>();
+  /** Per data source other than the audit one, its journal's unit id index (see JournalIndex.unitDeletes). */
+  private readonly journalIndexes = new WeakMap<DataSource, JournalIndex>();
 
   constructor(
     @Inject(AUDIT_DATA_SOURCE) private readonly dataSource: DataSource,
@@ -402,10 +404,13 @@ export class AuditWriter {
     try {
       const bySource = new Map<DataSource, string[]>();
       for (const { dataSource, unitIds } of elsewhere) bySource.set(dataSource, [...(bySource.get(dataSource) ?? []), ...unitIds]);
+      // Autocommit statements, one lookup per unit on MySQL/MariaDB (see WriteStatements.journalCheck).
       for (const [dataSource, unitIds] of bySource) {
-        await dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId: In(unitIds) }).execute();
+        let index = this.journalIndexes.get(dataSource);
+        if (!index) this.journalIndexes.set(dataSource, (index = new JournalIndex(dataSource)));
+        for (const statement of index.unitDeletes(unitIds)) await dataSource.query(statement.sql, ownStatement(statement.params));
       }
-      await this.dataSource.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In([...markers]) }).execute();
+      for (const statement of this.statements(this.dataSource).markerDeletes(markers)) await this.dataSource.query(statement.sql, ownStatement(statement.params));
     } catch (error) {
       this.logger.warn(`Audit: events stored, but their journal rows in another data source were not deleted (recovery will): ${(error as Error).message}`);
     }

@@ -17,9 +17,10 @@ export interface Statement {
   params: unknown[];
 }
 
-/** The journal DELETE, three ways: `IN (…)`, `= ANY($1)` alone, `= ANY($n)` as a CTE before the INSERT. */
+/** The journal DELETE, three ways: by a list of units, `= ANY($1)` alone, `= ANY($n)` as a CTE before the INSERT. */
 interface JournalStatements {
-  deleteIn: string;
+  /** The DELETE of the rows of the units of `placeholders` (one each). */
+  deleteIn(placeholders: readonly string[]): string;
   deleteAny: string;
   /** The CTE with the unit ids as parameter `index` (after the event columns, and the subject arrays if any). */
   deleteBefore(index: number): string;
@@ -401,8 +402,7 @@ export class WriteStatements {
     const journal = (this.journal ??= this.journalStatements());
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
-      const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index));
-      statements.push({ sql: `${journal.deleteIn}(${placeholders.join(', ')})`, params });
+      statements.push({ sql: journal.deleteIn(params.map((_, index) => this.driver.createParameter(`u${index}`, index))), params });
     }
     return statements;
   }
@@ -433,8 +433,9 @@ export class WriteStatements {
    * unit id, whether a marker), locking them where the database can (`FOR UPDATE`; SQLite
    * has one writer), for a guarded write of several statements: the write's DELETE
    * follows, for the units whose rows were all there, without a marker, only. On
-   * MySQL/MariaDB both go through the unit id index (`FORCE INDEX`), so that they lock
-   * these units' rows and no other batch's.
+   * MySQL/MariaDB both go through the unit id index, one lookup per unit
+   * ({@link JournalIndex.unitsJoin}), so that they lock these units' rows and no other
+   * batch's.
    */
   journalCheck(units: readonly string[]): JournalCheck {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
@@ -452,8 +453,10 @@ export class WriteStatements {
     const statements: Statement[] = [];
     for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
       const params = units.slice(start, start + UNITS_PER_STATEMENT);
-      const placeholders = params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ');
-      statements.push({ sql: `${select}${this.journalIndex.hint()} WHERE ${column} IN (${placeholders})${this.mysql ? ' FOR UPDATE' : ''}`, params });
+      const sql = this.mysql
+        ? `SELECT j.${id} AS id, j.${column} AS unit, j.${name('instanceId')} = j.${id} AS marker FROM ${this.journalIndex.unitsJoin(params.length)} FOR UPDATE`
+        : `${select} WHERE ${column} IN (${params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ')})`;
+      statements.push({ sql, params });
     }
     return { statements };
   }
@@ -701,6 +704,21 @@ export class WriteStatements {
     return statements;
   }
 
+  /** The DELETEs of the markers of `unitIds` ({@link markers}), and of no other journal row of theirs. */
+  markerDeletes(unitIds: readonly string[]): Statement[] {
+    const metadata = this.dataSource.getMetadata(AuditJournalEntity);
+    const id = this.driver.escape(metadata.findColumnWithPropertyName('id')!.databaseName);
+    const statements: Statement[] = [];
+    for (let start = 0; start < unitIds.length; start += UNITS_PER_STATEMENT) {
+      const params = unitIds.slice(start, start + UNITS_PER_STATEMENT);
+      const sql = this.mysql
+        ? `DELETE j FROM ${this.journalIndex.unitsJoin(params.length)} WHERE j.${id} = k.u`
+        : `DELETE FROM ${escapedTable(this.dataSource, metadata)} WHERE ${id} IN (${params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ')})`;
+      statements.push({ sql, params });
+    }
+    return statements;
+  }
+
   private journalStatements(): JournalStatements {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const unit = metadata.findColumnWithPropertyName('unitId')!;
@@ -710,12 +728,12 @@ export class WriteStatements {
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
-    // MySQL/MariaDB: through the unit id index (the multi-table form). Without it the
-    // optimizer scans a small journal (the usual: the rows of units in flight), and a
-    // scanning DELETE locks every row it reads, other batches' locked rows too: two batches
-    // in flight each waited for a row of the other's (a deadlock).
-    const { head, column: where } = this.journalIndex.deleteWhere();
-    const deleteIn = `${head}${where('unitId')} IN `;
+    // MySQL/MariaDB: through the unit id index, one lookup per unit (JournalIndex.unitsJoin).
+    // A scanning DELETE locks every row it reads, other batches' locked rows too: two
+    // batches in flight each waited for a row of the other's (a deadlock).
+    const deleteIn = this.mysql
+      ? (placeholders: readonly string[]) => `DELETE j FROM ${this.journalIndex.unitsJoin(placeholders.length)}`
+      : (placeholders: readonly string[]) => `DELETE FROM ${table} WHERE ${column} IN (${placeholders.join(', ')})`;
     return {
       deleteIn,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
