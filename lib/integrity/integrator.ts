@@ -36,6 +36,13 @@ export const BATCH = 2_000;
 const ROWS_PER_STATEMENT = 500;
 /** How long `checkpoint()` waits for another instance's batch. */
 const LOCK_WAIT_MS = 30_000;
+/**
+ * ms between timed passes while events arrive (the last pass sequenced some), when
+ * `sequenceEvery` is longer: the same work in small batches costs the app less per request
+ * than in one batch a second (fewer rows hydrated and hashed in one go, kept past a young
+ * generation collection), and an idle app still polls once per `sequenceEvery`.
+ */
+const BUSY_PACE_MS = 100;
 
 interface Statement {
   sql: string;
@@ -89,8 +96,6 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   private stalledOn?: string;
   private refusedReason?: string;
   private stopped = false;
-  /** A timed pass is queued or running. */
-  private ticking = false;
   /** What this instance did, for operators and tests: batches stored, events sequenced, the last batch's time. */
   readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0, prefetched: 0 };
 
@@ -127,7 +132,13 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
         { cause: error },
       );
     }
-    this.timer = setInterval(() => void this.tick(), integrity.sequenceEvery);
+    this.schedule(integrity.sequenceEvery);
+  }
+
+  /** The next timed pass, in `ms`. */
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(), ms);
     this.timer.unref();
   }
 
@@ -146,22 +157,24 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
   private stop(): void {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
+    if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
 
   /**
-   * One timed pass. A tick that comes while the previous one is still queued or running is
-   * dropped: on a database slower than `sequenceEvery` they would otherwise pile up without
-   * end, and `checkpoint()` would wait behind all of them. A tick queued before the
-   * shutdown does not run after it.
+   * One timed pass, then the next one scheduled: `sequenceEvery` later, or sooner
+   * ({@link BUSY_PACE_MS}) when this pass sequenced events, as more are likely arriving.
+   * Passes never overlap (the next is scheduled when one ends: on a database slower than
+   * `sequenceEvery` they do not pile up, and `checkpoint()` does not wait behind them). A
+   * pass scheduled before the shutdown does not run after it.
    */
   private async tick(): Promise<void> {
-    if (this.stopped || this.ticking) return;
-    this.ticking = true;
+    if (this.stopped) return;
+    let sequenced = false;
     try {
       const outcome = await this.run(() => (this.stopped ? Promise.resolve(undefined) : this.sequenceAll(0, false))).catch((error: unknown) => ({ failed: error as Error }));
       const failure = outcome && ('failed' in outcome ? outcome.failed : outcome.lostRace);
+      sequenced = !!outcome && !('failed' in outcome) && outcome.sequenced > 0;
       if (failure instanceof AuditIntegrityError) {
         // A state only an administrator can resolve: said once, not at every pass.
         if (failure.message !== this.stalledOn) this.logger.error(failure.message);
@@ -171,7 +184,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
         this.stalledOn = undefined;
       }
     } finally {
-      this.ticking = false;
+      const every = this.integrity.sequenceEvery;
+      this.schedule(sequenced ? Math.min(BUSY_PACE_MS, every) : every);
     }
   }
 

@@ -53,7 +53,9 @@ describe.each(KINDS)('hostile: integrator read-ahead on %s', (kind) => {
     const inFlight = prefetchOf(integrator);
     expect(inFlight).toBeDefined();
     await t.dataSource.destroy();
-    await expect(inFlight).resolves.toBeDefined();
+    // It settles, never rejects: the hashed events, or nothing when the destroy came first
+    // (a busy machine), which the next batch reads again in its own transaction.
+    await expect(inFlight!.then(() => 'settled')).resolves.toBe('settled');
     // A batch after the destroy.
     await integrator.batch(0, false).catch(() => undefined);
     const closed = await Promise.race([env.close(t).then(() => 'closed'), new Promise((resolve) => setTimeout(() => resolve('hung'), 20_000).unref())]);
