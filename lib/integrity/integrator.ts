@@ -19,7 +19,7 @@ import { AuditCheckpointEntity } from '../storage/audit-checkpoint.entity.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
-import { escapedTable, placeholders } from '../storage/sql.js';
+import { escapedTable, placeholders, valuesTable } from '../storage/sql.js';
 import { canonicalEventJson } from './canonical-json.js';
 import { checkpointOfNote, formatCheckpoint, openNote, signNote } from './checkpoint-note.js';
 import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
@@ -511,6 +511,18 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const statements: Statement[] = [];
     for (let from = 0; from < assigned.length; from += ROWS_PER_STATEMENT) {
       const chunk = assigned.slice(from, from + ROWS_PER_STATEMENT);
+      if (dialect === 'mysql') {
+        // The events' ids and seqs joined to audit_log by its primary key, one lookup per
+        // event: `id IN (…)` was read as a scan of the whole table while the batch was most
+        // of it (a young log), and the scan waited for the events requests were storing
+        // (locking every row it read, theirs too) and held up their inserts.
+        statements.push({
+          sql: `UPDATE ${valuesTable(chunk.length, ['id', 'seq'], 'v')} STRAIGHT_JOIN ${table} AS e FORCE INDEX (PRIMARY) ON e.${q('id')} = v.id SET e.${q('seq')} = v.seq WHERE e.${q('seq')} IS NULL`,
+          params: chunk.flatMap(({ row, seq }) => [row.id, seq]),
+          expect: chunk.length,
+        });
+        continue;
+      }
       const params: unknown[] = [];
       const cases = chunk.map(({ row, seq }) => {
         params.push(row.id, seq);

@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { AuditJournalEntity } from './audit-journal.entity.js';
 import { driverErrorCode } from './database-errors.js';
-import { escapedTable } from './sql.js';
+import { escapedTable, valuesTable } from './sql.js';
 import { MYSQL_DRIVERS } from './drivers.js';
 
 /** Units per DELETE of {@link JournalIndex.unitDeletes}. */
@@ -63,8 +63,7 @@ export class JournalIndex {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
     const table = escapedTable(this.dataSource, metadata);
     const unit = this.dataSource.driver.escape(metadata.findColumnWithPropertyName('unitId')!.databaseName);
-    const units = Array.from({ length: count }, (_, index) => (index === 0 ? 'SELECT ? AS u' : 'SELECT ?')).join(' UNION ALL ');
-    return `(${units}) AS k STRAIGHT_JOIN ${table} AS j${this.hint()} ON j.${unit} = k.u`;
+    return `${valuesTable(count, ['u'], 'k')} STRAIGHT_JOIN ${table} AS j${this.hint()} ON j.${unit} = k.u`;
   }
 
   /** The DELETEs of the journal rows of `unitIds` (on MySQL/MariaDB through {@link unitsJoin}), a thousand units each. */
