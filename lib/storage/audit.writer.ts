@@ -408,7 +408,17 @@ export class AuditWriter {
       for (const [dataSource, unitIds] of bySource) {
         let index = this.journalIndexes.get(dataSource);
         if (!index) this.journalIndexes.set(dataSource, (index = new JournalIndex(dataSource)));
-        for (const statement of index.unitDeletes(unitIds)) await dataSource.query(statement.sql, ownStatement(statement.params));
+        const run = async (journal: JournalIndex): Promise<void> => {
+          for (const statement of journal.unitDeletes(unitIds)) await dataSource.query(statement.sql, ownStatement(statement.params));
+        };
+        try {
+          await run(index);
+        } catch (error) {
+          // A journal table made without the index: refused at the first statement, before anything was deleted.
+          if (!index.refused(error)) throw error;
+          index.drop();
+          await run(index);
+        }
       }
       for (const statement of this.statements(this.dataSource).markerDeletes(markers)) await this.dataSource.query(statement.sql, ownStatement(statement.params));
     } catch (error) {

@@ -4,7 +4,7 @@ import { AuditLogEntity } from './audit-log.entity.js';
 import { AuditSubjectEntity } from './audit-subject.entity.js';
 import { EventSubjects } from './event-subjects.js';
 import { JournalIndex } from './journal-index.js';
-import { escapedTable } from './sql.js';
+import { escapedTable, valuesTable } from './sql.js';
 import { UtcDateTimeParameter } from './utc-date.transformer.js';
 import { MARKER_ENTRY } from '../journal/journal-entry.js';
 import { MYSQL_DRIVERS, SQLITE_DRIVERS } from './drivers.js';
@@ -704,16 +704,23 @@ export class WriteStatements {
     return statements;
   }
 
-  /** The DELETEs of the markers of `unitIds` ({@link markers}), and of no other journal row of theirs. */
+  /**
+   * The DELETEs of the markers of `unitIds` ({@link markers}), and of no other journal row
+   * of theirs. On MySQL/MariaDB a marker's id is its unit's: the ids are joined to the
+   * journal by its primary key, one lookup per unit, which every journal table has (one
+   * made by hand may lack the unit id index).
+   */
   markerDeletes(unitIds: readonly string[]): Statement[] {
     const metadata = this.dataSource.getMetadata(AuditJournalEntity);
+    const table = escapedTable(this.dataSource, metadata);
     const id = this.driver.escape(metadata.findColumnWithPropertyName('id')!.databaseName);
+    const unit = this.driver.escape(metadata.findColumnWithPropertyName('unitId')!.databaseName);
     const statements: Statement[] = [];
     for (let start = 0; start < unitIds.length; start += UNITS_PER_STATEMENT) {
       const params = unitIds.slice(start, start + UNITS_PER_STATEMENT);
       const sql = this.mysql
-        ? `DELETE j FROM ${this.journalIndex.unitsJoin(params.length)} WHERE j.${id} = k.u`
-        : `DELETE FROM ${escapedTable(this.dataSource, metadata)} WHERE ${id} IN (${params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ')})`;
+        ? `DELETE j FROM ${valuesTable(params.length, ['u'], 'k')} STRAIGHT_JOIN ${table} AS j FORCE INDEX (PRIMARY) ON j.${id} = k.u WHERE j.${unit} = k.u`
+        : `DELETE FROM ${table} WHERE ${id} IN (${params.map((_, index) => this.driver.createParameter(`u${index}`, index)).join(', ')})`;
       statements.push({ sql, params });
     }
     return statements;
