@@ -411,13 +411,11 @@ export class AuditWriter {
         const run = async (journal: JournalIndex): Promise<void> => {
           for (const statement of journal.unitDeletes(unitIds)) await dataSource.query(statement.sql, ownStatement(statement.params));
         };
-        // Whether these statements name the index: another write may drop it meanwhile.
-        const named = index.named;
         try {
           await run(index);
         } catch (error) {
           // A journal table made without the index: refused at the first statement, before anything was deleted.
-          if (!named || driverErrorCode(error) !== 'ER_KEY_DOES_NOT_EXITS') throw error;
+          if (!index.refused(error)) throw error;
           index.drop();
           await run(index);
         }

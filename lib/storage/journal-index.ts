@@ -19,6 +19,8 @@ const UNITS_PER_DELETE = 1000;
  */
 export class JournalIndex {
   private name?: string;
+  /** The entity's name of the index, dropped or not: a refusal names it. */
+  private readonly entityName?: string;
   private readonly mysql: boolean;
 
   constructor(private readonly dataSource: DataSource) {
@@ -26,7 +28,7 @@ export class JournalIndex {
     if (!this.mysql) return;
     const journal = dataSource.getMetadata(AuditJournalEntity);
     const unit = journal.findColumnWithPropertyName('unitId');
-    this.name = journal.indices.find((index) => index.columns.length === 1 && index.columns[0] === unit)?.name;
+    this.name = this.entityName = journal.indices.find((index) => index.columns.length === 1 && index.columns[0] === unit)?.name;
   }
 
   /** Whether the statements name the index. */
@@ -39,9 +41,14 @@ export class JournalIndex {
     this.name = undefined;
   }
 
-  /** Whether `error` is the server's refusal of a statement naming the index, which the table lacks (then {@link drop} it). */
+  /**
+   * Whether `error` is the server's refusal of a statement naming the index, which the table
+   * lacks (then {@link drop} it). Also once dropped: statements made before, running at the
+   * same time as the one whose refusal dropped it, are refused too (one made again names
+   * none, and is not refused again).
+   */
   refused(error: unknown): boolean {
-    return this.named && driverErrorCode(error) === 'ER_KEY_DOES_NOT_EXITS';
+    return this.entityName !== undefined && driverErrorCode(error) === 'ER_KEY_DOES_NOT_EXITS' && (error as Error).message.includes(`'${this.entityName}'`);
   }
 
   /** ` FORCE INDEX (…)` after the journal table's name, or `''`. */

@@ -115,3 +115,32 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table
     expect(await t.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
   });
 });
+
+describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table without the unit id index, found out by writes in flight at once, on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({ db, adapter: 'express', controllers: [RecordPathController], providers: [NestedOrderWriter] });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  it(`${WORKERS} audited PATCHes at once, the first since the index went: every one answered 200 and stored, the journal left empty`, async () => {
+    const orders = await t.seed(() => t.dataSource.getRepository(Order).save(Array.from({ length: WORKERS }, (_, i) => ({ status: 'new', total: i }))));
+    await t.dataSource.query('DROP INDEX `idx_audit_journal_unit` ON `audit_journal`');
+    // Each batch's statements name the index until one is refused: batches in flight then are refused too.
+    const statuses = await Promise.all(
+      orders.map(async (order, i) => {
+        const response = await t.request(`/record-path/orders/${order.id}/note`, { method: 'PATCH', json: { note: `n-${i}` }, headers: { authorization: `Bearer user-${i % 20}` } });
+        return response.status;
+      }),
+    );
+    expect(statuses.filter((status) => status !== 200)).toEqual([]);
+    expect(await t.dataSource.getRepository(AuditLogEntity).countBy({ action: 'order.noted' })).toBe(WORKERS);
+    expect(await t.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
+  });
+});
