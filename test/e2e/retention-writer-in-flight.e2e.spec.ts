@@ -7,6 +7,7 @@ import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { storeEventsAt } from '../support/partitions.js';
 import { databases } from '../support/test-database.js';
 import { appsPerTest } from '../support/test-apps.js';
+import { within } from '../support/within.js';
 import { writerEvent } from '../support/writer-events.js';
 
 /** How long the purge may take; a lock wait lasts until InnoDB's timeout (50 s by default). */
@@ -14,16 +15,6 @@ const WITHIN_MS = 5_000;
 /** Old events, and recent ones: the purged events are most of the log's rows. */
 const OLD = 24;
 const RECENT = 6;
-
-async function within<T>(work: Promise<T>): Promise<T | 'waited'> {
-  let timer: NodeJS.Timeout | undefined;
-  const waited = new Promise<'waited'>((resolve) => (timer = setTimeout(() => resolve('waited'), WITHIN_MS)));
-  try {
-    return await Promise.race([work, waited]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /**
  * On MariaDB a batch's DELETEs (`… WHERE event_id IN (…)`, `… WHERE id IN (…)`) were read as
@@ -57,7 +48,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('retention: a pur
       await app.app.get(AuditWriter).write([stored], { manager: holder.manager });
 
       purge = app.audit.purge({ before: new Date(Date.now() - 3_600_000) });
-      expect(await within(purge)).toMatchObject({ deleted: OLD });
+      expect(await within(purge, WITHIN_MS)).toMatchObject({ deleted: OLD });
 
       await holder.commitTransaction();
       await holder.release();

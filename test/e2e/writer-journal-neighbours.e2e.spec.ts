@@ -6,6 +6,7 @@ import { AuditEntities, AuditJournalEntity, AuditLogEntity, AuditMigrations } fr
 import { resolveAuditOptions } from '../../lib/options/audit-options.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { within } from '../support/within.js';
 import { writerEvent as event } from '../support/writer-events.js';
 
 /** How long the write may take; a lock wait lasts until InnoDB's timeout (50 s by default). */
@@ -62,16 +63,6 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('writer journal D
     };
   }
 
-  async function within<T>(work: Promise<T>): Promise<T | 'waited'> {
-    let timer: NodeJS.Timeout | undefined;
-    const waited = new Promise<'waited'>((resolve) => (timer = setTimeout(() => resolve('waited'), WITHIN_MS)));
-    try {
-      return await Promise.race([work, waited]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
   it.each([
     ['guarded (the journal rows the units wrote named)', true],
     ['unguarded (the unit ids only)', false],
@@ -84,7 +75,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('writer journal D
     let write: Promise<void> | undefined;
     try {
       write = writer.write([event(action)], { journalUnits: units, ...(guarded ? { journalRows: ids } : {}) });
-      expect(await within(write.then(() => 'stored'))).toBe('stored');
+      expect(await within(write.then(() => 'stored'), WITHIN_MS)).toBe('stored');
       expect(await dataSource.getRepository(AuditJournalEntity).countBy({ id: In(neighbours.ids) })).toBe(NEIGHBOURS);
     } finally {
       await neighbours.release();
