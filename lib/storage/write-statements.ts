@@ -17,10 +17,8 @@ export interface Statement {
   params: unknown[];
 }
 
-/** The journal DELETE, three ways: by a list of units, `= ANY($1)` alone, `= ANY($n)` as a CTE before the INSERT. */
+/** PostgreSQL's journal DELETE (by a list of units elsewhere: JournalIndex.unitDeletes): `= ANY($1)` alone, `= ANY($n)` as a CTE before the INSERT. */
 interface JournalStatements {
-  /** The DELETE of the rows of the units of `placeholders` (one each). */
-  deleteIn(placeholders: readonly string[]): string;
   deleteAny: string;
   /** The CTE with the unit ids as parameter `index` (after the event columns, and the subject arrays if any). */
   deleteBefore(index: number): string;
@@ -398,12 +396,8 @@ export class WriteStatements {
     }
     for (const chunk of chunks) statements.push(this.statement(chunk.rows.length, chunk.params));
     if (chunks.length > 0) statements.push(...this.subjectInserts(chunks, byteLimit));
-    if (units.length === 0) return statements;
-    const journal = (this.journal ??= this.journalStatements());
-    for (let start = 0; start < units.length; start += UNITS_PER_STATEMENT) {
-      const params = units.slice(start, start + UNITS_PER_STATEMENT);
-      statements.push({ sql: journal.deleteIn(params.map((_, index) => this.driver.createParameter(`u${index}`, index))), params });
-    }
+    // MySQL/MariaDB: through the unit id index, one lookup per unit (JournalIndex.unitsJoin).
+    statements.push(...this.journalIndex.unitDeletes(units));
     return statements;
   }
 
@@ -735,14 +729,7 @@ export class WriteStatements {
     const table = escapedTable(this.dataSource, metadata);
     const column = this.driver.escape(unit.databaseName);
     const array = `::${this.driver.normalizeType(unit)}[]`;
-    // MySQL/MariaDB: through the unit id index, one lookup per unit (JournalIndex.unitsJoin).
-    // A scanning DELETE locks every row it reads, other batches' locked rows too: two
-    // batches in flight each waited for a row of the other's (a deadlock).
-    const deleteIn = this.mysql
-      ? (placeholders: readonly string[]) => `DELETE j FROM ${this.journalIndex.unitsJoin(placeholders.length)}`
-      : (placeholders: readonly string[]) => `DELETE FROM ${table} WHERE ${column} IN (${placeholders.join(', ')})`;
     return {
-      deleteIn,
       deleteAny: `DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', 0)}${array})`,
       deleteBefore: (index) => `journal AS (DELETE FROM ${table} WHERE ${column} = ANY(${this.driver.createParameter('units', index)}${array}))`,
       // Gone: a row of the guard that was not there, or a marker (its instance id is its own id).
