@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { classifyDatabaseError } from '../../lib/storage/database-errors.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
@@ -95,11 +95,12 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table
   let db: TestDatabase;
   let t: TestApp;
 
-  beforeAll(async () => {
+  // A fresh app each: its statements name the index until the first refusal.
+  beforeEach(async () => {
     db = await createTestDatabase(kind);
     t = await createTestApp({ db, adapter: 'express', controllers: [RecordPathController], providers: [NestedOrderWriter] });
   });
-  afterAll(async () => {
+  afterEach(async () => {
     await t?.close();
     await db?.drop();
   });
@@ -113,20 +114,6 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table
     }
     expect(await t.dataSource.getRepository(AuditLogEntity).countBy({ action: 'order.noted' })).toBe(2);
     expect(await t.dataSource.getRepository(AuditJournalEntity).count()).toBe(0);
-  });
-});
-
-describe.each(databases().filter((kind) => kind === 'mariadb'))('a journal table without the unit id index, found out by writes in flight at once, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [RecordPathController], providers: [NestedOrderWriter] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
   });
 
   it(`${WORKERS} audited PATCHes at once, the first since the index went: every one answered 200 and stored, the journal left empty`, async () => {
