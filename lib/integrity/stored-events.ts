@@ -10,8 +10,9 @@ export interface StoredEvent {
   row: AuditLogEntity;
   /**
    * Why a JSON column's stored text is not one the module wrote (see
-   * `strictJsonProblem`): the row does not say to every reader what its parsed value
-   * says, so it is neither sequenced nor taken as the event that was signed.
+   * `strictJsonProblem`), or holds the JSON text `null` where the module stores SQL NULL:
+   * the row does not say to every reader what its parsed value says, so it is neither
+   * sequenced nor taken as the event that was signed.
    */
   problem?: string;
 }
@@ -83,6 +84,9 @@ function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredE
     if (found) problem ??= `its stored ${field} is not JSON the module writes: ${found}`;
     try {
       fields[field] = JSON.parse(stored);
+      // The module stores an absent value as SQL NULL, never as the JSON text `null`: the two
+      // parse alike, so only the stored text tells that the row was changed.
+      if (fields[field] === null) problem ??= `its stored ${field} is the JSON text null, where the module stores SQL NULL`;
     } catch (error) {
       fields[field] = null;
       problem ??= `its stored ${field} is not JSON (${(error as Error).message})`;

@@ -109,6 +109,13 @@ describe.each(databases())('tampering by a database administrator, found by veri
     expect(problem!.id).toBe(rows[4]!.id);
   });
 
+  it('a JSON column set from SQL NULL to the JSON text null (what a reader parses alike, a change of the stored row all the same): modified', async () => {
+    expect(rows[4]!.error).toBeNull();
+    await sql(`UPDATE ${table(AuditLogEntity)} SET ${q('error')} = ${p(1)} WHERE ${q('seq')} = ${p(2)}`, ['null', 5]);
+    const [problem] = await expectProblems(['modified seq=5']);
+    expect(problem!.id).toBe(rows[4]!.id);
+  });
+
   it('a deleted row: missing, at its seq, with its id', async () => {
     await sql(`DELETE FROM ${table(AuditLogEntity)} WHERE ${q('seq')} = ${p(1)}`, [6]);
     const [problem] = await expectProblems(['missing seq=6']);
