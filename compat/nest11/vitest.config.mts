@@ -40,6 +40,9 @@ export const ALIASED_PACKAGES = [
   'socket.io-client',
   // NATS headers built by test/e2e/microservice.e2e.spec.ts (NestJS 11's NATS transport itself uses `nats`).
   '@nats-io/transport-node',
+  // The gRPC client and proto loader of test/e2e/grpc.e2e.spec.ts (NestJS' gRPC transport loads its own).
+  '@grpc/grpc-js',
+  '@grpc/proto-loader',
   'ws',
   'typeorm',
   'rxjs',

@@ -1,0 +1,85 @@
+import { fileURLToPath } from 'node:url';
+import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
+import { Controller, Injectable, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { GrpcMethod, RpcException } from '@nestjs/microservices';
+import { InjectRepository } from '@nestjs/typeorm';
+import { from, type Observable } from 'rxjs';
+import type { Repository } from 'typeorm';
+import { Audited } from '../../lib/index.js';
+import { Order } from './order.entity.js';
+import { USERS } from './token.guard.js';
+
+/** The package and file of the fixture's gRPC service. */
+export const GRPC_PACKAGE = 'audit_test.orders';
+export const GRPC_PROTO_PATH = fileURLToPath(new URL('./grpc-orders.proto', import.meta.url));
+export const GRPC_SERVICE = 'OrdersService';
+
+export interface OrderReply {
+  id: number;
+  status: string;
+  note: string;
+}
+
+const replyOf = (order: Order): OrderReply => ({ id: order.id, status: order.status, note: order.note ?? '' });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Checks the `authorization` metadata of a gRPC call and puts the user on the call's
+ * Metadata (the handler's RPC context), as an auth guard for gRPC would. `user-<n>` is
+ * one of many generated users, for concurrency tests.
+ */
+@Injectable()
+export class GrpcTokenGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const metadata = context.switchToRpc().getContext<Metadata & { user?: unknown }>();
+    const token = String(metadata.get('authorization')[0] ?? '').replace(/^Bearer /, '');
+    const numbered = /^user-(\d+)$/.exec(token);
+    const user = numbered ? { id: 1000 + Number(numbered[1]), email: `user${numbered[1]}@example.com`, roles: [] } : USERS[token];
+    if (user) metadata.user = user;
+    return true;
+  }
+}
+
+/** The fixture's gRPC service over its orders. */
+@Controller()
+@UseGuards(GrpcTokenGuard)
+export class GrpcOrdersController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+
+  @GrpcMethod(GRPC_SERVICE, 'UpdateOrder')
+  @Audited('order.updated', { target: ({ args }) => ({ type: 'order', id: String((args[0] as { id: number }).id) }) })
+  async updateOrder(request: { id: number; status: string }): Promise<OrderReply> {
+    const order = await this.orders.findOneByOrFail({ id: request.id });
+    order.status = request.status;
+    return replyOf(await this.orders.save(order));
+  }
+
+  @GrpcMethod(GRPC_SERVICE, 'PayOrder')
+  @Audited('order.paid')
+  async payOrder(request: { id: number }): Promise<OrderReply> {
+    const order = await this.orders.findOneByOrFail({ id: request.id });
+    if (order.status === 'paid') throw new RpcException({ code: GrpcStatus.FAILED_PRECONDITION, message: `Order ${request.id} is already paid` });
+    order.status = 'paid';
+    return replyOf(await this.orders.save(order));
+  }
+
+  /** Server streaming: one reply per order, all written by one call. */
+  @GrpcMethod(GRPC_SERVICE, 'NoteOrders')
+  @Audited('orders.noted')
+  async noteOrders(request: { ids: number[]; note: string }): Promise<Observable<OrderReply>> {
+    const replies: OrderReply[] = [];
+    for (const id of request.ids) {
+      const order = await this.orders.findOneByOrFail({ id });
+      order.note = request.note;
+      replies.push(replyOf(await this.orders.save(order)));
+    }
+    return from(replies);
+  }
+
+  /** A pricing call, answered after `delay` ms; not audited, writes nothing. */
+  @GrpcMethod(GRPC_SERVICE, 'Quote')
+  async quote(request: { delay: number }): Promise<{ price: number }> {
+    await sleep(request.delay);
+    return { price: 42 };
+  }
+}

@@ -1,0 +1,222 @@
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { Transport } from '@nestjs/microservices';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, type OrderReply } from '../app/grpc-orders.js';
+import { Order } from '../app/order.entity.js';
+import { moveAuditLog } from '../support/audit-log-away.js';
+import { freePort } from '../support/broker-probe.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+
+// gRPC as an RPC transport: a hybrid app's @GrpcMethod handlers (unary and server
+// streaming), called by a plain @grpc/grpc-js client that sends its own metadata.
+
+const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The route of a @GrpcMethod handler: its pattern `{ service, rpc, streaming }` as JSON with sorted keys. */
+const grpcRoute = (rpc: string) => JSON.stringify({ rpc, service: GRPC_SERVICE, streaming: 'no_stream' });
+
+type UnaryCallback<T> = (error: grpc.ServiceError | null, reply?: T) => void;
+interface OrdersServiceClient extends grpc.Client {
+  UpdateOrder(request: { id: number; status: string }, metadata: grpc.Metadata, callback: UnaryCallback<OrderReply>): grpc.ClientUnaryCall;
+  PayOrder(request: { id: number }, metadata: grpc.Metadata, callback: UnaryCallback<OrderReply>): grpc.ClientUnaryCall;
+  NoteOrders(request: { ids: number[]; note: string }, metadata: grpc.Metadata): grpc.ClientReadableStream<OrderReply>;
+}
+
+/** A @grpc/grpc-js client of the fixture's service, as another service (not Nest) would call it. */
+function ordersClient(url: string): OrdersServiceClient {
+  const loaded = grpc.loadPackageDefinition(loadSync(GRPC_PROTO_PATH)) as unknown as {
+    audit_test: { orders: { OrdersService: new (address: string, credentials: grpc.ChannelCredentials) => OrdersServiceClient } };
+  };
+  return new loaded.audit_test.orders.OrdersService(url, grpc.credentials.createInsecure());
+}
+
+function metadataOf(headers: Record<string, string>): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
+  return metadata;
+}
+
+function unary<Req, Res>(
+  client: OrdersServiceClient,
+  method: 'UpdateOrder' | 'PayOrder',
+  request: Req,
+  headers: Record<string, string> = {},
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const call = client[method] as unknown as (request: Req, metadata: grpc.Metadata, callback: UnaryCallback<Res>) => unknown;
+    call.call(client, request, metadataOf(headers), (error, reply) => (error ? reject(error) : resolve(reply as Res)));
+  });
+}
+
+describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
+  let db: TestDatabase;
+  let t: TestApp;
+  let client: OrdersServiceClient;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    const url = `127.0.0.1:${await freePort()}`;
+    t = await createTestApp({
+      db,
+      adapter: 'express',
+      controllers: [GrpcOrdersController],
+      providers: [GrpcTokenGuard],
+      // The retry pass runs every recoverAfter / 2: soon after storage is back.
+      audit: { recoverAfter: 1_000 },
+      // A hybrid app: its gRPC handlers get the app's global interceptor only with inheritAppConfig.
+      configure: async (app) => {
+        app.connectMicroservice({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }, { inheritAppConfig: true });
+        await app.startAllMicroservices();
+      },
+    });
+    client = ordersClient(url);
+  });
+  afterAll(async () => {
+    client?.close();
+    await t?.close();
+    await db?.drop();
+  });
+  beforeEach(() => t.clearAudit());
+
+  const orders = () => t.dataSource.getRepository(Order);
+  const update = (id: number, status: string, headers: Record<string, string> = {}) =>
+    unary<{ id: number; status: string }, OrderReply>(client, 'UpdateOrder', { id, status }, headers);
+
+  it('a unary call: one intent event, source rpc, method GRPC, the handler’s pattern, the metadata’s request id and user, the change claimed', async () => {
+    const order = await t.seed(() => orders().save({ status: 'new', total: 10 }));
+    const reply = await update(order.id, 'packed', { 'x-request-id': 'grpc-req-1', authorization: 'Bearer bob-token' });
+    expect(reply).toEqual({ id: order.id, status: 'packed', note: '' });
+
+    // No waiting: the reply comes after the event is stored.
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'order.updated',
+      kind: 'intent',
+      outcome: 'success',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('UpdateOrder'),
+      requestId: 'grpc-req-1',
+      actorType: 'user',
+      actorId: '2',
+      actorDisplay: 'bob@example.com',
+      targetType: 'order',
+      targetId: String(order.id),
+      ip: null,
+      error: null,
+    });
+    expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: 'packed' } } }]);
+    // Also as AuditService reads it.
+    const [found] = (await t.audit.find({ requestId: 'grpc-req-1' })).items;
+    expect(found).toMatchObject({ action: 'order.updated', source: 'rpc', request: { method: 'GRPC', requestId: 'grpc-req-1' } });
+  });
+
+  it('no request id in the metadata gives a new one; no user is anonymous', async () => {
+    const order = await t.seed(() => orders().save({ status: 'new' }));
+    await update(order.id, 'x');
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ kind: 'intent', source: 'rpc', method: 'GRPC', actorType: 'anonymous', actorId: null });
+    expect(rows[0]!.requestId).toMatch(UUID_V7);
+  });
+
+  it('a handler that throws a gRPC status: one failure event; the client gets the status and message', async () => {
+    const order = await t.seed(() => orders().save({ status: 'paid' }));
+    const error = await unary(client, 'PayOrder', { id: order.id }, { 'x-request-id': 'grpc-req-fail', authorization: 'Bearer alice-token' }).catch(
+      (e: unknown) => e as grpc.ServiceError,
+    );
+    expect(error).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: `Order ${order.id} is already paid` });
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'order.paid',
+      kind: 'intent',
+      outcome: 'failure',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('PayOrder'),
+      requestId: 'grpc-req-fail',
+      actorId: '1',
+      changes: [],
+    });
+    expect(rows[0]!.error).toEqual({ name: 'RpcException' });
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('paid');
+  });
+
+  it('a server-streaming @Audited handler: one intent event with every change; the client gets every reply', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }]));
+    const call = client.NoteOrders({ ids: list.map((order) => order.id), note: 'streamed' }, metadataOf({ 'x-request-id': 'grpc-stream-1' }));
+    const replies: OrderReply[] = [];
+    await new Promise<void>((resolve, reject) => {
+      call.on('data', (reply: OrderReply) => replies.push(reply));
+      call.on('error', reject);
+      call.on('end', resolve);
+    });
+    expect(replies).toEqual(list.map((order) => ({ id: order.id, status: 'new', note: 'streamed' })));
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'orders.noted',
+      kind: 'intent',
+      outcome: 'success',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('NoteOrders'),
+      requestId: 'grpc-stream-1',
+    });
+    expect(rows[0]!.changes).toEqual(
+      list.map((order) => ({ entity: 'Order', id: String(order.id), operation: 'update', fields: { note: { from: null, to: 'streamed' } } })),
+    );
+  });
+
+  it('concurrent calls from different users: each event names its own actor and request id, and claims its own change', async () => {
+    const list = await t.seed(() => orders().save(Array.from({ length: 20 }, () => ({ status: 'new' }))));
+    await Promise.all(
+      list.map((order, i) => update(order.id, `s${i}`, { 'x-request-id': `grpc-c-${i}`, authorization: `Bearer user-${i}` })),
+    );
+    const rows = await t.rows();
+    const intents = rows.filter((row) => row.kind === 'intent');
+    expect(intents).toHaveLength(20);
+    list.forEach((order, i) => {
+      for (const row of rows.filter((candidate) => candidate.targetId === String(order.id) || candidate.changes?.some((change) => change.id === String(order.id)))) {
+        expect(row).toMatchObject({ actorId: String(1000 + i), requestId: `grpc-c-${i}`, source: 'rpc', method: 'GRPC' });
+      }
+    });
+    // TypeORM gives SQLite one connection: a burst of handlers shares one transaction, and a
+    // handler's writes commit only when the first handler's transaction does (see
+    // microservice.e2e.spec.ts); they then become fallback events, still rightly attributed.
+    if (kind === 'sqlite') return;
+    expect(rows).toHaveLength(20);
+    list.forEach((order, i) => {
+      const row = intents.find((candidate) => candidate.targetId === String(order.id));
+      expect(row!.changes).toEqual([{ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: `s${i}` } } }]);
+    });
+  });
+
+  it('fail-closed: when the event cannot be stored the call errors instead of replying; the change is recorded once storage is back', async () => {
+    const order = await t.seed(() => orders().save({ status: 'new' }));
+    await moveAuditLog(t.dataSource, db, true);
+    let outcome: { reply: unknown } | { error: unknown };
+    try {
+      outcome = await update(order.id, 'fail-closed', { 'x-request-id': 'grpc-fc' }).then(
+        (reply) => ({ reply }),
+        (error: unknown) => ({ error }),
+      );
+    } finally {
+      await moveAuditLog(t.dataSource, db, false);
+    }
+    expect(outcome).toEqual({ error: expect.objectContaining({ code: grpc.status.UNKNOWN, details: 'Internal server error' }) });
+    // The handler's change committed: the audit trail owes a record of it.
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('fail-closed');
+    await expect.poll(async () => (await t.rows()).length, { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+    await sleep(500); // nothing is written twice
+    const rows = await t.rows();
+    expect(rows.map((row) => [row.source, row.method, row.requestId, row.changes?.map((change) => change.id)])).toEqual([
+      ['rpc', 'GRPC', 'grpc-fc', [String(order.id)]],
+    ]);
+  });
+});
