@@ -1,16 +1,23 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { Transport } from '@nestjs/microservices';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Body, Controller, Inject, Post, UseGuards, type OnModuleInit } from '@nestjs/common';
+import { ClientProxyFactory, Transport, type ClientGrpc } from '@nestjs/microservices';
+import { InjectRepository } from '@nestjs/typeorm';
+import { concatMap, lastValueFrom, type Observable } from 'rxjs';
+import type { Repository } from 'typeorm';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Audited, AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
+import { TokenGuard } from '../app/token.guard.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
 import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 // gRPC as an RPC transport: a hybrid app's @GrpcMethod handlers (unary and server
-// streaming), called by a plain @grpc/grpc-js client that sends its own metadata.
+// streaming), called by a plain @grpc/grpc-js client that sends its own metadata; and an
+// HTTP handler that calls a gRPC service through Nest's ClientGrpc and saves the reply.
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -218,5 +225,158 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     expect(rows.map((row) => [row.source, row.method, row.requestId, row.changes?.map((change) => change.id)])).toEqual([
       ['rpc', 'GRPC', 'grpc-fc', [String(order.id)]],
     ]);
+  });
+});
+
+const QUOTES = 'GRPC_QUOTES_CLIENT';
+
+interface QuotesService {
+  quote(request: { delay: number }): Observable<{ price: number }>;
+}
+
+/**
+ * The usual Nest gateway pattern, over gRPC: an HTTP handler asks another service
+ * through ClientGrpc (whose channel connects on first use) and saves what it got back.
+ */
+@Controller('grpc-quotes')
+@UseGuards(TokenGuard)
+class GrpcQuotesController implements OnModuleInit {
+  private quotes!: QuotesService;
+
+  constructor(
+    @Inject(QUOTES) private readonly client: ClientGrpc,
+    @InjectRepository(Order) private readonly orders: Repository<Order>,
+  ) {}
+
+  onModuleInit(): void {
+    this.quotes = this.client.getService<QuotesService>(GRPC_SERVICE);
+  }
+
+  /** Piped: the save runs in the operator after the reply. */
+  @Post('piped')
+  @Audited('quote.saved')
+  piped(@Body() body: { note: string; delay: number }): Observable<{ price: number }> {
+    return this.quotes.quote({ delay: body.delay }).pipe(
+      concatMap(async (quote) => {
+        await this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note }));
+        return quote;
+      }),
+    );
+  }
+
+  /** Awaited: the save runs after lastValueFrom resolved. */
+  @Post('awaited')
+  @Audited('quote.saved')
+  async awaited(@Body() body: { note: string; delay: number }): Promise<{ price: number }> {
+    const quote = await lastValueFrom(this.quotes.quote({ delay: body.delay }));
+    await this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note }));
+    return quote;
+  }
+}
+
+const notesOf = (row: AuditLogEntity): string[] =>
+  (row.changes ?? []).map((change) => (change.fields['note'] as { to?: unknown } | undefined)?.to).filter((n): n is string => typeof n === 'string');
+
+describe.each(databases())('an HTTP handler saving what a ClientGrpc answered, on %s', (kind) => {
+  let db: TestDatabase;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  /** A fresh app (and so a fresh gRPC channel, opened by the first request that calls it). */
+  async function quotesApp(): Promise<TestApp> {
+    const url = `127.0.0.1:${await freePort()}`;
+    return createTestApp({
+      db,
+      adapter: 'express',
+      controllers: [GrpcQuotesController, GrpcOrdersController],
+      providers: [
+        GrpcTokenGuard,
+        { provide: QUOTES, useFactory: () => ClientProxyFactory.create({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }) },
+      ],
+      configure: async (app) => {
+        app.connectMicroservice({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }, { inheritAppConfig: true });
+        await app.startAllMicroservices();
+      },
+    });
+  }
+  async function closeApp(t: TestApp | undefined): Promise<void> {
+    (t?.app.get<ClientGrpc>(QUOTES) as unknown as { close(): void } | undefined)?.close();
+    await t?.close();
+  }
+
+  describe.each(['piped', 'awaited'])('the reply %s', (style) => {
+    // Each test on a fresh app: its requests are the first to use the client's channel.
+    let t: TestApp;
+    beforeEach(async () => {
+      t = await quotesApp();
+      await t.clearAudit();
+    });
+    afterEach(() => closeApp(t));
+
+    const post = (token: string, requestId: string, note: string, delay: number) =>
+      t.request(`/grpc-quotes/${style}`, { method: 'POST', json: { note, delay }, headers: { authorization: `Bearer ${token}`, 'x-request-id': requestId } });
+
+    const summary = async () =>
+      (await t.rows())
+        .map((row) => ({ kind: row.kind, action: row.action, requestId: row.requestId, actor: `${row.actorType}:${row.actorId}`, notes: notesOf(row) }))
+        .sort((a, b) => String(a.requestId).localeCompare(String(b.requestId)));
+
+    it('bob’s save is in bob’s event, not in alice’s (whose request opened the channel and is still running)', async () => {
+      const tag = String(Date.now());
+      // Alice's request is the first to use the client (its channel connects now); her quote takes 500 ms.
+      const alice = post('alice-token', `alice-${tag}`, `alice-${tag}`, 500);
+      await sleep(100);
+      // Bob's quote comes back at once, while alice's request is still waiting for hers.
+      const bob = await post('bob-token', `bob-${tag}`, `bob-${tag}`, 5);
+      expect(bob.status).toBe(201);
+      expect((await alice).status).toBe(201);
+      await sleep(100);
+      expect(await summary()).toEqual([
+        { kind: 'intent', action: 'quote.saved', requestId: `alice-${tag}`, actor: 'user:1', notes: [`alice-${tag}`] },
+        { kind: 'intent', action: 'quote.saved', requestId: `bob-${tag}`, actor: 'user:2', notes: [`bob-${tag}`] },
+      ]);
+    });
+
+    it('after the first request ended: a later request’s save is still its own (not late work of the first one)', async () => {
+      const tag = String(Date.now());
+      expect((await post('alice-token', `first-${tag}`, `first-${tag}`, 5)).status).toBe(201);
+      await sleep(100);
+      expect((await post('bob-token', `later-${tag}`, `later-${tag}`, 5)).status).toBe(201);
+      await sleep(200);
+      expect(await summary()).toEqual([
+        { kind: 'intent', action: 'quote.saved', requestId: `first-${tag}`, actor: 'user:1', notes: [`first-${tag}`] },
+        { kind: 'intent', action: 'quote.saved', requestId: `later-${tag}`, actor: 'user:2', notes: [`later-${tag}`] },
+      ]);
+    });
+
+    it('concurrent requests of many users, all sent while the channel connects: each save is claimed by its own request’s event', async () => {
+      const tag = String(Date.now());
+      const count = 8;
+      const responses = await Promise.all(
+        Array.from({ length: count }, (_, i) => post(`user-${i}`, `many-${i}-${tag}`, `many-${i}-${tag}`, 20 + ((i * 37) % 60))),
+      );
+      expect(responses.map((response) => response.status)).toEqual(Array.from({ length: count }, () => 201));
+      await sleep(200);
+      const rows = await summary();
+      // SQLite's one connection: a burst's saves may commit in another request's transaction (see above).
+      if (kind === 'sqlite') {
+        for (const row of rows) for (const note of row.notes) expect(note.split('-')[1], `${note} in ${row.requestId}`).toBe(String(row.requestId).split('-')[1]);
+        return;
+      }
+      expect(rows).toEqual(
+        Array.from({ length: count }, (_, i) => ({
+          kind: 'intent',
+          action: 'quote.saved',
+          requestId: `many-${i}-${tag}`,
+          actor: `user:${1000 + i}`,
+          notes: [`many-${i}-${tag}`],
+        })).sort((a, b) => a.requestId.localeCompare(b.requestId)),
+      );
+    });
   });
 });

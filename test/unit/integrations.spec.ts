@@ -7,6 +7,7 @@ import {
   ClientKafka,
   ClientMqtt,
   ClientNats,
+  ClientGrpcProxy,
   ClientProxy,
   ClientRedis,
   ClientRMQ,
@@ -16,6 +17,8 @@ import {
   type WritePacket,
 } from '@nestjs/microservices';
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { EventEmitter } from 'node:events';
+import { fileURLToPath } from 'node:url';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { BaseWsExceptionFilter, WsException } from '@nestjs/websockets';
@@ -51,7 +54,7 @@ import {
   stopListeningToTransportExceptionFilters,
   type TransportExceptionListener,
 } from '../../lib/integrations/nest-transport-exception-filters.js';
-import { deliverClientRepliesInSubscriberContext, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
+import { deliverClientRepliesInSubscriberContext, loadClientGrpcProxy, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
 import {
   attachCommitStatements,
   commitCarriesStatements,
@@ -690,6 +693,125 @@ describe('NestJS ClientProxy send and emit (lib/integrations/nest-client-proxy-c
       ['alice', 'next'],
       ['alice', 'complete'],
     ]);
+  });
+});
+
+describe('NestJS ClientGrpcProxy createServiceMethod (lib/integrations/nest-client-proxy-context.ts)', () => {
+  /** Where each piece of code runs: the subscriber's context, or the channel's. */
+  const where = new AsyncLocalStorage<string>();
+  const PROTO = fileURLToPath(new URL('../app/grpc-orders.proto', import.meta.url));
+
+  type Callback = (error: unknown, reply?: unknown) => void;
+  /**
+   * A @grpc/grpc-js service client whose calls answer in the context its connection was
+   * opened in, as a channel does with the calls made while it connects.
+   */
+  function connectingClient() {
+    const deliver = where.run('connection', () => AsyncLocalStorage.bind((fn: () => void) => fn()));
+    const unary: Callback[] = [];
+    const streams: EventEmitter[] = [];
+    const state = { cancelled: 0 };
+    const Quote = Object.assign(
+      (...args: unknown[]) => {
+        const callback = args.at(-1) as Callback;
+        unary.push((error, reply) => deliver(() => callback(error, reply)));
+        return { finished: false, cancel: () => state.cancelled++ };
+      },
+      { requestStream: false, responseStream: false },
+    );
+    const NoteOrders = Object.assign(
+      () => {
+        const call = Object.assign(new EventEmitter(), { finished: false, cancel: () => state.cancelled++, destroy: () => undefined });
+        streams.push(call);
+        return call;
+      },
+      { requestStream: false, responseStream: true },
+    );
+    return { client: { Quote, NoteOrders }, unary, streams, deliver, state };
+  }
+
+  let proxy: ClientGrpcProxy;
+  beforeAll(async () => {
+    expect(await deliverClientRepliesInSubscriberContext(), '@nestjs/microservices is installed').toBe(true);
+    // Nothing listens on port 1: a call fails once the channel's connection does.
+    proxy = new ClientGrpcProxy({ package: 'audit_test.orders', protoPath: PROTO, url: '127.0.0.1:1' });
+  });
+  afterAll(() => proxy.close());
+
+  it('ClientGrpcProxy.prototype.createServiceMethod exists, is the one patched (once), and getService() makes every method with it', async () => {
+    expect(await loadClientGrpcProxy(), 'the class loaded').toBe(ClientGrpcProxy);
+    const { createServiceMethod } = ClientGrpcProxy.prototype;
+    expect(typeof createServiceMethod, 'ClientGrpcProxy.prototype.createServiceMethod').toBe('function');
+    await deliverClientRepliesInSubscriberContext();
+    expect(ClientGrpcProxy.prototype.createServiceMethod, 'patched a second time').toBe(createServiceMethod);
+    const made: string[] = [];
+    ClientGrpcProxy.prototype.createServiceMethod = function (this: ClientGrpcProxy, client: unknown, methodName: string) {
+      made.push(methodName);
+      return createServiceMethod.call(this, client, methodName);
+    };
+    try {
+      const service = proxy.getService<Record<string, unknown>>('OrdersService');
+      expect(made.sort(), 'getService() no longer makes its methods with ClientGrpcProxy.prototype.createServiceMethod').toEqual(
+        ['NoteOrders', 'PayOrder', 'Quote', 'UpdateOrder', 'noteOrders', 'payOrder', 'quote', 'updateOrder'].sort(),
+      );
+      expect(Object.keys(service).sort()).toEqual(made);
+    } finally {
+      ClientGrpcProxy.prototype.createServiceMethod = createServiceMethod;
+    }
+  });
+
+  it('a unary reply reaches the operators after it in the subscriber\'s context, the value unchanged, at once; an error too; unsubscribing cancels', async () => {
+    const { client, unary, state } = connectingClient();
+    const quote = proxy.createServiceMethod(client, 'Quote');
+    const seen: Array<[string | undefined, unknown]> = [];
+    const subscribe = (who: string) =>
+      where.run(who, () =>
+        quote({ delay: 0 })
+          .pipe(map((value) => [where.getStore(), value] as [string | undefined, unknown]))
+          .subscribe({ next: (entry) => seen.push(entry), error: (error: unknown) => seen.push([where.getStore(), error]), complete: () => seen.push([where.getStore(), 'complete']) }),
+      );
+    subscribe('alice');
+    subscribe('bob');
+    const carol = where.run('carol', () => quote({ delay: 0 }).subscribe());
+    expect(unary, 'the call did not start at subscription').toHaveLength(3);
+    unary[1]!(null, { price: 2 });
+    expect(seen, 'the reply was not delivered synchronously').toEqual([
+      ['bob', { price: 2 }],
+      ['bob', 'complete'],
+    ]);
+    const failure = Object.assign(new Error('unavailable'), { code: 14, details: 'unavailable' });
+    unary[0]!(failure);
+    expect(seen.slice(2)).toEqual([['alice', expect.objectContaining({ code: 14, details: 'unavailable' })]]);
+    carol.unsubscribe();
+    expect(state.cancelled, 'unsubscribing did not reach the call\'s cancel').toBe(3);
+  });
+
+  it('a server stream\'s replies and its end reach the subscriber in its own context', () => {
+    const { client, streams, deliver } = connectingClient();
+    const noteOrders = proxy.createServiceMethod(client, 'NoteOrders');
+    const seen: Array<[string | undefined, unknown]> = [];
+    where.run('alice', () =>
+      noteOrders({ ids: [1, 2], note: 'n' }).subscribe({ next: (value) => seen.push([where.getStore(), value]), complete: () => seen.push([where.getStore(), 'complete']) }),
+    );
+    expect(streams).toHaveLength(1);
+    deliver(() => streams[0]!.emit('data', { id: 1 }));
+    deliver(() => streams[0]!.emit('data', { id: 2 }));
+    deliver(() => streams[0]!.emit('end'));
+    expect(seen).toEqual([
+      ['alice', { id: 1 }],
+      ['alice', { id: 2 }],
+      ['alice', 'complete'],
+    ]);
+  });
+
+  it('calls made through getService() while the channel connects each fail in their own subscriber\'s context', async () => {
+    const service = proxy.getService<{ quote(request: { delay: number }): Observable<unknown> }>('OrdersService');
+    const failed = (who: string) =>
+      new Promise<[string | undefined, unknown]>((resolve) =>
+        where.run(who, () => service.quote({ delay: 0 }).subscribe({ next: () => resolve([where.getStore(), 'reply']), error: (error: unknown) => resolve([where.getStore(), error]) })),
+      );
+    const answers = await Promise.all([failed('alice'), failed('bob'), failed('carol')]);
+    expect(answers).toEqual(['alice', 'bob', 'carol'].map((who) => [who, expect.objectContaining({ code: 14 })]));
   });
 });
 
