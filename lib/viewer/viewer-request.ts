@@ -20,10 +20,12 @@ export const VIEWER_SECURITY_HEADERS: ReadonlyArray<readonly [string, string]> =
 
 /**
  * Where the viewer is mounted as the browser reached it (global prefix included): the
- * request's path less the page's own part.
+ * request's path less the page's own part. Only the path: a request target in absolute
+ * form (`GET http://host/audit`, as sent to a proxy) names a host, and leading slashes
+ * repeated (`//host/audit`) would too in a link.
  */
 export function viewerBase(request: ViewerRequest): string {
   const url = request.originalUrl ?? request.url ?? '/';
-  const path = url.split('?')[0]!.split('#')[0]!;
-  return path.replace(/(\/(events\/[^/]*|timeline|viewer\.css))?\/*$/, '') || '';
+  const path = url.replace(/^[a-z][a-z\d+.-]*:\/\/[^/?#]*/i, '').split('?')[0]!.split('#')[0]!;
+  return path.replace(/^\/+/, '/').replace(/(\/(events\/[^/]*|timeline|viewer\.css))?\/*$/, '') || '';
 }
