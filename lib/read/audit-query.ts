@@ -22,6 +22,8 @@ export interface AuditQueryScope {
 
 /** The filters of `find()` and `export()`. */
 const FILTERS = new Set(['action', 'actor', 'actorId', 'actorType', 'target', 'targetType', 'source', 'outcome', 'kind', 'requestId', 'from', 'to']);
+/** The most actions an `action` filter lists. */
+export const MAX_ACTIONS = 1000;
 /** What `find()` takes besides the filters. */
 const PAGING = new Set(['limit', 'cursor']);
 /** The outcomes an event has (the `outcome` filter's values). */
@@ -95,6 +97,8 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   if (actions.some((action) => typeof action !== 'string') || (Array.isArray(query.action) && actions.length === 0)) {
     throw new InvalidAuditQueryError('action', 'must be a string or a non-empty array of strings');
   }
+  // Each action is a parameter: PostgreSQL and SQLite refuse a statement with tens of thousands.
+  if (actions.length > MAX_ACTIONS) throw new InvalidAuditQueryError('action', `is a list of ${actions.length} actions; at most ${MAX_ACTIONS} are taken`);
   if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
   const actor = actorFilter(query.actor);
   const actorType = agreed('actorType', text('actorType', query.actorType), 'actor.type', actor.type === undefined ? undefined : storable(actor.type));
