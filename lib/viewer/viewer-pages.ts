@@ -37,7 +37,9 @@ ${body}
 `.markup;
 }
 
-const time = (date: Date): string => date.toISOString().replace('T', ' ').replace('Z', ' UTC');
+/** An event's time in UTC; a stored value that is no time (a row made by hand) said to be so rather than failing the page. */
+const time = (date: Date): string =>
+  Number.isNaN(date.getTime()) ? 'not a valid time (as stored)' : date.toISOString().replace('T', ' ').replace('Z', ' UTC');
 
 function actorText(actor: AuditActor): string {
   return `${actor.type}${actor.id !== undefined ? `:${actor.id}` : ''}${actor.display ? ` (${actor.display})` : ''}`;
