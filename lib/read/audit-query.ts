@@ -99,7 +99,7 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   }
   // Each action is a parameter: PostgreSQL and SQLite refuse a statement with tens of thousands.
   if (actions.length > MAX_ACTIONS) throw new InvalidAuditQueryError('action', `is a list of ${actions.length} actions; at most ${MAX_ACTIONS} are taken`);
-  if (actions.length) qb.andWhere('e.action IN (:...actions)', { actions });
+  if (actions.length) qb.andWhere(...exactIn(scope.dataSource, 'e.action', 'action', actions));
   const actor = actorFilter(query.actor);
   const actorType = agreed('actorType', text('actorType', query.actorType), 'actor.type', actor.type === undefined ? undefined : storable(actor.type));
   const given = agreed('actorId', actorIdFilter('actorId', query.actorId), 'actor.id', actor.id);
@@ -107,7 +107,7 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   const actorId = clear === undefined ? undefined : storedActorId(clear, actorType, scope.pseudonymizer);
   if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
   else if (actorId !== undefined) qb.andWhere(equals('e.actorId', 'actorId'), { actorId });
-  if (actorType !== undefined) qb.andWhere('e.actorType = :actorType', { actorType });
+  if (actorType !== undefined) qb.andWhere(equals('e.actorType', 'actorType'), { actorType });
   if (query.target !== undefined) {
     const target = scope.resolveTarget(query.target, 'target');
     qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere(equals('e.targetId', 'targetId'), { targetId: storable(target.id) });
@@ -115,7 +115,7 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   const targetType = text('targetType', query.targetType);
   if (targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(targetType) });
   const source = text('source', query.source);
-  if (source !== undefined) qb.andWhere('e.source = :source', { source });
+  if (source !== undefined) qb.andWhere(equals('e.source', 'source'), { source });
   const outcome = oneOf('outcome', query.outcome, AUDIT_OUTCOMES);
   if (outcome !== undefined) qb.andWhere('e.outcome = :outcome', { outcome });
   const kind = oneOf('kind', query.kind, AUDIT_KINDS);
@@ -146,6 +146,19 @@ export function exactMatch(dataSource: DataSource): (column: string, param: stri
   return MYSQL_DRIVERS.has(dataSource.options.type)
     ? (column, param) => `${column} = :${param} AND BINARY CONVERT(${column} USING utf8mb4) = BINARY CONVERT(:${param} USING utf8mb4)`
     : (column, param) => `${column} = :${param}`;
+}
+
+/**
+ * `column IN (…values)` compared exactly, as {@link exactMatch} compares one value: on
+ * MySQL and MariaDB each value is compared by its bytes too. The SQL and its parameters
+ * (`<param>0`, `<param>1`, …).
+ */
+function exactIn(dataSource: DataSource, column: string, param: string, values: readonly string[]): [string, Record<string, string>] {
+  const params = Object.fromEntries(values.map((value, i) => [`${param}${i}`, value]));
+  const names = Object.keys(params);
+  const list = `${column} IN (${names.map((name) => `:${name}`).join(', ')})`;
+  if (!MYSQL_DRIVERS.has(dataSource.options.type)) return [list, params];
+  return [`${list} AND BINARY CONVERT(${column} USING utf8mb4) IN (${names.map((name) => `BINARY CONVERT(:${name} USING utf8mb4)`).join(', ')})`, params];
 }
 
 /** Whether `query` filters anything (an export of it is then the whole trail). */
