@@ -6,7 +6,7 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, lastValueFrom, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Audited, AuditLogEntity } from '../../lib/index.js';
+import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
@@ -14,6 +14,7 @@ import { TokenGuard } from '../app/token.guard.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
 import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { notesOf } from '../support/changed-notes.js';
 
 // gRPC as an RPC transport: a hybrid app's @GrpcMethod handlers (unary and server
 // streaming), called by a plain @grpc/grpc-js client that sends its own metadata; and an
@@ -274,8 +275,6 @@ class GrpcQuotesController implements OnModuleInit {
   }
 }
 
-const notesOf = (row: AuditLogEntity): string[] =>
-  (row.changes ?? []).map((change) => (change.fields['note'] as { to?: unknown } | undefined)?.to).filter((n): n is string => typeof n === 'string');
 
 describe.each(databases())('an HTTP handler saving what a ClientGrpc answered, on %s', (kind) => {
   let db: TestDatabase;

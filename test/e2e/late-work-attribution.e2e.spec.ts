@@ -7,6 +7,7 @@ import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { notesOf } from '../support/changed-notes.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -123,8 +124,6 @@ class NestedLateController {
   }
 }
 
-const notesOf = (row: AuditLogEntity): string[] =>
-  (row.changes ?? []).map((change) => (change.fields['note'] as { to?: unknown } | undefined)?.to).filter((n): n is string => typeof n === 'string');
 const origin = (row: AuditLogEntity) => (row.context as Record<string, unknown> | null)?.['originRequestId'];
 const attribution = (row: AuditLogEntity) => ({
   action: row.action,

@@ -4,12 +4,13 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Audited, type AuditLogEntity } from '../../lib/index.js';
+import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { notesOf } from '../support/changed-notes.js';
 
 // A ClientProxy's connection calls back in the async context of the request that opened
 // it; the operators piped after send() run in the context of the request that subscribed
@@ -52,8 +53,6 @@ class QuotesController {
   }
 }
 
-const notesOf = (row: AuditLogEntity): string[] =>
-  (row.changes ?? []).map((change) => (change.fields['note'] as { to?: unknown } | undefined)?.to).filter((n): n is string => typeof n === 'string');
 
 describe.each(databases())('an HTTP handler saving what a ClientProxy answered, on %s', (kind) => {
   let db: TestDatabase;

@@ -4,11 +4,12 @@ import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, Subject, take, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { Audited, type AuditLogEntity } from '../../lib/index.js';
+import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { notesOf } from '../support/changed-notes.js';
 
 // An RxJS Subject calls its subscribers inside next(): an operator of a stream built on a
 // shared Subject runs in the context of the request that called next(), and without a
@@ -60,8 +61,6 @@ class FeedController {
   }
 }
 
-const notesOf = (row: AuditLogEntity): string[] =>
-  (row.changes ?? []).map((change) => (change.fields['note'] as { to?: unknown } | undefined)?.to).filter((n): n is string => typeof n === 'string');
 
 describe.each(databases())('an SSE stream fed by a shared Subject, its operator bound to the stream’s request, on %s', (kind) => {
   let db: TestDatabase;
