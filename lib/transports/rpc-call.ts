@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import type { ExecutionContext } from '@nestjs/common';
 import { bound } from '../events/json-safe.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
@@ -99,6 +100,43 @@ function tcpPeer(context: unknown): string | undefined {
 }
 
 /**
+ * A gRPC handler's call (its third argument, beside the data and the `Metadata`), when it
+ * is one: @grpc/grpc-js' server calls have `getPath()` and `getPeer()`.
+ */
+interface GrpcCall {
+  getPath(): unknown;
+  getPeer(): unknown;
+}
+
+function grpcCallOf(ctx: ExecutionContext): GrpcCall | undefined {
+  const call = ctx.getArgs().length > 2 ? (ctx.getArgByIndex(2) as Partial<GrpcCall> | null | undefined) : undefined;
+  return typeof call?.getPath === 'function' && typeof call.getPeer === 'function' ? (call as GrpcCall) : undefined;
+}
+
+/**
+ * The address of a gRPC peer: @grpc/grpc-js writes it as the socket's address and port
+ * (`127.0.0.1:50051`, `::1:50051`), older versions as `ipv4:127.0.0.1:50051` or
+ * `ipv6:[::1]:50051`. Nothing for a Unix socket's path or `unknown`.
+ */
+function grpcPeer(call: GrpcCall): string | undefined {
+  const peer = safely(() => call.getPeer());
+  if (typeof peer !== 'string') return undefined;
+  const text = peer.replace(/^ipv[46]:/, '');
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(text)?.[1];
+  const ip = bracketed ?? [text.replace(/:\d+$/, ''), text].find((candidate) => isIP(candidate) !== 0);
+  return ip && isIP(ip) ? normaliseIp(ip) : undefined;
+}
+
+/** `fn()`, or `undefined` when it throws (a getter of a call that has ended). */
+function safely(fn: () => unknown): unknown {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Request data of a microservice message: method = the transport (`NATS`, `TCP`, …),
  * route = the handler's pattern, path = the subject / channel / topic it arrived on,
  * request id from the transport's headers (`x-request-id` by default) or generated.
@@ -111,6 +149,10 @@ export function readRpcCall(ctx: ExecutionContext, options: ResolvedAuditOptions
   const concrete = arrivedOn(context);
   const pattern = declaredPattern(handler, concrete);
   const { headers } = headersOf(context, options.maxHeaderLength);
+  const method = transportName(handler, context);
+  const grpc = method === 'GRPC' ? grpcCallOf(ctx) : undefined;
+  const grpcPath = grpc ? safely(() => grpc.getPath()) : undefined;
+  const path = concrete ?? (typeof grpcPath === 'string' ? grpcPath : undefined);
   const requestObject: AuditRpcRequest = {
     transport: 'rpc',
     data,
@@ -123,10 +165,10 @@ export function readRpcCall(ctx: ExecutionContext, options: ResolvedAuditOptions
   };
   return {
     request: {
-      ip: tcpPeer(context),
-      method: transportName(handler, context),
+      ip: grpc ? grpcPeer(grpc) : tcpPeer(context),
+      method,
       route: bound(pattern, 512),
-      path: options.recordPath ? bound(concrete, 2048) : undefined,
+      path: options.recordPath ? bound(path, 2048) : undefined,
       requestId: resolveRequestId(firstValue(headers[options.requestIdHeader])),
     },
     requestObject,

@@ -108,13 +108,15 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
       source: 'rpc',
       method: 'GRPC',
       route: grpcRoute('UpdateOrder'),
+      // The call's method path, and the peer's address (the client connects to 127.0.0.1).
+      path: '/audit_test.orders.OrdersService/UpdateOrder',
+      ip: '127.0.0.1',
       requestId: 'grpc-req-1',
       actorType: 'user',
       actorId: '2',
       actorDisplay: 'bob@example.com',
       targetType: 'order',
       targetId: String(order.id),
-      ip: null,
       error: null,
     });
     expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: 'packed' } } }]);
@@ -174,6 +176,8 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
       source: 'rpc',
       method: 'GRPC',
       route: grpcRoute('NoteOrders'),
+      path: '/audit_test.orders.OrdersService/NoteOrders',
+      ip: '127.0.0.1',
       requestId: 'grpc-stream-1',
     });
     expect(rows[0]!.changes).toEqual(

@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Metadata } from '@grpc/grpc-js';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import {
@@ -108,5 +109,46 @@ describe('readRpcCall: request data of a message, for each transport', () => {
     headers.set('x-correlation-id', 'c-1');
     const call = rpcCall('wildcard', {}, new NatsContext(['orders.1', headers]), { requestIdHeader: 'X-Correlation-Id' });
     expect(call.request.requestId).toBe('c-1');
+  });
+});
+
+describe('readRpcCall: a gRPC call', () => {
+  class GrpcHandlers {
+    @MessagePattern({ service: 'OrdersService', rpc: 'UpdateOrder', streaming: 'no_stream' }, Transport.GRPC)
+    update(): void {}
+  }
+  /** `[data, Metadata, call]`, as Nest hands them to a @GrpcMethod handler; the call as @grpc/grpc-js's server calls answer. */
+  const grpcCall = (peer: unknown, options = {}) => {
+    const metadata = new Metadata();
+    metadata.set('x-request-id', 'g-1');
+    const call = { getPath: () => '/shop.OrdersService/UpdateOrder', getPeer: () => peer };
+    const host = new ExecutionContextHost([{ id: 1 }, metadata, call], GrpcHandlers, GrpcHandlers.prototype.update);
+    host.setType('rpc');
+    return readRpcCall(host, resolveAuditOptions(options)).request;
+  };
+
+  it('the method path as path, the peer address as ip, the request id from the metadata', () => {
+    expect(grpcCall('127.0.0.1:50051')).toEqual({
+      ip: '127.0.0.1',
+      method: 'GRPC',
+      route: '{"rpc":"UpdateOrder","service":"OrdersService","streaming":"no_stream"}',
+      path: '/shop.OrdersService/UpdateOrder',
+      requestId: 'g-1',
+    });
+    expect(grpcCall('127.0.0.1:50051', { recordPath: false }).path).toBeUndefined();
+  });
+
+  it.each([
+    ['::1:50051', '::1'],
+    ['::ffff:10.0.0.7:443', '10.0.0.7'],
+    ['2001:db8::5:1234', '2001:db8::5'],
+    ['ipv4:10.1.2.3:9', '10.1.2.3'],
+    ['ipv6:[::1]:9', '::1'],
+    ['10.1.2.3', '10.1.2.3'],
+    ['unix:/run/app.sock', undefined],
+    ['unknown', undefined],
+    [undefined, undefined],
+  ])('peer %j: ip %j', (peer, ip) => {
+    expect(grpcCall(peer).ip).toBe(ip);
   });
 });
