@@ -188,7 +188,7 @@ const ISO_INSTANT = /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?:
  * The instant an ISO 8601 text names: a date (`2026-01-31`, midnight UTC), or a date and
  * time (`2026-01-31T12:00`, `2026-01-31 12:00:00.250`) with a zone or without one, which is
  * UTC as the trail stores it (never the process's time zone); a fraction past the
- * millisecond gives the next millisecond (see below). `undefined` for anything
+ * millisecond gives the next millisecond (see below; not past 9999-12-31T23:59:59.999Z). `undefined` for anything
  * else: another format (`Jan 31 2026`, `12`, which `Date` reads in odd ways), or a day or
  * time that is not on the clock or calendar (`2026-02-30`, `24:00`), which `Date` rolls
  * over into the next.
@@ -211,8 +211,12 @@ export function parseIsoInstant(value: string): Date | undefined {
   if (Number.isNaN(date.getTime())) return undefined;
   // Past the millisecond, the next one: events are stored to the millisecond, so that `from`
   // (>=), `to` and `before` (<) select the same events as the exact instant would.
-  return /[1-9]/.test(fraction.slice(3)) ? new Date(date.getTime() + 1) : date;
+  // The last millisecond of year 9999 stays itself: the next is year 10000, which no bound takes.
+  return /[1-9]/.test(fraction.slice(3)) && date.getTime() < LAST_MILLISECOND ? new Date(date.getTime() + 1) : date;
 }
+
+/** 9999-12-31T23:59:59.999Z, the last instant the trail stores. */
+const LAST_MILLISECOND = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 
 const leap = (year: number): boolean => (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
 

@@ -33,4 +33,13 @@ describe.each(databases())('from and to past the millisecond on %s', (kind) => {
     expect(await ids({ to: text })).toEqual([id]);
     expect(await ids({ from: text })).toEqual([]);
   });
+
+  // The last instant of year 9999 with a fraction past the millisecond is still in the
+  // years the trail takes, as its millisecond (`.999`) is: not refused as year 10000.
+  it('to and from 9999-12-31T23:59:59.9999Z are taken as .999 is (not refused)', async () => {
+    const ids = async (query: object): Promise<string[]> => (await t.audit.find({ action: 'doc.timed', ...query })).items.map((event) => event.id);
+    expect(await ids({ to: '9999-12-31T23:59:59.999Z' })).toEqual([id]);
+    expect(await ids({ to: '9999-12-31T23:59:59.9999Z' })).toEqual([id]);
+    expect(await ids({ from: '9999-12-31T23:59:59.9999999Z' })).toEqual([]);
+  });
 });
