@@ -33,6 +33,7 @@ export class GrpcTokenGuard implements CanActivate {
   canActivate(context: ExecutionContext): boolean {
     const metadata = context.switchToRpc().getContext<Metadata & { user?: unknown }>();
     const token = String(metadata.get('authorization')[0] ?? '').replace(/^Bearer /, '');
+    if (token === 'revoked') return false; // turned away: Nest's ForbiddenException
     const numbered = /^user-(\d+)$/.exec(token);
     const user = numbered ? { id: 1000 + Number(numbered[1]), email: `user${numbered[1]}@example.com`, roles: [] } : USERS[token];
     if (user) metadata.user = user;

@@ -134,6 +134,30 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     expect(rows[0]!.requestId).toMatch(UUID_V7);
   });
 
+  it('a call the guard turns away: one failure event with the call\'s request data, nothing changed; the client gets the error', async () => {
+    const order = await t.seed(() => orders().save({ status: 'new' }));
+    const refused = await update(order.id, 'stolen', { 'x-request-id': 'grpc-denied-1', authorization: 'Bearer revoked' }).then(
+      () => undefined,
+      (error: grpc.ServiceError) => error,
+    );
+    expect(refused?.message).toMatch(/Forbidden resource/);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'order.updated',
+      outcome: 'failure',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('UpdateOrder'),
+      path: '/audit_test.orders.OrdersService/UpdateOrder',
+      ip: '127.0.0.1',
+      requestId: 'grpc-denied-1',
+      error: { name: 'RpcException' }, // Nest's guards turn RPC calls away with RpcException('Forbidden resource')
+    });
+    expect(rows[0]!.changes ?? []).toEqual([]);
+    expect((await orders().findOneByOrFail({ id: order.id })).status).toBe('new');
+  });
+
   it('a handler that throws a gRPC status: one failure event; the client gets the status and message', async () => {
     const order = await t.seed(() => orders().save({ status: 'paid' }));
     const error = await unary(client, 'PayOrder', { id: order.id }, { 'x-request-id': 'grpc-req-fail', authorization: 'Bearer alice-token' }).catch(
