@@ -7,6 +7,7 @@ import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
+import { requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 import { CallUnits } from './call-units.js';
@@ -40,6 +41,7 @@ export class AuditInterceptor implements NestInterceptor {
     const type = ctx.getType<string>();
     if (type === 'graphql') this.units.joinGraphqlRequest(ctx)?.pendingCalls.delete(ctx.getArgByIndex(3));
     else if (type === 'rpc' || type === 'ws') this.denied.reached(ctx);
+    if (type === 'rpc') requestStreamInHandlerContext(ctx);
     const { unit, own } = this.units.forHandler(ctx);
     unit.beginHandler(audited, source);
     // The options' `args` are the handler's own (after pipes), given to the unit when it is called.

@@ -1,9 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
 import { Controller, Injectable, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { GrpcMethod, RpcException } from '@nestjs/microservices';
+import { GrpcMethod, GrpcStreamMethod, RpcException } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
-import { from, type Observable } from 'rxjs';
+import { concatMap, from, map, reduce, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { Audited } from '../../lib/index.js';
 import { Order } from './order.entity.js';
@@ -75,6 +75,21 @@ export class GrpcOrdersController {
       replies.push(replyOf(await this.orders.save(order)));
     }
     return from(replies);
+  }
+
+  /**
+   * Client streaming: every order id the client sends is cancelled, in one call. It returns
+   * an Observable: NestJS completes a @GrpcStreamMethod's request stream only after the
+   * handler has returned, so an async handler awaiting that completion would never end.
+   */
+  @GrpcStreamMethod(GRPC_SERVICE, 'CancelOrders')
+  @Audited('orders.cancelled')
+  cancelOrders(ids: Observable<{ id: number }>): Observable<{ cancelled: number }> {
+    return ids.pipe(
+      concatMap(({ id }) => this.orders.update({ id }, { status: 'cancelled' })),
+      reduce((cancelled) => cancelled + 1, 0),
+      map((cancelled) => ({ cancelled })),
+    );
   }
 
   /** A pricing call, answered after `delay` ms; not audited, writes nothing. */

@@ -23,14 +23,15 @@ import { notesOf } from '../support/changed-notes.js';
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The route of a @GrpcMethod handler: its pattern `{ service, rpc, streaming }` as JSON with sorted keys. */
-const grpcRoute = (rpc: string) => JSON.stringify({ rpc, service: GRPC_SERVICE, streaming: 'no_stream' });
+/** The route of a @GrpcMethod (or, `rx_stream`, @GrpcStreamMethod) handler: its pattern `{ service, rpc, streaming }` as JSON with sorted keys. */
+const grpcRoute = (rpc: string, streaming = 'no_stream') => JSON.stringify({ rpc, service: GRPC_SERVICE, streaming });
 
 type UnaryCallback<T> = (error: grpc.ServiceError | null, reply?: T) => void;
 interface OrdersServiceClient extends grpc.Client {
   UpdateOrder(request: { id: number; status: string }, metadata: grpc.Metadata, callback: UnaryCallback<OrderReply>): grpc.ClientUnaryCall;
   PayOrder(request: { id: number }, metadata: grpc.Metadata, callback: UnaryCallback<OrderReply>): grpc.ClientUnaryCall;
   NoteOrders(request: { ids: number[]; note: string }, metadata: grpc.Metadata): grpc.ClientReadableStream<OrderReply>;
+  CancelOrders(metadata: grpc.Metadata, callback: UnaryCallback<{ cancelled: number }>): grpc.ClientWritableStream<{ id: number }>;
 }
 
 /** A @grpc/grpc-js client of the fixture's service, as another service (not Nest) would call it. */
@@ -206,6 +207,34 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     });
     expect(rows[0]!.changes).toEqual(
       list.map((order) => ({ entity: 'Order', id: String(order.id), operation: 'update', fields: { note: { from: null, to: 'streamed' } } })),
+    );
+  });
+
+  it('a client-streaming @Audited handler: one intent event with a change per order the client streamed', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }, { status: 'new' }]));
+    const reply = await new Promise<{ cancelled: number }>((resolve, reject) => {
+      const call = client.CancelOrders(metadataOf({ 'x-request-id': 'grpc-cstream-1', authorization: 'Bearer bob-token' }), (error, answer) =>
+        error ? reject(error) : resolve(answer!),
+      );
+      for (const order of list) call.write({ id: order.id });
+      call.end();
+    });
+    expect(reply).toEqual({ cancelled: 3 });
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'orders.cancelled',
+      kind: 'intent',
+      outcome: 'success',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('CancelOrders', 'rx_stream'),
+      path: '/audit_test.orders.OrdersService/CancelOrders',
+      requestId: 'grpc-cstream-1',
+      actorId: '2',
+    });
+    expect(rows[0]!.changes).toEqual(
+      list.map((order) => ({ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: 'cancelled' } } })),
     );
   });
 

@@ -1,0 +1,26 @@
+import type { ExecutionContext } from '@nestjs/common';
+import type { Observable } from 'rxjs';
+import { inSubscriberContext } from '../integrations/nest-client-proxy-context.js';
+
+/** What NestJS adds to a gRPC request stream: replays what came before the handler subscribed. */
+type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
+
+/**
+ * A handler whose first argument is a stream of messages (a gRPC `@GrpcStreamMethod`:
+ * client or bidirectional streaming) gets it delivering in the context the handler
+ * subscribed in, its unit of work's. The messages arrive from the call's `data` events,
+ * in the context of the connection, so what the handler wrote per message was claimed by
+ * no request (a `system` change). The argument is replaced in the call's arguments,
+ * which are the handler's; NestJS's `drainBuffer` is kept, so that the stream still
+ * completes.
+ */
+export function requestStreamInHandlerContext(ctx: ExecutionContext): void {
+  const args = ctx.getArgs<unknown[]>();
+  const stream = args[0] as RequestStream | undefined;
+  if (typeof stream?.subscribe !== 'function' || typeof stream.pipe !== 'function') return;
+  const delivered = inSubscriberContext(stream) as RequestStream;
+  if (typeof stream.drainBuffer === 'function') {
+    Object.defineProperty(delivered, 'drainBuffer', { value: () => stream.drainBuffer!() });
+  }
+  args[0] = delivered;
+}
