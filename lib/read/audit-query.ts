@@ -23,7 +23,7 @@ export interface AuditQueryScope {
 /** The filters of `find()` and `export()`. */
 const FILTERS = new Set(['action', 'actor', 'actorId', 'actorType', 'target', 'targetType', 'source', 'outcome', 'kind', 'requestId', 'from', 'to']);
 /** The most actions an `action` filter lists. */
-export const MAX_ACTIONS = 1000;
+const MAX_ACTIONS = 1000;
 /** What `find()` takes besides the filters. */
 const PAGING = new Set(['limit', 'cursor']);
 /** The outcomes an event has (the `outcome` filter's values). */
@@ -188,10 +188,10 @@ const ISO_INSTANT = /^(\d{4}|[+-]\d{6})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?:
  * The instant an ISO 8601 text names: a date (`2026-01-31`, midnight UTC), or a date and
  * time (`2026-01-31T12:00`, `2026-01-31 12:00:00.250`) with a zone or without one, which is
  * UTC as the trail stores it (never the process's time zone); a fraction past the
- * millisecond gives the next millisecond (see below; not past 9999-12-31T23:59:59.999Z). `undefined` for anything
- * else: another format (`Jan 31 2026`, `12`, which `Date` reads in odd ways), or a day or
- * time that is not on the clock or calendar (`2026-02-30`, `24:00`), which `Date` rolls
- * over into the next.
+ * millisecond gives the next millisecond (not past 9999-12-31T23:59:59.999Z). `undefined`
+ * for anything else: another format (`Jan 31 2026`, `12`, which `Date` reads in odd
+ * ways), or a day or time that is not on the clock or calendar (`2026-02-30`, `24:00`),
+ * which `Date` rolls over into the next.
  */
 export function parseIsoInstant(value: string): Date | undefined {
   const match = ISO_INSTANT.exec(value);

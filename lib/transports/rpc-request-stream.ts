@@ -9,8 +9,8 @@ type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
  * A handler whose first argument is a stream of messages (a gRPC `@GrpcStreamMethod`:
  * client or bidirectional streaming) gets it delivering in the context the handler
  * subscribed in, its unit of work's. The messages arrive from the call's `data` events,
- * in the context of the connection, so what the handler wrote per message was claimed by
- * no request (a `system` change). The argument is replaced in the call's arguments,
+ * in the context of the connection; left as they are, what the handler writes per message
+ * would be claimed by no request (a `system` change). The argument is replaced in the call's arguments,
  * which are the handler's; NestJS's `drainBuffer` is kept, so that the stream still
  * completes.
  */
