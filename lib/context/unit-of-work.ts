@@ -150,6 +150,8 @@ export class UnitOfWork {
 
   private _state: UnitState = 'open';
   private handlerEventAdded = false;
+  /** Listeners of `onHandlerEnded`; undefined once the route handler has ended. */
+  private handlerEndListeners?: Array<() => void> = [];
   private actorSource?: ActorSource;
   private actorPure = true;
   private lastActor?: AuditActor;
@@ -408,6 +410,23 @@ export class UnitOfWork {
     this.handlerEventAdded = true;
     this.intents.push({ ...intent, handler: true });
     return true;
+  }
+
+  /**
+   * The route handler of an HTTP request has returned or thrown (and the interceptors
+   * inside the module's with it). What ends its response comes next — Nest's answer, or
+   * nothing for an `@Res()` handler that did not end it.
+   */
+  endHandler(): void {
+    const listeners = this.handlerEndListeners;
+    this.handlerEndListeners = undefined;
+    for (const listener of listeners ?? []) listener();
+  }
+
+  /** Calls `listener` once the route handler has ended (at once if it has; see `endHandler`). */
+  onHandlerEnded(listener: () => void): void {
+    if (this.handlerEndListeners) this.handlerEndListeners.push(listener);
+    else listener();
   }
 
   /** The handler's own event, if added. */

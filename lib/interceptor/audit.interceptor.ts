@@ -48,15 +48,20 @@ export class AuditInterceptor implements NestInterceptor {
     const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
       if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
     };
-    if (!own) return this.storedAtResponse(unit, next, addEvent);
+    if (!own) return this.storedAtResponse(unit, next, addEvent, type === 'http');
     // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
     if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
     return this.storedHere(unit, next, addEvent);
   }
 
-  /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */
-  private storedAtResponse(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
+  /**
+   * An HTTP request's unit: the event is added here, the unit stored when the response ends.
+   * `route`: the handler is the request's route handler (not one GraphQL resolver of many),
+   * whose end the unit is told of (see `UnitOfWork.endHandler`).
+   */
+  private storedAtResponse(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void, route: boolean): Observable<unknown> {
     let last: unknown;
+    const ended = route ? () => unit.endHandler() : () => undefined;
     return new Observable<unknown>((subscriber) =>
       this.context.run(unit, () =>
         next
@@ -64,8 +69,14 @@ export class AuditInterceptor implements NestInterceptor {
           .pipe(
             tap({
               next: (value: unknown) => (last = value),
-              complete: () => addEvent('success', last),
-              error: (error: unknown) => addEvent('failure', error),
+              complete: () => {
+                addEvent('success', last);
+                ended();
+              },
+              error: (error: unknown) => {
+                addEvent('failure', error);
+                ended();
+              },
             }),
           )
           .subscribe(subscriber),

@@ -43,13 +43,15 @@ export class AuditContextMiddleware implements NestMiddleware {
     });
     // A client that goes away mid-request: a request that is still on its way (in a
     // middleware, a guard, its handler) gets an end from Nest all the same, which settles
-    // it; one that is done but not ended is settled now. A request the framework drops
-    // without ever ending it (Fastify, before routing) is settled after a while.
+    // it; one that is done but not ended is settled now, or as soon as its handler is done
+    // (an `@Res()` handler that does not answer a client gone meanwhile). A request the
+    // framework drops without ever ending it (Fastify, before routing) is settled after a while.
     response.once('close', () => {
       if (unit.isSettling) return;
-      const settle = () => void this.recorder.settle(unit).catch(() => undefined); // logged by the recorder
+      const settle = () => void (unit.isSettling || this.recorder.settle(unit).catch(() => undefined)); // logged by the recorder
       if (unit.handlerSettled) return settle();
-      const timer = setTimeout(() => unit.isSettling || settle(), ABANDONED_MS);
+      unit.onHandlerEnded(() => setImmediate(settle)); // after Nest's own end of the response, when it has one
+      const timer = setTimeout(settle, ABANDONED_MS);
       timer.unref();
       unit.onEnded(() => clearTimeout(timer));
     });

@@ -1,4 +1,5 @@
-import { Body, Controller, Injectable, Module, Post, UseGuards, type MiddlewareConsumer, type NestMiddleware, type NestModule } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import { Body, Controller, Injectable, Module, Post, Res, UseGuards, type MiddlewareConsumer, type NestMiddleware, type NestModule } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
 import { Audited } from '../../lib/index.js';
@@ -34,5 +35,29 @@ export class SlowRouteController {
 export class SlowMiddlewareModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {
     consumer.apply(SlowMiddleware).forRoutes(SlowRouteController);
+  }
+}
+
+/** How long the `@Res()` handler below works before answering. */
+export const SLOW_RES_HANDLER_MS = 400;
+
+/**
+ * An `@Audited` `@Res()` handler that takes its time, saves, and answers only when its
+ * client is still there: one that went away meanwhile gets no response at all (the
+ * handler returns without ending it), as handlers streaming to a client do.
+ */
+@Controller('hostile/slow-res')
+@UseGuards(TokenGuard)
+export class SlowResController {
+  constructor(@InjectRepository(Order) private readonly orders: Repository<Order>) {}
+
+  @Post()
+  @Audited('thing.slow-res')
+  async create(@Body() body: { note: string }, @Res() reply: ServerResponse | { raw: ServerResponse }): Promise<void> {
+    const response = 'raw' in reply ? reply.raw : reply; // Express gives the response, Fastify its reply
+    await new Promise((resolve) => setTimeout(resolve, SLOW_RES_HANDLER_MS));
+    const order = await this.orders.save(this.orders.create({ status: 'slow', note: body.note }));
+    if (response.destroyed) return;
+    response.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify(order));
   }
 }

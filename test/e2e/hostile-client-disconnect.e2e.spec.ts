@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { SLOW_MIDDLEWARE_MS, SlowMiddlewareModule, SlowRouteController } from '../app/hostile-slow-middleware.js';
+import { SLOW_MIDDLEWARE_MS, SLOW_RES_HANDLER_MS, SlowMiddlewareModule, SlowResController, SlowRouteController } from '../app/hostile-slow-middleware.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -57,3 +57,55 @@ describe.each(combos)('a client that disconnects before the guards run, on %s ov
     expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order!.id), operation: 'insert' })]);
   });
 });
+
+/**
+ * A client that gives up while an `@Res()` handler works: the handler saves, sees its client
+ * gone and returns without ending the response. Nothing will end it, so the unit is settled
+ * once its handler is done — not a minute later by the abandoned-request timer.
+ */
+describe.each(databases().flatMap((db) => [[db, 'express'] as const, [db, 'fastify'] as const]))(
+  'a client that disconnects during an @Res() handler that then never answers, on %s over %s',
+  (kind, adapter) => {
+    let db: TestDatabase;
+    let t: TestApp;
+
+    beforeAll(async () => {
+      db = await createTestDatabase(kind);
+      t = await createTestApp({ db, adapter, controllers: [SlowResController] });
+    });
+    afterAll(async () => {
+      await t?.close();
+      await db?.drop();
+    });
+
+    it('its intent is stored within seconds of the handler’s end, by the request’s user, claiming the change', async () => {
+      const requestId = `hostile-disconnect-res-${kind}-${adapter}`;
+      const note = `gone-res-${kind}-${adapter}`;
+      await t
+        .request('/hostile/slow-res', {
+          method: 'POST',
+          json: { note },
+          headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
+          signal: AbortSignal.timeout(SLOW_RES_HANDLER_MS / 4),
+        })
+        .catch(() => undefined);
+
+      const orders = t.dataSource.getRepository(Order);
+      let order: Order | null = null;
+      for (let i = 0; i < 60 && !order; i++) {
+        await sleep(50);
+        order = await orders.findOneBy({ note });
+      }
+      expect(order, 'the handler ran and committed').not.toBeNull();
+      const committedAt = Date.now();
+      const recorded = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
+      for (let i = 0; i < 100 && (await recorded()).length === 0; i++) await sleep(50);
+      expect(Date.now() - committedAt, 'stored within 5 s of the commit').toBeLessThan(5_000);
+      await sleep(300);
+
+      const rows = await recorded();
+      expect(rows.map((row) => [row.action, row.outcome, row.kind, row.actorType, row.actorId, row.source])).toEqual([['thing.slow-res', 'success', 'intent', 'user', '1', 'http']]);
+      expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order!.id), operation: 'insert' })]);
+    });
+  },
+);
