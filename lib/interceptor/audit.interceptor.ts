@@ -7,7 +7,7 @@ import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
+import { requestsStreamed, requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 import { CallUnits } from './call-units.js';
@@ -51,7 +51,7 @@ export class AuditInterceptor implements NestInterceptor {
     if (!own) return this.storedAtResponse(unit, next, addEvent, type === 'http');
     // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
     if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
-    return this.storedHere(unit, next, addEvent);
+    return this.storedHere(unit, next, addEvent, type === 'rpc' && requestsStreamed(ctx));
   }
 
   /**
@@ -84,25 +84,42 @@ export class AuditInterceptor implements NestInterceptor {
     );
   }
 
-  /** A unit of its own: stored before the first result (or the error) goes back to the caller. */
-  private storedHere(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
+  /**
+   * A unit of its own: stored before the first result (or the error) goes back to the
+   * caller. A call whose requests are a stream (gRPC client streaming, bidirectional) is
+   * one unit until its result ends: a reply goes on as it comes (a bidirectional handler
+   * answers each message and goes on writing), and the unit is stored before the result
+   * ends (or fails).
+   */
+  private storedHere(
+    unit: UnitOfWork,
+    next: CallHandler,
+    addEvent: (outcome: AuditOutcome, value?: unknown) => void,
+    streamed: boolean,
+  ): Observable<unknown> {
     let settled = false;
+    let last: unknown;
     const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
       if (settled) return;
       settled = true;
       addEvent(outcome, value);
       await this.recorder.end(unit);
     };
-    return new Observable<unknown>((subscriber) =>
-      this.context.run(unit, () =>
-        concat(
-          next.handle().pipe(
+    // Called in the unit's context, as next.handle() calls the handler.
+    const results = (): Observable<unknown> =>
+      streamed
+        ? next.handle().pipe(tap((result: unknown) => (last = result)))
+        : next.handle().pipe(
             concatMap(async (result: unknown) => {
               await settle('success', result);
               return result;
             }),
-          ),
-          defer(() => from(settle('success')).pipe(mergeMap(() => EMPTY))),
+          );
+    return new Observable<unknown>((subscriber) =>
+      this.context.run(unit, () =>
+        concat(
+          results(),
+          defer(() => from(settle('success', last)).pipe(mergeMap(() => EMPTY))),
         )
           .pipe(
             catchError((error: unknown) =>

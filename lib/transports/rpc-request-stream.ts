@@ -6,6 +6,16 @@ import { inSubscriberContext } from '../integrations/nest-client-proxy-context.j
 type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
 
 /**
+ * Whether the handler's first argument is a stream of messages: a gRPC `@GrpcStreamMethod`
+ * (client or bidirectional streaming). Such a call is one unit of work until its result
+ * ends: what the handler writes per message, after a first reply too, is the call's.
+ */
+export function requestsStreamed(ctx: ExecutionContext): boolean {
+  const stream = ctx.getArgs<unknown[]>()[0] as Partial<RequestStream> | null | undefined;
+  return typeof stream?.subscribe === 'function' && typeof stream.pipe === 'function';
+}
+
+/**
  * A handler whose first argument is a stream of messages (a gRPC `@GrpcStreamMethod`:
  * client or bidirectional streaming) gets it delivering in the context the handler
  * subscribed in, its unit of work's. The messages arrive from the call's `data` events,
@@ -15,9 +25,9 @@ type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
  * completes.
  */
 export function requestStreamInHandlerContext(ctx: ExecutionContext): void {
+  if (!requestsStreamed(ctx)) return;
   const args = ctx.getArgs<unknown[]>();
-  const stream = args[0] as RequestStream | undefined;
-  if (typeof stream?.subscribe !== 'function' || typeof stream.pipe !== 'function') return;
+  const stream = args[0] as RequestStream;
   const delivered = inSubscriberContext(stream) as RequestStream;
   if (typeof stream.drainBuffer === 'function') {
     Object.defineProperty(delivered, 'drainBuffer', { value: () => stream.drainBuffer!() });

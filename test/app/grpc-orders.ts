@@ -92,6 +92,24 @@ export class GrpcOrdersController {
     );
   }
 
+  /**
+   * Bidirectional streaming: each update the client sends is saved and answered at once,
+   * all in one call. The status `refused` fails the call with INVALID_ARGUMENT (the updates
+   * before it are saved).
+   */
+  @GrpcStreamMethod(GRPC_SERVICE, 'UpdateOrders')
+  @Audited('orders.updated')
+  updateOrders(updates: Observable<{ id: number; status: string }>): Observable<OrderReply> {
+    return updates.pipe(
+      concatMap(async ({ id, status }) => {
+        if (status === 'refused') throw new RpcException({ code: GrpcStatus.INVALID_ARGUMENT, message: `Order ${id} cannot be ${status}` });
+        const order = await this.orders.findOneByOrFail({ id });
+        order.status = status;
+        return replyOf(await this.orders.save(order));
+      }),
+    );
+  }
+
   /** A pricing call, answered after `delay` ms; not audited, writes nothing. */
   @GrpcMethod(GRPC_SERVICE, 'Quote')
   async quote(request: { delay: number }): Promise<{ price: number }> {

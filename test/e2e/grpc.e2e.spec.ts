@@ -4,7 +4,7 @@ import { Body, Controller, Inject, Post, UseGuards, type OnModuleInit } from '@n
 import { ClientProxyFactory, Transport, type ClientGrpc } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, lastValueFrom, type Observable } from 'rxjs';
-import type { Repository } from 'typeorm';
+import { In, type Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
@@ -32,6 +32,7 @@ interface OrdersServiceClient extends grpc.Client {
   PayOrder(request: { id: number }, metadata: grpc.Metadata, callback: UnaryCallback<OrderReply>): grpc.ClientUnaryCall;
   NoteOrders(request: { ids: number[]; note: string }, metadata: grpc.Metadata): grpc.ClientReadableStream<OrderReply>;
   CancelOrders(metadata: grpc.Metadata, callback: UnaryCallback<{ cancelled: number }>): grpc.ClientWritableStream<{ id: number }>;
+  UpdateOrders(metadata: grpc.Metadata): grpc.ClientDuplexStream<{ id: number; status: string }, OrderReply>;
 }
 
 /** A @grpc/grpc-js client of the fixture's service, as another service (not Nest) would call it. */
@@ -57,6 +58,36 @@ function unary<Req, Res>(
   return new Promise((resolve, reject) => {
     const call = client[method] as unknown as (request: Req, metadata: grpc.Metadata, callback: UnaryCallback<Res>) => unknown;
     call.call(client, request, metadataOf(headers), (error, reply) => (error ? reject(error) : resolve(reply as Res)));
+  });
+}
+
+/** What a bidirectional call ended with: the replies it got, and its error if it failed. */
+interface BidiOutcome {
+  replies: OrderReply[];
+  error?: grpc.ServiceError;
+}
+
+/**
+ * A bidirectional UpdateOrders call, as a conversation: each update is sent once the reply
+ * to the one before it has come back (so the handler's writes after the first happen
+ * after the call has replied), then the client ends its side.
+ */
+function updateOrders(client: OrdersServiceClient, updates: Array<{ id: number; status: string }>, headers: Record<string, string>): Promise<BidiOutcome> {
+  return new Promise((resolve) => {
+    const call = client.UpdateOrders(metadataOf(headers));
+    const replies: OrderReply[] = [];
+    const sendNext = () => {
+      const update = updates[replies.length];
+      if (update) call.write(update);
+      else call.end();
+    };
+    call.on('data', (reply: OrderReply) => {
+      replies.push(reply);
+      sendNext();
+    });
+    call.on('error', (error: grpc.ServiceError) => resolve({ replies, error }));
+    call.on('end', () => resolve({ replies }));
+    sendNext();
   });
 }
 
@@ -238,6 +269,107 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     );
   });
 
+  it('a bidirectional @Audited handler (a reply per message): one intent event with the call\'s request data, claiming every change; no fallback rows', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }, { status: 'new' }]));
+    const outcome = await updateOrders(
+      client,
+      list.map((order, i) => ({ id: order.id, status: `b${i}` })),
+      { 'x-request-id': 'grpc-bidi-1', authorization: 'Bearer bob-token' },
+    );
+    expect(outcome).toEqual({ replies: list.map((order, i) => ({ id: order.id, status: `b${i}`, note: '' })) });
+    await sleep(200); // a late row would be written by now
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'orders.updated',
+      kind: 'intent',
+      outcome: 'success',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('UpdateOrders', 'rx_stream'),
+      path: '/audit_test.orders.OrdersService/UpdateOrders',
+      ip: '127.0.0.1',
+      requestId: 'grpc-bidi-1',
+      actorType: 'user',
+      actorId: '2',
+      actorDisplay: 'bob@example.com',
+      error: null,
+    });
+    expect(rows[0]!.changes).toEqual(
+      list.map((order, i) => ({ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: `b${i}` } } })),
+    );
+  });
+
+  it('a bidirectional handler that fails midway with a gRPC status: one failure event with the changes made before it; the client gets the status', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }, { status: 'new' }]));
+    const outcome = await updateOrders(
+      client,
+      [
+        { id: list[0]!.id, status: 'packed' },
+        { id: list[1]!.id, status: 'refused' },
+        { id: list[2]!.id, status: 'packed' },
+      ],
+      { 'x-request-id': 'grpc-bidi-fail', authorization: 'Bearer alice-token' },
+    );
+    expect(outcome.replies).toEqual([{ id: list[0]!.id, status: 'packed', note: '' }]);
+    expect(outcome.error).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: `Order ${list[1]!.id} cannot be refused` });
+    await sleep(200);
+    const rows = await t.rows();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({
+      action: 'orders.updated',
+      kind: 'intent',
+      outcome: 'failure',
+      source: 'rpc',
+      method: 'GRPC',
+      route: grpcRoute('UpdateOrders', 'rx_stream'),
+      requestId: 'grpc-bidi-fail',
+      actorId: '1',
+      error: { name: 'RpcException' },
+    });
+    expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(list[0]!.id), operation: 'update', fields: { status: { from: 'new', to: 'packed' } } }]);
+    expect((await orders().findBy({ id: In(list.map((order) => order.id)) })).map((order) => order.status).sort()).toEqual(['new', 'new', 'packed']);
+  });
+
+  it('concurrent bidirectional calls from different users: each event names its own actor and request id, and claims its own changes', async () => {
+    const calls = 6;
+    const perCall = 3;
+    const list = await t.seed(() => orders().save(Array.from({ length: calls * perCall }, () => ({ status: 'new' }))));
+    const ordersOf = (i: number) => list.slice(i * perCall, (i + 1) * perCall);
+    const outcomes = await Promise.all(
+      Array.from({ length: calls }, (_, i) =>
+        updateOrders(
+          client,
+          ordersOf(i).map((order, j) => ({ id: order.id, status: `c${i}-${j}` })),
+          { 'x-request-id': `grpc-bidi-c-${i}`, authorization: `Bearer user-${i}` },
+        ),
+      ),
+    );
+    outcomes.forEach((outcome, i) => expect(outcome).toEqual({ replies: ordersOf(i).map((order, j) => ({ id: order.id, status: `c${i}-${j}`, note: '' })) }));
+    await sleep(200);
+    const rows = await t.rows();
+    expect(rows.filter((row) => row.kind === 'intent')).toHaveLength(calls);
+    for (let i = 0; i < calls; i++) {
+      const ids = ordersOf(i).map((order) => String(order.id));
+      const claiming = rows.filter((candidate) => candidate.changes?.some((change) => ids.includes(String(change.id))));
+      // Every change is in a row (on SQLite too), and each row naming one is the call's.
+      expect(claiming.flatMap((row) => row.changes!.map((change) => String(change.id))).filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
+      for (const row of claiming) {
+        expect(row).toMatchObject({ actorId: String(1000 + i), requestId: `grpc-bidi-c-${i}`, source: 'rpc', method: 'GRPC' });
+      }
+    }
+    // SQLite's one connection: a burst's writes may commit in another call's transaction (see below).
+    if (kind === 'sqlite') return;
+    expect(rows).toHaveLength(calls);
+    for (let i = 0; i < calls; i++) {
+      const row = rows.find((candidate) => candidate.requestId === `grpc-bidi-c-${i}`);
+      expect(row).toMatchObject({ kind: 'intent', outcome: 'success', action: 'orders.updated' });
+      expect(row!.changes).toEqual(
+        ordersOf(i).map((order, j) => ({ entity: 'Order', id: String(order.id), operation: 'update', fields: { status: { from: 'new', to: `c${i}-${j}` } } })),
+      );
+    }
+  });
+
   it('concurrent calls from different users: each event names its own actor and request id, and claims its own change', async () => {
     const list = await t.seed(() => orders().save(Array.from({ length: 20 }, () => ({ status: 'new' }))));
     await Promise.all(
@@ -282,6 +414,33 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     const rows = await t.rows();
     expect(rows.map((row) => [row.source, row.method, row.requestId, row.changes?.map((change) => change.id)])).toEqual([
       ['rpc', 'GRPC', 'grpc-fc', [String(order.id)]],
+    ]);
+  });
+
+  it('fail-closed, a bidirectional call: each message answered, but when the event cannot be stored the call ends with an error, not OK; the changes are recorded once storage is back', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }]));
+    await moveAuditLog(t.dataSource, db, true);
+    let outcome: BidiOutcome;
+    try {
+      outcome = await updateOrders(
+        client,
+        list.map((order) => ({ id: order.id, status: 'fail-closed' })),
+        { 'x-request-id': 'grpc-bidi-fc' },
+      );
+    } finally {
+      await moveAuditLog(t.dataSource, db, false);
+    }
+    // Each message was answered as it came; the call's end, which waits for its event, fails.
+    expect(outcome).toEqual({
+      replies: list.map((order) => ({ id: order.id, status: 'fail-closed', note: '' })),
+      error: expect.objectContaining({ code: grpc.status.UNKNOWN, details: 'Internal server error' }),
+    });
+    expect((await orders().findBy({ id: In(list.map((order) => order.id)) })).map((order) => order.status)).toEqual(['fail-closed', 'fail-closed']);
+    await expect.poll(async () => (await t.rows()).length, { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+    await sleep(500); // nothing is written twice
+    const rows = await t.rows();
+    expect(rows.map((row) => [row.source, row.method, row.requestId, row.changes?.map((change) => change.id)])).toEqual([
+      ['rpc', 'GRPC', 'grpc-bidi-fc', list.map((order) => String(order.id))],
     ]);
   });
 });

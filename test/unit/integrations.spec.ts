@@ -752,7 +752,7 @@ describe('NestJS ClientGrpcProxy createServiceMethod (lib/integrations/nest-clie
     try {
       const service = proxy.getService<Record<string, unknown>>('OrdersService');
       expect(made.sort(), 'getService() no longer makes its methods with ClientGrpcProxy.prototype.createServiceMethod').toEqual(
-        ['CancelOrders', 'NoteOrders', 'PayOrder', 'Quote', 'UpdateOrder', 'cancelOrders', 'noteOrders', 'payOrder', 'quote', 'updateOrder'].sort(),
+        ['CancelOrders', 'NoteOrders', 'PayOrder', 'Quote', 'UpdateOrder', 'UpdateOrders', 'cancelOrders', 'noteOrders', 'payOrder', 'quote', 'updateOrder', 'updateOrders'].sort(),
       );
       expect(Object.keys(service).sort()).toEqual(made);
     } finally {
