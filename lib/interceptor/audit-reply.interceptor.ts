@@ -4,7 +4,7 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { requestsStreamed } from '../transports/rpc-request-stream.js';
+import { callStreamed } from '../transports/rpc-request-stream.js';
 import { CallUnits } from './call-units.js';
 
 /**
@@ -14,8 +14,8 @@ import { CallUnits } from './call-units.js';
  * changes in a transaction (an app-level `APP_INTERCEPTOR` that runs each handler in a
  * database transaction), the unit can only be stored once that transaction has ended,
  * after the audit interceptor let the result through. Here, outside every interceptor,
- * the reply (its first value, its completion or its error; of a call whose requests
- * are a stream, its completion or its error) waits until the unit is stored; when it
+ * the reply (its first value, its completion or its error; of a streaming gRPC call,
+ * its completion or its error: see `callStreamed`) waits until the unit is stored; when it
  * could not be (fail-closed), the call fails with `AuditWriteError` instead of
  * replying. A transaction still holding the unit's changes by then (one that
  * commits only after the reply) is waited for 2 s at most, as an HTTP response's end
@@ -43,9 +43,9 @@ export class AuditReplyInterceptor implements NestInterceptor {
       }
       return waited;
     };
-    // A call whose requests are a stream (gRPC client streaming, bidirectional) is one unit until its result ends.
+    // A streaming gRPC call (of requests or of replies) is one unit until its result ends.
     const replies =
-      type === 'rpc' && requestsStreamed(ctx)
+      type === 'rpc' && callStreamed(ctx)
         ? next.handle()
         : next.handle().pipe(
             concatMap(async (value: unknown) => {

@@ -7,7 +7,7 @@ import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
-import { requestsStreamed, requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
+import { callStreamed, requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 import { CallUnits } from './call-units.js';
@@ -51,7 +51,7 @@ export class AuditInterceptor implements NestInterceptor {
     if (!own) return this.storedAtResponse(unit, next, addEvent, type === 'http');
     // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
     if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
-    return this.storedHere(unit, next, addEvent, type === 'rpc' && requestsStreamed(ctx));
+    return this.storedHere(unit, next, addEvent, type === 'rpc' && callStreamed(ctx));
   }
 
   /**
@@ -86,10 +86,10 @@ export class AuditInterceptor implements NestInterceptor {
 
   /**
    * A unit of its own: stored before the first result (or the error) goes back to the
-   * caller. A call whose requests are a stream (gRPC client streaming, bidirectional) is
-   * one unit until its result ends: a reply goes on as it comes (a bidirectional handler
-   * answers each message and goes on writing), and the unit is stored before the result
-   * ends (or fails).
+   * caller. A streaming gRPC call (client, server or bidirectional streaming: see
+   * `callStreamed`) is one unit until its result ends: a reply goes on as it comes (a
+   * handler answers and goes on writing), and the unit is stored before the result ends
+   * (or fails).
    */
   private storedHere(
     unit: UnitOfWork,

@@ -1,5 +1,6 @@
 import type { ExecutionContext } from '@nestjs/common';
 import type { Observable } from 'rxjs';
+import { grpcMethodKind } from '../integrations/grpc-js-method-kind.js';
 import { inSubscriberContext } from '../integrations/nest-client-proxy-context.js';
 
 /** What NestJS adds to a gRPC request stream: replays what came before the handler subscribed. */
@@ -13,6 +14,20 @@ type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
 export function requestsStreamed(ctx: ExecutionContext): boolean {
   const stream = ctx.getArgs<unknown[]>()[0] as Partial<RequestStream> | null | undefined;
   return typeof stream?.subscribe === 'function' && typeof stream.pipe === 'function';
+}
+
+/**
+ * Whether the call is a stream, of requests or of replies: a gRPC `@GrpcStreamMethod`
+ * (client or bidirectional streaming), or a server-streaming `@GrpcMethod`. Such a call is
+ * one unit of work until its result ends: its replies go out as they come (a handler that
+ * writes as it produces its replies goes on writing after the first), and the unit is
+ * stored before the result ends — as an HTTP stream's request is. A unary call's one reply
+ * waits for its unit instead.
+ */
+export function callStreamed(ctx: ExecutionContext): boolean {
+  if (requestsStreamed(ctx)) return true;
+  const kind = grpcMethodKind(ctx.getArgs<unknown[]>()[2]);
+  return kind === 'serverStream' || kind === 'bidi';
 }
 
 /**

@@ -64,17 +64,20 @@ export class GrpcOrdersController {
     return replyOf(await this.orders.save(order));
   }
 
-  /** Server streaming: one reply per order, all written by one call. */
+  /**
+   * Server streaming: one reply per order, all written by one call — each order saved as
+   * its reply is produced, so the later ones after the first reply went out.
+   */
   @GrpcMethod(GRPC_SERVICE, 'NoteOrders')
   @Audited('orders.noted')
-  async noteOrders(request: { ids: number[]; note: string }): Promise<Observable<OrderReply>> {
-    const replies: OrderReply[] = [];
-    for (const id of request.ids) {
-      const order = await this.orders.findOneByOrFail({ id });
-      order.note = request.note;
-      replies.push(replyOf(await this.orders.save(order)));
-    }
-    return from(replies);
+  noteOrders(request: { ids: number[]; note: string }): Observable<OrderReply> {
+    return from(request.ids).pipe(
+      concatMap(async (id) => {
+        const order = await this.orders.findOneByOrFail({ id });
+        order.note = request.note;
+        return replyOf(await this.orders.save(order));
+      }),
+    );
   }
 
   /**

@@ -417,6 +417,31 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
     ]);
   });
 
+  it('fail-closed, a server-streaming call: its replies go out as they come, but when the event cannot be stored the call ends with an error, not OK; the changes are recorded once storage is back', async () => {
+    const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }]));
+    await moveAuditLog(t.dataSource, db, true);
+    const replies: OrderReply[] = [];
+    let error: unknown;
+    try {
+      const call = client.NoteOrders({ ids: list.map((order) => order.id), note: 'fail-closed' }, metadataOf({ 'x-request-id': 'grpc-stream-fc' }));
+      error = await new Promise<unknown>((resolve) => {
+        call.on('data', (reply: OrderReply) => replies.push(reply));
+        call.on('error', resolve);
+        call.on('end', () => resolve(undefined));
+      });
+    } finally {
+      await moveAuditLog(t.dataSource, db, false);
+    }
+    expect(replies).toEqual(list.map((order) => ({ id: order.id, status: 'new', note: 'fail-closed' })));
+    expect(error).toEqual(expect.objectContaining({ code: grpc.status.UNKNOWN, details: 'Internal server error' }));
+    await expect.poll(async () => (await t.rows()).length, { timeout: 15_000, interval: 250 }).toBeGreaterThanOrEqual(1);
+    await sleep(500); // nothing is written twice
+    const rows = await t.rows();
+    expect(rows.map((row) => [row.source, row.method, row.requestId, row.changes?.map((change) => change.id)])).toEqual([
+      ['rpc', 'GRPC', 'grpc-stream-fc', list.map((order) => String(order.id))],
+    ]);
+  });
+
   it('fail-closed, a bidirectional call: each message answered, but when the event cannot be stored the call ends with an error, not OK; the changes are recorded once storage is back', async () => {
     const list = await t.seed(() => orders().save([{ status: 'new' }, { status: 'new' }]));
     await moveAuditLog(t.dataSource, db, true);

@@ -16,6 +16,8 @@ import {
   type ReadPacket,
   type WritePacket,
 } from '@nestjs/microservices';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { EventEmitter } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -43,6 +45,7 @@ import {
 } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditContextGuard } from '../../lib/guard/audit-context.guard.js';
+import { grpcMethodKind } from '../../lib/integrations/grpc-js-method-kind.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { AuditEntities, AuditModule } from '../../lib/index.js';
 import { globalGuards, putGlobalGuardFirst } from '../../lib/integrations/nest-global-guards.js';
@@ -1143,4 +1146,87 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       await runner.release();
     }
   }, 10_000);
+});
+
+describe('@grpc/grpc-js call handlers (lib/integrations/grpc-js-method-kind.ts)', () => {
+  const PROTO = fileURLToPath(new URL('../app/grpc-orders.proto', import.meta.url));
+
+  /** The kind each handler's call says, through `interceptors` server interceptors; the server and a client. */
+  async function served(interceptors: grpc.ServerInterceptor[]) {
+    const definition = grpc.loadPackageDefinition(await protoLoader.load(PROTO)) as unknown as {
+      audit_test: { orders: { OrdersService: grpc.ServiceClientConstructor } };
+    };
+    const Service = definition.audit_test.orders.OrdersService;
+    const kinds: Record<string, unknown> = {};
+    const server = new grpc.Server({ interceptors });
+    server.addService(Service.service, {
+      UpdateOrder: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        kinds['UpdateOrder'] = grpcMethodKind(call);
+        callback(null, { id: 1 });
+      },
+      NoteOrders: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        kinds['NoteOrders'] = grpcMethodKind(call);
+        call.end();
+      },
+      CancelOrders: (call: grpc.ServerReadableStream<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+        kinds['CancelOrders'] = grpcMethodKind(call);
+        call.on('data', () => undefined);
+        call.on('end', () => callback(null, { cancelled: 0 }));
+      },
+      UpdateOrders: (call: grpc.ServerDuplexStream<unknown, unknown>) => {
+        kinds['UpdateOrders'] = grpcMethodKind(call);
+        call.on('data', () => undefined);
+        call.on('end', () => call.end());
+      },
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
+    );
+    const client = new Service(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => grpc.ClientWritableStream<unknown> & grpc.ClientReadableStream<unknown>>;
+    return { server, client, kinds };
+  }
+
+  async function callEach(client: Awaited<ReturnType<typeof served>>['client']): Promise<void> {
+    await new Promise((resolve, reject) => client['UpdateOrder']!({ id: 1, status: 'x' }, (error: unknown) => (error ? reject(error) : resolve(undefined))));
+    await new Promise((resolve, reject) => {
+      const call = client['NoteOrders']!({ ids: [1], note: 'x' });
+      call.on('data', () => undefined).on('error', reject).on('end', resolve);
+    });
+    await new Promise((resolve, reject) => {
+      const call = client['CancelOrders']!((error: unknown) => (error ? reject(error) : resolve(undefined)));
+      call.end();
+    });
+    await new Promise((resolve, reject) => {
+      const call = client['UpdateOrders']!();
+      call.on('data', () => undefined).on('error', reject).on('end', resolve);
+      call.end();
+    });
+  }
+
+  const passThrough: grpc.ServerInterceptor = (_method, call) => new grpc.ServerInterceptingCall(call);
+
+  it.each([
+    ['no server interceptor', []],
+    ['two server interceptors', [passThrough, passThrough]],
+  ] as const)('each handler\'s call says its method\'s kind (%s)', async (_name, interceptors) => {
+    const { server, client, kinds } = await served([...interceptors]);
+    try {
+      await callEach(client);
+    } finally {
+      (client as unknown as grpc.Client).close();
+      server.forceShutdown();
+    }
+    expect(kinds, 'the call object no longer holds its method handler where the module reads it (call.call[.nextCall…].handler.type)').toEqual({
+      UpdateOrder: 'unary',
+      NoteOrders: 'serverStream',
+      CancelOrders: 'clientStream',
+      UpdateOrders: 'bidi',
+    });
+  });
+
+  it('anything else is of no known kind', () => {
+    for (const call of [undefined, null, {}, { call: {} }, { call: { handler: { type: 'other' } } }, { call: { nextCall: { nextCall: null } } }]) {
+      expect(grpcMethodKind(call)).toBeUndefined();
+    }
+  });
 });
