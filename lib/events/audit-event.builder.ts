@@ -10,6 +10,7 @@ import type {
   AuditFieldChange,
   AuditRelationChange,
   AuditRequestInfo,
+  AuditUnreadableFields,
 } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
@@ -197,7 +198,7 @@ export class AuditEventBuilder {
   }
 
   /** A stored row as the public event shape. */
-  toEvent(row: AuditLogEntity): AuditEvent {
+  toEvent(row: AuditLogEntity, unreadable?: AuditUnreadableFields): AuditEvent {
     const request: AuditRequestInfo = {};
     if (row.ip) request.ip = row.ip;
     if (row.userAgent) request.userAgent = row.userAgent;
@@ -223,6 +224,7 @@ export class AuditEventBuilder {
       ...(row.reason ? { reason: row.reason } : {}),
       ...(row.error ? { error: row.error } : {}),
       ...(row.seq !== null && row.seq !== undefined ? { seq: row.seq } : {}),
+      ...(unreadable && Object.keys(unreadable).length ? { unreadable } : {}),
     };
   }
 

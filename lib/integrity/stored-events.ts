@@ -5,9 +5,22 @@ import { strictJsonProblem } from './strict-json.js';
 /** The JSON columns of `audit_log`. */
 const JSON_FIELDS = ['changes', 'context', 'error'] as const;
 
+/** A JSON column of `audit_log`, by its property name. */
+export type StoredJsonField = (typeof JSON_FIELDS)[number];
+
 /** An `audit_log` row, and whether its JSON columns hold text the module wrote. */
 export interface StoredEvent {
   row: AuditLogEntity;
+  /**
+   * The stored text of each JSON column that holds no JSON at all (the row's field is then
+   * `null`): only a row changed by hand holds one.
+   */
+  unreadable?: Partial<Record<StoredJsonField, string>>;
+  /**
+   * With `{ time: true }`: `occurred_at` as the database stores it (SQLite's value as it is,
+   * text or a number; the others' as text), for a time that cannot be read or given back.
+   */
+  storedTime?: unknown;
   /**
    * Why a JSON column's stored text is not one the module wrote (see
    * `strictJsonProblem`), or holds the JSON text `null` where the module stores SQL NULL:
@@ -27,8 +40,9 @@ const textAlias = (field: string): string => `stored_${field}`;
  * JSON back parsed, so they are selected as text (see `storedTextOf`). MySQL's own JSON
  * type is left to mysql2: MySQL keeps JSON in a binary form of its own, with no repeated
  * members and numbers it writes itself, so there is no text of the module's to check.
+ * With `time`, `occurred_at` is read as stored too (`storedTime`).
  */
-export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>): Promise<StoredEvent[]> {
+export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>, options: { time?: boolean } = {}): Promise<StoredEvent[]> {
   const alias = query.alias;
   const dataSource = query.connection;
   const metadata = dataSource.getMetadata(AuditLogEntity);
@@ -41,9 +55,31 @@ export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>
     const column = `${query.escape(alias)}.${query.escape(metadata.findColumnWithPropertyName(field)!.databaseName)}`;
     query.addSelect(asText(column), textAlias(field));
   }
+  if (options.time) {
+    const column = `${query.escape(alias)}.${query.escape(metadata.findColumnWithPropertyName('occurredAt')!.databaseName)}`;
+    query.addSelect(timeAsStored(dataSource, column), STORED_TIME);
+  }
   const { entities, raw } = await query.getRawAndEntities<Record<string, unknown>>();
   // No join: one raw row per entity, in the same order.
-  return entities.map((row, index) => storedEvent(row, raw[index]!));
+  return entities.map((row, index) => {
+    const event = storedEvent(row, raw[index]!);
+    return options.time ? { ...event, storedTime: raw[index]![STORED_TIME] } : event;
+  });
+}
+
+/** The raw column `occurred_at` is read into, as stored. */
+const STORED_TIME = 'stored_occurred_at';
+
+/**
+ * `occurred_at` selected as the database stores it: SQLite's value itself (it keeps what
+ * it was given, text or a number), the others' as text (a `Date` cannot hold PostgreSQL's
+ * `infinity` or MariaDB's zero date).
+ */
+function timeAsStored(dataSource: DataSource, column: string): string {
+  const type = String(dataSource.driver.options.type);
+  if (type === 'postgres') return `CAST(${column} AS text)`;
+  if (type === 'mysql' || type === 'mariadb' || type === 'aurora-mysql') return `CAST(${column} AS CHAR)`;
+  return column;
 }
 
 /** Per data source: how a JSON column is selected as its stored text. */
@@ -73,6 +109,7 @@ function storedTextOf(dataSource: DataSource, ask: (sql: string) => Promise<unkn
 
 function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredEvent {
   let problem: string | undefined;
+  let unreadable: Partial<Record<StoredJsonField, string>> | undefined;
   const fields = row as unknown as Record<string, unknown>;
   for (const field of JSON_FIELDS) {
     const stored = raw[textAlias(field)];
@@ -89,8 +126,9 @@ function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredE
       if (fields[field] === null) problem ??= `its stored ${field} is the JSON text null, where the module stores SQL NULL`;
     } catch (error) {
       fields[field] = null;
+      (unreadable ??= {})[field] = stored;
       problem ??= `its stored ${field} is not JSON (${(error as Error).message})`;
     }
   }
-  return problem === undefined ? { row } : { row, problem };
+  return { row, ...(problem === undefined ? {} : { problem }), ...(unreadable ? { unreadable } : {}) };
 }

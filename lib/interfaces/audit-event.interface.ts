@@ -97,4 +97,24 @@ export interface AuditEvent {
    * event is sequenced (with `integrity` configured, about a second after it is stored).
    */
   seq?: number;
+  /**
+   * Present only on a row changed by hand (the module never writes one, and `verify()`
+   * reports it as `modified`): each field whose stored value cannot be read, with the text
+   * the database holds. See {@link AuditUnreadableFields}.
+   */
+  unreadable?: AuditUnreadableFields;
+}
+
+/**
+ * The fields of an event whose stored value cannot be read, each as the text the database
+ * holds. The event's own field then says nothing of it: `occurredAt` is an invalid `Date`
+ * (`getTime()` is `NaN`), `changes` is `[]`, `context` and `error` are absent.
+ */
+export interface AuditUnreadableFields {
+  /** `occurred_at` that is no time (SQLite text such as `garbage`, PostgreSQL `infinity`, MariaDB's zero date). */
+  occurredAt?: string;
+  /** A JSON column holding text that is not JSON (SQLite keeps any text). */
+  changes?: string;
+  context?: string;
+  error?: string;
 }

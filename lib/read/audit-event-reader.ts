@@ -10,6 +10,7 @@ import type { AuditCheckpoint, AuditInclusionProof, AuditProofResult } from '../
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { storedActorId } from './audit-query.js';
+import { readEvents } from './read-events.js';
 
 /** Where one event stands in the tamper-evident log, as read (never written) by the viewer. */
 export type AuditInclusionStatus =
@@ -41,9 +42,11 @@ export class AuditEventReader {
    * keys (the stored row must hash to its leaf).
    */
   async read(id: string): Promise<{ event: AuditEvent; inclusion: AuditInclusionStatus } | undefined> {
-    // Ids are stored in lower case; a UUID is the same id in either case.
-    const row = await this.dataSource.getRepository(AuditLogEntity).findOne({ where: { id: id.toLowerCase() } });
-    return row ? { event: this.builder.toEvent(row), inclusion: await this.inclusion(row) } : undefined;
+    // Ids are stored in lower case; a UUID is the same id in either case. Read as find() reads
+    // (a row changed by hand is shown with what cannot be read of it, not failed).
+    const query = this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.id = :id', { id: id.toLowerCase() });
+    const [found] = await readEvents(query, this.builder);
+    return found ? { event: found.event, inclusion: await this.inclusion(found.row) } : undefined;
   }
 
   private async inclusion(row: AuditLogEntity): Promise<AuditInclusionStatus> {
@@ -59,6 +62,8 @@ export class AuditEventReader {
       return { state: 'proved', proof, verified: checkInclusion(proof, integrity.publicKeys, row) };
     } catch (error) {
       if (error instanceof AuditIntegrityError) return { state: 'broken', message: error.message };
+      // A row changed by hand whose values cannot be hashed (a time that is none).
+      if (error instanceof TypeError) return { state: 'broken', message: `the stored row cannot be hashed as an event (${error.message}): verify() reports it as modified` };
       throw error;
     }
   }

@@ -49,7 +49,8 @@ import { DatabaseLogSource, withUnsequencedProblems } from '../integrity/databas
 import { mergeCheckpoints, verifyLog } from '../integrity/log-verifier.js';
 import { splitPurgeNotes } from '../integrity/purge-record.js';
 import { auditExportStream, exportFormat } from '../read/audit-export.js';
-import { exactMatch, filtersAnything, occurredAtParam, targetTypes, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
+import { exactMatch, filtersAnything, targetTypes, whereAuditQuery, type AuditQueryScope } from '../read/audit-query.js';
+import { afterPosition, readEvents, type ReadPosition } from '../read/read-events.js';
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 1000;
@@ -243,6 +244,14 @@ export class AuditService {
    * With `pseudonymize` on, a clear `actorId` is mapped to its pseudonym, which needs the
    * actor's type (`actorType`); an id that starts with `hmac:` is taken as a pseudonym as
    * it is. A clear id whose key is gone (erased) matches nothing.
+   *
+   * A row changed by hand with SQL (`verify()` reports it as `modified`) is returned as far
+   * as it can be read, never failing the page: a JSON column holding text that is not JSON
+   * reads as absent (`changes: []`), an `occurred_at` that is no time as an invalid `Date`,
+   * and the event's `unreadable` holds each such field as the database stores it. Its
+   * cursor goes on in the database's order (`occurred_at` descending, then id), also after
+   * a time the database sorts apart from its instant (the next page then compares with the
+   * row's stored time, read by its id).
    * @throws InvalidAuditQueryError for a filter it cannot use (also a clear `actorId`
    * without `actorType` when actor ids are pseudonymised).
    */
@@ -260,19 +269,11 @@ export class AuditService {
     if ((query.cursor as unknown) === null) {
       throw new InvalidAuditQueryError('cursor', 'is null: the page it came from was the last one (its nextCursor is null); leave cursor out to start from the first page');
     }
-    if (query.cursor !== undefined) {
-      const [at, id] = decodeCursor(query.cursor, filters);
-      // The first comparison is redundant, and lets the index scan start at the cursor (PostgreSQL
-      // uses an OR only as a filter: a later page would read every earlier page again).
-      qb.andWhere('e.occurredAt <= :cursorAt AND (e.occurredAt < :cursorAt OR (e.occurredAt = :cursorAt AND e.id < :cursorId))', {
-        cursorAt: occurredAtParam(this.dataSource, at, 'cursor'),
-        cursorId: id,
-      });
-    }
-    const rows = await qb.orderBy('e.occurredAt', 'DESC').addOrderBy('e.id', 'DESC').take(limit + 1).getMany();
-    const items = rows.slice(0, limit).map((row) => this.builder.toEvent(row));
-    const last = items[items.length - 1];
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last, filters) : null };
+    if (query.cursor !== undefined) afterPosition(qb, decodeCursor(query.cursor, filters), 'older');
+    const rows = await readEvents(qb.orderBy('e.occurredAt', 'DESC').addOrderBy('e.id', 'DESC').take(limit + 1), this.builder);
+    const items = rows.slice(0, limit).map((row) => row.event);
+    const last = rows[limit - 1];
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.position, filters) : null };
   }
 
   /**
@@ -376,7 +377,8 @@ export class AuditService {
    * (an article's history shows the favourites recorded on the user's side). Each event
    * once. Every such event unless `limit` caps how many (the oldest `limit`): they are read
    * a page of 1,000 at a time, but returned in one array — for a resource with a very long
-   * history, `limit` or `export({ target })` (a stream) keep memory bounded.
+   * history, `limit` or `export({ target })` (a stream) keep memory bounded. A row changed
+   * by hand is returned as `find()` returns it (see `unreadable`).
    * @throws InvalidAuditQueryError when the target cannot be identified.
    */
   async history(target: AuditTargetInput, options: { limit?: number } = {}): Promise<AuditEvent[]> {
@@ -392,21 +394,16 @@ export class AuditService {
     }
     const { type, id } = this.targetFrom(target, 'target');
     const events: AuditEvent[] = [];
-    let after: AuditLogEntity | undefined;
+    let after: ReadPosition | undefined;
     for (;;) {
       const want = limit === undefined ? MAX_PAGE : Math.min(MAX_PAGE, limit - events.length);
       const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: storable(id) });
-      if (after) {
-        // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
-        qb.andWhere('e.occurredAt >= :afterAt AND (e.occurredAt > :afterAt OR e.id > :afterId)', {
-          afterAt: occurredAtParam(this.dataSource, after.occurredAt, 'history'),
-          afterId: after.id,
-        });
-      }
-      const rows = await qb.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').take(want).getMany();
-      for (const row of rows) events.push(this.builder.toEvent(row));
+      // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
+      if (after) afterPosition(qb, after, 'newer');
+      const rows = await readEvents(qb.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').take(want), this.builder);
+      for (const row of rows) events.push(row.event);
       if (rows.length < want || (limit !== undefined && events.length >= limit)) return events;
-      after = rows[rows.length - 1];
+      after = rows[rows.length - 1]!.position;
     }
   }
 
@@ -513,9 +510,15 @@ function filtersFingerprint(qb: SelectQueryBuilder<AuditLogEntity>): string {
   return createHash('sha256').update(JSON.stringify([sql, parameters])).digest('base64url').slice(0, 22);
 }
 
-/** A cursor: the position after `event` (its time and id) in the query of `filters`. */
-function encodeCursor(event: AuditEvent, filters: string): string {
-  return Buffer.from(JSON.stringify([event.occurredAt.toISOString(), event.id, filters])).toString('base64url');
+/**
+ * What a cursor holds in place of a time when the position is the stored time of its
+ * event (a row changed by hand whose time cannot be given back: see {@link ReadPosition}).
+ */
+const STORED_TIME = 'stored';
+
+/** A cursor: the position after an event (its time, or {@link STORED_TIME}, and id) in the query of `filters`. */
+function encodeCursor(position: ReadPosition, filters: string): string {
+  return Buffer.from(JSON.stringify([position.time ?? STORED_TIME, position.id, filters])).toString('base64url');
 }
 
 /**
@@ -523,7 +526,7 @@ function encodeCursor(event: AuditEvent, filters: string): string {
  * (nothing added), a time as find() writes it, and the filters it was given for.
  * @throws InvalidAuditQueryError otherwise.
  */
-function decodeCursor(cursor: string, filters: string): [string, string] {
+function decodeCursor(cursor: string, filters: string): ReadPosition {
   let value: unknown;
   try {
     value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
@@ -535,14 +538,14 @@ function decodeCursor(cursor: string, filters: string): [string, string] {
     value.length === 3 &&
     value.every((part) => typeof part === 'string') &&
     Buffer.from(JSON.stringify(value)).toString('base64url') === cursor &&
-    isIsoTime(value[0] as string) &&
+    (value[0] === STORED_TIME || isIsoTime(value[0] as string)) &&
     EVENT_ID.test(value[1] as string);
   if (!valid) throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
   const [at, id, given] = value as [string, string, string];
   if (given !== filters) {
     throw new InvalidAuditQueryError('cursor', 'was returned by find() for other filters: a cursor continues the query it came from (start again without one)');
   }
-  return [at, id];
+  return at === STORED_TIME ? { id } : { time: at, id };
 }
 
 /** An event id as the module writes it (a lower-case UUID). */

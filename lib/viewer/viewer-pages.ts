@@ -37,9 +37,19 @@ ${body}
 `.markup;
 }
 
-/** An event's time in UTC; a stored value that is no time (a row made by hand) said to be so rather than failing the page. */
-const time = (date: Date): string =>
-  Number.isNaN(date.getTime()) ? 'not a valid time (as stored)' : date.toISOString().replace('T', ' ').replace('Z', ' UTC');
+/** An event's time in UTC; a stored value that is no time (a row made by hand) said to be so, with what is stored, rather than failing the page. */
+const time = (event: AuditEvent): string =>
+  Number.isNaN(event.occurredAt.getTime())
+    ? `not a valid time (stored as ${event.unreadable?.occurredAt !== undefined ? JSON.stringify(event.unreadable.occurredAt) : 'it is'})`
+    : event.occurredAt.toISOString().replace('T', ' ').replace('Z', ' UTC');
+
+/** The values of a row changed by hand that cannot be read, each as stored (nothing when there is none). */
+function unreadable(event: AuditEvent): Html | '' {
+  const fields = Object.entries(event.unreadable ?? {});
+  if (!fields.length) return '';
+  return html`<div class="error" role="alert"><p>This row holds values the module never writes (it was changed outside the module; <code>verify()</code> reports it as modified). As stored:</p>
+<dl class="fields">${fields.map(([name, stored]) => html`<dt>${name}</dt><dd><code>${stored}</code></dd>`)}</dl></div>`;
+}
 
 function actorText(actor: AuditActor): string {
   return `${actor.type}${actor.id !== undefined ? `:${actor.id}` : ''}${actor.display ? ` (${actor.display})` : ''}`;
@@ -100,7 +110,7 @@ function eventRows(frame: PageFrame, events: readonly AuditEvent[]): Html {
 <tbody>
 ${events.map(
   (event) => html`<tr>
-<td data-label="Time"><a class="mono" href="${href(frame.base, ['events', event.id])}">${time(event.occurredAt)}</a></td>
+<td data-label="Time"><a class="mono" href="${href(frame.base, ['events', event.id])}">${time(event)}</a></td>
 <td data-label="Action"><a href="${href(frame.base, ['events', event.id])}">${event.action}</a>${event.kind === 'change' ? html` <span class="badge">change</span>` : ''}</td>
 <td data-label="Outcome">${outcome(event.outcome)}</td>
 <td data-label="Actor">${actorText(event.actor)}</td>
@@ -208,10 +218,11 @@ export function eventPage(frame: PageFrame, event: AuditEvent, status: AuditIncl
     frame,
     event.action,
     html`<h2>${event.action} ${outcome(event.outcome)}</h2>
+${unreadable(event)}
 <dl class="fields">
 ${row('Id', html`<span class="mono">${event.id}</span>`)}
 ${row('Seq', event.seq ?? none)}
-${row('Occurred at', time(event.occurredAt))}
+${row('Occurred at', time(event))}
 ${row('Action', event.action)}
 ${row('Outcome', outcome(event.outcome))}
 ${row('Kind', event.kind)}
@@ -246,7 +257,7 @@ ${
   events.length
     ? html`<ol class="timeline">${events.map(
         (event) => html`<li>
-<p><a class="mono" href="${href(frame.base, ['events', event.id])}">${time(event.occurredAt)}</a> · <strong>${event.action}</strong> ${outcome(event.outcome)} · ${actorText(event.actor)} · ${event.source}${event.reason ? html` · <em>${event.reason}</em>` : ''}</p>
+<p><a class="mono" href="${href(frame.base, ['events', event.id])}">${time(event)}</a> · <strong>${event.action}</strong> ${outcome(event.outcome)} · ${actorText(event.actor)} · ${event.source}${event.reason ? html` · <em>${event.reason}</em>` : ''}</p>
 ${changes(event.changes)}
 </li>
 `,
