@@ -9,6 +9,31 @@ const combos = databases().map((db) => [db, 'express'] as const);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
+ * A POST of a new order to `path` as alice, whose client gives up after `abortAfterMs`;
+ * waits until the request, going on without its client, has committed the order. Returns
+ * the order and a reader of the rows recorded for the request.
+ */
+async function abandoned(t: TestApp, path: string, note: string, requestId: string, abortAfterMs: number) {
+  await t
+    .request(path, {
+      method: 'POST',
+      json: { note },
+      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
+      signal: AbortSignal.timeout(abortAfterMs),
+    })
+    .catch(() => undefined);
+  const orders = t.dataSource.getRepository(Order);
+  let order: Order | null = null;
+  for (let i = 0; i < 60 && !order; i++) {
+    await sleep(50);
+    order = await orders.findOneBy({ note });
+  }
+  expect(order, 'the handler ran and committed').not.toBeNull();
+  const recorded = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
+  return { order: order!, recorded };
+}
+
+/**
  * A client that gives up while the request is still in a middleware: the request goes on
  * (the framework routes it, the handler runs and commits), so its `@Audited` event must
  * be recorded exactly once, with the request's actor, claiming the handler's change.
@@ -28,33 +53,15 @@ describe.each(combos)('a client that disconnects before the guards run, on %s ov
 
   it('the handler still runs and commits: one intent by the request’s user claiming the change, no system fallback', async () => {
     const requestId = `hostile-disconnect-${kind}-${adapter}`;
-    const note = `gone-${kind}-${adapter}`;
     // Abort while the slow middleware holds the request (before any guard has run).
-    await t
-      .request('/hostile/slow', {
-        method: 'POST',
-        json: { note },
-        headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-        signal: AbortSignal.timeout(SLOW_MIDDLEWARE_MS / 4),
-      })
-      .catch(() => undefined);
-
-    // The request goes on without its client: the handler commits the order.
-    const orders = t.dataSource.getRepository(Order);
-    let order: Order | null = null;
-    for (let i = 0; i < 60 && !order; i++) {
-      await sleep(50);
-      order = await orders.findOneBy({ note });
-    }
-    expect(order, 'the handler ran and committed').not.toBeNull();
-    const recorded = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
+    const { order, recorded } = await abandoned(t, '/hostile/slow', `gone-${kind}-${adapter}`, requestId, SLOW_MIDDLEWARE_MS / 4);
     // Its record once stored (in the background: its client is gone), then a while more for anything stored twice or apart.
     for (let i = 0; i < 100 && (await recorded()).length === 0; i++) await sleep(50);
     await sleep(300);
 
     const rows = await recorded();
     expect(rows.map((row) => [row.action, row.kind, row.actorType, row.actorId, row.source])).toEqual([['thing.slow', 'intent', 'user', '1', 'http']]);
-    expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order!.id), operation: 'insert' })]);
+    expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order.id), operation: 'insert' })]);
   });
 });
 
@@ -80,32 +87,15 @@ describe.each(databases().flatMap((db) => [[db, 'express'] as const, [db, 'fasti
 
     it('its intent is stored within seconds of the handler’s end, by the request’s user, claiming the change', async () => {
       const requestId = `hostile-disconnect-res-${kind}-${adapter}`;
-      const note = `gone-res-${kind}-${adapter}`;
-      await t
-        .request('/hostile/slow-res', {
-          method: 'POST',
-          json: { note },
-          headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-          signal: AbortSignal.timeout(SLOW_RES_HANDLER_MS / 4),
-        })
-        .catch(() => undefined);
-
-      const orders = t.dataSource.getRepository(Order);
-      let order: Order | null = null;
-      for (let i = 0; i < 60 && !order; i++) {
-        await sleep(50);
-        order = await orders.findOneBy({ note });
-      }
-      expect(order, 'the handler ran and committed').not.toBeNull();
+      const { order, recorded } = await abandoned(t, '/hostile/slow-res', `gone-res-${kind}-${adapter}`, requestId, SLOW_RES_HANDLER_MS / 4);
       const committedAt = Date.now();
-      const recorded = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
       for (let i = 0; i < 100 && (await recorded()).length === 0; i++) await sleep(50);
       expect(Date.now() - committedAt, 'stored within 5 s of the commit').toBeLessThan(5_000);
       await sleep(300);
 
       const rows = await recorded();
       expect(rows.map((row) => [row.action, row.outcome, row.kind, row.actorType, row.actorId, row.source])).toEqual([['thing.slow-res', 'success', 'intent', 'user', '1', 'http']]);
-      expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order!.id), operation: 'insert' })]);
+      expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order.id), operation: 'insert' })]);
     });
   },
 );
