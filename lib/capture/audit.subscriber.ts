@@ -32,7 +32,16 @@ import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-af
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
-import { announceUpdate, expectKeyedWrite, forgetKeyedWrites, insertChange, insertRecordedElsewhere, readWithHidden, takeUpdateCapturedAround } from './criteria-write.js';
+import {
+  announceUpdate,
+  expectKeyedWrite,
+  forgetKeyedWrites,
+  insertChange,
+  insertRecordedElsewhere,
+  persistenceEvent,
+  readWithHidden,
+  takeUpdateCapturedAround,
+} from './criteria-write.js';
 import { TransactionLost } from '../storage/savepoint.js';
 import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
 import { RawTables } from './raw-tables.js';
@@ -144,7 +153,22 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     }
   }
 
+  /**
+   * A persistence event outside any query builder is one of TypeORM's persistence with events
+   * (`save`, `remove`, `softRemove`, `recover`): its before-events open, on its runner, the
+   * window in which its listener-less writes are its own (reported here), its after-events
+   * close it. A query builder's own events (listeners on) are broadcast inside it.
+   */
+  private persistence(event: { queryRunner: QueryRunner }, phase: 'before' | 'after'): void {
+    if (!isInsideQueryBuilder()) persistenceEvent(event.queryRunner, phase);
+  }
+
+  beforeInsert(event: InsertEvent<ObjectLiteral>): void {
+    this.persistence(event, 'before');
+  }
+
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'after');
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || insertRecordedElsewhere(entity, metadata)) return;
@@ -167,6 +191,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * nor the row, so the write itself is captured, as a write by criteria.
    */
   beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'before');
     const { metadata, entity, databaseEntity } = event;
     if (!entity && !databaseEntity) return this.expectKeyed(event, 'update');
     if (!entity || !databaseEntity) return;
@@ -201,10 +226,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   beforeSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): void {
+    this.persistence(event, 'before');
     if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
   }
 
   beforeRecover(event: RecoverEvent<ObjectLiteral>): void {
+    this.persistence(event, 'before');
     if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
   }
 
@@ -219,6 +246,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'after');
     // Without the loaded row this is a write by criteria, captured around its query builder.
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
@@ -245,6 +273,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * criteria, captured around its query builder.
    */
   beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'before');
     const { metadata, entity, databaseEntity } = event;
     if (!entity && !databaseEntity) return event.entityId === undefined ? undefined : this.expectKeyed(event, 'delete');
     const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
@@ -318,6 +347,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'after');
     const { metadata, databaseEntity, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
@@ -335,10 +365,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'after');
     return this.softChange(event);
   }
 
   afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> | void {
+    this.persistence(event, 'after');
     return this.softChange(event);
   }
 

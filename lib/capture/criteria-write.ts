@@ -163,9 +163,50 @@ export function expectKeyedWrite(runner: QueryRunner, metadata: EntityMetadata, 
   byEntity.set(metadata, counts);
 }
 
+/**
+ * Per query runner: how many of TypeORM's persistences with events (`save`, `remove`,
+ * `softRemove`, `recover` without `{ listeners: false }`) are under way on it. Such a
+ * persistence broadcasts the before-events of all its subjects, runs its writes (each with
+ * listeners off), then broadcasts their after-events: a listener-less write on a runner
+ * between the two is that persistence's own, reported through the subscriber. Any other
+ * listener-less write (a query builder's `callListeners(false)`, a persistence with
+ * `{ listeners: false }`) reaches no subscriber: it is captured here, as the same write with
+ * listeners is.
+ */
+const persistences = new WeakMap<QueryRunner, number>();
+
+/** The broadcast under way on a runner: its events, called one after the other in one turn, count as one persistence. */
+const broadcasts = new WeakMap<QueryRunner, 'before' | 'after'>();
+
+/**
+ * Notes a persistence event the subscriber received on `runner` outside any query builder
+ * (a builder's own events, with listeners on, are broadcast inside it): the before-events of
+ * a persistence open its window, its after-events close it. The events of one broadcast are
+ * called in one synchronous run: the first opens (or closes) the window, the others of that
+ * run are the same broadcast's.
+ */
+export function persistenceEvent(runner: QueryRunner, phase: 'before' | 'after'): void {
+  if (broadcasts.get(runner) === phase) return;
+  broadcasts.set(runner, phase);
+  queueMicrotask(() => {
+    if (broadcasts.get(runner) === phase) broadcasts.delete(runner);
+  });
+  const count = persistences.get(runner) ?? 0;
+  if (phase === 'before') persistences.set(runner, count + 1);
+  else if (count > 1) persistences.set(runner, count - 1);
+  else persistences.delete(runner);
+}
+
+/** Whether a listener-less write on `runner` is one of TypeORM's persistence with events (reported through the subscriber). */
+function persistenceUnderWay(runner: QueryRunner | undefined): boolean {
+  return runner !== undefined && (persistences.get(runner) ?? 0) > 0;
+}
+
 /** Forgets what was noted for `runner` (its transaction ended: a write noted and not made never will be). */
 export function forgetKeyedWrites(runner: QueryRunner): void {
   keyedWrites.delete(runner);
+  persistences.delete(runner);
+  broadcasts.delete(runner);
   announcedUpdates.delete(runner);
   updatesCapturedAround.delete(runner);
 }
@@ -306,10 +347,14 @@ export class CriteriaWrite {
       if (!this.capture.trackedFields(relation.entityMetadata) || this.kind === 'update' || this.kind === 'soft-delete') return this.write();
       return this.inTransaction((runner) => this.captureJunction(runner, metadata, relation));
     }
-    // TypeORM's own persistence (save/remove/…) turns listeners off and reports
-    // through the subscriber; so do plain inserts. Those are not writes by criteria.
-    const moved = !this.qb.callListeners && this.kind === 'update' ? takeAnnouncedUpdate(this.qb, metadata) : undefined;
-    const byCriteria = this.qb.callListeners
+    // TypeORM's own persistence with events (save/remove/…) turns listeners off and reports
+    // through the subscriber; so do plain inserts with listeners. Those are not writes by
+    // criteria. A listener-less write outside such a persistence reaches no subscriber: it is
+    // captured here as the same write with listeners is.
+    const persisting = !this.qb.callListeners && persistenceUnderWay(this.qb.queryRunner);
+    const unreported = !this.qb.callListeners && !persisting;
+    const moved = persisting && this.kind === 'update' ? takeAnnouncedUpdate(this.qb, metadata) : undefined;
+    const byCriteria = !persisting
       ? this.kind !== 'insert' || ((this.qb.isUpsert || this.qb.ignoresConflicts) && !this.qb.insertsFromSelect)
       : moved !== undefined
         ? moved !== false
@@ -319,8 +364,13 @@ export class CriteriaWrite {
     if (!byCriteria) {
       // A plain insert by a query builder or `repository.insert()` runs in no transaction of
       // TypeORM's: give it one, so that its record (journal or fallback row) commits with it.
-      const plainInsert = this.kind === 'insert' && this.qb.callListeners && !this.qb.queryRunner?.isTransactionActive;
-      const write = this.kind === 'insert' && !this.qb.updatesEntity ? () => this.insertWithIds(metadata, fields) : this.write;
+      const plainInsert = this.kind === 'insert' && !persisting && !this.qb.queryRunner?.isTransactionActive;
+      const write =
+        this.kind === 'insert' && !this.qb.updatesEntity
+          ? () => this.insertWithIds(metadata, fields, !persisting)
+          : unreported && this.kind === 'insert' && !this.qb.insertsFromSelect
+            ? () => this.insertRecorded(metadata, fields)
+            : this.write;
       return plainInsert ? this.inTransaction(() => write()) : write();
     }
     // The flag is kept on the save's own runner, the one its after-update event names.
@@ -337,32 +387,36 @@ export class CriteriaWrite {
    * query builder's `updateEntity(false)`): TypeORM then reports no id, and its insert
    * would be recorded without one. The generated key is asked for (RETURNING, where the
    * database has it; others report an increment id anyway) and handed to TypeORM as the
-   * insert's identifiers, which reach the subscriber of its persistence. A query builder's
-   * listener runs before they are known: its value sets are recorded here, after the write.
-   * The value objects are left as the app wanted them.
+   * insert's identifiers, which reach the subscriber of its persistence. With `recordsHere`
+   * (an insert no persistence with events reports: a query builder's, whose listener runs
+   * before the ids are known, or one with listeners off), its value sets are recorded here,
+   * after the write, and its result is left as TypeORM gives it. The value objects are left
+   * as the app wanted them.
    */
-  private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+  private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields, recordsHere: boolean): Promise<unknown> {
     const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
-    if (generated.length === 0 || this.qb.insertsFromSelect) return this.write();
+    if (this.qb.insertsFromSelect) return this.write();
+    if (generated.length === 0) return recordsHere && !this.qb.callListeners ? this.insertRecorded(metadata, fields) : this.write();
     const driver = this.qb.dataSource.driver;
     const type = this.qb.dataSource.options.type;
-    const listened = this.qb.callListeners;
     // A query builder's result is the app's: on MySQL and MariaDB, RETURNING would turn the
     // server's OK packet into rows, so the ids are counted there instead — unless the app
     // asked for rows itself.
     const returning =
       driver.isReturningSqlSupported('insert') &&
       !OWN_RETURNING_FORM.has(type) &&
-      !(listened && FIRST_ID_DRIVERS.has(type) && !this.qb.returnsRows) &&
+      !(recordsHere && FIRST_ID_DRIVERS.has(type) && !this.qb.returnsRows) &&
       (await this.mayReturn(metadata, generated));
     const added = returning ? this.qb.returnColumns(generated) : [];
     const valueSets = this.qb.valueSets();
-    if (listened) for (const values of valueSets) recordingInsertOf(values, metadata);
+    // Its listener (with listeners on) runs before the generated key is known, and records nothing.
+    const hushed = this.qb.callListeners;
+    if (hushed) for (const values of valueSets) recordingInsertOf(values, metadata);
     let result: { identifiers?: unknown[]; raw?: unknown } | undefined;
     try {
       result = (await this.write()) as typeof result;
     } finally {
-      if (listened) for (const values of valueSets) recordedInsertOf(values, metadata);
+      if (hushed) for (const values of valueSets) recordedInsertOf(values, metadata);
     }
     const runner = this.qb.queryRunner;
     const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
@@ -384,7 +438,7 @@ export class CriteriaWrite {
       return metadata.getEntityIdMap(key);
     });
     if (result && Array.isArray(result.identifiers) && result.identifiers.length === 0) result.identifiers.push(...keys);
-    if (listened) {
+    if (recordsHere) {
       // The app's raw result as its insert gives it: without the columns asked for here.
       if (added.length && Array.isArray(result?.raw)) result.raw = withoutColumns(result.raw, added);
       // What the database completed (defaults, creation dates, versions) is read back, as an
@@ -398,6 +452,27 @@ export class CriteriaWrite {
           : insertChange(metadata, fields, values, key);
         await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
       }
+    }
+    return result;
+  }
+
+  /**
+   * A plain insert with listeners off, outside TypeORM's persistence with events (a query
+   * builder's `callListeners(false)`, `save(…, { listeners: false })`): recorded as its
+   * listener records the same insert with listeners on — each value set, as TypeORM
+   * completed it (generated key, defaults), under the key TypeORM reports for it.
+   */
+  private async insertRecorded(metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+    const valueSets = this.qb.valueSets();
+    const result = (await this.write()) as { identifiers?: unknown[] } | undefined;
+    const runner = this.qb.queryRunner;
+    for (const [index, values] of valueSets.entries()) {
+      const identifier = result?.identifiers?.[index];
+      const reported = identifier !== null && typeof identifier === 'object' ? (identifier as ObjectLiteral) : undefined;
+      const reportedId = reported ? entityId(metadata, reported) : null;
+      const key = reportedId !== null && reportedId !== entityId(metadata, values) ? reported : undefined;
+      const change = insertChange(metadata, fields, values, key);
+      await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
     }
     return result;
   }

@@ -238,7 +238,7 @@ export class WriteQueryBuilderState {
     return alias?.hasMetadata ? alias.metadata : undefined;
   }
 
-  /** False for TypeORM's own persistence (`save`, `remove`, …), which reports through subscribers. */
+  /** False for TypeORM's own persistence (`save`, `remove`, …) and for writes run with listeners off (`callListeners(false)`, `{ listeners: false }`). */
   get callListeners(): boolean {
     return this.map.callListeners;
   }
