@@ -7,6 +7,7 @@ import {
   ManyToMany,
   ManyToOne,
   OneToMany,
+  PrimaryColumn,
   PrimaryGeneratedColumn,
   type EntityManager,
   type EntitySubscriberInterface,
@@ -49,6 +50,13 @@ class LoItem {
   @ManyToOne(() => LoFolder, (folder) => folder.items, { nullable: true, onDelete: 'CASCADE' }) folder?: LoFolder | null;
 }
 
+/** A row keyed by a value the app gives (no generated key). */
+@Entity('lo_setting')
+class LoSetting {
+  @PrimaryColumn({ type: 'varchar', length: 32 }) name!: string;
+  @Column({ type: 'varchar', length: 32 }) value!: string;
+}
+
 /** A row another save writes from an app's subscriber. */
 @Entity('lo_mark')
 class LoMark {
@@ -87,7 +95,7 @@ class MarkingSubscriber implements EntitySubscriberInterface<LoNote> {
  * outside one), in the write's transaction.
  */
 describe.each(databases())('writes with listeners off on %s', (kind) => {
-  const h = captureApp(kind, [LoNote, LoTag, LoFolder, LoItem, LoMark]);
+  const h = captureApp(kind, [LoNote, LoTag, LoFolder, LoItem, LoMark, LoSetting]);
   beforeAll(() => {
     // Called before the module's subscriber, as an app's subscriber registered first is.
     h.ds.subscribers.unshift(new MarkingSubscriber());
@@ -212,6 +220,21 @@ describe.each(databases())('writes with listeners off on %s', (kind) => {
         const row = await notes().findOneByOrFail({ title: values.title });
         expect(values).toEqual({ title: `ue-${mode}` });
         expect(await recorded(mode)).toEqual([inserted(row)]);
+      });
+
+      it('an upsert records the row it updated, with its before values, and the row it inserted', async () => {
+        const name = `theme-${mode}`;
+        await h.t.seed(() => h.ds.getRepository(LoSetting).save({ name, value: 'light' }));
+        const upsert = (values: LoSetting[]) => h.ds.createQueryBuilder().insert().into(LoSetting).values(values).orUpdate(['value'], ['name']).callListeners(false).execute();
+        expect(await h.run(mode, () => upsert([{ name, value: 'dark' }, { name: `lang-${mode}`, value: 'fr' }]))).toEqual(ok);
+        const changes = await h.changes();
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(
+          expect.arrayContaining([
+            { entity: 'LoSetting', id: name, operation: 'update', fields: { value: { from: 'light', to: 'dark' } } },
+            { entity: 'LoSetting', id: `lang-${mode}`, operation: 'insert', fields: { name: { from: null, to: `lang-${mode}` }, value: { from: null, to: 'fr' } } },
+          ]),
+        );
       });
 
       it('a soft delete, then a restore, each record the delete-date column', async () => {
