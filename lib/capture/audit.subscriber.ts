@@ -26,6 +26,7 @@ import { entityId, idFromKeyValues } from './entity-identity.js';
 import { dropSecretKeys, useSecretKeys } from './secret-keys.js';
 import { DeleteCascade, deleteEffectsOf, RemovedRows, type DeleteEffects, type PendingChange } from './delete-cascade.js';
 import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
+import { attachPersistenceScope } from '../integrations/typeorm-persistence-scope.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
@@ -38,7 +39,6 @@ import {
   forgetKeyedWrites,
   insertChange,
   insertRecordedElsewhere,
-  persistenceEvent,
   readWithHidden,
   takeUpdateCapturedAround,
 } from './criteria-write.js';
@@ -129,6 +129,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       subscribers.push(this);
       attachQueryBuilderCapture(dataSource, this.capture);
       attachTransactionScope(dataSource);
+      attachPersistenceScope(dataSource);
       attachAfterQueryWait(dataSource);
       attachCommitStatements(dataSource);
       attachRawWriteTransaction(dataSource, {
@@ -153,22 +154,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     }
   }
 
-  /**
-   * A persistence event outside any query builder is one of TypeORM's persistence with events
-   * (`save`, `remove`, `softRemove`, `recover`): its before-events open, on its runner, the
-   * window in which its listener-less writes are its own (reported here), its after-events
-   * close it. A query builder's own events (listeners on) are broadcast inside it.
-   */
-  private persistence(event: { queryRunner: QueryRunner }, phase: 'before' | 'after'): void {
-    if (!isInsideQueryBuilder()) persistenceEvent(event.queryRunner, phase);
-  }
-
-  beforeInsert(event: InsertEvent<ObjectLiteral>): void {
-    this.persistence(event, 'before');
-  }
-
   afterInsert(event: InsertEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'after');
     const { metadata, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     if (!fields || !entity || insertRecordedElsewhere(entity, metadata)) return;
@@ -191,7 +177,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * nor the row, so the write itself is captured, as a write by criteria.
    */
   beforeUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'before');
     const { metadata, entity, databaseEntity } = event;
     if (!entity && !databaseEntity) return this.expectKeyed(event, 'update');
     if (!entity || !databaseEntity) return;
@@ -226,12 +211,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   beforeSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): void {
-    this.persistence(event, 'before');
     if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
   }
 
   beforeRecover(event: RecoverEvent<ObjectLiteral>): void {
-    this.persistence(event, 'before');
     if (!event.entity && !event.databaseEntity && event.entityId !== undefined) this.expectKeyed(event, 'soft-delete');
   }
 
@@ -246,7 +229,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterUpdate(event: UpdateEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'after');
     // Without the loaded row this is a write by criteria, captured around its query builder.
     const { metadata, entity, databaseEntity } = event;
     const fields = this.capture.trackedFields(metadata);
@@ -273,7 +255,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * criteria, captured around its query builder.
    */
   beforeRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'before');
     const { metadata, entity, databaseEntity } = event;
     if (!entity && !databaseEntity) return event.entityId === undefined ? undefined : this.expectKeyed(event, 'delete');
     const fields = entity && databaseEntity ? this.capture.trackedFields(metadata) : null;
@@ -347,7 +328,6 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterRemove(event: RemoveEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'after');
     const { metadata, databaseEntity, entity } = event;
     const fields = this.capture.trackedFields(metadata);
     const row = databaseEntity ?? entity;
@@ -365,12 +345,10 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   }
 
   afterSoftRemove(event: SoftRemoveEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'after');
     return this.softChange(event);
   }
 
   afterRecover(event: RecoverEvent<ObjectLiteral>): Promise<void> | void {
-    this.persistence(event, 'after');
     return this.softChange(event);
   }
 

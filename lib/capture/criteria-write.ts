@@ -8,6 +8,7 @@ import { entityId } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
+import { isPersistingWithEvents } from '../context/async-frame.js';
 import { escapedTable } from '../storage/sql.js';
 import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 
@@ -163,50 +164,9 @@ export function expectKeyedWrite(runner: QueryRunner, metadata: EntityMetadata, 
   byEntity.set(metadata, counts);
 }
 
-/**
- * Per query runner: how many of TypeORM's persistences with events (`save`, `remove`,
- * `softRemove`, `recover` without `{ listeners: false }`) are under way on it. Such a
- * persistence broadcasts the before-events of all its subjects, runs its writes (each with
- * listeners off), then broadcasts their after-events: a listener-less write on a runner
- * between the two is that persistence's own, reported through the subscriber. Any other
- * listener-less write (a query builder's `callListeners(false)`, a persistence with
- * `{ listeners: false }`) reaches no subscriber: it is captured here, as the same write with
- * listeners is.
- */
-const persistences = new WeakMap<QueryRunner, number>();
-
-/** The broadcast under way on a runner: its events, called one after the other in one turn, count as one persistence. */
-const broadcasts = new WeakMap<QueryRunner, 'before' | 'after'>();
-
-/**
- * Notes a persistence event the subscriber received on `runner` outside any query builder
- * (a builder's own events, with listeners on, are broadcast inside it): the before-events of
- * a persistence open its window, its after-events close it. The events of one broadcast are
- * called in one synchronous run: the first opens (or closes) the window, the others of that
- * run are the same broadcast's.
- */
-export function persistenceEvent(runner: QueryRunner, phase: 'before' | 'after'): void {
-  if (broadcasts.get(runner) === phase) return;
-  broadcasts.set(runner, phase);
-  queueMicrotask(() => {
-    if (broadcasts.get(runner) === phase) broadcasts.delete(runner);
-  });
-  const count = persistences.get(runner) ?? 0;
-  if (phase === 'before') persistences.set(runner, count + 1);
-  else if (count > 1) persistences.set(runner, count - 1);
-  else persistences.delete(runner);
-}
-
-/** Whether a listener-less write on `runner` is one of TypeORM's persistence with events (reported through the subscriber). */
-function persistenceUnderWay(runner: QueryRunner | undefined): boolean {
-  return runner !== undefined && (persistences.get(runner) ?? 0) > 0;
-}
-
 /** Forgets what was noted for `runner` (its transaction ended: a write noted and not made never will be). */
 export function forgetKeyedWrites(runner: QueryRunner): void {
   keyedWrites.delete(runner);
-  persistences.delete(runner);
-  broadcasts.delete(runner);
   announcedUpdates.delete(runner);
   updatesCapturedAround.delete(runner);
 }
@@ -351,7 +311,7 @@ export class CriteriaWrite {
     // through the subscriber; so do plain inserts with listeners. Those are not writes by
     // criteria. A listener-less write outside such a persistence reaches no subscriber: it is
     // captured here as the same write with listeners is.
-    const persisting = !this.qb.callListeners && persistenceUnderWay(this.qb.queryRunner);
+    const persisting = !this.qb.callListeners && isPersistingWithEvents(this.qb.dataSource);
     const unreported = !this.qb.callListeners && !persisting;
     const moved = persisting && this.kind === 'update' ? takeAnnouncedUpdate(this.qb, metadata) : undefined;
     const byCriteria = !persisting

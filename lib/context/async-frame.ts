@@ -15,6 +15,11 @@ interface AsyncFrame {
   readonly manager?: EntityManager;
   /** True while a TypeORM query builder (or TypeORM's own persistence) runs. */
   readonly insideWrite?: true;
+  /**
+   * The data source of the innermost `save()`, `remove()`, `softRemove()` or `recover()`
+   * running now: with its events (null: with `{ listeners: false }`).
+   */
+  readonly persisting?: object | null;
 }
 
 interface UnitLink {
@@ -66,4 +71,17 @@ export function runInsideWrite<T>(fn: () => T): T {
 /** True while a TypeORM query builder (or TypeORM's own persistence) runs: its SQL is not "raw". */
 export function isInsideQueryBuilder(): boolean {
   return storage.getStore()?.insideWrite === true;
+}
+
+/**
+ * Runs `fn` as a `save()`, `remove()`, `softRemove()` or `recover()` of `dataSource`'s
+ * manager: with events (`dataSource`), or with `{ listeners: false }` (null).
+ */
+export function runPersisting<T>(dataSource: object | null, fn: () => T): T {
+  return runWith({ persisting: dataSource }, fn);
+}
+
+/** True while a `save()`, `remove()`, `softRemove()` or `recover()` of `dataSource` with its events runs. */
+export function isPersistingWithEvents(dataSource: object): boolean {
+  return storage.getStore()?.persisting === dataSource;
 }

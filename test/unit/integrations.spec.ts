@@ -65,9 +65,10 @@ import {
   sendWithCommit,
   takeUnsent,
 } from '../../lib/integrations/typeorm-commit-statements.js';
-import { currentTransactionManager, isInsideQueryBuilder } from '../../lib/context/async-frame.js';
+import { currentTransactionManager, isInsideQueryBuilder, isPersistingWithEvents } from '../../lib/context/async-frame.js';
 import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
+import { attachPersistenceScope, PERSISTENCE_METHODS, persistenceOptions } from '../../lib/integrations/typeorm-persistence-scope.js';
 import { keepAuditTablesOnMariaDbThroughMysqlDriver } from '../../lib/integrations/typeorm-mariadb-synchronize.js';
 import { attachRawWriteTransaction, detachRawWriteTransaction, isTypeormQuery } from '../../lib/integrations/typeorm-raw-write-transaction.js';
 import {
@@ -331,6 +332,64 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
     // Detached: the patch stays, inert.
     await dataSource.getRepository(Item).update({ code: 'a' }, { name: 'A4' });
     expect(seen, 'a detached hook is still called').toHaveLength(6);
+  });
+});
+
+describe('TypeORM EntityManager persistence methods (lib/integrations/typeorm-persistence-scope.ts)', () => {
+  let dataSource: DataSource;
+  /** Each SQL statement the data source ran, with whether it ran inside a persistence with events. */
+  const statements: Array<[string, boolean]> = [];
+
+  beforeAll(async () => {
+    dataSource = await new DataSource({
+      type: 'better-sqlite3',
+      database: ':memory:',
+      entities: [Item],
+      synchronize: true,
+      logging: ['query'],
+      logger: { logQuery: (query: string) => void statements.push([query.split(' ')[0]!, isPersistingWithEvents(dataSource)]), logQueryError: () => undefined, logQuerySlow: () => undefined, logSchemaBuild: () => undefined, logMigration: () => undefined, log: () => undefined },
+    }).initialize();
+    attachPersistenceScope(dataSource);
+  });
+  afterAll(() => dataSource.destroy());
+
+  it('save, remove, softRemove and recover exist, are patched once, and run their writes inside the scope, unless called with { listeners: false }', async () => {
+    for (const name of PERSISTENCE_METHODS) expect(typeof EntityManager.prototype[name], `EntityManager.prototype.${name}`).toBe('function');
+    const patched = PERSISTENCE_METHODS.map((name) => EntityManager.prototype[name]);
+    attachPersistenceScope(dataSource);
+    expect(PERSISTENCE_METHODS.map((name) => EntityManager.prototype[name]), 'patched a second time').toEqual(patched);
+
+    const repository = dataSource.getRepository(Item);
+    const writes = async (write: () => Promise<unknown>) => {
+      statements.length = 0;
+      await write();
+      return statements.filter(([verb]) => ['INSERT', 'UPDATE', 'DELETE'].includes(verb));
+    };
+    const item = repository.create({ code: 'p1', name: 'One' });
+    expect(await writes(() => repository.save(item)), 'save() with events').toEqual([['INSERT', true]]);
+    item.name = 'Uno';
+    expect(await writes(() => dataSource.manager.save(Item, item)), 'save(target, entity) with events').toEqual([['UPDATE', true]]);
+    item.name = 'Eins';
+    expect(await writes(() => dataSource.manager.save(item, { listeners: false })), 'save(entity, { listeners: false })').toEqual([['UPDATE', false]]);
+    item.name = 'One';
+    expect(await writes(() => dataSource.manager.save('Item', item, { listeners: false })), "save('Item', entity, { listeners: false })").toEqual([['UPDATE', false]]);
+    expect(await writes(() => repository.softRemove(item)), 'softRemove() with events').toEqual([['UPDATE', true]]);
+    expect(await writes(() => repository.recover(item, { listeners: false })), 'recover() without').toEqual([['UPDATE', false]]);
+    expect(await writes(() => repository.remove(item)), 'remove() with events').toEqual([['DELETE', true]]);
+    expect(await writes(() => repository.insert({ code: 'p2', name: 'Two' })), 'insert() is no persistence').toEqual([['INSERT', false]]);
+    expect(isPersistingWithEvents(dataSource), 'outside any call').toBe(false);
+  });
+
+  it('reads the options where TypeORM does', () => {
+    const options = { listeners: false };
+    const schema = { '@instanceof': Symbol.for('EntitySchema') };
+    expect(persistenceOptions([{ id: 1 }])).toBeUndefined();
+    expect(persistenceOptions([{ id: 1 }, options])).toBe(options);
+    expect(persistenceOptions([[{ id: 1 }], options])).toBe(options);
+    expect(persistenceOptions([Item, { id: 1 }, options])).toBe(options);
+    expect(persistenceOptions(['Item', { id: 1 }, options])).toBe(options);
+    expect(persistenceOptions([schema, { id: 1 }, options])).toBe(options);
+    expect(persistenceOptions([Item, { id: 1 }])).toBeUndefined();
   });
 });
 
