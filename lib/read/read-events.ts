@@ -10,13 +10,16 @@ import { occurredAtParam } from './audit-query.js';
  * Where a keyset page starts after an event (`find()`'s cursor, `history()`'s next page):
  * - `{ time, id }`: its time (ISO 8601, as `toISOString()` writes it), given back to the
  *   query as a parameter;
- * - `{ id }`: its time as stored, read by its id. For a row changed by hand whose time
- *   cannot be given back as one the database sorts where the row stands: no time at all
- *   (SQLite text such as `garbage`, PostgreSQL `infinity`, MariaDB's zero date), a year
- *   outside 0001 to 9999, or SQLite text other than the module writes (`…T10:00:00+01:00`,
- *   a number), which SQLite sorts as text or as a number rather than as its instant.
+ * - `{ stored, id }`: its time as the database stores it (`readStoredEvents`' `storedTime`),
+ *   given back as that. For a row changed by hand whose time cannot be given back as one
+ *   the database sorts where the row stands: no time at all (SQLite text such as
+ *   `garbage`, PostgreSQL `infinity`, MariaDB's zero date), a year outside 0001 to 9999,
+ *   or SQLite text other than the module writes (`…T10:00:00+01:00`, a number), which
+ *   SQLite sorts as text or as a number rather than as its instant. The position holds
+ *   the value itself, so that the next page starts where it stood also when that row is
+ *   gone by then.
  */
-export type ReadPosition = { time: string; id: string } | { time?: undefined; id: string };
+export type ReadPosition = { time: string; id: string; stored?: undefined } | { time?: undefined; stored: string | number; id: string };
 
 /** An event as read, its row (JSON columns parsed from the stored text), and where the next page starts after it. */
 export interface ReadEvent {
@@ -39,7 +42,7 @@ export async function readEvents(query: SelectQueryBuilder<AuditLogEntity>, buil
     const unreadable: AuditUnreadableFields = { ...json };
     const event = builder.toEvent(row);
     if (Number.isNaN(event.occurredAt.getTime())) unreadable.occurredAt = String(storedTime);
-    let position: ReadPosition = { id: row.id };
+    let position: ReadPosition = { stored: typeof storedTime === 'number' ? storedTime : String(storedTime), id: row.id };
     try {
       const param = occurredAtParam(dataSource, event.occurredAt, 'time');
       // SQLite compares its text: only the module's own text sorts as its instant.
@@ -54,17 +57,22 @@ export async function readEvents(query: SelectQueryBuilder<AuditLogEntity>, buil
 /**
  * Adds to `query` the condition of the rows after `position` in the order
  * `(occurredAt, id)` descending (`older`, find()'s) or ascending (`newer`, history()'s).
- * A position without a time compares with the stored time of its event, read by id (no
- * row: no row after it).
+ * A position of a stored time compares with that value as the database reads it back
+ * (PostgreSQL: cast from its text to the column's type; MariaDB and SQLite: as it is).
  */
 export function afterPosition(query: SelectQueryBuilder<AuditLogEntity>, position: ReadPosition, direction: 'older' | 'newer'): void {
   const [before, beforeOrAt] = direction === 'older' ? ['<', '<='] : ['>', '>='];
+  const dataSource = query.connection;
   let at = ':positionAt';
   const parameters: Record<string, unknown> = { positionId: position.id };
   if (position.time === undefined) {
-    at = query.subQuery().select('p.occurredAt').from(AuditLogEntity, 'p').where('p.id = :positionId').getQuery();
+    parameters['positionAt'] = position.stored;
+    if (String(dataSource.driver.options.type) === 'postgres') {
+      const column = dataSource.getMetadata(AuditLogEntity).findColumnWithPropertyName('occurredAt')!;
+      at = `CAST(:positionAt AS ${dataSource.driver.normalizeType(column)})`;
+    }
   } else {
-    parameters['positionAt'] = occurredAtParam(query.connection, position.time, 'cursor');
+    parameters['positionAt'] = occurredAtParam(dataSource, position.time, 'cursor');
   }
   // The first comparison is redundant, and lets the index scan start at the position (PostgreSQL
   // uses an OR only as a filter: a later page would read every earlier page again).

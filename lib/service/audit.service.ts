@@ -250,8 +250,8 @@ export class AuditService {
    * reads as absent (`changes: []`), an `occurred_at` that is no time as an invalid `Date`,
    * and the event's `unreadable` holds each such field as the database stores it. Its
    * cursor goes on in the database's order (`occurred_at` descending, then id), also after
-   * a time the database sorts apart from its instant (the next page then compares with the
-   * row's stored time, read by its id).
+   * a time the database sorts apart from its instant (the cursor then holds the row's
+   * stored time, and the next page compares with it — also once that row is gone).
    * @throws InvalidAuditQueryError for a filter it cannot use (also a clear `actorId`
    * without `actorType` when actor ids are pseudonymised).
    */
@@ -511,19 +511,22 @@ function filtersFingerprint(qb: SelectQueryBuilder<AuditLogEntity>): string {
 }
 
 /**
- * What a cursor holds in place of a time when the position is the stored time of its
- * event (a row changed by hand whose time cannot be given back: see {@link ReadPosition}).
+ * What a cursor holds in place of a time when the position is its event's stored time (a
+ * row changed by hand whose time cannot be given back as one: see {@link ReadPosition}),
+ * followed by that stored value after the filters.
  */
 const STORED_TIME = 'stored';
 
 /** A cursor: the position after an event (its time, or {@link STORED_TIME}, and id) in the query of `filters`. */
 function encodeCursor(position: ReadPosition, filters: string): string {
-  return Buffer.from(JSON.stringify([position.time ?? STORED_TIME, position.id, filters])).toString('base64url');
+  const parts = position.time === undefined ? [STORED_TIME, position.id, filters, position.stored] : [position.time, position.id, filters];
+  return Buffer.from(JSON.stringify(parts)).toString('base64url');
 }
 
 /**
  * The position of a cursor of {@link encodeCursor}, checked: exactly the text find() wrote
- * (nothing added), a time as find() writes it, and the filters it was given for.
+ * (nothing added), a time as find() writes it (or a stored value), and the filters it was
+ * given for.
  * @throws InvalidAuditQueryError otherwise.
  */
 function decodeCursor(cursor: string, filters: string): ReadPosition {
@@ -533,19 +536,20 @@ function decodeCursor(cursor: string, filters: string): ReadPosition {
   } catch {
     // refused below
   }
+  const parts = Array.isArray(value) ? (value as unknown[]) : [];
+  const stored = parts[0] === STORED_TIME && parts.length === 4 && (typeof parts[3] === 'string' || (typeof parts[3] === 'number' && Number.isFinite(parts[3])));
   const valid =
-    Array.isArray(value) &&
-    value.length === 3 &&
-    value.every((part) => typeof part === 'string') &&
+    (stored || (parts.length === 3 && typeof parts[0] === 'string' && isIsoTime(parts[0]))) &&
+    typeof parts[1] === 'string' &&
+    typeof parts[2] === 'string' &&
     Buffer.from(JSON.stringify(value)).toString('base64url') === cursor &&
-    (value[0] === STORED_TIME || isIsoTime(value[0] as string)) &&
-    EVENT_ID.test(value[1] as string);
+    EVENT_ID.test(parts[1]);
   if (!valid) throw new InvalidAuditQueryError('cursor', 'is not a cursor returned by find()');
-  const [at, id, given] = value as [string, string, string];
+  const [at, id, given] = parts as [string, string, string];
   if (given !== filters) {
     throw new InvalidAuditQueryError('cursor', 'was returned by find() for other filters: a cursor continues the query it came from (start again without one)');
   }
-  return at === STORED_TIME ? { id } : { time: at, id };
+  return stored ? { stored: parts[3] as string | number, id } : { time: at, id };
 }
 
 /** An event id as the module writes it (a lower-case UUID). */
