@@ -413,9 +413,9 @@ export class UnitOfWork {
   }
 
   /**
-   * The route handler of an HTTP request has returned or thrown (and the interceptors
-   * inside the module's with it). What ends its response comes next — Nest's answer, or
-   * nothing for an `@Res()` handler that did not end it.
+   * The route of an HTTP request is done: its handler and every interceptor around it, the
+   * app's included, have completed or failed. What ends its response comes next — Nest's
+   * answer, or nothing for an `@Res()` handler that did not end it.
    */
   endHandler(): void {
     const listeners = this.handlerEndListeners;

@@ -1,7 +1,9 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, type Observable, throwError } from 'rxjs';
+import { catchError, concat, concatMap, defer, EMPTY, from, mergeMap, type Observable, tap, throwError } from 'rxjs';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
+import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
+import type { HttpRequestLike } from '../context/request-info.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { callStreamed } from '../transports/rpc-request-stream.js';
@@ -20,6 +22,10 @@ import { CallUnits } from './call-units.js';
  * replying. A transaction still holding the unit's changes by then (one that
  * commits only after the reply) is waited for 2 s at most, as an HTTP response's end
  * does; what it commits later is recorded as the unit's fallback events.
+ *
+ * For an HTTP request it only tells the request's unit when the route's whole chain of
+ * interceptors, the app's included, has completed or failed (`UnitOfWork.endHandler`):
+ * what ends its response comes next.
  */
 @Injectable()
 export class AuditReplyInterceptor implements NestInterceptor {
@@ -27,11 +33,14 @@ export class AuditReplyInterceptor implements NestInterceptor {
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly calls: CallUnits,
     private readonly recorder: AuditRecorder,
+    private readonly units: UnitOfWorkFactory,
   ) {}
 
   intercept(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
     const type = ctx.getType<string>();
-    if (!this.options.enabled || (type !== 'rpc' && type !== 'ws')) return next.handle();
+    if (!this.options.enabled) return next.handle();
+    if (type === 'http') return this.routeHandled(ctx, next);
+    if (type !== 'rpc' && type !== 'ws') return next.handle();
     let waited: Promise<void> | undefined;
     /** Resolves once the call's unit is stored (at once when it has no unit); rejects when it could not be stored. */
     const stored = (): Promise<void> => {
@@ -62,5 +71,13 @@ export class AuditReplyInterceptor implements NestInterceptor {
         from(stored().catch(() => undefined)).pipe(mergeMap(() => throwError(() => error))),
       ),
     );
+  }
+
+  /** An HTTP route's chain: its request's unit is told when the chain has completed or failed. */
+  private routeHandled(ctx: ExecutionContext, next: CallHandler): Observable<unknown> {
+    const unit = this.units.attachedTo(ctx.switchToHttp().getRequest<HttpRequestLike>());
+    if (!unit) return next.handle();
+    const ended = () => unit.endHandler();
+    return next.handle().pipe(tap({ complete: ended, error: ended }));
   }
 }

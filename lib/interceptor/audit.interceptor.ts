@@ -4,13 +4,16 @@ import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { UnitOfWork } from '../context/unit-of-work.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
-import type { AuditOutcome } from '../interfaces/audit-event.interface.js';
+import type { AuditError, AuditOutcome } from '../interfaces/audit-event.interface.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
 import { callStreamed, requestStreamInHandlerContext } from '../transports/rpc-request-stream.js';
 import { DeniedCalls } from '../guard/denied-calls.js';
 import { AuditedIntentFactory } from './audited-intent.factory.js';
 import { CallUnits } from './call-units.js';
+
+/** The error of a call whose caller stopped listening before its result ended. */
+const CANCELLED: AuditError = Object.freeze({ name: 'Cancelled' });
 
 /**
  * Registered globally by `AuditModule`. Around every handler: joins (or opens) the unit
@@ -45,23 +48,18 @@ export class AuditInterceptor implements NestInterceptor {
     const { unit, own } = this.units.forHandler(ctx);
     unit.beginHandler(audited, source);
     // The options' `args` are the handler's own (after pipes), given to the unit when it is called.
-    const addEvent = (outcome: AuditOutcome, value?: unknown): void => {
-      if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value);
+    const addEvent = (outcome: AuditOutcome, value?: unknown, error?: AuditError): void => {
+      if (audited) this.intents.settle(unit, audited, unit.handlerArgs, outcome, value, error);
     };
-    if (!own) return this.storedAtResponse(unit, next, addEvent, type === 'http');
+    if (!own) return this.storedAtResponse(unit, next, addEvent);
     // A message's or WebSocket event's reply waits for its unit in AuditReplyInterceptor.
     if (type === 'rpc' || type === 'ws') this.calls.set(ctx, unit);
     return this.storedHere(unit, next, addEvent, type === 'rpc' && callStreamed(ctx));
   }
 
-  /**
-   * An HTTP request's unit: the event is added here, the unit stored when the response ends.
-   * `route`: the handler is the request's route handler (not one GraphQL resolver of many),
-   * whose end the unit is told of (see `UnitOfWork.endHandler`).
-   */
-  private storedAtResponse(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void, route: boolean): Observable<unknown> {
+  /** An HTTP request's unit: the event is added here, the unit stored when the response ends. */
+  private storedAtResponse(unit: UnitOfWork, next: CallHandler, addEvent: (outcome: AuditOutcome, value?: unknown) => void): Observable<unknown> {
     let last: unknown;
-    const ended = route ? () => unit.endHandler() : () => undefined;
     return new Observable<unknown>((subscriber) =>
       this.context.run(unit, () =>
         next
@@ -69,14 +67,8 @@ export class AuditInterceptor implements NestInterceptor {
           .pipe(
             tap({
               next: (value: unknown) => (last = value),
-              complete: () => {
-                addEvent('success', last);
-                ended();
-              },
-              error: (error: unknown) => {
-                addEvent('failure', error);
-                ended();
-              },
+              complete: () => addEvent('success', last),
+              error: (error: unknown) => addEvent('failure', error),
             }),
           )
           .subscribe(subscriber),
@@ -94,15 +86,15 @@ export class AuditInterceptor implements NestInterceptor {
   private storedHere(
     unit: UnitOfWork,
     next: CallHandler,
-    addEvent: (outcome: AuditOutcome, value?: unknown) => void,
+    addEvent: (outcome: AuditOutcome, value?: unknown, error?: AuditError) => void,
     streamed: boolean,
   ): Observable<unknown> {
     let settled = false;
     let last: unknown;
-    const settle = async (outcome: AuditOutcome, value?: unknown): Promise<void> => {
+    const settle = async (outcome: AuditOutcome, value?: unknown, error?: AuditError): Promise<void> => {
       if (settled) return;
       settled = true;
-      addEvent(outcome, value);
+      addEvent(outcome, value, error);
       await this.recorder.end(unit);
     };
     // Called in the unit's context, as next.handle() calls the handler.
@@ -115,8 +107,8 @@ export class AuditInterceptor implements NestInterceptor {
               return result;
             }),
           );
-    return new Observable<unknown>((subscriber) =>
-      this.context.run(unit, () =>
+    return new Observable<unknown>((subscriber) => {
+      const subscription = this.context.run(unit, () =>
         concat(
           results(),
           defer(() => from(settle('success', last)).pipe(mergeMap(() => EMPTY))),
@@ -127,7 +119,13 @@ export class AuditInterceptor implements NestInterceptor {
             ),
           )
           .subscribe(subscriber),
-      ),
-    );
+      );
+      return () => {
+        subscription.unsubscribe();
+        // The caller stopped listening before the result ended (a gRPC client that cancelled
+        // a stream, a deadline): what the handler did so far is stored all the same.
+        if (!settled) void settle('failure', undefined, CANCELLED).catch(() => undefined); // logged by the recorder
+      };
+    });
   }
 }
