@@ -1,11 +1,14 @@
 import { fileURLToPath } from 'node:url';
 import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
 import { Controller, Injectable, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { GrpcMethod, GrpcStreamMethod, RpcException } from '@nestjs/microservices';
+import { GrpcMethod, GrpcStreamMethod, RpcException, Transport } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, from, map, reduce, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
-import { Audited } from '../../lib/index.js';
+import { Audited, type AuditModuleOptions } from '../../lib/index.js';
+import { freePort } from '../support/broker-probe.js';
+import type { TestDatabase } from '../support/test-database.js';
+import { createTestApp, type TestApp, type TestAppOptions } from './create-test-app.js';
 import { Order } from './order.entity.js';
 import { USERS } from './token.guard.js';
 
@@ -119,4 +122,29 @@ export class GrpcOrdersController {
     await sleep(request.delay);
     return { price: 42 };
   }
+}
+
+/**
+ * A hybrid Express app whose gRPC server (`proto` of `grpcPackage`, on a free port of
+ * 127.0.0.1) serves `controllers`, guarded by `GrpcTokenGuard`; returns the app and the
+ * gRPC server's address. Its handlers get the app's global interceptors (the audit
+ * module's included) through `inheritAppConfig`.
+ */
+export async function grpcHybridApp(
+  db: TestDatabase,
+  options: { controllers: TestAppOptions['controllers']; grpcPackage: string; proto: string; audit?: AuditModuleOptions },
+): Promise<{ t: TestApp; url: string }> {
+  const url = `127.0.0.1:${await freePort()}`;
+  const t = await createTestApp({
+    db,
+    adapter: 'express',
+    controllers: options.controllers,
+    providers: [GrpcTokenGuard],
+    ...(options.audit ? { audit: options.audit } : {}),
+    configure: async (app) => {
+      app.connectMicroservice({ transport: Transport.GRPC, options: { package: options.grpcPackage, protoPath: options.proto, url } }, { inheritAppConfig: true });
+      await app.startAllMicroservices();
+    },
+  });
+  return { t, url };
 }

@@ -2,16 +2,15 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Controller, UseGuards } from '@nestjs/common';
-import { GrpcMethod, Transport } from '@nestjs/microservices';
+import { GrpcMethod } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, from, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited, type AuditLogEntity } from '../../lib/index.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { GrpcTokenGuard } from '../app/grpc-orders.js';
+import type { TestApp } from '../app/create-test-app.js';
+import { GrpcTokenGuard, grpcHybridApp } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
-import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const PROTO = fileURLToPath(new URL('../app/grpc-slow-orders.proto', import.meta.url));
@@ -77,19 +76,9 @@ describe.each(databases())('a streaming gRPC call cancelled after its first repl
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    const url = `127.0.0.1:${await freePort()}`;
-    t = await createTestApp({
-      db,
-      adapter: 'express',
-      controllers: [SlowOrdersController],
-      providers: [GrpcTokenGuard],
-      audit: { recoverAfter: 1_000, shutdownTimeout: 3_000 },
-      configure: async (app) => {
-        app.connectMicroservice({ transport: Transport.GRPC, options: { package: PACKAGE, protoPath: PROTO, url } }, { inheritAppConfig: true });
-        await app.startAllMicroservices();
-      },
-    });
-    client = slowOrdersClient(url);
+    const app = await grpcHybridApp(db, { controllers: [SlowOrdersController], grpcPackage: PACKAGE, proto: PROTO, audit: { recoverAfter: 1_000, shutdownTimeout: 3_000 } });
+    t = app.t;
+    client = slowOrdersClient(app.url);
   });
   afterAll(async () => {
     client?.close();

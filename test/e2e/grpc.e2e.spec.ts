@@ -8,7 +8,7 @@ import { In, type Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, type OrderReply } from '../app/grpc-orders.js';
+import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, grpcHybridApp, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
@@ -98,21 +98,10 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    const url = `127.0.0.1:${await freePort()}`;
-    t = await createTestApp({
-      db,
-      adapter: 'express',
-      controllers: [GrpcOrdersController],
-      providers: [GrpcTokenGuard],
-      // The retry pass runs every recoverAfter / 2: soon after storage is back.
-      audit: { recoverAfter: 1_000 },
-      // A hybrid app: its gRPC handlers get the app's global interceptor only with inheritAppConfig.
-      configure: async (app) => {
-        app.connectMicroservice({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }, { inheritAppConfig: true });
-        await app.startAllMicroservices();
-      },
-    });
-    client = ordersClient(url);
+    // The retry pass runs every recoverAfter / 2: soon after storage is back.
+    const app = await grpcHybridApp(db, { controllers: [GrpcOrdersController], grpcPackage: GRPC_PACKAGE, proto: GRPC_PROTO_PATH, audit: { recoverAfter: 1_000 } });
+    t = app.t;
+    client = ordersClient(app.url);
   });
   afterAll(async () => {
     client?.close();
