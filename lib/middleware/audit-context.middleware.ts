@@ -42,14 +42,16 @@ export class AuditContextMiddleware implements NestMiddleware {
       onCut: () => unit.responseCut(),
     });
     // A client that goes away mid-request: a request that is still on its way (in a
-    // middleware, a guard, its handler) gets an end from Nest all the same, which settles
-    // it; one that is done but not ended is settled now, or as soon as its handler is done
-    // (an `@Res()` handler that does not answer a client gone meanwhile). A request the
-    // framework drops without ever ending it (Fastify, before routing) is settled after a while.
+    // middleware, a guard, its handler, an interceptor) gets an end from Nest all the same,
+    // which settles it; one whose route is done but not ended (an `@Res()` handler that
+    // does not answer a client gone meanwhile) is settled once its route is done — its
+    // handler and every interceptor around it — and one turned away before its handler, now.
+    // A request the framework drops without ever ending it (Fastify, before routing) is
+    // settled after a while.
     response.once('close', () => {
       if (unit.isSettling) return;
       const settle = () => void (unit.isSettling || this.recorder.settle(unit).catch(() => undefined)); // logged by the recorder
-      if (unit.handlerSettled) return settle();
+      if (unit.handlerSettled && !unit.handlerStarted) return settle();
       unit.onHandlerEnded(() => setImmediate(settle)); // after Nest's own end of the response, when it has one
       const timer = setTimeout(settle, ABANDONED_MS);
       timer.unref();

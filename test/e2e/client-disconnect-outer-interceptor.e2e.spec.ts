@@ -24,6 +24,8 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const HANDLER_MS = 400;
+/** How long the app's interceptors work after the handler. */
+const OUTER_MS = 300;
 const ALICE = { authorization: 'Bearer alice-token' };
 
 const REJECT_AFTER = 'outer:reject-after';
@@ -37,7 +39,7 @@ class RejectAfterInterceptor implements NestInterceptor {
     if (!this.reflector.get<boolean | undefined>(REJECT_AFTER, ctx.getHandler())) return next.handle();
     return next.handle().pipe(
       mergeMap(async () => {
-        await sleep(30); // e.g. a quota service asked after the handler
+        await sleep(OUTER_MS); // e.g. a quota service asked after the handler
         throw new ConflictException('rejected after the handler');
       }),
     );
@@ -55,7 +57,7 @@ class TouchAfterInterceptor implements NestInterceptor {
     if (!this.reflector.get<boolean | undefined>(TOUCH_AFTER, ctx.getHandler())) return next.handle();
     return next.handle().pipe(
       mergeMap(async (result: { note: string }) => {
-        await sleep(30); // e.g. after a call to another service
+        await sleep(OUTER_MS); // e.g. after a call to another service
         await this.dataSource.getRepository(Order).save({ status: 'touched', note: `${result.note}-touch` });
         return result;
       }),
@@ -96,6 +98,9 @@ class SlowController {
 // Express only: the interceptors are the same on Fastify, whose close waits a minute for the connections of clients that left.
 const combos = databases().map((db) => [db, 'express'] as const);
 
+/** When the client gives up: never, while the handler runs, or after it while the app's interceptor works. */
+type Leave = false | 'handler' | 'outer';
+
 /**
  * A client that goes away while a (non-`@Res()`) route handler runs, in an app whose own
  * `APP_INTERCEPTOR` acts after the handler: what is recorded must not depend on whether
@@ -124,14 +129,14 @@ describe.each(combos)('a client leaving during a handler wrapped by an app-level
   });
   beforeEach(() => t.clearAudit());
 
-  /** Sends the request; `leave`: the client gives up while the handler runs. */
-  const send = async (path: string, note: string, requestId: string, leave: boolean): Promise<number | undefined> => {
+  /** Sends the request; `leave`: the client gives up while the handler runs, or after it while the app's interceptor works. */
+  const send = async (path: string, note: string, requestId: string, leave: Leave): Promise<number | undefined> => {
     const response = await t
       .request(path, {
         method: 'POST',
         json: { note },
         headers: { ...ALICE, 'x-request-id': requestId },
-        ...(leave ? { signal: AbortSignal.timeout(HANDLER_MS / 4) } : {}),
+        ...(leave ? { signal: AbortSignal.timeout(leave === 'handler' ? HANDLER_MS / 4 : HANDLER_MS + OUTER_MS / 2) } : {}),
       })
       .catch(() => undefined);
     return response?.status;
@@ -141,12 +146,12 @@ describe.each(combos)('a client leaving during a handler wrapped by an app-level
   const recorded = async (requestId: string): Promise<AuditLogEntity[]> => {
     const of = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
     for (let i = 0; i < 100 && (await of()).length === 0; i++) await sleep(50);
-    await sleep(HANDLER_MS + 500);
+    await sleep(HANDLER_MS + OUTER_MS + 500);
     return of();
   };
 
-  for (const leave of [false, true]) {
-    const who = leave ? 'a client that left' : 'a client that waits';
+  for (const leave of [false, 'handler', 'outer'] as const) {
+    const who = leave === 'handler' ? 'a client that left during the handler' : leave ? 'a client that left after it' : 'a client that waits';
 
     it(`the outer transaction rolls back after the handler (${who}): one failure intent, nothing of the rolled-back change`, async () => {
       const note = `outer-tx-${kind}-${adapter}-${leave}`;
