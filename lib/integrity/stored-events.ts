@@ -40,9 +40,10 @@ const textAlias = (field: string): string => `stored_${field}`;
  * JSON back parsed, so they are selected as text (see `storedTextOf`). MySQL's own JSON
  * type is left to mysql2: MySQL keeps JSON in a binary form of its own, with no repeated
  * members and numbers it writes itself, so there is no text of the module's to check.
- * With `time`, `occurred_at` is read as stored too (`storedTime`).
+ * With `time`, `occurred_at` is read as stored too (`storedTime`). With `check: false` (a
+ * reader, not `verify()`), the stored text is only parsed: no `problem` is looked for.
  */
-export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>, options: { time?: boolean } = {}): Promise<StoredEvent[]> {
+export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>, options: { time?: boolean; check?: boolean } = {}): Promise<StoredEvent[]> {
   const alias = query.alias;
   const dataSource = query.connection;
   const metadata = dataSource.getMetadata(AuditLogEntity);
@@ -62,7 +63,7 @@ export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>
   const { entities, raw } = await query.getRawAndEntities<Record<string, unknown>>();
   // No join: one raw row per entity, in the same order.
   return entities.map((row, index) => {
-    const event = storedEvent(row, raw[index]!);
+    const event = storedEvent(row, raw[index]!, options.check !== false);
     return options.time ? { ...event, storedTime: raw[index]![STORED_TIME] } : event;
   });
 }
@@ -107,7 +108,7 @@ function storedTextOf(dataSource: DataSource, ask: (sql: string) => Promise<unkn
   return found;
 }
 
-function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredEvent {
+function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>, check: boolean): StoredEvent {
   let problem: string | undefined;
   let unreadable: Partial<Record<StoredJsonField, string>> | undefined;
   const fields = row as unknown as Record<string, unknown>;
@@ -117,13 +118,13 @@ function storedEvent(row: AuditLogEntity, raw: Record<string, unknown>): StoredE
       fields[field] = stored ?? null;
       continue;
     }
-    const found = strictJsonProblem(stored);
+    const found = check ? strictJsonProblem(stored) : undefined;
     if (found) problem ??= `its stored ${field} is not JSON the module writes: ${found}`;
     try {
       fields[field] = JSON.parse(stored);
       // The module stores an absent value as SQL NULL, never as the JSON text `null`: the two
       // parse alike, so only the stored text tells that the row was changed.
-      if (fields[field] === null) problem ??= `its stored ${field} is the JSON text null, where the module stores SQL NULL`;
+      if (check && fields[field] === null) problem ??= `its stored ${field} is the JSON text null, where the module stores SQL NULL`;
     } catch (error) {
       fields[field] = null;
       (unreadable ??= {})[field] = stored;

@@ -37,7 +37,7 @@ export interface ReadEvent {
 export async function readEvents(query: SelectQueryBuilder<AuditLogEntity>, builder: AuditEventBuilder): Promise<ReadEvent[]> {
   const dataSource = query.connection;
   const sqlite = !['postgres', 'mysql', 'mariadb', 'aurora-mysql'].includes(String(dataSource.driver.options.type));
-  const stored = await readStoredEvents(query, { time: true });
+  const stored = await readStoredEvents(query, { time: true, check: false });
   return stored.map(({ row, unreadable: json, storedTime }) => {
     const unreadable: AuditUnreadableFields = { ...json };
     const event = builder.toEvent(row);
