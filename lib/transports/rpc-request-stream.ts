@@ -11,7 +11,7 @@ type RequestStream = Observable<unknown> & { drainBuffer?: () => void };
  * (client or bidirectional streaming). Such a call is one unit of work until its result
  * ends: what the handler writes per message, after a first reply too, is the call's.
  */
-export function requestsStreamed(ctx: ExecutionContext): boolean {
+function requestsStreamed(ctx: ExecutionContext): boolean {
   const stream = ctx.getArgs<unknown[]>()[0] as Partial<RequestStream> | null | undefined;
   return typeof stream?.subscribe === 'function' && typeof stream.pipe === 'function';
 }
