@@ -27,6 +27,7 @@ import { dropSecretKeys, useSecretKeys } from './secret-keys.js';
 import { DeleteCascade, deleteEffectsOf, RemovedRows, type DeleteEffects, type PendingChange } from './delete-cascade.js';
 import { diffSnapshots, selectHidden, snapshotFields, type Snapshot, type TrackedFields } from './entity-snapshot.js';
 import { attachPersistenceScope } from '../integrations/typeorm-persistence-scope.js';
+import { attachEntityEventHooks } from '../integrations/typeorm-entity-event-hooks.js';
 import { attachTransactionScope } from '../integrations/typeorm-transaction-scope.js';
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
@@ -130,6 +131,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       attachQueryBuilderCapture(dataSource, this.capture);
       attachTransactionScope(dataSource);
       attachPersistenceScope(dataSource);
+      attachEntityEventHooks(dataSource);
       attachAfterQueryWait(dataSource);
       attachCommitStatements(dataSource);
       attachRawWriteTransaction(dataSource, {

@@ -290,7 +290,7 @@ export class CriteriaWrite {
   constructor(
     private readonly capture: ChangeCapture,
     private readonly qb: WriteQueryBuilderState,
-    private readonly write: () => Promise<unknown>,
+    private readonly write: (afterStatement?: () => Promise<void>) => Promise<unknown>,
   ) {
     this.kind = qb.kind;
     this.metadata = qb.metadata;
@@ -564,17 +564,51 @@ export class CriteriaWrite {
         this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
       }
     }
-    const result = await this.write();
+    // The rows are read back and recorded once the statement is done, before the app's hooks
+    // of its after-event run: what those write is a later change of the rows, recorded after.
+    let written: Promise<number | undefined> | undefined;
+    const recordWritten = () => (written ??= this.recordWritten(runner, metadata, fields, before, targets, cascade));
+    const result = await this.write(async () => {
+      await recordWritten();
+    });
+    const recorded = await recordWritten();
     const affected = (result as { affected?: number } | undefined)?.affected;
     if (!before) {
       await this.recordPartial(runner, metadata, fields, affected);
       return result;
     }
+    if (targets || recorded === undefined) return result;
+    const known = before.slice(0, bound);
+    // Rows the write changed that were not recorded one by one: past the bound, or (where
+    // the read cannot lock rows that did not exist yet) matching rows another connection
+    // committed between the read and the write. Counted whenever the database says more.
+    const unrecorded = affected === undefined ? (recorded < known.length ? known.length - recorded : undefined) : affected - recorded;
+    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, fields, unrecorded);
+    else if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
+    return result;
+  }
+
+  /**
+   * Records the rows a write by criteria wrote, once its statement is done: those it
+   * inserted or updated (an upsert's, by `targets`), read again, or those it deleted, and
+   * what the database deleted or changed with them (`cascade`). Returns how many of the rows
+   * read before it were recorded one by one (undefined for an upsert, or when they could not
+   * be read).
+   */
+  private async recordWritten(
+    runner: QueryRunner,
+    metadata: EntityMetadata,
+    fields: TrackedFields,
+    before: ObjectLiteral[] | undefined,
+    targets: InsertTargets | undefined,
+    cascade: PendingChange[],
+  ): Promise<number | undefined> {
+    if (!before) return undefined;
     if (targets) {
       await this.recordInsert(runner, metadata, targets, before);
-      return result;
+      return undefined;
     }
-    const known = before.slice(0, bound);
+    const known = before.slice(0, this.capture.maxCriteriaRows);
     // The rows recorded one by one (fewer than those read when an update moved keys to values not known here).
     let recorded = known.length;
     const operation = this.operation();
@@ -612,14 +646,8 @@ export class CriteriaWrite {
         });
       }
     }
-    // Rows the write changed that were not recorded one by one: past the bound, or (where
-    // the read cannot lock rows that did not exist yet) matching rows another connection
-    // committed between the read and the write. Counted whenever the database says more.
-    const unrecorded = affected === undefined ? (recorded < known.length ? known.length - recorded : undefined) : affected - recorded;
-    if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, fields, unrecorded);
-    else if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
     await this.capture.recordAll(runner, cascade);
-    return result;
+    return recorded;
   }
 
   /**

@@ -14,7 +14,12 @@ interface AsyncFrame {
   /** The manager of the innermost `transaction()` callback. */
   readonly manager?: EntityManager;
   /** True while a TypeORM query builder (or TypeORM's own persistence) runs. */
-  readonly insideWrite?: true;
+  readonly insideWrite?: true | undefined;
+  /**
+   * The work the change capture does once the running query builder's statement is done,
+   * before the hooks of its after-event run (see {@link writeAfterStatement}).
+   */
+  readonly afterStatement?: (() => Promise<void>) | undefined;
   /**
    * The data source of the innermost `save()`, `remove()`, `softRemove()` or `recover()`
    * running now: with its events (null: with `{ listeners: false }`).
@@ -63,14 +68,39 @@ export function currentTransactionManager(): EntityManager | undefined {
   return storage.getStore()?.manager;
 }
 
-/** Runs `fn` as a TypeORM query builder's execution. */
-export function runInsideWrite<T>(fn: () => T): T {
-  return runWith({ insideWrite: true }, fn);
+/**
+ * Runs `fn` as a TypeORM query builder's execution; `afterStatement`, when given, is run
+ * once its statement is done, before the app's hooks of its after-event (`afterInsert`,
+ * `afterUpdate`, …) are called.
+ */
+export function runInsideWrite<T>(fn: () => T, afterStatement?: () => Promise<void>): T {
+  let done: Promise<void> | undefined;
+  // Once, whichever hooks of the write ask for it first (an insert's are called per row).
+  const once = afterStatement && (() => (done ??= afterStatement()));
+  return runWith({ insideWrite: true, afterStatement: once }, fn);
+}
+
+/** The work to run before the hooks of the after-event of the query builder write running now (its own frame, not a hook's). */
+export function writeAfterStatement(): (() => Promise<void>) | undefined {
+  return storage.getStore()?.afterStatement;
 }
 
 /** True while a TypeORM query builder (or TypeORM's own persistence) runs: its SQL is not "raw". */
 export function isInsideQueryBuilder(): boolean {
   return storage.getStore()?.insideWrite === true;
+}
+
+/**
+ * Runs `fn` as an app's hook of an entity event (a subscriber's `afterInsert`, an entity
+ * listener): its code is the app's own, not the write that called it. Its writes are then
+ * the app's, captured as the same writes made anywhere else, not taken for the write's (or
+ * a persistence's) own statements. The unit of work and the transaction's manager stay.
+ */
+export function runAsEntityHook<T>(fn: () => T): T {
+  const frame = storage.getStore();
+  if (frame?.insideWrite === undefined && frame?.persisting === undefined && frame?.afterStatement === undefined) return fn();
+  const { insideWrite: _write, persisting: _persisting, afterStatement: _after, ...rest } = frame;
+  return storage.run(rest, fn);
 }
 
 /**

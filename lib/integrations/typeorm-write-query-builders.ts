@@ -31,9 +31,11 @@ export type WriteKind = 'update' | 'delete' | 'soft-delete' | 'insert';
 
 /**
  * Runs one write of a hooked data source. `execute` is TypeORM's own `execute` of the
- * builder; the hook resolves with what it resolved with.
+ * builder; the hook resolves with what it resolved with. `afterStatement`, given to
+ * `execute`, runs once the statement is done, before the app's hooks of the write's
+ * after-event (lib/integrations/typeorm-entity-event-hooks.ts).
  */
-export type WriteHook = (write: WriteQueryBuilderState, execute: () => Promise<unknown>) => Promise<unknown>;
+export type WriteHook = (write: WriteQueryBuilderState, execute: (afterStatement?: () => Promise<void>) => Promise<unknown>) => Promise<unknown>;
 
 /** The fields of TypeORM's (internal) `QueryExpressionMap` read here. */
 interface ExpressionMap {
@@ -180,7 +182,7 @@ export function attachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteH
     const original = prototype.execute;
     if (original[PATCHED]) continue;
     const execute: Execute = function (this: WriteQueryBuilder): Promise<unknown> {
-      const run = () => runInsideWrite(() => original.call(this));
+      const run = (afterStatement?: () => Promise<void>) => runInsideWrite(() => original.call(this), afterStatement);
       const active = hooks.get(this.connection);
       if (!active || isInsideQueryBuilder()) return run();
       return active(new WriteQueryBuilderState(this as unknown as QueryBuilder<ObjectLiteral>, kind), run);

@@ -26,6 +26,8 @@ import { TypeOrmModule } from '@nestjs/typeorm';
 import { BaseWsExceptionFilter, WsException } from '@nestjs/websockets';
 import { firstValueFrom, map, type Observable } from 'rxjs';
 import {
+  AfterInsert,
+  AfterUpdate,
   Column,
   DataSource,
   DeleteDateColumn,
@@ -68,6 +70,7 @@ import {
 import { currentTransactionManager, isInsideQueryBuilder, isPersistingWithEvents } from '../../lib/context/async-frame.js';
 import { attachAfterQueryWait, queriesWaitForCapture, waitForCapture } from '../../lib/integrations/typeorm-after-query-wait.js';
 import { attachTransactionScope } from '../../lib/integrations/typeorm-transaction-scope.js';
+import { attachEntityEventHooks, broadcasterPrototype, ENTITY_EVENT_METHODS } from '../../lib/integrations/typeorm-entity-event-hooks.js';
 import { attachPersistenceScope, PERSISTENCE_METHODS, persistenceOptions } from '../../lib/integrations/typeorm-persistence-scope.js';
 import { keepAuditTablesOnMariaDbThroughMysqlDriver } from '../../lib/integrations/typeorm-mariadb-synchronize.js';
 import { attachRawWriteTransaction, detachRawWriteTransaction, isTypeormQuery } from '../../lib/integrations/typeorm-raw-write-transaction.js';
@@ -284,7 +287,8 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
       beforeQuery: (event: BeforeQueryEvent) => {
         if (/^\s*(insert|update|delete)/i.test(event.query)) rawFlags.push([event.query.split(' ')[0]!.toUpperCase(), isInsideQueryBuilder()]);
       },
-      // A write made while another runs (as TypeORM's own, or a subscriber's) does not reach the hook.
+      // A write made while another runs (as TypeORM's own, or a subscriber's) does not reach the hook
+      // (the module's patch of TypeORM's Broadcaster, not installed here, makes a subscriber's its own: see below).
       afterInsert: async (event: InsertEvent<ObjectLiteral>) => {
         if ((event.entity as Partial<Item> | undefined)?.code === 'd') await event.manager.getRepository(Item).insert({ code: 'd2', name: 'D2' });
       },
@@ -428,6 +432,155 @@ describe('TypeORM EntityManager.prototype.transaction (lib/integrations/typeorm-
     ]);
     expect(currentTransactionManager(), 'currentTransactionManager() after the transactions').toBeUndefined();
     expect(await dataSource.getRepository(Item).countBy({ code: 'x' }), 'the transaction committed').toBe(1);
+  });
+});
+
+/** An entity whose listeners note where they run. */
+@Entity('integration_listened')
+class Listened {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar' })
+  code!: string;
+
+  @DeleteDateColumn({ type: 'datetime', nullable: true })
+  deletedAt!: Date | null;
+
+  @AfterInsert()
+  inserted(): void {
+    listenerCalls.push(['listener afterInsert', isInsideQueryBuilder(), listenedPersisting()]);
+  }
+
+  @AfterUpdate()
+  updated(): void {
+    listenerCalls.push(['listener afterUpdate', isInsideQueryBuilder(), listenedPersisting()]);
+  }
+}
+
+/** Each entity listener call of `Listened`, with whether it ran inside a query builder's write and inside a persistence with events. */
+const listenerCalls: Array<[string, boolean, boolean]> = [];
+let listenedPersisting: () => boolean = () => false;
+
+describe('TypeORM Broadcaster entity events (lib/integrations/typeorm-entity-event-hooks.ts)', () => {
+  let dataSource: DataSource;
+  /** Each subscriber hook called, with whether it ran inside a query builder's write and inside a persistence with events. */
+  const calls: Array<[string, boolean, boolean]> = [];
+  const note = (event: string) => () => void calls.push([event, isInsideQueryBuilder(), isPersistingWithEvents(dataSource)]);
+  const HOOKS = ['beforeInsert', 'afterInsert', 'beforeUpdate', 'afterUpdate', 'beforeRemove', 'afterRemove', 'beforeSoftRemove', 'afterSoftRemove', 'beforeRecover', 'afterRecover'];
+  const identity: WriteHook = (_write, execute) => execute();
+
+  beforeAll(async () => {
+    dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Listened], synchronize: true }).initialize();
+    listenedPersisting = () => isPersistingWithEvents(dataSource);
+    const subscriber: EntitySubscriberInterface = Object.fromEntries(HOOKS.map((hook) => [hook, note(hook)]));
+    dataSource.subscribers.push({ ...subscriber, listenTo: () => Listened });
+    attachWriteQueryBuilderHook(dataSource, identity);
+    attachPersistenceScope(dataSource);
+    attachEntityEventHooks(dataSource);
+  });
+  afterAll(async () => {
+    detachWriteQueryBuilderHook(dataSource, identity);
+    await dataSource.destroy();
+  });
+  beforeEach(() => {
+    calls.length = 0;
+    listenerCalls.length = 0;
+  });
+
+  it('the entity event methods exist on the Broadcaster a query runner has, and are patched once', () => {
+    const proto = broadcasterPrototype(dataSource);
+    expect(proto.constructor.name, "a query runner's broadcaster").toBe('Broadcaster');
+    for (const name of ENTITY_EVENT_METHODS) expect(typeof proto[name], `Broadcaster.prototype.${name}`).toBe('function');
+    const patched = ENTITY_EVENT_METHODS.map((name) => proto[name]);
+    attachEntityEventHooks(dataSource);
+    expect(ENTITY_EVENT_METHODS.map((name) => proto[name]), 'patched a second time').toEqual(patched);
+  });
+
+  it("the hooks of a query builder's write, of a persistence and entity listeners are called, outside the write's and the persistence's marks", async () => {
+    const repository = dataSource.getRepository(Listened);
+    await repository.insert(repository.create({ code: 'a' }));
+    const [row] = await repository.find();
+    await repository.update({ id: row!.id }, { code: 'b' });
+    await repository.softDelete({ id: row!.id });
+    await repository.restore({ id: row!.id });
+    await repository.delete({ id: row!.id });
+    const saved = await repository.save(repository.create({ code: 'c' }));
+    saved.code = 'd';
+    await repository.save(saved);
+    await repository.softRemove(saved);
+    await repository.recover(saved);
+    await repository.remove(saved);
+    const queryBuilderHooks = ['beforeInsert', 'afterInsert', 'beforeUpdate', 'afterUpdate', 'beforeSoftRemove', 'afterSoftRemove', 'beforeRecover', 'afterRecover', 'beforeRemove', 'afterRemove'];
+    const persistenceHooks = ['beforeInsert', 'afterInsert', 'beforeUpdate', 'afterUpdate', 'beforeSoftRemove', 'afterSoftRemove', 'beforeRecover', 'afterRecover', 'beforeRemove', 'afterRemove'];
+    expect(calls, "the subscriber's hooks ran inside a query builder's write or a persistence's scope").toEqual([...queryBuilderHooks, ...persistenceHooks].map((hook) => [hook, false, false]));
+    expect(listenerCalls, 'the entity listeners ran inside a write').toEqual([
+      ['listener afterInsert', false, false],
+      ['listener afterInsert', false, false],
+      ['listener afterUpdate', false, false],
+    ]);
+  });
+
+  it("the hooks of a write's after-event run once the work the write was given is done, and the write waits for them", async () => {
+    const order: string[] = [];
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 5));
+    const subscriber: EntitySubscriberInterface = {
+      listenTo: () => Listened,
+      afterInsert: async () => {
+        order.push('afterInsert');
+        await tick();
+        order.push('afterInsert done');
+      },
+      afterUpdate: async () => {
+        order.push('afterUpdate');
+        await tick();
+        order.push('afterUpdate done');
+      },
+      afterRemove: async () => {
+        order.push('afterRemove');
+        await tick();
+        order.push('afterRemove done');
+      },
+    };
+    const gated: WriteHook = (write, execute) =>
+      execute(async () => {
+        order.push(`${write.kind} statement done`);
+        await tick();
+        order.push(`${write.kind} work done`);
+      });
+    dataSource.subscribers.push(subscriber);
+    attachWriteQueryBuilderHook(dataSource, gated);
+    try {
+      const repository = dataSource.getRepository(Listened);
+      await repository.insert([{ code: 'x' }, { code: 'y' }]);
+      order.push('insert resolved');
+      await repository.update({ code: 'x' }, { code: 'z' });
+      order.push('update resolved');
+      await repository.delete({ code: 'z' });
+      order.push('delete resolved');
+    } finally {
+      attachWriteQueryBuilderHook(dataSource, identity);
+      dataSource.subscribers.splice(dataSource.subscribers.indexOf(subscriber), 1);
+    }
+    expect(order).toEqual([
+      'insert statement done',
+      'insert work done',
+      'afterInsert',
+      'afterInsert',
+      'afterInsert done',
+      'afterInsert done',
+      'insert resolved',
+      'update statement done',
+      'update work done',
+      'afterUpdate',
+      'afterUpdate done',
+      'update resolved',
+      'delete statement done',
+      'delete work done',
+      'afterRemove',
+      'afterRemove done',
+      'delete resolved',
+    ]);
   });
 });
 

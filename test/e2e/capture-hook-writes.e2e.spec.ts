@@ -1,0 +1,333 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  AfterInsert,
+  Column,
+  DeleteDateColumn,
+  Entity,
+  PrimaryGeneratedColumn,
+  type EntityManager,
+  type EntitySubscriberInterface,
+  type InsertEvent,
+  type QueryRunner,
+  type RemoveEvent,
+  type SoftRemoveEvent,
+  type UpdateEvent,
+} from 'typeorm';
+import type { AuditChange } from '../../lib/index.js';
+import { databases } from '../support/test-database.js';
+import { MODES, captureApp, type Mode } from '../app/capture-harness.js';
+
+@Entity('hk_order')
+class HkOrder {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) item!: string;
+  @Column({ type: 'int', default: 0 }) qty!: number;
+  @DeleteDateColumn({ nullable: true }) deletedAt?: Date | null;
+
+  /** An entity listener of the order's insert: writes through the app's data source, as listeners (given no manager) do. */
+  @AfterInsert()
+  listened(): Promise<void> | void {
+    if (listenerWrite) return listenerWrite(this);
+  }
+}
+
+/** The row an app's hooks write. */
+@Entity('hk_history')
+class HkHistory {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) note!: string;
+  @Column({ type: 'int', default: 0 }) n!: number;
+}
+
+type Hook = 'beforeInsert' | 'afterInsert' | 'beforeUpdate' | 'afterUpdate' | 'afterRemove' | 'afterSoftRemove' | 'afterRecover';
+type HookEvent = { manager: EntityManager; queryRunner: QueryRunner };
+/** What the app's subscriber writes in one of its hooks of an order, for the test running now. */
+let hookWrites: Partial<Record<Hook, (event: HookEvent) => Promise<unknown>>> = {};
+/** What the order's entity listener writes, for the test running now. */
+let listenerWrite: ((order: HkOrder) => Promise<void>) | undefined;
+
+/** An app's subscriber of orders whose hooks write other rows, on the write's own query runner. */
+class HookSubscriber implements EntitySubscriberInterface<HkOrder> {
+  listenTo() {
+    return HkOrder;
+  }
+  private write(hook: Hook, event: HookEvent): Promise<void> | void {
+    const write = hookWrites[hook];
+    if (write) return write(event).then(() => undefined);
+  }
+  beforeInsert(event: InsertEvent<HkOrder>) {
+    return this.write('beforeInsert', event);
+  }
+  afterInsert(event: InsertEvent<HkOrder>) {
+    return this.write('afterInsert', event);
+  }
+  beforeUpdate(event: UpdateEvent<HkOrder>) {
+    return this.write('beforeUpdate', event);
+  }
+  afterUpdate(event: UpdateEvent<HkOrder>) {
+    return this.write('afterUpdate', event);
+  }
+  afterRemove(event: RemoveEvent<HkOrder>) {
+    return this.write('afterRemove', event);
+  }
+  afterSoftRemove(event: SoftRemoveEvent<HkOrder>) {
+    return this.write('afterSoftRemove', event);
+  }
+  afterRecover(event: SoftRemoveEvent<HkOrder>) {
+    return this.write('afterRecover', event);
+  }
+}
+
+const HK_ENTITIES = [HkOrder, HkHistory];
+
+/**
+ * Writes an app's subscriber (or entity listener) makes in its hooks of a query builder's
+ * write (`repository.insert()`, `update()`, `delete()`, `softDelete()`, a builder's
+ * `execute()`) are changes like any other: each recorded once, in the unit of work's event
+ * or in a fallback event committed in its transaction, and nothing when it rolls back.
+ */
+describe.each(databases())('writes of app hooks of query builder writes on %s', (kind) => {
+  const h = captureApp(kind, HK_ENTITIES);
+  beforeAll(() => {
+    // Called before the module's subscriber, as an app's subscriber registered first is.
+    h.ds.subscribers.unshift(new HookSubscriber());
+  });
+  afterEach(() => {
+    hookWrites = {};
+    listenerWrite = undefined;
+  });
+  const orders = () => h.ds.getRepository(HkOrder);
+  const histories = () => h.ds.getRepository(HkHistory);
+
+  /** The changes of every event stored: the handler's intent event, or one fallback change event per entity instance. */
+  const recorded = async (mode: Mode): Promise<AuditChange[]> => {
+    const rows = await h.t.rows();
+    if (mode === 'handler') {
+      expect(rows).toHaveLength(1);
+      expect(rows[0]).toMatchObject({ action: 'edge.run', kind: 'intent', outcome: 'success' });
+    } else {
+      for (const row of rows) {
+        expect(row).toMatchObject({ kind: 'change', outcome: 'success' });
+        expect(row.changes).toHaveLength(1);
+      }
+    }
+    return rows.flatMap((row) => row.changes ?? []);
+  };
+  const historyInserted = (row: HkHistory) => ({
+    entity: 'HkHistory',
+    id: String(row.id),
+    operation: 'insert',
+    fields: { id: { from: null, to: row.id }, note: { from: null, to: row.note }, n: { from: null, to: row.n } },
+  });
+  const orderInserted = (row: HkOrder) => ({
+    entity: 'HkOrder',
+    id: String(row.id),
+    operation: 'insert',
+    fields: { id: { from: null, to: row.id }, item: { from: null, to: row.item }, qty: { from: null, to: row.qty }, deletedAt: { from: null, to: null } },
+  });
+  /** Tells apart the rows of cases that share a hook. */
+  let unique = 0;
+  const seedHistory = (note: string) => h.t.seed(() => histories().save({ note, n: 0 }));
+
+  /** The forms of a hook's write: through the manager the event gives, its query runner's, or by hand. */
+  const writes = {
+    'save()': (note: string) => (event: HookEvent) => event.manager.save(HkHistory, { note, n: 1 }),
+    'insert() on the query runner': (note: string) => (event: HookEvent) => event.queryRunner.manager.insert(HkHistory, { note, n: 1 }),
+  };
+
+  describe.each(MODES)('%s', (mode) => {
+    const ok = { status: mode === 'handler' ? 201 : null, error: null };
+
+    describe.each(Object.keys(writes) as Array<keyof typeof writes>)('a hook inserting a row with %s', (form) => {
+      it.each([
+        ['beforeInsert', 'repository.insert()'],
+        ['afterInsert', 'repository.insert()'],
+      ] as const)('in %s of %s records the order and the row, once each', async (hook, _write) => {
+        const note = `${hook}-${form.slice(0, 6)}-${mode}-${++unique}`;
+        hookWrites[hook] = writes[form](note);
+        const item = `i-${note}`;
+        expect(await h.run(mode, () => orders().insert(orders().create({ item, qty: 2 })))).toEqual(ok);
+        const order = await orders().findOneByOrFail({ item });
+        const history = await histories().findOneByOrFail({ note });
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(expect.arrayContaining([orderInserted(order), historyInserted(history)]));
+      });
+
+      it.each([
+        ['afterUpdate', 'repository.update()', (id: number) => orders().update({ id }, { qty: 5 })],
+        ['afterUpdate', 'an update query builder', (id: number) => h.ds.createQueryBuilder().update(HkOrder).set({ qty: 5 }).where('id = :id', { id }).execute()],
+        ['beforeUpdate', 'repository.update()', (id: number) => orders().update({ id }, { qty: 5 })],
+        ['afterRemove', 'repository.delete()', (id: number) => orders().delete({ id })],
+        ['afterSoftRemove', 'repository.softDelete()', (id: number) => orders().softDelete({ id })],
+      ] as const)('in %s of %s records the order\'s change and the row, once each', async (hook, _write, write) => {
+        const note = `${hook}-${form.slice(0, 6)}-${mode}-${++unique}`;
+        const order = await h.t.seed(() => orders().save({ item: `i-${note}`, qty: 1 }));
+        hookWrites[hook] = writes[form](note);
+        expect(await h.run(mode, () => write(order.id))).toEqual(ok);
+        const history = await histories().findOneByOrFail({ note });
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toContainEqual(historyInserted(history));
+        expect(changes.filter((change) => change.entity === 'HkOrder')).toEqual([expect.objectContaining({ entity: 'HkOrder', id: String(order.id) })]);
+      });
+    });
+
+    describe('a hook changing rows by criteria', () => {
+      it.each([
+        ['an update of the repository', (id: number) => (event: HookEvent) => event.manager.getRepository(HkHistory).update({ id }, { n: 5 })],
+        ['an update query builder with listeners off', (id: number) => (event: HookEvent) =>
+          event.manager.createQueryBuilder().update(HkHistory).set({ n: 5 }).where('id = :id', { id }).callListeners(false).execute()],
+      ] as const)('in afterInsert of repository.insert(): %s records the row\'s update, with its before values', async (_form, write) => {
+        const history = await seedHistory(`crit-${mode}`);
+        hookWrites.afterInsert = write(history.id);
+        const item = `crit-${mode}-${_form.length}`;
+        expect(await h.run(mode, () => orders().insert({ item, qty: 3 }))).toEqual(ok);
+        const order = await orders().findOneByOrFail({ item });
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(
+          expect.arrayContaining([orderInserted(order), { entity: 'HkHistory', id: String(history.id), operation: 'update', fields: { n: { from: 0, to: 5 } } }]),
+        );
+      });
+
+      it('in afterUpdate of an update query builder: a delete of the repository records the row\'s delete', async () => {
+        const history = await seedHistory(`gone-${mode}`);
+        const order = await h.t.seed(() => orders().save({ item: `del-${mode}`, qty: 1 }));
+        hookWrites.afterUpdate = (event) => event.manager.getRepository(HkHistory).delete({ id: history.id });
+        expect(await h.run(mode, () => h.ds.createQueryBuilder().update(HkOrder).set({ qty: 8 }).where('id = :id', { id: order.id }).execute())).toEqual(ok);
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(
+          expect.arrayContaining([
+            { entity: 'HkOrder', id: String(order.id), operation: 'update', fields: { qty: { from: 1, to: 8 } } },
+            { entity: 'HkHistory', id: String(history.id), operation: 'delete', fields: { id: { from: history.id, to: null }, note: { from: history.note, to: null }, n: { from: 0, to: null } } },
+          ]),
+        );
+      });
+
+      it('in afterUpdate of repository.update(): an update of the same row is part of the row\'s one change, from its value before both', async () => {
+        const order = await h.t.seed(() => orders().save({ item: `same-${mode}`, qty: 1 }));
+        let once = false;
+        hookWrites.afterUpdate = async (event) => {
+          if (once) return;
+          once = true;
+          await event.manager.getRepository(HkOrder).update({ id: order.id }, { qty: 6, item: `same2-${mode}` });
+        };
+        expect(await h.run(mode, () => orders().update({ id: order.id }, { qty: 5 }))).toEqual(ok);
+        expect((await orders().findOneByOrFail({ id: order.id })).qty).toBe(6);
+        expect(await recorded(mode)).toEqual([
+          { entity: 'HkOrder', id: String(order.id), operation: 'update', fields: { qty: { from: 1, to: 6 }, item: { from: `same-${mode}`, to: `same2-${mode}` } } },
+        ]);
+      });
+
+      it('in afterUpdate of an update query builder: a delete of the same row is the row\'s delete, with its values before both', async () => {
+        const order = await h.t.seed(() => orders().save({ item: `same-del-${mode}`, qty: 1 }));
+        hookWrites.afterUpdate = (event) => event.manager.getRepository(HkOrder).delete({ id: order.id });
+        expect(await h.run(mode, () => h.ds.createQueryBuilder().update(HkOrder).set({ qty: 5 }).where('id = :id', { id: order.id }).execute())).toEqual(ok);
+        expect(await orders().findOneBy({ id: order.id })).toBeNull();
+        expect(await recorded(mode)).toEqual([
+          {
+            entity: 'HkOrder',
+            id: String(order.id),
+            operation: 'delete',
+            fields: { id: { from: order.id, to: null }, item: { from: order.item, to: null }, qty: { from: 1, to: null }, deletedAt: { from: null, to: null } },
+          },
+        ]);
+      });
+
+      it('in beforeUpdate of repository.update(): an update of the same row is part of the row\'s one change', async () => {
+        const order = await h.t.seed(() => orders().save({ item: `same-b-${mode}`, qty: 1 }));
+        let once = false;
+        hookWrites.beforeUpdate = async (event) => {
+          if (once) return;
+          once = true;
+          await event.manager.getRepository(HkOrder).update({ id: order.id }, { qty: 3, item: `same-b2-${mode}` });
+        };
+        expect(await h.run(mode, () => orders().update({ id: order.id }, { qty: 5 }))).toEqual(ok);
+        expect(await recorded(mode)).toEqual([
+          { entity: 'HkOrder', id: String(order.id), operation: 'update', fields: { qty: { from: 1, to: 5 }, item: { from: `same-b-${mode}`, to: `same-b2-${mode}` } } },
+        ]);
+      });
+
+      it('in afterSoftRemove of repository.softDelete() and afterRecover of restore(): updates of the repository are recorded', async () => {
+        const history = await seedHistory(`soft-${mode}`);
+        const order = await h.t.seed(() => orders().save({ item: `soft-${mode}`, qty: 1 }));
+        hookWrites.afterSoftRemove = (event) => event.manager.getRepository(HkHistory).update({ id: history.id }, { n: 1 });
+        hookWrites.afterRecover = (event) => event.manager.getRepository(HkHistory).update({ id: history.id }, { n: 2 });
+        expect(await h.run(mode, () => orders().softDelete({ id: order.id }))).toEqual(ok);
+        let changes = await recorded(mode);
+        expect(changes.filter((change) => change.entity === 'HkHistory')).toEqual([{ entity: 'HkHistory', id: String(history.id), operation: 'update', fields: { n: { from: 0, to: 1 } } }]);
+        expect(changes).toHaveLength(2);
+        await h.t.clearAudit();
+        expect(await h.run(mode, () => orders().restore({ id: order.id }))).toEqual(ok);
+        changes = await recorded(mode);
+        expect(changes.filter((change) => change.entity === 'HkHistory')).toEqual([{ entity: 'HkHistory', id: String(history.id), operation: 'update', fields: { n: { from: 1, to: 2 } } }]);
+        expect(changes).toHaveLength(2);
+      });
+
+      it('in afterInsert of repository.insert(): raw SQL on the event\'s manager is recorded as raw SQL is', async () => {
+        const history = await seedHistory(`raw-${mode}`);
+        const table = h.ds
+          .getMetadata(HkHistory)
+          .tablePath.split('.')
+          .map((part) => h.ds.driver.escape(part))
+          .join('.');
+        hookWrites.afterInsert = (event) => event.manager.query(`UPDATE ${table} SET n = 4 WHERE id = ${history.id}`);
+        const item = `raw-${mode}`;
+        expect(await h.run(mode, () => orders().insert({ item, qty: 3 }))).toEqual(ok);
+        expect((await histories().findOneByOrFail({ id: history.id })).n).toBe(4);
+        const order = await orders().findOneByOrFail({ item });
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(expect.arrayContaining([orderInserted(order), { entity: 'HkHistory', id: null, operation: 'update', fields: {}, partial: true }]));
+      });
+
+      it('in afterInsert of save(): an update query builder with listeners off records the row\'s update', async () => {
+        const history = await seedHistory(`saved-${mode}`);
+        hookWrites.afterInsert = (event) =>
+          event.manager.createQueryBuilder().update(HkHistory).set({ n: 6 }).where('id = :id', { id: history.id }).callListeners(false).execute();
+        const order = orders().create({ item: `saved-${mode}`, qty: 1 });
+        expect(await h.run(mode, () => orders().save(order))).toEqual(ok);
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(
+          expect.arrayContaining([orderInserted(await orders().findOneByOrFail({ id: order.id })), { entity: 'HkHistory', id: String(history.id), operation: 'update', fields: { n: { from: 0, to: 6 } } }]),
+        );
+      });
+    });
+
+    it('an entity listener of repository.insert() writing through the data source: its write is recorded', async () => {
+      const history = await seedHistory(`listener-${mode}`);
+      listenerWrite = async () => {
+        await h.ds.getRepository(HkHistory).update({ id: history.id }, { n: 9 });
+      };
+      const item = `listener-${mode}`;
+      expect(await h.run(mode, () => orders().insert(orders().create({ item, qty: 1 })))).toEqual(ok);
+      const order = await orders().findOneByOrFail({ item });
+      const changes = await recorded(mode);
+      expect(changes).toHaveLength(2);
+      expect(changes).toEqual(expect.arrayContaining([orderInserted(order), { entity: 'HkHistory', id: String(history.id), operation: 'update', fields: { n: { from: 0, to: 9 } } }]));
+    });
+
+    it('a rolled-back transaction records neither the write nor what its hooks wrote', async () => {
+      const history = await seedHistory(`rb-${mode}`);
+      const order = await h.t.seed(() => orders().save({ item: `rb-${mode}`, qty: 1 }));
+      hookWrites.afterInsert = (event) => event.manager.getRepository(HkHistory).update({ id: history.id }, { n: 3 });
+      hookWrites.afterUpdate = (event) => event.manager.save(HkHistory, { note: `rb-new-${mode}`, n: 1 });
+      const outcome = await h.run(mode, () =>
+        h.ds.transaction(async (manager) => {
+          await manager.getRepository(HkOrder).insert({ item: `rb-ins-${mode}`, qty: 1 });
+          await manager.getRepository(HkOrder).update({ id: order.id }, { qty: 2 });
+          throw new Error('rolled back');
+        }),
+      );
+      expect(outcome.status ?? (outcome.error as Error).message).toBe(mode === 'handler' ? 500 : 'rolled back');
+      expect((await histories().findOneByOrFail({ id: history.id })).n).toBe(0);
+      expect(await histories().findOneBy({ note: `rb-new-${mode}` })).toBeNull();
+      expect(await orders().findOneBy({ item: `rb-ins-${mode}` })).toBeNull();
+      expect(await h.changes()).toEqual([]);
+      if (mode === 'fallback') expect(await h.t.rows()).toEqual([]);
+    });
+  });
+});
