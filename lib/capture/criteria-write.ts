@@ -186,8 +186,8 @@ interface AnnouncedUpdate {
  */
 const announcedUpdates = new WeakMap<QueryRunner, Map<EntityMetadata, Map<string, AnnouncedUpdate>>>();
 
-/** Per data source, per entity: whether the app's role may read the generated key back (PostgreSQL). */
-const returnRights = new WeakMap<DataSource, Map<EntityMetadata, Promise<boolean>>>();
+/** Per data source, per column: whether the app's role may read it back (PostgreSQL: RETURNING needs SELECT). */
+const returnRights = new WeakMap<DataSource, Map<ColumnMetadata, Promise<boolean>>>();
 
 /**
  * Per query runner, the entities whose update was captured as a write by criteria (once
@@ -307,6 +307,11 @@ export class CriteriaWrite {
       if (!this.capture.trackedFields(relation.entityMetadata) || this.kind === 'update' || this.kind === 'soft-delete') return this.write();
       return this.inTransaction((runner) => this.captureJunction(runner, metadata, relation));
     }
+    if (this.kind === 'insert' && this.qb.insertsFromSelect) {
+      const fields = this.fields;
+      if (!fields) return this.write();
+      return this.inTransaction((runner) => this.insertFromSelect(runner, metadata, fields));
+    }
     // TypeORM's own persistence with events (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts with listeners. Those are not writes by
     // criteria. A listener-less write outside such a persistence reaches no subscriber: it is
@@ -315,7 +320,7 @@ export class CriteriaWrite {
     const unreported = !this.qb.callListeners && !persisting;
     const moved = persisting && this.kind === 'update' ? takeAnnouncedUpdate(this.qb, metadata) : undefined;
     const byCriteria = !persisting
-      ? this.kind !== 'insert' || ((this.qb.isUpsert || this.qb.ignoresConflicts) && !this.qb.insertsFromSelect)
+      ? this.kind !== 'insert' || this.qb.isUpsert || this.qb.ignoresConflicts
       : moved !== undefined
         ? moved !== false
         : this.kind !== 'insert' && takeKeyedWrite(this.qb.queryRunner, metadata, this.kind);
@@ -328,7 +333,7 @@ export class CriteriaWrite {
       const write =
         this.kind === 'insert' && !this.qb.updatesEntity
           ? () => this.insertWithIds(metadata, fields, !persisting)
-          : unreported && this.kind === 'insert' && !this.qb.insertsFromSelect
+          : unreported && this.kind === 'insert'
             ? () => this.insertRecorded(metadata, fields)
             : this.write;
       return plainInsert ? this.inTransaction(() => write()) : write();
@@ -355,7 +360,6 @@ export class CriteriaWrite {
    */
   private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields, recordsHere: boolean): Promise<unknown> {
     const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
-    if (this.qb.insertsFromSelect) return this.write();
     if (generated.length === 0) return recordsHere && !this.qb.callListeners ? this.insertRecorded(metadata, fields) : this.write();
     const driver = this.qb.dataSource.driver;
     const type = this.qb.dataSource.options.type;
@@ -417,6 +421,129 @@ export class CriteriaWrite {
   }
 
   /**
+   * An `INSERT … SELECT` (`valuesFromSelect()`, TypeORM 1), which TypeORM reports to no
+   * subscriber (it has no value sets). Its rows are found by what the database says of its
+   * statement, and read back as stored, by key, in its transaction:
+   * - where the statement returns rows (PostgreSQL; MariaDB 10.5+ where TypeORM or the app
+   *   has it return some), it returns their keys too (taken out of the app's result again);
+   * - otherwise by the keys the database generated one after the other in the statement:
+   *   SQLite's rowids (a rowid table whose rowid the select does not give) and MySQL's and
+   *   MariaDB's increment key (one that the select does not give, with
+   *   `innodb_autoinc_lock_mode` 0 or 1 and `auto_increment_increment` 1), from the last
+   *   (SQLite) or first (MySQL, MariaDB) one and the count of rows;
+   * - else, and for an upsert (its rows inserted or updated are not told apart, nor their
+   *   values before), one partial `insert` with the count of rows where it is known.
+   * At most `maxCriteriaRows` rows are recorded one by one; the rest are counted in a
+   * partial `insert`, as are rows found by their key that could not be read.
+   */
+  private async insertFromSelect(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+    const type = this.qb.dataSource.options.type;
+    if (this.qb.isUpsert) {
+      const result = await this.write();
+      await this.capture.record(runner, { entity: metadata.name, id: null, operation: 'insert', fields: {}, partial: true });
+      return result;
+    }
+    const returning =
+      this.qb.dataSource.driver.isReturningSqlSupported('insert') &&
+      !OWN_RETURNING_FORM.has(type) &&
+      (!FIRST_ID_DRIVERS.has(type) || this.qb.returnsRowsAnyway) &&
+      (await this.mayReturn(metadata, metadata.primaryColumns));
+    if (returning) {
+      const { added, restore } = this.qb.returnColumnsFromSelect(metadata.primaryColumns);
+      let watched: Awaited<ReturnType<WriteQueryBuilderState['watchStatement']>>;
+      try {
+        watched = await this.qb.watchStatement(this.write);
+      } finally {
+        restore();
+      }
+      const result = watched.result as { raw?: unknown } | undefined;
+      const returned = Array.isArray(result?.raw) ? (result.raw as unknown[]) : [];
+      const keys = returned.map((row) => returnedKey(this.qb.dataSource, metadata, row));
+      if (added.length && result && Array.isArray(result.raw)) result.raw = withoutColumns(result.raw, added);
+      const known = keys.filter((key): key is ObjectLiteral => key !== undefined).slice(0, this.capture.maxCriteriaRows);
+      const stored = await this.storedRows(runner, metadata, known);
+      await this.recordSelected(runner, metadata, fields, [...stored.values()], returned.length);
+      return result;
+    }
+    const span = await this.generatedSpan(runner, metadata);
+    const { result, statement } = await this.qb.watchStatement(this.write);
+    const affected = statement?.affected;
+    const ends = span && typeof affected === 'number' ? span(statement!.raw, affected) : undefined;
+    let rows: ObjectLiteral[] = [];
+    if (ends && affected! > 0) {
+      const last = Math.min(ends.last, ends.first + this.capture.maxCriteriaRows - 1);
+      try {
+        rows = await this.guarded(runner, () => this.readSpan(runner, metadata, ends.column, ends.first, last));
+      } catch (error) {
+        if (error instanceof TransactionLost) throw error.cause;
+        this.capture.warn(`Could not read back the rows an INSERT … SELECT of ${metadata.name} stored; recording them as partial: ${(error as Error).message}`);
+      }
+    }
+    await this.recordSelected(runner, metadata, fields, rows, affected);
+    return result;
+  }
+
+  /**
+   * How the rows an `INSERT … SELECT` of `metadata` inserts are found after it from what the
+   * database reports of its statement (its raw result and its count): the column (`rowid`,
+   * or the increment key) whose values it generated one after the other, and the first and
+   * last of them; undefined where the database does not number them so.
+   */
+  private async generatedSpan(
+    runner: QueryRunner,
+    metadata: EntityMetadata,
+  ): Promise<((raw: unknown, affected: number) => { column: string; first: number; last: number } | undefined) | undefined> {
+    const type = this.qb.dataSource.options.type;
+    const named = this.qb.insertColumns;
+    const inserted = (column: ColumnMetadata) => (named.length ? named.includes(column.propertyPath) : column.isInsert && !column.isGenerated);
+    const fromNumber = (value: unknown): number | undefined => {
+      const number = typeof value === 'bigint' ? Number(value) : value;
+      return typeof number === 'number' && Number.isSafeInteger(number) && number > 0 ? number : undefined;
+    };
+    if (LAST_ID_DRIVERS.has(type)) {
+      // Rowids the statement generated: none given by the select (an integer key column is the rowid).
+      const driver = this.qb.dataSource.driver;
+      if (metadata.withoutRowid || metadata.primaryColumns.some((column) => inserted(column) && /int/i.test(driver.normalizeType(column)))) return undefined;
+      return (raw, affected) => {
+        const last = fromNumber(raw);
+        return last === undefined ? undefined : { column: 'rowid', first: last - affected + 1, last };
+      };
+    }
+    if (!FIRST_ID_DRIVERS.has(type)) return undefined;
+    const [key] = metadata.primaryColumns;
+    if (metadata.primaryColumns.length !== 1 || !key!.isGenerated || key!.generationStrategy !== 'increment' || inserted(key!)) return undefined;
+    if (!(await this.consecutiveIncrements(runner))) return undefined;
+    return (raw, affected) => {
+      const first = fromNumber((raw as { insertId?: unknown } | null | undefined)?.insertId);
+      return first === undefined ? undefined : { column: key!.propertyPath, first, last: first + affected - 1 };
+    };
+  }
+
+  /** The rows of `metadata` whose `column` (a property path, or `rowid`) is between `first` and `last`, in the write's transaction. */
+  private readSpan(runner: QueryRunner, metadata: EntityMetadata, column: string, first: number, last: number): Promise<ObjectLiteral[]> {
+    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_inserted');
+    if (this.fields) selectHidden(query, readableHidden(metadata, this.fields.hidden));
+    return query
+      .withDeleted()
+      .where(`audit_inserted.${column} BETWEEN :auditFirst AND :auditLast`, { auditFirst: first, auditLast: last })
+      .loadAllRelationIds({ relations: toOne, disableMixedMap: true })
+      .getMany();
+  }
+
+  /**
+   * Records the rows an `INSERT … SELECT` inserted that were read back, each as an insert,
+   * and those it inserted that were not (`inserted` counts them all, when known) as one
+   * partial insert with their count.
+   */
+  private async recordSelected(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields, rows: ObjectLiteral[], inserted: number | undefined): Promise<void> {
+    for (const row of rows) await this.recordRow(runner, metadata, fields, row, undefined);
+    const rest = inserted === undefined ? undefined : inserted - rows.length;
+    if (rest !== undefined && rest <= 0) return;
+    await this.capture.record(runner, { entity: metadata.name, id: null, operation: 'insert', fields: {}, partial: true, ...(rest !== undefined ? { count: rest } : {}) });
+  }
+
+  /**
    * A plain insert with listeners off, outside TypeORM's persistence with events (a query
    * builder's `callListeners(false)`, `save(…, { listeners: false })`): recorded as its
    * listener records the same insert with listeners on — each value set, as TypeORM
@@ -440,31 +567,27 @@ export class CriteriaWrite {
   /**
    * Whether the app's role may read `columns` back (RETURNING needs SELECT on them): an app
    * allowed to insert into a table it may not read must not have its insert refused for the
-   * module's sake. Asked once per table, on PostgreSQL (the others' RETURNING, or counted ids,
-   * need no such right), in the insert's transaction (another connection could wait on it).
+   * module's sake. Asked once per column, on PostgreSQL (the others' RETURNING, or counted
+   * ids, need no such right), in the insert's transaction (another connection could wait on it).
    */
   private async mayReturn(metadata: EntityMetadata, columns: readonly ColumnMetadata[]): Promise<boolean> {
     const dataSource = this.qb.dataSource;
     if (dataSource.options.type !== 'postgres') return true;
-    let byTable = returnRights.get(dataSource);
-    if (!byTable) returnRights.set(dataSource, (byTable = new Map()));
-    let allowed = byTable.get(metadata);
-    if (!allowed) {
-      const table = escapedTable(dataSource, metadata);
-      allowed = Promise.all(
-        columns.map(async (column) => {
-          const [row] = (await (this.qb.queryRunner ?? dataSource).query(`SELECT has_column_privilege($1, $2, 'SELECT') AS ok`, ownStatement([table, column.databaseName]))) as Array<{
-            ok: unknown;
-          }>;
-          return row?.ok === true;
-        }),
-      ).then(
-        (answers) => answers.every(Boolean),
-        () => false,
-      );
-      byTable.set(metadata, allowed);
-    }
-    return allowed;
+    let byColumn = returnRights.get(dataSource);
+    if (!byColumn) returnRights.set(dataSource, (byColumn = new Map()));
+    const table = escapedTable(dataSource, metadata);
+    const answers = columns.map((column) => {
+      let allowed = byColumn.get(column);
+      if (!allowed) {
+        allowed = ((this.qb.queryRunner ?? dataSource).query(`SELECT has_column_privilege($1, $2, 'SELECT') AS ok`, ownStatement([table, column.databaseName])) as Promise<Array<{ ok: unknown }>>).then(
+          ([row]) => row?.ok === true,
+          () => false,
+        );
+        byColumn.set(column, allowed);
+      }
+      return allowed;
+    });
+    return (await Promise.all(answers)).every(Boolean);
   }
 
   /** The rows stored under `keys`, by id; none when they cannot be read (their values as given are recorded then). */
@@ -496,7 +619,15 @@ export class CriteriaWrite {
     const given = (values: ObjectLiteral) => increments.some((column) => (column.getEntityValue(values) ?? null) !== null);
     if (valueSets.some(given)) return false;
     if (valueSets.length === 1 || LAST_ID_DRIVERS.has(type)) return true;
-    if (!runner) return false;
+    return runner ? this.consecutiveIncrements(runner) : false;
+  }
+
+  /**
+   * MySQL, MariaDB: whether the increment ids a statement generates are consecutive, one
+   * apart (`innodb_autoinc_lock_mode` 0 or 1: a multi-row insert takes them all at once;
+   * `auto_increment_increment` 1).
+   */
+  private async consecutiveIncrements(runner: QueryRunner): Promise<boolean> {
     try {
       const [row] = (await runner.query('SELECT @@innodb_autoinc_lock_mode AS lock_mode, @@auto_increment_increment AS step', ownStatement([]))) as Array<{ lock_mode: unknown; step: unknown }>;
       return Number(row?.lock_mode) <= 1 && Number(row?.step) === 1;
@@ -745,6 +876,15 @@ export class CriteriaWrite {
   /** Links added (insert) or removed (delete) in a junction table, recorded on the owning entity. */
   private async captureJunction(runner: QueryRunner, junction: EntityMetadata, relation: RelationMetadata): Promise<unknown> {
     const side = this.kind === 'insert' ? 'added' : 'removed';
+    if (this.kind === 'insert' && this.qb.insertsFromSelect) {
+      // Links inserted by a select: the database says how many, not which.
+      const { result, statement } = await this.qb.watchStatement(this.write);
+      const count = statement?.affected;
+      if (count !== 0) {
+        await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, ...(count !== undefined ? { count } : {}) });
+      }
+      return result;
+    }
     let found: Awaited<ReturnType<typeof junctionLinks>> | undefined;
     try {
       const rows = this.kind === 'insert' ? this.qb.valueSets() : await this.guarded(runner, () => this.readJunctionRows(runner, junction));
@@ -900,6 +1040,19 @@ export class CriteriaWrite {
     if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
     return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
   }
+}
+
+/** The key of a row an insert returned (RETURNING), as the driver reads it; undefined when it lacks a key column's value. */
+function returnedKey(dataSource: DataSource, metadata: EntityMetadata, row: unknown): ObjectLiteral | undefined {
+  if (row === null || typeof row !== 'object') return undefined;
+  let map: ObjectLiteral | undefined;
+  try {
+    map = dataSource.driver.createGeneratedMap(metadata, row as ObjectLiteral, 0, 1);
+  } catch {
+    return undefined;
+  }
+  const key = map ? metadata.getEntityIdMap(map) : undefined;
+  return key && metadata.primaryColumns.every((column) => (column.getEntityValue(key) ?? null) !== null) ? key : undefined;
 }
 
 /** The key of `row` once an update moved it (`moves`: the key columns it sets, and their new values). */

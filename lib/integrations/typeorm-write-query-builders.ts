@@ -45,6 +45,8 @@ interface ExpressionMap {
   onUpdate?: { conflict?: string | string[] };
   onIgnore: boolean;
   insertFromSelect?: unknown;
+  /** The columns an insert names (`into(entity, columns)`), as property paths; empty for every insertable column. */
+  insertColumns: string[];
   wheres: unknown[];
   /** The entities (or their key maps) given to `whereEntity()`: TypeORM's persistence updates a row by its key this way. */
   whereEntities: ObjectLiteral[];
@@ -97,6 +99,7 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   onUpdate: { type: 'an object', always: false, check: isObject },
   onIgnore: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   insertFromSelect: { type: 'a query builder', always: false, check: isObject },
+  insertColumns: { type: 'an array', always: true, check: Array.isArray },
   wheres: { type: 'an array', always: true, check: Array.isArray },
   whereEntities: { type: 'an array', always: true, check: Array.isArray },
   parameters: { type: 'an object', always: true, check: isObject },
@@ -273,6 +276,75 @@ export class WriteQueryBuilderState {
   /** True for `INSERT … SELECT`. */
   get insertsFromSelect(): boolean {
     return Boolean(this.map.insertFromSelect);
+  }
+
+  /** The columns an insert names (`into(entity, columns)`), as property paths; empty when it names none (it inserts every insertable column). */
+  get insertColumns(): readonly string[] {
+    return this.map.insertColumns;
+  }
+
+  /**
+   * Whether an insert's statement returns rows of its own (RETURNING, where the database
+   * has it): the app asked for some (`returning()`), or TypeORM asks for the values the
+   * database completes (generated keys, defaults, dates), to read them back into the entity.
+   */
+  get returnsRowsAnyway(): boolean {
+    const metadata = this.metadata;
+    if (!this.dataSource.driver.isReturningSqlSupported('insert')) return false;
+    return this.returnsRows || (this.map.updateEntity && metadata !== undefined && metadata.getInsertionReturningColumns().length > 0);
+  }
+
+  /**
+   * Makes an `INSERT … SELECT` return `columns` too, where the database has RETURNING (it
+   * has no value sets TypeORM could read generated values back into: TypeORM returns what
+   * it would read back, and the app's `returning()`). Returns the columns added (those the
+   * statement would not have returned) and a function putting the builder back as it was.
+   */
+  returnColumnsFromSelect(columns: ColumnMetadata[]): { added: ColumnMetadata[]; restore: () => void } {
+    const map = this.map;
+    const saved = { updateEntity: map.updateEntity, extra: map.extraReturningColumns, returning: map.returning };
+    const metadata = this.metadata;
+    if (map.updateEntity && metadata) {
+      // TypeORM sets the columns it reads back when it runs, over any added before: they are
+      // set here instead, where it leaves them (it reads nothing back of an INSERT … SELECT).
+      map.updateEntity = false;
+      map.extraReturningColumns = metadata.getInsertionReturningColumns();
+    }
+    const added = this.returnColumns(columns);
+    return {
+      added,
+      restore: () => {
+        map.updateEntity = saved.updateEntity;
+        map.extraReturningColumns = saved.extra;
+        map.returning = saved.returning;
+      },
+    };
+  }
+
+  /**
+   * Runs `execute` (the builder's own write, on the query runner it was given) and hands
+   * back, with its result, what the database said of its statement: the rows it affected
+   * and its raw result (the last rowid on SQLite, the OK packet on MySQL and MariaDB).
+   * TypeORM's `InsertResult` keeps only the raw result: the count is read from the
+   * `QueryResult` its query runner returns to the builder, on a view of that runner the
+   * builder runs on meanwhile.
+   */
+  async watchStatement(execute: () => Promise<unknown>): Promise<{ result: unknown; statement: { affected?: number; raw?: unknown } | undefined }> {
+    const runner = this.builder.queryRunner;
+    if (!runner) return { result: await execute(), statement: undefined };
+    let statement: { affected?: number; raw?: unknown } | undefined;
+    const query = (sql: string, parameters?: unknown[], structured?: boolean): Promise<unknown> =>
+      runner.query(sql, parameters, true).then((answer: { affected?: number; raw?: unknown }) => {
+        statement ??= answer;
+        return structured ? answer : answer.raw;
+      });
+    const watched = Object.create(runner, { query: { value: query, configurable: true, writable: true } }) as QueryRunner;
+    this.builder.setQueryRunner(watched);
+    try {
+      return { result: await execute(), statement };
+    } finally {
+      this.builder.setQueryRunner(runner);
+    }
   }
 
   /** False when the write does not read generated values back (`save(…, { reload: false })`, `updateEntity(false)`). */

@@ -4,10 +4,16 @@ import {
   Column,
   DeleteDateColumn,
   Entity,
+  InsertQueryBuilder,
+  JoinTable,
+  Like,
+  ManyToMany,
+  PrimaryColumn,
   PrimaryGeneratedColumn,
   type EntityManager,
   type EntitySubscriberInterface,
   type InsertEvent,
+  type InsertResult,
   type QueryRunner,
   type RemoveEvent,
   type SoftRemoveEvent,
@@ -37,6 +43,34 @@ class HkHistory {
   @PrimaryGeneratedColumn() id!: number;
   @Column({ type: 'varchar', length: 40 }) note!: string;
   @Column({ type: 'int', default: 0 }) n!: number;
+}
+
+/** A row keyed by a value the app gives (an INSERT … SELECT's select gives it). */
+@Entity('hk_copy')
+class HkCopy {
+  @PrimaryColumn({ type: 'varchar', length: 40 }) code!: string;
+  @Column({ type: 'int' }) qty!: number;
+}
+
+/** A row keyed by a number the app gives (on SQLite, an integer primary key is the rowid). */
+@Entity('hk_numbered')
+class HkNumbered {
+  @PrimaryColumn() num!: number;
+  @Column({ type: 'varchar', length: 40 }) label!: string;
+}
+
+/** A many-to-many whose links an INSERT … SELECT writes into the junction table. */
+@Entity('hk_label')
+class HkLabel {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+}
+
+@Entity('hk_box')
+class HkBox {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+  @ManyToMany(() => HkLabel) @JoinTable({ name: 'hk_box_labels' }) labels?: HkLabel[];
 }
 
 type Hook = 'beforeInsert' | 'afterInsert' | 'beforeUpdate' | 'afterUpdate' | 'afterRemove' | 'afterSoftRemove' | 'afterRecover';
@@ -78,15 +112,19 @@ class HookSubscriber implements EntitySubscriberInterface<HkOrder> {
   }
 }
 
-const HK_ENTITIES = [HkOrder, HkHistory];
+const HK_ENTITIES = [HkOrder, HkHistory, HkCopy, HkNumbered, HkLabel, HkBox];
+
+/** `valuesFromSelect()` (INSERT … SELECT) exists from TypeORM 1 on. */
+const insertsFromSelect = typeof (InsertQueryBuilder.prototype as { valuesFromSelect?: unknown }).valuesFromSelect === 'function';
 
 /**
  * Writes an app's subscriber (or entity listener) makes in its hooks of a query builder's
  * write (`repository.insert()`, `update()`, `delete()`, `softDelete()`, a builder's
  * `execute()`) are changes like any other: each recorded once, in the unit of work's event
- * or in a fallback event committed in its transaction, and nothing when it rolls back.
+ * or in a fallback event committed in its transaction, and nothing when it rolls back. So
+ * are the rows an `INSERT … SELECT` (`valuesFromSelect()`) inserts.
  */
-describe.each(databases())('writes of app hooks of query builder writes on %s', (kind) => {
+describe.each(databases())('writes of app hooks of query builder writes, and INSERT … SELECT, on %s', (kind) => {
   const h = captureApp(kind, HK_ENTITIES);
   beforeAll(() => {
     // Called before the module's subscriber, as an app's subscriber registered first is.
@@ -329,5 +367,257 @@ describe.each(databases())('writes of app hooks of query builder writes on %s', 
       expect(await h.changes()).toEqual([]);
       if (mode === 'fallback') expect(await h.t.rows()).toEqual([]);
     });
+
+    describe.skipIf(!insertsFromSelect)('INSERT … SELECT (valuesFromSelect)', () => {
+      const seedOrders = (prefix: string) =>
+        h.t.seed(() =>
+          orders().save([
+            { item: `${prefix}-a`, qty: 3 },
+            { item: `${prefix}-b`, qty: 4 },
+            { item: `other-${prefix}`, qty: 5 },
+          ]),
+        );
+      const intoHistory = (manager: EntityManager, prefix: string) =>
+        manager
+          .createQueryBuilder()
+          .insert()
+          .into(HkHistory, ['note', 'n'])
+          .valuesFromSelect((select) => select.select('o.item', 'note').addSelect('o.qty', 'n').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+          .execute();
+
+      it('records each row inserted under its generated id, with its values', async () => {
+        const prefix = `sel-${mode}`;
+        await seedOrders(prefix);
+        expect(await h.run(mode, () => intoHistory(h.ds.manager, prefix))).toEqual(ok);
+        const rows = await histories().find({ where: [{ note: `${prefix}-a` }, { note: `${prefix}-b` }], order: { id: 'ASC' } });
+        expect(rows).toHaveLength(2);
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(expect.arrayContaining(rows.map(historyInserted)));
+      });
+
+      it('in a transaction of the app, records the rows under their ids', async () => {
+        const prefix = `tx-${mode}`;
+        await seedOrders(prefix);
+        expect(await h.run(mode, () => h.ds.transaction((manager) => intoHistory(manager, prefix)))).toEqual(ok);
+        const rows = await histories().find({ where: [{ note: `${prefix}-a` }, { note: `${prefix}-b` }], order: { id: 'ASC' } });
+        expect(await recorded(mode)).toEqual(expect.arrayContaining(rows.map(historyInserted)));
+        expect(await h.changes()).toHaveLength(2);
+      });
+
+      it('records each row under the key the select gave it, exactly where the database tells which rows it inserted', async () => {
+        const prefix = `key-${mode}`;
+        await seedOrders(prefix);
+        let result: InsertResult | undefined;
+        expect(
+          await h.run(mode, async () => {
+            result = await h.ds
+              .createQueryBuilder()
+              .insert()
+              .into(HkCopy, ['code', 'qty'])
+              .valuesFromSelect((select) => select.select('o.item', 'code').addSelect('o.qty', 'qty').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+              .execute();
+          }),
+        ).toEqual(ok);
+        const changes = await recorded(mode);
+        if (kind === 'mariadb') {
+          // No RETURNING asked for, and keys the database did not generate: it says how many rows, not which.
+          expect(changes).toEqual([{ entity: 'HkCopy', id: null, operation: 'insert', fields: {}, partial: true, count: 2 }]);
+        } else {
+          expect(changes).toHaveLength(2);
+          expect(changes).toEqual(
+            expect.arrayContaining(
+              [3, 4].map((qty, i) => ({
+                entity: 'HkCopy',
+                id: `${prefix}-${'ab'[i]}`,
+                operation: 'insert',
+                fields: { code: { from: null, to: `${prefix}-${'ab'[i]}` }, qty: { from: null, to: qty } },
+              })),
+            ),
+          );
+        }
+        // The app's result is TypeORM's: the key the module asked for is not in it.
+        if (kind === 'postgres') expect(result!.raw).toEqual([]);
+      });
+
+      it('records each row under the number the select gave it where the database returns rows; elsewhere counts them', async () => {
+        const prefix = `num-${mode}`;
+        const seeded = await seedOrders(prefix);
+        const [a, b] = seeded;
+        expect(
+          await h.run(mode, () =>
+            h.ds
+              .createQueryBuilder()
+              .insert()
+              .into(HkNumbered, ['num', 'label'])
+              .valuesFromSelect((select) => select.select('o.id', 'num').addSelect('o.item', 'label').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+              .execute(),
+          ),
+        ).toEqual(ok);
+        expect(await h.ds.getRepository(HkNumbered).countBy({ label: Like(`${prefix}-%`) })).toBe(2);
+        const changes = await recorded(mode);
+        if (kind === 'postgres') {
+          expect(changes).toHaveLength(2);
+          expect(changes).toEqual(
+            expect.arrayContaining(
+              [a!, b!].map((order) => ({ entity: 'HkNumbered', id: String(order.id), operation: 'insert', fields: { num: { from: null, to: order.id }, label: { from: null, to: order.item } } })),
+            ),
+          );
+        } else {
+          // SQLite: the numbers given are the rowids; MariaDB: no rows returned, no increment key.
+          expect(changes).toEqual([{ entity: 'HkNumbered', id: null, operation: 'insert', fields: {}, partial: true, count: 2 }]);
+        }
+      });
+
+      it('a rolled-back transaction records nothing', async () => {
+        const prefix = `srb-${mode}`;
+        await seedOrders(prefix);
+        const outcome = await h.run(mode, () =>
+          h.ds.transaction(async (manager) => {
+            await intoHistory(manager, prefix);
+            throw new Error('rolled back');
+          }),
+        );
+        expect(outcome.status ?? (outcome.error as Error).message).toBe(mode === 'handler' ? 500 : 'rolled back');
+        expect(await histories().countBy({ note: `${prefix}-a` })).toBe(0);
+        expect(await h.changes()).toEqual([]);
+        if (mode === 'fallback') expect(await h.t.rows()).toEqual([]);
+      });
+
+      it('an insert that does not read values back (updateEntity(false)) records its rows, and returns what TypeORM returns', async () => {
+        const prefix = `ue-${mode}`;
+        await seedOrders(prefix);
+        let result: InsertResult | undefined;
+        expect(
+          await h.run(mode, async () => {
+            result = await h.ds
+              .createQueryBuilder()
+              .insert()
+              .into(HkHistory, ['note', 'n'])
+              .valuesFromSelect((select) => select.select('o.item', 'note').addSelect('o.qty', 'n').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+              .updateEntity(false)
+              .execute();
+          }),
+        ).toEqual(ok);
+        const rows = await histories().find({ where: [{ note: `${prefix}-a` }, { note: `${prefix}-b` }], order: { id: 'ASC' } });
+        const changes = await recorded(mode);
+        expect(changes).toHaveLength(2);
+        expect(changes).toEqual(expect.arrayContaining(rows.map(historyInserted)));
+        // PostgreSQL: no rows (no RETURNING of TypeORM's); SQLite: the last rowid; MariaDB: the server's OK packet.
+        if (kind === 'postgres') expect(result!.raw).toEqual([]);
+        else if (kind === 'sqlite') expect(result!.raw).toBe(rows[1]!.id);
+        else expect(result!.raw).toMatchObject({ affectedRows: 2, insertId: rows[0]!.id });
+      });
+
+      it('returns to the app what TypeORM returns (the values it reads back where the database returns rows)', async () => {
+        const prefix = `res-${mode}`;
+        await seedOrders(prefix);
+        let result: InsertResult | undefined;
+        expect(
+          await h.run(mode, async () => {
+            result = await intoHistory(h.ds.manager, prefix);
+          }),
+        ).toEqual(ok);
+        const rows = await histories().find({ where: [{ note: `${prefix}-a` }, { note: `${prefix}-b` }], order: { id: 'ASC' } });
+        expect(await h.changes()).toHaveLength(2);
+        if (kind === 'sqlite') expect(result!.raw).toBe(rows[1]!.id);
+        else expect(result!.raw).toEqual(expect.arrayContaining(rows.map((row) => ({ id: row.id, n: row.n }))));
+      });
+
+      it('an insert that skips the rows that conflict records the rows it inserted, exactly where the database tells which', async () => {
+        const prefix = `ign-${mode}`;
+        await seedOrders(prefix);
+        await h.t.seed(() => h.ds.getRepository(HkCopy).save({ code: `${prefix}-a`, qty: 1 }));
+        expect(
+          await h.run(mode, () =>
+            h.ds
+              .createQueryBuilder()
+              .insert()
+              .into(HkCopy, ['code', 'qty'])
+              .valuesFromSelect((select) => select.select('o.item', 'code').addSelect('o.qty', 'qty').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+              .orIgnore()
+              .execute(),
+          ),
+        ).toEqual(ok);
+        expect((await h.ds.getRepository(HkCopy).findOneByOrFail({ code: `${prefix}-a` })).qty).toBe(1);
+        const changes = await recorded(mode);
+        expect(changes).toEqual(
+          kind === 'mariadb'
+            ? [{ entity: 'HkCopy', id: null, operation: 'insert', fields: {}, partial: true, count: 1 }]
+            : [{ entity: 'HkCopy', id: `${prefix}-b`, operation: 'insert', fields: { code: { from: null, to: `${prefix}-b` }, qty: { from: null, to: 4 } } }],
+        );
+      });
+
+      it('an upsert by a select is recorded as one partial insert', async () => {
+        const prefix = `ups-${mode}`;
+        await seedOrders(prefix);
+        await h.t.seed(() => h.ds.getRepository(HkCopy).save({ code: `${prefix}-a`, qty: 1 }));
+        expect(
+          await h.run(mode, () =>
+            h.ds
+              .createQueryBuilder()
+              .insert()
+              .into(HkCopy, ['code', 'qty'])
+              .valuesFromSelect((select) => select.select('o.item', 'code').addSelect('o.qty', 'qty').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `${prefix}-%` }))
+              .orUpdate(['qty'], ['code'])
+              .execute(),
+          ),
+        ).toEqual(ok);
+        expect((await h.ds.getRepository(HkCopy).findOneByOrFail({ code: `${prefix}-a` })).qty).toBe(3);
+        expect(await recorded(mode)).toEqual([{ entity: 'HkCopy', id: null, operation: 'insert', fields: {}, partial: true }]);
+      });
+
+      it('links inserted by a select into a junction table are recorded as a partial update of the owning entity, with their count', async () => {
+        const box = await h.t.seed(() => h.ds.getRepository(HkBox).save({ name: `box-${mode}` }));
+        await h.t.seed(() => h.ds.getRepository(HkLabel).save([{ name: `lab-${mode}-1` }, { name: `lab-${mode}-2` }]));
+        expect(
+          await h.run(mode, () =>
+            h.ds
+              .createQueryBuilder()
+              .insert()
+              .into('hk_box_labels', ['hkBoxId', 'hkLabelId'])
+              .valuesFromSelect((select) =>
+                select
+                  .select('b.id', 'hkBoxId')
+                  .addSelect('l.id', 'hkLabelId')
+                  .from(HkBox, 'b')
+                  .innerJoin(HkLabel, 'l', 'l.name LIKE :prefix', { prefix: `lab-${mode}-%` })
+                  .where('b.id = :box', { box: box.id }),
+              )
+              .execute(),
+          ),
+        ).toEqual(ok);
+        const loaded = await h.ds.getRepository(HkBox).findOneOrFail({ where: { id: box.id }, relations: { labels: true } });
+        expect(loaded.labels).toHaveLength(2);
+        expect(await recorded(mode)).toEqual([{ entity: 'HkBox', id: null, operation: 'update', fields: {}, partial: true, count: 2 }]);
+      });
+
+      it('a select that yields no row records nothing', async () => {
+        expect(await h.run(mode, () => intoHistory(h.ds.manager, `none-${mode}`))).toEqual(ok);
+        expect(await h.changes()).toEqual([]);
+      });
+    });
+  });
+});
+
+/** Past `maxCriteriaRows`, the rows of an INSERT … SELECT are counted in one partial change. */
+describe.skipIf(!insertsFromSelect).each(databases())('INSERT … SELECT past maxCriteriaRows on %s', (kind) => {
+  const h = captureApp(kind, HK_ENTITIES, { maxCriteriaRows: 1 });
+
+  it.each(MODES)('%s: records the first row read back, and counts the others', async (mode) => {
+    await h.t.seed(() => h.ds.getRepository(HkOrder).save([1, 2, 3].map((qty) => ({ item: `b-${mode}-${qty}`, qty }))));
+    const outcome = await h.run(mode, () =>
+      h.ds
+        .createQueryBuilder()
+        .insert()
+        .into(HkHistory, ['note', 'n'])
+        .valuesFromSelect((select) => select.select('o.item', 'note').addSelect('o.qty', 'n').from(HkOrder, 'o').where('o.item LIKE :prefix', { prefix: `b-${mode}-%` }))
+        .execute(),
+    );
+    expect(outcome.error).toBeNull();
+    const changes = await h.changes();
+    expect(changes).toHaveLength(2);
+    expect(changes).toContainEqual({ entity: 'HkHistory', id: null, operation: 'insert', fields: {}, partial: true, count: 2 });
+    expect(changes).toContainEqual(expect.objectContaining({ entity: 'HkHistory', operation: 'insert', id: expect.any(String) }));
   });
 });

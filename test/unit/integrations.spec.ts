@@ -280,6 +280,38 @@ describe('TypeORM write query builders (lib/integrations/typeorm-write-query-bui
     expect(state.insertsFromSelect, 'InsertQueryBuilder expressionMap.insertFromSelect').toBe(true);
   });
 
+  it.skipIf(!valuesFromSelect)("an INSERT … SELECT names its columns, and its statement's count and last rowid are seen through its query runner (TypeORM 1.x)", async () => {
+    await dataSource.getRepository(Item).delete({ code: 'copy-a' });
+    const select = dataSource.createQueryBuilder().select("'copy-' || source.code", 'code').addSelect("source.name || ''", 'name').from(Item, 'source').where('source.code IN (:...codes)', { codes: ['a', 'b'] });
+    const builder = (dataSource.createQueryBuilder().insert().into(Item, ['code', 'name']) as unknown as { valuesFromSelect(qb: unknown): QueryBuilder<ObjectLiteral> }).valuesFromSelect(select);
+    expectShape(builder);
+    const state = new WriteQueryBuilderState(builder, 'insert');
+    expect(state.insertColumns, 'InsertQueryBuilder expressionMap.insertColumns of into(entity, columns)').toEqual(['code', 'name']);
+    expect(new WriteQueryBuilderState(dataSource.createQueryBuilder().insert().into(Item) as unknown as QueryBuilder<ObjectLiteral>, 'insert').insertColumns, 'expressionMap.insertColumns of into(entity)').toEqual([]);
+    expect(state.returnsRowsAnyway, 'SQLite: no RETURNING').toBe(false);
+
+    // Asking for more columns back leaves the builder as it was once put back.
+    const { restore } = state.returnColumnsFromSelect(state.metadata!.primaryColumns);
+    restore();
+    const map = (builder as unknown as { expressionMap: { updateEntity: boolean; extraReturningColumns: unknown[]; returning?: unknown } }).expressionMap;
+    expect([map.updateEntity, map.extraReturningColumns, map.returning], 'InsertQueryBuilder expressionMap.updateEntity/extraReturningColumns/returning put back').toEqual([true, [], undefined]);
+
+    const runner = dataSource.createQueryRunner();
+    try {
+      state.setQueryRunner(runner);
+      const { result, statement } = await state.watchStatement(() => builder.execute());
+      expect(state.queryRunner, 'the builder runs on its own query runner again').toBe(runner);
+      const copies = await dataSource.getRepository(Item).find({ where: [{ code: 'copy-a' }, { code: 'copy-b' }], order: { id: 'ASC' } });
+      expect(copies, 'the INSERT … SELECT ran').toHaveLength(2);
+      expect(statement?.affected, "QueryResult.affected of the builder's statement (sent with useStructuredResult)").toBe(2);
+      expect(statement?.raw, 'QueryResult.raw: the last rowid').toBe(copies[1]!.id);
+      expect((result as { raw: unknown }).raw, 'InsertResult.raw: the last rowid').toBe(copies[1]!.id);
+    } finally {
+      state.setQueryRunner(undefined);
+      await runner.release();
+    }
+  });
+
   it('the patched execute runs every write by criteria of the repository API through the hook, as a query builder write', async () => {
     const seen: Array<{ kind: WriteKind; inside: boolean; entity?: string }> = [];
     const rawFlags: Array<[string, boolean]> = [];
