@@ -11,18 +11,25 @@ import { AuditEntities } from '../storage/audit-entities.js';
 /**
  * Whether `value` is a TypeORM data source: an instance of this TypeORM copy's class, or
  * one that looks like it (an app whose TypeORM copy differs from the module's).
+ *
+ * Every provider of the app is looked at, and some throw when a property is read: the
+ * proxy providers of nestjs-cls (`CLS_REQ`, `CLS_RES`, `@InjectableProxy()` classes) throw
+ * outside a CLS context, as at start-up. Such a provider is not a data source.
  */
 function isDataSource(value: unknown): value is DataSource {
-  if (value instanceof DataSource) return true;
-  const candidate = value as Partial<DataSource> | null;
-  return (
-    candidate !== null &&
-    typeof candidate === 'object' &&
-    Array.isArray(candidate.subscribers) &&
-    Array.isArray(candidate.entityMetadatas) &&
-    typeof candidate.createQueryRunner === 'function' &&
-    typeof candidate.getMetadata === 'function'
-  );
+  if (value === null || typeof value !== 'object') return false;
+  try {
+    if (value instanceof DataSource) return true;
+    const candidate = value as Partial<DataSource>;
+    return (
+      Array.isArray(candidate.subscribers) &&
+      Array.isArray(candidate.entityMetadatas) &&
+      typeof candidate.createQueryRunner === 'function' &&
+      typeof candidate.getMetadata === 'function'
+    );
+  } catch {
+    return false;
+  }
 }
 
 /** The name a data source was registered under (`'default'` for the unnamed one). */

@@ -118,11 +118,15 @@ describe.each(databases())('@nestjs-cls/transactional on %s', (kind) => {
       const response = await t.request(`/cls/orders/${order.id}/propagations/${other.id}`, { method: 'PATCH', json: { label: 'rb', refuse: true }, headers: ALICE });
       expect(response.status).toBe(409);
       expect(await orders().findOneByOrFail({ id: order.id })).toMatchObject({ status: 'new', note: null });
-      expect(await orders().findOneByOrFail({ id: other.id })).toMatchObject({ note: 'new-rb' });
+      // SQLite: TypeORM runs every query runner on one connection, where the "new" transaction is a savepoint of the outer one.
+      const independent = kind !== 'sqlite';
+      expect(await orders().findOneByOrFail({ id: other.id })).toMatchObject({ note: independent ? 'new-rb' : null });
 
       const rows = await t.rows();
       expect(summary(rows)).toEqual([['order.updated', 'intent', 'failure']]);
-      expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: String(other.id), operation: 'update', fields: { note: { from: null, to: 'new-rb' } } }]);
+      expect(rows[0]!.changes).toEqual(
+        independent ? [{ entity: 'Order', id: String(other.id), operation: 'update', fields: { note: { from: null, to: 'new-rb' } } }] : [],
+      );
       expect(JSON.stringify(rows.map((row) => row.changes))).not.toMatch(/outer-rb|nested-rb/);
       expect(await journalRows()).toBe(0);
     });
