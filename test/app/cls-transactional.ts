@@ -22,12 +22,33 @@ export const clsTransactionalModule = () =>
 /** What a service method refuses after it wrote: its transaction rolls back. */
 export class OrderRefused extends Error {}
 
+/** The service account `runAs` work runs as. */
+export const IMPORTER = { type: 'service', id: 'importer' } as const;
+
+/** A provider whose `@Audited` methods work through `TransactionHost.tx` (in the caller's transaction, if any). */
+@Injectable()
+export class ClsOrderNotes {
+  constructor(private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>) {}
+
+  @Audited('order.noted')
+  async note(id: number, note: string): Promise<void> {
+    await this.txHost.tx.getRepository(Order).update({ id }, { note });
+  }
+
+  /** Reads only: its unit changes nothing. */
+  @Audited('order.checked', { target: ({ args }) => ({ type: 'order', id: String(args[0]) }) })
+  async check(id: number): Promise<void> {
+    await this.txHost.tx.getRepository(Order).findOneByOrFail({ id });
+  }
+}
+
 /** A service whose methods run in transactions `@Transactional()` opens and writes through `TransactionHost.tx`. */
 @Injectable()
 export class ClsOrderService {
   constructor(
     private readonly txHost: TransactionHost<TransactionalAdapterTypeOrm>,
     private readonly audit: AuditService,
+    private readonly notes: ClsOrderNotes,
   ) {}
 
   private get orders() {
@@ -91,6 +112,28 @@ export class ClsOrderService {
     return order;
   }
 
+  /** The status in this transaction, the note through an `@Audited` provider method in it; refused after both when `refuse`. */
+  @Transactional()
+  async setStatusAndNote(id: number, status: string, note: string, refuse: boolean): Promise<void> {
+    await this.setStatus(id, status);
+    await this.notes.note(id, note);
+    if (refuse) throw new OrderRefused(`order ${id} refused after its note`);
+  }
+
+  /** An `@Audited` check (it changes nothing) in this transaction, which then rolls back. */
+  @Transactional()
+  async checkThenRefuse(id: number): Promise<never> {
+    await this.notes.check(id);
+    throw new OrderRefused(`order ${id} refused after its check`);
+  }
+
+  /** `runAs` work that only logs, in this transaction, which then rolls back. */
+  @Transactional()
+  async runAsThenRefuse(id: number): Promise<never> {
+    await this.audit.runAs(IMPORTER, () => this.audit.log({ action: 'order.looked-at', target: { type: 'order', id: String(id) } }));
+    throw new OrderRefused(`order ${id} refused after it was looked at`);
+  }
+
   @Transactional()
   async create(note: string): Promise<Order> {
     return this.orders.save(this.orders.create({ status: 'new', note }));
@@ -150,6 +193,18 @@ export class ClsOrdersController {
   ): Promise<{ id: number }> {
     try {
       await this.service.propagations(id, other, body.label, body.refuse === true);
+    } catch (error) {
+      if (error instanceof OrderRefused) throw new ConflictException(error.message);
+      throw error;
+    }
+    return { id };
+  }
+
+  @Patch(':id/noted')
+  @Audited('order.updated')
+  async updateNoted(@Param('id', ParseIntPipe) id: number, @Body() body: { status: string; note: string; refuse?: boolean }): Promise<{ id: number }> {
+    try {
+      await this.service.setStatusAndNote(id, body.status, body.note, body.refuse === true);
     } catch (error) {
       if (error instanceof OrderRefused) throw new ConflictException(error.message);
       throw error;

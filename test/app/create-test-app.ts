@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
+import type { DataSource, DataSourceOptions } from 'typeorm';
 import { AuditEntities, AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
 import { clearAuditLog } from '../support/clear-audit-log.js';
 import type { TestDatabase } from '../support/test-database.js';
@@ -47,6 +47,11 @@ export interface TestAppOptions {
   migrations?: Array<new () => unknown>;
   /** TypeORM's `synchronize` (default true; off for a schema only migrations may change, e.g. a partitioned `audit_log`). */
   synchronize?: boolean;
+  /**
+   * Makes the data source from the options (`TypeOrmModule.forRootAsync`'s
+   * `dataSourceFactory`, as libraries that patch the data source are set up).
+   */
+  dataSourceFactory?: (options: DataSourceOptions) => Promise<DataSource>;
   /** Called after the app is created and before it listens (a WebSocket adapter, connected microservices). */
   configure?: (app: INestApplication) => void | Promise<void>;
 }
@@ -68,16 +73,20 @@ export interface TestApp {
 
 /** Boots the fixture app on a real server (port 0) over the given adapter and database. */
 export async function createTestApp(options: TestAppOptions): Promise<TestApp> {
+  const typeOrmOptions = {
+    ...options.db.options,
+    entities: [Order, Customer, User, Session, ...AuditEntities, ...(options.entities ?? [])],
+    migrations: options.migrations ?? AuditMigrations,
+    migrationsRun: true,
+    synchronize: options.synchronize ?? true,
+    logging: false,
+  } as Parameters<typeof TypeOrmModule.forRoot>[0] & DataSourceOptions;
+  const { dataSourceFactory } = options;
   @Module({
     imports: [
-      TypeOrmModule.forRoot({
-        ...options.db.options,
-        entities: [Order, Customer, User, Session, ...AuditEntities, ...(options.entities ?? [])],
-        migrations: options.migrations ?? AuditMigrations,
-        migrationsRun: true,
-        synchronize: options.synchronize ?? true,
-        logging: false,
-      } as Parameters<typeof TypeOrmModule.forRoot>[0]),
+      dataSourceFactory
+        ? TypeOrmModule.forRootAsync({ useFactory: () => typeOrmOptions, dataSourceFactory: (given) => dataSourceFactory(given!) })
+        : TypeOrmModule.forRoot(typeOrmOptions),
       TypeOrmModule.forFeature([Order, Customer, User, Session, ...(options.entities ?? [])]),
       options.auditModule ?? AuditModule.forRoot(options.audit ?? {}),
       ...(options.imports ?? []),

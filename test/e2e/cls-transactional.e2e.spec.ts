@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditJournalEntity, type AuditLogEntity } from '../../lib/index.js';
-import { ClsOrderService, ClsOrdersController, clsTransactionalModule, OrderRefused } from '../app/cls-transactional.js';
+import { ClsOrderNotes, ClsOrderService, ClsOrdersController, clsTransactionalModule, OrderRefused } from '../app/cls-transactional.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -18,7 +18,7 @@ describe.each(databases())('@nestjs-cls/transactional on %s', (kind) => {
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', imports: [clsTransactionalModule()], controllers: [ClsOrdersController], providers: [ClsOrderService] });
+    t = await createTestApp({ db, adapter: 'express', imports: [clsTransactionalModule()], controllers: [ClsOrdersController], providers: [ClsOrderService, ClsOrderNotes] });
   });
   afterAll(async () => {
     await t?.close();
@@ -30,6 +30,13 @@ describe.each(databases())('@nestjs-cls/transactional on %s', (kind) => {
   const seed = (values: Partial<Order> = {}) => t.seed(() => orders().save(orders().create({ status: 'new', ...values })));
   const journalRows = () => t.dataSource.getRepository(AuditJournalEntity).count();
   const service = () => t.app.get(ClsOrderService);
+  const update = (id: number, fields: Record<string, { from: unknown; to: unknown }>) => ({ entity: 'Order', id: String(id), operation: 'update', fields });
+  /** The rows once there are at least `count` of them and no more came for 200 ms. */
+  const settledRows = async (count: number): Promise<AuditLogEntity[]> => {
+    await expect.poll(async () => (await t.rows()).length, { timeout: 5_000 }).toBeGreaterThanOrEqual(count);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    return t.rows();
+  };
 
   describe('called from an @Audited handler', () => {
     it('a committed @Transactional() method: one success intent claiming its change', async () => {
@@ -141,6 +148,69 @@ describe.each(databases())('@nestjs-cls/transactional on %s', (kind) => {
       expect(rows[0]).toMatchObject({ actorId: '1', targetId: String(created.id) });
       expect(rows[0]!.changes).toHaveLength(1);
       expect(rows[0]!.changes![0]).toMatchObject({ entity: 'Order', id: String(created.id), operation: 'insert', fields: { note: { to: 'cls-created' } } });
+    });
+  });
+
+  describe('an @Audited provider method inside a @Transactional() method', () => {
+    it('from an @Audited handler: its intent claims its change, the handler’s the rest', async () => {
+      const order = await seed();
+      const response = await t.request(`/cls/orders/${order.id}/noted`, { method: 'PATCH', json: { status: 'noted', note: 'cls-note' }, headers: ALICE });
+      expect(response.status).toBe(200);
+
+      const rows = await t.rows();
+      expect(summary(rows).sort()).toEqual([
+        ['order.noted', 'intent', 'success'],
+        ['order.updated', 'intent', 'success'],
+      ]);
+      expect(rows.find((row) => row.action === 'order.noted')).toMatchObject({ actorId: '1', changes: [update(order.id, { note: { from: null, to: 'cls-note' } })] });
+      expect(rows.find((row) => row.action === 'order.updated')!.changes).toEqual([update(order.id, { status: { from: 'new', to: 'noted' } })]);
+    });
+
+    it('from an @Audited handler, the transaction rolled back after it: no row records the change', async () => {
+      const order = await seed();
+      const response = await t.request(`/cls/orders/${order.id}/noted`, { method: 'PATCH', json: { status: 'noted-rb', note: 'cls-note-rb', refuse: true }, headers: ALICE });
+      expect(response.status).toBe(409);
+      expect(await orders().findOneByOrFail({ id: order.id })).toMatchObject({ status: 'new', note: null });
+
+      const rows = await t.rows();
+      expect(rows.flatMap((row) => row.changes ?? [])).toEqual([]);
+      expect(rows.find((row) => row.action === 'order.updated')).toMatchObject({ outcome: 'failure' });
+      expect(JSON.stringify(rows)).not.toMatch(/noted-rb|cls-note-rb/);
+    });
+
+    it('from a script: its intent, and a fallback event for the rest', async () => {
+      const order = await seed();
+      await service().setStatusAndNote(order.id, 'script-noted', 'script-note', false);
+
+      // The unit ended inside the transaction: its event is stored once that has committed, after the call returned.
+      const rows = await settledRows(2);
+      expect(summary(rows).sort()).toEqual([
+        ['order.noted', 'intent', 'success'],
+        ['order.updated', 'change', 'success'],
+      ]);
+      expect(rows.find((row) => row.action === 'order.noted')!.changes).toEqual([update(order.id, { note: { from: null, to: 'script-note' } })]);
+      expect(rows.find((row) => row.action === 'order.updated')!.changes).toEqual([update(order.id, { status: { from: 'new', to: 'script-noted' } })]);
+    });
+
+    // SQLite: TypeORM runs every query runner on one connection, the module's own writes
+    // included, so that these events are written inside the app's transaction and rolled
+    // back with it (docs/capture-rules.md#limits).
+    it.skipIf(kind === 'sqlite')('from a script, one that changed nothing, the transaction rolled back after it: its intent is stored', async () => {
+      const order = await seed();
+      await expect(service().checkThenRefuse(order.id)).rejects.toThrow(OrderRefused);
+
+      const rows = await settledRows(1);
+      expect(summary(rows)).toEqual([['order.checked', 'intent', 'success']]);
+      expect(rows[0]).toMatchObject({ actorType: 'system', source: 'job', targetId: String(order.id), changes: [] });
+    });
+
+    it.skipIf(kind === 'sqlite')('runAs() that only logs, the transaction rolled back after it: its event is stored', async () => {
+      const order = await seed();
+      await expect(service().runAsThenRefuse(order.id)).rejects.toThrow(OrderRefused);
+
+      const rows = await settledRows(1);
+      expect(summary(rows)).toEqual([['order.looked-at', 'intent', 'success']]);
+      expect(rows[0]).toMatchObject({ actorType: 'service', actorId: 'importer', source: 'job', targetId: String(order.id) });
     });
   });
 
