@@ -19,6 +19,7 @@ import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 import { isSqlite } from '../storage/drivers.js';
+import { onOwnRunner } from '../storage/own-runner.js';
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
 interface Frame {
@@ -128,7 +129,7 @@ export class ChangeCapture {
       // change stays with its unit (stored when the unit ends), so it is only logged.
       try {
         const dataSource = runner?.connection ?? this.dataSources.audit;
-        unit.journaled(await this.journal.write(dataSource.manager, unit, [captured]), false, dataSource);
+        unit.journaled(await onOwnRunner(dataSource, (manager) => this.journal.write(manager, unit, [captured])), false, dataSource);
       } catch (error) {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
       }

@@ -13,6 +13,7 @@ import { escapedTable } from './sql.js';
 import { AuditUnitRecoveredError } from '../exceptions/audit-unit-recovered.error.js';
 import { isGuardFailure, WriteStatements, type JournalCheckRow, type JournalGuard, type Statement } from './write-statements.js';
 import { isSqlite } from './drivers.js';
+import { onOwnRunner } from './own-runner.js';
 
 /**
  * Batches written at the same time, at most (each holds one pooled connection). Two, the
@@ -387,7 +388,8 @@ export class AuditWriter {
       if (pending.journalRows) guards.push({ key, ids: pending.journalRows, rows: pending.rows, units: pending.units });
     });
     try {
-      const gone = await retryTransient(() => this.store(this.dataSource.manager, rows, units, markers, guards));
+      // On a runner of its own: not the manager a transactional library hands out in the caller's context (see onOwnRunner).
+      const gone = await retryTransient(() => onOwnRunner(this.dataSource, (manager) => this.store(manager, rows, units, markers, guards)));
       if (elsewhere.length) await this.deleteElsewhere(elsewhere, markers);
       return { gone };
     } catch (error) {
@@ -408,9 +410,10 @@ export class AuditWriter {
       for (const [dataSource, unitIds] of bySource) {
         let index = this.journalIndexes.get(dataSource);
         if (!index) this.journalIndexes.set(dataSource, (index = new JournalIndex(dataSource)));
-        const run = async (journal: JournalIndex): Promise<void> => {
-          for (const statement of journal.unitDeletes(unitIds)) await dataSource.query(statement.sql, ownStatement(statement.params));
-        };
+        const run = (journal: JournalIndex): Promise<void> =>
+          onOwnRunner(dataSource, async (manager) => {
+            for (const statement of journal.unitDeletes(unitIds)) await manager.query(statement.sql, ownStatement(statement.params));
+          });
         try {
           await run(index);
         } catch (error) {

@@ -1,0 +1,40 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { isSqlite } from './drivers.js';
+
+/** SQLite: a manager of the module's own, without a query runner, per data source. */
+const sqliteManagers = new WeakMap<DataSource, EntityManager>();
+
+/**
+ * Runs `work` with an entity manager on a query runner of its own, made for it and
+ * released after: where the module stores what must not share the fate of the app's
+ * transactions (the writer's events, a journal row of a write made outside any transaction).
+ *
+ * Not `dataSource.manager` or `dataSource.query()`: transactional libraries replace them
+ * on the data source (typeorm-transactional's `addTransactionalDataSource()`) so that, in
+ * code a `@Transactional()` method runs, they hand out that transaction's manager and
+ * query runner. Work the module does there (an `@Audited` job that ends inside the
+ * method, events it stores meanwhile) would be written in the app's transaction and lost
+ * when that rolls back. A manager on a runner of its own passes the runner to each
+ * statement it sends, so the libraries leave it alone. Only `query()` and `transaction()`
+ * of the manager are meant to be used: its repositories are the app's as the libraries
+ * hand them out.
+ *
+ * On SQLite, TypeORM has one query runner for every caller, in whatever transaction is
+ * open on it: there the manager is one without a runner, as the data source's own was
+ * before any library replaced it (`transaction()` opens a savepoint in an open
+ * transaction, as it always did there).
+ */
+export async function onOwnRunner<T>(dataSource: DataSource, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+  if (isSqlite(dataSource)) {
+    let manager = sqliteManagers.get(dataSource);
+    if (!manager) sqliteManagers.set(dataSource, (manager = dataSource.createEntityManager()));
+    return work(manager);
+  }
+  // A runner connects when it first sends a statement: made and released, it costs nothing.
+  const runner = dataSource.createQueryRunner();
+  try {
+    return await work(runner.manager);
+  } finally {
+    await runner.release();
+  }
+}
