@@ -44,6 +44,12 @@ export const ALIASED_PACKAGES = [
   '@grpc/grpc-js',
   '@grpc/proto-loader',
   'ws',
+  // Transactions through the two libraries apps most use for them (test/e2e/cls-transactional.e2e.spec.ts,
+  // test/e2e/typeorm-transactional*.e2e.spec.ts), on NestJS 11 and TypeORM 0.3.
+  'nestjs-cls',
+  '@nestjs-cls/transactional',
+  '@nestjs-cls/transactional-adapter-typeorm',
+  'typeorm-transactional',
   'typeorm',
   'rxjs',
   'reflect-metadata',
