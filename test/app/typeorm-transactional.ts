@@ -162,11 +162,16 @@ export class TxOrderService {
   /** Raw SQL inside the transaction (the library runs `dataSource.query()` on its runner); refused after it when `refuse`. */
   @Transactional()
   async rawNote(id: number, note: string, refuse: boolean): Promise<void> {
+    await this.rawNoteOutside(id, note);
+    if (refuse) throw new OrderRefused(`raw note ${note} refused`);
+  }
+
+  /** Raw SQL through `dataSource.query()`, outside any transaction. */
+  async rawNoteOutside(id: number, note: string): Promise<void> {
     const { driver } = this.dataSource;
     const table = this.orders.metadata.tablePath.split('.').map((part) => driver.escape(part)).join('.');
     const placeholder = this.dataSource.options.type === 'postgres' ? '$1' : '?';
     await this.dataSource.query(`UPDATE ${table} SET note = ${placeholder} WHERE id = ${Number(id)}`, [note]);
-    if (refuse) throw new OrderRefused(`raw note ${note} refused`);
   }
 
   @Transactional()
@@ -253,6 +258,13 @@ export class TxOrdersController {
   @Audited('order.updated')
   async updateRaw(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string; refuse?: boolean }): Promise<{ id: number }> {
     await this.refusedAs409(() => this.service.rawNote(id, body.note, body.refuse === true));
+    return { id };
+  }
+
+  @Patch(':id/raw-outside')
+  @Audited('order.updated')
+  async updateRawOutside(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<{ id: number }> {
+    await this.service.rawNoteOutside(id, body.note);
     return { id };
   }
 

@@ -225,6 +225,21 @@ export function typeormTransactionalSuite(driver: string): void {
         expect(summary(rows)).toEqual([['order.updated', 'intent', 'failure']]);
         expect(rows[0]!.changes).toEqual([]);
       });
+
+      it('raw SQL through dataSource.query() outside any transaction: claimed once, as a partial change', async () => {
+        // The library replaced dataSource.query() before the module started: the module
+        // does not open a transaction around the write, whose journal row follows it
+        // (docs/capture-rules.md#limits); it is recorded all the same.
+        const order = await seed();
+        const response = await t.request(`/tt/orders/${order.id}/raw-outside`, { method: 'PATCH', json: { note: 'raw-outside' }, headers: ALICE });
+        expect(response.status).toBe(200);
+        expect((await orders().findOneByOrFail({ id: order.id })).note).toBe('raw-outside');
+
+        const rows = await t.rows();
+        expect(summary(rows)).toEqual([['order.updated', 'intent', 'success']]);
+        expect(rows[0]!.changes).toEqual([{ entity: 'Order', id: null, operation: 'update', fields: {}, partial: true }]);
+        expect(await journalRows()).toBe(0);
+      });
     });
 
     describe('outside an @Audited handler', () => {
