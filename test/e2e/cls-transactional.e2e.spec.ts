@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditJournalEntity, type AuditLogEntity } from '../../lib/index.js';
 import { ClsOrderNotes, ClsOrderService, ClsOrdersController, clsTransactionalModule, OrderRefused } from '../app/cls-transactional.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
@@ -12,13 +12,15 @@ const ALICE = { authorization: 'Bearer alice-token' };
 /** Each row as [action, kind, outcome]. */
 const summary = (rows: AuditLogEntity[]) => rows.map((row) => [row.action, row.kind, row.outcome]);
 
-describe.each(databases())('@nestjs-cls/transactional on %s', (kind) => {
+const combos = databases().flatMap((db) => ADAPTERS.map((adapter) => [db, adapter] as const));
+
+describe.each(combos)('@nestjs-cls/transactional on %s over %s', (kind, adapter) => {
   let db: TestDatabase;
   let t: TestApp;
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', imports: [clsTransactionalModule()], controllers: [ClsOrdersController], providers: [ClsOrderService, ClsOrderNotes] });
+    t = await createTestApp({ db, adapter, imports: [clsTransactionalModule()], controllers: [ClsOrdersController], providers: [ClsOrderService, ClsOrderNotes] });
   });
   afterAll(async () => {
     await t?.close();
