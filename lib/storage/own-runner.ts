@@ -15,9 +15,9 @@ const sqliteManagers = new WeakMap<DataSource, EntityManager>();
  * query runner. Work the module does there (an `@Audited` job that ends inside the
  * method, events it stores meanwhile) would be written in the app's transaction and lost
  * when that rolls back. A manager on a runner of its own passes the runner to each
- * statement it sends, so the libraries leave it alone. Only `query()` and `transaction()`
- * of the manager are meant to be used: its repositories are the app's as the libraries
- * hand them out.
+ * statement it sends, so the libraries leave it alone. Only its `query()` and
+ * `transaction()` are meant to be used: a repository taken from it is still redirected
+ * (typeorm-transactional replaces `Repository.prototype.manager`).
  *
  * On SQLite, TypeORM has one query runner for every caller, in whatever transaction is
  * open on it: there the manager is one without a runner, as the data source's own was
