@@ -522,7 +522,7 @@ export class CriteriaWrite {
   /** The rows of `metadata` whose `column` (a property path, or `rowid`) is between `first` and `last`, in the write's transaction. */
   private readSpan(runner: QueryRunner, metadata: EntityMetadata, column: string, first: number, last: number): Promise<ObjectLiteral[]> {
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_inserted');
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_inserted').callListeners(false);
     if (this.fields) selectHidden(query, readableHidden(metadata, this.fields.hidden));
     return query
       .withDeleted()
@@ -962,7 +962,8 @@ export class CriteriaWrite {
    */
   private probe(runner: QueryRunner): SelectQueryBuilder<ObjectLiteral> {
     const metadata = this.metadata!;
-    const probe = runner.manager.createQueryBuilder(metadata.target, metadata.tableName);
+    // The module's reads are not the app's loads: its afterLoad hooks are not called for them.
+    const probe = runner.manager.createQueryBuilder(metadata.target, metadata.tableName).callListeners(false);
     this.qb.copyConditionsTo(probe);
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
     if (this.fields) selectHidden(probe, readableHidden(this.metadata!, this.fields.hidden));
@@ -994,7 +995,7 @@ export class CriteriaWrite {
     if (rows.length === 0) return [];
     const metadata = this.metadata!;
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_reread');
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_reread').callListeners(false);
     if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
     return query
       .withDeleted()
@@ -1036,7 +1037,7 @@ export class CriteriaWrite {
   private async readInsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
     if (lookups.length === 0) return [];
     const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted');
+    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted').callListeners(false);
     if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
     return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
   }

@@ -173,7 +173,7 @@ async function linkedRows(
       .slice(from, from + LINKED_ROWS_PER_READ)
       .map((row, i) => `(${referenced.map((c, j) => ((parameters[`audit_l${i}_${j}`] = row[j]), `${escape(alias)}.${escape(c.databaseName)} = :audit_l${i}_${j}`)).join(' AND ')})`)
       .join(' OR ');
-    for (const entity of await runner.manager.createQueryBuilder(metadata.target, alias).withDeleted().where(where, parameters).getMany()) {
+    for (const entity of await runner.manager.createQueryBuilder(metadata.target, alias).callListeners(false).withDeleted().where(where, parameters).getMany()) {
       const id = entityId(metadata, entity);
       // Under single-table inheritance TypeORM loads a row as the entity its discriminator names.
       const child = byKind ? metadata.childEntityMetadatas.find((candidate) => candidate.target === entity.constructor) : undefined;
@@ -350,7 +350,8 @@ export class DeleteCascade {
     const alias = 'audit_cascade';
     const escape = (name: string) => this.dataSource.driver.escape(name);
     const column = (c: ColumnMetadata) => `${escape(alias)}.${escape(c.databaseName)}`;
-    const query = this.runner.manager.createQueryBuilder(metadata.target, alias);
+    // Not the app's loads: its afterLoad hooks are not called for them.
+    const query = this.runner.manager.createQueryBuilder(metadata.target, alias).callListeners(false);
     const parameters: Record<string, unknown> = {};
     let where: string;
     if (foreignKey.columns.length === 1) {
