@@ -10,6 +10,8 @@ import type { UnitOfWork } from './unit-of-work.js';
 export class AuditContext {
   private readonly live = new Set<UnitOfWork>();
   private idle?: { promise: Promise<void>; resolve: () => void };
+  /** Units whose client left before their request was done (see `strand`). */
+  private readonly stranded = new Map<UnitOfWork, { dropped: () => boolean; settle: () => void }>();
 
   /** The innermost unit of work, if any. */
   current(): UnitOfWork | undefined {
@@ -37,6 +39,27 @@ export class AuditContext {
   /** The ids of the units that have not ended. */
   liveUnitIds(): Set<string> {
     return new Set([...this.live].map((unit) => unit.id));
+  }
+
+  /**
+   * `unit`'s client left before its request was done, and the framework may drop the
+   * request without ever routing or ending it: `dropped` tells whether it did, `settle`
+   * settles the unit. Its route's end or a timer settles it otherwise; the shutdown settles
+   * it at once when `dropped` says so (see `settleDropped`), instead of waiting for it.
+   */
+  strand(unit: UnitOfWork, dropped: () => boolean, settle: () => void): void {
+    if (!unit.isLive || this.stranded.has(unit)) return;
+    this.stranded.set(unit, { dropped, settle });
+    unit.onEnded(() => this.stranded.delete(unit));
+  }
+
+  /** Settles the units whose requests the framework dropped (see `strand`): nothing else would, before their timer. */
+  settleDropped(): void {
+    for (const [unit, { dropped, settle }] of this.stranded) {
+      if (!dropped()) continue;
+      this.stranded.delete(unit);
+      settle();
+    }
   }
 
   /** Resolves when no unit is running. */

@@ -197,6 +197,8 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
   private async shutDown(): Promise<void> {
     if (!this.options.enabled) return;
     const deadline = Date.now() + this.options.shutdownTimeout;
+    // A request the framework dropped would be settled only by its timer, a minute on: now.
+    this.context.settleDropped();
     const settled = this.context.whenIdle().then(() => Promise.all(this.beingStored.values()));
     if (!(await settledBy(settled, deadline))) {
       this.logger.warn(`Audit: shutdown went on after ${this.options.shutdownTimeout} ms with units of work still running`);

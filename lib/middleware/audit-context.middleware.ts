@@ -1,4 +1,5 @@
-import { Inject, Injectable, type NestMiddleware } from '@nestjs/common';
+import { Inject, Injectable, Optional, type NestMiddleware } from '@nestjs/common';
+import { HttpAdapterHost } from '@nestjs/core';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { HttpRequestLike } from '../context/request-info.js';
@@ -11,6 +12,31 @@ import { holdResponse, type NodeResponse } from './held-response.js';
 
 /** How long after its client went away a request that never ended is settled anyway. */
 const ABANDONED_MS = 60_000;
+
+/** The methods whose body Fastify reads, when the request declares one. */
+const FASTIFY_BODY_METHODS = new Set(['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'QUERY']);
+
+/** The parts of Node's `IncomingMessage` that tell whether its body can still be read. */
+interface IncomingBody {
+  method?: string;
+  headers: Record<string, string | string[] | undefined>;
+  readonly destroyed?: boolean;
+  readonly readableEnded?: boolean;
+}
+
+/**
+ * True when Fastify will never route `request`: it reads a request's body after the
+ * middleware — of a method that carries one, when a `Content-Type`, a length other than 0
+ * or chunks declare it — and the body of a request whose connection closed before it was
+ * read is gone (Node discards it: the read never ends, nor fails).
+ */
+function fastifyCannotRead(request: IncomingBody): boolean {
+  if (request.destroyed !== true || request.readableEnded !== false) return false;
+  if (!FASTIFY_BODY_METHODS.has((request.method ?? '').toUpperCase())) return false;
+  const { headers } = request;
+  const length = headers['content-length'];
+  return headers['content-type'] !== undefined || headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
 
 /**
  * Opens an HTTP request's unit of work before guards and pipes run, so that what they
@@ -27,6 +53,7 @@ export class AuditContextMiddleware implements NestMiddleware {
     private readonly units: UnitOfWorkFactory,
     private readonly recorder: AuditRecorder,
     private readonly intents: AuditedIntentFactory,
+    @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {}
 
   use(request: HttpRequestLike, response: NodeResponse, next: (error?: unknown) => void): void {
@@ -46,8 +73,8 @@ export class AuditContextMiddleware implements NestMiddleware {
     // which settles it; one whose route is done but not ended (an `@Res()` handler that
     // does not answer a client gone meanwhile) is settled once its route is done — its
     // handler and every interceptor around it — and one turned away before its handler, now.
-    // A request the framework drops without ever ending it (Fastify, before routing) is
-    // settled after a while.
+    // A request the framework drops without ever ending it (Fastify, whose client left before
+    // it read the body) is settled after a while, or by the shutdown, which does not wait for it.
     response.once('close', () => {
       if (unit.isSettling) return;
       const settle = () => void (unit.isSettling || this.recorder.settle(unit).catch(() => undefined)); // logged by the recorder
@@ -56,6 +83,10 @@ export class AuditContextMiddleware implements NestMiddleware {
       const timer = setTimeout(settle, ABANDONED_MS);
       timer.unref();
       unit.onEnded(() => clearTimeout(timer));
+      if (this.adapterHost?.httpAdapter?.getType() === 'fastify') {
+        const raw = (request.raw ?? request) as IncomingBody;
+        this.context.strand(unit, () => unit.state === 'open' && fastifyCannotRead(raw), settle);
+      }
     });
     this.context.run(unit, () => next());
   }
