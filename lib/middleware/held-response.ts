@@ -6,6 +6,8 @@ export interface NodeResponse {
   readonly headersSent: boolean;
   readonly destroyed: boolean;
   readonly socket?: { readonly destroyed: boolean; resetAndDestroy?: () => unknown } | null;
+  /** The request answered (Node's `ServerResponse.req`). */
+  readonly req?: { readonly httpVersionMajor?: number; readonly httpVersionMinor?: number } | null;
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
@@ -36,6 +38,12 @@ export interface HoldOptions {
 const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server error' });
 
 /**
+ * Bytes of a body that ends with the connection (see `holdResponse`) kept back, with its
+ * headers, until the events are stored; a longer body goes out as it is written.
+ */
+export const CLOSE_DELIMITED_HOLD_BYTES = 1024 * 1024;
+
+/**
  * Holds back the end of a response until `beforeEnd` has run (the unit's events are
  * stored), whoever ends it: Nest's router, an `@Res()` handler, a stream, SSE. When
  * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
@@ -51,6 +59,13 @@ const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server 
  * file sent with its size) is complete for its client as soon as that many bytes arrived,
  * however the connection ends afterwards: its last byte is held back and goes out with the
  * end, once the events are stored — never, when the connection is cut.
+ *
+ * A body that ends with the connection (an HTTP/1.0 request, no length declared, no chunked
+ * encoding) cannot be told from a cut one by its bytes, and a reset that follows its bytes
+ * closely may reach the client as an orderly end (seen on Linux): up to
+ * `CLOSE_DELIMITED_HOLD_BYTES`, such a body is held back with its headers until the end,
+ * so that fail-closed can still answer a 500; a longer one goes out as it is written and
+ * is cut by the reset.
  */
 export function holdResponse(response: NodeResponse, options: HoldOptions): void {
   const writeHead = response.writeHead;
@@ -67,9 +82,22 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   /** Bytes of the body written so far, and those held back from the declared length's last byte on. */
   let written = 0;
   let held: Buffer | undefined;
+  /**
+   * A body that ends with the connection: its writes so far, not yet passed on (decided at
+   * its first write; `null` before, `undefined` when the body is not such a one or is too long).
+   */
+  let unsent: { writes: unknown[][]; bytes: number } | undefined | null = null;
+  /** Passes on the writes of a body that ends with the connection, kept so far. */
+  const sendUnsent = (response: NodeResponse): void => {
+    const writes = unsent?.writes ?? [];
+    unsent = undefined;
+    for (const args of writes) write.apply(response, args);
+  };
   /** Lets the end go (with the body's held bytes, unless the body is replaced). */
   const release = (response: NodeResponse, args: unknown[], withHeld = true): unknown => {
     passThrough = true;
+    if (withHeld && !response.destroyed) sendUnsent(response);
+    unsent = undefined;
     const rest = held;
     held = undefined;
     if (rest && withHeld && !response.destroyed) write.call(response, rest);
@@ -98,8 +126,23 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     return this;
   };
   response.write = function (this: NodeResponse, ...args: unknown[]) {
-    passThrough = true;
     if (declared === null) declared = declaredLength(this.getHeader('content-length'));
+    if (unsent === null) unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0 } : undefined;
+    if (unsent && !ending) {
+      const chunk = bufferOf(args[0], args[1]);
+      if (chunk && unsent.bytes + chunk.length <= CLOSE_DELIMITED_HOLD_BYTES) {
+        // Copied: the caller may reuse its buffer once its callback ran (at once, as a
+        // write the socket took: one that waits for it before writing on must not wait for the end).
+        unsent.writes.push([Buffer.from(chunk)]);
+        unsent.bytes += chunk.length;
+        const callback = args.find((arg): arg is () => void => typeof arg === 'function');
+        if (callback) process.nextTick(callback);
+        return true;
+      }
+      passThrough = true;
+      sendUnsent(this);
+    }
+    passThrough = true;
     if (declared === undefined || ending) return write.apply(this, args);
     const chunk = bufferOf(args[0], args[1]);
     if (!chunk) return write.apply(this, args);
@@ -153,6 +196,18 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     );
     return this;
   };
+}
+
+/**
+ * True when `response`'s body ends with its connection: an answer to an HTTP/1.0 (or 0.9)
+ * request, with no `Transfer-Encoding` of the app's (Node chunks only a body that asks for it
+ * there). The body's declared length is checked by the caller.
+ */
+function endsWithConnection(response: NodeResponse): boolean {
+  const request = response.req;
+  if (!request || typeof request.httpVersionMajor !== 'number' || typeof request.httpVersionMinor !== 'number') return false;
+  const oldHttp = request.httpVersionMajor < 1 || (request.httpVersionMajor === 1 && request.httpVersionMinor < 1);
+  return oldHttp && response.getHeader('transfer-encoding') === undefined;
 }
 
 /** A `Content-Length` header's value as a number of bytes, if it is one. */

@@ -6,6 +6,8 @@ import { Order } from './order.entity.js';
 
 /** The body both handlers answer with, its length declared in `Content-Length`. */
 export const INVOICE = 'invoice line: 1 x espresso beans, 1 kg\n'.repeat(400);
+/** Over 1 MiB: more than is held back of a body that ends with the connection. */
+export const LARGE_INVOICE = INVOICE.repeat(70);
 
 /** Enough of Node's response (Express's response, Fastify's `reply.raw`) to write a body by hand. */
 interface RawResponse {
@@ -48,12 +50,23 @@ export class SizedBodyController {
   @Post('unsized')
   @Audited('invoice.written')
   async unsized(@Res() response: { raw?: RawResponse } & RawResponse): Promise<void> {
-    await this.orders.save(this.orders.create({ status: 'written', note: 'unsized-written' }));
+    await this.unsizedBody(response, INVOICE, 'unsized-written');
+  }
+
+  /** The same, with a body over what is held back of a body that ends with the connection (1 MiB). */
+  @Post('unsized-large')
+  @Audited('invoice.written')
+  async unsizedLarge(@Res() response: { raw?: RawResponse } & RawResponse): Promise<void> {
+    await this.unsizedBody(response, LARGE_INVOICE, 'unsized-large-written');
+  }
+
+  private async unsizedBody(response: { raw?: RawResponse } & RawResponse, body: string, note: string): Promise<void> {
+    await this.orders.save(this.orders.create({ status: 'written', note }));
     const raw = response.raw ?? response;
     raw.writeHead(200, { 'content-type': 'text/plain' });
-    raw.write(INVOICE.slice(0, 1000));
+    raw.write(body.slice(0, 1000));
     await new Promise((resolve) => setTimeout(resolve, 10));
-    raw.write(INVOICE.slice(1000));
+    raw.write(body.slice(1000));
     raw.end();
   }
 }

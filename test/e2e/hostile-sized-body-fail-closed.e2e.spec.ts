@@ -98,7 +98,17 @@ describe.each(combos)('a body whose length is declared, on %s over %s', (kind, a
     ]);
   });
 
-  it('storage fails, HTTP/1.0 (the body ends with the connection): the connection is reset, not closed as if the body were whole', async () => {
+  it('storage works, HTTP/1.0 (the body ends with the connection): the whole body, after the event is stored, then an orderly close', async () => {
+    const requestId = `sized-http10-${adapter}`;
+    const seen = await http10(t, '/hostile/sized/unsized', { 'x-request-id': requestId });
+    const rowsAtClose = await t.rows();
+    expect(seen.text.startsWith('HTTP/1.1 200'), seen.text.slice(0, 200)).toBe(true);
+    expect(seen.text.endsWith(`\r\n\r\n${INVOICE}`), 'the whole body after the headers').toBe(true);
+    expect(seen.reset).toBe(false);
+    expect(rowsAtClose.filter((row) => row.requestId === requestId).map((row) => [row.action, row.outcome])).toEqual([['invoice.written', 'success']]);
+  });
+
+  it('storage fails, HTTP/1.0 (the body ends with the connection): the body is held with its headers, the client gets a 500, never a 200', async () => {
     const requestId = `sized-fc-http10-${adapter}`;
     await renameAuditLog(true);
     let seen: { text: string; reset: boolean };
@@ -107,9 +117,27 @@ describe.each(combos)('a body whose length is declared, on %s over %s', (kind, a
     } finally {
       await renameAuditLog(false);
     }
-    // The headers and the body went out before the end: only a reset tells the client the body is not whole.
-    expect(seen.text.startsWith('HTTP/1.1 200'), seen.text.slice(0, 200)).toBe(true);
-    expect(seen.reset, 'the connection closed in order after the body, as a whole body does').toBe(true);
+    // A reset right after the body's bytes may reach the client as an orderly end (Linux):
+    // only an answer that never sent the 200 tells the client for sure.
+    expect(seen.text.startsWith('HTTP/1.1 500'), seen.text.slice(0, 200)).toBe(true);
+    expect(seen.text).not.toContain('invoice line');
+    await t.dataSource.getRepository(Order).findOneByOrFail({ note: 'unsized-written' });
+    await expect.poll(async () => (await t.rows()).filter((row) => row.requestId === requestId).length, { timeout: 15_000, interval: 250 }).toBe(1);
+  });
+
+  it('storage fails, HTTP/1.0, a body over the 1 MiB held back: it goes out as written and the connection is reset; the event is stored once storage is back', async () => {
+    const requestId = `sized-fc-http10-large-${adapter}`;
+    await renameAuditLog(true);
+    let seen: { text: string; reset: boolean };
+    try {
+      seen = await http10(t, '/hostile/sized/unsized-large', { 'x-request-id': requestId });
+    } finally {
+      await renameAuditLog(false);
+    }
+    // What reaches the client before the reset depends on the sockets' timing (nothing, the
+    // headers, part of the body): it is never a 500, as the headers were out at the failure.
+    expect(seen.text.startsWith('HTTP/1.1 500'), seen.text.slice(0, 200)).toBe(false);
+    await t.dataSource.getRepository(Order).findOneByOrFail({ note: 'unsized-large-written' });
     await expect.poll(async () => (await t.rows()).filter((row) => row.requestId === requestId).length, { timeout: 15_000, interval: 250 }).toBe(1);
   });
 });
