@@ -521,13 +521,10 @@ export class CriteriaWrite {
 
   /** The rows of `metadata` whose `column` (a property path, or `rowid`) is between `first` and `last`, in the write's transaction. */
   private readSpan(runner: QueryRunner, metadata: EntityMetadata, column: string, first: number, last: number): Promise<ObjectLiteral[]> {
-    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_inserted').callListeners(false);
-    if (this.fields) selectHidden(query, readableHidden(metadata, this.fields.hidden));
-    return query
+    return this.moduleRead(runner, metadata, 'audit_inserted')
       .withDeleted()
       .where(`audit_inserted.${column} BETWEEN :auditFirst AND :auditLast`, { auditFirst: first, auditLast: last })
-      .loadAllRelationIds({ relations: toOne, disableMixedMap: true })
+      .loadAllRelationIds({ relations: toOneRelations(metadata), disableMixedMap: true })
       .getMany();
   }
 
@@ -962,12 +959,9 @@ export class CriteriaWrite {
    */
   private probe(runner: QueryRunner): SelectQueryBuilder<ObjectLiteral> {
     const metadata = this.metadata!;
-    // The module's reads are not the app's loads: its afterLoad hooks are not called for them.
-    const probe = runner.manager.createQueryBuilder(metadata.target, metadata.tableName).callListeners(false);
+    const probe = this.moduleRead(runner, metadata, metadata.tableName);
     this.qb.copyConditionsTo(probe);
-    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    if (this.fields) selectHidden(probe, readableHidden(this.metadata!, this.fields.hidden));
-    return probe.withDeleted().loadAllRelationIds({ relations: toOne, disableMixedMap: true });
+    return probe.withDeleted().loadAllRelationIds({ relations: toOneRelations(metadata), disableMixedMap: true });
   }
 
   /** Junction rows matching the write's WHERE clause (raw: a junction has no class to hydrate). */
@@ -994,13 +988,10 @@ export class CriteriaWrite {
   private async readByIds(runner: QueryRunner, rows: ObjectLiteral[]): Promise<ObjectLiteral[]> {
     if (rows.length === 0) return [];
     const metadata = this.metadata!;
-    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_reread').callListeners(false);
-    if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
-    return query
+    return this.moduleRead(runner, metadata, 'audit_reread')
       .withDeleted()
       .whereInIds(rows.map((row) => metadata.getEntityIdMap(row)))
-      .loadAllRelationIds({ relations: toOne, disableMixedMap: true })
+      .loadAllRelationIds({ relations: toOneRelations(metadata), disableMixedMap: true })
       .getMany();
   }
 
@@ -1036,11 +1027,26 @@ export class CriteriaWrite {
 
   private async readInsertTargets(runner: QueryRunner, metadata: EntityMetadata, lookups: ObjectLiteral[]): Promise<ObjectLiteral[]> {
     if (lookups.length === 0) return [];
-    const toOne = metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
-    const query = runner.manager.createQueryBuilder(metadata.target, 'audit_upserted').callListeners(false);
-    if (this.fields) selectHidden(query, readableHidden(this.metadata!, this.fields.hidden));
-    return query.setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOne, disableMixedMap: true } }).getMany();
+    return this.moduleRead(runner, metadata, 'audit_upserted')
+      .setFindOptions({ where: lookups, withDeleted: true, loadRelationIds: { relations: toOneRelations(metadata), disableMixedMap: true } })
+      .getMany();
   }
+
+  /**
+   * A read of `metadata`'s rows by the module, on `runner` (in the write's transaction),
+   * under `alias`, with every followed column (`select: false` ones too). Not the app's load:
+   * its afterLoad hooks are not called for the rows read.
+   */
+  private moduleRead(runner: QueryRunner, metadata: EntityMetadata, alias: string): SelectQueryBuilder<ObjectLiteral> {
+    const query = runner.manager.createQueryBuilder(metadata.target, alias).callListeners(false);
+    if (this.fields) selectHidden(query, readableHidden(metadata, this.fields.hidden));
+    return query;
+  }
+}
+
+/** The property paths of `metadata`'s relations whose key the row holds (many-to-one, owning one-to-one). */
+function toOneRelations(metadata: EntityMetadata): string[] {
+  return metadata.relations.filter((r) => r.isManyToOne || r.isOneToOneOwner).map((r) => r.propertyPath);
 }
 
 /** The key of a row an insert returned (RETURNING), as the driver reads it; undefined when it lacks a key column's value. */
