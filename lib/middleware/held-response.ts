@@ -11,6 +11,8 @@ export interface NodeResponse {
   writeHead: (...args: unknown[]) => unknown;
   write: (...args: unknown[]) => unknown;
   end: (...args: unknown[]) => unknown;
+  /** Sends the headers now (Node's; Nest's SSE calls it before its first event). */
+  flushHeaders?: (...args: unknown[]) => unknown;
   setHeader(name: string, value: string | number | readonly string[]): unknown;
   getHeader(name: string): unknown;
   getHeaderNames(): string[];
@@ -65,13 +67,16 @@ export const CLOSE_DELIMITED_HOLD_BYTES = 1024 * 1024;
  * closely may reach the client as an orderly end (seen on Linux): up to
  * `CLOSE_DELIMITED_HOLD_BYTES`, such a body is held back with its headers until the end,
  * so that fail-closed can still answer a 500; a longer one goes out as it is written and
- * is cut by the reset.
+ * is cut by the reset. So does a stream whose headers the app flushes (`flushHeaders()`:
+ * Nest's SSE, before its first event): it asks for its bytes to go out as they are
+ * written, and holding them back until its end would hold the whole stream.
  */
 export function holdResponse(response: NodeResponse, options: HoldOptions): void {
   const writeHead = response.writeHead;
   const write = response.write;
   const end = response.end;
   const destroy = response.destroy;
+  const flushHeaders = response.flushHeaders;
   let ending = false;
   // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
   let passThrough = false;
@@ -125,6 +130,18 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     applyHeaders(this, headers);
     return this;
   };
+  if (flushHeaders) {
+    response.flushHeaders = function (this: NodeResponse, ...args: unknown[]) {
+      // A stream that ends with the connection wants its headers out now: its body goes out
+      // as it is written (see above). Any other response keeps its headers until its body starts.
+      if (!passThrough && !ending && !this.headersSent && unsent !== undefined && declaredLength(this.getHeader('content-length')) === undefined && endsWithConnection(this)) {
+        passThrough = true;
+        if (declared === null) declared = undefined;
+        sendUnsent(this);
+      }
+      return flushHeaders.apply(this, args);
+    };
+  }
   response.write = function (this: NodeResponse, ...args: unknown[]) {
     if (declared === null) declared = declaredLength(this.getHeader('content-length'));
     if (unsent === null) unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0 } : undefined;
