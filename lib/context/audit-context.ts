@@ -12,6 +12,8 @@ export class AuditContext {
   private idle?: { promise: Promise<void>; resolve: () => void };
   /** Units whose client left before their request was done (see `strand`). */
   private readonly stranded = new Map<UnitOfWork, { dropped: () => boolean; settle: () => void }>();
+  /** The shutdown has begun: a stranded unit is settled as soon as its request is dropped (see `recheckStranded`). */
+  private shuttingDown = false;
 
   /** The innermost unit of work, if any. */
   current(): UnitOfWork | undefined {
@@ -53,13 +55,27 @@ export class AuditContext {
     unit.onEnded(() => this.stranded.delete(unit));
   }
 
-  /** Settles the units whose requests the framework dropped (see `strand`): nothing else would, before their timer. */
+  /**
+   * Settles the units whose requests the framework dropped (see `strand`): nothing else
+   * would, before their timer. One whose request is still on its way (a middleware at work)
+   * is settled once the framework drops it (see `recheckStranded`), not before: what it does
+   * until then is its request's.
+   */
   settleDropped(): void {
+    this.shuttingDown = true;
     for (const [unit, { dropped, settle }] of this.stranded) {
       if (!dropped()) continue;
       this.stranded.delete(unit);
       settle();
     }
+  }
+
+  /** `unit`'s request may just have been dropped (see `strand`): during the shutdown, it is settled at once. */
+  recheckStranded(unit: UnitOfWork): void {
+    const entry = this.stranded.get(unit);
+    if (!this.shuttingDown || !entry?.dropped()) return;
+    this.stranded.delete(unit);
+    entry.settle();
   }
 
   /** Resolves when no unit is running. */

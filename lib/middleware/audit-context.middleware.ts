@@ -22,16 +22,20 @@ interface IncomingBody {
   headers: Record<string, string | string[] | undefined>;
   readonly destroyed?: boolean;
   readonly readableEnded?: boolean;
+  /** True once something reads the body (Fastify, after the middleware). */
+  readonly readableFlowing?: boolean | null;
+  once?(event: 'resume', listener: () => void): unknown;
 }
 
 /**
- * True when Fastify will never route `request`: it reads a request's body after the
- * middleware — of a method that carries one, when a `Content-Type`, a length other than 0
- * or chunks declare it — and the body of a request whose connection closed before it was
- * read is gone (Node discards it: the read never ends, nor fails).
+ * True when Fastify has dropped `request`: it reads a request's body after the middleware —
+ * of a method that carries one, when a `Content-Type`, a length other than 0 or chunks
+ * declare it — and the body of a request whose connection closed before it was read is gone
+ * (Node discards it: the read never ends, nor fails). Not before Fastify starts reading it:
+ * until then, the request is still in a middleware, whose work is the request's.
  */
-function fastifyCannotRead(request: IncomingBody): boolean {
-  if (request.destroyed !== true || request.readableEnded !== false) return false;
+function fastifyDropped(request: IncomingBody): boolean {
+  if (request.destroyed !== true || request.readableEnded !== false || request.readableFlowing !== true) return false;
   if (!FASTIFY_BODY_METHODS.has((request.method ?? '').toUpperCase())) return false;
   const { headers } = request;
   const length = headers['content-length'];
@@ -85,7 +89,9 @@ export class AuditContextMiddleware implements NestMiddleware {
       unit.onEnded(() => clearTimeout(timer));
       if (this.adapterHost?.httpAdapter?.getType() === 'fastify') {
         const raw = (request.raw ?? request) as IncomingBody;
-        this.context.strand(unit, () => unit.state === 'open' && fastifyCannotRead(raw), settle);
+        this.context.strand(unit, () => unit.state === 'open' && fastifyDropped(raw), settle);
+        // Fastify starts reading the body once the middleware is done: the request is dropped then.
+        raw.once?.('resume', () => setImmediate(() => this.context.recheckStranded(unit)));
       }
     });
     this.context.run(unit, () => next());
