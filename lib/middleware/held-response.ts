@@ -91,7 +91,7 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
    * A body that ends with the connection: its writes so far, not yet passed on (decided at
    * its first write; `null` before, `undefined` when the body is not such a one or is too long).
    */
-  let unsent: { writes: unknown[][]; bytes: number } | undefined | null = null;
+  let unsent: { writes: unknown[][]; bytes: number; answer: string } | undefined | null = null;
   /** Passes on the writes of a body that ends with the connection, kept so far. */
   const sendUnsent = (response: NodeResponse): void => {
     const writes = unsent?.writes ?? [];
@@ -144,7 +144,7 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   }
   response.write = function (this: NodeResponse, ...args: unknown[]) {
     if (declared === null) declared = declaredLength(this.getHeader('content-length'));
-    if (unsent === null) unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0 } : undefined;
+    if (unsent === null) unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0, answer: answerOf(this) } : undefined;
     if (unsent && !ending) {
       const chunk = bufferOf(args[0], args[1]);
       if (chunk && unsent.bytes + chunk.length <= CLOSE_DELIMITED_HOLD_BYTES) {
@@ -186,6 +186,10 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     if (ending) return this;
     ending = true;
     ended = { status: this.statusCode, headers: { ...this.getHeaders() } };
+    // Its status or headers changed since the body started: only a framework that took the
+    // headers for unsent (they are held) answers anew, as Nest does when an `@Res()` handler
+    // fails. The body written so far was the abandoned answer's: it never goes out.
+    if (unsent && unsent.answer !== answerOf(this)) unsent = undefined;
     const body = typeof args[0] === 'function' ? undefined : args[0];
     options.beforeEnd(this.statusCode, body).then(
       () => {
@@ -225,6 +229,12 @@ function endsWithConnection(response: NodeResponse): boolean {
   if (!request || typeof request.httpVersionMajor !== 'number' || typeof request.httpVersionMinor !== 'number') return false;
   const oldHttp = request.httpVersionMajor < 1 || (request.httpVersionMajor === 1 && request.httpVersionMinor < 1);
   return oldHttp && response.getHeader('transfer-encoding') === undefined;
+}
+
+/** The status and headers `response` would answer with now, as a string to compare. */
+function answerOf(response: NodeResponse): string {
+  const headers = response.getHeaders();
+  return JSON.stringify([response.statusCode, ...Object.keys(headers).sort().map((name) => [name, headers[name]])]);
 }
 
 /** A `Content-Length` header's value as a number of bytes, if it is one. */

@@ -52,6 +52,18 @@ class StreamsController {
       raw.end();
     }, 200);
   }
+
+  /** An `@Res()` handler that writes the start of its body, then fails: Nest answers its error instead, when it can. */
+  @Post('fails')
+  @Audited('report.failed')
+  async fails(@Res() response: { raw?: RawResponse } & RawResponse): Promise<void> {
+    await this.orders.save(this.orders.create({ status: 'streamed', note: 'http10-fails' }));
+    const raw = response.raw ?? response;
+    raw.writeHead(200, { 'content-type': 'text/plain' });
+    raw.write('report line 1\n');
+    await sleep(10);
+    throw new Error('report source went away');
+  }
 }
 
 interface Seen {
@@ -130,6 +142,15 @@ describe.each(combos)('a stream answered to an HTTP/1.0 request (its body ends w
     expect(seen.closedAt, 'the connection ended').toBeDefined();
     expect(seen.reset).toBe(false);
     expect(await rowsOf(requestId)).toEqual([['report.streamed', 'success', 1]]);
+  });
+
+  it('an @Res() handler that fails after writing the start of its body: the error answer Nest sends instead, without the abandoned body’s bytes', async () => {
+    const requestId = `http10-fails-${adapter}`;
+    const seen = await http10(t, 'POST', '/http10/fails', requestId);
+    expect(seen.text.startsWith('HTTP/1.1 500'), seen.text.slice(0, 200)).toBe(true);
+    expect(seen.text).not.toContain('report line');
+    expect(JSON.parse(bodyOf(seen.text))).toMatchObject({ statusCode: 500 });
+    expect(await rowsOf(requestId)).toEqual([['report.failed', 'failure', 1]]);
   });
 
   it('an @Res() handler that returns before its body ends, storage fails: a 500, never the 200', async () => {
