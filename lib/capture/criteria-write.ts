@@ -330,18 +330,21 @@ export class CriteriaWrite {
       // A plain insert by a query builder or `repository.insert()` runs in no transaction of
       // TypeORM's: give it one, so that its record (journal or fallback row) commits with it.
       const plainInsert = this.kind === 'insert' && !persisting && !this.qb.queryRunner?.isTransactionActive;
-      const write =
+      // In the module's own transaction, `commitOwn` commits it before the insert's after-hooks (see inTransaction).
+      const write = (commitOwn?: () => Promise<void>) =>
         this.kind === 'insert' && !this.qb.updatesEntity
-          ? () => this.insertWithIds(metadata, fields, !persisting)
+          ? this.insertWithIds(metadata, fields, !persisting, commitOwn)
           : unreported && this.kind === 'insert'
-            ? () => this.insertRecorded(metadata, fields)
-            : this.write;
-      return plainInsert ? this.inTransaction(() => write()) : write();
+            ? this.insertRecorded(metadata, fields)
+            : commitOwn
+              ? this.insertBeforeHooks(metadata, fields, commitOwn)
+              : this.write();
+      return plainInsert ? this.inTransaction((_runner, commitOwn) => write(commitOwn)) : write();
     }
     // The flag is kept on the save's own runner, the one its after-update event names.
     const saving = this.qb.queryRunner;
-    return this.inTransaction(async (runner) => {
-      const result = await this.captureAround(runner, metadata, fields);
+    return this.inTransaction(async (runner, commitOwn) => {
+      const result = await this.captureAround(runner, metadata, fields, commitOwn);
       if (moved) capturedAround(saving ?? runner, moved);
       return result;
     });
@@ -358,7 +361,7 @@ export class CriteriaWrite {
    * after the write, and its result is left as TypeORM gives it. The value objects are left
    * as the app wanted them.
    */
-  private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields, recordsHere: boolean): Promise<unknown> {
+  private async insertWithIds(metadata: EntityMetadata, fields: TrackedFields, recordsHere: boolean, commitOwn?: () => Promise<void>): Promise<unknown> {
     const generated = metadata.primaryColumns.filter((column) => column.isGenerated);
     if (generated.length === 0) return recordsHere && !this.qb.callListeners ? this.insertRecorded(metadata, fields) : this.write();
     const driver = this.qb.dataSource.driver;
@@ -375,48 +378,62 @@ export class CriteriaWrite {
     const valueSets = this.qb.valueSets();
     // Its listener (with listeners on) runs before the generated key is known, and records nothing.
     const hushed = this.qb.callListeners;
+    const runner = this.qb.queryRunner;
+    // The keys of the rows, from what the database returned (`raw`: the statement's raw
+    // result, as the insert's result holds it), and their records: once the statement is
+    // done, before the app's after-hooks where the module's own transaction is committed then.
+    let keys: Array<ObjectLiteral | undefined> = [];
+    let recorded: Promise<void> | undefined;
+    const record = (raw: unknown) =>
+      (recorded ??= (async () => {
+        const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
+        keys = valueSets.map((values, index) => {
+          let returned: ObjectLiteral | undefined;
+          try {
+            const row = Array.isArray(raw) ? (raw[index] as unknown) : raw;
+            returned = counted ? driver.createGeneratedMap(metadata, row, index, valueSets.length) : undefined;
+          } catch {
+            returned = undefined;
+          }
+          const local = this.qb.locallyGenerated(index);
+          const key: ObjectLiteral = {};
+          for (const column of metadata.primaryColumns) {
+            const value = [returned, local, values].map((source) => (source ? column.getEntityValue(source) : undefined)).find((v) => v !== undefined && v !== null);
+            if (value === undefined || typeof value === 'function') return undefined;
+            Object.assign(key, column.createValueMap(value));
+          }
+          return metadata.getEntityIdMap(key);
+        });
+        if (recordsHere) {
+          // What the database completed (defaults, creation dates, versions) is read back, as an
+          // insert that reads generated values back has it.
+          const stored = runner ? await this.storedRows(runner, metadata, keys) : new Map<string, ObjectLiteral>();
+          for (const [index, values] of valueSets.entries()) {
+            const key = keys[index];
+            const row = key ? stored.get(entityId(metadata, key) ?? '') : undefined;
+            const change = row
+              ? { entity: metadata.name, id: entityId(metadata, row), operation: 'insert' as const, fields: snapshotFields(fields.snapshot(row), 'to') }
+              : insertChange(metadata, fields, values, key);
+            await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
+          }
+        }
+        if (commitOwn) await commitOwn();
+      })());
     if (hushed) for (const values of valueSets) recordingInsertOf(values, metadata);
     let result: { identifiers?: unknown[]; raw?: unknown } | undefined;
     try {
-      result = (await this.write()) as typeof result;
+      if (commitOwn && hushed) {
+        result = (await this.qb.watchStatement((answer) => this.write(() => record(answer()?.raw)))).result as typeof result;
+      } else {
+        result = (await this.write()) as typeof result;
+      }
     } finally {
       if (hushed) for (const values of valueSets) recordedInsertOf(values, metadata);
     }
-    const runner = this.qb.queryRunner;
-    const counted = returning || (await this.countedIdsHold(runner, generated, valueSets));
-    const keys = valueSets.map((values, index) => {
-      let returned: ObjectLiteral | undefined;
-      try {
-        const row = Array.isArray(result?.raw) ? (result.raw[index] as unknown) : result?.raw;
-        returned = counted ? driver.createGeneratedMap(metadata, row, index, valueSets.length) : undefined;
-      } catch {
-        returned = undefined;
-      }
-      const local = this.qb.locallyGenerated(index);
-      const key: ObjectLiteral = {};
-      for (const column of metadata.primaryColumns) {
-        const value = [returned, local, values].map((source) => (source ? column.getEntityValue(source) : undefined)).find((v) => v !== undefined && v !== null);
-        if (value === undefined || typeof value === 'function') return undefined;
-        Object.assign(key, column.createValueMap(value));
-      }
-      return metadata.getEntityIdMap(key);
-    });
+    await record(result?.raw);
     if (result && Array.isArray(result.identifiers) && result.identifiers.length === 0) result.identifiers.push(...keys);
-    if (recordsHere) {
-      // The app's raw result as its insert gives it: without the columns asked for here.
-      if (added.length && Array.isArray(result?.raw)) result.raw = withoutColumns(result.raw, added);
-      // What the database completed (defaults, creation dates, versions) is read back, as an
-      // insert that reads generated values back has it.
-      const stored = runner ? await this.storedRows(runner, metadata, keys) : new Map<string, ObjectLiteral>();
-      for (const [index, values] of valueSets.entries()) {
-        const key = keys[index];
-        const row = key ? stored.get(entityId(metadata, key) ?? '') : undefined;
-        const change = row
-          ? { entity: metadata.name, id: entityId(metadata, row), operation: 'insert' as const, fields: snapshotFields(fields.snapshot(row), 'to') }
-          : insertChange(metadata, fields, values, key);
-        await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
-      }
-    }
+    // The app's raw result as its insert gives it: without the columns asked for here.
+    if (recordsHere && added.length && Array.isArray(result?.raw)) result.raw = withoutColumns(result.raw, added);
     return result;
   }
 
@@ -452,7 +469,7 @@ export class CriteriaWrite {
       const { added, restore } = this.qb.returnColumnsFromSelect(metadata.primaryColumns);
       let watched: Awaited<ReturnType<WriteQueryBuilderState['watchStatement']>>;
       try {
-        watched = await this.qb.watchStatement(this.write);
+        watched = await this.qb.watchStatement(() => this.write());
       } finally {
         restore();
       }
@@ -466,7 +483,7 @@ export class CriteriaWrite {
       return result;
     }
     const span = await this.generatedSpan(runner, metadata);
-    const { result, statement } = await this.qb.watchStatement(this.write);
+    const { result, statement } = await this.qb.watchStatement(() => this.write());
     const affected = statement?.affected;
     const ends = span && typeof affected === 'number' ? span(statement!.raw, affected) : undefined;
     let rows: ObjectLiteral[] = [];
@@ -633,20 +650,35 @@ export class CriteriaWrite {
     }
   }
 
-  private async inTransaction(body: (runner: QueryRunner) => Promise<unknown>): Promise<unknown> {
+  /**
+   * Runs `body` in the write's transaction, or in one of the module's own when it runs in
+   * none. `body` is given, for the module's own, the function committing it (once; it is
+   * committed after `body` otherwise): TypeORM opens no transaction for a query builder's
+   * write, and calls the app's hooks of its after-event once its statement is committed —
+   * they may write its rows through another connection, which would wait on the locks of
+   * an open transaction (or not see an uncommitted row). They are called once the records
+   * of the write are made and this transaction is committed.
+   */
+  private async inTransaction(body: (runner: QueryRunner, commitOwn: (() => Promise<void>) | undefined) => Promise<unknown>): Promise<unknown> {
     const ownRunner = !this.qb.queryRunner;
     const runner = this.qb.queryRunner ?? this.qb.dataSource.createQueryRunner();
     const ownTransaction = !runner.isTransactionActive;
     if (ownRunner) this.qb.setQueryRunner(runner);
+    let committing: Promise<void> | undefined;
+    let committed = false;
+    const commit = () =>
+      (committing ??= runner.commitTransaction().then(() => {
+        committed = true;
+      }));
     try {
       // Before values and the write share one transaction: nothing changes in between,
       // and fallback events commit (or roll back) with the write.
       if (ownTransaction) await runner.startTransaction();
-      const result = await body(runner);
-      if (ownTransaction) await runner.commitTransaction();
+      const result = await body(runner, ownTransaction ? commit : undefined);
+      if (ownTransaction) await commit();
       return result;
     } catch (error) {
-      if (ownTransaction && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      if (ownTransaction && !committed && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
       throw error;
     } finally {
       if (ownRunner) {
@@ -656,18 +688,25 @@ export class CriteriaWrite {
     }
   }
 
-  private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+  private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields, commitOwn: (() => Promise<void>) | undefined): Promise<unknown> {
     // An upsert's (or an ignoring insert's) value sets are recorded here, not by the insert listener, while it runs.
     const valueSets = this.kind === 'insert' ? this.qb.valueSets() : [];
     for (const values of valueSets) recordingInsertOf(values, metadata);
     try {
-      return await this.captureWrite(runner, metadata, fields);
+      return await this.captureWrite(runner, metadata, fields, commitOwn);
     } finally {
       for (const values of valueSets) recordedInsertOf(values, metadata);
     }
   }
 
-  private async captureWrite(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields): Promise<unknown> {
+  /**
+   * Captures a write by criteria: its rows read before it, and read again (or taken as
+   * deleted) once its statement is done, before the app's hooks of its after-event run.
+   * With `commitOwn` (the module's own transaction around a write the app made in none),
+   * the records are made and that transaction committed then, before those hooks, as
+   * TypeORM has them run after a statement it commits at once.
+   */
+  private async captureWrite(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields, commitOwn: (() => Promise<void>) | undefined): Promise<unknown> {
     const bound = this.capture.maxCriteriaRows;
     let before: ObjectLiteral[] | undefined;
     // An insert's rows are matched on its values as given: TypeORM may rewrite ids in them after the insert.
@@ -696,16 +735,43 @@ export class CriteriaWrite {
     // of its after-event run: what those write is a later change of the rows, recorded after.
     let written: Promise<number | undefined> | undefined;
     const recordWritten = () => (written ??= this.recordWritten(runner, metadata, fields, before, targets, cascade));
-    const result = await this.write(async () => {
-      await recordWritten();
-    });
-    const recorded = await recordWritten();
-    const affected = (result as { affected?: number } | undefined)?.affected;
-    if (!before) {
-      await this.recordPartial(runner, metadata, fields, affected);
+    if (!commitOwn) {
+      const result = await this.write(async () => {
+        await recordWritten();
+      });
+      await this.recordUncounted(runner, metadata, fields, before, targets, await recordWritten(), (result as { affected?: number } | undefined)?.affected);
       return result;
     }
-    if (targets || recorded === undefined) return result;
+    // Everything is recorded, and committed, before the hooks: the count of rows the statement
+    // affected is taken from what the database said of it.
+    let finished: Promise<void> | undefined;
+    const finish = (affected: number | undefined) =>
+      (finished ??= (async () => {
+        await this.recordUncounted(runner, metadata, fields, before, targets, await recordWritten(), affected);
+        await commitOwn();
+      })());
+    const { result, statement } = await this.qb.watchStatement((answer) => this.write(() => finish(answer()?.affected)));
+    await finish(statement?.affected ?? (result as { affected?: number } | undefined)?.affected);
+    return result;
+  }
+
+  /**
+   * Records, once a write by criteria's rows are recorded (`recorded` of them one by one),
+   * those it wrote that were not: all of them when they could not be read before it, as a
+   * partial change with the count the database gave (`affected`), or those past the bound.
+   */
+  private async recordUncounted(
+    runner: QueryRunner,
+    metadata: EntityMetadata,
+    fields: TrackedFields,
+    before: ObjectLiteral[] | undefined,
+    targets: InsertTargets | undefined,
+    recorded: number | undefined,
+    affected: number | undefined,
+  ): Promise<void> {
+    if (!before) return this.recordPartial(runner, metadata, fields, affected);
+    if (targets || recorded === undefined) return;
+    const bound = this.capture.maxCriteriaRows;
     const known = before.slice(0, bound);
     // Rows the write changed that were not recorded one by one: past the bound, or (where
     // the read cannot lock rows that did not exist yet) matching rows another connection
@@ -713,7 +779,35 @@ export class CriteriaWrite {
     const unrecorded = affected === undefined ? (recorded < known.length ? known.length - recorded : undefined) : affected - recorded;
     if (unrecorded !== undefined && unrecorded > 0) await this.recordPartial(runner, metadata, fields, unrecorded);
     else if (before.length > bound) await this.recordPartial(runner, metadata, fields, undefined);
-    return result;
+  }
+
+  /**
+   * A plain insert with its listeners, by a query builder (`repository.insert()`) the app
+   * runs in no transaction, in the module's own (`commitOwn` commits it): its value sets,
+   * as TypeORM completed them, are recorded here as its listener records them, and the
+   * transaction committed, before the app's hooks of its after-event run (as TypeORM has
+   * them run after a statement it commits at once).
+   */
+  private async insertBeforeHooks(metadata: EntityMetadata, fields: TrackedFields, commitOwn: () => Promise<void>): Promise<unknown> {
+    const valueSets = this.qb.valueSets();
+    const runner = this.qb.queryRunner;
+    for (const values of valueSets) recordingInsertOf(values, metadata);
+    let finished: Promise<void> | undefined;
+    const finish = () =>
+      (finished ??= (async () => {
+        for (const values of valueSets) {
+          const change = insertChange(metadata, fields, values, undefined);
+          await this.capture.record(runner, change.id === null ? { ...change, partial: true } : change);
+        }
+        await commitOwn();
+      })());
+    try {
+      const result = await this.write(finish);
+      await finish();
+      return result;
+    } finally {
+      for (const values of valueSets) recordedInsertOf(values, metadata);
+    }
   }
 
   /**
@@ -875,7 +969,7 @@ export class CriteriaWrite {
     const side = this.kind === 'insert' ? 'added' : 'removed';
     if (this.kind === 'insert' && this.qb.insertsFromSelect) {
       // Links inserted by a select: the database says how many, not which.
-      const { result, statement } = await this.qb.watchStatement(this.write);
+      const { result, statement } = await this.qb.watchStatement(() => this.write());
       const count = statement?.affected;
       if (count !== 0) {
         await this.capture.record(runner, { entity: relation.entityMetadata.name, id: null, operation: 'update', fields: {}, partial: true, ...(count !== undefined ? { count } : {}) });

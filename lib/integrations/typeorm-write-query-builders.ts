@@ -29,6 +29,12 @@ import { isInsideQueryBuilder, runInsideWrite } from '../context/async-frame.js'
 /** Which write a builder makes: `soft-delete` covers soft delete and restore. */
 export type WriteKind = 'update' | 'delete' | 'soft-delete' | 'insert';
 
+/** What the database said of a statement: the rows it affected, and its raw result. */
+export interface StatementAnswer {
+  affected?: number;
+  raw?: unknown;
+}
+
 /**
  * Runs one write of a hooked data source. `execute` is TypeORM's own `execute` of the
  * builder; the hook resolves with what it resolved with. `afterStatement`, given to
@@ -327,12 +333,13 @@ export class WriteQueryBuilderState {
    * and its raw result (the last rowid on SQLite, the OK packet on MySQL and MariaDB).
    * TypeORM's `InsertResult` keeps only the raw result: the count is read from the
    * `QueryResult` its query runner returns to the builder, on a view of that runner the
-   * builder runs on meanwhile.
+   * builder runs on meanwhile. `execute` is given a function telling it as soon as the
+   * statement is done (before TypeORM calls the hooks of its after-event).
    */
-  async watchStatement(execute: () => Promise<unknown>): Promise<{ result: unknown; statement: { affected?: number; raw?: unknown } | undefined }> {
+  async watchStatement(execute: (statement: () => StatementAnswer | undefined) => Promise<unknown>): Promise<{ result: unknown; statement: StatementAnswer | undefined }> {
     const runner = this.builder.queryRunner;
-    if (!runner) return { result: await execute(), statement: undefined };
-    let statement: { affected?: number; raw?: unknown } | undefined;
+    if (!runner) return { result: await execute(() => undefined), statement: undefined };
+    let statement: StatementAnswer | undefined;
     const query = (sql: string, parameters?: unknown[], structured?: boolean): Promise<unknown> =>
       runner.query(sql, parameters, true).then((answer: { affected?: number; raw?: unknown }) => {
         statement ??= answer;
@@ -341,7 +348,7 @@ export class WriteQueryBuilderState {
     const watched = Object.create(runner, { query: { value: query, configurable: true, writable: true } }) as QueryRunner;
     this.builder.setQueryRunner(watched);
     try {
-      return { result: await execute(), statement };
+      return { result: await execute(() => statement), statement };
     } finally {
       this.builder.setQueryRunner(runner);
     }
