@@ -19,7 +19,7 @@ import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 import { isSqlite } from '../storage/drivers.js';
-import { onOwnRunner } from '../storage/own-runner.js';
+import { holdsConnection, onHeldOrOwnRunner } from '../storage/own-runner.js';
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
 interface Frame {
@@ -128,17 +128,20 @@ export class ChangeCapture {
       // The write has committed already: a failed journal write cannot undo it, and the
       // change stays with its unit (stored when the unit ends), so it is only logged.
       try {
+        // On the write's connection while the app holds it (see holdsConnection), else on one of its own.
         const dataSource = runner?.connection ?? this.dataSources.audit;
-        unit.journaled(await onOwnRunner(dataSource, (manager) => this.journal.write(manager, unit, [captured])), false, dataSource);
+        unit.journaled(await onHeldOrOwnRunner(runner, dataSource, (manager) => this.journal.write(manager, unit, [captured])), false, dataSource);
       } catch (error) {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
       }
     } else {
       // Already committed: stored at once — in the transaction the app opened by hand on
-      // that connection (a raw BEGIN) when there is one and it holds `audit_log`, else on
-      // the writer's own (a runner with no transaction may be released before a retry).
-      const here = runner?.isReleased === false && runner.isTransactionActive && runner.connection === this.dataSources.audit;
-      await this.storeFallback(unit, [captured], here ? runner.manager : undefined);
+      // that connection (a raw BEGIN) when there is one and it holds `audit_log`; on that
+      // connection while the app holds it outside a transaction (see holdsConnection); else
+      // on the writer's own (a runner with no transaction may be released before a retry).
+      const audit = this.dataSources.audit;
+      const here = (runner?.isReleased === false && runner.isTransactionActive && runner.connection === audit) || holdsConnection(runner, audit);
+      await this.storeFallback(unit, [captured], here ? runner!.manager : undefined);
     }
   }
 

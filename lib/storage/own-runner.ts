@@ -1,4 +1,4 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { isSqlite } from './drivers.js';
 
 /** SQLite: a manager of the module's own, without a query runner, per data source. */
@@ -37,4 +37,21 @@ export async function onOwnRunner<T>(dataSource: DataSource, work: (manager: Ent
   } finally {
     await runner.release();
   }
+}
+
+/**
+ * Whether `runner` holds a pooled connection of `dataSource` outside any transaction (the
+ * connection a write outside a transaction was just made on, which the app's code still
+ * holds while it waits for the module): work the module does for that write is done on it.
+ * Taking another connection from the pool meanwhile could wait forever when every
+ * connection is held so (a pool as large as the number of such writes at once). SQLite has
+ * one connection, no pool.
+ */
+export function holdsConnection(runner: QueryRunner | undefined, dataSource: DataSource): runner is QueryRunner {
+  return runner !== undefined && runner.connection === dataSource && !isSqlite(dataSource) && !runner.isReleased && !runner.isTransactionActive;
+}
+
+/** {@link onOwnRunner}, or on `runner` when it {@link holdsConnection holds a connection} of `dataSource` outside any transaction. */
+export function onHeldOrOwnRunner<T>(runner: QueryRunner | undefined, dataSource: DataSource, work: (manager: EntityManager) => Promise<T>): Promise<T> {
+  return holdsConnection(runner, dataSource) ? work(runner.manager) : onOwnRunner(dataSource, work);
 }
