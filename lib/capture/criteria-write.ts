@@ -483,9 +483,20 @@ export class CriteriaWrite {
       return result;
     }
     const span = await this.generatedSpan(runner, metadata);
+    // SQLite: the rows a trigger inserts into the table take rowids among the statement's,
+    // which are then not the span counted back from its last one. Its changes, and its
+    // triggers', are counted on the connection around it: a span is trusted only when they
+    // are the statement's own (work run meanwhile on the connection counts as well: then
+    // not trusted either).
+    const countsChanges = span !== undefined && LAST_ID_DRIVERS.has(type);
+    const changesBefore = countsChanges ? await this.totalChanges(runner) : undefined;
     const { result, statement } = await this.qb.watchStatement(() => this.write());
     const affected = statement?.affected;
-    const ends = span && typeof affected === 'number' ? span(statement!.raw, affected) : undefined;
+    let ends = span && typeof affected === 'number' ? span(statement!.raw, affected) : undefined;
+    if (ends && countsChanges) {
+      const changesAfter = await this.totalChanges(runner);
+      if (changesBefore === undefined || changesAfter === undefined || changesAfter - changesBefore !== affected) ends = undefined;
+    }
     let rows: ObjectLiteral[] = [];
     if (ends && affected! > 0) {
       const last = Math.min(ends.last, ends.first + this.capture.maxCriteriaRows - 1);
@@ -534,6 +545,17 @@ export class CriteriaWrite {
       const first = fromNumber((raw as { insertId?: unknown } | null | undefined)?.insertId);
       return first === undefined ? undefined : { column: key!.propertyPath, first, last: first + affected - 1 };
     };
+  }
+
+  /** SQLite: the rows inserted, changed or deleted on the connection since it opened, triggers' included (undefined when not told). */
+  private async totalChanges(runner: QueryRunner): Promise<number | undefined> {
+    try {
+      const [row] = (await runner.query('SELECT total_changes() AS n', ownStatement([]))) as Array<{ n: unknown }>;
+      const count = typeof row?.n === 'bigint' ? Number(row.n) : row?.n;
+      return typeof count === 'number' && Number.isSafeInteger(count) ? count : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** The rows of `metadata` whose `column` (a property path, or `rowid`) is between `first` and `last`, in the write's transaction. */
