@@ -65,6 +65,34 @@ describe.skipIf(!insertsFromSelect).each(databases())('INSERT … SELECT ids, on
   });
 
   describe.runIf(kind === 'mariadb')('MariaDB', () => {
+    it('on a connection whose auto_increment_increment is 2: each row recorded is one the statement inserted', async () => {
+      await seedSources('step', 4);
+      const runner = h.ds.createQueryRunner();
+      try {
+        await runner.query('SET SESSION auto_increment_increment = 2');
+        const write = () =>
+          runner.manager
+            .createQueryBuilder()
+            .insert()
+            .into(IsTarget, ['name'])
+            .valuesFromSelect((select) => select.select('s.name', 'name').from(IsSource, 's').where('s.name LIKE :prefix', { prefix: 'step-%' }).orderBy('s.id'))
+            .execute();
+        expect(await h.run('fallback', write)).toEqual({ status: null, error: null });
+      } finally {
+        await runner.query('SET SESSION auto_increment_increment = 1');
+        await runner.release();
+      }
+      const byId = new Map((await targets().find()).map((row) => [String(row.id), row.name]));
+      const inserts = await recordedInserts();
+      const named = inserts.filter((change) => change.id !== null);
+      for (const change of named) {
+        expect(byId.get(change.id!)).toBe((change.fields.name as { to: unknown }).to);
+        expect((change.fields.name as { to: string }).to).toMatch(/^step-/);
+      }
+      const counted = inserts.filter((change) => change.id === null).reduce((sum, change) => sum + (change.count ?? 0), 0);
+      expect(named.length + counted).toBe(4);
+    });
+
     it('while another connection inserts rows into the table: each row recorded is one the statement inserted', async () => {
       const prefix = 'conc';
       await seedSources(prefix, 3000);
