@@ -201,7 +201,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
         columns,
         (hidden) =>
           hidden.length
-            ? selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_updated'), hidden).withDeleted().whereInIds([metadata.getEntityIdMap(event.databaseEntity)]).getOne()
+            ? selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_updated').callListeners(false), hidden).withDeleted().whereInIds([metadata.getEntityIdMap(event.databaseEntity)]).getOne()
             : Promise.resolve(null),
         (message) => this.capture.warn(message),
       );
@@ -310,7 +310,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
           metadata,
           fields.hidden,
           (hidden) =>
-            selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_removed'), hidden)
+            selectHidden(queryRunner.manager.createQueryBuilder(metadata.target, 'audit_removed').callListeners(false), hidden)
               .withDeleted()
               .whereInIds([metadata.getEntityIdMap(databaseEntity)])
               .loadAllRelationIds({ relations: [...effects.toOne], disableMixedMap: true })

@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Column, Entity, InsertQueryBuilder, PrimaryGeneratedColumn, type EntitySubscriberInterface } from 'typeorm';
+import { AuditExclude } from '../../lib/index.js';
 import { databases } from '../support/test-database.js';
 import { MODES, captureApp } from '../app/capture-harness.js';
 
@@ -31,6 +32,32 @@ class ViewSubscriber implements EntitySubscriberInterface<AlItem> {
   }
 }
 
+/** An item with a column TypeORM does not select (`select: false`): the module reads its stored value itself. */
+@Entity('al_secret_item')
+class AlSecretItem {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+  @Column({ type: 'varchar', length: 40, select: false, nullable: true }) secret?: string | null;
+}
+
+/** The same item, not audited: what TypeORM alone loads of it. */
+@Entity('al_secret_plain')
+@AuditExclude()
+class AlSecretPlain {
+  @PrimaryGeneratedColumn() id!: number;
+  @Column({ type: 'varchar', length: 40 }) name!: string;
+  @Column({ type: 'varchar', length: 40, select: false, nullable: true }) secret?: string | null;
+}
+
+/** The app's afterLoad calls of each of those entities. */
+const loads = new Map<string, number>();
+class LoadCounter implements EntitySubscriberInterface {
+  afterLoad(entity: object) {
+    const name = entity.constructor.name;
+    loads.set(name, (loads.get(name) ?? 0) + 1);
+  }
+}
+
 const insertsFromSelect = typeof (InsertQueryBuilder.prototype as { valuesFromSelect?: unknown }).valuesFromSelect === 'function';
 
 /**
@@ -38,9 +65,10 @@ const insertsFromSelect = typeof (InsertQueryBuilder.prototype as { valuesFromSe
  * app's loads: the app's afterLoad hooks are not called for them (nor is what they write made).
  */
 describe.each(databases())("the app's afterLoad hooks and the module's reads, on %s", (kind) => {
-  const h = captureApp(kind, [AlItem, AlView]);
+  const h = captureApp(kind, [AlItem, AlView, AlSecretItem, AlSecretPlain]);
   beforeAll(() => {
     h.ds.subscribers.unshift(new ViewSubscriber((item) => h.ds.getRepository(AlView).insert({ itemId: item.id })));
+    h.ds.subscribers.unshift(new LoadCounter());
   });
   afterEach(() => {
     recordViews = false;
@@ -63,6 +91,31 @@ describe.each(databases())("the app's afterLoad hooks and the module's reads, on
       expect(await views().count()).toBe(viewsBefore);
       const changes = await h.changes();
       expect(changes).toEqual([expect.objectContaining({ entity: 'AlItem', id: String(item.id), operation })]);
+    });
+
+    it.each([
+      ['save() setting a select: false column', async (target: typeof AlSecretItem | typeof AlSecretPlain, id: number) => {
+        const repository = h.ds.getRepository(target);
+        const row = await repository.findOneByOrFail({ id });
+        row.secret = 'changed';
+        row.name = 'renamed';
+        loads.clear();
+        await repository.save(row);
+      }],
+      ['remove()', async (target: typeof AlSecretItem | typeof AlSecretPlain, id: number) => {
+        const repository = h.ds.getRepository(target);
+        const row = await repository.findOneByOrFail({ id });
+        loads.clear();
+        await repository.remove(row);
+      }],
+    ] as const)("%s of an entity with a select: false column calls the app's afterLoad as often as without the module", async (_write, write) => {
+      const audited = await h.t.seed(() => h.ds.getRepository(AlSecretItem).save({ name: `s-${mode}`, secret: 'kept' }));
+      const plain = await h.t.seed(() => h.ds.getRepository(AlSecretPlain).save({ name: `s-${mode}`, secret: 'kept' }));
+      expect(await h.run(mode, () => write(AlSecretPlain, plain.id))).toEqual(ok);
+      const withoutModule = loads.get('AlSecretPlain') ?? 0;
+      expect(await h.run(mode, () => write(AlSecretItem, audited.id))).toEqual(ok);
+      expect(loads.get('AlSecretItem') ?? 0).toBe(withoutModule);
+      expect((await h.changes()).filter((change) => change.entity === 'AlSecretItem')).toHaveLength(1);
     });
 
     it.skipIf(!insertsFromSelect)('an INSERT … SELECT loads nothing of the app: its afterLoad does not run', async () => {
