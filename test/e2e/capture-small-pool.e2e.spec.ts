@@ -4,6 +4,7 @@ import { Column, Entity, PrimaryGeneratedColumn, type DataSource } from 'typeorm
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { within } from '../support/within.js';
 
 @Entity('sp_counter')
 class SpCounter {
@@ -68,16 +69,7 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('audited writes w
     await t.clearAudit();
   });
 
-  /** Resolves with what `work` resolved with, or 'stuck' when it has not within the bound. */
-  const bounded = async <T>(work: Promise<T>): Promise<T | 'stuck'> => {
-    let timer: NodeJS.Timeout | undefined;
-    const bound = new Promise<'stuck'>((resolve) => (timer = setTimeout(() => resolve('stuck'), BOUND_MS)));
-    try {
-      return await Promise.race([work, bound]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  const bounded = <T>(work: Promise<T>) => within(work, BOUND_MS);
   const seedCounters = () => t.seed(() => dataSource.getRepository(SpCounter).save(Array.from({ length: CONCURRENT }, (_, i) => ({ name: `c${i}`, n: 0 }))));
 
   it.each(Object.keys(WRITES))('%s: concurrent @Audited requests complete and are each recorded', async (write) => {
