@@ -6,14 +6,47 @@ import { Audited } from '../../lib/index.js';
 import { Order } from './order.entity.js';
 import { TokenGuard } from './token.guard.js';
 
-/** How long the slow middleware holds a request before passing it on. */
-export const SLOW_MIDDLEWARE_MS = 400;
+/**
+ * A point where a request waits for the test, as one calling a slow external service
+ * would: `reached` gives the response of the request that got there, which goes on once
+ * the test calls `release()` (bounded: after 20 s when the test never does). `arm()` makes
+ * it ready for the next request.
+ */
+export class RequestHold {
+  reached!: Promise<ServerResponse>;
+  private arrive!: (response: ServerResponse) => void;
+  private released!: Promise<void>;
+  private go!: () => void;
 
-/** An app middleware that takes its time (as one calling an external service would). */
+  constructor() {
+    this.arm();
+  }
+
+  arm(): void {
+    this.reached = new Promise((resolve) => (this.arrive = resolve));
+    this.released = new Promise((resolve) => (this.go = resolve));
+  }
+
+  /** For the request: says it is here, then waits until released. */
+  wait(response: ServerResponse): Promise<void> {
+    this.arrive(response);
+    setTimeout(this.go, 20_000).unref();
+    return this.released;
+  }
+
+  release(): void {
+    this.go();
+  }
+}
+
+/** Where `SlowMiddleware` holds a request. */
+export const slowMiddlewareHold = new RequestHold();
+
+/** An app middleware that takes its time: it passes a request on once `slowMiddlewareHold` releases it. */
 @Injectable()
 export class SlowMiddleware implements NestMiddleware {
-  use(_request: unknown, _response: unknown, next: () => void): void {
-    setTimeout(next, SLOW_MIDDLEWARE_MS);
+  use(_request: unknown, response: ServerResponse, next: () => void): void {
+    void slowMiddlewareHold.wait(response).then(() => next());
   }
 }
 
@@ -38,13 +71,14 @@ export class SlowMiddlewareModule implements NestModule {
   }
 }
 
-/** How long the `@Res()` handler below works before answering. */
-export const SLOW_RES_HANDLER_MS = 400;
+/** Where the `@Res()` handler below works (until released) before it saves. */
+export const slowResHold = new RequestHold();
 
 /**
- * An `@Audited` `@Res()` handler that takes its time, saves, and answers only when its
- * client is still there: one that went away meanwhile gets no response at all (the
- * handler returns without ending it), as handlers streaming to a client do.
+ * An `@Audited` `@Res()` handler that takes its time (until `slowResHold` releases it),
+ * saves, and answers only when its client is still there: one that went away meanwhile
+ * gets no response at all (the handler returns without ending it), as handlers streaming
+ * to a client do.
  */
 @Controller('hostile/slow-res')
 @UseGuards(TokenGuard)
@@ -55,7 +89,7 @@ export class SlowResController {
   @Audited('thing.slow-res')
   async create(@Body() body: { note: string }, @Res() reply: ServerResponse | { raw: ServerResponse }): Promise<void> {
     const response = 'raw' in reply ? reply.raw : reply; // Express gives the response, Fastify its reply
-    await new Promise((resolve) => setTimeout(resolve, SLOW_RES_HANDLER_MS));
+    await slowResHold.wait(response);
     const order = await this.orders.save(this.orders.create({ status: 'slow', note: body.note }));
     if (response.destroyed) return;
     response.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify(order));

@@ -1,33 +1,42 @@
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { SLOW_MIDDLEWARE_MS, SLOW_RES_HANDLER_MS, SlowMiddlewareModule, SlowResController, SlowRouteController } from '../app/hostile-slow-middleware.js';
+import { SlowMiddlewareModule, slowMiddlewareHold, SlowResController, slowResHold, SlowRouteController, type RequestHold } from '../app/hostile-slow-middleware.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { polled } from '../support/within.js';
 
 // Express only: Fastify drops a request whose client went away before routing (nothing runs, nothing is owed).
 const combos = databases().map((db) => [db, 'express'] as const);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Resolves once the server has seen the client of `response` go away. */
+async function clientGone(response: ServerResponse): Promise<void> {
+  if (!response.destroyed) await once(response, 'close');
+}
+
 /**
- * A POST of a new order to `path` as alice, whose client gives up after `abortAfterMs`;
- * waits until the request, going on without its client, has committed the order. Returns
- * the order and a reader of the rows recorded for the request.
+ * A POST of a new order to `path` as alice, whose client gives up while `hold` holds the
+ * request: the request goes on once the server has seen its client go. Waits until it has
+ * committed the order; returns the order and a reader of the rows recorded for the request.
  */
-async function abandoned(t: TestApp, path: string, note: string, requestId: string, abortAfterMs: number) {
-  await t
-    .request(path, {
-      method: 'POST',
-      json: { note },
-      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-      signal: AbortSignal.timeout(abortAfterMs),
-    })
-    .catch(() => undefined);
+async function abandoned(t: TestApp, hold: RequestHold, path: string, note: string, requestId: string) {
+  hold.arm();
+  const client = new AbortController();
+  const answer = t
+    .request(path, { method: 'POST', json: { note }, headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId }, signal: client.signal })
+    .then(
+      (response) => response.status,
+      () => 'aborted',
+    );
+  const response = await hold.reached;
+  client.abort();
+  expect(await answer, 'the client gave up before any answer').toBe('aborted');
+  await clientGone(response);
+  hold.release();
   const orders = t.dataSource.getRepository(Order);
-  let order: Order | null = null;
-  for (let i = 0; i < 60 && !order; i++) {
-    await sleep(50);
-    order = await orders.findOneBy({ note });
-  }
+  const order = await polled(() => orders.findOneBy({ note }), Boolean, 15_000);
   expect(order, 'the handler ran and committed').not.toBeNull();
   const recorded = async () => (await t.rows()).filter((row) => row.requestId === requestId || row.context?.['originRequestId'] === requestId);
   return { order: order!, recorded };
@@ -54,9 +63,9 @@ describe.each(combos)('a client that disconnects before the guards run, on %s ov
   it('the handler still runs and commits: one intent by the request’s user claiming the change, no system fallback', async () => {
     const requestId = `hostile-disconnect-${kind}-${adapter}`;
     // Abort while the slow middleware holds the request (before any guard has run).
-    const { order, recorded } = await abandoned(t, '/hostile/slow', `gone-${kind}-${adapter}`, requestId, SLOW_MIDDLEWARE_MS / 4);
+    const { order, recorded } = await abandoned(t, slowMiddlewareHold, '/hostile/slow', `gone-${kind}-${adapter}`, requestId);
     // Its record once stored (in the background: its client is gone), then a while more for anything stored twice or apart.
-    for (let i = 0; i < 100 && (await recorded()).length === 0; i++) await sleep(50);
+    await polled(recorded, (rows) => rows.length > 0, 15_000);
     await sleep(300);
 
     const rows = await recorded();
@@ -87,9 +96,10 @@ describe.each(databases().flatMap((db) => [[db, 'express'] as const, [db, 'fasti
 
     it('its intent is stored within seconds of the handler’s end, by the request’s user, claiming the change', async () => {
       const requestId = `hostile-disconnect-res-${kind}-${adapter}`;
-      const { order, recorded } = await abandoned(t, '/hostile/slow-res', `gone-res-${kind}-${adapter}`, requestId, SLOW_RES_HANDLER_MS / 4);
+      // Abort while the handler works (before it saves).
+      const { order, recorded } = await abandoned(t, slowResHold, '/hostile/slow-res', `gone-res-${kind}-${adapter}`, requestId);
       const committedAt = Date.now();
-      for (let i = 0; i < 100 && (await recorded()).length === 0; i++) await sleep(50);
+      await polled(recorded, (rows) => rows.length > 0, 5_000);
       expect(Date.now() - committedAt, 'stored within 5 s of the commit').toBeLessThan(5_000);
       await sleep(300);
 

@@ -11,3 +11,16 @@ export async function within<T>(work: Promise<T>, ms: number): Promise<T | 'wait
     clearTimeout(timer);
   }
 }
+
+/**
+ * Reads `read` every 50 ms until `done` holds of what it gives or `ms` have passed, and
+ * gives its last reading (for what the app stores in the background: the caller asserts it).
+ */
+export async function polled<T>(read: () => Promise<T>, done: (value: T) => boolean, ms: number): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (done(value) || Date.now() >= deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
