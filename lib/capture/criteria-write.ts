@@ -286,11 +286,13 @@ export class CriteriaWrite {
   private readonly kind: WriteKind;
   private readonly metadata?: EntityMetadata;
   private readonly fields: TrackedFields | null;
+  /** Starts the module's own transaction around the write, where it has one (see inTransaction); once. */
+  private begin: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly capture: ChangeCapture,
     private readonly qb: WriteQueryBuilderState,
-    private readonly write: (afterStatement?: () => Promise<void>) => Promise<unknown>,
+    private readonly execute: (afterStatement?: () => Promise<void>, beforeStatement?: () => Promise<void>) => Promise<unknown>,
   ) {
     this.kind = qb.kind;
     this.metadata = qb.metadata;
@@ -305,12 +307,18 @@ export class CriteriaWrite {
     const relation = metadata.tableType === 'junction' ? owningRelation(this.qb.dataSource, metadata) : undefined;
     if (relation) {
       if (!this.capture.trackedFields(relation.entityMetadata) || this.kind === 'update' || this.kind === 'soft-delete') return this.write();
-      return this.inTransaction((runner) => this.captureJunction(runner, metadata, relation));
+      return this.inTransaction(async (runner) => {
+        await this.begin!();
+        return this.captureJunction(runner, metadata, relation);
+      });
     }
     if (this.kind === 'insert' && this.qb.insertsFromSelect) {
       const fields = this.fields;
       if (!fields) return this.write();
-      return this.inTransaction((runner) => this.insertFromSelect(runner, metadata, fields));
+      return this.inTransaction(async (runner) => {
+        await this.begin!();
+        return this.insertFromSelect(runner, metadata, fields);
+      });
     }
     // TypeORM's own persistence with events (save/remove/…) turns listeners off and reports
     // through the subscriber; so do plain inserts with listeners. Those are not writes by
@@ -348,6 +356,38 @@ export class CriteriaWrite {
       if (moved) capturedAround(saving ?? runner, moved);
       return result;
     });
+  }
+
+  /**
+   * Runs the write (`afterStatement` once its statement is done, before the app's hooks of
+   * its after-event) and `prepare` before its statement: by default the start of the
+   * module's own transaction around it, where it has one. TypeORM calls the app's hooks of
+   * its before-event first, in no transaction when it runs in none: they may write, and
+   * what they write stays should the statement fail; they may write its rows through another
+   * connection, which would wait on the locks of the module's read of them. `prepare` runs
+   * once they are done. With listeners off there are none (and with `useTransaction(true)`
+   * TypeORM opens its transaction before them, where it sees none open): then it runs first.
+   */
+  private async write(afterStatement?: () => Promise<void>, prepare = this.begin): Promise<unknown> {
+    if (!prepare) return this.execute(afterStatement);
+    let prepared: Promise<void> | undefined;
+    const once = () => (prepared ??= prepare());
+    const runner = this.qb.queryRunner;
+    if (!runner || !this.qb.callListeners || this.qb.usesTransaction) {
+      await once();
+      return this.execute(afterStatement);
+    }
+    // Should TypeORM send the statement without calling hooks of the before-event (an
+    // insert without value sets), `prepare` runs before it all the same.
+    const query = (...args: Parameters<QueryRunner['query']>): Promise<unknown> => once().then(() => runner.query(...args));
+    this.qb.setQueryRunner(Object.create(runner, { query: { value: query, configurable: true, writable: true } }) as QueryRunner);
+    try {
+      const result = await this.execute(afterStatement, once);
+      await once();
+      return result;
+    } finally {
+      this.qb.setQueryRunner(runner);
+    }
   }
 
   /**
@@ -686,21 +726,32 @@ export class CriteriaWrite {
     const runner = this.qb.queryRunner ?? this.qb.dataSource.createQueryRunner();
     const ownTransaction = !runner.isTransactionActive;
     if (ownRunner) this.qb.setQueryRunner(runner);
+    let starting: Promise<void> | undefined;
+    let started = false;
+    // Before values and the write share one transaction: nothing changes in between, and
+    // fallback events commit (or roll back) with the write. `body` starts it (`this.begin`)
+    // once the app's hooks of the write's before-event are done (see write) — unless one is
+    // open on the runner by then (SQLite's one runner, shared by writes made at once).
+    this.begin = () =>
+      (starting ??=
+        ownTransaction && !runner.isTransactionActive
+          ? ((started = true), runner.startTransaction())
+          : Promise.resolve());
     let committing: Promise<void> | undefined;
     let committed = false;
     const commit = () =>
-      (committing ??= runner.commitTransaction().then(() => {
+      (committing ??= this.begin!().then(async () => {
+        if (!started) return;
+        await runner.commitTransaction();
         committed = true;
       }));
     try {
-      // Before values and the write share one transaction: nothing changes in between,
-      // and fallback events commit (or roll back) with the write.
-      if (ownTransaction) await runner.startTransaction();
       const result = await body(runner, ownTransaction ? commit : undefined);
       if (ownTransaction) await commit();
       return result;
     } catch (error) {
-      if (ownTransaction && !committed && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      await starting?.catch(() => undefined);
+      if (started && !committed && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
       throw error;
     } finally {
       if (ownRunner) {
@@ -733,26 +784,14 @@ export class CriteriaWrite {
     let before: ObjectLiteral[] | undefined;
     // An insert's rows are matched on its values as given: TypeORM may rewrite ids in them after the insert.
     let targets: InsertTargets | undefined;
-    try {
-      if (this.kind === 'insert') targets = this.insertTargets(metadata);
-      const read = (): Promise<ObjectLiteral[]> => (targets ? this.readInsertTargets(runner, metadata, targets.lookups) : this.readMatching(runner, bound + 1));
-      before = this.fields?.hidden.length
-        ? (await readWithHidden(runner, metadata, this.fields.hidden, () => read(), (message) => this.capture.warn(message))).value
-        : await this.guarded(runner, read);
-    } catch (error) {
-      if (error instanceof TransactionLost) throw error.cause;
-      this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
-    }
     // What the database deletes or changes with the rows, read before they go.
     let cascade: PendingChange[] = [];
-    if (this.kind === 'delete' && before?.length && deleteEffectsOf(this.qb.dataSource, metadata).dependents.length) {
-      try {
-        cascade = await this.guarded(runner, () => DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before!.slice(0, bound), false));
-      } catch (error) {
-        if (error instanceof TransactionLost) throw error.cause;
-        this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
-      }
-    }
+    // The rows are read (and locked) in the write's transaction just before its statement,
+    // once the app's hooks of its before-event are done (see write).
+    const prepare = async () => {
+      await this.begin?.();
+      ({ before, targets, cascade } = await this.readBefore(runner, metadata, bound));
+    };
     // The rows are read back and recorded once the statement is done, before the app's hooks
     // of its after-event run: what those write is a later change of the rows, recorded after.
     let written: Promise<number | undefined> | undefined;
@@ -760,7 +799,7 @@ export class CriteriaWrite {
     if (!commitOwn) {
       const result = await this.write(async () => {
         await recordWritten();
-      });
+      }, prepare);
       await this.recordUncounted(runner, metadata, fields, before, targets, await recordWritten(), (result as { affected?: number } | undefined)?.affected);
       return result;
     }
@@ -772,9 +811,43 @@ export class CriteriaWrite {
         await this.recordUncounted(runner, metadata, fields, before, targets, await recordWritten(), affected);
         await commitOwn();
       })());
-    const { result, statement } = await this.qb.watchStatement((answer) => this.write(() => finish(answer()?.affected)));
+    const { result, statement } = await this.qb.watchStatement((answer) => this.write(() => finish(answer()?.affected), prepare));
     await finish(statement?.affected ?? (result as { affected?: number } | undefined)?.affected);
     return result;
+  }
+
+  /**
+   * The rows a write by criteria will touch, read (and locked) before its statement — for
+   * an insert, those its value sets may hit (`targets`) — and what a delete cascades to;
+   * `before` is left out when they cannot be read (the write is then recorded as partial).
+   */
+  private async readBefore(
+    runner: QueryRunner,
+    metadata: EntityMetadata,
+    bound: number,
+  ): Promise<{ before: ObjectLiteral[] | undefined; targets: InsertTargets | undefined; cascade: PendingChange[] }> {
+    let before: ObjectLiteral[] | undefined;
+    let targets: InsertTargets | undefined;
+    try {
+      if (this.kind === 'insert') targets = this.insertTargets(metadata);
+      const read = (): Promise<ObjectLiteral[]> => (targets ? this.readInsertTargets(runner, metadata, targets.lookups) : this.readMatching(runner, bound + 1));
+      before = this.fields?.hidden.length
+        ? (await readWithHidden(runner, metadata, this.fields.hidden, () => read(), (message) => this.capture.warn(message))).value
+        : await this.guarded(runner, read);
+    } catch (error) {
+      if (error instanceof TransactionLost) throw error.cause;
+      this.capture.warn(`Could not read the rows a ${this.kind} of ${metadata.name} affects; recording it as partial: ${(error as Error).message}`);
+    }
+    let cascade: PendingChange[] = [];
+    if (this.kind === 'delete' && before?.length && deleteEffectsOf(this.qb.dataSource, metadata).dependents.length) {
+      try {
+        cascade = await this.guarded(runner, () => DeleteCascade.read(this.capture, this.qb.dataSource, runner, metadata, before!.slice(0, bound), false));
+      } catch (error) {
+        if (error instanceof TransactionLost) throw error.cause;
+        this.capture.warn(`Could not read the rows a delete of ${metadata.name} cascades to: ${(error as Error).message}`);
+      }
+    }
+    return { before, targets, cascade };
   }
 
   /**

@@ -21,6 +21,11 @@ interface AsyncFrame {
    */
   readonly afterStatement?: (() => Promise<void>) | undefined;
   /**
+   * The work the change capture does before the running query builder's statement, once
+   * the hooks of its before-event are done (see {@link writeBeforeStatement}).
+   */
+  readonly beforeStatement?: ((hooks: Promise<unknown>) => Promise<void>) | undefined;
+  /**
    * The data source of the innermost `save()`, `remove()`, `softRemove()` or `recover()`
    * running now: with its events (null: with `{ listeners: false }`).
    */
@@ -71,13 +76,31 @@ export function currentTransactionManager(): EntityManager | undefined {
 /**
  * Runs `fn` as a TypeORM query builder's execution; `afterStatement`, when given, is run
  * once its statement is done, before the app's hooks of its after-event (`afterInsert`,
- * `afterUpdate`, …) are called.
+ * `afterUpdate`, …) are called; `beforeStatement`, once the app's hooks of its
+ * before-event (`beforeInsert`, `beforeUpdate`, …) are done, before its statement.
  */
-export function runInsideWrite<T>(fn: () => T, afterStatement?: () => Promise<void>): T {
+export function runInsideWrite<T>(fn: () => T, afterStatement?: () => Promise<void>, beforeStatement?: () => Promise<void>): T {
   let done: Promise<void> | undefined;
   // Once, whichever hooks of the write ask for it first (an insert's are called per row).
   const once = afterStatement && (() => (done ??= afterStatement()));
-  return runWith({ insideWrite: true, afterStatement: once }, fn);
+  // Once every hook called is done: TypeORM calls an insert's per row, one after the other
+  // in the same turn, then waits for them all.
+  const hooks: Array<Promise<unknown>> = [];
+  let ready: Promise<void> | undefined;
+  const before =
+    beforeStatement &&
+    ((called: Promise<unknown>) => {
+      hooks.push(called);
+      return (ready ??= Promise.resolve()
+        .then(() => Promise.all(hooks))
+        .then(() => beforeStatement()));
+    });
+  return runWith({ insideWrite: true, afterStatement: once, beforeStatement: before }, fn);
+}
+
+/** The work to run once the hooks of the before-event of the query builder write running now are done (given the promise of those called). */
+export function writeBeforeStatement(): ((hooks: Promise<unknown>) => Promise<void>) | undefined {
+  return storage.getStore()?.beforeStatement;
 }
 
 /** The work to run before the hooks of the after-event of the query builder write running now (its own frame, not a hook's). */
@@ -98,8 +121,8 @@ export function isInsideQueryBuilder(): boolean {
  */
 export function runAsEntityHook<T>(fn: () => T): T {
   const frame = storage.getStore();
-  if (frame?.insideWrite === undefined && frame?.persisting === undefined && frame?.afterStatement === undefined) return fn();
-  const { insideWrite: _write, persisting: _persisting, afterStatement: _after, ...rest } = frame;
+  if (frame?.insideWrite === undefined && frame?.persisting === undefined && frame?.afterStatement === undefined && frame?.beforeStatement === undefined) return fn();
+  const { insideWrite: _write, persisting: _persisting, afterStatement: _after, beforeStatement: _before, ...rest } = frame;
   return storage.run(rest, fn);
 }
 

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { runAsEntityHook, writeAfterStatement } from '../context/async-frame.js';
+import { runAsEntityHook, writeAfterStatement, writeBeforeStatement } from '../context/async-frame.js';
 
 /**
  * Patches: the entity event methods of TypeORM's `Broadcaster` (`broadcastBeforeInsertEvent`
@@ -24,7 +24,10 @@ import { runAsEntityHook, writeAfterStatement } from '../context/async-frame.js'
  * hooks of its after-event write those rows too, that read must come before them (their
  * change is a later one): the after-event of a write whose capture asked for it
  * (`runInsideWrite`'s `afterStatement`) calls its hooks once that work is done, and the
- * broadcast waits for them as for any hook (through one promise in its result).
+ * broadcast waits for them as for any hook (through one promise in its result). The
+ * before-event of such a write calls its hooks at once and then waits, with them, for the
+ * capture's work before the statement (`runInsideWrite`'s `beforeStatement`: opening its
+ * transaction, reading the rows), which so comes after what those hooks do.
  *
  * Relies on: TypeORM calling subscribers' and entity listeners' entity hooks only from
  * these methods, synchronously, each given a `BroadcasterResult` (its class made without
@@ -60,6 +63,15 @@ const AFTER_EVENT_METHODS: ReadonlySet<string> = new Set([
   'broadcastAfterRecoverEvent',
 ]);
 
+/** The methods of before-events, after whose hooks a capture may do its work before the statement. */
+const BEFORE_EVENT_METHODS: ReadonlySet<string> = new Set([
+  'broadcastBeforeInsertEvent',
+  'broadcastBeforeUpdateEvent',
+  'broadcastBeforeRemoveEvent',
+  'broadcastBeforeSoftRemoveEvent',
+  'broadcastBeforeRecoverEvent',
+]);
+
 type Broadcast = ((this: unknown, ...args: unknown[]) => unknown) & { [PATCHED]?: true };
 
 /** TypeORM's `BroadcasterResult`: the promises of the hooks called, which the caller awaits. */
@@ -88,7 +100,19 @@ export function attachEntityEventHooks(dataSource: DataSource): void {
     if (typeof original !== 'function') throw new Error(`nestjs-system-audit: TypeORM's Broadcaster.prototype.${name} not found; this TypeORM version is not supported`);
     if (original[PATCHED]) continue;
     const after = AFTER_EVENT_METHODS.has(name);
+    const before = BEFORE_EVENT_METHODS.has(name);
     const patched: Broadcast = function (this: unknown, ...args: unknown[]) {
+      const beforeStatement = before ? writeBeforeStatement() : undefined;
+      if (beforeStatement) {
+        // The hooks are called at once, with a result of their own; the caller's waits for
+        // them and then for the capture's work before the statement.
+        const [result, ...rest] = args as [BroadcasterResult, ...unknown[]];
+        const own = new (result.constructor as new () => BroadcasterResult)();
+        runAsEntityHook(() => original.call(this, own, ...rest));
+        result.promises.push(beforeStatement(own.wait()));
+        result.count++;
+        return undefined;
+      }
       const afterStatement = after ? writeAfterStatement() : undefined;
       if (!afterStatement) return runAsEntityHook(() => original.apply(this, args));
       // The hooks are called once the capture has read the rows written, with a result of

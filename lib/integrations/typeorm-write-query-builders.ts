@@ -39,9 +39,14 @@ export interface StatementAnswer {
  * Runs one write of a hooked data source. `execute` is TypeORM's own `execute` of the
  * builder; the hook resolves with what it resolved with. `afterStatement`, given to
  * `execute`, runs once the statement is done, before the app's hooks of the write's
- * after-event (lib/integrations/typeorm-entity-event-hooks.ts).
+ * after-event; `beforeStatement`, once the app's hooks of its before-event are done,
+ * before the statement (lib/integrations/typeorm-entity-event-hooks.ts): TypeORM calls
+ * those only with the write's listeners on.
  */
-export type WriteHook = (write: WriteQueryBuilderState, execute: (afterStatement?: () => Promise<void>) => Promise<unknown>) => Promise<unknown>;
+export type WriteHook = (
+  write: WriteQueryBuilderState,
+  execute: (afterStatement?: () => Promise<void>, beforeStatement?: () => Promise<void>) => Promise<unknown>,
+) => Promise<unknown>;
 
 /** The fields of TypeORM's (internal) `QueryExpressionMap` read here. */
 interface ExpressionMap {
@@ -60,6 +65,8 @@ interface ExpressionMap {
   /** TypeORM 0.3 only. */
   nativeParameters?: ObjectLiteral;
   aliasNamePrefixingEnabled: boolean;
+  /** True when the builder opens a transaction of its own for the write (`useTransaction(true)`) where none is open. */
+  useTransaction: boolean;
   /** False for `save(…, { reload: false })` and a builder's `updateEntity(false)`: generated values are not read back. */
   updateEntity: boolean;
   /** The RETURNING the app asked for (`returning()`): column names, or SQL text. */
@@ -111,6 +118,7 @@ const EXPRESSION_MAP_SHAPE: { [K in keyof ExpressionMap]-?: { type: string; alwa
   parameters: { type: 'an object', always: true, check: isObject },
   nativeParameters: { type: 'an object', always: false, check: isObject },
   aliasNamePrefixingEnabled: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
+  useTransaction: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   updateEntity: { type: 'a boolean', always: true, check: (value) => typeof value === 'boolean' },
   returning: { type: 'a string or an array', always: false, check: (value) => typeof value === 'string' || Array.isArray(value) },
   extraReturningColumns: { type: 'an array', always: true, check: Array.isArray },
@@ -191,7 +199,7 @@ export function attachWriteQueryBuilderHook(dataSource: DataSource, hook: WriteH
     const original = prototype.execute;
     if (original[PATCHED]) continue;
     const execute: Execute = function (this: WriteQueryBuilder): Promise<unknown> {
-      const run = (afterStatement?: () => Promise<void>) => runInsideWrite(() => original.call(this), afterStatement);
+      const run = (afterStatement?: () => Promise<void>, beforeStatement?: () => Promise<void>) => runInsideWrite(() => original.call(this), afterStatement, beforeStatement);
       const active = hooks.get(this.connection);
       if (!active || isInsideQueryBuilder()) return run();
       return active(new WriteQueryBuilderState(this as unknown as QueryBuilder<ObjectLiteral>, kind), run);
@@ -252,6 +260,11 @@ export class WriteQueryBuilderState {
   /** False for TypeORM's own persistence (`save`, `remove`, …) and for writes run with listeners off (`callListeners(false)`, `{ listeners: false }`). */
   get callListeners(): boolean {
     return this.map.callListeners;
+  }
+
+  /** True when TypeORM opens a transaction of its own for the write (`useTransaction(true)`) where none is open. */
+  get usesTransaction(): boolean {
+    return this.map.useTransaction;
   }
 
   /** The values an update sets, or the value sets an insert inserts, as given. */
