@@ -11,6 +11,8 @@ import { classifyDatabaseError } from '../storage/database-errors.js';
 import { isPersistingWithEvents } from '../context/async-frame.js';
 import { escapedTable } from '../storage/sql.js';
 import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
+import { isSqlite } from '../storage/drivers.js';
+import { runAsTurnHolder, takeTurn } from './runner-turn.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];
@@ -728,37 +730,52 @@ export class CriteriaWrite {
     if (ownRunner) this.qb.setQueryRunner(runner);
     let starting: Promise<void> | undefined;
     let started = false;
+    // On a runner the app holds (not SQLite's one connection), the transaction is opened in
+    // the runner's turn: the app may send other statements on it meanwhile (see runner-turn).
+    const token = {};
+    let giveBack: (() => void) | undefined;
     // Before values and the write share one transaction: nothing changes in between, and
     // fallback events commit (or roll back) with the write. `body` starts it (`this.begin`)
     // once the app's hooks of the write's before-event are done (see write) — unless one is
     // open on the runner by then (SQLite's one runner, shared by writes made at once).
     this.begin = () =>
-      (starting ??=
-        ownTransaction && !runner.isTransactionActive
-          ? ((started = true), runner.startTransaction())
-          : Promise.resolve());
+      (starting ??= (async () => {
+        if (!ownTransaction) return;
+        if (!ownRunner && !isSqlite(this.qb.dataSource)) giveBack = await takeTurn(runner, token);
+        if (runner.isTransactionActive) return giveBack?.();
+        started = true;
+        await runner.startTransaction();
+      })());
     let committing: Promise<void> | undefined;
     let committed = false;
     const commit = () =>
       (committing ??= this.begin!().then(async () => {
         if (!started) return;
-        await runner.commitTransaction();
-        committed = true;
+        try {
+          await runner.commitTransaction();
+          committed = true;
+        } finally {
+          giveBack?.();
+        }
       }));
-    try {
-      const result = await body(runner, ownTransaction ? commit : undefined);
-      if (ownTransaction) await commit();
-      return result;
-    } catch (error) {
-      await starting?.catch(() => undefined);
-      if (started && !committed && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
-      throw error;
-    } finally {
-      if (ownRunner) {
-        this.qb.setQueryRunner(undefined);
-        await runner.release();
+    // The module's statements around the write (its commit, its rollback) are the turn's too.
+    return runAsTurnHolder(token, async () => {
+      try {
+        const result = await body(runner, ownTransaction ? commit : undefined);
+        if (ownTransaction) await commit();
+        return result;
+      } catch (error) {
+        await starting?.catch(() => undefined);
+        if (started && !committed && runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+        throw error;
+      } finally {
+        giveBack?.();
+        if (ownRunner) {
+          this.qb.setQueryRunner(undefined);
+          await runner.release();
+        }
       }
-    }
+    });
   }
 
   private async captureAround(runner: QueryRunner, metadata: EntityMetadata, fields: TrackedFields, commitOwn: (() => Promise<void>) | undefined): Promise<unknown> {

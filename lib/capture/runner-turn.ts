@@ -1,0 +1,53 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { QueryRunner } from 'typeorm';
+
+/**
+ * Turns on a query runner the app holds, for the transactions the module opens on it
+ * around a write the app made there in none.
+ *
+ * Why: the app may send several statements at once on one query runner (`Promise.all` of
+ * writes on its manager): the database runs them one after the other, each committed on
+ * its own. A transaction the module opens on that connection around one of them would take
+ * in the others sent meanwhile — its rollback (that write failing) undoing them, its
+ * commit ending the transaction the module opened around another. While such a
+ * transaction is open, the runner's other statements (those not sent by the work holding
+ * the turn) wait for it to end; the next write waits for its turn before opening its own.
+ * No app code runs while a turn is held: the app's hooks of the write's before-event run
+ * before it is taken, those of its after-event once it is given back.
+ */
+const holder = new AsyncLocalStorage<object>();
+const turns = new WeakMap<QueryRunner, Promise<void>>();
+
+type Query = QueryRunner['query'];
+
+/** Runs `fn` as the work that may take turns on runners: the statements it sends go through while it holds one. */
+export function runAsTurnHolder<T>(token: object, fn: () => T): T {
+  return holder.run(token, fn);
+}
+
+/**
+ * Waits for `runner`'s turn, then holds it for `token` (see {@link runAsTurnHolder}):
+ * statements sent on `runner` from elsewhere wait until the returned function gives it back.
+ */
+export async function takeTurn(runner: QueryRunner, token: object): Promise<() => void> {
+  const previous = turns.get(runner) ?? Promise.resolve();
+  let release!: () => void;
+  const done = new Promise<void>((resolve) => (release = resolve));
+  turns.set(
+    runner,
+    previous.then(() => done),
+  );
+  await previous;
+  const own = Object.prototype.hasOwnProperty.call(runner, 'query') ? (runner as { query: Query }).query : undefined;
+  const query = ((...args: Parameters<Query>) =>
+    holder.getStore() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
+  Object.defineProperty(runner, 'query', { value: query, configurable: true, writable: true });
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (own) Object.defineProperty(runner, 'query', { value: own, configurable: true, writable: true });
+    else delete (runner as { query?: Query }).query;
+    release();
+  };
+}
