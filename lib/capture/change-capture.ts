@@ -20,6 +20,7 @@ import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 import { isSqlite } from '../storage/drivers.js';
 import { holdsConnection, onHeldOrOwnRunner } from '../storage/own-runner.js';
+import { heldElsewhere } from './runner-turn.js';
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
 interface Frame {
@@ -109,6 +110,10 @@ export class ChangeCapture {
     const unit = unitOfWork && !unitOfWork.isLive ? unitOfWork.lateUnit() : unitOfWork;
     const deleteDateField = this.deleteDateField(runner?.connection ?? this.dataSources.audit, change.entity);
     const captured: CapturedChange = { ...change, at: new Date(), ...(deleteDateField ? { deleteDateField } : {}) };
+    // A runner whose turn another write holds (see runner-turn): its transaction is that
+    // write's, and the statement recorded here was run outside it.
+    const dataSource = runner?.connection ?? this.dataSources.audit;
+    if (heldElsewhere(runner)) runner = undefined;
     const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
     if (frame) {
@@ -129,7 +134,6 @@ export class ChangeCapture {
       // change stays with its unit (stored when the unit ends), so it is only logged.
       try {
         // On the write's connection while the app holds it (see holdsConnection), else on one of its own.
-        const dataSource = runner?.connection ?? this.dataSources.audit;
         unit.journaled(await onHeldOrOwnRunner(runner, dataSource, (manager) => this.journal.write(manager, unit, [captured])), false, dataSource);
       } catch (error) {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);

@@ -17,6 +17,8 @@ import type { QueryRunner } from 'typeorm';
  */
 const holder = new AsyncLocalStorage<object>();
 const turns = new WeakMap<QueryRunner, Promise<void>>();
+/** The work holding each runner's turn now. */
+const holders = new WeakMap<QueryRunner, object>();
 
 type Query = QueryRunner['query'];
 
@@ -42,12 +44,25 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
   const query = ((...args: Parameters<Query>) =>
     holder.getStore() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
   Object.defineProperty(runner, 'query', { value: query, configurable: true, writable: true });
+  holders.set(runner, token);
   let released = false;
   return () => {
     if (released) return;
     released = true;
+    holders.delete(runner);
     if (own) Object.defineProperty(runner, 'query', { value: own, configurable: true, writable: true });
     else delete (runner as { query?: Query }).query;
     release();
   };
+}
+
+/**
+ * Whether another work than the code running now holds `runner`'s turn: the transaction
+ * open on it then is that work's. A statement the app sent on the runner is run outside
+ * it (before it opened, or once it ends): what is recorded of the statement is not that
+ * transaction's, and no record of it is written on the runner meanwhile.
+ */
+export function heldElsewhere(runner: QueryRunner | undefined): boolean {
+  const token = runner ? holders.get(runner) : undefined;
+  return token !== undefined && holder.getStore() !== token;
 }
