@@ -8,11 +8,11 @@ import { entityId } from './entity-identity.js';
 import { diffSnapshots, selectHidden, snapshotFields, type TrackedFields } from './entity-snapshot.js';
 import { ownStatement } from './own-statements.js';
 import { classifyDatabaseError } from '../storage/database-errors.js';
-import { isPersistingWithEvents } from '../context/async-frame.js';
+import { isPersistingWithEvents, runAsTurnHolder } from '../context/async-frame.js';
 import { escapedTable } from '../storage/sql.js';
 import { inSavepoint, TransactionLost } from '../storage/savepoint.js';
 import { isSqlite } from '../storage/drivers.js';
-import { runAsTurnHolder, takeTurn } from './runner-turn.js';
+import { takeTurn } from './runner-turn.js';
 
 type RelationMetadata = EntityMetadata['relations'][number];
 type ColumnMetadata = EntityMetadata['columns'][number];

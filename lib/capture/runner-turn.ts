@@ -1,5 +1,5 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { QueryRunner } from 'typeorm';
+import { currentTurnHolder } from '../context/async-frame.js';
 
 /**
  * Turns on a query runner the app holds, for the transactions the module opens on it
@@ -15,20 +15,14 @@ import type { QueryRunner } from 'typeorm';
  * No app code runs while a turn is held: the app's hooks of the write's before-event run
  * before it is taken, those of its after-event once it is given back.
  */
-const holder = new AsyncLocalStorage<object>();
 const turns = new WeakMap<QueryRunner, Promise<void>>();
 /** The work holding each runner's turn now. */
 const holders = new WeakMap<QueryRunner, object>();
 
 type Query = QueryRunner['query'];
 
-/** Runs `fn` as the work that may take turns on runners: the statements it sends go through while it holds one. */
-export function runAsTurnHolder<T>(token: object, fn: () => T): T {
-  return holder.run(token, fn);
-}
-
 /**
- * Waits for `runner`'s turn, then holds it for `token` (see {@link runAsTurnHolder}):
+ * Waits for `runner`'s turn, then holds it for `token` (see `runAsTurnHolder`):
  * statements sent on `runner` from elsewhere wait until the returned function gives it back.
  */
 export async function takeTurn(runner: QueryRunner, token: object): Promise<() => void> {
@@ -42,7 +36,7 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
   await previous;
   const own = Object.prototype.hasOwnProperty.call(runner, 'query') ? (runner as { query: Query }).query : undefined;
   const query = ((...args: Parameters<Query>) =>
-    holder.getStore() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
+    currentTurnHolder() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
   Object.defineProperty(runner, 'query', { value: query, configurable: true, writable: true });
   holders.set(runner, token);
   let released = false;
@@ -64,5 +58,5 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
  */
 export function heldElsewhere(runner: QueryRunner | undefined): boolean {
   const token = runner ? holders.get(runner) : undefined;
-  return token !== undefined && holder.getStore() !== token;
+  return token !== undefined && currentTurnHolder() !== token;
 }

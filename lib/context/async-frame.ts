@@ -30,6 +30,8 @@ interface AsyncFrame {
    * running now: with its events (null: with `{ listeners: false }`).
    */
   readonly persisting?: object | null;
+  /** The module's work around a write that may take turns on the app's query runners (see runner-turn). */
+  readonly turnHolder?: object;
 }
 
 interface UnitLink {
@@ -137,4 +139,14 @@ export function runPersisting<T>(dataSource: object | null, fn: () => T): T {
 /** True while a `save()`, `remove()`, `softRemove()` or `recover()` of `dataSource` with its events runs. */
 export function isPersistingWithEvents(dataSource: object): boolean {
   return storage.getStore()?.persisting === dataSource;
+}
+
+/** Runs `fn` as the work `token` stands for, which may hold turns on query runners (see runner-turn). */
+export function runAsTurnHolder<T>(token: object, fn: () => T): T {
+  return runWith({ turnHolder: token }, fn);
+}
+
+/** The work holding turns the code running now belongs to, if any (see {@link runAsTurnHolder}). */
+export function currentTurnHolder(): object | undefined {
+  return storage.getStore()?.turnHolder;
 }
