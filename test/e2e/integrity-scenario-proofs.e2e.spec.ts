@@ -5,7 +5,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, typ
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AuditLogEntity,
   checkConsistency,
@@ -22,6 +22,10 @@ import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { cliProblemBriefs, cliProcess, problemBriefs } from '../support/integrity.js';
 import { independentVerifierKey, scenarioDatabase, type ScenarioDatabase } from '../support/integrity-scenario.js';
 import { databases } from '../support/test-database.js';
+
+// Several tests run the CLI as a process up to seven times, one after the other (a Node
+// start and a database connection each: seconds apiece on a busy machine).
+vi.setConfig({ testTimeout: 120_000 });
 
 const ORIGIN = 'intS.example.test/proofs';
 
