@@ -6,12 +6,16 @@ import { createPublicKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditLogEntity, fileAnchor, readCheckpointsFile, verifyConsistency, verifyInclusion, type AuditCheckpoint } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { independentVerifierKey, scenarioDatabase, type ScenarioDatabase } from '../support/integrity-scenario.js';
 import { databases } from '../support/test-database.js';
+
+// Each test runs the CLI as a process (a Node start and a database connection each:
+// seconds apiece on a busy machine) besides making and proving checkpoints.
+vi.setConfig({ testTimeout: 120_000 });
 
 const ORIGIN = 'intS.example.test/inputs';
 const { privateKey } = generateKeyPairSync('ed25519');
