@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditJournalEntity } from '../../lib/index.js';
-import { escapedTable } from '../../lib/storage/sql.js';
+import { refusePoisonedJournalRows } from '../support/refuse-journal.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -14,17 +13,11 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 describe.skipIf(!databases().includes('postgres'))('a refused journal row of a write made in no transaction (postgres)', () => {
   let db: TestDatabase;
   let t: TestApp;
-  let journal: string;
 
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp({ db, adapter: 'express' });
-    journal = escapedTable(t.dataSource, t.dataSource.getMetadata(AuditJournalEntity));
-    const fn = journal.replace(/"audit_journal"$/, '"refuse_poison"');
-    await t.dataSource.query(
-      `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.entry::text LIKE '%poison%' THEN RAISE EXCEPTION 'journal refused'; END IF; RETURN NEW; END $$`,
-    );
-    await t.dataSource.query(`CREATE TRIGGER refuse_poison BEFORE INSERT ON ${journal} FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+    await refusePoisonedJournalRows(t.dataSource, 'refuse_poison');
   });
   afterAll(async () => {
     await t?.close();

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { AuditJournalEntity } from '../../lib/index.js';
-import { escapedTable } from '../../lib/storage/sql.js';
+import { refusePoisonedJournalRows } from '../support/refuse-journal.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -18,12 +17,7 @@ describe('journal INSERT on the COMMIT (postgres)', () => {
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
     t = await createTestApp({ db, adapter: 'express', audit: { maxChangesPerEvent: 2 } });
-    journal = escapedTable(t.dataSource, t.dataSource.getMetadata(AuditJournalEntity));
-    const fn = journal.replace(/"audit_journal"$/, '"hostile_poison"');
-    await t.dataSource.query(
-      `CREATE FUNCTION ${fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.entry::text LIKE '%poison%' THEN RAISE EXCEPTION 'journal refused'; END IF; RETURN NEW; END $$`,
-    );
-    await t.dataSource.query(`CREATE TRIGGER hostile_poison BEFORE INSERT ON ${journal} FOR EACH ROW EXECUTE FUNCTION ${fn}()`);
+    journal = await refusePoisonedJournalRows(t.dataSource, 'hostile_poison');
   });
   afterAll(async () => {
     await t?.close();
