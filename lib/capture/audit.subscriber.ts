@@ -420,11 +420,9 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       if (change) changes.push(change);
     }
     if (changes.length === 0) return;
-    const recorded = this.recordRaw(event.queryRunner, changes, noted.unit);
     // Where TypeORM resolves the query without waiting for this (0.3 on MySQL/MariaDB and
     // better-sqlite3), the query waits for it: recorded before the app goes on (and commits).
-    waitForCapture(event.queryRunner, recorded);
-    return recorded;
+    return waitForCapture(event.queryRunner, () => this.recordRaw(event.queryRunner, changes, noted.unit));
   }
 
   /** The note `beforeQuery` took of the query `sql` with `parameters` on `runner` (removed). */

@@ -20,8 +20,9 @@ import type { DataSource, QueryRunner } from 'typeorm';
  *
  * Relies on: subscribers' `afterQuery` being called before the query's promise settles
  * (true of both: each broadcasts `AfterQuery`, then resolves). The work waited for is the one
- * handed over since the query started: a statement the capture itself runs on the same
- * query runner (a journal write) does not wait for the capture running it.
+ * handed over since the query started, each numbered before it starts: a statement the
+ * capture itself runs on the same query runner (a journal write, a fallback event) does
+ * not wait for the capture running it, even one sent before the capture's first `await`.
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
@@ -97,19 +98,29 @@ export function queriesWaitForCapture(runner: QueryRunner): boolean {
 }
 
 /**
- * Hands `work`, returned by `afterQuery` for a query of `runner`, to that query: it settles
- * once `work` has. Nothing to do where TypeORM waits for it by itself.
+ * Runs `start` — the work `afterQuery` returns for a query of `runner` — and hands that
+ * work to the query: it settles once the work has. The work's place is taken before it
+ * starts, so that a statement it sends on `runner` before its first `await` (a fallback
+ * event stored on the connection the app holds) counts as its own and does not wait for
+ * it. Returns the work's promise; where TypeORM waits for it by itself, only runs it.
  */
-export function waitForCapture(runner: QueryRunner, work: Promise<unknown>): void {
+export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>): Promise<T> {
   const waiting = runner as Waiting;
-  if (waiting[PATCHED] !== true) return;
+  if (waiting[PATCHED] !== true) return start();
   const state = (waiting[WORK] ??= { next: 0, open: new Map() });
   const id = state.next++;
+  let work: Promise<T>;
+  try {
+    work = start();
+  } catch (error) {
+    work = Promise.reject(error);
+  }
   state.open.set(id, work);
   const done = (): void => {
     state.open.delete(id);
   };
   void work.then(done, done);
+  return work;
 }
 
 /** TypeORM's own `query` under the module's wrappers of it. */

@@ -1303,9 +1303,7 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       if (!next || !event.query.startsWith('UPDATE')) return;
       const { work, handOver } = next;
       next = undefined;
-      const running = work(event);
-      if (handOver) waitForCapture(event.queryRunner, running);
-      return running;
+      return handOver ? waitForCapture(event.queryRunner, () => work(event)) : work(event);
     },
   };
   /** The probe's table, in the test's own schema on PostgreSQL. */
@@ -1386,6 +1384,22 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       await runner.query(`UPDATE ${table} SET v = v + 1`);
       expect(read, 'the work\'s own statement did not run before query() resolved').toEqual([{ v: expect.any(Number) }]);
       await runner.commitTransaction();
+    } finally {
+      await runner.release();
+    }
+  }, 10_000);
+
+  it('a statement the work sends on the same query runner before its first await does not wait for that work', async () => {
+    // A fallback event stored on the connection the app still holds: the writer's first
+    // statement goes out synchronously, inside afterQuery, before it returns the work.
+    attachAfterQueryWait(dataSource);
+    let read: unknown;
+    next = { work: async (event) => void (read = await event.queryRunner.query(`SELECT v FROM ${table}`)), handOver: true };
+    const runner = dataSource.createQueryRunner();
+    try {
+      const settled = runner.query(`UPDATE ${table} SET v = v + 1`).then(() => 'settled');
+      expect(await Promise.race([settled, later(() => 'still waiting', 3_000)]), 'query() waited for the work, which waited for its own statement').toBe('settled');
+      expect(read, 'the work\'s own statement did not run before query() resolved').toEqual([{ v: expect.any(Number) }]);
     } finally {
       await runner.release();
     }
