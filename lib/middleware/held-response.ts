@@ -46,6 +46,21 @@ const FAILED_BODY = JSON.stringify({ statusCode: 500, message: 'Internal server 
 export const CLOSE_DELIMITED_HOLD_BYTES = 1024 * 1024;
 
 /**
+ * Bytes of such bodies held back at once in the process, all responses together: past
+ * it, a body's bytes go out as they are written, as a longer body's do, so that many
+ * HTTP/1.0 clients at once cannot make the process hold a mebibyte each.
+ */
+export const CLOSE_DELIMITED_HOLD_TOTAL_BYTES = 32 * 1024 * 1024;
+
+/** Bytes held back now by every response's {@link holdResponse} (bodies that end with the connection). */
+let closeDelimitedHeld = 0;
+
+/** The bytes bodies that end with the connection hold back now, process-wide. */
+export function closeDelimitedBytesHeld(): number {
+  return closeDelimitedHeld;
+}
+
+/**
  * Holds back the end of a response until `beforeEnd` has run (the unit's events are
  * stored), whoever ends it: Nest's router, an `@Res()` handler, a stream, SSE. When
  * `beforeEnd` fails (fail-closed): a response whose headers have not gone out becomes a
@@ -92,17 +107,22 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
    * its first write; `null` before, `undefined` when the body is not such a one or is too long).
    */
   let unsent: { writes: unknown[][]; bytes: number; answer: string } | undefined | null = null;
+  /** Lets go of the writes of a body that ends with the connection, kept so far: returns them. */
+  const dropUnsent = (): unknown[][] => {
+    const writes = unsent?.writes ?? [];
+    if (unsent) closeDelimitedHeld -= unsent.bytes;
+    unsent = undefined;
+    return writes;
+  };
   /** Passes on the writes of a body that ends with the connection, kept so far. */
   const sendUnsent = (response: NodeResponse): void => {
-    const writes = unsent?.writes ?? [];
-    unsent = undefined;
-    for (const args of writes) write.apply(response, args);
+    for (const args of dropUnsent()) write.apply(response, args);
   };
   /** Lets the end go (with the body's held bytes, unless the body is replaced). */
   const release = (response: NodeResponse, args: unknown[], withHeld = true): unknown => {
     passThrough = true;
     if (withHeld && !response.destroyed) sendUnsent(response);
-    unsent = undefined;
+    dropUnsent();
     const rest = held;
     held = undefined;
     if (rest && withHeld && !response.destroyed) write.call(response, rest);
@@ -144,14 +164,19 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   }
   response.write = function (this: NodeResponse, ...args: unknown[]) {
     if (declared === null) declared = declaredLength(this.getHeader('content-length'));
-    if (unsent === null) unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0, answer: answerOf(this) } : undefined;
+    if (unsent === null) {
+      unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0, answer: answerOf(this) } : undefined;
+      // A response that goes away unended (its client left) lets go of what it held.
+      if (unsent) this.once('close', dropUnsent);
+    }
     if (unsent && !ending) {
       const chunk = bufferOf(args[0], args[1]);
-      if (chunk && unsent.bytes + chunk.length <= CLOSE_DELIMITED_HOLD_BYTES) {
+      if (chunk && unsent.bytes + chunk.length <= CLOSE_DELIMITED_HOLD_BYTES && closeDelimitedHeld + chunk.length <= CLOSE_DELIMITED_HOLD_TOTAL_BYTES) {
         // Copied: the caller may reuse its buffer once its callback ran (at once, as a
         // write the socket took: one that waits for it before writing on must not wait for the end).
         unsent.writes.push([Buffer.from(chunk)]);
         unsent.bytes += chunk.length;
+        closeDelimitedHeld += chunk.length;
         const callback = args.find((arg): arg is () => void => typeof arg === 'function');
         if (callback) process.nextTick(callback);
         return true;
@@ -189,7 +214,7 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
     // Its status or headers changed since the body started: only a framework that took the
     // headers for unsent (they are held) answers anew, as Nest does when an `@Res()` handler
     // fails. The body written so far was the abandoned answer's: it never goes out.
-    if (unsent && unsent.answer !== answerOf(this)) unsent = undefined;
+    if (unsent && unsent.answer !== answerOf(this)) dropUnsent();
     const body = typeof args[0] === 'function' ? undefined : args[0];
     options.beforeEnd(this.statusCode, body).then(
       () => {
