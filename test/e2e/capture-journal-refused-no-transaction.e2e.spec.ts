@@ -10,12 +10,12 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
  * written, the write is rolled back with it and the app gets the error: no committed
  * change is left without its record.
  */
-describe.skipIf(!databases().includes('postgres'))('a refused journal row of a write made in no transaction (postgres)', () => {
+describe.each(databases())('a refused journal row of a write made in no transaction, on %s', (kind) => {
   let db: TestDatabase;
   let t: TestApp;
 
   beforeAll(async () => {
-    db = await createTestDatabase('postgres');
+    db = await createTestDatabase(kind);
     t = await createTestApp({ db, adapter: 'express' });
     await refusePoisonedJournalRows(t.dataSource, 'refuse_poison');
   });

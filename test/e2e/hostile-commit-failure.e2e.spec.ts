@@ -2,20 +2,20 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { refusePoisonedJournalRows } from '../support/refuse-journal.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 /**
  * Claims checked: "a failing journal INSERT (now sent in the COMMIT's message) means nothing
  * commits", and of several live units plus a spilled one at one COMMIT. These pass:
  * kept as coverage of claim 6 not otherwise tested against a real server.
  */
-describe('journal INSERT on the COMMIT (postgres)', () => {
+describe.each(databases())('a refused journal INSERT at the COMMIT, on %s', (kind) => {
   let db: TestDatabase;
   let t: TestApp;
   let journal: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase('postgres');
+    db = await createTestDatabase(kind);
     t = await createTestApp({ db, adapter: 'express', audit: { maxChangesPerEvent: 2 } });
     journal = await refusePoisonedJournalRows(t.dataSource, 'hostile_poison');
   });
