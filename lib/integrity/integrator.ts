@@ -29,6 +29,7 @@ import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type Hash
 import { readStoredEvents, type StoredEvent } from './stored-events.js';
 import { checkpointOfRow } from './stored-checkpoint.js';
 import { TreeStore } from './tree-store.js';
+import { findOneQuietly, findQuietly } from '../storage/quiet-find.js';
 
 /** Events sequenced per transaction. */
 export const BATCH = 2_000;
@@ -382,7 +383,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   }
 
   private lastCheckpoint(manager: EntityManager): Promise<AuditCheckpointEntity | null> {
-    return manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
+    return findOneQuietly(manager.getRepository(AuditCheckpointEntity), { where: {}, order: { treeSize: 'DESC' } });
   }
 
   /** Reads what a batch needs and builds its statements (nothing is written here). */
@@ -401,7 +402,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     // An event whose seq the integrator did not give (set by an UPDATE of a NULL seq, or a row
     // inserted with one): sequencing stops on it rather than take it into the tree, where a
     // forged row would be signed over as found. verify() reports it as inserted meanwhile.
-    const [stray] = await manager.getRepository(AuditLogEntity).find({ where: { seq: MoreThan(size) }, order: { seq: 'ASC' }, take: 1 });
+    const [stray] = await findQuietly(manager.getRepository(AuditLogEntity), { where: { seq: MoreThan(size) }, order: { seq: 'ASC' }, take: 1 });
     if (stray) {
       throw new AuditIntegrityError(
         `event ${stray.id} has seq ${stray.seq}, which the integrator did not give it (the tree has ${size} leaves): ` +

@@ -12,6 +12,7 @@ import { checkpointOfRow } from './stored-checkpoint.js';
 import { AuditIntegrator } from './integrator.js';
 import { inclusionProofRanges, leafHashOfText, nodeHash, perfectSubtrees, verifyInclusionProof } from './merkle.js';
 import { MissingTreeNodeError, TreeStore } from './tree-store.js';
+import { findOneQuietly } from '../storage/quiet-find.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -35,12 +36,12 @@ export class IntegrityProofs {
     const events = this.dataSource.getRepository(AuditLogEntity);
     // Ids are stored in lower case; a UUID is the same id in either case.
     const id = given.toLowerCase();
-    let row = await events.findOne({ where: { id } });
+    let row = await findOneQuietly(events, { where: { id } });
     if (!row) throw new AuditIntegrityError(`no event ${id} in audit_log`);
     let checkpoint = await this.latest();
     if (row.seq === null || !checkpoint || checkpoint.treeSize < row.seq) {
       checkpoint = await this.integrator.checkpoint();
-      row = await events.findOne({ where: { id } });
+      row = await findOneQuietly(events, { where: { id } });
       if (!row || row.seq === null) throw new AuditIntegrityError(`event ${id} could not be sequenced (see the log)`);
     }
     return inclusionProofOf(this.dataSource.manager, row, checkpoint);
@@ -81,7 +82,7 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
   if (row.seq > checkpoint.treeSize) throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) is past the checkpoint of tree size ${checkpoint.treeSize}`);
   const tree = new TreeStore();
   const index = row.seq - 1;
-  const leafRow = await manager.getRepository(AuditTreeEntity).findOne({ where: { level: 0, index } });
+  const leafRow = await findOneQuietly(manager.getRepository(AuditTreeEntity), { where: { level: 0, index } });
   if (!leafRow) throw new AuditIntegrityError(`audit_tree has no leaf for seq ${row.seq} (level 0, index ${index}): the tree was altered`);
   const leaf = Buffer.from(/^[0-9a-f]{64}$/i.test(leafRow.hash) ? leafRow.hash : '', 'hex');
   const computed = leafHashOfText(canonicalEventJson(row));
@@ -168,7 +169,7 @@ async function damagedNode(manager: EntityManager, tree: TreeStore, index: numbe
 
 /** The last stored checkpoint. */
 export async function latestCheckpoint(manager: EntityManager): Promise<AuditCheckpoint | undefined> {
-  const row = await manager.getRepository(AuditCheckpointEntity).findOne({ where: {}, order: { treeSize: 'DESC' } });
+  const row = await findOneQuietly(manager.getRepository(AuditCheckpointEntity), { where: {}, order: { treeSize: 'DESC' } });
   return row ? checkpointOfRow(row) : undefined;
 }
 

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { AuditTreeEntity } from '../storage/audit-tree.entity.js';
+import { findQuietly } from '../storage/quiet-find.js';
 import {
   combineSubtrees,
   consistencyProofRanges,
@@ -44,7 +45,7 @@ export class TreeStore {
     const wanted = [...new Map(nodes.map((node) => [key(node), node])).values()];
     for (let i = 0; i < wanted.length; i += NODES_PER_READ) {
       const chunk = wanted.slice(i, i + NODES_PER_READ);
-      const rows = await manager.getRepository(AuditTreeEntity).find({
+      const rows = await findQuietly(manager.getRepository(AuditTreeEntity), {
         select: { level: true, index: true, hash: true },
         where: chunk.map((node) => ({ level: node.level, index: node.index })),
       });

@@ -34,6 +34,7 @@ import { isSqlite } from '../storage/drivers.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditJournal } from './audit-journal.js';
 import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';
+import { findQuietly, quiet } from '../storage/quiet-find.js';
 
 /** Units whose events failed to store, kept in memory for the retry, at most. */
 const MAX_UNSTORED = 10_000;
@@ -154,7 +155,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     const found = new Set<string>();
     for (const [dataSource, ids] of rows) {
       for (const chunk of chunks(ids, IDS_PER_STATEMENT)) {
-        const existing = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { id: In(chunk) } });
+        const existing = await findQuietly(dataSource.getRepository(AuditJournalEntity), { select: { id: true }, where: { id: In(chunk) } });
         for (const row of existing) found.add(row.id);
       }
     }
@@ -306,7 +307,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       }
     }
     // Rows whose instance has no lease at all (it was removed; a marker has none): recovered once old enough.
-    const live = new Set((await instances.find({ select: { id: true } })).map((row) => row.id));
+    const live = new Set((await findQuietly(instances, { select: { id: true } })).map((row) => row.id));
     for (const dataSource of this.journals) {
       const orphans = await dataSource
         .getRepository(AuditJournalEntity)
@@ -378,7 +379,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * (all of them, or nothing happens: another instance got there first) and stores the events.
    */
   private async recoverUnit(unitId: string, dataSource: DataSource): Promise<void> {
-    const rows = await dataSource.getRepository(AuditJournalEntity).find({ where: { unitId }, order: { createdAt: 'ASC', id: 'ASC' } });
+    const rows = await findQuietly(dataSource.getRepository(AuditJournalEntity), { where: { unitId }, order: { createdAt: 'ASC', id: 'ASC' } });
     if (rows.length === 0) return;
     const changed = rows.filter((row) => !row.entry.stored);
     if (changed.length < rows.length) {
@@ -437,7 +438,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    * sources on one database share one journal table, where the rows read are its rows too.
    */
   private async hasOtherRows(dataSource: DataSource, unitId: string, read: ReadonlySet<string>): Promise<boolean> {
-    const found = await dataSource.getRepository(AuditJournalEntity).find({ select: { id: true }, where: { unitId }, take: read.size + 1 });
+    const found = await findQuietly(dataSource.getRepository(AuditJournalEntity), { select: { id: true }, where: { unitId }, take: read.size + 1 });
     return found.some((row) => !read.has(row.id));
   }
 
@@ -451,7 +452,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     for (;;) {
       const qb = journal.createQueryBuilder('j').where('j.unitId = :unitId', { unitId });
       if (after) qb.andWhere('j.id > :after', { after });
-      const rows = await qb.orderBy('j.id', 'ASC').limit(size).getMany();
+      const rows = await quiet(qb.orderBy('j.id', 'ASC').limit(size)).getMany();
       if (rows.length === 0) return;
       after = rows[rows.length - 1]!.id;
       const spilled = rows.filter((row) => row.entry.spilled);

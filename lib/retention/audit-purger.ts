@@ -30,6 +30,7 @@ import { MYSQL_DRIVERS } from '../storage/drivers.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { occurredAtParam, parseIsoInstant } from '../read/audit-query.js';
 import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
+import { findQuietly } from '../storage/quiet-find.js';
 
 const DEFAULT_BATCH = 5_000;
 const MAX_BATCH = 20_000;
@@ -265,7 +266,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     const repository = manager.getRepository(AuditLogEntity);
     const lastSeq = await this.lastSeq(manager);
     for (let skip = 0; ; skip += RECORD_PAGE) {
-      const rows = await repository.find({
+      const rows = await findQuietly(repository, {
         select: { id: true, context: true },
         where: { action: PURGE_ACTION },
         order: { occurredAt: 'DESC', id: 'DESC' },
