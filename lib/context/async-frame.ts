@@ -32,6 +32,8 @@ interface AsyncFrame {
   readonly persisting?: object | null;
   /** The module's work around a write that may take turns on the app's query runners (see runner-turn). */
   readonly turnHolder?: object;
+  /** True in the capture of a raw write that a patched `query` waits for (see typeorm-after-query-wait). */
+  readonly capturing?: true;
 }
 
 interface UnitLink {
@@ -149,4 +151,14 @@ export function runAsTurnHolder<T>(token: object, fn: () => T): T {
 /** The work holding turns the code running now belongs to, if any (see {@link runAsTurnHolder}). */
 export function currentTurnHolder(): object | undefined {
   return storage.getStore()?.turnHolder;
+}
+
+/** Runs `fn` as the capture of a raw write that the write's `query` waits for (see typeorm-after-query-wait). */
+export function runAsCapture<T>(fn: () => T): T {
+  return runWith({ capturing: true }, fn);
+}
+
+/** True when the code running now is such a capture (see {@link runAsCapture}). */
+export function isCapturing(): boolean {
+  return storage.getStore()?.capturing === true;
 }

@@ -1,4 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+import { isCapturing, runAsCapture } from '../context/async-frame.js';
 
 /**
  * Patches: `query` of the query runner class a data source's queries go through, of the
@@ -20,9 +21,12 @@ import type { DataSource, QueryRunner } from 'typeorm';
  *
  * Relies on: subscribers' `afterQuery` being called before the query's promise settles
  * (true of both: each broadcasts `AfterQuery`, then resolves). The work waited for is the one
- * handed over since the query started, each numbered before it starts: a statement the
- * capture itself runs on the same query runner (a journal write, a fallback event) does
- * not wait for the capture running it, even one sent before the capture's first `await`.
+ * handed over since the query started, each numbered before it starts. A statement a
+ * capture sends (a journal write, a fallback event, the writer's read of
+ * `max_allowed_packet`) waits for no capture: not for the one sending it, nor for one
+ * handed over meanwhile for another write on the same runner, which may itself wait for
+ * that statement (two raw writes sent at once on one runner: the second one's capture
+ * awaits the first one's read of the packet size, shared by every write until it is known).
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
@@ -72,6 +76,8 @@ export function attachAfterQueryWait(dataSource: DataSource): boolean {
   proto[PATCHED] = needed;
   if (!needed) return false;
   const patched: Query = function (this: Waiting, query, parameters, structured) {
+    // A capture's own statement: see above.
+    if (isCapturing()) return original.call(this, query, parameters, structured);
     const from = this[WORK]?.next ?? 0;
     return original.call(this, query, parameters, structured).then(
       (result) => {
@@ -102,7 +108,8 @@ export function queriesWaitForCapture(runner: QueryRunner): boolean {
  * work to the query: it settles once the work has. The work's place is taken before it
  * starts, so that a statement it sends on `runner` before its first `await` (a fallback
  * event stored on the connection the app holds) counts as its own and does not wait for
- * it. Returns the work's promise; where TypeORM waits for it by itself, only runs it.
+ * it; the work runs as a capture, whose statements wait for no capture (see above).
+ * Returns the work's promise; where TypeORM waits for it by itself, only runs it.
  */
 export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>): Promise<T> {
   const waiting = runner as Waiting;
@@ -111,7 +118,7 @@ export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>):
   const id = state.next++;
   let work: Promise<T>;
   try {
-    work = start();
+    work = runAsCapture(start);
   } catch (error) {
     work = Promise.reject(error);
   }

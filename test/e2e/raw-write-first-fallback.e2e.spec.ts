@@ -33,6 +33,24 @@ describe.each(databases())('the first raw write of an app, outside any unit of w
     db = undefined;
   });
 
+  // Two raw writes sent at once on one query runner the app holds: the second one's capture
+  // starts while the first one's read of `max_allowed_packet`, sent on that runner, is out.
+  it('two raw writes sent at once on one query runner both return, each recorded in a fallback event', async () => {
+    db = await createTestDatabase(kind);
+    t = await createTestApp({ db, adapter: 'express' });
+    const table = t.dataSource.getMetadata(Order).tablePath.split('.').map((name) => t!.dataSource.driver.escape(name)).join('.');
+    const runner = t.dataSource.createQueryRunner();
+    try {
+      const both = Promise.all([runner.query(`DELETE FROM ${table}`), runner.query(`DELETE FROM ${table}`)]);
+      expect(await within(both.then(() => 'returned'), BOUND_MS), `the writes did not return within ${BOUND_MS} ms`).toBe('returned');
+    } finally {
+      await runner.release();
+    }
+    const rows = await t.rows();
+    expect(rows).toHaveLength(2);
+    for (const row of rows) expect(row.changes).toEqual([expect.objectContaining({ entity: 'Order', partial: true })]);
+  }, BOUND_MS + 20_000);
+
   it.each(Object.keys(RAW_WRITES))('%s returns and is recorded in a fallback event', async (write) => {
     db = await createTestDatabase(kind);
     t = await createTestApp({ db, adapter: 'express' });

@@ -1404,6 +1404,29 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       await runner.release();
     }
   }, 10_000);
+
+  it('a statement one work sends does not wait for the work of another write sent at once on the same query runner', async () => {
+    // Two raw writes at once on one runner, the app's first fallback events: the first one's
+    // capture reads the packet size on the runner, the second one's awaits that same read.
+    attachAfterQueryWait(dataSource);
+    let shared: Promise<unknown> | undefined;
+    const work = (event: AfterQueryEvent): Promise<unknown> => (shared ??= event.queryRunner.query(`SELECT v FROM ${table}`));
+    next = {
+      work: (event) => {
+        next = { work, handOver: true };
+        return work(event);
+      },
+      handOver: true,
+    };
+    const runner = dataSource.createQueryRunner();
+    try {
+      const settled = Promise.all([runner.query(`UPDATE ${table} SET v = v + 1`), runner.query(`UPDATE ${table} SET v = v + 1`)]).then(() => 'settled');
+      expect(await Promise.race([settled, later(() => 'still waiting', 3_000)]), "the first work's statement waited for the second work, which waited for it").toBe('settled');
+    } finally {
+      next = undefined;
+      await runner.release();
+    }
+  }, 10_000);
 });
 
 describe('@grpc/grpc-js call handlers (lib/integrations/grpc-js-method-kind.ts)', () => {
