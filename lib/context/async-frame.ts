@@ -32,8 +32,8 @@ interface AsyncFrame {
   readonly persisting?: object | null;
   /** The module's work around a write that may take turns on the app's query runners (see runner-turn). */
   readonly turnHolder?: object;
-  /** True in the capture of a raw write that a patched `query` waits for (see typeorm-after-query-wait). */
-  readonly capturing?: true;
+  /** The query runner whose raw write the code running now captures, when a patched `query` waits for it (see typeorm-after-query-wait). */
+  readonly capturing?: object;
 }
 
 interface UnitLink {
@@ -153,12 +153,12 @@ export function currentTurnHolder(): object | undefined {
   return storage.getStore()?.turnHolder;
 }
 
-/** Runs `fn` as the capture of a raw write that the write's `query` waits for (see typeorm-after-query-wait). */
-export function runAsCapture<T>(fn: () => T): T {
-  return runWith({ capturing: true }, fn);
+/** Runs `fn` as the capture of a raw write made on `runner`, which the write's `query` waits for (see typeorm-after-query-wait). */
+export function runAsCapture<T>(runner: object, fn: () => T): T {
+  return runWith({ capturing: runner }, fn);
 }
 
-/** True when the code running now is such a capture (see {@link runAsCapture}). */
-export function isCapturing(): boolean {
-  return storage.getStore()?.capturing === true;
+/** True when the code running now is the capture of a raw write made on `runner` (see {@link runAsCapture}). */
+export function isCapturing(runner: object): boolean {
+  return storage.getStore()?.capturing === runner;
 }

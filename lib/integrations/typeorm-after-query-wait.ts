@@ -22,11 +22,12 @@ import { isCapturing, runAsCapture } from '../context/async-frame.js';
  * Relies on: subscribers' `afterQuery` being called before the query's promise settles
  * (true of both: each broadcasts `AfterQuery`, then resolves). The work waited for is the one
  * handed over since the query started, each numbered before it starts. A statement a
- * capture sends (a journal write, a fallback event, the writer's read of
- * `max_allowed_packet`) waits for no capture: not for the one sending it, nor for one
- * handed over meanwhile for another write on the same runner, which may itself wait for
- * that statement (two raw writes sent at once on one runner: the second one's capture
- * awaits the first one's read of the packet size, shared by every write until it is known).
+ * capture sends on the runner of the write it captures (a journal write, a fallback
+ * event, the writer's read of `max_allowed_packet`) waits for no capture: not for the one
+ * sending it, nor for one handed over meanwhile for another write on the same runner,
+ * which may itself wait for that statement (two raw writes sent at once on one runner:
+ * the second one's capture awaits the first one's read of the packet size, shared by
+ * every write until it is known).
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
@@ -77,7 +78,7 @@ export function attachAfterQueryWait(dataSource: DataSource): boolean {
   if (!needed) return false;
   const patched: Query = function (this: Waiting, query, parameters, structured) {
     // A capture's own statement: see above.
-    if (isCapturing()) return original.call(this, query, parameters, structured);
+    if (isCapturing(this)) return original.call(this, query, parameters, structured);
     const from = this[WORK]?.next ?? 0;
     return original.call(this, query, parameters, structured).then(
       (result) => {
@@ -118,7 +119,7 @@ export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>):
   const id = state.next++;
   let work: Promise<T>;
   try {
-    work = runAsCapture(start);
+    work = runAsCapture(runner, start);
   } catch (error) {
     work = Promise.reject(error);
   }
