@@ -422,7 +422,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (changes.length === 0) return;
     // Where TypeORM resolves the query without waiting for this (0.3 on MySQL/MariaDB and
     // better-sqlite3), the query waits for it: recorded before the app goes on (and commits).
-    return waitForCapture(event.queryRunner, () => this.recordRaw(event.queryRunner, changes, noted.unit));
+    return waitForCapture(event, () => this.recordRaw(event.queryRunner, changes, noted.unit));
   }
 
   /** The note `beforeQuery` took of the query `sql` with `parameters` on `runner` (removed). */

@@ -27,7 +27,10 @@ import { isCapturing, runAsCapture } from '../context/async-frame.js';
  * sending it, nor for one handed over meanwhile for another write on the same runner,
  * which may itself wait for that statement (two raw writes sent at once on one runner:
  * the second one's capture awaits the first one's read of the packet size, shared by
- * every write until it is known).
+ * every write until it is known). A query fails with the failure of its own work only, as
+ * where TypeORM waits by itself (not with that of another write's work it waited for): the
+ * work is its query's by the text and parameters the `afterQuery` event has, the first
+ * query sent with them that has none yet (a runner's statements end in the order sent).
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
@@ -45,9 +48,26 @@ export const WRAPPED_QUERY = Symbol.for('nestjs-system-audit:wrapped-query');
 /** Capture work handed to a query runner's queries: numbered in order, removed once settled. */
 const WORK = Symbol.for('nestjs-system-audit:after-query-wait:work');
 
+/** A query sent on a runner and not settled yet, with the work its own `afterQuery` handed over (once it has). */
+interface Sent {
+  query: string;
+  parameters: unknown;
+  own?: Promise<unknown>;
+}
 interface Work {
   next: number;
   open: Map<number, Promise<unknown>>;
+  /** Queries not settled yet, in the order sent: a work is its query's, the first unclaimed one of the same text and parameters. */
+  sent: Sent[];
+  /** Work no query sent here claimed: its failure fails each query waiting for it. */
+  unclaimed: WeakSet<Promise<unknown>>;
+}
+
+/** The query an `afterQuery` event is about. */
+export interface CapturedQuery {
+  queryRunner: QueryRunner;
+  query: string;
+  parameters?: unknown;
 }
 type Query = ((this: Waiting, query: string, parameters?: unknown[], structured?: boolean) => Promise<unknown>) & { [PATCHED]?: true };
 type Prototype = { query?: Query; [PATCHED]?: boolean };
@@ -79,18 +99,27 @@ export function attachAfterQueryWait(dataSource: DataSource): boolean {
   const patched: Query = function (this: Waiting, query, parameters, structured) {
     // A capture's own statement: see above.
     if (isCapturing(this)) return original.call(this, query, parameters, structured);
-    const from = this[WORK]?.next ?? 0;
+    const state = workOf(this);
+    const from = state.next;
+    const sent: Sent = { query, parameters };
+    state.sent.push(sent);
+    const settled = (): Promise<unknown> | undefined => {
+      const index = state.sent.indexOf(sent);
+      if (index !== -1) state.sent.splice(index, 1);
+      return workSince(state, from, sent.own);
+    };
     return original.call(this, query, parameters, structured).then(
       (result) => {
-        const work = workSince(this, from);
+        const work = settled();
         return work ? work.then(() => result) : result;
       },
       (error: unknown) => {
-        const work = workSince(this, from);
+        const work = settled();
         if (!work) throw error;
-        return work.then(() => {
+        const rethrow = (): never => {
           throw error;
-        });
+        };
+        return work.then(rethrow, rethrow);
       },
     );
   };
@@ -112,10 +141,11 @@ export function queriesWaitForCapture(runner: QueryRunner): boolean {
  * it; the work runs as a capture, whose statements wait for no capture (see above).
  * Returns the work's promise; where TypeORM waits for it by itself, only runs it.
  */
-export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>): Promise<T> {
+export function waitForCapture<T>(event: CapturedQuery, start: () => Promise<T>): Promise<T> {
+  const runner = event.queryRunner;
   const waiting = runner as Waiting;
   if (waiting[PATCHED] !== true) return start();
-  const state = (waiting[WORK] ??= { next: 0, open: new Map() });
+  const state = workOf(waiting);
   const id = state.next++;
   let work: Promise<T>;
   try {
@@ -124,6 +154,10 @@ export function waitForCapture<T>(runner: QueryRunner, start: () => Promise<T>):
     work = Promise.reject(error);
   }
   state.open.set(id, work);
+  // Its query's own: only that query fails with it (as where TypeORM waits by itself).
+  const sent = state.sent.find((query) => query.own === undefined && query.query === event.query && sameParameters(query.parameters, event.parameters));
+  if (sent) sent.own = work;
+  else state.unclaimed.add(work);
   const done = (): void => {
     state.open.delete(id);
   };
@@ -138,12 +172,26 @@ function typeormsQuery(query: Query): Query {
   return inner;
 }
 
-/** The work handed to `runner` since its number `from` that is still running, as one promise; undefined when there is none. */
-function workSince(runner: Waiting, from: number): Promise<unknown> | undefined {
-  const open = runner[WORK]?.open;
-  if (!open?.size) return undefined;
-  const running = [...open].filter(([id]) => id >= from).map(([, work]) => work);
-  return running.length ? Promise.all(running) : undefined;
+/** The parameters a query was sent with, and those its `afterQuery` event has (better-sqlite3 gives one sent without any an empty array). */
+function sameParameters(sent: unknown, seen: unknown): boolean {
+  return sent === seen || (sent === undefined && Array.isArray(seen) && seen.length === 0);
+}
+
+/** The capture work of `runner`'s queries. */
+function workOf(runner: Waiting): Work {
+  return (runner[WORK] ??= { next: 0, open: new Map(), sent: [], unclaimed: new WeakSet() });
+}
+
+/**
+ * What a query that started when `state` numbered `from` waits for, as one promise
+ * (undefined when nothing): the work handed over since then that is still running, and its
+ * own work (`own`). It fails with its own work's failure (or an unclaimed one's), not with
+ * that of another query's work it waited for.
+ */
+function workSince(state: Work, from: number, own: Promise<unknown> | undefined): Promise<unknown> | undefined {
+  const running = state.open.size ? [...state.open].filter(([id, work]) => id >= from && work !== own).map(([, work]) => work) : [];
+  if (running.length === 0) return own;
+  return Promise.all(running.map((work) => (state.unclaimed.has(work) ? work : work.catch(() => undefined)))).then(() => own);
 }
 
 /** The prototype that defines `query` for `dataSource`'s query runners. */

@@ -1303,7 +1303,7 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       if (!next || !event.query.startsWith('UPDATE')) return;
       const { work, handOver } = next;
       next = undefined;
-      return handOver ? waitForCapture(event.queryRunner, () => work(event)) : work(event);
+      return handOver ? waitForCapture(event, () => work(event)) : work(event);
     },
   };
   /** The probe's table, in the test's own schema on PostgreSQL. */
@@ -1404,6 +1404,32 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
       await runner.release();
     }
   }, 10_000);
+
+  it("a query fails with its own work's failure only, not with that of another query's work it waited for", async () => {
+    // As where TypeORM waits by itself: a read sent at once with a write whose capture fails succeeds.
+    attachAfterQueryWait(dataSource);
+    const failing = (): Promise<unknown> => later(() => Promise.reject(new Error('capture failed')));
+    next = { work: failing, handOver: true };
+    const runner = dataSource.createQueryRunner();
+    try {
+      const [write, read] = await Promise.allSettled([runner.query(`UPDATE ${table} SET v = v + 1`), runner.query(`SELECT v FROM ${table}`)]);
+      expect(write.status === 'rejected' ? String(write.reason) : write.status).toBe('Error: capture failed');
+      expect(read.status === 'rejected' ? String(read.reason) : read.status, 'a read failed with the failed capture of another write').toBe('fulfilled');
+      // The same text twice: the first one's work fails, the second one's does not.
+      next = {
+        work: () => {
+          next = { work: () => later(() => undefined), handOver: true };
+          return failing();
+        },
+        handOver: true,
+      };
+      const [first, second] = await Promise.allSettled([runner.query(`UPDATE ${table} SET v = v + 1`), runner.query(`UPDATE ${table} SET v = v + 1`)]);
+      expect([first.status, second.status === 'rejected' ? String(second.reason) : second.status]).toEqual(['rejected', 'fulfilled']);
+    } finally {
+      next = undefined;
+      await runner.release();
+    }
+  });
 
   it('a statement one work sends does not wait for the work of another write sent at once on the same query runner', async () => {
     // Two raw writes at once on one runner, the app's first fallback events: the first one's
