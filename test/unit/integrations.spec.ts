@@ -1405,6 +1405,25 @@ describe.each(databases())('TypeORM query runners: query() and the work afterQue
     }
   }, 10_000);
 
+  it('a query fails when the work handed to it fails at once (before its first await)', async () => {
+    attachAfterQueryWait(dataSource);
+    const runner = dataSource.createQueryRunner();
+    try {
+      next = { work: () => Promise.reject(new Error('capture failed at once')), handOver: true };
+      await expect(runner.query(`UPDATE ${table} SET v = v + 1`), "query() did not reject with the failed work's error").rejects.toThrow('capture failed at once');
+      next = {
+        work: () => {
+          throw new Error('capture threw');
+        },
+        handOver: true,
+      };
+      await expect(runner.query(`UPDATE ${table} SET v = v + 1`), "query() did not reject with the work's error").rejects.toThrow('capture threw');
+    } finally {
+      next = undefined;
+      await runner.release();
+    }
+  });
+
   it("a query fails with its own work's failure only, not with that of another query's work it waited for", async () => {
     // As where TypeORM waits by itself: a read sent at once with a write whose capture fails succeeds.
     attachAfterQueryWait(dataSource);
