@@ -1,7 +1,4 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { EntitySubscriberInterface, LoadEvent } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditEntities, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
@@ -9,18 +6,7 @@ import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { StalledController } from '../app/stalled.controller.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-
-/** A database several app instances can share (SQLite: a file, not memory). */
-async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
-  if (kind !== 'sqlite') return createTestDatabase(kind);
-  const dir = mkdtempSync(join(tmpdir(), 'audit-app-subscriber-'));
-  return {
-    kind,
-    options: { type: 'better-sqlite3', database: join(dir, 'audit.db') },
-    drop: async () => rmSync(dir, { recursive: true, force: true }),
-  };
-}
+import { sharedDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const MODULE_ENTITIES: ReadonlySet<unknown> = new Set<unknown>(AuditEntities);

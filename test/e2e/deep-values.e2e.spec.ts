@@ -4,9 +4,6 @@
 // journal. MariaDB's JSON columns check `json_valid`, which refuses a document of 32
 // nested arrays and objects: the bound applies to the whole stored document (a change's
 // value sits five levels down in a journal entry), not to the value alone.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Controller, HttpCode, Post } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn } from 'typeorm';
@@ -14,7 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { DEPTH_MARKER } from '../../lib/events/json-safe.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { sharedDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -73,17 +70,6 @@ class DeepController {
     await this.dataSource.getRepository(DeepDoc).save({ body: nested(levels.value) });
     return new Promise<never>(() => undefined);
   }
-}
-
-/** A database several app instances can share (SQLite: a file, not memory). */
-async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
-  if (kind !== 'sqlite') return createTestDatabase(kind);
-  const dir = mkdtempSync(join(tmpdir(), 'audit-deep-'));
-  return {
-    kind,
-    options: { type: 'better-sqlite3', database: join(dir, 'audit.db') },
-    drop: async () => rmSync(dir, { recursive: true, force: true }),
-  };
 }
 
 describe.each(databases())('deeply nested values on %s', (kind) => {

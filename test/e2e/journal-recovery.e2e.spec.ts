@@ -1,23 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { StalledController } from '../app/stalled.controller.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-
-/** A database several app instances can share (SQLite: a file, not memory). */
-async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
-  if (kind !== 'sqlite') return createTestDatabase(kind);
-  const dir = mkdtempSync(join(tmpdir(), 'audit-recovery-'));
-  return {
-    kind,
-    options: { type: 'better-sqlite3', database: join(dir, 'audit.db') },
-    drop: async () => rmSync(dir, { recursive: true, force: true }),
-  };
-}
+import { sharedDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -1,14 +1,11 @@
 // An app instance taken for dead while it is alive (a VM freeze, a blocked event loop, a
 // lease renewal stuck behind a saturated pool, for longer than `recoverAfter`), and the
 // instance that recovers its journal rows meanwhile: what the tests of that case share.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll } from 'vitest';
 import { AuditInstanceEntity, AuditJournalEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { createTestDatabase, type TestDatabase } from './test-database.js';
+import { sharedDatabase, type TestDatabase } from './test-database.js';
 
 /** Opened by the test: a handler waiting on it goes on only then (as a paused process resumes). */
 export const gate: { open?: () => void; opened: Promise<void> } = { opened: Promise.resolve() };
@@ -17,14 +14,9 @@ export function closeGate(): void {
   gate.opened = new Promise<void>((resolve) => (gate.open = resolve));
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export { sharedDatabase };
 
-/** A database several app instances can share (SQLite: a file, not memory). */
-export async function sharedDatabase(kind: TestDatabase['kind']): Promise<TestDatabase> {
-  if (kind !== 'sqlite') return createTestDatabase(kind);
-  const dir = mkdtempSync(join(tmpdir(), 'audit-paused-'));
-  return { kind, options: { type: 'better-sqlite3', database: join(dir, 'audit.db') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-}
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 export interface PausedInstances {
   db(): TestDatabase;

@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import type { DataSourceOptions } from 'typeorm';
@@ -80,4 +83,11 @@ export async function createTestDatabase(kind: DatabaseKind): Promise<TestDataba
 export function withPostgresSettings(db: TestDatabase, settings: string): void {
   const extra = (db.options as { extra?: Record<string, unknown> }).extra;
   db.options = { ...db.options, extra: { ...extra, options: settings } } as TestDatabase['options'];
+}
+
+/** A database several app instances can share (SQLite: a file, not memory). */
+export async function sharedDatabase(kind: DatabaseKind): Promise<TestDatabase> {
+  if (kind !== 'sqlite') return createTestDatabase(kind);
+  const dir = mkdtempSync(join(tmpdir(), 'audit-shared-'));
+  return { kind, options: { type: 'better-sqlite3', database: join(dir, 'audit.db') }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
 }
