@@ -1,6 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
-import type { EntitySubscriberInterface, LoadEvent } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DataSource, type EntitySubscriberInterface, type LoadEvent } from 'typeorm';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditEntities, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
@@ -87,6 +87,109 @@ describe.each(databases())("an app subscriber's afterLoad and the module's reads
     const purged = await t.audit.purge({ before: new Date() });
     expect(purged.deleted).toBeGreaterThan(0);
     expect(await t.audit.verify()).toMatchObject({ ok: true, problems: [] });
+    expect(seen).toEqual([]);
+  });
+});
+
+/**
+ * The same app subscriber's write hooks: without `listenTo()` it hears every entity's
+ * `beforeInsert`, `afterUpdate`, `beforeRemove`, … and fails on any it does not know, as
+ * one that stamps or checks a column of the app's own would. The module's writes of its
+ * own tables (its instance lease, journal recovery, purges) never call it: else the app
+ * could not start, a dead instance's journal was never recovered, nothing was purged.
+ */
+describe.each(databases())("an app subscriber's write hooks and the module's writes of its own tables, on %s", (kind) => {
+  let db: TestDatabase;
+  let dead: TestApp;
+  let t: TestApp;
+  const seen: string[] = [];
+  const abort = new AbortController();
+  const refuse =
+    (hook: string) =>
+    (event: { metadata: { target: unknown; name: string } }): void => {
+      if (MODULE_ENTITIES.has(event.metadata.target)) {
+        seen.push(`${hook} ${event.metadata.name}`);
+        throw new Error(`the app's subscriber does not know ${event.metadata.name}`);
+      }
+    };
+  const appSubscriber: EntitySubscriberInterface = {
+    beforeInsert: refuse('beforeInsert'),
+    afterInsert: refuse('afterInsert'),
+    beforeUpdate: refuse('beforeUpdate'),
+    afterUpdate: refuse('afterUpdate'),
+    beforeRemove: refuse('beforeRemove'),
+    afterRemove: refuse('afterRemove'),
+  };
+  let deadInstance: string;
+
+  beforeAll(async () => {
+    db = await sharedDatabase(kind);
+    dead = await createTestApp({ db, adapter: 'express', controllers: [StalledController], audit: { recoverAfter: 60_000, shutdownTimeout: 200 } });
+    deadInstance = dead.app.get(JournalRecovery).instanceId;
+    const orderId = (await dead.seed(() => dead.dataSource.getRepository(Order).save({ status: 'new', total: 10 }))).id;
+    dead.request(`/stalled/orders/${orderId}`, { method: 'PATCH', signal: abort.signal, headers: { authorization: 'Bearer alice-token' } }).catch(() => undefined);
+    const journal = dead.dataSource.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) < 2; i++) await sleep(50);
+    expect(await journal.count()).toBe(2);
+
+    t = await createTestApp({
+      db,
+      adapter: 'express',
+      audit: { recoverAfter: 60_000, shutdownTimeout: 200, integrity: { signingKey: privateKey, origin: 'audit.example.test/app-subscriber-writes', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } },
+    });
+    (t.dataSource.subscribers as EntitySubscriberInterface[]).push(appSubscriber);
+  });
+  afterAll(async () => {
+    abort.abort();
+    await t?.close().catch(() => undefined);
+    await dead?.close().catch(() => undefined);
+    await db?.drop();
+  });
+
+  beforeEach(() => {
+    seen.length = 0;
+  });
+
+  it('an app whose data source has that subscriber starts (its instance lease is written) and, shut down, removes its lease', async () => {
+    const started = await createTestApp({
+      db,
+      adapter: 'express',
+      audit: { recoverAfter: 60_000, shutdownTimeout: 200 },
+      dataSourceFactory: async (options) => {
+        const dataSource = await new DataSource(options).initialize();
+        (dataSource.subscribers as EntitySubscriberInterface[]).push(appSubscriber);
+        return dataSource;
+      },
+    });
+    const me = started.app.get(JournalRecovery).instanceId;
+    const leases = () => dead.dataSource.getRepository(AuditInstanceEntity).createQueryBuilder('i').where('i.id = :me', { me }).getCount();
+    expect(await leases()).toBe(1);
+    await started.close();
+    expect(await leases()).toBe(0);
+    expect(seen).toEqual([]);
+  });
+
+  it("a dead instance's journal is recovered and its lease removed", async () => {
+    const app = t;
+    await app.dataSource.getRepository(AuditInstanceEntity).createQueryBuilder().update().set({ heartbeatAt: new Date(Date.now() - 3_600_000) }).where('id = :id', { id: deadInstance }).callListeners(false).execute();
+    await app.app.get(JournalRecovery).runPass();
+    await app.app.get(JournalRecovery).runPass();
+    expect(await app.dataSource.getRepository(AuditJournalEntity).createQueryBuilder('j').getCount()).toBe(0);
+    const recovered = await app.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.action = :action', { action: 'order.repriced' }).getRawMany();
+    expect(recovered).toHaveLength(1);
+    expect(await app.dataSource.getRepository(AuditInstanceEntity).createQueryBuilder('i').where('i.id = :id', { id: deadInstance }).getCount()).toBe(0);
+    expect(seen).toEqual([]);
+  });
+
+  it('a purge removes the events', async () => {
+    const app = t;
+    await app.audit.log({ action: 'note.added', target: { type: 'Note', id: '1' } });
+    await app.audit.checkpoint();
+    await sleep(15);
+    const purged = await app.audit.purge({ before: new Date() });
+    expect(purged.deleted).toBeGreaterThan(0);
+    expect(await app.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where("e.action <> 'audit.purged'").getCount()).toBe(0);
+    expect(await app.audit.verify()).toMatchObject({ ok: true, problems: [] });
     expect(seen).toEqual([]);
   });
 });
