@@ -244,9 +244,16 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       .update(AuditInstanceEntity)
       .set({ heartbeatAt: now })
       .where('id = :id', { id: this.instanceId })
+      .callListeners(false)
       .execute();
     if (result.affected === 0) {
-      await this.dataSource.getRepository(AuditInstanceEntity).insert({ id: this.instanceId, startedAt: now, heartbeatAt: now });
+      await this.dataSource
+        .createQueryBuilder()
+        .insert()
+        .into(AuditInstanceEntity)
+        .values({ id: this.instanceId, startedAt: now, heartbeatAt: now })
+        .callListeners(false)
+        .execute();
     }
   }
 
@@ -255,7 +262,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     if (!this.dataSource.isInitialized) return;
     let left = 0;
     for (const dataSource of this.journals) left += await dataSource.getRepository(AuditJournalEntity).count({ where: { instanceId: this.instanceId } });
-    if (left === 0) await this.dataSource.getRepository(AuditInstanceEntity).delete({ id: this.instanceId });
+    if (left === 0) await this.dataSource.createQueryBuilder().delete().from(AuditInstanceEntity).where({ id: this.instanceId }).callListeners(false).execute();
   }
 
   /**
@@ -303,6 +310,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
           .createQueryBuilder()
           .delete()
           .where('id = :id AND heartbeat_at < :cutoff', { id, cutoff: this.dateParam(this.dataSource, this.cutoff()) })
+          .callListeners(false)
           .execute();
       }
     }
@@ -427,8 +435,12 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         if (other !== this.dataSource && (await other.getRepository(AuditJournalEntity).count({ where: { unitId } })) > 0) return;
       }
       await this.dataSource
-        .getRepository(AuditJournalEntity)
-        .delete({ id: unitId })
+        .createQueryBuilder()
+        .delete()
+        .from(AuditJournalEntity)
+        .where({ id: unitId })
+        .callListeners(false)
+        .execute()
         .catch((error: unknown) => this.logger.warn(`Audit: a journal marker was not deleted (recovery will): ${(error as Error).message}`));
     }
   }
@@ -519,7 +531,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
       await deleteAll(manager, own);
       // Rows of that file's other connection that earlier tries marked: their markers go with them.
       if (elsewhere.length === 0 && folded.size && staleMarkers.length) {
-        for (const chunk of chunks(staleMarkers, IDS_PER_STATEMENT)) await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).execute();
+        for (const chunk of chunks(staleMarkers, IDS_PER_STATEMENT)) await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ id: In(chunk) }).callListeners(false).execute();
       }
       if (recheck.length) {
         const stored = await this.storedSince(manager, unitId, recheck);
@@ -542,7 +554,13 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
         if (found > 0) throw new AlreadyRecovered();
         const createdAt = new Date();
         for (const chunk of chunks(markers, MARKERS_PER_STATEMENT)) {
-          await repository.insert(chunk.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })));
+          await manager
+            .createQueryBuilder()
+            .insert()
+            .into(AuditJournalEntity)
+            .values(chunk.map((id) => ({ id, unitId, instanceId: id, createdAt, entry: { ...MARKER_ENTRY, changes: [] } })))
+            .callListeners(false)
+            .execute();
         }
       }
       await this.writer.write(events, { manager });
@@ -633,7 +651,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
    */
   private async deleteRows(manager: EntityManager, unitId: string, ids: readonly string[]): Promise<number> {
     const index = this.journalIndex(manager.connection);
-    if (!index.named) return (await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId, id: In(ids) }).execute()).affected ?? 0;
+    if (!index.named) return (await manager.createQueryBuilder().delete().from(AuditJournalEntity).where({ unitId, id: In(ids) }).callListeners(false).execute()).affected ?? 0;
     const { head, column } = index.deleteWhere();
     const sql = `${head}${column('unitId')} = ? AND ${column('id')} IN (${ids.map(() => '?').join(', ')})`;
     try {

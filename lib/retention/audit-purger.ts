@@ -526,7 +526,7 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
             after === undefined ? [batchSize] : [batchSize, after],
           )) as Array<{ id: string }>
         ).map((row) => row.id);
-        if (ids.length) await runner.manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
+        if (ids.length) await runner.manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).callListeners(false).execute();
         if (ids.length < batchSize) break;
         after = ids[ids.length - 1];
       }
@@ -630,8 +630,8 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
    */
   private async deleteEvents(manager: EntityManager, ids: readonly string[]): Promise<number> {
     if (!MYSQL_DRIVERS.has(String(this.dataSource.options.type))) {
-      await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).execute();
-      const { affected } = await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).execute();
+      await manager.createQueryBuilder().delete().from(AuditSubjectEntity).where('eventId IN (:...ids)', { ids }).callListeners(false).execute();
+      const { affected } = await manager.createQueryBuilder().delete().from(AuditLogEntity).where('id IN (:...ids)', { ids }).callListeners(false).execute();
       return affected ?? ids.length;
     }
     const driver = this.dataSource.driver;
