@@ -12,6 +12,45 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const MODULE_ENTITIES: ReadonlySet<unknown> = new Set<unknown>(AuditEntities);
 const { privateKey } = generateKeyPairSync('ed25519');
 
+/** An instance that "dies" with two journal rows (its handler commits, then hangs), and a live one, with `subscriber` added, that can recover it. */
+interface DeadAndLive {
+  db: TestDatabase;
+  dead: TestApp;
+  /** The dead instance's id. */
+  deadInstance: string;
+  live: TestApp;
+  close(): Promise<void>;
+}
+
+async function deadAndLive(kind: TestDatabase['kind'], subscriber: EntitySubscriberInterface, origin: string): Promise<DeadAndLive> {
+  const abort = new AbortController();
+  const db = await sharedDatabase(kind);
+  const dead = await createTestApp({ db, adapter: 'express', controllers: [StalledController], audit: { recoverAfter: 60_000, shutdownTimeout: 200 } });
+  const orderId = (await dead.seed(() => dead.dataSource.getRepository(Order).save({ status: 'new', total: 10 }))).id;
+  dead.request(`/stalled/orders/${orderId}`, { method: 'PATCH', signal: abort.signal, headers: { authorization: 'Bearer alice-token' } }).catch(() => undefined);
+  const journal = dead.dataSource.getRepository(AuditJournalEntity);
+  for (let i = 0; i < 100 && (await journal.count()) < 2; i++) await sleep(50);
+  expect(await journal.count()).toBe(2);
+  const live = await createTestApp({
+    db,
+    adapter: 'express',
+    audit: { recoverAfter: 60_000, shutdownTimeout: 200, integrity: { signingKey: privateKey, origin, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } },
+  });
+  (live.dataSource.subscribers as EntitySubscriberInterface[]).push(subscriber);
+  return {
+    db,
+    dead,
+    deadInstance: dead.app.get(JournalRecovery).instanceId,
+    live,
+    close: async () => {
+      abort.abort();
+      await live.close().catch(() => undefined);
+      await dead.close().catch(() => undefined);
+      await db.drop();
+    },
+  };
+}
+
 /**
  * An app's subscriber without `listenTo()` (it hears every entity) whose `afterLoad` knows
  * only the app's entities and fails on any other, as one that decrypts or checks a field
@@ -19,11 +58,8 @@ const { privateKey } = generateKeyPairSync('ed25519');
  * checkpoints, proofs and verify() would fail with the app's error.
  */
 describe.each(databases())("an app subscriber's afterLoad and the module's reads of its own tables, on %s", (kind) => {
-  let db: TestDatabase;
-  let dead: TestApp;
   let t: TestApp;
   const seen: string[] = [];
-  const abort = new AbortController();
   const appSubscriber: EntitySubscriberInterface = {
     afterLoad(entity: object, event?: LoadEvent<object>) {
       const target = event?.metadata.target ?? entity.constructor;
@@ -34,29 +70,12 @@ describe.each(databases())("an app subscriber's afterLoad and the module's reads
     },
   };
 
+  let instances: DeadAndLive;
   beforeAll(async () => {
-    db = await sharedDatabase(kind);
-    // An instance that "dies" with its journal rows: its handler commits, then hangs.
-    dead = await createTestApp({ db, adapter: 'express', controllers: [StalledController], audit: { recoverAfter: 60_000, shutdownTimeout: 200 } });
-    const orderId = (await dead.seed(() => dead.dataSource.getRepository(Order).save({ status: 'new', total: 10 }))).id;
-    dead.request(`/stalled/orders/${orderId}`, { method: 'PATCH', signal: abort.signal, headers: { authorization: 'Bearer alice-token' } }).catch(() => undefined);
-    const journal = dead.dataSource.getRepository(AuditJournalEntity);
-    for (let i = 0; i < 100 && (await journal.count()) < 2; i++) await sleep(50);
-    expect(await journal.count()).toBe(2);
-
-    t = await createTestApp({
-      db,
-      adapter: 'express',
-      audit: { recoverAfter: 60_000, integrity: { signingKey: privateKey, origin: 'audit.example.test/app-subscriber', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } },
-    });
-    (t.dataSource.subscribers as EntitySubscriberInterface[]).push(appSubscriber);
+    instances = await deadAndLive(kind, appSubscriber, 'audit.example.test/app-subscriber');
+    t = instances.live;
   });
-  afterAll(async () => {
-    abort.abort();
-    await t?.close().catch(() => undefined);
-    await dead?.close().catch(() => undefined);
-    await db?.drop();
-  });
+  afterAll(() => instances?.close());
 
   it('recovery of a dead instance, a checkpoint, a proof and verify() succeed, and the app subscriber hears none of the module entities', async () => {
     await t.dataSource.getRepository(AuditInstanceEntity).createQueryBuilder().update().set({ heartbeatAt: new Date(Date.now() - 3_600_000) }).execute();
@@ -99,11 +118,8 @@ describe.each(databases())("an app subscriber's afterLoad and the module's reads
  * could not start, a dead instance's journal was never recovered, nothing was purged.
  */
 describe.each(databases())("an app subscriber's write hooks and the module's writes of its own tables, on %s", (kind) => {
-  let db: TestDatabase;
-  let dead: TestApp;
   let t: TestApp;
   const seen: string[] = [];
-  const abort = new AbortController();
   const refuse =
     (hook: string) =>
     (event: { metadata: { target: unknown; name: string } }): void => {
@@ -120,31 +136,15 @@ describe.each(databases())("an app subscriber's write hooks and the module's wri
     beforeRemove: refuse('beforeRemove'),
     afterRemove: refuse('afterRemove'),
   };
+  let instances: DeadAndLive;
+  let db: TestDatabase;
+  let dead: TestApp;
   let deadInstance: string;
-
   beforeAll(async () => {
-    db = await sharedDatabase(kind);
-    dead = await createTestApp({ db, adapter: 'express', controllers: [StalledController], audit: { recoverAfter: 60_000, shutdownTimeout: 200 } });
-    deadInstance = dead.app.get(JournalRecovery).instanceId;
-    const orderId = (await dead.seed(() => dead.dataSource.getRepository(Order).save({ status: 'new', total: 10 }))).id;
-    dead.request(`/stalled/orders/${orderId}`, { method: 'PATCH', signal: abort.signal, headers: { authorization: 'Bearer alice-token' } }).catch(() => undefined);
-    const journal = dead.dataSource.getRepository(AuditJournalEntity);
-    for (let i = 0; i < 100 && (await journal.count()) < 2; i++) await sleep(50);
-    expect(await journal.count()).toBe(2);
-
-    t = await createTestApp({
-      db,
-      adapter: 'express',
-      audit: { recoverAfter: 60_000, shutdownTimeout: 200, integrity: { signingKey: privateKey, origin: 'audit.example.test/app-subscriber-writes', sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000 } } },
-    });
-    (t.dataSource.subscribers as EntitySubscriberInterface[]).push(appSubscriber);
+    instances = await deadAndLive(kind, appSubscriber, 'audit.example.test/app-subscriber-writes');
+    ({ db, dead, deadInstance, live: t } = instances);
   });
-  afterAll(async () => {
-    abort.abort();
-    await t?.close().catch(() => undefined);
-    await dead?.close().catch(() => undefined);
-    await db?.drop();
-  });
+  afterAll(() => instances?.close());
 
   beforeEach(() => {
     seen.length = 0;
