@@ -10,7 +10,6 @@ import { MAX_REPORTED_PROBLEMS, type AuditLogData, type AuditLogSourceEvent, typ
 import { leafHashOfText } from './merkle.js';
 import { PURGE_ACTION } from './purge-record.js';
 import { readStoredEvents, type StoredEvent } from './stored-events.js';
-import { quiet } from '../storage/quiet-find.js';
 
 /** Rows read per query. */
 const PAGE_SIZE = 2_000;
@@ -131,7 +130,9 @@ export class DatabaseLogSource {
       );
       if (rows.length === 0) return;
       // Read after the events: a seq and its leaf are committed together.
-      const leaves = await quiet(tree.createQueryBuilder('t'))
+      const leaves = await tree
+        .createQueryBuilder('t')
+        .callListeners(false)
         .select('t.index')
         .where('t.level = 0 AND t.index >= :low AND t.index <= :high', { low: rows[0]!.row.seq! - 1, high: rows[rows.length - 1]!.row.seq! - 1 })
         .getMany();
@@ -180,7 +181,7 @@ export class DatabaseLogSource {
       const query = repository.createQueryBuilder('t').where('t.level = 0');
       if (after !== undefined) query.andWhere('t.index > :after', { after });
       if (bound !== undefined) query.andWhere('t.index < :bound', { bound });
-      const rows = await quiet(query).orderBy('t.index', 'ASC').limit(this.pageSize).getMany();
+      const rows = await query.callListeners(false).orderBy('t.index', 'ASC').limit(this.pageSize).getMany();
       for (const row of rows) yield { index: row.index, hash: storedHash(row.hash), eventId: row.eventId };
       if (rows.length < this.pageSize) return;
       after = rows[rows.length - 1]!.index;
@@ -217,7 +218,7 @@ export class DatabaseLogSource {
       const query = repository.createQueryBuilder('c').select(['c.treeSize', 'c.rootHash', 'c.note']).where('1 = 1');
       if (after !== undefined) query.andWhere('c.treeSize > :after', { after });
       if (bound !== undefined) query.andWhere('c.treeSize <= :bound', { bound });
-      const rows = await quiet(query).orderBy('c.treeSize', 'ASC').limit(this.pageSize).getMany();
+      const rows = await query.callListeners(false).orderBy('c.treeSize', 'ASC').limit(this.pageSize).getMany();
       for (const row of rows) {
         this.checkColumns(row);
         yield row.note;
@@ -250,7 +251,10 @@ export class DatabaseLogSource {
    * `audit.purged` events (a handful; read by the action index).
    */
   async purgeNotes(): Promise<string[]> {
-    const rows = await quiet(this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e'))
+    const rows = await this.dataSource
+      .getRepository(AuditLogEntity)
+      .createQueryBuilder('e')
+      .callListeners(false)
       .select(['e.id', 'e.context'])
       .where('e.action = :action', { action: PURGE_ACTION })
       .getMany();

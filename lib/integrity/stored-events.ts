@@ -1,7 +1,6 @@
 import type { DataSource, QueryRunner, SelectQueryBuilder } from 'typeorm';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { strictJsonProblem } from './strict-json.js';
-import { quiet } from '../storage/quiet-find.js';
 
 /** The JSON columns of `audit_log`. */
 const JSON_FIELDS = ['changes', 'context', 'error'] as const;
@@ -61,7 +60,7 @@ export async function readStoredEvents(query: SelectQueryBuilder<AuditLogEntity>
     const column = `${query.escape(alias)}.${query.escape(metadata.findColumnWithPropertyName('occurredAt')!.databaseName)}`;
     query.addSelect(timeAsStored(dataSource, column), STORED_TIME);
   }
-  const { entities, raw } = await quiet(query).getRawAndEntities<Record<string, unknown>>();
+  const { entities, raw } = await query.callListeners(false).getRawAndEntities<Record<string, unknown>>();
   // No join: one raw row per entity, in the same order.
   return entities.map((row, index) => {
     const event = storedEvent(row, raw[index]!, options.check !== false);

@@ -34,7 +34,7 @@ import { isSqlite } from '../storage/drivers.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditJournal } from './audit-journal.js';
 import { MARKER_ENTRY, type JournalEntry } from './journal-entry.js';
-import { findQuietly, quiet } from '../storage/quiet-find.js';
+import { findQuietly } from '../storage/quiet-find.js';
 
 /** Units whose events failed to store, kept in memory for the retry, at most. */
 const MAX_UNSTORED = 10_000;
@@ -464,7 +464,7 @@ export class JournalRecovery implements OnModuleInit, OnApplicationBootstrap, Be
     for (;;) {
       const qb = journal.createQueryBuilder('j').where('j.unitId = :unitId', { unitId });
       if (after) qb.andWhere('j.id > :after', { after });
-      const rows = await quiet(qb.orderBy('j.id', 'ASC').limit(size)).getMany();
+      const rows = await qb.orderBy('j.id', 'ASC').limit(size).callListeners(false).getMany();
       if (rows.length === 0) return;
       after = rows[rows.length - 1]!.id;
       const spilled = rows.filter((row) => row.entry.spilled);
