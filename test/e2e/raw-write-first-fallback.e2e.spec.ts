@@ -6,13 +6,13 @@ import { within } from '../support/within.js';
 
 const BOUND_MS = 10_000;
 
+/** The orders table's name as raw SQL writes it (with its schema on PostgreSQL). */
+const ordersTable = (t: TestApp): string => t.dataSource.getMetadata(Order).tablePath.split('.').map((name) => t.dataSource.driver.escape(name)).join('.');
+
 /** The raw writes made outside any unit of work, each the first write of a new app: by name. */
 const RAW_WRITES: Record<string, (t: TestApp) => Promise<unknown>> = {
   'repository.clear()': (t) => t.dataSource.getRepository(Order).clear(),
-  "query('DELETE …')": (t) => {
-    const table = t.dataSource.getMetadata(Order).tablePath.split('.').map((name) => t.dataSource.driver.escape(name)).join('.');
-    return t.dataSource.query(`DELETE FROM ${table}`);
-  },
+  "query('DELETE …')": (t) => t.dataSource.query(`DELETE FROM ${ordersTable(t)}`),
 };
 
 /**
@@ -38,7 +38,7 @@ describe.each(databases())('the first raw write of an app, outside any unit of w
   it('two raw writes sent at once on one query runner both return, each recorded in a fallback event', async () => {
     db = await createTestDatabase(kind);
     t = await createTestApp({ db, adapter: 'express' });
-    const table = t.dataSource.getMetadata(Order).tablePath.split('.').map((name) => t!.dataSource.driver.escape(name)).join('.');
+    const table = ordersTable(t);
     const runner = t.dataSource.createQueryRunner();
     try {
       const both = Promise.all([runner.query(`DELETE FROM ${table}`), runner.query(`DELETE FROM ${table}`)]);
