@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
 import { Controller, Injectable, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
-import { GrpcMethod, GrpcStreamMethod, RpcException, Transport } from '@nestjs/microservices';
+import { ClientProxyFactory, GrpcMethod, GrpcStreamMethod, RpcException, Transport } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, from, map, reduce, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
@@ -128,18 +128,39 @@ export class GrpcOrdersController {
  * A hybrid Express app whose gRPC server (`proto` of `grpcPackage`, on a free port of
  * 127.0.0.1) serves `controllers`, guarded by `GrpcTokenGuard`; returns the app and the
  * gRPC server's address. Its handlers get the app's global interceptors (the audit
- * module's included) through `inheritAppConfig`.
+ * module's included) through `inheritAppConfig`. `url` sets the server's address. With
+ * `client`, the app also provides, under `client.token`, a Nest `ClientGrpc` of the same
+ * service at `client.url` (default: the server's), whose channel connects on first use,
+ * for handlers that call it.
  */
 export async function grpcHybridApp(
   db: TestDatabase,
-  options: { controllers: TestAppOptions['controllers']; grpcPackage: string; proto: string; audit?: AuditModuleOptions },
+  options: {
+    controllers: TestAppOptions['controllers'];
+    grpcPackage: string;
+    proto: string;
+    audit?: AuditModuleOptions;
+    url?: string;
+    client?: { token: string; url?: string };
+  },
 ): Promise<{ t: TestApp; url: string }> {
-  const url = `127.0.0.1:${await freePort()}`;
+  const url = options.url ?? `127.0.0.1:${await freePort()}`;
+  const client = options.client;
   const t = await createTestApp({
     db,
     adapter: 'express',
     controllers: options.controllers,
-    providers: [GrpcTokenGuard],
+    providers: [
+      GrpcTokenGuard,
+      ...(client
+        ? [
+            {
+              provide: client.token,
+              useFactory: () => ClientProxyFactory.create({ transport: Transport.GRPC, options: { package: options.grpcPackage, protoPath: options.proto, url: client.url ?? url } }),
+            },
+          ]
+        : []),
+    ],
     ...(options.audit ? { audit: options.audit } : {}),
     configure: async (app) => {
       app.connectMicroservice({ transport: Transport.GRPC, options: { package: options.grpcPackage, protoPath: options.proto, url } }, { inheritAppConfig: true });
