@@ -3,10 +3,11 @@ import { Observable } from 'rxjs';
 
 /**
  * Patches: `send` and `emit` on `ClientProxy.prototype` (`@nestjs/microservices`, the base
- * class of the TCP, Redis, NATS, MQTT, RabbitMQ and Kafka clients), and
+ * class of the TCP, Redis, NATS, MQTT, RabbitMQ and Kafka clients),
  * `ClientGrpcProxy.prototype.createServiceMethod` (which makes each method of the service
- * `ClientGrpc.getService()` returns), only when the package is installed (loaded with a
- * dynamic `import()`).
+ * `ClientGrpc.getService()` returns), and `ClientGrpcProxy.prototype.getClientByServiceName`
+ * (which gives the `@grpc/grpc-js` client itself), only when the package is installed
+ * (loaded with a dynamic `import()`).
  *
  * Why: a client's connection (a socket, a broker subscription) calls back in the async
  * context of the code that opened it: the first request that used the client. The
@@ -21,18 +22,37 @@ import { Observable } from 'rxjs';
  * subscription. Values, errors, unsubscription and the timing of each notification are
  * the client's own.
  *
- * Tested with NestJS 11 and 12 (`test/unit/integrations.spec.ts` fails when one of the
- * methods is gone, a transport's client no longer uses `ClientProxy`'s, or
- * `getService()` no longer makes its methods with `createServiceMethod`).
+ * The `@grpc/grpc-js` client `getClientByServiceName()` gives calls back the same way: a
+ * call made while the channel connects gets its callback, and its call object's events
+ * ('metadata', 'data', 'end', 'error', 'status'), in the context of the first caller, and
+ * a server stream's 'end' and 'status' come in that context even once it is connected.
+ * No public hook of Nest or grpc-js serves: grpc-js's interceptors are set when the
+ * client is made (by Nest, from options the app also owns), a call's own interceptors
+ * replace the client's, and the service methods of a grpc-js client call `Client`'s
+ * request methods directly (not through the instance). Each service method of the client
+ * (`client.Quote(…)`, and its lower-camel alias) is wrapped on the instance: an
+ * `AsyncResource` taken when it is called runs its callback and every event its call
+ * object emits, in the caller's context. Arguments, metadata, options, the call object
+ * returned, values, errors, cancellation and timing are grpc-js's own.
+ *
+ * Tested with NestJS 11 and 12 and @grpc/grpc-js 1.14 (`test/unit/integrations.spec.ts`
+ * fails when one of the methods is gone, a transport's client no longer uses
+ * `ClientProxy`'s, `getService()` no longer makes its methods with `createServiceMethod`,
+ * or a grpc-js service client no longer lists its methods in its class's `service`).
  */
 
 type ClientMethod = ((this: unknown, pattern: unknown, data: unknown) => unknown) & { [PATCHED]?: true };
 type ClientProxyClass = { prototype: { send: ClientMethod; emit: ClientMethod } };
 type ServiceMethodFactory = ((this: unknown, client: unknown, methodName: string) => unknown) & { [PATCHED]?: true };
-type ClientGrpcProxyClass = { prototype: { createServiceMethod: ServiceMethodFactory } };
+type ClientByServiceName = ((this: unknown, name: string) => unknown) & { [PATCHED]?: true };
+type ClientGrpcProxyClass = { prototype: { createServiceMethod: ServiceMethodFactory; getClientByServiceName: ClientByServiceName } };
+/** What a `@grpc/grpc-js` service client's class lists of each method (`ServiceDefinition`). */
+type GrpcMethodDefinitions = Record<string, { originalName?: string } | undefined>;
+type GrpcCallMethod = (this: unknown, ...args: unknown[]) => unknown;
 
 const PATCHED = Symbol.for('nestjs-system-audit:client-proxy-context');
 const METHODS = ['send', 'emit'] as const;
+const GRPC_METHODS = ['createServiceMethod', 'getClientByServiceName'] as const;
 
 /**
  * `ClientProxy` of `@nestjs/microservices`, or `undefined` when the package is not installed.
@@ -58,7 +78,8 @@ export async function loadClientProxy(): Promise<ClientProxyClass | undefined> {
  * `ClientGrpcProxy` of `@nestjs/microservices` (the class of `ClientGrpc` clients), or
  * `undefined` when the package is not installed.
  *
- * @throws Error when it is installed but has no `createServiceMethod` any more.
+ * @throws Error naming the method when it is installed but has no `createServiceMethod` or
+ * `getClientByServiceName` any more.
  */
 export async function loadClientGrpcProxy(): Promise<ClientGrpcProxyClass | undefined> {
   let client: ClientGrpcProxyClass;
@@ -67,8 +88,10 @@ export async function loadClientGrpcProxy(): Promise<ClientGrpcProxyClass | unde
   } catch {
     return undefined; // @nestjs/microservices is not installed
   }
-  if (typeof client?.prototype?.createServiceMethod !== 'function') {
-    throw new Error('nestjs-system-audit: @nestjs/microservices ClientGrpcProxy.prototype.createServiceMethod not found; this NestJS version is not supported');
+  for (const method of GRPC_METHODS) {
+    if (typeof client?.prototype?.[method] !== 'function') {
+      throw new Error(`nestjs-system-audit: @nestjs/microservices ClientGrpcProxy.prototype.${method} not found; this NestJS version is not supported`);
+    }
   }
   return client;
 }
@@ -91,9 +114,59 @@ export function inSubscriberContext<T>(source: Observable<T>): Observable<T> {
 }
 
 /**
+ * Wraps each service method of a `@grpc/grpc-js` service client, on the instance (once per
+ * client): the callback of a call (its last argument, when a function) and the events its
+ * call object emits run in the async context the method was called in. The methods are
+ * those its class lists in `service`, under their name and their `originalName` (one
+ * wrapper for both, which keeps the method's attributes: `path`, `requestStream`,
+ * `responseStream`…). Anything else is left as it is.
+ */
+function answerGrpcCallsInCallerContext(client: unknown): void {
+  if (typeof client !== 'object' || client === null || (client as { [PATCHED]?: true })[PATCHED]) return;
+  const target = client as Record<string, unknown>;
+  const service = (client.constructor as { service?: GrpcMethodDefinitions } | undefined)?.service;
+  for (const [name, definition] of Object.entries(service ?? {})) {
+    const method = target[name];
+    if (typeof method !== 'function') continue;
+    const wrapped = Object.assign(callerContextCall(method as GrpcCallMethod), method);
+    for (const key of new Set([name, definition?.originalName ?? name])) {
+      if (target[key] === method) Object.defineProperty(client, key, { value: wrapped, writable: true, configurable: true, enumerable: false });
+    }
+  }
+  Object.defineProperty(client, PATCHED, { value: true });
+}
+
+/** `method`, whose callback and call object's events run in the context it is called in. */
+function callerContextCall(method: GrpcCallMethod): GrpcCallMethod {
+  return function (this: unknown, ...args: unknown[]): unknown {
+    const scope = new AsyncResource('nestjs-system-audit:grpc-call');
+    const callback = args.at(-1);
+    if (typeof callback === 'function') {
+      args[args.length - 1] = function (this: unknown, ...results: unknown[]): unknown {
+        return scope.runInAsyncScope(callback as GrpcCallMethod, this, ...results);
+      };
+    }
+    const call = method.apply(this, args);
+    const emit = (call as { emit?: unknown } | null | undefined)?.emit;
+    if (typeof emit === 'function') {
+      Object.defineProperty(call, 'emit', {
+        value: function (this: unknown, ...event: unknown[]): unknown {
+          return scope.runInAsyncScope(emit as GrpcCallMethod, this, ...event);
+        },
+        writable: true,
+        configurable: true,
+        enumerable: false,
+      });
+    }
+    return call;
+  };
+}
+
+/**
  * Patches `ClientProxy.prototype.send` and `emit`, and
- * `ClientGrpcProxy.prototype.createServiceMethod` (once per process). Resolves with true
- * when `@nestjs/microservices` is installed (patched now or before), false when it is not.
+ * `ClientGrpcProxy.prototype.createServiceMethod` and `getClientByServiceName` (once per
+ * process). Resolves with true when `@nestjs/microservices` is installed (patched now or
+ * before), false when it is not.
  */
 export async function deliverClientRepliesInSubscriberContext(): Promise<boolean> {
   const client = await loadClientProxy();
@@ -124,6 +197,18 @@ export async function deliverClientRepliesInSubscriberContext(): Promise<boolean
     };
     patched[PATCHED] = true;
     grpc.prototype.createServiceMethod = patched;
+  }
+  const getClientByServiceName = grpc?.prototype.getClientByServiceName;
+  if (grpc && getClientByServiceName && !getClientByServiceName[PATCHED]) {
+    // The grpc-js client (one per service, made on first use; getService() takes its own
+    // from here too): its calls answer in their caller's context.
+    const patched: ClientByServiceName = function (this: unknown, name) {
+      const grpcClient = getClientByServiceName.call(this, name);
+      answerGrpcCallsInCallerContext(grpcClient);
+      return grpcClient;
+    };
+    patched[PATCHED] = true;
+    grpc.prototype.getClientByServiceName = patched;
   }
   return true;
 }

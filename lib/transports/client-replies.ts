@@ -6,8 +6,10 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 /**
  * Replies of the app's microservice clients (`ClientProxy.send()` and `emit()`, the methods
  * of `ClientGrpc.getService()`) reach the operators piped after them in the unit of work
- * that subscribed, not in the unit of the request that opened the client's connection.
- * Set up at start-up, only if `@nestjs/microservices` is installed.
+ * that subscribed, not in the unit of the request that opened the client's connection;
+ * the calls of the `@grpc/grpc-js` client `ClientGrpc.getClientByServiceName()` gives
+ * call back in the unit that made them. Set up at start-up, only if
+ * `@nestjs/microservices` is installed.
  */
 @Injectable()
 export class ClientReplies implements OnModuleInit {

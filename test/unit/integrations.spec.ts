@@ -1062,6 +1062,100 @@ describe('NestJS ClientGrpcProxy createServiceMethod (lib/integrations/nest-clie
   });
 });
 
+describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-client-proxy-context.ts)', () => {
+  /** Where each piece of code runs: the caller's context, or the channel's. */
+  const where = new AsyncLocalStorage<string>();
+  const PROTO = fileURLToPath(new URL('../app/grpc-orders.proto', import.meta.url));
+  const METHODS = ['CancelOrders', 'NoteOrders', 'PayOrder', 'Quote', 'UpdateOrder', 'UpdateOrders'];
+
+  type Call = { on(event: string, listener: (...args: never[]) => void): Call; cancel(): void; emit: unknown };
+  type ServiceMethod = ((...args: unknown[]) => Call) & { path?: string; requestStream?: boolean; responseStream?: boolean };
+  type RawClient = grpc.Client & Record<string, ServiceMethod>;
+
+  let proxy: ClientGrpcProxy;
+  beforeAll(async () => {
+    expect(await deliverClientRepliesInSubscriberContext(), '@nestjs/microservices is installed').toBe(true);
+  });
+  beforeEach(() => {
+    // A fresh channel to a port nothing listens on: its calls fail once its connection does.
+    proxy = new ClientGrpcProxy({ package: 'audit_test.orders', protoPath: PROTO, url: '127.0.0.1:1' });
+  });
+  afterEach(() => proxy.close());
+
+  it('ClientGrpcProxy.prototype.getClientByServiceName exists, is the one patched (once), and gives the service\'s one @grpc/grpc-js client, whose class lists its methods in `service`', async () => {
+    expect(await loadClientGrpcProxy(), 'the class loaded').toBe(ClientGrpcProxy);
+    const { getClientByServiceName } = ClientGrpcProxy.prototype;
+    expect(typeof getClientByServiceName, 'ClientGrpcProxy.prototype.getClientByServiceName').toBe('function');
+    await deliverClientRepliesInSubscriberContext();
+    expect(ClientGrpcProxy.prototype.getClientByServiceName, 'patched a second time').toBe(getClientByServiceName);
+
+    const client = proxy.getClientByServiceName<RawClient>('OrdersService');
+    expect(client, 'not a @grpc/grpc-js client').toBeInstanceOf(grpc.Client);
+    expect(proxy.getClientByServiceName('OrdersService'), 'another client for the same service').toBe(client);
+    const service = (client.constructor as grpc.ServiceClientConstructor).service;
+    expect(Object.entries(service).map(([name, definition]) => [name, definition.originalName]).sort(), 'the client\'s class no longer lists its methods in `service`').toEqual(
+      METHODS.map((name) => [name, name[0]!.toLowerCase() + name.slice(1)]),
+    );
+    const prototype = Object.getPrototypeOf(client) as Record<string, ServiceMethod>;
+    for (const [name, definition] of Object.entries(service)) {
+      const method = client[name]!;
+      expect(method, `${name} is not wrapped`).not.toBe(prototype[name]);
+      expect(client[definition.originalName!], `${definition.originalName} is not ${name}`).toBe(method);
+      expect({ path: method.path, requestStream: method.requestStream, responseStream: method.responseStream }, `${name}'s attributes`).toEqual({
+        path: definition.path,
+        requestStream: definition.requestStream,
+        responseStream: definition.responseStream,
+      });
+    }
+    expect(Object.keys(client), 'the client\'s own enumerable keys changed').toEqual([]);
+  });
+
+  it('calls made while the channel connects get their callback and their call object\'s events in their caller\'s context, in each argument form; cancelling still works', async () => {
+    const client = proxy.getClientByServiceName<RawClient>('OrdersService');
+    /** A unary call's callback and 'status' event: where each ran, and the code it got. */
+    const unary = (who: string, ...args: unknown[]) =>
+      new Promise<unknown[]>((resolve) => {
+        const seen: unknown[] = [];
+        const call = where.run(who, () =>
+          client.Quote!({ delay: 0 }, ...args, (error: grpc.ServiceError | null) => seen.push(['callback', where.getStore(), error?.code])).on('status', (status: grpc.StatusObject) => {
+            seen.push(['status', where.getStore(), status.code]);
+            resolve(seen);
+          }),
+        );
+        if (who === 'dave') call.cancel();
+      });
+    /** A server stream's 'error' and 'status' events (its lower-camel alias). */
+    const stream = (who: string) =>
+      new Promise<unknown[]>((resolve) => {
+        const seen: unknown[] = [];
+        where.run(who, () =>
+          client
+            .noteOrders!({ ids: [1], note: 'n' }, new grpc.Metadata())
+            .on('error', (error: grpc.ServiceError) => seen.push(['error', where.getStore(), error.code]))
+            .on('status', (status: grpc.StatusObject) => {
+              seen.push(['status', where.getStore(), status.code]);
+              resolve(seen);
+            }),
+        );
+      });
+    const outcomes = await Promise.all([
+      unary('alice'),
+      unary('bob', new grpc.Metadata()),
+      unary('carol', new grpc.Metadata(), { deadline: Date.now() + 10_000 }),
+      unary('dave'),
+      stream('erin'),
+    ]);
+    const unavailable = grpc.status.UNAVAILABLE;
+    expect(outcomes).toEqual([
+      [['callback', 'alice', unavailable], ['status', 'alice', unavailable]],
+      [['callback', 'bob', unavailable], ['status', 'bob', unavailable]],
+      [['callback', 'carol', unavailable], ['status', 'carol', unavailable]],
+      [['callback', 'dave', grpc.status.CANCELLED], ['status', 'dave', grpc.status.CANCELLED]],
+      [['error', 'erin', unavailable], ['status', 'erin', unavailable]],
+    ]);
+  });
+});
+
 @Injectable()
 class AppGuard implements CanActivate {
   canActivate(): boolean {
