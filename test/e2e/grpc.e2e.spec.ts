@@ -1,18 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { Body, Controller, Inject, Post, UseGuards, type OnModuleInit } from '@nestjs/common';
-import { ClientProxyFactory, Transport, type ClientGrpc } from '@nestjs/microservices';
+import type { ClientGrpc } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
 import { concatMap, lastValueFrom, type Observable } from 'rxjs';
 import { In, type Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, GrpcTokenGuard, grpcHybridApp, type OrderReply } from '../app/grpc-orders.js';
+import type { TestApp } from '../app/create-test-app.js';
+import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, grpcHybridApp, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
-import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { notesOf } from '../support/changed-notes.js';
 
@@ -518,20 +517,8 @@ describe.each(databases())('an HTTP handler saving what a ClientGrpc answered, o
 
   /** A fresh app (and so a fresh gRPC channel, opened by the first request that calls it). */
   async function quotesApp(): Promise<TestApp> {
-    const url = `127.0.0.1:${await freePort()}`;
-    return createTestApp({
-      db,
-      adapter: 'express',
-      controllers: [GrpcQuotesController, GrpcOrdersController],
-      providers: [
-        GrpcTokenGuard,
-        { provide: QUOTES, useFactory: () => ClientProxyFactory.create({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }) },
-      ],
-      configure: async (app) => {
-        app.connectMicroservice({ transport: Transport.GRPC, options: { package: GRPC_PACKAGE, protoPath: GRPC_PROTO_PATH, url } }, { inheritAppConfig: true });
-        await app.startAllMicroservices();
-      },
-    });
+    const { t } = await grpcHybridApp(db, { controllers: [GrpcQuotesController, GrpcOrdersController], grpcPackage: GRPC_PACKAGE, proto: GRPC_PROTO_PATH, client: { token: QUOTES } });
+    return t;
   }
   async function closeApp(t: TestApp | undefined): Promise<void> {
     (t?.app.get<ClientGrpc>(QUOTES) as unknown as { close(): void } | undefined)?.close();
