@@ -34,6 +34,9 @@ import { Observable } from 'rxjs';
  * `AsyncResource` taken when it is called runs its callback and every event its call
  * object emits, in the caller's context. Arguments, metadata, options, the call object
  * returned, values, errors, cancellation and timing are grpc-js's own.
+ * The patch is made at the module's init, after every provider: the clients a
+ * `ClientGrpc` provider made before (taken in a constructor or a factory) are wrapped
+ * then, from its `clients`.
  *
  * Tested with NestJS 11 and 12 and @grpc/grpc-js 1.14 (`test/unit/integrations.spec.ts`
  * fails when one of the methods is gone, a transport's client no longer uses
@@ -160,6 +163,22 @@ function callerContextCall(method: GrpcCallMethod): GrpcCallMethod {
     }
     return call;
   };
+}
+
+/**
+ * Wraps, as `getClientByServiceName` now does, the `@grpc/grpc-js` clients the
+ * `ClientGrpcProxy` instances among `instances` made before it was patched: a client
+ * taken in a constructor or a provider's factory (before the module's init) is the
+ * object its holder keeps calling, and Nest gives the same one again from its `clients`.
+ */
+export async function answerCallsOfGrpcClientsMadeBefore(instances: Iterable<unknown>): Promise<void> {
+  const grpc = (await loadClientGrpcProxy()) as unknown as (abstract new (...args: never[]) => unknown) | undefined;
+  if (!grpc) return;
+  for (const instance of instances) {
+    if (!(instance instanceof grpc)) continue;
+    const clients = (instance as { clients?: unknown }).clients;
+    if (clients instanceof Map) for (const client of clients.values()) answerGrpcCallsInCallerContext(client);
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { DiscoveryService } from '@nestjs/core';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
-import { deliverClientRepliesInSubscriberContext } from '../integrations/nest-client-proxy-context.js';
+import { answerCallsOfGrpcClientsMadeBefore, deliverClientRepliesInSubscriberContext } from '../integrations/nest-client-proxy-context.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 
 /**
@@ -15,10 +16,18 @@ import type { ResolvedAuditOptions } from '../options/audit-options.js';
 export class ClientReplies implements OnModuleInit {
   private readonly logger = new Logger('Audit');
 
-  constructor(@Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions) {}
+  constructor(
+    @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
+    private readonly discovery: DiscoveryService,
+  ) {}
 
   async onModuleInit(): Promise<void> {
     if (!this.options.enabled) return;
-    if (await deliverClientRepliesInSubscriberContext()) this.logger.debug?.('microservice client replies delivered in their subscriber’s unit');
+    if (!(await deliverClientRepliesInSubscriberContext())) return;
+    // Every provider is made before any init: a raw gRPC client taken in a constructor or
+    // a factory came from the unpatched getClientByServiceName (in the process's first app).
+    const singletons = this.discovery.getProviders().filter((wrapper) => wrapper.isDependencyTreeStatic() && !wrapper.isTransient);
+    await answerCallsOfGrpcClientsMadeBefore(singletons.map((wrapper): unknown => wrapper.instance));
+    this.logger.debug?.('microservice client replies delivered in their subscriber’s unit');
   }
 }

@@ -59,7 +59,7 @@ import {
   stopListeningToTransportExceptionFilters,
   type TransportExceptionListener,
 } from '../../lib/integrations/nest-transport-exception-filters.js';
-import { deliverClientRepliesInSubscriberContext, loadClientGrpcProxy, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
+import { answerCallsOfGrpcClientsMadeBefore, deliverClientRepliesInSubscriberContext, loadClientGrpcProxy, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
 import {
   attachCommitStatements,
   commitCarriesStatements,
@@ -1108,6 +1108,23 @@ describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-c
       });
     }
     expect(Object.keys(client), 'the client\'s own enumerable keys changed').toEqual([]);
+  });
+
+  it('a client made before the patch (kept by Nest in the proxy\'s `clients`, under its service\'s name) is wrapped from the proxies given, once; other values are left alone', async () => {
+    // What getClientByServiceName made before it was patched: Nest's createClientByServiceName.
+    const early = proxy.createClientByServiceName('OrdersService') as RawClient;
+    const prototype = Object.getPrototypeOf(early) as Record<string, ServiceMethod>;
+    expect(early.Quote, 'wrapped already').toBe(prototype.Quote);
+    expect((proxy as unknown as { clients: unknown }).clients, 'ClientGrpcProxy no longer keeps its clients in `clients`').toEqual(new Map([['OrdersService', early]]));
+    await answerCallsOfGrpcClientsMadeBefore([undefined, null, {}, early, proxy]);
+    const wrapped = early.Quote;
+    expect(wrapped, 'not wrapped').not.toBe(prototype.Quote);
+    expect(early.quote).toBe(wrapped);
+    await answerCallsOfGrpcClientsMadeBefore([proxy]);
+    expect(proxy.getClientByServiceName('OrdersService'), 'another client').toBe(early);
+    expect(early.Quote, 'wrapped twice').toBe(wrapped);
+    const called = await new Promise<unknown>((resolve) => where.run('alice', () => early.Quote!({ delay: 0 }, () => resolve(where.getStore()))));
+    expect(called).toBe('alice');
   });
 
   it('calls made while the channel connects get their callback and their call object\'s events in their caller\'s context, in each argument form; cancelling still works', async () => {
