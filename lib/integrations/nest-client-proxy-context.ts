@@ -118,7 +118,7 @@ export function inSubscriberContext<T>(source: Observable<T>): Observable<T> {
 
 /**
  * Wraps each service method of a `@grpc/grpc-js` service client, on the instance (once per
- * client): the callback of a call (its last argument, when a function) and the events its
+ * client): the callback of a call (its first function argument) and the events its
  * call object emits run in the async context the method was called in. The methods are
  * those its class lists in `service`, under their name and their `originalName` (one
  * wrapper for both, which keeps the method's attributes: `path`, `requestStream`,
@@ -143,10 +143,12 @@ function answerGrpcCallsInCallerContext(client: unknown): void {
 function callerContextCall(method: GrpcCallMethod): GrpcCallMethod {
   return function (this: unknown, ...args: unknown[]): unknown {
     const scope = new AsyncResource('nestjs-system-audit:grpc-call');
-    const callback = args.at(-1);
-    if (typeof callback === 'function') {
-      args[args.length - 1] = function (this: unknown, ...results: unknown[]): unknown {
-        return scope.runInAsyncScope(callback as GrpcCallMethod, this, ...results);
+    // grpc-js takes the first function it is given as the callback, wherever more follow.
+    const at = args.findIndex((arg) => typeof arg === 'function');
+    const callback = args[at] as GrpcCallMethod | undefined;
+    if (callback) {
+      args[at] = function (this: unknown, ...results: unknown[]): unknown {
+        return scope.runInAsyncScope(callback, this, ...results);
       };
     }
     const call = method.apply(this, args);

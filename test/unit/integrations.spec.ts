@@ -1127,6 +1127,20 @@ describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-c
     expect(called).toBe('alice');
   });
 
+  it('a callback followed by more arguments, which grpc-js takes as the call\'s callback (the first function), runs in its caller\'s context too', async () => {
+    const client = proxy.getClientByServiceName<RawClient>('OrdersService');
+    const unary = (who: string, ...args: unknown[]) =>
+      new Promise<unknown[]>((resolve) =>
+        where.run(who, () => client.Quote!({ delay: 0 }, ...args.map((arg) => (arg === 'callback' ? (error: grpc.ServiceError | null) => resolve([who, where.getStore(), error?.code]) : arg)))),
+      );
+    const unavailable = grpc.status.UNAVAILABLE;
+    expect(await Promise.all([unary('alice', 'callback'), unary('bob', 'callback', undefined), unary('carol', new grpc.Metadata(), 'callback', undefined)])).toEqual([
+      ['alice', 'alice', unavailable],
+      ['bob', 'bob', unavailable],
+      ['carol', 'carol', unavailable],
+    ]);
+  });
+
   it('calls made while the channel connects get their callback and their call object\'s events in their caller\'s context, in each argument form; cancelling still works', async () => {
     const client = proxy.getClientByServiceName<RawClient>('OrdersService');
     /** A unary call's callback and 'status' event: where each ran, and the code it got. */
