@@ -30,10 +30,12 @@ import { Observable } from 'rxjs';
  * client is made (by Nest, from options the app also owns), a call's own interceptors
  * replace the client's, and the service methods of a grpc-js client call `Client`'s
  * request methods directly (not through the instance). Each service method of the client
- * (`client.Quote(…)`, and its lower-camel alias) is wrapped on the instance: an
- * `AsyncResource` taken when it is called runs its callback and every event its call
- * object emits, in the caller's context. Arguments, metadata, options, the call object
- * returned, values, errors, cancellation and timing are grpc-js's own.
+ * (`client.Quote(…)`, and its lower-camel alias) is wrapped for the instance (on a
+ * prototype of its own, so it lists its methods as before): an `AsyncResource` taken
+ * when it is called runs its callback and every event its call object emits, in the
+ * caller's context. Arguments, metadata, options, the call object returned, values,
+ * errors, cancellation and timing are grpc-js's own.
+ *
  * The patch is made at the module's init, after every provider: the clients a
  * `ClientGrpc` provider made before (taken in a constructor or a factory) are wrapped
  * then, from its `clients`.
@@ -117,25 +119,30 @@ export function inSubscriberContext<T>(source: Observable<T>): Observable<T> {
 }
 
 /**
- * Wraps each service method of a `@grpc/grpc-js` service client, on the instance (once per
- * client): the callback of a call (its first function argument) and the events its
+ * Wraps each service method of a `@grpc/grpc-js` service client, for this instance (once
+ * per client): the callback of a call (its first function argument) and the events its
  * call object emits run in the async context the method was called in. The methods are
  * those its class lists in `service`, under their name and their `originalName` (one
  * wrapper for both, which keeps the method's attributes: `path`, `requestStream`,
- * `responseStream`…). Anything else is left as it is.
+ * `responseStream`…). The wrappers sit on a prototype of the instance's own, between it
+ * and its class's, as grpc-js's methods do on its class's: inherited and enumerable
+ * (`for…in` lists them; `Object.keys()` and own properties are unchanged; `instanceof`
+ * holds). Anything else is left as it is.
  */
 function answerGrpcCallsInCallerContext(client: unknown): void {
   if (typeof client !== 'object' || client === null || (client as { [PATCHED]?: true })[PATCHED]) return;
   const target = client as Record<string, unknown>;
   const service = (client.constructor as { service?: GrpcMethodDefinitions } | undefined)?.service;
+  const wrappers: PropertyDescriptorMap = {};
   for (const [name, definition] of Object.entries(service ?? {})) {
     const method = target[name];
     if (typeof method !== 'function') continue;
     const wrapped = Object.assign(callerContextCall(method as GrpcCallMethod), method);
     for (const key of new Set([name, definition?.originalName ?? name])) {
-      if (target[key] === method) Object.defineProperty(client, key, { value: wrapped, writable: true, configurable: true, enumerable: false });
+      if (target[key] === method) wrappers[key] = { value: wrapped, writable: true, configurable: true, enumerable: true };
     }
   }
+  Object.setPrototypeOf(client, Object.create(Object.getPrototypeOf(client) as object | null, wrappers));
   Object.defineProperty(client, PATCHED, { value: true });
 }
 

@@ -1096,7 +1096,7 @@ describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-c
     expect(Object.entries(service).map(([name, definition]) => [name, definition.originalName]).sort(), 'the client\'s class no longer lists its methods in `service`').toEqual(
       METHODS.map((name) => [name, name[0]!.toLowerCase() + name.slice(1)]),
     );
-    const prototype = Object.getPrototypeOf(client) as Record<string, ServiceMethod>;
+    const prototype = (client.constructor as grpc.ServiceClientConstructor).prototype as Record<string, ServiceMethod>;
     for (const [name, definition] of Object.entries(service)) {
       const method = client[name]!;
       expect(method, `${name} is not wrapped`).not.toBe(prototype[name]);
@@ -1108,6 +1108,16 @@ describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-c
       });
     }
     expect(Object.keys(client), 'the client\'s own enumerable keys changed').toEqual([]);
+  });
+
+  it('the wrapped client still shows its service methods as grpc-js made them: inherited and enumerable (for…in lists them), none of its own', () => {
+    const client = proxy.getClientByServiceName<RawClient>('OrdersService');
+    const listed: string[] = [];
+    for (const key in client) listed.push(key);
+    const names = METHODS.flatMap((name) => [name, name[0]!.toLowerCase() + name.slice(1)]);
+    expect(listed.filter((key) => names.includes(key)).sort(), 'for…in no longer lists the service methods').toEqual([...names].sort());
+    expect(names.filter((name) => Object.prototype.hasOwnProperty.call(client, name)), 'own service methods').toEqual([]);
+    expect(client).toBeInstanceOf(client.constructor);
   });
 
   it('a client made before the patch (kept by Nest in the proxy\'s `clients`, under its service\'s name) is wrapped from the proxies given, once; other values are left alone', async () => {
