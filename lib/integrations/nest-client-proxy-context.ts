@@ -184,8 +184,15 @@ export async function answerCallsOfGrpcClientsMadeBefore(instances: Iterable<unk
   const grpc = (await loadClientGrpcProxy()) as unknown as (abstract new (...args: never[]) => unknown) | undefined;
   if (!grpc) return;
   for (const instance of instances) {
-    if (!(instance instanceof grpc)) continue;
-    const clients = (instance as { clients?: unknown }).clients;
+    let clients: unknown;
+    try {
+      // A provider may throw when looked at (nestjs-cls's proxy providers outside a CLS
+      // context, an app's own Proxy): it is not a ClientGrpcProxy.
+      if (!(instance instanceof grpc)) continue;
+      clients = (instance as { clients?: unknown }).clients;
+    } catch {
+      continue;
+    }
     if (clients instanceof Map) for (const client of clients.values()) answerGrpcCallsInCallerContext(client);
   }
 }

@@ -1126,7 +1126,9 @@ describe('NestJS ClientGrpcProxy getClientByServiceName (lib/integrations/nest-c
     const prototype = Object.getPrototypeOf(early) as Record<string, ServiceMethod>;
     expect(early.Quote, 'wrapped already').toBe(prototype.Quote);
     expect((proxy as unknown as { clients: unknown }).clients, 'ClientGrpcProxy no longer keeps its clients in `clients`').toEqual(new Map([['OrdersService', early]]));
-    await answerCallsOfGrpcClientsMadeBefore([undefined, null, {}, early, proxy]);
+    // A provider that throws whenever it is looked at (as nestjs-cls's proxy providers may outside a CLS context).
+    const throwing = new Proxy({}, { getPrototypeOf: () => { throw new Error('outside a context'); }, get: () => { throw new Error('outside a context'); } });
+    await answerCallsOfGrpcClientsMadeBefore([undefined, null, {}, throwing, early, proxy]);
     const wrapped = early.Quote;
     expect(wrapped, 'not wrapped').not.toBe(prototype.Quote);
     expect(early.quote).toBe(wrapped);
