@@ -19,7 +19,7 @@ import { AuditDataSources } from './audit-data-sources.js';
 import { ChangeSet, type CapturedChange } from './change-set.js';
 import { TrackedFields } from './entity-snapshot.js';
 import { isSqlite } from '../storage/drivers.js';
-import { holdsConnection, onHeldOrOwnRunner } from '../storage/own-runner.js';
+import { onHeldOrOwnRunner, onHeldRunner } from '../storage/own-runner.js';
 import { heldElsewhere } from './runner-turn.js';
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
@@ -113,8 +113,8 @@ export class ChangeCapture {
     // A runner whose turn another write holds (see runner-turn): its transaction is that
     // write's, and the statement recorded here was run outside it.
     const dataSource = runner?.connection ?? this.dataSources.audit;
-    if (heldElsewhere(runner)) runner = undefined;
-    const stack = runner?.isTransactionActive ? this.frames.get(runner) : undefined;
+    const elsewhere = heldElsewhere(runner);
+    const stack = !elsewhere && runner?.isTransactionActive ? this.frames.get(runner) : undefined;
     const frame = stack?.[stack.length - 1];
     if (frame) {
       let set = frame.changes.get(unit);
@@ -141,11 +141,11 @@ export class ChangeCapture {
     } else {
       // Already committed: stored at once — in the transaction the app opened by hand on
       // that connection (a raw BEGIN) when there is one and it holds `audit_log`; on that
-      // connection while the app holds it outside a transaction (see holdsConnection); else
+      // connection while the app holds it outside a transaction (see onHeldRunner); else
       // on the writer's own (a runner with no transaction may be released before a retry).
       const audit = this.dataSources.audit;
-      const here = (runner?.isReleased === false && runner.isTransactionActive && runner.connection === audit) || holdsConnection(runner, audit);
-      await this.storeFallback(unit, [captured], here ? runner!.manager : undefined);
+      if (!elsewhere && runner?.isReleased === false && runner.isTransactionActive && runner.connection === audit) await this.storeFallback(unit, [captured], runner.manager);
+      else await onHeldRunner(runner, audit, (manager) => this.storeFallback(unit, [captured], manager));
     }
   }
 

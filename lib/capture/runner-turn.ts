@@ -1,5 +1,5 @@
 import type { QueryRunner } from 'typeorm';
-import { currentTurnHolder } from '../context/async-frame.js';
+import { currentTurnHolder, runAsTurnHolder } from '../context/async-frame.js';
 
 /**
  * Turns on a query runner the app holds, for the transactions the module opens on it
@@ -59,4 +59,36 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
 export function heldElsewhere(runner: QueryRunner | undefined): boolean {
   const token = runner ? holders.get(runner) : undefined;
   return token !== undefined && currentTurnHolder() !== token;
+}
+
+/** Whether the code running now holds `runner`'s turn (see {@link takeTurn}). */
+export function holdsTurn(runner: QueryRunner): boolean {
+  const token = holders.get(runner);
+  return token !== undefined && currentTurnHolder() === token;
+}
+
+/**
+ * Runs `work` in a turn of `runner`'s of its own, once the write holding it (if any) has
+ * given it back: for the record of a statement the app ran on it outside any transaction,
+ * written on that connection (see holdsConnection) neither inside another write's
+ * transaction nor beside one the next write opens meanwhile. `work` is given whether it
+ * runs in the turn: when `runner` may no longer be written on once the turn is taken
+ * (`usable` false: released meanwhile, or a transaction open on it), it runs after the
+ * turn is given back, so that what it waits for then (a connection of the pool) holds
+ * back none of the app's statements on the runner. In the code holding the turn already,
+ * `work` runs at once.
+ */
+export async function inOwnTurn<T>(runner: QueryRunner, usable: () => boolean, work: (inTurn: boolean) => Promise<T>): Promise<T> {
+  if (holdsTurn(runner)) return work(usable());
+  const token = {};
+  const giveBack = await takeTurn(runner, token);
+  if (!usable()) {
+    giveBack();
+    return work(false);
+  }
+  try {
+    return await runAsTurnHolder(token, () => work(true));
+  } finally {
+    giveBack();
+  }
 }

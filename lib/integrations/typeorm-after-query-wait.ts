@@ -1,4 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+import { holdsTurn } from '../capture/runner-turn.js';
 import { isCapturing, runAsCapture } from '../context/async-frame.js';
 
 /**
@@ -27,10 +28,14 @@ import { isCapturing, runAsCapture } from '../context/async-frame.js';
  * sending it, nor for one handed over meanwhile for another write on the same runner,
  * which may itself wait for that statement (two raw writes sent at once on one runner:
  * the second one's capture awaits the first one's read of the packet size, shared by
- * every write until it is known). A query fails with the failure of its own work only, as
- * where TypeORM waits by itself (not with that of another write's work it waited for): the
- * work is its query's by the text and parameters the `afterQuery` event has, the first
- * query sent with them that has none yet (a runner's statements end in the order sent).
+ * every write until it is known). Nor does a statement of the write holding the runner's
+ * turn (lib/capture/runner-turn.ts): the capture of a raw write the app sent on the runner
+ * before that write opened its transaction waits for the turn to write its record there,
+ * and the write's statements have no capture of their own to wait for. A query fails with
+ * the failure of its own work only, as where TypeORM waits by itself (not with that of
+ * another write's work it waited for): the work is its query's by the text and parameters
+ * the `afterQuery` event has, the first query sent with them that has none yet (a
+ * runner's statements end in the order sent).
  *
  * Whether `query` waits by itself is read from its source: it does when it awaits
  * `broadcasterResult.wait()` in a `finally` and does not resolve from a callback (`new
@@ -97,8 +102,8 @@ export function attachAfterQueryWait(dataSource: DataSource): boolean {
   proto[PATCHED] = needed;
   if (!needed) return false;
   const patched: Query = function (this: Waiting, query, parameters, structured) {
-    // A capture's own statement: see above.
-    if (isCapturing(this)) return original.call(this, query, parameters, structured);
+    // A capture's own statement, or one of the write holding the runner's turn: see above.
+    if (isCapturing(this) || holdsTurn(this)) return original.call(this, query, parameters, structured);
     const state = workOf(this);
     const from = state.next;
     const sent: Sent = { query, parameters };

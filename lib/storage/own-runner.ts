@@ -1,4 +1,5 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { heldElsewhere, inOwnTurn } from '../capture/runner-turn.js';
 import { isSqlite } from './drivers.js';
 
 /** SQLite: a manager of the module's own, without a query runner, per data source. */
@@ -51,7 +52,29 @@ export function holdsConnection(runner: QueryRunner | undefined, dataSource: Dat
   return runner !== undefined && runner.connection === dataSource && !isSqlite(dataSource) && !runner.isReleased && !runner.isTransactionActive;
 }
 
-/** {@link onOwnRunner}, or on `runner` when it {@link holdsConnection holds a connection} of `dataSource` outside any transaction. */
+/**
+ * Runs `work` with `runner`'s manager when `runner` {@link holdsConnection holds a
+ * connection} of `dataSource` outside any transaction, else without one (undefined). On
+ * `runner`, `work` runs in a turn of its own (see runner-turn): once a write holding the
+ * runner's turn has ended its transaction (a record written in it would be that
+ * transaction's, and one written on another connection would wait for the pool the app's
+ * held runners may fill), and while it runs the next write's transaction waits.
+ */
+export function onHeldRunner<T>(runner: QueryRunner | undefined, dataSource: DataSource, work: (manager: EntityManager | undefined) => Promise<T>): Promise<T> {
+  if (!holdsConnectionOrTurn(runner, dataSource)) return work(undefined);
+  return inOwnTurn(
+    runner,
+    () => holdsConnection(runner, dataSource),
+    (inTurn) => work(inTurn ? runner.manager : undefined),
+  );
+}
+
+/** {@link onOwnRunner}, or on `runner` when it {@link holdsConnection holds a connection} of `dataSource` outside any transaction (see {@link onHeldRunner}). */
 export function onHeldOrOwnRunner<T>(runner: QueryRunner | undefined, dataSource: DataSource, work: (manager: EntityManager) => Promise<T>): Promise<T> {
-  return holdsConnection(runner, dataSource) ? work(runner.manager) : onOwnRunner(dataSource, work);
+  return onHeldRunner(runner, dataSource, (manager) => (manager ? work(manager) : onOwnRunner(dataSource, work)));
+}
+
+/** Whether `runner` holds a connection of `dataSource` outside any transaction now, or may once the transaction a write opened on it in its turn has ended. */
+function holdsConnectionOrTurn(runner: QueryRunner | undefined, dataSource: DataSource): runner is QueryRunner {
+  return holdsConnection(runner, dataSource) || (heldElsewhere(runner) && runner!.connection === dataSource && !runner!.isReleased);
 }

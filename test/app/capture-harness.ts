@@ -21,12 +21,16 @@ class EdgeController {
   }
 }
 
-/** One app per suite on `kind` with `entities` (and module `audit` options), and a `POST /edge/:name` @Audited('edge.run') route running a write: each capture case runs the same write in that handler and outside any unit of work. */
-export function captureApp(kind: DatabaseKind, entities: Array<new (...args: never[]) => unknown>, audit: AuditModuleOptions = {}) {
+/**
+ * One app per suite on `kind` with `entities` (and module `audit` options), and a `POST /edge/:name` @Audited('edge.run') route running a write: each capture case runs the same write in that handler and outside any unit of work.
+ * `pool`: the number of connections the data source's pool holds (PostgreSQL, MariaDB).
+ */
+export function captureApp(kind: DatabaseKind, entities: Array<new (...args: never[]) => unknown>, audit: AuditModuleOptions = {}, { pool }: { pool?: number } = {}) {
   let db: TestDatabase;
   let t: TestApp;
   beforeAll(async () => {
     db = await createTestDatabase(kind);
+    if (pool !== undefined && kind !== 'sqlite') db.options = { ...db.options, extra: kind === 'postgres' ? { max: pool } : { connectionLimit: pool } } as typeof db.options;
     t = await createTestApp({ db, adapter: 'express', entities, controllers: [EdgeController], audit });
   });
   afterAll(async () => {
