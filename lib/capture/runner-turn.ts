@@ -11,7 +11,8 @@ import { currentTurnHolder, runAsTurnHolder } from '../context/async-frame.js';
  * in the others sent meanwhile — its rollback (that write failing) undoing them, its
  * commit ending the transaction the module opened around another. While such a
  * transaction is open, the runner's other statements (those not sent by the work holding
- * the turn) wait for it to end; the next write waits for its turn before opening its own.
+ * the turn) wait for it to end; the next write waits for its turn before opening its own,
+ * and so does the app's `release()` of the runner.
  * No app code runs while a turn is held: the app's hooks of the write's before-event run
  * before it is taken, those of its after-event once it is given back.
  */
@@ -20,6 +21,7 @@ const turns = new WeakMap<QueryRunner, Promise<void>>();
 const holders = new WeakMap<QueryRunner, object>();
 
 type Query = QueryRunner['query'];
+type Release = QueryRunner['release'];
 
 /**
  * Waits for `runner`'s turn, then holds it for `token` (see `runAsTurnHolder`):
@@ -38,6 +40,15 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
   const query = ((...args: Parameters<Query>) =>
     currentTurnHolder() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
   Object.defineProperty(runner, 'query', { value: query, configurable: true, writable: true });
+  // The app releasing the runner meanwhile (without waiting for a write it sent on it):
+  // the connection goes back to the pool once the turn is given back, not with the turn's
+  // transaction open on it, or its record half written. (Code of the turn's own, an app
+  // subscriber's hook of one of its statements, releases at once: it would otherwise wait
+  // for the turn it is part of.)
+  const ownRelease = Object.prototype.hasOwnProperty.call(runner, 'release') ? (runner as { release: Release }).release : undefined;
+  const deferredRelease: Release = () =>
+    currentTurnHolder() === token ? (ownRelease ?? (Object.getPrototypeOf(runner) as { release: Release }).release).call(runner) : done.then(() => runner.release());
+  Object.defineProperty(runner, 'release', { value: deferredRelease, configurable: true, writable: true });
   holders.set(runner, token);
   let released = false;
   return () => {
@@ -46,6 +57,8 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
     holders.delete(runner);
     if (own) Object.defineProperty(runner, 'query', { value: own, configurable: true, writable: true });
     else delete (runner as { query?: Query }).query;
+    if (ownRelease) Object.defineProperty(runner, 'release', { value: ownRelease, configurable: true, writable: true });
+    else delete (runner as { release?: Release }).release;
     release();
   };
 }
