@@ -1,20 +1,14 @@
-import { once } from 'node:events';
-import type { ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { SlowMiddlewareModule, slowMiddlewareHold, SlowResController, slowResHold, SlowRouteController, type RequestHold } from '../app/hostile-slow-middleware.js';
+import { SlowMiddlewareModule, slowMiddlewareHold, SlowResController, slowResHold, SlowRouteController } from '../app/hostile-slow-middleware.js';
 import { Order } from '../app/order.entity.js';
+import { clientGone, type RequestHold } from '../app/request-hold.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 import { polled } from '../support/within.js';
 
 // Express only: Fastify drops a request whose client went away before routing (nothing runs, nothing is owed).
 const combos = databases().map((db) => [db, 'express'] as const);
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Resolves once the server has seen the client of `response` go away. */
-async function clientGone(response: ServerResponse): Promise<void> {
-  if (!response.destroyed) await once(response, 'close');
-}
 
 /**
  * A POST of a new order to `path` as alice, whose client gives up while `hold` holds the
