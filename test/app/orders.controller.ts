@@ -1,11 +1,16 @@
-import { Body, ConflictException, Controller, Get, NotFoundException, Param, ParseIntPipe, Patch, Post, UseGuards } from '@nestjs/common';
+import type { ServerResponse } from 'node:http';
+import { Body, ConflictException, Controller, Get, NotFoundException, Param, ParseIntPipe, Patch, Post, Res, UseGuards } from '@nestjs/common';
 import { InjectRepository } from '@nestjs/typeorm';
 import type { Repository } from 'typeorm';
 import { Audited, AuditService } from '../../lib/index.js';
 import { Order } from './order.entity.js';
+import { RequestHold } from './request-hold.js';
 import { TokenGuard } from './token.guard.js';
 
 const pause = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 4));
+
+/** Where the `slow` handler waits between its two saves. */
+export const slowOrderHold = new RequestHold();
 
 @Controller('orders')
 @UseGuards(TokenGuard)
@@ -61,14 +66,18 @@ export class OrdersController {
     return { id };
   }
 
-  /** Saves, then takes its time answering: a client may give up in between. */
+  /** Saves, then takes its time (until `slowOrderHold` releases it) before saving again and answering: a client may give up in between. */
   @Patch(':id/slow')
   @Audited('order.slowly-updated')
-  async slow(@Param('id', ParseIntPipe) id: number, @Body() body: { note: string }): Promise<Order> {
+  async slow(
+    @Param('id', ParseIntPipe) id: number,
+    @Body() body: { note: string },
+    @Res({ passthrough: true }) reply: ServerResponse | { raw: ServerResponse },
+  ): Promise<Order> {
     const order = await this.get(id);
     order.note = body.note;
     await this.orders.save(order);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await slowOrderHold.wait('raw' in reply ? reply.raw : reply); // Express gives the response, Fastify its reply
     order.total += 1;
     return this.orders.save(order);
   }

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidAuditEventError } from '../../lib/index.js';
 import { ADAPTERS, createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
+import { slowOrderHold } from '../app/orders.controller.js';
+import { clientGone } from '../app/request-hold.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -121,10 +123,15 @@ describe.each(combos)('intent events on %s over %s', (kind, adapter) => {
 
   it('a client that gives up mid-request: still exactly one intent row claiming every change', async () => {
     const order = await newOrder();
+    slowOrderHold.arm();
     const abort = new AbortController();
     const request = t.request(`/orders/${order.id}/slow`, { method: 'PATCH', json: { note: 'gone' }, signal: abort.signal, headers: { 'x-request-id': 'abandoned-1' } });
-    setTimeout(() => abort.abort(), 100);
+    // The client gives up once the handler has saved its first change; the handler goes on once the server has seen it go.
+    const response = await slowOrderHold.reached;
+    abort.abort();
     await expect(request).rejects.toThrow();
+    await clientGone(response);
+    slowOrderHold.release();
     await expect.poll(async () => (await t.rows()).length, { timeout: 3000 }).toBeGreaterThan(0);
     await new Promise((resolve) => setTimeout(resolve, 400));
     const rows = await t.rows();
