@@ -10,6 +10,24 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * Resolves once the app's pre-read of B (its `SELECT … FOR UPDATE` of `orders`) is at the
+ * server: `other` holds B's lock, so it waits there, and the app's transaction holds A.
+ * (PROCESSLIST, not INNODB_LOCK_WAITS: InnoDB refreshes the latter only when nobody has
+ * read it for 0.1 s, which a poll, or another suite polling, may never let happen.)
+ */
+async function preReadAtServer(other: mysql.Connection, database: string): Promise<void> {
+  for (let waited = 0; ; waited += 50) {
+    const [[row]] = await other.query<mysql.RowDataPacket[]>(
+      "SELECT count(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID() AND COMMAND = 'Query' AND INFO LIKE 'SELECT %FROM `orders`%FOR UPDATE'",
+      [database],
+    );
+    if (Number(row!['n']) > 0) return;
+    if (waited > 20_000) throw new Error('the app’s transaction never came to its pre-read of B');
+    await sleep(50);
+  }
+}
+
 describe.each(databases().filter((kind) => kind === 'mariadb'))('a deadlock in the pre-read of a write by criteria, on %s', (kind) => {
   let db: TestDatabase;
   let t: TestApp;
@@ -44,7 +62,7 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('a deadlock in t
           await repo.update({ id: b.id }, { status: 'shipped' }); // pre-read waits for B
         })
         .catch((error: unknown) => (appError = error));
-      await sleep(700);
+      await preReadAtServer(other, o.database);
       // The other transaction now wants A: a deadlock, the app's transaction is the victim.
       await other.query("UPDATE orders SET note = 'other' WHERE id = ?", [a.id]);
       await other.query('COMMIT');
