@@ -3,12 +3,12 @@
 // source's journal) must not be taken for the row itself.
 import { linkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { Controller, Param, ParseIntPipe, Patch, Post } from '@nestjs/common';
+import { Controller, Param, ParseIntPipe, Patch, Post, type Type } from '@nestjs/common';
 import { Column, Entity, PrimaryGeneratedColumn } from 'typeorm';
 import { InjectRepository } from '@nestjs/typeorm';
 import { DataSource, type Repository } from 'typeorm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity } from '../../lib/index.js';
+import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { Order } from '../app/order.entity.js';
@@ -112,10 +112,8 @@ class NoteController {
  * transaction — whose COMMIT fails: the rows are back, beside their markers.
  */
 async function recoveredThroughMain(paused: TwoDataSourceInstance, rescuer: TwoDataSourceInstance): Promise<void> {
-  const recovery = rescuer.app.get(JournalRecovery) as unknown as { unitsOf: (dataSource: DataSource, ...rest: unknown[]) => Promise<string[]>; timedPass: () => Promise<void> };
-  // From now on the test runs the rescuer's passes: none of its timer's (unmocked, one would
-  // clear the rows and markers this leaves before the test looks) comes in between. Restored after the test.
-  vi.spyOn(recovery, 'timedPass').mockResolvedValue(undefined);
+  // The test runs the rescuer's passes (see rescuerInstance()): none of its timer's would clear the rows and markers this leaves before the test looks.
+  const recovery = rescuer.app.get(JournalRecovery) as unknown as { unitsOf: (dataSource: DataSource, ...rest: unknown[]) => Promise<string[]> };
   const unitsOf = recovery.unitsOf.bind(recovery);
   vi.spyOn(recovery, 'unitsOf').mockImplementation(async (dataSource, ...rest) => (dataSource === rescuer.audit ? [] : unitsOf(dataSource, ...rest)));
   // Only the instance taken for dead (its lease 10 minutes old) is recovered in this pass: not the
@@ -195,6 +193,19 @@ async function takenForDead(paused: TwoDataSourceInstance, rescuer: TwoDataSourc
   vi.spyOn(recovery as unknown as { lease: () => Promise<void> }, 'lease').mockResolvedValue(undefined);
   const id = recovery.instanceId;
   await rescuer.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
+}
+
+/**
+ * The instance that recovers (recoverAfter 1 s), started before the instance it is to take
+ * for dead: the test runs its passes (`runPass()`), none of its timer's. The other instance
+ * renews its lease every 20 s (its recoverAfter is 60 s): to a timer pass it would look dead
+ * a second after each renewal, before the test takes it for dead, and, while it had no
+ * journal rows, its lease would be removed (its rows then recovered as orphans, or not at all).
+ */
+async function rescuerInstance(db: TestDatabase, options: AuditModuleOptions, controllers: Type[], auditEntities: Type[] = []): Promise<TwoDataSourceInstance> {
+  const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000, ...options }, controllers, auditEntities);
+  vi.spyOn(rescuer.app.get(JournalRecovery) as unknown as { timedPass: () => Promise<void> }, 'timedPass').mockResolvedValue(undefined);
+  return rescuer;
 }
 
 describe.each(databases())('two data sources on one database (one journal table), on %s', (kind) => {
@@ -366,8 +377,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('two data sources
   it('a recovery that read the row before the marker, the main COMMIT of the unit failing: one record, an empty journal', async () => {
     const db = await sharedDatabase(kind);
     const requestId = `store-race-${kind}`;
+    const rescuer = await rescuerInstance(db, {}, [ShopController]);
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
-    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
     try {
       const { answer, journal } = await gatedUnit(paused, requestId);
 
@@ -426,8 +437,8 @@ describe.each(databases())('two data sources on one database, a unit whose journ
   it('the unit ends after the recovery: one record (the recovered one), an empty journal', async () => {
     const db = await sharedDatabase(kind);
     const requestId = `row-marked-${kind}`;
+    const rescuer = await rescuerInstance(db, {}, [NoteController], [Note]);
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [NoteController], [Note]);
-    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [NoteController], [Note]);
     try {
       const note = await paused.audit.getRepository(Note).save({ text: 'new' });
       const journal = paused.audit.getRepository(AuditJournalEntity);
@@ -460,8 +471,8 @@ describe.each(databases())('two data sources on one database, a unit whose journ
   it.skipIf(kind === 'sqlite')('a unit whose first store failed, recovered before its retry: the retry stores nothing more', async () => {
     const db = await sharedDatabase(kind);
     const requestId = `row-marked-retry-${kind}`;
+    const rescuer = await rescuerInstance(db, {}, [NoteController], [Note]);
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [NoteController], [Note]);
-    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [NoteController], [Note]);
     const refusal = refuseSuccessOf(db, requestId);
     try {
       const note = await paused.audit.getRepository(Note).save({ text: 'new' });
@@ -499,8 +510,8 @@ describe.each(databases())('two data sources on one database, a unit whose journ
   it.skipIf(kind === 'sqlite')('a unit past its memory bound: its spilled parts are not stored a second time', async () => {
     const db = await sharedDatabase(kind);
     const requestId = `row-marked-spilled-${kind}`;
+    const rescuer = await rescuerInstance(db, { maxChangesPerEvent: 2 }, [NoteController], [Note]);
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000, maxChangesPerEvent: 2 }, [NoteController], [Note]);
-    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000, maxChangesPerEvent: 2 }, [NoteController], [Note]);
     try {
       const journal = paused.audit.getRepository(AuditJournalEntity);
       await emptied(journal);
@@ -542,8 +553,8 @@ describe.each(databases().filter((kind) => kind === 'sqlite'))('two data sources
   it('a recovery that read the row before the marker, deleting it before the unit: one record, an empty journal', async () => {
     const db = await sharedDatabase(kind);
     const requestId = `store-race-${kind}`;
+    const rescuer = await rescuerInstance(db, {}, [ShopController]);
     const paused = await twoDataSourceInstance(db, db, { recoverAfter: 60_000 }, [ShopController]);
-    const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000 }, [ShopController]);
     const keepRows = async (on: boolean): Promise<void> => {
       const connection = await new DataSource(db.options).initialize();
       try {
