@@ -12,7 +12,7 @@ import { Audited, AuditInstanceEntity, AuditJournalEntity, AuditLogEntity, type 
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { Order } from '../app/order.entity.js';
-import { closeGate, gate, sharedDatabase, sleep } from '../support/paused-instances.js';
+import { closeGate, gate, sharedDatabase, sleep, withoutTimerPasses } from '../support/paused-instances.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 import { polled } from '../support/within.js';
 import { twoDataSourceInstance, type TwoDataSourceInstance } from '../support/two-data-source-instances.js';
@@ -197,14 +197,11 @@ async function takenForDead(paused: TwoDataSourceInstance, rescuer: TwoDataSourc
 
 /**
  * The instance that recovers (recoverAfter 1 s), started before the instance it is to take
- * for dead: the test runs its passes (`runPass()`), none of its timer's. The other instance
- * renews its lease every 20 s (its recoverAfter is 60 s): to a timer pass it would look dead
- * a second after each renewal, before the test takes it for dead, and, while it had no
- * journal rows, its lease would be removed (its rows then recovered as orphans, or not at all).
+ * for dead, and without timer passes (see withoutTimerPasses()): the test runs its passes.
  */
 async function rescuerInstance(db: TestDatabase, options: AuditModuleOptions, controllers: Type[], auditEntities: Type[] = []): Promise<TwoDataSourceInstance> {
   const rescuer = await twoDataSourceInstance(db, db, { recoverAfter: 1_000, ...options }, controllers, auditEntities);
-  vi.spyOn(rescuer.app.get(JournalRecovery) as unknown as { timedPass: () => Promise<void> }, 'timedPass').mockResolvedValue(undefined);
+  withoutTimerPasses(rescuer.app);
   return rescuer;
 }
 

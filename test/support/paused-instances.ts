@@ -1,7 +1,8 @@
 // An app instance taken for dead while it is alive (a VM freeze, a blocked event loop, a
 // lease renewal stuck behind a saturated pool, for longer than `recoverAfter`), and the
 // instance that recovers its journal rows meanwhile: what the tests of that case share.
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import type { INestApplication } from '@nestjs/common';
+import { afterAll, afterEach, beforeAll, vi, type MockInstance } from 'vitest';
 import { AuditInstanceEntity, AuditJournalEntity } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
@@ -26,11 +27,23 @@ export interface PausedInstances {
   start(options: Omit<Parameters<typeof createTestApp>[0], 'db' | 'adapter'>): Promise<TestApp>;
 }
 
+/**
+ * Turns the timer passes of `rescuer`'s recovery off until the returned spy is restored: the
+ * test takes the paused instance for dead and runs the rescuer's passes. The paused instance
+ * renews its lease every 20 s (its recoverAfter is 60 s); to a timer pass of the rescuer
+ * (recoverAfter 1 s) it would look dead a second after its start and, while it had no journal
+ * rows, lose its lease (its rows then recovered as orphans, or not by the test's pass).
+ */
+export function withoutTimerPasses(rescuer: INestApplication): MockInstance {
+  return vi.spyOn(rescuer.get(JournalRecovery) as unknown as { timedPass: () => Promise<void> }, 'timedPass').mockResolvedValue(undefined);
+}
+
 /** A shared database, the rescuer for the whole file, and the paused instance per test (its gate opened and the app closed after it). */
 export function pausedInstances(kind: TestDatabase['kind']): PausedInstances {
   let db: TestDatabase;
   let rescuer: TestApp;
   let paused: TestApp | undefined;
+  let timerPasses: MockInstance | undefined;
   beforeAll(async () => {
     db = await sharedDatabase(kind);
     rescuer = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 1_000, shutdownTimeout: 500 } });
@@ -39,6 +52,8 @@ export function pausedInstances(kind: TestDatabase['kind']): PausedInstances {
     gate.open?.();
     await paused?.close().catch(() => undefined);
     paused = undefined;
+    timerPasses?.mockRestore();
+    timerPasses = undefined;
   });
   afterAll(async () => {
     await rescuer?.close().catch(() => undefined);
@@ -48,6 +63,7 @@ export function pausedInstances(kind: TestDatabase['kind']): PausedInstances {
     db: () => db,
     rescuer: () => rescuer,
     start: async (options) => {
+      timerPasses = withoutTimerPasses(rescuer.app);
       paused = await createTestApp({ ...options, db, adapter: 'express', audit: { recoverAfter: 60_000, shutdownTimeout: 500, ...options.audit } });
       return paused;
     },

@@ -6,11 +6,11 @@ import { NestFactory } from '@nestjs/core';
 import { ExpressAdapter } from '@nestjs/platform-express';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { afterAll, afterEach, beforeAll } from 'vitest';
+import { afterAll, afterEach, beforeAll, type MockInstance } from 'vitest';
 import { AuditEntities, AuditJournalEntity, AuditModule, type AuditModuleOptions } from '../../lib/index.js';
 import { Customer } from '../app/customer.entity.js';
 import { Order } from '../app/order.entity.js';
-import { gate, sharedDatabase } from './paused-instances.js';
+import { gate, sharedDatabase, withoutTimerPasses } from './paused-instances.js';
 import type { TestDatabase } from './test-database.js';
 
 /** Without the warning of a second data source registered under a name. */
@@ -78,8 +78,12 @@ export interface PausedTwoDataSourceInstances {
  * instance each test pauses.
  */
 export function pausedTwoDataSourceInstances(kind: TestDatabase['kind'], controllers: Type[]): PausedTwoDataSourceInstances {
+  let timerPasses: MockInstance | undefined;
   const env = {
-    start: async (options: AuditModuleOptions) => (env.paused = await twoDataSourceInstance(env.main, env.audit, { recoverAfter: 60_000, ...options }, controllers)),
+    start: async (options: AuditModuleOptions) => {
+      timerPasses = withoutTimerPasses(env.rescuer.app);
+      return (env.paused = await twoDataSourceInstance(env.main, env.audit, { recoverAfter: 60_000, ...options }, controllers));
+    },
   } as PausedTwoDataSourceInstances;
   beforeAll(async () => {
     env.main = await sharedDatabase(kind);
@@ -90,6 +94,8 @@ export function pausedTwoDataSourceInstances(kind: TestDatabase['kind'], control
     gate.open?.();
     await env.paused?.app.close().catch(() => undefined);
     env.paused = undefined;
+    timerPasses?.mockRestore();
+    timerPasses = undefined;
   });
   afterAll(async () => {
     await env.rescuer?.app.close().catch(() => undefined);
