@@ -134,7 +134,9 @@ export class ChangeCapture {
       // change stays with its unit (stored when the unit ends), so it is only logged.
       try {
         // On the write's connection while the app holds it (see holdsConnection), else on one of its own.
-        unit.journaled(await onHeldOrOwnRunner(runner, dataSource, (manager) => this.journal.write(manager, unit, [captured])), false, dataSource);
+        const written = onHeldOrOwnRunner(runner, dataSource, (manager) => this.journal.write(manager, unit, [captured]));
+        unit.journaling(written);
+        unit.journaled(await written, false, dataSource);
       } catch (error) {
         this.logger.warn(`Could not journal a ${change.operation} of ${change.entity} made outside a transaction: ${(error as Error).message}`);
       }

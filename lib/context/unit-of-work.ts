@@ -165,6 +165,8 @@ export class UnitOfWork {
   /** Units started inside this one whose events are stored after it ends (they wait for its transactions). */
   private readonly children = new Set<Promise<void>>();
   private childFailure?: { error: unknown };
+  /** Journal rows of changes made outside any transaction, being written (see `journaling`). */
+  private readonly journalWrites = new Set<Promise<void>>();
   private settled?: Promise<void>;
   private late?: UnitOfWork;
   private readonly endListeners: Array<() => void> = [];
@@ -446,6 +448,7 @@ export class UnitOfWork {
     this.settled = (async () => {
       if (!(await this.transactionsFinished(maxWaitMs))) this.gaveUp = true;
       await Promise.allSettled([...this.children]);
+      await this.journalWritten(maxWaitMs);
       this.moveTo('storing');
       try {
         await store();
@@ -512,6 +515,31 @@ export class UnitOfWork {
     );
     this.children.add(entry);
     void entry.then(() => this.children.delete(entry));
+  }
+
+  /**
+   * The journal row of a change of this unit made outside any transaction is being
+   * written: the unit's events are built once it is (a row written after them would stay
+   * in the journal, and its change be recovered into an event again).
+   */
+  journaling(write: Promise<unknown>): void {
+    const entry = write.then(
+      () => undefined,
+      () => undefined,
+    );
+    this.journalWrites.add(entry);
+    void entry.then(() => this.journalWrites.delete(entry));
+  }
+
+  /** Waits for the journal rows being written (and those begun meanwhile), `maxWaitMs` at most. */
+  private async journalWritten(maxWaitMs: number): Promise<void> {
+    const deadline = Date.now() + maxWaitMs;
+    while (this.journalWrites.size > 0 && Date.now() < deadline) {
+      let timer: NodeJS.Timeout | undefined;
+      const waited = new Promise<void>((resolve) => (timer = setTimeout(resolve, deadline - Date.now())));
+      await Promise.race([Promise.allSettled([...this.journalWrites]), waited]);
+      clearTimeout(timer);
+    }
   }
 
   /** A transaction now holds changes of this unit. */
