@@ -12,7 +12,7 @@ import { currentTurnHolder, runAsTurnHolder } from '../context/async-frame.js';
  * commit ending the transaction the module opened around another. While such a
  * transaction is open, the runner's other statements (those not sent by the work holding
  * the turn) wait for it to end; the next write waits for its turn before opening its own,
- * and so does the app's `release()` of the runner.
+ * and so do a transaction the app starts on the runner and its `release()`.
  * No app code runs while a turn is held: the app's hooks of the write's before-event run
  * before it is taken, those of its after-event once it is given back.
  */
@@ -20,8 +20,19 @@ const turns = new WeakMap<QueryRunner, Promise<void>>();
 /** The work holding each runner's turn now. */
 const holders = new WeakMap<QueryRunner, object>();
 
-type Query = QueryRunner['query'];
-type Release = QueryRunner['release'];
+/**
+ * The runner's methods that wait for its turn when called from elsewhere: its statements;
+ * a transaction the app starts on it (TypeORM marks the runner in one at once, and would
+ * take the module's transaction open on it for its own: a savepoint in it, lost with its
+ * commit); and its release — the app releasing the runner without waiting for a write it
+ * sent on it has the connection go back to the pool once the turn is given back, not with
+ * the turn's transaction open on it, or its record half written. (Code of the turn's own,
+ * an app subscriber's hook of one of its statements, calls them at once: it would
+ * otherwise wait for the turn it is part of.)
+ */
+const DEFERRED = ['query', 'startTransaction', 'release'] as const;
+type Deferred = (typeof DEFERRED)[number];
+type RunnerMethod = (...args: unknown[]) => Promise<unknown>;
 
 /**
  * Waits for `runner`'s turn, then holds it for `token` (see `runAsTurnHolder`):
@@ -36,29 +47,28 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
     previous.then(() => done),
   );
   await previous;
-  const own = Object.prototype.hasOwnProperty.call(runner, 'query') ? (runner as { query: Query }).query : undefined;
-  const query = ((...args: Parameters<Query>) =>
-    currentTurnHolder() === token ? (own ?? Object.getPrototypeOf(runner).query).apply(runner, args) : done.then(() => runner.query(...args))) as Query;
-  Object.defineProperty(runner, 'query', { value: query, configurable: true, writable: true });
-  // The app releasing the runner meanwhile (without waiting for a write it sent on it):
-  // the connection goes back to the pool once the turn is given back, not with the turn's
-  // transaction open on it, or its record half written. (Code of the turn's own, an app
-  // subscriber's hook of one of its statements, releases at once: it would otherwise wait
-  // for the turn it is part of.)
-  const ownRelease = Object.prototype.hasOwnProperty.call(runner, 'release') ? (runner as { release: Release }).release : undefined;
-  const deferredRelease: Release = () =>
-    currentTurnHolder() === token ? (ownRelease ?? (Object.getPrototypeOf(runner) as { release: Release }).release).call(runner) : done.then(() => runner.release());
-  Object.defineProperty(runner, 'release', { value: deferredRelease, configurable: true, writable: true });
+  // The runner's methods the app may call meanwhile wait for the turn to end, unless the
+  // code holding it calls them (see DEFERRED).
+  const owns = new Map<Deferred, RunnerMethod | undefined>();
+  for (const name of DEFERRED) {
+    const own = Object.prototype.hasOwnProperty.call(runner, name) ? (runner as unknown as Record<Deferred, RunnerMethod>)[name] : undefined;
+    owns.set(name, own);
+    const deferred = (...args: unknown[]): Promise<unknown> =>
+      currentTurnHolder() === token
+        ? (own ?? (Object.getPrototypeOf(runner) as Record<Deferred, RunnerMethod>)[name]).apply(runner, args)
+        : done.then(() => (runner as unknown as Record<Deferred, RunnerMethod>)[name](...args));
+    Object.defineProperty(runner, name, { value: deferred, configurable: true, writable: true });
+  }
   holders.set(runner, token);
   let released = false;
   return () => {
     if (released) return;
     released = true;
     holders.delete(runner);
-    if (own) Object.defineProperty(runner, 'query', { value: own, configurable: true, writable: true });
-    else delete (runner as { query?: Query }).query;
-    if (ownRelease) Object.defineProperty(runner, 'release', { value: ownRelease, configurable: true, writable: true });
-    else delete (runner as { release?: Release }).release;
+    for (const [name, own] of owns) {
+      if (own) Object.defineProperty(runner, name, { value: own, configurable: true, writable: true });
+      else delete (runner as unknown as Partial<Record<Deferred, RunnerMethod>>)[name];
+    }
     release();
   };
 }
