@@ -33,6 +33,8 @@ const holders = new WeakMap<QueryRunner, object>();
 const DEFERRED = ['query', 'startTransaction', 'release'] as const;
 type Deferred = (typeof DEFERRED)[number];
 type RunnerMethod = (...args: unknown[]) => Promise<unknown>;
+/** The methods {@link takeTurn} sets on runners. */
+const wrappers = new WeakSet<RunnerMethod>();
 
 /**
  * Waits for `runner`'s turn, then holds it for `token` (see `runAsTurnHolder`):
@@ -53,10 +55,17 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
   for (const name of DEFERRED) {
     const own = Object.prototype.hasOwnProperty.call(runner, name) ? (runner as unknown as Record<Deferred, RunnerMethod>)[name] : undefined;
     owns.set(name, own);
+    const original = own ?? (Object.getPrototypeOf(runner) as Record<Deferred, RunnerMethod>)[name];
+    // Once the turn is given back: through the next turn's wrapper if one is taken by then,
+    // else the method as it was (not one the app set meanwhile: it may be the caller).
     const deferred = (...args: unknown[]): Promise<unknown> =>
       currentTurnHolder() === token
-        ? (own ?? (Object.getPrototypeOf(runner) as Record<Deferred, RunnerMethod>)[name]).apply(runner, args)
-        : done.then(() => (runner as unknown as Record<Deferred, RunnerMethod>)[name](...args));
+        ? original.apply(runner, args)
+        : done.then(() => {
+            const now = (runner as unknown as Record<Deferred, RunnerMethod>)[name];
+            return (wrappers.has(now) ? now : original).apply(runner, args);
+          });
+    wrappers.add(deferred);
     Object.defineProperty(runner, name, { value: deferred, configurable: true, writable: true });
   }
   holders.set(runner, token);
@@ -66,6 +75,8 @@ export async function takeTurn(runner: QueryRunner, token: object): Promise<() =
     released = true;
     holders.delete(runner);
     for (const [name, own] of owns) {
+      // One the app set meanwhile stays.
+      if (!wrappers.has((runner as unknown as Record<Deferred, RunnerMethod>)[name])) continue;
       if (own) Object.defineProperty(runner, name, { value: own, configurable: true, writable: true });
       else delete (runner as unknown as Partial<Record<Deferred, RunnerMethod>>)[name];
     }

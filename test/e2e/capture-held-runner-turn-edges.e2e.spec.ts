@@ -107,6 +107,36 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('the app on a hel
       expect(await updates()).toHaveLength(1);
     });
 
+    it.each([
+      ['before the update', true],
+      ['while the update holds the turn', false],
+    ])('a release() of its own the app sets on the runner %s: called once, the connection back in the pool', async (_, first) => {
+      const [item] = await h.t.seed(() => items().save([{ name: `o${++seq}` }]));
+      let calls = 0;
+      let releasedAfter: boolean | undefined;
+      const run = await h.run(mode, async () => {
+        const runner = h.ds.createQueryRunner();
+        await runner.connect();
+        const base = runner.release.bind(runner);
+        const own = async () => {
+          calls++;
+          await base();
+        };
+        if (first) runner.release = own;
+        const updated = runner.manager.update(HteItem, { id: item!.id }, { n: 2 });
+        for (let step = 0; step < 3; step++) await new Promise((resolve) => setImmediate(resolve));
+        if (!first) runner.release = own;
+        if ((await within(updated, 10_000)) === 'waited') throw new Error('waited 10 s');
+        if ((await within(runner.release(), 10_000)) === 'waited') throw new Error('release waited 10 s');
+        releasedAfter = runner.isReleased;
+      });
+      expect(run.error).toBeNull();
+      expect(run.status ?? 201).toBe(201);
+      expect({ calls, releasedAfter }).toEqual({ calls: 1, releasedAfter: true });
+      expect(await inTransaction()).toBe(false);
+      expect(await updates()).toHaveLength(1);
+    });
+
     it("an app subscriber's afterUpdate sending a raw UPDATE on the runner, then awaiting its release: nothing waits, each recorded once", async () => {
       const [a, b] = await h.t.seed(() => items().save([{ name: `s${++seq}` }, { name: `s${++seq}` }]));
       const hooked = new Set<QueryRunner>();
