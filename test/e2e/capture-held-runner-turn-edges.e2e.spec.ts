@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Column, Entity, In, PrimaryGeneratedColumn, type EntitySubscriberInterface, type QueryRunner, type UpdateEvent } from 'typeorm';
+import { Column, Entity, In, PrimaryGeneratedColumn, type EntitySubscriberInterface, type InsertEvent, type QueryRunner, type UpdateEvent } from 'typeorm';
 import { databases } from '../support/test-database.js';
 import { MODES, captureApp } from '../app/capture-harness.js';
 import { within } from '../support/within.js';
@@ -168,6 +168,35 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('the app on a hel
       expect(await inTransaction()).toBe(false);
       expect((await items().findBy({ id: In([a!.id, b!.id]) })).map((item) => item.n).sort()).toEqual([5, 6]);
       expect(await updates()).toHaveLength(3);
+    });
+
+    it("an app subscriber's afterInsert of a repository insert sending a raw UPDATE on the runner: nothing waits, each recorded once", async () => {
+      const [b] = await h.t.seed(() => items().save([{ name: `a${++seq}` }]));
+      const name = `a${++seq}`;
+      const hooked = new Set<QueryRunner>();
+      const subscriber: EntitySubscriberInterface = {
+        listenTo: () => HteItem,
+        afterInsert: async (event: InsertEvent<HteItem>) => {
+          if (hooked.delete(event.queryRunner)) await event.queryRunner.query(`UPDATE ${table()} SET n = 6 WHERE id = ${p(1)}`, [b!.id]);
+        },
+      };
+      h.ds.subscribers.push(subscriber);
+      try {
+        const run = await h.run(mode, () =>
+          held(async (runner) => {
+            hooked.add(runner);
+            await Promise.all([runner.manager.insert(HteItem, { name }), runner.query(`UPDATE ${table()} SET n = 7 WHERE id = ${p(1)}`, [b!.id])]);
+          }),
+        );
+        expect(run.error).toBeNull();
+        expect(run.status ?? 201).toBe(201);
+      } finally {
+        h.ds.subscribers.splice(h.ds.subscribers.indexOf(subscriber), 1);
+      }
+      expect(await inTransaction()).toBe(false);
+      expect((await items().findOneByOrFail({ id: b!.id })).n).toBe(6);
+      const changes = (await h.changes()).filter((change) => change.entity === 'HteItem');
+      expect(changes.map((change) => change.operation).sort()).toEqual(['insert', 'update', 'update']);
     });
 
     it.each([1, 2])('Promise.all of 20 raw and repository writes on one runner (%s of them at once on the pool): all committed, each recorded once', async (runners) => {
