@@ -69,6 +69,20 @@ export function captureApp(kind: DatabaseKind, entities: Array<new (...args: nev
         return { status: null, error };
       }
     },
+    /** `name` as raw SQL names the table (schema-qualified on PostgreSQL). */
+    table(name: string): string {
+      return kind === 'postgres' ? `"${(t.dataSource.options as { schema: string }).schema}".${name}` : name;
+    },
+    /** The `n`th (1-based) parameter placeholder of raw SQL. */
+    param(n: number): string {
+      return kind === 'postgres' ? `$${n}` : '?';
+    },
+    /** Whether the pool's connection a statement gets now is in a transaction (PostgreSQL: one that began before this statement). */
+    async inTransaction(): Promise<boolean> {
+      const sql = kind === 'postgres' ? 'SELECT transaction_timestamp() <> statement_timestamp() AS open' : 'SELECT @@in_transaction AS open';
+      const [row] = (await t.dataSource.query(sql)) as Array<{ open: unknown }>;
+      return row?.open === true || Number(row?.open) === 1;
+    },
     /** Every change of every stored event, in order. */
     async changes(): Promise<AuditChange[]> {
       return (await t.rows()).flatMap((row: AuditLogEntity) => row.changes ?? []);

@@ -22,8 +22,8 @@ class HccItem {
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('statements on a held query runner whose driver calls back elsewhere, on %s', (kind) => {
   const h = captureApp(kind, [HccItem]);
   const items = () => h.ds.getRepository(HccItem);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hcc_item` : 'hcc_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hcc_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
   describe.each(MODES)('%s', (mode) => {

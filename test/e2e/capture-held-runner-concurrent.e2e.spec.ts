@@ -19,8 +19,8 @@ class HrItem {
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('writes at once on one held query runner, on %s', (kind) => {
   const h = captureApp(kind, [HrItem]);
   const items = () => h.ds.getRepository(HrItem);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hr_item` : 'hr_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hr_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
   const held = async <T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> => {

@@ -31,16 +31,11 @@ const ROUNDS = 16;
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('a held query runner released before its write is done, on %s', (kind) => {
   const h = captureApp(kind, [HrrItem], {}, { pool: 1 });
   const items = () => h.ds.getRepository(HrrItem);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hrr_item` : 'hrr_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hrr_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
-  /** Whether the pool's connection is in a transaction (PostgreSQL: one that began before this statement). */
-  const inTransaction = async (): Promise<boolean> => {
-    const sql = kind === 'postgres' ? 'SELECT transaction_timestamp() <> statement_timestamp() AS open' : 'SELECT @@in_transaction AS open';
-    const [row] = (await h.ds.query(sql)) as Array<{ open: unknown }>;
-    return row?.open === true || Number(row?.open) === 1;
-  };
+  const inTransaction = () => h.inTransaction();
 
   /**
    * `send` on a connected runner of its own, then `release()` after `wait(round)`, for each

@@ -22,8 +22,8 @@ const POOL = 2;
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('raw writes on held query runners filling the pool, on %s', (kind) => {
   const h = captureApp(kind, [HspItem], {}, { pool: POOL });
   const items = () => h.ds.getRepository(HspItem);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hsp_item` : 'hsp_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hsp_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
   /**

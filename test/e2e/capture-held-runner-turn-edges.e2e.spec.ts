@@ -21,15 +21,11 @@ class HteItem {
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('the app on a held query runner while the module holds its turn, on %s', (kind) => {
   const h = captureApp(kind, [HteItem], {}, { pool: 1 });
   const items = () => h.ds.getRepository(HteItem);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hte_item` : 'hte_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hte_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
-  const inTransaction = async (): Promise<boolean> => {
-    const sql = kind === 'postgres' ? 'SELECT transaction_timestamp() <> statement_timestamp() AS open' : 'SELECT @@in_transaction AS open';
-    const [row] = (await h.ds.query(sql)) as Array<{ open: unknown }>;
-    return row?.open === true || Number(row?.open) === 1;
-  };
+  const inTransaction = () => h.inTransaction();
 
   /** `fn` on a connected runner of its own, released after; fails after 10 s. */
   const held = async (fn: (runner: QueryRunner) => Promise<unknown>): Promise<void> => {

@@ -25,8 +25,8 @@ describe.each(databases().filter((kind) => kind !== 'sqlite'))('a raw write not 
   const h = captureApp(kind, [HruItem], {}, { pool: 2 });
   const items = () => h.ds.getRepository(HruItem);
   const journal = () => h.ds.getRepository(AuditJournalEntity);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".hru_item` : 'hru_item');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('hru_item');
+  const p = (n: number) => h.param(n);
   let seq = 0;
 
   it.each([

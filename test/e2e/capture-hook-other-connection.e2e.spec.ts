@@ -60,7 +60,7 @@ describe.each(databases())("after-hooks writing a query builder write's rows thr
       await runner.release();
     }
   };
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".oc_order` : 'oc_order');
+  const table = () => h.table('oc_order');
   const touch = (id: number) => onOtherConnection(`UPDATE ${table()} SET touched = touched + 1 WHERE id = ${kind === 'postgres' ? '$1' : '?'}`, [id]);
   const ok = (mode: string) => ({ status: mode === 'handler' ? 201 : null, error: null });
 

@@ -53,8 +53,8 @@ describe.each(databases())('hooks of a query builder write made in no transactio
     hookWork = {};
   });
   const orders = () => h.ds.getRepository(HtOrder);
-  const table = () => (kind === 'postgres' ? `"${(h.ds.options as { schema: string }).schema}".ht_order` : 'ht_order');
-  const p = (n: number) => (kind === 'postgres' ? `$${n}` : '?');
+  const table = () => h.table('ht_order');
+  const p = (n: number) => h.param(n);
 
   /** What `fn` threw (its message), or null. */
   const thrown = async (fn: () => Promise<unknown>): Promise<string | null> => {
