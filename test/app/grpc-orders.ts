@@ -7,6 +7,7 @@ import { concatMap, from, map, reduce, type Observable } from 'rxjs';
 import type { Repository } from 'typeorm';
 import { Audited, type AuditModuleOptions } from '../../lib/index.js';
 import { freePort } from '../support/broker-probe.js';
+import { TcpProxy } from '../support/tcp-proxy.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { createTestApp, type TestApp, type TestAppOptions } from './create-test-app.js';
 import { Order } from './order.entity.js';
@@ -168,4 +169,30 @@ export async function grpcHybridApp(
     },
   });
   return { t, url };
+}
+
+/**
+ * A {@link grpcHybridApp} with `controllers` whose `ClientGrpc` (provided under `token`)
+ * reaches its gRPC server through a TCP proxy the test can freeze: the channel then stays
+ * connecting (grpc-js takes it as ready once the server's HTTP/2 settings arrive) for as
+ * long as the test needs. `close()` closes the client, the app and the proxy.
+ */
+export async function grpcAppBehindProxy(
+  db: TestDatabase,
+  controllers: TestAppOptions['controllers'],
+  token: string,
+): Promise<{ t: TestApp; proxy: TcpProxy; close(): Promise<void> }> {
+  const port = await freePort();
+  const proxy = new TcpProxy('127.0.0.1', port);
+  await proxy.start();
+  const { t } = await grpcHybridApp(db, { controllers, grpcPackage: GRPC_PACKAGE, proto: GRPC_PROTO_PATH, url: `127.0.0.1:${port}`, client: { token, url: `127.0.0.1:${proxy.port}` } });
+  return {
+    t,
+    proxy,
+    close: async () => {
+      (t.app.get(token) as { close(): void }).close();
+      await t.close();
+      await proxy.stop();
+    },
+  };
 }

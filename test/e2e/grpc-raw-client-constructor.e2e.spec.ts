@@ -7,12 +7,11 @@ import type { Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import type { TestApp } from '../app/create-test-app.js';
-import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, grpcHybridApp } from '../app/grpc-orders.js';
+import { GRPC_SERVICE, GrpcOrdersController, grpcAppBehindProxy } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
-import { freePort } from '../support/broker-probe.js';
 import { notesOf } from '../support/changed-notes.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
+import type { TcpProxy } from '../support/tcp-proxy.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 // The raw @grpc/grpc-js client of a Nest ClientGrpc, and its service (getService()),
@@ -75,6 +74,7 @@ describe.each(databases())('an HTTP handler calling a raw gRPC client it took in
   let db: TestDatabase;
   let t: TestApp;
   let proxy: TcpProxy;
+  let close: (() => Promise<void>) | undefined;
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
@@ -83,21 +83,10 @@ describe.each(databases())('an HTTP handler calling a raw gRPC client it took in
     await db?.drop();
   });
   beforeEach(async () => {
-    const port = await freePort();
-    proxy = new TcpProxy('127.0.0.1', port);
-    await proxy.start();
-    ({ t } = await grpcHybridApp(db, {
-      controllers: [EarlyRawGrpcController, GrpcOrdersController],
-      grpcPackage: GRPC_PACKAGE,
-      proto: GRPC_PROTO_PATH,
-      url: `127.0.0.1:${port}`,
-      client: { token: ORDERS, url: `127.0.0.1:${proxy.port}` },
-    }));
+    ({ t, proxy, close } = await grpcAppBehindProxy(db, [EarlyRawGrpcController, GrpcOrdersController], ORDERS));
   });
   afterEach(async () => {
-    (t?.app.get<ClientGrpc>(ORDERS) as unknown as { close(): void } | undefined)?.close();
-    await t?.close();
-    await proxy?.stop();
+    await close?.();
   });
 
   const post = (token: string, requestId: string, json: unknown, path = 'quote') =>

@@ -6,12 +6,11 @@ import type { Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import type { TestApp } from '../app/create-test-app.js';
-import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, grpcHybridApp, type OrderReply } from '../app/grpc-orders.js';
+import { GRPC_SERVICE, GrpcOrdersController, grpcAppBehindProxy, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
-import { freePort } from '../support/broker-probe.js';
 import { notesOf } from '../support/changed-notes.js';
-import { TcpProxy } from '../support/tcp-proxy.js';
+import type { TcpProxy } from '../support/tcp-proxy.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 // An HTTP handler that calls a gRPC service through the @grpc/grpc-js client Nest's
@@ -79,6 +78,7 @@ describe.each(databases())('an HTTP handler saving in the callbacks of a raw gRP
   // which reaches the server through a proxy that can hold the connection's handshake.
   let t: TestApp;
   let proxy: TcpProxy;
+  let close: (() => Promise<void>) | undefined;
   let ids: number[];
 
   beforeAll(async () => {
@@ -88,22 +88,11 @@ describe.each(databases())('an HTTP handler saving in the callbacks of a raw gRP
     await db?.drop();
   });
   beforeEach(async () => {
-    const port = await freePort();
-    proxy = new TcpProxy('127.0.0.1', port);
-    await proxy.start();
-    ({ t } = await grpcHybridApp(db, {
-      controllers: [RawGrpcController, GrpcOrdersController],
-      grpcPackage: GRPC_PACKAGE,
-      proto: GRPC_PROTO_PATH,
-      url: `127.0.0.1:${port}`,
-      client: { token: ORDERS, url: `127.0.0.1:${proxy.port}` },
-    }));
+    ({ t, proxy, close } = await grpcAppBehindProxy(db, [RawGrpcController, GrpcOrdersController], ORDERS));
     ids = await t.seed(async () => (await t.dataSource.getRepository(Order).save([{ status: 'new' }, { status: 'new' }])).map((order) => order.id));
   });
   afterEach(async () => {
-    (t?.app.get<ClientGrpc>(ORDERS) as unknown as { close(): void } | undefined)?.close();
-    await t?.close();
-    await proxy?.stop();
+    await close?.();
   });
 
   const post = (path: string, token: string, requestId: string, json: unknown) =>
