@@ -135,6 +135,8 @@ describe.each(databases())('items a request pushes, bound to its context, to a s
       const bob = await push('/serial/push', 'bob-token', `bob-${tag}`, { note: `bob-${tag}`, delay: 10, via });
       expect(bob.status).toBe(201);
       expect((await alice).status).toBe(201);
+      // Bob's item is stored once processed; then a moment for anything more to arrive.
+      await expect.poll(async () => (await t.rows()).some((row) => notesOf(row).includes(`bob-${tag}`)), { timeout: 5_000 }).toBe(true);
       await sleep(300);
 
       const rows = await t.rows();
@@ -163,6 +165,12 @@ describe.each(databases())('items a request pushes, bound to its context, to a s
       const statuses = await Promise.all(sent.map(async (s) => (await push('/serial/push', s.user, s.requestId, { note: s.note, delay: 5, via })).status));
       expect(statuses.every((status) => status === 201)).toBe(true);
       await expect.poll(async () => (await t.rows()).filter((row) => row.kind === 'change').length, { timeout: 10_000 }).toBeGreaterThanOrEqual(29);
+      // Every item is stored once processed; then a moment for anything more to arrive.
+      const unstored = async () => {
+        const notes = new Set((await t.rows()).flatMap(notesOf));
+        return sent.filter((s) => !notes.has(s.note)).map((s) => s.note);
+      };
+      await expect.poll(unstored, { timeout: 10_000 }).toEqual([]);
       await sleep(300);
       const rows = await t.rows();
       const wrong = sent.flatMap((s) =>
