@@ -6,6 +6,7 @@ import { escapedTable } from '../../lib/storage/sql.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { polled } from '../support/within.js';
 
 /**
  * Claims checked: "a transaction's journal INSERT rides on its COMMIT; nothing else is affected
@@ -30,6 +31,12 @@ describe('failOpen: a savepoint during the commit work takes the journal INSERT 
   let guard: string;
   let orders: string;
   let journal: string;
+
+  /** The pooled connections in use, being opened or waited for. */
+  const poolBusy = async () => {
+    const pool = (t.dataSource.driver as unknown as { master: { totalCount: number; idleCount: number; waitingCount: number } }).master;
+    return pool.totalCount - pool.idleCount + pool.waitingCount;
+  };
 
   beforeAll(async () => {
     db = await createTestDatabase('postgres');
@@ -57,8 +64,8 @@ describe('failOpen: a savepoint during the commit work takes the journal INSERT 
         await manager.query(`INSERT INTO ${guard} VALUES (999999)`); // fails at COMMIT
       });
       await expect(failed).rejects.toThrow(/foreign key/);
-      // sendLate is not awaited: let it land before the unit is stored.
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      // sendLate is not awaited: let it land before the unit is stored (every pooled connection back, none asked for).
+      expect(await polled(poolBusy, (busy) => busy === 0, 5_000)).toBe(0);
       journaled = await t.dataSource.query(`SELECT "id" FROM ${journal}`);
     });
     await new Promise((resolve) => setTimeout(resolve, 200));
