@@ -17,6 +17,7 @@ import { closeGate, gate, sleep } from '../support/paused-instances.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
 import { databases } from '../support/test-database.js';
 import { pausedTwoDataSourceInstances } from '../support/two-data-source-instances.js';
+import { polled } from '../support/within.js';
 
 @Controller('gated')
 class GatedController {
@@ -166,9 +167,9 @@ describe.each(kinds)('recovery of journal rows in another data source, at the mo
     const journal = paused.main.getRepository(AuditJournalEntity);
     closeGate();
     const answer = fetch(`${paused.url}/spilling/run`, { method: 'PATCH', headers: { 'x-request-id': requestId } });
-    for (let i = 0; i < 100 && (await journal.count()) === 0; i++) await sleep(50);
-    await sleep(100);
-    expect((await journal.find()).every((row) => row.entry.spilled)).toBe(true);
+    // The first transaction committed: its ten changes, spilled two to a journal row.
+    const journaled = await polled(() => journal.find(), (rows) => rows.length >= 5, 10_000);
+    expect(journaled.map((row) => row.entry.spilled)).toEqual([true, true, true, true, true]);
     const id = paused.app.get(JournalRecovery).instanceId;
     await paused.audit.getRepository(AuditInstanceEntity).update({ id }, { heartbeatAt: new Date(Date.now() - 600_000) });
     await failMainCommit(true);
