@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuditWriter } from '../../lib/storage/audit.writer.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { POSTGRES } from '../support/database-probe.js';
-import { sleep } from '../support/paused-instances.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { polled } from '../support/within.js';
 
 describe.each(databases().filter((kind) => kind === 'postgres'))('a raw UPDATE racing another, with a default isolation level, on %s', (kind) => {
   let db: TestDatabase;
@@ -34,13 +34,16 @@ describe.each(databases().filter((kind) => kind === 'postgres'))('a raw UPDATE r
     const holder = new pg.Client(POSTGRES);
     await holder.connect();
     try {
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       await holder.query('BEGIN');
       await holder.query(`UPDATE "${schema}".raw_counter SET v = v + 1`);
       const raced = t.dataSource.query('UPDATE raw_counter SET v = v + 1').then(
         () => 'ok',
         (error: Error) => error.message,
       );
-      await sleep(300); // the raw UPDATE is waiting for the holder's row lock
+      // The raw UPDATE is waiting for the holder's row lock.
+      const blocked = () => t.dataSource.query('SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))', [holderPid]) as Promise<unknown[]>;
+      expect(await polled(blocked, (rows) => rows.length > 0, 5_000)).toHaveLength(1);
       await holder.query('COMMIT');
       const outcome = await raced;
       await t.app.get(AuditWriter).drain(10_000);
