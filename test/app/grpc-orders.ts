@@ -11,6 +11,7 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { createTestApp, type TestApp, type TestAppOptions } from './create-test-app.js';
 import { Order } from './order.entity.js';
+import { RequestHold } from './request-hold.js';
 import { USERS } from './token.guard.js';
 
 /** The package and file of the fixture's gRPC service. */
@@ -26,6 +27,9 @@ export interface OrderReply {
 
 const replyOf = (order: Order): OrderReply => ({ id: order.id, status: order.status, note: order.note ?? '' });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Where a Quote call sent with `hold` waits for the test. */
+export const quoteHold = new RequestHold<void>();
 
 /**
  * Checks the `authorization` metadata of a gRPC call and puts the user on the call's
@@ -117,9 +121,10 @@ export class GrpcOrdersController {
     );
   }
 
-  /** A pricing call, answered after `delay` ms; not audited, writes nothing. */
+  /** A pricing call, answered after `delay` ms (or once the test releases `quoteHold`); not audited, writes nothing. */
   @GrpcMethod(GRPC_SERVICE, 'Quote')
-  async quote(request: { delay: number }): Promise<{ price: number }> {
+  async quote(request: { delay: number; hold?: boolean }): Promise<{ price: number }> {
+    if (request.hold) await quoteHold.wait();
     await sleep(request.delay);
     return { price: 42 };
   }

@@ -3,13 +3,13 @@ import type { ServerResponse } from 'node:http';
 
 /**
  * A point where a request waits for the test, as one calling a slow external service
- * would: `reached` gives the response of the request that got there, which goes on once
- * the test calls `release()` (bounded: after 20 s when the test never does). `arm()` makes
- * it ready for the next request.
+ * would: `reached` gives what the request that got there passed (its response, for an
+ * HTTP request), which goes on once the test calls `release()` (bounded: after 20 s when
+ * the test never does). `arm()` makes it ready for the next request.
  */
-export class RequestHold {
-  reached!: Promise<ServerResponse>;
-  private arrive!: (response: ServerResponse) => void;
+export class RequestHold<T = ServerResponse> {
+  reached!: Promise<T>;
+  private arrive!: (response: T) => void;
   private released!: Promise<void>;
   private go!: () => void;
 
@@ -23,7 +23,7 @@ export class RequestHold {
   }
 
   /** For the request: says it is here, then waits until released. */
-  wait(response: ServerResponse): Promise<void> {
+  wait(response: T): Promise<void> {
     this.arrive(response);
     setTimeout(this.go, 20_000).unref();
     return this.released;

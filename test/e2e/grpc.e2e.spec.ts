@@ -8,7 +8,7 @@ import { In, type Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import type { TestApp } from '../app/create-test-app.js';
-import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, grpcHybridApp, type OrderReply } from '../app/grpc-orders.js';
+import { GRPC_PACKAGE, GRPC_PROTO_PATH, GRPC_SERVICE, GrpcOrdersController, grpcHybridApp, quoteHold, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { moveAuditLog } from '../support/audit-log-away.js';
@@ -461,7 +461,7 @@ describe.each(databases())('gRPC handlers of a hybrid app on %s', (kind) => {
 const QUOTES = 'GRPC_QUOTES_CLIENT';
 
 interface QuotesService {
-  quote(request: { delay: number }): Observable<{ price: number }>;
+  quote(request: { delay: number; hold?: boolean }): Observable<{ price: number }>;
 }
 
 /**
@@ -485,8 +485,8 @@ class GrpcQuotesController implements OnModuleInit {
   /** Piped: the save runs in the operator after the reply. */
   @Post('piped')
   @Audited('quote.saved')
-  piped(@Body() body: { note: string; delay: number }): Observable<{ price: number }> {
-    return this.quotes.quote({ delay: body.delay }).pipe(
+  piped(@Body() body: { note: string; delay: number; hold?: boolean }): Observable<{ price: number }> {
+    return this.quotes.quote({ delay: body.delay, hold: body.hold }).pipe(
       concatMap(async (quote) => {
         await this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note }));
         return quote;
@@ -497,8 +497,8 @@ class GrpcQuotesController implements OnModuleInit {
   /** Awaited: the save runs after lastValueFrom resolved. */
   @Post('awaited')
   @Audited('quote.saved')
-  async awaited(@Body() body: { note: string; delay: number }): Promise<{ price: number }> {
-    const quote = await lastValueFrom(this.quotes.quote({ delay: body.delay }));
+  async awaited(@Body() body: { note: string; delay: number; hold?: boolean }): Promise<{ price: number }> {
+    const quote = await lastValueFrom(this.quotes.quote({ delay: body.delay, hold: body.hold }));
     await this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note }));
     return quote;
   }
@@ -534,8 +534,8 @@ describe.each(databases())('an HTTP handler saving what a ClientGrpc answered, o
     });
     afterEach(() => closeApp(t));
 
-    const post = (token: string, requestId: string, note: string, delay: number) =>
-      t.request(`/grpc-quotes/${style}`, { method: 'POST', json: { note, delay }, headers: { authorization: `Bearer ${token}`, 'x-request-id': requestId } });
+    const post = (token: string, requestId: string, note: string, delay: number, hold = false) =>
+      t.request(`/grpc-quotes/${style}`, { method: 'POST', json: { note, delay, hold }, headers: { authorization: `Bearer ${token}`, 'x-request-id': requestId } });
 
     const summary = async () =>
       (await t.rows())
@@ -544,12 +544,14 @@ describe.each(databases())('an HTTP handler saving what a ClientGrpc answered, o
 
     it('bob’s save is in bob’s event, not in alice’s (whose request opened the channel and is still running)', async () => {
       const tag = String(Date.now());
-      // Alice's request is the first to use the client (its channel connects now); her quote takes 500 ms.
-      const alice = post('alice-token', `alice-${tag}`, `alice-${tag}`, 500);
-      await sleep(100);
+      // Alice's request is the first to use the client (its channel connects now); her quote waits for the test.
+      quoteHold.arm();
+      const alice = post('alice-token', `alice-${tag}`, `alice-${tag}`, 0, true);
+      await quoteHold.reached;
       // Bob's quote comes back at once, while alice's request is still waiting for hers.
       const bob = await post('bob-token', `bob-${tag}`, `bob-${tag}`, 5);
       expect(bob.status).toBe(201);
+      quoteHold.release();
       expect((await alice).status).toBe(201);
       await sleep(100);
       expect(await summary()).toEqual([
