@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { Order } from '../app/order.entity.js';
+import { RequestHold } from '../app/request-hold.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { freePort } from '../support/broker-probe.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
@@ -19,11 +20,15 @@ import { notesOf } from '../support/changed-notes.js';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const QUOTES = 'QUOTES_CLIENT';
 
+/** Where a quote asked with `hold` waits for the test. */
+const quoteHold = new RequestHold<void>();
+
 /** A pricing service, reached over TCP (here in the same process, as a hybrid app's microservice). */
 @Controller()
 class QuoteService {
   @MessagePattern({ cmd: 'quote' })
-  async quote(@Payload() data: { delay: number }): Promise<{ price: number }> {
+  async quote(@Payload() data: { delay: number; hold?: boolean }): Promise<{ price: number }> {
+    if (data.hold) await quoteHold.wait();
     await sleep(data.delay);
     return { price: 42 };
   }
@@ -43,8 +48,8 @@ class QuotesController {
 
   @Post()
   @Audited('quote.saved')
-  save(@Body() body: { note: string; delay: number }): Observable<{ price: number }> {
-    return this.client.send<{ price: number }>({ cmd: 'quote' }, { delay: body.delay }).pipe(
+  save(@Body() body: { note: string; delay: number; hold?: boolean }): Observable<{ price: number }> {
+    return this.client.send<{ price: number }>({ cmd: 'quote' }, { delay: body.delay, hold: body.hold }).pipe(
       concatMap(async (quote) => {
         await this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note }));
         return quote;
@@ -79,17 +84,19 @@ describe.each(databases())('an HTTP handler saving what a ClientProxy answered, 
   });
   beforeEach(() => t.clearAudit());
 
-  const post = (token: string, requestId: string, note: string, delay: number) =>
-    t.request('/quotes', { method: 'POST', json: { note, delay }, headers: { authorization: `Bearer ${token}`, 'x-request-id': requestId } });
+  const post = (token: string, requestId: string, note: string, delay: number, hold = false) =>
+    t.request('/quotes', { method: 'POST', json: { note, delay, hold }, headers: { authorization: `Bearer ${token}`, 'x-request-id': requestId } });
 
   it('bob’s save is in bob’s event, not in alice’s (whose request opened the client’s connection and is still running)', async () => {
     const tag = String(Date.now());
-    // Alice's request is the first to use the client (it connects now) and its quote takes 500 ms.
-    const alice = post('alice-token', `alice-${tag}`, `alice-${tag}`, 500);
-    await sleep(100);
+    // Alice's request is the first to use the client (it connects now) and its quote waits for the test.
+    quoteHold.arm();
+    const alice = post('alice-token', `alice-${tag}`, `alice-${tag}`, 0, true);
+    await quoteHold.reached;
     // Bob's quote comes back at once, while alice's request is still waiting for hers.
     const bob = await post('bob-token', `bob-${tag}`, `bob-${tag}`, 5);
     expect(bob.status).toBe(201);
+    quoteHold.release();
     expect((await alice).status).toBe(201);
 
     const rows = await t.rows();
