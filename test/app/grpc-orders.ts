@@ -1,5 +1,5 @@
 import { fileURLToPath } from 'node:url';
-import { status as GrpcStatus, type Metadata } from '@grpc/grpc-js';
+import { Metadata, status as GrpcStatus, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { Controller, Injectable, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { ClientProxyFactory, GrpcMethod, GrpcStreamMethod, RpcException, Transport } from '@nestjs/microservices';
 import { InjectRepository } from '@nestjs/typeorm';
@@ -200,4 +200,20 @@ export async function grpcAppBehindProxy(
       await proxy.stop();
     },
   };
+}
+
+/** The raw `@grpc/grpc-js` client of the service, as `ClientGrpc.getClientByServiceName()` gives it. */
+export interface RawOrdersClient {
+  Quote(request: { delay: number }, metadata: Metadata, callback: (error: ServiceError | null, reply?: { price: number }) => void): ClientUnaryCall;
+  NoteOrders(request: { ids: number[]; note: string }, metadata: Metadata): ClientReadableStream<OrderReply>;
+}
+
+/** A unary `Quote` call on the raw client whose callback saves an order noted `note`: resolves with the quote once saved. */
+export function quoteThenSave(raw: RawOrdersClient, orders: Repository<Order>, body: { note: string; delay: number }): Promise<{ price: number }> {
+  return new Promise((resolve, reject) => {
+    raw.Quote({ delay: body.delay }, new Metadata(), (error, quote) => {
+      if (error || !quote) return reject(error ?? new Error('no reply'));
+      orders.save(orders.create({ status: 'quoted', total: quote.price, note: body.note })).then(() => resolve(quote), reject);
+    });
+  });
 }

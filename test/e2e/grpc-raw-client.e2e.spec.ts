@@ -6,7 +6,7 @@ import type { Repository } from 'typeorm';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import type { TestApp } from '../app/create-test-app.js';
-import { GRPC_SERVICE, GrpcOrdersController, grpcAppBehindProxy, type OrderReply } from '../app/grpc-orders.js';
+import { GRPC_SERVICE, GrpcOrdersController, grpcAppBehindProxy, quoteThenSave, type RawOrdersClient, type OrderReply } from '../app/grpc-orders.js';
 import { Order } from '../app/order.entity.js';
 import { TokenGuard } from '../app/token.guard.js';
 import { notesOf } from '../support/changed-notes.js';
@@ -23,11 +23,6 @@ import { createTestDatabase, databases, type TestDatabase } from '../support/tes
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const ORDERS = 'GRPC_RAW_ORDERS_CLIENT';
 
-type UnaryCallback<T> = (error: grpc.ServiceError | null, reply?: T) => void;
-interface RawOrdersClient {
-  Quote(request: { delay: number }, metadata: grpc.Metadata, callback: UnaryCallback<{ price: number }>): grpc.ClientUnaryCall;
-  NoteOrders(request: { ids: number[]; note: string }, metadata: grpc.Metadata): grpc.ClientReadableStream<OrderReply>;
-}
 
 @Controller('grpc-raw')
 @UseGuards(TokenGuard)
@@ -47,12 +42,7 @@ class RawGrpcController implements OnModuleInit {
   @Post('quote')
   @Audited('quote.saved')
   quote(@Body() body: { note: string; delay: number }): Promise<{ price: number }> {
-    return new Promise((resolve, reject) => {
-      this.raw.Quote({ delay: body.delay }, new grpc.Metadata(), (error, quote) => {
-        if (error || !quote) return reject(error ?? new Error('no reply'));
-        this.orders.save(this.orders.create({ status: 'quoted', total: quote.price, note: body.note })).then(() => resolve(quote), reject);
-      });
-    });
+    return quoteThenSave(this.raw, this.orders, body);
   }
 
   /** Server streaming: a copy saved in the 'data' listener for each reply, a tally in the 'end' listener. */
