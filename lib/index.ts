@@ -30,6 +30,7 @@ export {
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
   AddAuditRequestActorIndexes1767312000000,
+  AddAuditTreeEventIndex1796601600000,
 } from './storage/migrations/index.js';
 export {
   partitionAuditLog,

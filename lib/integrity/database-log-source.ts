@@ -54,7 +54,19 @@ export class DatabaseLogSource {
 
   /** {@link data} for a bound read before with {@link treeBound}. */
   dataUpTo(bound: number | undefined): AuditLogData {
-    return { events: this.events(bound), leaves: this.leaves(bound), nodes: (level) => this.nodes(level, bound), checkpoints: this.checkpoints(bound) };
+    return {
+      events: this.events(bound),
+      leaves: this.leaves(bound),
+      nodes: (level) => this.nodes(level, bound),
+      checkpoints: this.checkpoints(bound),
+      eventById: (id) => this.eventById(id),
+    };
+  }
+
+  /** The event with this id, its seq (or none) and its leaf hash as stored now (see `AuditLogData.eventById`). */
+  private async eventById(id: string): Promise<{ seq: number | null; leafHash: Buffer } | undefined> {
+    const [event] = await readStoredEvents(this.dataSource.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.id = :id', { id }));
+    return event && { seq: event.row.seq ?? null, leafHash: eventLeafHash(event.row) };
   }
 
   /** The size of the tree stored now (see {@link data}); `undefined` when there is none. */

@@ -7,7 +7,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MoreThan, type DataSource, type EntityManager } from 'typeorm';
+import { In, MoreThan, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
@@ -241,8 +241,10 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   async batch(waitMs: number, forceCheckpoint: boolean): Promise<BatchOutcome> {
     const dialect = integratorDialect(this.dataSource);
     if (dialect === 'sqlite') return this.sqliteBatch(forceCheckpoint);
+    let planned: Plan | undefined;
     const result = await withIntegratorLock(this.dataSource, waitMs, async (manager, runner) => {
       const plan = await this.plan(manager, dialect, forceCheckpoint);
+      planned = plan;
       // A full batch: the next one's events are read (on another connection) and hashed while
       // this one's UPDATE and INSERTs run in the database. Only unsequenced events after this
       // batch's last id are read, which this batch does not touch.
@@ -260,7 +262,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       // deadlock, a row it held past the batch's lock wait): nothing was written, the batch
       // is tried again.
       if (classifyDatabaseError(error) === 'transient') return { busy: true as const, lostRace: error as Error };
-      throw error;
+      return this.explained(error, planned);
     });
     if (result.busy) return { busy: true, sequenced: 0, treeSize: 0, ...('lostRace' in result ? { lostRace: result.lostRace } : {}) };
     return this.committed(result.value);
@@ -295,7 +297,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       })();
     } catch (error) {
       if (error instanceof BatchAbandoned) return { busy: true, sequenced: 0, treeSize: plan.treeSizeBefore };
-      throw error;
+      return this.explained(error, plan);
     }
     return this.committed(plan);
   }
@@ -321,6 +323,30 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       }
     }
     return outcome;
+  }
+
+  /**
+   * Throws `error`, or, when a leaf of the tree already names an event of the failed batch
+   * (the unique index on `audit_tree.event_id` refused its second leaf), an
+   * `AuditIntegrityError` saying which: the event's seq was set back to NULL outside the
+   * integrator, and taking it in again would sign whatever it holds now under a new seq.
+   */
+  private async explained(error: unknown, plan: Plan | undefined): Promise<never> {
+    const ids = plan?.eventIds ?? [];
+    let leaf: AuditTreeEntity | undefined;
+    try {
+      const repository = this.dataSource.getRepository(AuditTreeEntity);
+      for (let from = 0; from < ids.length && !leaf; from += ROWS_PER_STATEMENT) {
+        [leaf] = await findQuietly(repository, { where: { level: 0, eventId: In(ids.slice(from, from + ROWS_PER_STATEMENT)) }, order: { index: 'ASC' }, take: 1 });
+      }
+    } catch {
+      leaf = undefined; // the database is away: the batch's own error says so
+    }
+    if (!leaf) throw error;
+    throw new AuditIntegrityError(
+      `event ${leaf.eventId} has no seq, but leaf ${leaf.index} of the tree (seq ${leaf.index + 1}) names it: its seq was set back to NULL outside the integrator. ` +
+        `Nothing more is sequenced or signed until an administrator sets its seq back to ${leaf.index + 1} (docs/integrity.md, "An event whose seq was removed")`,
+    );
   }
 
   /**
@@ -433,6 +459,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
     const plan: Plan = {
       statements,
+      eventIds: ordered.map((row) => row.id),
       after: full ? rows[rows.length - 1]!.id : undefined,
       restart: !full && after !== undefined,
       sequenced: rows.length,
@@ -581,6 +608,8 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
 
 interface Plan {
   statements: Statement[];
+  /** The events the batch sequences, in seq order. */
+  eventIds: string[];
   /** Where the next batch starts: after this id (a full batch), or from the start. */
   after: string | undefined;
   /** The batch read on from a previous one and found the end: the events before it are read again next. */

@@ -64,6 +64,13 @@ export interface AuditLogData {
    */
   checkpoints: AsyncIterable<string>;
   /**
+   * The event with this id wherever it is now (any seq, or none), with its leaf hash;
+   * absent for an export. Asked only for a stored leaf whose event is not where the walk
+   * looked (at its leaf's position or among the events that did not pair up): one whose
+   * seq was set back to NULL, or that was taken into the tree a second time.
+   */
+  eventById?: (id: string) => Promise<{ seq: number | null; leafHash: Buffer } | undefined>;
+  /**
    * Signed purge records (checkpoint notes saying that events 1 to N were removed by the
    * retention purge); the largest that verifies is the log's start.
    */
@@ -231,6 +238,8 @@ interface StrayLeaf {
   occupied: boolean;
   /** Its event was found past the strays kept. */
   found?: boolean;
+  /** Its event, found by id without a seq or at a seq whose leaf the walk paired with it. */
+  elsewhere?: { seq: number | null; hash: Buffer };
 }
 
 /** A stored inner node that is not the hash of the stored leaves below it, or that is absent. */
@@ -553,6 +562,7 @@ class LogWalk {
         this.firstEventProblem = Math.min(this.firstEventProblem, this.pos + 1);
       }
     }
+    await this.lookUpStrayLeafEvents();
     this.classifyStrays();
     this.reportNodes();
     // Checkpoints no later one vindicated: explained by an event's problem; else, with the
@@ -652,6 +662,21 @@ class LogWalk {
   }
 
   /**
+   * Looks up, by id, the event of each stored leaf kept that names one not found by the
+   * walk: set back to NULL (no seq) or sequenced a second time under another seq, where it
+   * paired with a leaf of its own. Only with a source that can look events up by id.
+   */
+  private async lookUpStrayLeafEvents(): Promise<void> {
+    const byId = this.input.eventById;
+    if (!byId) return;
+    for (const leaf of this.strayLeaves) {
+      if (leaf.id === null || leaf.found || this.strayEventBy.has(`id:${leaf.id}`)) continue;
+      const event = await byId(leaf.id);
+      if (event && event.seq !== leaf.seq) leaf.elsewhere = { seq: event.seq, hash: event.leafHash };
+    }
+  }
+
+  /**
    * Classifies the events and stored leaves that did not pair up, by the event id each
    * stored leaf names (by hash for a leaf that names none):
    *
@@ -676,6 +701,13 @@ class LogWalk {
       if (leaf.found || this.strayEventBy.has(leaf.id !== null ? `id:${leaf.id}` : hex(leaf.hash))) continue; // its event is elsewhere
       if (leaf.id === null && leaf.occupied) continue; // the event over it is reported `modified`
       const id = leaf.id ?? undefined;
+      if (leaf.elsewhere) {
+        const { seq, hash } = leaf.elsewhere;
+        const changed = !hash.equals(leaf.hash);
+        const where = seq === null ? 'its seq was set back to NULL' : `it was sequenced again at seq ${seq}`;
+        problem(changed ? 'modified' : 'reordered', seq ?? leaf.seq, id, `event ${leaf.seq} is no longer at its place: ${where}${changed ? ', and it was changed' : ''}`);
+        continue;
+      }
       if (leaf.seq > this.lastEventSeq) {
         problem('truncated', leaf.seq, id, `event ${leaf.seq} was removed from the end of the log (its stored leaf remains)`);
       } else {

@@ -1,4 +1,4 @@
-import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 import { AUDIT_TREE_TABLE } from '../audit.constants.js';
 import { BIGINT_NUMBER } from './bigint-number.transformer.js';
 
@@ -10,6 +10,8 @@ import { BIGINT_NUMBER } from './bigint-number.transformer.js';
  * updated, and stay when events are purged.
  */
 @Entity(AUDIT_TREE_TABLE)
+// One leaf per event (AddAuditTreeEventIndex1796601600000); inner nodes name none.
+@Index('idx_audit_tree_event', ['eventId'], { unique: true })
 export class AuditTreeEntity {
   @PrimaryColumn({ type: 'int' })
   level!: number;

@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AuditEntities, AuditLogEntity, AuditMigrations, AuditSubjectEntity } from '../../lib/index.js';
+import { AuditEntities, AuditLogEntity, AuditMigrations, AuditSubjectEntity, AuditTreeEntity } from '../../lib/index.js';
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 /** The read side's indexes of `audit_log` after the migrations, columns in index order. */
@@ -65,7 +65,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
 
   it('creates a table that matches AuditLogEntity exactly (synchronize would change nothing)', async () => {
     const applied = await dataSource.runMigrations();
-    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000', 'AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000']);
+    expect(applied.map((m) => m.name)).toEqual(['CreateAuditLog1764201600000', 'CreateAuditJournal1764979200000', 'CreateAuditSubject1765584000000', 'AddAuditIntegrity1766188800000', 'AuditAppendOnly1766275200000', 'AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000', 'AddAuditTreeEventIndex1796601600000']);
     const pending = await dataSource.driver.createSchemaBuilder().log();
     expect(pending.upQueries.map((q) => q.query)).toEqual([]);
   });
@@ -75,6 +75,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
   });
 
   it('reverts the read indexes to their earlier columns, and upgrades them again', async () => {
+    await dataSource.undoLastMigration(); // the tree's leaf index, newer
     await dataSource.undoLastMigration(); // the request and actor id indexes, newer
     await dataSource.undoLastMigration(); // the subject index, newer
     await dataSource.undoLastMigration();
@@ -94,7 +95,7 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
     await dataSource.query(`CREATE INDEX ${q('idx_audit_log_source_outcome')} ON ${table} (${['source', 'outcome', 'occurred_at', 'id'].map(q).join(', ')})`);
     const prebuilt = kind === 'postgres' ? await indexOid('idx_audit_log_source_outcome') : undefined;
     const replaced = kind === 'postgres' ? await indexOid('idx_audit_log_actor') : undefined;
-    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000']);
+    expect((await dataSource.runMigrations()).map((m) => m.name)).toEqual(['AuditReadIndexes1766361600000', 'AddAuditSubjectEventIndex1766448000000', 'AddAuditRequestActorIndexes1767312000000', 'AddAuditTreeEventIndex1796601600000']);
     expect(await logIndexes()).toMatchObject(READ_INDEXES);
     if (kind === 'postgres') {
       expect(await indexOid('idx_audit_log_source_outcome')).toBe(prebuilt);
@@ -115,6 +116,22 @@ describe.each(databases())('AuditMigrations on %s', (kind) => {
       const [{ indexdef }] = await dataSource.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'idx_audit_subject_history' AND schemaname = $1`, [dataSource.driver.schema]);
       expect(indexdef).toMatch(/\(subject_type, subject_id, occurred_at, event_id\)/);
     }
+  });
+
+  it('creates the unique index of the tree leaves by event: a second leaf naming an event is refused', async () => {
+    const runner = dataSource.createQueryRunner();
+    const table = await runner.getTable(dataSource.getMetadata(AuditTreeEntity).tablePath);
+    await runner.release();
+    const index = table!.indices.find((candidate) => candidate.name === 'idx_audit_tree_event');
+    expect(index).toMatchObject({ columnNames: ['event_id'], isUnique: true });
+    const tree = dataSource.getRepository(AuditTreeEntity);
+    const eventId = '0190a4a2-0000-7000-8000-000000000001';
+    await tree.insert([
+      { level: 0, index: 0, hash: 'a'.repeat(64), eventId },
+      { level: 1, index: 0, hash: 'b'.repeat(64), eventId: null },
+      { level: 1, index: 1, hash: 'c'.repeat(64), eventId: null },
+    ]);
+    await expect(tree.insert({ level: 0, index: 1, hash: 'd'.repeat(64), eventId })).rejects.toThrow();
   });
 
   it('reverts cleanly', async () => {

@@ -6,6 +6,7 @@ import { AuditAppendOnly1766275200000 } from './1766275200000-audit-append-only.
 import { AuditReadIndexes1766361600000 } from './1766361600000-audit-read-indexes.js';
 import { AddAuditSubjectEventIndex1766448000000 } from './1766448000000-add-audit-subject-event-index.js';
 import { AddAuditRequestActorIndexes1767312000000 } from './1767312000000-add-audit-request-actor-indexes.js';
+import { AddAuditTreeEventIndex1796601600000 } from './1796601600000-add-audit-tree-event-index.js';
 
 /** The module's migrations, oldest first: add them to your data source's `migrations`. */
 export const AuditMigrations = [
@@ -17,6 +18,7 @@ export const AuditMigrations = [
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
   AddAuditRequestActorIndexes1767312000000,
+  AddAuditTreeEventIndex1796601600000,
 ];
 
 export {
@@ -28,4 +30,5 @@ export {
   AuditReadIndexes1766361600000,
   AddAuditSubjectEventIndex1766448000000,
   AddAuditRequestActorIndexes1767312000000,
+  AddAuditTreeEventIndex1796601600000,
 };
