@@ -54,6 +54,8 @@ import { attachQueryBuilderCapture, detachQueryBuilderCapture } from './query-bu
 type ColumnMetadata = EntityMetadata['columns'][number];
 
 const SUBSCRIBER = Symbol.for('nestjs-system-audit:subscriber');
+/** A statement that ends with COMMIT: TypeORM's, or the module's journal rows sent in its message. */
+const ENDS_WITH_COMMIT = /(?:^|;)\s*COMMIT\s*;?\s*$/i;
 
 /** Whether a raw-looking write came from outside a query builder, and which unit of work sent it. */
 interface QueryNote {
@@ -409,6 +411,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * bookkeeping are not changes; nor are those of entities that are not captured.
    */
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
+    // A failed COMMIT (TypeORM's, or the module's journal rows sent with it): why it failed.
+    if (!event.success && ENDS_WITH_COMMIT.test(event.query)) this.capture.commitFailed(event.queryRunner, event.error);
     if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
     const noted = parameters ? this.takeNote(parameters, event.queryRunner, event.query) : this.notedInOrder.get(event.queryRunner)?.shift();

@@ -1,3 +1,4 @@
+import { classifyDatabaseError } from '../storage/database-errors.js';
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { DataSource, EntityManager, EntityMetadata, QueryRunner } from 'typeorm';
 import { AUDIT_LOG_TABLE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
@@ -38,6 +39,11 @@ interface Frame {
   carried: Array<{ unit: UnitOfWork; ids: string[] }>;
   /** Set once the journal rows are written at the outermost commit: the COMMIT is being sent. */
   committing: boolean;
+  /**
+   * The COMMIT was answered with an error by a server still connected (a serialization
+   * failure, a deferred constraint): the transaction did not commit.
+   */
+  commitRefused?: boolean;
 }
 
 const add = <K>(map: Map<K, string[]>, key: K, ids: readonly string[]): void => {
@@ -301,10 +307,22 @@ export class ChangeCapture {
   }
 
   /**
+   * The outermost COMMIT on `runner` failed with `error`. An answer of the server on a
+   * connection still up (PostgreSQL's serialization failure at commit, a deferred
+   * constraint) means the transaction did not commit; only a connection lost while the
+   * COMMIT was out leaves its outcome unknown (see {@link rollingBack}).
+   */
+  commitFailed(runner: QueryRunner, error: unknown): void {
+    const stack = this.frames.get(runner);
+    const frame = stack?.length === 1 ? stack[0] : undefined;
+    if (frame?.committing) frame.commitRefused = classifyDatabaseError(error) !== 'connection';
+  }
+
+  /**
    * Before a ROLLBACK (or ROLLBACK TO SAVEPOINT) — taken as done even if the statement then
    * fails, since a connection that fails it has lost the transaction anyway: the level's
-   * changes never happened. After a COMMIT that failed (the connection dropped while it was
-   * sent) the outcome is unknown: the units keep the changes and journal row ids, and find
+   * changes never happened, also after a COMMIT the server refused. After a COMMIT that
+   * failed otherwise (the connection dropped while it was sent) the outcome is unknown: the units keep the changes and journal row ids, and find
    * out when they are stored whether those rows exist. Not on SQLite, where a COMMIT that
    * failed did not commit (a deferred constraint, a busy database: the transaction is
    * still open, and this ROLLBACK ends it) — and asking the journal before the ROLLBACK
@@ -317,7 +335,7 @@ export class ChangeCapture {
     if (stack?.length) return;
     // Journal rows meant to ride on a COMMIT that is not coming: nothing to keep.
     takeUnsent(runner);
-    const uncertain = frame?.committing === true && !isSqlite(runner.connection);
+    const uncertain = frame?.committing === true && frame.commitRefused !== true && !isSqlite(runner.connection);
     if (uncertain) {
       for (const unit of new Set([...frame.journalRows.keys(), ...frame.spilled.keys()])) {
         unit.addUncertain({
