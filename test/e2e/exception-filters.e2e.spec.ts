@@ -79,14 +79,14 @@ describe.each(combos)('an exception filter answering for the handler on %s over 
     expect(rows[0]!.error).toMatchObject({ status: 404 });
   });
 
-  it('an error answered 200 by a filter: the client got a success, the intent is a success claiming the insert', async () => {
+  it('an error answered 200 by a filter: the handler failed, so the intent is a failure (with its error) claiming the insert', async () => {
     const response = await t.request('/filtered/submissions', { method: 'POST', json: { note: 'dup' }, headers: { authorization: 'Bearer alice-token' } });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ alreadyDone: true });
     const order = await t.dataSource.getRepository(Order).findOneByOrFail({ note: 'dup' });
 
     const rows = await t.rows();
-    expect(rows.map((row) => [row.action, row.kind, row.outcome, row.error])).toEqual([['submission.received', 'intent', 'success', null]]);
+    expect(rows.map((row) => [row.action, row.kind, row.outcome, row.error])).toEqual([['submission.received', 'intent', 'failure', { name: 'AlreadyDone' }]]);
     expect(rows[0]!.changes).toEqual([expect.objectContaining({ entity: 'Order', id: String(order.id), operation: 'insert' })]);
   });
 });
