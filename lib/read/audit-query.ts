@@ -122,8 +122,11 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   if (kind !== undefined) qb.andWhere('e.kind = :kind', { kind });
   const requestId = text('requestId', query.requestId);
   if (requestId !== undefined) qb.andWhere(equals('e.requestId', 'requestId'), { requestId });
-  if (query.from !== undefined) qb.andWhere('e.occurredAt >= :from', { from: occurredAtParam(scope.dataSource, query.from, 'from') });
-  if (query.to !== undefined) qb.andWhere('e.occurredAt < :to', { to: occurredAtParam(scope.dataSource, query.to, 'to') });
+  for (const [field, value] of [['from', query.from], ['to', query.to]] as const) {
+    if (value === undefined) continue;
+    const condition = occurredAtCondition(scope.dataSource, field === 'from' ? '>=' : '<', value, field);
+    qb.andWhere(condition.where, condition.parameters);
+  }
 }
 
 /** One filter given two ways (`actorType` and `actor.type`): the value, refused when the two differ. */
@@ -240,6 +243,38 @@ export function occurredAtParam(dataSource: DataSource, value: Date | string, fi
   const column = dataSource.getMetadata(AuditLogEntity).findColumnWithPropertyName('occurredAt')!;
   return dataSource.driver.preparePersistentValue(date, column);
 }
+
+/**
+ * SQLite's largest time zone offset (`+14:59`) and a day: text of any offset for an instant
+ * on one side of a time sorts on that side of the date this far beyond it.
+ */
+const SQLITE_TEXT_MARGIN_MS = (15 + 24) * 3_600_000;
+
+/**
+ * `e.occurredAt >= :field` or `e.occurredAt < :field`, comparing instants. SQLite keeps
+ * text, which an administrator may have rewritten with an offset (`…+09:00`, the same
+ * instant) and which then sorts as another time: there it compares `julianday()` values,
+ * within a range of the text (the date a day and the largest offset beyond the time, which
+ * any offset's text of an instant on that side sorts within) that keeps the
+ * `occurred_at` index in use.
+ *
+ * @throws InvalidAuditQueryError as {@link occurredAtParam}.
+ */
+export function occurredAtCondition(dataSource: DataSource, op: '>=' | '<', value: Date | string, field: string): { where: string; parameters: Record<string, unknown> } {
+  const param = occurredAtParam(dataSource, value, field);
+  const sqlite = !POSTGRES_OR_MYSQL.has(String(dataSource.options.type));
+  if (!sqlite) return { where: `e.occurredAt ${op} :${field}`, parameters: { [field]: param } };
+  const at = value instanceof Date ? value : parseIsoInstant(value)!;
+  const edge = new Date(at.getTime() + (op === '<' ? SQLITE_TEXT_MARGIN_MS : -SQLITE_TEXT_MARGIN_MS));
+  // Past the years the column holds, text that sorts before (after) all of them.
+  const day = edge.getUTCFullYear() < 1 ? '0000' : edge.getUTCFullYear() > 9999 ? '9999-12-32' : edge.toISOString().slice(0, 10);
+  return {
+    where: `e.occurredAt ${op} :${field}Day AND julianday(e.occurredAt) ${op} julianday(:${field})`,
+    parameters: { [field]: param, [`${field}Day`]: day },
+  };
+}
+
+const POSTGRES_OR_MYSQL: ReadonlySet<string> = new Set(['postgres', 'aurora-postgres', 'mysql', 'mariadb', 'aurora-mysql']);
 
 /** A target type as written by users (`order`) and by the fallback (`Order`). */
 export function typeVariants(type: string): string[] {

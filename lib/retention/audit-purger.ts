@@ -28,7 +28,7 @@ import { createAuditPartitions, DEFAULT_MONTHS_AHEAD, listAuditPartitions, LOCK_
 import { escapedTable, valuesTable } from '../storage/sql.js';
 import { MYSQL_DRIVERS } from '../storage/drivers.js';
 import { ownStatement } from '../capture/own-statements.js';
-import { occurredAtParam, parseIsoInstant } from '../read/audit-query.js';
+import { occurredAtCondition, occurredAtParam, parseIsoInstant } from '../read/audit-query.js';
 import { driverErrorCode, LOCK_NOT_AVAILABLE } from '../storage/database-errors.js';
 import { findQuietly } from '../storage/quiet-find.js';
 
@@ -50,12 +50,6 @@ const PARTITION_LIST_WAIT = '5s';
 const POSTGRES = new Set(['postgres', 'aurora-postgres']);
 /** Distinct warnings remembered (each logged once). */
 const MAX_WARNINGS = 100;
-/**
- * SQLite's largest time zone offset (`+14:59`) and a day: text of any offset for an instant
- * before `before` sorts before the date this far after it.
- */
-const SQLITE_TEXT_MARGIN_MS = (15 + 24) * 3_600_000;
-
 /** What a purge removes: events up to a `seq` (integrity on), or older than a time. */
 type Scope = { throughSeq: number } | { before: Date };
 
@@ -365,17 +359,9 @@ export class AuditPurger implements OnApplicationBootstrap, OnApplicationShutdow
     return integratorDialect(this.dataSource) === 'sqlite';
   }
 
-  /**
-   * `e.occurredAt < before` comparing instants. SQLite keeps text, which an administrator
-   * may have written with an offset (`…-08:00`) and which then sorts as another time: it
-   * compares `julianday()` values, within a range of the text (any offset's text of an
-   * earlier instant sorts below it) that keeps the `occurred_at` index in use.
-   */
+  /** `e.occurredAt < before` comparing instants (on SQLite too, see `occurredAtCondition`). */
   private olderThan(before: Date): { where: string; parameters: Record<string, unknown> } {
-    const param = occurredAtParam(this.dataSource, before, 'before');
-    if (!this.sqlite()) return { where: 'e.occurredAt < :before', parameters: { before: param } };
-    const day = new Date(before.getTime() + SQLITE_TEXT_MARGIN_MS).toISOString().slice(0, 10);
-    return { where: 'e.occurredAt < :beforeDay AND julianday(e.occurredAt) < julianday(:before)', parameters: { before: param, beforeDay: day } };
+    return occurredAtCondition(this.dataSource, '<', before, 'before');
   }
 
   /** The largest `seq` given (0: none). */

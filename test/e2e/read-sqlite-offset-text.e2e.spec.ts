@@ -2,8 +2,8 @@
 // event's time as the same instant in another offset (`2026-12-08 01:19:04.893+09:00` for
 // `2026-12-07 16:19:04.893`): not a change of the event (verify() says nothing, as
 // integrity-purge-tampered expects, and the purge compares instants), so every reader must
-// still place the event at its instant. find()'s from/to compare the text instead, and the
-// event drops out of its own millisecond and shows up nine hours later, unreported.
+// still place the event at its instant: find()'s from/to compare instants, not the text, or the
+// event would drop out of its own millisecond and show up nine hours later, unreported.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
