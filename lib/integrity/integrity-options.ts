@@ -1,7 +1,8 @@
+import { describe } from '../read/audit-query.js';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import type { AuditCheckpoint, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
-import { createSigner, type NoteSigner } from './checkpoint-note.js';
+import { createSigner, parseVerifierKey, toPublicKey, type NoteSigner } from './checkpoint-note.js';
 
 /** `integrity` with its defaults applied and its key loaded. */
 export interface ResolvedIntegrity {
@@ -68,7 +69,7 @@ export function resolveIntegrity(value: unknown): ResolvedIntegrity | undefined 
   }
   const wholeNumber = (field: string, v: unknown, fallback: number, min: number, max: number): number => {
     if (v === undefined) return fallback;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(field, `must be a whole number from ${min} to ${max}, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(field, `must be a whole number from ${min} to ${max}, got ${describe(v)}`);
     return v as number;
   };
   const checkpointEvents = wholeNumber('checkpointEvery.events', everyRaw['events'], DEFAULT_CHECKPOINT_EVENTS, 1, 100_000_000);
@@ -81,6 +82,16 @@ export function resolveIntegrity(value: unknown): ResolvedIntegrity | undefined 
   if (!Array.isArray(verificationKeys) || verificationKeys.some((key) => typeof key !== 'string' && (key === null || typeof key !== 'object'))) {
     fail('verificationKeys', 'must be an array of public keys (KeyObject, PEM or verifier key string)');
   }
+  // Each one read now: a key that cannot be read would otherwise only show at verify(), as
+  // every checkpoint's signature failing.
+  (verificationKeys as Array<KeyObject | string>).forEach((key, index) => {
+    try {
+      if (typeof key === 'string' && !key.trimStart().startsWith('-----BEGIN')) parseVerifierKey(key.trim());
+      else toPublicKey(key);
+    } catch (error) {
+      fail('verificationKeys', `item ${index} is not an Ed25519 public key (KeyObject, PEM or verifier key string): ${(error as Error).message}`);
+    }
+  });
 
   const sequenceEvery = wholeNumber('sequenceEvery', raw['sequenceEvery'], DEFAULT_SEQUENCE_EVERY, 10, 60_000);
 
