@@ -119,7 +119,10 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
 
   /** Registers the module with static options. */
   static override forRoot(options: typeof AUDIT_OPTIONS_TYPE = {}): DynamicModule {
-    return AuditModule.wire(super.forRoot(options), options);
+    // `null` as no options, as resolveAuditOptions() takes it; anything else that is not an object is refused here.
+    const given = (options ?? {}) as unknown;
+    if (typeof given !== 'object' || Array.isArray(given)) throw new InvalidAuditOptionsError('options', 'must be an object');
+    return AuditModule.wire(super.forRoot(given as typeof AUDIT_OPTIONS_TYPE), given as typeof AUDIT_OPTIONS_TYPE);
   }
 
   /** Registers the module with options from a factory, a class or an existing provider. */

@@ -1,3 +1,4 @@
+import { describe } from '../read/audit-query.js';
 import type {
   AuditActorResolver,
   AuditEntityRef,
@@ -146,7 +147,7 @@ function booleanOption(option: string, value: unknown, fallback: boolean): boole
 
 function intOption(option: string, value: unknown, fallback: number, max: number): number {
   if (value === undefined) return fallback;
-  if (!isPositiveInt(value, max)) throw new InvalidAuditOptionsError(option, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
+  if (!isPositiveInt(value, max)) throw new InvalidAuditOptionsError(option, `must be a whole number from 1 to ${max}, got ${describe(value)}`);
   return value;
 }
 
@@ -178,7 +179,7 @@ function pseudonymizer(value: unknown): ActorPseudonymizer | undefined {
  */
 export function resolveAuditOptions(options: AuditModuleOptions | undefined | null): ResolvedAuditOptions {
   const raw = (options ?? {}) as Record<string, unknown>;
-  if (typeof raw !== 'object') throw new InvalidAuditOptionsError('options', 'must be an object');
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidAuditOptionsError('options', 'must be an object');
   for (const key of Object.keys(raw)) {
     if (!KNOWN_OPTIONS.has(key) && key !== 'dataSource' && key !== 'isGlobal') {
       throw new InvalidAuditOptionsError(key, `is not an option of AuditModule (known: ${[...KNOWN_OPTIONS].join(', ')})`);

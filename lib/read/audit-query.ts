@@ -31,12 +31,13 @@ export const AUDIT_OUTCOMES = ['success', 'failure', 'unknown'] as const satisfi
 /** The kinds of events (the `kind` filter's values). */
 export const AUDIT_KINDS = ['intent', 'change'] as const satisfies readonly AuditKind[];
 
-/** A value as an error message shows it. */
-function describe(value: unknown): string {
+/** A value as an error message shows it (`NaN` and `Infinity` as themselves, not as JSON's `null`). */
+export function describe(value: unknown): string {
   if (Array.isArray(value)) return 'an array';
   if (value === null) return 'null';
   if (typeof value === 'object') return 'an object';
   if (typeof value === 'function') return 'a function';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   return typeof value === 'bigint' ? `${value}n` : String(JSON.stringify(value));
 }
 

@@ -1,3 +1,4 @@
+import { describe as describeValue } from '../read/audit-query.js';
 import type { CanActivate, Type } from '@nestjs/common';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import type { AuditViewerGuard, AuditViewerModuleOptions } from '../interfaces/audit-viewer-options.interface.js';
@@ -24,6 +25,10 @@ export function resolveViewerOptions(options: AuditViewerModuleOptions | undefin
   if (options === null || typeof options !== 'object') fail('options', 'must be an object such as { guard: AdminGuard }');
   const raw = options as unknown as Record<string, unknown>;
   for (const key of Object.keys(raw)) {
+    if (key === 'path') {
+      // register() takes `path` off before this; only a registerAsync() factory can give it here.
+      fail('path', `is read when the module is wired, before the factory runs: pass it to registerAsync() beside useFactory (registerAsync({ path: ${JSON.stringify(raw['path'])}, useFactory })), not in the options the factory returns`);
+    }
     if (!KNOWN.has(key)) fail(key, `is not an AuditViewerModule option (known: path, ${[...KNOWN].join(', ')})`);
   }
   const guard = raw['guard'];
@@ -37,7 +42,7 @@ export function resolveViewerOptions(options: AuditViewerModuleOptions | undefin
     const value = raw[option];
     if (value === undefined) return fallback;
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > max) {
-      fail(option, `must be a whole number from 1 to ${max}, got ${JSON.stringify(value)}`);
+      fail(option, `must be a whole number from 1 to ${max}, got ${describeValue(value)}`);
     }
     return value as number;
   };
