@@ -588,3 +588,190 @@ function multiTableUpdate(tokens: Token[], from: number, end: number): RawTable[
   }
   return all || written.size === 0 ? tables : tables.filter((table) => written.has(table));
 }
+
+/** How a text the app sends in a transaction ends it: committed or rolled back, and whether a new one is then open. */
+export interface TransactionEnd {
+  ends: 'commit' | 'rollback';
+  /** A transaction is open once the text has run (`COMMIT AND CHAIN`; MySQL's `BEGIN` in a transaction). */
+  reopens: boolean;
+}
+
+/** The databases {@link transactionEnd} reads statements of. */
+export type TransactionDialect = 'postgres' | 'mysql' | 'sqlite';
+
+/** First words of the statements that may end a transaction, by database: what every other statement skips past at once. */
+const ENDING_WORDS: Readonly<Record<TransactionDialect, ReadonlySet<string>>> = {
+  postgres: new Set(['commit', 'end', 'rollback', 'abort']),
+  sqlite: new Set(['commit', 'end', 'rollback']),
+  // MySQL and MariaDB: COMMIT, ROLLBACK, and the statements that commit the transaction before they run.
+  mysql: new Set([
+    'commit',
+    'rollback',
+    'begin',
+    'start',
+    'stop',
+    'alter',
+    'create',
+    'drop',
+    'rename',
+    'truncate',
+    'lock',
+    'analyze',
+    'check',
+    'optimize',
+    'repair',
+    'cache',
+    'load',
+    'flush',
+    'reset',
+    'grant',
+    'revoke',
+    'set',
+    'install',
+    'uninstall',
+    'change',
+  ]),
+};
+
+/** MySQL/MariaDB: the table maintenance statements that commit (`ANALYZE TABLE`, not MariaDB's `ANALYZE SELECT`). */
+const TABLE_MAINTENANCE: ReadonlySet<string> = new Set(['analyze', 'check', 'optimize', 'repair']);
+
+/**
+ * Whether `sql`, sent in an open transaction, ends it: a `COMMIT` (`COMMIT WORK`, `END` on
+ * PostgreSQL and SQLite), a `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`; `ABORT` on
+ * PostgreSQL) — and on MySQL and MariaDB each statement that commits the transaction before
+ * it runs ("implicit commit": DDL such as `CREATE`, `ALTER`, `DROP`, `RENAME`, `TRUNCATE`,
+ * but not `CREATE`/`DROP TEMPORARY TABLE`; `LOCK TABLES`; `BEGIN` and `START TRANSACTION`,
+ * which then open a new one; `ANALYZE`/`CHECK`/`OPTIMIZE`/`REPAIR TABLE`, `CACHE INDEX`,
+ * `LOAD INDEX INTO CACHE`, `FLUSH`, `RESET`, `GRANT`, `REVOKE`, `SET PASSWORD`,
+ * `INSTALL`/`UNINSTALL`, replication's `CHANGE MASTER`, `START`/`STOP SLAVE`). Of a text
+ * of several statements, the first that ends the transaction, and whether the text opens
+ * another after it. Undefined for anything else, at the cost of one look at the first
+ * word for most statements.
+ */
+export function transactionEnd(sql: string, dialect: TransactionDialect): TransactionEnd | undefined {
+  const words = ENDING_WORDS[dialect];
+  const first = firstWord(sql, dialect === 'mysql');
+  if (!(first !== undefined && words.has(first)) && sql.indexOf(';') === -1) return undefined;
+  const tokens = tokenize(sql, { mysql: dialect === 'mysql' });
+  let ended: TransactionEnd | undefined;
+  let start = 0;
+  let depth = 0;
+  for (let i = 0; i <= tokens.length; i++) {
+    const token = tokens[i];
+    if (token?.kind === 'punct' && token.text === '(') depth++;
+    else if (token?.kind === 'punct' && token.text === ')') depth--;
+    if (i < tokens.length && !(depth === 0 && token?.kind === 'punct' && token.text === ';')) continue;
+    const words = tokens.slice(start, i).map((word) => (word.kind === 'word' ? word.text : ''));
+    start = i + 1;
+    if (words.length === 0) continue;
+    if (ended) {
+      // Past the end: a text that opens a transaction again leaves one open.
+      if (opens(words, dialect)) ended.reopens = true;
+      else if (statementEnd(words, dialect)) ended.reopens = statementEnd(words, dialect)!.reopens;
+      continue;
+    }
+    ended = statementEnd(words, dialect);
+  }
+  return ended;
+}
+
+/** Whether a statement (its words) opens a transaction. */
+function opens(words: string[], dialect: TransactionDialect): boolean {
+  const [first, second] = words;
+  // MariaDB's `BEGIN NOT ATOMIC … END` is a compound statement; PostgreSQL's `BEGIN` in a transaction only warns.
+  return (first === 'begin' && second !== 'not') || (first === 'start' && second === 'transaction' && dialect !== 'sqlite');
+}
+
+/** How one statement (its words, lower case; `''` for what is not a word) ends a transaction it runs in. */
+function statementEnd(words: string[], dialect: TransactionDialect): TransactionEnd | undefined {
+  const [first = '', second = ''] = words;
+  // `AND CHAIN` opens the next transaction at once (`AND NO CHAIN` does not).
+  const chains = (): boolean => {
+    const and = words.indexOf('and');
+    return and !== -1 && words[and + 1] === 'chain';
+  };
+  if (first === 'commit' || (first === 'end' && dialect !== 'mysql')) {
+    // PostgreSQL's `COMMIT PREPARED 'id'` commits another, prepared transaction (and is refused inside one).
+    return second === 'prepared' ? undefined : { ends: 'commit', reopens: chains() };
+  }
+  if (first === 'rollback' || (first === 'abort' && dialect === 'postgres')) {
+    if (words.includes('to') || second === 'prepared') return undefined;
+    return { ends: 'rollback', reopens: chains() };
+  }
+  if (dialect !== 'mysql') return undefined;
+  const commits = { ends: 'commit', reopens: false } as const;
+  switch (first) {
+    case 'begin':
+      // MariaDB's `BEGIN NOT ATOMIC … END` is a compound statement, not a transaction.
+      return second === 'not' ? undefined : { ends: 'commit', reopens: true };
+    case 'start':
+      if (second === 'transaction') return { ends: 'commit', reopens: true };
+      return second === 'slave' || second === 'replica' ? commits : undefined;
+    case 'stop':
+      return second === 'slave' || second === 'replica' ? commits : undefined;
+    case 'create':
+    case 'drop':
+    case 'alter': {
+      // `CREATE [OR REPLACE] TEMPORARY TABLE` and `DROP TEMPORARY TABLE` do not commit; nor does `DROP PREPARE`.
+      const rest = first === 'create' && second === 'or' ? words.slice(3) : words.slice(1);
+      if (rest[0] === 'temporary' || (first === 'drop' && rest[0] === 'prepare')) return undefined;
+      return commits;
+    }
+    case 'rename':
+    case 'truncate':
+    case 'flush':
+    case 'reset':
+    case 'grant':
+    case 'revoke':
+    case 'install':
+    case 'uninstall':
+      return commits;
+    case 'lock':
+      return second === 'table' || second === 'tables' ? commits : undefined;
+    case 'cache':
+      return second === 'index' ? commits : undefined;
+    case 'load':
+      return second === 'index' ? commits : undefined;
+    case 'set':
+      return second === 'password' ? commits : undefined;
+    case 'change':
+      return second === 'master' || second === 'replication' ? commits : undefined;
+    default:
+      if (TABLE_MAINTENANCE.has(first)) {
+        const table = words.findIndex((word) => word === 'table' || word === 'tables');
+        // `ANALYZE [NO_WRITE_TO_BINLOG | LOCAL] TABLE t`
+        return table === 1 || (table === 2 && (second === 'local' || second === 'no_write_to_binlog')) ? commits : undefined;
+      }
+      return undefined;
+  }
+}
+
+/** The first word of `sql` in lower case, past spaces, comments and parentheses (undefined when it starts with something else). */
+function firstWord(sql: string, mysql: boolean): string | undefined {
+  const length = sql.length;
+  let i = 0;
+  for (;;) {
+    while (i < length && isSpace(sql.charCodeAt(i))) i++;
+    const code = sql.charCodeAt(i);
+    const executable = mysql ? executableCommentBody(sql, i) : -1;
+    if (executable !== -1) i = executable;
+    else if (code === DASH && sql.charCodeAt(i + 1) === DASH) {
+      const end = lineEnd(sql, i);
+      if (end === -1) return undefined;
+      i = end + 1;
+    } else if (code === SLASH && sql.charCodeAt(i + 1) === STAR) {
+      const end = sql.indexOf('*/', i + 2);
+      if (end === -1) return undefined;
+      i = end + 2;
+    } else if (code === HASH && mysql) {
+      const end = lineEnd(sql, i);
+      if (end === -1) return undefined;
+      i = end + 1;
+    } else if (code === PAREN) i++;
+    else break;
+  }
+  let end = i;
+  while (end < length && end - i < 16 && isWordChar(sql.charCodeAt(end))) end++;
+  return end > i ? sql.slice(i, end).toLowerCase() : undefined;
+}
