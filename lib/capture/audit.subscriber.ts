@@ -32,6 +32,7 @@ import { attachTransactionScope } from '../integrations/typeorm-transaction-scop
 import { attachCommitStatements } from '../integrations/typeorm-commit-statements.js';
 import { attachAfterQueryWait, waitForCapture } from '../integrations/typeorm-after-query-wait.js';
 import { attachRawWriteTransaction, detachRawWriteTransaction } from '../integrations/typeorm-raw-write-transaction.js';
+import { attachCommitPoints, detachCommitPoints } from '../integrations/typeorm-commit-points.js';
 import { isInsideQueryBuilder } from '../context/async-frame.js';
 import { isOwnStatement } from './own-statements.js';
 import {
@@ -143,6 +144,15 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
         committed: (runner) => this.capture.committed(runner),
         rollingBack: (runner) => this.capture.rollingBack(runner),
       });
+      // After the patches above: a statement of the app's that ends its transaction is seen first.
+      attachCommitPoints(dataSource, {
+        ending: (runner, sql, parameters) => this.capture.endingByHand(runner, sql, parameters),
+        before: (runner, end) => {
+          forgetKeyedWrites(runner);
+          return this.capture.beforeEndingByHand(runner, end);
+        },
+        after: (runner, end, ok) => this.capture.afterEndingByHand(runner, end, ok),
+      });
     }
   }
 
@@ -155,6 +165,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
       if (index !== -1) subscribers.splice(index, 1);
       detachQueryBuilderCapture(dataSource, this.capture);
       detachRawWriteTransaction(dataSource);
+      detachCommitPoints(dataSource);
     }
   }
 

@@ -22,6 +22,17 @@ import { TrackedFields } from './entity-snapshot.js';
 import { isSqlite } from '../storage/drivers.js';
 import { onHeldOrOwnRunner, onHeldRunner } from '../storage/own-runner.js';
 import { heldElsewhere } from './runner-turn.js';
+import { isOwnStatement } from './own-statements.js';
+import { transactionEnd, type TransactionDialect, type TransactionEnd } from './raw-statement.js';
+import { MYSQL_DRIVERS } from '../storage/drivers.js';
+
+/** The database `transactionEnd` reads a data source's statements as, if it is one it knows. */
+function transactionDialect(dataSource: DataSource): TransactionDialect | undefined {
+  const type = String(dataSource.driver.options.type);
+  if (type === 'postgres') return 'postgres';
+  if (MYSQL_DRIVERS.has(type)) return 'mysql';
+  return isSqlite(dataSource) ? 'sqlite' : undefined;
+}
 
 /** One transaction level: its changes per unit of work (`null`: outside any), and the journal rows written for them at the commit. */
 interface Frame {
@@ -44,6 +55,8 @@ interface Frame {
    * failure, a deferred constraint): the transaction did not commit.
    */
   commitRefused?: boolean;
+  /** Set when they were written before a statement of the app's that commits (see {@link ChangeCapture.endingByHand}). */
+  byHand?: boolean;
 }
 
 const add = <K>(map: Map<K, string[]>, key: K, ids: readonly string[]): void => {
@@ -206,6 +219,8 @@ export class ChangeCapture {
     const stack = this.frames.get(runner);
     if (!stack || stack.length !== 1) return;
     const frame = stack[0]!;
+    // Written already, before a COMMIT of the app's that failed with the transaction still open (SQLite).
+    if (frame.byHand) return;
     if (frame.changes.size === 0 && frame.intents.length === 0) {
       frame.committing = true;
       return;
@@ -347,6 +362,72 @@ export class ChangeCapture {
       }
     }
     this.releaseHolders(runner, !uncertain);
+  }
+
+  /**
+   * How `sql`, a statement the app sends on `runner` while TypeORM has it in a transaction,
+   * ends the transaction the module follows there: a raw `COMMIT` or `ROLLBACK`, or on
+   * MySQL and MariaDB a statement that commits before it runs (see `transactionEnd`).
+   * Undefined for the module's own statements, for TypeORM's COMMIT (its journal rows are
+   * written: the frame is committing) and ROLLBACK (its frames are gone), and where the
+   * module follows no transaction on `runner` (none begun through TypeORM, or ended).
+   */
+  endingByHand(runner: QueryRunner, sql: string, parameters: unknown): TransactionEnd | undefined {
+    if (isOwnStatement(parameters)) return undefined;
+    const stack = this.frames.get(runner);
+    const outer = stack?.[0];
+    if (!outer || (outer.committing && !outer.byHand) || heldElsewhere(runner)) return undefined;
+    const dialect = transactionDialect(runner.connection);
+    return dialect ? transactionEnd(sql, dialect) : undefined;
+  }
+
+  /**
+   * Before a statement of the app's that ends the transaction on `runner`. A commit point:
+   * every level of the transaction commits with it, so the levels are merged and the
+   * records are written as at TypeORM's COMMIT, in the transaction, as statements of their
+   * own (a failure fails the statement, which is then not sent). A ROLLBACK: every level's
+   * changes never happened (as at TypeORM's, taken as done even if the statement fails).
+   */
+  async beforeEndingByHand(runner: QueryRunner, end: TransactionEnd): Promise<void> {
+    const stack = this.frames.get(runner);
+    if (!stack?.length) return;
+    if (end.ends === 'rollback') {
+      stack.splice(1);
+      this.rollingBack(runner);
+      return;
+    }
+    while (stack.length > 1) this.committed(runner);
+    const frame = stack[0]!;
+    frame.byHand = true;
+    if (frame.committing) return;
+    if (frame.changes.size === 0 && frame.intents.length === 0) {
+      frame.committing = true;
+      return;
+    }
+    await this.journalAtCommit(runner, frame);
+    // PostgreSQL: rows meant to ride on TypeORM's own COMMIT go now, ahead of the app's statement.
+    for (const sql of takeUnsent(runner) ?? []) await runner.query(sql, ownStatement([]));
+  }
+
+  /**
+   * Once that statement has run (`ok`) or failed. A commit point that ran: the changes are
+   * committed, handed to their units as at TypeORM's COMMIT; the runner is then in no
+   * transaction the module follows (what the app does next on it is recorded as outside
+   * one), unless the statement opened the next one (`COMMIT AND CHAIN`, MySQL's `BEGIN`).
+   * One that failed: on SQLite the transaction is still open, with its records (a COMMIT
+   * that fails there does not end it); elsewhere its outcome is not known, as after a
+   * COMMIT of TypeORM's that failed (MySQL and MariaDB commit before running such a
+   * statement, even one that then fails): the units find out, when they are stored,
+   * whether the records were committed.
+   */
+  afterEndingByHand(runner: QueryRunner, end: TransactionEnd, ok: boolean): void {
+    const stack = this.frames.get(runner);
+    if (end.ends === 'commit' && stack?.length) {
+      if (ok) this.committed(runner);
+      else if (isSqlite(runner.connection)) return;
+      else this.rollingBack(runner);
+    }
+    if (ok && end.reopens) this.transactionStarted(runner);
   }
 
   /**
