@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mayWrite, rawWrites, type RawTable, type RawWrite } from '../../lib/capture/raw-statement.js';
+import { mayWrite, rawWrites, transactionEnd, type RawTable, type RawWrite } from '../../lib/capture/raw-statement.js';
 
 const table = (name: string, extra: Partial<RawTable> = {}): RawTable => ({ name, quoted: false, ...extra });
 const write = (verb: RawWrite['verb'], name: string | null, extra: Partial<RawTable> = {}): RawWrite => ({ verb, table: name === null ? null : table(name, extra) });
@@ -182,5 +182,76 @@ describe('raw statement classifier: how each server reads comments and spaces', 
     const started = performance.now();
     expect(rawWrites(sql)).toEqual([write('update', 'orders')]);
     expect(performance.now() - started).toBeLessThan(2000);
+  });
+});
+
+describe('statements that end a transaction', () => {
+  const commit = { ends: 'commit', reopens: false };
+  const rollback = { ends: 'rollback', reopens: false };
+
+  it('COMMIT and ROLLBACK in their spellings, on every database', () => {
+    for (const dialect of ['postgres', 'mysql', 'sqlite'] as const) {
+      expect(transactionEnd('COMMIT', dialect)).toEqual(commit);
+      expect(transactionEnd('  /* done */ commit', dialect)).toEqual(commit);
+      expect(transactionEnd('ROLLBACK', dialect)).toEqual(rollback);
+      expect(transactionEnd('ROLLBACK TO SAVEPOINT typeorm_1', dialect)).toBeUndefined();
+      expect(transactionEnd('rollback to typeorm_1', dialect)).toBeUndefined();
+      expect(transactionEnd('SAVEPOINT typeorm_1', dialect)).toBeUndefined();
+      expect(transactionEnd('RELEASE SAVEPOINT typeorm_1', dialect)).toBeUndefined();
+      expect(transactionEnd('INSERT INTO t VALUES (1)', dialect)).toBeUndefined();
+      expect(transactionEnd("INSERT INTO t VALUES ('COMMIT; ROLLBACK')", dialect)).toBeUndefined();
+      expect(transactionEnd('SELECT 1', dialect)).toBeUndefined();
+    }
+    expect(transactionEnd('COMMIT WORK', 'mysql')).toEqual(commit);
+    expect(transactionEnd('END', 'postgres')).toEqual(commit);
+    expect(transactionEnd('end transaction', 'sqlite')).toEqual(commit);
+    expect(transactionEnd('ABORT', 'postgres')).toEqual(rollback);
+    expect(transactionEnd("COMMIT PREPARED 'x'", 'postgres')).toBeUndefined();
+    expect(transactionEnd('COMMIT AND CHAIN', 'postgres')).toEqual({ ends: 'commit', reopens: true });
+    expect(transactionEnd('COMMIT AND NO CHAIN', 'mysql')).toEqual(commit);
+    expect(transactionEnd('INSERT INTO t VALUES (1); COMMIT', 'postgres')).toEqual(commit);
+    expect(transactionEnd('COMMIT; BEGIN', 'postgres')).toEqual({ ends: 'commit', reopens: true });
+  });
+
+  it('MySQL and MariaDB: the statements that commit implicitly, and those that do not', () => {
+    for (const sql of [
+      'TRUNCATE TABLE staging',
+      'truncate staging',
+      'CREATE TABLE t (id int)',
+      'CREATE OR REPLACE TABLE t (id int)',
+      'CREATE INDEX i ON t (id)',
+      'ALTER TABLE t ADD c int',
+      'DROP TABLE t',
+      'DROP VIEW v',
+      'RENAME TABLE a TO b',
+      'LOCK TABLES t WRITE',
+      'ANALYZE TABLE t',
+      'OPTIMIZE NO_WRITE_TO_BINLOG TABLE t',
+      'FLUSH PRIVILEGES',
+      'GRANT SELECT ON db.* TO u',
+      "SET PASSWORD = PASSWORD('x')",
+      '/*!40000 ALTER TABLE t DISABLE KEYS */',
+    ]) {
+      expect(transactionEnd(sql, 'mysql'), sql).toEqual(commit);
+    }
+    expect(transactionEnd('BEGIN', 'mysql')).toEqual({ ends: 'commit', reopens: true });
+    expect(transactionEnd('START TRANSACTION', 'mysql')).toEqual({ ends: 'commit', reopens: true });
+    for (const sql of [
+      'CREATE TEMPORARY TABLE t (id int)',
+      'CREATE OR REPLACE TEMPORARY TABLE t (id int)',
+      'DROP TEMPORARY TABLE t',
+      'DROP PREPARE s',
+      'BEGIN NOT ATOMIC SELECT 1; END',
+      'ANALYZE SELECT 1',
+      'SET @a = 1',
+      'LOAD DATA INFILE "f" INTO TABLE t',
+    ]) {
+      expect(transactionEnd(sql, 'mysql'), sql).toBeUndefined();
+    }
+    // PostgreSQL and SQLite run DDL and TRUNCATE in the transaction.
+    expect(transactionEnd('TRUNCATE TABLE staging', 'postgres')).toBeUndefined();
+    expect(transactionEnd('CREATE TABLE t (id int)', 'postgres')).toBeUndefined();
+    expect(transactionEnd('BEGIN', 'postgres')).toBeUndefined();
+    expect(transactionEnd('DROP TABLE t', 'sqlite')).toBeUndefined();
   });
 });
