@@ -398,15 +398,15 @@ export class ChangeCapture {
     }
     while (stack.length > 1) this.committed(runner);
     const frame = stack[0]!;
-    frame.byHand = true;
     if (frame.committing) return;
-    if (frame.changes.size === 0 && frame.intents.length === 0) {
-      frame.committing = true;
-      return;
+    if (frame.changes.size || frame.intents.length) {
+      await this.journalAtCommit(runner, frame);
+      // PostgreSQL: rows meant to ride on TypeORM's own COMMIT go now, ahead of the app's statement.
+      for (const sql of takeUnsent(runner) ?? []) await runner.query(sql, ownStatement([]));
     }
-    await this.journalAtCommit(runner, frame);
-    // PostgreSQL: rows meant to ride on TypeORM's own COMMIT go now, ahead of the app's statement.
-    for (const sql of takeUnsent(runner) ?? []) await runner.query(sql, ownStatement([]));
+    // Only once the records are written: a failure above leaves them to TypeORM's COMMIT, if one comes.
+    frame.committing = true;
+    frame.byHand = true;
   }
 
   /**
