@@ -74,6 +74,7 @@ import { attachEntityEventHooks, broadcasterPrototype, ENTITY_EVENT_METHODS } fr
 import { attachPersistenceScope, PERSISTENCE_METHODS, persistenceOptions } from '../../lib/integrations/typeorm-persistence-scope.js';
 import { keepAuditTablesOnMariaDbThroughMysqlDriver } from '../../lib/integrations/typeorm-mariadb-synchronize.js';
 import { attachRawWriteTransaction, detachRawWriteTransaction, isTypeormQuery } from '../../lib/integrations/typeorm-raw-write-transaction.js';
+import { attachCommitPoints, detachCommitPoints } from '../../lib/integrations/typeorm-commit-points.js';
 import {
   attachWriteQueryBuilderHook,
   detachWriteQueryBuilderHook,
@@ -645,6 +646,54 @@ describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transacti
       expect(isTypeormQuery(dataSource.query), 'DataSource.prototype.query no longer reads as running on a runner of its own when given none').toBe(true);
       expect(attachRawWriteTransaction(dataSource, { writes: () => true, started: () => undefined, beforeCommit: () => undefined, committed: () => undefined, rollingBack: () => undefined })).toBe(false);
       expect(Object.prototype.hasOwnProperty.call(dataSource, 'query')).toBe(false);
+    } finally {
+      await dataSource.destroy();
+    }
+  });
+});
+
+describe('TypeORM query runner query (lib/integrations/typeorm-commit-points.ts), on SQLite', () => {
+  it('asks about each statement sent in a transaction, TypeORM’s own included, and runs the hooks around one that ends it', async () => {
+    const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+    const calls: string[] = [];
+    try {
+      expect(
+        attachCommitPoints(dataSource, {
+          ending: (_runner, sql) => {
+            calls.push(`ending ${sql}`);
+            return sql === 'end' ? { ends: 'commit', reopens: false } : undefined;
+          },
+          before: () => void calls.push('before'),
+          after: (_runner, _end, ok) => void calls.push(`after ${ok}`),
+        }),
+      ).toBe(true);
+      const runner = dataSource.createQueryRunner();
+      await runner.query('SELECT 1');
+      await runner.startTransaction();
+      await runner.query('SELECT 2');
+      await runner.query('end');
+      await runner.query('SELECT 3');
+      await runner.commitTransaction().catch(() => undefined);
+      if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      // TypeORM marks the runner in a transaction before its BEGIN, and its commitTransaction()
+      // sends its COMMIT through query() too: the hooks tell those apart.
+      // (SQLite refuses that COMMIT, with no transaction open: a ROLLBACK follows, asked about as well.)
+      expect(calls.slice(0, 7), 'QueryRunner.query is no longer what a statement sent on a runner goes through').toEqual([
+        'ending BEGIN TRANSACTION',
+        'ending SELECT 2',
+        'ending end',
+        'before',
+        'after true',
+        'ending SELECT 3',
+        'ending COMMIT',
+      ]);
+      calls.length = 0;
+      detachCommitPoints(dataSource);
+      await runner.startTransaction();
+      await runner.query('end');
+      await runner.commitTransaction().catch(() => undefined);
+      if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
+      expect(calls).toEqual([]);
     } finally {
       await dataSource.destroy();
     }
