@@ -26,7 +26,7 @@ import { WRAPPED_QUERY } from './typeorm-after-query-wait.js';
  *
  * Relies on: `query(query, parameters, structured)` being the method every statement of a
  * query runner goes through (TypeORM's own `startTransaction()`, `commitTransaction()`
- * and `rollbackTransaction()` call it too). Tested with TypeORM 1.1
+ * and `rollbackTransaction()` call it too). Tested with TypeORM 0.3.31 and 1.1
  * (`test/unit/integrations.spec.ts` fails when a statement sent on a runner no longer goes
  * through it; `test/e2e/capture-raw-commit.e2e.spec.ts` when a raw COMMIT is not recorded).
  */

@@ -29,6 +29,25 @@ class RawCommitController {
     }
   }
 
+  /** PostgreSQL: a statement fails (the transaction is aborted), then a raw COMMIT, which PostgreSQL would take as a ROLLBACK. */
+  @Post('aborted')
+  @Audited('orders.raw-commit-aborted')
+  async aborted(@Body() body: { note: string }): Promise<void> {
+    const runner = this.dataSource.createQueryRunner();
+    await runner.connect();
+    try {
+      await runner.startTransaction();
+      await runner.manager.save(Order, runner.manager.create(Order, { status: 'raw', note: body.note }));
+      await runner.query('SELECT 1 / 0').catch(() => undefined);
+      await runner.query('COMMIT');
+    } catch (error) {
+      if (runner.isTransactionActive) await runner.rollbackTransaction();
+      throw error;
+    } finally {
+      await runner.release();
+    }
+  }
+
   /** Ends its transaction with a raw ROLLBACK, then releases the runner. */
   @Post('rollback')
   @Audited('orders.raw-rolled-back')
@@ -104,6 +123,16 @@ describe.each(databases())('a transaction ended by a raw COMMIT on its query run
     const response = await t.request('/raw-commit', { method: 'POST', json: { note: 'raw-commit-fast' }, headers: { authorization: 'Bearer alice-token' } });
     expect(response.status).toBe(201);
     expect(Date.now() - started).toBeLessThan(1500);
+  });
+
+  it.runIf(kind === 'postgres')('a raw COMMIT of an aborted transaction fails (its record cannot be written), and nothing is recorded of what it rolled back', async () => {
+    const response = await t.request('/raw-commit/aborted', { method: 'POST', json: { note: 'raw-aborted' }, headers: { authorization: 'Bearer alice-token' } });
+    expect(response.status).toBe(500);
+    expect(await t.dataSource.getRepository(Order).findOneBy({ note: 'raw-aborted' })).toBeNull();
+    await expect.poll(async () => (await t.rows()).some((row) => row.action === 'orders.raw-commit-aborted'), { timeout: 5000 }).toBe(true);
+    const [intent] = (await t.rows()).filter((row) => row.action === 'orders.raw-commit-aborted');
+    expect(intent?.outcome).toBe('failure');
+    expect((await t.rows()).flatMap((row) => row.changes ?? []).filter((change) => change.entity === 'Order')).toEqual([]);
   });
 
   it('a transaction ended by a raw ROLLBACK: its insert, never committed, has no record', async () => {
