@@ -45,7 +45,8 @@ import {
   takeUpdateCapturedAround,
 } from './criteria-write.js';
 import { TransactionLost } from '../storage/savepoint.js';
-import { mayWrite, rawWrites, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { mayWrite, rawWrites, savepointStatement, statementShape, type RawWrite, type RawWriteVerb } from './raw-statement.js';
+import { heldElsewhere } from './runner-turn.js';
 import { RawTables } from './raw-tables.js';
 import { checkEntityOptions } from '../options/entity-options.js';
 import type { CapturedChange } from './change-set.js';
@@ -76,6 +77,12 @@ const RAW_OPERATIONS: Record<RawWriteVerb, AuditChangeOperation> = {
   delete: 'delete',
   truncate: 'delete',
 };
+/** The data source types of MySQL and MariaDB. */
+const MYSQL_TYPES: ReadonlySet<string> = new Set(['mysql', 'mariadb', 'aurora-mysql']);
+/** The names TypeORM gives the savepoints of its nested transactions. */
+const TYPEORM_SAVEPOINT = /^typeorm_\d+$/;
+/** `text` with its ASCII letters in lower case, as PostgreSQL folds unquoted names and SQLite compares savepoint names. */
+const asciiLowerCase = (text: string): string => text.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
 /** The entity of a raw write whose table no entity maps, or whose table could not be read. */
 export const UNKNOWN_ENTITY = 'unknown';
 
@@ -424,6 +431,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
   afterQuery(event: AfterQueryEvent): Promise<void> | void {
     // A failed COMMIT (TypeORM's, or the module's journal rows sent with it): why it failed.
     if (!event.success && ENDS_WITH_COMMIT.test(event.query)) this.capture.commitFailed(event.queryRunner, event.error);
+    const runner = event.queryRunner;
+    if (event.success && runner.isTransactionActive && !isOwnStatement(event.parameters)) this.followSavepoint(runner, event.query);
     if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
     const noted = parameters ? this.takeNote(parameters, event.queryRunner, event.query) : this.notedInOrder.get(event.queryRunner)?.shift();
@@ -438,6 +447,25 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // Where TypeORM resolves the query without waiting for this (0.3 on MySQL/MariaDB and
     // better-sqlite3), the query waits for it: recorded before the app goes on (and commits).
     return waitForCapture(event, () => this.recordRaw(event.queryRunner, changes, noted.unit));
+  }
+
+  /**
+   * A raw `SAVEPOINT`, `ROLLBACK TO SAVEPOINT` or `RELEASE SAVEPOINT` the app ran in a
+   * transaction on `runner`: the changes made since a savepoint are kept or dropped with
+   * it, as those of a nested transaction are. Names are compared as the database does:
+   * case-insensitively, but as written when quoted on PostgreSQL. TypeORM's own savepoints
+   * (`typeorm_<n>`, of its nested transactions) are followed through its transaction events.
+   */
+  private followSavepoint(runner: QueryRunner, sql: string): void {
+    const type = runner.connection.options.type;
+    const mysql = MYSQL_TYPES.has(type);
+    const statement = savepointStatement(sql, { mysql });
+    if (!statement || heldElsewhere(runner)) return;
+    const name = statement.quoted && type === 'postgres' ? statement.name : mysql ? statement.name.toLowerCase() : asciiLowerCase(statement.name);
+    if (TYPEORM_SAVEPOINT.test(name)) return;
+    if (statement.verb === 'savepoint') this.capture.savepointSet(runner, name, mysql);
+    else if (statement.verb === 'rollback') this.capture.rolledBackToSavepoint(runner, name);
+    else this.capture.savepointReleased(runner, name);
   }
 
   /** The note `beforeQuery` took of the query `sql` with `parameters` on `runner` (removed). */

@@ -57,11 +57,55 @@ interface Frame {
   commitRefused?: boolean;
   /** Set when they were written before a statement of the app's that commits (see {@link ChangeCapture.endingByHand}). */
   byHand?: boolean;
+  /**
+   * A level the app opened with a raw `SAVEPOINT` statement: the savepoint's name as its
+   * database compares it (see {@link ChangeCapture.savepointSet}). Never the outermost level.
+   */
+  savepoint?: string;
+}
+
+const newFrame = (savepoint?: string): Frame => ({
+  changes: new Map(),
+  journalRows: new Map(),
+  spilled: new Map(),
+  intents: [],
+  carried: [],
+  committing: false,
+  ...(savepoint === undefined ? {} : { savepoint }),
+});
+
+/** Hands the changes of a level that committed (a savepoint released) up to the level around it, after its own. */
+function absorbFrame(parent: Frame, frame: Frame): void {
+  for (const [unit, set] of frame.changes) {
+    let target = parent.changes.get(unit);
+    if (!target) parent.changes.set(unit, (target = new ChangeSet()));
+    target.absorb(set);
+  }
+  for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
+  // `log()` events of a savepoint that committed ride on the outer transaction's COMMIT.
+  parent.intents.push(...frame.intents);
+}
+
+/**
+ * Ends the levels of raw savepoints above the innermost level TypeORM (or the module)
+ * opened, as its COMMIT or RELEASE (`keep`), or its ROLLBACK, ends them in the database.
+ */
+function settleSavepoints(stack: Frame[], keep: boolean): void {
+  while (stack.length > 1 && stack[stack.length - 1]!.savepoint !== undefined) {
+    const frame = stack.pop()!;
+    if (keep) absorbFrame(stack[stack.length - 1]!, frame);
+  }
 }
 
 const add = <K>(map: Map<K, string[]>, key: K, ids: readonly string[]): void => {
   if (ids.length) map.set(key, [...(map.get(key) ?? []), ...ids]);
 };
+
+/** The index of the innermost level of a raw savepoint named `name` in `stack`, or -1. */
+function savepointIndex(stack: readonly Frame[], name: string): number {
+  for (let index = stack.length - 1; index > 0; index--) if (stack[index]!.savepoint === name) return index;
+  return -1;
+}
 
 /**
  * Where captured changes go. Inside a transaction: into a frame per transaction level,
@@ -205,8 +249,50 @@ export class ChangeCapture {
 
   transactionStarted(runner: QueryRunner): void {
     const stack = this.frames.get(runner) ?? [];
-    stack.push({ changes: new Map(), journalRows: new Map(), spilled: new Map(), intents: [], carried: [], committing: false });
+    stack.push(newFrame());
     this.frames.set(runner, stack);
+  }
+
+  /**
+   * The app set a savepoint with a raw `SAVEPOINT` statement on `runner`, in a transaction:
+   * a level of its own, ended by a raw `ROLLBACK TO` or `RELEASE` of it, or with the level
+   * around it. `name`: as its database compares names. `replaces`: a savepoint of the same
+   * name is removed first (MySQL, MariaDB), its changes kept in the level around it;
+   * elsewhere it stays, hidden by the new one until that one is released.
+   */
+  savepointSet(runner: QueryRunner, name: string, replaces: boolean): void {
+    const stack = this.frames.get(runner);
+    if (!stack?.length) return;
+    if (replaces) {
+      const index = savepointIndex(stack, name);
+      if (index > 0) {
+        absorbFrame(stack[index - 1]!, stack[index]!);
+        stack.splice(index, 1);
+      }
+    }
+    stack.push(newFrame(name));
+  }
+
+  /**
+   * A raw `ROLLBACK TO SAVEPOINT` of `name` succeeded on `runner`: the changes made since
+   * the savepoint (in the savepoints set after it too) never happened. The savepoint stays.
+   * A name set otherwise (TypeORM's, or in a text of several statements) is left alone.
+   */
+  rolledBackToSavepoint(runner: QueryRunner, name: string): void {
+    const stack = this.frames.get(runner);
+    const index = stack ? savepointIndex(stack, name) : -1;
+    if (index <= 0) return;
+    stack!.splice(index);
+    stack!.push(newFrame(name));
+  }
+
+  /** A raw `RELEASE SAVEPOINT` of `name` succeeded on `runner`: its changes (and those of the savepoints set after it) belong to the level around it. */
+  savepointReleased(runner: QueryRunner, name: string): void {
+    const stack = this.frames.get(runner);
+    const index = stack ? savepointIndex(stack, name) : -1;
+    if (index <= 0) return;
+    const parent = stack![index - 1]!;
+    for (const frame of stack!.splice(index)) absorbFrame(parent, frame);
   }
 
   /**
@@ -217,6 +303,8 @@ export class ChangeCapture {
    */
   beforeCommit(runner: QueryRunner): Promise<void> | void {
     const stack = this.frames.get(runner);
+    // Raw savepoints still set end with it: their changes commit with it.
+    if (stack) settleSavepoints(stack, true);
     if (!stack || stack.length !== 1) return;
     const frame = stack[0]!;
     // Written already, before a COMMIT of the app's that failed with the transaction still open (SQLite).
@@ -289,23 +377,14 @@ export class ChangeCapture {
   /** After a COMMIT (or RELEASE SAVEPOINT): hand the level's changes up. */
   committed(runner: QueryRunner): void {
     const stack = this.frames.get(runner);
+    if (stack) settleSavepoints(stack, true);
     const frame = stack?.pop();
     if (!stack || !frame) return;
     const parent = stack[stack.length - 1];
-    for (const [unit, set] of frame.changes) {
-      if (parent) {
-        let target = parent.changes.get(unit);
-        if (!target) parent.changes.set(unit, (target = new ChangeSet()));
-        target.absorb(set);
-      } else if (unit?.isLive) {
-        unit.changes.absorb(set);
-      }
-    }
     if (parent) {
-      for (const [unit, rows] of frame.spilled) add(parent.spilled, unit, rows);
-      // `log()` events of a savepoint that committed ride on the outer transaction's COMMIT.
-      parent.intents.push(...frame.intents);
+      absorbFrame(parent, frame);
     } else {
+      for (const [unit, set] of frame.changes) if (unit?.isLive) unit.changes.absorb(set);
       // Only the outermost COMMIT carries the journal rows (a savepoint's RELEASE, e.g. of
       // events stored in the transaction while committing, does not).
       const unsent = takeUnsent(runner);
@@ -345,6 +424,8 @@ export class ChangeCapture {
    */
   rollingBack(runner: QueryRunner): void {
     const stack = this.frames.get(runner);
+    // Raw savepoints set in the level end with it.
+    if (stack) settleSavepoints(stack, false);
     const frame = stack?.pop();
     // A savepoint rolled back: the journal rows of the outer transaction still ride on its COMMIT.
     if (stack?.length) return;

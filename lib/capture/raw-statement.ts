@@ -82,6 +82,19 @@ const FIRST_WORDS: ReadonlyArray<readonly string[] | undefined> = (() => {
  * `BEGIN`, `SAVEPOINT` and the like.
  */
 export function mayWrite(sql: string): boolean {
+  const i = firstWordAt(sql);
+  if (i === -1) return false;
+  const words = FIRST_WORDS[sql.charCodeAt(i) | 32];
+  if (words) {
+    for (const word of words) {
+      if (startsWithWord(sql, i, word)) return true;
+    }
+  }
+  return sql.indexOf(';', i) !== -1;
+}
+
+/** The index of the first word of `sql`, past spaces, comments and opening parentheses; -1 when a comment runs to its end. */
+function firstWordAt(sql: string): number {
   const length = sql.length;
   let i = 0;
   for (;;) {
@@ -93,29 +106,62 @@ export function mayWrite(sql: string): boolean {
       i = executable;
     } else if (code === DASH && sql.charCodeAt(i + 1) === DASH) {
       const end = lineEnd(sql, i);
-      if (end === -1) return false;
+      if (end === -1) return -1;
       i = end + 1;
     } else if (code === SLASH && sql.charCodeAt(i + 1) === STAR) {
       const end = sql.indexOf('*/', i + 2);
-      if (end === -1) return false;
+      if (end === -1) return -1;
       i = end + 2;
     } else if (code === HASH) {
       const end = lineEnd(sql, i);
-      if (end === -1) return false;
+      if (end === -1) return -1;
       i = end + 1;
     } else if (code === PAREN) {
       i++;
     } else {
-      break;
+      return i;
     }
   }
-  const words = FIRST_WORDS[sql.charCodeAt(i) | 32];
-  if (words) {
-    for (const word of words) {
-      if (startsWithWord(sql, i, word)) return true;
-    }
+}
+
+/** A savepoint statement: `SAVEPOINT x`, `ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x`, `RELEASE [SAVEPOINT] x`. */
+export interface RawSavepoint {
+  verb: 'savepoint' | 'rollback' | 'release';
+  /** The savepoint's name as written, without its quotes. */
+  name: string;
+  /** Whether the name was quoted (PostgreSQL then compares it as written). */
+  quoted: boolean;
+}
+
+/**
+ * The savepoint statement `sql` is, when it is one statement (a `;` after it allowed) of
+ * one of the forms of {@link RawSavepoint}; undefined otherwise. Checks the first word
+ * before reading further: allocates nothing for other statements.
+ */
+export function savepointStatement(sql: string, dialect: RawDialect = {}): RawSavepoint | undefined {
+  const at = firstWordAt(sql);
+  if (at === -1) return undefined;
+  const letter = sql.charCodeAt(at) | 32;
+  if (letter !== 115 /* s */ && letter !== 114 /* r */) return undefined;
+  if (!startsWithWord(sql, at, 'savepoint') && !startsWithWord(sql, at, 'rollback') && !startsWithWord(sql, at, 'release')) return undefined;
+  const tokens = tokenize(sql, dialect);
+  let end = tokens.length;
+  while (end > 0 && isPunct(tokens[end - 1], ';')) end--;
+  // A statement in parentheses is no savepoint statement: only the bare form is read.
+  const head = tokens[0];
+  const verb = head?.kind === 'word' ? head.text : undefined;
+  if (verb !== 'savepoint' && verb !== 'rollback' && verb !== 'release') return undefined;
+  let i = 1;
+  if (verb === 'rollback') {
+    if (isWord(tokens[i], 'work') || isWord(tokens[i], 'transaction')) i++;
+    if (!isWord(tokens[i], 'to')) return undefined;
+    i++;
   }
-  return sql.indexOf(';', i) !== -1;
+  // `RELEASE SAVEPOINT x`, and `RELEASE savepoint` (a savepoint named so).
+  if (verb !== 'savepoint' && isWord(tokens[i], 'savepoint') && i + 1 < end) i++;
+  const name = tokens[i];
+  if (i + 1 !== end || !name || name.kind === 'punct') return undefined;
+  return name.kind === 'word' ? { verb, name: name.raw!, quoted: false } : { verb, name: name.text, quoted: true };
 }
 
 /** Whether `sql` holds `word` (lower case) at `at`, in any case, followed by a non-word character. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mayWrite, rawWrites, transactionEnd, type RawTable, type RawWrite } from '../../lib/capture/raw-statement.js';
+import { mayWrite, rawWrites, savepointStatement, transactionEnd, type RawTable, type RawWrite } from '../../lib/capture/raw-statement.js';
 
 const table = (name: string, extra: Partial<RawTable> = {}): RawTable => ({ name, quoted: false, ...extra });
 const write = (verb: RawWrite['verb'], name: string | null, extra: Partial<RawTable> = {}): RawWrite => ({ verb, table: name === null ? null : table(name, extra) });
@@ -253,5 +253,31 @@ describe('statements that end a transaction', () => {
     expect(transactionEnd('CREATE TABLE t (id int)', 'postgres')).toBeUndefined();
     expect(transactionEnd('BEGIN', 'postgres')).toBeUndefined();
     expect(transactionEnd('DROP TABLE t', 'sqlite')).toBeUndefined();
+  });
+});
+
+describe('savepointStatement', () => {
+  it.each([
+    ['SAVEPOINT draft', { verb: 'savepoint', name: 'draft', quoted: false }],
+    ['  savepoint Draft ;', { verb: 'savepoint', name: 'Draft', quoted: false }],
+    ['/* app */ ROLLBACK TO SAVEPOINT draft', { verb: 'rollback', name: 'draft', quoted: false }],
+    ['rollback work to draft', { verb: 'rollback', name: 'draft', quoted: false }],
+    ['ROLLBACK TRANSACTION TO SAVEPOINT "Draft"', { verb: 'rollback', name: 'Draft', quoted: true }],
+    ['RELEASE SAVEPOINT `a b`', { verb: 'release', name: 'a b', quoted: true }],
+    ['RELEASE draft', { verb: 'release', name: 'draft', quoted: false }],
+    ['RELEASE savepoint', { verb: 'release', name: 'savepoint', quoted: false }],
+  ])('%s', (sql, expected) => {
+    expect(savepointStatement(sql)).toEqual(expected);
+  });
+
+  it.each(['ROLLBACK', 'ROLLBACK WORK', 'SAVEPOINT', 'SELECT 1', 'SAVEPOINT a; INSERT INTO t VALUES (1)', 'RELEASE SAVEPOINT a b', 'REPLACE INTO t VALUES (1)', '(SAVEPOINT a)', 'ROLLBACK TO'])(
+    'not one: %s',
+    (sql) => {
+      expect(savepointStatement(sql)).toBeUndefined();
+    },
+  );
+
+  it('reads MySQL comments and quoting', () => {
+    expect(savepointStatement('# note\nSAVEPOINT `x`', { mysql: true })).toEqual({ verb: 'savepoint', name: 'x', quoted: true });
   });
 });
