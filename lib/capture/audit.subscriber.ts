@@ -432,6 +432,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     // A failed COMMIT (TypeORM's, or the module's journal rows sent with it): why it failed.
     if (!event.success && ENDS_WITH_COMMIT.test(event.query)) this.capture.commitFailed(event.queryRunner, event.error);
     const runner = event.queryRunner;
+    // A statement failing in a transaction: on MySQL and MariaDB, a deadlock rolled the whole transaction back.
+    if (!event.success && runner.isTransactionActive) this.failedInTransaction(event);
     if (event.success && runner.isTransactionActive && !isOwnStatement(event.parameters)) this.followSavepoint(runner, event.query);
     if (!mayWrite(event.query) || isOwnStatement(event.parameters)) return;
     const parameters = event.parameters && typeof event.parameters === 'object' ? event.parameters : undefined;
@@ -466,6 +468,24 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     if (statement.verb === 'savepoint') this.capture.savepointSet(runner, name, mysql);
     else if (statement.verb === 'rollback') this.capture.rolledBackToSavepoint(runner, name);
     else this.capture.savepointReleased(runner, name);
+  }
+
+  /**
+   * A statement failed in a transaction on `runner`. On MySQL and MariaDB, a deadlock
+   * (ER_LOCK_DEADLOCK) has InnoDB roll the whole transaction back, and the session goes on
+   * outside any: what was recorded in it never happened. (A lock wait that ran out rolls
+   * back only its statement, unless the server runs with `innodb_rollback_on_timeout`.)
+   * Elsewhere a failed statement rolls back nothing more than itself (SQLite) or aborts the
+   * transaction until it is rolled back (PostgreSQL): nothing of it commits.
+   */
+  private failedInTransaction(event: AfterQueryEvent): void {
+    const runner = event.queryRunner;
+    if (!MYSQL_TYPES.has(runner.connection.options.type) || isOwnStatement(event.parameters)) return;
+    const error = event.error as { code?: unknown; errno?: unknown } | undefined;
+    if (error?.code !== 'ER_LOCK_DEADLOCK' && error?.errno !== 1213) return;
+    if (heldElsewhere(runner)) return;
+    forgetKeyedWrites(runner);
+    this.capture.transactionLost(runner);
   }
 
   /** The note `beforeQuery` took of the query `sql` with `parameters` on `runner` (removed). */

@@ -296,6 +296,19 @@ export class ChangeCapture {
   }
 
   /**
+   * The server rolled the whole transaction of `runner` back on its own (an InnoDB deadlock
+   * on MySQL and MariaDB): its changes never happened, whatever TypeORM does next. What the
+   * app runs on the runner afterwards runs outside any transaction, until it starts one.
+   */
+  transactionLost(runner: QueryRunner): void {
+    const stack = this.frames.get(runner);
+    if (!stack?.length) return;
+    stack.splice(0);
+    takeUnsent(runner);
+    this.releaseHolders(runner, true);
+  }
+
+  /**
    * Before the outermost COMMIT, in the transaction: the live units' changes go to the
    * journal; what no live unit will claim (changes outside any unit, late work, and the
    * events of `log()` calls made in the transaction outside a unit) goes to `audit_log`.
