@@ -97,6 +97,27 @@ function settleSavepoints(stack: Frame[], keep: boolean): void {
   }
 }
 
+/**
+ * Whether `error` is the database server's answer to a statement, on a connection still
+ * up: PostgreSQL's error response (a SQLSTATE with its severity), a MySQL/MariaDB error
+ * packet (an errno and SQLSTATE, not fatal) — and not one of the states that mean the
+ * connection is going (`classifyDatabaseError`'s `connection`). A client-side error (a
+ * driver's read timeout, a socket closed) says nothing of what the server did.
+ */
+function serverRefused(error: unknown): boolean {
+  if (classifyDatabaseError(error) === 'connection') return false;
+  const seen = new Set<unknown>();
+  for (let node: unknown = error; typeof node === 'object' && node !== null && !seen.has(node); ) {
+    seen.add(node);
+    const record = node as Record<string, unknown>;
+    const code = record['code'];
+    if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && typeof record['severity'] === 'string') return true;
+    if (typeof record['errno'] === 'number' && typeof record['sqlState'] === 'string' && record['fatal'] !== true) return true;
+    node = record['driverError'] ?? record['cause'];
+  }
+  return false;
+}
+
 const add = <K>(map: Map<K, string[]>, key: K, ids: readonly string[]): void => {
   if (ids.length) map.set(key, [...(map.get(key) ?? []), ...ids]);
 };
@@ -422,7 +443,7 @@ export class ChangeCapture {
   commitFailed(runner: QueryRunner, error: unknown): void {
     const stack = this.frames.get(runner);
     const frame = stack?.length === 1 ? stack[0] : undefined;
-    if (frame?.committing) frame.commitRefused = classifyDatabaseError(error) !== 'connection';
+    if (frame?.committing) frame.commitRefused = serverRefused(error);
   }
 
   /**

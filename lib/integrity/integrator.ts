@@ -7,7 +7,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { In, MoreThan, type DataSource, type EntityManager } from 'typeorm';
+import { In, IsNull, MoreThan, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
@@ -335,9 +335,13 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const ids = plan?.eventIds ?? [];
     let leaf: AuditTreeEntity | undefined;
     try {
-      const repository = this.dataSource.getRepository(AuditTreeEntity);
+      const events = this.dataSource.getRepository(AuditLogEntity);
+      const tree = this.dataSource.getRepository(AuditTreeEntity);
       for (let from = 0; from < ids.length && !leaf; from += ROWS_PER_STATEMENT) {
-        [leaf] = await findQuietly(repository, { where: { level: 0, eventId: In(ids.slice(from, from + ROWS_PER_STATEMENT)) }, order: { index: 'ASC' }, take: 1 });
+        // Still without a seq: a batch that did commit (its answer lost) gave its events theirs, and its leaves are their own.
+        const unsequenced = await findQuietly(events, { select: { id: true }, where: { id: In(ids.slice(from, from + ROWS_PER_STATEMENT)), seq: IsNull() } });
+        if (unsequenced.length === 0) continue;
+        [leaf] = await findQuietly(tree, { where: { level: 0, eventId: In(unsequenced.map((row) => row.id)) }, order: { index: 'ASC' }, take: 1 });
       }
     } catch {
       leaf = undefined; // the database is away: the batch's own error says so
