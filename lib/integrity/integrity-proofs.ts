@@ -84,9 +84,15 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
   const index = row.seq - 1;
   const leafRow = await findOneQuietly(manager.getRepository(AuditTreeEntity), { where: { level: 0, index } });
   if (!leafRow) throw new AuditIntegrityError(`audit_tree has no leaf for seq ${row.seq} (level 0, index ${index}): the tree was altered`);
-  const leaf = Buffer.from(/^[0-9a-f]{64}$/i.test(leafRow.hash) ? leafRow.hash : '', 'hex');
+  const leaf = storedHash(leafRow.hash);
   const computed = leafHashOfText(canonicalEventJson(row));
   if (!computed.equals(leaf)) {
+    const vouched = await leafRowAltered(manager, tree, index, computed, checkpoint);
+    if (vouched) {
+      throw new AuditIntegrityError(
+        `cannot prove event ${row.id} (seq ${row.seq}): its leaf in audit_tree (level 0, index ${index}) is not the event's hash, though ${vouched}: the tree row was altered`,
+      );
+    }
     throw new AuditIntegrityError(`event ${row.id} (seq ${row.seq}) does not match its leaf in audit_tree: it was changed after it was sequenced`);
   }
   if (leafRow.eventId && leafRow.eventId !== row.id) {
@@ -120,6 +126,47 @@ export async function inclusionProofOf(manager: EntityManager, row: AuditLogEnti
     path: path.map((hash) => hash.toString('base64')),
     checkpoint: { treeSize: checkpoint.treeSize, rootHash: checkpoint.rootHash, note: checkpoint.note },
   };
+}
+
+/**
+ * Whether the event's hash `computed`, in place of the stored leaf `index` it differs from,
+ * rebuilds the stored tree above it: with its sibling's stored leaf, the stored node over
+ * the two (the last leaf of the stored tree has no sibling: RFC 9162 promotes it, and only
+ * the signed root is above it), and with the audit path, the root signed in `checkpoint`.
+ * Then the event is as it was sequenced and the leaf row was altered: says so in words.
+ * A changed event cannot rebuild a node (the node's hash covers both children), and a leaf
+ * row altered together with the node above it is not told apart from a changed event.
+ * A few more reads (the sibling, the node, the path): O(log n).
+ */
+async function leafRowAltered(manager: EntityManager, tree: TreeStore, index: number, computed: Buffer, checkpoint: AuditCheckpoint): Promise<string | undefined> {
+  const siblingIndex = index % 2 === 0 ? index + 1 : index - 1;
+  let signed: Buffer;
+  let path: Buffer[];
+  let sibling: AuditTreeEntity | null;
+  try {
+    signed = signedRoot(checkpoint);
+    sibling = await findOneQuietly(manager.getRepository(AuditTreeEntity), { where: { level: 0, index: siblingIndex } });
+    if (sibling) {
+      const [parent] = await tree.hashes(manager, [{ level: 1, index: Math.floor(index / 2) }]);
+      const left = index % 2 === 0 ? computed : storedHash(sibling.hash);
+      const right = index % 2 === 0 ? storedHash(sibling.hash) : computed;
+      if (!nodeHash(left, right).equals(parent!)) return undefined;
+    } else if (index % 2 === 1) {
+      return undefined; // a leaf at an odd index always has its left sibling stored
+    }
+    path = await tree.inclusionPath(manager, index, checkpoint.treeSize);
+  } catch (error) {
+    if (error instanceof AuditIntegrityError || error instanceof MissingTreeNodeError) return undefined;
+    throw error;
+  }
+  if (!verifyInclusionProof(index, checkpoint.treeSize, computed, path, signed)) return undefined;
+  const above = sibling ? `the event's hash with its sibling's stored leaf is the stored node above them (level 1, index ${Math.floor(index / 2)}), and` : `the event's hash, the last leaf of the tree,`;
+  return `${above} leads to the root signed in checkpoint ${checkpoint.treeSize}`;
+}
+
+/** A stored hash's bytes (anything but 64 hex digits reads as empty, which matches nothing). */
+function storedHash(text: string): Buffer {
+  return Buffer.from(/^[0-9a-f]{64}$/i.test(text) ? text : '', 'hex');
 }
 
 /** The root hash a checkpoint's note signs (the note must be of the checkpoint's tree size). */

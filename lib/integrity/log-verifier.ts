@@ -227,6 +227,12 @@ interface StrayEvent {
   reported?: boolean;
   /** Its own stored leaf, found past the strays kept. */
   ownLeaf?: { seq: number; hash: Buffer };
+  /**
+   * The event's hash, in place of its stored leaf, rebuilds the tree above it (the stored
+   * node over it and its sibling, or, for the last leaf of an odd-sized tree, the signed
+   * root): the leaf row is at fault, not the event. Says what the event's hash rebuilds.
+   */
+  leafRowAltered?: string;
 }
 
 /** A stored leaf whose event is not at its position: another event is there, or none. */
@@ -272,6 +278,22 @@ class Frontier {
     }
     this.hashes.push(hash);
     this.sizes.push(size);
+  }
+
+  /**
+   * The root with the last leaf replaced by `leaf`, when that leaf is not paired (the last
+   * leaf of an odd-sized tree, promoted as RFC 9162 does); `undefined` otherwise.
+   */
+  rootWithLastLeaf(leaf: Buffer): Buffer | undefined {
+    if (this.sizes[this.sizes.length - 1] !== 1) return undefined;
+    let root = leaf;
+    for (let i = this.hashes.length - 2; i >= 0; i--) root = nodeHash(this.hashes[i]!, root);
+    return root;
+  }
+
+  /** Replaces the last leaf, when it is not paired yet (as {@link rootWithLastLeaf}). */
+  replaceLastLeaf(leaf: Buffer): void {
+    if (this.sizes[this.sizes.length - 1] === 1) this.hashes[this.hashes.length - 1] = leaf;
   }
 
   /** The frontier of a tree of `size` leaves from its perfect subtrees' hashes, largest first. */
@@ -328,6 +350,13 @@ class LogWalk {
   /** Inner nodes that do not match, settled at the end (at most {@link MAX_REPORTED_PROBLEMS}). */
   private readonly strayNodes: StrayNode[] = [];
   private strayNodesCut = false;
+  /**
+   * The stored leaf at the last position walked when its index is even (the left child of
+   * a level-1 node), with the event over it when that event does not hash to it: settled
+   * by the stored node over it and its sibling once the sibling is read, or, as the last
+   * leaf of a signed tree of odd size, by that tree's signed root.
+   */
+  private leftLeaf: { index: number; hash: Buffer; mismatch?: StrayEvent } | undefined;
 
   /** Positions walked so far (the tree's size). */
   private pos = 0;
@@ -426,6 +455,7 @@ class LogWalk {
       const atLeaf = leaf?.index === this.pos ? leaf : undefined;
 
       if (!atEvent && !atLeaf) {
+        this.leftLeaf = undefined;
         await this.gap(Math.min(event ? event.seq - 1 : Infinity, leaf ? leaf.index : Infinity));
         continue;
       }
@@ -436,10 +466,12 @@ class LogWalk {
         this.lastEventSeq = seq;
       }
       let treeLeaf: Buffer;
+      let mismatch: StrayEvent | undefined;
       if (atEvent && atLeaf) {
         treeLeaf = atLeaf.hash;
         if (!atEvent.leafHash.equals(atLeaf.hash)) {
-          this.strayEvent({ seq, id: atEvent.id, hash: atEvent.leafHash, leaf: { hash: atLeaf.hash, eventId: atLeaf.eventId } });
+          mismatch = { seq, id: atEvent.id, hash: atEvent.leafHash, leaf: { hash: atLeaf.hash, eventId: atLeaf.eventId } };
+          this.strayEvent(mismatch);
           this.strayLeaf({ seq, id: atLeaf.eventId, hash: atLeaf.hash, occupied: true });
         } else if (atLeaf.eventId !== null && atLeaf.eventId !== atEvent.id) {
           // The leaf hash covers the event's id: the event is the leaf's, the tree row's event_id was changed.
@@ -460,6 +492,7 @@ class LogWalk {
         if (this.hasLeaves) this.strayEvent({ seq, id: atEvent!.id, hash: atEvent!.leafHash });
       }
       if (!atLeaf) this.storedLeavesFrom = this.pos + 1;
+      if (await this.pairLeaf(atLeaf, mismatch)) treeLeaf = mismatch!.hash;
       const formed: Array<{ level: number; hash: Buffer }> = [];
       this.frontier?.push(treeLeaf, this.input.nodes ? (level, hash) => formed.push({ level, hash }) : undefined);
       for (const { level, hash } of formed) await this.compareNode(level, hash);
@@ -478,16 +511,54 @@ class LogWalk {
   private async compareNode(level: number, hash: Buffer): Promise<void> {
     const index = (this.pos + 1) / 2 ** level - 1;
     if (nodeRange(level, index).start < this.storedLeavesFrom) return; // a leaf below it is not stored
+    const stored = await this.storedNode(level, index);
+    if (stored && stored.hash.equals(hash)) return;
+    if (this.strayNodes.length < MAX_REPORTED_PROBLEMS) this.strayNodes.push({ level, index, missing: !stored });
+    else this.strayNodesCut = true;
+  }
+
+  /**
+   * The stored inner node at `level` (from 1) and `index`, reading that level's stream up
+   * to it (nodes are read in ascending index, so only at or past the last one read).
+   */
+  private async storedNode(level: number, index: number): Promise<AuditLogSourceNode | undefined> {
     let stream = this.nodeLevels[level];
     if (!stream) {
       stream = this.nodeLevels[level] = new Peek(this.input.nodes!(level));
       await stream.advance();
     }
     while (stream.head && stream.head.index < index) await stream.advance();
-    const stored = stream.head?.index === index ? stream.head : undefined;
-    if (stored && stored.hash.equals(hash)) return;
-    if (this.strayNodes.length < MAX_REPORTED_PROBLEMS) this.strayNodes.push({ level, index, missing: !stored });
-    else this.strayNodesCut = true;
+    return stream.head?.index === index ? stream.head : undefined;
+  }
+
+  /**
+   * Pairs the stored leaf at `pos` (if any) with the one before it, when the two are
+   * siblings: where an event does not hash to its stored leaf, the event's hash with its
+   * stored sibling rebuilding the stored node above them says the leaf row was altered,
+   * not the event (a node's hash covers both children, so a changed event cannot rebuild
+   * it). A leaf row altered together with the node above it is left to the event. The
+   * walk then builds the tree from the event's hash; `true` when that is the leaf at `pos`
+   * (the one before it is replaced in the frontier here).
+   */
+  private async pairLeaf(atLeaf: AuditLogSourceLeaf | undefined, mismatch: StrayEvent | undefined): Promise<boolean> {
+    const left = this.leftLeaf?.index === this.pos - 1 ? this.leftLeaf : undefined;
+    this.leftLeaf = atLeaf && this.pos % 2 === 0 ? { index: this.pos, hash: atLeaf.hash, mismatch } : undefined;
+    if (!left || !atLeaf || !this.input.nodes) return false;
+    const leftOpen = left.mismatch !== undefined && left.mismatch.leafRowAltered === undefined;
+    if (!leftOpen && !mismatch) return false;
+    const parent = await this.storedNode(1, left.index / 2);
+    if (!parent) return false;
+    const rebuilt = `the event's hash with its sibling's stored leaf is the stored node above them (level 1, index ${left.index / 2})`;
+    if (leftOpen && nodeHash(left.mismatch!.hash, atLeaf.hash).equals(parent.hash)) {
+      left.mismatch!.leafRowAltered = rebuilt;
+      this.frontier?.replaceLastLeaf(left.mismatch!.hash);
+      return false;
+    }
+    if (mismatch && nodeHash(left.mismatch?.leafRowAltered === undefined ? left.hash : left.mismatch.hash, mismatch.hash).equals(parent.hash)) {
+      mismatch.leafRowAltered = rebuilt;
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -693,9 +764,18 @@ class LogWalk {
    * Problems are added in `seq` order, so that a cut report keeps the first ones.
    */
   private classifyStrays(): void {
-    const found: Array<{ kind: AuditIntegrityProblemKind; seq: number; id: string | undefined; message: string }> = [];
-    const problem = (kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string): void => {
-      found.push({ kind, seq, id, message });
+    const found: Array<{ kind: AuditIntegrityProblemKind; seq: number; id: string | undefined; message: string; node?: AuditIntegrityTreeNode }> = [];
+    const problem = (kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string, node?: AuditIntegrityTreeNode): void => {
+      found.push({ kind, seq, id, message, node });
+    };
+    const changedOrLeafRow = (event: StrayEvent): void => {
+      const { seq, id, leafRowAltered } = event;
+      if (leafRowAltered === undefined) {
+        problem('modified', seq, id, `event ${seq} does not hash to its stored leaf (it was changed)`);
+      } else {
+        // The event is as sequenced: its hash rebuilds what the stored tree (and a signed root) holds above its leaf.
+        problem('modified', seq, id, `the stored leaf of event ${seq} is not the event's hash, though ${leafRowAltered}: the tree row was altered`, { level: 0, index: seq - 1 });
+      }
     };
     for (const leaf of this.strayLeaves) {
       if (leaf.found || this.strayEventBy.has(leaf.id !== null ? `id:${leaf.id}` : hex(leaf.hash))) continue; // its event is elsewhere
@@ -718,7 +798,7 @@ class LogWalk {
       if (event.reported) continue;
       const { seq, id } = event;
       if (event.leaf?.eventId === id) {
-        problem('modified', seq, id, `event ${seq} does not hash to its stored leaf (it was changed)`);
+        changedOrLeafRow(event);
         continue;
       }
       const own = this.strayLeafBy.get(`id:${id}`) ?? this.strayLeafBy.get(hex(event.hash)) ?? event.ownLeaf;
@@ -727,7 +807,7 @@ class LogWalk {
       } else if (own) {
         problem('modified', seq, id, `event ${seq} was sequenced at seq ${own.seq}, and it was changed too`);
       } else if (event.leaf?.eventId === null) {
-        problem('modified', seq, id, `event ${seq} does not hash to its stored leaf (it was changed)`);
+        changedOrLeafRow(event);
       } else if (event.leaf) {
         problem('inserted', seq, id, `event ${seq} is not the one its stored leaf names, and no stored leaf names it: it was not sequenced by the log`);
       } else {
@@ -735,7 +815,7 @@ class LogWalk {
       }
     }
     found.sort((a, b) => a.seq - b.seq);
-    for (const { kind, seq, id, message } of found) this.eventProblem(kind, seq, id, message);
+    for (const { kind, seq, id, message, node } of found) this.eventProblem(kind, seq, id, message, node);
   }
 
   /** Compares the walk's root with every signed checkpoint of the size reached. */
@@ -758,7 +838,18 @@ class LogWalk {
         this.addProblem({ kind: 'inconsistent', treeSize: size, message: `checkpoint ${size} is listed after a larger one; it was not checked` });
         continue;
       }
-      const root = this.frontier.root();
+      let root = this.frontier.root();
+      const left = this.leftLeaf;
+      if (left?.mismatch && left.mismatch.leafRowAltered === undefined && left.index === this.pos - 1 && ![...roots.values()].some((r) => r.equals(root))) {
+        // The event's stored leaf ends this tree unpaired (RFC 9162 promotes it): the event's
+        // hash in its place rebuilding the signed root says the leaf row was altered.
+        const promoted = this.frontier.rootWithLastLeaf(left.mismatch.hash);
+        if (promoted && [...roots.values()].some((r) => r.equals(promoted))) {
+          left.mismatch.leafRowAltered = `the event's hash, as the last leaf of the tree of ${size}, rebuilds the root signed in checkpoint ${size}`;
+          this.frontier.replaceLastLeaf(left.mismatch.hash);
+          root = promoted;
+        }
+      }
       if ([...roots.values()].some((r) => r.equals(root))) {
         for (const earlier of this.unmatched) {
           this.addProblem({
