@@ -108,7 +108,8 @@ export interface AuditLogSource extends AuditLogData {
  * largest of the last signed checkpoint's size, the number of stored leaves and the
  * largest event `seq`, and pairs the event of `seq = i + 1` with the stored leaf of index `i`:
  *
- * - The tree is built from the stored leaf when there is one, else from the event's hash;
+ * - The tree is built from the stored leaf when there is one (unless the leaf row was found
+ *   altered, below), else from the event's hash;
  *   the root of the tree at every checkpoint's size is compared with the signed root.
  * - An event and a stored leaf that do not pair up (the hashes differ, or one of the two is
  *   absent) are classified at the end by the event id the leaf names (by hash for a leaf
@@ -123,6 +124,14 @@ export interface AuditLogSource extends AuditLogData {
  *   `inserted` or `missing`, and each moved event `reordered`.
  * - A stored leaf that hashes like the event at its position but names another event (its
  *   `event_id` was changed; the hash covers the id) is `modified` at that `seq`, with `node`.
+ * - A stored leaf the event at its position does not hash to, where the event's hash with
+ *   its sibling's stored leaf is the stored node above them (or, for the last leaf of a
+ *   signed tree of odd size, which RFC 9162 promotes unpaired, rebuilds that tree's signed
+ *   root), had its hash changed: the event is as it was sequenced (a changed event cannot
+ *   rebuild the node, whose hash covers both children), and the problem is `modified` at
+ *   that `seq` with `node: { level: 0, index: seq - 1 }`; the tree is built from the
+ *   event's hash from there on. A leaf altered together with the node above it cannot be
+ *   told from a changed event, and is reported as one.
  * - Each inner node of the stored tree is compared with the hash the walk forms from the
  *   stored leaves below it, as it forms it (in order, one stream per level): a node that
  *   differs is `modified`, one that is absent `missing`, each with `node` (no `seq`). Only
