@@ -1,0 +1,68 @@
+// An inner node of audit_tree over events not yet covered by a checkpoint is overwritten
+// (the events and their leaves untouched). verify() names the row; the next checkpoint
+// must not sign a root built on it: the integrator builds the new root from the stored
+// right edge of the tree, and a signed root that the events cannot reproduce can never be
+// repaired (every later checkpoint is built on it), and verify() then blames the events.
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLogEntity } from '../../lib/index.js';
+import { verifierKey } from '../../lib/integrity/checkpoint-note.js';
+import { AuditIntegrator } from '../../lib/integrity/integrator.js';
+import { createTestApp, type TestApp } from '../app/create-test-app.js';
+import { cli, cliDatabase, dropAppendOnlyGuards } from '../support/integrity.js';
+import { databases, type TestDatabase } from '../support/test-database.js';
+
+const ORIGIN = 'audit.example.test/unsigned-node';
+const { privateKey } = generateKeyPairSync('ed25519');
+const VKEY = verifierKey(ORIGIN, privateKey);
+
+describe.each(databases())('an inner node past the last checkpoint overwritten, then a checkpoint, on %s', (kind) => {
+  let db: TestDatabase;
+  let dir: string;
+  let t: TestApp;
+  let url: string[];
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'audit-unsigned-node-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  beforeEach(async () => {
+    ({ db, url } = await cliDatabase(kind, join(dir, `${randomUUID()}.sqlite`)));
+    t = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000, ms: 3_600_000 } } } });
+    for (let i = 0; i < 8; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i + 1}` });
+    await t.audit.checkpoint();
+    await dropAppendOnlyGuards(t.dataSource);
+  });
+  afterEach(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  const q = (name: string) => t.dataSource.driver.escape(name);
+  const tree = () => t.dataSource.getMetadata('AuditTreeEntity').tablePath.split('.').map(q).join('.');
+  const p = (i: number) => (kind === 'postgres' ? `$${i}` : '?');
+
+  it('the checkpoint does not sign a root over the altered node, and verify() goes on naming the node, not the events', async () => {
+    for (let i = 8; i < 10; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i + 1}` });
+    expect(await t.app.get(AuditIntegrator).batch(0, false)).toMatchObject({ sequenced: 2, treeSize: 10 });
+    const events = await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } });
+    // Level 1, index 4: the hash of the leaves of events 9 and 10, the right edge of the tree of 10.
+    await t.dataSource.query(`UPDATE ${tree()} SET ${q('hash')} = ${p(1)} WHERE ${q('level')} = 1 AND ${q('idx')} = 4`, ['11'.repeat(32)]);
+    const before = await t.audit.verify();
+    expect(before.problems.map((x) => [x.kind, x.node])).toEqual([['modified', { level: 1, index: 4 }]]);
+
+    const signed = await t.audit.checkpoint().then(
+      (checkpoint) => `signed ${checkpoint.treeSize}`,
+      (error: Error) => `refused: ${error.message}`,
+    );
+    const after = await t.audit.verify();
+    const run = await cli('verify', ...url, '--public-key', VKEY);
+    // The events are as they were written; only the tree row was altered.
+    expect(await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } })).toEqual(events);
+    expect.soft(after.problems.map((x) => ({ kind: x.kind, node: x.node, treeSize: x.treeSize })), `${signed}\n${run.stdout}`).toEqual([{ kind: 'modified', node: { level: 1, index: 4 }, treeSize: undefined }]);
+    expect.soft(run.stdout).not.toMatch(/events 9 to 10 do not hash to the root signed/);
+  });
+});
