@@ -1,8 +1,9 @@
-// An inner node of audit_tree over events not yet covered by a checkpoint is overwritten
-// (the events and their leaves untouched). verify() names the row; the next checkpoint
-// must not sign a root built on it: the integrator builds the new root from the stored
-// right edge of the tree, and a signed root that the events cannot reproduce can never be
-// repaired (every later checkpoint is built on it), and verify() then blames the events.
+// Rows of audit_tree past the last checkpoint altered or forged, the events untouched: an
+// inner node over sequenced events overwritten, or a leaf (with the node over it) inserted
+// far past the tree. The integrator takes the tree's size (MAX of the leaves' idx) and its
+// right edge from the stored rows, so the next checkpoint must not sign a root built on
+// them: a signed root that the events cannot reproduce can never be repaired (every later
+// checkpoint is built on it), and verify() then blames the events.
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -64,5 +65,23 @@ describe.each(databases())('an inner node past the last checkpoint overwritten, 
     expect(await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } })).toEqual(events);
     expect.soft(after.problems.map((x) => ({ kind: x.kind, node: x.node, treeSize: x.treeSize })), `${signed}\n${run.stdout}`).toEqual([{ kind: 'modified', node: { level: 1, index: 4 }, treeSize: undefined }]);
     expect.soft(run.stdout).not.toMatch(/events 9 to 10 do not hash to the root signed/);
+  });
+
+  it('a leaf row and the node over it forged past the tree: the next event still gets the next seq, and no event is reported removed', async () => {
+    // A leaf at idx 11 (seq 12) that names no event, and the node over leaves 9 to 12 (the right edge of a tree of 12).
+    await t.dataSource.query(`INSERT INTO ${tree()} (${q('level')}, ${q('idx')}, ${q('hash')}, ${q('event_id')}) VALUES (0, 11, ${p(1)}, NULL), (2, 2, ${p(2)}, NULL)`, ['22'.repeat(32), '33'.repeat(32)]);
+    const before = await t.audit.verify();
+    expect(before.ok).toBe(false);
+    // No event was ever at seqs 9 to 12, and no checkpoint covers them: nothing was removed or truncated.
+    expect.soft(before.problems.map((x) => x.kind), JSON.stringify(before.problems)).not.toContain('truncated');
+
+    await t.audit.log({ action: 'order.noted', reason: 'note 9' });
+    const signed = await t.audit.checkpoint().then(
+      (checkpoint) => `signed ${checkpoint.treeSize}`,
+      (error: Error) => `refused: ${error.message}`,
+    );
+    const ninth = await t.dataSource.getRepository(AuditLogEntity).findOneByOrFail({ reason: 'note 9' });
+    // Gapless: the ninth event is seq 9, or it waits unsequenced while the tree is looked at.
+    expect.soft([null, 9], signed).toContain(ninth.seq);
   });
 });
