@@ -16,7 +16,7 @@ import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { cli, cliDatabase, dropAppendOnlyGuards } from '../support/integrity.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 
-const ORIGIN = 'audit.example.test/unsigned-node';
+const ORIGIN = 'audit.example.test/unsigned-tail';
 const { privateKey } = generateKeyPairSync('ed25519');
 const VKEY = verifierKey(ORIGIN, privateKey);
 
@@ -27,7 +27,7 @@ describe.each(databases())('an inner node past the last checkpoint overwritten, 
   let url: string[];
 
   beforeAll(() => {
-    dir = mkdtempSync(join(tmpdir(), 'audit-unsigned-node-'));
+    dir = mkdtempSync(join(tmpdir(), 'audit-unsigned-tail-'));
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
   beforeEach(async () => {
