@@ -7,7 +7,7 @@ import {
   type OnApplicationShutdown,
 } from '@nestjs/common';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { In, IsNull, MoreThan, type DataSource, type EntityManager } from 'typeorm';
+import { Between, In, IsNull, MoreThan, type DataSource, type EntityManager } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { ownStatement } from '../capture/own-statements.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
@@ -28,7 +28,7 @@ import { verifiersFor } from './proofs.js';
 import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type HashedNode } from './merkle.js';
 import { readStoredEvents, type StoredEvent } from './stored-events.js';
 import { checkpointOfRow } from './stored-checkpoint.js';
-import { TreeStore } from './tree-store.js';
+import { MissingTreeNodeError, TreeStore } from './tree-store.js';
 import { findOneQuietly, findQuietly } from '../storage/quiet-find.js';
 
 /** Events sequenced per transaction. */
@@ -96,6 +96,11 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   /** Why the last timed pass could not go on, when only an administrator can resolve it (logged once). */
   private stalledOn?: string;
   private refusedReason?: string;
+  /**
+   * The tree this instance last left behind (its size and right edge, as it computed them):
+   * stored rows that still match it need no check before a batch builds on them.
+   */
+  private wrote?: { size: number; frontier: readonly HashedNode[] };
   private stopped = false;
   /** What this instance did, for operators and tests: batches stored, events sequenced, the last batch's time. */
   readonly stats = { batches: 0, sequenced: 0, lastBatchAt: 0, prefetched: 0 };
@@ -305,6 +310,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
   /** After the commit: hands the new checkpoint to `anchor`. */
   private async committed(plan: Plan): Promise<BatchOutcome> {
     this.after = plan.after;
+    this.wrote = { size: plan.treeSizeAfter, frontier: plan.frontierAfter };
     if (plan.sequenced > 0 || plan.checkpoint) {
       this.stats.batches++;
       this.stats.sequenced += plan.sequenced;
@@ -427,7 +433,11 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const { rows, leaves: rowLeaves } = (await this.takePrefetched(after)) ?? this.hashed(await this.read(manager, after));
     const full = rows.length === BATCH;
     const last = await this.lastCheckpoint(manager);
-    const frontier = await this.tree.frontier(manager, size);
+    const frontier = await this.tree.frontier(manager, size).catch(async (error: unknown) => {
+      // A node of the right edge absent: named by the rows' check when they are past the last checkpoint.
+      if (error instanceof MissingTreeNodeError) await this.vouchForTail(manager, last?.treeSize ?? 0, size);
+      throw error;
+    });
 
     // An event whose seq the integrator did not give (set by an UPDATE of a NULL seq, or a row
     // inserted with one): sequencing stops on it rather than take it into the tree, where a
@@ -439,6 +449,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
           'nothing more is sequenced or signed until an administrator removes the row or sets its seq back to NULL (docs/integrity.md, "An event given a seq outside the integrator")',
       );
     }
+    await this.vouchForTail(manager, last?.treeSize ?? 0, size, frontier);
 
     const ordered: AuditLogEntity[] = [];
     const assigned: Array<{ row: AuditLogEntity; seq: number }> = [];
@@ -469,6 +480,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       sequenced: rows.length,
       treeSizeBefore: size,
       treeSizeAfter,
+      frontierAfter: appended.frontier,
       lastCheckpointSize: last?.treeSize,
     };
     const lastSize = last?.treeSize ?? 0;
@@ -492,6 +504,94 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
       }
     }
     return plan;
+  }
+
+  /**
+   * Throws when the stored rows of `audit_tree` past the last checkpoint (leaves `signed`
+   * to `size - 1`) are not the ones the integrator would have written: a batch would give
+   * the next event a seq past a forged leaf, or sign a root over an altered node. Stored
+   * rows whose size and right edge are what this instance left behind are taken as they
+   * are (no read); otherwise (another instance held the role, a restart, or the rows were
+   * changed) each leaf in the range must name the event at its seq and be that event's
+   * hash, and the nodes over them must rebuild from them. Events removed by a purge (a
+   * prefix of the log: no event with a smaller seq is left) are taken at their leaf.
+   */
+  private async vouchForTail(manager: EntityManager, signed: number, size: number, frontier?: readonly HashedNode[]): Promise<void> {
+    const wrote = this.wrote;
+    if (frontier && wrote && wrote.size === size && sameNodes(wrote.frontier, frontier)) return;
+    if (size <= signed) return;
+    const fault = (what: string): AuditIntegrityError =>
+      new AuditIntegrityError(
+        `${what}, past the last checkpoint (tree size ${signed}): the integrator did not write this row as it is, and nothing more is sequenced or signed ` +
+          `until an administrator removes the rows of audit_tree past the last checkpoint and sets the seq of the events past it back to NULL ` +
+          '(docs/integrity.md, "A tree row past the last checkpoint altered or forged")',
+      );
+    const bounds = await manager
+      .getRepository(AuditLogEntity)
+      .createQueryBuilder('e')
+      .select('MIN(e.seq)', 'first')
+      .addSelect('MAX(e.seq)', 'last')
+      .where('e.seq IS NOT NULL')
+      .getRawOne<{ first: string | number | null; last: string | number | null }>();
+    const first = bounds?.first === null || bounds?.first === undefined ? Infinity : Number(bounds.first);
+    const lastSeq = bounds?.last === null || bounds?.last === undefined ? 0 : Number(bounds.last);
+    if (lastSeq < size) {
+      throw fault(`audit_tree has a leaf at level 0, index ${size - 1} (seq ${size}), but no event has a seq past ${lastSeq}`);
+    }
+    let edge: HashedNode[];
+    try {
+      edge = await this.tree.frontier(manager, signed);
+    } catch (error) {
+      if (error instanceof MissingTreeNodeError) throw new AuditIntegrityError(`${error.message} (docs/integrity.md, "A tree row past the last checkpoint altered or forged")`);
+      throw error;
+    }
+    for (let from = signed; from < size; from += BATCH) {
+      const to = Math.min(size, from + BATCH);
+      const leafRows = await findQuietly(manager.getRepository(AuditTreeEntity), {
+        where: { level: 0, index: Between(from, to - 1) },
+        order: { index: 'ASC' },
+      });
+      const leafAt = new Map(leafRows.map((row) => [Number(row.index), row]));
+      const events = await readStoredEvents(
+        manager.getRepository(AuditLogEntity).createQueryBuilder('e').where('e.seq > :from', { from }).andWhere('e.seq <= :to', { to }).orderBy('e.seq', 'ASC'),
+      );
+      const eventsAt = new Map<number, StoredEvent[]>();
+      for (const event of events) eventsAt.set(Number(event.row.seq), [...(eventsAt.get(Number(event.row.seq)) ?? []), event]);
+      const leaves: Buffer[] = [];
+      for (let index = from; index < to; index++) {
+        const seq = index + 1;
+        const leaf = leafAt.get(index);
+        if (!leaf) throw fault(`audit_tree has no leaf at level 0, index ${index} (seq ${seq}), though it has leaves up to index ${size - 1}`);
+        const hash = Buffer.from(leaf.hash, 'hex');
+        const at = eventsAt.get(seq);
+        if (!at) {
+          if (seq < first) {
+            leaves.push(hash); // purged: the oldest events go, their leaves stay
+            continue;
+          }
+          throw fault(`audit_tree has a leaf at level 0, index ${index} (seq ${seq}) that names ${leaf.eventId ?? 'no event'}, but no event has seq ${seq}`);
+        }
+        const own = at.some((event) => event.row.id === leaf.eventId && matches(leafOrError(event), hash));
+        if (!own) throw fault(`audit_tree's leaf at level 0, index ${index} (seq ${seq}) is not the hash of the event with seq ${seq}`);
+        leaves.push(hash);
+      }
+      const appended = appendLeaves(from, edge, leaves);
+      const inner = appended.nodes.filter((node) => node.level > 0);
+      let stored: Buffer[];
+      try {
+        stored = await this.tree.hashes(manager, inner);
+      } catch (error) {
+        if (error instanceof MissingTreeNodeError) throw fault(error.message.replace(/: the tree was altered.*$/, ''));
+        throw error;
+      }
+      inner.forEach((node, i) => {
+        if (!stored[i]!.equals(node.hash)) {
+          const span = 2 ** node.level;
+          throw fault(`audit_tree node at level ${node.level}, index ${node.index} (over events ${node.index * span + 1} to ${(node.index + 1) * span}) is not the hash of the leaves below it`);
+        }
+      });
+      edge = appended.frontier;
+    }
   }
 
   /**
@@ -621,6 +721,8 @@ interface Plan {
   sequenced: number;
   treeSizeBefore: number;
   treeSizeAfter: number;
+  /** The right edge of the tree of `treeSizeAfter` leaves. */
+  frontierAfter: HashedNode[];
   lastCheckpointSize: number | undefined;
   checkpoint?: AuditCheckpoint;
 }
@@ -629,6 +731,16 @@ interface Plan {
 interface ReadEvents {
   rows: AuditLogEntity[];
   leaves: Array<Buffer | Error>;
+}
+
+/** Whether two right edges are the same nodes with the same hashes. */
+function sameNodes(a: readonly HashedNode[], b: readonly HashedNode[]): boolean {
+  return a.length === b.length && a.every((node, i) => node.level === b[i]!.level && node.index === b[i]!.index && node.hash.equals(b[i]!.hash));
+}
+
+/** Whether an event's leaf (or the error that keeps it out of the tree) is `hash`. */
+function matches(leaf: Buffer | Error, hash: Buffer): boolean {
+  return leaf instanceof Buffer && leaf.equals(hash);
 }
 
 function leafOrError({ row, problem }: StoredEvent): Buffer | Error {
