@@ -598,13 +598,17 @@ class LogWalk {
     this.frontier = undefined;
     while (this.pos < end) {
       const seq = this.pos + 1;
-      const covered = (this.nextCheckpoint !== undefined && this.nextCheckpoint.size >= seq) || this.leaves.head !== undefined;
+      // A stored leaf further on vouches for the positions before it when an event follows
+      // too; leaves past the last event, with no checkpoint over them, are tree rows at fault
+      // (see classifyStrays), not a sign that events were there.
+      const byLeaf = this.leaves.head !== undefined && this.events.head !== undefined;
+      const covered = (this.nextCheckpoint !== undefined && this.nextCheckpoint.size >= seq) || byLeaf;
       if (!covered) {
         // Nothing further on vouches for these positions: jump to the next event.
         this.pos = end;
         break;
       }
-      const stop = Math.min(end, this.leaves.head ? end : this.nextCheckpoint!.size);
+      const stop = Math.min(end, byLeaf ? end : this.nextCheckpoint!.size);
       const reportable = Math.min(stop - this.pos, MAX_REPORTED_PROBLEMS - this.problems.length + 1);
       for (let k = 0; k < reportable; k++) {
         this.eventProblem('missing', this.pos + 1 + k, undefined, `event ${this.pos + 1 + k} is missing (no event and no stored leaf at its position)`);
@@ -774,6 +778,7 @@ class LogWalk {
    */
   private classifyStrays(): void {
     const found: Array<{ kind: AuditIntegrityProblemKind; seq: number; id: string | undefined; message: string; node?: AuditIntegrityTreeNode }> = [];
+    const treeRows: AuditIntegrityProblem[] = [];
     const problem = (kind: AuditIntegrityProblemKind, seq: number, id: string | undefined, message: string, node?: AuditIntegrityTreeNode): void => {
       found.push({ kind, seq, id, message, node });
     };
@@ -797,7 +802,17 @@ class LogWalk {
         problem(changed ? 'modified' : 'reordered', seq ?? leaf.seq, id, `event ${leaf.seq} is no longer at its place: ${where}${changed ? ', and it was changed' : ''}`);
         continue;
       }
-      if (leaf.seq > this.lastEventSeq) {
+      if (leaf.seq > this.lastEventSeq && leaf.seq > this.lastSignedSize) {
+        // Past the last event and no checkpoint: no event is known to have been there, the tree row is at fault.
+        const node = { level: 0, index: leaf.seq - 1 };
+        const names = leaf.id === null ? 'names no event' : `names event ${leaf.id}, which is not in the log`;
+        treeRows.push({
+          kind: 'inserted',
+          node,
+          ...(id === undefined ? {} : { id }),
+          message: `audit_tree has a leaf at level 0, index ${leaf.seq - 1} past the last event (seq ${this.lastEventSeq}), which no signed checkpoint covers; it ${names}: the tree row was inserted, or its event removed before a checkpoint signed it`,
+        });
+      } else if (leaf.seq > this.lastEventSeq) {
         problem('truncated', leaf.seq, id, `event ${leaf.seq} was removed from the end of the log (its stored leaf remains)`);
       } else {
         problem('missing', leaf.seq, id, `event ${leaf.seq} is missing (its stored leaf remains${leaf.occupied ? '; another event has its seq' : ''})`);
@@ -825,6 +840,7 @@ class LogWalk {
     }
     found.sort((a, b) => a.seq - b.seq);
     for (const { kind, seq, id, message, node } of found) this.eventProblem(kind, seq, id, message, node);
+    for (const row of treeRows) this.addProblem(row);
   }
 
   /** Compares the walk's root with every signed checkpoint of the size reached. */
