@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLogEntity } from '../../lib/index.js';
+import { AuditCheckpointEntity } from '../../lib/storage/audit-checkpoint.entity.js';
 import { verifierKey } from '../../lib/integrity/checkpoint-note.js';
 import { AuditIntegrator } from '../../lib/integrity/integrator.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
@@ -65,6 +66,9 @@ describe.each(databases())('an inner node past the last checkpoint overwritten, 
     expect(await t.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } })).toEqual(events);
     expect.soft(after.problems.map((x) => ({ kind: x.kind, node: x.node, treeSize: x.treeSize })), `${signed}\n${run.stdout}`).toEqual([{ kind: 'modified', node: { level: 1, index: 4 }, treeSize: undefined }]);
     expect.soft(run.stdout).not.toMatch(/events 9 to 10 do not hash to the root signed/);
+    // Refused, naming the row at fault and what to do.
+    expect(signed).toMatch(/^refused: .*audit_tree node at level 1, index 4 \(over events 9 to 10\) is not the hash of the leaves below it.*A tree row past the last checkpoint altered or forged/);
+    expect((await t.dataSource.getRepository(AuditCheckpointEntity).find()).map((c) => c.treeSize)).toEqual([8]);
   });
 
   it('a leaf row and the node over it forged past the tree: the next event still gets the next seq, and no event is reported removed', async () => {
@@ -83,5 +87,28 @@ describe.each(databases())('an inner node past the last checkpoint overwritten, 
     const ninth = await t.dataSource.getRepository(AuditLogEntity).findOneByOrFail({ reason: 'note 9' });
     // Gapless: the ninth event is seq 9, or it waits unsequenced while the tree is looked at.
     expect.soft([null, 9], signed).toContain(ninth.seq);
+    // Refused: the leaf past the last event is named, and nothing was sequenced or signed after 8.
+    expect(signed).toMatch(/^refused: Audit integrity: audit_tree has a leaf at level 0, index 11 \(seq 12\), but no event has a seq past 8/);
+    expect(ninth.seq).toBeNull();
+    expect((await t.dataSource.getRepository(AuditCheckpointEntity).find()).map((c) => c.treeSize)).toEqual([8]);
+    // verify() names the tree row, and reports no event missing or truncated.
+    const after = await t.audit.verify();
+    expect(after.problems.map((x) => ({ kind: x.kind, seq: x.seq, node: x.node }))).toEqual([{ kind: 'inserted', seq: undefined, node: { level: 0, index: 11 } }]);
+  });
+
+  it('rows past the last checkpoint written by another instance are checked, and built on when they hold', async () => {
+    for (let i = 8; i < 10; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i + 1}` });
+    expect(await t.app.get(AuditIntegrator).batch(0, false)).toMatchObject({ sequenced: 2, treeSize: 10 });
+    // Another instance (no memory of the rows 9 and 10) takes over.
+    const other = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000, ms: 3_600_000 } } } });
+    try {
+      await other.audit.log({ action: 'order.noted', reason: 'note 11' });
+      expect(await other.audit.checkpoint()).toMatchObject({ treeSize: 11 });
+      const result = await other.audit.verify();
+      expect(result.problems).toEqual([]);
+      expect((await other.dataSource.getRepository(AuditLogEntity).find({ order: { seq: 'ASC' } })).map((e) => e.seq)).toEqual(Array.from({ length: 11 }, (_, i) => i + 1));
+    } finally {
+      await other.close();
+    }
   });
 });
