@@ -25,7 +25,7 @@ import { checkpointOfNote, formatCheckpoint, openNote, signNote } from './checkp
 import { integratorDialect, withIntegratorLock, type IntegratorDialect } from './integrator-lock.js';
 import type { ResolvedIntegrity } from './integrity-options.js';
 import { verifiersFor } from './proofs.js';
-import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, type HashedNode } from './merkle.js';
+import { appendLeaves, combineSubtrees, emptyRootHash, leafHashOfText, perfectSubtrees, type HashedNode } from './merkle.js';
 import { readStoredEvents, type StoredEvent } from './stored-events.js';
 import { checkpointOfRow } from './stored-checkpoint.js';
 import { MissingTreeNodeError, TreeStore } from './tree-store.js';
@@ -435,7 +435,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     const last = await this.lastCheckpoint(manager);
     const frontier = await this.tree.frontier(manager, size).catch(async (error: unknown) => {
       // A node of the right edge absent: named by the rows' check when they are past the last checkpoint.
-      if (error instanceof MissingTreeNodeError) await this.vouchForTail(manager, last?.treeSize ?? 0, size);
+      if (error instanceof MissingTreeNodeError) await this.vouchForTail(manager, last, size);
       throw error;
     });
 
@@ -449,7 +449,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
           'nothing more is sequenced or signed until an administrator removes the row or sets its seq back to NULL (docs/integrity.md, "An event given a seq outside the integrator")',
       );
     }
-    await this.vouchForTail(manager, last?.treeSize ?? 0, size, frontier);
+    await this.vouchForTail(manager, last, size, frontier);
 
     const ordered: AuditLogEntity[] = [];
     const assigned: Array<{ row: AuditLogEntity; seq: number }> = [];
@@ -516,14 +516,15 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
    * hash, and the nodes over them must rebuild from them. Events removed by a purge (a
    * prefix of the log: no event with a smaller seq is left) are taken at their leaf.
    */
-  private async vouchForTail(manager: EntityManager, signed: number, size: number, frontier?: readonly HashedNode[]): Promise<void> {
+  private async vouchForTail(manager: EntityManager, last: AuditCheckpointEntity | null, size: number, frontier?: readonly HashedNode[]): Promise<void> {
     const wrote = this.wrote;
     if (frontier && wrote && wrote.size === size && sameNodes(wrote.frontier, frontier)) return;
+    const signed = last?.treeSize ?? 0;
     if (size <= signed) return;
-    const fault = (what: string): AuditIntegrityError =>
+    const fault = (what: string, cause = 'the integrator did not write this row as it is'): AuditIntegrityError =>
       new AuditIntegrityError(
-        `${what}, past the last checkpoint (tree size ${signed}): the integrator did not write this row as it is, and nothing more is sequenced or signed ` +
-          `until an administrator removes the rows of audit_tree past the last checkpoint and sets the seq of the events past it back to NULL ` +
+        `${what}, past the last checkpoint (tree size ${signed}): ${cause}, and nothing more is sequenced or signed ` +
+          `until an administrator looks at the rows past the last checkpoint, removes those of audit_tree and sets the seq of the events past it back to NULL ` +
           '(docs/integrity.md, "A tree row past the last checkpoint altered or forged")',
       );
     const bounds = await manager
@@ -538,12 +539,17 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
     if (lastSeq < size) {
       throw fault(`audit_tree has a leaf at level 0, index ${size - 1} (seq ${size}), but no event has a seq past ${lastSeq}`);
     }
+    // The right edge at the last checkpoint, when the stored rows give the signed root; else
+    // the rows below the checkpoint were altered (refusal() says so when a checkpoint is due),
+    // and only the nodes past it, which do not depend on the edge, are compared.
     let edge: HashedNode[];
+    let edgeSigned = signed === 0;
     try {
       edge = await this.tree.frontier(manager, signed);
+      if (last && !edgeSigned) edgeSigned = combineSubtrees(edge.map((node) => node.hash)).equals(signedRoot(last.note) ?? Buffer.alloc(0));
     } catch (error) {
-      if (error instanceof MissingTreeNodeError) throw new AuditIntegrityError(`${error.message} (docs/integrity.md, "A tree row past the last checkpoint altered or forged")`);
-      throw error;
+      if (!(error instanceof MissingTreeNodeError)) throw error;
+      edge = perfectSubtrees({ start: 0, end: signed }).map((node) => ({ ...node, hash: Buffer.alloc(32) }));
     }
     for (let from = signed; from < size; from += BATCH) {
       const to = Math.min(size, from + BATCH);
@@ -563,6 +569,7 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
         const leaf = leafAt.get(index);
         if (!leaf) throw fault(`audit_tree has no leaf at level 0, index ${index} (seq ${seq}), though it has leaves up to index ${size - 1}`);
         const hash = Buffer.from(leaf.hash, 'hex');
+        if (hash.length !== 32 || hash.toString('hex') !== leaf.hash) throw fault(`audit_tree's leaf at level 0, index ${index} (seq ${seq}) does not hold a SHA-256 hash`);
         const at = eventsAt.get(seq);
         if (!at) {
           if (seq < first) {
@@ -572,11 +579,16 @@ export class AuditIntegrator implements OnApplicationBootstrap, BeforeApplicatio
           throw fault(`audit_tree has a leaf at level 0, index ${index} (seq ${seq}) that names ${leaf.eventId ?? 'no event'}, but no event has seq ${seq}`);
         }
         const own = at.some((event) => event.row.id === leaf.eventId && matches(leafOrError(event), hash));
-        if (!own) throw fault(`audit_tree's leaf at level 0, index ${index} (seq ${seq}) is not the hash of the event with seq ${seq}`);
+        if (!own) {
+          throw fault(
+            `audit_tree's leaf at level 0, index ${index} (seq ${seq}) is not the hash of the event with seq ${seq}, or names another event`,
+            'the event or its tree row was changed after it was sequenced',
+          );
+        }
         leaves.push(hash);
       }
       const appended = appendLeaves(from, edge, leaves);
-      const inner = appended.nodes.filter((node) => node.level > 0);
+      const inner = appended.nodes.filter((node) => node.level > 0 && (edgeSigned || node.index * 2 ** node.level >= signed));
       let stored: Buffer[];
       try {
         stored = await this.tree.hashes(manager, inner);
@@ -731,6 +743,15 @@ interface Plan {
 interface ReadEvents {
   rows: AuditLogEntity[];
   leaves: Array<Buffer | Error>;
+}
+
+/** The root a checkpoint note signs, when it reads as one. */
+function signedRoot(note: string): Buffer | undefined {
+  try {
+    return checkpointOfNote(note).rootHash;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether two right edges are the same nodes with the same hashes. */
