@@ -96,6 +96,22 @@ describe.each(databases())('an inner node past the last checkpoint overwritten, 
     expect(after.problems.map((x) => ({ kind: x.kind, seq: x.seq, node: x.node }))).toEqual([{ kind: 'inserted', seq: undefined, node: { level: 0, index: 11 } }]);
   });
 
+  it('an event past the last checkpoint changed, then another instance: nothing is signed over it, and the leaf is named', async () => {
+    for (let i = 8; i < 10; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i + 1}` });
+    expect(await t.app.get(AuditIntegrator).batch(0, false)).toMatchObject({ sequenced: 2, treeSize: 10 });
+    await t.dataSource.getRepository(AuditLogEntity).update({ reason: 'note 10' }, { reason: 'note ten' });
+    const other = await createTestApp({ db, adapter: 'express', audit: { integrity: { signingKey: privateKey, origin: ORIGIN, sequenceEvery: 60_000, checkpointEvery: { events: 1_000_000, ms: 3_600_000 } } } });
+    try {
+      await other.audit.log({ action: 'order.noted', reason: 'note 11' });
+      await expect(other.audit.checkpoint()).rejects.toThrow(/leaf at level 0, index 9 \(seq 10\) is not the hash of the event with seq 10.*the event or its tree row was changed/);
+      expect((await other.dataSource.getRepository(AuditLogEntity).findOneByOrFail({ reason: 'note 11' })).seq).toBeNull();
+      expect((await other.dataSource.getRepository(AuditCheckpointEntity).find()).map((c) => c.treeSize)).toEqual([8]);
+      expect((await other.audit.verify()).problems.map((x) => [x.kind, x.seq])).toEqual([['modified', 10]]);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('rows past the last checkpoint written by another instance are checked, and built on when they hold', async () => {
     for (let i = 8; i < 10; i++) await t.audit.log({ action: 'order.noted', reason: `note ${i + 1}` });
     expect(await t.app.get(AuditIntegrator).batch(0, false)).toMatchObject({ sequenced: 2, treeSize: 10 });

@@ -193,6 +193,26 @@ describe('verifyLog: tampered events with the stored tree', () => {
     expect(result.treeSize).toBe(12);
   });
 
+  it('leaves past the last event that no checkpoint covers are tree rows at fault, not events truncated or missing', async () => {
+    const log = makeLog(8, [8]);
+    log.leaves.push({ index: 11, hash: hashOf('forged'), eventId: null });
+    const result = await verify(log);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'inserted', node: { level: 0, index: 11 }, message: expect.stringContaining('past the last event (seq 8)') })]);
+    expect(result.problems[0]!.seq).toBeUndefined();
+
+    // Leaves whose events are gone from the end past the last checkpoint: their rows, with the ids they name.
+    const tail = makeLog(12, [9]);
+    tail.events.splice(10);
+    expect((await verify(tail)).problems.map((p) => [p.kind, p.node?.index, p.id])).toEqual([
+      ['inserted', 10, 'event-11'],
+      ['inserted', 11, 'event-12'],
+    ]);
+    // Covered by a checkpoint: truncated, as before.
+    const covered = makeLog(12, [9, 12]);
+    covered.events.splice(10);
+    expect(kinds(await verify(covered))).toEqual(['truncated 11', 'truncated 12']);
+  });
+
   it('events and their leaves removed from the end: the last checkpoint is truncated', async () => {
     const log = makeLog(12, [5, 12]);
     log.events.splice(9);
