@@ -119,7 +119,9 @@ export interface AuditLogSource extends AuditLogData {
  *   - an event no stored leaf names is `inserted` (the log gives an event its `seq` and its
  *     leaf in one transaction): a forged row, at a free seq or at another event's;
  *   - a stored leaf whose event is nowhere in the log is `missing` (the id comes from the
- *     leaf); when no event follows it (the last rows were removed), `truncated` instead.
+ *     leaf); when no event follows it (the last rows were removed), `truncated` instead,
+ *     where a signed checkpoint covers it; past the last event and every checkpoint, no
+ *     event is known to have been there: the leaf is `inserted`, with `node` (a tree row).
  *   So a forged row slipped in or a row deleted, with the later `seq`s moved to hide it, is
  *   `inserted` or `missing`, and each moved event `reordered`.
  * - A stored leaf that hashes like the event at its position but names another event (its
@@ -769,7 +771,8 @@ class LogWalk {
    * - an event that no stored leaf names is `inserted` (a forged row, or one whose id was
    *   changed);
    * - a stored leaf whose event is nowhere in the log is `missing`, or `truncated` when no
-   *   event follows it (the last rows were removed).
+   *   event follows it (the last rows were removed) and a checkpoint covers it; with neither,
+   *   the tree row itself is reported (`inserted`, with `node`).
    *
    * The event a leaf names is either at that leaf's position or among the strays (ids are
    * unique), so the strays alone settle it. With a leaf that names no event, an event over
