@@ -106,7 +106,7 @@ export interface AuditIntegrityProblem {
   /** The checkpoint's tree size, when the problem is about a checkpoint. */
   treeSize?: number;
   /**
-   * The row of `audit_tree` found altered or absent, when the problem is about the stored
+   * The row of `audit_tree` found altered, absent or forged, when the problem is about the stored
    * tree itself (the events below it hash as they should).
    */
   node?: AuditIntegrityTreeNode;
