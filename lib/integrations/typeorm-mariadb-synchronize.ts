@@ -40,8 +40,8 @@ import { AuditEntities } from '../storage/audit-entities.js';
  * they read and compare the schema, and the driver mapping a column's type through
  * `normalizeType()` at synchronize time, `uuid` to native `uuid` only while its
  * `uuidColumnTypeSuported` flag is true (true of TypeORM 0.3 and 1). Tested with TypeORM 0.3.31 and 1.1
- * (`test/unit/integrations.spec.ts` fails when `synchronize` or an entity's `synchronize`
- * flag is gone; `test/e2e/mariadb-mysql-driver.e2e.spec.ts` proves the events kept).
+ * (`test/unit/integrations.spec.ts` fails when `synchronize`, the driver's uuid flag or an entity's `synchronize`
+ * flag is gone; `test/e2e/mariadb-mysql-driver.e2e.spec.ts` and `mariadb-driver-switch.e2e.spec.ts` prove the events kept).
  */
 type Synchronize = ((this: DataSource, dropBeforeSync?: boolean) => Promise<void>) & { [PATCHED]?: true };
 

@@ -637,6 +637,19 @@ describe('TypeORM DataSource.synchronize (lib/integrations/typeorm-mariadb-synch
       await dataSource.destroy();
     }
   });
+
+  it("has the MySQL driver map a uuid column to native uuid only while its uuidColumnTypeSuported flag is true", () => {
+    // The module's pass on MariaDB sets that flag (and the metadata's column types) so that the
+    // audit tables' uuid columns keep the representation the database has.
+    const driver = new DataSource({ type: 'mariadb', host: '127.0.0.1', database: 'unused' }).driver as unknown as {
+      uuidColumnTypeSuported?: boolean;
+      normalizeType(column: { type: string }): string;
+    };
+    expect(driver.uuidColumnTypeSuported, "the MySQL driver's uuidColumnTypeSuported flag, false before it connects").toBe(false);
+    expect(driver.normalizeType({ type: 'uuid' })).toBe('varchar');
+    driver.uuidColumnTypeSuported = true;
+    expect(driver.normalizeType({ type: 'uuid' })).toBe('uuid');
+  });
 });
 
 describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transaction.ts), on SQLite', () => {
