@@ -24,7 +24,8 @@ class TreeCommitCutter {
         upstream.write(chunk);
         const text = chunk.toString('latin1');
         if (/INSERT INTO\W+(?:\w+\W+)?audit_tree\W/i.test(text)) sawTree = true;
-        if (this.armed && sawTree && /\bCOMMIT(?:\x00|$)/.test(text)) {
+        // A NUL ends the query text in PostgreSQL's protocol.
+        if (this.armed && sawTree && (text.includes('COMMIT\0') || /\bCOMMIT$/.test(text))) {
           this.armed = false;
           doomed = true;
           setTimeout(() => {
