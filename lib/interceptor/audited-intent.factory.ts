@@ -92,7 +92,8 @@ export class AuditedIntentFactory {
    * - a handler that succeeded but whose response is an error (an interceptor or a
    *   transaction commit after it failed): a failure with that status;
    * - a handler that threw an error without a status (not an `HttpException`) that an
-   *   exception filter answered with an error status: that status added to the error.
+   *   exception filter answered with an error status other than the 500 Nest gives it:
+   *   that status added to the error.
    */
   settleResponse(unit: UnitOfWork, statusCode: number, body?: unknown): void {
     if (unit.pendingCalls.size > 0) {
@@ -120,9 +121,9 @@ export class AuditedIntentFactory {
     if (event && failed && event.outcome === 'success') {
       event.outcome = 'failure';
       event.error = statusError;
-    } else if (event?.error && failed && event.error.status === undefined) {
-      // An error without a status of its own that an exception filter answered (a 404 for
-      // TypeORM's EntityNotFoundError): the status the client got.
+    } else if (event?.error && failed && statusCode !== 500 && event.error.status === undefined) {
+      // An error without a status of its own that an exception filter answered with another
+      // status than Nest's 500 for it (a 404 for TypeORM's EntityNotFoundError): that status.
       event.error = { ...event.error, status: statusCode };
     }
   }
