@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import mysql from 'mysql2';
 import { DataSource, In, type DataSourceOptions, type EntityManager, type Logger as TypeOrmLogger } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   AuditEntities,
   AuditJournalEntity,
@@ -259,7 +259,13 @@ describe.each(databases())('AuditWriter on %s', (kind) => {
     await new Promise((resolve) => setImmediate(resolve));
     log.clear();
 
-    await Promise.all(Array.from({ length: 101 }, () => writer.write([event('backlog')])));
+    // The writes are queued in one go: the clock held still meanwhile, so that a slow machine
+    // taking 5 ms to queue them does not start the second batch by time instead of by backlog.
+    const now = performance.now();
+    const clock = vi.spyOn(performance, 'now').mockReturnValue(now);
+    const writes = Array.from({ length: 101 }, () => writer.write([event('backlog')]));
+    clock.mockRestore();
+    await Promise.all(writes);
 
     expect(await storedRows(dataSource, 'backlog')).toBe(101);
     // The first event alone; the 64th queued starts a second batch at once; the rest after.
