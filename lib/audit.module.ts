@@ -28,6 +28,7 @@ import { AuditIntegrator } from './integrity/integrator.js';
 import { IntegrityProofs } from './integrity/integrity-proofs.js';
 import { AuditPurger } from './retention/audit-purger.js';
 import { AuditJournal } from './journal/audit-journal.js';
+import { checkAsyncOptions, withCheckedOptionsFactory, type AsyncRegistration } from './options/async-options.js';
 import { JournalRecovery } from './journal/journal-recovery.js';
 import { AuditContextGuard } from './guard/audit-context.guard.js';
 import { DeniedCalls } from './guard/denied-calls.js';
@@ -86,6 +87,14 @@ const providers: Provider[] = [
   { provide: APP_INTERCEPTOR, useClass: AuditInterceptor },
 ];
 
+/** How `forRootAsync()` is checked and its errors name it. */
+const ASYNC_REGISTRATION: AsyncRegistration = {
+  moduleName: 'AuditModule',
+  method: 'forRootAsync',
+  factoryMethod: 'createAuditOptions',
+  token: AUDIT_MODULE_OPTIONS,
+};
+
 /**
  * The audit module. Import it once, in the root module:
  *
@@ -127,7 +136,8 @@ export class AuditModule extends AuditConfigurableModule implements NestModule {
 
   /** Registers the module with options from a factory, a class or an existing provider. */
   static override forRootAsync(options: typeof AUDIT_ASYNC_OPTIONS_TYPE): DynamicModule {
-    return AuditModule.wire(super.forRootAsync(options), options);
+    checkAsyncOptions(ASYNC_REGISTRATION, options);
+    return AuditModule.wire(withCheckedOptionsFactory(ASYNC_REGISTRATION, super.forRootAsync(options), options), options);
   }
 
   private static wire(definition: DynamicModule, extras: AuditModuleExtras): DynamicModule {

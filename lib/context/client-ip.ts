@@ -40,6 +40,9 @@ export function compileAddressList(entries: readonly string[]): (address: string
   };
 }
 
+/** `X-Forwarded-For` entries read, from the right: a handful is all a real chain has. */
+export const MAX_FORWARDED_HOPS = 32;
+
 /** Trusts no hop: the client is the socket peer. */
 export const TRUST_NO_PROXY: TrustHop = () => false;
 
@@ -73,7 +76,7 @@ export function clientIp(
   // past the bound keeps its right end; an entry cut by the bound is dropped.
   const limit = maxLength * 4;
   const kept = header.length > limit ? header.slice(header.indexOf(',', header.length - limit - 1) + 1 || header.length) : header;
-  const hops = kept.split(',').slice(-32).reverse();
+  const hops = kept.split(',').slice(-MAX_FORWARDED_HOPS).reverse();
   for (let index = 0; index < hops.length; index++) {
     if (!trust(current, index)) return current;
     const next = normaliseIp(hops[index]!);

@@ -273,11 +273,23 @@ function rawPublicKey(publicKey: KeyObject): Buffer {
   return raw;
 }
 
+/**
+ * The problem of PEM text whose line breaks are the two characters `\n` (as an environment
+ * variable or a JSON string escaped once too often holds it), or `undefined`. OpenSSL
+ * answers such text with a decoder error code only.
+ */
+export function escapedPemProblem(text: string): string | undefined {
+  if (!text.includes('-----BEGIN') || text.includes('\n') || !text.includes('\\n')) return undefined;
+  return 'is a PEM whose line breaks are the two characters \\n (as an environment variable often holds it): turn them into line breaks first, e.g. key.replace(/\\\\n/g, "\\n")';
+}
+
 function toPrivateKey(key: KeyObject | string): KeyObject {
   let object: KeyObject;
   if (key instanceof KeyObject) {
     object = key;
   } else if (typeof key === 'string') {
+    const escaped = escapedPemProblem(key);
+    if (escaped) throw new InvalidNoteKeyError(`the private key ${escaped}`);
     try {
       object = createPrivateKey(key);
     } catch (err) {
@@ -297,6 +309,8 @@ export function toPublicKey(key: KeyObject | string): KeyObject {
   if (key instanceof KeyObject) {
     object = key.type === 'private' ? createPublicKey(key) : key;
   } else if (typeof key === 'string') {
+    const escaped = escapedPemProblem(key);
+    if (escaped) throw new InvalidNoteKeyError(`the public key ${escaped}`);
     try {
       object = createPublicKey(key);
     } catch (err) {

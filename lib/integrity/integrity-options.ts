@@ -2,7 +2,7 @@ import { describe } from '../read/audit-query.js';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
 import type { AuditCheckpoint, AuditPublicKey } from '../interfaces/audit-integrity.interface.js';
-import { createSigner, parseVerifierKey, toPublicKey, type NoteSigner } from './checkpoint-note.js';
+import { createSigner, escapedPemProblem, parseVerifierKey, toPublicKey, type NoteSigner } from './checkpoint-note.js';
 
 /** `integrity` with its defaults applied and its key loaded. */
 export interface ResolvedIntegrity {
@@ -52,6 +52,8 @@ export function resolveIntegrity(value: unknown): ResolvedIntegrity | undefined 
   let signer: NoteSigner | undefined;
   const signingKey = raw['signingKey'];
   if (signingKey === undefined) fail('signingKey', 'is required: an Ed25519 private key (KeyObject or PKCS#8 PEM)');
+  const escaped = typeof signingKey === 'string' ? escapedPemProblem(signingKey) : undefined;
+  if (escaped) fail('signingKey', escaped);
   try {
     const key = typeof signingKey === 'string' ? createPrivateKey(signingKey) : (signingKey as KeyObject);
     if (!key || typeof key !== 'object' || (key as KeyObject).type !== 'private') throw new Error('not a private key');
@@ -85,6 +87,8 @@ export function resolveIntegrity(value: unknown): ResolvedIntegrity | undefined 
   // Each one read now: a key that cannot be read would otherwise only show at verify(), as
   // every checkpoint's signature failing.
   (verificationKeys as Array<KeyObject | string>).forEach((key, index) => {
+    const escaped = typeof key === 'string' ? escapedPemProblem(key) : undefined;
+    if (escaped) fail('verificationKeys', `item ${index} ${escaped}`);
     try {
       if (typeof key === 'string' && !key.trimStart().startsWith('-----BEGIN')) parseVerifierKey(key.trim());
       else toPublicKey(key);

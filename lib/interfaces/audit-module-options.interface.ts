@@ -76,7 +76,7 @@ export interface AuditModuleOptions {
    * When not given, no hop is trusted: the IP recorded is the socket's address, whatever
    * the framework trusts (Express's `trust proxy`, Fastify's `trustProxy` are not read), so
    * that a client-chosen `X-Forwarded-For` never becomes the record's IP by default. Behind
-   * a proxy, name it here (e.g. `'loopback'`, a hop count, or its addresses).
+   * a proxy, name it here (e.g. `'loopback'`, a hop count from 0 to 32, or its addresses).
    * @default false (the socket's address)
    */
   trustProxy?: AuditTrustProxy;

@@ -8,7 +8,7 @@ import type {
 import type { DataSource } from 'typeorm';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import { InvalidAuditOptionsError } from '../exceptions/invalid-audit-options.error.js';
-import { compileTrustProxy, TRUST_NO_PROXY, type TrustHop } from '../context/client-ip.js';
+import { compileTrustProxy, MAX_FORWARDED_HOPS, TRUST_NO_PROXY, type TrustHop } from '../context/client-ip.js';
 import { normaliseName, Redactor } from '../events/redaction.js';
 import { resolveIntegrity, type ResolvedIntegrity } from '../integrity/integrity-options.js';
 import { resolveRetention, type ResolvedRetention } from '../retention/retention-options.js';
@@ -182,7 +182,7 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new InvalidAuditOptionsError('options', 'must be an object');
   for (const key of Object.keys(raw)) {
     if (!KNOWN_OPTIONS.has(key) && key !== 'dataSource' && key !== 'isGlobal') {
-      throw new InvalidAuditOptionsError(key, `is not an option of AuditModule (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+      throw new InvalidAuditOptionsError(key, `is not an option of AuditModule (known: ${[...KNOWN_OPTIONS, 'dataSource'].join(', ')})`);
     }
   }
 
@@ -196,6 +196,9 @@ export function resolveAuditOptions(options: AuditModuleOptions | undefined | nu
   if (trust !== undefined) {
     if (typeof trust === 'number' && !(Number.isInteger(trust) && trust >= 0)) {
       throw new InvalidAuditOptionsError('trustProxy', `a hop count must be a whole number of 0 or more, got ${trust}`);
+    }
+    if (typeof trust === 'number' && trust > MAX_FORWARDED_HOPS) {
+      throw new InvalidAuditOptionsError('trustProxy', `a hop count must be from 0 to ${MAX_FORWARDED_HOPS}, got ${trust} (use true to trust every hop)`);
     }
     if (!['boolean', 'number', 'string'].includes(typeof trust) && !Array.isArray(trust)) {
       throw new InvalidAuditOptionsError('trustProxy', 'must be a boolean, a hop count, or a list of addresses/CIDR ranges');

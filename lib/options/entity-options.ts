@@ -22,16 +22,23 @@ export function checkEntityOptions(options: ResolvedAuditOptions, entityMetadata
   const entities = entityMetadatas.filter(
     (metadata) => !audit.has(metadata.target) && metadata.tableType !== 'junction' && metadata.tableType !== 'closure-junction',
   );
+  const metadataOf = (ref: AuditEntityRef) =>
+    entityMetadatas.find((metadata) => (typeof ref === 'function' ? metadata.target === ref : metadata.name === ref || metadata.tableName === ref));
   const checkRefs = (option: string, refs: readonly AuditEntityRef[] | undefined) => {
     for (const ref of refs ?? []) {
-      const known = entityMetadatas.some((metadata) =>
-        typeof ref === 'function' ? metadata.target === ref : metadata.name === ref || metadata.tableName === ref,
-      );
-      if (!known) throw unknownEntity(option, typeof ref === 'function' ? `class ${ref.name}` : JSON.stringify(ref), typeof ref === 'function' ? ref.name : ref, entities);
+      if (!metadataOf(ref)) throw unknownEntity(option, typeof ref === 'function' ? `class ${ref.name}` : JSON.stringify(ref), typeof ref === 'function' ? ref.name : ref, entities);
     }
   };
   checkRefs('includeEntities', options.includeEntities);
   checkRefs('excludeEntities', options.excludeEntities);
+  // Listed in both, an entity would be captured or not by an order of precedence nobody wrote down.
+  const included = new Set((options.includeEntities ?? []).map(metadataOf));
+  for (const ref of options.excludeEntities) {
+    const metadata = metadataOf(ref);
+    if (!metadata || !included.has(metadata)) continue;
+    const given = typeof ref === 'string' && ref !== metadata.name ? ` (${JSON.stringify(ref)})` : '';
+    throw new InvalidAuditOptionsError('excludeEntities', `entity ${JSON.stringify(metadata.name)}${given} is also in includeEntities: list it in one of them`);
+  }
 
   for (const [entity, fields] of options.excludeFields) {
     const metadata = entityMetadatas.find((candidate) => candidate.name === entity);

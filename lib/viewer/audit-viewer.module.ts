@@ -1,6 +1,8 @@
 import { Module, type CanActivate, type DynamicModule } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import type { AuditViewerModuleExtras } from '../interfaces/audit-viewer-options.interface.js';
+import type { AuditViewerModuleExtras, AuditViewerModuleOptions } from '../interfaces/audit-viewer-options.interface.js';
+import { checkAsyncOptions, withCheckedOptionsFactory, type AsyncRegistration } from '../options/async-options.js';
+import { AuditService } from '../service/audit.service.js';
 import { viewerController } from './audit-viewer.controller.js';
 import {
   AUDIT_VIEWER_ASYNC_OPTIONS_TYPE,
@@ -13,6 +15,14 @@ import {
 import { ViewerAccessGuard } from './viewer-access.guard.js';
 import { ViewerErrorFilter } from './viewer-error.filter.js';
 import { isGuardClass, resolveViewerOptions, resolveViewerPath, type ResolvedViewerOptions } from './viewer-options.js';
+
+/** How `registerAsync()` is checked and its errors name it. */
+const ASYNC_REGISTRATION: AsyncRegistration = {
+  moduleName: 'AuditViewerModule',
+  method: 'registerAsync',
+  factoryMethod: 'createAuditViewerOptions',
+  token: AUDIT_VIEWER_MODULE_OPTIONS,
+};
 
 /**
  * A read-only audit trail viewer: server-rendered pages (no JavaScript) to search the
@@ -43,7 +53,8 @@ export class AuditViewerModule extends AuditViewerConfigurableModule {
    * with the other options (`guard` included) from a factory, a class or an existing provider.
    */
   static override registerAsync(options: typeof AUDIT_VIEWER_ASYNC_OPTIONS_TYPE): DynamicModule {
-    return AuditViewerModule.wire(super.registerAsync(options), options);
+    checkAsyncOptions(ASYNC_REGISTRATION, options);
+    return AuditViewerModule.wire(withCheckedOptionsFactory(ASYNC_REGISTRATION, super.registerAsync(options), options), options);
   }
 
   private static wire(definition: DynamicModule, extras: Partial<AuditViewerModuleExtras>): DynamicModule {
@@ -53,7 +64,14 @@ export class AuditViewerModule extends AuditViewerConfigurableModule {
       controllers: [viewerController(path)],
       providers: [
         ...(definition.providers ?? []),
-        { provide: AUDIT_VIEWER_RESOLVED_OPTIONS, useFactory: resolveViewerOptions, inject: [AUDIT_VIEWER_MODULE_OPTIONS] },
+        {
+          provide: AUDIT_VIEWER_RESOLVED_OPTIONS,
+          useFactory: (options: AuditViewerModuleOptions | undefined, audit: AuditService | undefined) => {
+            if (!audit) throw new Error('AuditViewerModule needs AuditModule: import AuditModule.forRoot() or AuditModule.forRootAsync() in the application');
+            return resolveViewerOptions(options);
+          },
+          inject: [AUDIT_VIEWER_MODULE_OPTIONS, { token: AuditService, optional: true }],
+        },
         {
           provide: AUDIT_VIEWER_GUARD,
           useFactory: (options: ResolvedViewerOptions, moduleRef: ModuleRef): CanActivate | Promise<CanActivate> =>

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Inject, Injectable, Optional, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { HttpAdapterHost, Reflector } from '@nestjs/core';
 import type { Observable } from 'rxjs';
 import { AuditEventReader } from '../read/audit-event-reader.js';
@@ -18,7 +18,9 @@ export class ViewerAccessGuard implements CanActivate {
     @Inject(AUDIT_VIEWER_GUARD) private readonly guard: CanActivate,
     private readonly adapterHost: HttpAdapterHost,
     private readonly reflector: Reflector,
-    private readonly reader: AuditEventReader,
+    // Optional only so that an app without AuditModule hears so from the viewer's options
+    // provider, not as a DI error of this guard: the viewer does not start without it.
+    @Optional() private readonly reader: AuditEventReader,
   ) {}
 
   canActivate(context: ExecutionContext): boolean | Promise<boolean> | Observable<boolean> {

@@ -56,6 +56,15 @@ describe('entity and field names in the options are checked against the model at
     expect((error as Error).message).toMatch(message);
   });
 
+  it.each<[string, AuditModuleOptions, RegExp]>([
+    ['the same name', { includeEntities: ['Order', 'Customer'], excludeEntities: ['Order'] }, /"excludeEntities": entity "Order" is also in includeEntities/],
+    ['a class and its table name', { includeEntities: [Order], excludeEntities: ['orders'] }, /"excludeEntities": entity "Order" \("orders"\) is also in includeEntities/],
+  ])('an entity in both includeEntities and excludeEntities (%s) fails start-up naming it', async (_name, options, message) => {
+    const error = await start(AuditModule.forRoot(options));
+    expect(error).toBeInstanceOf(InvalidAuditOptionsError);
+    expect((error as Error).message).toMatch(message);
+  });
+
   it('forRootAsync options are checked too', async () => {
     const error = await start(AuditModule.forRootAsync({ useFactory: () => ({ includeEntities: ['Ordr'] }) }));
     expect((error as Error).message).toMatch(/"Ordr" is not an entity of the data source \(did you mean "Order"\?\)/);

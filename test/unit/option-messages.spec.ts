@@ -1,5 +1,7 @@
 // Start-up errors for option values written by mistake: each names the option and
 // says what was given, or what to do, in words that agree with the documentation.
+import { generateKeyPairSync } from 'node:crypto';
+import { Injectable, Module } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -60,4 +62,70 @@ describe('option errors of common mistakes', () => {
     expect(error!.message).not.toMatch(/"path": is not an AuditViewerModule option/);
     expect(error!.message).toMatch(/"path".*registerAsync/);
   });
+
+  it('AuditViewerModule without AuditModule fails start-up saying to import AuditModule, not with a DI error', async () => {
+    const error = await startError(AuditViewerModule.register({ guard: new AdminGuard() }));
+    expect(error).toBeInstanceOf(Error);
+    expect(error!.message).toMatch(/AuditViewerModule needs AuditModule: import AuditModule\.forRoot\(\) or AuditModule\.forRootAsync\(\)/);
+    expect(error!.message).not.toMatch(/can't resolve dependencies/);
+  });
+
+  it.each<[string, () => unknown, RegExp]>([
+    ['AuditModule.forRootAsync({})', () => AuditModule.forRootAsync({}), /AuditModule option "forRootAsync": needs one of useFactory, useClass or useExisting/],
+    [
+      'AuditModule.forRootAsync with two ways',
+      () => AuditModule.forRootAsync({ useFactory: () => ({}), useClass: OptionsWithoutMethod as never }),
+      /AuditModule option "forRootAsync": needs one of useFactory, useClass or useExisting, got useFactory, useClass/,
+    ],
+    [
+      'AuditModule.forRootAsync useClass without createAuditOptions()',
+      () => AuditModule.forRootAsync({ useClass: OptionsWithoutMethod as never }),
+      /AuditModule option "forRootAsync": useClass OptionsWithoutMethod has no createAuditOptions\(\) method/,
+    ],
+    ['AuditViewerModule.registerAsync({})', () => AuditViewerModule.registerAsync({}), /AuditViewerModule option "registerAsync": needs one of useFactory, useClass or useExisting/],
+    [
+      'AuditViewerModule.registerAsync useClass without createAuditViewerOptions()',
+      () => AuditViewerModule.registerAsync({ useClass: OptionsWithoutMethod as never }),
+      /AuditViewerModule option "registerAsync": useClass OptionsWithoutMethod has no createAuditViewerOptions\(\) method/,
+    ],
+  ])('%s is refused naming what is missing', (_name, register, message) => {
+    expect(register).toThrow(InvalidAuditOptionsError);
+    expect(register).toThrow(message);
+  });
+
+  it('useExisting of a provider without createAuditOptions() fails start-up naming the method, not with a TypeError', async () => {
+    const error = await startError(AuditModule.forRootAsync({ imports: [OptionsHolderModule], useExisting: OptionsWithoutMethod as never }));
+    expect(error).toBeInstanceOf(InvalidAuditOptionsError);
+    expect(error!.message).toMatch(/AuditModule option "forRootAsync": useExisting OptionsWithoutMethod has no createAuditOptions\(\) method/);
+  });
+
+  it('the unknown-option message lists dataSource among the options', () => {
+    expect(() => resolveAuditOptions({ datasource: 'reports' } as never)).toThrow(/"datasource": is not an option of AuditModule \(known: [^)]*\bdataSource\b/);
+  });
+
+  it('a trustProxy hop count above the hops the module reads is refused, pointing to true', () => {
+    expect(() => resolveAuditOptions({ trustProxy: 32 })).not.toThrow();
+    expect(() => resolveAuditOptions({ trustProxy: 1e9 })).toThrow(/"trustProxy": a hop count must be from 0 to 32, got 1000000000 \(use true to trust every hop\)/);
+  });
+
+  it('a PEM whose line breaks are the two characters \\n (as an environment variable holds it) is refused saying so', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const escaped = (key: string) => key.replace(/\n/g, '\\n');
+    const signingKey = escaped(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const verificationKey = escaped(publicKey.export({ type: 'spki', format: 'pem' }) as string);
+    expect(() => resolveAuditOptions({ integrity: { signingKey, origin: 'audit.example.com/orders' } })).toThrow(
+      /"integrity.signingKey": is a PEM whose line breaks are the two characters \\n/,
+    );
+    expect(() => resolveAuditOptions({ integrity: { signingKey: privateKey, origin: 'audit.example.com/orders', verificationKeys: [verificationKey] } })).toThrow(
+      /"integrity.verificationKeys": item 0 is a PEM whose line breaks are the two characters \\n/,
+    );
+  });
 });
+
+/** An options class written without the factory method the module calls. */
+@Injectable()
+class OptionsWithoutMethod {}
+
+@Module({ providers: [OptionsWithoutMethod], exports: [OptionsWithoutMethod] })
+class OptionsHolderModule {}
+
