@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import {
   fileAnchor,
   InvalidAuditProofError,
+  InvalidNoteKeyError,
   readCheckpointsFile,
   checkConsistency,
   checkInclusion,
@@ -181,6 +182,12 @@ describe('verifiersFor', () => {
     const twice = signNote(formatCheckpoint({ origin: ORIGIN, treeSize: 1, rootHash: leaves[0]! }), [signer, createSigner('second', privateKey)]);
     expect(verifiersFor(twice, publicKey).map((v) => v.name)).toEqual([ORIGIN, 'second']);
     expect(verifiersFor(twice, verifierKey('third', publicKey)).map((v) => v.name)).toEqual(['third']);
+  });
+
+  it('refuses a PEM whose line breaks are the two characters \\n, saying so', () => {
+    const pem = (publicKey.export({ type: 'spki', format: 'pem' }) as string).replace(/\n/g, '\\n');
+    expect(() => verifiersFor(note(3), pem)).toThrow(InvalidNoteKeyError);
+    expect(() => verifiersFor(note(3), pem)).toThrow(/the public key is a PEM whose line breaks are the two characters \\n/);
   });
 });
 
