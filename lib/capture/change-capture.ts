@@ -511,7 +511,8 @@ export class ChangeCapture {
       this.rollingBack(runner);
       return;
     }
-    while (stack.length > 1) this.committed(runner);
+    // Every level above the outermost (savepoints of TypeORM's and raw ones alike) commits into it.
+    while (stack.length > 1) absorbFrame(stack[stack.length - 2]!, stack.pop()!);
     const frame = stack[0]!;
     if (frame.committing) return;
     if (frame.changes.size || frame.intents.length) {
