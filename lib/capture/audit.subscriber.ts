@@ -158,7 +158,7 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
           forgetKeyedWrites(runner);
           return this.capture.beforeEndingByHand(runner, end);
         },
-        after: (runner, end, ok) => this.capture.afterEndingByHand(runner, end, ok),
+        after: (runner, end, ok, error) => this.capture.afterEndingByHand(runner, end, ok, error),
       });
     }
   }

@@ -535,9 +535,21 @@ export class ChangeCapture {
    * COMMIT of TypeORM's that failed (MySQL and MariaDB commit before running such a
    * statement, even one that then fails): the units find out, when they are stored,
    * whether the records were committed.
+   *
+   * PostgreSQL's `PREPARE TRANSACTION` (`end.prepares`) is a commit point whose outcome the
+   * session never sees: the records were written in the transaction, so they are prepared
+   * (and later committed, or not) with it. Once prepared, the units find out when they are
+   * stored, as above, whether it was committed by then. Refused by the server (prepared
+   * transactions disabled, a temporary table touched), it became a ROLLBACK: the changes
+   * never happened.
    */
-  afterEndingByHand(runner: QueryRunner, end: TransactionEnd, ok: boolean): void {
+  afterEndingByHand(runner: QueryRunner, end: TransactionEnd, ok: boolean, error?: unknown): void {
     const stack = this.frames.get(runner);
+    if (end.prepares && stack?.length === 1) {
+      if (!ok) stack[0]!.commitRefused = serverRefused(error);
+      this.rollingBack(runner);
+      return;
+    }
     if (end.ends === 'commit' && stack?.length) {
       if (ok) this.committed(runner);
       else if (isSqlite(runner.connection)) return;

@@ -640,6 +640,12 @@ export interface TransactionEnd {
   ends: 'commit' | 'rollback';
   /** A transaction is open once the text has run (`COMMIT AND CHAIN`; MySQL's `BEGIN` in a transaction). */
   reopens: boolean;
+  /**
+   * PostgreSQL's `PREPARE TRANSACTION`: the transaction is prepared for a later
+   * `COMMIT PREPARED` (whose outcome the session does not see), or, if the statement
+   * fails, rolled back. Either way the session is then in no transaction.
+   */
+  prepares?: true;
 }
 
 /** The databases {@link transactionEnd} reads statements of. */
@@ -647,7 +653,7 @@ export type TransactionDialect = 'postgres' | 'mysql' | 'sqlite';
 
 /** First words of the statements that may end a transaction, by database: what every other statement skips past at once. */
 const ENDING_WORDS: Readonly<Record<TransactionDialect, ReadonlySet<string>>> = {
-  postgres: new Set(['commit', 'end', 'rollback', 'abort']),
+  postgres: new Set(['commit', 'end', 'rollback', 'abort', 'prepare']),
   sqlite: new Set(['commit', 'end', 'rollback']),
   // MySQL and MariaDB: COMMIT, ROLLBACK, and the statements that commit the transaction before they run.
   mysql: new Set([
@@ -685,7 +691,7 @@ const TABLE_MAINTENANCE: ReadonlySet<string> = new Set(['analyze', 'check', 'opt
 /**
  * Whether `sql`, sent in an open transaction, ends it: a `COMMIT` (`COMMIT WORK`, `END` on
  * PostgreSQL and SQLite), a `ROLLBACK` (not `ROLLBACK TO SAVEPOINT`; `ABORT` on
- * PostgreSQL) — and on MySQL and MariaDB each statement that commits the transaction before
+ * PostgreSQL), PostgreSQL's `PREPARE TRANSACTION` — and on MySQL and MariaDB each statement that commits the transaction before
  * it runs ("implicit commit": DDL such as `CREATE`, `ALTER`, `DROP`, `RENAME`, `TRUNCATE`,
  * but not `CREATE`/`DROP TEMPORARY TABLE`; `LOCK TABLES`; `BEGIN` and `START TRANSACTION`,
  * which then open a new one; `ANALYZE`/`CHECK`/`OPTIMIZE`/`REPAIR TABLE`, `CACHE INDEX`,
@@ -745,6 +751,7 @@ function statementEnd(words: string[], dialect: TransactionDialect): Transaction
     if (words.includes('to') || second === 'prepared') return undefined;
     return { ends: 'rollback', reopens: chains() };
   }
+  if (first === 'prepare' && second === 'transaction' && dialect === 'postgres') return { ends: 'commit', reopens: false, prepares: true };
   if (dialect !== 'mysql') return undefined;
   const commits = { ends: 'commit', reopens: false } as const;
   switch (first) {

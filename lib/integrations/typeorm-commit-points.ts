@@ -38,8 +38,8 @@ export interface CommitPointHooks {
   ending(runner: QueryRunner, sql: string, parameters: unknown): TransactionEnd | undefined;
   /** Before it is sent: the record is written (a failure fails the statement) or, for a rollback, the changes dropped. */
   before(runner: QueryRunner, end: TransactionEnd): Promise<void> | void;
-  /** Once it has run (`ok`), or failed. */
-  after(runner: QueryRunner, end: TransactionEnd, ok: boolean): void;
+  /** Once it has run (`ok`), or failed (with `error`). */
+  after(runner: QueryRunner, end: TransactionEnd, ok: boolean, error?: unknown): void;
 }
 
 type Query = ((this: QueryRunner, query: string, parameters?: unknown[], structured?: boolean) => Promise<unknown>) & {
@@ -81,7 +81,7 @@ async function around(runner: QueryRunner, hooks: CommitPointHooks, end: Transac
   try {
     result = await send();
   } catch (error) {
-    hooks.after(runner, end, false);
+    hooks.after(runner, end, false, error);
     throw error;
   }
   hooks.after(runner, end, true);

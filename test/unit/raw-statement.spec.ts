@@ -207,6 +207,10 @@ describe('statements that end a transaction', () => {
     expect(transactionEnd('end transaction', 'sqlite')).toEqual(commit);
     expect(transactionEnd('ABORT', 'postgres')).toEqual(rollback);
     expect(transactionEnd("COMMIT PREPARED 'x'", 'postgres')).toBeUndefined();
+    expect(transactionEnd("PREPARE TRANSACTION 'x'", 'postgres')).toEqual({ ends: 'commit', reopens: false, prepares: true });
+    expect(transactionEnd("/* 2pc */ prepare transaction 'x';", 'postgres')).toEqual({ ends: 'commit', reopens: false, prepares: true });
+    expect(transactionEnd('PREPARE q AS SELECT 1', 'postgres')).toBeUndefined();
+    expect(transactionEnd('PREPARE q FROM "SELECT 1"', 'mysql')).toBeUndefined();
     expect(transactionEnd('COMMIT AND CHAIN', 'postgres')).toEqual({ ends: 'commit', reopens: true });
     expect(transactionEnd('COMMIT AND NO CHAIN', 'mysql')).toEqual(commit);
     expect(transactionEnd('INSERT INTO t VALUES (1); COMMIT', 'postgres')).toEqual(commit);
