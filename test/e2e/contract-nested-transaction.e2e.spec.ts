@@ -1,0 +1,158 @@
+import { Body, ConflictException, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Audited, AuditService } from '../../lib/index.js';
+import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+
+/** Signs the caller in from `x-user` (a stand-in for Passport). */
+@Injectable()
+class HeaderUserGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
+    const id = request.headers['x-user'];
+    if (id) request.user = { id, email: `${id}@example.com` };
+    return true;
+  }
+}
+
+/** A provider method audited under an action of its own. */
+@Injectable()
+class NestedWriter {
+  @Audited('ctr.inner')
+  async write(manager: EntityManager, name: string): Promise<CtrItem> {
+    return manager.save(CtrItem, manager.create(CtrItem, { name }));
+  }
+}
+
+@Controller('ctr-tx')
+@UseGuards(HeaderUserGuard)
+class NestedTransactionController {
+  constructor(
+    @InjectDataSource() private readonly dataSource: DataSource,
+    private readonly nested: NestedWriter,
+    private readonly audit: AuditService,
+  ) {}
+
+  /** Two writes of its own and a nested audited write, in one transaction. */
+  @Post('nested')
+  @Audited('ctr.outer')
+  async nestedWrite(@Body() body: { tag: string; fail?: boolean }): Promise<{ ok: true }> {
+    await this.dataSource.transaction(async (manager) => {
+      await manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-a` }));
+      await manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-b` }));
+      await this.nested.write(manager, `${body.tag}-c`);
+      if (body.fail) throw new ConflictException('outer refused');
+    });
+    return { ok: true };
+  }
+
+  /** A write of its own and a `runAs` system job's write, in one transaction. */
+  @Post('run-as')
+  @Audited('ctr.outer.runas')
+  async runAsWrite(@Body() body: { tag: string; fail?: boolean }): Promise<{ ok: true }> {
+    await this.dataSource.transaction(async (manager) => {
+      await manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-a` }));
+      await this.audit.runAs({ type: 'system', id: 'sweeper' }, () => manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-sys` })));
+      if (body.fail) throw new ConflictException('outer refused');
+    });
+    return { ok: true };
+  }
+}
+
+describe.each(databases())('contract: a nested unit inside the request’s transaction, on %s', (kind) => {
+  let db: TestDatabase;
+  let t: ContractApp;
+
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    t = await startContractApp({ db, controllers: [NestedTransactionController], providers: [NestedWriter, HeaderUserGuard] });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await db?.drop();
+  });
+
+  const named = async (tag: string) => {
+    const rows = await t.rows();
+    const names = (row: (typeof rows)[number]) =>
+      (row.changes ?? []).map((change) => (change.fields as Record<string, { to?: unknown }>)['name']?.to).filter((name) => typeof name === 'string' && name.startsWith(tag));
+    return { rows, names };
+  };
+
+  it('commit: the outer event holds its two inserts, the nested event its one; nothing as fallback, nothing twice', async () => {
+    const tag = 'commit';
+    const response = await t.request('/ctr-tx/nested', { method: 'POST', json: { tag }, headers: { 'x-user': 'ada' } });
+    expect(response.status).toBe(201);
+
+    const { rows, names } = await named(tag);
+    const touching = rows.filter((row) => names(row).length > 0 || row.action.startsWith('ctr.'));
+    expect(touching.map((row) => [row.action, row.kind, row.outcome]).sort()).toEqual([
+      ['ctr.inner', 'intent', 'success'],
+      ['ctr.outer', 'intent', 'success'],
+    ]);
+    const outer = touching.find((row) => row.action === 'ctr.outer')!;
+    const inner = touching.find((row) => row.action === 'ctr.inner')!;
+    expect(names(outer).sort()).toEqual([`${tag}-a`, `${tag}-b`]);
+    expect(names(inner)).toEqual([`${tag}-c`]);
+    // Both are the request's: same user, same request id, source http.
+    for (const row of [outer, inner]) {
+      expect([row.actorType, row.actorId, row.source]).toEqual(['user', 'ada', 'http']);
+      expect(row.requestId).toBe(response.headers.get('x-request-id'));
+    }
+    expect(changesOf(rows, 'CtrItem')).toHaveLength(3);
+    expect(rows.filter((row) => row.kind === 'change')).toEqual([]);
+    expect(await t.journal()).toBe(0);
+  });
+
+  it('rollback: no event holds a change; both intents are failures; the client gets the outer error', async () => {
+    const tag = 'rollback';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/nested', { method: 'POST', json: { tag, fail: true }, headers: { 'x-user': 'ada' } });
+    expect(response.status).toBe(409);
+    expect(await response.json()).toMatchObject({ message: 'outer refused' });
+    expect(await t.dataSource.getRepository(CtrItem).count({ where: [{ name: `${tag}-a` }, { name: `${tag}-c` }] })).toBe(0);
+
+    const rows = (await t.rows()).slice(before);
+    expect(rows.map((row) => [row.action, row.kind, row.outcome]).sort()).toEqual([
+      ['ctr.inner', 'intent', 'failure'],
+      ['ctr.outer', 'intent', 'failure'],
+    ]);
+    for (const row of rows) expect(row.changes ?? []).toEqual([]);
+    expect(rows.find((row) => row.action === 'ctr.outer')!.error).toMatchObject({ name: 'ConflictException', status: 409 });
+    // The nested method succeeded, then its transaction rolled back.
+    expect(rows.find((row) => row.action === 'ctr.inner')!.error).toMatchObject({ name: 'TransactionRolledBack' });
+    expect(await t.journal()).toBe(0);
+  });
+
+  it('runAs({ type: system }) inside the request’s transaction: its insert is the system’s, once; the request’s is the user’s', async () => {
+    const tag = 'runas-commit';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/run-as', { method: 'POST', json: { tag }, headers: { 'x-user': 'grace' } });
+    expect(response.status).toBe(201);
+
+    const rows = (await t.rows()).slice(before);
+    const changes = changesOf(rows, 'CtrItem');
+    expect(changes.map((change) => (change.fields['name'] as { to: string }).to).sort()).toEqual([`${tag}-a`, `${tag}-sys`]);
+    const holder = (name: string) => rows.find((row) => (row.changes ?? []).some((change) => (change.fields['name'] as { to?: string } | undefined)?.to === name))!;
+    const own = holder(`${tag}-a`);
+    expect([own.action, own.kind, own.actorType, own.actorId]).toEqual(['ctr.outer.runas', 'intent', 'user', 'grace']);
+    const job = holder(`${tag}-sys`);
+    expect(job.action).not.toBe('ctr.outer.runas');
+    expect([job.actorType, job.actorId, job.source]).toEqual(['system', 'sweeper', 'job']);
+    expect(rows.filter((row) => row.action === 'ctr.outer.runas')).toHaveLength(1);
+    expect(await t.journal()).toBe(0);
+  });
+
+  it('runAs inside the request’s transaction that then rolls back: no event holds a change', async () => {
+    const tag = 'runas-rollback';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/run-as', { method: 'POST', json: { tag, fail: true }, headers: { 'x-user': 'grace' } });
+    expect(response.status).toBe(409);
+    const rows = (await t.rows()).slice(before);
+    expect(changesOf(rows, 'CtrItem')).toEqual([]);
+    expect(rows.map((row) => [row.action, row.outcome])).toEqual([['ctr.outer.runas', 'failure']]);
+    expect(await t.journal()).toBe(0);
+  });
+});
