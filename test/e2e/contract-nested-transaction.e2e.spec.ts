@@ -24,6 +24,17 @@ class NestedWriter {
   async write(manager: EntityManager, name: string): Promise<CtrItem> {
     return manager.save(CtrItem, manager.create(CtrItem, { name }));
   }
+
+  /** Writes, then fails: its caller catches the error and commits. */
+  @Audited('ctr.inner.failing')
+  async writeThenFail(manager: EntityManager, name: string): Promise<never> {
+    await manager.save(CtrItem, manager.create(CtrItem, { name }));
+    throw new StockError('out of stock');
+  }
+}
+
+class StockError extends Error {
+  override name = 'StockError';
 }
 
 @Controller('ctr-tx')
@@ -44,6 +55,23 @@ class NestedTransactionController {
       await manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-b` }));
       await this.nested.write(manager, `${body.tag}-c`);
       if (body.fail) throw new ConflictException('outer refused');
+    });
+    return { ok: true };
+  }
+
+  /** A nested audited call that writes and throws, caught; a savepoint rolled back; the transaction commits. */
+  @Post('caught')
+  @Audited('ctr.outer.caught')
+  async caught(@Body() body: { tag: string }): Promise<{ ok: true }> {
+    await this.dataSource.transaction(async (manager) => {
+      await manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-a` }));
+      await this.nested.writeThenFail(manager, `${body.tag}-c`).catch(() => undefined);
+      await manager
+        .transaction(async (inner) => {
+          await inner.save(CtrItem, inner.create(CtrItem, { name: `${body.tag}-savepoint` }));
+          throw new Error('undo the savepoint');
+        })
+        .catch(() => undefined);
     });
     return { ok: true };
   }
@@ -123,6 +151,30 @@ describe.each(databases())('contract: a nested unit inside the request’s trans
     expect(rows.find((row) => row.action === 'ctr.outer')!.error).toMatchObject({ name: 'ConflictException', status: 409 });
     // The nested method succeeded, then its transaction rolled back.
     expect(rows.find((row) => row.action === 'ctr.inner')!.error).toMatchObject({ name: 'TransactionRolledBack' });
+    expect(await t.journal()).toBe(0);
+  });
+
+  it('a nested @Audited call that wrote then threw, caught by a transaction that commits: a failure holding its committed insert; a rolled-back savepoint in no event', async () => {
+    const tag = 'caught';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/caught', { method: 'POST', json: { tag }, headers: { 'x-user': 'ada' } });
+    expect(response.status).toBe(201);
+    expect(await t.dataSource.getRepository(CtrItem).countBy({ name: `${tag}-savepoint` })).toBe(0);
+    expect(await t.dataSource.getRepository(CtrItem).countBy({ name: `${tag}-c` })).toBe(1);
+
+    const rows = (await t.rows()).slice(before);
+    expect(rows.map((row) => [row.action, row.kind, row.outcome]).sort()).toEqual([
+      ['ctr.inner.failing', 'intent', 'failure'],
+      ['ctr.outer.caught', 'intent', 'success'],
+    ]);
+    const names = (action: string) =>
+      changesOf(
+        rows.filter((row) => row.action === action),
+        'CtrItem',
+      ).map((change) => (change.fields['name'] as { to: string }).to);
+    expect(names('ctr.outer.caught')).toEqual([`${tag}-a`]);
+    expect(names('ctr.inner.failing')).toEqual([`${tag}-c`]);
+    expect(rows.find((row) => row.action === 'ctr.inner.failing')!.error).toMatchObject({ name: 'StockError' });
     expect(await t.journal()).toBe(0);
   });
 
