@@ -7,7 +7,7 @@ import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { Audited } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
-import { CtrItem, startContractApp } from './contract-app.js';
+import { CtrItem, CtrLine, startContractApp } from './contract-app.js';
 
 const HANG_MS = 120_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -31,6 +31,20 @@ class CrashController {
   @Audited('ctr.crash.audited')
   async audited(@Body() body: { name: string }): Promise<void> {
     await this.dataSource.transaction((manager) => manager.save(CtrItem, manager.create(CtrItem, { name: body.name })));
+    await sleep(HANG_MS);
+  }
+
+  /** An import of `count` rows (more than a unit keeps in memory), committed, then a hang. */
+  @Post('bulk')
+  @Audited('ctr.crash.bulk')
+  async bulk(@Body() body: { batch: string; count: number }): Promise<void> {
+    await this.dataSource.transaction((manager) =>
+      manager.save(
+        CtrLine,
+        Array.from({ length: body.count }, (_, n) => manager.create(CtrLine, { batch: body.batch, n })),
+        { chunk: 500 },
+      ),
+    );
     await sleep(HANG_MS);
   }
 

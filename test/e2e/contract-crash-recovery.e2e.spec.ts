@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { polled } from '../support/within.js';
 import { databases, sharedDatabase, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { changesOf, CtrItem, CtrLine, startContractApp, type ContractApp } from './contract-app.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -98,4 +98,38 @@ describe.each(databases())('contract: an app instance killed mid-request (SIGKIL
       expect(await b.journal()).toBe(0);
     },
   );
+
+  it('a 7,500-row import cut after its commit: every row comes back once, in parts of the unknown intent', { timeout: 120_000 }, async () => {
+    const ROWS = 7_500;
+    db = await sharedDatabase(kind);
+    apps.push(await startContractApp({ db, audit: { recoverAfter: 1000 } }));
+    const [a] = apps as [ContractApp];
+    let url: string;
+    ({ child, url } = await startChild(db));
+    const pending = fetch(`${url}/ctr-crash/bulk`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ batch: 'cut', count: ROWS }),
+      signal: AbortSignal.timeout(90_000),
+    }).catch((error: unknown) => error);
+    const lines = a.dataSource.getRepository(CtrLine);
+    await expect.poll(() => lines.countBy({ batch: 'cut' }), { timeout: 60_000, interval: 200 }).toBe(ROWS);
+    child.kill('SIGKILL');
+    expect(await pending).toBeInstanceOf(Error);
+
+    await polled(() => a.journal(), (n) => n === 0, 60_000);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    const rows = await a.rows();
+    const parts = rows.filter((row) => row.action === 'ctr.crash.bulk');
+    expect(rows.filter((row) => row.kind === 'change')).toEqual([]);
+    expect(parts.length).toBeGreaterThan(1);
+    for (const part of parts) {
+      expect([part.kind, part.outcome, part.error?.name]).toEqual(['intent', 'unknown', 'Interrupted']);
+      expect((part.changes ?? []).length).toBeLessThanOrEqual(1000);
+    }
+    const ids = parts.flatMap((part) => (part.changes ?? []).map((change) => change.id));
+    expect(ids).toHaveLength(ROWS);
+    expect(new Set(ids).size).toBe(ROWS);
+    expect(await a.journal()).toBe(0);
+  });
 });
