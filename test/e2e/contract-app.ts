@@ -67,6 +67,8 @@ export interface ContractAppOptions {
   audit?: AuditModuleOptions;
   controllers?: Array<new (...args: never[]) => unknown>;
   providers?: Provider[];
+  /** More entities of the app. */
+  entities?: Array<new (...args: never[]) => unknown>;
   /** Providers listed before `AuditModule` in the module's imports (as an app module declaring its own first). */
   importsBefore?: DynamicModule[];
 }
@@ -89,7 +91,7 @@ export interface ContractApp {
 export async function startContractApp(options: ContractAppOptions): Promise<ContractApp> {
   const typeOrm = {
     ...options.db.options,
-    entities: [...CTR_ENTITIES, ...AuditEntities],
+    entities: [...CTR_ENTITIES, ...(options.entities ?? []), ...AuditEntities],
     migrations: AuditMigrations,
     migrationsRun: true,
     synchronize: true,
@@ -98,7 +100,7 @@ export async function startContractApp(options: ContractAppOptions): Promise<Con
   @Module({
     imports: [
       TypeOrmModule.forRoot(typeOrm),
-      TypeOrmModule.forFeature(CTR_ENTITIES),
+      TypeOrmModule.forFeature([...CTR_ENTITIES, ...(options.entities ?? [])]),
       ...(options.importsBefore ?? []),
       AuditModule.forRoot(options.audit ?? {}),
     ],
