@@ -11,9 +11,10 @@ import { CtrItem, startContractApp, type ContractApp } from './contract-app.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-interface ExpressResponse {
-  status(code: number): ExpressResponse;
-  json(body: unknown): void;
+/** The part of Express's response and Fastify's reply the handler uses. */
+interface RawResponse {
+  status(code: number): RawResponse;
+  send(body: unknown): void;
 }
 
 @Injectable()
@@ -36,9 +37,9 @@ class FailClosedPathsController {
 
   @Post('res')
   @Audited('ctr.fcp.res')
-  async raw(@Body() body: { name: string }, @Res() res: ExpressResponse): Promise<void> {
+  async raw(@Body() body: { name: string }, @Res() res: RawResponse): Promise<void> {
     const item = await this.dataSource.getRepository(CtrItem).save({ name: body.name });
-    res.status(201).json({ id: item.id, secret: 'handler body' });
+    res.status(201).send({ id: item.id, secret: 'handler body' });
   }
 
   @Get('file')
@@ -127,13 +128,15 @@ function rawGet(url: string, path: string, version = '1.1'): Promise<{ text: str
   });
 }
 
-describe.each(databases())('contract: fail-closed on every path of an answer, on %s', (kind) => {
+const ADAPTERS = ['express', 'fastify'] as const;
+
+describe.each(databases().flatMap((kind) => ADAPTERS.map((adapter) => [kind, adapter] as const)))('contract: fail-closed on every path of an answer, on %s over %s', (kind, adapter) => {
   let db: TestDatabase;
   let t: ContractApp;
 
   beforeAll(async () => {
     db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [FailClosedPathsController], providers: [PoisonWriter] });
+    t = await startContractApp({ db, adapter, controllers: [FailClosedPathsController], providers: [PoisonWriter] });
     await refusePoisonedEvents(db, t.dataSource);
   });
   afterAll(async () => {
