@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Body, ConflictException, Controller, Injectable, Module, Post, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
+import { Body, ConflictException, Controller, Injectable, Module, Post, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { APP_INTERCEPTOR } from '@nestjs/core';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { from, lastValueFrom, type Observable } from 'rxjs';
@@ -68,6 +68,29 @@ class InterceptedController {
   }
 }
 
+/** A route-level interceptor that refuses the handler's result after it succeeded. */
+@Injectable()
+class RefuseAfterInterceptor implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return from(
+      (async () => {
+        await lastValueFrom(next.handle(), { defaultValue: undefined });
+        throw new ConflictException('refused after the handler');
+      })(),
+    );
+  }
+}
+
+@Controller('ctr-int-local')
+class LocallyInterceptedController {
+  @Post()
+  @UseInterceptors(RefuseAfterInterceptor)
+  @Audited('ctr.intercepted.local')
+  async write(): Promise<{ ok: true }> {
+    return { ok: true };
+  }
+}
+
 /** The interceptor registered by a module imported before `AuditModule`. */
 @Module({ providers: [{ provide: APP_INTERCEPTOR, useClass: TransactionPerRequestInterceptor }] })
 class EarlyTransactionModule {}
@@ -84,7 +107,7 @@ describe.each(databases().flatMap((kind) => PLACEMENTS.map((placement) => [kind,
       db = await createTestDatabase(kind);
       t = await startContractApp({
         db,
-        controllers: [InterceptedController],
+        controllers: [InterceptedController, LocallyInterceptedController],
         ...(placement === PLACEMENTS[0]
           ? { providers: [{ provide: APP_INTERCEPTOR, useClass: TransactionPerRequestInterceptor }] }
           : { importsBefore: [{ module: EarlyTransactionModule }] }),
@@ -128,6 +151,16 @@ describe.each(databases().flatMap((kind) => PLACEMENTS.map((placement) => [kind,
       expect(response.status).toBe(409);
       const rows = (await t.rows()).slice(before);
       expect(rows.map((row) => row.error)).toEqual([{ name: 'ConflictException', status: 409, message: 'vetoed at commit' }]);
+    });
+
+    it('a route-level interceptor that throws after the handler: the failure names that error’s class', async () => {
+      const before = (await t.rows()).length;
+      const response = await t.request('/ctr-int-local', { method: 'POST' });
+      expect(response.status).toBe(409);
+      const rows = (await t.rows()).slice(before);
+      expect(rows.map((row) => [row.action, row.outcome, row.error])).toEqual([
+        ['ctr.intercepted.local', 'failure', { name: 'ConflictException', status: 409, message: 'refused after the handler' }],
+      ]);
     });
 
     it('an undecorated route: its committed insert is one fallback change event, stored before the 2xx', async () => {
