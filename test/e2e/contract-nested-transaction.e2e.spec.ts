@@ -1,4 +1,4 @@
-import { Body, ConflictException, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, ConflictException, Controller, Injectable, Post, Req, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -73,6 +73,24 @@ class NestedTransactionController {
         })
         .catch(() => undefined);
     });
+    return { ok: true };
+  }
+
+  /** Two nested audited calls at once on the same transaction, and a queued job carrying the request's actor and id. */
+  @Post('parallel')
+  @Audited('ctr.outer.parallel')
+  async parallel(@Body() body: { tag: string }): Promise<{ ok: true }> {
+    await this.dataSource.transaction(async (manager) => {
+      await Promise.all([this.nested.write(manager, `${body.tag}-x`), this.nested.write(manager, `${body.tag}-y`), manager.save(CtrItem, manager.create(CtrItem, { name: `${body.tag}-own` }))]);
+    });
+    return { ok: true };
+  }
+
+  @Post('queued')
+  @Audited('ctr.outer.queued')
+  async queued(@Body() body: { tag: string }, @Req() request: { headers: Record<string, string | undefined> }): Promise<{ ok: true }> {
+    const requestId = request.headers['x-request-id'];
+    await this.audit.runAs({ type: 'user', id: 'queued-ada' }, () => this.dataSource.getRepository(CtrItem).save({ name: `${body.tag}-job` }), { requestId, source: 'worker' });
     return { ok: true };
   }
 
@@ -176,6 +194,30 @@ describe.each(databases())('contract: a nested unit inside the request’s trans
     expect(names('ctr.inner.failing')).toEqual([`${tag}-c`]);
     expect(rows.find((row) => row.action === 'ctr.inner.failing')!.error).toMatchObject({ name: 'StockError' });
     expect(await t.journal()).toBe(0);
+  });
+
+  it('two nested @Audited calls at once on one transaction: each event holds its own insert, the outer its own', async () => {
+    const tag = 'par';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/parallel', { method: 'POST', json: { tag }, headers: { 'x-user': 'ada' } });
+    expect(response.status).toBe(201);
+    const rows = (await t.rows()).slice(before);
+    const byAction = rows.map((row) => [row.action, changesOf([row], 'CtrItem').map((change) => (change.fields['name'] as { to: string }).to)] as const);
+    expect(byAction.filter(([action]) => action === 'ctr.inner').map(([, names]) => names).sort()).toEqual([[`${tag}-x`], [`${tag}-y`]]);
+    expect(byAction.filter(([action]) => action === 'ctr.outer.parallel')).toEqual([['ctr.outer.parallel', [`${tag}-own`]]]);
+    expect(rows).toHaveLength(3);
+  });
+
+  it('runAs given the request’s id and a source: its change carries them, with the job’s actor', async () => {
+    const tag = 'queued';
+    const before = (await t.rows()).length;
+    const response = await t.request('/ctr-tx/queued', { method: 'POST', json: { tag }, headers: { 'x-user': 'ada', 'x-request-id': 'req-queued-1' } });
+    expect(response.status).toBe(201);
+    const rows = (await t.rows()).slice(before);
+    const job = rows.find((row) => changesOf([row], 'CtrItem').length > 0)!;
+    expect([job.kind, job.actorType, job.actorId, job.source, job.requestId]).toEqual(['change', 'user', 'queued-ada', 'worker', 'req-queued-1']);
+    const outer = rows.find((row) => row.action === 'ctr.outer.queued')!;
+    expect([outer.actorId, outer.requestId, outer.changes ?? []]).toEqual(['ada', 'req-queued-1', []]);
   });
 
   it('runAs({ type: system }) inside the request’s transaction: its insert is the system’s, once; the request’s is the user’s', async () => {
