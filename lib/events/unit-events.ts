@@ -99,6 +99,9 @@ export class UnitEvents {
     const explicit = intent.changes?.length ?? 0;
     if (extraParts === 0 && claimed.length + explicit <= maxChangesPerEvent && jsonBytes(single.changes) <= maxEventBytes) return [single];
     if (extraParts === 0 && claimed.length + explicit <= 1) return [this.bounded(single)];
+    // Every change of the event went to the journal (a multiple of the spill size): its parts
+    // are all built from there, part 1 included; an empty part here would be one too many.
+    if (extraParts > 0 && claimed.length + explicit === 0) return [];
     const target = single.targetType && single.targetId ? { type: single.targetType, id: single.targetId } : undefined;
     const chunks = chunkBy(single.changes ?? [], maxChangesPerEvent, maxEventBytes, jsonBytes);
     return chunks.map((chunk, index) => this.partRow({ ...intent, target }, unit, actor, chunk, index + 1, chunks.length + extraParts));

@@ -203,7 +203,8 @@ export class AuditRecorder {
     const memoryIds = this.journalRows(unit, (id) => !unit.spilledRowIds.includes(id));
     const spilled: SpilledParts | undefined = unit.spilledRows > 0 ? { actor, handler, count: 0, next: 0, stored: new Set(), tried: new Set() } : undefined;
     if (spilled) {
-      const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length || 1 : 0;
+      // Parts of the handler's event built from memory; none when all its changes were spilled.
+      const memoryParts = handler ? rows.filter((row) => partOf(row)?.first === handler.id).length : 0;
       spilled.count = memoryParts + unit.spilledRows;
       spilled.next = memoryParts + 1;
     }
