@@ -5,7 +5,13 @@ export interface NodeResponse {
   statusCode: number;
   readonly headersSent: boolean;
   readonly destroyed: boolean;
-  readonly socket?: { readonly destroyed: boolean; resetAndDestroy?: () => unknown } | null;
+  readonly socket?: {
+    readonly destroyed: boolean;
+    /** Bytes queued on the connection, not yet handed to the system. */
+    readonly writableLength?: number;
+    once?(event: 'drain' | 'close', listener: () => void): unknown;
+    resetAndDestroy?: () => unknown;
+  } | null;
   /** The request answered (Node's `ServerResponse.req`). */
   readonly req?: { readonly httpVersionMajor?: number; readonly httpVersionMinor?: number } | null;
   writeHead: (...args: unknown[]) => unknown;
@@ -52,6 +58,18 @@ export const CLOSE_DELIMITED_HOLD_BYTES = 1024 * 1024;
  */
 export const CLOSE_DELIMITED_HOLD_TOTAL_BYTES = 32 * 1024 * 1024;
 
+/**
+ * Milliseconds a reset waits after the response's last bytes went out. A reset that reaches
+ * the client together with bytes it has not read yet may be taken for an orderly end (Node
+ * on Linux reports the end of the data, not the reset, when both are pending at once): a
+ * reset right after the last bytes, as when the store fails at once (SQLite, a trigger),
+ * looked like the stream's end. The client is given the time to read them first.
+ */
+export const RESET_AFTER_BYTES_MS = 100;
+
+/** Longest a reset waits for the bytes queued on the connection to go out (a client that does not read). */
+export const RESET_DRAIN_MS = 1_000;
+
 /** Bytes held back now by every response's {@link holdResponse} (bodies that end with the connection). */
 let closeDelimitedHeld = 0;
 
@@ -93,6 +111,8 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
   const destroy = response.destroy;
   const flushHeaders = response.flushHeaders;
   let ending = false;
+  /** When bytes were last written (or headers flushed): a reset waits {@link RESET_AFTER_BYTES_MS} after it. */
+  let lastOut = 0;
   // Once the body starts (or the held end is let go), Node's own implicit writeHead must pass.
   let passThrough = false;
   /** The status and headers as they were when the response was ended: what it ends with. */
@@ -159,10 +179,12 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
         if (declared === null) declared = undefined;
         sendUnsent(this);
       }
+      lastOut = Date.now();
       return flushHeaders.apply(this, args);
     };
   }
   response.write = function (this: NodeResponse, ...args: unknown[]) {
+    lastOut = Date.now();
     if (declared === null) declared = declaredLength(this.getHeader('content-length'));
     if (unsent === null) {
       unsent = declared === undefined && endsWithConnection(this) ? { writes: [], bytes: 0, answer: answerOf(this) } : undefined;
@@ -233,15 +255,43 @@ export function holdResponse(response: NodeResponse, options: HoldOptions): void
           const callback = args.find((arg) => typeof arg === 'function');
           release(this, callback ? [FAILED_BODY, callback] : [FAILED_BODY], false);
         } else {
-          // A reset, not an orderly close: a body that ends with the connection (HTTP/1.0,
-          // no length declared, no chunks) would otherwise look whole to its client.
-          if (this.socket && !this.socket.destroyed && typeof this.socket.resetAndDestroy === 'function') this.socket.resetAndDestroy();
-          this.destroy(error instanceof Error ? error : new Error(String(error)));
+          resetOnceRead(this, error instanceof Error ? error : new Error(String(error)), lastOut);
         }
       },
     );
     return this;
   };
+}
+
+/**
+ * Cuts `response` by resetting its connection — a reset, not an orderly close: a body that
+ * ends with the connection (HTTP/1.0, no length declared, no chunks) would otherwise look
+ * whole to its client, and a chunked one ended. The reset waits until the bytes queued on
+ * the connection went out (at most {@link RESET_DRAIN_MS}) and {@link RESET_AFTER_BYTES_MS}
+ * after the last of them (`lastOut`, or the drain), so that it reaches a client that has
+ * read them: one that gets the reset with bytes still unread may take it for an end.
+ */
+function resetOnceRead(response: NodeResponse, error: Error, lastOut: number): void {
+  const socket = response.socket;
+  let done = false;
+  let wait: NodeJS.Timeout | undefined;
+  const reset = (): void => {
+    if (done) return;
+    done = true;
+    clearTimeout(bound);
+    clearTimeout(wait);
+    if (socket && !socket.destroyed && typeof socket.resetAndDestroy === 'function') socket.resetAndDestroy();
+    response.destroy(error);
+  };
+  const bound = setTimeout(reset, RESET_DRAIN_MS + RESET_AFTER_BYTES_MS);
+  const afterBytes = (since: number): void => {
+    if (!done) wait = setTimeout(reset, Math.max(0, since + RESET_AFTER_BYTES_MS - Date.now()));
+  };
+  if (!socket || socket.destroyed) return reset();
+  // A client gone meanwhile: nothing to wait for.
+  socket.once?.('close', reset);
+  if ((socket.writableLength ?? 0) > 0 && socket.once) socket.once('drain', () => afterBytes(Date.now()));
+  else afterBytes(lastOut);
 }
 
 /**
