@@ -165,6 +165,7 @@ export class UnitOfWork {
   /** Units started inside this one whose events are stored after it ends (they wait for its transactions). */
   private readonly children = new Set<Promise<void>>();
   private childFailure?: { error: unknown };
+  private _handledException?: { error: unknown };
   /** Journal rows of changes made outside any transaction, being written (see `journaling`). */
   private readonly journalWrites = new Set<Promise<void>>();
   private settled?: Promise<void>;
@@ -423,6 +424,19 @@ export class UnitOfWork {
     const listeners = this.handlerEndListeners;
     this.handlerEndListeners = undefined;
     for (const listener of listeners ?? []) listener();
+  }
+
+  /**
+   * Nest's exception layer handles `error` for this HTTP request (its route, or a
+   * middleware, failed): what its error response, if any, answers for. The last one counts.
+   */
+  exceptionHandled(error: unknown): void {
+    this._handledException = { error };
+  }
+
+  /** The exception Nest's exception layer handled for this HTTP request, if one was. */
+  get handledException(): { error: unknown } | undefined {
+    return this._handledException;
   }
 
   /** Calls `listener` once the route handler has ended (at once if it has; see `endHandler`). */

@@ -90,10 +90,12 @@ export class AuditedIntentFactory {
    * - a handler that sent the response itself (`@Res()`) before returning: success for a
    *   2xx/3xx status, else a failure with that status;
    * - a handler that succeeded but whose response is an error (an interceptor or a
-   *   transaction commit after it failed): a failure with that status;
-   * - a handler that threw an error without a status (not an `HttpException`) that an
-   *   exception filter answered with an error status other than the 500 Nest gives it:
-   *   that status added to the error.
+   *   transaction commit after it failed): a failure with the error Nest's exception layer
+   *   handled for the request (its class, as for an error the handler throws), else with
+   *   that status;
+   * - an error without a status (not an `HttpException`) that an exception filter
+   *   answered with an error status other than the 500 Nest gives it: that status added
+   *   to the error.
    */
   settleResponse(unit: UnitOfWork, statusCode: number, body?: unknown): void {
     if (unit.pendingCalls.size > 0) {
@@ -120,12 +122,18 @@ export class AuditedIntentFactory {
     const event = unit.handlerEvent;
     if (event && failed && event.outcome === 'success') {
       event.outcome = 'failure';
-      event.error = statusError;
-    } else if (event?.error && failed && statusCode !== 500 && event.error.status === undefined) {
-      // An error without a status of its own that an exception filter answered with another
-      // status than Nest's 500 for it (a 404 for TypeORM's EntityNotFoundError): that status.
-      event.error = { ...event.error, status: statusCode };
+      event.error = unit.handledException ? this.withStatus(this.builder.errorSummary(unit.handledException.error), statusCode) : statusError;
+    } else if (event?.error && failed) {
+      event.error = this.withStatus(event.error, statusCode);
     }
+  }
+
+  /**
+   * An error without a status of its own that an exception filter answered with another
+   * status than Nest's 500 for it (a 404 for TypeORM's EntityNotFoundError): that status.
+   */
+  private withStatus(error: AuditError, statusCode: number): AuditError {
+    return statusCode !== 500 && error.status === undefined ? { ...error, status: statusCode } : error;
   }
 
   private intent(

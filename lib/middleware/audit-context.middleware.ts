@@ -1,10 +1,11 @@
-import { Inject, Injectable, Optional, type NestMiddleware } from '@nestjs/common';
+import { Inject, Injectable, Optional, type ArgumentsHost, type NestMiddleware, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
 import { AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditContext } from '../context/audit-context.js';
 import type { HttpRequestLike } from '../context/request-info.js';
 import { UnitOfWorkFactory } from '../context/unit-of-work.factory.js';
 import { RESPONSE_WAIT_MS } from '../context/unit-of-work.js';
+import { listenToHttpExceptions, stopListeningToHttpExceptions, type HttpExceptionListener } from '../integrations/nest-http-exceptions-handler.js';
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditedIntentFactory } from '../interceptor/audited-intent.factory.js';
 import { AuditRecorder } from '../service/audit-recorder.js';
@@ -48,9 +49,15 @@ function fastifyDropped(request: IncomingBody): boolean {
  * every interceptor (an app-level transaction has committed by then), whether Nest, an
  * `@Res()` handler or a stream ends the response: the end waits until the unit's events
  * are stored, so a response with a status means the audit trail has it.
+ *
+ * Every exception Nest's HTTP exception layer handles is noted on its request's unit, so
+ * that a failure the audit interceptor did not see (thrown by an app-level interceptor
+ * after the handler succeeded) is recorded with its own class, not only the status it got.
  */
 @Injectable()
-export class AuditContextMiddleware implements NestMiddleware {
+export class AuditContextMiddleware implements NestMiddleware, OnModuleInit, OnApplicationShutdown {
+  private readonly exceptions: HttpExceptionListener = (host, exception) => this.noteException(host, exception);
+
   constructor(
     @Inject(AUDIT_RESOLVED_OPTIONS) private readonly options: ResolvedAuditOptions,
     private readonly context: AuditContext,
@@ -59,6 +66,22 @@ export class AuditContextMiddleware implements NestMiddleware {
     private readonly intents: AuditedIntentFactory,
     @Optional() private readonly adapterHost?: HttpAdapterHost,
   ) {}
+
+  async onModuleInit(): Promise<void> {
+    if (this.options.enabled) await listenToHttpExceptions(this.exceptions);
+  }
+
+  onApplicationShutdown(): void {
+    stopListeningToHttpExceptions(this.exceptions);
+  }
+
+  /** Notes on an HTTP request's unit the exception Nest is about to hand to the filters. */
+  private noteException(host: ArgumentsHost, exception: unknown): void {
+    if (host.getType() !== 'http') return;
+    const request = host.getArgByIndex<HttpRequestLike | undefined>(0);
+    const unit = request && typeof request === 'object' ? this.units.attachedTo(request) : undefined;
+    unit?.exceptionHandled(exception);
+  }
 
   use(request: HttpRequestLike, response: NodeResponse, next: (error?: unknown) => void): void {
     if (!this.options.enabled || this.units.attachedTo(request)) return next();

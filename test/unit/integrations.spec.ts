@@ -1,6 +1,7 @@
 import 'reflect-metadata';
-import { Injectable, type CallHandler, type CanActivate, type NestInterceptor } from '@nestjs/common';
-import { APP_GUARD, APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
+import { Catch, ConflictException, Controller, Get, Injectable, type ArgumentsHost, type CallHandler, type CanActivate, type ExceptionFilter, type NestInterceptor } from '@nestjs/common';
+import { APP_FILTER, APP_GUARD, APP_INTERCEPTOR, ModuleRef } from '@nestjs/core';
+import { ExceptionsHandler } from '@nestjs/core/exceptions/exceptions-handler.js';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import {
   BaseRpcExceptionFilter,
@@ -59,6 +60,12 @@ import {
   stopListeningToTransportExceptionFilters,
   type TransportExceptionListener,
 } from '../../lib/integrations/nest-transport-exception-filters.js';
+import {
+  listenToHttpExceptions,
+  loadHttpExceptionsHandler,
+  stopListeningToHttpExceptions,
+  type HttpExceptionListener,
+} from '../../lib/integrations/nest-http-exceptions-handler.js';
 import { answerCallsOfGrpcClientsMadeBefore, deliverClientRepliesInSubscriberContext, loadClientGrpcProxy, loadClientProxy } from '../../lib/integrations/nest-client-proxy-context.js';
 import {
   attachCommitStatements,
@@ -891,6 +898,81 @@ describe('NestJS transport exception filters (lib/integrations/nest-transport-ex
     release();
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(emitted, 'BaseWsExceptionFilter.prototype.catch emission').toEqual([['exception', expect.objectContaining({ status: 'error', message: 'denied' })]]);
+  });
+});
+
+/** Answers a refused request 422, as an app's global filter would. */
+@Catch(ConflictException)
+class RefusedFilter implements ExceptionFilter {
+  catch(_exception: ConflictException, host: ArgumentsHost): void {
+    host.switchToHttp().getResponse<{ status(code: number): { json(body: unknown): void } }>().status(422).json({ refused: true });
+  }
+}
+
+@Controller('surface')
+class ThrowingController {
+  static readonly thrown = new ConflictException('refused');
+
+  @Get()
+  refuse(): never {
+    throw ThrowingController.thrown;
+  }
+}
+
+describe('NestJS HTTP exceptions handler (lib/integrations/nest-http-exceptions-handler.ts)', () => {
+  const listeners: HttpExceptionListener[] = [];
+  afterEach(() => {
+    for (const listener of listeners.splice(0)) stopListeningToHttpExceptions(listener);
+  });
+
+  it('ExceptionsHandler.prototype.next exists and is the one patched', async () => {
+    expect(typeof ExceptionsHandler.prototype.next, '@nestjs/core ExceptionsHandler.prototype.next').toBe('function');
+    expect(await loadHttpExceptionsHandler(), 'the class loaded').toBe(ExceptionsHandler);
+    const listener: HttpExceptionListener = () => undefined;
+    listeners.push(listener);
+    await listenToHttpExceptions(listener);
+    const patched = ExceptionsHandler.prototype.next;
+    await listenToHttpExceptions(listener);
+    expect(ExceptionsHandler.prototype.next, 'ExceptionsHandler.prototype.next was patched twice').toBe(patched);
+  });
+
+  it("a route's exception reaches the listener, with the request, before the app's filter answers, which it then does unchanged", async () => {
+    const seen: Array<{ exception: unknown; type: string; path: unknown; answered: boolean }> = [];
+    const listener: HttpExceptionListener = (host, exception) => {
+      const request = host.getArgByIndex<{ url?: string }>(0);
+      const response = host.getArgByIndex<{ headersSent?: boolean }>(1);
+      seen.push({ exception, type: host.getType(), path: request.url, answered: response.headersSent === true });
+    };
+    listeners.push(listener);
+    await listenToHttpExceptions(listener);
+    const moduleRef = await Test.createTestingModule({ controllers: [ThrowingController], providers: [{ provide: APP_FILTER, useClass: RefusedFilter }] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      await app.listen(0, '127.0.0.1');
+      const url = (await app.getUrl()).replace('[::1]', '127.0.0.1');
+      const response = await fetch(`${url}/surface`);
+      expect([response.status, await response.json()], "the app's filter's answer").toEqual([422, { refused: true }]);
+      expect(seen, 'the listener was not told of the route\'s exception (the router no longer hands it to ExceptionsHandler.prototype.next)').toEqual([
+        { exception: ThrowingController.thrown, type: 'http', path: '/surface', answered: false },
+      ]);
+      expect(seen[0]!.exception, 'the exception the listener got is not the one thrown').toBe(ThrowingController.thrown);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('a listener that throws does not keep the exception from its filter', async () => {
+    const listener: HttpExceptionListener = () => {
+      throw new Error('listener failed');
+    };
+    listeners.push(listener);
+    await listenToHttpExceptions(listener);
+    const handled: unknown[] = [];
+    const handler = new ExceptionsHandler();
+    handler.setCustomFilters([{ exceptionMetatypes: [], func: (exception: unknown) => void handled.push(exception) }] as never);
+    const exception = new ConflictException('refused');
+    handler.next(exception, new ExecutionContextHost([{}, {}]));
+    expect(handled, 'the custom filter did not get the exception').toEqual([exception]);
   });
 });
 
