@@ -2,7 +2,7 @@ import { createHmac, KeyObject } from 'node:crypto';
 import { Logger } from '@nestjs/common';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import type { AuditPseudonymKey, AuditPseudonymKeyFunction } from '../interfaces/audit-module-options.interface.js';
-import { bound } from './json-safe.js';
+import { bound, storedId } from './json-safe.js';
 
 /** What a stored pseudonymous actor id starts with: `hmac:` + base64url(HMAC-SHA-256). */
 export const PSEUDONYM_PREFIX = 'hmac:';
@@ -134,11 +134,12 @@ export interface JournalActor extends AuditActor {
   erased?: true;
 }
 
-/** The journal's form of an actor fit for storage. */
+/** The journal's form of an actor fit for storage: its id as `audit_log.actor_id` stores it (a long one cut, as recovery stores it). */
 export function journalActor(actor: StoredActor): JournalActor {
   return {
     type: actor.type,
-    ...(actor.id !== undefined ? { id: actor.id } : {}),
+    // An actor resolver may give a number (or null) whatever the type says.
+    ...(actor.id !== undefined && actor.id !== null ? { id: storedId(String(actor.id)) } : {}),
     ...(actor.display !== undefined ? { display: actor.display } : {}),
     ...(storedActors.has(actor) ? { pseudonymised: true as const } : {}),
     ...(actor.erased ? { erased: true as const } : {}),

@@ -15,7 +15,7 @@ import type {
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { actorForStorage } from './actor-pseudonyms.js';
-import { bound, MAX_JSON_KEY, MAX_JSON_STRING, toJsonSafe } from './json-safe.js';
+import { bound, MAX_JSON_KEY, MAX_JSON_STRING, storedId, toJsonSafe } from './json-safe.js';
 import { REDACTED } from './redaction.js';
 import { uuidv7 } from './uuid-v7.js';
 
@@ -46,6 +46,8 @@ export function changeAction(change: Pick<CapturedChange, 'entity' | 'operation'
 const FIELD_VALUE_NESTING = 5;
 
 const nullable = (value: string | undefined | null, max: number): string | null => bound(value, max) ?? null;
+/** An id column's value: a long id cut with a digest of the whole, as searches by it are cut (see {@link storedId}). */
+const nullableId = (value: string | undefined | null): string | null => (value === undefined || value === null ? null : storedId(String(value)));
 
 /** Turns pending intents and captured changes into `audit_log` rows, redacted and bounded. */
 @Injectable()
@@ -253,7 +255,7 @@ export class AuditEventBuilder {
     // Every actor becomes a row here: pseudonymised (when configured) before anything else.
     const actor = actorForStorage(fields.actor, this.options.pseudonymizer);
     row.actorType = bound(actor.type, 64) || 'anonymous';
-    row.actorId = nullable(actor.id, 255);
+    row.actorId = nullableId(actor.id);
     row.actorDisplay = nullable(actor.display, 255);
     row.source = bound(fields.source, 64) || 'system';
     row.ip = nullable(fields.request.ip, 64);
@@ -263,7 +265,7 @@ export class AuditEventBuilder {
     row.path = nullable(fields.request.path, 2048);
     row.requestId = nullable(fields.request.requestId, 128);
     row.targetType = nullable(fields.targetType, 128);
-    row.targetId = nullable(fields.targetId, 255);
+    row.targetId = nullableId(fields.targetId);
     row.changes = fields.changes;
     row.context = actor.erased ? { ...fields.context, actorErased: true } : fields.context;
     row.reason = nullable(fields.reason, 1024);

@@ -14,6 +14,8 @@ export const MAX_JSON_DEPTH = 31;
 export const MAX_JSON_STRING = 64 * 1024;
 /** Characters an object key inside a JSON value keeps, at most, marker included. */
 export const MAX_JSON_KEY = 1024;
+/** Characters an id column holds (`audit_log.target_id`, `actor_id`): a longer id is stored as {@link storedId} cuts it. */
+export const MAX_ID_LENGTH = 255;
 /** What stands in for a container nested deeper than {@link MAX_JSON_DEPTH} in its document. */
 export const DEPTH_MARKER = '[Depth]';
 /** What stands in for an object met again inside itself. */
@@ -62,6 +64,23 @@ export function bound(value: string | undefined | null, max: number): string | u
   if (text.length > max) text = text.slice(0, cutPoint(text, max));
   text = storable(text);
   return text.length > max ? text.slice(0, cutPoint(text, max)) : text;
+}
+
+/**
+ * An id as an id column of `max` characters stores it, and as a search by that id is
+ * compared with the column: {@link storable}, and when that is longer than `max`, cut
+ * with a marker naming how much was cut and a digest of the whole id
+ * (`head…[truncated N chars; sha256 <16 hex>]`, `max` characters at most), so that the
+ * id the application gave finds its events and two long ids sharing their first
+ * characters stay apart. Applying it to its own output, or to `storable(value)`, gives
+ * the same.
+ *
+ * @example storedId('doc\u00001') // 'doc\\u00001'
+ */
+export function storedId(value: string, max = MAX_ID_LENGTH): string {
+  // The digest is of the storable whole: an id made storable first (as a journal entry holds it) is stored the same.
+  const text = storable(value);
+  return text.length > max ? truncated(text, max) : text;
 }
 
 /**

@@ -5,7 +5,7 @@ import { entityOfType } from '../events/audit-target.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditKind, AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
 import type { AuditExportQuery, AuditTargetInput } from '../interfaces/audit-service.interface.js';
-import { storable } from '../events/json-safe.js';
+import { storable, storedId } from '../events/json-safe.js';
 import { MYSQL_DRIVERS } from '../storage/drivers.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 
@@ -104,14 +104,15 @@ export function whereAuditQuery(qb: SelectQueryBuilder<AuditLogEntity>, query: A
   const actor = actorFilter(query.actor);
   const actorType = agreed('actorType', text('actorType', query.actorType), 'actor.type', actor.type === undefined ? undefined : storable(actor.type));
   const given = agreed('actorId', actorIdFilter('actorId', query.actorId), 'actor.id', actor.id);
-  const clear = given === undefined ? undefined : scope.pseudonymizer ? String(given) : storable(String(given));
+  // Ids are compared as the id columns store them (a long one cut with a digest of the whole).
+  const clear = given === undefined ? undefined : scope.pseudonymizer ? String(given) : storedId(String(given));
   const actorId = clear === undefined ? undefined : storedActorId(clear, actorType, scope.pseudonymizer);
   if (actorId === null) qb.andWhere('1 = 0'); // a clear id whose key is gone: no event maps from it
   else if (actorId !== undefined) qb.andWhere(equals('e.actorId', 'actorId'), { actorId });
   if (actorType !== undefined) qb.andWhere(equals('e.actorType', 'actorType'), { actorType });
   if (query.target !== undefined) {
     const target = scope.resolveTarget(query.target, 'target');
-    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere(equals('e.targetId', 'targetId'), { targetId: storable(target.id) });
+    qb.andWhere('e.targetType IN (:...targetTypes)', { targetTypes: typesOf(target.type) }).andWhere(equals('e.targetId', 'targetId'), { targetId: storedId(target.id) });
   }
   const targetType = text('targetType', query.targetType);
   if (targetType !== undefined) qb.andWhere('e.targetType IN (:...filterTypes)', { filterTypes: typesOf(targetType) });

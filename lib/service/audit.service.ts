@@ -11,7 +11,7 @@ import { currentTransactionManager } from '../context/async-frame.js';
 import { UnitOfWork, type PendingIntent } from '../context/unit-of-work.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { UnitEvents } from '../events/unit-events.js';
-import { bound, storable } from '../events/json-safe.js';
+import { bound, storedId } from '../events/json-safe.js';
 import { uuidv7 } from '../events/uuid-v7.js';
 import { InvalidAuditEventError } from '../exceptions/invalid-audit-event.error.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
@@ -397,7 +397,7 @@ export class AuditService {
     let after: ReadPosition | undefined;
     for (;;) {
       const want = limit === undefined ? MAX_PAGE : Math.min(MAX_PAGE, limit - events.length);
-      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: storable(id) });
+      const qb = this.repository.createQueryBuilder('e').where(`e.id IN (${this.eventsAbout()})`, { historyTypes: targetTypes(this.dataSources.all, type), historyId: storedId(id) });
       // Keyset: the next page starts after the last event read, in (occurredAt, id) order.
       if (after) afterPosition(qb, after, 'newer');
       const rows = await readEvents(qb.orderBy('e.occurredAt', 'ASC').addOrderBy('e.id', 'ASC').take(want), this.builder);

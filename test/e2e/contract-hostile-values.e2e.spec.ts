@@ -136,6 +136,51 @@ describe.each(databases())('contract: hostile values never break the write, on %
     expect(byTarget.items.map((event) => event.action)).toEqual(['ctr.hostile.audited']);
   });
 
+  it('two @Audited target ids sharing their first 255 characters: stored apart, each found by its own id', async () => {
+    const head = 'shared-'.padEnd(255, 's');
+    for (const tail of ['-one', '-two']) {
+      const response = await t.request('/ctr-hostile/audited', {
+        method: 'POST',
+        json: { user: `apart${tail}`, display: 'x', targetId: `${head}${tail}`, reason: 'r', note: 'n', body: 'b' },
+      });
+      expect(response.status).toBe(201);
+    }
+    const rows = (await t.rows()).filter((row) => row.actorId?.startsWith('apart-'));
+    expect(rows).toHaveLength(2);
+    expect(rows[0]!.targetId).not.toBe(rows[1]!.targetId);
+    for (const row of rows) {
+      expect(row.targetId!.length).toBeLessThanOrEqual(255);
+      expect(row.targetId).toMatch(/^shared-s+…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
+    }
+    for (const tail of ['-one', '-two']) {
+      const history = await t.audit.history({ type: 'Doc', id: `${head}${tail}` });
+      expect(history.map((event) => event.actor.id)).toEqual([`apart${tail}`]);
+      const byTarget = await t.audit.find({ target: { type: 'Doc', id: `${head}${tail}` } });
+      expect(byTarget.items.map((event) => event.actor.id)).toEqual([`apart${tail}`]);
+      // The id read back is the stored one, and finds the event too (the viewer's timeline link).
+      const again = await t.audit.history({ type: 'Doc', id: history[0]!.target!.id });
+      expect(again.map((event) => event.id)).toEqual([history[0]!.id]);
+    }
+  });
+
+  it('an actor id of 300 characters: 2xx, and find({ actorId }) by that id finds its event, not another sharing its first 255', async () => {
+    const head = 'actor-'.padEnd(255, 'a');
+    for (const tail of ['-one', '-two']) {
+      const response = await t.request('/ctr-hostile/audited', {
+        method: 'POST',
+        json: { user: `${head}${tail}`.padEnd(300, 'z'), display: 'x', targetId: `by-actor${tail}`, reason: 'r', note: 'n', body: 'b' },
+      });
+      expect(response.status).toBe(201);
+    }
+    for (const tail of ['-one', '-two']) {
+      const actorId = `${head}${tail}`.padEnd(300, 'z');
+      const byActor = await t.audit.find({ actorType: 'user', actorId });
+      expect(byActor.items.map((event) => event.target?.id)).toEqual([`by-actor${tail}`]);
+      const byActorAlone = await t.audit.find({ actor: { id: actorId } });
+      expect(byActorAlone.items.map((event) => event.target?.id)).toEqual([`by-actor${tail}`]);
+    }
+  });
+
   it('log() given an attacker’s 1 MiB reason and display name: stored bounded, the request not failed', async () => {
     const response = await t.request('/ctr-hostile/logged', {
       method: 'POST',

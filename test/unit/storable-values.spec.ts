@@ -7,7 +7,9 @@ import {
   MAX_JSON_DEPTH,
   MAX_JSON_KEY,
   MAX_JSON_STRING,
+  MAX_ID_LENGTH,
   storable,
+  storedId,
   toJsonSafe,
   UNREADABLE_MARKER,
 } from '../../lib/events/json-safe.js';
@@ -79,6 +81,38 @@ describe('bound()', () => {
 
   it('turns a value that is not a string (despite its type) into one', () => {
     expect(bound(42 as unknown as string, 10)).toBe('42');
+  });
+});
+
+describe('storedId()', () => {
+  it('keeps an id that fits as storable() makes it', () => {
+    expect(storedId('doc\u00001')).toBe('doc\\u00001');
+    expect(storedId('x'.repeat(MAX_ID_LENGTH))).toBe('x'.repeat(MAX_ID_LENGTH));
+    expect(storedId('id\udc00')).toBe('id\ufffd');
+  });
+
+  it('cuts a longer id with a marker naming the cut and a digest of the whole, within the column', () => {
+    const id = `long-${'i'.repeat(MB)}`;
+    const stored = storedId(id);
+    expect(stored.length).toBeLessThanOrEqual(MAX_ID_LENGTH);
+    const digest = createHash('sha256').update(id).digest('hex').slice(0, 16);
+    expect(stored).toMatch(new RegExp(`^long-i+…\\[truncated \\d+ chars; sha256 ${digest}\\]$`));
+    // Made storable, an id of 255 characters of NUL is longer than the column: cut the same way.
+    expect(storedId('\u0000'.repeat(MAX_ID_LENGTH))).toMatch(/^(\\u0000)+[\\u0]*…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
+    expect(storedId('a'.repeat(190) + '😀'.repeat(100))).not.toMatch(/[\ud800-\udbff]…/);
+  });
+
+  it('keeps two long ids that share their first 255 characters apart', () => {
+    const head = 'h'.repeat(MAX_ID_LENGTH);
+    expect(storedId(`${head}-one`)).not.toBe(storedId(`${head}-two`));
+  });
+
+  it('gives the same for its own output and for the id made storable first (as the journal and a search hold it)', () => {
+    for (const id of ['7', 'x'.repeat(256), `\u0000\ud800${'y'.repeat(2000)}`, '\u0000'.repeat(200)]) {
+      expect(storedId(storedId(id))).toBe(storedId(id));
+      expect(storedId(storable(id))).toBe(storedId(id));
+      expect(unstorable(storedId(id))).toBe(false);
+    }
   });
 });
 
