@@ -15,7 +15,11 @@ import {
 import { AUDIT_ACTION_PATTERN, MAX_ACTION_LENGTH } from '../events/audit-action.js';
 import type { AuditFieldProblem } from '../exceptions/invalid-audit-event.error.js';
 
-/** Validation rules of a manual event's actor. */
+/**
+ * Validation rules of a manual event's actor. Its type is the developer's identifier (too
+ * long is a mistake, refused); its id and display may come from anyone (a long one is cut
+ * when stored, never refused).
+ */
 export class AuditActorInputRules {
   @IsString({ message: 'actor.type must be a string such as "user", "service" or "system"' })
   @IsNotEmpty({ message: 'actor.type must not be empty' })
@@ -24,16 +28,14 @@ export class AuditActorInputRules {
 
   @IsOptional()
   @IsString({ message: 'actor.id must be a string or a number' })
-  @MaxLength(255)
   id?: string;
 
   @IsOptional()
   @IsString()
-  @MaxLength(255)
   display?: string;
 }
 
-/** Validation rules of a manual event's target. */
+/** Validation rules of a manual event's target: as for the actor, a long type is refused, a long id cut when stored. */
 export class AuditTargetInputRules {
   @IsString({ message: 'target.type must be a string such as "order"' })
   @IsNotEmpty({ message: 'target.type must not be empty' })
@@ -42,7 +44,6 @@ export class AuditTargetInputRules {
 
   @IsString({ message: 'target.id must be a string or a number' })
   @IsNotEmpty({ message: 'target.id must not be empty' })
-  @MaxLength(255)
   id!: string;
 }
 
@@ -89,9 +90,9 @@ export class AuditLogInputRules {
   @IsObject({ message: 'context must be a plain object' })
   context?: Record<string, unknown>;
 
+  /** Any length: a long reason is cut when stored (an attacker's text must not fail the write). */
   @IsOptional()
   @IsString({ message: 'reason must be a string' })
-  @MaxLength(1024)
   reason?: string;
 
   @IsOptional()
@@ -199,14 +200,14 @@ export function plainlyValid(input: Record<string, unknown>): boolean {
   if (actor !== undefined) {
     if (!isPlainRecord(actor) || !onlyKeys(actor, ACTOR_KEYS) || !nonEmpty(actor['type'], 64)) return false;
     const id = actor['id'];
-    if (id !== undefined && !shortString(typeof id === 'number' ? String(id) : id, 255)) return false;
-    if (actor['display'] !== undefined && !shortString(actor['display'], 255)) return false;
+    if (id !== undefined && typeof id !== 'number' && typeof id !== 'string') return false;
+    if (actor['display'] !== undefined && typeof actor['display'] !== 'string') return false;
   }
   if (target !== undefined) {
-    if (!isPlainRecord(target) || !onlyKeys(target, TARGET_KEYS) || !nonEmpty(target['type'], 128) || !nonEmpty(target['id'], 255)) return false;
+    if (!isPlainRecord(target) || !onlyKeys(target, TARGET_KEYS) || !nonEmpty(target['type'], 128) || !nonEmpty(target['id'], Infinity)) return false;
   }
   if (context !== undefined && !isPlainRecord(context)) return false;
-  if (reason !== undefined && !shortString(reason, 1024)) return false;
+  if (reason !== undefined && typeof reason !== 'string') return false;
   return changes === undefined;
 }
 

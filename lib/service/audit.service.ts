@@ -166,7 +166,13 @@ export class AuditService {
    * (also when it runs after its request's unit ended: a timer, an un-awaited promise —
    * then with that request's id as `context.originRequestId`).
    *
-   * @throws InvalidAuditEventError when the input is invalid (nothing is written).
+   * A long `reason`, `actor.id`, `actor.display` or `target.id` (text a user may choose) is
+   * cut when stored, as `@Audited` cuts it, never refused; an id with a digest of the whole,
+   * so that `find()` and `history()` find it by the id given.
+   *
+   * @throws InvalidAuditEventError when the input is invalid (nothing is written): no or a
+   * malformed `action`, a value of the wrong type, an empty `actor.type` or `target.id`, an
+   * `actor.type` past 64 characters or a `target.type` past 128.
    * @throws AuditWriteError outside a unit of work, when storing fails (fail-closed).
    */
   async log(input: AuditLogInput, options: AuditLogOptions = {}): Promise<string> {

@@ -187,6 +187,20 @@ describe.each(databases())('contract: hostile values never break the write, on %
       json: { user: 'big-log', display: 'x', targetId: 'doc-log', reason: 'x', note: 'n', body: '', repeat: MIB },
     });
     expect(response.status).toBe(201);
+    const row = await latest('ctr.hostile.logged');
+    expect([row.actorId, row.targetId, row.actorDisplay, row.reason]).toEqual(['big-log', 'doc-log', 'x'.repeat(255), 'x'.repeat(1024)]);
+  });
+
+  it('log() given an attacker’s ids of 2,000 characters: 2xx, stored cut with a digest, found by the ids given', async () => {
+    const user = 'log-user-'.padEnd(2000, 'u');
+    const targetId = 'log-doc-'.padEnd(2000, 'd');
+    const response = await t.request('/ctr-hostile/logged', { method: 'POST', json: { user, display: 'x', targetId, reason: 'r', note: 'n', body: '' } });
+    expect(response.status).toBe(201);
+    const row = await latest('ctr.hostile.logged');
+    expect(row.actorId).toMatch(/^log-user-u+…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
+    expect(row.targetId).toMatch(/^log-doc-d+…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
+    expect((await t.audit.history({ type: 'Doc', id: targetId })).map((event) => event.id)).toEqual([row.id]);
+    expect((await t.audit.find({ actorType: 'user', actorId: user })).items.map((event) => event.id)).toEqual([row.id]);
   });
 
   it('lone surrogates everywhere: 2xx, stored as U+FFFD', async () => {

@@ -157,12 +157,42 @@ describe.each(databases())('hostile values on %s', (kind) => {
     expect(key).toMatch(/^k+…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
   });
 
-  it('log() refuses megabyte fields by name, writing nothing (its input limits)', async () => {
+  it('log() stores megabyte actor id, display, target id and reason cut as @Audited stores them (they were refused), and refuses a long type', async () => {
     const huge = 'h'.repeat(MB);
-    const attempt = t.audit.log({ action: 'probe.logged', actor: { type: 'user', id: huge, display: huge }, target: { type: 'probe', id: huge }, reason: huge });
-    await expect(attempt).rejects.toBeInstanceOf(InvalidAuditEventError);
-    await expect(attempt).rejects.toThrow(/reason/);
-    expect(await t.rows()).toEqual([]);
+    await t.audit.log({ action: 'probe.logged', actor: { type: 'user', id: huge, display: huge }, target: { type: 'probe', id: huge }, reason: huge });
+    const row = await onlyRow();
+    const cutId = new RegExp(`^h+…\\[truncated \\d+ chars; sha256 ${createHash('sha256').update(huge).digest('hex').slice(0, 16)}\\]$`);
+    expect(row.actorId).toMatch(cutId);
+    expect(row.actorId!.length).toBeLessThanOrEqual(255);
+    expect(row.targetId).toMatch(cutId);
+    expect(row.actorDisplay).toBe('h'.repeat(255));
+    expect(row.reason).toBe('h'.repeat(1024));
+    expect((await t.audit.find({ target: { type: 'probe', id: huge } })).items.map((event) => event.id)).toEqual([row.id]);
+    expect((await t.audit.find({ actorType: 'user', actorId: huge })).items.map((event) => event.id)).toEqual([row.id]);
+
+    // Types are the developer's identifiers: one too long is a mistake, refused by name, nothing written.
+    for (const input of [
+      { action: 'probe.logged', actor: { type: 'u'.repeat(65) } },
+      { action: 'probe.logged', target: { type: 'p'.repeat(129), id: '1' } },
+    ]) {
+      const attempt = t.audit.log(input);
+      await expect(attempt).rejects.toBeInstanceOf(InvalidAuditEventError);
+      await expect(attempt).rejects.toThrow(/type must be shorter than or equal to/);
+    }
+    expect(await t.rows()).toHaveLength(1);
+  });
+
+  it('runAs() with a megabyte actor id and display: runs, its events store them cut (they were refused)', async () => {
+    const huge = 'j'.repeat(MB);
+    const result = await t.audit.runAs({ type: 'user', id: huge, display: huge }, async () => {
+      await t.audit.log({ action: 'probe.ran' });
+      return 'ran';
+    });
+    expect(result).toBe('ran');
+    const row = await onlyRow();
+    expect(row.actorId).toMatch(/^j+…\[truncated \d+ chars; sha256 [0-9a-f]{16}\]$/);
+    expect(row.actorDisplay).toBe('j'.repeat(255));
+    expect((await t.audit.find({ actorType: 'user', actorId: huge })).items.map((event) => event.action)).toEqual(['probe.ran']);
   });
 
   it('an @Audited call stores megabyte, NUL and lone-surrogate actor, target, reason and context, bounded', async () => {
