@@ -1,10 +1,10 @@
 import type { EntityMetadata } from 'typeorm';
 import { isSizeMarker } from '../events/event-bounds.js';
+import { MAX_ID_LENGTH } from '../events/json-safe.js';
 import type { AuditLogEntity } from './audit-log.entity.js';
 
 /** The longest `subject_type` and `subject_id` the table holds (as `target_type` and `target_id`). */
 const MAX_TYPE = 128;
-const MAX_ID = 255;
 
 /** `Order` and `order` name the same type (as `history()` reads them). */
 const subjectKey = (type: string, id: string): string => `${type.charAt(0).toLowerCase()}${type.slice(1)}\u0000${id}`;
@@ -37,7 +37,7 @@ export class EventSubjects {
     // The target is found through `audit_log`'s own index: not repeated here.
     if (row.targetType && row.targetId) seen.add(subjectKey(row.targetType, row.targetId));
     const add = (type: string, id: string | null | undefined): void => {
-      if (id === null || id === undefined || id === '' || type.length > MAX_TYPE || id.length > MAX_ID || isSizeMarker(id)) return;
+      if (id === null || id === undefined || id === '' || type.length > MAX_TYPE || id.length > MAX_ID_LENGTH || isSizeMarker(id)) return;
       const key = subjectKey(type, id);
       if (seen.has(key)) return;
       seen.add(key);
