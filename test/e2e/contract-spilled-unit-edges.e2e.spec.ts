@@ -22,7 +22,7 @@ interface ImportBody {
   batch: string;
   count: number;
   /** After the rows: `throw` (the handler fails), `log` (a manual event), `nested` (a nested @Audited call saving a row). */
-  then?: 'throw' | 'log' | 'nested';
+  then?: 'throw' | 'log' | 'nested' | 'log-changes';
 }
 
 @Controller('ctr-spilled')
@@ -46,6 +46,14 @@ class SpilledController {
     if (body.then === 'throw') throw new ImportRefused('refused after the rows');
     if (body.then === 'log') await this.audit.log({ action: 'ctr.spilled.noted', reason: body.batch });
     if (body.then === 'nested') await this.lines.add(body.batch);
+    if (body.then === 'log-changes') {
+      const line = await this.dataSource.getRepository(CtrLine).findOneByOrFail({ batch: body.batch, n: 0 });
+      await this.audit.log({
+        action: 'ctr.spilled.corrected',
+        target: { type: 'CtrLine', id: String(line.id) },
+        changes: [{ entity: 'CtrLine', id: String(line.id), operation: 'update', fields: { n: { from: 0, to: 0 } } }],
+      });
+    }
     return { ok: true };
   }
 }
@@ -114,6 +122,21 @@ describe.each(databases())('contract: a unit whose changes all went to the journ
       expectParts(rows.filter((row) => row.action === 'ctr.spilled.imported'), count, perEvent);
       const nested = rows.filter((row) => row.action === 'ctr.line.added');
       expect(nested.map((row) => (row.changes ?? []).length)).toEqual([1]);
+      expect(await t.journal()).toBe(0);
+    });
+
+    it('five times maxChangesPerEvent rows, then a log() event on one of them with explicit changes: every row once, the explicit change in the log event', async () => {
+      const count = 5 * perEvent;
+      const { response, rows } = await run(count, 'log-changes');
+      expect(response.status).toBe(201);
+      const logged = rows.filter((row) => row.action === 'ctr.spilled.corrected');
+      expect(logged.length).toBe(1);
+      expect(logged[0]!.changes).toEqual(expect.arrayContaining([expect.objectContaining({ entity: 'CtrLine', operation: 'update' })]));
+      const inserts = rows.flatMap((row) => row.changes ?? []).filter((change) => change.operation === 'insert');
+      expect(inserts).toHaveLength(count);
+      expect(new Set(inserts.map((change) => change.id)).size).toBe(count);
+      const events = rows.filter((row) => row.action === 'ctr.spilled.imported');
+      for (const row of events) expect((row.changes ?? []).length).toBeGreaterThanOrEqual(1);
       expect(await t.journal()).toBe(0);
     });
   });
