@@ -30,10 +30,11 @@ class SpilledRecoveredController {
 /**
  * An instance taken for dead while its unit, whose changes went to the journal, waits: the
  * unit another instance recovers is bounded as any stored unit is — no event carries more
- * than maxChangesPerEvent changes (docs/guarantees.md G5, docs/audit-record.md "Large units").
+ * than the recovering instance's maxChangesPerEvent changes (docs/guarantees.md G5, docs/audit-record.md "Large units").
  */
 describe.each(databases())('a recovered unit whose changes went to the journal, on %s', (kind) => {
-  const instances = pausedInstances(kind);
+  // The rescuer stores what it recovers within its own bounds: the same as the paused instance's here.
+  const instances = pausedInstances(kind, { maxChangesPerEvent: MAX_CHANGES });
 
   it.each([50, 60])('%i orders at maxChangesPerEvent 10: each recovered event carries at most 10 changes, each order once', async (count) => {
     const paused = await instances.start({ controllers: [SpilledRecoveredController], audit: { maxChangesPerEvent: MAX_CHANGES } });

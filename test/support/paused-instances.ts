@@ -3,7 +3,7 @@
 // instance that recovers its journal rows meanwhile: what the tests of that case share.
 import type { INestApplication } from '@nestjs/common';
 import { afterAll, afterEach, beforeAll, vi, type MockInstance } from 'vitest';
-import { AuditInstanceEntity, AuditJournalEntity } from '../../lib/index.js';
+import { AuditInstanceEntity, AuditJournalEntity, type AuditModuleOptions } from '../../lib/index.js';
 import { JournalRecovery } from '../../lib/journal/journal-recovery.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
 import { sharedDatabase, type TestDatabase } from './test-database.js';
@@ -38,15 +38,15 @@ export function withoutTimerPasses(rescuer: INestApplication): MockInstance {
   return vi.spyOn(rescuer.get(JournalRecovery) as unknown as { timedPass: () => Promise<void> }, 'timedPass').mockResolvedValue(undefined);
 }
 
-/** A shared database, the rescuer for the whole file, and the paused instance per test (its gate opened and the app closed after it). */
-export function pausedInstances(kind: TestDatabase['kind']): PausedInstances {
+/** A shared database, the rescuer for the whole file (`rescuerAudit` added to its options), and the paused instance per test (its gate opened and the app closed after it). */
+export function pausedInstances(kind: TestDatabase['kind'], rescuerAudit: AuditModuleOptions = {}): PausedInstances {
   let db: TestDatabase;
   let rescuer: TestApp;
   let paused: TestApp | undefined;
   let timerPasses: MockInstance | undefined;
   beforeAll(async () => {
     db = await sharedDatabase(kind);
-    rescuer = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 1_000, shutdownTimeout: 500 } });
+    rescuer = await createTestApp({ db, adapter: 'express', audit: { recoverAfter: 1_000, shutdownTimeout: 500, ...rescuerAudit } });
   });
   afterEach(async () => {
     gate.open?.();
