@@ -751,7 +751,9 @@ function statementEnd(words: string[], dialect: TransactionDialect): Transaction
     if (words.includes('to') || second === 'prepared') return undefined;
     return { ends: 'rollback', reopens: chains() };
   }
-  if (first === 'prepare' && second === 'transaction' && dialect === 'postgres') return { ends: 'commit', reopens: false, prepares: true };
+  // `PREPARE TRANSACTION 'id'`: the id is a string, which leaves no word. `TRANSACTION` is no
+  // reserved word, so `PREPARE transaction [(types)] AS …` prepares a statement of that name.
+  if (first === 'prepare' && second === 'transaction' && words.length === 2 && dialect === 'postgres') return { ends: 'commit', reopens: false, prepares: true };
   if (dialect !== 'mysql') return undefined;
   const commits = { ends: 'commit', reopens: false } as const;
   switch (first) {

@@ -210,6 +210,11 @@ describe('statements that end a transaction', () => {
     expect(transactionEnd("PREPARE TRANSACTION 'x'", 'postgres')).toEqual({ ends: 'commit', reopens: false, prepares: true });
     expect(transactionEnd("/* 2pc */ prepare transaction 'x';", 'postgres')).toEqual({ ends: 'commit', reopens: false, prepares: true });
     expect(transactionEnd('PREPARE q AS SELECT 1', 'postgres')).toBeUndefined();
+    expect(transactionEnd('PREPARE TRANSACTION $$x$$', 'postgres')).toEqual({ ends: 'commit', reopens: false, prepares: true });
+    // A prepared statement named "transaction" (no reserved word): no commit point.
+    expect(transactionEnd('PREPARE transaction AS SELECT 1', 'postgres')).toBeUndefined();
+    expect(transactionEnd('prepare Transaction (int) AS SELECT $1', 'postgres')).toBeUndefined();
+    expect(transactionEnd('PREPARE /* x */ transaction AS SELECT 1', 'postgres')).toBeUndefined();
     expect(transactionEnd('PREPARE q FROM "SELECT 1"', 'mysql')).toBeUndefined();
     expect(transactionEnd('COMMIT AND CHAIN', 'postgres')).toEqual({ ends: 'commit', reopens: true });
     expect(transactionEnd('COMMIT AND NO CHAIN', 'mysql')).toEqual(commit);
