@@ -456,7 +456,8 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
    * transaction on `runner`: the changes made since a savepoint are kept or dropped with
    * it, as those of a nested transaction are. Names are compared as the database does:
    * case-insensitively, but as written when quoted on PostgreSQL. TypeORM's own savepoints
-   * (`typeorm_<n>`, of its nested transactions) are followed through its transaction events.
+   * (`typeorm_<n>`, of its nested transactions) are followed through its transaction events,
+   * except a `ROLLBACK TO` one, which undoes its level without TypeORM knowing.
    */
   private followSavepoint(runner: QueryRunner, sql: string): void {
     const type = runner.connection.options.type;
@@ -464,7 +465,12 @@ export class AuditSubscriber implements EntitySubscriberInterface, OnModuleInit,
     const statement = savepointStatement(sql, { mysql });
     if (!statement || heldElsewhere(runner)) return;
     const name = statement.quoted && type === 'postgres' ? statement.name : mysql ? statement.name.toLowerCase() : asciiLowerCase(statement.name);
-    if (TYPEORM_SAVEPOINT.test(name)) return;
+    if (TYPEORM_SAVEPOINT.test(name)) {
+      // TypeORM's own savepoints are followed through its transaction events, but a ROLLBACK TO
+      // one sent by hand undoes that level without TypeORM knowing.
+      if (statement.verb === 'rollback') this.capture.rolledBackToTypeormSavepoint(runner, Number(name.slice('typeorm_'.length)));
+      return;
+    }
     if (statement.verb === 'savepoint') this.capture.savepointSet(runner, name, mysql);
     else if (statement.verb === 'rollback') this.capture.rolledBackToSavepoint(runner, name);
     else this.capture.savepointReleased(runner, name);

@@ -307,6 +307,24 @@ export class ChangeCapture {
     stack!.push(newFrame(name));
   }
 
+  /**
+   * A raw `ROLLBACK TO SAVEPOINT typeorm_<depth>` succeeded on `runner`: TypeORM's own
+   * savepoint of its nested transaction at `depth`. The changes made since (in that level and
+   * every level set after it, raw savepoints included) never happened; TypeORM's level stays
+   * open, as the savepoint does. Left alone when the levels followed do not match TypeORM's
+   * depth (a transaction whose start the module did not see).
+   */
+  rolledBackToTypeormSavepoint(runner: QueryRunner, depth: number): void {
+    const stack = this.frames.get(runner);
+    if (!stack || depth < 1) return;
+    const typeormLevels = stack.flatMap((frame, index) => (frame.savepoint === undefined ? [index] : []));
+    // TypeORM's nesting depth (a protected field of its query runners, 0.3 and 1.x alike).
+    const typeormDepth = (runner as unknown as { transactionDepth?: unknown }).transactionDepth;
+    if (typeormLevels.length !== typeormDepth || depth >= typeormLevels.length) return;
+    stack.splice(typeormLevels[depth]!);
+    stack.push(newFrame());
+  }
+
   /** A raw `RELEASE SAVEPOINT` of `name` succeeded on `runner`: its changes (and those of the savepoints set after it) belong to the level around it. */
   savepointReleased(runner: QueryRunner, name: string): void {
     const stack = this.frames.get(runner);

@@ -672,6 +672,33 @@ describe('TypeORM DataSource.query (lib/integrations/typeorm-raw-write-transacti
   });
 });
 
+describe("TypeORM query runner transactionDepth and savepoint names (read by ChangeCapture.rolledBackToTypeormSavepoint)", () => {
+  it('counts nested transactions, and a nested start sets the savepoint typeorm_<depth before it>', async () => {
+    const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
+    const runner = dataSource.createQueryRunner();
+    const sent: string[] = [];
+    const query = runner.query.bind(runner);
+    runner.query = ((sql: string, ...rest: never[]) => (sent.push(sql), query(sql, ...rest))) as typeof runner.query;
+    const depth = (): unknown => (runner as unknown as { transactionDepth?: unknown }).transactionDepth;
+    try {
+      expect(depth()).toBe(0);
+      await runner.startTransaction();
+      expect(depth()).toBe(1);
+      await runner.startTransaction();
+      expect(depth()).toBe(2);
+      expect(sent.filter((sql) => /savepoint/i.test(sql))).toEqual(['SAVEPOINT typeorm_1']);
+      await runner.query('ROLLBACK TO SAVEPOINT typeorm_1');
+      await runner.commitTransaction();
+      expect(depth()).toBe(1);
+      await runner.commitTransaction();
+      expect(depth()).toBe(0);
+    } finally {
+      await runner.release();
+      await dataSource.destroy();
+    }
+  });
+});
+
 describe('TypeORM query runner query (lib/integrations/typeorm-commit-points.ts), on SQLite', () => {
   it('asks about each statement sent in a transaction, TypeORM’s own included, and runs the hooks around one that ends it', async () => {
     const dataSource = await new DataSource({ type: 'better-sqlite3', database: ':memory:', entities: [Item], synchronize: true }).initialize();
