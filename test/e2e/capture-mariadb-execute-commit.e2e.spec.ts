@@ -6,7 +6,9 @@ import { expectRecordedOnce, storedNotes } from '../support/commit-point-contrac
 import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
 
 // MariaDB runs COMMIT as a prepared statement (`PREPARE s FROM 'COMMIT'` then `EXECUTE s`,
-// or `EXECUTE IMMEDIATE 'COMMIT'`): a commit point sent by hand like a plain COMMIT.
+// or `EXECUTE IMMEDIATE 'COMMIT'`): a commit point sent by hand like a plain COMMIT. Not
+// followed (docs/capture-rules.md, "Not seen"): the test is kept as an expected failure, so
+// that it says so when the module learns it.
 describe.each(databases().filter((kind) => kind === 'mariadb'))('a COMMIT run as a prepared statement on %s', (kind) => {
   let db: TestDatabase;
   let t: TestApp;
@@ -36,7 +38,7 @@ describe.each(databases().filter((kind) => kind === 'mariadb'))('a COMMIT run as
     return { ...((await response.json()) as StepsResult), requestId };
   };
 
-  it.each([[['sql:EXECUTE IMMEDIATE \'COMMIT\'']], [['sql:PREPARE c FROM \'COMMIT\'', 'sql:EXECUTE c', 'sql:DEALLOCATE PREPARE c']]])(
+  it.fails.each([[['sql:EXECUTE IMMEDIATE \'COMMIT\'']], [['sql:PREPARE c FROM \'COMMIT\'', 'sql:EXECUTE c', 'sql:DEALLOCATE PREPARE c']]])(
     '%j, then rollbackTransaction(): the committed insert is recorded once',
     async (commit) => {
       const { requestId } = await request(['start', 'save:a', ...commit, 'try-rollback']);
