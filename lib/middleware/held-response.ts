@@ -69,6 +69,8 @@ export const RESET_AFTER_BYTES_MS = 100;
 
 /** Longest a reset waits for the bytes queued on the connection to go out (a client that does not read). */
 export const RESET_DRAIN_MS = 1_000;
+/** How often the bytes still queued on a connection to be reset are looked at. */
+const RESET_POLL_MS = 10;
 
 /** Bytes held back now by every response's {@link holdResponse} (bodies that end with the connection). */
 let closeDelimitedHeld = 0;
@@ -290,8 +292,16 @@ function resetOnceRead(response: NodeResponse, error: Error, lastOut: number): v
   if (!socket || socket.destroyed) return reset();
   // A client gone meanwhile: nothing to wait for.
   socket.once?.('close', reset);
-  if ((socket.writableLength ?? 0) > 0 && socket.once) socket.once('drain', () => afterBytes(Date.now()));
-  else afterBytes(lastOut);
+  // Bytes still queued: looked at every few milliseconds ('drain' comes only after a write
+  // that filled the buffer), and counted from when they went out.
+  const pending = (): boolean => (socket.writableLength ?? 0) > 0;
+  if (!pending()) return afterBytes(lastOut);
+  const whenSent = (): void => {
+    if (done) return;
+    if (pending()) wait = setTimeout(whenSent, RESET_POLL_MS);
+    else afterBytes(Date.now());
+  };
+  whenSent();
 }
 
 /**
