@@ -1,42 +1,20 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { CommitPointSteps, CommitPointStepsController, type StepsResult } from '../app/commit-point-steps.js';
-import { Order } from '../app/order.entity.js';
+import { describe, expect, it } from 'vitest';
+import type { TestApp } from '../app/create-test-app.js';
+import { CommitPointSteps } from '../app/commit-point-steps.js';
 import { expectRecordedOnce, storedNotes } from '../support/commit-point-contract.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { commitPointApp } from '../support/commit-point-app.js';
+import { databases } from '../support/test-database.js';
 
 // A `BEGIN` or `START TRANSACTION` the app sends by hand in an open transaction: MySQL and
 // MariaDB commit the open transaction and start a new one; PostgreSQL only warns (the
 // transaction goes on); SQLite refuses it (the transaction goes on).
 describe.each(databases())('BEGIN / START TRANSACTION sent by hand inside a TypeORM transaction on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let requestCount = 0;
+  let t!: TestApp;
   const mariadb = kind === 'mariadb';
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [CommitPointStepsController], providers: [CommitPointSteps] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
-  beforeEach(async () => {
-    await t.dataSource.getRepository(Order).clear();
-    await t.clearAudit();
+  const request = commitPointApp(kind, 'begin', (app) => {
+    t = app;
   });
 
-  const request = async (steps: string[]): Promise<StepsResult & { requestId: string }> => {
-    const requestId = `begin-${kind}-${++requestCount}`;
-    const response = await t.request('/commit-point-steps', {
-      method: 'POST',
-      json: { steps },
-      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-    });
-    expect(response.status).toBe(201);
-    return { ...((await response.json()) as StepsResult), requestId };
-  };
 
   const expectClaimedByRequest = async (requestId: string, committed: string[]) => {
     expect(await storedNotes(t.dataSource)).toEqual([...committed].sort());

@@ -1,42 +1,19 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { CommitPointSteps, CommitPointStepsController, type StepsResult } from '../app/commit-point-steps.js';
-import { Order } from '../app/order.entity.js';
+import { describe, expect, it } from 'vitest';
+import type { TestApp } from '../app/create-test-app.js';
+import { CommitPointSteps } from '../app/commit-point-steps.js';
 import { expectRecordedOnce, storedNotes } from '../support/commit-point-contract.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { commitPointApp } from '../support/commit-point-app.js';
+import { databases } from '../support/test-database.js';
 
 // `COMMIT AND CHAIN` commits the transaction and opens the next one at once (same
 // isolation level); `ROLLBACK AND CHAIN` rolls it back and does the same. PostgreSQL 12+,
 // MySQL and MariaDB have them; SQLite does not.
 describe.each(databases().filter((kind) => kind !== 'sqlite'))('COMMIT / ROLLBACK AND CHAIN sent by hand in a TypeORM transaction on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let requestCount = 0;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [CommitPointStepsController], providers: [CommitPointSteps] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
-  beforeEach(async () => {
-    await t.dataSource.getRepository(Order).clear();
-    await t.clearAudit();
+  let t!: TestApp;
+  const request = commitPointApp(kind, 'chain', (app) => {
+    t = app;
   });
 
-  /** Runs `steps` in a request of alice's; returns its request id and what the steps did. */
-  const request = async (steps: string[]): Promise<StepsResult & { requestId: string }> => {
-    const requestId = `chain-${kind}-${++requestCount}`;
-    const response = await t.request('/commit-point-steps', {
-      method: 'POST',
-      json: { steps },
-      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-    });
-    expect(response.status).toBe(201);
-    return { ...((await response.json()) as StepsResult), requestId };
-  };
 
   /** In a request: the committed inserts are claimed by its one intent event, alice's, and nothing else is recorded. */
   const expectClaimedByRequest = async (requestId: string, committed: string[]) => {

@@ -1,42 +1,19 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { CommitPointSteps, CommitPointStepsController, type StepsResult } from '../app/commit-point-steps.js';
-import { Order } from '../app/order.entity.js';
+import { describe, expect, it } from 'vitest';
+import type { TestApp } from '../app/create-test-app.js';
+import { CommitPointSteps } from '../app/commit-point-steps.js';
 import { expectRecordedOnce, storedNotes } from '../support/commit-point-contract.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { commitPointApp } from '../support/commit-point-app.js';
+import { databases } from '../support/test-database.js';
 
 // A savepoint the app set with raw SQL and never released is still set when the app
 // ends the transaction by hand: the commit point commits it with the transaction.
 describe.each(databases())('a commit point sent by hand while a raw savepoint is still set, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let requestCount = 0;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [CommitPointStepsController], providers: [CommitPointSteps] });
+  let t!: TestApp;
+  const request = commitPointApp(kind, 'open-savepoint', async (app) => {
+    t = app;
     if (kind === 'mariadb') await t.dataSource.query('CREATE TABLE staging (id int PRIMARY KEY)');
   });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
-  beforeEach(async () => {
-    await t.dataSource.getRepository(Order).clear();
-    await t.clearAudit();
-  });
 
-  const request = async (steps: string[]): Promise<StepsResult & { requestId: string; status: number }> => {
-    const requestId = `open-savepoint-${kind}-${++requestCount}`;
-    const response = await t.request('/commit-point-steps', {
-      method: 'POST',
-      json: { steps },
-      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-    });
-    const body = (await response.json()) as StepsResult & { message?: string };
-    expect([response.status, body.message]).toEqual([201, undefined]);
-    return { ...body, requestId, status: response.status };
-  };
 
   const expectClaimedByRequest = async (requestId: string, committed: string[]) => {
     expect(await storedNotes(t.dataSource)).toEqual([...committed].sort());

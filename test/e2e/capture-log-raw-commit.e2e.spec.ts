@@ -1,31 +1,19 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { AuditLogEntity } from '../../lib/index.js';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { CommitPointSteps, CommitPointStepsController, type StepsResult } from '../app/commit-point-steps.js';
-import { Order } from '../app/order.entity.js';
+import type { TestApp } from '../app/create-test-app.js';
+import { CommitPointSteps } from '../app/commit-point-steps.js';
 import { expectRecordedOnce, storedNotes } from '../support/commit-point-contract.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { commitPointApp } from '../support/commit-point-app.js';
+import { databases } from '../support/test-database.js';
 
 // `log(input, { manager })` in a transaction of a query runner: outside a unit of work the
 // event is written in that transaction when it commits and rolls back with it — also when
 // the app ends it by hand; inside one it is the unit's event, stored when the unit ends.
 describe.each(databases())('log() in a transaction the app ends by hand, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let requestCount = 0;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [CommitPointStepsController], providers: [CommitPointSteps] });
+  let t!: TestApp;
+  const request = commitPointApp(kind, 'log-raw', async (app) => {
+    t = app;
     if (kind === 'mariadb') await t.dataSource.query('CREATE TABLE staging (id int PRIMARY KEY)');
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
-  beforeEach(async () => {
-    await t.dataSource.getRepository(Order).clear();
-    await t.clearAudit();
   });
 
   const outside = (steps: string[]) => t.app.get(CommitPointSteps).run(steps);
@@ -90,17 +78,6 @@ describe.each(databases())('log() in a transaction the app ends by hand, on %s',
   });
 
   describe('in a request', () => {
-    const request = async (steps: string[]): Promise<StepsResult & { requestId: string }> => {
-      const requestId = `log-raw-${kind}-${++requestCount}`;
-      const response = await t.request('/commit-point-steps', {
-        method: 'POST',
-        json: { steps },
-        headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-      });
-      expect(response.status).toBe(201);
-      return { ...((await response.json()) as StepsResult), requestId };
-    };
-
     it('a raw COMMIT: the event is the request’s, alice’s, and the insert is recorded once', async () => {
       const { requestId, ids } = await request(['start', 'save:a', 'log:a', 'sql:COMMIT', 'try-commit']);
       const rows = await settledRows(['a']);

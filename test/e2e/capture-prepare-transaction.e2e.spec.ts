@@ -1,47 +1,27 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { CommitPointSteps, CommitPointStepsController, type StepsResult } from '../app/commit-point-steps.js';
-import { Order } from '../app/order.entity.js';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { TestApp } from '../app/create-test-app.js';
+import { CommitPointSteps } from '../app/commit-point-steps.js';
 import { expectRecordedOnce, storedNotes } from '../support/commit-point-contract.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
+import { commitPointApp } from '../support/commit-point-app.js';
+import { databases } from '../support/test-database.js';
 
 // PostgreSQL's `PREPARE TRANSACTION 'id'` ends the session's transaction: prepared for a
 // later `COMMIT PREPARED`, or — when it fails for any reason, as it does on a server with
 // `max_prepared_transactions = 0` (the default) — rolled back. Either way the session is
 // then in no transaction: TypeORM's later COMMIT only warns.
 describe.each(databases().filter((kind) => kind === 'postgres'))('PREPARE TRANSACTION sent by hand in a TypeORM transaction on %s', (kind) => {
-  let db: TestDatabase;
-  let t: TestApp;
-  let requestCount = 0;
+  let t!: TestApp;
   let disabled = false;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await createTestApp({ db, adapter: 'express', controllers: [CommitPointStepsController], providers: [CommitPointSteps] });
+  const request = commitPointApp(kind, 'prepare', async (app) => {
+    t = app;
     const [setting] = (await t.dataSource.query('SHOW max_prepared_transactions')) as Array<{ max_prepared_transactions: string }>;
     disabled = setting?.max_prepared_transactions === '0';
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
   });
   beforeEach(async ({ skip }) => {
     // A server that prepares transactions would keep them (and their locks) past the test.
     if (!disabled) skip();
-    await t.dataSource.getRepository(Order).clear();
-    await t.clearAudit();
   });
 
-  const request = async (steps: string[]): Promise<StepsResult & { requestId: string }> => {
-    const requestId = `prepare-${++requestCount}`;
-    const response = await t.request('/commit-point-steps', {
-      method: 'POST',
-      json: { steps },
-      headers: { authorization: 'Bearer alice-token', 'x-request-id': requestId },
-    });
-    expect(response.status).toBe(201);
-    return { ...((await response.json()) as StepsResult), requestId };
-  };
   const refused = (failed: string[]) => expect(failed).toEqual([expect.stringContaining('prepared transactions are disabled')]);
 
   it('refused, then commitTransaction(): the server rolled the transaction back, and its insert is in no record', async () => {
