@@ -6,7 +6,8 @@ import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { getDataSourceToken, TypeOrmModule } from '@nestjs/typeorm';
 import { Column, Entity, PrimaryGeneratedColumn, type DataSource, type DataSourceOptions } from 'typeorm';
 import { AuditEntities, AuditJournalEntity, AuditLogEntity, AuditMigrations, AuditModule, AuditService, type AuditModuleOptions } from '../../lib/index.js';
-import type { TestDatabase } from '../support/test-database.js';
+import { afterAll, beforeAll } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 /** What the scenarios write: one small table. */
 @Entity('ctr_item')
@@ -131,6 +132,24 @@ export async function startContractApp(options: ContractAppOptions): Promise<Con
     },
     close: () => app.close(),
   };
+}
+
+/**
+ * For the enclosing `describe`: a database of `kind` of its own with the app on it, started
+ * before its tests (`started` is given the app) and closed, the database dropped, after them.
+ */
+export function contractAppFor(kind: TestDatabase['kind'], options: Omit<ContractAppOptions, 'db'>, started: (app: ContractApp) => void): void {
+  let db: TestDatabase | undefined;
+  let app: ContractApp | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase(kind);
+    app = await startContractApp({ ...options, db });
+    started(app);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await db?.drop();
+  });
 }
 
 /** The changes of `rows` touching `entity`, each with the event that holds it. */

@@ -1,10 +1,10 @@
 import { Body, Controller, Patch, Post } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { CtrLine, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { CtrLine, contractAppFor, type ContractApp } from './contract-app.js';
 
 // A multiple of five times maxChangesPerEvent (what a unit keeps in memory before the journal takes the rest).
 const ROWS = 20_000;
@@ -37,17 +37,8 @@ class BulkController {
 }
 
 describe.each(databases())('contract: a bulk import of %s rows is recorded in full, on %s'.replace('%s rows', `${ROWS} rows`), (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [BulkController] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [BulkController] }, (app) => (t = app));
 
   it('one @Audited import: 2xx, several parts of the same intent, every row once, no fallback', { timeout: 120_000 }, async () => {
     const response = await t.request('/ctr-bulk', { method: 'POST', json: { batch: 'b1', count: ROWS }, signal: AbortSignal.timeout(100_000) });

@@ -1,10 +1,10 @@
 import { Body, Controller, Post } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { CtrDoc, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { CtrDoc, contractAppFor, type ContractApp } from './contract-app.js';
 
 const MAX_EVENT_BYTES = 524_288;
 
@@ -55,17 +55,8 @@ class EventBytesController {
 }
 
 describe.each(databases())('contract: events bounded by maxEventBytes, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [EventBytesController], entities: [CtrWide] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [EventBytesController], entities: [CtrWide] }, (app) => (t = app));
 
   it.each([
     ['ASCII', 'a', 60_000, 12],

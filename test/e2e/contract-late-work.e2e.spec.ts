@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { Body, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited, AuditService } from '../../lib/index.js';
 import { polled } from '../support/within.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
 
 @Injectable()
 class HeaderUserGuard implements CanActivate {
@@ -55,17 +55,8 @@ class LateWorkController {
 }
 
 describe.each(databases())('contract: work a request leaves running after its response, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [LateWorkController], providers: [Stamper, HeaderUserGuard] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [LateWorkController], providers: [Stamper, HeaderUserGuard] }, (app) => (t = app));
 
   it('a timer’s write, log() and @Audited call are the system’s, with the request’s id in context.originRequestId — never the user’s', async () => {
     const requestId = randomUUID();

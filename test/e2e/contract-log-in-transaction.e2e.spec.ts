@@ -1,23 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { describe, expect, it } from 'vitest';
+import { databases } from '../support/test-database.js';
+import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
 
 /**
  * `log()` outside any unit of work but inside `dataSource.transaction()`: written in that
  * transaction when it commits, claiming its target's changes there; rolled back with it.
  */
 describe.each(databases())('contract: log() in a transaction outside any unit of work, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, {}, (app) => (t = app));
 
   it('the transaction throws: no event at all, no row', async () => {
     const before = (await t.rows()).length;

@@ -1,10 +1,10 @@
 import { Body, ConflictException, Controller, Injectable, Post, Req, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited, AuditService } from '../../lib/index.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
 
 /** Signs the caller in from `x-user` (a stand-in for Passport). */
 @Injectable()
@@ -108,17 +108,8 @@ class NestedTransactionController {
 }
 
 describe.each(databases())('contract: a nested unit inside the request’s transaction, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [NestedTransactionController], providers: [NestedWriter, HeaderUserGuard] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [NestedTransactionController], providers: [NestedWriter, HeaderUserGuard] }, (app) => (t = app));
 
   const named = async (tag: string) => {
     const rows = await t.rows();

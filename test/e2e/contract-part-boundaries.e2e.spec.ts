@@ -1,10 +1,10 @@
 import { Body, Controller, Post } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { CtrLine, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { CtrLine, contractAppFor, type ContractApp } from './contract-app.js';
 
 const PER_EVENT = 10;
 
@@ -28,17 +28,8 @@ class PartsController {
 }
 
 describe.each(databases())(`contract: the parts of a large unit at the bounds (maxChangesPerEvent ${PER_EVENT}), on %s`, (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [PartsController], audit: { maxChangesPerEvent: PER_EVENT } });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [PartsController], audit: { maxChangesPerEvent: PER_EVENT } }, (app) => (t = app));
 
   // 50 is what a unit keeps in memory (five times maxChangesPerEvent); past it the journal holds the rest.
   it.each([

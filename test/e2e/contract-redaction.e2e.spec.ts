@@ -1,11 +1,11 @@
 import { Body, Controller, Post } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited, AuditJournalEntity, AuditService } from '../../lib/index.js';
 import { polled } from '../support/within.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { changesOf, contractAppFor, type ContractApp } from './contract-app.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const SECRET = 'hunter2-s3cr3t';
@@ -49,17 +49,8 @@ class RedactionController {
 }
 
 describe.each(databases())('contract: secrets are masked everywhere before anything is written, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [RedactionController], entities: [CtrAccount], audit: { recordBody: true } });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [RedactionController], entities: [CtrAccount], audit: { recordBody: true } }, (app) => (t = app));
 
   it('the journal row in flight, the event’s changes, its context, its recorded body: no secret in clear', { timeout: 20_000 }, async () => {
     const pending = t.request('/ctr-redact', { method: 'POST', json: { email: 'a@example.com', password: SECRET, hold: 1500 } });

@@ -1,25 +1,11 @@
-import {
-  Catch,
-  Controller,
-  ForbiddenException,
-  Get,
-  Injectable,
-  Param,
-  ParseIntPipe,
-  Post,
-  UseGuards,
-  type ArgumentsHost,
-  type CanActivate,
-  type ExceptionFilter,
-  type ExecutionContext,
-} from '@nestjs/common';
+import { Catch, Controller, ForbiddenException, Get, Injectable, Param, ParseIntPipe, Post, UseGuards, type ArgumentsHost, type CanActivate, type ExceptionFilter, type ExecutionContext } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, EntityNotFoundError } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
 
 const LONG_DENIAL = `Denied: ${'d'.repeat(600)}`;
 
@@ -72,17 +58,8 @@ class RequestDataController {
 }
 
 describe.each(databases())('contract: request data, denials and mapped errors, on %s', (kind) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, controllers: [RequestDataController], providers: [CountingDenyGuard, { provide: APP_FILTER, useClass: NotFoundFilter }] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { controllers: [RequestDataController], providers: [CountingDenyGuard, { provide: APP_FILTER, useClass: NotFoundFilter }] }, (app) => (t = app));
 
   const last = async (action: string) => (await t.rows()).filter((row) => row.action === action).at(-1)!;
 

@@ -3,11 +3,11 @@ import { Body, Controller, Get, Post, Res, Sse, StreamableFile, type MessageEven
 import { InjectDataSource } from '@nestjs/typeorm';
 import { interval, map, take, type Observable } from 'rxjs';
 import { DataSource } from 'typeorm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { polled } from '../support/within.js';
-import { createTestDatabase, databases, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { databases } from '../support/test-database.js';
+import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -92,17 +92,8 @@ class ResponsesController {
 const ADAPTERS = ['express', 'fastify'] as const;
 
 describe.each(databases().flatMap((kind) => ADAPTERS.map((adapter) => [kind, adapter] as const)))('contract: every way a response ends, on %s over %s', (kind, adapter) => {
-  let db: TestDatabase;
-  let t: ContractApp;
-
-  beforeAll(async () => {
-    db = await createTestDatabase(kind);
-    t = await startContractApp({ db, adapter, controllers: [ResponsesController] });
-  });
-  afterAll(async () => {
-    await t?.close();
-    await db?.drop();
-  });
+  let t!: ContractApp;
+  contractAppFor(kind, { adapter, controllers: [ResponsesController] }, (app) => (t = app));
 
   const eventsOf = async (action: string) => (await t.rows()).filter((row) => row.action === action);
 
