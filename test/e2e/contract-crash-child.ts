@@ -2,25 +2,15 @@
 // test/e2e/contract-crash-child.ts`, given the database in CTR_DB (JSON of
 // { kind, options }). Prints "READY <url>" once it listens; its handlers commit a write,
 // then hang until the process is killed.
-import { Body, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, Controller, Post, UseGuards } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { Audited } from '../../lib/index.js';
 import type { TestDatabase } from '../support/test-database.js';
-import { CtrItem, CtrLine, startContractApp } from './contract-app.js';
+import { CtrItem, CtrLine, startContractApp, HeaderUserGuard } from './contract-app.js';
 
 const HANG_MS = 120_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-@Injectable()
-class HeaderUserGuard implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
-    const id = request.headers['x-user'];
-    if (id) request.user = { id, email: `${id}@example.com` };
-    return true;
-  }
-}
 
 @Controller('ctr-crash')
 @UseGuards(HeaderUserGuard)

@@ -1,22 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, Controller, Injectable, Post, UseGuards } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { describe, expect, it } from 'vitest';
 import { Audited, AuditService } from '../../lib/index.js';
 import { polled } from '../support/within.js';
 import { databases } from '../support/test-database.js';
-import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
-
-@Injectable()
-class HeaderUserGuard implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
-    const id = request.headers['x-user'];
-    if (id) request.user = { id, email: `${id}@example.com` };
-    return true;
-  }
-}
+import { changesOf, CtrItem, contractAppFor, type ContractApp, HeaderUserGuard } from './contract-app.js';
 
 @Injectable()
 class Stamper {

@@ -1,21 +1,10 @@
-import { Body, ConflictException, Controller, Injectable, Post, Req, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, ConflictException, Controller, Injectable, Post, Req, UseGuards } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource, type EntityManager } from 'typeorm';
 import { describe, expect, it } from 'vitest';
 import { Audited, AuditService } from '../../lib/index.js';
 import { databases } from '../support/test-database.js';
-import { changesOf, CtrItem, contractAppFor, type ContractApp } from './contract-app.js';
-
-/** Signs the caller in from `x-user` (a stand-in for Passport). */
-@Injectable()
-class HeaderUserGuard implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
-    const id = request.headers['x-user'];
-    if (id) request.user = { id, email: `${id}@example.com` };
-    return true;
-  }
-}
+import { changesOf, CtrItem, contractAppFor, type ContractApp, HeaderUserGuard } from './contract-app.js';
 
 /** A provider method audited under an action of its own. */
 @Injectable()

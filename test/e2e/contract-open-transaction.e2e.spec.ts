@@ -1,24 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, Injectable, Post, UseGuards, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Body, Controller, Post, UseGuards } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Audited } from '../../lib/index.js';
 import { polled } from '../support/within.js';
 import { createTestDatabase, databases, sharedDatabase, type TestDatabase } from '../support/test-database.js';
-import { changesOf, CtrItem, startContractApp, type ContractApp } from './contract-app.js';
+import { changesOf, CtrItem, startContractApp, type ContractApp, HeaderUserGuard } from './contract-app.js';
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-@Injectable()
-class HeaderUserGuard implements CanActivate {
-  canActivate(context: ExecutionContext): boolean {
-    const request = context.switchToHttp().getRequest<{ headers: Record<string, string | undefined>; user?: unknown }>();
-    const id = request.headers['x-user'];
-    if (id) request.user = { id, email: `${id}@example.com` };
-    return true;
-  }
-}
 
 @Controller('ctr-open')
 @UseGuards(HeaderUserGuard)
