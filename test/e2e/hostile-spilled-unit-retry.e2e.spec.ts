@@ -75,4 +75,58 @@ describe.each(databases())('a spilled unit whose storing fails, on %s', (kind) =
     expect.soft(firsts.size, 'one handler event, in parts').toBe(1);
     expect.soft(parts.map((row) => row.id)).toContain([...firsts][0]);
   });
+
+  // A unit whose changes number an exact multiple of five times maxChangesPerEvent (all its
+  // parts built from the journal) and whose storing fails — from the start, or after some of
+  // its parts were stored: once storage is back, each part reaches `audit_log` once.
+  const expectStoredOnce = async (requestId: string, lines: number) => {
+    const journal = t.dataSource.getRepository(AuditJournalEntity);
+    for (let i = 0; i < 100 && (await journal.count()) > 0; i++) await sleep(100);
+    expect(await journal.count()).toBe(0);
+    await sleep(300);
+    const rows = (await t.rows()).filter((row) => row.requestId === requestId);
+    expect(rows.filter((row) => row.action === 'import.approved')).toHaveLength(1);
+    const changes = rows.flatMap((row) => row.changes ?? []).filter((change) => change.entity === 'ImportLine');
+    expect(new Set(changes.map((change) => change.id)).size).toBe(lines);
+    expect(changes).toHaveLength(lines);
+    const parts = rows.filter((row) => row.action === 'lines.imported');
+    expect(parts.map((row) => (row.changes ?? []).length)).toEqual(parts.map(() => 10));
+    expect(parts).toHaveLength(lines / 10);
+    const info = parts.map((row) => row.context?.['part'] as { index: number; count: number; first: string });
+    expect(info.map((part) => part.index).sort((a, b) => a - b)).toEqual(Array.from({ length: parts.length }, (_, n) => n + 1));
+    const first = parts[info.findIndex((part) => part.index === 1)]!;
+    for (const part of info) expect(part).toMatchObject({ count: parts.length, first: first.id });
+  };
+
+  it.each([50, 100])('%i lines, audit_log away during the request: every part once storage is back', async (lines) => {
+    const batch = `exact-away-${kind}-${lines}`;
+    const requestId = `exact-away-${kind}-${lines}`;
+    await moveAuditLog(t.dataSource, db, true);
+    let status: number;
+    try {
+      const response = await t.request('/hostile/import', { method: 'POST', json: { batch, count: lines }, headers: { 'x-request-id': requestId } });
+      status = response.status;
+    } finally {
+      await moveAuditLog(t.dataSource, db, false);
+    }
+    expect(status).toBe(500);
+    await expectStoredOnce(requestId, lines);
+  });
+
+  it.runIf(kind === 'sqlite').each([50, 100])('%i lines, the store refused from part 3 on (a trigger), then allowed: every part once', async (lines) => {
+    const batch = `exact-part3-${kind}-${lines}`;
+    const requestId = `exact-part3-${kind}-${lines}`;
+    await t.dataSource.query(
+      `CREATE TRIGGER refuse_part3 BEFORE INSERT ON audit_log WHEN NEW.context LIKE '%"index":3,%' BEGIN SELECT RAISE(ABORT, 'part 3 refused'); END`,
+    );
+    let status: number;
+    try {
+      const response = await t.request('/hostile/import', { method: 'POST', json: { batch, count: lines }, headers: { 'x-request-id': requestId } });
+      status = response.status;
+    } finally {
+      await t.dataSource.query('DROP TRIGGER refuse_part3');
+    }
+    expect(status).toBe(500);
+    await expectStoredOnce(requestId, lines);
+  });
 });
