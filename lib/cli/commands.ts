@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { DataSource } from 'typeorm';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
 import { verifierKey } from '../integrity/checkpoint-note.js';
-import { inclusionProofOf, latestCheckpoint } from '../integrity/integrity-proofs.js';
+import { inclusionProofOf, latestCheckpoint } from '../integrity/stored-proofs.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { bindUtcDates } from '../storage/utc-date.transformer.js';
 import { DatabaseLogSource, withUnsequencedProblems } from '../integrity/database-log-source.js';

@@ -3,9 +3,9 @@ import { Logger } from '@nestjs/common';
 import type { AuditActor } from '../interfaces/audit-event.interface.js';
 import type { AuditPseudonymKey, AuditPseudonymKeyFunction } from '../interfaces/audit-module-options.interface.js';
 import { bound, storedId } from './json-safe.js';
+import { PSEUDONYM_PREFIX } from './pseudonym-prefix.js';
 
-/** What a stored pseudonymous actor id starts with: `hmac:` + base64url(HMAC-SHA-256). */
-export const PSEUDONYM_PREFIX = 'hmac:';
+export { PSEUDONYM_PREFIX };
 
 /** The smallest pseudonymisation key accepted, in bytes. */
 export const MIN_PSEUDONYM_KEY_BYTES = 32;

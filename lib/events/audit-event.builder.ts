@@ -15,14 +15,12 @@ import type {
 import type { ResolvedAuditOptions } from '../options/audit-options.js';
 import { AuditLogEntity } from '../storage/audit-log.entity.js';
 import { actorForStorage } from './actor-pseudonyms.js';
+import { lowerCamel } from './audit-action.js';
 import { bound, MAX_JSON_KEY, MAX_JSON_STRING, storedId, toJsonSafe } from './json-safe.js';
 import { REDACTED } from './redaction.js';
 import { uuidv7 } from './uuid-v7.js';
 
 const OPERATION_VERBS = { insert: 'created', update: 'updated', delete: 'deleted' } as const;
-
-/** `OrderItem` → `orderItem`. */
-export const lowerCamel = (name: string): string => name.charAt(0).toLowerCase() + name.slice(1);
 
 /**
  * The fallback action of a change: `<entity>.created|updated|deleted`. A soft delete

@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import { AUDIT_DATA_SOURCE, AUDIT_RESOLVED_OPTIONS } from '../audit.constants.js';
 import { AuditEventBuilder } from '../events/audit-event.builder.js';
 import { AuditIntegrityError } from '../exceptions/audit-integrity.error.js';
-import { inclusionProofOf, latestCheckpoint } from '../integrity/integrity-proofs.js';
+import { inclusionProofOf, latestCheckpoint } from '../integrity/stored-proofs.js';
 import { checkInclusion } from '../integrity/proofs.js';
 import type { AuditEvent } from '../interfaces/audit-event.interface.js';
 import type { AuditCheckpoint, AuditInclusionProof, AuditProofResult } from '../interfaces/audit-integrity.interface.js';

@@ -1,6 +1,7 @@
 import type { DataSource, SelectQueryBuilder } from 'typeorm';
-import { PSEUDONYM_PREFIX, type ActorPseudonymizer } from '../events/actor-pseudonyms.js';
-import { lowerCamel } from '../events/audit-event.builder.js';
+import type { ActorPseudonymizer } from '../events/actor-pseudonyms.js';
+import { lowerCamel } from '../events/audit-action.js';
+import { PSEUDONYM_PREFIX } from '../events/pseudonym-prefix.js';
 import { entityOfType } from '../events/audit-target.js';
 import { InvalidAuditQueryError } from '../exceptions/invalid-audit-query.error.js';
 import type { AuditKind, AuditOutcome, AuditTarget } from '../interfaces/audit-event.interface.js';
