@@ -19,7 +19,7 @@ import {
   type AuditIntegrityProblem,
 } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
+import { cli, cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { independentVerifierKey, scenarioDatabase } from '../support/integrity-scenario.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 
@@ -86,7 +86,8 @@ describe.each(databases())('scenario: deeper tampering on %s', (kind) => {
   async function both(checkpoints = false): Promise<{ api: string[]; cli: string[]; code: number | null; problems: AuditIntegrityProblem[] }> {
     const anchored = checkpoints ? await readCheckpointsFile(anchorFile) : undefined;
     const result = await t.audit.verify(anchored ? { checkpoints: anchored } : {});
-    const run = await cliProcess('verify', ...url, '--public-key', VKEY, ...(checkpoints ? ['--checkpoints', anchorFile] : []));
+    // The command line's main(), in this process (the prove tests below run it as `npx` does).
+    const run = await cli('verify', ...url, '--public-key', VKEY, ...(checkpoints ? ['--checkpoints', anchorFile] : []));
     return { api: problemBriefs(result.problems), cli: cliProblemBriefs(run.stdout), code: run.code, problems: result.problems };
   }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { AuditLogEntity, fileAnchor, readCheckpointsFile, verifyConsistency, verifyInclusion, type AuditCheckpoint } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
+import { cli, cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { independentVerifierKey, scenarioDatabase, type ScenarioDatabase } from '../support/integrity-scenario.js';
 import { databases } from '../support/test-database.js';
 
@@ -52,15 +52,16 @@ describe.each(databases())('scenario: unusual but legal inputs on %s', (kind) =>
     const result = await app.audit.verify();
     expect(problemBriefs(result.problems), JSON.stringify(result.problems)).toEqual([]);
     expect(result).toMatchObject({ ok: true, treeSize: size });
-    const run = await cliProcess('verify', ...sdb.url, '--public-key', VKEY);
+    // The command line's main(), in this process (the key-name and prove tests run it as `npx` does).
+    const run = await cli('verify', ...sdb.url, '--public-key', VKEY);
     expect(run.code, run.stdout + run.stderr).toBe(0);
     const exported = join(dir, `intS-${randomUUID()}.jsonl`);
-    const out = await cliProcess('export', ...sdb.url, '--out', exported);
+    const out = await cli('export', ...sdb.url, '--out', exported);
     expect(out.code, out.stderr).toBe(0);
     const checkpoints = join(dir, `intS-${randomUUID()}.txt`);
-    const cps = await cliProcess('checkpoints', ...sdb.url, '--out', checkpoints);
+    const cps = await cli('checkpoints', ...sdb.url, '--out', checkpoints);
     expect(cps.code, cps.stderr).toBe(0);
-    const fromExport = await cliProcess('verify', '--events', exported, '--checkpoints', checkpoints, '--public-key', VKEY);
+    const fromExport = await cli('verify', '--events', exported, '--checkpoints', checkpoints, '--public-key', VKEY);
     expect(fromExport.code, fromExport.stdout + fromExport.stderr).toBe(0);
   }
 

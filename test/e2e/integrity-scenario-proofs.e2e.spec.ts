@@ -19,7 +19,7 @@ import {
 } from '../../lib/index.js';
 import { InvalidNoteKeyError } from '../../lib/exceptions/invalid-note-key.error.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cliProblemBriefs, cliProcess, problemBriefs } from '../support/integrity.js';
+import { cli, cliProblemBriefs, cliProcess, problemBriefs } from '../support/integrity.js';
 import { independentVerifierKey, scenarioDatabase, type ScenarioDatabase } from '../support/integrity-scenario.js';
 import { databases } from '../support/test-database.js';
 
@@ -143,11 +143,11 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     writeFileSync(proofFile, JSON.stringify(proof));
     // The copy is an export, edited.
     const exported = join(dir, `intS-${randomUUID()}.jsonl`);
-    expect((await cliProcess('export', ...sdb.url, '--out', exported)).code).toBe(0);
-    const good = await cliProcess('verify-proof', proofFile, '--public-key', key.vkey, '--events', exported);
+    expect((await cli('export', ...sdb.url, '--out', exported)).code).toBe(0);
+    const good = await cli('verify-proof', proofFile, '--public-key', key.vkey, '--events', exported);
     expect(good.code, good.stdout + good.stderr).toBe(0);
     writeFileSync(exported, readFileSync(exported, 'utf8').replace('"reason":"payment 3"', '"reason":"payment 4"'));
-    const changed = await cliProcess('verify-proof', proofFile, '--public-key', key.vkey, '--events', exported);
+    const changed = await cli('verify-proof', proofFile, '--public-key', key.vkey, '--events', exported);
     expect(changed.code, changed.stdout + changed.stderr).toBe(1);
   });
 
@@ -283,7 +283,7 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     const result = await app.audit.verify();
     expect(problemBriefs(result.problems)).toEqual([]);
     expect(result).toMatchObject({ ok: true, treeSize: 100 });
-    const run = await cliProcess('verify', ...sdb.url, '--public-key', key.vkey);
+    const run = await cli('verify', ...sdb.url, '--public-key', key.vkey);
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
 
@@ -308,7 +308,7 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     expect(late.treeSize).toBe(11);
     expect(verifyInclusion(late, key.vkey)).toBe(true);
     expect((await t.audit.verify()).ok).toBe(true);
-    const run = await cliProcess('verify', ...sdb.url, '--public-key', key.vkeyFile);
+    const run = await cli('verify', ...sdb.url, '--public-key', key.vkeyFile);
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
 
@@ -326,19 +326,19 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     const rotated = await t.audit.checkpoint();
     expect(rotated.treeSize).toBe(9);
     expect((await t.audit.verify()).ok).toBe(true);
-    const both = await cliProcess('verify', ...sdb.url, '--public-key', key.vkey, '--public-key', next.vkeyFile);
+    const both = await cli('verify', ...sdb.url, '--public-key', key.vkey, '--public-key', next.vkeyFile);
     expect(both.code, both.stdout + both.stderr).toBe(0);
     const pemFile = join(dir, `intS-${randomUUID()}.pem`);
     writeFileSync(pemFile, key.publicPem);
-    const mixed = await cliProcess('verify', ...sdb.url, '--public-key', pemFile, '--public-key', next.vkey);
+    const mixed = await cli('verify', ...sdb.url, '--public-key', pemFile, '--public-key', next.vkey);
     expect(mixed.code, mixed.stdout + mixed.stderr).toBe(0);
-    const oldOnly = await cliProcess('verify', ...sdb.url, '--public-key', key.vkey);
+    const oldOnly = await cli('verify', ...sdb.url, '--public-key', key.vkey);
     expect(oldOnly.code).toBe(1);
     expect(cliProblemBriefs(oldOnly.stdout)).toEqual(['bad-signature seq=9 treeSize=9']);
-    const newOnly = await cliProcess('verify', ...sdb.url, '--public-key', next.vkey);
+    const newOnly = await cli('verify', ...sdb.url, '--public-key', next.vkey);
     expect(newOnly.code).toBe(1);
     expect(cliProblemBriefs(newOnly.stdout)).toEqual(['bad-signature seq=4 treeSize=4', 'bad-signature seq=6 treeSize=6']);
-    const keyless = await cliProcess('verify', ...sdb.url);
+    const keyless = await cli('verify', ...sdb.url);
     expect(keyless.code, keyless.stdout + keyless.stderr).toBe(0);
     expect(keyless.stdout).toMatch(/checkpoint signatures NOT checked \(no --public-key\)/);
     expect(keyless.stderr.length).toBeGreaterThan(0);
@@ -349,7 +349,7 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     expect(verifyInclusion(proof, [key.vkey, next.vkey])).toBe(true);
     const proofFile = join(dir, `intS-proof-${randomUUID()}.json`);
     writeFileSync(proofFile, JSON.stringify(proof));
-    const checked = await cliProcess('verify-proof', proofFile, '--public-key', key.vkey, '--public-key', next.vkey, ...sdb.url);
+    const checked = await cli('verify-proof', proofFile, '--public-key', key.vkey, '--public-key', next.vkey, ...sdb.url);
     expect(checked.code, checked.stdout + checked.stderr).toBe(0);
   });
 
@@ -374,11 +374,11 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     expect(verifyInclusion({ ...proof, leafHash: 'AAAA' }, key.vkey)).toBe(false);
     const rsaFile = join(dir, `intS-${randomUUID()}.pem`);
     writeFileSync(rsaFile, rsa.export({ type: 'spki', format: 'pem' }) as string);
-    const run = await cliProcess('verify', ...sdb.url, '--public-key', rsaFile);
+    const run = await cli('verify', ...sdb.url, '--public-key', rsaFile);
     expect(run.code, run.stdout + run.stderr).toBe(2);
     const malformed = join(dir, `intS-${randomUUID()}.json`);
     writeFileSync(malformed, JSON.stringify({ ...proof, path: 'nope' }));
-    const bad = await cliProcess('verify-proof', malformed, '--public-key', key.vkey);
+    const bad = await cli('verify-proof', malformed, '--public-key', key.vkey);
     expect(bad.code, bad.stdout + bad.stderr).toBe(2);
   });
 
@@ -394,7 +394,7 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     await write(t, 3, 3);
     expect((await t.audit.checkpoint()).treeSize).toBe(3);
     expect(problemBriefs((await t.audit.verify()).problems)).toEqual([]);
-    const run = await cliProcess('verify', ...sdb.url, '--public-key', key.vkey, '--public-key', independentVerifierKey(ORIGIN, next));
+    const run = await cli('verify', ...sdb.url, '--public-key', key.vkey, '--public-key', independentVerifierKey(ORIGIN, next));
     expect(run.code, run.stdout + run.stderr).toBe(0);
   });
 
@@ -408,7 +408,7 @@ describe.each(databases())('scenario: proofs, keys and checkpoints on %s', (kind
     const q = (name: string) => t!.dataSource.driver.escape(name);
     const log = t.dataSource.getMetadata(AuditLogEntity).tablePath.split('.').map(q).join('.');
     await t.dataSource.query(`UPDATE ${log} SET ${q('reason')} = 'x' WHERE ${q('seq')} = 2`);
-    const keyless = await cliProcess('verify', ...sdb.url);
+    const keyless = await cli('verify', ...sdb.url);
     expect(keyless.code, keyless.stdout + keyless.stderr).toBe(1);
     expect(cliProblemBriefs(keyless.stdout)).toEqual(['modified seq=2']);
     expect(keyless.stdout).toMatch(/NOT checked/);

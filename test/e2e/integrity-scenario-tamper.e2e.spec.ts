@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditCheckpointEntity, AuditLogEntity, AuditTreeEntity, fileAnchor, readCheckpointsFile, type AuditIntegrityProblem } from '../../lib/index.js';
 import { createTestApp, type TestApp } from '../app/create-test-app.js';
-import { cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
+import { cli, cliProblemBriefs, cliProcess, dropAppendOnlyGuards, problemBriefs } from '../support/integrity.js';
 import { checkpointBody, independentVerifierKey, scenarioDatabase, signNoteIndependently } from '../support/integrity-scenario.js';
 import { databases, type TestDatabase } from '../support/test-database.js';
 
@@ -68,7 +68,8 @@ describe.each(databases())('scenario: an administrator tampers with the audit ta
     expect(problemBriefs(result.problems), JSON.stringify(result.problems, null, 1)).toEqual(expected);
     expect(result.ok).toBe(expected.length === 0);
     if (extra.ids) expect(result.problems.map((problem) => problem.id)).toEqual(extra.ids);
-    const run = await cliProcess('verify', ...url, '--public-key', VKEY, ...(extra.anchored ? ['--checkpoints', anchorFile] : []));
+    // The command line's main(), in this process; the test of the untouched trail also runs it as `npx` does.
+    const run = await cli('verify', ...url, '--public-key', VKEY, ...(extra.anchored ? ['--checkpoints', anchorFile] : []));
     expect(run.code, run.stdout + run.stderr).toBe(expected.length === 0 ? 0 : 1);
     expect(cliProblemBriefs(run.stdout), run.stdout).toEqual(expected);
     if (extra.ids) {
@@ -80,6 +81,8 @@ describe.each(databases())('scenario: an administrator tampers with the audit ta
 
   it('untouched, the trail verifies through the API and the CLI', async () => {
     await expectProblems([]);
+    const run = await cliProcess('verify', ...url, '--public-key', VKEY, '--checkpoints', anchorFile);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
   });
 
   describe('with the append-only triggers dropped', () => {
@@ -187,14 +190,14 @@ describe.each(databases())('scenario: an administrator tampers with the audit ta
 
     it('5c. an export one line short of the anchored checkpoints: truncated, by the CLI', async () => {
       const exported = join(dir, `intS-${randomUUID()}.jsonl`);
-      const run = await cliProcess('export', ...url, '--out', exported);
+      const run = await cli('export', ...url, '--out', exported);
       expect(run.code, run.stderr).toBe(0);
       const lines = readFileSync(exported, 'utf8').trimEnd().split('\n');
       expect(lines).toHaveLength(EVENTS);
-      const ok = await cliProcess('verify', '--events', exported, '--checkpoints', anchorFile, '--public-key', VKEY);
+      const ok = await cli('verify', '--events', exported, '--checkpoints', anchorFile, '--public-key', VKEY);
       expect(ok.code, ok.stdout + ok.stderr).toBe(0);
       writeFileSync(exported, lines.slice(0, -2).join('\n') + '\n');
-      const short = await cliProcess('verify', '--events', exported, '--checkpoints', anchorFile, '--public-key', VKEY);
+      const short = await cli('verify', '--events', exported, '--checkpoints', anchorFile, '--public-key', VKEY);
       expect(short.code, short.stdout + short.stderr).toBe(1);
       expect(cliProblemBriefs(short.stdout), short.stdout).toEqual(['truncated seq=9', 'truncated seq=10']);
     });
@@ -257,7 +260,7 @@ describe.each(databases())('scenario: an administrator tampers with the audit ta
       const note = signNoteIndependently(checkpointBody('intS.example.test/other', 7, root), ORIGIN, privateKey);
       const anchored = join(dir, `intS-other-${randomUUID()}.txt`);
       writeFileSync(anchored, `${readFileSync(anchorFile, 'utf8')}${note}\n`);
-      const run = await cliProcess('verify', ...url, '--public-key', VKEY, '--checkpoints', anchored);
+      const run = await cli('verify', ...url, '--public-key', VKEY, '--checkpoints', anchored);
       expect(run.code, run.stdout + run.stderr).toBe(1);
       expect(cliProblemBriefs(run.stdout)).toEqual(['inconsistent seq=7 treeSize=7']);
     });

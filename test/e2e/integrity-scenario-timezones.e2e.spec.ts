@@ -16,6 +16,7 @@ const ORIGIN = 'intS.example.test/zones';
 const { privateKey } = generateKeyPairSync('ed25519');
 const VKEY = independentVerifierKey(ORIGIN, privateKey);
 const ZONES = ['UTC', 'Pacific/Chatham', 'America/St_Johns', 'Asia/Kolkata'];
+const ODD_ZONES = ['Pacific/Chatham', 'America/St_Johns'];
 
 describe.each(databases())('scenario: the application and the auditor in other time zones, on %s', (kind) => {
   let dir: string;
@@ -55,6 +56,8 @@ describe.each(databases())('scenario: the application and the auditor in other t
       const env = { TZ: cliZone };
       const run = await cliProcessWith({ env }, 'verify', ...sdb.url, '--public-key', VKEY);
       expect(run.code, `${cliZone}: ${run.stdout}${run.stderr}`).toBe(0);
+      // Proofs and exports in the zones of odd offsets (+12:45 and -3:30).
+      if (!ODD_ZONES.includes(cliZone)) continue;
       const checked = await cliProcessWith({ env }, 'verify-proof', proofFile, '--public-key', VKEY, ...sdb.url);
       expect(checked.code, `${cliZone}: ${checked.stdout}${checked.stderr}`).toBe(0);
       const exported = join(dir, `intS-${randomUUID()}.jsonl`);
