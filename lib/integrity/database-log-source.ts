@@ -46,14 +46,18 @@ export class DatabaseLogSource {
    * with its leaves). Events past that bound are read too, but only those that have no
    * leaf when read (not sequenced by the log); those the log sequences while the pages are
    * read are left for the next verification. With no tree rows and no checkpoints at all,
-   * every sequenced event is read.
+   * the bound is 0: every sequenced event is read that has no leaf when read (all of them,
+   * in a log emptied by hand), and none the log sequences while verify() reads.
    */
   async data(): Promise<AuditLogData> {
     return this.dataUpTo(await this.treeBound());
   }
 
   /** {@link data} for a bound read before with {@link treeBound}. */
-  dataUpTo(bound: number | undefined): AuditLogData {
+  dataUpTo(treeBound: number | undefined): AuditLogData {
+    // No tree yet is a tree of size 0, not "no bound": the integrator's first batch, committed
+    // between the reads of the events and of the leaves, would otherwise read as inserted events.
+    const bound = treeBound ?? 0;
     return {
       events: this.events(bound),
       leaves: this.leaves(bound),
